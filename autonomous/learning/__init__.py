@@ -1,0 +1,1 @@
+"""Learning subsystem: the knowledge graph of decisions (and, later, pattern analysis)."""

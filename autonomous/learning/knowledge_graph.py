@@ -1,0 +1,202 @@
+"""Knowledge graph of what the operator saw, decided, did and how it ended.
+
+A ``networkx.MultiDiGraph`` held in memory and written through to the store
+(``graph_nodes`` / ``graph_edges``), so it survives a kill. Node types used by the
+operator: ``observation``, ``anomaly``, ``error``, ``decision``, ``action``, ``outcome``,
+``resource``, ``generation``, ``mode``, plus whatever subsystems add. Edges point forward in
+causality (observation -led_to-> decision -chose-> action -resulted_in-> outcome) and to
+context (decision -under_generation-> generation, -under_mode-> mode, -about-> resource).
+
+"Why did ATLAS restart NEXUS?" is ``why(outcome_id)``: the causal chain walked backwards.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import networkx as nx
+
+from autonomous.core.clock import Clock, SystemClock, iso
+from autonomous.store import Store
+
+__all__ = ["KnowledgeGraph", "CAUSAL_RELATIONS"]
+
+CAUSAL_RELATIONS = ("led_to", "chose", "resulted_in", "caused", "triggered")
+
+
+@dataclass(frozen=True)
+class _Node:
+    id: str
+    type: str
+    label: str
+    ts: float
+    attrs: dict[str, Any]
+
+
+class KnowledgeGraph:
+    def __init__(self, store: Store, clock: Clock | None = None) -> None:
+        self.store = store
+        self.clock = clock or SystemClock()
+        self.g: nx.MultiDiGraph = nx.MultiDiGraph()
+        self._lock = threading.RLock()
+        self._load()
+
+    def _load(self) -> None:
+        for r in self.store.query("SELECT id, type, label, ts, attrs FROM graph_nodes"):
+            self.g.add_node(r["id"], type=r["type"], label=r["label"], ts=r["ts"],
+                            attrs=json.loads(r["attrs"]))
+        for r in self.store.query("SELECT src, dst, rel, ts, attrs FROM graph_edges"):
+            self.g.add_edge(r["src"], r["dst"], key=r["rel"], rel=r["rel"], ts=r["ts"],
+                            attrs=json.loads(r["attrs"]))
+
+    # -- writing -----------------------------------------------------------------------------
+    def add_entity(self, type_: str, label: str, *, id: str | None = None,
+                   attrs: dict[str, Any] | None = None, ts: float | None = None) -> str:
+        """Add (or update the attributes of) a node; returns its id."""
+        node_id = id or f"{type_}:{uuid.uuid4().hex[:12]}"
+        ts = self.clock.now() if ts is None else ts
+        attrs = dict(attrs or {})
+        with self._lock:
+            if node_id in self.g:
+                merged = {**self.g.nodes[node_id]["attrs"], **attrs}
+                self.g.nodes[node_id].update(label=label, attrs=merged)
+                self.store.execute("UPDATE graph_nodes SET label=?, attrs=? WHERE id=?",
+                                   (label, json.dumps(merged, default=str), node_id))
+                return node_id
+            self.g.add_node(node_id, type=type_, label=label, ts=ts, attrs=attrs)
+            self.store.execute("INSERT INTO graph_nodes VALUES (?, ?, ?, ?, ?)",
+                               (node_id, type_, label, ts, json.dumps(attrs, default=str)))
+        return node_id
+
+    def add_relation(self, src: str, rel: str, dst: str, *,
+                     attrs: dict[str, Any] | None = None) -> None:
+        ts = self.clock.now()
+        with self._lock:
+            for n in (src, dst):
+                if n not in self.g:
+                    raise KeyError(f"unknown graph node {n!r}; add it with add_entity first")
+            if self.g.has_edge(src, dst, key=rel):
+                return
+            self.g.add_edge(src, dst, key=rel, rel=rel, ts=ts, attrs=attrs or {})
+            self.store.execute("INSERT INTO graph_edges(src, dst, rel, ts, attrs) "
+                               "VALUES (?, ?, ?, ?, ?)",
+                               (src, dst, rel, ts, json.dumps(attrs or {}, default=str)))
+
+    def ensure(self, type_: str, name: str, attrs: dict[str, Any] | None = None) -> str:
+        """A named context node (resource, generation, mode, policy rule…) with a stable id."""
+        return self.add_entity(type_, name, id=f"{type_}:{name}", attrs=attrs)
+
+    def record_chain(self, steps: Iterable[tuple[str, str, dict[str, Any]]], *,
+                     context: dict[str, str] | None = None) -> list[str]:
+        """Record a causal chain ``[(type, label, attrs), ...]`` linked by causal relations.
+
+        Each step is linked to the next with the relation fitting their types, and the first
+        decision-like step is linked to every ``context`` node (``{"about": node_id, ...}``).
+        Returns the node ids in order.
+        """
+        ids: list[str] = []
+        with self._lock, self.store.transaction():
+            for type_, label, attrs in steps:
+                node = self.add_entity(type_, label, attrs=attrs)
+                if ids:
+                    self.add_relation(ids[-1], _relation(self.g.nodes[ids[-1]]["type"], type_),
+                                      node)
+                ids.append(node)
+            for rel, target in (context or {}).items():
+                for node in ids:
+                    self.add_relation(node, rel, target)
+        return ids
+
+    # -- reading -----------------------------------------------------------------------------
+    def node(self, node_id: str) -> dict[str, Any]:
+        with self._lock:
+            if node_id not in self.g:
+                raise KeyError(node_id)
+            d = self.g.nodes[node_id]
+            return {"id": node_id, "type": d["type"], "label": d["label"], "ts": iso(d["ts"]),
+                    "attrs": d["attrs"]}
+
+    def neighbours(self, node_id: str, *, direction: str = "both") -> list[dict[str, Any]]:
+        with self._lock:
+            if node_id not in self.g:
+                raise KeyError(node_id)
+            out: list[dict[str, Any]] = []
+            if direction in ("out", "both"):
+                out += [{"rel": k, "direction": "out", "node": self.node(v)}
+                        for _, v, k in self.g.out_edges(node_id, keys=True)]
+            if direction in ("in", "both"):
+                out += [{"rel": k, "direction": "in", "node": self.node(u)}
+                        for u, _, k in self.g.in_edges(node_id, keys=True)]
+            return out
+
+    def why(self, node_id: str) -> list[dict[str, Any]]:
+        """The causal chain ending at ``node_id``, oldest first, with each step's context."""
+        with self._lock:
+            if node_id not in self.g:
+                raise KeyError(node_id)
+            chain = [node_id]
+            current = node_id
+            while True:
+                causes = [u for u, _, k in self.g.in_edges(current, keys=True)
+                          if k in CAUSAL_RELATIONS and u not in chain]
+                if not causes:
+                    break
+                current = max(causes, key=lambda n: self.g.nodes[n]["ts"])
+                chain.append(current)
+            chain.reverse()
+            out = []
+            for n in chain:
+                item = self.node(n)
+                item["context"] = [{"rel": k, "node": self.node(v)}
+                                   for _, v, k in self.g.out_edges(n, keys=True)
+                                   if k not in CAUSAL_RELATIONS]
+                out.append(item)
+            return out
+
+    def find(self, *, type_: str | None = None, since: float | None = None,
+             until: float | None = None, label_contains: str | None = None,
+             limit: int = 100) -> list[dict[str, Any]]:
+        """Nodes filtered by type, time range and label text, newest first."""
+        with self._lock:
+            nodes = [(n, d) for n, d in self.g.nodes(data=True)
+                     if (type_ is None or d["type"] == type_)
+                     and (since is None or d["ts"] >= since)
+                     and (until is None or d["ts"] <= until)
+                     and (label_contains is None or label_contains.lower() in d["label"].lower())]
+            nodes.sort(key=lambda nd: nd[1]["ts"], reverse=True)
+            return [self.node(n) for n, _ in nodes[:limit]]
+
+    def related(self, node_id: str, depth: int = 1) -> dict[str, Any]:
+        """The neighbourhood of ``node_id`` up to ``depth`` hops, as nodes and edges."""
+        with self._lock:
+            if node_id not in self.g:
+                raise KeyError(node_id)
+            sub = nx.ego_graph(self.g.to_undirected(as_view=True), node_id, radius=depth)
+            return self.subgraph(list(sub.nodes))
+
+    def subgraph(self, node_ids: list[str]) -> dict[str, Any]:
+        with self._lock:
+            s = self.g.subgraph(node_ids)
+            return {"nodes": [self.node(n) for n in s.nodes],
+                    "edges": [{"src": u, "dst": v, "rel": k} for u, v, k in s.edges(keys=True)]}
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            types: dict[str, int] = {}
+            for _, d in self.g.nodes(data=True):
+                types[d["type"]] = types.get(d["type"], 0) + 1
+            return {"nodes": self.g.number_of_nodes(), "edges": self.g.number_of_edges(),
+                    "by_type": types}
+
+
+def _relation(src_type: str, dst_type: str) -> str:
+    if dst_type == "action":
+        return "chose"
+    if dst_type == "outcome":
+        return "resulted_in"
+    return "led_to"

@@ -1,0 +1,1 @@
+"""Resource models (desired state, policy, config), YAML loading with line numbers, validation."""

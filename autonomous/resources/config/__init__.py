@@ -1,0 +1,1 @@
+"""Operator config sections: each module defines ``SECTIONS = {"name": Model}``."""

@@ -1,0 +1,1 @@
+"""Desired-state kinds: each module defines ``KINDS = {"Kind": SpecModel}``."""

@@ -1,0 +1,44 @@
+"""``OperatorConfig``: how the operator itself runs (config/autonomous.yaml)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from autonomous.resources.base import Strict
+
+__all__ = ["OperatorConfigSpec", "ListenSpec", "ControllerSettings", "SUBSYSTEMS", "KINDS"]
+
+SUBSYSTEMS = ("services", "health_monitor", "self_healing", "evolution", "telemetry",
+              "resilience", "learning")
+
+
+class ListenSpec(Strict):
+    host: str = Field("127.0.0.1", description="API listen address (loopback by default)")
+    port: int = Field(8791, ge=0, le=65535, description="API port (PUSH)")
+
+
+class ControllerSettings(Strict):
+    enabled: bool = Field(True, description="Run this subsystem's controller")
+    interval_seconds: float = Field(gt=0, description="Reconcile period")
+
+
+class OperatorConfigSpec(Strict):
+    listen: ListenSpec = Field(default_factory=ListenSpec)
+    data_dir: str = Field(".atlas-data", description="Data dir, relative to the root")
+    reload_debounce_ms: int = Field(50, ge=0, le=1000, description="File watch debounce")
+    controllers: dict[str, ControllerSettings] = Field(description="Per-subsystem settings")
+    settings: dict[str, Any] = Field(default_factory=dict,
+                                     description="Subsystem sections (see config sections)")
+
+    @field_validator("controllers")
+    @classmethod
+    def _known(cls, v: dict[str, ControllerSettings]) -> dict[str, ControllerSettings]:
+        unknown = sorted(set(v) - set(SUBSYSTEMS))
+        if unknown:
+            raise ValueError(f"unknown subsystem {unknown[0]!r}; allowed: {', '.join(SUBSYSTEMS)}")
+        return v
+
+
+KINDS = {"OperatorConfig": OperatorConfigSpec}

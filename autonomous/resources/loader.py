@@ -1,0 +1,443 @@
+"""Load and validate a tree of YAML resources; report every problem with file and line.
+
+``load_tree(root)`` reads ``desired_state/``, ``policies/`` and ``config/`` under ``root``;
+``load_paths(paths)`` reads the given files and folders. Both return a
+:class:`LoadResult` whose ``problems`` list is empty only when everything is valid. Nothing
+is returned half-validated: a tree with a problem has ``tree = None``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError, create_model
+
+from autonomous.core.errors import Problem
+from autonomous.resources.base import API_VERSION, Strict, config_sections, kinds, policy_sections
+from autonomous.resources.kinds.config import OperatorConfigSpec
+from autonomous.resources.kinds.policyset import GOVERNANCE_MODES, PolicySetSpec
+from autonomous.resources.kinds.service import ServiceSpec
+from autonomous.resources.yaml_lines import Document, format_path, line_for, load_documents
+
+__all__ = ["Resource", "Tree", "LoadResult", "load_tree", "load_paths", "policy_model",
+           "TREE_DIRS", "content_hash"]
+
+TREE_DIRS = ("desired_state", "policies", "config")
+_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9_.]{0,61}[a-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class Resource:
+    kind: str
+    name: str
+    spec: BaseModel
+    labels: dict[str, str]
+    file: str
+    line: int
+
+    def spec_dict(self) -> dict[str, Any]:
+        return self.spec.model_dump(mode="json")
+
+
+@dataclass
+class Tree:
+    """A fully valid set of resources, with the effective policy for every governance mode."""
+
+    resources: dict[tuple[str, str], Resource]
+    policies: dict[str, dict[str, Any]]
+    config: OperatorConfigSpec
+    hash: str
+    files: list[str] = field(default_factory=list)
+
+    def of_kind(self, kind: str) -> list[Resource]:
+        return [r for (k, _), r in sorted(self.resources.items()) if k == kind]
+
+    @property
+    def services(self) -> dict[str, ServiceSpec]:
+        return {r.name: r.spec for r in self.of_kind("Service")}  # type: ignore[misc]
+
+
+@dataclass
+class LoadResult:
+    tree: Tree | None
+    problems: list[Problem]
+    hash: str
+
+
+@cache
+def policy_model() -> type[BaseModel]:
+    """The effective-policy model: one required field per discovered policy section."""
+    fields: dict[str, Any] = {name: (model, ...) for name, model in policy_sections().items()}
+    return create_model("Policy", __base__=Strict, **fields)
+
+
+@cache
+def settings_model() -> type[BaseModel]:
+    fields: dict[str, Any] = {name: (model, ...) for name, model in config_sections().items()}
+    return create_model("Settings", __base__=Strict, **fields)
+
+
+def content_hash(files: Iterable[tuple[str, bytes]]) -> str:
+    h = hashlib.sha256()
+    for rel, data in sorted(files):
+        h.update(rel.encode() + b"\0" + hashlib.sha256(data).digest())
+    return h.hexdigest()
+
+
+def _collect(paths: Iterable[Path]) -> list[Path]:
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            out += sorted(x for x in p.rglob("*") if x.suffix in (".yaml", ".yml") and x.is_file()
+                          and not any(part.startswith(".") for part in x.relative_to(p).parts))
+        elif p.exists():
+            out.append(p)
+    return out
+
+
+def load_tree(root: str | Path, *, require_services: bool = True) -> LoadResult:
+    root = Path(root)
+    return load_paths([root / d for d in TREE_DIRS], base=root, require_services=require_services,
+                      require_config=True)
+
+
+def load_paths(paths: Iterable[str | Path], *, base: str | Path | None = None,
+               require_services: bool = False, require_config: bool = False) -> LoadResult:
+    problems: list[Problem] = []
+    paths = [Path(p) for p in paths]
+    for p in paths:
+        if not p.exists():
+            problems.append(Problem(str(p), 0, "", "no such file or directory"))
+    files = _collect(paths)
+    raw: list[tuple[str, bytes]] = []
+    docs: list[Document] = []
+    for f in files:
+        shown = _shown(f, base)
+        data = f.read_bytes()
+        raw.append((shown, data))
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            problems.append(Problem(shown, 0, "", f"not UTF-8 text: {exc}"))
+            continue
+        d, p = load_documents(text, shown)
+        docs += d
+        problems += p
+    digest = content_hash(raw)
+    builder = _TreeBuilder(problems)
+    for doc in docs:
+        builder.add(doc)
+    tree = builder.finish(digest, [f for f, _ in raw], require_services=require_services,
+                          require_config=require_config)
+    return LoadResult(tree if not problems else None, sorted(set(problems)), digest)
+
+
+def _shown(f: Path, base: str | Path | None) -> str:
+    if base is not None:
+        try:
+            return str(f.resolve().relative_to(Path(base).resolve()))
+        except ValueError:
+            pass
+    return str(f)
+
+
+class _TreeBuilder:
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        self.resources: dict[tuple[str, str], Resource] = {}
+        self.docs: dict[tuple[str, str], Document] = {}
+
+    def problem(self, doc: Document, path: tuple, message: str) -> None:
+        self.problems.append(Problem(doc.file, line_for(doc, path), format_path(path), message))
+
+    # -- one document ------------------------------------------------------------------------
+    def add(self, doc: Document) -> None:
+        data = doc.data
+        if not isinstance(data, dict):
+            self.problem(doc, (), f"a resource must be a mapping with apiVersion, kind, metadata "
+                                  f"and spec, not {type(data).__name__}")
+            return
+        allowed = {"apiVersion", "kind", "metadata", "spec"}
+        for key in sorted(set(map(str, data)) - allowed):
+            self.problem(doc, (key,), f"unknown field {key!r}; allowed: {', '.join(sorted(allowed))}")
+        for key in ("apiVersion", "kind", "metadata", "spec"):
+            if key not in data:
+                self.problem(doc, (), f"missing required field {key!r}")
+        if data.get("apiVersion", API_VERSION) != API_VERSION:
+            self.problem(doc, ("apiVersion",), f"{data['apiVersion']!r} is not supported; "
+                                               f"use {API_VERSION!r}")
+        kind = data.get("kind")
+        registry = kinds()
+        if kind is not None and kind not in registry:
+            self.problem(doc, ("kind",), f"{kind!r} is not one of {', '.join(sorted(registry))}")
+            return
+        name, labels = self._metadata(doc, data.get("metadata"))
+        if kind is None or name is None or "spec" not in data:
+            return
+        spec = self._validate(doc, registry[kind], data["spec"], ("spec",))
+        if spec is None:
+            return
+        key = (kind, name)
+        if key in self.resources:
+            first = self.resources[key]
+            self.problem(doc, ("metadata", "name"), f"duplicate {kind} {name!r}: already defined "
+                                                    f"at {first.file}:{first.line}")
+            return
+        self.resources[key] = Resource(kind, name, spec, labels, doc.file,
+                                       line_for(doc, ("metadata", "name")))
+        self.docs[key] = doc
+
+    def _metadata(self, doc: Document, meta: Any) -> tuple[str | None, dict[str, str]]:
+        if meta is None:
+            return None, {}
+        if not isinstance(meta, dict):
+            self.problem(doc, ("metadata",), "must be a mapping with 'name'")
+            return None, {}
+        for key in sorted(set(map(str, meta)) - {"name", "labels", "annotations"}):
+            self.problem(doc, ("metadata", key), f"unknown field {key!r}; allowed: annotations, "
+                                                 "labels, name")
+        name = meta.get("name")
+        if name is None:
+            self.problem(doc, ("metadata",), "missing required field 'name'")
+            return None, {}
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            self.problem(doc, ("metadata", "name"), f"{name!r} is not a valid name: use lowercase "
+                                                    "letters, digits, '-', '_' or '.' (max 63)")
+            return None, {}
+        labels = meta.get("labels") or {}
+        if not isinstance(labels, dict):
+            self.problem(doc, ("metadata", "labels"), "must be a mapping of strings")
+            labels = {}
+        return name, {str(k): str(v) for k, v in labels.items()}
+
+    def _validate(self, doc: Document, model: type[BaseModel], data: Any,
+                  prefix: tuple) -> BaseModel | None:
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            for err in exc.errors():
+                self.problems.append(_problem_from(err, doc, prefix, model))
+            return None
+
+    # -- the whole tree ------------------------------------------------------------------------
+    def finish(self, digest: str, files: list[str], *, require_services: bool,
+               require_config: bool) -> Tree | None:
+        services = {n: r for (k, n), r in self.resources.items() if k == "Service"}
+        if require_services and not services:
+            self.problems.append(Problem("desired_state", 0, "", "the desired state declares no "
+                                         "Service: refusing it (an emptied file?); declare at "
+                                         "least one Service"))
+        self._check_references(services)
+        policies = self._policies()
+        config = self._config(require_config)
+        if self.problems:
+            return None
+        return Tree(self.resources, policies, config or _default_config(), digest, files)
+
+    def _check_references(self, services: dict[str, Resource]) -> None:
+        names = sorted(services)
+        for (kind, name), res in sorted(self.resources.items()):
+            doc = self.docs[(kind, name)]
+            refs_fn = getattr(res.spec, "service_refs", None)
+            refs: list[tuple[tuple, str]] = list(refs_fn()) if callable(refs_fn) else []
+            if kind == "Service":
+                spec: ServiceSpec = res.spec  # type: ignore[assignment]
+                refs += [(("spec", "depends_on", i), d) for i, d in enumerate(spec.depends_on)]
+                if spec.fallback and spec.fallback.service:
+                    refs.append((("spec", "fallback", "service"), spec.fallback.service))
+            for path, ref in refs:
+                if ref not in services:
+                    self.problem(doc, path, f"references Service {ref!r}, which does not exist; "
+                                            f"declared services: {', '.join(names) or '(none)'}")
+        self._check_cycles(services)
+
+    def _check_cycles(self, services: dict[str, Resource]) -> None:
+        graph = {n: list(r.spec.depends_on) for n, r in services.items()}  # type: ignore[attr-defined]
+        state: dict[str, int] = {}
+
+        def visit(n: str, stack: list[str]) -> None:
+            state[n] = 1
+            for d in graph.get(n, []):
+                if state.get(d) == 1:
+                    cyc = stack[stack.index(d):] + [d] if d in stack else [n, d]
+                    doc = self.docs[("Service", n)]
+                    self.problem(doc, ("spec", "depends_on"),
+                                 f"dependency cycle: {' -> '.join(cyc)}; remove one edge")
+                elif state.get(d) is None and d in graph:
+                    visit(d, stack + [d])
+            state[n] = 2
+
+        for n in sorted(graph):
+            if n not in state:
+                visit(n, [n])
+
+    def _policies(self) -> dict[str, dict[str, Any]]:
+        sets = [(r, self.docs[k]) for k, r in sorted(self.resources.items(),
+                key=lambda kv: (kv[1].file, kv[1].line)) if k[0] == "PolicySet"]
+        if not sets:
+            return {}
+        base: dict[str, Any] = {}
+        origin: dict[tuple, tuple[Document, tuple]] = {}
+        overlays: dict[str, list[tuple[dict, Document]]] = {m: [] for m in GOVERNANCE_MODES}
+        for res, doc in sets:
+            spec: PolicySetSpec = res.spec  # type: ignore[assignment]
+            if spec.mode is None:
+                self._merge_base(base, spec.policy, doc, origin)
+            else:
+                overlays[spec.mode].append((spec.policy, doc))
+        effective: dict[str, dict[str, Any]] = {}
+        per_mode: dict[Problem, list[str]] = {}
+        model = policy_model()
+        base_doc = sets[0][1]
+        for mode in GOVERNANCE_MODES:
+            merged = _deep_copy(base)
+            mode_origin = dict(origin)
+            for policy, doc in overlays[mode]:
+                _overlay(merged, policy, doc, ("spec", "policy"), mode_origin)
+            try:
+                effective[mode] = model.model_validate(merged).model_dump(mode="json")
+            except ValidationError as exc:
+                for err in exc.errors():
+                    loc = tuple(err["loc"])
+                    doc, path = _origin_of(loc, mode_origin, base_doc)
+                    prob = _problem_from(err, doc, (), model, override_path=path)
+                    per_mode.setdefault(prob, []).append(mode)
+        for prob, modes in per_mode.items():
+            if len(modes) < len(GOVERNANCE_MODES):
+                prob = Problem(prob.file, prob.line, prob.path,
+                               f"{prob.message} (effective policy for mode "
+                               f"{', '.join(map(repr, modes))})")
+            self.problems.append(prob)
+        return effective
+
+    def _merge_base(self, base: dict, policy: dict, doc: Document,
+                    origin: dict[tuple, tuple[Document, tuple]]) -> None:
+        def walk(dst: dict, src: dict, path: tuple) -> None:
+            for k, v in src.items():
+                if isinstance(v, dict) and isinstance(dst.get(k), dict):
+                    walk(dst[k], v, path + (k,))
+                    continue
+                if k in dst:
+                    first_doc, first_path = origin[path + (k,)]
+                    self.problem(doc, ("spec", "policy") + path + (k,),
+                                 f"defined twice in base policies (first at {first_doc.file}:"
+                                 f"{line_for(first_doc, first_path)}); keep one")
+                    continue
+                dst[k] = _deep_copy(v)
+                _record_origin(origin, path + (k,), v, doc, ("spec", "policy") + path + (k,))
+        walk(base, policy, ())
+
+    def _config(self, required: bool) -> OperatorConfigSpec | None:
+        configs = [(r, self.docs[k]) for k, r in self.resources.items() if k[0] == "OperatorConfig"]
+        if not configs:
+            if required:
+                self.problems.append(Problem("config", 0, "", "no OperatorConfig found: add "
+                                             "config/autonomous.yaml"))
+            return None
+        if len(configs) > 1:
+            for res, doc in configs[1:]:
+                self.problem(doc, ("metadata", "name"), f"only one OperatorConfig is allowed; "
+                             f"first is at {configs[0][0].file}:{configs[0][0].line}")
+            return None
+        res, doc = configs[0]
+        spec: OperatorConfigSpec = res.spec  # type: ignore[assignment]
+        before = len(self.problems)
+        self._validate(doc, settings_model(), spec.settings, ("spec", "settings"))
+        return spec if len(self.problems) == before else None
+
+
+def _default_config() -> OperatorConfigSpec:
+    from autonomous.resources.kinds.config import SUBSYSTEMS, ControllerSettings
+
+    return OperatorConfigSpec(controllers={s: ControllerSettings(interval_seconds=10.0)
+                                           for s in SUBSYSTEMS})
+
+
+def _record_origin(origin: dict, path: tuple, value: Any, doc: Document, doc_path: tuple) -> None:
+    origin[path] = (doc, doc_path)
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _record_origin(origin, path + (k,), v, doc, doc_path + (k,))
+
+
+def _overlay(dst: dict, src: dict, doc: Document, doc_path: tuple, origin: dict,
+             path: tuple = ()) -> None:
+    for k, v in src.items():
+        if isinstance(v, dict) and isinstance(dst.get(k), dict):
+            _overlay(dst[k], v, doc, doc_path + (k,), origin, path + (k,))
+        else:
+            dst[k] = _deep_copy(v)
+            _record_origin(origin, path + (k,), v, doc, doc_path + (k,))
+
+
+def _origin_of(loc: tuple, origin: dict, base_doc: Document) -> tuple[Document, tuple]:
+    p = tuple(loc)
+    while p:
+        if p in origin:
+            doc, doc_path = origin[p]
+            return doc, doc_path + tuple(loc[len(p):])
+        p = p[:-1]
+    return base_doc, ("spec", "policy") + tuple(loc)
+
+
+def _deep_copy(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _deep_copy(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_deep_copy(x) for x in v]
+    return v
+
+
+def _problem_from(err: Any, doc: Document, prefix: tuple, model: type[BaseModel], *,
+                  override_path: tuple | None = None, suffix: str = "") -> Problem:
+    loc = tuple(x for x in err["loc"] if isinstance(x, int) or "[" not in str(x))
+    path = override_path if override_path is not None else prefix + loc
+    etype = err["type"]
+    if etype == "extra_forbidden":
+        allowed = _allowed_fields(model, loc[:-1])
+        msg = f"unknown field {loc[-1]!r}" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
+    elif etype == "missing":
+        msg = f"missing required field {loc[-1]!r}" if loc else "missing required field"
+        path = path[:-1] if path else path
+        line = line_for(doc, path)
+        return Problem(doc.file, line, format_path(path + (loc[-1],) if loc else path), msg + suffix)
+    else:
+        msg = err["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        if "input" in err and not isinstance(err["input"], (dict, list)):
+            msg = f"{err['input']!r}: {msg}"
+    return Problem(doc.file, line_for(doc, path), format_path(path), msg + suffix)
+
+
+def _allowed_fields(model: type[BaseModel], loc: tuple) -> list[str]:
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            return []
+        current = _inner_model(fields[part].annotation)
+        if current is None:
+            return []
+    fields = getattr(current, "model_fields", None)
+    return sorted(fields) if fields else []
+
+
+def _inner_model(annotation: Any) -> Any:
+    import typing
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None

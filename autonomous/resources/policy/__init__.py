@@ -1,0 +1,1 @@
+"""Policy sections: each module defines ``SECTIONS = {"name": Model}`` (all fields required)."""

@@ -1,0 +1,78 @@
+"""Core policy sections: governance, reconcile loop, service supervision."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from autonomous.resources.base import Strict
+
+__all__ = ["BackoffPolicy", "GovernancePolicy", "ReconcilePolicy", "SupervisionPolicy",
+           "ACTION_KINDS", "ActionMode", "SECTIONS"]
+
+ActionMode = Literal["enforce", "dry_run", "require_approval"]
+
+ACTION_KINDS = (
+    "start", "stop", "restart", "restart_all", "rollback", "update", "optimization",
+    "degrade", "fallback", "isolate", "retry", "alert_human", "survival", "backup", "restore",
+    "throttle",
+)
+
+
+class BackoffPolicy(Strict):
+    initial_seconds: float = Field(ge=0, description="First delay")
+    factor: float = Field(ge=1, description="Growth per failure")
+    max_seconds: float = Field(gt=0, description="Cap on the delay")
+    jitter: float = Field(0.0, ge=0, le=1, description="± fraction of the delay")
+    max_retries: int | None = Field(None, ge=1, description="Then the resource is Stalled")
+
+
+class GovernancePolicy(Strict):
+    approval_ttl_seconds: float = Field(gt=0, description="An approval request expires after")
+    actions: dict[str, ActionMode] = Field(
+        description="Per action kind: enforce, dry_run (decide and record only) or "
+                    "require_approval")
+
+    @field_validator("actions")
+    @classmethod
+    def _kinds(cls, v: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(v) - set(ACTION_KINDS))
+        if unknown:
+            raise ValueError(f"unknown action kind {unknown[0]!r}; allowed: "
+                             f"{', '.join(ACTION_KINDS)}")
+        missing = sorted(set(ACTION_KINDS) - set(v))
+        if missing:
+            raise ValueError(f"missing action kind(s) {', '.join(missing)}: every kind needs "
+                             "enforce, dry_run or require_approval")
+        return v
+
+
+class ReconcilePolicy(Strict):
+    interval_jitter: float = Field(ge=0, le=1, description="± fraction on controller intervals")
+    action_backoff: BackoffPolicy = Field(description="Per-resource backoff of failing actions")
+
+
+class RestartBudget(Strict):
+    max_restarts: int = Field(ge=1, description="Restarts allowed inside the window")
+    window_seconds: float = Field(gt=0)
+
+
+class SupervisionPolicy(Strict):
+    restart_backoff: BackoffPolicy = Field(description="Delay before restarting an exited "
+                                           "process (first restart uses attempt 0 = no delay)")
+    restart_budget: RestartBudget
+    healthy_reset_seconds: float = Field(gt=0, description="Proven health that resets the "
+                                         "restart counter")
+    probe_concurrency: int = Field(ge=1, description="Parallel health probes")
+
+    @model_validator(mode="after")
+    def _sane(self) -> "SupervisionPolicy":
+        return self
+
+
+SECTIONS = {
+    "governance": GovernancePolicy,
+    "reconcile": ReconcilePolicy,
+    "supervision": SupervisionPolicy,
+}

@@ -1,0 +1,114 @@
+"""YAML loading that remembers where every value came from.
+
+``load_documents(text, file)`` returns one :class:`Document` per YAML document, each with
+its data and a map from field path (tuple of keys / indexes) to 1-based line number.
+Syntax errors and duplicate keys become :class:`~autonomous.core.errors.Problem` values
+instead of exceptions, so a caller can report every problem in every file at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from autonomous.core.errors import Problem
+
+__all__ = ["Document", "load_documents", "line_for", "format_path"]
+
+Path_ = tuple[str | int, ...]
+
+
+@dataclass
+class Document:
+    file: str
+    index: int
+    line: int
+    data: Any
+    lines: dict[Path_, int] = field(default_factory=dict)
+
+
+def format_path(path: Path_) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def line_for(doc: Document, path: Path_) -> int:
+    """Line of ``path`` or of its nearest ancestor present in the document."""
+    p = tuple(path)
+    while p:
+        if p in doc.lines:
+            return doc.lines[p]
+        p = p[:-1]
+    return doc.line
+
+
+class _Builder:
+    def __init__(self, file: str, problems: list[Problem]) -> None:
+        self.file = file
+        self.problems = problems
+        self.lines: dict[Path_, int] = {}
+        self._scalar = yaml.SafeLoader("")  # used only for scalar resolution/construction
+
+    def build(self, node: Node, path: Path_) -> Any:
+        self.lines[path] = node.start_mark.line + 1
+        if isinstance(node, MappingNode):
+            out: dict[Any, Any] = {}
+            self._flatten_merge(node)
+            for key_node, value_node in node.value:
+                key = self.build(key_node, path + ("<key>",))
+                self.lines.pop(path + ("<key>",), None)
+                if not isinstance(key, (str, int, float, bool)) and key is not None:
+                    self.problems.append(Problem(self.file, key_node.start_mark.line + 1,
+                                                 format_path(path), "mapping keys must be scalars"))
+                    continue
+                if key in out:
+                    self.problems.append(Problem(
+                        self.file, key_node.start_mark.line + 1, format_path(path + (str(key),)),
+                        f"duplicate key {key!r} (first defined on line "
+                        f"{self.lines.get(path + (key,), '?')}); remove one of them"))
+                    continue
+                out[key] = self.build(value_node, path + (key,))
+                self.lines[path + (key,)] = key_node.start_mark.line + 1
+            return out
+        if isinstance(node, SequenceNode):
+            return [self.build(n, path + (i,)) for i, n in enumerate(node.value)]
+        assert isinstance(node, ScalarNode)
+        return self._scalar.construct_object(node, deep=True)
+
+    def _flatten_merge(self, node: MappingNode) -> None:
+        self._scalar.flatten_mapping(node)
+
+
+def load_documents(text: str, file: str) -> tuple[list[Document], list[Problem]]:
+    """Parse every document in ``text``; never raises on bad YAML."""
+    problems: list[Problem] = []
+    docs: list[Document] = []
+    try:
+        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 0
+        msg = f"YAML syntax error: {exc.problem or exc.context}"
+        if exc.context and exc.problem:
+            msg += f" ({exc.context})"
+        return [], [Problem(file, line, "", msg)]
+    except yaml.YAMLError as exc:
+        return [], [Problem(file, 0, "", f"YAML error: {exc}")]
+    for i, node in enumerate(nodes):
+        if node is None:
+            continue
+        b = _Builder(file, problems)
+        try:
+            data = b.build(node, ())
+        except yaml.YAMLError as exc:
+            problems.append(Problem(file, node.start_mark.line + 1, "", f"YAML error: {exc}"))
+            continue
+        if data is None:
+            continue
+        docs.append(Document(file, i, node.start_mark.line + 1, data, b.lines))
+    return docs, problems

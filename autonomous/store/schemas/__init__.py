@@ -1,0 +1,1 @@
+"""Migration scripts, one module per component (``COMPONENT`` + ``MIGRATIONS``)."""
