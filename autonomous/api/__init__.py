@@ -1,0 +1,1 @@
+"""The PUSH API: FastAPI routers per subsystem, mountable into an existing app."""

@@ -1,0 +1,76 @@
+"""App factory: ``create_app(ctx)`` for a standalone operator, ``include_routes(app, ctx)`` to
+mount the same routers into an existing FastAPI app (the real PUSH)."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from autonomous import __version__
+from autonomous.context import OperatorContext
+from autonomous.core.errors import AtlasError, Throttled, ValidationFailed
+
+__all__ = ["create_app", "include_routes", "routers"]
+
+
+def routers() -> list[Any]:
+    from autonomous.api import routes
+
+    found = []
+    for info in sorted(pkgutil.iter_modules(routes.__path__), key=lambda m: m.name):
+        mod = importlib.import_module(f"{routes.__name__}.{info.name}")
+        if hasattr(mod, "router"):
+            found.append(mod.router)
+    return found
+
+
+def include_routes(app: FastAPI, ctx: OperatorContext) -> None:
+    """Mount every router and error handler into ``app`` and hand it ``ctx``."""
+    app.state.atlas_ctx = ctx
+    for r in routers():
+        app.include_router(r)
+    app.add_exception_handler(AtlasError, _atlas_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _request_invalid)  # type: ignore[arg-type]
+
+
+def create_app(ctx: OperatorContext, *,
+               lifespan: Callable[[FastAPI], Any] | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def _noop(_: FastAPI) -> AsyncIterator[None]:
+        yield
+
+    app = FastAPI(title="ATLAS Autonomous", version=__version__, lifespan=lifespan or _noop,
+                  description="Self-managing operations layer for the ATLAS robot stack.")
+    include_routes(app, ctx)
+    for hook in ctx.subsystems.get("_app_hooks", []):
+        hook(app)
+    return app
+
+
+async def _atlas_error(_: Request, exc: AtlasError) -> JSONResponse:
+    body: dict[str, Any] = {"detail": str(exc), "error": type(exc).__name__}
+    headers = {}
+    if isinstance(exc, ValidationFailed):
+        body["problems"] = [p.as_dict() for p in exc.problems]
+    if isinstance(exc, Throttled):
+        headers["Retry-After"] = str(max(1, int(exc.retry_after + 0.999)))
+    if exc.status_code == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return JSONResponse(body, status_code=exc.status_code, headers=headers)
+
+
+async def _request_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    problems = []
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in err.get("loc", ()))
+        problems.append({"path": loc, "message": err.get("msg", "invalid")})
+    text = "; ".join(f"{p['path']}: {p['message']}" for p in problems)
+    return JSONResponse({"detail": f"invalid request: {text}", "problems": problems},
+                        status_code=422)

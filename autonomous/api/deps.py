@@ -1,0 +1,47 @@
+"""Dependencies shared by every route: the operator context and the bearer-token guard."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Request
+
+from autonomous.context import OperatorContext
+from autonomous.core.errors import Unauthorized
+
+__all__ = ["get_ctx", "Ctx", "require_token", "Actor", "subsystem"]
+
+
+def get_ctx(request: Request) -> OperatorContext:
+    return request.app.state.atlas_ctx
+
+
+Ctx = Annotated[OperatorContext, Depends(get_ctx)]
+
+
+def require_token(ctx: Ctx, authorization: Annotated[str | None, Header()] = None) -> str:
+    """Check ``Authorization: Bearer <token>``; returns the actor name used in audit logs."""
+    if not authorization or not authorization.startswith("Bearer "):
+        raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>' (the token "
+                           "is in ATLAS_AUTONOMOUS_TOKEN or <data-dir>/api-token)")
+    given = authorization[len("Bearer "):].strip()
+    if not hmac.compare_digest(given.encode(), ctx.token.encode()):
+        raise Unauthorized("invalid bearer token")
+    return "api-token"
+
+
+Actor = Annotated[str, Depends(require_token)]
+
+
+def subsystem(ctx: OperatorContext, name: str) -> Any:
+    """The facade a subsystem registered, or a 503 saying how to enable it."""
+    from autonomous.core.errors import AtlasError
+
+    facade = ctx.subsystems.get(name)
+    if facade is None:
+        err = AtlasError(f"subsystem {name!r} is not running: enable it under "
+                         f"spec.controllers in config/autonomous.yaml")
+        err.status_code = 503  # type: ignore[misc]
+        raise err
+    return facade
