@@ -185,8 +185,21 @@ class ProcessSupervisor:
             ctime = psutil.Process(info.pid).create_time()
         except psutil.Error:
             ctime = 0.0
-        self.store.execute("INSERT OR REPLACE INTO supervised_processes VALUES (?, ?, ?, ?)",
-                           (info.name, info.pid, ctime, info.started_at))
+        self.store.execute("INSERT OR REPLACE INTO supervised_processes(service, pid, "
+                           "create_time, started_at, spec_hash) VALUES (?, ?, ?, ?, ?)",
+                           (info.name, info.pid, ctime, info.started_at, info.spec_hash))
+
+    def recorded(self) -> list[dict[str, Any]]:
+        """Processes recorded as running (by this or another operator process), still alive."""
+        out = []
+        for row in self.store.query("SELECT * FROM supervised_processes"):
+            try:
+                alive = abs(psutil.Process(row["pid"]).create_time() - row["create_time"]) < 0.5
+            except psutil.Error:
+                alive = False
+            if alive:
+                out.append(dict(row))
+        return out
 
     def reap_stale(self) -> list[int]:
         """Kill process groups a previous (killed) operator left behind. Returns their pids."""

@@ -1,22 +1,192 @@
-"""Self-healing policy: circuit breakers."""
+"""Self-healing policy: classification rules, strategy ladders, breakers, budgets, back-off.
+
+Every number the healing engine uses lives here (values in ``policies/healing.yaml``). Rule
+match keys are optional (``null`` = any value); everything else is required.
+"""
 
 from __future__ import annotations
 
-from pydantic import Field
+import re
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
 
 from autonomous.resources.base import Strict
+from autonomous.resources.policy.core import BackoffPolicy
 
-__all__ = ["BreakerPolicy", "HealingPolicy", "SECTIONS"]
+__all__ = ["ERROR_TYPES", "STRATEGIES", "SEVERITIES", "SOURCES", "BreakerPolicy",
+           "FailureRatePolicy", "RuleMatch", "ClassificationRule", "ClassificationPolicy",
+           "RetryPolicy", "VerifyPolicy", "RestartBudgetPolicy", "CrashLoopPolicy",
+           "IsolationPolicy", "DetectionPolicy", "MemoryPolicy", "AlertPolicy",
+           "HealingPolicy", "SECTIONS"]
+
+ERROR_TYPES = ("TRANSIENT", "CONFIGURATION", "RESOURCE", "DEPENDENCY", "FATAL")
+STRATEGIES = ("RETRY", "RESTART_SERVICE", "RESTART_ALL", "ROLLBACK", "FALLBACK", "DEGRADE",
+              "ISOLATE", "ALERT_HUMAN")
+SEVERITIES = ("low", "medium", "high", "critical")
+SOURCES = ("exit", "unhealthy", "unresponsive", "slow", "errors", "memory", "manual",
+           "exception")
+
+ErrorTypeName = Literal["TRANSIENT", "CONFIGURATION", "RESOURCE", "DEPENDENCY", "FATAL"]
+StrategyName = Literal["RETRY", "RESTART_SERVICE", "RESTART_ALL", "ROLLBACK", "FALLBACK",
+                       "DEGRADE", "ISOLATE", "ALERT_HUMAN"]
+SeverityName = Literal["low", "medium", "high", "critical"]
+SourceName = Literal["exit", "unhealthy", "unresponsive", "slow", "errors", "memory", "manual",
+                     "exception"]
+
+
+class FailureRatePolicy(Strict):
+    threshold: float = Field(gt=0, le=1, description="Failure fraction that opens the breaker")
+    window_calls: int = Field(ge=1, description="Sliding window of the last N calls")
+    min_calls: int = Field(ge=1, description="Calls needed in the window before judging")
 
 
 class BreakerPolicy(Strict):
-    failure_threshold: int = Field(ge=1, description="Failures that open the breaker")
+    failure_threshold: int = Field(ge=1, description="Consecutive failures that open it")
     timeout_seconds: float = Field(gt=0, description="Open → half-open after")
     success_threshold: int = Field(ge=1, description="Half-open successes that close it")
+    failure_rate: FailureRatePolicy | None = Field(description="Optional rate window; null = off")
+    slow_call_seconds: float | None = Field(gt=0, description="A call slower than this counts "
+                                            "as a failure; null = off")
+
+
+class RuleMatch(Strict):
+    """Conditions of a rule; every key given must match (``null`` = any)."""
+
+    source: list[SourceName] | None = None
+    text: str | None = Field(None, description="Regex searched in exception, logs tail, probe "
+                             "error (case-insensitive)")
+    exception: list[str] | None = Field(None, description="Exception class names (MRO)")
+    exit_code: list[int] | None = None
+    signal: list[int] | None = Field(None, description="Signal that killed the process")
+    status_min: int | None = Field(None, description="HTTP status at least")
+    status_max: int | None = Field(None, description="HTTP status at most")
+    probe_error: str | None = Field(None, description="Regex on the probe's error text")
+    running: bool | None = Field(None, description="Process still running")
+    stopped: bool | None = Field(None, description="Process in stopped state (SIGSTOP)")
+    config_changed: bool | None = Field(None, description="Spec revision newer than the last "
+                                        "known-good one")
+    dependency_down: bool | None = None
+    memory_over_limit: bool | None = None
+
+    @field_validator("text", "probe_error")
+    @classmethod
+    def _regex(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression {v!r}: {exc}") from None
+        return v
+
+
+class ClassificationRule(Strict):
+    name: str = Field(min_length=1)
+    when: RuleMatch
+    type: ErrorTypeName
+    severity: SeverityName
+    recoverable: bool
+    strategies: list[StrategyName] | None = Field(description="Ladder for this rule; null = the "
+                                                  "type's ladder")
+
+
+class DefaultClass(Strict):
+    type: ErrorTypeName
+    severity: SeverityName
+    recoverable: bool
+
+
+class ClassificationPolicy(Strict):
+    rules: list[ClassificationRule] = Field(description="First match wins")
+    default: DefaultClass
+    learned_min_samples: int = Field(ge=1, description="Resolutions of a signature before "
+                                     "learned knowledge overrides the rules")
+    log_tail_lines: int = Field(ge=0, description="Lines of the service log read as context")
+
+    @field_validator("rules")
+    @classmethod
+    def _unique(cls, v: list[ClassificationRule]) -> list[ClassificationRule]:
+        names = [r.name for r in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"rule name {dup[0]!r} is used twice; names must be unique")
+        return v
+
+
+class RetryPolicy(Strict):
+    backoff: BackoffPolicy
+    max_attempts: int = Field(ge=1, description="Retry budget per incident")
+
+
+class VerifyPolicy(Strict):
+    timeout_seconds: float = Field(gt=0, description="Wait this long for health after an action")
+    poll_seconds: float = Field(gt=0, description="Health poll interval while verifying")
+    stable_seconds: float = Field(ge=0, description="Healthy this long (same pid) = success")
+    exit_restart_wait_seconds: float = Field(ge=0, description="After an exit, wait this long "
+                                             "for the services controller's own restart")
+
+
+class RestartBudgetPolicy(Strict):
+    max_restarts: int = Field(ge=1, description="Restarts allowed inside the window")
+    window_seconds: float = Field(gt=0)
+    healthy_reset_seconds: float = Field(gt=0, description="Proven health that resets the count")
+
+
+class CrashLoopPolicy(Strict):
+    backoff: BackoffPolicy = Field(description="Growing, jittered, capped delay between tries")
+    max_attempts: int = Field(ge=1, description="Back-off tries before ISOLATE + ALERT_HUMAN")
+
+
+class IsolationPolicy(Strict):
+    slow_retry_seconds: float = Field(gt=0, description="Period of the slow retry when isolated")
+
+
+class DetectionPolicy(Strict):
+    tick_seconds: float = Field(gt=0, description="Healing loop period without events")
+    dependency_timeout_seconds: float = Field(gt=0, description="Timeout of dependency checks")
+    probe_timeout_seconds: float = Field(gt=0, description="Timeout of the healer's own probes")
+    memory_checks: bool = Field(description="Compare RSS with resources.memory_mb each tick")
+
+
+class MemoryPolicy(Strict):
+    max_records: int = Field(ge=1, description="Failure-memory rows kept (oldest pruned)")
+    retention_days: float = Field(gt=0)
+    similarity_threshold: float = Field(gt=0, le=1, description="Token Jaccard to be similar")
+    min_samples: int = Field(ge=1, description="Attempts before suggest_recovery trusts a rate")
+    min_success_rate: float = Field(ge=0, le=1, description="Suggested only at or above")
+    recurring_window_seconds: float = Field(gt=0)
+    recurring_min_count: int = Field(ge=2)
+
+
+class AlertPolicy(Strict):
+    dedup_seconds: float = Field(ge=0, description="Same service+reason alerted once per")
+    log_tail_lines: int = Field(ge=0, description="Log lines attached to a human alert")
 
 
 class HealingPolicy(Strict):
-    breaker: BreakerPolicy
+    breaker: BreakerPolicy = Field(description="Breaker around healing actions per service")
+    service_breaker: BreakerPolicy = Field(description="Breaker fed by the service's probes "
+                                           "(slow or error responses)")
+    classification: ClassificationPolicy
+    strategies: dict[ErrorTypeName, list[StrategyName]] = Field(description="Ladder per type")
+    approval_list: list[StrategyName] = Field(description="Proposals in governed mode")
+    retry: RetryPolicy
+    verify: VerifyPolicy
+    restart_budget: RestartBudgetPolicy
+    crashloop: CrashLoopPolicy
+    isolation: IsolationPolicy
+    detection: DetectionPolicy
+    memory: MemoryPolicy
+    alerts: AlertPolicy
+    history_max_rows: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _every_type(self) -> "HealingPolicy":
+        missing = [t for t in ERROR_TYPES if t not in self.strategies]
+        if missing:
+            raise ValueError(f"strategies: missing ladder for {', '.join(missing)}; every error "
+                             f"type needs one (from {', '.join(STRATEGIES)})")
+        return self
 
 
 SECTIONS = {"healing": HealingPolicy}

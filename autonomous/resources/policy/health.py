@@ -1,23 +1,123 @@
-"""Health monitor policy: thresholds, anomaly detection, prediction."""
+"""Health monitor policy: thresholds, scoring, anomaly detection, prediction, cadences.
+
+Every number the health monitor uses lives here (values in ``policies/health.yaml``); the
+controller reads ``ctx.policy()["health"]`` on every cycle, so an edit applies on the next one.
+"""
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from autonomous.resources.base import Strict
 
-__all__ = ["HealthThresholds", "HealthPolicy", "SECTIONS"]
+__all__ = ["HealthThresholds", "ScorePolicy", "StreamDetectorPolicy", "IsolationForestPolicy",
+           "AnomalyPolicy", "PredictionPolicy", "SamplingPolicy", "ServiceHealthPolicy",
+           "HealthPolicy", "SECTIONS"]
 
 
 class HealthThresholds(Strict):
     cpu_percent: float = Field(gt=0, le=100, description="Healthy below this CPU use")
     ram_percent: float = Field(gt=0, le=100, description="Healthy below this RAM use")
     disk_percent: float = Field(gt=0, le=100, description="Healthy below this disk use")
+    swap_percent: float = Field(gt=0, le=100, description="Healthy below this swap use")
+    gpu_percent: float = Field(gt=0, le=100, description="Healthy below this GPU utilisation")
+    vram_percent: float = Field(gt=0, le=100, description="Healthy below this VRAM use")
+    temperature_c: float = Field(gt=0, description="Healthy below this CPU/GPU temperature")
+    service_latency_ms: float = Field(gt=0, description="Probe p95 above this is a bottleneck")
+    service_error_rate: float = Field(ge=0, le=1, description="Error fraction (5 min) above "
+                                      "this makes a service unhealthy")
+
+
+class ScorePolicy(Strict):
+    knee: float = Field(gt=0, lt=1, description="Use up to knee×threshold scores 100; the "
+                        "threshold scores 50; 100 % use scores 0 (piecewise linear)")
+    weights: dict[str, float] = Field(description="System score weights per resource "
+                                      "(cpu, ram, disk, swap, gpu, vram)")
+    global_weights: dict[str, float] = Field(description="GlobalHealth weights: system, services")
+    anomaly_penalty: dict[str, float] = Field(description="Points off the global score per "
+                                              "active anomaly, by severity")
+    latency_weight: float = Field(ge=0, le=100, description="Service score points lost when "
+                                  "p95 latency reaches the threshold")
+    error_weight: float = Field(ge=0, le=100, description="Service score points lost at 100 %% "
+                                "error rate")
+
+
+class StreamDetectorPolicy(Strict):
+    window: int = Field(ge=10, description="Samples in the rolling baseline (median / MAD)")
+    min_samples: int = Field(ge=2, description="Samples before any score is produced")
+    short_window: int = Field(ge=1, description="Samples averaged into the short-term surprise")
+    likelihood_window: int = Field(ge=10, description="Samples of surprise history compared "
+                                   "against (anomaly likelihood)")
+    threshold: float = Field(gt=0, lt=1, description="Anomaly likelihood counted as anomalous")
+    suppress: int = Field(ge=0, description="Samples after a detection during which it does "
+                          "not alarm again (one event, not one flag per sample)")
+
+
+class IsolationForestPolicy(Strict):
+    n_estimators: int = Field(ge=10)
+    contamination: float = Field(gt=0, le=0.5, description="Expected anomalous fraction")
+    min_samples: int = Field(ge=10, description="Rows needed before training")
+    max_samples: int = Field(ge=100, description="Rows used per training (newest)")
+
+
+class AnomalyPolicy(Strict):
+    history_days: float = Field(gt=0, description="Stored history the detector trains on")
+    retrain_interval_seconds: float = Field(gt=0, description="Retrain and persist the model")
+    severity_sigma: dict[str, float] = Field(description="Peak deviation (robust σ) at which "
+                                             "an anomaly is moderada / severa; leve below")
+    event_gap_seconds: float = Field(gt=0, description="Anomalous samples closer than this are "
+                                     "one event; an event ends after this much quiet")
+    stream: StreamDetectorPolicy
+    isolation_forest: IsolationForestPolicy
+    metrics: list[str] = Field(description="Metric-name prefixes the detector watches")
+
+    @model_validator(mode="after")
+    def _severities(self) -> "AnomalyPolicy":
+        if set(self.severity_sigma) != {"moderada", "severa"}:
+            raise ValueError("severity_sigma needs exactly 'moderada' and 'severa'")
+        if self.severity_sigma["severa"] <= self.severity_sigma["moderada"]:
+            raise ValueError("severity_sigma.severa must be above severity_sigma.moderada")
+        return self
+
+
+class PredictionPolicy(Strict):
+    short_horizon_seconds: float = Field(gt=0, description="Recent window of the robust fit")
+    long_horizon_seconds: float = Field(gt=0, description="Longer window; both must agree")
+    min_samples: int = Field(ge=3, description="Samples per horizon before predicting")
+    max_eta_seconds: float = Field(gt=0, description="Crossings further away are not reported")
+    confidence: float = Field(gt=0, lt=1, description="Slope interval confidence (Theil-Sen)")
+    agreement: float = Field(gt=1, description="Max ratio between the two horizons' slopes")
+    metrics: list[str] = Field(description="Metric names (or prefixes) watched for failure")
+
+
+class SamplingPolicy(Strict):
+    process_interval_seconds: float = Field(gt=0, description="Top-process sweep cadence "
+                                            "(slow path: about ten times a full sample)")
+    top_processes: int = Field(ge=1, description="Processes listed by CPU and by memory")
+    network_interval_seconds: float = Field(gt=0, description="TCP latency/loss probe cadence")
+    network_timeout_seconds: float = Field(gt=0, description="TCP connect timeout")
+    network_attempts: int = Field(ge=1, description="Connects per target per probe (loss %)")
+    network_targets: list[str] = Field(description="host:port targets; empty = the declared "
+                                       "services' ports")
+    report_interval_seconds: float = Field(gt=0, description="GlobalHealth report cadence")
+    history_keep: int = Field(ge=10, description="Snapshots kept in memory per metric")
+
+
+class ServiceHealthPolicy(Strict):
+    window_seconds: float = Field(gt=0, description="Error rate / latency window")
+    dependency_interval_seconds: float = Field(gt=0, description="Dependency check cadence")
+    metrics_interval_seconds: float = Field(gt=0, description="Prometheus /metrics scrape "
+                                            "cadence (throughput, error counters)")
 
 
 class HealthPolicy(Strict):
     thresholds: HealthThresholds
     anomaly_sigma: float = Field(gt=0, description="z-score beyond which a sample is anomalous")
+    score: ScorePolicy
+    anomaly: AnomalyPolicy
+    prediction: PredictionPolicy
+    sampling: SamplingPolicy
+    services: ServiceHealthPolicy
 
 
 SECTIONS = {"health": HealthPolicy}

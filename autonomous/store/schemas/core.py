@@ -69,3 +69,9 @@ MIGRATIONS.append(
     );
     """
 )
+
+MIGRATIONS.append(
+    """
+    ALTER TABLE supervised_processes ADD COLUMN spec_hash TEXT NOT NULL DEFAULT '';
+    """
+)

@@ -1,0 +1,139 @@
+"""Operator routes: reconcile status, desired state, governance, policy, approvals, health."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from autonomous.api.deps import Actor, Ctx
+from autonomous.api.operator_metrics import OperatorCollector
+from autonomous.api.schemas import DecisionBody, DesiredStateOut, ModeBody, ModeOut, TriggerOut
+from autonomous.core.errors import NotFound
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["operator"])
+
+
+@router.get("/healthz")
+def healthz(ctx: Ctx) -> dict[str, Any]:
+    """Liveness of the operator itself."""
+    gen = ctx.desired.current
+    return {"status": "ok", "generation": gen.number if gen else None,
+            "mode": ctx.governance.mode}
+
+
+@router.get("/metrics", response_class=Response)
+def metrics(ctx: Ctx) -> Response:
+    """Prometheus exposition of the operator and its subsystems."""
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(OperatorCollector(ctx))
+    body = generate_latest(reg)
+    try:
+        from autonomous.telemetry.exposition import render_metrics
+    except ImportError:
+        render_metrics = None
+    if render_metrics is not None and "telemetry" in ctx.subsystems:
+        extra, _ = render_metrics(ctx)
+        body += extra
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/api/reconcile/status")
+def reconcile_status(ctx: Ctx) -> dict[str, Any]:
+    """Per controller: last run, duration, errors; per resource: sync, health, conditions."""
+    return {"generation": ctx.desired.current.number if ctx.desired.current else None,
+            "mode": ctx.governance.mode, "controllers": ctx.status.snapshot()}
+
+
+@router.post("/api/reconcile/{controller}/trigger", response_model=TriggerOut)
+def reconcile_trigger(controller: str, ctx: Ctx, actor: Actor) -> TriggerOut:
+    """Run a controller's reconcile now."""
+    if not ctx.trigger(controller):
+        raise NotFound(f"controller {controller!r} is not running; running: "
+                       f"{', '.join(sorted(ctx.triggers)) or '(none)'}")
+    return TriggerOut(controller=controller, triggered=True)
+
+
+@router.get("/api/reconcile/{controller}/why")
+def reconcile_why(controller: str, ctx: Ctx) -> dict[str, Any]:
+    """The causal chain behind each of a controller's resources' last decision."""
+    run = ctx.status.controllers.get(controller)
+    if run is None:
+        raise NotFound(f"controller {controller!r} has not run; known: "
+                       f"{', '.join(sorted(ctx.status.controllers)) or '(none)'}")
+    out = {}
+    for resource, node in sorted(run.last_decisions.items()):
+        try:
+            out[resource] = ctx.graph.why(node)
+        except KeyError:
+            continue
+    conditions = {k: r.as_dict()["conditions"] for k, r in run.resources.items()}
+    return {"controller": controller, "chains": out, "conditions": conditions}
+
+
+@router.get("/api/desired-state", response_model=DesiredStateOut)
+def desired_state(ctx: Ctx) -> DesiredStateOut:
+    """Generation in force, its content hash and git commit, and the last rejected edit."""
+    return DesiredStateOut(**ctx.desired.info(), history=ctx.desired.history())
+
+
+@router.get("/api/governance/mode", response_model=ModeOut)
+def get_mode(ctx: Ctx) -> ModeOut:
+    """The governance mode in force and its switch history."""
+    return ModeOut(mode=ctx.governance.mode, history=ctx.governance.history(20))
+
+
+@router.put("/api/governance/mode", response_model=ModeOut)
+def put_mode(body: ModeBody, ctx: Ctx, actor: Actor) -> ModeOut:
+    """Switch the governance mode (recorded with who and why)."""
+    res = ctx.governance.set_mode(body.mode, actor=actor, reason=body.reason)
+    return ModeOut(mode=res["mode"], previous=res["previous"], history=ctx.governance.history(5))
+
+
+@router.get("/api/policy")
+def effective_policy(ctx: Ctx, mode: str | None = Query(None)) -> dict[str, Any]:
+    """The effective policy (base merged with the overlay of the mode)."""
+    from autonomous.core.errors import Problem, ValidationFailed
+    from autonomous.governance import MODES
+
+    if mode is not None and mode not in MODES:
+        raise ValidationFailed([Problem("query", 0, "mode",
+                                        f"{mode!r} is not one of {', '.join(MODES)}")])
+    if ctx.desired.current is None:
+        raise NotFound("no desired-state generation is in force yet")
+    return {"mode": mode or ctx.governance.mode, "policy": ctx.governance.policy(mode)}
+
+
+@router.get("/api/approvals")
+def list_approvals(ctx: Ctx, state: str | None = Query(None)) -> dict[str, Any]:
+    """Approval requests (pending, approved, rejected, expired, stale, executed)."""
+    return {"approvals": [_public(a) for a in ctx.approvals.list(state)]}
+
+
+@router.post("/api/approvals/{approval_id}/approve")
+def approve(approval_id: str, ctx: Ctx, actor: Actor,
+            body: DecisionBody | None = None) -> dict[str, Any]:
+    """Approve a pending request (409 if made for another generation, 410 if expired)."""
+    gen = ctx.desired.current.number if ctx.desired.current else None
+    item = ctx.approvals.decide(approval_id, approve=True, actor=actor, current_generation=gen,
+                                reason=body.reason if body else None)
+    ctl = item["controller"]
+    ctx.trigger(ctl)
+    return _public(item)
+
+
+@router.post("/api/approvals/{approval_id}/reject")
+def reject(approval_id: str, ctx: Ctx, actor: Actor,
+           body: DecisionBody | None = None) -> dict[str, Any]:
+    """Reject a pending request."""
+    gen = ctx.desired.current.number if ctx.desired.current else None
+    return _public(ctx.approvals.decide(approval_id, approve=False, actor=actor,
+                                        current_generation=gen,
+                                        reason=body.reason if body else None))
+
+
+def _public(a: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in a.items() if not k.startswith("_")}

@@ -1,0 +1,203 @@
+"""Content-addressed chunk storage: the bottom layer of the one backup engine.
+
+A repository folder holds ``config.json`` (chunking and compression chosen at creation: an
+existing repository keeps them, or deduplication would stop working), ``chunks/<2 hex>/<sha256>``
+and ``snapshots/`` (see ``backup_manifest``). A chunk's name is the SHA-256 of its plain bytes;
+its file is one header byte (``R`` raw, ``Z`` zstandard) and the payload. Chunks whose sample
+prefix does not compress below ``incompressible_ratio`` are stored raw without compressing the
+rest. Writes go to a temporary name, are fsynced when asked, and renamed into place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import zstandard
+from pyfastcdc import FastCDC
+
+__all__ = ["EngineParams", "ChunkDamaged", "ChunkStore", "open_repository"]
+
+_RAW, _ZSTD = b"R", b"Z"
+_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class EngineParams:
+    chunk_min_bytes: int
+    chunk_avg_bytes: int
+    chunk_max_bytes: int
+    compression_level: int
+    incompressible_ratio: float
+    sample_bytes: int
+    workers: int
+    fsync: bool
+
+    @classmethod
+    def from_policy(cls, p: dict[str, Any]) -> "EngineParams":
+        return cls(**{f: p[f] for f in cls.__dataclass_fields__})
+
+
+class ChunkDamaged(Exception):
+    """A chunk is missing, unreadable, or its bytes no longer hash to its name."""
+
+    def __init__(self, digest: str, problem: str) -> None:
+        super().__init__(f"chunk {digest}: {problem}")
+        self.digest = digest
+        self.problem = problem
+
+
+class ChunkStore:
+    """Put, get and check chunks under ``root/chunks``. Thread-safe."""
+
+    def __init__(self, root: Path, params: EngineParams) -> None:
+        self.root = Path(root)
+        self.params = params
+        self.dir = self.root / "chunks"
+        self._known: set[str] | None = None
+        self._lock = threading.Lock()
+        self._local = threading.local()
+
+    # -- chunking --------------------------------------------------------------------------
+    def chunker(self) -> FastCDC:
+        p = self.params
+        return FastCDC(p.chunk_avg_bytes, min_size=p.chunk_min_bytes, max_size=p.chunk_max_bytes)
+
+    def cut(self, data: bytes | memoryview) -> Iterator[memoryview]:
+        """Content-defined chunks of ``data`` (views, no copies)."""
+        view = memoryview(data)
+        if not len(view):
+            return
+        for c in self.chunker().cut_buf(view):
+            yield view[c.offset:c.offset + c.length]
+
+    # -- addressing ------------------------------------------------------------------------
+    def path_of(self, digest: str) -> Path:
+        return self.dir / digest[:2] / digest
+
+    def known(self) -> set[str]:
+        """Every chunk name present (listed once, then kept up to date)."""
+        with self._lock:
+            if self._known is None:
+                self._known = {f.name for d in self.dir.glob("??") for f in d.iterdir()
+                               if len(f.name) == 64} if self.dir.exists() else set()
+            return self._known
+
+    def has(self, digest: str) -> bool:
+        return digest in self.known()
+
+    # -- write -----------------------------------------------------------------------------
+    def put(self, data: bytes | memoryview) -> tuple[str, int, bool]:
+        """Store a chunk; returns ``(sha256, bytes written, new)``. Existing chunks are not
+        rewritten (deduplication)."""
+        digest = hashlib.sha256(data).hexdigest()
+        if self.has(digest):
+            return digest, 0, False
+        payload = self._encode(data)
+        path = self.path_of(digest)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent / f".tmp-{digest[:16]}-{uuid.uuid4().hex[:8]}"
+        with open(tmp, "wb") as f:
+            f.write(payload)
+            if self.params.fsync:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+        with self._lock:
+            self.known().add(digest)
+        return digest, len(payload), True
+
+    def _compressor(self) -> zstandard.ZstdCompressor:
+        c = getattr(self._local, "c", None)
+        if c is None:
+            c = self._local.c = zstandard.ZstdCompressor(level=self.params.compression_level)
+        return c
+
+    def _encode(self, data: bytes | memoryview) -> bytes:
+        p, z = self.params, self._compressor()
+        n = len(data)
+        if n > p.sample_bytes:
+            sample = z.compress(data[:p.sample_bytes])
+            if len(sample) > p.incompressible_ratio * p.sample_bytes:
+                return _RAW + bytes(data)
+        packed = z.compress(data)
+        if len(packed) > p.incompressible_ratio * n:
+            return _RAW + bytes(data)
+        return _ZSTD + packed
+
+    # -- read ------------------------------------------------------------------------------
+    def get(self, digest: str) -> bytes:
+        """The chunk's plain bytes, checked against its name; raises ChunkDamaged."""
+        try:
+            raw = self.path_of(digest).read_bytes()
+        except FileNotFoundError:
+            raise ChunkDamaged(digest, "missing") from None
+        except OSError as exc:
+            raise ChunkDamaged(digest, f"unreadable: {exc}") from None
+        data = self._decode(digest, raw)
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise ChunkDamaged(digest, "content does not match its SHA-256 (corrupted)")
+        return data
+
+    def _decode(self, digest: str, raw: bytes) -> bytes:
+        kind, payload = raw[:1], raw[1:]
+        if kind == _RAW:
+            return payload
+        if kind == _ZSTD:
+            try:
+                d = getattr(self._local, "d", None)
+                if d is None:
+                    d = self._local.d = zstandard.ZstdDecompressor()
+                return d.decompress(payload)
+            except zstandard.ZstdError as exc:
+                raise ChunkDamaged(digest, f"zstd stream damaged: {exc}") from None
+        raise ChunkDamaged(digest, f"unknown chunk header {kind!r}")
+
+    def check(self, digest: str) -> str | None:
+        """None when the chunk is sound, else what is wrong with it."""
+        try:
+            self.get(digest)
+        except ChunkDamaged as exc:
+            return exc.problem
+        return None
+
+    def delete(self, digest: str) -> int:
+        """Remove a chunk; returns the bytes freed."""
+        path = self.path_of(digest)
+        try:
+            size = path.stat().st_size
+            path.unlink()
+        except FileNotFoundError:
+            return 0
+        with self._lock:
+            self.known().discard(digest)
+        return size
+
+
+def open_repository(root: Path, params: EngineParams) -> ChunkStore:
+    """Open (or create) a repository; an existing one keeps its own chunking parameters."""
+    root = Path(root)
+    cfg = root / "config.json"
+    if cfg.exists():
+        saved = json.loads(cfg.read_text())
+        if saved.get("format") != _FORMAT:
+            raise ValueError(f"{cfg}: repository format {saved.get('format')!r} is not "
+                             f"{_FORMAT}: this engine cannot read it")
+        chunking = {k: saved[k] for k in ("chunk_min_bytes", "chunk_avg_bytes",
+                                          "chunk_max_bytes")}
+        params = EngineParams(**{**asdict(params), **chunking})
+    else:
+        (root / "chunks").mkdir(parents=True, exist_ok=True)
+        (root / "snapshots").mkdir(parents=True, exist_ok=True)
+        body = {"format": _FORMAT, **{k: getattr(params, k) for k in (
+            "chunk_min_bytes", "chunk_avg_bytes", "chunk_max_bytes")}}
+        tmp = root / ".config.json.tmp"
+        tmp.write_text(json.dumps(body, indent=2))
+        os.replace(tmp, cfg)
+    return ChunkStore(root, params)

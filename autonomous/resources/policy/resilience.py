@@ -1,0 +1,175 @@
+"""Resilience policy: admission (priority route map, never-shed paths, queue waits), the
+priority queue, adaptive concurrency (AIMD), rate limits, resource gates, automatic survival
+with hysteresis, and the backup engine's chunking and compression parameters.
+
+Every number lives in ``policies/resilience.yaml``; nothing here has a default.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from autonomous.resources.base import Strict
+
+__all__ = ["PRIORITY_NAMES", "RouteRule", "AdmissionPolicy", "QueuePolicy", "ConcurrencyPolicy",
+           "AimdPolicy", "RateLimit", "RateLimits", "GateLevels", "GatesPolicy",
+           "SurvivalThresholds", "AutoSurvivalPolicy", "SurvivalPolicy", "BackupEnginePolicy",
+           "ResiliencePolicy", "SECTIONS"]
+
+PRIORITY_NAMES = ("CRITICAL", "HIGH", "MEDIUM", "LOW")
+PriorityName = Literal["CRITICAL", "HIGH", "MEDIUM", "LOW"]
+
+
+class RouteRule(Strict):
+    prefix: str = Field(description="Path prefix; the longest matching prefix wins")
+    priority: PriorityName
+
+    @field_validator("prefix")
+    @classmethod
+    def _abs(cls, v: str) -> str:
+        if not v.startswith("/"):
+            raise ValueError(f"{v!r} must start with '/'")
+        return v
+
+
+class PerPriorityFloat(Strict):
+    CRITICAL: float = Field(gt=0)
+    HIGH: float = Field(gt=0)
+    MEDIUM: float = Field(gt=0)
+    LOW: float = Field(gt=0)
+
+
+class AdmissionPolicy(Strict):
+    priority_header: str = Field(description="Request header naming the priority")
+    default_priority: PriorityName = Field(description="Priority of unmapped paths")
+    routes: list[RouteRule] = Field(description="Route map: path prefix → priority")
+    never_shed: list[str] = Field(description="Path prefixes always admitted (probes, operator "
+                                  "control endpoints)")
+    max_wait_seconds: PerPriorityFloat = Field(description="Longest queue wait, then 429")
+    shed_retry_after_seconds: float = Field(gt=0, description="Retry-After when the queue is "
+                                            "full or a wait timed out")
+    policy_refresh_seconds: float = Field(gt=0, description="How often the hot path re-reads "
+                                          "the policy in force")
+
+
+class QueuePolicy(Strict):
+    max_depth: int = Field(ge=1, description="Waiting requests, all priorities together")
+    aging_seconds: float = Field(gt=0, description="A waiting item gains one level per interval")
+    stats_window: int = Field(ge=10, description="Recent waits kept per level for percentiles")
+
+
+class ConcurrencyPolicy(Strict):
+    initial: int = Field(ge=1, description="In-flight limit at start")
+    min: int = Field(ge=1, description="AIMD never goes below")
+    max: int = Field(ge=1, description="AIMD never goes above")
+
+    @model_validator(mode="after")
+    def _order(self) -> "ConcurrencyPolicy":
+        if not self.min <= self.initial <= self.max:
+            raise ValueError(f"need min <= initial <= max, got {self.min}, {self.initial}, "
+                             f"{self.max}")
+        return self
+
+
+class AimdPolicy(Strict):
+    target_latency_ms: float = Field(gt=0, description="p90 above this shrinks the limit")
+    increase: int = Field(ge=1, description="Additive increase per interval when healthy")
+    decrease_factor: float = Field(gt=0, lt=1, description="Multiplicative decrease on pressure")
+    interval_seconds: float = Field(gt=0, description="Seconds between adjustments")
+    min_samples: int = Field(ge=1, description="Completed requests needed to judge latency")
+
+
+class RateLimit(Strict):
+    per_second: float = Field(gt=0, description="Sustained rate (GCRA emission interval 1/rate)")
+    burst: int = Field(ge=1, description="Requests allowed back to back")
+
+
+class RateLimits(Strict):
+    CRITICAL: RateLimit
+    HIGH: RateLimit
+    MEDIUM: RateLimit
+    LOW: RateLimit
+
+
+class GateLevels(Strict):
+    """Reading (percent) at or above which a priority is shed; null = never for that level.
+    CRITICAL is never gated."""
+
+    HIGH: float | None = Field(ge=0, le=100)
+    MEDIUM: float | None = Field(ge=0, le=100)
+    LOW: float | None = Field(ge=0, le=100)
+
+
+class GatesPolicy(Strict):
+    sample_interval_seconds: float = Field(gt=0, description="Resource reading refresh period")
+    smoothing_seconds: float = Field(ge=0, description="EWMA time constant of the readings")
+    retry_after_seconds: float = Field(gt=0, description="Retry-After of a gated request")
+    cpu_percent: GateLevels
+    ram_percent: GateLevels
+    gpu_percent: GateLevels
+
+
+class SurvivalThresholds(Strict):
+    cpu_percent: float = Field(ge=0, le=100)
+    ram_percent: float = Field(ge=0, le=100)
+
+
+class AutoSurvivalPolicy(Strict):
+    enabled: bool
+    enter: SurvivalThresholds = Field(description="Pressure at or above any of these …")
+    enter_after_seconds: float = Field(ge=0, description="… sustained this long enters survival")
+    exit: SurvivalThresholds = Field(description="Every reading below these …")
+    exit_after_seconds: float = Field(ge=0, description="… sustained this long leaves it")
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> "AutoSurvivalPolicy":
+        for f in ("cpu_percent", "ram_percent"):
+            if getattr(self.exit, f) >= getattr(self.enter, f):
+                raise ValueError(f"exit.{f} must be below enter.{f} (hysteresis), got "
+                                 f"{getattr(self.exit, f)} >= {getattr(self.enter, f)}")
+        return self
+
+
+class SurvivalPolicy(Strict):
+    profile: str = Field(description="SurvivalProfile resource used")
+    feature_timeout_seconds: float = Field(gt=0, description="HTTP timeout of feature toggles")
+    auto: AutoSurvivalPolicy
+
+
+class BackupEnginePolicy(Strict):
+    """Used when a repository is created; an existing repository keeps its own chunking."""
+
+    chunk_min_bytes: int = Field(ge=64)
+    chunk_avg_bytes: int = Field(ge=256)
+    chunk_max_bytes: int = Field(ge=1024)
+    compression_level: int = Field(ge=-7, le=22, description="zstd level")
+    incompressible_ratio: float = Field(gt=0, le=1, description="Store raw when compressed/raw "
+                                        "size is above this")
+    sample_bytes: int = Field(ge=1024, description="Prefix compressed first to detect "
+                              "incompressible chunks cheaply")
+    workers: int = Field(ge=1, description="Threads hashing/compressing/writing")
+    fsync: bool = Field(description="fsync chunks and manifests before a backup counts")
+    drill_port_start: int = Field(ge=1024, le=65535, description="Drill services listen on a free "
+                                  "port at or above this")
+
+    @model_validator(mode="after")
+    def _sizes(self) -> "BackupEnginePolicy":
+        if not self.chunk_min_bytes <= self.chunk_avg_bytes <= self.chunk_max_bytes:
+            raise ValueError("need chunk_min_bytes <= chunk_avg_bytes <= chunk_max_bytes")
+        return self
+
+
+class ResiliencePolicy(Strict):
+    admission: AdmissionPolicy
+    queue: QueuePolicy
+    concurrency: ConcurrencyPolicy
+    aimd: AimdPolicy
+    rate_limits: RateLimits
+    gates: GatesPolicy
+    survival: SurvivalPolicy
+    backup: BackupEnginePolicy
+
+
+SECTIONS = {"resilience": ResiliencePolicy}

@@ -1,0 +1,198 @@
+"""The endpoints of a sample service: a table of (method, path) → handler and guarding feature.
+
+A handler takes ``(service, body, query)`` and returns ``(status, payload)`` or
+``(status, payload, after)`` where ``after`` runs once the answer is sent (a crash exits there).
+A payload is JSON-able, or a ``str`` sent as Prometheus text.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from autonomous.sample_stack.faults import KINDS, FaultError, validate
+from autonomous.sample_stack.features import FeatureError
+from autonomous.sample_stack.metrics import render
+from autonomous.sample_stack.work import BadRequest, burn_cpu, detect_edges, read_sensors
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from autonomous.sample_stack.server import Service
+
+__all__ = ["ROUTES", "Reply", "Route", "call", "find", "not_found"]
+
+
+class Reply:
+    """A ready answer (used for bodies that could not be read)."""
+
+    __slots__ = ("status", "payload")
+
+    def __init__(self, status: int, payload: object) -> None:
+        self.status = status
+        self.payload = payload
+
+
+class Route:
+    """A handler and the feature (if any) that must be declared and on to reach it."""
+
+    __slots__ = ("fn", "feature")
+
+    def __init__(self, fn: Callable[..., tuple], feature: str | None = None) -> None:
+        self.fn = fn
+        self.feature = feature
+
+
+def _health(svc: Service, body: object, q: dict[str, str]) -> tuple:
+    off = sorted(k for k, v in svc.features.snapshot().items() if not v)
+    return 200, {"status": "ok", "name": svc.name, "uptime_s": svc.uptime_s(),
+                 "version": svc.version, "pid": os.getpid(), "degraded": bool(off),
+                 "features_off": off}
+
+
+def _ready(svc: Service, body: object, q: dict[str, str]) -> tuple:
+    ok, reasons, deps = svc.readiness.state()
+    return (200 if ok else 503), {"ready": ok, "name": svc.name, "reasons": reasons,
+                                  "dependencies": deps}
+
+
+def _gauges(svc: Service) -> list:
+    feats = svc.features.snapshot()
+    active = svc.faults.snapshot()
+    return [
+        ("sample_info", "Which sample service this is.",
+         [({"name": svc.name, "version": svc.version}, 1)]),
+        ("sample_uptime_seconds", "Seconds since the service started.", [({}, svc.uptime_s())]),
+        ("sample_ready", "1 when /ready answers 200.", [({}, int(svc.readiness.state()[0]))]),
+        ("sample_feature_enabled", "1 when the feature flag is on.",
+         [({"feature": f}, int(on)) for f, on in sorted(feats.items())]),
+        ("sample_fault_active", "1 while a fault of that kind is injected.",
+         [({"kind": k}, int(k in active)) for k in KINDS if k != "crash"]),
+        ("sample_memory_ballast_bytes", "Bytes held by the memory fault.",
+         [({}, svc.faults.ballast_bytes())]),
+        ("sample_requests_in_flight", "Requests being handled now.", [({}, svc.inflight())]),
+    ]
+
+
+def _metrics(svc: Service, body: object, q: dict[str, str]) -> tuple:
+    return 200, render(svc.metrics, _gauges(svc))
+
+
+def _features_get(svc: Service, body: object, q: dict[str, str]) -> tuple:
+    return 200, {"features": svc.features.snapshot()}
+
+
+def _features_put(svc: Service, body: object, q: dict[str, str]) -> tuple:
+    feats = svc.features.update(body)
+    svc.log.info("features changed", features=feats)
+    return 200, {"features": feats}
+
+
+def _fault_get(svc: Service, body: object, q: dict[str, str]) -> tuple:
+    return 200, {"faults": svc.faults.snapshot(), "kinds": list(KINDS)}
+
+
+def _exit_now(code: int) -> Callable[[], None]:
+    def go() -> None:
+        sys.stdout.flush()
+        os._exit(code)
+    return go
+
+
+def _fault_post(svc: Service, body: object, q: dict[str, str]) -> tuple:
+    fault = validate(body)
+    svc.log.warning("fault injected", fault=fault)
+    if fault["kind"] == "crash":
+        code = int(fault["exit_code"])  # type: ignore[call-overload]
+        return 202, {"crashing": True, "exit_code": code}, _exit_now(code)
+    svc.faults.activate(fault)
+    return 200, {"faults": svc.faults.snapshot()}
+
+
+def _fault_clear(svc: Service, body: object, q: dict[str, str]) -> tuple:
+    kind = body.get("kind") if isinstance(body, dict) else None
+    if body is not None and (not isinstance(body, dict) or set(body) - {"kind"}
+                             or kind not in (*KINDS, None)):
+        raise FaultError(f'body: expected nothing or {{"kind": one of {", ".join(KINDS)}}}')
+    cleared = svc.faults.clear(kind)
+    svc.log.info("faults cleared", cleared=cleared)
+    return 200, {"cleared": cleared, "faults": svc.faults.snapshot()}
+
+
+def _work(svc: Service, body: object, q: dict[str, str]) -> tuple:
+    return 200, burn_cpu(q.get("ms"))
+
+
+def _echo(svc: Service, body: object, q: dict[str, str]) -> tuple:
+    return 200, {"echo": body, "name": svc.name}
+
+
+def _move(svc: Service, body: object, q: dict[str, str]) -> tuple:
+    return 200, svc.motion.move(body, smooth=svc.features.enabled("planning"))
+
+
+def _heartbeat(svc: Service, body: object, q: dict[str, str]) -> tuple:
+    svc.heartbeats += 1
+    return 200, {"name": svc.name, "seq": svc.heartbeats, "uptime_s": svc.uptime_s(),
+                 "position": list(svc.motion.position), "moves": svc.motion.moves}
+
+
+def _sensors(svc: Service, body: object, q: dict[str, str]) -> tuple:
+    return 200, read_sensors()
+
+
+def _detect(svc: Service, body: object, q: dict[str, str]) -> tuple:
+    return 200, detect_edges(body)
+
+
+def _index(svc: Service, body: object, q: dict[str, str]) -> tuple:
+    return 200, {"name": svc.name, "endpoints": sorted(f"{m} {p}" for m, p in ROUTES)}
+
+
+ROUTES: dict[tuple[str, str], Route] = {
+    ("GET", "/"): Route(_index),
+    ("GET", "/health"): Route(_health),
+    ("GET", "/ready"): Route(_ready),
+    ("GET", "/metrics"): Route(_metrics),
+    ("GET", "/features"): Route(_features_get),
+    ("PUT", "/features"): Route(_features_put),
+    ("GET", "/fault"): Route(_fault_get),
+    ("POST", "/fault"): Route(_fault_post),
+    ("POST", "/fault/clear"): Route(_fault_clear),
+    ("GET", "/api/work"): Route(_work),
+    ("POST", "/api/echo"): Route(_echo),
+    ("POST", "/api/move"): Route(_move, "motion"),
+    ("GET", "/api/heartbeat"): Route(_heartbeat, "heartbeat"),
+    ("GET", "/api/sensors"): Route(_sensors, "sensors"),
+    ("POST", "/api/vision/detect"): Route(_detect, "vision"),
+}
+_PATHS = {p for _, p in ROUTES}
+
+
+def find(method: str, path: str) -> tuple[Route | None, str]:
+    """The route for ``method path`` (or None) and the path label used in metrics."""
+    return ROUTES.get((method, path)), (path if path in _PATHS else "other")
+
+
+def not_found(svc: Service, method: str, path: str) -> tuple:
+    """404 for an unknown path, 405 (with the allowed methods) for a known one."""
+    allowed = sorted(m for m, p in ROUTES if p == path)
+    if allowed:
+        return 405, {"error": f"{method} {path}: method not allowed; allowed: "
+                              f"{', '.join(allowed)}"}, None
+    return 404, {"error": f"{path}: no such endpoint on {svc.name}; see GET /"}, None
+
+
+def call(route: Route, svc: Service, body: object, query: dict[str, str]) -> tuple:
+    """Run a route behind its feature guard; input errors become 400 answers."""
+    if route.feature and not svc.features.declared(route.feature):
+        return 404, {"error": f"no such endpoint on {svc.name}: it needs feature "
+                              f"{route.feature!r}, which this service does not declare"}, None
+    if route.feature and not svc.features.enabled(route.feature):
+        return 503, {"error": "feature disabled", "feature": route.feature}, None
+    try:
+        out = route.fn(svc, body, query)
+    except (BadRequest, FaultError, FeatureError) as e:
+        return 400, {"error": str(e)}, None
+    return out if len(out) == 3 else (*out, None)

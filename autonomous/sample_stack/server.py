@@ -1,0 +1,191 @@
+"""The HTTP side of a sample service: routing, JSON in and out, faults and metrics per request.
+
+``Service`` holds one service's state (features, faults, metrics, readiness); ``make_server``
+binds a ``ThreadingHTTPServer`` (one thread per connection) whose handler runs every request
+through the same steps: trace context → fault gate (hang / slow / error) → route → JSON answer
+with a ``traceparent`` child header → metrics and one JSON log line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+from autonomous.sample_stack import routes
+from autonomous.sample_stack.faults import Faults
+from autonomous.sample_stack.features import Features
+from autonomous.sample_stack.logs import JsonLogger, new_trace, parse_traceparent
+from autonomous.sample_stack.metrics import RequestMetrics
+from autonomous.sample_stack.readiness import Readiness
+from autonomous.sample_stack.work import Motion
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from autonomous.sample_stack.logs import TraceContext
+
+__all__ = ["Service", "make_server", "MAX_BODY_BYTES"]
+
+MAX_BODY_BYTES = 8 * 1024 * 1024
+
+
+class Service:
+    """Everything one running sample service knows about itself."""
+
+    def __init__(self, name: str, *, version: str, features: Features,
+                 depends_on: list[str] | None = None, ready_delay_s: float = 0.0,
+                 log: JsonLogger | None = None) -> None:
+        self.name = name
+        self.version = version
+        self.features = features
+        self.faults = Faults()
+        self.metrics = RequestMetrics()
+        self.motion = Motion()
+        self.log = log or JsonLogger(name)
+        self.started_mono = time.monotonic()
+        self.readiness = Readiness(depends_on or [], ready_delay_s=ready_delay_s)
+        self.heartbeats = 0
+        self._inflight = 0
+        self._inflight_lock = threading.Lock()
+
+    def uptime_s(self) -> float:
+        """Seconds since this service object was made (at process start)."""
+        return round(time.monotonic() - self.started_mono, 3)
+
+    def enter(self) -> None:
+        """Count a request in flight."""
+        with self._inflight_lock:
+            self._inflight += 1
+
+    def leave(self) -> None:
+        """Count a request done."""
+        with self._inflight_lock:
+            self._inflight -= 1
+
+    def inflight(self) -> int:
+        """Requests being handled now (hung ones included)."""
+        with self._inflight_lock:
+            return self._inflight
+
+
+class Handler(BaseHTTPRequestHandler):
+    """One connection; ``self.server.service`` is the Service it serves."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "atlas-sample/1"
+    service: Service
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib's name
+        """Silence the stdlib's stderr access log: ``_finish`` writes a JSON line instead."""
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib's naming
+        """Serve a GET."""
+        self._serve("GET")
+
+    def do_POST(self) -> None:  # noqa: N802
+        """Serve a POST."""
+        self._serve("POST")
+
+    def do_PUT(self) -> None:  # noqa: N802
+        """Serve a PUT."""
+        self._serve("PUT")
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        """Serve a DELETE."""
+        self._serve("DELETE")
+
+    def _serve(self, method: str) -> None:
+        svc: Service = self.server.service  # type: ignore[attr-defined]
+        t0 = time.perf_counter()
+        trace = parse_traceparent(self.headers.get("traceparent")) or new_trace()
+        url = urlsplit(self.path)
+        route, label = routes.find(method, url.path)
+        svc.enter()
+        try:
+            status, payload, after = self._answer(svc, method, url, route)
+        finally:
+            svc.leave()
+        self._send(status, payload, trace)
+        elapsed = time.perf_counter() - t0
+        svc.metrics.observe(label, status, elapsed)
+        svc.log.log("INFO" if status < 500 else "ERROR", f"{method} {url.path} {status}",
+                    trace=trace, logger="sample_stack.http", method=method, path=url.path,
+                    status=status, duration_ms=round(elapsed * 1000, 3))
+        if after is not None:
+            after()
+
+    def _answer(self, svc: Service, method: str, url: object, route: object) -> tuple:
+        injected = svc.faults.before_request(url.path)  # type: ignore[attr-defined]
+        body = self._read_body()  # always drain it, so the connection stays usable
+        if injected is not None:
+            return injected, {"status": "error", "name": svc.name,
+                              "error": f"injected fault: error {injected}"}, None
+        if isinstance(body, routes.Reply):
+            return body.status, body.payload, None
+        if route is None:
+            return routes.not_found(svc, method, url.path)  # type: ignore[attr-defined]
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}  # type: ignore[attr-defined]
+        return routes.call(route, svc, body, query)
+
+    def _read_body(self) -> object:
+        length_text = self.headers.get("Content-Length")
+        if not length_text:
+            return None
+        try:
+            length = int(length_text)
+        except ValueError:
+            return routes.Reply(400, {"error": f"Content-Length: {length_text!r} is not a number"})
+        if length > MAX_BODY_BYTES:
+            self.close_connection = True
+            return routes.Reply(413, {"error": f"body: {length} bytes is over the limit of "
+                                               f"{MAX_BODY_BYTES} bytes"})
+        raw = self.rfile.read(length)
+        if not raw.strip():
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError as e:
+            return routes.Reply(400, {"error": f"body: not valid JSON ({e})"})
+
+    def _send(self, status: int, payload: object, trace: TraceContext) -> None:
+        if isinstance(payload, str):
+            data, ctype = payload.encode(), "text/plain; version=0.0.4; charset=utf-8"
+        else:
+            data, ctype = json.dumps(payload, default=str).encode(), "application/json"
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("traceparent", trace.header())
+            self.send_header("X-Service-Name", self.server.service.name)  # type: ignore[attr-defined]
+            self.end_headers()
+            self.wfile.write(data)
+            self.wfile.flush()
+        except OSError:  # the client went away: nothing to answer to
+            self.close_connection = True
+
+
+class SampleHTTPServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer with a deeper accept queue, carrying its Service."""
+
+    request_queue_size = 128
+    daemon_threads = True
+
+    def __init__(self, addr: tuple[str, int], service: Service) -> None:
+        self.service = service
+        super().__init__(addr, Handler)
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """Log a handler crash as one JSON line instead of a stderr traceback."""
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, (ConnectionError, TimeoutError)):
+            self.service.log.error("handler failed", error=repr(exc), pid=os.getpid())
+
+
+def make_server(service: Service, host: str, port: int) -> SampleHTTPServer:
+    """Bind ``host:port`` (OSError if taken) for ``service``; call ``serve_forever`` next."""
+    return SampleHTTPServer((host, port), service)

@@ -1,0 +1,60 @@
+"""Test helpers shipped with the package: a real context on a temp dir with a fake clock.
+
+    ctx = make_context(tmp_path)            # copies the default tree, FakeClock, real Store
+    ctx.desired.reload()                    # generation 1 in force
+
+Every outside effect has a real implementation; tests swap the clock, never the store.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from pathlib import Path
+
+from autonomous.context import OperatorContext
+from autonomous.core.clock import Clock, FakeClock
+from autonomous.core.events import EventBus
+from autonomous.desired import DesiredStateManager
+from autonomous.governance import Approvals, Governance
+from autonomous.learning.knowledge_graph import KnowledgeGraph
+from autonomous.status import StatusBoard
+from autonomous.store import Store
+
+__all__ = ["make_context", "free_port", "default_root", "copy_default_tree"]
+
+
+def default_root() -> Path:
+    """The repository checkout holding the default desired_state/, policies/, config/."""
+    return Path(__file__).resolve().parent.parent
+
+
+def copy_default_tree(dest: Path) -> Path:
+    for d in ("desired_state", "policies", "config"):
+        shutil.copytree(default_root() / d, dest / d, dirs_exist_ok=True)
+    return dest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_context(tmp_path: Path, *, root: Path | None = None, clock: Clock | None = None,
+                 token: str = "test-token", load: bool = True) -> OperatorContext:
+    root = root or copy_default_tree(tmp_path / "root")
+    data = tmp_path / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    clock = clock or FakeClock()
+    store = Store(data / "atlas.db").open()
+    bus = EventBus()
+    desired = DesiredStateManager(root, store, bus, clock)
+    gov = Governance(store, bus, clock, lambda: desired.current.tree.policies
+                     if desired.current else None)
+    ctx = OperatorContext(root=root, data_dir=data, store=store, bus=bus, clock=clock,
+                          desired=desired, governance=gov, approvals=Approvals(store, bus, clock),
+                          graph=KnowledgeGraph(store, clock), status=StatusBoard(), token=token)
+    if load:
+        desired.reload()
+    return ctx

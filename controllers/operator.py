@@ -1,0 +1,167 @@
+"""The operator process: store, context, controllers, file watcher and the PUSH API in one
+asyncio loop. ``Operator(root).run()`` until SIGTERM/SIGINT, then stops every child.
+
+For an existing FastAPI app (the real PUSH), ``Operator.lifespan`` starts and stops the same
+machinery inside that app's lifespan after ``include_routes(app, operator.ctx)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from autonomous.api.app import create_app
+from autonomous.context import OperatorContext
+from autonomous.core.clock import Clock, SystemClock
+from autonomous.core.errors import ValidationFailed
+from autonomous.core.events import EventBus
+from autonomous.desired import DesiredStateManager
+from autonomous.governance import Approvals, Governance
+from autonomous.learning.knowledge_graph import KnowledgeGraph
+from autonomous.resources.loader import load_tree
+from autonomous.status import StatusBoard
+from autonomous.store import Store
+from controllers.manager import ControllerManager
+from controllers.registry import controller_classes
+
+__all__ = ["Operator", "load_token"]
+
+log = logging.getLogger("atlas.operator")
+
+
+def load_token(data_dir: Path) -> str:
+    """``ATLAS_AUTONOMOUS_TOKEN`` or ``<data-dir>/api-token`` (created 0600 on first run)."""
+    env = os.environ.get("ATLAS_AUTONOMOUS_TOKEN")
+    if env:
+        return env
+    path = data_dir / "api-token"
+    if path.exists():
+        return path.read_text().strip()
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handlers: the operator owns SIGTERM/SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Any:
+        yield
+
+
+class Operator:
+    def __init__(self, root: str | Path = ".", *, data_dir: str | Path | None = None,
+                 host: str | None = None, port: int | None = None,
+                 clock: Clock | None = None) -> None:
+        self.root = Path(root).resolve()
+        first = load_tree(self.root)
+        if first.tree is None:
+            raise ValidationFailed(first.problems)
+        cfg = first.tree.config
+        self.data_dir = Path(data_dir or self.root / cfg.data_dir).resolve()
+        self.host = host or cfg.listen.host
+        self.port = cfg.listen.port if port is None else port
+        self.clock = clock or SystemClock()
+        self.ctx: OperatorContext | None = None
+        self.manager: ControllerManager | None = None
+        self._stop = asyncio.Event()
+        self._watch_task: asyncio.Task[None] | None = None
+        self.started = asyncio.Event()
+
+    # -- assembly ----------------------------------------------------------------------------
+    def build(self) -> OperatorContext:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        store = Store(self.data_dir / "atlas.db").open()
+        bus = EventBus()
+        desired = DesiredStateManager(self.root, store, bus, self.clock)
+        gov = Governance(store, bus, self.clock,
+                         lambda: desired.current.tree.policies if desired.current else None)
+        self.ctx = OperatorContext(
+            root=self.root, data_dir=self.data_dir, store=store, bus=bus, clock=self.clock,
+            desired=desired, governance=gov, approvals=Approvals(store, bus, self.clock),
+            graph=KnowledgeGraph(store, self.clock), status=StatusBoard(),
+            token=load_token(self.data_dir))
+        desired.reload()
+        return self.ctx
+
+    def _controllers(self) -> list[Any]:
+        assert self.ctx is not None
+        cfg = self.ctx.desired.current.tree.config if self.ctx.desired.current else None
+        out = []
+        for cls in controller_classes():
+            settings = cfg.controllers.get(cls.subsystem) if cfg else None
+            if settings is not None and not settings.enabled:
+                self.ctx.status.controller(cls.name).enabled = False
+                continue
+            out.append(cls(self.ctx))
+        return out
+
+    # -- running -----------------------------------------------------------------------------
+    async def start_background(self) -> None:
+        """Start controllers and the file watcher (no HTTP server)."""
+        ctx = self.ctx or self.build()
+        self.manager = ControllerManager(ctx, self._controllers())
+        ctx.subsystems["manager"] = self.manager
+        await self.manager.start()
+        debounce = ctx.desired.current.tree.config.reload_debounce_ms if ctx.desired.current \
+            else 50
+        self._watch_task = asyncio.create_task(ctx.desired.watch(self._stop, debounce),
+                                               name="desired-watch")
+
+    async def stop_background(self) -> None:
+        self._stop.set()
+        if self.manager is not None:
+            await self.manager.stop()
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._watch_task
+        if self.ctx is not None:
+            self.ctx.store.close()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _app: Any = None) -> AsyncIterator[None]:
+        await self.start_background()
+        try:
+            yield
+        finally:
+            await self.stop_background()
+
+    async def serve(self) -> None:
+        """Run until SIGTERM/SIGINT (or ``request_stop``)."""
+        ctx = self.build()
+        app = create_app(ctx)
+        config = uvicorn.Config(app, host=self.host, port=self.port, log_level="warning",
+                                access_log=False, lifespan="off")
+        server = _Server(config)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.request_stop)
+        await self.start_background()
+        server_task = asyncio.create_task(server.serve(), name="api")
+        self.started.set()
+        log.info("ATLAS Autonomous listening on http://%s:%d (data dir %s)", self.host,
+                 self.port, self.data_dir)
+        stop_wait = asyncio.create_task(self._stop.wait())
+        await asyncio.wait({server_task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await server_task
+        await self.stop_background()
+        stop_wait.cancel()
+
+    def request_stop(self) -> None:
+        self._stop.set()

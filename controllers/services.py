@@ -1,0 +1,296 @@
+"""The services controller: keeps the declared Services running.
+
+observe: the process table, probe state, crash back-off timers.
+diff (pure): start what should run and is not (dependencies first: a service starts only when
+everything it ``depends_on`` runs and is ready), restart what exited (per restart policy, after
+the crash back-off) or whose command/env/version changed, stop what was removed, isolated,
+paused or is non-core in survival mode.
+act: real processes through ProcessSupervisor. Exits are events: a killed child is restarted
+the moment its exit is seen, not on the next poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from autonomous.core.backoff import Backoff, BackoffSpec
+from autonomous.resources.kinds.service import ServiceSpec
+from autonomous.supervisor.probes import ProbeState
+from autonomous.supervisor.processes import ProcessSupervisor
+from autonomous.supervisor.revisions import Revisions, spec_hash
+from autonomous.supervisor.runtime import ServiceRuntime
+from controllers.base import Action, Controller, Outcome
+from controllers.services_facade import ServicesFacade
+
+__all__ = ["ServicesController", "DesiredService", "ObservedService", "topo_order",
+           "CONTROLLERS"]
+
+log = logging.getLogger("atlas.controllers.services")
+
+
+@dataclass(frozen=True)
+class DesiredService:
+    name: str
+    spec: ServiceSpec
+    hash: str
+    should_run: bool = True
+    why_not: str | None = None  # isolated | paused | survival
+    rolled_back: bool = False
+
+
+@dataclass(frozen=True)
+class ObservedService:
+    name: str
+    running: bool
+    ever_started: bool
+    hash: str | None = None
+    returncode: int | None = None
+    stopped_by_us: bool = False
+    ready: bool | None = None
+    restart_wait: float = 0.0  # seconds left of the crash back-off
+
+
+def topo_order(services: dict[str, ServiceSpec]) -> list[str]:
+    """Dependency order (dependencies first), ties by name. Validation rejects cycles."""
+    done: list[str] = []
+
+    def visit(n: str, seen: tuple[str, ...]) -> None:
+        if n in done or n in seen or n not in services:
+            return
+        for d in sorted(services[n].depends_on):
+            visit(d, seen + (n,))
+        done.append(n)
+
+    for n in sorted(services):
+        visit(n, ())
+    return done
+
+
+class ServicesController(Controller):
+    name = "services"
+    subsystem = "services"
+    order = 10
+    watches = ("service.exited", "service.ready", "service.healthy", "survival.",
+               "services.override")
+
+    def __init__(self, ctx: Any) -> None:
+        super().__init__(ctx)
+        self.supervisor = ProcessSupervisor(ctx.store, ctx.bus, ctx.clock, ctx.data_dir / "logs")
+        self.revisions = Revisions(ctx.store, ctx.clock)
+        self.runtimes: dict[str, ServiceRuntime] = {}
+        self._desired: dict[str, DesiredService] = {}
+        self._client: httpx.AsyncClient | None = None
+        self._exit_sub = None
+        self._exit_task: asyncio.Task[None] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        reaped = self.supervisor.reap_stale()
+        if reaped:
+            log.warning("reaped %d process(es) left by a previous operator: %s", len(reaped),
+                        reaped)
+        self._client = httpx.AsyncClient(trust_env=False)
+        self.ctx.subsystems["supervisor"] = self.supervisor
+        self.ctx.subsystems["services"] = ServicesFacade(self)
+        self._exit_sub = self.ctx.bus.subscribe("service.exited")
+        self._exit_task = asyncio.create_task(self._on_exits(), name="services-exits")
+
+    async def stop(self) -> None:
+        if self._exit_task:
+            self._exit_task.cancel()
+        for rt in self.runtimes.values():
+            if rt.probe_task:
+                rt.probe_task.cancel()
+        specs = {n: d.spec for n, d in self._desired.items()}
+        order = list(reversed(topo_order(specs)))
+        grace = {n: s.stop_grace_seconds for n, s in specs.items()}
+        await self.supervisor.stop_all(grace, order)
+        if self._client:
+            await self._client.aclose()
+
+    async def _on_exits(self) -> None:
+        assert self._exit_sub is not None
+        while True:
+            ev = await self._exit_sub.get()
+            rt = self.runtimes.get(ev.data["service"])
+            if rt is not None:
+                rt.on_exit(self.ctx.clock.monotonic(), unexpected=not ev.data.get("expected"))
+
+    # -- desired -----------------------------------------------------------------------------
+    def desired(self) -> dict[str, DesiredService]:
+        gen = self.ctx.desired.current
+        if gen is None:
+            return {}
+        survival = self.ctx.store.kv_get("survival", {}) or {}
+        overrides = {r["service"]: r for r in self.ctx.store.query(
+            "SELECT service, isolated, paused FROM service_overrides")}
+        out: dict[str, DesiredService] = {}
+        for name in topo_order(gen.services):
+            spec = gen.services[name]
+            h = self.revisions.record(name, spec, gen.number)
+            rolled_back = False
+            if self.revisions.is_blocked(name, h):
+                good = self.revisions.last_good(name, exclude=h)
+                if good is not None:
+                    h, spec = good
+                    rolled_back = True
+            why = None
+            ov = overrides.get(name)
+            if ov is not None and ov["isolated"]:
+                why = "isolated"
+            elif ov is not None and ov["paused"]:
+                why = "paused"
+            elif survival.get("active") and not spec.core:
+                why = "survival"
+            out[name] = DesiredService(name, spec, h, why is None, why, rolled_back)
+        self._desired = out
+        return out
+
+    # -- observe -----------------------------------------------------------------------------
+    async def observe(self) -> dict[str, ObservedService]:
+        now = self.ctx.clock.monotonic()
+        out: dict[str, ObservedService] = {}
+        if self._client is None:  # not started (plan): what the store says is running
+            for row in self.supervisor.recorded():
+                out[row["service"]] = ObservedService(row["service"], True, True,
+                                                      row["spec_hash"], None, False, True)
+            return out
+        for name, info in self.supervisor.procs.items():
+            rt = self.runtimes.get(name)
+            wait = 0.0
+            if rt is not None and rt.restart_at is not None and not info.running:
+                wait = max(0.0, rt.restart_at - now)
+            ready = (rt.probe.ready if rt else None) if info.running else False
+            out[name] = ObservedService(name, info.running, True, info.spec_hash,
+                                        info.returncode, info.stopping, ready, wait)
+        return out
+
+    # -- diff (pure) -------------------------------------------------------------------------
+    @staticmethod
+    def diff(desired: dict[str, DesiredService],
+             observed: dict[str, ObservedService]) -> tuple[Action, ...]:
+        actions: list[Action] = []
+        for name, d in desired.items():
+            o = observed.get(name)
+            res = f"Service/{name}"
+            params = {"service": name, "spec_hash": d.hash}
+            if not d.should_run:
+                if o is not None and o.running:
+                    actions.append(Action("stop", res, f"service is {d.why_not}", params))
+                continue
+            deps = [observed.get(x) for x in d.spec.depends_on]
+            deps_ok = all(x is not None and x.running and x.ready for x in deps)
+            waiting = [x for x, ob in zip(d.spec.depends_on, deps)
+                       if ob is None or not ob.running or not ob.ready]
+            if o is None or not o.ever_started:
+                if deps_ok:
+                    actions.append(Action("start", res, "declared and not running", params))
+                continue
+            if o.running:
+                if o.hash != d.hash:
+                    why = ("rolled back to the last known-good revision" if d.rolled_back else
+                           "command/env/version changed in the desired state")
+                    actions.append(Action("restart", res, why, params,
+                                          {"running_hash": o.hash, "desired_hash": d.hash}))
+                continue
+            if not o.stopped_by_us:
+                policy = d.spec.restart.policy
+                if policy == "never" or (policy == "on-failure" and o.returncode == 0):
+                    continue
+                if o.restart_wait > 0:
+                    continue
+            if not deps_ok:
+                continue
+            reason = (f"process exited with code {o.returncode}, restart policy "
+                      f"{d.spec.restart.policy}" if not o.stopped_by_us else "should run again")
+            evidence = {"returncode": o.returncode, "waiting_for": waiting}
+            actions.append(Action("restart" if not o.stopped_by_us else "start", res, reason,
+                                  params, evidence))
+        for name, o in observed.items():
+            if name not in desired and o.running:
+                actions.append(Action("stop", f"Service/{name}", "removed from the desired state",
+                                      {"service": name, "spec_hash": o.hash}))
+        return tuple(actions)
+
+    @staticmethod
+    def requeue_after(desired: dict[str, DesiredService],
+                      observed: dict[str, ObservedService]) -> float | None:
+        waits = [o.restart_wait for n, o in observed.items()
+                 if o.restart_wait > 0 and n in desired and desired[n].should_run]
+        return min(waits) if waits else None
+
+    # -- act ---------------------------------------------------------------------------------
+    async def act(self, action: Action) -> Outcome:
+        name = action.params["service"]
+        if action.kind == "stop":
+            code = await self._stop(name)
+            return Outcome(action, True, f"stopped (exit code {code})")
+        d = self._desired.get(name)
+        if d is None:
+            return Outcome(action, False, f"service {name!r} is no longer desired", permanent=True)
+        if action.kind == "restart":
+            await self._stop(name)
+        info = await self._start(d)
+        return Outcome(action, True, f"started pid {info.pid}", details={"pid": info.pid})
+
+    async def _start(self, d: DesiredService) -> Any:
+        gen = self.ctx.desired.current
+        rt = self._runtime(d.name)
+        cwd = (self.ctx.root / d.spec.cwd) if d.spec.cwd else self.ctx.root
+        env = dict(d.spec.env)
+        if d.spec.port:
+            env.setdefault("PORT", str(d.spec.port))
+        info = await self.supervisor.start(d.name, list(d.spec.command), cwd=Path(cwd), env=env,
+                                           spec_hash=d.hash)
+        now = self.ctx.clock.monotonic()
+        if rt.started_mono is not None:
+            rt.restarts.append(now)
+        rt.on_start(now)
+        if gen is not None:
+            self.revisions.record(d.name, d.spec, gen.number)
+        if rt.probe_task:
+            rt.probe_task.cancel()
+        rt.probe_task = asyncio.create_task(self._probe_loop(d, rt, info.pid),
+                                            name=f"probe-{d.name}")
+        return info
+
+    async def _stop(self, name: str) -> int | None:
+        rt = self.runtimes.get(name)
+        if rt and rt.probe_task:
+            rt.probe_task.cancel()
+            rt.probe_task = None
+        d = self._desired.get(name)
+        grace = d.spec.stop_grace_seconds if d else 5.0
+        return await self.supervisor.stop(name, grace)
+
+    def _runtime(self, name: str) -> ServiceRuntime:
+        if name not in self.runtimes:
+            sup = self.ctx.policy()["supervision"]
+            spec = self.ctx.desired.current.services.get(name) if self.ctx.desired.current else None
+            h = spec.health if spec else None
+            self.runtimes[name] = ServiceRuntime(
+                name, ProbeState(h.failure_threshold if h else 3, h.success_threshold if h else 1),
+                Backoff(BackoffSpec.from_policy(sup["restart_backoff"])))
+        return self.runtimes[name]
+
+    # -- probes ------------------------------------------------------------------------------
+    async def _probe_loop(self, d: DesiredService, rt: ServiceRuntime, pid: int) -> None:
+        from controllers.services_probe import probe_loop
+
+        await probe_loop(self, d, rt, pid)
+
+    # -- status ------------------------------------------------------------------------------
+    def report(self, desired: dict[str, DesiredService], observed: dict[str, ObservedService],
+               outcomes: list[Outcome]) -> None:
+        from controllers.services_status import report
+
+        report(self, desired, observed, outcomes)
+
+
+CONTROLLERS = [ServicesController]

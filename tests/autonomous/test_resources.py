@@ -1,0 +1,164 @@
+"""Validation: every bad-input class reported with file, line and field path, all at once."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from autonomous.resources.jsonschema import stale
+from autonomous.resources.loader import load_paths, load_tree
+from autonomous.resources.yaml_lines import load_documents
+from autonomous.testing import copy_default_tree, default_root
+
+SERVICE = """apiVersion: atlas.autonomous/v1
+kind: Service
+metadata:
+  name: {name}
+spec:
+  command: ["{{python}}", "-c", "pass"]
+  port: 9100
+{extra}"""
+
+
+def problems_for(tmp_path: Path, text: str, name: str = "bad.yaml") -> list[str]:
+    root = copy_default_tree(tmp_path / "root")
+    (root / "desired_state" / name).write_text(text)
+    return [str(p) for p in load_tree(root).problems]
+
+
+def test_default_tree_is_valid():
+    result = load_tree(default_root())
+    assert [str(p) for p in result.problems] == []
+    assert set(result.tree.services) >= {"nexus", "robot"}
+
+
+@pytest.mark.parametrize("extra, expected", [
+    ("  bogus: 1\n", "desired_state/bad.yaml:8: spec.bogus: unknown field 'bogus'; allowed: "),
+    ("  restart: {policy: sometimes}\n",
+     "desired_state/bad.yaml:8: spec.restart.policy: 'sometimes': Input should be 'always', "
+     "'on-failure' or 'never'"),
+    ("  stop_grace_seconds: soon\n", "desired_state/bad.yaml:8: spec.stop_grace_seconds: 'soon':"),
+    ("  depends_on: [ghost]\n", "desired_state/bad.yaml:8: spec.depends_on[0]: references "
+                                "Service 'ghost', which does not exist"),
+], ids=["unknown-field", "bad-enum", "wrong-type", "missing-reference"])
+def test_bad_service_field(tmp_path, extra, expected):
+    found = problems_for(tmp_path, SERVICE.format(name="svc", extra=extra))
+    assert any(p.startswith(expected) for p in found), found
+
+
+def test_missing_field_and_shell_string(tmp_path):
+    text = ("apiVersion: atlas.autonomous/v1\nkind: Service\nmetadata: {name: a}\nspec:\n"
+            "  port: 1\n---\napiVersion: atlas.autonomous/v1\nkind: Service\n"
+            "metadata: {name: b}\nspec:\n  command: python -m x\n")
+    found = problems_for(tmp_path, text)
+    assert "desired_state/bad.yaml:4: spec.command: missing required field 'command'" in found
+    assert any(p.startswith("desired_state/bad.yaml:11: spec.command: 'python -m x': must be "
+                            "an argv list") for p in found), found
+
+
+def test_yaml_syntax_error_and_duplicate_key(tmp_path):
+    found = problems_for(tmp_path, "apiVersion: atlas.autonomous/v1\nkind: [Service\n")
+    assert any(p.startswith("desired_state/bad.yaml:3:") and "YAML syntax error" in p
+               for p in found), found
+    dup = SERVICE.format(name="svc", extra="  port: 9200\n")
+    found = problems_for(tmp_path / "2", dup)
+    assert any(p.startswith("desired_state/bad.yaml:8: spec.port: duplicate key 'port' (first "
+                            "defined on line 7)") for p in found), found
+
+
+def test_duplicate_resource_name(tmp_path):
+    found = problems_for(tmp_path, SERVICE.format(name="nexus", extra=""), name="zz.yaml")
+    assert any(p.startswith("desired_state/zz.yaml:4: metadata.name: duplicate Service 'nexus': "
+                            "already defined at desired_state/nexus.yaml:") for p in found), found
+
+
+def test_unknown_governance_mode_overlay(tmp_path):
+    root = copy_default_tree(tmp_path / "root")
+    (root / "policies" / "chaos.yaml").write_text(
+        "apiVersion: atlas.autonomous/v1\nkind: PolicySet\nmetadata: {name: chaos}\n"
+        "spec:\n  mode: chaos\n  policy: {}\n")
+    found = [str(p) for p in load_tree(root).problems]
+    assert any(p.startswith("policies/chaos.yaml:5: spec.mode: 'chaos': Input should be "
+                            "'governed', 'growth' or 'emergency_stop'") for p in found), found
+
+
+def test_policy_errors_point_at_the_defining_file(tmp_path):
+    root = copy_default_tree(tmp_path / "root")
+    gov = root / "policies" / "governed.yaml"
+    gov.write_text(gov.read_text().replace("rollback: require_approval", "rollback: maybe"))
+    found = [str(p) for p in load_tree(root).problems]
+    line = next(i for i, t in enumerate(gov.read_text().splitlines(), 1) if "rollback" in t)
+    assert any(p.startswith(f"policies/governed.yaml:{line}: spec.policy.governance.actions."
+                            "rollback: 'maybe'") and "mode 'governed'" in p for p in found), found
+
+
+def test_all_problems_reported_not_only_first(tmp_path):
+    text = SERVICE.format(name="svc", extra="  bogus: 1\n  restart: {policy: x}\n")
+    text += "---\n" + SERVICE.format(name="other", extra="  depends_on: [nowhere]\n")
+    found = problems_for(tmp_path, text)
+    assert len([p for p in found if p.startswith("desired_state/bad.yaml")]) == 3, found
+
+
+def test_emptied_desired_state_refused(tmp_path):
+    root = copy_default_tree(tmp_path / "root")
+    for f in (root / "desired_state").glob("*.yaml"):
+        if "kind: Service" in f.read_text():
+            f.write_text("")
+    result = load_tree(root)
+    assert result.tree is None
+    assert any("declares no Service" in str(p) for p in result.problems)
+
+
+def test_dependency_cycle(tmp_path):
+    text = SERVICE.format(name="a", extra="  depends_on: [b]\n") + "---\n" + \
+        SERVICE.format(name="b", extra="  depends_on: [a]\n")
+    found = problems_for(tmp_path, text)
+    assert any("dependency cycle" in p for p in found), found
+
+
+def test_line_map_for_nested_values():
+    docs, problems = load_documents("a:\n  b:\n    - x\n    - y: 1\n", "f.yaml")
+    assert problems == []
+    assert docs[0].lines[("a", "b", 1, "y")] == 4
+
+
+def test_load_paths_single_file(tmp_path):
+    f = tmp_path / "one.yaml"
+    f.write_text(SERVICE.format(name="solo", extra=""))
+    result = load_paths([f])
+    assert result.problems == []
+    assert result.tree is not None and "solo" in result.tree.services
+
+
+def test_validate_cli_exit_codes(tmp_path):
+    root = copy_default_tree(tmp_path / "root")
+    ok = subprocess.run([sys.executable, "-m", "controllers.cli", "validate", "--root",
+                         str(root)], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    (root / "desired_state" / "bad.yaml").write_text(SERVICE.format(name="x", extra="  zz: 1\n"))
+    bad = subprocess.run([sys.executable, "-m", "controllers.cli", "validate", "--root",
+                          str(root)], capture_output=True, text=True)
+    assert bad.returncode == 1
+    assert "desired_state/bad.yaml:8: spec.zz: unknown field 'zz'" in bad.stdout
+
+
+def test_committed_json_schemas_are_fresh():
+    assert stale(default_root() / "schemas") == [], \
+        "run 'atlas-autonomous schemas' and commit the result"
+
+
+def test_json_schema_accepts_default_service_and_rejects_unknown_field():
+    import json
+
+    import jsonschema
+    import yaml
+
+    schema = json.loads((default_root() / "schemas" / "Service.json").read_text())
+    doc = yaml.safe_load((default_root() / "desired_state" / "nexus.yaml").read_text())
+    jsonschema.validate(doc, schema)
+    doc["spec"]["bogus"] = 1
+    with pytest.raises(jsonschema.ValidationError, match="bogus"):
+        jsonschema.validate(doc, schema)
