@@ -37,3 +37,5 @@ def setup_console_logging(level: str = "INFO") -> None:
     h._atlas_console = True  # type: ignore[attr-defined]
     root.addHandler(h)
     root.setLevel(level)
+    for noisy in ("httpx", "httpcore", "watchfiles", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

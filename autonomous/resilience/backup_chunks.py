@@ -10,20 +10,22 @@ rest. Writes go to a temporary name, are fsynced when asked, and renamed into pl
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import zstandard
 from pyfastcdc import FastCDC
 
-__all__ = ["EngineParams", "ChunkDamaged", "ChunkStore", "open_repository"]
+__all__ = ["EngineParams", "ChunkDamaged", "ChunkStore", "open_repository", "repo_lock"]
 
 _RAW, _ZSTD = b"R", b"Z"
 _FORMAT = 1
@@ -70,13 +72,10 @@ class ChunkStore:
         p = self.params
         return FastCDC(p.chunk_avg_bytes, min_size=p.chunk_min_bytes, max_size=p.chunk_max_bytes)
 
-    def cut(self, data: bytes | memoryview) -> Iterator[memoryview]:
-        """Content-defined chunks of ``data`` (views, no copies)."""
-        view = memoryview(data)
-        if not len(view):
-            return
-        for c in self.chunker().cut_buf(view):
-            yield view[c.offset:c.offset + c.length]
+    def cut(self, stream: BinaryIO) -> Iterator[memoryview]:
+        """Content-defined chunks read from ``stream``; each view is valid until the next."""
+        for c in self.chunker().cut_stream(stream):
+            yield c.data
 
     # -- addressing ------------------------------------------------------------------------
     def path_of(self, digest: str) -> Path:
@@ -201,3 +200,17 @@ def open_repository(root: Path, params: EngineParams) -> ChunkStore:
         tmp.write_text(json.dumps(body, indent=2))
         os.replace(tmp, cfg)
     return ChunkStore(root, params)
+
+
+@contextmanager
+def repo_lock(root: Path, *, exclusive: bool) -> Iterator[None]:
+    """Advisory lock on the repository (``flock``): backups and prunes take it exclusively,
+    so a prune never deletes chunks of a backup still being written; reads share it."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "lock", "a+b") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)

@@ -1,6 +1,21 @@
-"""``python -m autonomous.sample_stack``: start one sample service (see ``cli.main``)."""
+"""``python -m autonomous.sample_stack``: start one sample service (see ``cli.main``).
 
-from autonomous.sample_stack.cli import main
+Start-up speed matters (a killed service must answer /health again within milliseconds), so
+``http.server`` is imported here with ``ssl`` hidden: ``http.client`` imports ``ssl`` (~8 ms)
+only to offer HTTPS clients, which a sample service never uses. This runs only in a service's
+own process, never when the package is imported as a library.
+"""
+
+import sys
+
+if "ssl" not in sys.modules:
+    sys.modules["ssl"] = None  # type: ignore[assignment]
+    try:
+        import http.server  # noqa: F401
+    finally:
+        del sys.modules["ssl"]
+
+from autonomous.sample_stack.cli import main  # noqa: E402
 
 __all__: list[str] = []
 

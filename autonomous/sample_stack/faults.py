@@ -22,6 +22,8 @@ from __future__ import annotations
 import threading
 import time
 
+from autonomous.sample_stack.errors import BadRequest
+
 __all__ = ["KINDS", "FaultError", "Faults", "validate"]
 
 KINDS = ("crash", "hang", "slow", "error", "memory")
@@ -42,7 +44,7 @@ _PATHS_KINDS = ("hang", "slow", "error")
 _TICK_S = 0.1
 
 
-class FaultError(ValueError):
+class FaultError(BadRequest):
     """A bad fault body; the message names the field and the allowed values."""
 
 

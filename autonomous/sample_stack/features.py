@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import threading
 
+from autonomous.sample_stack.errors import BadRequest
+
 __all__ = ["PROFILES", "FeatureError", "Features", "parse_feature_list"]
 
 PROFILES: dict[str, tuple[str, ...]] = {
@@ -26,7 +28,7 @@ _ON = {"on", "true", "1", "yes"}
 _OFF = {"off", "false", "0", "no"}
 
 
-class FeatureError(ValueError):
+class FeatureError(BadRequest):
     """A bad feature list or update; the message names the offender and what is allowed."""
 
 

@@ -18,17 +18,16 @@ __all__ = ["Readiness", "check_url", "validate_url"]
 def validate_url(url: str) -> str:
     """The URL itself, or ValueError saying what a dependency URL must look like."""
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"--depends-on: {url!r} must be an http(s) URL such as "
-                         "http://127.0.0.1:8000/health")
+    if parts.scheme != "http" or not parts.hostname:
+        raise ValueError(f"--depends-on: {url!r} must be an http:// URL such as "
+                         "http://127.0.0.1:8000/health (the sample stack has no TLS client)")
     return url
 
 
 def check_url(url: str, timeout_s: float) -> dict[str, object]:
     """GET ``url`` once: ``{"ok", "status", "error", "latency_ms"}``."""
     parts = urlsplit(url)
-    cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    conn = cls(parts.hostname or "", parts.port, timeout=timeout_s)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout_s)
     t0 = time.perf_counter()
     try:
         conn.request("GET", (parts.path or "/") + (f"?{parts.query}" if parts.query else ""))

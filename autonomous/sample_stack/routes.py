@@ -10,10 +10,9 @@ from __future__ import annotations
 import os
 import sys
 
+from autonomous.sample_stack.errors import BadRequest
 from autonomous.sample_stack.faults import KINDS, FaultError, validate
-from autonomous.sample_stack.features import FeatureError
 from autonomous.sample_stack.metrics import render
-from autonomous.sample_stack.work import BadRequest, burn_cpu, detect_edges, read_sensors
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -121,6 +120,8 @@ def _fault_clear(svc: Service, body: object, q: dict[str, str]) -> tuple:
 
 
 def _work(svc: Service, body: object, q: dict[str, str]) -> tuple:
+    from autonomous.sample_stack.work import burn_cpu
+
     return 200, burn_cpu(q.get("ms"))
 
 
@@ -129,20 +130,25 @@ def _echo(svc: Service, body: object, q: dict[str, str]) -> tuple:
 
 
 def _move(svc: Service, body: object, q: dict[str, str]) -> tuple:
-    return 200, svc.motion.move(body, smooth=svc.features.enabled("planning"))
+    return 200, svc.motion().move(body, smooth=svc.features.enabled("planning"))
 
 
 def _heartbeat(svc: Service, body: object, q: dict[str, str]) -> tuple:
     svc.heartbeats += 1
+    motion = svc.motion()
     return 200, {"name": svc.name, "seq": svc.heartbeats, "uptime_s": svc.uptime_s(),
-                 "position": list(svc.motion.position), "moves": svc.motion.moves}
+                 "position": list(motion.position), "moves": motion.moves}
 
 
 def _sensors(svc: Service, body: object, q: dict[str, str]) -> tuple:
+    from autonomous.sample_stack.work import read_sensors
+
     return 200, read_sensors()
 
 
 def _detect(svc: Service, body: object, q: dict[str, str]) -> tuple:
+    from autonomous.sample_stack.work import detect_edges
+
     return 200, detect_edges(body)
 
 
@@ -193,6 +199,6 @@ def call(route: Route, svc: Service, body: object, query: dict[str, str]) -> tup
         return 503, {"error": "feature disabled", "feature": route.feature}, None
     try:
         out = route.fn(svc, body, query)
-    except (BadRequest, FaultError, FeatureError) as e:
+    except BadRequest as e:
         return 400, {"error": str(e)}, None
     return out if len(out) == 3 else (*out, None)

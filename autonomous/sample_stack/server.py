@@ -22,11 +22,11 @@ from autonomous.sample_stack.features import Features
 from autonomous.sample_stack.logs import JsonLogger, new_trace, parse_traceparent
 from autonomous.sample_stack.metrics import RequestMetrics
 from autonomous.sample_stack.readiness import Readiness
-from autonomous.sample_stack.work import Motion
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from autonomous.sample_stack.logs import TraceContext
+    from autonomous.sample_stack.work import Motion
 
 __all__ = ["Service", "make_server", "MAX_BODY_BYTES"]
 
@@ -44,7 +44,7 @@ class Service:
         self.features = features
         self.faults = Faults()
         self.metrics = RequestMetrics()
-        self.motion = Motion()
+        self._motion: Motion | None = None
         self.log = log or JsonLogger(name)
         self.started_mono = time.monotonic()
         self.readiness = Readiness(depends_on or [], ready_delay_s=ready_delay_s)
@@ -55,6 +55,16 @@ class Service:
     def uptime_s(self) -> float:
         """Seconds since this service object was made (at process start)."""
         return round(time.monotonic() - self.started_mono, 3)
+
+    def motion(self) -> Motion:
+        """NEXUS's arm state, made on first use (``work`` is not imported at start-up)."""
+        if self._motion is None:
+            from autonomous.sample_stack.work import Motion
+
+            with self._inflight_lock:
+                if self._motion is None:
+                    self._motion = Motion()
+        return self._motion
 
     def enter(self) -> None:
         """Count a request in flight."""

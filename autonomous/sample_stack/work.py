@@ -11,15 +11,13 @@ import os
 import threading
 import time
 
+from autonomous.sample_stack.errors import BadRequest
+
 __all__ = ["BadRequest", "Motion", "burn_cpu", "detect_edges", "read_sensors"]
 
 _MAX_WAYPOINTS_SHOWN = 50
 _DT_S = 0.02
 _MAX_SIDE = 512
-
-
-class BadRequest(ValueError):
-    """Invalid input; answered with 400 and this message."""
 
 
 def _number(where: str, v: object, low: float, high: float) -> float:

@@ -213,6 +213,21 @@ class TimeSeriesStore:
                 out.append((lab, float(row["ts"]), float(row["value"])))
         return out
 
+    def latest_all(self, max_age: float | None = None, now: float | None = None
+                   ) -> list[tuple[str, dict[str, str], float, float]]:
+        """The newest raw point of every series: (name, labels, ts, value), name-ordered.
+
+        With ``max_age``, series whose newest point is older than ``now - max_age`` are left
+        out (stale series disappear from exports instead of repeating an old value).
+        """
+        rows = self.store.query(
+            "SELECT s.name, s.labels, r.ts, r.value FROM ts_series s CROSS JOIN ts_raw r "
+            "ON r.rowid = (SELECT rowid FROM ts_raw WHERE series_id=s.id ORDER BY ts DESC "
+            "LIMIT 1) ORDER BY s.name, s.labels")
+        cutoff = None if max_age is None else (self.clock.now() if now is None else now) - max_age
+        return [(r[0], json.loads(r[1]), float(r[2]), float(r[3])) for r in rows
+                if cutoff is None or r[2] >= cutoff]
+
     def _oldest(self, ids: Sequence[int]) -> float | None:
         marks = ",".join("?" * len(ids))
         row = self.store.query_one(

@@ -24,15 +24,15 @@ ERROR_TYPES = ("TRANSIENT", "CONFIGURATION", "RESOURCE", "DEPENDENCY", "FATAL")
 STRATEGIES = ("RETRY", "RESTART_SERVICE", "RESTART_ALL", "ROLLBACK", "FALLBACK", "DEGRADE",
               "ISOLATE", "ALERT_HUMAN")
 SEVERITIES = ("low", "medium", "high", "critical")
-SOURCES = ("exit", "unhealthy", "unresponsive", "slow", "errors", "memory", "manual",
-           "exception")
+SOURCES = ("exit", "unhealthy", "not_ready", "unresponsive", "slow", "errors", "memory",
+           "manual", "exception")
 
 ErrorTypeName = Literal["TRANSIENT", "CONFIGURATION", "RESOURCE", "DEPENDENCY", "FATAL"]
 StrategyName = Literal["RETRY", "RESTART_SERVICE", "RESTART_ALL", "ROLLBACK", "FALLBACK",
                        "DEGRADE", "ISOLATE", "ALERT_HUMAN"]
 SeverityName = Literal["low", "medium", "high", "critical"]
-SourceName = Literal["exit", "unhealthy", "unresponsive", "slow", "errors", "memory", "manual",
-                     "exception"]
+SourceName = Literal["exit", "unhealthy", "not_ready", "unresponsive", "slow", "errors",
+                     "memory", "manual", "exception"]
 
 
 class FailureRatePolicy(Strict):

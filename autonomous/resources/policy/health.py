@@ -40,6 +40,8 @@ class ScorePolicy(Strict):
                                   "p95 latency reaches the threshold")
     error_weight: float = Field(ge=0, le=100, description="Service score points lost at 100 %% "
                                 "error rate")
+    dependency_weight: float = Field(ge=0, le=1, description="Share of the service score lost "
+                                     "when every declared dependency is down")
 
 
 class StreamDetectorPolicy(Strict):
@@ -58,6 +60,8 @@ class IsolationForestPolicy(Strict):
     contamination: float = Field(gt=0, le=0.5, description="Expected anomalous fraction")
     min_samples: int = Field(ge=10, description="Rows needed before training")
     max_samples: int = Field(ge=100, description="Rows used per training (newest)")
+    consecutive: int = Field(ge=1, description="Outlier samples in a row that open a "
+                             "multivariate anomaly")
 
 
 class AnomalyPolicy(Strict):

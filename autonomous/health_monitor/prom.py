@@ -1,0 +1,38 @@
+"""Reading request counters from a Prometheus text exposition (``/metrics``).
+
+``request_totals(text)`` sums every ``*_requests_total`` counter sample (any labels) into
+``(total, errors)``, where errors are samples labelled ``code``/``status`` 5xx. Throughput and
+request error rate come from the difference between two scrapes.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["request_totals"]
+
+_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)')
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def request_totals(text: str) -> tuple[float, float] | None:
+    """``(requests, 5xx errors)`` summed over request counters, or None if there are none."""
+    total = errors = 0.0
+    found = False
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = _SAMPLE.match(line)
+        if m is None or not m.group(1).endswith("requests_total"):
+            continue
+        try:
+            value = float(m.group(3))
+        except ValueError:
+            continue
+        found = True
+        total += value
+        labels = dict(_LABEL.findall(m.group(2) or ""))
+        code = labels.get("code") or labels.get("status") or ""
+        if code.startswith("5"):
+            errors += value
+    return (total, errors) if found else None

@@ -1,0 +1,299 @@
+"""ServiceHealth: liveness, readiness, latency, error rate, throughput, uptime and dependency
+health of every declared service.
+
+Each service is probed on its own cadence (``spec.health.period_seconds``) by ``run``: a
+liveness ``GET`` of ``health.path`` and, when declared, a readiness ``GET`` of
+``health.readiness_path``. A probe fails on a non-2xx answer, a refused connection or no answer
+within ``health.timeout_seconds`` (a SIGSTOPped process accepts the connection and never
+answers), so a hung service is seen failing liveness within ``period × failure_threshold``.
+Latency p50/p95 and the probe error rate are over the last ``window_seconds`` (policy
+``health.services``); throughput and the request error rate come from the service's Prometheus
+``/metrics`` request counters when it exposes them. Dependencies (HTTP or TCP, declared in the
+Service spec) are checked every ``dependency_interval_seconds``.
+
+Service score (``calculate_service_score``), documented formula: 0 when not live; otherwise
+``100 − latency_weight·min(1, p95/threshold) − error_weight·error_rate``, capped at 50 when not
+ready, then multiplied by ``1 − dependency_weight·(share of dependencies down)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from autonomous.core.clock import Clock
+from autonomous.health_monitor.network import tcp_connect
+from autonomous.health_monitor.prom import request_totals
+
+__all__ = ["ServiceHealth", "ServiceStatus"]
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """One check: ``online`` (2xx), ``latency`` (ms, when it answered), ``errors``."""
+
+    online: bool
+    latency: float | None
+    errors: list[str] = field(default_factory=list)
+    status_code: int | None = None
+
+
+@dataclass
+class _Probe:
+    ts: float
+    kind: str  # "liveness" | "readiness"
+    ok: bool
+    latency_ms: float | None
+    error: str | None
+
+
+@dataclass
+class _State:
+    probes: deque[_Probe] = field(default_factory=lambda: deque(maxlen=2000))
+    live: bool | None = None
+    ready: bool | None = None
+    failures: int = 0
+    successes: int = 0
+    first_probe: float | None = None
+    last: _Probe | None = None
+    scrapes: deque[tuple[float, float, float]] = field(default_factory=lambda: deque(maxlen=200))
+    metrics_reason: str | None = "not scraped yet"
+    last_scrape_mono: float = -1e18
+    dependencies: dict[str, dict[str, Any]] = field(default_factory=dict)
+    last_dep_mono: float = -1e18
+
+
+class ServiceHealth:
+    """Probes the declared services and keeps what the health aggregator reports."""
+
+    def __init__(self, clock: Clock, *, specs: Callable[[], dict[str, Any]],
+                 policy: Callable[[], dict[str, Any]],
+                 observed: Callable[[], dict[str, dict[str, Any]]] | None = None) -> None:
+        self.clock = clock
+        self._specs, self._policy, self._observed = specs, policy, observed
+        self.states: dict[str, _State] = {}
+        self._client = httpx.AsyncClient(follow_redirects=False)
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    # -- the specification's check --------------------------------------------------------
+    async def check_service(self, url: str, timeout: float = 5) -> ServiceStatus:
+        """GET ``url``: online when it answers 2xx within ``timeout`` seconds."""
+        t0 = time.perf_counter()
+        try:
+            r = await self._client.get(url, timeout=timeout)
+        except httpx.TimeoutException:
+            return ServiceStatus(False, None, [f"no answer within {timeout}s"])
+        except httpx.HTTPError as exc:
+            return ServiceStatus(False, None, [f"{type(exc).__name__}: {exc}"])
+        ms = (time.perf_counter() - t0) * 1000.0
+        ok = 200 <= r.status_code < 300
+        return ServiceStatus(ok, ms, [] if ok else [f"HTTP {r.status_code}"], r.status_code)
+
+    # -- probing --------------------------------------------------------------------------
+    async def probe(self, name: str, spec: Any) -> None:
+        """One liveness (+ readiness) probe of ``name``; updates live / ready."""
+        st = self.states.setdefault(name, _State())
+        hc = spec.health
+        if hc is None or spec.port is None:
+            return
+        base = f"http://{spec.host}:{spec.port}"
+        live = await self.check_service(base + hc.path, hc.timeout_seconds)
+        now = self.clock.now()
+        st.first_probe = st.first_probe or now
+        self._record(st, "liveness", live, now)
+        st.failures = 0 if live.online else st.failures + 1
+        st.successes = st.successes + 1 if live.online else 0
+        if st.failures >= hc.failure_threshold:
+            st.live = False
+        elif st.successes >= hc.success_threshold:
+            st.live = True
+        if hc.readiness_path and hc.readiness_path != hc.path and live.online:
+            ready = await self.check_service(base + hc.readiness_path, hc.timeout_seconds)
+            self._record(st, "readiness", ready, now)
+            st.ready = ready.online
+        else:
+            st.ready = live.online if st.live is not False else False
+
+    @staticmethod
+    def _record(st: _State, kind: str, s: ServiceStatus, now: float) -> None:
+        p = _Probe(now, kind, s.online, s.latency, s.errors[0] if s.errors else None)
+        st.probes.append(p)
+        if kind == "liveness":
+            st.last = p
+
+    async def scrape(self, name: str, spec: Any) -> None:
+        """Read the request counters from ``/metrics`` (throughput, request errors)."""
+        st = self.states.setdefault(name, _State())
+        st.last_scrape_mono = self.clock.monotonic()
+        try:
+            r = await self._client.get(f"http://{spec.host}:{spec.port}/metrics", timeout=2.0)
+        except httpx.HTTPError as exc:
+            st.metrics_reason = f"/metrics unreachable: {type(exc).__name__}"
+            return
+        totals = request_totals(r.text) if r.status_code == 200 else None
+        if totals is None:
+            st.metrics_reason = ("no request counters in /metrics" if r.status_code == 200
+                                 else f"/metrics answered HTTP {r.status_code}")
+            return
+        st.metrics_reason = None
+        st.scrapes.append((self.clock.now(), *totals))
+
+    async def check_dependencies(self, name: str, spec: Any) -> None:
+        """Check each declared dependency (HTTP GET or TCP connect)."""
+        st = self.states.setdefault(name, _State())
+        st.last_dep_mono = self.clock.monotonic()
+        for dep in spec.dependencies:
+            if dep.type == "http":
+                s = await self.check_service(dep.url, dep.timeout_seconds)
+                res = {"online": s.online, "latency_ms": s.latency,
+                       "error": s.errors[0] if s.errors else None}
+            else:
+                ms, err = await tcp_connect(dep.host, dep.port, dep.timeout_seconds)
+                res = {"online": ms is not None, "latency_ms": ms, "error": err}
+            st.dependencies[dep.name] = {"type": dep.type, **res, "checked_at": self.clock.now()}
+
+    async def _loop(self, name: str) -> None:
+        while True:
+            spec = self._specs().get(name)
+            if spec is None:
+                return
+            pol = self._policy()["services"]
+            await self.probe(name, spec)
+            mono = self.clock.monotonic()
+            st = self.states[name]
+            if spec.port and mono - st.last_scrape_mono >= pol["metrics_interval_seconds"]:
+                await self.scrape(name, spec)
+            if mono - st.last_dep_mono >= pol["dependency_interval_seconds"]:
+                await self.check_dependencies(name, spec)
+            await self.clock.sleep(spec.health.period_seconds if spec.health else 5.0)
+
+    def ensure_running(self) -> None:
+        """Start a probe loop for each declared service; drop the undeclared ones."""
+        specs = self._specs()
+        for name in list(self._tasks):
+            if name not in specs or self._tasks[name].done():
+                self._tasks.pop(name).cancel()
+                if name not in specs:
+                    self.states.pop(name, None)
+        for name in specs:
+            if name not in self._tasks:
+                self._tasks[name] = asyncio.create_task(self._loop(name), name=f"probe-{name}")
+
+    async def close(self) -> None:
+        for t in self._tasks.values():
+            t.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        self._tasks.clear()
+        await self._client.aclose()
+
+    # -- derived figures ------------------------------------------------------------------
+    def service_metrics(self, name: str) -> dict[str, Any]:
+        """Live/ready, p50/p95 latency, error rates, throughput, uptime, dependencies."""
+        st = self.states.get(name) or _State()
+        now = self.clock.now()
+        pol = self._policy()["services"]
+        recent = [p for p in st.probes if now - p.ts <= pol["window_seconds"]]
+        lat = sorted(p.latency_ms for p in recent if p.latency_ms is not None
+                     and p.kind == "liveness")
+        probe_err = (sum(not p.ok for p in recent) / len(recent)) if recent else None
+        req = self._request_rates(st, now, pol["window_seconds"])
+        rates = [r for r in (probe_err, req["error_rate"]) if r is not None]
+        return {
+            "live": st.live, "ready": st.ready, "consecutive_failures": st.failures,
+            "latency_p50_ms": _pct(lat, 50), "latency_p95_ms": _pct(lat, 95),
+            "probe_error_rate": probe_err, "request_error_rate": req["error_rate"],
+            "error_rate": max(rates) if rates else None,
+            "throughput_rps": req["throughput"], "metrics_reason": st.metrics_reason,
+            "probes_in_window": len(recent), "uptime_seconds": self._uptime(name, now),
+            "last_probe": None if st.last is None else {
+                "ts": st.last.ts, "ok": st.last.ok, "latency_ms": st.last.latency_ms,
+                "error": st.last.error},
+            "dependencies": dict(st.dependencies)}
+
+    @staticmethod
+    def _request_rates(st: _State, now: float, window: float) -> dict[str, float | None]:
+        inside = [s for s in st.scrapes if now - s[0] <= window]
+        if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
+            return {"throughput": None, "error_rate": None}
+        (t0, n0, e0), (t1, n1, e1) = inside[0], inside[-1]
+        dn, de = max(0.0, n1 - n0), max(0.0, e1 - e0)  # a restart resets the counters
+        return {"throughput": dn / (t1 - t0), "error_rate": (de / dn) if dn else 0.0}
+
+    def _uptime(self, name: str, now: float) -> float | None:
+        obs = (self._observed() if self._observed else {}).get(name) or {}
+        started = obs.get("started_at")
+        if started is not None and obs.get("running", True):
+            return max(0.0, now - float(started))
+        return None
+
+    def calculate_service_score(self, name: str) -> float:
+        """0–100 for one service (formula in the module docstring)."""
+        m = self.service_metrics(name)
+        if m["live"] is False:
+            return 0.0
+        if m["live"] is None:
+            return 50.0 if m["last_probe"] is None else (100.0 if m["last_probe"]["ok"] else 0.0)
+        pol = self._policy()
+        sc, th = pol["score"], pol["thresholds"]
+        score = 100.0 - sc["latency_weight"] * min(1.0, (m["latency_p95_ms"] or 0.0)
+                                                   / th["service_latency_ms"])
+        score -= sc["error_weight"] * (m["error_rate"] or 0.0)
+        if m["ready"] is False:
+            score = min(score, 50.0)
+        deps = list(m["dependencies"].values())
+        if deps:
+            down = sum(not d["online"] for d in deps) / len(deps)
+            score *= 1.0 - sc["dependency_weight"] * down
+        return round(max(0.0, score), 2)
+
+    def get_dependency_health(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Per service, each declared dependency's last check."""
+        return {name: dict(st.dependencies) for name, st in self.states.items()}
+
+    def get_bottlenecks(self, resource_problems: list[dict[str, Any]] | None = None
+                        ) -> list[dict[str, Any]]:
+        """What limits the stack now: dominant latency, error rates, resources, dependencies."""
+        th = self._policy()["thresholds"]
+        out = [{"kind": "resource", "subject": p["metric"], "value": p["value"],
+                "threshold": p["threshold"], "detail": f"{p['resource']} at its limit"}
+               for p in resource_problems or []]
+        metrics = {n: self.service_metrics(n) for n in self.states}
+        lat = {n: m["latency_p95_ms"] for n, m in metrics.items() if m["latency_p95_ms"]}
+        if lat:
+            worst = max(lat, key=lambda n: lat[n])
+            share = lat[worst] / sum(lat.values())
+            if lat[worst] >= th["service_latency_ms"]:
+                out.append({"kind": "latency", "subject": worst, "value": lat[worst],
+                            "threshold": th["service_latency_ms"],
+                            "detail": f"p95 {lat[worst]:.0f} ms, {share:.0%} of the stack's "
+                                      "probe latency"})
+        for n, m in metrics.items():
+            if (m["error_rate"] or 0.0) > th["service_error_rate"]:
+                out.append({"kind": "errors", "subject": n, "value": m["error_rate"],
+                            "threshold": th["service_error_rate"],
+                            "detail": f"{m['error_rate']:.0%} errors over the window"})
+            for dep, d in m["dependencies"].items():
+                if not d["online"]:
+                    out.append({"kind": "dependency", "subject": f"{n}/{dep}", "value": None,
+                                "threshold": None, "detail": d["error"] or "down"})
+        return out
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        """Every declared service's figures and score."""
+        return {n: {**self.service_metrics(n), "score": self.calculate_service_score(n)}
+                for n in self._specs()}
+
+
+def _pct(sorted_values: list[float], q: float) -> float | None:
+    if not sorted_values:
+        return None
+    if len(sorted_values) == 1:
+        return round(sorted_values[0], 3)
+    return round(statistics.quantiles(sorted_values, n=100, method="inclusive")[int(q) - 1], 3)

@@ -1,0 +1,229 @@
+"""DisasterRecovery: full and incremental backups, integrity checks, restore, retention, drills.
+
+One instance per repository folder. The engine underneath (``backup_chunks``,
+``backup_manifest``, ``backup_create``, ``backup_restore``, ``backup_retention``) is the one
+backup engine of the product: the evolution subsystem takes its snapshots through
+``create_full_backup`` / ``restore_from_disaster`` too.
+
+Methods block (file and network I/O): async callers run them with ``asyncio.to_thread``.
+Every run is recorded in the operator database when a store is given (``backup_runs``,
+``drill_runs``); the repository itself stays self-describing for an offline restore.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from autonomous.core.clock import Clock, SystemClock
+from autonomous.core.errors import NotFound
+from autonomous.resilience.backup_chunks import EngineParams, open_repository, repo_lock
+from autonomous.resilience.backup_create import BackupWriter, resolve_sources
+from autonomous.resilience.backup_manifest import (Manifest, damaged_manifests, list_manifests,
+                                                   load_manifest, new_backup_id, save_manifest)
+from autonomous.resilience.backup_restore import restore_manifest, verify_manifest
+from autonomous.resilience.backup_retention import prune
+from autonomous.resilience.drill import run_drill_service
+
+__all__ = ["DisasterRecovery"]
+
+Progress = Callable[[int, int], None]
+
+
+class DisasterRecovery:
+    """Backups of declared paths into ``repo``. ``store`` (the operator's) is copied with its
+    online backup API when a plan names its file, and records runs."""
+
+    def __init__(self, repo: Path, params: EngineParams, *, root: Path, data_dir: Path,
+                 store: Any = None, clock: Clock | None = None,
+                 drill_port_start: int = 20000) -> None:
+        self.repo = Path(repo).absolute()
+        self.chunks = open_repository(self.repo, params)
+        self.params = self.chunks.params
+        self.root, self.data_dir = Path(root), Path(data_dir)
+        self.store = store
+        self.clock = clock or SystemClock()
+        self.drill_port_start = drill_port_start
+
+    # -- backups ---------------------------------------------------------------------------
+    def create_full_backup(self, plan: str, spec: dict[str, Any], *,
+                           progress: Progress | None = None) -> dict[str, Any]:
+        """Read every declared file again (unchanged chunks are still deduplicated)."""
+        return self._backup(plan, spec, "full", progress)
+
+    def create_incremental_backup(self, plan: str, spec: dict[str, Any], *,
+                                  progress: Progress | None = None) -> dict[str, Any]:
+        """Reuse the chunk lists of files unchanged since the plan's latest backup (a full one
+        when the plan has none yet)."""
+        return self._backup(plan, spec, "incremental", progress)
+
+    def _backup(self, plan: str, spec: dict[str, Any], kind: str,
+                progress: Progress | None) -> dict[str, Any]:
+        started, t0 = self.clock.now(), time.monotonic()
+        backup_id = new_backup_id(started)
+        try:
+            with repo_lock(self.repo, exclusive=True):
+                manifest = self._write(plan, spec, kind, backup_id, started, progress)
+        except Exception as exc:
+            self._record_run(backup_id, plan, kind, started, False, f"{type(exc).__name__}: "
+                             f"{exc}", {})
+            raise
+        manifest.stats["seconds"] = round(time.monotonic() - t0, 3)
+        self._record_run(backup_id, plan, manifest.kind, started, True, None, manifest.stats)
+        return manifest.summary()
+
+    def _write(self, plan: str, spec: dict[str, Any], kind: str, backup_id: str,
+               started: float, progress: Progress | None) -> Manifest:
+        sources = resolve_sources(spec["paths"], root=self.root, data_dir=self.data_dir)
+        parent = self.latest(plan) if kind == "incremental" else None
+        store_path = Path(self.store.path).absolute() if self.store is not None else None
+        writer = BackupWriter(self.chunks, exclude=list(spec.get("exclude", [])),
+                              skip=[self.repo], operator_db=store_path,
+                              backup_db=self.store.backup_to if self.store else None,
+                              progress=progress)
+        tmp = self.repo / "tmp"
+        tmp.mkdir(exist_ok=True)
+        entries = writer.run(sources, parent=parent, tmp_dir=tmp)
+        manifest = Manifest(id=backup_id, plan=plan, kind=kind if parent or kind == "full"
+                            else "full", parent=parent.id if parent else None,
+                            created_at=started, sources={s.label: str(s.path) for s in sources},
+                            entries=entries, stats=writer.stats)
+        save_manifest(self.repo, manifest, fsync=self.params.fsync)
+        return manifest
+
+    def latest(self, plan: str) -> Manifest | None:
+        found = list_manifests(self.repo, plan)
+        return found[-1] if found else None
+
+    def list_backups(self, plan: str | None = None) -> list[dict[str, Any]]:
+        """Summaries of the readable backups, newest first."""
+        return [m.summary() for m in reversed(list_manifests(self.repo, plan))]
+
+    def get(self, backup_id: str) -> Manifest:
+        try:
+            return load_manifest(self.repo, backup_id)
+        except (FileNotFoundError, ValueError):
+            raise NotFound(f"backup {backup_id!r} is not in {self.repo}; list them with "
+                           "GET /api/resilience/backups") from None
+
+    # -- integrity / restore ---------------------------------------------------------------
+    def verify_backup_integrity(self, backup_id: str, *,
+                                progress: Progress | None = None) -> dict[str, Any]:
+        """Re-hash every chunk of the backup; report each damaged chunk and file by name."""
+        try:
+            manifest = self.get(backup_id)
+        except Exception as exc:  # a damaged manifest is a finding, not a crash
+            if isinstance(exc, NotFound):
+                raise
+            return {"backup": backup_id, "ok": False, "manifest": str(exc),
+                    "damaged_chunks": {}, "damaged_files": [], "unsafe_entries": []}
+        with repo_lock(self.repo, exclusive=False):
+            return verify_manifest(manifest, self.chunks, workers=self.params.workers,
+                                   progress=progress)
+
+    def restore_from_disaster(self, backup_id: str, target: Path, *,
+                              progress: Progress | None = None) -> dict[str, Any]:
+        """Restore into ``target`` (new or empty folder), byte-identical, or refuse."""
+        manifest = self.get(backup_id)
+        t0 = time.monotonic()
+        with repo_lock(self.repo, exclusive=False):
+            out = restore_manifest(manifest, self.chunks, Path(target),
+                                   workers=self.params.workers, progress=progress)
+        out["seconds"] = round(time.monotonic() - t0, 3)
+        return out
+
+    def prune(self, plan: str, retention: dict[str, int]) -> dict[str, Any]:
+        """Apply the plan's retention and delete chunks nothing references any more."""
+        bad = damaged_manifests(self.repo)
+        if bad:
+            raise RuntimeError("prune refused: damaged manifests could reference chunks: "
+                               + "; ".join(bad))
+        with repo_lock(self.repo, exclusive=True):
+            return prune(self.repo, self.chunks, plan, retention)
+
+    # -- drill -----------------------------------------------------------------------------
+    def test_disaster_recovery(self, backup_id: str, drill: dict[str, Any] | None = None
+                               ) -> dict[str, Any]:
+        """Verify, restore into a temporary folder, check every SQLite copy, start the drill
+        service from the restored tree and wait for it to be healthy. Never raises for a
+        failed step: the report says which step failed and why."""
+        steps: list[dict[str, Any]] = []
+        tmp = Path(tempfile.mkdtemp(prefix="atlas-drill-"))
+        try:
+            ok = self._drill_steps(backup_id, drill, tmp / "restored", steps)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        report = {"backup": backup_id, "ok": ok, "steps": steps, "at": self.clock.now()}
+        self._record_drill(report)
+        return report
+
+    def _drill_steps(self, backup_id: str, drill: dict[str, Any] | None, target: Path,
+                     steps: list[dict[str, Any]]) -> bool:
+        checks: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+            ("verify", lambda: _verified(self.verify_backup_integrity(backup_id))),
+            ("restore", lambda: self.restore_from_disaster(backup_id, target)),
+            ("sqlite_integrity", lambda: _sqlite_checks(self.get(backup_id), target)),
+        ]
+        if drill:
+            checks.append(("service", lambda: run_drill_service(
+                drill, target, port_start=self.drill_port_start)))
+        for name, fn in checks:
+            t0 = time.monotonic()
+            try:
+                detail, ok = fn(), True
+            except Exception as exc:  # noqa: BLE001 - a failed step is the drill's finding
+                detail, ok = {"error": f"{type(exc).__name__}: {exc}"}, False
+            steps.append({"step": name, "ok": ok, "seconds": round(time.monotonic() - t0, 3),
+                          "detail": detail})
+            if not ok:
+                return False
+        return True
+
+    # -- records ---------------------------------------------------------------------------
+    def _record_run(self, backup_id: str, plan: str, kind: str, started: float, ok: bool,
+                    error: str | None, stats: dict[str, Any]) -> None:
+        if self.store is None:
+            return
+        self.store.execute(
+            "INSERT OR REPLACE INTO backup_runs(id, plan, kind, repository, started_at, "
+            "finished_at, ok, error, stats) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (backup_id, plan, kind, str(self.repo), started, self.clock.now(), int(ok), error,
+             json.dumps(stats, default=str)))
+
+    def _record_drill(self, report: dict[str, Any]) -> None:
+        if self.store is None:
+            return
+        self.store.execute("INSERT INTO drill_runs(backup_id, repository, ts, ok, report) "
+                           "VALUES (?, ?, ?, ?, ?)", (report["backup"], str(self.repo),
+                                                      report["at"], int(report["ok"]),
+                                                      json.dumps(report, default=str)))
+
+
+def _verified(report: dict[str, Any]) -> dict[str, Any]:
+    if not report["ok"]:
+        raise RuntimeError(f"backup damaged: chunks {sorted(report['damaged_chunks'])}, "
+                           f"files {report['damaged_files']}, "
+                           f"unsafe {report['unsafe_entries']} {report.get('manifest', '')}")
+    return {"chunks": report["chunks"]}
+
+
+def _sqlite_checks(manifest: Manifest, target: Path) -> dict[str, Any]:
+    results = {}
+    for e in manifest.entries:
+        if not e.sqlite:
+            continue
+        conn = sqlite3.connect(f"file:{target / e.path}?mode=ro", uri=True)
+        try:
+            results[e.path] = conn.execute("PRAGMA integrity_check").fetchone()[0]
+        finally:
+            conn.close()
+    bad = {k: v for k, v in results.items() if v != "ok"}
+    if bad:
+        raise RuntimeError(f"PRAGMA integrity_check failed: {bad}")
+    return {"databases": results}

@@ -1,0 +1,96 @@
+"""Healing history: one row per incident (a failure of a service and what was done about it).
+
+Rows carry the classification, every attempt (strategy, gate, result, timing), the final
+state (``healed``, ``failed``, ``escalated``, ``awaiting_approval``, ``rejected``,
+``dry_run``, ``skipped``), MTTR (detection → verified healthy) and the knowledge-graph node
+of the outcome. ``stats`` gives attempts, successes and MTTR per error type.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Callable
+from typing import Any
+
+from autonomous.core.clock import Clock, iso
+from autonomous.store import Store
+
+__all__ = ["HealingHistory", "FINAL_STATES"]
+
+FINAL_STATES = ("healed", "failed", "escalated", "rejected", "dry_run", "skipped")
+
+
+class HealingHistory:
+    def __init__(self, store: Store, clock: Clock, max_rows: Callable[[], int]) -> None:
+        self.store = store
+        self.clock = clock
+        self.max_rows = max_rows
+
+    def save(self, row: dict[str, Any]) -> None:
+        """Insert or replace an incident row (``attempts`` is a list, stored as JSON)."""
+        cols = ("id", "service", "source", "error_type", "severity", "rule", "error_signature",
+                "strategy", "gate", "state", "success", "message", "detected_at", "finished_at",
+                "mttr_s", "attempts", "graph_node", "mode", "generation")
+        values = [json.dumps(row.get(c) or [], default=str) if c == "attempts" else row.get(c)
+                  for c in cols]
+        values[cols.index("success")] = None if row.get("success") is None \
+            else int(bool(row["success"]))
+        self.store.execute(f"INSERT OR REPLACE INTO healing_history({', '.join(cols)}) VALUES "
+                           f"({', '.join('?' * len(cols))})", values)
+        self.store.execute("DELETE FROM healing_history WHERE id NOT IN (SELECT id FROM "
+                           "healing_history ORDER BY detected_at DESC LIMIT ?",
+                           (self.max_rows(),))
+
+    def list(self, *, service: str | None = None, error_type: str | None = None,
+             strategy: str | None = None, state: str | None = None,
+             success: bool | None = None, since: float | None = None,
+             limit: int = 100) -> list[dict[str, Any]]:
+        """Incidents, newest first, filtered by any of the arguments."""
+        sql, args = "SELECT * FROM healing_history WHERE 1=1", []
+        for col, val in (("service", service), ("error_type", error_type),
+                         ("strategy", strategy), ("state", state)):
+            if val is not None:
+                sql += f" AND {col}=?"
+                args.append(val)
+        if success is not None:
+            sql += " AND success=?"
+            args.append(int(success))
+        if since is not None:
+            sql += " AND detected_at>=?"
+            args.append(since)
+        rows = self.store.query(sql + " ORDER BY detected_at DESC LIMIT ?", (*args, limit))
+        return [_out(r) for r in rows]
+
+    def stats(self) -> dict[str, Any]:
+        """Attempts, successes and MTTR (median, mean, max seconds) per error type."""
+        rows = self.store.query("SELECT error_type, state, success, mttr_s, attempts FROM "
+                                "healing_history")
+        per: dict[str, dict[str, Any]] = {}
+        for r in rows:
+            s = per.setdefault(r["error_type"], {"incidents": 0, "attempts": 0, "healed": 0,
+                                                 "failed": 0, "escalated": 0, "_mttr": []})
+            s["incidents"] += 1
+            s["attempts"] += len(json.loads(r["attempts"]))
+            if r["state"] in ("healed", "failed", "escalated"):
+                s[r["state"]] += 1
+            if r["mttr_s"] is not None:
+                s["_mttr"].append(r["mttr_s"])
+        out = {}
+        for etype, s in sorted(per.items()):
+            m = s.pop("_mttr")
+            s["mttr_s"] = {"median": round(statistics.median(m), 3), "mean":
+                           round(statistics.fmean(m), 3), "max": round(max(m), 3)} if m else None
+            out[etype] = s
+        total = {k: sum(s[k] for s in out.values()) for k in ("incidents", "attempts", "healed",
+                                                             "failed", "escalated")}
+        return {"by_type": out, "total": total}
+
+
+def _out(r: Any) -> dict[str, Any]:
+    d = dict(r)
+    d["attempts"] = json.loads(d["attempts"])
+    d["success"] = None if d["success"] is None else bool(d["success"])
+    d["detected_at"] = iso(d["detected_at"])
+    d["finished_at"] = iso(d["finished_at"])
+    return d

@@ -1,0 +1,165 @@
+"""The real operator process on free ports in a temp dir, supervising real sample services."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import psutil
+import pytest
+
+from tests.conftest import free_port, make_tree, service_yaml
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def stack(tmp_path, operator_factory):
+    pa, pb = free_port(), free_port()
+    root = make_tree(tmp_path / "root", {
+        "alpha": service_yaml("alpha", pa),
+        "beta": service_yaml("beta", pb, depends_on=("alpha",), core=False),
+    })
+    op = operator_factory(root).start()
+    op.wait_for(lambda: all(s["health"] == "Healthy" for s in op.services().values())
+                and len(op.services()) == 2, what="both services healthy")
+    return op
+
+
+def pid_of(op, name):
+    return op.services()[name]["details"]["pid"]
+
+
+def test_starts_stack_and_restarts_killed_service(stack):
+    op = stack
+    old = pid_of(op, "alpha")
+    os.kill(old, signal.SIGKILL)
+    op.wait_for(lambda: pid_of(op, "alpha") not in (None, old)
+                and op.services()["alpha"]["health"] == "Healthy", what="alpha restarted")
+    assert op.services()["alpha"]["details"]["restarts"] == 1
+    with op.client() as c:
+        why = c.get("/api/reconcile/services/why").json()
+    chain = why["chains"]["Service/alpha"]
+    assert [s["type"] for s in chain] == ["observation", "decision", "action", "outcome"]
+    assert "exited with code -9" in chain[0]["label"]
+    assert chain[-1]["label"].startswith("ok: started pid")
+    with op.client() as c:
+        restarts = c.get("/api/graph/nodes", params={"type": "action", "q": "restart"}).json()
+    assert any("Service/alpha" in n["label"] for n in restarts["nodes"])
+
+
+def test_hot_reload_valid_invalid_and_command_change(stack):
+    op = stack
+    with op.client() as c:
+        gen = c.get("/api/desired-state").json()["generation"]
+    f = op.root / "desired_state" / "alpha.yaml"
+    text = f.read_text()
+    # same content → no new generation
+    f.write_text(text)
+    # invalid edit → rejected whole, old generation keeps serving, error visible
+    f.write_text(text.replace("restart: {policy: always}", "restart: {policy: sometimes}"))
+    state = op.wait_for(lambda: (s := op.client().get("/api/desired-state").json())["error"]
+                        and s, what="rejection visible")
+    assert state["generation"] == gen
+    problem = state["error"]["problems"][0]
+    assert problem["file"] == "desired_state/alpha.yaml" and problem["line"] > 0
+    assert problem["path"] == "spec.restart.policy"
+    old = pid_of(op, "alpha")
+    # valid edit that changes the command (adds a feature flag) → new generation + restart
+    f.write_text(text.replace('"--port"', '"--features", "turbo", "--port"'))
+    state = op.wait_for(lambda: (s := op.client().get("/api/desired-state").json())["generation"]
+                        == gen + 1 and s, timeout=5, what="new generation")
+    assert state["error"] is None and len(state["hash"]) == 64
+    op.wait_for(lambda: pid_of(op, "alpha") not in (None, old)
+                and op.services()["alpha"]["sync"] == "Synced", what="restart on command change")
+    # beta depends on alpha and kept running
+    assert op.services()["beta"]["health"] == "Healthy"
+
+
+def test_shutdown_leaves_no_orphans_and_mode_persists(tmp_path, stack, operator_factory):
+    op = stack
+    with op.client() as c:
+        r = c.put("/api/governance/mode", json={"mode": "growth", "reason": "e2e"})
+        assert r.status_code == 200 and r.json()["previous"] == "governed"
+    pids = [pid_of(op, n) for n in ("alpha", "beta")]
+    assert op.stop() == 0
+    for pid in pids:
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie", pid
+    again = operator_factory(op.root, op.data_dir).start()
+    with again.client() as c:
+        mode = c.get("/api/governance/mode").json()
+    assert mode["mode"] == "growth"
+    assert mode["history"][0]["reason"] == "e2e"
+
+
+def test_sigkilled_operator_restarts_intact(stack, operator_factory):
+    op = stack
+    with op.client() as c:
+        c.put("/api/governance/mode", json={"mode": "emergency_stop"})
+        gen = c.get("/api/desired-state").json()["generation"]
+        nodes = c.get("/api/graph/nodes").json()["stats"]["nodes"]
+    old = [pid_of(op, n) for n in ("alpha", "beta")]
+    op.stop(signal.SIGKILL)
+    again = operator_factory(op.root, op.data_dir).start()
+    with again.client() as c:
+        assert c.get("/api/governance/mode").json()["mode"] == "emergency_stop"
+        assert c.get("/api/desired-state").json()["generation"] == gen
+        assert c.get("/api/graph/nodes").json()["stats"]["nodes"] >= nodes
+    again.wait_for(lambda: all(s["health"] == "Healthy" for s in again.services().values()),
+                   what="stack back")
+    for pid in old:
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+
+
+def test_api_auth_and_bad_bodies(stack):
+    op = stack
+    with op.client(token=False) as c:
+        r = c.put("/api/governance/mode", json={"mode": "growth"})
+        assert r.status_code == 401 and "bearer token" in r.json()["detail"]
+        assert c.get("/api/reconcile/status").status_code == 200
+    with op.client() as c:
+        r = c.put("/api/governance/mode", json={"mode": "yolo"})
+        assert r.status_code == 422 and "mode" in r.json()["detail"]
+        r = c.put("/api/governance/mode", content=b"{not json",
+                  headers={"Content-Type": "application/json"})
+        assert r.status_code == 422
+        r = c.put("/api/governance/mode", json={"mode": "growth", "extra": 1})
+        assert r.status_code == 422 and "extra" in r.json()["detail"]
+        assert c.post("/api/reconcile/nope/trigger").status_code == 404
+        assert c.post("/api/reconcile/services/trigger").json()["triggered"] is True
+        metrics = c.get("/metrics")
+        assert metrics.status_code == 200
+        assert 'atlas_resource_health{controller="services",kind="Service",name="alpha",' \
+               'status="Healthy"} 1.0' in metrics.text
+        assert "/api/reconcile/status" in c.get("/openapi.json").json()["paths"]
+
+
+def test_cli_status_and_mode(stack):
+    import subprocess
+    import sys
+
+    op = stack
+    env = {**os.environ, "ATLAS_AUTONOMOUS_TOKEN": "test-token"}
+    base = [sys.executable, "-m", "controllers.cli"]
+    out = subprocess.run(base + ["status", "--root", str(op.root), "--url", op.url],
+                         capture_output=True, text=True, env=env, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert "Service/alpha" in out.stdout and "Healthy" in out.stdout
+    out = subprocess.run(base + ["mode", "growth", "--root", str(op.root), "--url", op.url],
+                         capture_output=True, text=True, env=env, timeout=30)
+    assert out.returncode == 0 and out.stdout.strip() == "growth"
+    # plan against an edited tree: a version bump → restart, governed by the mode in force
+    f = op.root / "desired_state" / "beta.yaml"
+    f.write_text(f.read_text().replace('version: "1.0.0"', 'version: "1.1.0"'))
+    time.sleep(0)  # the running operator may pick the edit up too; plan reads the files
+    out = subprocess.run(base + ["plan", "--root", str(op.root), "--data-dir", str(op.data_dir),
+                                 "--json"], capture_output=True, text=True, env=env, timeout=30)
+    assert out.returncode == 0, out.stderr
+    import json
+
+    plan = json.loads(out.stdout)
+    assert plan["mode"] == "growth"
+    assert any(a.get("resource") == "Service/beta" and a["kind"] == "restart"
+               and a["governance"] == "enforce" for a in plan["actions"]) \
+        or op.services()["beta"]["details"]["version"] == "1.1.0"
