@@ -15,7 +15,7 @@ if "ssl" not in sys.modules:
     finally:
         del sys.modules["ssl"]
 
-from autonomous.sample_stack.cli import main  # noqa: E402
+from autonomous.sample_stack.cli import main
 
 __all__: list[str] = []
 

@@ -22,6 +22,10 @@ from autonomous.sample_stack.features import FeatureError, Features, parse_featu
 from autonomous.sample_stack.logs import JsonLogger
 from autonomous.sample_stack.metrics import PROCESS_START
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from autonomous.sample_stack.server import SampleHTTPServer, Service
+
 __all__ = ["main", "parse_args", "parse_env_faults"]
 
 _DRAIN_S = 0.5
@@ -71,7 +75,8 @@ def parse_env_faults(text: str) -> tuple[bool, list[dict[str, object]]]:
             try:
                 num = float(value) if kind != "error" else int(value)
             except ValueError:
-                raise ValueError(f"ATLAS_SAMPLE_FAULT: {item!r}: {value!r} is not a number") from None
+                raise ValueError(f"ATLAS_SAMPLE_FAULT: {item!r}: {value!r} is not a number"
+                                 ) from None
             faults.append(validate({"kind": kind, keys[kind]: num}))
         else:
             raise ValueError(f"ATLAS_SAMPLE_FAULT: {item!r} is not one of crash_on_start, hang, "
@@ -96,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if crash or args.crash_on_start:
         log.error("crashing on start (injected fault)", exit_code=args.exit_code)
-        return args.exit_code
+        return int(args.exit_code)
     signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)  # before any thread: all inherit it
     return _serve(args, log, feats, env_faults)
 
@@ -128,15 +133,15 @@ def _serve(args: argparse.Namespace, log: JsonLogger, feats: Features,
     return _stop(svc, server, log, signal.Signals(sig).name)
 
 
-def _stop(svc: object, server: object, log: JsonLogger, signame: str) -> int:
+def _stop(svc: Service, server: SampleHTTPServer, log: JsonLogger, signame: str) -> int:
     log.info("stopping", signal=signame)
     t0 = time.monotonic()
-    server.shutdown()  # type: ignore[attr-defined]  # no new connections are accepted
-    svc.readiness.stop()  # type: ignore[attr-defined]
-    while svc.inflight() and time.monotonic() - t0 < _DRAIN_S:  # type: ignore[attr-defined]
+    server.shutdown()  # no new connections are accepted
+    svc.readiness.stop()
+    while svc.inflight() and time.monotonic() - t0 < _DRAIN_S:
         time.sleep(0.01)
-    left = svc.inflight()  # type: ignore[attr-defined]
-    server.server_close()  # type: ignore[attr-defined]
+    left = svc.inflight()
+    server.server_close()
     log.info("stopped", signal=signame, abandoned_requests=left,
              stop_ms=round((time.monotonic() - t0) * 1000, 1))
     return 0

@@ -7,5 +7,5 @@ directly. Messages name the field, the offending value and what is allowed.
 __all__ = ["BadRequest"]
 
 
-class BadRequest(ValueError):
+class BadRequest(ValueError):  # noqa: N818 - named after the HTTP answer it becomes
     """Invalid input; answered with 400 and this message."""

@@ -24,7 +24,7 @@ import time
 
 from autonomous.sample_stack.errors import BadRequest
 
-__all__ = ["KINDS", "FaultError", "Faults", "validate"]
+__all__ = ["KINDS", "FaultError", "Faults", "num", "validate"]
 
 KINDS = ("crash", "hang", "slow", "error", "memory")
 
@@ -53,9 +53,9 @@ def _check_number(kind: str, name: str, value: object) -> str | None:
     if value is None and name == "duration_s":
         return None
     ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if isinstance(value, bool) or not ok_type:
+    if isinstance(value, bool) or not ok_type or not isinstance(value, (int, float)):
         return f"{name}: {value!r} is not {'an integer' if integer else 'a number'}"
-    if not low <= value <= high:  # type: ignore[operator]
+    if not low <= value <= high:
         return f"{name}: {value!r} is out of range; allowed: {low:g} to {high:g}"
     return None
 
@@ -92,6 +92,14 @@ def validate(body: object) -> dict[str, object]:
     return {**_DEFAULTS[kind], **body}
 
 
+def num(fault: dict[str, object], key: str) -> float:
+    """A numeric parameter of a validated fault."""
+    value = fault[key]
+    if not isinstance(value, (int, float)):
+        raise TypeError(f"{key}: {value!r} is not a number (was the fault validated?)")
+    return float(value)
+
+
 class Faults:
     """The faults active in one service, applied to each request by ``before_request``."""
 
@@ -112,11 +120,11 @@ class Faults:
         if kind == "hang":
             self._unhung.clear()
             if fault.get("duration_s"):
-                t = threading.Timer(float(fault["duration_s"]), self.clear, ("hang",))  # type: ignore[arg-type]
+                t = threading.Timer(num(fault, "duration_s"), self.clear, ("hang",))
                 t.daemon = True
                 t.start()
         elif kind == "memory":
-            self._start_memory(float(fault["mb_per_s"]), float(fault["max_mb"]))  # type: ignore[arg-type]
+            self._start_memory(num(fault, "mb_per_s"), num(fault, "max_mb"))
         elif kind == "error":
             self._error_debt = 0.0
 
@@ -153,9 +161,9 @@ class Faults:
         if f is None or path.startswith("/fault"):
             return None
         prefixes = f.get("paths")
-        if prefixes is None:
+        if not isinstance(prefixes, list):
             return None if (kind != "hang" and path == "/metrics") else f
-        return f if any(path.startswith(p) for p in prefixes) else None  # type: ignore[attr-defined]
+        return f if any(path.startswith(p) for p in prefixes) else None
 
     def before_request(self, path: str) -> int | None:
         """Block (hang), wait (slow), and return an error status to answer with, or None."""
@@ -163,14 +171,14 @@ class Faults:
             self._unhung.wait()
         slow = self._applies("slow", path)
         if slow:
-            time.sleep(float(slow["delay_ms"]) / 1000.0)  # type: ignore[arg-type]
+            time.sleep(num(slow, "delay_ms") / 1000.0)
         err = self._applies("error", path)
         if err:
             with self._lock:
-                self._error_debt += float(err["rate"])  # type: ignore[arg-type]
+                self._error_debt += num(err, "rate")
                 if self._error_debt >= 1.0 - 1e-9:
                     self._error_debt -= 1.0
-                    return int(err["status"])  # type: ignore[call-overload]
+                    return int(num(err, "status"))
         return None
 
     def _start_memory(self, mb_per_s: float, max_mb: float) -> None:

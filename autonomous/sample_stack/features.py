@@ -87,8 +87,7 @@ class Features:
             raise FeatureError(f"body: unknown field(s) {', '.join(extra)}; allowed: features")
         changes: dict[str, bool] = body["features"]
         with self._lock:
-            problems = [_problem(k, v, self._flags) for k, v in changes.items()]
-            problems = [p for p in problems if p]
+            problems = [p for k, v in changes.items() if (p := _problem(k, v, self._flags))]
             if problems:
                 raise FeatureError("; ".join(problems))
             self._flags.update(changes)

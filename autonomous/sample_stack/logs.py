@@ -18,7 +18,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # no typing import at run time: start-up speed matters here
     from typing import Any, TextIO
 
-__all__ = ["JsonLogger", "TraceContext", "parse_traceparent", "new_trace"]
+__all__ = ["JsonLogger", "TraceContext", "new_trace", "parse_traceparent"]
 
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 
@@ -26,7 +26,7 @@ _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-
 class TraceContext:
     """One request's place in a trace: the caller's span is ``parent_id``, ours is ``span_id``."""
 
-    __slots__ = ("trace_id", "span_id", "parent_id", "flags")
+    __slots__ = ("flags", "parent_id", "span_id", "trace_id")
 
     def __init__(self, trace_id: str, span_id: str, parent_id: str | None, flags: str) -> None:
         self.trace_id = trace_id

@@ -15,7 +15,10 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-__all__ = ["BUCKETS", "PROCESS_START", "RequestMetrics", "Gauge", "process_metrics", "render", "rss_bytes"]
+__all__ = [
+    "BUCKETS", "PROCESS_START", "Gauge", "RequestMetrics", "process_metrics", "render",
+    "rss_bytes",
+]
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -74,10 +77,10 @@ class RequestMetrics:
         out += [f"sample_http_requests_total{_labels({'path': p, 'code': c})} {n}"
                 for (p, c), n in counts]
         name = "sample_http_request_duration_seconds"
-        out += [f"# HELP {name} Time from request line read to response written.",
+        out += [f"# HELP {name} Time from request parsed to answer ready (faults included).",
                 f"# TYPE {name} histogram"]
         for path, h in hist.items():
-            for bound, n in zip(BUCKETS, h):
+            for bound, n in zip(BUCKETS, h[:-2], strict=True):
                 out.append(f"{name}_bucket{_labels({'path': path, 'le': _num(bound)})} {int(n)}")
             out.append(f"{name}_bucket{_labels({'path': path, 'le': '+Inf'})} {int(h[-1])}")
             out.append(f"{name}_sum{_labels({'path': path})} {h[-2]!r}")

@@ -11,14 +11,19 @@ import os
 import sys
 
 from autonomous.sample_stack.errors import BadRequest
-from autonomous.sample_stack.faults import KINDS, FaultError, validate
-from autonomous.sample_stack.metrics import render
+from autonomous.sample_stack.faults import KINDS, FaultError, num, validate
+from autonomous.sample_stack.metrics import Gauge, render
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import TypeAlias
 
     from autonomous.sample_stack.server import Service
+
+    After: TypeAlias = Callable[[], None]
+    Answer: TypeAlias = tuple[int, object] | tuple[int, object, After]
+    Full: TypeAlias = tuple[int, object, After | None]
 
 __all__ = ["ROUTES", "Reply", "Route", "call", "find", "not_found"]
 
@@ -26,7 +31,7 @@ __all__ = ["ROUTES", "Reply", "Route", "call", "find", "not_found"]
 class Reply:
     """A ready answer (used for bodies that could not be read)."""
 
-    __slots__ = ("status", "payload")
+    __slots__ = ("payload", "status")
 
     def __init__(self, status: int, payload: object) -> None:
         self.status = status
@@ -36,27 +41,28 @@ class Reply:
 class Route:
     """A handler and the feature (if any) that must be declared and on to reach it."""
 
-    __slots__ = ("fn", "feature")
+    __slots__ = ("feature", "fn")
 
-    def __init__(self, fn: Callable[..., tuple], feature: str | None = None) -> None:
+    def __init__(self, fn: Callable[[Service, object, dict[str, str]], Answer],
+                 feature: str | None = None) -> None:
         self.fn = fn
         self.feature = feature
 
 
-def _health(svc: Service, body: object, q: dict[str, str]) -> tuple:
+def _health(svc: Service, body: object, q: dict[str, str]) -> Answer:
     off = sorted(k for k, v in svc.features.snapshot().items() if not v)
     return 200, {"status": "ok", "name": svc.name, "uptime_s": svc.uptime_s(),
                  "version": svc.version, "pid": os.getpid(), "degraded": bool(off),
                  "features_off": off}
 
 
-def _ready(svc: Service, body: object, q: dict[str, str]) -> tuple:
+def _ready(svc: Service, body: object, q: dict[str, str]) -> Answer:
     ok, reasons, deps = svc.readiness.state()
     return (200 if ok else 503), {"ready": ok, "name": svc.name, "reasons": reasons,
                                   "dependencies": deps}
 
 
-def _gauges(svc: Service) -> list:
+def _gauges(svc: Service) -> list[Gauge]:
     feats = svc.features.snapshot()
     active = svc.faults.snapshot()
     return [
@@ -74,42 +80,42 @@ def _gauges(svc: Service) -> list:
     ]
 
 
-def _metrics(svc: Service, body: object, q: dict[str, str]) -> tuple:
+def _metrics(svc: Service, body: object, q: dict[str, str]) -> Answer:
     return 200, render(svc.metrics, _gauges(svc))
 
 
-def _features_get(svc: Service, body: object, q: dict[str, str]) -> tuple:
+def _features_get(svc: Service, body: object, q: dict[str, str]) -> Answer:
     return 200, {"features": svc.features.snapshot()}
 
 
-def _features_put(svc: Service, body: object, q: dict[str, str]) -> tuple:
+def _features_put(svc: Service, body: object, q: dict[str, str]) -> Answer:
     feats = svc.features.update(body)
     svc.log.info("features changed", features=feats)
     return 200, {"features": feats}
 
 
-def _fault_get(svc: Service, body: object, q: dict[str, str]) -> tuple:
+def _fault_get(svc: Service, body: object, q: dict[str, str]) -> Answer:
     return 200, {"faults": svc.faults.snapshot(), "kinds": list(KINDS)}
 
 
-def _exit_now(code: int) -> Callable[[], None]:
+def _exit_now(code: int) -> After:
     def go() -> None:
         sys.stdout.flush()
         os._exit(code)
     return go
 
 
-def _fault_post(svc: Service, body: object, q: dict[str, str]) -> tuple:
+def _fault_post(svc: Service, body: object, q: dict[str, str]) -> Answer:
     fault = validate(body)
     svc.log.warning("fault injected", fault=fault)
     if fault["kind"] == "crash":
-        code = int(fault["exit_code"])  # type: ignore[call-overload]
+        code = int(num(fault, "exit_code"))
         return 202, {"crashing": True, "exit_code": code}, _exit_now(code)
     svc.faults.activate(fault)
     return 200, {"faults": svc.faults.snapshot()}
 
 
-def _fault_clear(svc: Service, body: object, q: dict[str, str]) -> tuple:
+def _fault_clear(svc: Service, body: object, q: dict[str, str]) -> Answer:
     kind = body.get("kind") if isinstance(body, dict) else None
     if body is not None and (not isinstance(body, dict) or set(body) - {"kind"}
                              or kind not in (*KINDS, None)):
@@ -119,40 +125,40 @@ def _fault_clear(svc: Service, body: object, q: dict[str, str]) -> tuple:
     return 200, {"cleared": cleared, "faults": svc.faults.snapshot()}
 
 
-def _work(svc: Service, body: object, q: dict[str, str]) -> tuple:
+def _work(svc: Service, body: object, q: dict[str, str]) -> Answer:
     from autonomous.sample_stack.work import burn_cpu
 
     return 200, burn_cpu(q.get("ms"))
 
 
-def _echo(svc: Service, body: object, q: dict[str, str]) -> tuple:
+def _echo(svc: Service, body: object, q: dict[str, str]) -> Answer:
     return 200, {"echo": body, "name": svc.name}
 
 
-def _move(svc: Service, body: object, q: dict[str, str]) -> tuple:
+def _move(svc: Service, body: object, q: dict[str, str]) -> Answer:
     return 200, svc.motion().move(body, smooth=svc.features.enabled("planning"))
 
 
-def _heartbeat(svc: Service, body: object, q: dict[str, str]) -> tuple:
+def _heartbeat(svc: Service, body: object, q: dict[str, str]) -> Answer:
     svc.heartbeats += 1
     motion = svc.motion()
     return 200, {"name": svc.name, "seq": svc.heartbeats, "uptime_s": svc.uptime_s(),
                  "position": list(motion.position), "moves": motion.moves}
 
 
-def _sensors(svc: Service, body: object, q: dict[str, str]) -> tuple:
+def _sensors(svc: Service, body: object, q: dict[str, str]) -> Answer:
     from autonomous.sample_stack.work import read_sensors
 
     return 200, read_sensors()
 
 
-def _detect(svc: Service, body: object, q: dict[str, str]) -> tuple:
+def _detect(svc: Service, body: object, q: dict[str, str]) -> Answer:
     from autonomous.sample_stack.work import detect_edges
 
     return 200, detect_edges(body)
 
 
-def _index(svc: Service, body: object, q: dict[str, str]) -> tuple:
+def _index(svc: Service, body: object, q: dict[str, str]) -> Answer:
     return 200, {"name": svc.name, "endpoints": sorted(f"{m} {p}" for m, p in ROUTES)}
 
 
@@ -181,7 +187,7 @@ def find(method: str, path: str) -> tuple[Route | None, str]:
     return ROUTES.get((method, path)), (path if path in _PATHS else "other")
 
 
-def not_found(svc: Service, method: str, path: str) -> tuple:
+def not_found(svc: Service, method: str, path: str) -> Full:
     """404 for an unknown path, 405 (with the allowed methods) for a known one."""
     allowed = sorted(m for m, p in ROUTES if p == path)
     if allowed:
@@ -190,7 +196,7 @@ def not_found(svc: Service, method: str, path: str) -> tuple:
     return 404, {"error": f"{path}: no such endpoint on {svc.name}; see GET /"}, None
 
 
-def call(route: Route, svc: Service, body: object, query: dict[str, str]) -> tuple:
+def call(route: Route, svc: Service, body: object, query: dict[str, str]) -> Full:
     """Run a route behind its feature guard; input errors become 400 answers."""
     if route.feature and not svc.features.declared(route.feature):
         return 404, {"error": f"no such endpoint on {svc.name}: it needs feature "
@@ -201,4 +207,6 @@ def call(route: Route, svc: Service, body: object, query: dict[str, str]) -> tup
         out = route.fn(svc, body, query)
     except BadRequest as e:
         return 400, {"error": str(e)}, None
-    return out if len(out) == 3 else (*out, None)
+    if len(out) == 2:
+        return out[0], out[1], None
+    return out

@@ -2,8 +2,8 @@
 
 ``Service`` holds one service's state (features, faults, metrics, readiness); ``make_server``
 binds a ``ThreadingHTTPServer`` (one thread per connection) whose handler runs every request
-through the same steps: trace context → fault gate (hang / slow / error) → route → JSON answer
-with a ``traceparent`` child header → metrics and one JSON log line.
+through the same steps: trace context → fault gate (hang / slow / error) → route → metrics and
+one JSON log line → JSON answer with a ``traceparent`` child header.
 """
 
 from __future__ import annotations
@@ -25,10 +25,13 @@ from autonomous.sample_stack.readiness import Readiness
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from urllib.parse import SplitResult
+
     from autonomous.sample_stack.logs import TraceContext
+    from autonomous.sample_stack.routes import Full, Route
     from autonomous.sample_stack.work import Motion
 
-__all__ = ["Service", "make_server", "MAX_BODY_BYTES"]
+__all__ = ["MAX_BODY_BYTES", "Service", "make_server"]
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
 
@@ -87,29 +90,29 @@ class Handler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     server_version = "atlas-sample/1"
-    service: Service
+    server: SampleHTTPServer
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib's name
+    def log_message(self, format: str, *args: object) -> None:
         """Silence the stdlib's stderr access log: ``_finish`` writes a JSON line instead."""
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib's naming
+    def do_GET(self) -> None:
         """Serve a GET."""
         self._serve("GET")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         """Serve a POST."""
         self._serve("POST")
 
-    def do_PUT(self) -> None:  # noqa: N802
+    def do_PUT(self) -> None:
         """Serve a PUT."""
         self._serve("PUT")
 
-    def do_DELETE(self) -> None:  # noqa: N802
+    def do_DELETE(self) -> None:
         """Serve a DELETE."""
         self._serve("DELETE")
 
     def _serve(self, method: str) -> None:
-        svc: Service = self.server.service  # type: ignore[attr-defined]
+        svc = self.server.service
         t0 = time.perf_counter()
         trace = parse_traceparent(self.headers.get("traceparent")) or new_trace()
         url = urlsplit(self.path)
@@ -119,17 +122,18 @@ class Handler(BaseHTTPRequestHandler):
             status, payload, after = self._answer(svc, method, url, route)
         finally:
             svc.leave()
-        self._send(status, payload, trace)
+        # counted and logged before the answer leaves, so whoever got it can already see both
         elapsed = time.perf_counter() - t0
         svc.metrics.observe(label, status, elapsed)
         svc.log.log("INFO" if status < 500 else "ERROR", f"{method} {url.path} {status}",
                     trace=trace, logger="sample_stack.http", method=method, path=url.path,
                     status=status, duration_ms=round(elapsed * 1000, 3))
+        self._send(status, payload, trace)
         if after is not None:
             after()
 
-    def _answer(self, svc: Service, method: str, url: object, route: object) -> tuple:
-        injected = svc.faults.before_request(url.path)  # type: ignore[attr-defined]
+    def _answer(self, svc: Service, method: str, url: SplitResult, route: Route | None) -> Full:
+        injected = svc.faults.before_request(url.path)
         body = self._read_body()  # always drain it, so the connection stays usable
         if injected is not None:
             return injected, {"status": "error", "name": svc.name,
@@ -137,8 +141,8 @@ class Handler(BaseHTTPRequestHandler):
         if isinstance(body, routes.Reply):
             return body.status, body.payload, None
         if route is None:
-            return routes.not_found(svc, method, url.path)  # type: ignore[attr-defined]
-        query = {k: v[-1] for k, v in parse_qs(url.query).items()}  # type: ignore[attr-defined]
+            return routes.not_found(svc, method, url.path)
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         return routes.call(route, svc, body, query)
 
     def _read_body(self) -> object:
@@ -171,7 +175,7 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(data)))
             self.send_header("traceparent", trace.header())
-            self.send_header("X-Service-Name", self.server.service.name)  # type: ignore[attr-defined]
+            self.send_header("X-Service-Name", self.server.service.name)
             self.end_headers()
             self.wfile.write(data)
             self.wfile.flush()

@@ -19,6 +19,8 @@ _MAX_WAYPOINTS_SHOWN = 50
 _DT_S = 0.02
 _MAX_SIDE = 512
 
+Point = tuple[float, float, float]
+
 
 def _number(where: str, v: object, low: float, high: float) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
@@ -39,27 +41,28 @@ class Motion:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.position = (0.0, 0.0, 0.0)
+        self.position: Point = (0.0, 0.0, 0.0)
         self.moves = 0
 
     def move(self, body: object, *, smooth: bool) -> dict[str, object]:
         """Plan a move to ``body["target"]`` at ``body["speed"]`` m/s (peak) and take it."""
         if not isinstance(body, dict):
-            raise BadRequest('body: expected {"target": {"x": 0.1, "y": 0.2, "z": 0.3}, "speed": 0.5}')
+            raise BadRequest('body: expected {"target": {"x": 0.1, "y": 0.2, "z": 0.3}, '
+                             '"speed": 0.5}')
         _only("", body, ("target", "speed"))
         target = body.get("target")
         if not isinstance(target, dict):
             raise BadRequest(f"target: {target!r} must be an object with x, y, z (metres)")
         _only("target.", target, ("x", "y", "z"))
-        goal = tuple(_number(f"target.{k}", target.get(k), -100, 100) for k in ("x", "y", "z"))
+        x, y, z = (_number(f"target.{k}", target.get(k), -100, 100) for k in ("x", "y", "z"))
         speed = _number("speed", body.get("speed", 0.5), 0.001, 10)
         with self._lock:
-            start, self.position = self.position, goal  # type: ignore[assignment]
+            start, self.position = self.position, (x, y, z)
             self.moves += 1
-        return _trajectory(start, goal, speed, smooth)  # type: ignore[arg-type]
+        return _trajectory(start, (x, y, z), speed, smooth)
 
 
-def _trajectory(a: tuple[float, float, float], b: tuple[float, float, float], speed: float,
+def _trajectory(a: Point, b: Point, speed: float,
                 smooth: bool) -> dict[str, object]:
     dist = math.dist(a, b)
     if smooth:  # minimum jerk: s = 10t^3 - 15t^4 + 6t^5, peak speed 1.875 D / T at t = 1/2
@@ -70,13 +73,13 @@ def _trajectory(a: tuple[float, float, float], b: tuple[float, float, float], sp
     else:
         duration, n = dist / speed, 2
         taus, shape = [0.0, 1.0], [0.0, 1.0]
-    pts = [tuple(p + (q - p) * s for p, q in zip(a, b)) for s in shape]
+    pts = [tuple(p + (q - p) * s for p, q in zip(a, b, strict=True)) for s in shape]
     dt = duration / (n - 1) if n > 1 else 0.0
     speeds = [math.dist(pts[i], pts[i + 1]) / dt for i in range(n - 1)] if dt else [0.0]
     accel = max((abs(speeds[i + 1] - speeds[i]) / dt for i in range(len(speeds) - 1)),
                 default=0.0)
     stride = max(1, n // _MAX_WAYPOINTS_SHOWN)
-    shown = pts[::stride] if pts[-1] in pts[::stride] else pts[::stride] + [pts[-1]]
+    shown = pts[::stride] if (n - 1) % stride == 0 else [*pts[::stride], pts[-1]]
     return {"planner": "minimum_jerk" if smooth else "linear", "from": list(a), "to": list(b),
             "distance_m": round(dist, 6), "duration_s": round(duration, 6),
             "waypoint_count": n, "peak_speed_m_s": round(max(speeds), 6),
@@ -172,7 +175,7 @@ def _components(edge: list[list[bool]]) -> list[dict[str, int]]:
                     if 0 <= ny < h and 0 <= nx < w and edge[ny][nx] and not seen[ny][nx]:
                         seen[ny][nx] = True
                         stack.append((ny, nx))
-            boxes.append(dict(zip(("x0", "y0", "x1", "y1", "pixels"), box)))
+            boxes.append(dict(zip(("x0", "y0", "x1", "y1", "pixels"), box, strict=True)))
     return sorted(boxes, key=lambda b: -b["pixels"])
 
 

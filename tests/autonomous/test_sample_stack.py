@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -333,7 +334,8 @@ def test_generic_work_and_echo(nexus: Svc) -> None:
     ("POST", "/fault", {"kind": "exit_on_start"}, "--crash-on-start"),
     ("POST", "/fault", None, "body: expected a JSON object"),
     ("PUT", "/features", {"features": {"warp": True}}, "features.warp: unknown feature; allowed"),
-    ("PUT", "/features", {"features": {"motion": "yes"}}, "features.motion: 'yes' is not a boolean"),
+    ("PUT", "/features", {"features": {"motion": "yes"}},
+     "features.motion: 'yes' is not a boolean"),
     ("POST", "/api/move", {"target": {"x": 1, "y": 2}}, "target.z: None is not a finite number"),
     ("POST", "/api/move", {"target": {"x": 1, "y": 2, "z": 3}, "speed": 0},
      "speed: 0 is out of range"),
@@ -364,10 +366,8 @@ def test_sigterm_exits_zero_within_a_second_even_while_hung(nexus: Svc) -> None:
 
 
 def _ignore(fn: Callable[[], object]) -> None:
-    try:
+    with contextlib.suppress(httpx.HTTPError):
         fn()
-    except httpx.HTTPError:
-        pass
 
 
 def test_port_in_use_exits_1(nexus: Svc, start: Callable[..., Svc]) -> None:

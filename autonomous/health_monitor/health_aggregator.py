@@ -1,0 +1,280 @@
+"""HealthAggregator: system metrics + service health + anomalies → GlobalHealth, persisted.
+
+``cycle()`` is one step of the 10-s loop (run by the health controller): sample the host (the
+process sweep and TCP probe on their own slower cadences), read the services' figures (their
+probes run in their own loops), write every reading to the time-series store, feed the anomaly
+detector, and build :class:`GlobalHealth`. Every ``report_interval_seconds`` it also predicts
+failures, stores a report row, rolls the series up and applies the retention from config
+(``settings.telemetry.retention``); the model is retrained every
+``retrain_interval_seconds``. The API reads only what the last cycle left (``latest``): a
+request never samples.
+
+Global score, documented formula: ``(w_sys·system + w_svc·services) / (w_sys + w_svc)``
+(``services`` is the mean service score, 100 with no services), minus
+``anomaly_penalty[severity]`` per active anomaly, clamped to 0–100.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from autonomous.core.clock import Clock
+from autonomous.health_monitor.anomaly_detector import AnomalyDetector
+from autonomous.health_monitor.metrics import matches, metric_key, parse_key
+from autonomous.health_monitor.recommendations import recommendations
+from autonomous.health_monitor.service_health import ServiceHealth
+from autonomous.health_monitor.system_metrics import SystemMetrics
+from autonomous.store import Store
+from autonomous.store.timeseries import Point, TimeSeriesStore
+
+__all__ = ["GlobalHealth", "HealthAggregator", "THRESHOLD_OF"]
+
+THRESHOLD_OF = {"cpu.percent": "cpu_percent", "ram.percent": "ram_percent",
+                "swap.percent": "swap_percent", "disk.percent": "disk_percent",
+                "gpu.utilization_percent": "gpu_percent", "gpu.vram_percent": "vram_percent"}
+_TREND = ("health.score", "cpu.percent", "ram.percent", "swap.percent", "disk.percent",
+          "load.1m")
+
+
+@dataclass
+class GlobalHealth:
+    """The whole picture: score 0–100, per-component detail, anomalies, recommendations."""
+
+    ts: float
+    score: float
+    components: dict[str, Any]
+    anomalies: list[dict[str, Any]]
+    recommendations: list[dict[str, Any]]
+    predictions: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class HealthAggregator:
+    """Owns SystemMetrics, ServiceHealth and AnomalyDetector; serves their latest state."""
+
+    def __init__(self, store: Store, clock: Clock, *, policy: Callable[[], dict[str, Any]],
+                 specs: Callable[[], dict[str, Any]], retention: Callable[[], dict | None],
+                 observed: Callable[[], dict[str, dict[str, Any]]] | None = None,
+                 system: SystemMetrics | None = None) -> None:
+        self.store, self.clock = store, clock
+        self._policy, self._specs, self._retention = policy, specs, retention
+        pol = policy()
+        self.system = system or SystemMetrics(clock)
+        self.services = ServiceHealth(clock, specs=specs, policy=policy, observed=observed)
+        self.detector = AnomalyDetector(store, clock, pol["anomaly"], pol["anomaly_sigma"])
+        self.ts = TimeSeriesStore(store, clock)
+        self.latest: GlobalHealth | None = None
+        self.latest_services: dict[str, Any] = {}
+        self.predictions: list[dict[str, Any]] = []
+        self.bottlenecks: list[dict[str, Any]] = []
+        self._due: dict[str, float] = {}
+        self.cycles = 0
+
+    # -- lifecycle --------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Read the CPU model once, restore (or train) the anomaly model, start the probes."""
+        asyncio.get_running_loop().run_in_executor(None, self.system.load_cpu_info)
+        if not self.detector.load():
+            await asyncio.to_thread(self.train)
+        self._due["retrain"] = self.clock.monotonic()
+        self.services.ensure_running()
+
+    async def close(self) -> None:
+        self.detector.save()
+        await self.services.close()
+        self.system.close()
+
+    def _is_due(self, what: str, every: float) -> bool:
+        now = self.clock.monotonic()
+        if now - self._due.get(what, -1e18) >= every:
+            self._due[what] = now
+            return True
+        return False
+
+    # -- the loop step ----------------------------------------------------------------------
+    async def cycle(self, *, sample: bool = True) -> GlobalHealth:
+        """One step (see module docstring); ``sample=False`` refreshes services only."""
+        pol = self._policy()
+        self.detector.configure(pol["anomaly"], pol["anomaly_sigma"])
+        self.services.ensure_running()
+        if sample or self.system.latest is None:
+            await self._slow_paths(pol["sampling"])
+            snap = self.system.sample()
+            self.latest_services = self.services.snapshot()
+            self._record(snap, pol)
+        self.latest_services = self.services.snapshot()
+        if self._is_due("report", pol["sampling"]["report_interval_seconds"]):
+            self.report(pol)
+        self.bottlenecks = self.services.get_bottlenecks(
+            self.system.problems(pol["thresholds"]))
+        self.latest = self._global(pol)
+        self.cycles += 1
+        return self.latest
+
+    async def _slow_paths(self, sampling: dict[str, Any]) -> None:
+        if self._is_due("processes", sampling["process_interval_seconds"]):
+            await asyncio.to_thread(self.system.sample_processes, sampling["top_processes"])
+        if self._is_due("network", sampling["network_interval_seconds"]):
+            targets = sampling["network_targets"] or [
+                f"{s.host}:{s.port}" for s in self._specs().values() if s.port]
+            await self.system.probe_network(targets, timeout=sampling["network_timeout_seconds"],
+                                            attempts=sampling["network_attempts"])
+
+    def readings(self, snap: dict[str, Any]) -> list[tuple[str, dict[str, str], float]]:
+        """System readings plus each service's figures, as (name, labels, value)."""
+        out = self.system.flat(snap)
+        for name, m in self.latest_services.items():
+            lab = {"service": name}
+            if m["live"] is not None:
+                out.append(("service.up", lab, 1.0 if m["live"] else 0.0))
+            for k in ("latency_p95_ms", "error_rate", "throughput_rps"):
+                if m[k] is not None:
+                    out.append((f"service.{k}", lab, float(m[k])))
+        return out
+
+    def _record(self, snap: dict[str, Any], pol: dict[str, Any]) -> None:
+        now = snap["ts"]
+        readings = self.readings(snap)
+        score = self.system.get_health_score(pol["thresholds"], pol["score"])
+        points = [Point(n, v, now, lab) for n, lab, v in readings]
+        if self.latest is not None:
+            points.append(Point("health.score", self.latest.score, now, {}))
+        self.ts.write(points)
+        watched = {metric_key(n, lab): v for n, lab, v in readings
+                   if matches(metric_key(n, lab), pol["anomaly"]["metrics"])}
+        self.detector.detect(watched, now)
+        self._system_score = score
+
+    # -- slower cadence ---------------------------------------------------------------------
+    def report(self, pol: dict[str, Any] | None = None) -> None:
+        """Predict, store a report row, roll up, apply retention, save / retrain the model."""
+        pol = pol or self._policy()
+        self.update_predictions(pol)
+        if self.latest is not None:
+            self.store.execute("INSERT OR REPLACE INTO health_reports VALUES (?, ?, ?)",
+                               (self.clock.now(), self.latest.score,
+                                json.dumps(self.latest.as_dict(), default=str)))
+        self.ts.rollup()
+        retention = self._retention()
+        if retention:
+            self.ts.apply_retention(retention)
+        if self._is_due("retrain", pol["anomaly"]["retrain_interval_seconds"]):
+            self.train(pol)
+        else:
+            self.detector.save()
+
+    def update_predictions(self, pol: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Predicted threshold crossings of the watched metrics (robust trend, two horizons)."""
+        pol = pol or self._policy()
+        pred, now = pol["prediction"], self.clock.now()
+        out = []
+        for name, key in THRESHOLD_OF.items():
+            if not matches(name, pred["metrics"]):
+                continue
+            for labels, samples in self.ts.query_series(
+                    name, start=now - pred["long_horizon_seconds"], end=now, resolution="1m"):
+                if not samples:
+                    continue
+                p = self.detector.predict_failure(
+                    metric_key(name, labels), ([s.ts + 30 for s in samples],
+                                               [s.value for s in samples]),
+                    pol["thresholds"][key], pred, now)
+                if p is not None:
+                    out.append(p.as_dict())
+        self.predictions = sorted(out, key=lambda p: p["eta_seconds"])
+        return self.predictions
+
+    def train(self, pol: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Fit the anomaly model on the stored history (1-min rollups over ``history_days``)."""
+        pol = pol or self._policy()
+        an, now = pol["anomaly"], self.clock.now()
+        history: dict[str, tuple[list[float], list[float]]] = {}
+        recent: dict[str, tuple[list[float], list[float]]] = {}
+        span = (an["stream"]["window"] + an["stream"]["likelihood_window"]) * 10.0
+        for name, labels in self.ts.series():
+            key = metric_key(name, labels)
+            if not matches(key, an["metrics"]):
+                continue
+            rows = self.ts.query(name, labels, start=now - an["history_days"] * 86400, end=now,
+                                 resolution="1m")
+            history[key] = ([s.ts for s in rows], [s.value for s in rows])
+            raw = self.ts.query(name, labels, start=now - span, end=now, resolution="raw")
+            recent[key] = ([s.ts for s in raw], [s.value for s in raw])
+        return self.detector.train(history, recent)
+
+    # -- the picture ------------------------------------------------------------------------
+    def _global(self, pol: dict[str, Any]) -> GlobalHealth:
+        th, sc = pol["thresholds"], pol["score"]
+        sys_score = self.system.get_health_score(th, sc)
+        svc_scores = {n: m["score"] for n, m in self.latest_services.items()}
+        svc = float(np.mean(list(svc_scores.values()))) if svc_scores else 100.0
+        w = sc["global_weights"]
+        base = (w["system"] * sys_score + w["services"] * svc) / (w["system"] + w["services"])
+        active = [e.as_dict() for e in self.detector.open.values()]
+        penalty = sum(sc["anomaly_penalty"][e["severity"]] for e in active)
+        problems = self.system.problems(th)
+        components = {
+            "system": {"score": sys_score, "healthy": not problems, "problems": problems},
+            "services": {"score": round(svc, 2), "per_service": svc_scores,
+                         "bottlenecks": self.bottlenecks},
+            "anomalies": {"active": len(active), "penalty": penalty}}
+        recs = recommendations(problems, self.latest_services, self.predictions, active,
+                               self.bottlenecks, self.system.processes, th)
+        return GlobalHealth(self.clock.now(), round(min(100.0, max(0.0, base - penalty)), 2),
+                            components, active, recs, list(self.predictions))
+
+    # -- what the API serves ----------------------------------------------------------------
+    def comprehensive(self) -> dict[str, Any] | None:
+        return None if self.latest is None else self.latest.as_dict()
+
+    def system_snapshot(self) -> dict[str, Any] | None:
+        snap = self.system.latest
+        if snap is None:
+            return None
+        pol = self._policy()
+        return {**snap, "healthy": self.system.is_healthy(pol["thresholds"]),
+                "score": self.system.get_health_score(pol["thresholds"], pol["score"])}
+
+    def services_snapshot(self) -> dict[str, Any]:
+        return {"services": self.latest_services, "bottlenecks": self.bottlenecks,
+                "dependencies": self.services.get_dependency_health()}
+
+    def anomalies(self, since: float) -> list[dict[str, Any]]:
+        return [e.as_dict() for e in self.detector.events(since)]
+
+    def history(self, metric: str, days: float, resolution: str = "auto") -> list[Any]:
+        """Samples of one metric key over the last ``days`` (rollups when the span is long)."""
+        name, labels = parse_key(metric)
+        now = self.clock.now()
+        return self.ts.query(name, labels or None, start=now - days * 86400, end=now,
+                             resolution=resolution)
+
+    def get_historical_trend(self, days: float = 7) -> dict[str, Any]:
+        """Hourly (or per-minute under two days) rollups of the key metrics, with slopes."""
+        res = "1h" if days >= 2 else "1m"
+        now = self.clock.now()
+        out: dict[str, Any] = {}
+        for name in _TREND:
+            for labels, samples in self.ts.query_series(name, start=now - days * 86400, end=now,
+                                                        resolution=res):
+                out[metric_key(name, labels)] = _trend(samples)
+        return {"days": days, "resolution": res, "metrics": out}
+
+
+def _trend(samples: list[Any]) -> dict[str, Any]:
+    pts = [{"ts": s.ts, "avg": s.value, "min": s.min, "max": s.max, "count": s.count}
+           for s in samples]
+    slope = None
+    if len(samples) >= 3:
+        t = np.array([s.ts for s in samples])
+        v = np.array([s.value for s in samples])
+        slope = float(np.polyfit((t - t[0]) / 86400.0, v, 1)[0])
+    return {"points": pts, "slope_per_day": slope}

@@ -1,0 +1,192 @@
+"""Restart budget, crash-loop back-off, isolation and the slow periodic retry.
+
+After ``restart_budget.max_restarts`` restarts inside ``window_seconds`` a service goes to
+*backoff*: the services controller is told to keep it stopped (``paused``) and the healer
+tries it again after a growing, jittered, capped delay (``crashloop.backoff``). After
+``crashloop.max_attempts`` failed tries it is ISOLATED and a human is alerted; then it is
+retried every ``isolation.slow_retry_seconds`` so that a service whose cause went away comes
+back without a human. Proven health for ``healthy_reset_seconds`` clears the count.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from autonomous.core.backoff import Backoff, BackoffSpec
+from autonomous.self_healing.model import ErrorReport, RecoveryStrategy, StrategyResult
+
+__all__ = ["CrashLoop"]
+
+log = logging.getLogger("atlas.healing.crashloop")
+
+
+class CrashLoop:
+    """Works on the orchestrator's per-service states (``orch.states``)."""
+
+    def __init__(self, orch: Any) -> None:
+        self.orch = orch
+        self.clock = orch.ctx.clock
+
+    def _policy(self) -> dict[str, Any]:
+        return self.orch.policy()
+
+    def on_exit(self, report: ErrorReport) -> bool:
+        """Count an unexpected exit; True when the crash-loop machinery owns it now."""
+        st = self.orch.state(report.service)
+        st.healthy_since = None
+        if st.phase != "normal":
+            return True
+        budget = self._policy()["restart_budget"]
+        n = st.count_restart(self.clock.monotonic(), budget["window_seconds"])
+        if n > budget["max_restarts"]:
+            self.enter(report.service, report, None)
+            return True
+        return False
+
+    def over_budget(self, name: str, *, counting: bool) -> bool:
+        """Before the healer restarts a running process: count it; True if over budget."""
+        st = self.orch.state(name)
+        budget = self._policy()["restart_budget"]
+        now = self.clock.monotonic()
+        n = st.count_restart(now, budget["window_seconds"]) if counting else \
+            st.recent(now, budget["window_seconds"])
+        return n > budget["max_restarts"]
+
+    def _delay(self, attempt: int) -> float:
+        spec = BackoffSpec.from_policy(self._policy()["crashloop"]["backoff"])
+        return Backoff(spec, rng=self.orch.strategies.rng).delay(attempt)
+
+    def enter(self, name: str, report: ErrorReport, inc: Any) -> None:
+        """Go to back-off: keep the service stopped, schedule the first try."""
+        st = self.orch.state(name)
+        budget = self._policy()["restart_budget"]
+        delay = self._delay(1)
+        st.phase, st.attempts = "backoff", 0
+        st.next_at = self.clock.monotonic() + delay
+        st.reason = (f"CrashLoopBackOff: {len(st.restarts)} restarts within "
+                     f"{budget['window_seconds']:g}s (budget {budget['max_restarts']})")
+        self.orch._services().set_override(name, paused=True, reason=f"self-healing: "
+                                           f"{st.reason}; next try in {delay:.1f}s")
+        self.orch.save_state(st)
+        self.orch.ctx.bus.publish("healing.crashloop", service=name, phase="backoff",
+                                  restarts=len(st.restarts), next_try_s=round(delay, 3))
+        if inc is None:
+            self.orch.spawn(self._record_entry(report, delay))
+
+    async def _record_entry(self, report: ErrorReport, delay: float) -> None:
+        inc = await self.orch._open(report, None)
+        res = StrategyResult(RecoveryStrategy.RETRY, True, f"{self.orch.state(report.service)"
+                             f".reason}; next try in {delay:.1f}s", {"phase": "backoff"})
+        self.orch._attempt(inc, res, "enforce", 0.0)
+        self.orch._save(inc, "backoff", res.message)
+        self.orch.state(report.service).open_incident = inc.id
+        self.orch.crash_incidents[report.service] = inc
+
+    def release(self, name: str) -> None:
+        """Leave back-off/isolation (a human or a strategy takes over)."""
+        st = self.orch.state(name)
+        if st.phase == "normal":
+            return
+        st.phase, st.attempts, st.next_at, st.reason = "normal", 0, None, ""
+        st.restarts.clear()
+        self.orch._services().set_override(name, isolated=False, paused=False,
+                                           reason="self-healing: released")
+        self.orch.save_state(st)
+
+    # -- periodic ------------------------------------------------------------------------------
+    async def tick(self) -> None:
+        now = self.clock.monotonic()
+        reset = self._policy()["restart_budget"]["healthy_reset_seconds"]
+        for name, st in list(self.orch.states.items()):
+            if st.phase == "normal":
+                if st.restarts and st.healthy_since is not None and \
+                        now - st.healthy_since >= reset:
+                    st.restarts.clear()
+                continue
+            if st.busy or st.paused_by_human or st.next_at is None or now < st.next_at:
+                continue
+            self.orch.spawn(self.try_once(name))
+
+    async def try_once(self, name: str) -> bool:
+        """One back-off try (or slow retry when isolated): start, verify, decide."""
+        st = self.orch.state(name)
+        if st.busy:
+            return False
+        st.busy = True
+        try:
+            svc = self.orch._services()
+            old = (svc.observed().get(name) or {}).get("pid")
+            was = st.phase
+            svc.set_override(name, isolated=False, paused=False,
+                             reason=f"self-healing: {was} try {st.attempts + 1}")
+            try:
+                await svc.start(name, f"self-healing: {was} try {st.attempts + 1}")
+            except RuntimeError:
+                pass  # the services controller started it already
+            verdict = await self.orch.check.verify_healthy(name, not_pid=old)
+            if verdict.ok:
+                self._recovered(name, was, verdict.message)
+                return True
+            self._failed(name, was, verdict.message)
+            return False
+        finally:
+            st.busy = False
+
+    def _recovered(self, name: str, was: str, message: str) -> None:
+        st = self.orch.state(name)
+        st.phase, st.attempts, st.next_at, st.reason = "normal", 0, None, ""
+        st.restarts.clear()
+        self.orch.save_state(st)
+        self.orch.alerts.resolve(name, f"recovered after {was}: {message}")
+        self.orch.ctx.bus.publish("healing.crashloop", service=name, phase="recovered",
+                                  message=message)
+        inc = self.orch.crash_incidents.pop(name, None)
+        if inc is not None:
+            res = StrategyResult(RecoveryStrategy.RESTART_SERVICE, True,
+                                 f"healthy again after {was}: {message}")
+            self.orch._attempt(inc, res, "enforce", 0.0)
+            self.orch._finish(inc, "healed", res.message)
+
+    def _failed(self, name: str, was: str, message: str) -> None:
+        st = self.orch.state(name)
+        svc = self.orch._services()
+        p = self._policy()
+        st.attempts += 1
+        now = self.clock.monotonic()
+        inc = self.orch.crash_incidents.get(name)
+        if was == "backoff" and st.attempts < p["crashloop"]["max_attempts"]:
+            delay = self._delay(st.attempts + 1)
+            st.next_at = now + delay
+            svc.set_override(name, paused=True, reason=f"self-healing: CrashLoopBackOff try "
+                             f"{st.attempts} failed ({message}); next in {delay:.1f}s")
+            self._note(inc, RecoveryStrategy.RETRY, f"try {st.attempts} failed: {message}; "
+                       f"next in {delay:.1f}s")
+        else:
+            st.phase = "isolated"
+            st.next_at = now + p["isolation"]["slow_retry_seconds"]
+            self.orch.spawn(self._isolate(name, was, message, inc))
+        self.orch.save_state(st)
+
+    async def _isolate(self, name: str, was: str, message: str, inc: Any) -> None:
+        res = await self.orch.strategies.isolate_component(
+            name, f"{was}: still failing after {self.orch.state(name).attempts} tries")
+        self._note(inc, RecoveryStrategy.ISOLATE, res.message)
+        alert = await self.orch.strategies.alert_human(
+            name, "crash loop: isolated",
+            {**(self.orch._alert_context(inc) if inc is not None else {}),
+             "message": f"{name} keeps failing ({message}); isolated, retried every "
+                        f"{self._policy()['isolation']['slow_retry_seconds']:g}s",
+             "severity": "critical"})
+        self._note(inc, RecoveryStrategy.ALERT_HUMAN, alert.message)
+        if inc is not None:
+            self.orch._save(inc, "escalated", f"isolated and a human alerted: {message}")
+        self.orch.ctx.bus.publish("healing.crashloop", service=name, phase="isolated",
+                                  message=message)
+
+    def _note(self, inc: Any, strategy: RecoveryStrategy, message: str) -> None:
+        if inc is None:
+            return
+        self.orch._attempt(inc, StrategyResult(strategy, strategy is not RecoveryStrategy.RETRY,
+                                               message), "enforce", 0.0)
+        self.orch._save(inc, inc.state, message)

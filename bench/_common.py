@@ -1,0 +1,59 @@
+"""Helpers shared by the benchmarks: free ports, temp trees, waiting on HTTP, percentiles."""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from autonomous.testing import copy_default_tree, free_port  # noqa: E402
+
+__all__ = ["ROOT", "free_port", "copy_default_tree", "wait_http", "pct", "summary", "tree_with"]
+
+
+def wait_http(url: str, timeout: float = 30.0, poll: float = 0.002) -> float:
+    """Seconds until ``url`` answers 2xx (busy-polls at ``poll``)."""
+    t0 = time.perf_counter()
+    with httpx.Client(timeout=0.5, trust_env=False) as c:
+        while time.perf_counter() - t0 < timeout:
+            try:
+                if c.get(url).status_code < 300:
+                    return time.perf_counter() - t0
+            except httpx.HTTPError:
+                pass
+            time.sleep(poll)
+    raise TimeoutError(url)
+
+
+def pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+
+
+def summary(values: list[float], unit: str = "ms", scale: float = 1000.0) -> str:
+    v = [x * scale for x in values]
+    return (f"median {statistics.median(v):.1f} {unit}, p95 {pct(v, 95):.1f} {unit}, "
+            f"min {min(v):.1f}, max {max(v):.1f} (n={len(v)})")
+
+
+def tree_with(root: Path, ports: dict[str, int], api_port: int) -> Path:
+    """Default tree with the sample services on the given ports and the API on api_port."""
+    copy_default_tree(root)
+    for name, port in ports.items():
+        f = root / "desired_state" / f"{name}.yaml"
+        text = f.read_text()
+        default = {"nexus": "8000", "robot": "8002"}[name]
+        text = text.replace(f'"--port", "{default}"', f'"--port", "{port}"')
+        text = text.replace(f"port: {default}", f"port: {port}")
+        text = text.replace(f"127.0.0.1:{default}", f"127.0.0.1:{ports.get('nexus', 8000)}")
+        f.write_text(text)
+    cfg = root / "config" / "autonomous.yaml"
+    cfg.write_text(cfg.read_text().replace("port: 8791", f"port: {api_port}"))
+    return root

@@ -1,0 +1,192 @@
+"""Operator core benchmarks (issue 2): start-up, hot reload, crash → healthy vs supervisord,
+idle CPU and RSS. Run: python3 bench/bench_operator.py [--quick]"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+from _common import ROOT, free_port, summary, tree_with, wait_http
+
+TOKEN = "bench-token"
+
+
+class Op:
+    def __init__(self, tmp: Path) -> None:
+        self.api = free_port()
+        self.ports = {"nexus": free_port(), "robot": free_port()}
+        self.root = tree_with(tmp / "root", self.ports, self.api)
+        # isolated crashes: health proven for 1 s resets the crash back-off (policy data)
+        base = self.root / "policies" / "base.yaml"
+        base.write_text(base.read_text().replace("healthy_reset_seconds: 60",
+                                                 "healthy_reset_seconds: 1"))
+        self.data = tmp / "data"
+        self.url = f"http://127.0.0.1:{self.api}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> float:
+        """Seconds from exec to API answering and both sample services healthy."""
+        t0 = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "controllers.cli", "run", "--root", str(self.root),
+             "--data-dir", str(self.data)], cwd=ROOT,
+            env={**os.environ, "ATLAS_AUTONOMOUS_TOKEN": TOKEN},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_http(self.url + "/healthz")
+        for p in self.ports.values():
+            wait_http(f"http://127.0.0.1:{p}/health")
+        return time.perf_counter() - t0
+
+    def status(self) -> dict:
+        return httpx.get(self.url + "/api/reconcile/status", timeout=5).json()
+
+    def pid(self, name: str) -> int | None:
+        for r in self.status()["controllers"]["services"]["resources"]:
+            if r["name"] == name:
+                return r["details"]["pid"]
+        return None
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(30)
+
+
+def bench_startup(n: int) -> list[float]:
+    times = []
+    for _ in range(n):
+        with tempfile.TemporaryDirectory() as tmp:
+            op = Op(Path(tmp))
+            try:
+                times.append(op.start())
+            finally:
+                op.stop()
+    return times
+
+
+def bench_reload(op: Op, n: int) -> list[float]:
+    f = op.root / "desired_state" / "robot.yaml"
+    base = f.read_text()
+    times = []
+    with httpx.Client(base_url=op.url, timeout=5) as c:
+        for i in range(n):
+            gen = c.get("/api/desired-state").json()["generation"]
+            t0 = time.perf_counter()
+            f.write_text(base.replace("labels: {tier: sensors}", f"labels: {{tier: s{i}}}"))
+            while c.get("/api/desired-state").json()["generation"] == gen:
+                time.sleep(0.002)
+            times.append(time.perf_counter() - t0)
+    return times
+
+
+def crash_to_healthy(pid_of, port: int, n: int) -> list[float]:
+    times = []
+    url = f"http://127.0.0.1:{port}/health"
+    for _ in range(n):
+        pid = pid_of()
+        t0 = time.perf_counter()
+        os.kill(pid, signal.SIGKILL)
+        # wait until the old process is gone, then until /health answers again
+        while psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie":
+            time.sleep(0.001)
+        wait_http(url, poll=0.002)
+        times.append(time.perf_counter() - t0)
+        time.sleep(2.5)  # proven health resets the crash back-off (isolated crashes)
+    return times
+
+
+def bench_supervisord(tmp: Path, n: int) -> list[float]:
+    exe = shutil.which("supervisord")
+    if exe is None:
+        print("supervisord: not installed (apt-get install supervisor) — skipped")
+        return []
+    port = free_port()
+    conf = tmp / "supervisord.conf"
+    sock = tmp / "supervisor.sock"
+    conf.write_text(f"""[unix_http_server]
+file={sock}
+[supervisord]
+nodaemon=true
+logfile={tmp}/supervisord.log
+pidfile={tmp}/supervisord.pid
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+[supervisorctl]
+serverurl=unix://{sock}
+[program:nexus]
+command={sys.executable} -m autonomous.sample_stack --name nexus --port {port}
+directory={ROOT}
+autorestart=true
+startsecs=0
+startretries=1000
+""")
+    proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health")
+
+        def pid_of() -> int:
+            out = subprocess.run(["supervisorctl", "-c", str(conf), "pid", "nexus"],
+                                 capture_output=True, text=True)
+            return int(out.stdout.strip())
+
+        return crash_to_healthy(pid_of, port, n)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+
+
+def bench_idle(op: Op, seconds: float) -> tuple[float, float]:
+    p = psutil.Process(op.proc.pid)
+    p.cpu_percent(None)
+    t0 = p.cpu_times()
+    time.sleep(seconds)
+    t1 = p.cpu_times()
+    cpu = (t1.user - t0.user + t1.system - t0.system) / seconds * 100
+    return cpu, p.memory_info().rss / 2**20
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions, 10 s idle")
+    args = ap.parse_args()
+    n_start, n_reload, n_crash, idle = (3, 10, 5, 10) if args.quick else (5, 20, 10, 60)
+    print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}")
+    st = bench_startup(n_start)
+    print(f"start-up to API + both services healthy: {summary(st)}   (target < 3000 ms)")
+    with tempfile.TemporaryDirectory() as tmp:
+        op = Op(Path(tmp))
+        try:
+            op.start()
+            rl = bench_reload(op, n_reload)
+            print(f"hot reload, file written → generation in API: {summary(rl)}   "
+                  "(target median < 1000 ms)")
+            time.sleep(1.5)
+            ours = crash_to_healthy(lambda: op.pid("nexus"), op.ports["nexus"], n_crash)
+            cpu, rss = bench_idle(op, idle)
+        finally:
+            op.stop()
+    with tempfile.TemporaryDirectory() as tmp:
+        sup = bench_supervisord(Path(tmp), n_crash)
+    print("crash (SIGKILL) → /health answering again:")
+    print(f"  atlas-autonomous: {summary(ours)}   (target median < 250 ms)")
+    if sup:
+        print(f"  supervisord     : {summary(sup)}")
+        print(f"  speed-up (median): {statistics.median(sup) / statistics.median(ours):.1f}x")
+    print(f"idle operator supervising the sample stack over {idle:.0f} s: CPU {cpu:.2f} % of one "
+          f"core, RSS {rss:.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()

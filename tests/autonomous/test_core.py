@@ -1,0 +1,163 @@
+"""Store, governance, approvals, knowledge graph, backoff, clock, events."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import sqlite3
+
+import pytest
+
+from autonomous.core.backoff import Backoff, BackoffSpec
+from autonomous.core.clock import FakeClock
+from autonomous.core.errors import Conflict, Gone, NotFound, ValidationFailed
+from autonomous.core.events import EventBus
+from autonomous.learning.knowledge_graph import KnowledgeGraph
+from autonomous.store import Store
+
+
+def test_store_wal_and_migrations(tmp_path):
+    s = Store(tmp_path / "a.db").open()
+    assert s.query_one("PRAGMA journal_mode")[0] == "wal"
+    versions = s.schema_versions()
+    assert versions["core"] >= 3 and versions["graph"] >= 1
+    s.close()
+    again = Store(tmp_path / "a.db").open()
+    assert again.schema_versions() == versions  # nothing re-applied
+    again.close()
+
+
+def test_store_transaction_rolls_back(tmp_path):
+    s = Store(tmp_path / "a.db").open()
+    with pytest.raises(RuntimeError):
+        with s.transaction():
+            s.kv_set("k", 1)
+            raise RuntimeError("half-done")
+    assert s.kv_get("k") is None
+    s.close()
+
+
+def test_store_survives_sigkill(tmp_path):
+    """A child writes and is SIGKILLed mid-stream: committed rows are all there."""
+    db = tmp_path / "k.db"
+    pid = os.fork()
+    if pid == 0:  # child
+        st = Store(db).open()
+        for i in range(200):
+            st.kv_set(f"k{i}", i)
+        os.kill(os.getpid(), 9)
+    os.waitpid(pid, 0)
+    s = Store(db).open()
+    assert s.kv_get("k199") == 199
+    assert s.query_one("PRAGMA integrity_check")[0] == "ok"
+    s.close()
+
+
+def test_store_online_backup(tmp_path):
+    s = Store(tmp_path / "a.db").open()
+    s.kv_set("x", {"y": 1})
+    s.backup_to(tmp_path / "b.db")
+    con = sqlite3.connect(tmp_path / "b.db")
+    assert con.execute("SELECT value FROM kv WHERE key='x'").fetchone()[0] == '{"y": 1}'
+    con.close()
+    s.close()
+
+
+def test_governance_mode_switch_logged(ctx):
+    assert ctx.governance.mode == "governed"
+    ctx.governance.set_mode("growth", actor="alice", reason="more speed")
+    assert ctx.governance.mode == "growth"
+    h = ctx.governance.history()[0]
+    assert (h["old_mode"], h["new_mode"], h["actor"], h["reason"]) == \
+        ("governed", "growth", "alice", "more speed")
+    with pytest.raises(ValidationFailed, match="'chaos' is not one of governed, growth"):
+        ctx.governance.set_mode("chaos", actor="x")
+    assert ctx.governance.action_mode("rollback", "governed") == "require_approval"
+    assert ctx.governance.action_mode("rollback", "growth") == "enforce"
+    assert ctx.governance.action_mode("optimization", "emergency_stop") == "dry_run"
+
+
+def _request(ctx, generation=1, ttl=60.0):
+    return ctx.approvals.request(controller="c", resource="Service/a", action_kind="rollback",
+                                 action={"kind": "rollback"}, action_hash="h1",
+                                 generation=generation, mode="governed", ttl=ttl)
+
+
+def test_approval_bound_to_generation_and_expires(ctx):
+    req = _request(ctx)
+    assert _request(ctx)["id"] == req["id"], "same action+generation → same request"
+    with pytest.raises(Conflict, match="made for generation 1 but generation 2 is in force"):
+        ctx.approvals.decide(req["id"], approve=True, actor="bob", current_generation=2)
+    fresh = _request(ctx, generation=2)
+    ctx.clock.advance(61)
+    with pytest.raises(Gone, match="expired"):
+        ctx.approvals.decide(fresh["id"], approve=True, actor="bob", current_generation=2)
+    with pytest.raises(NotFound):
+        ctx.approvals.get("nope")
+
+
+def test_approval_approve_then_take_once(ctx):
+    req = _request(ctx)
+    ctx.approvals.decide(req["id"], approve=True, actor="bob", current_generation=1)
+    assert ctx.approvals.take_approved("h1", 1)["id"] == req["id"]
+    assert ctx.approvals.take_approved("h1", 1) is None
+    with pytest.raises(Conflict, match="already executed"):
+        ctx.approvals.decide(req["id"], approve=False, actor="bob", current_generation=1)
+
+
+def test_knowledge_graph_chain_persists(tmp_path):
+    clock = FakeClock()
+    s = Store(tmp_path / "g.db").open()
+    g = KnowledgeGraph(s, clock)
+    res = g.ensure("resource", "Service/nexus")
+    ids = g.record_chain([("observation", "exit -9", {"rc": -9}), ("decision", "restart", {}),
+                          ("action", "restart nexus", {}), ("outcome", "ok", {})],
+                         context={"about": res})
+    s.close()
+    g2 = KnowledgeGraph(Store(tmp_path / "g.db").open(), clock)
+    chain = g2.why(ids[-1])
+    assert [c["type"] for c in chain] == ["observation", "decision", "action", "outcome"]
+    assert chain[0]["attrs"] == {"rc": -9}
+    assert {n["node"]["id"] for n in g2.neighbours(res)} == set(ids)
+    assert g2.find(type_="decision")[0]["label"] == "restart"
+    assert len(g2.related(ids[0], depth=1)["nodes"]) >= 2
+    with pytest.raises(KeyError):
+        g2.why("missing")
+
+
+def test_backoff_exponential_capped_jittered_and_reset():
+    b = Backoff(BackoffSpec(initial=1, factor=2, max_delay=5, jitter=0, max_retries=4))
+    assert [b.record_failure() for _ in range(4)] == [1, 2, 4, 5]
+    assert b.exhausted
+    b.record_success()
+    assert b.failures == 0 and b.delay() == 0
+    j = Backoff(BackoffSpec(initial=10, factor=1, max_delay=100, jitter=0.5),
+                rng=random.Random(1))
+    delays = {j.record_failure() for _ in range(20)}
+    assert all(5 <= d <= 15 for d in delays) and len(delays) > 1
+
+
+async def test_fake_clock_sleep_and_event_bus():
+    clock = FakeClock()
+    woke = []
+
+    async def sleeper():
+        await clock.sleep(5)
+        woke.append(clock.monotonic())
+
+    t = asyncio.create_task(sleeper())
+    await asyncio.sleep(0)
+    clock.advance(4.9)
+    await asyncio.sleep(0)
+    assert woke == []
+    clock.advance(0.1)
+    await t
+    assert woke == [5.0]
+    bus = EventBus()
+    sub = bus.subscribe("service.")
+    bus.publish("service.exited", service="a")
+    bus.publish("other.topic")
+    ev = await sub.get()
+    assert ev.topic == "service.exited" and ev.data == {"service": "a"}
+    assert sub.get_nowait() is None
