@@ -41,7 +41,11 @@ def cmd_run(args: Any) -> int:
         print(exc, file=sys.stderr)
         print("refusing to start: fix the problems above", file=sys.stderr)
         return 1
-    asyncio.run(op.serve())
+    try:
+        asyncio.run(op.serve())
+    except OSError as exc:
+        print(exc, file=sys.stderr)
+        return 1
     return 0
 
 

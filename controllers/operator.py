@@ -13,6 +13,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -139,8 +140,23 @@ class Operator:
         finally:
             await self.stop_background()
 
+    def bind(self) -> socket.socket:
+        """Bind the API socket first: a taken port fails before anything is started."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self.port))
+        except OSError as exc:
+            sock.close()
+            raise OSError(f"cannot listen on {self.host}:{self.port}: {exc.strerror}; choose "
+                          "another with --port or spec.listen.port") from None
+        self.port = sock.getsockname()[1]
+        return sock
+
     async def serve(self) -> None:
         """Run until SIGTERM/SIGINT (or ``request_stop``)."""
+        sock = self.bind()
         ctx = self.build()
         app = create_app(ctx)
         config = uvicorn.Config(app, host=self.host, port=self.port, log_level="warning",
@@ -151,7 +167,7 @@ class Operator:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop)
         await self.start_background()
-        server_task = asyncio.create_task(server.serve(), name="api")
+        server_task = asyncio.create_task(server.serve(sockets=[sock]), name="api")
         self.started.set()
         log.info("ATLAS Autonomous listening on http://%s:%d (data dir %s)", self.host,
                  self.port, self.data_dir)
