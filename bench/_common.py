@@ -46,13 +46,15 @@ def summary(values: list[float], unit: str = "ms", scale: float = 1000.0) -> str
 def tree_with(root: Path, ports: dict[str, int], api_port: int) -> Path:
     """Default tree with the sample services on the given ports and the API on api_port."""
     copy_default_tree(root)
-    for name, port in ports.items():
+    defaults = {"nexus": 8000, "robot": 8002}
+    for name in defaults:
         f = root / "desired_state" / f"{name}.yaml"
         text = f.read_text()
-        default = {"nexus": "8000", "robot": "8002"}[name]
-        text = text.replace(f'"--port", "{default}"', f'"--port", "{port}"')
-        text = text.replace(f"port: {default}", f"port: {port}")
-        text = text.replace(f"127.0.0.1:{default}", f"127.0.0.1:{ports.get('nexus', 8000)}")
+        for other, default in defaults.items():
+            port = ports.get(other, default)
+            text = text.replace(f'"--port", "{default}"', f'"--port", "{port}"')
+            text = text.replace(f"port: {default}", f"port: {port}")
+            text = text.replace(f"127.0.0.1:{default}", f"127.0.0.1:{port}")
         f.write_text(text)
     cfg = root / "config" / "autonomous.yaml"
     cfg.write_text(cfg.read_text().replace("port: 8791", f"port: {api_port}"))

@@ -246,6 +246,7 @@ class ServicesController(Controller):
         env = dict(d.spec.env)
         if d.spec.port:
             env.setdefault("PORT", str(d.spec.port))
+        env.setdefault("ATLAS_SERVICE_VERSION", d.spec.version)
         info = await self.supervisor.start(d.name, list(d.spec.command), cwd=Path(cwd), env=env,
                                            spec_hash=d.hash)
         now = self.ctx.clock.monotonic()

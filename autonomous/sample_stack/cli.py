@@ -44,7 +44,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--depends-on", action="append", default=[], metavar="URL",
                    help="dependency URL that must answer 2xx for /ready (repeatable)")
     p.add_argument("--ready-delay-ms", type=int, default=0, help="warm-up before /ready is 200")
-    p.add_argument("--service-version", default=os.environ.get("ATLAS_SAMPLE_VERSION", "1.0.0"),
+    p.add_argument("--service-version", default=os.environ.get("ATLAS_SAMPLE_VERSION",
+                                                   os.environ.get("ATLAS_SERVICE_VERSION",
+                                                                  "1.0.0")),
                    help="version reported by /health (env ATLAS_SAMPLE_VERSION)")
     p.add_argument("--crash-on-start", action="store_true",
                    help="exit at once with --exit-code (a crash loop)")
@@ -138,7 +140,8 @@ def _stop(svc: Service, server: SampleHTTPServer, log: JsonLogger, signame: str)
     t0 = time.monotonic()
     server.shutdown()  # no new connections are accepted
     svc.readiness.stop()
-    while svc.inflight() and time.monotonic() - t0 < _DRAIN_S:
+    hung = svc.faults.active("hang")  # hung requests never finish: do not wait for them
+    while not hung and svc.inflight() and time.monotonic() - t0 < _DRAIN_S:
         time.sleep(0.01)
     left = svc.inflight()
     server.server_close()

@@ -269,6 +269,14 @@ def test_hang_fault_times_out_then_clear_restores(nexus: Svc) -> None:
     assert nexus.get("/health").status_code == 200
 
 
+def test_hang_with_duration_clears_itself(nexus: Svc) -> None:
+    nexus.post("/fault", {"kind": "hang", "duration_s": 0.3})
+    t0 = time.perf_counter()
+    assert nexus.get("/health").status_code == 200
+    assert time.perf_counter() - t0 >= 0.25
+    assert nexus.get("/fault").json()["faults"] == {}
+
+
 def test_sigstop_hangs_and_sigcont_restores(nexus: Svc) -> None:
     os.kill(nexus.proc.pid, signal.SIGSTOP)
     _eventually(lambda: psutil.Process(nexus.proc.pid).status() == psutil.STATUS_STOPPED)
