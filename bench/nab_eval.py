@@ -23,9 +23,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from autonomous.health_monitor.nab import PROFILES, default_root, load_corpus, score_corpus  # noqa: E402
-from autonomous.health_monitor.stream_detector import StreamingDetector, StreamParams  # noqa: E402
-from autonomous.resources.loader import load_tree  # noqa: E402
+from autonomous.health_monitor.nab import PROFILES, default_root, load_corpus, score_corpus
+from autonomous.health_monitor.stream_detector import StreamingDetector, StreamParams
+from autonomous.resources.loader import load_tree
 
 PUBLISHED = {"ARTime": 67.3, "Numenta HTM": 66.5, "Windowed Gaussian": 24.3}
 

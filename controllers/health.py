@@ -23,7 +23,7 @@ from autonomous.core.conditions import HealthStatus
 from autonomous.health_monitor.health_aggregator import HealthAggregator
 from controllers.base import Action, Controller, Outcome
 
-__all__ = ["HealthController", "Finding", "findings", "CONTROLLERS"]
+__all__ = ["CONTROLLERS", "Finding", "HealthController", "findings"]
 
 _GRAPH_TYPE = {"unhealthy_service": "error", "threshold_exceeded": "observation",
                "anomaly": "anomaly", "predicted_failure": "prediction"}
@@ -99,7 +99,7 @@ class HealthController(Controller):
     name = "health"
     subsystem = "health_monitor"
     order = 20
-    watches = ("service.",)
+    watches = ("service.exited", "service.unhealthy", "service.healthy", "service.ready")
 
     def __init__(self, ctx: Any) -> None:
         super().__init__(ctx)

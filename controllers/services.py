@@ -86,6 +86,7 @@ class ServicesController(Controller):
         self.runtimes: dict[str, ServiceRuntime] = {}
         self._desired: dict[str, DesiredService] = {}
         self._client: httpx.AsyncClient | None = None
+        self._started = False
         self._exit_sub = None
         self._exit_task: asyncio.Task[None] | None = None
 
@@ -95,7 +96,7 @@ class ServicesController(Controller):
         if reaped:
             log.warning("reaped %d process(es) left by a previous operator: %s", len(reaped),
                         reaped)
-        self._client = httpx.AsyncClient(trust_env=False)
+        self._started = True
         self.ctx.subsystems["supervisor"] = self.supervisor
         self.ctx.subsystems["services"] = ServicesFacade(self)
         self._exit_sub = self.ctx.bus.subscribe("service.exited")
@@ -113,6 +114,18 @@ class ServicesController(Controller):
         await self.supervisor.stop_all(grace, order)
         if self._client:
             await self._client.aclose()
+
+    def client(self) -> httpx.AsyncClient:
+        """The probe client, built on first use so that it is traced when telemetry runs."""
+        if self._client is None:
+            hub = self.ctx.subsystems.get("telemetry")
+            if hub is not None:
+                from autonomous.telemetry.httpx_hooks import traced_client
+
+                self._client = traced_client(hub.tracing, trust_env=False)
+            else:
+                self._client = httpx.AsyncClient(trust_env=False)
+        return self._client
 
     async def _on_exits(self) -> None:
         assert self._exit_sub is not None
@@ -156,7 +169,7 @@ class ServicesController(Controller):
     async def observe(self) -> dict[str, ObservedService]:
         now = self.ctx.clock.monotonic()
         out: dict[str, ObservedService] = {}
-        if self._client is None:  # not started (plan): what the store says is running
+        if not self._started:  # not started (plan): what the store says is running
             for row in self.supervisor.recorded():
                 out[row["service"]] = ObservedService(row["service"], True, True,
                                                       row["spec_hash"], None, False, True)

@@ -37,11 +37,11 @@ async def probe_loop(ctl: Any, d: Any, rt: ServiceRuntime, pid: int) -> None:
             now_m = ctx.clock.monotonic()
             in_grace = (rt.started_mono is not None and
                         now_m - rt.started_mono < health.startup_grace_seconds)
-            res = await http_probe(ctl._client, base + health.path, health.timeout_seconds,
+            res = await http_probe(ctl.client(), base + health.path, health.timeout_seconds,
                                    ctx.clock.now())
             _liveness(ctl, d, rt, res, in_grace, pid)
             if ready_path != health.path:
-                res_ready = await http_probe(ctl._client, base + ready_path,
+                res_ready = await http_probe(ctl.client(), base + ready_path,
                                              health.timeout_seconds, ctx.clock.now())
             else:
                 res_ready = res

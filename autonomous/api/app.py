@@ -17,7 +17,7 @@ from autonomous import __version__
 from autonomous.context import OperatorContext
 from autonomous.core.errors import AtlasError, Throttled, ValidationFailed
 
-__all__ = ["create_app", "include_routes", "routers"]
+__all__ = ["create_app", "include_routes", "install_middleware", "routers"]
 
 
 def routers() -> list[Any]:
@@ -49,9 +49,15 @@ def create_app(ctx: OperatorContext, *,
     app = FastAPI(title="ATLAS Autonomous", version=__version__, lifespan=lifespan or _noop,
                   description="Self-managing operations layer for the ATLAS robot stack.")
     include_routes(app, ctx)
-    for hook in ctx.subsystems.get("_app_hooks", []):
-        hook(app)
+    install_middleware(app, ctx)
     return app
+
+
+def install_middleware(app: FastAPI, ctx: OperatorContext) -> None:
+    """W3C trace context on every request (spans reach telemetry once it runs)."""
+    from autonomous.telemetry import tracing_middleware
+
+    tracing_middleware.install(app, ctx)
 
 
 async def _atlas_error(_: Request, exc: AtlasError) -> JSONResponse:

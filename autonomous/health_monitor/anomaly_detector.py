@@ -1,12 +1,14 @@
 """AnomalyDetector: streaming robust z-score per metric plus an Isolation Forest over all of
 them, turned into anomaly *events* (start, peak, duration, metric, severity).
 
-* Per metric, a :class:`StreamingDetector` (rolling median/MAD z-score → anomaly likelihood)
-  opens an event when it fires. The event stays open while the metric's robust ``|z|`` is
+* Per metric, a :class:`StreamingDetector` (change surprise → anomaly likelihood) opens an
+  event when it fires while the level is at least ``open_sigma`` robust σ from its rolling
+  median (a surprising wiggle inside the normal range is not an anomaly). The event stays open while the metric's robust ``|z|`` is
   above ``anomaly_sigma`` and closes after ``event_gap_seconds`` of quiet, so a five-minute
   spike is one anomaly; the rolling baseline adapts, so a metric stuck at a new level stops
   alarming once the window has moved on.
-* An Isolation Forest (scikit-learn) trained on the stored history (``history_days``) scores
+* An Isolation Forest (scikit-learn, fitted in a child process and scored in array form, see
+  ``forest``) trained on the stored history (``history_days``) scores
   the vector of all watched metrics; ``consecutive`` outlier samples in a row open a
   ``multivariate`` event naming the metrics that deviate most.
 * Severity from the peak ``|z|``: ``severa`` at ``severity_sigma.severa``, ``moderada`` at
@@ -27,11 +29,12 @@ from typing import Any
 import numpy as np
 
 from autonomous.core.clock import Clock
+from autonomous.health_monitor.forest import FastForest, fit_forest_isolated
 from autonomous.health_monitor.prediction import Prediction, predict_failure
 from autonomous.health_monitor.stream_detector import StreamingDetector, StreamParams
 from autonomous.store import Store
 
-__all__ = ["AnomalyDetector", "AnomalyReport", "AnomalyEvent", "severity_of", "SEVERITIES"]
+__all__ = ["SEVERITIES", "AnomalyDetector", "AnomalyEvent", "AnomalyReport", "severity_of"]
 
 SEVERITIES = ("leve", "moderada", "severa")
 _MODEL = "anomaly"
@@ -94,7 +97,7 @@ class AnomalyDetector:
         self.store, self.clock = store, clock
         self.streams: dict[str, StreamingDetector] = {}
         self.open: dict[str, AnomalyEvent] = {}
-        self.forest: Any = None
+        self.forest: FastForest | None = None
         self.columns: list[str] = []
         self.trained_at: float | None = None
         self._if_streak = 0
@@ -126,18 +129,15 @@ class AnomalyDetector:
                 "trained_at": self.trained_at}
 
     def _fit_forest(self, history: dict[str, Series]) -> int:
-        from sklearn.ensemble import IsolationForest
-
         cfg = self.policy["isolation_forest"]
         columns, matrix = _align(history)
         matrix = matrix[-int(cfg["max_samples"]):]
         if len(matrix) < cfg["min_samples"] or not columns:
             self.forest, self.columns = None, []
             return len(matrix)
-        forest = IsolationForest(n_estimators=int(cfg["n_estimators"]),
-                                 contamination=float(cfg["contamination"]), random_state=0)
-        forest.fit(matrix)
-        self.forest, self.columns = forest, columns
+        self.forest = fit_forest_isolated(matrix, int(cfg["n_estimators"]),
+                                          float(cfg["contamination"]))
+        self.columns = columns
         return len(matrix)
 
     # -- detection --------------------------------------------------------------------------
@@ -169,7 +169,7 @@ class AnomalyDetector:
                fired: bool, ts: float) -> AnomalyEvent | None:
         ev = self.open.get(key)
         if ev is None:
-            if not fired:
+            if not fired or abs(z) < self.policy["open_sigma"]:
                 return None
             ev = AnomalyEvent(uuid.uuid4().hex[:12], key, ts, ts, value, z, baseline, score,
                               severity_of(z, self.policy["severity_sigma"]), ts)
@@ -189,8 +189,7 @@ class AnomalyDetector:
                    new: list[AnomalyEvent]) -> float | None:
         if self.forest is None or any(c not in current for c in self.columns):
             return None
-        x = np.array([[current[c] for c in self.columns]])
-        score = float(self.forest.decision_function(x)[0])
+        score = self.forest.decision(np.array([current[c] for c in self.columns]))
         self._if_streak = self._if_streak + 1 if score < 0 else 0
         if self._if_streak >= int(self.policy["isolation_forest"]["consecutive"]):
             top = sorted(self.columns, key=lambda c: -abs(zs.get(c, 0.0)))[:3]
@@ -260,7 +259,7 @@ class AnomalyDetector:
         row = self.store.query_one("SELECT blob FROM health_models WHERE name=?", (_MODEL,))
         if row is None:
             return False
-        data = pickle.loads(row["blob"])  # noqa: S301 - our own blob in our own database
+        data = pickle.loads(row["blob"])
         self.forest, self.columns = data["forest"], data["columns"]
         self.trained_at = data["trained_at"]
         self.streams = {k: StreamingDetector.from_state(self.params, s)

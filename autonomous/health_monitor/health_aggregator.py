@@ -26,14 +26,14 @@ import numpy as np
 
 from autonomous.core.clock import Clock
 from autonomous.health_monitor.anomaly_detector import AnomalyDetector
-from autonomous.health_monitor.metrics import matches, metric_key, parse_key
+from autonomous.health_monitor.metrics import matches, metric_key, parse_key, resource_usage
 from autonomous.health_monitor.recommendations import recommendations
 from autonomous.health_monitor.service_health import ServiceHealth
 from autonomous.health_monitor.system_metrics import SystemMetrics
 from autonomous.store import Store
 from autonomous.store.timeseries import Point, TimeSeriesStore
 
-__all__ = ["GlobalHealth", "HealthAggregator", "THRESHOLD_OF"]
+__all__ = ["THRESHOLD_OF", "GlobalHealth", "HealthAggregator"]
 
 THRESHOLD_OF = {"cpu.percent": "cpu_percent", "ram.percent": "ram_percent",
                 "swap.percent": "swap_percent", "disk.percent": "disk_percent",
@@ -81,11 +81,17 @@ class HealthAggregator:
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
         """Read the CPU model once, restore (or train) the anomaly model, start the probes."""
-        asyncio.get_running_loop().run_in_executor(None, self.system.load_cpu_info)
+        self._cpuinfo = asyncio.get_running_loop().run_in_executor(None, self._read_cpu_info)
         if not self.detector.load():
             await asyncio.to_thread(self.train)
         self._due["retrain"] = self.clock.monotonic()
         self.services.ensure_running()
+
+    def _read_cpu_info(self) -> None:
+        try:
+            self.system.load_cpu_info()
+        except Exception as exc:  # noqa: BLE001 - the model stays null with the reason
+            self.system.cpu_info_error = f"py-cpuinfo failed: {type(exc).__name__}: {exc}"
 
     async def close(self) -> None:
         self.detector.save()
@@ -110,7 +116,8 @@ class HealthAggregator:
             snap = self.system.sample()
             self.latest_services = self.services.snapshot()
             self._record(snap, pol)
-        self.latest_services = self.services.snapshot()
+        else:
+            self.latest_services = self.services.snapshot()
         if self._is_due("report", pol["sampling"]["report_interval_seconds"]):
             self.report(pol)
         self.bottlenecks = self.services.get_bottlenecks(
@@ -143,7 +150,6 @@ class HealthAggregator:
     def _record(self, snap: dict[str, Any], pol: dict[str, Any]) -> None:
         now = snap["ts"]
         readings = self.readings(snap)
-        score = self.system.get_health_score(pol["thresholds"], pol["score"])
         points = [Point(n, v, now, lab) for n, lab, v in readings]
         if self.latest is not None:
             points.append(Point("health.score", self.latest.score, now, {}))
@@ -151,7 +157,6 @@ class HealthAggregator:
         watched = {metric_key(n, lab): v for n, lab, v in readings
                    if matches(metric_key(n, lab), pol["anomaly"]["metrics"])}
         self.detector.detect(watched, now)
-        self._system_score = score
 
     # -- slower cadence ---------------------------------------------------------------------
     def report(self, pol: dict[str, Any] | None = None) -> None:
@@ -234,6 +239,16 @@ class HealthAggregator:
     # -- what the API serves ----------------------------------------------------------------
     def comprehensive(self) -> dict[str, Any] | None:
         return None if self.latest is None else self.latest.as_dict()
+
+    def usage(self) -> dict[str, tuple[float | None, str]]:
+        """Resource use per metric key with the policy threshold key it is held against."""
+        snap = self.system.latest
+        if snap is None:
+            return {}
+        keys = {"cpu": "cpu_percent", "ram": "ram_percent", "swap": "swap_percent",
+                "disk": "disk_percent", "gpu": "gpu_percent", "vram": "vram_percent"}
+        return {metric: (value, keys[res]) for res, metrics in resource_usage(snap).items()
+                for metric, value in metrics.items()}
 
     def system_snapshot(self) -> dict[str, Any] | None:
         snap = self.system.latest

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["metric_key", "parse_key", "flatten", "resource_usage", "matches"]
+__all__ = ["flatten", "matches", "metric_key", "parse_key", "resource_usage"]
 
 Reading = tuple[str, dict[str, str], float]
 

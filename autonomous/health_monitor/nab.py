@@ -22,8 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["PROFILES", "NabFile", "load_corpus", "scaled_sigmoid", "score_corpus",
-           "default_root"]
+__all__ = [
+    "PROFILES",
+    "NabFile",
+    "default_root",
+    "load_corpus",
+    "scaled_sigmoid",
+    "score_corpus",
+]
 
 FOLDERS = ("realAWSCloudwatch", "realKnownCause")
 PROFILES: dict[str, tuple[float, float, float]] = {  # (A_TP, A_FN, A_FP)
@@ -55,7 +61,7 @@ class NabFile:
 
     @property
     def probation(self) -> int:
-        return min(int(math.floor(0.15 * len(self.values))), 750)
+        return min(math.floor(0.15 * len(self.values)), 750)
 
     def scorable_windows(self) -> list[tuple[int, int]]:
         return [(lo, hi) for lo, hi in self.windows if hi >= self.probation]

@@ -15,7 +15,7 @@ async def tcp_connect(host: str, port: int, timeout: float) -> tuple[float | Non
     t0 = time.perf_counter()
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return None, f"timeout after {timeout}s"
     except OSError as exc:
         return None, exc.strerror or type(exc).__name__

@@ -6,18 +6,19 @@ median of pairwise slopes, so a short burst moves it little) over two horizons, 
 only when both slopes head towards the threshold and agree within the ``agreement`` ratio; one
 busy minute tilts neither fit much, and a burst that does tilt the short one disagrees with the
 long one, so it does not predict a full disk. The estimate uses the recent fit: the level now
-is the fitted value at ``now``, ``eta = (threshold - level) / slope``; the interval comes from
+is the fitted value at ``now`` (median of ``v - slope·(t - now)``), ``eta = (threshold - level) / slope``; the interval comes from
 the slope's confidence interval. Series are binned to at most ``_MAX_POINTS`` per horizon so a
 fit costs milliseconds.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
-from scipy.stats import theilslopes
 
 __all__ = ["Prediction", "predict_failure", "robust_fit"]
 
@@ -65,9 +66,24 @@ def _bin(t: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def robust_fit(t: np.ndarray, v: np.ndarray, now: float, confidence: float) -> _Fit:
     """Theil-Sen slope (per second), its interval and the fitted level at ``now``."""
     tb, vb = _bin(t, v)
-    res = theilslopes(vb, tb - now, alpha=confidence)
-    return _Fit(float(res.slope), float(res.intercept), float(res.low_slope),
-                float(res.high_slope))
+    slope, low, high = _theil_sen(tb - now, vb, confidence)
+    level = float(np.median(vb - slope * (tb - now)))
+    return _Fit(slope, level, low, high)
+
+
+def _theil_sen(x: np.ndarray, y: np.ndarray, confidence: float) -> tuple[float, float, float]:
+    """Median pairwise slope and its confidence interval (Sen 1968; as ``scipy.stats``
+    ``theilslopes``, without importing SciPy into the operator)."""
+    i, j = np.triu_indices(len(x), 1)
+    dx = x[j] - x[i]
+    keep = dx != 0
+    slopes = np.sort((y[j] - y[i])[keep] / dx[keep])
+    n, m = len(x), len(slopes)
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    sigma = math.sqrt(n * (n - 1) * (2 * n + 5) / 18.0)
+    ru = min(m - 1, round((m + z * sigma) / 2.0))
+    rl = max(0, round((m - z * sigma) / 2.0) - 1)
+    return float(np.median(slopes)), float(slopes[rl]), float(slopes[ru])
 
 
 def predict_failure(metric: str, ts: list[float] | np.ndarray, values: list[float] | np.ndarray,

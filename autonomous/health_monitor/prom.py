@@ -1,7 +1,8 @@
 """Reading request counters from a Prometheus text exposition (``/metrics``).
 
 ``request_totals(text)`` sums every ``*_requests_total`` counter sample (any labels) into
-``(total, errors)``, where errors are samples labelled ``code``/``status`` 5xx. Throughput and
+``(total, errors)``, where errors are samples labelled ``code``/``status`` 5xx; samples
+labelled ``path="/metrics"`` (the scrapes themselves) are left out. Throughput and
 request error rate come from the difference between two scrapes.
 """
 
@@ -30,8 +31,10 @@ def request_totals(text: str) -> tuple[float, float] | None:
         except ValueError:
             continue
         found = True
-        total += value
         labels = dict(_LABEL.findall(m.group(2) or ""))
+        if labels.get("path") == "/metrics":
+            continue
+        total += value
         code = labels.get("code") or labels.get("status") or ""
         if code.startswith("5"):
             errors += value

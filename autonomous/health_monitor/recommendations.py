@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["recommendations", "human_duration"]
+__all__ = ["human_duration", "recommendations"]
 
 _ACTIONS = {
     "cpu": "find the busiest process or throttle low-priority work",
@@ -58,7 +58,7 @@ def recommendations(problems: list[dict[str, Any]], services: dict[str, dict[str
                         "text": f"service {name} fails liveness ({m['consecutive_failures']} "
                                 f"consecutive failures, last: {(m['last_probe'] or {}).get('error')}"
                                 f"): restart it or read its log"})
-        elif m["ready"] is False:
+        elif m["live"] and m["ready"] is False:
             out.append({"severity": "moderada", "metrics": [f"service.up{{service={name}}}"],
                         "text": f"service {name} is alive but not ready: check its "
                                 "dependencies and readiness endpoint"})

@@ -81,6 +81,7 @@ class ServiceHealth:
         self.states: dict[str, _State] = {}
         self._client = httpx.AsyncClient(follow_redirects=False)
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._side_tasks: dict[str, asyncio.Task[None]] = {}
 
     # -- the specification's check --------------------------------------------------------
     async def check_service(self, url: str, timeout: float = 5) -> ServiceStatus:
@@ -108,6 +109,8 @@ class ServiceHealth:
         now = self.clock.now()
         st.first_probe = st.first_probe or now
         self._record(st, "liveness", live, now)
+        if not live.online and self._in_grace(name, hc.startup_grace_seconds, now):
+            return
         st.failures = 0 if live.online else st.failures + 1
         st.successes = st.successes + 1 if live.online else 0
         if st.failures >= hc.failure_threshold:
@@ -121,6 +124,12 @@ class ServiceHealth:
         else:
             st.ready = live.online if st.live is not False else False
 
+    def _in_grace(self, name: str, grace: float, now: float) -> bool:
+        """Failures right after a (re)start are ignored for ``startup_grace_seconds``."""
+        obs = (self._observed() if self._observed else {}).get(name) or {}
+        started = obs.get("started_at")
+        return started is not None and now - float(started) < grace
+
     @staticmethod
     def _record(st: _State, kind: str, s: ServiceStatus, now: float) -> None:
         p = _Probe(now, kind, s.online, s.latency, s.errors[0] if s.errors else None)
@@ -133,7 +142,8 @@ class ServiceHealth:
         st = self.states.setdefault(name, _State())
         st.last_scrape_mono = self.clock.monotonic()
         try:
-            r = await self._client.get(f"http://{spec.host}:{spec.port}/metrics", timeout=2.0)
+            timeout = spec.health.timeout_seconds if spec.health else 2.0
+            r = await self._client.get(f"http://{spec.host}:{spec.port}/metrics", timeout=timeout)
         except httpx.HTTPError as exc:
             st.metrics_reason = f"/metrics unreachable: {type(exc).__name__}"
             return
@@ -160,19 +170,30 @@ class ServiceHealth:
             st.dependencies[dep.name] = {"type": dep.type, **res, "checked_at": self.clock.now()}
 
     async def _loop(self, name: str) -> None:
+        """Probe on a fixed period (a slow probe does not push the next one back)."""
         while True:
             spec = self._specs().get(name)
             if spec is None:
                 return
+            t0 = self.clock.monotonic()
             pol = self._policy()["services"]
             await self.probe(name, spec)
             mono = self.clock.monotonic()
             st = self.states[name]
             if spec.port and mono - st.last_scrape_mono >= pol["metrics_interval_seconds"]:
-                await self.scrape(name, spec)
+                self._side(f"scrape-{name}", self.scrape(name, spec))
             if mono - st.last_dep_mono >= pol["dependency_interval_seconds"]:
-                await self.check_dependencies(name, spec)
-            await self.clock.sleep(spec.health.period_seconds if spec.health else 5.0)
+                self._side(f"deps-{name}", self.check_dependencies(name, spec))
+            period = spec.health.period_seconds if spec.health else 5.0
+            await self.clock.sleep(max(0.0, period - (self.clock.monotonic() - t0)))
+
+    def _side(self, key: str, coro: Any) -> None:
+        """Run a scrape / dependency check beside the probe loop (one at a time per key)."""
+        running = self._side_tasks.get(key)
+        if running is not None and not running.done():
+            coro.close()
+            return
+        self._side_tasks[key] = asyncio.create_task(coro, name=key)
 
     def ensure_running(self) -> None:
         """Start a probe loop for each declared service; drop the undeclared ones."""
@@ -187,10 +208,12 @@ class ServiceHealth:
                 self._tasks[name] = asyncio.create_task(self._loop(name), name=f"probe-{name}")
 
     async def close(self) -> None:
-        for t in self._tasks.values():
+        tasks = [*self._tasks.values(), *self._side_tasks.values()]
+        for t in tasks:
             t.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
+        self._side_tasks.clear()
         await self._client.aclose()
 
     # -- derived figures ------------------------------------------------------------------

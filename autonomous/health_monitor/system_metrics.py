@@ -54,6 +54,7 @@ class SystemMetrics:
         self.clock = clock or SystemClock()
         self.gpu = gpu or GpuReader()
         self.cpu_info: dict[str, Any] | None = None
+        self.cpu_info_error: str | None = None
         self._prev_io: tuple[float, Any, dict[str, Any]] | None = None
         self._throttle_files = sorted(glob.glob(
             "/sys/devices/system/cpu/cpu*/thermal_throttle/core_throttle_count"))
@@ -112,7 +113,8 @@ class SystemMetrics:
         elif not freq.max:
             missing["cpu.frequency_mhz.max"] = "not reported by the platform"
         if self.cpu_info is None:
-            missing["cpu.model"] = "not read yet (py-cpuinfo runs once at start)"
+            missing["cpu.model"] = (self.cpu_info_error
+                                    or "not read yet (py-cpuinfo runs once at start)")
         return out
 
     @staticmethod

@@ -32,7 +32,7 @@ from autonomous.core.clock import Clock, SystemClock
 from autonomous.core.errors import Throttled
 from autonomous.resilience.priority_queue import Priority, PriorityQueue, QueueItem
 from autonomous.resilience.resource_throttler import (ResourceReading, ResourceThrottler,
-                                                      read_system_resources)
+                                                      context_reader, read_system_resources)
 
 __all__ = ["Decision", "Ticket", "Admission", "AdmissionMiddleware", "install",
            "admission_for_policy"]
@@ -348,12 +348,12 @@ def admission_for_policy(policy_source: Callable[[], dict[str, Any]], *,
 
 
 def install(app: Any, ctx: Any, *,
-            reader: Callable[[], ResourceReading] = read_system_resources) -> Admission:
+            reader: Callable[[], ResourceReading] | None = None) -> Admission:
     """Add admission control to ``app`` (call from the app factory, before it starts) and
     register it as ``ctx.subsystems["admission"]`` so the resilience API can report it."""
     existing = ctx.subsystems.get("admission")
     admission = existing or Admission(lambda: ctx.policy()["resilience"], clock=ctx.clock,
-                                      reader=reader)
+                                      reader=reader or context_reader(ctx))
     ctx.subsystems["admission"] = admission
     app.add_middleware(AdmissionMiddleware, admission=admission)
     return admission

@@ -108,8 +108,9 @@ class ChunkStore:
             if self.params.fsync:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
+        known = self.known()
         with self._lock:
-            self.known().add(digest)
+            known.add(digest)
         return digest, len(payload), True
 
     def _compressor(self) -> zstandard.ZstdCompressor:
@@ -174,8 +175,9 @@ class ChunkStore:
             path.unlink()
         except FileNotFoundError:
             return 0
+        known = self.known()
         with self._lock:
-            self.known().discard(digest)
+            known.discard(digest)
         return size
 
 

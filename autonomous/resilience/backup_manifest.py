@@ -53,6 +53,7 @@ class Manifest:
     sources: dict[str, str]  # label -> original absolute path
     entries: list[Entry]
     stats: dict[str, Any] = field(default_factory=dict)
+    seq: int = 0  # order of creation in the repository (ties on created_at)
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -64,7 +65,7 @@ class Manifest:
         return cls(id=d["id"], plan=d["plan"], kind=d["kind"], parent=d.get("parent"),
                    created_at=d["created_at"], sources=dict(d["sources"]),
                    entries=[Entry.from_dict(e) for e in d["entries"]],
-                   stats=dict(d.get("stats", {})))
+                   stats=dict(d.get("stats", {})), seq=int(d.get("seq", 0)))
 
     def chunk_refs(self) -> dict[str, list[str]]:
         """Chunk name → paths of the files using it."""
@@ -79,6 +80,7 @@ class Manifest:
     def summary(self) -> dict[str, Any]:
         files = [e for e in self.entries if e.type == "file"]
         return {"id": self.id, "plan": self.plan, "kind": self.kind, "parent": self.parent,
+                "seq": self.seq,
                 "created_at": self.created_at, "files": len(files),
                 "bytes": sum(e.size for e in files), "sources": self.sources,
                 "stats": self.stats}
@@ -150,7 +152,7 @@ def list_manifests(repo: Path, plan: str | None = None) -> list[Manifest]:
             continue
         if plan is None or m.plan == plan:
             out.append(m)
-    return sorted(out, key=lambda m: (m.created_at, m.id))
+    return sorted(out, key=lambda m: (m.created_at, m.seq, m.id))
 
 
 def damaged_manifests(repo: Path) -> list[str]:

@@ -22,7 +22,8 @@ __all__ = ["select_kept", "prune"]
 
 def select_kept(manifests: list[Manifest], retention: dict[str, int]) -> dict[str, list[str]]:
     """Backup id → reasons it is kept. Pure: depends only on the arguments."""
-    newest_first = sorted(manifests, key=lambda m: (m.created_at, m.id), reverse=True)
+    newest_first = sorted(manifests, key=lambda m: (m.created_at, m.seq, m.id),
+                         reverse=True)
     kept: dict[str, list[str]] = {}
     for m in newest_first[:retention["keep_last"]]:
         kept.setdefault(m.id, []).append("last")

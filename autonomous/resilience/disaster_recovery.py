@@ -81,7 +81,9 @@ class DisasterRecovery:
     def _write(self, plan: str, spec: dict[str, Any], kind: str, backup_id: str,
                started: float, progress: Progress | None) -> Manifest:
         sources = resolve_sources(spec["paths"], root=self.root, data_dir=self.data_dir)
-        parent = self.latest(plan) if kind == "incremental" else None
+        everything = list_manifests(self.repo)
+        mine = [m for m in everything if m.plan == plan]
+        parent = mine[-1] if kind == "incremental" and mine else None
         store_path = Path(self.store.path).absolute() if self.store is not None else None
         writer = BackupWriter(self.chunks, exclude=list(spec.get("exclude", [])),
                               skip=[self.repo], operator_db=store_path,
@@ -93,7 +95,8 @@ class DisasterRecovery:
         manifest = Manifest(id=backup_id, plan=plan, kind=kind if parent or kind == "full"
                             else "full", parent=parent.id if parent else None,
                             created_at=started, sources={s.label: str(s.path) for s in sources},
-                            entries=entries, stats=writer.stats)
+                            entries=entries, stats=writer.stats,
+                            seq=max((m.seq for m in everything), default=0) + 1)
         save_manifest(self.repo, manifest, fsync=self.params.fsync)
         return manifest
 

@@ -276,3 +276,29 @@ class ResourceThrottler:
                 "throttled": dict(self.throttled),
                 "adjustments": list(self.adjustments),
             }
+
+
+def context_reader(ctx: Any) -> Callable[[], ResourceReading]:
+    """A reader preferring the health monitor's latest snapshot (``ctx.subsystems["health"]``,
+    sampled on its own loop) and falling back to ``read_system_resources``."""
+
+    def read() -> ResourceReading:
+        health = ctx.subsystems.get("health")
+        snap = getattr(getattr(health, "system", None), "latest", None)
+        if not snap:
+            return read_system_resources()
+        try:
+            devices = snap["gpu"]["devices"] or []
+            gpu = max((d["utilization_percent"] for d in devices
+                       if d.get("utilization_percent") is not None), default=None)
+            missing = {} if gpu is not None else {"gpu_percent": "health monitor reports no "
+                                                                 "GPU utilisation"}
+            return ResourceReading(snap["cpu"]["percent"], snap["memory"]["ram"]["percent"],
+                                   gpu, missing)
+        except (KeyError, TypeError):
+            return read_system_resources()
+
+    return read
+
+
+__all__ += ["context_reader"]

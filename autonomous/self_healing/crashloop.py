@@ -73,12 +73,15 @@ class CrashLoop:
                                   restarts=len(st.restarts), next_try_s=round(delay, 3))
         if inc is None:
             self.orch.spawn(self._record_entry(report, delay))
+        else:
+            self.orch.crash_incidents[name] = inc
 
     async def _record_entry(self, report: ErrorReport, delay: float) -> None:
         inc = await self.orch._open(report, None)
-        res = StrategyResult(RecoveryStrategy.RETRY, True, f"{self.orch.state(report.service)"
-                             f".reason}; next try in {delay:.1f}s", {"phase": "backoff"})
-        self.orch._attempt(inc, res, "enforce", 0.0)
+        reason = self.orch.state(report.service).reason
+        res = StrategyResult(RecoveryStrategy.RETRY, True, f"{reason}; next try in "
+                             f"{delay:.1f}s", {"phase": "backoff"})
+        self.orch._attempt(inc, res, "crashloop", 0.0)
         self.orch._save(inc, "backoff", res.message)
         self.orch.state(report.service).open_incident = inc.id
         self.orch.crash_incidents[report.service] = inc
@@ -118,12 +121,9 @@ class CrashLoop:
             svc = self.orch._services()
             old = (svc.observed().get(name) or {}).get("pid")
             was = st.phase
-            svc.set_override(name, isolated=False, paused=False,
-                             reason=f"self-healing: {was} try {st.attempts + 1}")
-            try:
-                await svc.start(name, f"self-healing: {was} try {st.attempts + 1}")
-            except RuntimeError:
-                pass  # the services controller started it already
+            why = f"self-healing: {was} try {st.attempts + 1}"
+            svc.set_override(name, isolated=False, paused=False, reason=why)
+            await self.orch.strategies.ensure_started(name, why, not_pid=old)
             verdict = await self.orch.check.verify_healthy(name, not_pid=old)
             if verdict.ok:
                 self._recovered(name, was, verdict.message)
@@ -145,7 +145,7 @@ class CrashLoop:
         if inc is not None:
             res = StrategyResult(RecoveryStrategy.RESTART_SERVICE, True,
                                  f"healthy again after {was}: {message}")
-            self.orch._attempt(inc, res, "enforce", 0.0)
+            self.orch._attempt(inc, res, "crashloop", 0.0)
             self.orch._finish(inc, "healed", res.message)
 
     def _failed(self, name: str, was: str, message: str) -> None:
@@ -188,5 +188,5 @@ class CrashLoop:
         if inc is None:
             return
         self.orch._attempt(inc, StrategyResult(strategy, strategy is not RecoveryStrategy.RETRY,
-                                               message), "enforce", 0.0)
+                                               message), "crashloop", 0.0)
         self.orch._save(inc, inc.state, message)

@@ -59,13 +59,15 @@ class HealingOrchestrator:
         self.check = HealthCheck(clock, self._services, self.policy)
         self.strategies = RecoveryStrategies(store=store, bus=bus, clock=clock,
                                              services=self._services, policy=self.policy,
-                                             check=self.check, alerts=self.alerts, rng=rng)
+                                             check=self.check, alerts=self.alerts,
+                                             trigger=lambda: ctx.trigger("services"), rng=rng)
         self.detector = Detector(clock, self.breakers, lambda: ctx.subsystems.get("services"),
                                  lambda: ctx.subsystems.get("supervisor"), self.policy)
         self.state_store = StateStore(store, clock)
         self.states: dict[str, ServiceState] = self.state_store.load()
         self.crashloop = CrashLoop(self)
         self.pending: dict[str, Incident] = {}  # incident id → awaiting approval
+        self.crash_incidents: dict[str, Incident] = {}  # service → its crash-loop incident
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sub: Any = None
         self._loop_task: asyncio.Task[None] | None = None
@@ -327,7 +329,8 @@ class HealingOrchestrator:
         if strategy in _RESTARTS or strategy is S.ROLLBACK:
             self.crashloop.release(name)
         if strategy is S.RESTART_SERVICE:
-            if self.crashloop.over_budget(name, counting=bool(inc.evidence.get("running"))):
+            if inc.report.source != "manual" and self.crashloop.over_budget(
+                    name, counting=bool(inc.evidence.get("running"))):
                 self.crashloop.enter(name, inc.report, inc)
                 return StrategyResult(strategy, False, "restart budget exhausted: "
                                       "CrashLoopBackOff")

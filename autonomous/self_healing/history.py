@@ -39,7 +39,7 @@ class HealingHistory:
         self.store.execute(f"INSERT OR REPLACE INTO healing_history({', '.join(cols)}) VALUES "
                            f"({', '.join('?' * len(cols))})", values)
         self.store.execute("DELETE FROM healing_history WHERE id NOT IN (SELECT id FROM "
-                           "healing_history ORDER BY detected_at DESC LIMIT ?",
+                           "healing_history ORDER BY detected_at DESC LIMIT ?)",
                            (self.max_rows(),))
 
     def list(self, *, service: str | None = None, error_type: str | None = None,

@@ -47,6 +47,7 @@ class RecoveryStrategies:
     def __init__(self, *, store: Store, bus: EventBus, clock: Clock,
                  services: Callable[[], Any], policy: Callable[[], dict[str, Any]],
                  check: HealthCheck, alerts: HumanAlerts,
+                 trigger: Callable[[], Any] = lambda: None,
                  rng: random.Random | None = None) -> None:
         self.store = store
         self.bus = bus
@@ -55,6 +56,7 @@ class RecoveryStrategies:
         self.policy = policy
         self.check = check
         self.alerts = alerts
+        self.trigger = trigger
         self.rng = rng or random.Random()
 
     # -- RETRY ---------------------------------------------------------------------------------
@@ -96,24 +98,40 @@ class RecoveryStrategies:
 
     # -- RESTART ---------------------------------------------------------------------------------
     async def restart_service(self, name: str, reason: str) -> StrategyResult:
-        """Graceful stop, forced after the grace period, start, wait until healthy. A process
-        that just exited is first given ``exit_restart_wait_seconds`` to be restarted by the
-        services controller (its restart policy), so it is never started twice."""
+        """Graceful stop (SIGTERM), forced after the grace period (SIGKILL), start, wait until
+        healthy. The start is left to the services controller (it starts a stopped or exited
+        service at once); the healer starts it itself only if that did not happen within
+        ``exit_restart_wait_seconds`` — so a service is never started twice."""
         svc = self.services()
-        obs = svc.observed().get(name) or {}
-        old_pid = obs.get("pid")
-        spec = svc.specs().get(name)
-        if not obs.get("running") and spec is not None and spec.restart.policy != "never":
-            wait = self.policy()["verify"]["exit_restart_wait_seconds"]
-            if await self.check.wait_running(name, wait) is None:
-                await svc.start(name, reason)
-        else:
-            await svc.restart(name, reason)
+        old_pid = (svc.observed().get(name) or {}).get("pid")
+        await self.stop_then_start(name, reason)
         verdict = await self.check.verify_healthy(name, not_pid=old_pid)
         return StrategyResult(S.RESTART_SERVICE, verdict.ok,
                               f"restarted: {verdict.message}" if verdict.ok else verdict.message,
                               {"old_pid": old_pid, "pid": verdict.pid,
                                "healthy_after_s": round(verdict.elapsed_s, 3)})
+
+    async def stop_then_start(self, name: str, reason: str) -> int | None:
+        """Stop ``name`` if it runs, then make sure a new process runs; the new pid."""
+        svc = self.services()
+        obs = svc.observed().get(name) or {}
+        if obs.get("running"):
+            await svc.stop(name, reason)
+        return await self.ensure_started(name, reason, not_pid=obs.get("pid"))
+
+    async def ensure_started(self, name: str, reason: str, *,
+                             not_pid: int | None = None) -> int | None:
+        """Let the services controller start ``name``; start it only if it does not."""
+        self.trigger()
+        wait = self.policy()["verify"]["exit_restart_wait_seconds"]
+        pid = await self.check.wait_running(name, wait, not_pid=not_pid)
+        if pid is None:
+            try:
+                await self.services().start(name, reason)
+            except RuntimeError:
+                pass  # started meanwhile by the services controller
+            pid = (self.services().observed().get(name) or {}).get("pid")
+        return pid
 
     async def restart_all(self, reason: str) -> StrategyResult:
         """Restart every declared service in dependency order, each verified healthy."""
@@ -122,7 +140,7 @@ class RecoveryStrategies:
         done: list[str] = []
         for name in order:
             old = (svc.observed().get(name) or {}).get("pid")
-            await svc.restart(name, reason)
+            await self.stop_then_start(name, reason)
             verdict = await self.check.verify_healthy(name, not_pid=old)
             if not verdict.ok:
                 return StrategyResult(S.RESTART_ALL, False, f"{name}: {verdict.message}",
@@ -161,7 +179,7 @@ class RecoveryStrategies:
         if fb.service:
             target = fb.service
             if not (svc.observed().get(target) or {}).get("running"):
-                await svc.start(target, f"fallback for {name}: {reason}")
+                await self.ensure_started(target, f"fallback for {name}: {reason}")
             verdict = await self.check.verify_healthy(target)
             ok, msg = verdict.ok, verdict.message
             url = self.check.health_url(svc.specs().get(target))

@@ -22,7 +22,7 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?:[A-Za-z]:)?(?:/[\w.\-+@~]+){2,}/?"), "<path>"),
     (re.compile(r"\b[0-9a-f]{12,}\b", re.I), "<id>"),
     (re.compile(r"'[^']{0,200}'|\"[^\"]{0,200}\""), "<str>"),
-    (re.compile(r"[-+]?\b\d+(?:\.\d+)?(?:e[-+]?\d+)?\b", re.I), "<n>"),
+    (re.compile(r"(?<![A-Za-z_<])[-+]?\d+(?:\.\d+)?"), "<n>"),
     (re.compile(r"\s+"), " "),
 )
 

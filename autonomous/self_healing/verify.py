@@ -105,6 +105,10 @@ class HealthCheck:
             now = self.clock.monotonic()
             obs = self.services().observed().get(name) or {}
             cur = obs.get("pid") if obs.get("running") else None
+            if cur is None and obs.get("pid") not in (None, not_pid):
+                return Verdict(False, f"process {obs.get('pid')} exited with code "
+                               f"{obs.get('returncode')} before proving healthy",
+                               obs.get("pid"), now - start)
             if cur is None or cur == not_pid:
                 healthy_since, last = None, ("process not running (exit code "
                                              f"{obs.get('returncode')})" if cur is None
@@ -124,12 +128,13 @@ class HealthCheck:
                 return Verdict(False, f"not healthy within {limit:g}s: {last}", pid, now - start)
             await self.clock.sleep(v["poll_seconds"])
 
-    async def wait_running(self, name: str, timeout: float) -> int | None:
-        """Wait up to ``timeout`` for the process to run again; its pid or None."""
+    async def wait_running(self, name: str, timeout: float, *,
+                           not_pid: int | None = None) -> int | None:
+        """Wait up to ``timeout`` for a process (other than ``not_pid``) to run; its pid."""
         start = self.clock.monotonic()
         while True:
             obs = self.services().observed().get(name) or {}
-            if obs.get("running"):
+            if obs.get("running") and obs.get("pid") != not_pid:
                 return obs.get("pid")
             if self.clock.monotonic() - start >= timeout:
                 return None

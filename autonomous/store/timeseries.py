@@ -28,7 +28,7 @@ from autonomous.core.clock import Clock
 from autonomous.core.errors import Problem, ValidationFailed
 from autonomous.store.db import Store
 
-__all__ = ["Point", "Sample", "TimeSeriesStore", "RESOLUTIONS", "parse_duration"]
+__all__ = ["RESOLUTIONS", "Point", "Sample", "TimeSeriesStore", "parse_duration"]
 
 RESOLUTIONS: dict[str, int] = {"1m": 60, "1h": 3600}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
@@ -52,10 +52,10 @@ class Sample(NamedTuple):
     value: float
     min: float
     max: float
-    count: int
+    count: int  # type: ignore[assignment]  # the interface name; shadows tuple.count
 
 
-def parse_duration(value: float | int | str) -> float:
+def parse_duration(value: float | str) -> float:
     """Seconds from a number or a string such as ``"90s"``, ``"15m"``, ``"2h"``, ``"30d"``."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
@@ -108,7 +108,7 @@ class TimeSeriesStore:
                         sid = self._intern(conn, key)
                         fresh.append(key)
                     ts = float(p.ts)
-                    lowest = ts if ts < lowest else lowest
+                    lowest = min(lowest, ts)
                     rows.append((sid, ts, value))
                 if rows:
                     conn.executemany("INSERT INTO ts_raw(series_id, ts, value) VALUES (?,?,?)",

@@ -20,8 +20,14 @@ import httpx
 from autonomous.core.clock import iso
 from autonomous.core.errors import TemporaryError
 
-__all__ = ["Channel", "LogbookChannel", "WebhookChannel", "EmailChannel", "build_payload",
-           "expand_receivers"]
+__all__ = [
+    "Channel",
+    "EmailChannel",
+    "LogbookChannel",
+    "WebhookChannel",
+    "build_payload",
+    "expand_receivers",
+]
 
 log = logging.getLogger("atlas.alerts")
 

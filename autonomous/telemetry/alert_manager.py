@@ -30,8 +30,12 @@ from autonomous.core.clock import Clock
 from autonomous.resources.policy.telemetry import AlertingPolicy, AlertRuleSpec
 from autonomous.store.db import Store
 from autonomous.store.timeseries import TimeSeriesStore
-from autonomous.telemetry.alert_channels import (Channel, LogbookChannel, build_payload,
-                                                 expand_receivers)
+from autonomous.telemetry.alert_channels import (
+    Channel,
+    LogbookChannel,
+    build_payload,
+    expand_receivers,
+)
 from autonomous.telemetry.alert_rules import Condition, evaluate, fingerprint
 from autonomous.telemetry.alert_store import OPEN_STATES, AlertStore, matches
 
@@ -197,9 +201,10 @@ class AlertManager:
         flapping = {r["fingerprint"]: r["notified"] for r in
                     self.store.query("SELECT * FROM alert_flaps WHERE flapping=1")}
         silences = self.db.silences(now)
-        alerts = self.db.list(states=("firing",), limit=100_000) + [
-            dict(a) for a in self.db.list(states=("resolved",), limit=100_000)
+        alerts = self.db.alerts(states=("firing",), limit=100_000) + [
+            dict(a) for a in self.db.alerts(states=("resolved",), limit=100_000)
             if a["notified_at"] is not None and not a["resolved_notified"]]
+        alerts.sort(key=lambda a: a["id"])  # oldest first: notices keep the order of events
         firing = [a for a in alerts if a["state"] == "firing"]
         items: dict[str, dict[str, list[dict[str, Any]]]] = {}
         flap_once: set[str] = set()
@@ -367,14 +372,14 @@ class AlertManager:
         silences = self.db.silences(now)
         flapping = {r[0] for r in self.store.query(
             "SELECT fingerprint FROM alert_flaps WHERE flapping=1")}
-        alerts = self.db.list(states=OPEN_STATES, limit=10_000)
+        alerts = self.db.alerts(states=OPEN_STATES, limit=10_000)
         firing = [a for a in alerts if a["state"] == "firing"]
         return [{**a, "silenced": any(matches(a["labels"], s["matchers"]) for s in silences),
                  "inhibited": _inhibited(a, pol, firing),
                  "flapping": a["fingerprint"] in flapping} for a in alerts]
 
     def history(self, limit: int = 200, since: float | None = None) -> list[dict[str, Any]]:
-        return self.db.list(limit=limit, since=since)
+        return self.db.alerts(limit=limit, since=since)
 
     def apply_retention(self, keep_seconds: float, now: float | None = None) -> int:
         """Delete closed episodes, their transitions and delivered notices past retention."""

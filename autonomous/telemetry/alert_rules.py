@@ -19,7 +19,7 @@ from typing import Any
 
 from autonomous.store.timeseries import Sample, TimeSeriesStore
 
-__all__ = ["Condition", "evaluate", "fingerprint", "alert_labels"]
+__all__ = ["Condition", "alert_labels", "evaluate", "fingerprint"]
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
@@ -103,12 +103,11 @@ def _reduce(rule: Any, samples: list[Sample]) -> float | None:
 def _active(rule: Any, value: float, was_active: bool) -> bool:
     """Raise at ``value``; once active, stay until the value passes ``clear`` (hysteresis)."""
     raising = _OPS[rule.op](value, rule.value)
-    if raising or not was_active:
+    if raising or not was_active or rule.clear is None:
         return raising
-    clear = rule.value if rule.clear is None else rule.clear
     if rule.op in (">", ">="):
-        return value >= clear
-    return value <= clear
+        return value >= rule.clear
+    return value <= rule.clear
 
 
 def _anomaly_rule(rule: Any, now: float, seen: list[dict[str, Any]]) -> list[Condition]:

@@ -12,7 +12,7 @@ from typing import Any
 from autonomous.core.errors import Conflict, NotFound, Problem, ValidationFailed
 from autonomous.store.db import Store
 
-__all__ = ["AlertStore", "OPEN_STATES", "matches"]
+__all__ = ["OPEN_STATES", "AlertStore", "matches"]
 
 OPEN_STATES = ("pending", "firing")
 
@@ -77,9 +77,10 @@ class AlertStore:
                      "to_state, actor, reason) VALUES (?,?,?,?,?,?,?)",
                      (alert_id, fp, now, frm, to, actor, reason))
 
-    def list(self, *, states: tuple[str, ...] | None = None, limit: int = 200,
+    def alerts(self, *, states: tuple[str, ...] | None = None, limit: int = 200,
              since: float | None = None) -> list[dict[str, Any]]:
-        where, params = ["1=1"], []
+        where: list[str] = ["1=1"]
+        params: list[Any] = []
         if states:
             where.append(f"state IN ({','.join('?' * len(states))})")
             params.extend(states)
@@ -104,7 +105,7 @@ class AlertStore:
         row = self.store.query_one(
             "SELECT COUNT(*) FROM alert_transitions WHERE fingerprint=? AND ts>=? "
             "AND to_state IN ('firing','resolved')", (fp, since))
-        return int(row[0])
+        return 0 if row is None else int(row[0])
 
     # -- acknowledgement ----------------------------------------------------------------------
     def acknowledge(self, alert_id: int, actor: str, comment: str, now: float
@@ -135,7 +136,7 @@ class AlertStore:
             "INSERT INTO alert_silences(matchers, starts_at, ends_at, created_by, comment, "
             "created_at) VALUES (?,?,?,?,?,?)",
             (json.dumps(matchers, sort_keys=True), starts_at, ends_at, actor, comment, now))
-        return self.silence(int(cur.lastrowid))
+        return self.silence(int(cur.lastrowid or 0))
 
     def silence(self, silence_id: int) -> dict[str, Any]:
         row = self.store.query_one("SELECT * FROM alert_silences WHERE id=?", (silence_id,))

@@ -17,8 +17,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-__all__ = ["render_metrics", "render_registry", "TimeSeriesCollector", "metric_name",
-           "STALE_SECONDS"]
+__all__ = [
+    "STALE_SECONDS",
+    "TimeSeriesCollector",
+    "metric_name",
+    "render_metrics",
+    "render_registry",
+]
 
 STALE_SECONDS = 300.0  # Prometheus' own staleness horizon: older series are not exported
 _BAD = re.compile(r"[^a-zA-Z0-9_:]")

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-__all__ = ["TracingTransport", "traced_client", "event_hooks"]
+__all__ = ["TracingTransport", "event_hooks", "traced_client"]
 
 _EXT = "atlas_span"
 

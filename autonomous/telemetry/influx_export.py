@@ -24,7 +24,7 @@ def to_line_protocol(name: str, labels: dict[str, str], value: float, ts: float)
     """One point in InfluxDB line protocol, nanosecond precision."""
     tags = "".join(f",{_escape(k, ',= ')}={_escape(str(v), ',= ')}"
                    for k, v in sorted(labels.items()) if str(v) != "")
-    return f"{_escape(name, ', ')}{tags} value={float(value)!r} {int(round(ts * 1e9))}"
+    return f"{_escape(name, ', ')}{tags} value={float(value)!r} {round(ts * 1e9)}"
 
 
 def export_influx(aggregator: Any, *, url: str, org: str = "atlas", bucket: str = "atlas",

@@ -21,7 +21,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import IO, Any
@@ -31,27 +31,35 @@ from autonomous.core.errors import Problem, ValidationFailed
 from autonomous.store.db import Store
 from autonomous.telemetry.redact import redact_fields, redact_text
 
-__all__ = ["LogsCollector", "TelemetryLogHandler", "normalise_level", "error_signature",
-           "LEVELS", "OPERATOR_LOG"]
+__all__ = [
+    "LEVELS",
+    "OPERATOR_LOG",
+    "LogsCollector",
+    "TelemetryLogHandler",
+    "error_signature",
+    "normalise_level",
+]
 
 LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
 _ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL", "ERR": "ERROR", "TRACE": "DEBUG"}
 OPERATOR_LOG = "operator.jsonl"
 _STD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "service"}
-_SIG = [(re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I),
+_SIG = [(re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.IGNORECASE),
          "<uuid>"),
-        (re.compile(r"\b0x[0-9a-f]+\b|\b[0-9a-f]{12,}\b", re.I), "<hex>"),
+        (re.compile(r"\b0x[0-9a-f]+\b|\b[0-9a-f]{12,}\b", re.IGNORECASE), "<hex>"),
         (re.compile(r"\b\d{1,3}(\.\d{1,3}){3}(:\d+)?\b"), "<ip>"),
         (re.compile(r"\"[^\"]*\"|'[^']*'"), "<str>"),
         (re.compile(r"(/[\w.-]+){2,}"), "<path>"),
         (re.compile(r"\d+(\.\d+)?"), "<n>")]
+_CORE = {"ts", "level", "logger", "service", "message", "trace_id", "span_id"}
 _COLUMNS = ("id", "ts", "level", "logger", "service", "message", "trace_id", "span_id", "extra")
 
 
 def normalise_level(level: str | int | None) -> str:
     """``'warn'`` → ``'WARNING'``; numbers map to the nearest standard level name."""
     if isinstance(level, int):
-        return max((n for n, v in LEVELS.items() if v <= level), key=LEVELS.get, default="DEBUG")
+        return max((n for n, v in LEVELS.items() if v <= level), key=LEVELS.__getitem__,
+                   default="DEBUG")
     name = str(level or "INFO").upper()
     name = _ALIASES.get(name, name)
     return name if name in LEVELS else "INFO"
@@ -80,7 +88,7 @@ def _fts_query(text: str) -> str:
 class TelemetryLogHandler(logging.Handler):
     """A stdlib handler: each record becomes one redacted structured line for the collector."""
 
-    def __init__(self, collector: "LogsCollector", level: int = logging.INFO) -> None:
+    def __init__(self, collector: LogsCollector, level: int = logging.INFO) -> None:
         super().__init__(level)
         self.collector = collector
         self._busy = threading.local()
@@ -142,7 +150,7 @@ class LogsCollector:
         extra = {k: v for k, v in vars(record).items() if k not in _STD and not k.startswith("_")}
         if record.exc_info:
             extra["exc"] = logging.Formatter().formatException(record.exc_info)
-        line = {"ts": record.created, "level": record.levelname, "logger": record.name,
+        line = {"ts": self.clock.now(), "level": record.levelname, "logger": record.name,
                 "message": record.getMessage(),
                 "service": getattr(record, "service", None) or self.service, **extra}
         ids = self.trace_ids() if self.trace_ids and "trace_id" not in extra else None
@@ -170,7 +178,8 @@ class LogsCollector:
         epoch = _epoch(ts) if ts is not None else None
         out["ts"] = epoch if epoch is not None else self.clock.now()
         out["level"] = normalise_level(out.get("level"))
-        out["message"] = redact_text(str(out.get("message", "")))
+        msg = out.get("message", "")
+        out["message"] = msg if isinstance(msg, str) else redact_text(str(msg))
         out["logger"] = str(out.get("logger") or "")
         out["service"] = str(out.get("service") or self.service)
         return out
@@ -183,31 +192,37 @@ class LogsCollector:
             return 0
         errors: dict[str, int] = {}
         with self.store.transaction() as conn:
-            for line in batch:
-                self._insert(conn, line, errors)
+            first = conn.execute("SELECT COALESCE(MAX(id), 0) FROM log_lines").fetchone()[0] + 1
+            rows, fts = [], []
+            for i, line in enumerate(batch, start=first):
+                row, text = self._row(i, line, errors)
+                rows.append(row)
+                fts.append((i, line["message"], text))
+            conn.executemany("INSERT INTO log_lines(id, ts, level, levelno, logger, service, "
+                             "message, trace_id, span_id, signature, extra) VALUES "
+                             "(?,?,?,?,?,?,?,?,?,?,?)", rows)
+            conn.executemany("INSERT INTO log_fts(rowid, message, fields) VALUES (?,?,?)", fts)
         self.indexed += len(batch)
         if errors and self.on_errors is not None:
             self.on_errors(errors)
         return len(batch)
 
-    def _insert(self, conn: Any, line: dict[str, Any], errors: dict[str, int]) -> None:
-        core = {"ts", "level", "logger", "service", "message", "trace_id", "span_id"}
-        extra = {k: v for k, v in line.items() if k not in core}
+    @staticmethod
+    def _row(i: int, line: dict[str, Any], errors: dict[str, int]
+             ) -> tuple[tuple[Any, ...], str]:
+        """The log_lines row and the FTS ``fields`` text of one clean line."""
+        extra = {k: v for k, v in line.items() if k not in _CORE}
         levelno = LEVELS[line["level"]]
         sig = None
         if levelno >= LEVELS["ERROR"]:
             sig = error_signature(line["logger"], line["message"])
             errors[line["service"]] = errors.get(line["service"], 0) + 1
-        cur = conn.execute(
-            "INSERT INTO log_lines(ts, level, levelno, logger, service, message, trace_id, "
-            "span_id, signature, extra) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (line["ts"], line["level"], levelno, line["logger"], line["service"], line["message"],
-             line.get("trace_id"), line.get("span_id"), sig, _dump(extra)))
-        fields = " ".join(str(x) for x in (line["level"], line["logger"], line["service"],
-                                           line.get("trace_id") or "", line.get("span_id") or "",
-                                           *_flat_values(extra)))
-        conn.execute("INSERT INTO log_fts(rowid, message, fields) VALUES (?,?,?)",
-                     (cur.lastrowid, line["message"], fields))
+        row = (i, line["ts"], line["level"], levelno, line["logger"], line["service"],
+               line["message"], line.get("trace_id"), line.get("span_id"), sig, _dump(extra))
+        text = " ".join(str(x) for x in (line["level"], line["logger"], line["service"],
+                                         line.get("trace_id") or "", line.get("span_id") or "",
+                                         *_flat_values(extra)))
+        return row, text
 
     # -- queries ----------------------------------------------------------------------------
     def search_logs(self, query: str | None = None, level: str | None = None,
@@ -293,6 +308,7 @@ class LogsCollector:
 
     def apply_retention(self, keep_seconds: float, now: float | None = None) -> int:
         """Delete indexed lines older than ``now - keep_seconds``; returns lines deleted."""
+        self.flush()
         cutoff = (self.clock.now() if now is None else now) - keep_seconds
         with self.store.transaction() as conn:
             conn.execute("DELETE FROM log_fts WHERE rowid IN "
@@ -311,11 +327,11 @@ def _epoch(ts: Any) -> float | None:
     if isinstance(ts, (int, float)) and not isinstance(ts, bool):
         return float(ts)
     try:
-        parsed = datetime.fromisoformat(str(ts).replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(str(ts))
     except ValueError:
         return None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return parsed.timestamp()
 
 

@@ -17,13 +17,14 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import Any
 
 from autonomous.core.clock import Clock
 from autonomous.core.errors import Problem, ValidationFailed
 from autonomous.store.timeseries import Point, Sample, TimeSeriesStore
 
-__all__ = ["MetricsAggregator", "AGGREGATIONS", "percentile"]
+__all__ = ["AGGREGATIONS", "MetricsAggregator", "percentile"]
 
 AGGREGATIONS = ("avg", "min", "max", "sum", "count", "rate", "p50", "p95", "p99")
 
@@ -84,6 +85,7 @@ class MetricsAggregator:
     # -- queries ----------------------------------------------------------------------------
     def list_metrics(self) -> list[dict[str, Any]]:
         """Every metric name with its label sets."""
+        self.flush()
         out: dict[str, list[dict[str, str]]] = {}
         for name, labels in self.ts.series():
             out.setdefault(name, []).append(labels)
@@ -210,7 +212,7 @@ def _rate(_: list[int], raw: list[Sample]) -> float | None:
     if len(raw) < 2:
         return None
     inc = 0.0
-    for a, b in zip(raw, raw[1:]):
+    for a, b in pairwise(raw):
         inc += b.value - a.value if b.value >= a.value else b.value
     span = raw[-1].ts - raw[0].ts
     return inc / span if span > 0 else None

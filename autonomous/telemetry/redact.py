@@ -8,13 +8,14 @@ replaced by ``[REDACTED]``; inside free text, ``Authorization: Bearer xyz``, ``t
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 
-__all__ = ["redact_text", "redact_value", "redact_fields", "REDACTED", "is_secret_key"]
+__all__ = ["REDACTED", "is_secret_key", "redact_fields", "redact_text", "redact_value"]
 
 REDACTED = "[REDACTED]"
 _KEY = re.compile(r"(authori[sz]ation|passw(or)?d|passwd|secret|token|api[-_]?key|cookie|"
-                  r"credential|private[-_]?key|session[-_]?id)", re.I)
+                  r"credential|private[-_]?key|session[-_]?id)", re.IGNORECASE)
 _PATTERNS = [
     (re.compile(r"(?i)\b(authorization\s*[:=]\s*)(bearer|basic|token)?\s*[^\s,;\"']+"),
      lambda m: f"{m.group(1)}{(m.group(2) + ' ') if m.group(2) else ''}{REDACTED}"),
@@ -27,13 +28,19 @@ _PATTERNS = [
 ]
 
 
+@lru_cache(maxsize=4096)
 def is_secret_key(key: str) -> bool:
     """True for field names whose value is a secret."""
     return bool(_KEY.search(key))
 
 
+_HINT = re.compile(r"auth|bearer|passw|secret|token|key|cookie|://", re.IGNORECASE)
+
+
 def redact_text(text: str) -> str:
-    """Mask secrets inside free text."""
+    """Mask secrets inside free text (a substring pre-check skips clean text quickly)."""
+    if _HINT.search(text) is None:
+        return text
     for pattern, repl in _PATTERNS:
         text = pattern.sub(repl, text)
     return text

@@ -32,10 +32,10 @@ from autonomous.core.errors import NotFound
 from autonomous.store.db import Store
 from autonomous.telemetry.redact import redact_fields
 
-__all__ = ["Span", "TracingSystem", "parse_traceparent", "current_span"]
+__all__ = ["Span", "TracingSystem", "current_span", "parse_traceparent"]
 
 _TP = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
-_CURRENT: ContextVar["Span | None"] = ContextVar("atlas_current_span", default=None)
+_CURRENT: ContextVar[Span | None] = ContextVar("atlas_current_span", default=None)
 KINDS = ("internal", "server", "client", "producer", "consumer")
 
 
@@ -50,7 +50,7 @@ def parse_traceparent(header: str | None) -> tuple[str, str, bool] | None:
     return trace_id, span_id, bool(int(flags, 16) & 1)
 
 
-def current_span() -> "Span | None":
+def current_span() -> Span | None:
     """The span of the running task, if any."""
     return _CURRENT.get()
 
@@ -59,7 +59,7 @@ def current_span() -> "Span | None":
 class Span:
     """One timed operation. ``end()`` records it (once)."""
 
-    tracing: "TracingSystem" = field(repr=False)
+    tracing: TracingSystem = field(repr=False)
     trace_id: str
     span_id: str
     parent_id: str | None
@@ -189,7 +189,7 @@ class TracingSystem:
         dur = float(line.get("duration_ms") or 0.0) / 1000
         code = line.get("status")
         name = f"{line.get('method', '')} {line.get('path', line.get('message', ''))}".strip()
-        attrs = {k: line[k] for k in ("method", "path", "status") if k in line}
+        attrs: dict[str, Any] = {k: line[k] for k in ("method", "path", "status") if k in line}
         self.add_span(str(line["trace_id"]), str(line["span_id"]), name, end - dur, end,
                       parent_id=line.get("parent_span_id"), kind="server",
                       service=str(line.get("service") or "unknown"), attributes=attrs,

@@ -96,14 +96,14 @@ def test_shutdown_leaves_no_orphans_and_mode_persists(tmp_path, stack, operator_
 def test_sigkilled_operator_restarts_intact(stack, operator_factory):
     op = stack
     with op.client() as c:
-        c.put("/api/governance/mode", json={"mode": "emergency_stop"})
+        c.put("/api/governance/mode", json={"mode": "growth"})
         gen = c.get("/api/desired-state").json()["generation"]
         nodes = c.get("/api/graph/nodes").json()["stats"]["nodes"]
     old = [pid_of(op, n) for n in ("alpha", "beta")]
     op.stop(signal.SIGKILL)
     again = operator_factory(op.root, op.data_dir).start()
     with again.client() as c:
-        assert c.get("/api/governance/mode").json()["mode"] == "emergency_stop"
+        assert c.get("/api/governance/mode").json()["mode"] == "growth"
         assert c.get("/api/desired-state").json()["generation"] == gen
         assert c.get("/api/graph/nodes").json()["stats"]["nodes"] >= nodes
     again.wait_for(lambda: all(s["health"] == "Healthy" for s in again.services().values()),

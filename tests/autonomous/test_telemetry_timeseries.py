@@ -12,7 +12,6 @@ from autonomous.core.errors import ValidationFailed
 from autonomous.store import Store
 from autonomous.store.timeseries import Point, TimeSeriesStore, parse_duration
 
-
 H0 = 1_699_999_200.0  # on an hour boundary
 
 

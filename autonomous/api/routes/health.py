@@ -184,7 +184,7 @@ def _since(text: str | None, now: float) -> float:
     except ValueError:
         pass
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+        return datetime.fromisoformat(text).timestamp()
     except ValueError:
         raise ValidationFailed([Problem("request", 0, "query.since",
                                         f"{text!r} is neither epoch seconds nor an ISO 8601 "

@@ -9,9 +9,18 @@ from pydantic import Field
 
 from autonomous.resources.base import Strict
 
-__all__ = ["RetentionSettings", "LogSettings", "TracingSettings", "InfluxSettings",
-           "ExporterSettings", "WebhookReceiver", "EmailReceiver", "ReceiverSettings",
-           "TelemetrySettings", "SECTIONS"]
+__all__ = [
+    "SECTIONS",
+    "EmailReceiver",
+    "ExporterSettings",
+    "InfluxSettings",
+    "LogSettings",
+    "ReceiverSettings",
+    "RetentionSettings",
+    "TelemetrySettings",
+    "TracingSettings",
+    "WebhookReceiver",
+]
 
 
 class RetentionSettings(Strict):

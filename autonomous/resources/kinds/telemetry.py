@@ -8,7 +8,7 @@ from pydantic import Field, model_validator
 
 from autonomous.resources.base import Strict
 
-__all__ = ["PanelSpec", "DashboardSpec", "KINDS", "PANEL_TYPES", "TABLE_SOURCES"]
+__all__ = ["KINDS", "PANEL_TYPES", "TABLE_SOURCES", "DashboardSpec", "PanelSpec"]
 
 PANEL_TYPES = ("timeseries", "stat", "table", "alerts", "logs", "traces")
 TABLE_SOURCES = ("services", "errors", "slow_traces", "series", "notifications")
@@ -32,7 +32,7 @@ class PanelSpec(Strict):
     limit: int = Field(20, ge=1, le=1000, description="Rows for tables, logs, traces, alerts")
 
     @model_validator(mode="after")
-    def _needs(self) -> "PanelSpec":
+    def _needs(self) -> PanelSpec:
         if self.type in ("timeseries", "stat") and not self.metric:
             raise ValueError(f"panel {self.title!r} of type {self.type!r} needs 'metric'")
         if self.type == "table" and self.source is None:

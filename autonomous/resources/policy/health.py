@@ -10,9 +10,18 @@ from pydantic import Field, model_validator
 
 from autonomous.resources.base import Strict
 
-__all__ = ["HealthThresholds", "ScorePolicy", "StreamDetectorPolicy", "IsolationForestPolicy",
-           "AnomalyPolicy", "PredictionPolicy", "SamplingPolicy", "ServiceHealthPolicy",
-           "HealthPolicy", "SECTIONS"]
+__all__ = [
+    "SECTIONS",
+    "AnomalyPolicy",
+    "HealthPolicy",
+    "HealthThresholds",
+    "IsolationForestPolicy",
+    "PredictionPolicy",
+    "SamplingPolicy",
+    "ScorePolicy",
+    "ServiceHealthPolicy",
+    "StreamDetectorPolicy",
+]
 
 
 class HealthThresholds(Strict):
@@ -69,6 +78,9 @@ class AnomalyPolicy(Strict):
     retrain_interval_seconds: float = Field(gt=0, description="Retrain and persist the model")
     severity_sigma: dict[str, float] = Field(description="Peak deviation (robust σ) at which "
                                              "an anomaly is moderada / severa; leve below")
+    open_sigma: float = Field(gt=0, description="Level deviation (robust σ) the detector must "
+                              "also see to open an event; it stays open while above "
+                              "anomaly_sigma")
     event_gap_seconds: float = Field(gt=0, description="Anomalous samples closer than this are "
                                      "one event; an event ends after this much quiet")
     stream: StreamDetectorPolicy
@@ -76,7 +88,7 @@ class AnomalyPolicy(Strict):
     metrics: list[str] = Field(description="Metric-name prefixes the detector watches")
 
     @model_validator(mode="after")
-    def _severities(self) -> "AnomalyPolicy":
+    def _severities(self) -> AnomalyPolicy:
         if set(self.severity_sigma) != {"moderada", "severa"}:
             raise ValueError("severity_sigma needs exactly 'moderada' and 'severa'")
         if self.severity_sigma["severa"] <= self.severity_sigma["moderada"]:

@@ -52,6 +52,9 @@ class AdmissionPolicy(Strict):
                                             "full or a wait timed out")
     policy_refresh_seconds: float = Field(gt=0, description="How often the hot path re-reads "
                                           "the policy in force")
+    survival_shed: list[str] = Field(description="Path prefixes shed while in survival mode")
+    survival_promote: list[str] = Field(description="Path prefixes whose waiting requests are "
+                                        "promoted to CRITICAL when survival mode starts")
 
 
 class QueuePolicy(Strict):

@@ -9,8 +9,18 @@ from pydantic import Field, model_validator
 
 from autonomous.resources.base import Strict
 
-__all__ = ["AlertRuleSpec", "InhibitRule", "FlapPolicy", "BackoffPolicy", "EscalationPolicy",
-           "AlertingPolicy", "TracingPolicy", "TelemetryPolicy", "SECTIONS", "SEVERITIES"]
+__all__ = [
+    "SECTIONS",
+    "SEVERITIES",
+    "AlertRuleSpec",
+    "AlertingPolicy",
+    "BackoffPolicy",
+    "EscalationPolicy",
+    "FlapPolicy",
+    "InhibitRule",
+    "TelemetryPolicy",
+    "TracingPolicy",
+]
 
 SEVERITIES = ("info", "warning", "critical")
 Op = Literal[">", ">=", "<", "<="]
@@ -45,7 +55,7 @@ class AlertRuleSpec(Strict):
     rules: list[str] = Field(default_factory=list, description="compound: rule names")
 
     @model_validator(mode="after")
-    def _fields_for_type(self) -> "AlertRuleSpec":
+    def _fields_for_type(self) -> AlertRuleSpec:
         need = {"threshold": ("metric", "op", "value", "window_seconds"),
                 "rate": ("metric", "op", "value", "window_seconds"),
                 "anomaly": ("event", "hold_seconds"), "compound": ("combine",)}[self.type]
@@ -96,7 +106,7 @@ class AlertingPolicy(Strict):
     rules: list[AlertRuleSpec]
 
     @model_validator(mode="after")
-    def _check(self) -> "AlertingPolicy":
+    def _check(self) -> AlertingPolicy:
         names = [r.name for r in self.rules]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:

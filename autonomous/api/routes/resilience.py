@@ -1,0 +1,159 @@
+"""Resilience routes: admission queue and throttling, survival mode, backups and DR drills."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import Any, Literal, TypeVar
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from autonomous.api.deps import Actor, Ctx, subsystem
+from autonomous.core.clock import iso
+from autonomous.core.errors import Conflict, Refused
+from autonomous.resilience.backup_restore import RestoreRefused, UnsafeBackup
+
+__all__ = ["router", "SurvivalBody", "BackupBody", "RestoreBody"]
+
+router = APIRouter(prefix="/api/resilience", tags=["resilience"])
+T = TypeVar("T")
+
+
+class SurvivalBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field("requested through the API", min_length=1, max_length=500)
+
+
+class BackupBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    plan: str = Field("operator", min_length=1, description="BackupPlan to run")
+    kind: Literal["full", "incremental"] = "full"
+
+
+class RestoreBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    target: str = Field(min_length=1, description="New or empty folder; relative paths land "
+                        "under <data_dir>/restores/")
+
+
+class SurvivalOut(BaseModel):
+    active: bool
+    reason: str | None = None
+    source: str | None = None
+    since: str | None = None
+    kept_services: list[str] = Field(default_factory=list)
+    stopped_services: list[str] = Field(default_factory=list)
+    disabled_features: list[str] = Field(default_factory=list)
+    errors: list[str] = Field(default_factory=list)
+    history: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class BackupOut(BaseModel):
+    id: str
+    plan: str
+    kind: str
+    parent: str | None
+    seq: int
+    created_at: str | None
+    files: int
+    bytes: int
+    sources: dict[str, str]
+    stats: dict[str, Any]
+
+
+def _survival(facade: Any) -> SurvivalOut:
+    s = facade.survival.state()
+    return SurvivalOut(active=s["active"], reason=s.get("reason"), source=s.get("source"),
+                       since=iso(s.get("since")) if s["active"] else None,
+                       kept_services=s.get("kept_services", []),
+                       stopped_services=s.get("stopped_services", []),
+                       disabled_features=facade.get_disabled_features(),
+                       errors=s.get("errors", []) + s.get("exit_errors", []),
+                       history=facade.survival.history(10))
+
+
+def _backup(b: dict[str, Any]) -> BackupOut:
+    return BackupOut(**{**b, "created_at": iso(b["created_at"])})
+
+
+async def _guarded(op: Awaitable[T]) -> T:
+    """Engine errors → API errors that say what to do."""
+    try:
+        return await op
+    except RestoreRefused as exc:
+        raise Conflict(str(exc)) from None
+    except UnsafeBackup as exc:
+        raise Refused(str(exc)) from None
+    except (FileExistsError, FileNotFoundError) as exc:
+        raise Conflict(str(exc)) from None
+
+
+@router.get("/queue")
+async def queue(ctx: Ctx) -> dict[str, Any]:
+    """Admission queue: depth, wait percentiles and shed counts per priority."""
+    return subsystem(ctx, "resilience").queue_stats()
+
+
+@router.get("/throttling")
+async def throttling(ctx: Ctx) -> dict[str, Any]:
+    """Concurrency limit (AIMD), rate limits, resource gates, readings and throttle counts."""
+    return subsystem(ctx, "resilience").throttling_stats()
+
+
+@router.get("/survival", response_model=SurvivalOut)
+async def survival(ctx: Ctx) -> SurvivalOut:
+    """Survival mode state and its recent transitions."""
+    return _survival(subsystem(ctx, "resilience"))
+
+
+@router.post("/survival/enter", response_model=SurvivalOut)
+async def survival_enter(body: SurvivalBody, ctx: Ctx, actor: Actor) -> SurvivalOut:
+    """Enter survival mode: stop non-core services, turn non-core features off."""
+    facade = subsystem(ctx, "resilience")
+    await facade.enter_survival_mode(body.reason, actor=actor, source="api")
+    return _survival(facade)
+
+
+@router.post("/survival/exit", response_model=SurvivalOut)
+async def survival_exit(body: SurvivalBody, ctx: Ctx, actor: Actor) -> SurvivalOut:
+    """Leave survival mode: features back on, stopped services started again."""
+    facade = subsystem(ctx, "resilience")
+    await facade.exit_survival_mode(body.reason, actor=actor, source="api")
+    return _survival(facade)
+
+
+@router.post("/backup", response_model=BackupOut)
+async def backup(body: BackupBody, ctx: Ctx, actor: Actor) -> BackupOut:
+    """Take a full or incremental backup of a BackupPlan now."""
+    facade = subsystem(ctx, "resilience")
+    return _backup(await _guarded(facade.backup(body.plan, body.kind)))
+
+
+@router.get("/backups", response_model=list[BackupOut])
+async def backups(ctx: Ctx, plan: str | None = Query(None)) -> list[BackupOut]:
+    """Backups in the plans' repositories, newest first."""
+    return [_backup(b) for b in subsystem(ctx, "resilience").list_backups(plan)]
+
+
+@router.post("/backups/{backup_id}/verify")
+async def verify(backup_id: str, ctx: Ctx, actor: Actor) -> dict[str, Any]:
+    """Re-hash every chunk of a backup; name the damaged chunks and files."""
+    return await subsystem(ctx, "resilience").verify(backup_id)
+
+
+@router.post("/backups/{backup_id}/restore")
+async def restore(backup_id: str, body: RestoreBody, ctx: Ctx, actor: Actor) -> dict[str, Any]:
+    """Restore a backup into a new or empty folder (refused when damaged or unsafe)."""
+    return await _guarded(subsystem(ctx, "resilience").restore(backup_id, body.target))
+
+
+@router.post("/backups/{backup_id}/drill")
+async def drill(backup_id: str, ctx: Ctx, actor: Actor) -> dict[str, Any]:
+    """DR drill: verify, restore to a temporary place, start the drill service, check health."""
+    return await subsystem(ctx, "resilience").drill(backup_id)
+
+
+@router.post("/prune")
+async def prune(body: BackupBody, ctx: Ctx, actor: Actor) -> dict[str, Any]:
+    """Apply the plan's retention now and delete unreferenced chunks."""
+    return await subsystem(ctx, "resilience").prune(body.plan)

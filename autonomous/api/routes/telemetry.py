@@ -1,0 +1,226 @@
+"""Telemetry API: metrics, logs, traces, dashboards, alerts, silences (``/api/telemetry``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from autonomous.api.deps import Actor, Ctx, subsystem
+from autonomous.core.errors import Problem, ValidationFailed
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/telemetry", tags=["telemetry"])
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class SeriesOut(BaseModel):
+    labels: dict[str, str]
+    points: list[list[float]] = Field(description="[ts, value, min, max, count] per sample")
+
+
+class MetricsOut(BaseModel):
+    name: str | None
+    resolution: str | None = None
+    aggregation: str | None = None
+    series: list[SeriesOut] = Field(default_factory=list)
+    windows: list[dict[str, Any]] = Field(default_factory=list)
+    metrics: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class LogsOut(BaseModel):
+    count: int
+    lines: list[_Open]
+
+
+class TracesOut(BaseModel):
+    traces: list[_Open]
+
+
+class AlertOut(_Open):
+    id: int
+    rule: str
+    state: str
+    severity: str
+    labels: dict[str, str]
+    summary: str
+
+
+class AlertsOut(BaseModel):
+    active: list[AlertOut]
+    history: list[AlertOut]
+    silences: list[_Open]
+
+
+class AckIn(BaseModel):
+    comment: str = Field("", max_length=2000, description="Why / what is being done")
+
+
+class SilenceIn(BaseModel):
+    matchers: dict[str, str] = Field(description="Labels an alert must have to be silenced")
+    duration_seconds: float = Field(gt=0, le=90 * 86400, description="How long")
+    comment: str = Field("", max_length=2000)
+
+
+def _hub(ctx: Any) -> Any:
+    return subsystem(ctx, "telemetry")
+
+
+def _labels(text: str | None) -> dict[str, str] | None:
+    """``"service=nexus,host=a"`` → dict; a malformed pair is a 422 naming it."""
+    if not text:
+        return None
+    out = {}
+    for pair in text.split(","):
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValidationFailed([Problem("", 0, "query.labels",
+                                            f"{pair!r} is not key=value (e.g. service=nexus)")])
+        out[key.strip()] = value.strip()
+    return out
+
+
+@router.get("/metrics", response_model=MetricsOut)
+def get_metrics(ctx: Ctx, name: str | None = None, labels: str | None = None,
+                start: float | None = None, end: float | None = None,
+                step: Annotated[float | None, Query(gt=0)] = None,
+                aggregation: str | None = None, resolution: str = "auto") -> MetricsOut:
+    """Metric series (or windows of an aggregation); without a name, the metric catalogue."""
+    hub = _hub(ctx)
+    if name is None:
+        return MetricsOut(name=None, metrics=hub.metrics.list_metrics())
+    lab = _labels(labels)
+    if aggregation:
+        if start is None and step is None:
+            raise ValidationFailed([Problem("", 0, "query.start",
+                                            "aggregation needs start (and optionally step)")])
+        wins = hub.metrics.aggregate(name, aggregation, window=step, labels=lab, start=start,
+                                     end=end, by_series=True)
+        return MetricsOut(name=name, aggregation=aggregation, windows=wins)
+    rows = hub.metrics.get_metrics(name, lab, start, end, resolution)
+    return MetricsOut(name=name, resolution=resolution,
+                      series=[SeriesOut(labels=r["labels"],
+                                        points=[list(map(float, s)) for s in r["samples"]])
+                              for r in rows])
+
+
+@router.get("/logs", response_model=LogsOut)
+def get_logs(ctx: Ctx, q: str | None = None, level: str | None = None,
+             service: str | None = None, since: float | None = None,
+             until: float | None = None, trace_id: str | None = None,
+             limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> LogsOut:
+    """Full-text log search with level (minimum), service, time and trace filters."""
+    lines = _hub(ctx).logs.search_logs(q, level, service, since, until, limit,
+                                       trace_id=trace_id)
+    return LogsOut(count=len(lines), lines=[_Open(**line) for line in lines])
+
+
+@router.get("/logs/errors")
+def get_log_errors(ctx: Ctx, since: float | None = None, until: float | None = None,
+                   service: str | None = None) -> list[dict[str, Any]]:
+    """Error lines grouped by normalised signature, with counts and first/last seen."""
+    return _hub(ctx).logs.aggregate_errors(since, until, service)
+
+
+@router.get("/logs/export", response_class=PlainTextResponse)
+def export_logs(ctx: Ctx, q: str | None = None, level: str | None = None,
+                service: str | None = None, since: float | None = None,
+                until: float | None = None) -> PlainTextResponse:
+    """Matching log lines as NDJSON, oldest first."""
+    text = _hub(ctx).logs.export_logs(None, query=q, level=level, service=service,
+                                      since=since, until=until)
+    return PlainTextResponse(str(text), media_type="application/x-ndjson")
+
+
+@router.get("/traces", response_model=TracesOut)
+def get_traces(ctx: Ctx, limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+               since: float | None = None, service: str | None = None,
+               slowest: bool = False) -> TracesOut:
+    """Recent traces, or the slowest ones with the span that dominates each."""
+    tracing = _hub(ctx).tracing
+    rows = (tracing.analyze_slowest_traces(limit, since) if slowest
+            else tracing.list_traces(limit, since, service))
+    return TracesOut(traces=[_Open(**r) for r in rows])
+
+
+@router.get("/traces/{trace_id}")
+def get_trace(ctx: Ctx, trace_id: str) -> dict[str, Any]:
+    """One trace with all its spans (operator and services)."""
+    return _hub(ctx).tracing.get_trace(trace_id)
+
+
+@router.get("/dashboards")
+def get_dashboards(ctx: Ctx) -> list[dict[str, Any]]:
+    """Every dashboard defined in the desired state."""
+    return _hub(ctx).dashboards.list_dashboards()
+
+
+@router.get("/dashboard/{name}")
+def get_dashboard(ctx: Ctx, name: str, start: float | None = None,
+                  end: float | None = None) -> dict[str, Any]:
+    """Panel data of one dashboard."""
+    return _hub(ctx).dashboards.render(name, start, end)
+
+
+@router.get("/alerts", response_model=AlertsOut)
+def get_alerts(ctx: Ctx, limit: Annotated[int, Query(ge=1, le=5000)] = 200,
+               since: float | None = None) -> AlertsOut:
+    """Active alerts (with silenced/inhibited/flapping flags), history and silences."""
+    alerts = _hub(ctx).alerts
+    return AlertsOut(active=[AlertOut(**a) for a in alerts.active_alerts()],
+                     history=[AlertOut(**a) for a in alerts.history(limit, since)],
+                     silences=[_Open(**s) for s in alerts.silences()])
+
+
+@router.get("/alerts/{alert_id}")
+def get_alert(ctx: Ctx, alert_id: int) -> dict[str, Any]:
+    """One alert with every transition (who and when)."""
+    alerts = _hub(ctx).alerts
+    return {**alerts.db.get(alert_id), "transitions": alerts.db.transitions(alert_id)}
+
+
+@router.post("/alerts/ack/{alert_id}", response_model=AlertOut)
+def ack_alert(ctx: Ctx, actor: Actor, alert_id: int, body: AckIn | None = None) -> AlertOut:
+    """Acknowledge an alert: its repeats stop until it resolves."""
+    return AlertOut(**_hub(ctx).alerts.acknowledge(alert_id, actor,
+                                                   body.comment if body else ""))
+
+
+@router.post("/alerts/resolve/{alert_id}", response_model=AlertOut)
+def resolve_alert(ctx: Ctx, actor: Actor, alert_id: int, body: AckIn | None = None) -> AlertOut:
+    """Resolve an open alert by hand (for alerts raised by other subsystems)."""
+    return AlertOut(**_hub(ctx).alerts.resolve_alert(alert_id, actor,
+                                                     (body.comment if body else "") or
+                                                     "resolved by hand"))
+
+
+@router.get("/silences")
+def get_silences(ctx: Ctx, active: bool = False) -> list[dict[str, Any]]:
+    """Silences (all, or only those in force)."""
+    return _hub(ctx).alerts.silences(active_only=active)
+
+
+@router.post("/silences", status_code=201)
+def add_silence(ctx: Ctx, actor: Actor, body: SilenceIn) -> dict[str, Any]:
+    """Silence alerts matching labels for a while."""
+    return _hub(ctx).alerts.add_silence(body.matchers, duration_seconds=body.duration_seconds,
+                                        actor=actor, comment=body.comment)
+
+
+@router.delete("/silences/{silence_id}")
+def expire_silence(ctx: Ctx, actor: Actor, silence_id: int) -> dict[str, Any]:
+    """End a silence now."""
+    return _hub(ctx).alerts.expire_silence(silence_id, actor)
+
+
+@router.get("/notifications")
+def get_notifications(ctx: Ctx, limit: Annotated[int, Query(ge=1, le=5000)] = 200
+                      ) -> list[dict[str, Any]]:
+    """The notification outbox: every notice, its receiver and delivery state."""
+    return _hub(ctx).alerts.notifications(limit)

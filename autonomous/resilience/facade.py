@@ -1,0 +1,175 @@
+"""The resilience subsystem as other parts see it (``ctx.subsystems["resilience"]``).
+
+Admission (queue and throttling stats; the middleware itself is ``ctx.subsystems["admission"]``
+once ``admission.install`` ran), survival mode (``is_in_survival``, ``get_disabled_features``,
+enter / exit), and backups per ``BackupPlan`` (backup, list, verify, restore, drill, prune).
+Blocking backup work runs in a worker thread; one backup or prune per repository at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from autonomous.core.errors import Conflict, NotFound
+from autonomous.resilience.backup_chunks import EngineParams
+from autonomous.resilience.disaster_recovery import DisasterRecovery
+from autonomous.resilience.survival_mode import SurvivalMode
+
+__all__ = ["ResilienceFacade"]
+
+
+class ResilienceFacade:
+    def __init__(self, ctx: Any) -> None:
+        self.ctx = ctx
+        self.survival = SurvivalMode(
+            store=ctx.store, bus=ctx.bus, clock=ctx.clock,
+            services=lambda: ctx.subsystems.get("services"),
+            specs=lambda: dict(ctx.desired.current.services) if ctx.desired.current else {},
+            profile=self._profile,
+            feature_timeout=lambda: self._policy()["survival"]["feature_timeout_seconds"])
+        self._recoveries: dict[Path, DisasterRecovery] = {}
+        self._busy: set[str] = set()
+
+    def _policy(self) -> dict[str, Any]:
+        return self.ctx.policy()["resilience"]
+
+    # -- admission -------------------------------------------------------------------------
+    def admission(self) -> Any:
+        return self.ctx.subsystems.get("admission")
+
+    def queue_stats(self) -> dict[str, Any]:
+        adm = self.admission()
+        if adm is None:
+            return {"installed": False, "reason": "admission middleware not installed in this "
+                    "app (autonomous.resilience.admission.install)"}
+        s = adm.stats()
+        return {"installed": True, "counts": s["counts"], **s["queue"]}
+
+    def throttling_stats(self) -> dict[str, Any]:
+        adm = self.admission()
+        if adm is None:
+            return {"installed": False, "reason": "admission middleware not installed"}
+        return {"installed": True, **adm.throttler.get_stats()}
+
+    # -- survival --------------------------------------------------------------------------
+    def _profile(self) -> dict[str, Any]:
+        name = self._policy()["survival"]["profile"]
+        cur = self.ctx.desired.current
+        found = [r for r in cur.tree.of_kind("SurvivalProfile") if r.name == name] if cur else []
+        if not found:
+            raise NotFound(f"SurvivalProfile {name!r} (policy resilience.survival.profile) is "
+                           "not declared in desired_state/")
+        return found[0].spec_dict()
+
+    def is_in_survival(self) -> bool:
+        return self.survival.is_in_survival()
+
+    def get_disabled_features(self) -> list[str]:
+        return self.survival.get_disabled_features()
+
+    async def enter_survival_mode(self, reason: str, *, actor: str = "operator",
+                                  source: str = "api") -> dict[str, Any]:
+        state = await self.survival.enter_survival_mode(reason, actor=actor, source=source)
+        self._apply_admission(True)
+        self.ctx.trigger("services")
+        return state
+
+    async def exit_survival_mode(self, reason: str, *, actor: str = "operator",
+                                 source: str = "api") -> dict[str, Any]:
+        state = await self.survival.exit_survival_mode(reason, actor=actor, source=source)
+        self._apply_admission(False)
+        self.ctx.trigger("services")
+        return state
+
+    def _apply_admission(self, active: bool) -> None:
+        adm = self.admission()
+        if adm is None:
+            return
+        a = self._policy()["admission"]
+        adm.reorder_on_emergency(
+            critical_prefixes=tuple(a["survival_promote"]) if active else (),
+            disabled_prefixes=tuple(a["survival_shed"]) if active else ())
+
+    # -- backups ---------------------------------------------------------------------------
+    def plans(self) -> dict[str, dict[str, Any]]:
+        cur = self.ctx.desired.current
+        return {r.name: r.spec_dict() for r in cur.tree.of_kind("BackupPlan")} if cur else {}
+
+    def plan(self, name: str) -> dict[str, Any]:
+        plans = self.plans()
+        if name not in plans:
+            raise NotFound(f"BackupPlan {name!r} is not declared; declared: "
+                           f"{', '.join(sorted(plans)) or '(none)'}")
+        return plans[name]
+
+    def recovery(self, plan: str) -> DisasterRecovery:
+        """The DisasterRecovery of the plan's repository (created on first use)."""
+        spec = self.plan(plan)
+        repo = Path(spec["repository"].replace("{data_dir}", str(self.ctx.data_dir)))
+        repo = repo if repo.is_absolute() else self.ctx.root / repo
+        if repo not in self._recoveries:
+            pol = self._policy()["backup"]
+            self._recoveries[repo] = DisasterRecovery(
+                repo, EngineParams.from_policy(pol), root=self.ctx.root,
+                data_dir=self.ctx.data_dir, store=self.ctx.store, clock=self.ctx.clock,
+                drill_port_start=pol["drill_port_start"])
+        return self._recoveries[repo]
+
+    def _find(self, backup_id: str) -> tuple[str, DisasterRecovery]:
+        for plan in self.plans():
+            dr = self.recovery(plan)
+            if (dr.repo / "snapshots" / f"{backup_id}.json").exists():
+                return plan, dr
+        raise NotFound(f"backup {backup_id!r} is in no BackupPlan repository; list them with "
+                       "GET /api/resilience/backups")
+
+    async def backup(self, plan: str, kind: str = "full") -> dict[str, Any]:
+        """Take a full or incremental backup of ``plan`` now (409 while one is running)."""
+        dr = self.recovery(plan)
+        if plan in self._busy:
+            raise Conflict(f"a backup of plan {plan!r} is already running")
+        self._busy.add(plan)
+        try:
+            fn = dr.create_full_backup if kind == "full" else dr.create_incremental_backup
+            out = await asyncio.to_thread(fn, plan, self.plan(plan))
+        finally:
+            self._busy.discard(plan)
+        self.ctx.bus.publish("backup.created", plan=plan, id=out["id"], kind=out["kind"])
+        return out
+
+    def list_backups(self, plan: str | None = None) -> list[dict[str, Any]]:
+        plans = [plan] if plan else list(self.plans())
+        out = [b for p in plans for b in self.recovery(p).list_backups(p)]
+        return sorted(out, key=lambda b: (b["created_at"], b["seq"]), reverse=True)
+
+    async def verify(self, backup_id: str) -> dict[str, Any]:
+        _, dr = self._find(backup_id)
+        return await asyncio.to_thread(dr.verify_backup_integrity, backup_id)
+
+    async def restore(self, backup_id: str, target: str) -> dict[str, Any]:
+        """Restore into ``target`` (relative paths land under ``<data_dir>/restores/``)."""
+        _, dr = self._find(backup_id)
+        path = Path(target)
+        path = path if path.is_absolute() else self.ctx.data_dir / "restores" / path
+        return await asyncio.to_thread(dr.restore_from_disaster, backup_id, path)
+
+    async def drill(self, backup_id: str) -> dict[str, Any]:
+        plan, dr = self._find(backup_id)
+        report = await asyncio.to_thread(dr.test_disaster_recovery, backup_id,
+                                         self.plan(plan).get("drill"))
+        self.ctx.bus.publish("backup.drill", id=backup_id, ok=report["ok"])
+        return report
+
+    async def prune(self, plan: str) -> dict[str, Any]:
+        dr = self.recovery(plan)
+        return await asyncio.to_thread(dr.prune, plan, self.plan(plan)["retention"])
+
+    def runs(self, plan: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """Recorded backup runs (failed ones too), newest first."""
+        sql, args = "SELECT * FROM backup_runs", []
+        if plan:
+            sql, args = sql + " WHERE plan=?", [plan]
+        rows = self.ctx.store.query(sql + " ORDER BY started_at DESC LIMIT ?", (*args, limit))
+        return [dict(r) for r in rows]

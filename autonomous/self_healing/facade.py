@@ -1,0 +1,114 @@
+"""What the API (and other subsystems) see of self-healing: ``ctx.subsystems["healing"]``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autonomous.core.errors import NotFound, ValidationFailed, Problem
+from autonomous.self_healing.healing_orchestrator import HealingOrchestrator
+from autonomous.self_healing.model import STRATEGY_ACTION, STRATEGY_HELP, ErrorType, \
+    RecoveryStrategy
+
+__all__ = ["HealingFacade", "OVERRIDE_ACTIONS"]
+
+OVERRIDE_ACTIONS = ("pause", "resume", "force_strategy", "clear_strategy", "release", "restore",
+                    "reset_breaker")
+
+
+def _bad(path: str, message: str) -> ValidationFailed:
+    return ValidationFailed([Problem("request", 0, path, message)])
+
+
+class HealingFacade:
+    def __init__(self, orch: HealingOrchestrator) -> None:
+        self.orch = orch
+
+    def _declared(self, service: str) -> None:
+        svc = self.orch.ctx.subsystems.get("services")
+        names = sorted(svc.specs()) if svc is not None else []
+        if service not in names:
+            raise NotFound(f"service {service!r} is not declared; declared services: "
+                           f"{', '.join(names) or '(none)'}")
+
+    async def trigger(self, service: str, strategy: str | None, reason: str | None) \
+            -> dict[str, Any]:
+        """Run the healing pipeline for ``service`` now (optionally forcing a strategy)."""
+        self._declared(service)
+        if strategy is not None and strategy not in RecoveryStrategy.__members__:
+            raise _bad("strategy", f"{strategy!r} is not one of "
+                       f"{', '.join(RecoveryStrategy.__members__)}")
+        return await self.orch.handle_error(service, source="manual", strategy=strategy,
+                                            message=reason or "healing requested by a human")
+
+    def history(self, **filters: Any) -> list[dict[str, Any]]:
+        return self.orch.history.list(**filters)
+
+    def strategies(self) -> dict[str, Any]:
+        """Every strategy with what it does, its action kind and how it is gated now."""
+        gov = self.orch.ctx.governance
+        p = self.orch.policy()
+        out = []
+        for s in RecoveryStrategy:
+            kind = STRATEGY_ACTION[s]
+            gate = gov.action_mode(kind)
+            if gov.mode == "governed" and s.value in p["approval_list"]:
+                gate = "require_approval"
+            out.append({"name": s.value, "description": STRATEGY_HELP[s], "action_kind": kind,
+                        "gate": gate, "used_first_for": [t.value for t in ErrorType
+                                                         if p["strategies"][t.value][0] ==
+                                                         s.value]})
+        return {"mode": gov.mode, "strategies": out, "ladders": p["strategies"],
+                "approval_list": p["approval_list"],
+                "rules": [{"name": r["name"], "type": r["type"], "severity": r["severity"],
+                           "strategies": r["strategies"]}
+                          for r in p["classification"]["rules"]]}
+
+    async def override(self, service: str, action: str, strategy: str | None,
+                       reason: str | None, actor: str) -> dict[str, Any]:
+        """Pause/resume auto-healing, force or clear a strategy, release a crash-looping or
+        isolated service, restore a degraded one, reset its breakers."""
+        self._declared(service)
+        if action not in OVERRIDE_ACTIONS:
+            raise _bad("action", f"{action!r} is not one of {', '.join(OVERRIDE_ACTIONS)}")
+        orch = self.orch
+        st = orch.state(service)
+        if action == "force_strategy":
+            if strategy not in RecoveryStrategy.__members__:
+                raise _bad("strategy", f"force_strategy needs strategy, one of "
+                           f"{', '.join(RecoveryStrategy.__members__)} (got {strategy!r})")
+            st.forced_strategy = strategy
+        elif action == "clear_strategy":
+            st.forced_strategy = None
+        elif action in ("pause", "resume"):
+            st.paused_by_human = action == "pause"
+        elif action == "release":
+            orch.crashloop.release(service)
+            orch.alerts.resolve(service, f"released by {actor}")
+        elif action == "restore":
+            await orch.restore(service)
+        else:
+            orch.breakers.heal(service).reset()
+            orch.breakers.service(service).reset()
+        orch.save_state(st)
+        g = orch.ctx.graph
+        g.record_chain([("decision", f"human override {action} on {service}",
+                         {"actor": actor, "strategy": strategy, "reason": reason})],
+                       context={"about": g.ensure("resource", f"Service/{service}")})
+        orch.ctx.bus.publish("healing.override", service=service, action=action,
+                             strategy=strategy, actor=actor, reason=reason)
+        return st.as_dict(orch.ctx.clock)
+
+    def stats(self) -> dict[str, Any]:
+        return self.orch.get_healing_stats()
+
+    def alerts(self, **filters: Any) -> list[dict[str, Any]]:
+        return self.orch.alerts.list(**filters)
+
+    def recurring(self) -> dict[str, Any]:
+        m = self.orch.memory
+        return {"recurring": m.get_recurring_errors(),
+                "preventive_actions": m.generate_preventive_actions()}
+
+    def breaker(self, name: str):  # noqa: ANN201 - CircuitBreaker, for other subsystems
+        """A named breaker from policy (e.g. the NEXUS heartbeat's)."""
+        return self.orch.breakers.get(name)

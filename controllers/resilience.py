@@ -1,0 +1,209 @@
+"""The resilience controller: survival mode, scheduled backups and retention.
+
+start: registers ``ctx.subsystems["resilience"]`` (:class:`ResilienceFacade`).
+observe: governance mode, the persisted survival state, resource pressure (how long it has
+been above the automatic-survival enter thresholds, or below the exit ones), and per
+``BackupPlan`` the last successful backup, backups since the last full one, and the plan's
+backups in the repository.
+diff (pure): ``survival`` ``features`` when a kept service has non-core features on again
+(it restarted); ``survival`` enter when the mode is ``emergency_stop`` or pressure held long
+enough (``auto``); exit when the reason that entered it is gone (mode left
+``emergency_stop``; pressure below the exit thresholds long enough — hysteresis). ``backup``
+per plan whose schedule is due (full every ``full_every``th, else incremental) and ``backup``
+``prune`` when retention would forget backups.
+act: carries them out through the facade (backups in a worker thread).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autonomous.core.conditions import HealthStatus, SyncStatus
+from autonomous.resilience.backup_manifest import list_manifests
+from autonomous.resilience.backup_retention import select_kept
+from autonomous.resilience.facade import ResilienceFacade
+from autonomous.resilience.resource_throttler import context_reader
+from controllers.base import Action, Controller, Outcome
+
+__all__ = ["CONTROLLERS", "ResilienceController", "PressureTracker"]
+
+
+class PressureTracker:
+    """Since when readings have been continuously above the enter thresholds (any resource)
+    or continuously below the exit thresholds (every resource)."""
+
+    def __init__(self) -> None:
+        self.above_since: float | None = None
+        self.below_since: float | None = None
+
+    def update(self, now: float, reading: dict[str, float | None], auto: dict[str, Any]
+               ) -> dict[str, Any]:
+        keys = ("cpu_percent", "ram_percent")
+        above = any(reading.get(k) is not None and reading[k] >= auto["enter"][k] for k in keys)
+        below = all(reading.get(k) is None or reading[k] < auto["exit"][k] for k in keys)
+        self.above_since = (self.above_since if self.above_since is not None else now) \
+            if above else None
+        self.below_since = (self.below_since if self.below_since is not None else now) \
+            if below else None
+        return {**{k: reading.get(k) for k in keys},
+                "above_for": None if self.above_since is None else now - self.above_since,
+                "below_for": None if self.below_since is None else now - self.below_since}
+
+
+class ResilienceController(Controller):
+    name = "resilience"
+    subsystem = "resilience"
+    order = 50
+    watches = ("governance.", "health.")
+
+    def __init__(self, ctx: Any) -> None:
+        super().__init__(ctx)
+        self.facade = ResilienceFacade(ctx)
+        self.pressure = PressureTracker()
+        self.reader = context_reader(ctx)
+
+    async def start(self) -> None:
+        self.ctx.subsystems["resilience"] = self.facade
+
+    async def stop(self) -> None:
+        if self.ctx.subsystems.get("resilience") is self.facade:
+            del self.ctx.subsystems["resilience"]
+
+    def desired(self) -> dict[str, Any]:
+        pol = self.ctx.policy()["resilience"]
+        return {"auto": pol["survival"]["auto"], "plans": self.facade.plans()}
+
+    async def observe(self) -> dict[str, Any]:
+        pol = self.ctx.policy()["resilience"]
+        r = self.reader()
+        reading = {"cpu_percent": r.cpu_percent, "ram_percent": r.ram_percent}
+        drift = await self.facade.survival.feature_drift()
+        return {"mode": self.ctx.governance.mode, "survival": self.facade.survival.state(),
+                "feature_drift": drift,
+                "pressure": self.pressure.update(self.ctx.clock.monotonic(), reading,
+                                                 pol["survival"]["auto"]),
+                "now": self.ctx.clock.now(), "plans": self._plans()}
+
+    def _plans(self) -> dict[str, Any]:
+        out = {}
+        for name in self.facade.plans():
+            rows = self.ctx.store.query("SELECT kind, started_at FROM backup_runs WHERE plan=? "
+                                        "AND ok=1 ORDER BY started_at DESC", (name,))
+            since_full = next((i for i, r in enumerate(rows) if r["kind"] == "full"), len(rows))
+            repo = self.facade.recovery(name).repo
+            out[name] = {"last": rows[0]["started_at"] if rows else None,
+                         "since_full": since_full, "has_full": since_full < len(rows),
+                         "backups": list_manifests(repo, name)}
+        return out
+
+    @staticmethod
+    def diff(desired: Any, observed: Any) -> tuple[Action, ...]:
+        """Pure: survival enter/exit and due backups / prunes (see the module docstring)."""
+        return (*_survival_actions(desired["auto"], observed),
+                *_backup_actions(desired["plans"], observed))
+
+    async def act(self, action: Action) -> Outcome:
+        p = action.params
+        try:
+            if action.kind == "survival" and p["op"] == "features":
+                await self.facade.survival.reapply_features(dict(p["features"]))
+                return Outcome(action, True, "non-core features turned off again")
+            if action.kind == "survival":
+                fn = (self.facade.enter_survival_mode if p["op"] == "enter"
+                      else self.facade.exit_survival_mode)
+                state = await fn(action.reason, actor="resilience-controller", source=p["source"])
+                return Outcome(action, True, f"survival {'active' if state['active'] else 'off'}",
+                               details={"errors": state.get("errors", [])})
+            if p["op"] == "prune":
+                out = await self.facade.prune(p["plan"])
+                return Outcome(action, True, f"forgot {len(out['forgotten'])} backups, removed "
+                               f"{out['chunks_removed']} chunks", details=out)
+            out = await self.facade.backup(p["plan"], p["kind"])
+            return Outcome(action, True, f"{out['kind']} backup {out['id']}: {out['files']} files",
+                           details={"id": out["id"], "stats": out["stats"]})
+        except Exception as exc:  # noqa: BLE001 - the manager retries with backoff
+            return Outcome(action, False, f"{type(exc).__name__}: {exc}")
+
+    def report(self, desired: Any, observed: Any, outcomes: list[Outcome]) -> None:
+        now = self.ctx.clock.now()
+        s = observed["survival"]
+        st = self.ctx.status.resource(self.name, "SurvivalProfile", "survival")
+        st.sync, st.health = SyncStatus.SYNCED, (HealthStatus.DEGRADED if s["active"]
+                                                 else HealthStatus.HEALTHY)
+        st.details = {"survival": s, "pressure": observed["pressure"]}
+        st.set_condition("SurvivalActive", bool(s["active"]),
+                         "Entered" if s["active"] else "Inactive",
+                         s.get("reason", "") if s["active"] else "all services and features on",
+                         now)
+        for name, plan in observed["plans"].items():
+            b = self.ctx.status.resource(self.name, "BackupPlan", name)
+            b.sync = SyncStatus.SYNCED
+            b.health = HealthStatus.HEALTHY if plan["last"] else HealthStatus.UNKNOWN
+            b.details = {"last_backup_at": plan["last"], "backups": len(plan["backups"])}
+            b.set_condition("BackedUp", plan["last"] is not None,
+                            "Recent" if plan["last"] else "NoBackupYet",
+                            f"{len(plan['backups'])} backups in the repository", now)
+
+
+def _survival_actions(auto: dict[str, Any], observed: dict[str, Any]) -> list[Action]:
+    s, mode, pr = observed["survival"], observed["mode"], observed["pressure"]
+    res = "SurvivalProfile/survival"
+    if not s["active"]:
+        if mode == "emergency_stop":
+            return [Action("survival", res, "governance mode is emergency_stop",
+                           {"op": "enter", "source": "governance"}, {"mode": mode})]
+        if auto["enabled"] and pr["above_for"] is not None and \
+                pr["above_for"] >= auto["enter_after_seconds"]:
+            return [Action("survival", res, _pressure_text(pr, auto, "enter"),
+                           {"op": "enter", "source": "auto"}, dict(pr))]
+        return []
+    if s.get("source") == "governance" and mode != "emergency_stop":
+        return [Action("survival", res, f"governance mode is {mode}, no longer emergency_stop",
+                       {"op": "exit", "source": "governance"}, {"mode": mode})]
+    if s.get("source") == "auto" and mode != "emergency_stop" and pr["below_for"] is not None \
+            and pr["below_for"] >= auto["exit_after_seconds"]:
+        return [Action("survival", res, _pressure_text(pr, auto, "exit"),
+                       {"op": "exit", "source": "auto"}, dict(pr))]
+    if observed.get("feature_drift"):
+        drift = observed["feature_drift"]
+        return [Action("survival", res, "in survival, non-core features are on again: " +
+                       ", ".join(f"{k}/{f}" for k, v in sorted(drift.items()) for f in v),
+                       {"op": "features", "features": drift}, {"drift": drift})]
+    return []
+
+
+def _pressure_text(pr: dict[str, Any], auto: dict[str, Any], op: str) -> str:
+    held = pr["above_for"] if op == "enter" else pr["below_for"]
+    limits = auto[op]
+    rel = ">=" if op == "enter" else "<"
+    return (f"resource pressure: cpu {pr['cpu_percent']}% ram {pr['ram_percent']}% "
+            f"({rel} cpu {limits['cpu_percent']:g}% / ram {limits['ram_percent']:g}%) "
+            f"for {held:.0f} s")
+
+
+def _backup_actions(plans: dict[str, Any], observed: dict[str, Any]) -> list[Action]:
+    out: list[Action] = []
+    for name, spec in sorted(plans.items()):
+        seen = observed["plans"].get(name)
+        if seen is None:
+            continue
+        sched = spec.get("schedule")
+        due = sched is not None and (seen["last"] is None or
+                                     observed["now"] - seen["last"] >= sched["every_seconds"])
+        if due:
+            full = not seen["has_full"] or seen["since_full"] + 1 >= sched["full_every"]
+            out.append(Action("backup", f"BackupPlan/{name}",
+                              f"schedule every {sched['every_seconds']:g} s is due",
+                              {"op": "backup", "plan": name,
+                               "kind": "full" if full else "incremental"},
+                              {"last": seen["last"], "since_full": seen["since_full"]}))
+        kept = select_kept(seen["backups"], spec["retention"])
+        forget = [m.id for m in seen["backups"] if m.id not in kept]
+        if forget:
+            out.append(Action("backup", f"BackupPlan/{name}",
+                               f"retention forgets {len(forget)} backups",
+                               {"op": "prune", "plan": name}, {"forget": forget}))
+    return out
+
+
+CONTROLLERS = [ResilienceController]

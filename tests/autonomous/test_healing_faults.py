@@ -1,0 +1,304 @@
+"""Fault suite: faults injected into a running sample stack (real processes, real HTTP, real
+signals), healed by the real services + healing controllers under the real manager.
+
+crash (SIGKILL) → restarted; hang (SIGSTOP) → restarted; slow → breaker opens → DEGRADE,
+restored when the fault stops; errors → FALLBACK, routed back when it stops; crash loop →
+back-off → isolated + human alerted, restarts bounded; bad configuration → ROLLBACK to the last
+good revision; dependency down → DEPENDENCY, dependant degraded, never restarted; memory
+growth past the limit → RESOURCE → restarted. Each leaves its chain in graph and memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from autonomous.core.clock import SystemClock
+from autonomous.testing import copy_default_tree, free_port, make_context
+from controllers.healing import HealingController
+from controllers.manager import ControllerManager
+from controllers.services import ServicesController
+
+pytestmark = pytest.mark.slow
+
+FAST_POLICY = """apiVersion: atlas.autonomous/v1
+kind: PolicySet
+metadata: {name: test-fast}
+spec:
+  mode: growth
+  policy:
+    supervision:
+      restart_backoff: {initial_seconds: 0.1, factor: 2, max_seconds: 2, jitter: 0.1}
+      healthy_reset_seconds: 0.6
+    healing:
+      service_breaker:
+        failure_threshold: 3
+        timeout_seconds: 0.8
+        success_threshold: 2
+        failure_rate: null
+        slow_call_seconds: 0.25
+      verify: {timeout_seconds: 8, poll_seconds: 0.05, stable_seconds: 0.3,
+               exit_restart_wait_seconds: 1.0}
+      restart_budget: {max_restarts: 3, window_seconds: 30, healthy_reset_seconds: 5}
+      crashloop:
+        backoff: {initial_seconds: 0.3, factor: 2, max_seconds: 1, jitter: 0.1}
+        max_attempts: 2
+      isolation: {slow_retry_seconds: 60}
+      detection: {tick_seconds: 0.1, dependency_timeout_seconds: 0.5,
+                  probe_timeout_seconds: 0.5, memory_checks: true}
+"""
+
+
+def service(name: str, port: int, *, extra: tuple[str, ...] = (), version: str = "1",
+            core: bool = True, more: str = "") -> str:
+    args = ", ".join(f'"{a}"' for a in ("{python}", "-m", "autonomous.sample_stack", "--name",
+                                         name, "--port", str(port), *extra))
+    return f"""apiVersion: atlas.autonomous/v1
+kind: Service
+metadata: {{name: {name}}}
+spec:
+  command: [{args}]
+  port: {port}
+  version: "{version}"
+  core: {str(core).lower()}
+  health: {{path: /health, readiness_path: /ready, period_seconds: 0.2, timeout_seconds: 0.5,
+           failure_threshold: 2, startup_grace_seconds: 3}}
+  stop_grace_seconds: 2
+{more}"""
+
+
+class Stack:
+    def __init__(self, root: Path, ctx: Any, manager: ControllerManager) -> None:
+        self.root, self.ctx, self.manager = root, ctx, manager
+        self.http = httpx.AsyncClient(trust_env=False, timeout=5)
+
+    @property
+    def services(self) -> Any:
+        return self.ctx.subsystems["services"]
+
+    @property
+    def orch(self) -> Any:
+        return self.ctx.subsystems["healing"].orch
+
+    def pid(self, name: str) -> int | None:
+        o = self.services.observed().get(name) or {}
+        return o.get("pid") if o.get("running") else None
+
+    def url(self, name: str, path: str) -> str:
+        spec = self.services.specs()[name]
+        return f"http://127.0.0.1:{spec.port}{path}"
+
+    async def until(self, check: Callable[[], Any], timeout: float, what: str) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = check()
+            if asyncio.iscoroutine(got):
+                got = await got
+            if got:
+                return got
+            await asyncio.sleep(0.05)
+        rows = self.orch.history.list(limit=10)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}; history: "
+                             f"{[(r['service'], r['state'], r['rule'], r['attempts']) for r in rows]}")
+
+    async def healthy(self, name: str) -> bool:
+        try:
+            r = await self.http.get(self.url(name, "/health"), timeout=0.5)
+            return r.status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    async def fault(self, name: str, body: dict[str, Any] | None) -> None:
+        path = "/fault" if body is not None else "/fault/clear"
+        r = await self.http.post(self.url(name, path), json=body or {})
+        assert r.status_code == 200, r.text
+
+    def incident(self, name: str, **match: Any) -> dict[str, Any] | None:
+        for row in self.orch.history.list(service=name):
+            if all(row.get(k) == v for k, v in match.items()):
+                return row
+        return None
+
+    def assert_recorded(self, row: dict[str, Any]) -> None:
+        """The incident's chain is in the graph and its failure in the memory."""
+        chain = self.ctx.graph.why(row["graph_node"])
+        types = [n["type"] for n in chain]
+        assert types[:2] == ["error", "decision"] and types[-1] == "outcome", types
+        assert self.orch.memory.get_similar_failures(row["error_signature"]), row
+
+
+@pytest.fixture
+async def stack_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    made: list[Stack] = []
+
+    async def make(services: dict[str, str]) -> Stack:
+        root = copy_default_tree(tmp_path / "root")
+        for f in (root / "desired_state").glob("*.yaml"):
+            f.unlink()
+        for name, text in services.items():
+            (root / "desired_state" / f"{name}.yaml").write_text(text)
+        (root / "policies" / "zz_test_fast.yaml").write_text(FAST_POLICY)
+        ctx = make_context(tmp_path, root=root, clock=SystemClock())
+        assert ctx.desired.current is not None, ctx.desired.error
+        ctx.governance.set_mode("growth", actor="test")
+        manager = ControllerManager(ctx, [ServicesController(ctx), HealingController(ctx)])
+        await manager.start()
+        stack = Stack(root, ctx, manager)
+        made.append(stack)
+        for name in services:
+            await stack.until(lambda n=name: stack.healthy(n), 15, f"{name} healthy")
+        return stack
+
+    yield make
+    for s in made:
+        await s.http.aclose()
+        await s.manager.stop()
+        s.ctx.store.close()
+
+
+async def test_crash_sigkill_is_restarted_and_healthy(stack_factory):
+    s = await stack_factory({"nexus": service("nexus", free_port())})
+    old = s.pid("nexus")
+    s.ctx.subsystems["supervisor"].signal("nexus", signal.SIGKILL)
+    row = await s.until(lambda: s.incident("nexus", state="healed"), 10, "crash healed")
+    assert row["rule"] == "killed" and row["strategy"] == "RESTART_SERVICE"
+    assert s.pid("nexus") not in (None, old) and await s.healthy("nexus")
+    assert row["mttr_s"] < 5
+    s.assert_recorded(row)
+
+
+async def test_hang_sigstop_is_detected_and_restarted(stack_factory):
+    s = await stack_factory({"nexus": service("nexus", free_port())})
+    old = s.pid("nexus")
+    s.ctx.subsystems["supervisor"].signal("nexus", signal.SIGSTOP)
+    row = await s.until(lambda: s.incident("nexus", state="healed"), 12, "hang healed")
+    assert row["rule"] == "hang-stopped" and row["strategy"] == "RESTART_SERVICE"
+    assert s.pid("nexus") not in (None, old) and await s.healthy("nexus")
+    s.assert_recorded(row)
+
+
+async def test_slow_responses_open_the_breaker_degrade_then_restore(stack_factory):
+    more = "  features: {endpoint: /features, core: [motion, heartbeat]}\n"
+    s = await stack_factory({"nexus": service("nexus", free_port(), more=more)})
+    pid = s.pid("nexus")
+    await s.fault("nexus", {"kind": "slow", "delay_ms": 350})
+    row = await s.until(lambda: s.incident("nexus", state="healed"), 10, "slow degraded")
+    assert row["source"] == "slow" and row["strategy"] == "DEGRADE"
+    feats = (await s.http.get(s.url("nexus", "/features"))).json()["features"]
+    assert feats == {"motion": True, "heartbeat": True, "planning": False}
+    await s.fault("nexus", None)
+
+    async def restored() -> bool:
+        f = (await s.http.get(s.url("nexus", "/features"))).json()["features"]
+        return f["planning"] is True
+
+    await s.until(restored, 10, "features restored after the fault stopped")
+    assert s.pid("nexus") == pid  # nothing was restarted
+    assert s.orch.state("nexus").degraded is None
+    s.assert_recorded(row)
+
+
+async def test_error_responses_fail_over_then_route_back(stack_factory):
+    p1, p2 = free_port(), free_port()
+    more = "  fallback: {service: nexus-b}\n"
+    s = await stack_factory({"nexus": service("nexus", p1, more=more),
+                             "nexus-b": service("nexus-b", p2)})
+    await s.fault("nexus", {"kind": "error", "status": 503})
+    row = await s.until(lambda: s.incident("nexus", state="healed"), 10, "fallback active")
+    assert row["strategy"] == "FALLBACK" and row["error_type"] == "TRANSIENT"
+    route = s.ctx.store.kv_get("healing.route.nexus")
+    assert route["target"] == "nexus-b" and route["url"].endswith(f":{p2}/health")
+    await s.fault("nexus", None)
+    await s.until(lambda: not s.ctx.store.kv_get("healing.route.nexus"), 10, "routed back")
+    s.assert_recorded(row)
+
+
+async def test_crash_loop_backs_off_then_isolates_and_alerts(stack_factory):
+    alerts = None
+    s = await stack_factory({"nexus": service("nexus", free_port())})
+    alerts = s.ctx.bus.subscribe("alert.human")
+    looper = service("looper", free_port(), extra=("--crash-on-start",), core=False)
+    (s.root / "desired_state" / "looper.yaml").write_text(looper)
+    assert s.ctx.desired.reload() is not None
+    await s.until(lambda: s.orch.state("looper").phase == "isolated", 20, "isolated")
+    ev = await asyncio.wait_for(alerts.get(), 5)
+    assert ev.data["service"] == "looper" and ev.data["logs_tail"]
+    overrides = s.services.overrides()["looper"]
+    assert overrides["isolated"] is True
+    log = (s.ctx.data_dir / "logs" / "looper.log").read_text()
+    starts = log.count(" starting looper")
+    assert 4 <= starts <= 3 + 1 + 2 + 1, starts  # budget + the exit over it + tries (+1 race)
+    await asyncio.sleep(1.0)
+    assert (s.ctx.data_dir / "logs" / "looper.log").read_text().count(" starting looper") == \
+        starts  # no restart storm once isolated
+    assert await s.healthy("nexus")
+    row = s.incident("looper", state="escalated")
+    assert row is not None
+    s.assert_recorded(row)
+
+
+async def test_bad_configuration_is_rolled_back(stack_factory):
+    port = free_port()
+    s = await stack_factory({"nexus": service("nexus", port)})
+    await s.until(lambda: s.services.revisions("nexus")[0]["known_good"], 5, "known good")
+    bad = service("nexus", port, extra=("--no-such-flag",), version="2")
+    (s.root / "desired_state" / "nexus.yaml").write_text(bad)
+    assert s.ctx.desired.reload() is not None
+    row = await s.until(lambda: s.incident("nexus", state="healed"), 15, "rolled back")
+    assert (row["error_type"], row["strategy"]) == ("CONFIGURATION", "ROLLBACK")
+    assert await s.healthy("nexus")
+    await s.until(lambda: s.ctx.status.resource("services", "Service", "nexus")
+                  .conditions["Synced"].reason == "RolledBack", 5, "RolledBack status")
+    s.assert_recorded(row)
+
+
+async def test_dependency_down_degrades_the_dependant_without_restarting_it(stack_factory):
+    p1, p2 = free_port(), free_port()
+    dep = (f"  depends_on: [nexus]\n  dependencies:\n    - {{name: nexus-api, type: http, "
+           f"url: \"http://127.0.0.1:{p1}/health\", timeout_seconds: 0.5}}\n"
+           f"  features: {{endpoint: /features, core: [sensors]}}\n")
+    s = await stack_factory({
+        "nexus": service("nexus", p1),
+        "robot": service("robot", p2, core=False,
+                         extra=("--depends-on", f"http://127.0.0.1:{p1}/health"), more=dep)})
+    robot_pid = s.pid("robot")
+    s.services.set_override("nexus", paused=True, reason="test: take the dependency down")
+    s.ctx.trigger("services")
+    row = await s.until(lambda: s.incident("robot", error_type="DEPENDENCY", state="healed"),
+                        10, "robot degraded for its dependency")
+    assert row["strategy"] == "DEGRADE"
+    feats = (await s.http.get(s.url("robot", "/features"))).json()["features"]
+    assert feats == {"sensors": True, "vision": False}
+    assert s.pid("robot") == robot_pid
+    s.services.set_override("nexus", paused=False, reason="test: dependency back")
+    s.ctx.trigger("services")
+
+    async def restored() -> bool:
+        f = (await s.http.get(s.url("robot", "/features"))).json()["features"]
+        return f["vision"] is True
+
+    await s.until(restored, 10, "robot restored when nexus came back")
+    assert s.pid("robot") == robot_pid  # never restarted for its dependency
+    s.assert_recorded(row)
+
+
+async def test_memory_growth_past_the_limit_is_restarted(stack_factory):
+    more = "  resources: {memory_mb: 90}\n"
+    s = await stack_factory({"nexus": service("nexus", free_port(), more=more)})
+    old = s.pid("nexus")
+    await s.fault("nexus", {"kind": "memory", "mb_per_s": 400, "max_mb": 150})
+    row = await s.until(lambda: s.incident("nexus", state="healed"), 12, "memory healed")
+    assert (row["error_type"], row["rule"], row["strategy"]) == ("RESOURCE",
+                                                                 "memory-over-limit",
+                                                                 "RESTART_SERVICE")
+    assert s.pid("nexus") not in (None, old)
+    rss = s.ctx.subsystems["supervisor"].memory_rss("nexus")
+    assert rss is not None and rss / 2**20 < 90
+    s.assert_recorded(row)

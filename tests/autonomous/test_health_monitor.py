@@ -1,0 +1,278 @@
+"""Health monitor: metrics, scores, anomalies, prediction, rollups, persistence (no processes)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from autonomous.core.clock import FakeClock
+from autonomous.health_monitor import metrics as hm_metrics
+from autonomous.health_monitor.anomaly_detector import AnomalyDetector, severity_of
+from autonomous.health_monitor.health_aggregator import HealthAggregator
+from autonomous.health_monitor.nab import NabFile, score_corpus
+from autonomous.health_monitor.prediction import predict_failure
+from autonomous.health_monitor.stream_detector import StreamingDetector, StreamParams
+from autonomous.health_monitor.system_metrics import SystemMetrics, usage_score
+from autonomous.resources.loader import load_tree
+from autonomous.store import Store
+from autonomous.store.timeseries import Point
+
+POLICY = load_tree(Path(__file__).resolve().parents[2]).tree.policies["governed"]["health"]
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    s = Store(tmp_path / "h.db").open()
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def _aggregator(store: Store, clock: FakeClock, policy: dict | None = None) -> HealthAggregator:
+    pol = policy or POLICY
+    return HealthAggregator(store, clock, policy=lambda: pol, specs=dict,
+                            retention=lambda: {"raw": "7d", "1m": "30d", "1h": "365d"})
+
+
+# -- SystemMetrics ------------------------------------------------------------------------------
+EXPECTED = ["cpu.percent", "cpu.per_core", "cpu.load", "cpu.frequency_mhz", "cpu.temperature_c",
+            "cpu.throttle_count", "memory.ram", "memory.swap", "gpu", "disks", "io.disk",
+            "io.network", "network_probe", "processes"]
+
+
+def _get(snap: dict, path: str) -> object:
+    cur: object = snap
+    for part in path.split("."):
+        cur = cur.get(part) if isinstance(cur, dict) else None
+    return cur
+
+
+async def test_metrics_present_or_null_with_reason() -> None:
+    m = SystemMetrics(FakeClock())
+    m.sample()
+    m.sample_processes(3)
+    await m.probe_network(["127.0.0.1:1"], timeout=0.5, attempts=1)
+    snap = m.sample()
+    missing = snap["unavailable"]
+    for path in EXPECTED:
+        value = _get(snap, path)
+        if path == "gpu":
+            value = snap["gpu"]["devices"]
+        assert value is not None or any(path.startswith(k) or k.startswith(path)
+                                        for k in missing), path
+    if snap["gpu"]["devices"] is None:
+        assert missing["gpu"] == "no GPU" and snap["gpu"]["reason"] == "no GPU"
+    else:
+        assert all(d["source"] in ("nvml", "gputil") for d in snap["gpu"]["devices"])
+    if snap["cpu"]["temperature_c"] is None:
+        assert missing["cpu.temperature_c"] == "no sensors"
+    assert 0 <= snap["cpu"]["percent"] <= 100 and snap["disks"]
+    assert snap["network_probe"]["targets"]["127.0.0.1:1"]["loss_percent"] == 100.0
+    keys = {hm_metrics.metric_key(n, lab) for n, lab, _ in m.flat()}
+    assert {"cpu.percent", "ram.percent", "disk.percent{mount=/}"} <= keys
+    m.close()
+
+
+@pytest.mark.parametrize(("use", "expected"), [(0, 100), (40, 100), (60, 75), (80, 50),
+                                               (90, 25), (100, 0)])
+def test_usage_score_formula(use: float, expected: float) -> None:
+    assert usage_score(use, 80, 0.5) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(("history", "anomalous"), [([10, 11, 10, 11, 10, 11, 30], True),
+                                                    ([10, 11, 10, 11, 10, 11, 11], False)])
+def test_detect_anomaly_sigma(history: list[float], anomalous: bool) -> None:
+    assert SystemMetrics.detect_anomaly(history, 2.0)["anomalous"] is anomalous
+
+
+@pytest.mark.parametrize("key", ["cpu.percent", "disk.percent{mount=/}", "x{a=1,b=2}"])
+def test_metric_key_round_trip(key: str) -> None:
+    assert hm_metrics.metric_key(*hm_metrics.parse_key(key)) == key
+
+
+def test_metric_key_malformed() -> None:
+    with pytest.raises(ValueError, match="must end with"):
+        hm_metrics.parse_key("disk.percent{mount=/")
+
+
+# -- anomalies ----------------------------------------------------------------------------------
+def _feed(det: AnomalyDetector, n: int, start: float, spike: dict[str, tuple[int, int, float]],
+          rng: np.random.Generator) -> list:
+    reports = []
+    for i in range(n):
+        sample = {"cpu.percent": 30 + rng.normal(0, 1.0), "ram.percent": 50 + rng.normal(0, 1.0)}
+        for metric, (lo, hi, size) in spike.items():
+            if lo <= i < hi:
+                sample[metric] += size
+        reports.append(det.detect(sample, start + 10 * i))
+    return reports
+
+
+@pytest.mark.parametrize(("size", "severity"), [(10.0, "moderada"), (40.0, "severa")])
+def test_injected_anomaly_detected_with_severity_and_metric(store: Store, size: float,
+                                                            severity: str) -> None:
+    clock = FakeClock()
+    det = AnomalyDetector(store, clock, POLICY["anomaly"], POLICY["anomaly_sigma"])
+    reports = _feed(det, 900, clock.now(), {"ram.percent": (600, 630, size)},
+                    np.random.default_rng(1))
+    first = next(i for i, r in enumerate(reports) if r.detected)
+    assert first == 600 and reports[600].metrics_affected == ["ram.percent"]
+    events = det.events(0)
+    assert [(e.metric, e.severity) for e in events] == [("ram.percent", severity)]
+    ev = events[0]
+    assert ev.end is not None and 280 <= ev.duration <= 300  # one 5-minute event, not 30
+    assert not reports[-1].detected
+
+
+def test_level_shift_stops_alarming_once_baseline_adapts(store: Store) -> None:
+    clock = FakeClock()
+    det = AnomalyDetector(store, clock, POLICY["anomaly"], POLICY["anomaly_sigma"])
+    reports = _feed(det, 1400, clock.now(), {"cpu.percent": (600, 1400, 20.0)},
+                    np.random.default_rng(2))
+    assert reports[600].detected and not reports[-1].detected
+    events = det.events(0)
+    assert len(events) == 1 and events[0].end is not None
+
+
+def test_severity_thresholds_from_policy() -> None:
+    sev = POLICY["anomaly"]["severity_sigma"]
+    assert severity_of(sev["moderada"] - 0.1, sev) == "leve"
+    assert severity_of(-sev["moderada"], sev) == "moderada"
+    assert severity_of(sev["severa"], sev) == "severa"
+
+
+def test_model_persisted_and_restored(store: Store) -> None:
+    clock = FakeClock()
+    det = AnomalyDetector(store, clock, POLICY["anomaly"], POLICY["anomaly_sigma"])
+    rng = np.random.default_rng(3)
+    ts = [clock.now() + 60 * i for i in range(500)]
+    hist = {k: (ts, list(50 + rng.normal(0, 1, 500))) for k in ("cpu.percent", "ram.percent")}
+    info = det.train(hist)
+    assert info["forest_rows"] == 500 and det.forest is not None
+    again = AnomalyDetector(store, clock, POLICY["anomaly"], POLICY["anomaly_sigma"])
+    assert again.load() and again.columns == ["cpu.percent", "ram.percent"]
+    assert again.streams["cpu.percent"].state() == det.streams["cpu.percent"].state()
+    x = {"cpu.percent": 50.0, "ram.percent": 50.0}
+    assert again.detect(x).isolation_score == pytest.approx(det.detect(x).isolation_score)
+    odd = det.detect({"cpu.percent": 50.0, "ram.percent": 90.0}).isolation_score
+    assert odd < det.detect(x).isolation_score
+
+
+def test_fast_forest_matches_sklearn() -> None:
+    from sklearn.ensemble import IsolationForest
+
+    from autonomous.health_monitor.forest import FastForest
+
+    x = np.random.default_rng(9).normal(size=(600, 5))
+    forest = IsolationForest(n_estimators=30, contamination=0.01, random_state=0).fit(x)
+    rows = np.random.default_rng(10).normal(size=(20, 5)) * 3
+    fast = FastForest(forest)
+    assert [fast.decision(r) for r in rows] == pytest.approx(list(forest.decision_function(rows)))
+
+
+def test_streaming_detector_uses_past_only() -> None:
+    p = StreamParams.from_policy(POLICY["anomaly"]["stream"])
+    a, b = StreamingDetector(p), StreamingDetector(p)
+    series = np.random.default_rng(4).normal(0, 1, 300)
+    ra = [a.update(x).score for x in series]
+    rb = [b.update(x).score for x in np.concatenate([series[:200], series[200:] + 100])]
+    assert ra[:200] == rb[:200]
+
+
+# -- prediction ---------------------------------------------------------------------------------
+PRED = POLICY["prediction"]
+
+
+def test_linear_disk_fill_predicted_within_10_percent(store: Store) -> None:
+    clock = FakeClock()
+    agg = _aggregator(store, clock)
+    rate = 4.0 / 3600  # % per second
+    rng = np.random.default_rng(5)
+    start = clock.now()
+    n = int(PRED["long_horizon_seconds"] / 10)
+    pts = [Point("disk.percent", 40 + rate * 10 * i + rng.normal(0, 0.2), start + 10 * i,
+                 {"mount": "/data"}) for i in range(n)]
+    agg.ts.write(pts)
+    clock.advance(10 * n)
+    agg.ts.rollup()
+    now = clock.now()
+    true_eta = (POLICY["thresholds"]["disk_percent"] - (40 + rate * (now - start))) / rate
+    [p] = agg.update_predictions()
+    assert p["metric"] == "disk.percent{mount=/data}"
+    assert abs(p["eta_seconds"] - true_eta) <= 0.1 * true_eta
+    assert p["eta_low_seconds"] <= p["eta_seconds"] <= p["eta_high_seconds"]
+    recs = [r for r in agg._global(POLICY).recommendations if "will reach 90% in" in r["text"]]
+    assert recs[0]["metrics"] == ["disk.percent{mount=/data}"]
+    assert "free space or raise retention" in recs[0]["text"]
+
+
+@pytest.mark.parametrize("burst", [0.0, 30.0])
+def test_flat_series_with_burst_predicts_nothing(burst: float) -> None:
+    rng = np.random.default_rng(6)
+    t = np.arange(0, PRED["long_horizon_seconds"], 10.0)
+    v = 50 + rng.normal(0, 0.2, len(t))
+    v[-6:] += burst  # one busy minute
+    assert predict_failure("disk.percent", t, v, 90, PRED, float(t[-1])) is None
+
+
+def test_trend_away_from_threshold_predicts_nothing() -> None:
+    t = np.arange(0, PRED["long_horizon_seconds"], 10.0)
+    assert predict_failure("m", t, 80 - t / 3600, 90, PRED, float(t[-1])) is None
+
+
+# -- rollups and history ------------------------------------------------------------------------
+def test_rollups_match_raw_and_trend_reads_rollups(store: Store) -> None:
+    clock = FakeClock(start=1_700_000_000 - 1_700_000_000 % 3600)
+    agg = _aggregator(store, clock)
+    rng = np.random.default_rng(7)
+    start = clock.now()
+    values = 40 + 10 * np.sin(np.arange(3 * 360) / 50) + rng.normal(0, 1, 3 * 360)
+    agg.ts.write([Point("cpu.percent", float(v), start + 10 * i) for i, v in enumerate(values)])
+    clock.advance(3 * 3600)
+    agg.ts.rollup()
+    minutes = agg.history("cpu.percent", 1, resolution="1m")
+    assert len(minutes) == 180
+    for k, s in enumerate(minutes):
+        chunk = values[6 * k: 6 * k + 6]
+        assert s.value == pytest.approx(chunk.mean()) and s.count == 6
+        assert (s.min, s.max) == (pytest.approx(chunk.min()), pytest.approx(chunk.max()))
+    store.execute("DELETE FROM ts_raw")  # the 7-day trend must come from rollups alone
+    trend = agg.get_historical_trend(days=7)
+    assert trend["resolution"] == "1h"
+    hours = trend["metrics"]["cpu.percent"]["points"]
+    assert [h["count"] for h in hours] == [360, 360, 360]
+    for k, h in enumerate(hours):
+        assert h["avg"] == pytest.approx(values[360 * k: 360 * (k + 1)].mean())
+
+
+# -- NAB scorer ---------------------------------------------------------------------------------
+def test_nab_scorer_perfect_null_and_false_positive() -> None:
+    f = NabFile("a.csv", np.arange(1000.0), np.zeros(1000), [(500, 549)])
+    perfect = np.zeros(1000)
+    perfect[500] = 1
+    null = np.zeros(1000)
+    fp = perfect.copy()
+    fp[300] = 1
+    th = np.array([0.5])
+    assert score_corpus({"a.csv": perfect}, [f], thresholds=th)["score"] == pytest.approx(100)
+    assert score_corpus({"a.csv": null}, [f], thresholds=th)["score"] == pytest.approx(0)
+    hurt = score_corpus({"a.csv": fp}, [f], thresholds=th)["raw"]
+    assert hurt == pytest.approx(1 - 0.11)
+
+
+def test_detect_cost_per_sample_is_small(store: Store) -> None:
+    det = AnomalyDetector(store, FakeClock(), POLICY["anomaly"], POLICY["anomaly_sigma"])
+    rng = np.random.default_rng(8)
+    import time
+
+    for _ in range(450):
+        det.detect({"cpu.percent": float(rng.normal())})
+    t0 = time.perf_counter()
+    for _ in range(200):
+        det.detect({"cpu.percent": float(rng.normal())})
+    per = (time.perf_counter() - t0) / 200
+    assert per < 0.01 and not math.isnan(per)

@@ -1,0 +1,138 @@
+"""ServiceHealth against a real sample service: SIGSTOP, injected slowness and errors."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from autonomous.core.clock import SystemClock
+from autonomous.health_monitor.service_health import ServiceHealth
+from autonomous.resources.kinds.service import ServiceSpec
+from autonomous.resources.loader import load_tree
+from autonomous.testing import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+POLICY = copy.deepcopy(load_tree(ROOT).tree.policies["governed"]["health"])
+POLICY["services"].update(window_seconds=2.0, metrics_interval_seconds=0.2,
+                          dependency_interval_seconds=0.5)
+PERIOD, THRESHOLD = 0.25, 3
+
+
+@pytest.fixture
+def sample() -> Iterator[tuple[subprocess.Popen, int]]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "autonomous.sample_stack", "--name", "x",
+                             "--port", str(port)], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=0.5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        yield proc, port
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _spec(port: int, deps: list[dict] | None = None) -> ServiceSpec:
+    return ServiceSpec.model_validate({
+        "command": ["x"], "port": port,
+        "health": {"path": "/health", "readiness_path": "/ready", "period_seconds": PERIOD,
+                   "timeout_seconds": 0.2, "failure_threshold": THRESHOLD,
+                   "startup_grace_seconds": 0},
+        "dependencies": deps or []})
+
+
+async def _until(cond, timeout: float) -> float:
+    t0 = time.monotonic()
+    while not cond():
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+    return time.monotonic() - t0
+
+
+async def test_sigstopped_service_fails_liveness_in_period_times_threshold(sample) -> None:
+    proc, port = sample
+    sh = ServiceHealth(SystemClock(), specs=lambda: {"x": _spec(port)}, policy=lambda: POLICY)
+    try:
+        sh.ensure_running()
+        await _until(lambda: sh.service_metrics("x")["live"] is True, 5)
+        assert sh.calculate_service_score("x") > 50
+        os.kill(proc.pid, signal.SIGSTOP)
+        took = await _until(lambda: sh.service_metrics("x")["live"] is False, 5)
+        assert took <= PERIOD * (THRESHOLD + 1)
+        m = sh.service_metrics("x")
+        assert m["consecutive_failures"] >= THRESHOLD and "no answer" in m["last_probe"]["error"]
+        assert sh.calculate_service_score("x") == 0.0
+        os.kill(proc.pid, signal.SIGCONT)
+        await _until(lambda: sh.service_metrics("x")["live"] is True, 5)
+    finally:
+        await sh.close()
+
+
+async def test_error_rate_and_latency_rise_under_faults(sample) -> None:
+    _, port = sample
+    base = f"http://127.0.0.1:{port}"
+    sh = ServiceHealth(SystemClock(), specs=lambda: {"x": _spec(port)}, policy=lambda: POLICY)
+    try:
+        sh.ensure_running()
+        await _until(lambda: (sh.service_metrics("x")["probes_in_window"] >= 6
+                              and sh.service_metrics("x")["throughput_rps"] is not None), 5)
+        before = sh.service_metrics("x")
+        assert before["error_rate"] == 0.0 and before["latency_p95_ms"] < 100
+        async with httpx.AsyncClient() as c:
+            await c.post(f"{base}/fault", json={"kind": "slow", "delay_ms": 120})
+            await asyncio.sleep(2.2)  # one full window of slow probes
+            slow = sh.service_metrics("x")
+            assert slow["latency_p50_ms"] >= 120 > 2 * before["latency_p95_ms"]
+            await c.post(f"{base}/fault/clear", json={})
+            await c.post(f"{base}/fault", json={"kind": "error", "status": 500, "rate": 1.0})
+            await asyncio.sleep(2.2)
+            bad = sh.service_metrics("x")
+        assert bad["probe_error_rate"] > 0.5 and bad["request_error_rate"] > 0.5
+        assert bad["live"] is False and sh.calculate_service_score("x") == 0.0
+        kinds = {b["kind"] for b in sh.get_bottlenecks()}
+        assert "errors" in kinds
+    finally:
+        await sh.close()
+
+
+async def test_dependency_health_http_and_tcp(sample) -> None:
+    _, port = sample
+    dead = free_port()
+    deps = [{"name": "api", "type": "http", "url": f"http://127.0.0.1:{port}/health"},
+            {"name": "db", "type": "tcp", "host": "127.0.0.1", "port": dead,
+             "timeout_seconds": 0.3}]
+    sh = ServiceHealth(SystemClock(), specs=lambda: {"x": _spec(port, deps)},
+                       policy=lambda: POLICY)
+    try:
+        sh.ensure_running()
+        await _until(lambda: len(sh.get_dependency_health().get("x", {})) == 2, 5)
+        dep = sh.get_dependency_health()["x"]
+        assert dep["api"]["online"] is True and dep["api"]["latency_ms"] is not None
+        assert dep["db"]["online"] is False and dep["db"]["error"]
+        assert any(b["subject"] == "x/db" for b in sh.get_bottlenecks())
+        status = await sh.check_service(f"http://127.0.0.1:{dead}/health", timeout=0.5)
+        assert not status.online and status.latency is None and status.errors
+    finally:
+        await sh.close()

@@ -1,0 +1,168 @@
+"""Admission middleware on a real ASGI app (429 + Retry-After, priority order of queued
+requests, probes never shed) and the /api/resilience routes with the real app."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from autonomous.api.app import create_app
+from autonomous.resilience import admission
+from autonomous.resilience.resource_throttler import ResourceReading
+from autonomous.testing import make_context
+from controllers.resilience import ResilienceController
+
+AUTH = {"Authorization": "Bearer test-token"}
+
+
+def overlay(ctx, text: str) -> None:
+    """A governed-mode policy overlay for the test, then reload."""
+    (ctx.root / "policies" / "zz_test.yaml").write_text(
+        "apiVersion: atlas.autonomous/v1\nkind: PolicySet\nmetadata: {name: zz-test}\n"
+        "spec:\n  mode: governed\n  policy:\n    resilience:\n" + text)
+    ctx.desired.reload()
+    assert ctx.desired.error is None, ctx.desired.error
+
+
+def calm() -> ResourceReading:
+    return ResourceReading(5.0, 5.0, None, {"gpu_percent": "no GPU"})
+
+
+@pytest.fixture()
+def ctx(tmp_path):
+    c = make_context(tmp_path)
+    yield c
+    c.store.close()
+
+
+def test_rate_limited_request_gets_429_with_retry_after(ctx):
+    overlay(ctx, "      rate_limits:\n        LOW: {per_second: 0.5, burst: 1}\n")
+    app = create_app(ctx)
+    admission.install(app, ctx, reader=calm)
+
+    @app.get("/api/learning/ping")
+    async def ping() -> dict:
+        return {"ok": True}
+
+    with TestClient(app) as c:
+        assert c.get("/api/learning/ping").status_code == 200
+        r = c.get("/api/learning/ping")
+        assert r.status_code == 429
+        assert r.headers["retry-after"] == "2"
+        assert r.json()["retry_after_seconds"] == pytest.approx(2.0)
+        assert "LOW rate limit 0.5/s" in r.json()["detail"]
+        # a header can raise the priority; probes and control endpoints are never shed
+        assert c.get("/api/learning/ping", headers={"x-atlas-priority": "HIGH"}).status_code \
+            == 200
+        for _ in range(3):
+            assert c.get("/api/health/comprehensive").status_code != 429
+    assert ctx.subsystems["admission"].counts["shed"] == 1
+
+
+async def test_queued_requests_are_served_by_priority(ctx):
+    overlay(ctx, "      concurrency: {initial: 1, min: 1, max: 1}\n")
+    app = FastAPI()
+    gate = asyncio.Event()
+    done: list[str] = []
+
+    @app.get("/work/{name}")
+    async def work(name: str) -> dict:
+        await gate.wait()
+        done.append(name)
+        return {"name": name}
+
+    adm = admission.install(app, ctx, reader=calm)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://t") as c:
+        first = asyncio.create_task(c.get("/work/first"))
+        while adm.throttler.in_flight < 1:
+            await asyncio.sleep(0.001)
+        tasks = []
+        for prio in ("LOW", "MEDIUM", "CRITICAL", "HIGH"):
+            tasks.append(asyncio.create_task(
+                c.get(f"/work/{prio}", headers={"x-atlas-priority": prio})))
+            while len(adm.queue) < len(tasks):
+                await asyncio.sleep(0.001)
+        assert adm.queue.get_queue_stats()["depth"] == 4
+        gate.set()
+        responses = await asyncio.gather(first, *tasks)
+    assert [r.status_code for r in responses] == [200] * 5
+    assert done == ["first", "CRITICAL", "HIGH", "MEDIUM", "LOW"]
+
+
+@pytest.fixture()
+def api(ctx):
+    ctl = ResilienceController(ctx)
+    asyncio.run(ctl.start())
+    app = create_app(ctx)
+    admission.install(app, ctx, reader=calm)
+    with TestClient(app) as c:
+        yield ctx, c
+
+
+def test_queue_and_throttling_endpoints(api):
+    ctx, c = api
+    q = c.get("/api/resilience/queue").json()
+    assert q["installed"] and set(q["levels"]) == {"CRITICAL", "HIGH", "MEDIUM", "LOW"}
+    t = c.get("/api/resilience/throttling").json()
+    assert t["concurrency"]["limit"] == 64 and t["readings"]["cpu_percent"] == 5.0
+    assert t["readings_missing"] == {"gpu_percent": "no GPU"}
+
+
+def test_backup_list_verify_restore_drill_through_the_api(api, tmp_path):
+    ctx, c = api
+    assert c.post("/api/resilience/backup", json={"plan": "operator"}).status_code == 401
+    r = c.post("/api/resilience/backup", json={"plan": "operator"}, headers=AUTH)
+    assert r.status_code == 200, r.text
+    b = r.json()
+    assert b["kind"] == "full" and b["files"] > 5
+    assert set(b["sources"]) == {"atlas.db", "desired_state", "policies", "config"}
+    inc = c.post("/api/resilience/backup", json={"kind": "incremental"}, headers=AUTH).json()
+    assert inc["parent"] == b["id"] and inc["stats"]["reused_files"] == inc["files"] - 1
+    listed = c.get("/api/resilience/backups").json()
+    assert [x["id"] for x in listed] == [inc["id"], b["id"]]
+    v = c.post(f"/api/resilience/backups/{b['id']}/verify", headers=AUTH).json()
+    assert v["ok"] and v["damaged_chunks"] == {}
+    r = c.post(f"/api/resilience/backups/{b['id']}/restore", json={"target": "r1"},
+               headers=AUTH)
+    assert r.status_code == 200, r.text
+    out = Path(r.json()["target"])
+    assert out == ctx.data_dir / "restores" / "r1"
+    assert (out / "policies" / "resilience.yaml").read_bytes() == \
+        (ctx.root / "policies" / "resilience.yaml").read_bytes()
+    again = c.post(f"/api/resilience/backups/{b['id']}/restore", json={"target": "r1"},
+                   headers=AUTH)
+    assert again.status_code == 409 and "not empty" in again.json()["detail"]
+    d = c.post(f"/api/resilience/backups/{b['id']}/drill", headers=AUTH).json()
+    assert d["ok"], d
+    assert [s["step"] for s in d["steps"]] == ["verify", "restore", "sqlite_integrity",
+                                               "service"]
+    assert d["steps"][-1]["detail"]["body"]["integrity"] == "ok"
+    missing = c.post("/api/resilience/backups/nope/verify", headers=AUTH)
+    assert missing.status_code == 404 and "GET /api/resilience/backups" in missing.text
+    unknown = c.post("/api/resilience/backup", json={"plan": "nope"}, headers=AUTH)
+    assert unknown.status_code == 404 and "declared: operator" in unknown.text
+
+
+def test_survival_enter_exit_through_the_api_without_services(api):
+    ctx, c = api
+    assert c.post("/api/resilience/survival/enter", json={"reason": "x"}).status_code == 401
+    r = c.post("/api/resilience/survival/enter", json={"reason": "drill"}, headers=AUTH)
+    assert r.status_code == 200, r.text
+    s = r.json()
+    assert s["active"] and s["reason"] == "drill" and s["kept_services"] == ["nexus"]
+    assert s["stopped_services"] == ["robot"]  # not observable: every non-core service
+    assert {"evolution", "optimizations", "learning"} <= set(s["disabled_features"])
+    assert ctx.store.kv_get("survival")["active"] is True
+    adm = ctx.subsystems["admission"]
+    assert adm.decide(adm.classify("/api/learning/insights"), "/api/learning/insights").action \
+        == "shed"
+    r = c.post("/api/resilience/survival/exit", json={"reason": "over"}, headers=AUTH).json()
+    assert not r["active"] and r["disabled_features"] == []
+    assert [h["event"] for h in r["history"]] == ["exited", "entered"]
+    assert adm.survival_disabled == ()

@@ -1,0 +1,94 @@
+"""Failure memory: records, similar failures, suggested recovery, recurring errors,
+preventive actions, pruning."""
+
+from __future__ import annotations
+
+import pytest
+
+from autonomous.self_healing.failure_memory import FailureMemory
+
+
+@pytest.fixture
+def mem(ctx) -> FailureMemory:
+    return FailureMemory(ctx.store, ctx.clock, lambda: ctx.policy()["healing"]["memory"])
+
+
+SIG = "nexus|exit|rc=1|KeyError: <str>"
+
+
+def _seed(mem: FailureMemory, sig: str, strategy: str, outcomes: list[bool], **kw) -> None:
+    for ok in outcomes:
+        mem.record_failure(sig, context={"n": 1}, recovery_used=strategy, success=ok, **kw)
+
+
+def test_record_and_update(mem):
+    rid = mem.record_failure(SIG, context={"exit_code": 1}, service="nexus",
+                             error_type="TRANSIENT")
+    mem.update(rid, recovery_used="RESTART_SERVICE", success=True, notes="healed",
+               duration_s=1.5)
+    [row] = mem.get_similar_failures(SIG)
+    assert row["recovery_used"] == "RESTART_SERVICE" and row["success"] is True
+    assert row["context"] == {"exit_code": 1} and row["similarity"] == 1.0
+
+
+def test_similar_failures_exact_first_then_similar(mem):
+    mem.record_failure("robot|exit|rc=1|KeyError: <str>", context={})
+    mem.record_failure(SIG, context={})
+    mem.record_failure("nexus|slow|x|something else entirely", context={})
+    rows = mem.get_similar_failures(SIG)
+    assert [r["error_signature"] for r in rows] == [SIG, "robot|exit|rc=1|KeyError: <str>"]
+    assert rows[1]["similarity"] < 1.0
+
+
+def test_suggest_recovery_picks_the_best_measured(mem):
+    _seed(mem, SIG, "RETRY", [False, False, True])
+    _seed(mem, SIG, "RESTART_SERVICE", [True, True, True, False])
+    s = mem.suggest_recovery(SIG)
+    assert s == {"strategy": "RESTART_SERVICE", "success_rate": 0.75, "samples": 4,
+                 "based_on": "exact"}
+
+
+def test_suggest_recovery_needs_samples_and_candidates(mem):
+    _seed(mem, SIG, "ROLLBACK", [True, True])  # min_samples 3
+    assert mem.suggest_recovery(SIG) is None
+    _seed(mem, SIG, "ROLLBACK", [True])
+    assert mem.suggest_recovery(SIG)["strategy"] == "ROLLBACK"
+    assert mem.suggest_recovery(SIG, candidates=["RETRY"]) is None
+
+
+def test_suggest_recovery_falls_back_to_similar(mem):
+    _seed(mem, "robot|exit|rc=1|KeyError: <str>", "RESTART_SERVICE", [True, True, True])
+    s = mem.suggest_recovery(SIG)
+    assert s is not None and s["based_on"] == "similar"
+
+
+def test_recurring_errors_and_preventive_actions(mem, ctx):
+    _seed(mem, SIG, "RESTART_SERVICE", [False, False, True], service="nexus",
+          error_type="RESOURCE")
+    mem.record_failure("robot|slow||x", context={}, service="robot")
+    rec = mem.get_recurring_errors()
+    assert [(r["error_signature"], r["count"]) for r in rec] == [(SIG, 3)]
+    assert rec[0]["services"] == ["nexus"] and rec[0]["success_rate"] == pytest.approx(0.333)
+    [action] = mem.generate_preventive_actions()
+    assert "resources of nexus" in action["action"]
+    assert "POST /api/healing/override" in action["action"]  # healing rarely works for it
+    ctx.clock.advance(86400 + 1)
+    assert mem.get_recurring_errors() == []
+
+
+def test_prune_keeps_max_records(ctx):
+    mem = FailureMemory(ctx.store, ctx.clock, lambda: {**ctx.policy()["healing"]["memory"],
+                                                       "max_records": 5})
+    for i in range(8):
+        mem.record_failure(f"s{i}", context={})
+    rows = ctx.store.query("SELECT error_signature FROM healing_failures ORDER BY id")
+    assert [r[0] for r in rows] == ["s3", "s4", "s5", "s6", "s7"]
+
+
+def test_prune_drops_rows_past_retention(ctx):
+    mem = FailureMemory(ctx.store, ctx.clock, lambda: ctx.policy()["healing"]["memory"])
+    mem.record_failure("old", context={})
+    ctx.clock.advance(91 * 86400)
+    mem.record_failure("new", context={})
+    assert [r[0] for r in ctx.store.query("SELECT error_signature FROM healing_failures")] == \
+        ["new"]

@@ -1,0 +1,334 @@
+"""The healing pipeline with a fake services facade: classification → strategy → verify →
+memory, history, graph; budget → back-off → isolation → slow retry; governance; breakers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+
+import pytest
+
+from autonomous.core.events import Event
+from autonomous.self_healing.verify import process_stopped
+from autonomous.supervisor.revisions import spec_hash
+from tests.autonomous.healing_fakes import healing_context, spec
+
+GROWTH_SMALL_BUDGET = """apiVersion: atlas.autonomous/v1
+kind: PolicySet
+metadata: {name: test-budget}
+spec:
+  mode: growth
+  policy:
+    healing:
+      restart_budget: {max_restarts: 2, window_seconds: 60, healthy_reset_seconds: 30}
+      crashloop:
+        backoff: {initial_seconds: 5, factor: 2, max_seconds: 20, jitter: 0.2}
+        max_attempts: 2
+      isolation: {slow_retry_seconds: 100}
+"""
+
+
+async def drain(orch) -> None:
+    for _ in range(50):
+        if not orch._tasks:
+            return
+        await asyncio.gather(*list(orch._tasks), return_exceptions=True)
+
+
+def exited(name: str, pid: int, rc: int = -9) -> Event:
+    return Event("service.exited", {"service": name, "pid": pid, "returncode": rc,
+                                    "expected": False})
+
+
+@pytest.fixture
+def stack(tmp_path):
+    ctx, fake, orch = healing_context(tmp_path, {"nexus": spec(core=True),
+                                                 "robot": spec(depends_on=["nexus"])})
+    yield ctx, fake, orch
+    ctx.store.close()
+
+
+async def test_crash_is_restarted_verified_and_recorded(stack):
+    ctx, fake, orch = stack
+    events = ctx.bus.subscribe("healing.", "alert.")
+    pid = fake.procs["nexus"]["pid"]
+    fake.kill("nexus")
+    orch.on_event(exited("nexus", pid))
+    await drain(orch)
+    [row] = orch.history.list(service="nexus")
+    assert (row["state"], row["strategy"], row["rule"]) == ("healed", "RESTART_SERVICE",
+                                                            "killed")
+    assert row["mttr_s"] is not None and row["success"] is True
+    assert fake.calls == [("start", "nexus")] and fake.procs["nexus"]["running"]
+    [mem] = orch.memory.get_similar_failures(row["error_signature"])
+    assert mem["recovery_used"] == "RESTART_SERVICE" and mem["success"] is True
+    chain = ctx.graph.why(row["graph_node"])
+    assert [n["type"] for n in chain] == ["error", "decision", "action", "outcome"]
+    assert any(c["rel"] == "about" and c["node"]["label"] == "Service/nexus"
+               for c in chain[1]["context"])
+    topics = []
+    while (ev := events.get_nowait()) is not None:
+        topics.append(ev.topic)
+    assert "healing.completed" in topics and "alert.human" not in topics
+
+
+async def test_crash_loop_backs_off_isolates_alerts_then_slow_retry_recovers(tmp_path):
+    ctx, fake, orch = healing_context(tmp_path, {"nexus": spec(core=True)},
+                                      policy_edit=GROWTH_SMALL_BUDGET)
+    alerts = ctx.bus.subscribe("alert.")
+    fake.crash_on_start.add("nexus")
+    for _ in range(3):  # third exit within the window is over the budget of 2
+        pid = fake.procs["nexus"]["pid"]
+        fake.kill("nexus", rc=1)
+        orch.on_event(exited("nexus", pid, rc=1))
+        await drain(orch)
+    st = orch.state("nexus")
+    assert st.phase == "backoff" and fake.overrides["nexus"]["paused"] is True
+    starts_before = fake.starts
+    for _ in range(2):  # max_attempts tries, each after its back-off delay
+        ctx.clock.advance(25)
+        await orch.tick()
+        await drain(orch)
+    assert st.phase == "isolated" and fake.overrides["nexus"]["isolated"] is True
+    assert fake.starts - starts_before == 2  # bounded: one start per try, no storm
+    alert = alerts.get_nowait()
+    assert alert is not None and alert.topic == "alert.human"
+    assert alert.data["service"] == "nexus" and alert.data["graph_link"].startswith("/api/graph")
+    assert "logs_tail" in alert.data and alert.data["classification"]["error_type"]
+    await orch.tick()
+    await drain(orch)
+    assert st.phase == "isolated"  # slow retry not due yet
+    fake.crash_on_start.clear()  # the cause went away
+    ctx.clock.advance(100)
+    await orch.tick()
+    await drain(orch)
+    assert st.phase == "normal" and fake.procs["nexus"]["running"]
+    assert fake.overrides["nexus"] == {"isolated": False, "paused": False,
+                                       "reason": "self-healing: isolated try 3"}
+    assert orch.alerts.list(service="nexus", open_only=True) == []
+    rows = orch.history.list(service="nexus")
+    assert rows[0]["state"] == "healed"
+
+
+async def test_restarts_of_a_hung_service_count_against_the_budget(tmp_path):
+    ctx, fake, orch = healing_context(tmp_path, {"nexus": spec(core=True)},
+                                      policy_edit=GROWTH_SMALL_BUDGET)
+    for _ in range(3):
+        await orch.handle_error("nexus", source="unhealthy", strategy="RESTART_SERVICE",
+                                context={"running": True})
+    assert orch.state("nexus").phase == "backoff"
+    assert fake.calls.count(("stop", "nexus")) == 2  # the third restart was refused
+
+
+async def test_hung_process_in_stopped_state_is_restarted(stack):
+    ctx, fake, orch = stack
+    proc = subprocess.Popen(["sleep", "60"])
+    try:
+        proc.send_signal(signal.SIGSTOP)
+        for _ in range(200):
+            if process_stopped(proc.pid):
+                break
+            await asyncio.sleep(0.01)
+        fake.procs["nexus"] = {"pid": proc.pid, "running": True, "returncode": None}
+        ev = Event("service.unhealthy", {"service": "nexus", "pid": proc.pid,
+                                         "error": "timeout after 1s", "consecutive_failures": 3})
+        orch.on_event(ev)
+        await drain(orch)
+    finally:
+        proc.kill()
+        proc.wait()
+    [row] = orch.history.list(service="nexus")
+    assert (row["rule"], row["strategy"], row["state"]) == ("hang-stopped", "RESTART_SERVICE",
+                                                            "healed")
+    assert fake.calls == [("stop", "nexus"), ("start", "nexus")]
+
+
+async def test_dependency_down_never_restarts_the_dependant(stack):
+    ctx, fake, orch = stack
+    fake.kill("nexus")
+    row = await orch.handle_error("robot", source="unhealthy", context={"running": True})
+    assert row["error_type"] == "DEPENDENCY" and row["state"] == "escalated"
+    assert [a["strategy"] for a in row["attempts"]] == ["FALLBACK", "DEGRADE", "ALERT_HUMAN"]
+    assert not [c for c in fake.calls if c[1] == "robot"]
+
+
+async def test_governed_rollback_waits_for_approval_then_runs(tmp_path):
+    ctx, fake, orch = healing_context(tmp_path, {"nexus": spec(core=True)}, mode="governed")
+    good, bad = spec(core=True, version="1"), fake.specs()["nexus"]
+    for s, known in ((good, 1), (bad, 0)):
+        ctx.store.execute("INSERT INTO service_revisions(service, spec_hash, generation, spec, "
+                          "first_seen, known_good) VALUES (?,?,?,?,?,?)",
+                          ("nexus", spec_hash(s), 1, s.model_dump_json(), 0, known))
+    fake.rollback_ok.add("nexus")
+    row = await orch.handle_error("nexus", source="exit", context={"exit_code": 1})
+    assert (row["error_type"], row["state"]) == ("CONFIGURATION", "awaiting_approval")
+    [req] = ctx.approvals.list(state="pending")
+    assert req["action_kind"] == "rollback" and req["resource"] == "Service/nexus"
+    assert req["action"]["strategy"] == "ROLLBACK"
+    await orch.tick()
+    await drain(orch)
+    assert ("rollback", "nexus") not in fake.calls  # still waiting
+    ctx.approvals.decide(req["id"], approve=True, actor="alice",
+                         current_generation=ctx.desired.current.number)
+    await orch.tick()
+    await drain(orch)
+    assert ("rollback", "nexus") in fake.calls
+    [done] = orch.history.list(service="nexus")
+    assert (done["state"], done["strategy"], done["gate"]) == ("healed", "ROLLBACK", "approved")
+
+
+async def test_rejected_proposal_moves_down_the_ladder(tmp_path):
+    ctx, fake, orch = healing_context(tmp_path, {"nexus": spec(core=True)}, mode="governed")
+    row = await orch.handle_error("nexus", strategy="RESTART_ALL")
+    [req] = ctx.approvals.list(state="pending")
+    assert row["state"] == "awaiting_approval" and req["action_kind"] == "restart_all"
+    ctx.approvals.decide(req["id"], approve=False, actor="bob",
+                         current_generation=ctx.desired.current.number)
+    await orch.tick()
+    await drain(orch)
+    [done] = orch.history.list(service="nexus")
+    assert done["attempts"][0]["gate"] == "rejected"
+    assert done["state"] == "healed" and done["strategy"] == "RETRY"
+    assert fake.calls == []
+
+
+async def test_emergency_stop_heals_only_core_services(tmp_path):
+    ctx, fake, orch = healing_context(tmp_path, {"nexus": spec(core=True),
+                                                 "robot": spec(core=False)},
+                                      mode="emergency_stop")
+    for name in ("nexus", "robot"):
+        pid = fake.procs[name]["pid"]
+        fake.kill(name)
+        orch.on_event(exited(name, pid))
+    await drain(orch)
+    assert orch.history.list(service="nexus")[0]["state"] == "healed"
+    skipped = orch.history.list(service="robot")[0]
+    assert skipped["state"] == "skipped" and "only core services" in skipped["message"]
+    assert not fake.procs["robot"]["running"]
+
+
+async def test_dry_run_decides_and_records_without_acting(tmp_path):
+    edit = """apiVersion: atlas.autonomous/v1
+kind: PolicySet
+metadata: {name: test-dry}
+spec:
+  mode: growth
+  policy:
+    governance:
+      actions: {restart: dry_run}
+"""
+    ctx, fake, orch = healing_context(tmp_path, {"nexus": spec(core=True)}, policy_edit=edit)
+    row = await orch.handle_error("nexus", strategy="RESTART_SERVICE")
+    assert row["state"] == "dry_run" and fake.calls == []
+
+
+async def test_heal_breaker_stops_hammering_a_service(stack):
+    ctx, fake, orch = stack
+    fake.crash_on_start.add("nexus")
+    for _ in range(3):  # failure_threshold of healing.breaker
+        row = await orch.handle_error("nexus", strategy="RESTART_SERVICE")
+        assert row["attempts"][0]["ok"] is False
+    calls = len(fake.calls)
+    row = await orch.handle_error("nexus", strategy="RESTART_SERVICE")
+    assert "not tried" in row["attempts"][0]["message"] and len(fake.calls) == calls
+    assert row["state"] == "escalated"
+
+
+async def test_paused_by_human_is_skipped_and_forced_strategy_goes_first(stack):
+    ctx, fake, orch = stack
+    orch.state("nexus").paused_by_human = True
+    pid = fake.procs["nexus"]["pid"]
+    fake.kill("nexus")
+    orch.on_event(exited("nexus", pid))
+    await drain(orch)
+    assert orch.history.list(service="nexus")[0]["state"] == "skipped"
+    orch.state("nexus").paused_by_human = False
+    orch.state("nexus").forced_strategy = "RESTART_SERVICE"
+    row = await orch.handle_error("robot", source="unresponsive", context={"running": True})
+    assert row["attempts"][0]["strategy"] != "RESTART_SERVICE"  # forced only for nexus
+    fake.procs["nexus"]["running"] = True
+    row = await orch.handle_error("nexus", source="unresponsive", context={"running": True})
+    assert row["attempts"][0]["strategy"] == "RESTART_SERVICE"
+
+
+async def test_memory_suggestion_reorders_the_ladder(stack):
+    ctx, fake, orch = stack
+    first = await orch.handle_error("nexus", source="unresponsive",
+                                    context={"running": True, "probe_error": "HTTP 418"})
+    assert first["attempts"][0]["strategy"] == "RETRY"
+    for _ in range(3):
+        orch.memory.record_failure(first["error_signature"], context={},
+                                   recovery_used="RESTART_SERVICE", success=True)
+    again = await orch.handle_error("nexus", source="unresponsive",
+                                    context={"running": True, "probe_error": "HTTP 418"})
+    assert again["attempts"][0]["strategy"] == "RESTART_SERVICE"
+
+
+async def test_memory_over_limit_is_a_resource_fault_and_restarted(tmp_path):
+    ctx, fake, orch = healing_context(
+        tmp_path, {"nexus": spec(core=True, resources={"memory_mb": 100})})
+
+    class Sup:
+        def memory_rss(self, name: str) -> int:
+            return 300 * 2**20 if fake.calls == [] else 50 * 2**20  # restart frees it
+
+    ctx.subsystems["supervisor"] = Sup()
+    await orch.tick()
+    await drain(orch)
+    [row] = orch.history.list(service="nexus")
+    assert (row["error_type"], row["rule"], row["state"]) == ("RESOURCE", "memory-over-limit",
+                                                              "healed")
+    assert fake.calls == [("stop", "nexus"), ("start", "nexus")]
+
+
+async def test_retry_with_backoff_grows_its_delays_within_budget(stack):
+    ctx, fake, orch = stack
+    tries = []
+
+    async def flaky() -> bool:
+        tries.append(1)
+        if len(tries) < 3:
+            raise ConnectionError("not yet")
+        return True
+
+    ok, attempts, _ = await orch.strategies.retry_with_backoff(flaky)
+    assert ok and attempts == 3
+    d1, d2 = ctx.clock.slept[-2:]
+    assert 0.16 <= d1 <= 0.24 and 0.32 <= d2 <= 0.48  # 0.2 then 0.4, ±20 % jitter
+    tries.clear()
+
+    async def never() -> bool:
+        raise ConnectionError("down")
+
+    ok, attempts, last = await orch.strategies.retry_with_backoff(never)
+    assert not ok and attempts == 3 and "ConnectionError: down" in last
+
+
+async def test_state_survives_a_new_orchestrator(tmp_path):
+    ctx, fake, orch = healing_context(tmp_path, {"nexus": spec(core=True)},
+                                      policy_edit=GROWTH_SMALL_BUDGET)
+    fake.crash_on_start.add("nexus")
+    for _ in range(3):
+        pid = fake.procs["nexus"]["pid"]
+        fake.kill("nexus", rc=1)
+        orch.on_event(exited("nexus", pid, rc=1))
+        await drain(orch)
+    from autonomous.self_healing.healing_orchestrator import HealingOrchestrator
+
+    again = HealingOrchestrator(ctx)
+    st = again.state("nexus")
+    assert st.phase == "backoff" and st.next_at is not None
+    assert st.next_at - ctx.clock.monotonic() == pytest.approx(
+        orch.state("nexus").next_at - ctx.clock.monotonic())
+
+
+def test_stats_per_type(stack):
+    ctx, fake, orch = stack
+    asyncio.run(orch.handle_error("nexus", strategy="RESTART_SERVICE"))
+    stats = orch.get_healing_stats()
+    t = stats["by_type"]["TRANSIENT"]
+    assert t["incidents"] == 1 and t["healed"] == 1 and t["mttr_s"]["max"] >= 0
+    assert json.dumps(stats)  # JSON-friendly
+    assert stats["total"]["healed"] == 1

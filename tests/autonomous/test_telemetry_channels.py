@@ -1,0 +1,113 @@
+"""Real notification channels: webhook to a local HTTP server (down → retries with backoff →
+nothing lost once back), email to a local SMTP server (aiosmtpd)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+from email import message_from_bytes
+from email.policy import default as email_policy
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from autonomous.store.timeseries import TimeSeriesStore
+from autonomous.telemetry.alert_channels import EmailChannel, WebhookChannel
+from autonomous.telemetry.alert_manager import AlertManager
+from autonomous.testing import free_port, make_context
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.received.append(json.loads(body))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def _serve(port):
+    srv = ThreadingHTTPServer(("127.0.0.1", port), _Receiver)
+    srv.received = []
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+@pytest.fixture()
+def ctx(tmp_path):
+    c = make_context(tmp_path)
+    yield c
+    c.store.close()
+
+
+def _manager(ctx, channels):
+    policy = copy.deepcopy(ctx.policy())
+    policy["telemetry"]["alerting"]["group_wait_seconds"] = 0
+    return AlertManager(ctx.store, ctx.clock, TimeSeriesStore(ctx.store, ctx.clock),
+                        lambda: policy, channels)
+
+
+async def test_webhook_retries_while_down_and_delivers_everything_once_back(ctx):
+    port = free_port()
+    am = _manager(ctx, {"hook": WebhookChannel("hook", f"http://127.0.0.1:{port}/alerts")})
+    for svc in ("nexus", "robot", "push"):
+        am.trigger_alert("healing_gave_up", {"service": svc}, severity="warning")
+    am.evaluate_rules()
+    outbox = [n for n in reversed(am.notifications()) if n["receiver"] == "hook"]
+    assert len(outbox) == 3
+    first = await am.dispatch()
+    assert first["waiting"] == 3  # (the logbook copies are delivered: first["sent"] == 3)
+    row = next(n for n in am.notifications() if n["id"] == outbox[0]["id"])
+    assert row["attempts"] == 1 and "ConnectError" in row["last_error"]
+    assert 0.9 <= row["next_attempt_at"] - ctx.clock.now() <= 1.1  # initial 1 s ± 10 % jitter
+    assert (await am.dispatch())["sent"] == 0  # not due yet: no hammering
+    ctx.clock.advance(1.2)
+    await am.dispatch()
+    row = next(n for n in am.notifications() if n["id"] == outbox[0]["id"])
+    assert row["attempts"] == 2 and 1.8 <= row["next_attempt_at"] - ctx.clock.now() <= 2.2
+    srv = _serve(port)
+    try:
+        ctx.clock.advance(2.5)
+        assert (await am.dispatch())["sent"] == 3
+        got = srv.received
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert [p["alerts"][0]["labels"]["service"] for p in got] == ["nexus", "robot", "push"]
+    assert all(p["version"] == "4" and p["status"] == "firing" for p in got)
+    assert {n["state"] for n in am.notifications()} == {"sent"}
+
+
+async def test_email_reaches_a_real_smtp_server(ctx):
+    from aiosmtpd.controller import Controller
+
+    class Sink:
+        def __init__(self):
+            self.messages = []
+
+        async def handle_DATA(self, server, session, envelope):
+            self.messages.append(envelope)
+            return "250 OK"
+
+    sink, port = Sink(), free_port()
+    smtp = Controller(sink, hostname="127.0.0.1", port=port)
+    smtp.start()
+    try:
+        am = _manager(ctx, {"ops-mail": EmailChannel("ops-mail", "127.0.0.1", port,
+                                                     "atlas@localhost", ["ops@localhost"])})
+        am.trigger_alert("disk_full", {"service": "nexus"}, severity="critical",
+                         summary="disk at 99 %")
+        am.evaluate_rules()
+        assert (await am.dispatch())["sent"] >= 1
+    finally:
+        smtp.stop()
+    (env,) = sink.messages
+    msg = message_from_bytes(env.content, policy=email_policy)
+    assert env.rcpt_tos == ["ops@localhost"]
+    assert msg["Subject"].startswith("[ATLAS FIRING:1]")
+    body = msg.get_body(("plain",)).get_content()
+    assert "disk_full" in body and "disk at 99 %" in body
