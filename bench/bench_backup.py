@@ -26,9 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from autonomous.resilience.backup_chunks import EngineParams  # noqa: E402
-from autonomous.resilience.disaster_recovery import DisasterRecovery  # noqa: E402
-from autonomous.resources.loader import load_tree  # noqa: E402
+from autonomous.resilience.backup_chunks import EngineParams
+from autonomous.resilience.disaster_recovery import DisasterRecovery
+from autonomous.resources.loader import load_tree
 
 MIB = 1 << 20
 

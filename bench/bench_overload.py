@@ -34,8 +34,8 @@ spec:
   mode: governed
   policy:
     resilience:
-      concurrency: {initial: 8, min: 2, max: 64}
-      aimd: {target_latency_ms: 150, increase: 1, decrease_factor: 0.8, interval_seconds: 0.5,
+      concurrency: {initial: 4, min: 2, max: 64}
+      aimd: {target_latency_ms: 65, increase: 1, decrease_factor: 0.8, interval_seconds: 0.5,
              min_samples: 20}
 """
 
@@ -65,6 +65,12 @@ def serve(port: int, admission_on: bool, slots: int, service_ms: float) -> None:
         async with backend:
             await asyncio.sleep(service_ms / 1000)
         return {"ok": True}
+
+    @app.get("/bench/limit")
+    async def limit() -> dict:
+        adm = ctx.subsystems.get("admission")
+        return {"limit": adm.throttler.limit if adm else None,
+                "changes": [c["to"] for c in adm.throttler.adjustments] if adm else []}
 
     @app.get("/bench/ping")
     async def ping() -> dict:
@@ -117,7 +123,7 @@ def pct(values: list[float], q: float) -> float | None:
     if not values:
         return None
     s = sorted(values)
-    return s[min(len(s) - 1, max(0, int(round(q / 100 * len(s) + 0.5)) - 1))]
+    return s[min(len(s) - 1, max(0, round(q / 100 * len(s) + 0.5) - 1))]
 
 
 def summarise(results: list[tuple[str, int, float]]) -> dict[str, dict]:
@@ -137,21 +143,41 @@ async def measure(admission_on: bool, args: argparse.Namespace) -> dict:
     from autonomous.testing import free_port
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, __file__, "--serve", "--port", str(port),
-                             "--slots", str(args.slots), "--service-ms", str(args.service_ms)]
-                            + (["--admission"] if admission_on else []),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    argv = [sys.executable, __file__, "--serve", "--port", str(port), "--slots",
+            str(args.slots), "--service-ms", str(args.service_ms)]
+    argv += ["--admission"] if admission_on else []
+    # started once before the load, so a blocking spawn is fine here
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL,  # noqa: ASYNC220
+                            stderr=subprocess.DEVNULL)
     try:
         await _ready(port)
         capacity = args.slots / (args.service_ms / 1000)
+        await drive(port, capacity * 0.15, 1.0, args.timeout, mix=(("CRITICAL", 1.0),))  # warm
         base = await drive(port, capacity * 0.15, args.warm, args.timeout,
                            mix=(("CRITICAL", 1.0),))
         unloaded = pct([lat for _, st, lat in base if st == 200], 99)
         loaded = await drive(port, capacity * args.overload, args.seconds, args.timeout)
-        return {"unloaded_p99": unloaded, "capacity": capacity, "per": summarise(loaded)}
+        limit = await _json(port, "/bench/limit")
+        return {"unloaded_p99": unloaded, "capacity": capacity, "per": summarise(loaded),
+                "limit": limit}
     finally:
         proc.terminate()
-        proc.wait(10)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:  # graceful shutdown stuck on the backlog
+            proc.kill()
+            proc.wait(10)
+
+
+async def _json(port: int, path: str) -> dict:
+    import json
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: b\r\nx-atlas-priority: CRITICAL\r\n"
+                 "Connection: close\r\n\r\n".encode())
+    data = await reader.read()
+    writer.close()
+    return json.loads(data.split(b"\r\n\r\n", 1)[1])
 
 
 async def _ready(port: int) -> None:
@@ -170,7 +196,10 @@ def report(without: dict, with_: dict, args: argparse.Namespace) -> None:
           f"{args.seconds:g} s; client timeout {args.timeout:g} s; {os.cpu_count()} cores")
     for label, r in (("no admission control", without), ("admission control", with_)):
         up = r["unloaded_p99"]
-        print(f"\n{label}: unloaded CRITICAL p99 {_ms(up)}")
+        lim = r["limit"]
+        adaptive = (f"; AIMD in-flight limit now {lim['limit']}, last changes "
+                    f"{lim['changes'][-8:]}" if lim.get("limit") else "")
+        print(f"\n{label}: unloaded CRITICAL p99 {_ms(up)}{adaptive}")
         print(f"  {'priority':10}{'sent':>6}{'success':>9}{'p50':>9}{'p99':>9}{'429':>6}"
               f"{'timeout':>9}")
         for name, s in r["per"].items():
@@ -205,7 +234,7 @@ def main() -> int:
         serve(args.port, args.admission, args.slots, args.service_ms)
         return 0
     args.seconds = args.seconds or (6.0 if args.quick else 20.0)
-    args.warm = 2.0 if args.quick else 5.0
+    args.warm = 4.0 if args.quick else 10.0
     without = asyncio.run(measure(False, args))
     with_ = asyncio.run(measure(True, args))
     report(without, with_, args)

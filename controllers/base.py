@@ -10,6 +10,7 @@ status never triggers a reconcile.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from abc import ABC, abstractmethod
@@ -68,6 +69,15 @@ class Controller(ABC):
 
     def __init__(self, ctx: OperatorContext) -> None:
         self.ctx = ctx
+        self._lock: asyncio.Lock | None = None
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        """Held during a reconcile; anything acting on this controller's resources from
+        outside (a facade) takes it too, so two actors never race on one resource."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Called once before the first reconcile."""

@@ -16,7 +16,7 @@ from autonomous.self_healing.facade import HealingFacade
 from autonomous.self_healing.healing_orchestrator import HealingOrchestrator
 from controllers.base import Action, Controller, Outcome
 
-__all__ = ["HealingController", "CONTROLLERS"]
+__all__ = ["CONTROLLERS", "HealingController"]
 
 
 class HealingController(Controller):

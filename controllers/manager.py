@@ -34,12 +34,10 @@ class ControllerManager:
         self._wake: dict[str, asyncio.Event] = {}
         self._tasks: list[asyncio.Task[Any]] = []
         self._requeue: dict[str, float] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
 
     async def start(self) -> None:
         for c in self.controllers:
             self._wake[c.name] = asyncio.Event()
-            self._locks[c.name] = asyncio.Lock()
             self.ctx.triggers[c.name] = self._wake[c.name].set
             self.ctx.status.controller(c.name).enabled = True
             await c.start()
@@ -54,7 +52,7 @@ class ControllerManager:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for c in reversed(self.controllers):
             try:
-                async with self._locks[c.name]:
+                async with c.lock:
                     await c.stop()
             except Exception:  # noqa: BLE001 - keep stopping the others
                 log.exception("controller %s failed to stop", c.name)
@@ -98,7 +96,7 @@ class ControllerManager:
         gen = self.ctx.desired.current
         if gen is None:
             return []
-        async with self._locks[c.name]:
+        async with c.lock:
             t0 = time.perf_counter()
             outcomes: list[Outcome] = []
             try:

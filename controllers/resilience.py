@@ -25,7 +25,7 @@ from autonomous.resilience.facade import ResilienceFacade
 from autonomous.resilience.resource_throttler import context_reader
 from controllers.base import Action, Controller, Outcome
 
-__all__ = ["CONTROLLERS", "ResilienceController", "PressureTracker"]
+__all__ = ["CONTROLLERS", "PressureTracker", "ResilienceController"]
 
 
 class PressureTracker:

@@ -159,7 +159,8 @@ class ServicesController(Controller):
                 why = "isolated"
             elif ov is not None and ov["paused"]:
                 why = "paused"
-            elif survival.get("active") and not spec.core:
+            elif survival.get("active") and not spec.core and \
+                    name not in survival.get("kept_services", []):
                 why = "survival"
             out[name] = DesiredService(name, spec, h, why is None, why, rolled_back)
         self._desired = out

@@ -42,8 +42,9 @@ class ServicesFacade:
         d = ctl._desired.get(name)
         if d is None:
             raise LookupError(f"service {name!r} is not declared")
-        outcome = await ctl.act(Action(kind, f"Service/{name}", reason,
-                                       {"service": name, "spec_hash": d.hash}))
+        async with ctl.lock:
+            outcome = await ctl.act(Action(kind, f"Service/{name}", reason,
+                                           {"service": name, "spec_hash": d.hash}))
         return outcome.ok
 
     async def restart(self, name: str, reason: str, wait_healthy: float | None = None) -> bool:

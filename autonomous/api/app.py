@@ -54,9 +54,12 @@ def create_app(ctx: OperatorContext, *,
 
 
 def install_middleware(app: FastAPI, ctx: OperatorContext) -> None:
-    """W3C trace context on every request (spans reach telemetry once it runs)."""
+    """Admission control (priorities, shedding with 429 + Retry-After) inside W3C trace
+    context on every request (spans reach telemetry once it runs)."""
+    from autonomous.resilience import admission
     from autonomous.telemetry import tracing_middleware
 
+    admission.install(app, ctx)
     tracing_middleware.install(app, ctx)
 
 

@@ -12,8 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                           TransferSpeedColumn)
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
 __all__ = ["register"]
@@ -26,8 +32,9 @@ def register(sub: Any) -> None:
                            ("backups", cmd_list, "list the backups in a repository"),
                            ("verify", cmd_verify, "re-hash every chunk of a backup"),
                            ("restore", cmd_restore, "restore a backup into an empty folder"),
-                           ("drill", cmd_drill, "DR drill: verify, restore to a temporary "
-                                                "place, start the drill service, check health")):
+                           ("drill", cmd_drill, ("DR drill: verify, restore to a temporary "
+                                                 "place, start the drill service, check "
+                                                 "health"))):
         p = sub.add_parser(name, help=text)
         p.add_argument("--root", default=".", help="folder holding desired_state/, policies/, "
                        "config/")

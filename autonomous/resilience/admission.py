@@ -31,11 +31,21 @@ from typing import Any
 from autonomous.core.clock import Clock, SystemClock
 from autonomous.core.errors import Throttled
 from autonomous.resilience.priority_queue import Priority, PriorityQueue, QueueItem
-from autonomous.resilience.resource_throttler import (ResourceReading, ResourceThrottler,
-                                                      context_reader, read_system_resources)
+from autonomous.resilience.resource_throttler import (
+    ResourceReading,
+    ResourceThrottler,
+    context_reader,
+    read_system_resources,
+)
 
-__all__ = ["Decision", "Ticket", "Admission", "AdmissionMiddleware", "install",
-           "admission_for_policy"]
+__all__ = [
+    "Admission",
+    "AdmissionMiddleware",
+    "Decision",
+    "Ticket",
+    "admission_for_policy",
+    "install",
+]
 
 
 @dataclass(frozen=True)
@@ -80,6 +90,7 @@ class Admission:
         self._refreshed = self.clock.monotonic()
         self.counts: dict[str, int] = {"admitted": 0, "queued": 0, "shed": 0, "bypassed": 0}
         self.survival_disabled: tuple[str, ...] = ()  # path prefixes shed in survival
+        self.throttler.reading()  # first reading now (imports), not on a request
 
     # -- policy ----------------------------------------------------------------------------
     def refresh(self, *, force: bool = False) -> None:

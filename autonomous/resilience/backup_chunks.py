@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 import zstandard
 from pyfastcdc import FastCDC
 
-__all__ = ["EngineParams", "ChunkDamaged", "ChunkStore", "open_repository", "repo_lock"]
+__all__ = ["ChunkDamaged", "ChunkStore", "EngineParams", "open_repository", "repo_lock"]
 
 _RAW, _ZSTD = b"R", b"Z"
 _FORMAT = 1
@@ -43,7 +43,7 @@ class EngineParams:
     fsync: bool
 
     @classmethod
-    def from_policy(cls, p: dict[str, Any]) -> "EngineParams":
+    def from_policy(cls, p: dict[str, Any]) -> EngineParams:
         return cls(**{f: p[f] for f in cls.__dataclass_fields__})
 
 

@@ -27,7 +27,7 @@ from typing import Any
 from autonomous.resilience.backup_chunks import ChunkStore
 from autonomous.resilience.backup_manifest import Entry, Manifest
 
-__all__ = ["Source", "resolve_sources", "is_sqlite", "BackupWriter"]
+__all__ = ["BackupWriter", "Source", "is_sqlite", "resolve_sources"]
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _SIDE_FILES = ("-wal", "-shm", "-journal")
@@ -128,8 +128,8 @@ class BackupWriter:
         if self._skipped(p, inside):
             return
         st = os.lstat(p)
-        base = dict(path=inside, mode=stat.S_IMODE(st.st_mode), mtime_ns=st.st_mtime_ns,
-                    ino=st.st_ino, ctime_ns=st.st_ctime_ns)
+        base = {"path": inside, "mode": stat.S_IMODE(st.st_mode), "mtime_ns": st.st_mtime_ns,
+                "ino": st.st_ino, "ctime_ns": st.st_ctime_ns}
         if stat.S_ISLNK(st.st_mode):
             found.append((Entry(type="symlink", target=os.readlink(p), **base), p))
         elif stat.S_ISDIR(st.st_mode):

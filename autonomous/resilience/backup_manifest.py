@@ -15,12 +15,20 @@ import os
 import secrets
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Entry", "Manifest", "ManifestDamaged", "new_backup_id", "save_manifest",
-           "load_manifest", "list_manifests", "delete_manifest"]
+__all__ = [
+    "Entry",
+    "Manifest",
+    "ManifestDamaged",
+    "delete_manifest",
+    "list_manifests",
+    "load_manifest",
+    "new_backup_id",
+    "save_manifest",
+]
 
 
 @dataclass
@@ -39,7 +47,7 @@ class Entry:
     ctime_ns: int = 0
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Entry":
+    def from_dict(cls, d: dict[str, Any]) -> Entry:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
@@ -61,7 +69,7 @@ class Manifest:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Manifest":
+    def from_dict(cls, d: dict[str, Any]) -> Manifest:
         return cls(id=d["id"], plan=d["plan"], kind=d["kind"], parent=d.get("parent"),
                    created_at=d["created_at"], sources=dict(d["sources"]),
                    entries=[Entry.from_dict(e) for e in d["entries"]],
@@ -92,7 +100,7 @@ class ManifestDamaged(Exception):
 
 def new_backup_id(now: float) -> str:
     """Sortable id: UTC time to the second plus 6 random hex digits."""
-    stamp = datetime.fromtimestamp(now, tz=timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.fromtimestamp(now, tz=UTC).strftime("%Y%m%dT%H%M%SZ")
     return f"{stamp}-{secrets.token_hex(3)}"
 
 

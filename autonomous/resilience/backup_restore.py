@@ -26,8 +26,13 @@ from typing import Any
 from autonomous.resilience.backup_chunks import ChunkDamaged, ChunkStore
 from autonomous.resilience.backup_manifest import Entry, Manifest
 
-__all__ = ["UnsafeBackup", "RestoreRefused", "entry_problems", "verify_manifest",
-           "restore_manifest"]
+__all__ = [
+    "RestoreRefused",
+    "UnsafeBackup",
+    "entry_problems",
+    "restore_manifest",
+    "verify_manifest",
+]
 
 Progress = Callable[[int, int], None]
 

@@ -9,15 +9,19 @@ forgetting a parent never breaks a child.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from autonomous.resilience.backup_chunks import ChunkStore
-from autonomous.resilience.backup_manifest import (Manifest, delete_manifest, list_manifests,
-                                                   referenced_chunks)
+from autonomous.resilience.backup_manifest import (
+    Manifest,
+    delete_manifest,
+    list_manifests,
+    referenced_chunks,
+)
 
-__all__ = ["select_kept", "prune"]
+__all__ = ["prune", "select_kept"]
 
 
 def select_kept(manifests: list[Manifest], retention: dict[str, int]) -> dict[str, list[str]]:
@@ -41,11 +45,11 @@ def select_kept(manifests: list[Manifest], retention: dict[str, int]) -> dict[st
 
 
 def _day(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d")
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d")
 
 
 def _week(ts: float) -> str:
-    y, w, _ = datetime.fromtimestamp(ts, tz=timezone.utc).isocalendar()
+    y, w, _ = datetime.fromtimestamp(ts, tz=UTC).isocalendar()
     return f"{y}-W{w:02d}"
 
 

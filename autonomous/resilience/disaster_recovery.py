@@ -25,8 +25,14 @@ from autonomous.core.clock import Clock, SystemClock
 from autonomous.core.errors import NotFound
 from autonomous.resilience.backup_chunks import EngineParams, open_repository, repo_lock
 from autonomous.resilience.backup_create import BackupWriter, resolve_sources
-from autonomous.resilience.backup_manifest import (Manifest, damaged_manifests, list_manifests,
-                                                   load_manifest, new_backup_id, save_manifest)
+from autonomous.resilience.backup_manifest import (
+    Manifest,
+    damaged_manifests,
+    list_manifests,
+    load_manifest,
+    new_backup_id,
+    save_manifest,
+)
 from autonomous.resilience.backup_restore import restore_manifest, verify_manifest
 from autonomous.resilience.backup_retention import prune
 from autonomous.resilience.drill import run_drill_service

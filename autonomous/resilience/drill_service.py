@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     body = json.dumps(report, default=str).encode()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server API
+        def do_GET(self) -> None:
             code = status if self.path == "/health" else 404
             self.send_response(code)
             self.send_header("content-type", "application/json")

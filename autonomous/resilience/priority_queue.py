@@ -1,8 +1,8 @@
 """A bounded, asyncio-native priority queue with aging and lowest-first shedding.
 
 Four levels, ``CRITICAL`` (0) … ``LOW`` (3). ``dequeue`` returns the item with the best
-*effective* priority: its level minus one per ``aging_seconds`` waited (never better than
-CRITICAL), first in first out among equals — so LOW is not starved under steady HIGH load.
+*effective* priority: its level minus one per ``aging_seconds`` waited (up to HIGH: aging
+never competes with CRITICAL), first in first out among equals — so LOW is not starved under steady HIGH load.
 When the queue is full, ``enqueue`` sheds the newest item of the worst level that is worse
 than the newcomer; if there is none the newcomer itself is shed. ``reorder_on_emergency``
 promotes items tagged critical and drops items whose tags survival mode disabled.
@@ -23,7 +23,7 @@ from typing import Any
 
 from autonomous.core.clock import Clock
 
-__all__ = ["Priority", "QueueItem", "EnqueueResult", "PriorityQueue", "percentiles"]
+__all__ = ["EnqueueResult", "Priority", "PriorityQueue", "QueueItem", "percentiles"]
 
 
 class Priority(IntEnum):
@@ -33,7 +33,7 @@ class Priority(IntEnum):
     LOW = 3
 
     @classmethod
-    def parse(cls, value: str | int | "Priority") -> "Priority":
+    def parse(cls, value: str | int | Priority) -> Priority:
         """``"high"``, ``"HIGH"``, ``1`` or ``Priority.HIGH`` → ``Priority.HIGH``."""
         if isinstance(value, Priority):
             return value
@@ -135,9 +135,12 @@ class PriorityQueue:
         return None
 
     def effective_priority(self, item: QueueItem, now: float | None = None) -> int:
-        """Level minus one per ``aging_seconds`` waited, never better than CRITICAL."""
+        """Level minus one per ``aging_seconds`` waited. Aging lifts an item up to HIGH, never
+        into CRITICAL: an old HIGH request must not delay a fresh CRITICAL one."""
+        if item.priority == Priority.CRITICAL:
+            return 0
         waited = (self.clock.monotonic() if now is None else now) - item.enqueued_at
-        return max(0, int(item.priority) - int(waited // self.aging_seconds))
+        return max(1, int(item.priority) - int(waited // self.aging_seconds))
 
     def dequeue_nowait(self) -> QueueItem | None:
         """The waiting item with the best effective priority (FIFO among equals), or None."""

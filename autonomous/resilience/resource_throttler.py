@@ -18,8 +18,13 @@ from typing import Any
 from autonomous.core.clock import Clock
 from autonomous.resilience.priority_queue import Priority, percentiles
 
-__all__ = ["ResourceReading", "read_system_resources", "Gcra", "ThrottleDecision",
-           "ResourceThrottler"]
+__all__ = [
+    "Gcra",
+    "ResourceReading",
+    "ResourceThrottler",
+    "ThrottleDecision",
+    "read_system_resources",
+]
 
 _RESOURCES = ("cpu_percent", "ram_percent", "gpu_percent")
 
@@ -37,26 +42,36 @@ class ResourceReading:
         return getattr(self, name)
 
 
-def read_system_resources() -> ResourceReading:
-    """CPU (since the previous call) and RAM from psutil; GPU utilisation from NVML if any."""
-    import psutil
+_NVML: dict[str, Any] = {}  # "error" once NVML failed to initialise in this process
 
-    missing: dict[str, str] = {}
-    gpu: float | None = None
+
+def _gpu_percent() -> tuple[float | None, str | None]:
+    if "error" in _NVML:
+        return None, _NVML["error"]
     try:
         import pynvml
 
-        pynvml.nvmlInit()
+        if not _NVML.get("ready"):
+            pynvml.nvmlInit()
+            _NVML["ready"] = True
         count = pynvml.nvmlDeviceGetCount()
         utils = [pynvml.nvmlDeviceGetUtilizationRates(pynvml.nvmlDeviceGetHandleByIndex(i)).gpu
                  for i in range(count)]
-        gpu = float(max(utils)) if utils else None
-        if gpu is None:
-            missing["gpu_percent"] = "NVML reports no GPU"
     except Exception as exc:  # noqa: BLE001 - any NVML failure means "no GPU reading"
-        missing["gpu_percent"] = f"no NVIDIA GPU reading: {type(exc).__name__}"
+        _NVML["error"] = f"no NVIDIA GPU reading: {type(exc).__name__}"
+        return None, _NVML["error"]
+    return (float(max(utils)), None) if utils else (None, "NVML reports no GPU")
+
+
+def read_system_resources() -> ResourceReading:
+    """CPU (since the previous call) and RAM from psutil; GPU utilisation from NVML if any
+    (an NVML that failed to start is not retried in this process)."""
+    import psutil
+
+    gpu, why = _gpu_percent()
     return ResourceReading(float(psutil.cpu_percent(interval=None)),
-                           float(psutil.virtual_memory().percent), gpu, missing)
+                           float(psutil.virtual_memory().percent), gpu,
+                           {"gpu_percent": why} if why else {})
 
 
 class Gcra:

@@ -28,7 +28,7 @@ import httpx
 from autonomous.core.clock import Clock, iso
 from autonomous.core.events import EventBus
 
-__all__ = ["SurvivalMode", "KV_KEY"]
+__all__ = ["KV_KEY", "SurvivalMode"]
 
 KV_KEY = "survival"
 
@@ -116,7 +116,7 @@ class SurvivalMode:
                     if off:
                         r = await client.put(url, json={"features": {f: False for f in off}})
                         r.raise_for_status()
-                except (httpx.HTTPError, ValueError) as exc:
+                except (httpx.HTTPError, ValueError, TypeError) as exc:
                     state["errors"].append(f"features of {name} ({url}): "
                                            f"{type(exc).__name__}: {exc}")
                     continue
@@ -138,7 +138,7 @@ class SurvivalMode:
                 url = f"http://{spec.host}:{spec.port}{spec.features.endpoint}"
                 try:
                     current = _flags((await client.get(url)).raise_for_status().json())
-                except (httpx.HTTPError, ValueError):
+                except (httpx.HTTPError, ValueError, TypeError):
                     continue
                 on = sorted(f for f, v in current.items() if v and f not in spec.features.core)
                 if on:
@@ -222,5 +222,5 @@ def _flags(body: Any) -> dict[str, bool]:
     if isinstance(body, dict) and isinstance(body.get("features"), dict):
         body = body["features"]
     if not isinstance(body, dict):
-        raise ValueError(f"feature endpoint answered {type(body).__name__}, expected an object")
+        raise TypeError(f"feature endpoint answered {type(body).__name__}, expected an object")
     return {str(k): bool(v) for k, v in body.items()}

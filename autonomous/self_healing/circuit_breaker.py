@@ -25,8 +25,13 @@ from collections.abc import Awaitable, Callable
 from enum import Enum
 from typing import Any, TypeVar
 
-__all__ = ["CircuitState", "CircuitOpenError", "CircuitBreaker", "circuit_breaker",
-           "Listener"]
+__all__ = [
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "CircuitState",
+    "Listener",
+    "circuit_breaker",
+]
 
 T = TypeVar("T")
 

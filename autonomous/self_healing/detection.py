@@ -37,6 +37,7 @@ class Detector:
         self.supervisor = supervisor
         self.policy = policy
         self.recent: dict[str, deque[dict[str, Any]]] = {}
+        self.proven: dict[str, Any] = {}  # service → pid that answered a probe
 
     def _report(self, service: str, source: str, message: str, **context: Any) -> ErrorReport:
         return ErrorReport(service, source, message, context=context,
@@ -69,6 +70,10 @@ class Detector:
         """Feed one liveness result to the service breaker; report when it opens."""
         d = ev.data
         name = d["service"]
+        if d.get("ok"):
+            self.proven[name] = d.get("pid")
+        elif self.proven.get(name) != d.get("pid"):
+            return "", None  # still starting: the liveness threshold judges that, not the breaker
         window = self.recent.setdefault(name, deque(maxlen=_WINDOW))
         window.append(d)
         b = self.breakers.service(name)
@@ -105,9 +110,9 @@ class Detector:
                                "max_latency_ms": max(lat) if lat else None}
         if errors and len(errors) >= max(len(slow), len(dead)):
             last = errors[-1]
-            return "errors", f"{len(errors)} of {len(items)} probes answered HTTP " \
-                             f"{last['status_code']}", {**ctx, "status_code": last["status_code"],
-                                                        "probe_error": last.get("error")}
+            msg = f"{len(errors)} of {len(items)} probes answered HTTP {last['status_code']}"
+            return "errors", msg, {**ctx, "status_code": last["status_code"],
+                                   "probe_error": last.get("error")}
         if slow and len(slow) >= len(dead):
             return "slow", f"{len(slow)} of {len(items)} probes slower than {slow_s:g}s", ctx
         last_err = dead[-1].get("error") if dead else None

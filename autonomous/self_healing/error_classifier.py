@@ -15,14 +15,19 @@ from collections.abc import Callable
 from typing import Any
 
 from autonomous.core.clock import Clock
-from autonomous.self_healing.model import Classification, ErrorReport, ErrorType, \
-    RecoveryStrategy, Severity
+from autonomous.self_healing.model import (
+    Classification,
+    ErrorReport,
+    ErrorType,
+    RecoveryStrategy,
+    Severity,
+)
 from autonomous.self_healing.signatures import error_signature
 from autonomous.store import Store
 
-__all__ = ["ErrorClassifier", "signature_of", "match_rule"]
+__all__ = ["ErrorClassifier", "match_rule", "signature_of"]
 
-_ERRORISH = re.compile(r"error|exception|traceback|fatal|failed|refused|killed", re.I)
+_ERRORISH = re.compile(r"error|exception|traceback|fatal|failed|refused|killed", re.IGNORECASE)
 
 
 def _detail(ctx: dict[str, Any]) -> str:
@@ -66,14 +71,14 @@ def match_rule(when: dict[str, Any], exception: BaseException | None,
     """Whether every condition given in ``when`` holds for this failure."""
     checks: list[tuple[str, Callable[[Any], bool]]] = [
         ("source", lambda v: ctx.get("source") in v),
-        ("text", lambda v: re.search(v, _haystack(exception, ctx), re.I) is not None),
+        ("text", lambda v: re.search(v, _haystack(exception, ctx), re.IGNORECASE) is not None),
         ("exception", lambda v: exception is not None and bool(
             {c.__name__ for c in type(exception).__mro__} & set(v))),
         ("exit_code", lambda v: ctx.get("exit_code") in v),
         ("signal", lambda v: ctx.get("signal") in v),
         ("status_min", lambda v: (ctx.get("status_code") or 0) >= v),
         ("status_max", lambda v: ctx.get("status_code") is not None and ctx["status_code"] <= v),
-        ("probe_error", lambda v: re.search(v, str(ctx.get("probe_error") or ""), re.I)
+        ("probe_error", lambda v: re.search(v, str(ctx.get("probe_error") or ""), re.IGNORECASE)
          is not None),
     ]
     for key, check in checks:

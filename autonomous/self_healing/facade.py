@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from autonomous.core.errors import NotFound, ValidationFailed, Problem
+from autonomous.core.errors import NotFound, Problem, ValidationFailed
 from autonomous.self_healing.healing_orchestrator import HealingOrchestrator
-from autonomous.self_healing.model import STRATEGY_ACTION, STRATEGY_HELP, ErrorType, \
-    RecoveryStrategy
+from autonomous.self_healing.model import (
+    STRATEGY_ACTION,
+    STRATEGY_HELP,
+    ErrorType,
+    RecoveryStrategy,
+)
 
-__all__ = ["HealingFacade", "OVERRIDE_ACTIONS"]
+__all__ = ["OVERRIDE_ACTIONS", "HealingFacade"]
 
 OVERRIDE_ACTIONS = ("pause", "resume", "force_strategy", "clear_strategy", "release", "restore",
                     "reset_breaker")
@@ -109,6 +113,6 @@ class HealingFacade:
         return {"recurring": m.get_recurring_errors(),
                 "preventive_actions": m.generate_preventive_actions()}
 
-    def breaker(self, name: str):  # noqa: ANN201 - CircuitBreaker, for other subsystems
+    def breaker(self, name: str):
         """A named breaker from policy (e.g. the NEXUS heartbeat's)."""
         return self.orch.breakers.get(name)

@@ -31,8 +31,12 @@ from autonomous.self_healing.error_classifier import ErrorClassifier
 from autonomous.self_healing.failure_memory import FailureMemory
 from autonomous.self_healing.history import HealingHistory
 from autonomous.self_healing.incident import Incident
-from autonomous.self_healing.model import STRATEGY_ACTION, ErrorReport, RecoveryStrategy, \
-    StrategyResult
+from autonomous.self_healing.model import (
+    STRATEGY_ACTION,
+    ErrorReport,
+    RecoveryStrategy,
+    StrategyResult,
+)
 from autonomous.self_healing.recovery_strategies import RecoveryStrategies
 from autonomous.self_healing.service_state import ServiceState, StateStore
 from autonomous.self_healing.verify import HealthCheck, process_stopped
@@ -127,7 +131,7 @@ class HealingOrchestrator:
                             forced: RecoveryStrategy | None = None) -> Incident | None:
         """Run the pipeline for one detected failure (None if a heal is already running)."""
         st = self.state(report.service)
-        if st.busy:
+        if st.busy or (forced is None and self._recently_escalated(st, report)):
             return None
         st.busy = True
         try:
@@ -140,6 +144,15 @@ class HealingOrchestrator:
             return inc
         finally:
             st.busy = False
+
+    def _recently_escalated(self, st: ServiceState, report: ErrorReport) -> bool:
+        """A human was alerted for this service and it did not recover yet: probe-driven
+        reports are not new incidents (exits still count for the restart budget) until
+        ``alerts.dedup_seconds`` passed."""
+        if st.escalated_at is None or report.source in ("exit", "manual", "exception"):
+            return False
+        return self.ctx.clock.monotonic() - st.escalated_at < \
+            self.policy()["alerts"]["dedup_seconds"]
 
     async def _open(self, report: ErrorReport, forced: RecoveryStrategy | None) -> Incident:
         evidence = await self._evidence(report)
@@ -311,7 +324,7 @@ class HealingOrchestrator:
                                      "keeps failing to heal)", {"breaker": "OPEN"})
             except _Failed as exc:
                 res = exc.result
-            except Exception as exc:  # noqa: BLE001 - a strategy crashing is a failed attempt
+            except Exception as exc:
                 log.exception("%s of %s crashed", strategy.value, inc.service)
                 res = StrategyResult(strategy, False, f"{type(exc).__name__}: {exc}")
         self._attempt(inc, res, gate, self.ctx.clock.monotonic() - t0)
@@ -389,6 +402,7 @@ class HealingOrchestrator:
         self._save(inc, state, message)
         st = self.state(inc.service)
         st.open_incident = inc.id if state in ("escalated", "failed") else None
+        st.escalated_at = self.ctx.clock.monotonic() if st.open_incident else None
         if state == "healed" and not (st.degraded or st.fallback):
             self.alerts.resolve(inc.service, f"healed by {used}")
         self.pending.pop(inc.id, None)
@@ -438,7 +452,7 @@ class HealingOrchestrator:
             tick = self.policy()["detection"]["tick_seconds"]
             try:
                 ev = await asyncio.wait_for(self._sub.get(), timeout=tick)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 ev = None
             try:
                 while ev is not None:
@@ -446,7 +460,7 @@ class HealingOrchestrator:
                     ev = self._sub.get_nowait()
                 if self.ctx.clock.monotonic() - self._last_tick >= tick:
                     await self.tick()
-            except Exception:  # noqa: BLE001 - the healer must outlive its own bugs
+            except Exception:
                 log.exception("healing loop iteration failed")
 
     def on_event(self, ev: Any) -> None:
@@ -463,7 +477,9 @@ class HealingOrchestrator:
         elif topic == "service.probe":
             self._on_probe(ev)
         elif topic == "service.healthy":
-            self.state(d["service"]).healthy_since = self.ctx.clock.monotonic()
+            st = self.state(d["service"])
+            st.healthy_since = self.ctx.clock.monotonic()
+            st.escalated_at = st.open_incident = None
 
     def _on_probe(self, ev: Any) -> None:
         verdict, report = self.detector.feed_probe(ev)
@@ -472,8 +488,10 @@ class HealingOrchestrator:
         if report is not None and not ((st.degraded or st.fallback) and
                                        report.source in ("slow", "errors")):
             self.spawn(self.handle_report(report))
-        elif verdict == "closed" and (st.degraded is not None or st.fallback):
-            self.spawn(self.restore(name))
+        elif verdict == "closed":
+            st.escalated_at = st.open_incident = None
+            if st.degraded is not None or st.fallback:
+                self.spawn(self.restore(name))
 
     async def _if_dependency_down(self, report: ErrorReport) -> None:
         with contextlib.suppress(LookupError):
@@ -545,8 +563,8 @@ class HealingOrchestrator:
             self.save_state(st)
             self.alerts.resolve(name, "recovered: full service restored")
             about = self.ctx.graph.ensure("resource", f"Service/{name}")
-            self.ctx.graph.record_chain([("outcome", f"{name} recovered: degraded mode and "
-                                          "fallback undone", done)], context={"about": about})
+            label = f"{name} recovered: degraded mode and fallback undone"
+            self.ctx.graph.record_chain([("outcome", label, done)], context={"about": about})
             self.ctx.bus.publish("healing.restored", service=name, **done)
             return {"restored": True, **done}
         finally:

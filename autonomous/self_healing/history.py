@@ -16,7 +16,7 @@ from typing import Any
 from autonomous.core.clock import Clock, iso
 from autonomous.store import Store
 
-__all__ = ["HealingHistory", "FINAL_STATES"]
+__all__ = ["FINAL_STATES", "HealingHistory"]
 
 FINAL_STATES = ("healed", "failed", "escalated", "rejected", "dry_run", "skipped")
 

@@ -12,8 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from autonomous.learning.knowledge_graph import KnowledgeGraph
-from autonomous.self_healing.model import Classification, ErrorReport, RecoveryStrategy, \
-    StrategyResult
+from autonomous.self_healing.model import (
+    Classification,
+    ErrorReport,
+    RecoveryStrategy,
+    StrategyResult,
+)
 
 __all__ = ["Incident"]
 
@@ -57,8 +61,8 @@ class Incident:
         self.nodes = g.record_chain(
             [("error", f"{self.service}: {self.report.message}",
               {"incident": self.id, "source": self.report.source, **self.evidence}),
-             ("decision", f"heal {self.service}: {c.error_type.value} → "
-                          f"{' / '.join(s.value for s in self.ladder) or 'nothing to do'}",
+             ("decision", (f"heal {self.service}: {c.error_type.value} → "
+                           f"{' / '.join(s.value for s in self.ladder) or 'nothing to do'}"),
               {"incident": self.id, **c.as_dict(), "suggestion": self.suggestion,
                "controller": "healing"})],
             context=ctx)

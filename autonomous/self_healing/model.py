@@ -10,8 +10,16 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, NamedTuple
 
-__all__ = ["ErrorType", "Severity", "RecoveryStrategy", "STRATEGY_ACTION", "STRATEGY_HELP",
-           "Classification", "ErrorReport", "StrategyResult"]
+__all__ = [
+    "STRATEGY_ACTION",
+    "STRATEGY_HELP",
+    "Classification",
+    "ErrorReport",
+    "ErrorType",
+    "RecoveryStrategy",
+    "Severity",
+    "StrategyResult",
+]
 
 
 class ErrorType(str, Enum):

@@ -246,7 +246,7 @@ class RecoveryStrategies:
         body = resp.json()
         flags = body.get("features", body) if isinstance(body, dict) else None
         if not isinstance(flags, dict):
-            raise ValueError(f"GET answered {body!r}, not a feature map")
+            raise ValueError(f"GET answered {body!r}, not a feature map")  # noqa: TRY004
         return {str(k): bool(v) for k, v in flags.items()}
 
     async def _put_features(self, url: str, flags: dict[str, bool]) -> dict[str, bool]:

@@ -20,7 +20,7 @@ from typing import Any
 from autonomous.core.clock import Clock, iso
 from autonomous.store import Store
 
-__all__ = ["ServiceState", "StateStore", "PHASES"]
+__all__ = ["PHASES", "ServiceState", "StateStore"]
 
 PHASES = ("normal", "backoff", "isolated")
 
@@ -40,6 +40,7 @@ class ServiceState:
     reason: str = ""
     busy: bool = False
     open_incident: str | None = None  # history id of the unresolved incident
+    escalated_at: float | None = None  # monotonic time a human was last alerted
 
     def count_restart(self, now: float, window: float) -> int:
         """Add a restart at ``now`` and return the restarts inside the window."""

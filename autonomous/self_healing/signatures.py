@@ -9,24 +9,24 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["normalise", "error_signature", "similarity", "tokens", "MAX_TEXT"]
+__all__ = ["MAX_TEXT", "error_signature", "normalise", "similarity", "tokens"]
 
 MAX_TEXT = 160
 
 _RULES: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I),
+    (re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.IGNORECASE),
      "<uuid>"),
-    (re.compile(r"\b0x[0-9a-f]+\b", re.I), "<addr>"),
+    (re.compile(r"\b0x[0-9a-f]+\b", re.IGNORECASE), "<addr>"),
     (re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?\b"), "<ip>"),
-    (re.compile(r"\blocalhost:\d+\b", re.I), "localhost:<port>"),
+    (re.compile(r"\blocalhost:\d+\b", re.IGNORECASE), "localhost:<port>"),
     (re.compile(r"(?:[A-Za-z]:)?(?:/[\w.\-+@~]+){2,}/?"), "<path>"),
-    (re.compile(r"\b[0-9a-f]{12,}\b", re.I), "<id>"),
+    (re.compile(r"\b[0-9a-f]{12,}\b", re.IGNORECASE), "<id>"),
     (re.compile(r"'[^']{0,200}'|\"[^\"]{0,200}\""), "<str>"),
     (re.compile(r"(?<![A-Za-z_<])[-+]?\d+(?:\.\d+)?"), "<n>"),
     (re.compile(r"\s+"), " "),
 )
 
-_TOKEN = re.compile(r"<\w+>|[a-z_]+", re.I)
+_TOKEN = re.compile(r"<\w+>|[a-z_]+", re.IGNORECASE)
 
 
 def normalise(text: str) -> str:

@@ -168,7 +168,7 @@ class HealthCheck:
         try:
             _, writer = await asyncio.wait_for(asyncio.open_connection(dep.host, dep.port),
                                                min(timeout, dep.timeout_seconds))
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             return False
         writer.close()
         return True

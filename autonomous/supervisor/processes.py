@@ -77,6 +77,7 @@ class ProcessSupervisor:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.procs: dict[str, ProcessInfo] = {}
         self._waiters: dict[str, asyncio.Task[None]] = {}
+        self._starting: set[str] = set()
 
     # -- start / stop ------------------------------------------------------------------------
     async def start(self, name: str, argv: list[str], *, cwd: Path | None = None,
@@ -85,6 +86,16 @@ class ProcessSupervisor:
         if current is not None and current.running:
             raise RuntimeError(f"service {name!r} is already running (pid {current.pid}); "
                                "stop it first")
+        if name in self._starting:
+            raise RuntimeError(f"service {name!r} is being started by another caller")
+        self._starting.add(name)
+        try:
+            return await self._spawn(name, argv, cwd=cwd, env=env, spec_hash=spec_hash)
+        finally:
+            self._starting.discard(name)
+
+    async def _spawn(self, name: str, argv: list[str], *, cwd: Path | None,
+                     env: dict[str, str] | None, spec_hash: str) -> ProcessInfo:
         full_env = {**os.environ, **(env or {}), "ATLAS_SERVICE_NAME": name,
                     "PYTHONUNBUFFERED": "1"}
         logf = open(self.log_path(name), "ab", buffering=0)  # noqa: SIM115 - child owns a dup

@@ -12,7 +12,7 @@ from autonomous.resources.kinds.service import ServiceSpec
 from autonomous.self_healing.healing_orchestrator import HealingOrchestrator
 from autonomous.testing import make_context
 
-__all__ = ["AutoClock", "FakeServices", "spec", "healing_context"]
+__all__ = ["AutoClock", "FakeServices", "healing_context", "spec"]
 
 _pids = itertools.count(40000)
 

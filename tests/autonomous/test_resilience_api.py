@@ -106,7 +106,7 @@ def api(ctx):
 
 
 def test_queue_and_throttling_endpoints(api):
-    ctx, c = api
+    _ctx, c = api
     q = c.get("/api/resilience/queue").json()
     assert q["installed"] and set(q["levels"]) == {"CRITICAL", "HIGH", "MEDIUM", "LOW"}
     t = c.get("/api/resilience/throttling").json()

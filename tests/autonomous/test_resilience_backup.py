@@ -84,7 +84,7 @@ def test_restore_is_byte_identical_with_modes_times_and_links(env):
 
 
 def test_dedup_full_and_incremental(env):
-    tmp, src, dr = env
+    _tmp, src, dr = env
     full = dr.create_full_backup("p", SPEC)["stats"]
     # copy.bin duplicates random.bin: its chunks are stored once
     assert full["new_bytes"] < full["bytes"] - 190_000
@@ -110,7 +110,7 @@ def test_incompressible_chunks_are_stored_raw(env):
 
 
 def test_corrupt_chunk_is_named_by_verify_and_restore_refuses(env):
-    tmp, src, dr = env
+    tmp, _src, dr = env
     b = dr.create_full_backup("p", SPEC)
     m = dr.get(b["id"])
     victim = next(e for e in m.entries if e.path == "src/log.txt").chunks[0]
@@ -263,7 +263,7 @@ def test_prune_forgets_backups_and_deletes_only_unreferenced_chunks(env):
 
 
 def test_drill_passes_on_a_good_backup_and_fails_when_the_service_is_unhealthy(env):
-    tmp, src, dr = env
+    _tmp, _src, dr = env
     b = dr.create_full_backup("p", SPEC)
     rep = dr.test_disaster_recovery(b["id"], DRILL)
     assert rep["ok"], rep

@@ -12,8 +12,12 @@ import autonomous.self_healing.circuit_breaker as cb_mod
 from autonomous.core.clock import FakeClock
 from autonomous.core.events import EventBus
 from autonomous.self_healing.breakers import BreakerRegistry
-from autonomous.self_healing.circuit_breaker import CircuitBreaker, CircuitOpenError, \
-    CircuitState, circuit_breaker
+from autonomous.self_healing.circuit_breaker import (
+    CircuitBreaker,
+    CircuitOpenError,
+    CircuitState,
+    circuit_breaker,
+)
 
 
 def boom() -> None:
@@ -221,7 +225,7 @@ def test_bad_parameters_are_refused():
 
 
 def test_registry_persists_open_state(ctx):
-    policy = lambda: ctx.policy()["healing"]  # noqa: E731
+    policy = lambda: ctx.policy()["healing"]
     reg = BreakerRegistry(ctx.store, EventBus(), ctx.clock, policy)
     b = reg.heal("nexus")
     b.force_open()

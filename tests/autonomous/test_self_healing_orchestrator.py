@@ -113,7 +113,7 @@ async def test_crash_loop_backs_off_isolates_alerts_then_slow_retry_recovers(tmp
 
 
 async def test_restarts_of_a_hung_service_count_against_the_budget(tmp_path):
-    ctx, fake, orch = healing_context(tmp_path, {"nexus": spec(core=True)},
+    _ctx, fake, orch = healing_context(tmp_path, {"nexus": spec(core=True)},
                                       policy_edit=GROWTH_SMALL_BUDGET)
     for _ in range(3):
         await orch.handle_error("nexus", source="unhealthy", strategy="RESTART_SERVICE",
@@ -123,7 +123,7 @@ async def test_restarts_of_a_hung_service_count_against_the_budget(tmp_path):
 
 
 async def test_hung_process_in_stopped_state_is_restarted(stack):
-    ctx, fake, orch = stack
+    _ctx, fake, orch = stack
     proc = subprocess.Popen(["sleep", "60"])
     try:
         proc.send_signal(signal.SIGSTOP)
@@ -146,7 +146,7 @@ async def test_hung_process_in_stopped_state_is_restarted(stack):
 
 
 async def test_dependency_down_never_restarts_the_dependant(stack):
-    ctx, fake, orch = stack
+    _ctx, fake, orch = stack
     fake.kill("nexus")
     row = await orch.handle_error("robot", source="unhealthy", context={"running": True})
     assert row["error_type"] == "DEPENDENCY" and row["state"] == "escalated"
@@ -195,7 +195,7 @@ async def test_rejected_proposal_moves_down_the_ladder(tmp_path):
 
 
 async def test_emergency_stop_heals_only_core_services(tmp_path):
-    ctx, fake, orch = healing_context(tmp_path, {"nexus": spec(core=True),
+    _ctx, fake, orch = healing_context(tmp_path, {"nexus": spec(core=True),
                                                  "robot": spec(core=False)},
                                       mode="emergency_stop")
     for name in ("nexus", "robot"):
@@ -219,13 +219,13 @@ spec:
     governance:
       actions: {restart: dry_run}
 """
-    ctx, fake, orch = healing_context(tmp_path, {"nexus": spec(core=True)}, policy_edit=edit)
+    _ctx, fake, orch = healing_context(tmp_path, {"nexus": spec(core=True)}, policy_edit=edit)
     row = await orch.handle_error("nexus", strategy="RESTART_SERVICE")
     assert row["state"] == "dry_run" and fake.calls == []
 
 
 async def test_heal_breaker_stops_hammering_a_service(stack):
-    ctx, fake, orch = stack
+    _ctx, fake, orch = stack
     fake.crash_on_start.add("nexus")
     for _ in range(3):  # failure_threshold of healing.breaker
         row = await orch.handle_error("nexus", strategy="RESTART_SERVICE")
@@ -237,7 +237,7 @@ async def test_heal_breaker_stops_hammering_a_service(stack):
 
 
 async def test_paused_by_human_is_skipped_and_forced_strategy_goes_first(stack):
-    ctx, fake, orch = stack
+    _ctx, fake, orch = stack
     orch.state("nexus").paused_by_human = True
     pid = fake.procs["nexus"]["pid"]
     fake.kill("nexus")
@@ -254,7 +254,7 @@ async def test_paused_by_human_is_skipped_and_forced_strategy_goes_first(stack):
 
 
 async def test_memory_suggestion_reorders_the_ladder(stack):
-    ctx, fake, orch = stack
+    _ctx, _fake, orch = stack
     first = await orch.handle_error("nexus", source="unresponsive",
                                     context={"running": True, "probe_error": "HTTP 418"})
     assert first["attempts"][0]["strategy"] == "RETRY"
@@ -284,7 +284,7 @@ async def test_memory_over_limit_is_a_resource_fault_and_restarted(tmp_path):
 
 
 async def test_retry_with_backoff_grows_its_delays_within_budget(stack):
-    ctx, fake, orch = stack
+    ctx, _fake, orch = stack
     tries = []
 
     async def flaky() -> bool:
@@ -325,7 +325,7 @@ async def test_state_survives_a_new_orchestrator(tmp_path):
 
 
 def test_stats_per_type(stack):
-    ctx, fake, orch = stack
+    _ctx, _fake, orch = stack
     asyncio.run(orch.handle_error("nexus", strategy="RESTART_SERVICE"))
     stats = orch.get_healing_stats()
     t = stats["by_type"]["TRANSIENT"]

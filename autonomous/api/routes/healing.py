@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from autonomous.api.deps import Actor, Ctx, subsystem
 from autonomous.core.clock import iso
 
-__all__ = ["router", "TriggerBody", "OverrideBody"]
+__all__ = ["OverrideBody", "TriggerBody", "router"]
 
 router = APIRouter(prefix="/api/healing", tags=["healing"])
 

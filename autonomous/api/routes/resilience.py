@@ -13,7 +13,7 @@ from autonomous.core.clock import iso
 from autonomous.core.errors import Conflict, Refused
 from autonomous.resilience.backup_restore import RestoreRefused, UnsafeBackup
 
-__all__ = ["router", "SurvivalBody", "BackupBody", "RestoreBody"]
+__all__ = ["BackupBody", "RestoreBody", "SurvivalBody", "router"]
 
 router = APIRouter(prefix="/api/resilience", tags=["resilience"])
 T = TypeVar("T")

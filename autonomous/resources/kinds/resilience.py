@@ -7,8 +7,14 @@ from pydantic import Field, field_validator
 
 from autonomous.resources.base import Strict
 
-__all__ = ["BackupPlanSpec", "ScheduleSpec", "RetentionSpec", "DrillSpec",
-           "SurvivalProfileSpec", "KINDS"]
+__all__ = [
+    "KINDS",
+    "BackupPlanSpec",
+    "DrillSpec",
+    "RetentionSpec",
+    "ScheduleSpec",
+    "SurvivalProfileSpec",
+]
 
 
 class ScheduleSpec(Strict):

@@ -14,11 +14,27 @@ from pydantic import Field, field_validator, model_validator
 from autonomous.resources.base import Strict
 from autonomous.resources.policy.core import BackoffPolicy
 
-__all__ = ["ERROR_TYPES", "STRATEGIES", "SEVERITIES", "SOURCES", "BreakerPolicy",
-           "FailureRatePolicy", "RuleMatch", "ClassificationRule", "ClassificationPolicy",
-           "RetryPolicy", "VerifyPolicy", "RestartBudgetPolicy", "CrashLoopPolicy",
-           "IsolationPolicy", "DetectionPolicy", "MemoryPolicy", "AlertPolicy",
-           "HealingPolicy", "SECTIONS"]
+__all__ = [
+    "ERROR_TYPES",
+    "SECTIONS",
+    "SEVERITIES",
+    "SOURCES",
+    "STRATEGIES",
+    "AlertPolicy",
+    "BreakerPolicy",
+    "ClassificationPolicy",
+    "ClassificationRule",
+    "CrashLoopPolicy",
+    "DetectionPolicy",
+    "FailureRatePolicy",
+    "HealingPolicy",
+    "IsolationPolicy",
+    "MemoryPolicy",
+    "RestartBudgetPolicy",
+    "RetryPolicy",
+    "RuleMatch",
+    "VerifyPolicy",
+]
 
 ERROR_TYPES = ("TRANSIENT", "CONFIGURATION", "RESOURCE", "DEPENDENCY", "FATAL")
 STRATEGIES = ("RETRY", "RESTART_SERVICE", "RESTART_ALL", "ROLLBACK", "FALLBACK", "DEGRADE",
@@ -181,7 +197,7 @@ class HealingPolicy(Strict):
     history_max_rows: int = Field(ge=1)
 
     @model_validator(mode="after")
-    def _every_type(self) -> "HealingPolicy":
+    def _every_type(self) -> HealingPolicy:
         missing = [t for t in ERROR_TYPES if t not in self.strategies]
         if missing:
             raise ValueError(f"strategies: missing ladder for {', '.join(missing)}; every error "

@@ -13,10 +13,24 @@ from pydantic import Field, field_validator, model_validator
 
 from autonomous.resources.base import Strict
 
-__all__ = ["PRIORITY_NAMES", "RouteRule", "AdmissionPolicy", "QueuePolicy", "ConcurrencyPolicy",
-           "AimdPolicy", "RateLimit", "RateLimits", "GateLevels", "GatesPolicy",
-           "SurvivalThresholds", "AutoSurvivalPolicy", "SurvivalPolicy", "BackupEnginePolicy",
-           "ResiliencePolicy", "SECTIONS"]
+__all__ = [
+    "PRIORITY_NAMES",
+    "SECTIONS",
+    "AdmissionPolicy",
+    "AimdPolicy",
+    "AutoSurvivalPolicy",
+    "BackupEnginePolicy",
+    "ConcurrencyPolicy",
+    "GateLevels",
+    "GatesPolicy",
+    "QueuePolicy",
+    "RateLimit",
+    "RateLimits",
+    "ResiliencePolicy",
+    "RouteRule",
+    "SurvivalPolicy",
+    "SurvivalThresholds",
+]
 
 PRIORITY_NAMES = ("CRITICAL", "HIGH", "MEDIUM", "LOW")
 PriorityName = Literal["CRITICAL", "HIGH", "MEDIUM", "LOW"]
@@ -69,7 +83,7 @@ class ConcurrencyPolicy(Strict):
     max: int = Field(ge=1, description="AIMD never goes above")
 
     @model_validator(mode="after")
-    def _order(self) -> "ConcurrencyPolicy":
+    def _order(self) -> ConcurrencyPolicy:
         if not self.min <= self.initial <= self.max:
             raise ValueError(f"need min <= initial <= max, got {self.min}, {self.initial}, "
                              f"{self.max}")
@@ -127,7 +141,7 @@ class AutoSurvivalPolicy(Strict):
     exit_after_seconds: float = Field(ge=0, description="… sustained this long leaves it")
 
     @model_validator(mode="after")
-    def _hysteresis(self) -> "AutoSurvivalPolicy":
+    def _hysteresis(self) -> AutoSurvivalPolicy:
         for f in ("cpu_percent", "ram_percent"):
             if getattr(self.exit, f) >= getattr(self.enter, f):
                 raise ValueError(f"exit.{f} must be below enter.{f} (hysteresis), got "
@@ -158,7 +172,7 @@ class BackupEnginePolicy(Strict):
                                   "port at or above this")
 
     @model_validator(mode="after")
-    def _sizes(self) -> "BackupEnginePolicy":
+    def _sizes(self) -> BackupEnginePolicy:
         if not self.chunk_min_bytes <= self.chunk_avg_bytes <= self.chunk_max_bytes:
             raise ValueError("need chunk_min_bytes <= chunk_avg_bytes <= chunk_max_bytes")
         return self
