@@ -361,10 +361,14 @@ def admission_for_policy(policy_source: Callable[[], dict[str, Any]], *,
 def install(app: Any, ctx: Any, *,
             reader: Callable[[], ResourceReading] | None = None) -> Admission:
     """Add admission control to ``app`` (call from the app factory, before it starts) and
-    register it as ``ctx.subsystems["admission"]`` so the resilience API can report it."""
+    register it as ``ctx.subsystems["admission"]`` so the resilience API can report it.
+    Installing again on the same app only swaps the resource reader (tests use this)."""
     existing = ctx.subsystems.get("admission")
     admission = existing or Admission(lambda: ctx.policy()["resilience"], clock=ctx.clock,
                                       reader=reader or context_reader(ctx))
+    if existing is not None and reader is not None:
+        admission.throttler.set_reader(reader)
     ctx.subsystems["admission"] = admission
-    app.add_middleware(AdmissionMiddleware, admission=admission)
+    if not any(m.cls is AdmissionMiddleware for m in getattr(app, "user_middleware", [])):
+        app.add_middleware(AdmissionMiddleware, admission=admission)
     return admission

@@ -64,6 +64,7 @@ class ChunkStore:
         self.params = params
         self.dir = self.root / "chunks"
         self._known: set[str] | None = None
+        self._claimed: set[str] = set()
         self._lock = threading.Lock()
         self._local = threading.local()
 
@@ -97,8 +98,19 @@ class ChunkStore:
         """Store a chunk; returns ``(sha256, bytes written, new)``. Existing chunks are not
         rewritten (deduplication)."""
         digest = hashlib.sha256(data).hexdigest()
-        if self.has(digest):
-            return digest, 0, False
+        known = self.known()
+        with self._lock:  # claim it: two workers seeing the same new chunk write it once
+            if digest in known or digest in self._claimed:
+                return digest, 0, False
+            self._claimed.add(digest)
+        try:
+            written = self._write(digest, data)
+        finally:
+            with self._lock:
+                self._claimed.discard(digest)
+        return digest, written, True
+
+    def _write(self, digest: str, data: bytes | memoryview) -> int:
         payload = self._encode(data)
         path = self.path_of(digest)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -111,7 +123,7 @@ class ChunkStore:
         known = self.known()
         with self._lock:
             known.add(digest)
-        return digest, len(payload), True
+        return len(payload)
 
     def _compressor(self) -> zstandard.ZstdCompressor:
         c = getattr(self._local, "c", None)

@@ -144,6 +144,13 @@ class ResourceThrottler:
                 self.limit = max(c["min"], min(c["max"], self.limit))
 
     # -- readings --------------------------------------------------------------------------
+    def set_reader(self, reader: Callable[[], ResourceReading]) -> None:
+        """Swap the resource reader and forget smoothed readings taken with the old one."""
+        with self._lock:
+            self.reader = reader
+            self._read_at = -math.inf
+            self._smoothed.clear()
+
     def reading(self) -> dict[str, float | None]:
         """Smoothed (EWMA) readings, refreshed at most every ``sample_interval_seconds``."""
         gates = self.policy["gates"]

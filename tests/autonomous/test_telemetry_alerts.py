@@ -109,7 +109,7 @@ async def test_rate_rule_fires_on_rising_counter_and_resolves(env):
 
 async def test_anomaly_rule_follows_events_and_holds(env):
     ctx, ts, am, *_ = env
-    assert am.observe_event("health.anomaly", {"metric": "cpu.percent", "value": 99.0}) == 1
+    assert am.observe_event("health.finding", {"type": "anomaly", "metric": "cpu.percent", "value": 99.0}) == 1
     assert am.observe_event("service.probe", {"metric": "cpu.percent"}) == 0
     am.evaluate_rules()
     (a,) = am.active_alerts()
