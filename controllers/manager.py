@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from autonomous.context import OperatorContext
+from autonomous.core.aio import wait_or_timeout
 from controllers.base import Controller, Outcome
 from controllers.execution import Executor
 
@@ -34,6 +35,7 @@ class ControllerManager:
         self._wake: dict[str, asyncio.Event] = {}
         self._tasks: list[asyncio.Task[Any]] = []
         self._requeue: dict[str, float] = {}
+        self._stopping = False
 
     async def start(self) -> None:
         for c in self.controllers:
@@ -47,6 +49,7 @@ class ControllerManager:
             self._tasks.append(asyncio.create_task(self._relay(c, sub), name=f"watch-{c.name}"))
 
     async def stop(self) -> None:
+        self._stopping = True
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -84,10 +87,9 @@ class ControllerManager:
             requeue = self._requeue.pop(c.name, None)
             if requeue is not None:
                 delay = min(delay, requeue)
-            try:
-                await asyncio.wait_for(wake.wait(), timeout=delay)
-            except asyncio.TimeoutError:
-                pass
+            await wait_or_timeout(wake.wait(), delay)
+            if self._stopping:
+                return
             wake.clear()
 
     async def reconcile(self, c: Controller) -> list[Outcome]:

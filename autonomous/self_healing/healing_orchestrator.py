@@ -22,6 +22,7 @@ import logging
 import random
 from typing import Any
 
+from autonomous.core.aio import TIMED_OUT, wait_or_timeout
 from autonomous.self_healing.alerts import HumanAlerts
 from autonomous.self_healing.breakers import BreakerRegistry
 from autonomous.self_healing.circuit_breaker import CircuitOpenError, CircuitState
@@ -450,10 +451,8 @@ class HealingOrchestrator:
     async def _run(self) -> None:
         while True:
             tick = self.policy()["detection"]["tick_seconds"]
-            try:
-                ev = await asyncio.wait_for(self._sub.get(), timeout=tick)
-            except TimeoutError:
-                ev = None
+            got = await wait_or_timeout(self._sub.get(), tick)
+            ev = None if got is TIMED_OUT else got
             try:
                 while ev is not None:
                     self.on_event(ev)

@@ -138,14 +138,12 @@ class ProcessSupervisor:
         # a stopped (SIGSTOP) process cannot handle SIGTERM until continued
         self._signal_group(info.pid, signal.SIGCONT)
         waiter = self._waiters.get(name)
-        try:
-            if waiter is not None:
-                await asyncio.wait_for(asyncio.shield(waiter), timeout=grace)
-        except asyncio.TimeoutError:
-            log.warning("%s did not stop within %.1fs: SIGKILL", name, grace)
-            self._signal_group(info.pid, signal.SIGKILL)
-            if waiter is not None:
-                await waiter
+        if waiter is not None:
+            done, _ = await asyncio.wait({waiter}, timeout=grace)
+            if not done:
+                log.warning("%s did not stop within %.1fs: SIGKILL", name, grace)
+                self._signal_group(info.pid, signal.SIGKILL)
+                await asyncio.wait({waiter})
         self._kill_leftovers(info.pid)
         return info.returncode
 
