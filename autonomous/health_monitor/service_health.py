@@ -1,15 +1,20 @@
 """ServiceHealth: liveness, readiness, latency, error rate, throughput, uptime and dependency
 health of every declared service.
 
-Each service is probed on its own cadence (``spec.health.period_seconds``) by ``run``: a
-liveness ``GET`` of ``health.path`` and, when declared, a readiness ``GET`` of
-``health.readiness_path``. A probe fails on a non-2xx answer, a refused connection or no answer
-within ``health.timeout_seconds`` (a SIGSTOPped process accepts the connection and never
+One way to probe: when the services controller runs (``observed()`` returns its facade's
+``observed()``), liveness, readiness, consecutive failures and the probe results (its
+``probe_history``) are taken from it, and ServiceHealth sends no probe of its own. Only when no
+services controller is there (``observed()`` returns ``None``, or no ``observed`` is given)
+does ServiceHealth probe each service itself on ``spec.health.period_seconds``: a liveness
+``GET`` of ``health.path`` and, when declared, a readiness ``GET`` of ``health.readiness_path``
+(``check_service``). Either way a probe fails on a non-2xx answer, a refused connection or no
+answer within ``health.timeout_seconds`` (a SIGSTOPped process accepts the connection and never
 answers), so a hung service is seen failing liveness within ``period × failure_threshold``.
 Latency p50/p95 and the probe error rate are over the last ``window_seconds`` (policy
 ``health.services``); throughput and the request error rate come from the service's Prometheus
-``/metrics`` request counters when it exposes them. Dependencies (HTTP or TCP, declared in the
-Service spec) are checked every ``dependency_interval_seconds``.
+``/metrics`` request counters when it exposes them (scraped every
+``metrics_interval_seconds``). Dependencies (HTTP or TCP, declared in the Service spec) are
+checked every ``dependency_interval_seconds``.
 
 Service score (``calculate_service_score``), documented formula: 0 when not live; otherwise
 ``100 − latency_weight·min(1, p95/threshold) − error_weight·error_rate``, capped at 50 when not
@@ -46,23 +51,15 @@ class ServiceStatus:
 
 
 @dataclass
-class _Probe:
-    ts: float
-    kind: str  # "liveness" | "readiness"
-    ok: bool
-    latency_ms: float | None
-    error: str | None
-
-
-@dataclass
 class _State:
-    probes: deque[_Probe] = field(default_factory=lambda: deque(maxlen=2000))
+    # own probes (only without a services controller), shaped like its ``probe_history``
+    probes: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=2000))
     live: bool | None = None
     ready: bool | None = None
     failures: int = 0
     successes: int = 0
     first_probe: float | None = None
-    last: _Probe | None = None
+    last: dict[str, Any] | None = None
     scrapes: deque[tuple[float, float, float]] = field(default_factory=lambda: deque(maxlen=200))
     metrics_reason: str | None = "not scraped yet"
     last_scrape_mono: float = -1e18

@@ -1,0 +1,173 @@
+"""Healing pipeline, first half: detect → classify → consult memory → choose the strategies.
+
+``handle_error`` / ``handle_report`` take one failure, gather its evidence (process state,
+probe, logs tail, configuration change, dependencies), classify it, ask the failure memory
+for the best-measured strategy, and build the ladder of strategies to try; then they hand
+the incident to :class:`~autonomous.self_healing.heal_execution.HealingExecution`.
+Mixed into :class:`~autonomous.self_healing.healing_orchestrator.HealingOrchestrator`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from autonomous.self_healing.heal_recording import public
+from autonomous.self_healing.incident import Incident
+from autonomous.self_healing.model import ErrorReport, RecoveryStrategy
+from autonomous.self_healing.service_state import ServiceState
+from autonomous.self_healing.verify import process_stopped
+
+__all__ = ["HealingPipeline", "RESTARTS"]
+
+S = RecoveryStrategy
+RESTARTS = (S.RESTART_SERVICE, S.RESTART_ALL)
+
+
+class HealingPipeline:
+    """Detect, classify, consult memory, choose (uses the orchestrator's attributes)."""
+
+    ctx: Any
+
+    async def handle_error(self, service: str, error: BaseException | None = None,
+                           context: dict[str, Any] | None = None, *, source: str | None = None,
+                           strategy: str | None = None, message: str | None = None) \
+            -> dict[str, Any]:
+        """Heal ``service`` after ``error`` (optional): the whole pipeline; returns the
+        incident (history row). ``strategy`` forces the first strategy to try."""
+        ctx = dict(context or {})
+        src = source or ("exception" if error is not None else "manual")
+        msg = message or (f"{type(error).__name__}: {error}" if error is not None
+                          else f"healing requested ({src})")
+        report = ErrorReport(service, src, msg, error, ctx, self.ctx.clock.now(),
+                             self.ctx.clock.monotonic())
+        forced = RecoveryStrategy(strategy) if strategy else None
+        inc = await self.handle_report(report, forced=forced)
+        return inc.row() if inc is not None else {"service": service, "state": "skipped",
+                                                   "message": "a heal of this service is "
+                                                              "already in progress"}
+
+    async def handle_report(self, report: ErrorReport, *,
+                            forced: RecoveryStrategy | None = None) -> Incident | None:
+        """Run the pipeline for one detected failure (None if a heal is already running)."""
+        st = self.state(report.service)
+        if st.busy or (forced is None and self._recently_escalated(st, report)):
+            return None
+        st.busy = True
+        try:
+            inc = await self._open(report, forced)
+            skip = self._skip_reason(report.service, forced is not None)
+            if skip is not None:
+                self._finish(inc, "skipped", skip)
+                return inc
+            await self._run_ladder(inc)
+            return inc
+        finally:
+            st.busy = False
+
+    def _recently_escalated(self, st: ServiceState, report: ErrorReport) -> bool:
+        """A human was alerted for this service and it did not recover yet: probe-driven
+        reports are not new incidents (exits still count for the restart budget) until
+        ``alerts.dedup_seconds`` passed."""
+        if st.escalated_at is None or report.source in ("exit", "manual", "exception"):
+            return False
+        return self.ctx.clock.monotonic() - st.escalated_at < \
+            self.policy()["alerts"]["dedup_seconds"]
+
+    async def _open(self, report: ErrorReport, forced: RecoveryStrategy | None) -> Incident:
+        evidence = await self._evidence(report)
+        cls = self.classifier.classify_error(report.exception, evidence)
+        st = self.state(report.service)
+        forced = forced or (RecoveryStrategy(st.forced_strategy) if st.forced_strategy
+                            else None)
+        suggestion = self.memory.suggest_recovery(cls.signature,
+                                                  [s.value for s in cls.strategies])
+        ladder = self._ladder(cls.strategies, forced, suggestion, evidence, st)
+        gen = self.ctx.desired.current
+        inc = Incident(report, cls, ladder, self.ctx.governance.mode,
+                       gen.number if gen else None, public(evidence), suggestion=suggestion)
+        inc.memory_id = self.memory.record_failure(
+            cls.signature, context={**inc.evidence, "message": report.message},
+            service=report.service, error_type=cls.error_type.value)
+        inc.graph_start(self.ctx.graph)
+        self.ctx.bus.publish("healing.detected", incident=inc.id, service=report.service,
+                             source=report.source, error_type=cls.error_type.value,
+                             severity=cls.severity.value, rule=cls.rule)
+        return inc
+
+    async def _evidence(self, report: ErrorReport) -> dict[str, Any]:
+        """The context a classification needs: process state, probe, logs, config, deps."""
+        name = report.service
+        svc = self.ctx.subsystems.get("services")
+        ev: dict[str, Any] = {"service": name, "source": report.source,
+                              "message": report.message, **report.context}
+        if svc is None:
+            return ev
+        obs = svc.observed().get(name) or {}
+        last = obs.get("last_probe") or {}
+        ev.setdefault("running", bool(obs.get("running")))
+        ev.setdefault("pid", obs.get("pid"))
+        ev.setdefault("status_code", last.get("status_code"))
+        ev.setdefault("probe_error", last.get("error"))
+        ev["stopped"] = process_stopped(obs.get("pid")) if obs.get("running") else False
+        ev["log_tail"] = svc.log_tail(name, self.policy()["classification"]["log_tail_lines"])
+        ev["config_changed"] = self._config_changed(name, svc)
+        with contextlib.suppress(LookupError):
+            down = await self.check.dependencies_down(name)
+            ev["dependency_down"], ev["dependencies_down"] = bool(down), down
+        return ev
+
+    def _config_changed(self, name: str, svc: Any) -> bool:
+        """The desired revision never proved healthy while an older one did."""
+        from autonomous.supervisor.revisions import spec_hash
+
+        spec = svc.specs().get(name)
+        if spec is None:
+            return False
+        rows = self.ctx.store.query("SELECT spec_hash, known_good, blocked FROM "
+                                    "service_revisions WHERE service=?", (name,))
+        cur = spec_hash(spec)
+        mine = [r for r in rows if r["spec_hash"] == cur]
+        good = [r for r in rows if r["spec_hash"] != cur and r["known_good"] and not r["blocked"]]
+        return bool(mine and not mine[0]["known_good"] and good)
+
+    def _ladder(self, ladder: tuple[RecoveryStrategy, ...], forced: RecoveryStrategy | None,
+                suggestion: dict[str, Any] | None, ev: dict[str, Any],
+                st: ServiceState) -> list[RecoveryStrategy]:
+        """Order: forced, memory's best-measured, then the rule's ladder; without what
+        cannot apply (restarts while a dependency is down, a mitigation already active)."""
+        out: list[RecoveryStrategy] = []
+        if forced is not None:
+            out.append(forced)
+        if suggestion is not None and forced is None:
+            out.append(RecoveryStrategy(suggestion["strategy"]))
+        out += [s for s in ladder if s not in out]
+        if ev.get("dependency_down") and forced is None:
+            out = [s for s in out if s not in RESTARTS]
+        if st.degraded is not None:
+            out = [s for s in out if s is not S.DEGRADE or s is forced]
+        if st.fallback:
+            out = [s for s in out if s is not S.FALLBACK or s is forced]
+        if S.ALERT_HUMAN not in out:
+            out.append(S.ALERT_HUMAN)
+        return out
+
+    def _skip_reason(self, name: str, manual: bool) -> str | None:
+        st = self.state(name)
+        spec = None
+        with contextlib.suppress(LookupError):
+            spec = self._services().specs().get(name)
+        if spec is None:
+            return f"{name} is not a declared service (or the services subsystem is not running)"
+        if st.paused_by_human and not manual:
+            return f"auto-healing of {name} is paused by a human (POST /api/healing/override)"
+        mode = self.ctx.governance.mode
+        if mode == "emergency_stop" and not spec.core:
+            return f"emergency_stop: only core services are healed and {name} is not core"
+        survival = self.ctx.store.kv_get("survival", {}) or {}
+        if survival.get("active") and not spec.core:
+            return f"survival mode: {name} is not core and is kept stopped"
+        if st.phase != "normal" and not manual:
+            return f"{name} is in {st.phase}: the crash-loop back-off handles it"
+        return None
+

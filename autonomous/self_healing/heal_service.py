@@ -1,0 +1,174 @@
+"""The healing service: the event loop and the periodic scheduling of the engine.
+
+``start_healing_service`` subscribes to the bus (``service.``, ``approval.``, ``desired.``,
+``governance.``) and runs one loop that turns events into heals at once (exits, unhealthy
+services, failing probes, dependencies down) and, every ``detection.tick_seconds``, does the
+periodic work: policy sync of the breakers, memory-limit checks, crash-loop tries and slow
+retries of isolated services, approved proposals resumed, degraded or fallback services
+restored once healthy. Mixed into
+:class:`~autonomous.self_healing.healing_orchestrator.HealingOrchestrator`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from autonomous.core.aio import TIMED_OUT, wait_or_timeout
+from autonomous.self_healing.circuit_breaker import CircuitState
+from autonomous.self_healing.incident import Incident
+from autonomous.self_healing.model import ErrorReport, RecoveryStrategy, StrategyResult
+
+__all__ = ["HealingService"]
+
+log = logging.getLogger("atlas.healing")
+
+
+class HealingService:
+    """The engine's event loop and periodic tick (uses the orchestrator's attributes)."""
+
+    ctx: Any
+
+    async def start_healing_service(self) -> None:
+        """Listen to the bus and tick periodically until ``stop``."""
+        if self._loop_task is not None:
+            return
+        self._sub = self.ctx.bus.subscribe("service.", "approval.", "desired.", "governance.")
+        self._loop_task = asyncio.create_task(self._run(), name="healing-service")
+
+    async def stop(self) -> None:
+        """Stop the loop and every heal in flight."""
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+            self._loop_task = None
+        if self._sub is not None:
+            self._sub.close()
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.check.close()
+
+    async def _run(self) -> None:
+        while True:
+            tick = self.policy()["detection"]["tick_seconds"]
+            got = await wait_or_timeout(self._sub.get(), tick)
+            ev = None if got is TIMED_OUT else got
+            try:
+                while ev is not None:
+                    self.on_event(ev)
+                    ev = self._sub.get_nowait()
+                if self.ctx.clock.monotonic() - self._last_tick >= tick:
+                    await self.tick()
+            except Exception:
+                log.exception("healing loop iteration failed")
+
+    def on_event(self, ev: Any) -> None:
+        """Turn one bus event into heals (spawned as tasks)."""
+        topic, d = ev.topic, ev.data
+        if topic == "service.exited":
+            report = self.detector.from_exit(ev)
+            if report is not None and not self.crashloop.on_exit(report):
+                self.spawn(self.handle_report(report))
+        elif topic == "service.unhealthy":
+            self.spawn(self.handle_report(self.detector.from_unhealthy(ev)))
+        elif topic == "service.not_ready":
+            self.spawn(self._if_dependency_down(self.detector.from_not_ready(ev)))
+        elif topic == "service.probe":
+            self._on_probe(ev)
+        elif topic == "service.healthy":
+            st = self.state(d["service"])
+            st.healthy_since = self.ctx.clock.monotonic()
+            st.escalated_at = st.open_incident = None
+
+    def _on_probe(self, ev: Any) -> None:
+        verdict, report = self.detector.feed_probe(ev)
+        name = ev.data["service"]
+        st = self.state(name)
+        if report is not None and not ((st.degraded or st.fallback) and
+                                       report.source in ("slow", "errors")):
+            self.spawn(self.handle_report(report))
+        elif verdict == "closed":
+            st.escalated_at = st.open_incident = None
+            if st.degraded is not None or st.fallback:
+                self.spawn(self.restore(name))
+
+    async def _if_dependency_down(self, report: ErrorReport) -> None:
+        with contextlib.suppress(LookupError):
+            if await self.check.dependencies_down(report.service):
+                await self.handle_report(report)
+
+    async def tick(self) -> None:
+        """Periodic work: policy sync, memory limits, crash-loop tries, approvals, restores."""
+        self._last_tick = self.ctx.clock.monotonic()
+        self.breakers.sync_policy()
+        for report in self.detector.memory_reports():
+            if not self.state(report.service).busy:
+                self.spawn(self.handle_report(report))
+        await self.crashloop.tick()
+        for inc in list(self.pending.values()):
+            if not self.state(inc.service).busy:
+                self.spawn(self._resume(inc))
+        for name, st in list(self.states.items()):
+            if (st.degraded is not None or st.fallback) and not st.busy:
+                self.spawn(self._maybe_restore(name))
+
+    async def _resume(self, inc: Incident) -> None:
+        """Continue an incident whose strategy awaited approval (once decided)."""
+        st = self.state(inc.service)
+        if st.busy or inc.pending is None:
+            return
+        row = self.ctx.store.query_one("SELECT state FROM approvals WHERE id=?",
+                                       (inc.pending["id"],))
+        state = row["state"] if row else "missing"
+        if state == "pending":
+            return
+        st.busy = True
+        try:
+            if state in ("expired", "stale", "missing"):
+                self._attempt(inc, StrategyResult(RecoveryStrategy(inc.pending["strategy"]),
+                                                  False, f"approval {state}"), state, 0.0)
+                inc.pending = None
+                inc.step += 1
+            await self._run_ladder(inc)
+        finally:
+            st.busy = False
+
+    async def _maybe_restore(self, name: str) -> None:
+        b = self.breakers.service(name).get_state()
+        if b is not CircuitState.CLOSED:
+            return
+        with contextlib.suppress(LookupError):
+            if await self.check.dependencies_down(name):
+                return
+            ok, _ = await self.check.probe(name)
+            if ok:
+                await self.restore(name)
+
+    async def restore(self, name: str) -> dict[str, Any]:
+        """Undo DEGRADE and FALLBACK once the service is healthy again."""
+        st = self.state(name)
+        if st.busy:
+            return {"restored": False}
+        st.busy = True
+        try:
+            done = {}
+            if st.degraded is not None:
+                done["features"] = await self.strategies.exit_degraded_mode(name, st.degraded)
+                if done["features"]:
+                    st.degraded = None
+            if st.fallback:
+                done["fallback"] = self.strategies.deactivate_fallback(name)
+                st.fallback = False
+            self.save_state(st)
+            self.alerts.resolve(name, "recovered: full service restored")
+            about = self.ctx.graph.ensure("resource", f"Service/{name}")
+            label = f"{name} recovered: degraded mode and fallback undone"
+            self.ctx.graph.record_chain([("outcome", label, done)], context={"about": about})
+            self.ctx.bus.publish("healing.restored", service=name, **done)
+            return {"restored": True, **done}
+        finally:
+            st.busy = False
