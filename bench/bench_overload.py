@@ -34,14 +34,14 @@ spec:
   mode: governed
   policy:
     resilience:
-      concurrency: {initial: 4, min: 2, max: 64}
+      concurrency: {initial: 4, min: 2, max: 64, critical_reserved: CRITICAL_RESERVED}
       aimd: {target_latency_ms: 65, increase: 1, decrease_factor: 0.8, interval_seconds: 0.5,
              min_samples: 20}
 """
 
 
 # -- server ------------------------------------------------------------------------------------
-def serve(port: int, admission_on: bool, slots: int, service_ms: float) -> None:
+def serve(port: int, admission_on: bool, slots: int, service_ms: float, reserved: int) -> None:
     import uvicorn
 
     from autonomous.api.app import create_app
@@ -53,11 +53,15 @@ def serve(port: int, admission_on: bool, slots: int, service_ms: float) -> None:
     from autonomous.testing import copy_default_tree
 
     root = copy_default_tree(tmp / "root")
-    (root / "policies" / "zz_bench.yaml").write_text(BENCH_POLICY)
+    (root / "policies" / "zz_bench.yaml").write_text(
+        BENCH_POLICY.replace("CRITICAL_RESERVED", str(reserved)))
     ctx = make_context(tmp, root=root, clock=SystemClock())
-    app = create_app(ctx)
+    app = create_app(ctx)  # the factory installs admission control on every app
     if admission_on:
         admission.install(app, ctx)
+    else:  # the peer: the same app and load with the admission middleware taken out
+        app.user_middleware = [m for m in app.user_middleware
+                               if m.cls is not admission.AdmissionMiddleware]
     backend = asyncio.Semaphore(slots)
 
     @app.get("/bench/work")
@@ -68,7 +72,7 @@ def serve(port: int, admission_on: bool, slots: int, service_ms: float) -> None:
 
     @app.get("/bench/limit")
     async def limit() -> dict:
-        adm = ctx.subsystems.get("admission")
+        adm = ctx.subsystems.get("admission") if admission_on else None
         return {"limit": adm.throttler.limit if adm else None,
                 "changes": [c["to"] for c in adm.throttler.adjustments] if adm else []}
 
@@ -139,12 +143,13 @@ def summarise(results: list[tuple[str, int, float]]) -> dict[str, dict]:
 
 
 # -- one configuration -------------------------------------------------------------------------
-async def measure(admission_on: bool, args: argparse.Namespace) -> dict:
+async def measure(admission_on: bool, args: argparse.Namespace, reserved: int = 0) -> dict:
     from autonomous.testing import free_port
 
     port = free_port()
     argv = [sys.executable, __file__, "--serve", "--port", str(port), "--slots",
-            str(args.slots), "--service-ms", str(args.service_ms)]
+            str(args.slots), "--service-ms", str(args.service_ms), "--critical-reserved",
+            str(reserved)]
     argv += ["--admission"] if admission_on else []
     # started once before the load, so a blocking spawn is fine here
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL,  # noqa: ASYNC220
@@ -190,11 +195,15 @@ async def _ready(port: int) -> None:
     raise RuntimeError("bench server did not start")
 
 
-def report(without: dict, with_: dict, args: argparse.Namespace) -> None:
+def report(without: dict, shared: dict, with_: dict, args: argparse.Namespace) -> None:
     print(f"capacity {with_['capacity']:.0f} req/s ({args.slots} slots x {args.service_ms:g} ms);"
           f" offered {args.overload:g}x = {with_['capacity'] * args.overload:.0f} req/s for "
           f"{args.seconds:g} s; client timeout {args.timeout:g} s; {os.cpu_count()} cores")
-    for label, r in (("no admission control", without), ("admission control", with_)):
+    runs = [("no admission control", without),
+            ("admission control, no slot reserved for CRITICAL", shared),
+            (f"admission control, {args.critical_reserved} in-flight slots reserved for "
+             "CRITICAL", with_)]
+    for label, r in runs:
         up = r["unloaded_p99"]
         lim = r["limit"]
         adaptive = (f"; AIMD in-flight limit now {lim['limit']}, last changes "
@@ -229,15 +238,18 @@ def main() -> int:
     ap.add_argument("--overload", type=float, default=3.0)
     ap.add_argument("--seconds", type=float, default=None)
     ap.add_argument("--timeout", type=float, default=5.0)
+    ap.add_argument("--critical-reserved", type=int, default=2,
+                    help="policy concurrency.critical_reserved of the admission run")
     args = ap.parse_args()
     if args.serve:
-        serve(args.port, args.admission, args.slots, args.service_ms)
+        serve(args.port, args.admission, args.slots, args.service_ms, args.critical_reserved)
         return 0
     args.seconds = args.seconds or (6.0 if args.quick else 20.0)
     args.warm = 4.0 if args.quick else 10.0
     without = asyncio.run(measure(False, args))
-    with_ = asyncio.run(measure(True, args))
-    report(without, with_, args)
+    shared = asyncio.run(measure(True, args, 0))
+    with_ = asyncio.run(measure(True, args, args.critical_reserved))
+    report(without, shared, with_, args)
     return 0
 
 

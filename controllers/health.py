@@ -114,7 +114,8 @@ class HealthController(Controller):
             specs=lambda: dict(ctx.desired.current.services) if ctx.desired.current else {},
             retention=self._retention,
             observed=lambda: ctx.subsystems["services"].observed()
-            if "services" in ctx.subsystems else {})
+            if "services" in ctx.subsystems else None,
+            telemetry_runs=lambda: "telemetry" in ctx.subsystems)
         await self.aggregator.start()
         ctx.subsystems["health"] = self.aggregator
 

@@ -122,7 +122,9 @@ class ServicesController(Controller):
             if hub is not None:
                 from autonomous.telemetry.httpx_hooks import traced_client
 
-                self._client = traced_client(hub.tracing, trust_env=False)
+                self._client = traced_client(
+                    hub.tracing, trust_env=False,
+                    root_ratio=hub.settings.tracing.probe_sample_ratio)
             else:
                 self._client = httpx.AsyncClient(trust_env=False)
         return self._client

@@ -2,7 +2,9 @@
 
 Until the first passing probe after a start it probes quickly (every 50 ms, bounded by the
 period) so that readiness — and with it dependants' start-up — is seen at once; after that it
-probes every ``health.period_seconds``. Transitions are published as events; proven health for
+probes every ``health.period_seconds`` at a fixed rate (a probe that times out does not push the
+next one back; readiness is not probed while liveness fails), so a hung service fails liveness
+within ``period × failure_threshold`` (+ one timeout). Transitions are published as events; proven health for
 ``supervision.healthy_reset_seconds`` resets the crash back-off and marks the revision good.
 """
 
@@ -40,15 +42,17 @@ async def probe_loop(ctl: Any, d: Any, rt: ServiceRuntime, pid: int) -> None:
             res = await http_probe(ctl.client(), base + health.path, health.timeout_seconds,
                                    ctx.clock.now())
             _liveness(ctl, d, rt, res, in_grace, pid)
-            if ready_path != health.path:
+            if ready_path != health.path and res.ok:
                 res_ready = await http_probe(ctl.client(), base + ready_path,
                                              health.timeout_seconds, ctx.clock.now())
-            else:
+            else:  # same path, or not live: not ready either (no second timeout to wait)
                 res_ready = res
             _readiness(ctl, d, rt, res_ready, pid)
             fast = rt.probe.ready is not True and in_grace
+            # fixed rate: a slow (timed-out) probe does not push the next one back
+            spent = ctx.clock.monotonic() - now_m
             await ctx.clock.sleep(min(_FAST, health.period_seconds) if fast
-                                  else health.period_seconds)
+                                  else max(0.0, health.period_seconds - spent))
     except asyncio.CancelledError:
         pass
 

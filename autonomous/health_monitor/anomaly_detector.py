@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from autonomous.core.clock import Clock
-from autonomous.health_monitor.forest import FastForest, fit_forest_isolated
+from autonomous.health_monitor.forest import FastForest, ForestFitter, fit_forest_isolated
 from autonomous.health_monitor.prediction import Prediction, predict_failure
 from autonomous.health_monitor.stream_detector import StreamingDetector, StreamParams
 from autonomous.store import Store
@@ -113,22 +113,23 @@ class AnomalyDetector:
         self.params = params
 
     # -- training ---------------------------------------------------------------------------
-    def train(self, history: dict[str, Series], recent: dict[str, Series] | None = None
-              ) -> dict[str, Any]:
-        """Warm every stream from ``recent`` (default ``history``), fit the forest, persist."""
+    def train(self, history: dict[str, Series], recent: dict[str, Series] | None = None,
+              fitter: ForestFitter | None = None) -> dict[str, Any]:
+        """Warm every stream from ``recent`` (default ``history``), fit the forest (in
+        ``fitter``'s child process when given), persist."""
         for key, (_, values) in (recent or history).items():
             d = StreamingDetector(self.params)
             for x in list(values)[-(self.params.window + self.params.likelihood_window):]:
                 d.update(float(x))
             d.since_detection = self.params.suppress + 1
             self.streams[key] = d
-        rows = self._fit_forest(history)
+        rows = self._fit_forest(history, fitter)
         self.trained_at = self.clock.now()
         self.save()
         return {"metrics": len(self.streams), "forest_rows": rows, "columns": len(self.columns),
                 "trained_at": self.trained_at}
 
-    def _fit_forest(self, history: dict[str, Series]) -> int:
+    def _fit_forest(self, history: dict[str, Series], fitter: ForestFitter | None) -> int:
         cfg = self.policy["isolation_forest"]
         columns, matrix = _align(history)
         matrix = matrix[-int(cfg["max_samples"]):]
@@ -136,7 +137,7 @@ class AnomalyDetector:
             self.forest, self.columns = None, []
             return len(matrix)
         self.forest = fit_forest_isolated(matrix, int(cfg["n_estimators"]),
-                                          float(cfg["contamination"]))
+                                          float(cfg["contamination"]), fitter)
         self.columns = columns
         return len(matrix)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FastForest", "fit_forest", "fit_forest_isolated"]
+__all__ = ["FastForest", "ForestFitter", "fit_forest", "fit_forest_isolated"]
 
 
 def _c(n: np.ndarray) -> np.ndarray:
@@ -78,12 +78,38 @@ def fit_forest(matrix: np.ndarray, n_estimators: int, contamination: float) -> F
     return FastForest(forest.fit(matrix))
 
 
-def fit_forest_isolated(matrix: np.ndarray, n_estimators: int,
-                        contamination: float) -> FastForest:
-    """``fit_forest`` in a short-lived child process: scikit-learn and SciPy (about 115 MB)
-    never enter the operator's memory, and the fit's CPU is off its event loop."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+def _preload() -> None:
+    """Import scikit-learn in the child (the slow part of its start)."""
+    import sklearn.ensemble  # noqa: F401
 
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(fit_forest, matrix, n_estimators, contamination).result()
+
+class ForestFitter:
+    """A short-lived child process for ``fit_forest``: scikit-learn and SciPy (about 115 MB)
+    never enter the operator's memory, and the fit's CPU is off its event loop.
+
+    Entering starts the child and has it import scikit-learn at once, so that its start-up
+    (about two seconds) overlaps what the caller does before ``fit`` (reading the history);
+    leaving stops it."""
+
+    def __enter__(self) -> ForestFitter:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        self._pool.submit(_preload)
+        return self
+
+    def fit(self, matrix: np.ndarray, n_estimators: int, contamination: float) -> FastForest:
+        return self._pool.submit(fit_forest, matrix, n_estimators, contamination).result()
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def fit_forest_isolated(matrix: np.ndarray, n_estimators: int, contamination: float,
+                        fitter: ForestFitter | None = None) -> FastForest:
+    """``fit_forest`` in a child process (``fitter``'s, or a new one)."""
+    if fitter is not None:
+        return fitter.fit(matrix, n_estimators, contamination)
+    with ForestFitter() as own:
+        return own.fit(matrix, n_estimators, contamination)

@@ -4,7 +4,8 @@
 process sweep and TCP probe on their own slower cadences), read the services' figures (their
 probes run in their own loops), write every reading to the time-series store, feed the anomaly
 detector, and build :class:`GlobalHealth`. Every ``report_interval_seconds`` it also predicts
-failures, stores a report row, rolls the series up and applies the retention from config
+failures, stores a report row and, unless the telemetry controller does it already
+(``telemetry_runs()`` true), rolls the series up and applies the retention from config
 (``settings.telemetry.retention``); the model is retrained every
 ``retrain_interval_seconds``. The API reads only what the last cycle left (``latest``): a
 request never samples.
@@ -26,6 +27,7 @@ import numpy as np
 
 from autonomous.core.clock import Clock
 from autonomous.health_monitor.anomaly_detector import AnomalyDetector
+from autonomous.health_monitor.forest import ForestFitter
 from autonomous.health_monitor.metrics import matches, metric_key, parse_key, resource_usage
 from autonomous.health_monitor.recommendations import recommendations
 from autonomous.health_monitor.service_health import ServiceHealth
@@ -62,9 +64,14 @@ class HealthAggregator:
 
     def __init__(self, store: Store, clock: Clock, *, policy: Callable[[], dict[str, Any]],
                  specs: Callable[[], dict[str, Any]], retention: Callable[[], dict | None],
-                 observed: Callable[[], dict[str, dict[str, Any]]] | None = None,
-                 system: SystemMetrics | None = None) -> None:
+                 observed: Callable[[], dict[str, dict[str, Any]] | None] | None = None,
+                 system: SystemMetrics | None = None,
+                 telemetry_runs: Callable[[], bool] | None = None) -> None:
+        """``observed``: the services controller's observed state (``None`` while it does not
+        run); ``telemetry_runs``: true while the telemetry controller rolls up and applies the
+        retention (the aggregator then leaves both to it)."""
         self.store, self.clock = store, clock
+        self._telemetry_runs = telemetry_runs or (lambda: False)
         self._policy, self._specs, self._retention = policy, specs, retention
         pol = policy()
         self.system = system or SystemMetrics(clock)
@@ -121,7 +128,7 @@ class HealthAggregator:
         if self._is_due("report", pol["sampling"]["report_interval_seconds"]):
             self.report(pol)
         self.bottlenecks = self.services.get_bottlenecks(
-            self.system.problems(pol["thresholds"]))
+            self.system.problems(pol["thresholds"]), self.latest_services)
         self.latest = self._global(pol)
         self.cycles += 1
         return self.latest
@@ -160,17 +167,19 @@ class HealthAggregator:
 
     # -- slower cadence ---------------------------------------------------------------------
     def report(self, pol: dict[str, Any] | None = None) -> None:
-        """Predict, store a report row, roll up, apply retention, save / retrain the model."""
+        """Predict, store a report row, roll up and apply retention (unless telemetry does),
+        save / retrain the model."""
         pol = pol or self._policy()
         self.update_predictions(pol)
         if self.latest is not None:
             self.store.execute("INSERT OR REPLACE INTO health_reports VALUES (?, ?, ?)",
                                (self.clock.now(), self.latest.score,
                                 json.dumps(self.latest.as_dict(), default=str)))
-        self.ts.rollup()
-        retention = self._retention()
-        if retention:
-            self.ts.apply_retention(retention)
+        if not self._telemetry_runs():
+            self.ts.rollup()
+            retention = self._retention()
+            if retention:
+                self.ts.apply_retention(retention)
         if self._is_due("retrain", pol["anomaly"]["retrain_interval_seconds"]):
             self.train(pol)
         else:
@@ -204,16 +213,16 @@ class HealthAggregator:
         history: dict[str, tuple[list[float], list[float]]] = {}
         recent: dict[str, tuple[list[float], list[float]]] = {}
         span = (an["stream"]["window"] + an["stream"]["likelihood_window"]) * 10.0
-        for name, labels in self.ts.series():
-            key = metric_key(name, labels)
-            if not matches(key, an["metrics"]):
-                continue
-            rows = self.ts.query(name, labels, start=now - an["history_days"] * 86400, end=now,
-                                 resolution="1m")
-            history[key] = ([s.ts for s in rows], [s.value for s in rows])
-            raw = self.ts.query(name, labels, start=now - span, end=now, resolution="raw")
-            recent[key] = ([s.ts for s in raw], [s.value for s in raw])
-        return self.detector.train(history, recent)
+        keys = {sid: key for name in self.ts.names() for sid, labels in self.ts.match(name)
+                if matches(key := metric_key(name, labels), an["metrics"])}
+        with ForestFitter() as fitter:  # the child starts while the history is read
+            ids = sorted(keys)
+            rolled = self.ts.query_many(ids, now - an["history_days"] * 86400, now, "1m")
+            raw = self.ts.query_many(ids, now - span, now, "raw")
+            for sid, key in keys.items():
+                history[key] = rolled.get(sid, ([], []))
+                recent[key] = raw.get(sid, ([], []))
+            return self.detector.train(history, recent, fitter=fitter)
 
     # -- the picture ------------------------------------------------------------------------
     def _global(self, pol: dict[str, Any]) -> GlobalHealth:

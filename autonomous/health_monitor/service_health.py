@@ -68,11 +68,14 @@ class _State:
 
 
 class ServiceHealth:
-    """Probes the declared services and keeps what the health aggregator reports."""
+    """The declared services' health, from the services controller's probes (or its own)."""
 
     def __init__(self, clock: Clock, *, specs: Callable[[], dict[str, Any]],
                  policy: Callable[[], dict[str, Any]],
-                 observed: Callable[[], dict[str, dict[str, Any]]] | None = None) -> None:
+                 observed: Callable[[], dict[str, dict[str, Any]] | None] | None = None
+                 ) -> None:
+        """``observed``: the services facade's ``observed()``, returning ``None`` while no
+        services controller runs (then ServiceHealth probes by itself)."""
         self.clock = clock
         self._specs, self._policy, self._observed = specs, policy, observed
         self.states: dict[str, _State] = {}
@@ -121,15 +124,20 @@ class ServiceHealth:
         else:
             st.ready = live.online if st.live is not False else False
 
+    def _services_observed(self) -> dict[str, dict[str, Any]] | None:
+        """The services controller's observed state, or ``None`` when it is not running."""
+        return self._observed() if self._observed is not None else None
+
     def _in_grace(self, name: str, grace: float, now: float) -> bool:
         """Failures right after a (re)start are ignored for ``startup_grace_seconds``."""
-        obs = (self._observed() if self._observed else {}).get(name) or {}
+        obs = (self._services_observed() or {}).get(name) or {}
         started = obs.get("started_at")
         return started is not None and now - float(started) < grace
 
     @staticmethod
     def _record(st: _State, kind: str, s: ServiceStatus, now: float) -> None:
-        p = _Probe(now, kind, s.online, s.latency, s.errors[0] if s.errors else None)
+        p = {"ok": s.online, "latency_ms": s.latency, "status_code": s.status_code,
+             "error": s.errors[0] if s.errors else None, "ts": now, "kind": kind}
         st.probes.append(p)
         if kind == "liveness":
             st.last = p
@@ -167,21 +175,26 @@ class ServiceHealth:
             st.dependencies[dep.name] = {"type": dep.type, **res, "checked_at": self.clock.now()}
 
     async def _loop(self, name: str) -> None:
-        """Probe on a fixed period (a slow probe does not push the next one back)."""
+        """Scrape and check dependencies on their cadences; probe (on a fixed period, a slow
+        probe not pushing the next one back) only when no services controller probes."""
         while True:
             spec = self._specs().get(name)
             if spec is None:
                 return
             t0 = self.clock.monotonic()
             pol = self._policy()["services"]
-            await self.probe(name, spec)
+            own = self._services_observed() is None
+            if own:
+                await self.probe(name, spec)
             mono = self.clock.monotonic()
-            st = self.states[name]
+            st = self.states.setdefault(name, _State())
             if spec.port and mono - st.last_scrape_mono >= pol["metrics_interval_seconds"]:
                 self._side(f"scrape-{name}", self.scrape(name, spec))
             if mono - st.last_dep_mono >= pol["dependency_interval_seconds"]:
                 self._side(f"deps-{name}", self.check_dependencies(name, spec))
             period = spec.health.period_seconds if spec.health else 5.0
+            if not own:
+                period = min(pol["metrics_interval_seconds"], pol["dependency_interval_seconds"])
             await self.clock.sleep(max(0.0, period - (self.clock.monotonic() - t0)))
 
     def _side(self, key: str, coro: Any) -> None:
@@ -214,28 +227,58 @@ class ServiceHealth:
         await self._client.aclose()
 
     # -- derived figures ------------------------------------------------------------------
-    def service_metrics(self, name: str) -> dict[str, Any]:
-        """Live/ready, p50/p95 latency, error rates, throughput, uptime, dependencies."""
+    def service_metrics(self, name: str, observed: dict[str, dict[str, Any]] | None = None
+                        ) -> dict[str, Any]:
+        """Live/ready, p50/p95 latency, error rates, throughput, uptime, dependencies.
+
+        ``observed``: the services controller's observed state when the caller already read
+        it (one read per snapshot); read here otherwise."""
         st = self.states.get(name) or _State()
         now = self.clock.now()
         pol = self._policy()["services"]
-        recent = [p for p in st.probes if now - p.ts <= pol["window_seconds"]]
-        lat = sorted(p.latency_ms for p in recent if p.latency_ms is not None
-                     and p.kind == "liveness")
-        probe_err = (sum(not p.ok for p in recent) / len(recent)) if recent else None
+        obs = observed if observed is not None else self._services_observed()
+        probe = self._probe_view(st, None if obs is None else obs.get(name) or {})
+        spec = self._specs().get(name)
+        grace = spec.health.startup_grace_seconds if spec is not None and spec.health else 0.0
+        recent = _after_startup([p for p in probe["history"]
+                                 if now - p["ts"] <= pol["window_seconds"]],
+                                (obs or {}).get(name, {}).get("started_at"), grace)
+        lat = sorted(p["latency_ms"] for p in recent if p["latency_ms"] is not None
+                     and p.get("kind", "liveness") == "liveness")
+        probe_err = (sum(not p["ok"] for p in recent) / len(recent)) if recent else None
         req = self._request_rates(st, now, pol["window_seconds"])
         rates = [r for r in (probe_err, req["error_rate"]) if r is not None]
+        last = probe["last"]
         return {
-            "live": st.live, "ready": st.ready, "consecutive_failures": st.failures,
+            "live": probe["live"], "ready": probe["ready"],
+            "consecutive_failures": probe["failures"], "probe_source": probe["source"],
             "latency_p50_ms": _pct(lat, 50), "latency_p95_ms": _pct(lat, 95),
             "probe_error_rate": probe_err, "request_error_rate": req["error_rate"],
             "error_rate": max(rates) if rates else None,
             "throughput_rps": req["throughput"], "metrics_reason": st.metrics_reason,
-            "probes_in_window": len(recent), "uptime_seconds": self._uptime(name, now),
-            "last_probe": None if st.last is None else {
-                "ts": st.last.ts, "ok": st.last.ok, "latency_ms": st.last.latency_ms,
-                "error": st.last.error},
+            "probes_in_window": len(recent),
+            "uptime_seconds": self._uptime(None if obs is None else obs.get(name), now),
+            "last_probe": None if last is None else {
+                k: last.get(k) for k in ("ts", "ok", "latency_ms", "status_code", "error")},
             "dependencies": dict(st.dependencies)}
+
+    @staticmethod
+    def _probe_view(st: _State, obs: dict[str, Any] | None) -> dict[str, Any]:
+        """Probe state from the services controller (``obs``) or from the own probes."""
+        if obs is None:
+            return {"source": "service_health", "live": st.live, "ready": st.ready,
+                    "failures": st.failures, "history": st.probes, "last": st.last}
+        running = obs.get("running")
+        if obs and running is False:  # declared, supervised and not running
+            last = {**(obs.get("last_probe") or {"ok": False, "latency_ms": None,
+                                                  "status_code": None, "ts": None}),
+                    "error": f"not running (exit code {obs.get('returncode')})"}
+            return {"source": "services", "live": False, "ready": False,
+                    "failures": obs.get("consecutive_failures", 0),
+                    "history": obs.get("probe_history") or [], "last": last}
+        return {"source": "services", "live": obs.get("live"), "ready": obs.get("ready"),
+                "failures": obs.get("consecutive_failures", 0),
+                "history": obs.get("probe_history") or [], "last": obs.get("last_probe")}
 
     @staticmethod
     def _request_rates(st: _State, now: float, window: float) -> dict[str, float | None]:
@@ -246,16 +289,18 @@ class ServiceHealth:
         dn, de = max(0.0, n1 - n0), max(0.0, e1 - e0)  # a restart resets the counters
         return {"throughput": dn / (t1 - t0), "error_rate": (de / dn) if dn else 0.0}
 
-    def _uptime(self, name: str, now: float) -> float | None:
-        obs = (self._observed() if self._observed else {}).get(name) or {}
+    @staticmethod
+    def _uptime(obs: dict[str, Any] | None, now: float) -> float | None:
+        obs = obs or {}
         started = obs.get("started_at")
         if started is not None and obs.get("running", True):
             return max(0.0, now - float(started))
         return None
 
-    def calculate_service_score(self, name: str) -> float:
+    def calculate_service_score(self, name: str, metrics: dict[str, Any] | None = None
+                                ) -> float:
         """0–100 for one service (formula in the module docstring)."""
-        m = self.service_metrics(name)
+        m = metrics if metrics is not None else self.service_metrics(name)
         if m["live"] is False:
             return 0.0
         if m["live"] is None:
@@ -277,14 +322,19 @@ class ServiceHealth:
         """Per service, each declared dependency's last check."""
         return {name: dict(st.dependencies) for name, st in self.states.items()}
 
-    def get_bottlenecks(self, resource_problems: list[dict[str, Any]] | None = None
+    def get_bottlenecks(self, resource_problems: list[dict[str, Any]] | None = None,
+                        metrics: dict[str, dict[str, Any]] | None = None
                         ) -> list[dict[str, Any]]:
-        """What limits the stack now: dominant latency, error rates, resources, dependencies."""
+        """What limits the stack now: dominant latency, error rates, resources, dependencies.
+
+        ``metrics``: per-service figures already computed (``snapshot()``), else computed."""
         th = self._policy()["thresholds"]
         out = [{"kind": "resource", "subject": p["metric"], "value": p["value"],
-                "threshold": p["threshold"], "detail": f"{p['resource']} at its limit"}
+               "threshold": p["threshold"], "detail": f"{p['resource']} at its limit"}
                for p in resource_problems or []]
-        metrics = {n: self.service_metrics(n) for n in self.states}
+        if metrics is None:
+            obs = self._services_observed()
+            metrics = {n: self.service_metrics(n, obs) for n in self._specs()}
         lat = {n: m["latency_p95_ms"] for n, m in metrics.items() if m["latency_p95_ms"]}
         if lat:
             worst = max(lat, key=lambda n: lat[n])
@@ -306,9 +356,24 @@ class ServiceHealth:
         return out
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
-        """Every declared service's figures and score."""
-        return {n: {**self.service_metrics(n), "score": self.calculate_service_score(n)}
-                for n in self._specs()}
+        """Every declared service's figures and score (the services' state read once)."""
+        obs = self._services_observed()
+        out = {}
+        for n in self._specs():
+            m = self.service_metrics(n, obs)
+            out[n] = {**m, "score": self.calculate_service_score(n, m)}
+        return out
+
+
+def _after_startup(probes: list[dict[str, Any]], started_at: float | None,
+                   grace: float) -> list[dict[str, Any]]:
+    """Drop the failures of a start-up: after ``started_at`` and before the first passing
+    probe, inside ``startup_grace_seconds`` (they do not count for liveness either)."""
+    if started_at is None or grace <= 0:
+        return probes
+    first_ok = next((p["ts"] for p in probes if p["ok"] and p["ts"] >= started_at), None)
+    end = min(started_at + grace, first_ok if first_ok is not None else float("inf"))
+    return [p for p in probes if p["ok"] or not started_at <= p["ts"] < end]
 
 
 def _pct(sorted_values: list[float], q: float) -> float | None:

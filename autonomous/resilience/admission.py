@@ -140,12 +140,19 @@ class Admission:
         if t.throttle:
             return Decision("shed", priority, t.reason, t.retry_after)
         with self._lock:
-            if not len(self.queue) and self.throttler.has_capacity():
+            if not self._ahead_of(priority) and self.throttler.has_capacity(priority):
                 return Decision("admit", priority, "capacity free")
             if len(self.queue) >= self.queue.max_depth and self._no_room_for(priority):
                 return Decision("shed", priority, "queue full", self._queue_retry_after())
             return Decision("queue", priority, f"{self.throttler.in_flight} in flight, limit "
                             f"{self.throttler.limit}")
+
+    def _ahead_of(self, priority: Priority) -> int:
+        """Waiters a new request must not overtake: CRITICAL waits only behind CRITICAL
+        (it may take a reserved slot while others queue), the rest behind everyone."""
+        if priority == Priority.CRITICAL:
+            return len(self.queue._levels[Priority.CRITICAL])
+        return len(self.queue)
 
     def _no_room_for(self, priority: Priority) -> bool:
         return all(not self.queue._levels[p] for p in Priority if p > priority)
@@ -165,7 +172,7 @@ class Admission:
                 self.counts["bypassed"] += 1
             return Ticket(None, self.clock.monotonic(), counted=False)
         with self._lock:
-            if not len(self.queue) and self.throttler.try_acquire():
+            if not self._ahead_of(priority) and self.throttler.try_acquire(priority):
                 self.counts["admitted"] += 1
                 return Ticket(priority, self.clock.monotonic(), counted=True)
         return None
@@ -186,9 +193,13 @@ class Admission:
         w.wake()
 
     def _dispatch(self) -> None:
-        """Grant free slots to the best waiters (caller holds the lock)."""
+        """Grant free slots to the best waiters (caller holds the lock); a slot reserved
+        for CRITICAL goes only to a waiting CRITICAL request."""
         while self.throttler.has_capacity():
-            item = self.queue.dequeue_nowait()
+            if not (self.throttler.has_capacity(Priority.LOW)
+                    or self.queue._levels[Priority.CRITICAL]):
+                return
+            item = self.queue.dequeue_nowait()  # CRITICAL first: aging stops at HIGH
             if item is None:
                 return
             w: _Waiter = item.value

@@ -221,12 +221,20 @@ class ResourceThrottler:
         return True
 
     # -- concurrency -----------------------------------------------------------------------
-    def try_acquire(self) -> bool:
-        """Take an in-flight slot if one is free under the current limit."""
+    def cap(self, priority: Priority | None = None) -> int:
+        """In-flight slots ``priority`` may fill: the whole limit for CRITICAL (and None),
+        ``limit - concurrency.critical_reserved`` (at least 1) for the others."""
+        if priority is None or priority == Priority.CRITICAL:
+            return self.limit
+        return max(1, self.limit - self.policy["concurrency"]["critical_reserved"])
+
+    def try_acquire(self, priority: Priority | None = None) -> bool:
+        """Take an in-flight slot if one ``priority`` may use is free."""
         with self._lock:
-            if self.in_flight < self.limit:
+            cap = self.cap(priority)
+            if self.in_flight < cap:
                 self.in_flight += 1
-                self._saturated = self._saturated or self.in_flight >= self.limit
+                self._saturated = self._saturated or self.in_flight >= cap
                 return True
             self._saturated = True
             return False
@@ -244,9 +252,10 @@ class ResourceThrottler:
                 self._latencies.append(latency_seconds)
         self.adjust_limits_dynamically()
 
-    def has_capacity(self) -> bool:
+    def has_capacity(self, priority: Priority | None = None) -> bool:
+        """Whether a slot ``priority`` may use is free (None: any slot, reserved included)."""
         with self._lock:
-            return self.in_flight < self.limit
+            return self.in_flight < self.cap(priority)
 
     def adjust_limits_dynamically(self, *, force: bool = False) -> dict[str, Any] | None:
         """AIMD: every ``aimd.interval_seconds``, shrink the in-flight limit by
@@ -289,6 +298,8 @@ class ResourceThrottler:
             raw = self._reading
             return {
                 "concurrency": {"limit": self.limit, "in_flight": self.in_flight,
+                                "critical_reserved":
+                                    self.policy["concurrency"]["critical_reserved"],
                                 "min": self.policy["concurrency"]["min"],
                                 "max": self.policy["concurrency"]["max"]},
                 "rate_limits": self.policy["rate_limits"],

@@ -8,6 +8,8 @@ Faults at start come from flags or from ``ATLAS_SAMPLE_FAULT`` (so a desired sta
 a crash loop): a comma list of ``crash_on_start``, ``hang``, ``slow=MS``, ``error=STATUS``,
 ``memory=MB_PER_S``. ``ATLAS_SAMPLE_EXIT_CODE`` sets the exit code of ``crash_on_start``.
 SIGTERM or SIGINT stop the service gracefully: exit 0 within a second.
+``--admission-policy PATH`` (opt-in) puts the resilience layer's admission control in front of
+every request except probes and control endpoints (see ``admission``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from autonomous.sample_stack.metrics import PROCESS_START
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from autonomous.resilience.admission import Admission
     from autonomous.sample_stack.server import SampleHTTPServer, Service
 
 __all__ = ["main", "parse_args", "parse_env_faults"]
@@ -53,6 +56,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--exit-code", type=int,
                    default=int(os.environ.get("ATLAS_SAMPLE_EXIT_CODE", "1") or 1),
                    help="exit code for --crash-on-start (env ATLAS_SAMPLE_EXIT_CODE)")
+    p.add_argument("--admission-policy", metavar="PATH",
+                   default=os.environ.get("ATLAS_SAMPLE_ADMISSION_POLICY") or None,
+                   help="opt-in admission control (priorities, 429 + Retry-After when shed) "
+                        "with the resilience policy of a desired-state root or one PolicySet "
+                        "YAML file (env ATLAS_SAMPLE_ADMISSION_POLICY)")
+    p.add_argument("--admission-mode", default=os.environ.get("ATLAS_SAMPLE_ADMISSION_MODE",
+                                                              "governed"),
+                   help="governance mode whose policy applies when PATH is a root "
+                        "(default governed; env ATLAS_SAMPLE_ADMISSION_MODE)")
     args = p.parse_args(argv)
     if not 0 < args.port < 65536:
         p.error(f"--port: {args.port} is out of range; allowed: 1 to 65535")
@@ -113,9 +125,10 @@ def _serve(args: argparse.Namespace, log: JsonLogger, feats: Features,
     from autonomous.sample_stack.server import Service, make_server
 
     try:
+        admission = _admission(args, log)
         svc = Service(args.name, version=args.service_version, features=feats,
                       depends_on=args.depends_on, ready_delay_s=args.ready_delay_ms / 1000.0,
-                      log=log)
+                      log=log, admission=admission)
         server = make_server(svc, args.host, args.port)
     except ValueError as e:
         log.error(str(e))
@@ -133,6 +146,23 @@ def _serve(args: argparse.Namespace, log: JsonLogger, feats: Features,
              faults=sorted(svc.faults.snapshot()), startup_ms=_startup_ms())
     sig = signal.sigwait(_STOP_SIGNALS)
     return _stop(svc, server, log, signal.Signals(sig).name)
+
+
+def _admission(args: argparse.Namespace, log: JsonLogger) -> Admission | None:
+    """The opt-in admission core; imported only when asked for (it needs pydantic and YAML to
+    read the policy), so a plain service keeps its fast start. ValueError when the policy is
+    bad."""
+    if not args.admission_policy:
+        return None
+    from autonomous.sample_stack.admission import make_admission
+
+    adm = make_admission(args.admission_policy, args.admission_mode,
+                         on_problem=lambda text: log.error("admission policy edit refused; "
+                                                           "the last good one stays",
+                                                           problems=text))
+    log.info("admission control on", policy=str(args.admission_policy),
+             mode=args.admission_mode)
+    return adm
 
 
 def _stop(svc: Service, server: SampleHTTPServer, log: JsonLogger, signame: str) -> int:

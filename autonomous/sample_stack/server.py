@@ -9,6 +9,7 @@ one JSON log line → JSON answer with a ``traceparent`` child header.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import threading
@@ -27,6 +28,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from urllib.parse import SplitResult
 
+    from autonomous.resilience.admission import Admission
     from autonomous.sample_stack.logs import TraceContext
     from autonomous.sample_stack.routes import Full, Route
     from autonomous.sample_stack.work import Motion
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["MAX_BODY_BYTES", "Service", "make_server"]
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
+Headers = tuple[tuple[str, str], ...]
 
 
 class Service:
@@ -41,7 +44,7 @@ class Service:
 
     def __init__(self, name: str, *, version: str, features: Features,
                  depends_on: list[str] | None = None, ready_delay_s: float = 0.0,
-                 log: JsonLogger | None = None) -> None:
+                 log: JsonLogger | None = None, admission: Admission | None = None) -> None:
         self.name = name
         self.version = version
         self.features = features
@@ -52,6 +55,7 @@ class Service:
         self.started_mono = time.monotonic()
         self.readiness = Readiness(depends_on or [], ready_delay_s=ready_delay_s)
         self.heartbeats = 0
+        self.admission = admission  # opt-in (--admission-policy): admit, queue or shed
         self._inflight = 0
         self._inflight_lock = threading.Lock()
 
@@ -118,9 +122,13 @@ class Handler(BaseHTTPRequestHandler):
         trace = parse_traceparent(self.headers.get("traceparent")) or new_trace()
         url = urlsplit(self.path)
         route, label = routes.find(method, url.path)
+        extra: Headers = ()
         svc.enter()
         try:
-            status, payload, after = self._answer(svc, method, url, route)
+            if svc.admission is None:
+                status, payload, after = self._answer(svc, method, url, route)
+            else:
+                status, payload, after, extra = self._admitted(svc, method, url, route)
         finally:
             svc.leave()
         # counted and logged before the answer leaves, so whoever got it can already see both
@@ -129,9 +137,29 @@ class Handler(BaseHTTPRequestHandler):
         svc.log.log("INFO" if status < 500 else "ERROR", f"{method} {url.path} {status}",
                     trace=trace, logger="sample_stack.http", method=method, path=url.path,
                     status=status, duration_ms=round(elapsed * 1000, 3))
-        self._send(status, payload, trace)
+        self._send(status, payload, trace, extra)
         if after is not None:
             after()
+
+    def _admitted(self, svc: Service, method: str, url: SplitResult, route: Route | None
+                  ) -> tuple[int, object, object, Headers]:
+        """``_answer`` inside an admission slot; a shed request gets 429 + Retry-After."""
+        from autonomous.core.errors import Throttled
+
+        adm = svc.admission
+        assert adm is not None
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        try:
+            ticket = adm.acquire_blocking(adm.classify(url.path, headers), url.path)
+        except Throttled as exc:
+            self._read_body()  # drain it, so the connection stays usable
+            retry = (("Retry-After", str(max(1, math.ceil(exc.retry_after)))),)
+            return 429, {"status": "throttled", "name": svc.name, "error": str(exc),
+                         "retry_after_seconds": round(exc.retry_after, 3)}, None, retry
+        try:
+            return (*self._answer(svc, method, url, route), ())
+        finally:
+            adm.release(ticket)
 
     def _answer(self, svc: Service, method: str, url: SplitResult, route: Route | None) -> Full:
         injected = svc.faults.before_request(url.path)
@@ -166,7 +194,8 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError as e:
             return routes.Reply(400, {"error": f"body: not valid JSON ({e})"})
 
-    def _send(self, status: int, payload: object, trace: TraceContext) -> None:
+    def _send(self, status: int, payload: object, trace: TraceContext,
+              extra: Headers = ()) -> None:
         if isinstance(payload, str):
             data, ctype = payload.encode(), "text/plain; version=0.0.4; charset=utf-8"
         else:
@@ -177,6 +206,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(data)))
             self.send_header("traceparent", trace.header())
             self.send_header("X-Service-Name", self.server.service.name)
+            for name, value in extra:
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(data)
             self.wfile.flush()

@@ -8,6 +8,7 @@ from autonomous.self_healing.circuit_breaker import CircuitBreaker, CircuitOpenE
 from autonomous.self_healing.error_classifier import ErrorClassifier
 from autonomous.self_healing.failure_memory import FailureMemory
 from autonomous.self_healing.healing_orchestrator import HealingOrchestrator
+from autonomous.self_healing.heartbeat import HeartbeatClient, HeartbeatResult
 from autonomous.self_healing.model import (
            Classification,
            ErrorReport,
@@ -29,6 +30,8 @@ __all__ = [
            "ErrorType",
            "FailureMemory",
            "HealingOrchestrator",
+           "HeartbeatClient",
+           "HeartbeatResult",
            "RecoveryStrategies",
            "RecoveryStrategy",
            "Severity",

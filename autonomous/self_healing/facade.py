@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from autonomous.core.errors import NotFound, Problem, ValidationFailed
+from autonomous.self_healing.circuit_breaker import CircuitBreaker
 from autonomous.self_healing.healing_orchestrator import HealingOrchestrator
 from autonomous.self_healing.model import (
     STRATEGY_ACTION,
@@ -113,6 +115,14 @@ class HealingFacade:
         return {"recurring": m.get_recurring_errors(),
                 "preventive_actions": m.generate_preventive_actions()}
 
-    def breaker(self, name: str):
-        """A named breaker from policy (e.g. the NEXUS heartbeat's)."""
-        return self.orch.breakers.get(name)
+    def breaker(self, name: str, section: str = "breaker") -> CircuitBreaker:
+        """A named breaker built from policy ``healing.<section>`` (e.g. the NEXUS heartbeat's,
+        section ``heartbeat_breaker``); persisted and listed in the stats like the others."""
+        return self.orch.breakers.get(name, section)
+
+    def handle_error_soon(self, service: str, *, source: str, message: str,
+                          context: dict[str, Any] | None = None) -> asyncio.Task[Any]:
+        """Run ``handle_error`` for ``service`` in the background (the engine's task, cancelled
+        when it stops); the task's result is the incident row."""
+        return self.orch.spawn(self.orch.handle_error(service, context=context, source=source,
+                                                      message=message))

@@ -18,7 +18,7 @@ from autonomous.self_healing.model import ErrorReport, RecoveryStrategy
 from autonomous.self_healing.service_state import ServiceState
 from autonomous.self_healing.verify import process_stopped
 
-__all__ = ["HealingPipeline", "RESTARTS"]
+__all__ = ["RESTARTS", "HealingPipeline"]
 
 S = RecoveryStrategy
 RESTARTS = (S.RESTART_SERVICE, S.RESTART_ALL)

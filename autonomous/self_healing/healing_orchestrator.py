@@ -10,7 +10,6 @@ Governance: a strategy's action kind is gated by ``governance.action_mode`` and,
 ``governed`` mode, by ``healing.approval_list``; a gated strategy becomes an approval request
 (``ctx.approvals``) bound to the generation and resumes once approved. In ``emergency_stop``
 only core services are healed.
-"""
 
 The pipeline lives in ``heal_pipeline`` (detect, classify, memory, choose), ``heal_execution``
 (gate, execute behind the breaker, verify) and ``heal_recording`` (memory, history, graph,

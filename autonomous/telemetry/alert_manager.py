@@ -20,6 +20,7 @@ alerts notified, so a restart never re-sends and never loses one.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 from collections.abc import Callable
@@ -59,10 +60,18 @@ class AlertManager:
         self.channels: dict[str, Channel] = {"logbook": LogbookChannel()}
         self.channels.update(channels or {})
         self._dispatching = asyncio.Lock()
+        self._alerting: tuple[Any, AlertingPolicy] | None = None
 
     def alerting(self) -> AlertingPolicy:
-        """The alerting policy in force (re-read every cycle)."""
-        return AlertingPolicy.model_validate(self.policy()["telemetry"]["alerting"])
+        """The alerting policy in force (re-read every call; validated again only when the
+        policy section changed)."""
+        raw = self.policy()["telemetry"]["alerting"]
+        cached = self._alerting
+        if cached is not None and cached[0] == raw:
+            return cached[1]
+        model = AlertingPolicy.model_validate(raw)
+        self._alerting = (copy.deepcopy(raw), model)
+        return model
 
     # -- inputs -----------------------------------------------------------------------------
     def observe_event(self, topic: str, data: dict[str, Any]) -> int:

@@ -5,13 +5,21 @@ current span, or a new trace), a ``traceparent`` header so the callee joins the 
 the status code or the error. ``event_hooks(tracing)`` does the same through httpx event
 hooks for clients built elsewhere (a request that fails before any response is closed by
 the transport wrapper only, hence ``traced_client`` is preferred).
+
+``root_ratio`` is the share of requests made *outside* any trace that start a new trace of
+their own: 1.0 traces every call; the services controller's probe client uses the configured
+``tracing.probe_sample_ratio`` so that periodic probes do not each become a trace (and a
+service-side span). A request made inside a trace is always traced.
 """
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import httpx
+
+from autonomous.telemetry.tracing_system import current_span
 
 __all__ = ["TracingTransport", "event_hooks", "traced_client"]
 
@@ -42,11 +50,21 @@ def _done(span: Any, code: int | None, error: BaseException | None = None) -> No
 class TracingTransport(httpx.AsyncBaseTransport):
     """An async transport that traces each request it carries."""
 
-    def __init__(self, tracing: Any, inner: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(self, tracing: Any, inner: httpx.AsyncBaseTransport | None = None, *,
+                 root_ratio: float = 1.0, rng: random.Random | None = None) -> None:
         self.tracing = tracing
         self.inner = inner or httpx.AsyncHTTPTransport()
+        self.root_ratio = root_ratio
+        self._rng = rng or random.Random()
+
+    def _traced(self) -> bool:
+        if self.root_ratio >= 1 or current_span() is not None:
+            return True
+        return self.root_ratio > 0 and self._rng.random() < self.root_ratio
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if not self._traced():
+            return await self.inner.handle_async_request(request)
         span = _start(self.tracing, request)
         try:
             response = await self.inner.handle_async_request(request)
@@ -60,10 +78,11 @@ class TracingTransport(httpx.AsyncBaseTransport):
         await self.inner.aclose()
 
 
-def traced_client(tracing: Any, **kwargs: Any) -> httpx.AsyncClient:
-    """An ``httpx.AsyncClient`` whose requests are traced."""
+def traced_client(tracing: Any, *, root_ratio: float = 1.0, **kwargs: Any) -> httpx.AsyncClient:
+    """An ``httpx.AsyncClient`` whose requests are traced (``root_ratio``: see the module)."""
     inner = kwargs.pop("transport", None)
-    return httpx.AsyncClient(transport=TracingTransport(tracing, inner), **kwargs)
+    return httpx.AsyncClient(transport=TracingTransport(tracing, inner, root_ratio=root_ratio),
+                             **kwargs)
 
 
 def event_hooks(tracing: Any) -> dict[str, list[Any]]:

@@ -5,7 +5,8 @@ system, alert manager and dashboard engine, all on the operator's store and cloc
 telemetry controller calls :meth:`cycle` on its interval and feeds bus events to
 :meth:`record_event`; the API reads through the attributes.
 
-Events become data here: every topic is counted in ``events_total{topic}``, service probes
+Events become data here: every topic is counted in ``events_total{topic}`` (counted in memory,
+one point per changed topic written on each cycle rather than one per event), service probes
 become ``service_up`` / ``service_probe_latency_ms``, ``alert.human`` fires an alert and
 ``alert.resolved`` resolves it, and anomaly rules see every event.
 """
@@ -77,6 +78,7 @@ class TelemetryHub:
                                    else channels_from_settings(settings))
         self.dashboards = DashboardEngine(self, dashboards)
         self._events: dict[str, int] = {}
+        self._events_dirty: set[str] = set()
         self._errors: dict[str, int] = {}
         self.last_cycle: dict[str, Any] = {}
 
@@ -99,8 +101,8 @@ class TelemetryHub:
     def record_event(self, topic: str, data: dict[str, Any]) -> None:
         """Turn one bus event into metrics, alerts and anomaly observations."""
         self._events[topic] = self._events.get(topic, 0) + 1
+        self._events_dirty.add(topic)
         now = self.clock.now()
-        self.metrics.collect_metric("events_total", self._events[topic], {"topic": topic}, now)
         if topic == "service.probe" and data.get("service"):
             lab = {"service": str(data["service"])}
             self.metrics.collect_metric("service_up", 1.0 if data.get("ok") else 0.0, lab, now)
@@ -125,6 +127,13 @@ class TelemetryHub:
                                   summary=str(data.get("message") or data.get("reason", "")),
                                   actor=str(data.get("source", "system")))
 
+    def _flush_event_counts(self, now: float) -> None:
+        """One ``events_total`` point per topic counted since the last cycle."""
+        dirty, self._events_dirty = self._events_dirty, set()
+        for topic in sorted(dirty):
+            self.metrics.collect_metric("events_total", self._events[topic], {"topic": topic},
+                                        now)
+
     def _count_errors(self, per_service: dict[str, int]) -> None:
         now = self.clock.now()
         for svc, n in per_service.items():
@@ -141,6 +150,7 @@ class TelemetryHub:
         """Collect, roll up, apply retention and evaluate alert rules; returns a summary."""
         now = self.clock.now() if now is None else now
         lines = self.tail.collect() if self.settings.logs.tail_services else 0
+        self._flush_event_counts(now)
         self.logs.flush()
         self.tracing.flush()
         self.metrics.flush()
@@ -169,8 +179,9 @@ class TelemetryHub:
 
     def close(self) -> None:
         """Flush everything and release the log handler and file."""
+        self._flush_event_counts(self.clock.now())
         self.metrics.flush()
-        self.tracing.flush()
+        self.tracing.close()
         self.logs.uninstall()
 
     def add_point(self, name: str, value: float, labels: dict[str, str] | None = None) -> None:

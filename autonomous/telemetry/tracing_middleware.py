@@ -4,7 +4,8 @@
 The span continues the caller's trace when the request carries a valid ``traceparent``,
 is current while the handler runs (so log lines and outgoing calls join the trace), is named
 ``METHOD /route/template`` once routing is known, and is echoed back as a ``traceparent``
-response header. Without a running telemetry subsystem the middleware passes requests
+response header. Ending the span only buffers it (see :class:`TracingSystem`), so the
+request path does no I/O. Without a running telemetry subsystem the middleware passes requests
 through untouched.
 """
 
@@ -32,11 +33,13 @@ class TracingMiddleware:
             await self.app(scope, receive, send)
             return
         tracing = hub.tracing
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
-                   for k, v in scope.get("headers", [])}
+        incoming = None
+        for k, v in scope.get("headers", ()):
+            if k == b"traceparent":  # ASGI header names are lower-case bytes
+                incoming = v.decode("latin-1")
+                break
         method, path = scope.get("method", "GET"), scope.get("path", "")
         attrs = {"http.method": method, "http.target": path}
-        incoming = headers.get("traceparent")
         if incoming and parse_traceparent(incoming) is not None:
             span = tracing.start_span(f"{method} {path}", kind="server", parent=incoming,
                                       attributes=attrs)

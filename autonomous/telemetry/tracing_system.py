@@ -10,13 +10,19 @@
 The current span lives in a context variable, so asyncio tasks and the log handler see the
 right one. ``traceparent`` headers (``00-<trace>-<span>-<flags>``) link the operator to the
 services it calls; spans the services report (through their JSON logs) are added with
-:meth:`add_span`, so one heal is one trace across processes. Spans are buffered and written
-in batches; every read flushes first.
+:meth:`add_span`, so one heal is one trace across processes.
+
+Ending a span only appends a row to an in-memory buffer: the SQLite write never happens on
+the request path. The buffer is written in one transaction by :meth:`flush` — on the
+telemetry controller's tick, on every read, and by a background writer thread woken when
+``batch_size`` rows are waiting. Past ``max_buffer`` rows (the store cannot keep up) the
+oldest are dropped and counted in ``dropped``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import re
@@ -34,6 +40,7 @@ from autonomous.telemetry.redact import redact_fields
 
 __all__ = ["Span", "TracingSystem", "current_span", "parse_traceparent"]
 
+log = logging.getLogger("atlas.telemetry.tracing")
 _TP = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 _CURRENT: ContextVar[Span | None] = ContextVar("atlas_current_span", default=None)
 KINDS = ("internal", "server", "client", "producer", "consumer")
@@ -104,7 +111,7 @@ class TracingSystem:
     """Creates, stores and analyses traces."""
 
     def __init__(self, store: Store, clock: Clock, *, service: str = "operator",
-                 sample_ratio: float = 1.0, batch_size: int = 200,
+                 sample_ratio: float = 1.0, batch_size: int = 200, max_buffer: int = 20000,
                  rng: random.Random | None = None) -> None:
         self.store = store
         self.clock = clock
@@ -114,7 +121,14 @@ class TracingSystem:
         self._rng = rng or random.Random()
         self._buffer: list[tuple[Any, ...]] = []
         self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()  # one writer at a time (reads, tick, thread)
+        self.max_buffer = max(batch_size, max_buffer)
+        self._wake = threading.Event()
+        self._writer: threading.Thread | None = None
+        self._closed = False
         self.recorded = 0
+        self.dropped = 0
+        self.exporters: list[Any] = []  # each gets ``export(rows)`` after a flush
 
     # -- creating spans ---------------------------------------------------------------------
     def start_trace(self, name: str, *, kind: str = "internal",
@@ -200,27 +214,81 @@ class TracingSystem:
                           sp.start, sp.end_time, sp.status, sp.attributes))
 
     def _buffer_row(self, row: tuple[Any, ...]) -> None:
+        """Append (O(1), no I/O); a full batch wakes the background writer."""
         with self._lock:
             self._buffer.append(row)
-            full = len(self._buffer) >= self.batch_size
-        if full:
-            self.flush()
+            n = len(self._buffer)
+            if n > self.max_buffer:
+                drop = n - self.max_buffer
+                del self._buffer[:drop]
+                self.dropped += drop
+        if n >= self.batch_size and not self._closed:
+            self._ensure_writer()
+            self._wake.set()
+
+    def _ensure_writer(self) -> None:
+        if self._writer is None or not self._writer.is_alive():
+            self._writer = threading.Thread(target=self._write_loop, name="atlas-span-writer",
+                                            daemon=True)
+            self._writer.start()
+
+    def _write_loop(self) -> None:
+        """Background writer: flushes whenever woken, until :meth:`close`."""
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._closed:
+                return
+            try:
+                self.flush()
+            except Exception:  # noqa: BLE001 - the next tick or read retries the rows
+                log.exception("span flush failed")
+
+    def close(self) -> None:
+        """Stop the background writer and write what is buffered."""
+        self._closed = True
+        self._wake.set()
+        if self._writer is not None and self._writer is not threading.current_thread():
+            self._writer.join(timeout=5)
+        self._writer = None
+        self.flush()
 
     def flush(self) -> int:
         """Write buffered spans (and their trace summaries) in one transaction."""
-        with self._lock:
-            batch, self._buffer = self._buffer, []
-        if not batch:
-            return 0
-        with self.store.transaction() as conn:
-            for tid, sid, pid, name, kind, svc, start, end, status, attrs in batch:
-                dur = (end - start) * 1000
-                conn.execute("INSERT OR REPLACE INTO spans VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                             (tid, sid, pid, name, kind, svc, start, end, dur, status,
-                              json.dumps(redact_fields(attrs), default=str)))
-                self._upsert_trace(conn, tid, sid, pid, name, svc, start, dur, status)
-        self.recorded += len(batch)
+        with self._flush_lock:
+            with self._lock:
+                batch, self._buffer = self._buffer, []
+            if not batch:
+                return 0
+            try:
+                self._write(batch)
+            except BaseException:
+                with self._lock:  # keep the rows for the next attempt
+                    self._buffer[:0] = batch
+                raise
+            self.recorded += len(batch)
+        for exporter in list(self.exporters):
+            try:
+                exporter.export(batch)
+            except Exception:  # noqa: BLE001 - an exporter never loses stored spans
+                log.exception("span exporter %s failed", type(exporter).__name__)
         return len(batch)
+
+    def _write(self, batch: list[tuple[Any, ...]]) -> None:
+        roots: dict[str, tuple[Any, ...]] = {}  # per trace, the row that may lead it
+        rows = []
+        for tid, sid, pid, name, kind, svc, start, end, status, attrs in batch:
+            dur = (end - start) * 1000
+            rows.append((tid, sid, pid, name, kind, svc, start, end, dur, status,
+                         json.dumps(redact_fields(attrs), default=str)))
+            best = roots.get(tid)
+            if best is None or _leads(pid, start, best[2], best[5]):
+                roots[tid] = (tid, sid, pid, name, svc, start, dur, status)
+        with self.store.transaction() as conn:
+            conn.executemany("INSERT OR REPLACE INTO spans VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                             rows)
+            for r in roots.values():
+                self._upsert_trace(conn, *r)
 
     @staticmethod
     def _upsert_trace(conn: Any, tid: str, sid: str, pid: str | None, name: str, svc: str,
@@ -288,6 +356,14 @@ class TracingSystem:
         with self.store.transaction() as conn:
             conn.execute("DELETE FROM traces WHERE start < ?", (cutoff,))
             return conn.execute("DELETE FROM spans WHERE start < ?", (cutoff,)).rowcount
+
+
+def _leads(pid: str | None, start: float, best_pid: str | None, best_start: float) -> bool:
+    """Whether a span would replace ``best`` as its trace's summary row (root first, then
+    the earliest)."""
+    if best_pid is None:
+        return False
+    return pid is None or start < best_start
 
 
 def _span_row(r: Any) -> dict[str, Any]:

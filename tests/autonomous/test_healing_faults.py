@@ -197,7 +197,7 @@ async def test_slow_responses_open_the_breaker_degrade_then_restore(stack_factor
 
     async def restored() -> bool:
         f = (await s.http.get(s.url("nexus", "/features"))).json()["features"]
-        return f["planning"] is True
+        return f["planning"] is True and s.orch.state("nexus").degraded is None
 
     await s.until(restored, 10, "features restored after the fault stopped")
     assert s.pid("nexus") == pid  # nothing was restarted

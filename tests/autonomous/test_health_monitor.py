@@ -249,6 +249,25 @@ def test_rollups_match_raw_and_trend_reads_rollups(store: Store) -> None:
         assert h["avg"] == pytest.approx(values[360 * k: 360 * (k + 1)].mean())
 
 
+@pytest.mark.parametrize("telemetry_runs", [False, True])
+def test_report_leaves_rollups_and_retention_to_telemetry(store: Store,
+                                                          telemetry_runs: bool) -> None:
+    clock = FakeClock(start=1_700_000_000 - 1_700_000_000 % 3600)
+    agg = HealthAggregator(store, clock, policy=lambda: POLICY, specs=dict,
+                           retention=lambda: {"raw": "1h", "1m": "30d", "1h": "365d"},
+                           telemetry_runs=lambda: telemetry_runs)
+    start = clock.now()
+    agg.ts.write([Point("cpu.percent", float(i), start + 10 * i) for i in range(3 * 360)])
+    clock.advance(3 * 3600)
+    agg.report()
+    minutes = store.query_one("SELECT COUNT(*) FROM ts_rollup WHERE resolution=60")[0]
+    raw = store.query_one("SELECT COUNT(*) FROM ts_raw")[0]
+    if telemetry_runs:  # the telemetry controller rolls up and applies the retention
+        assert minutes == 0 and raw == 3 * 360
+    else:
+        assert minutes == 180 and raw < 3 * 360
+
+
 # -- NAB scorer ---------------------------------------------------------------------------------
 def test_nab_scorer_perfect_null_and_false_positive() -> None:
     f = NabFile("a.csv", np.arange(1000.0), np.zeros(1000), [(500, 549)])

@@ -1,4 +1,5 @@
-"""ServiceHealth against a real sample service: SIGSTOP, injected slowness and errors."""
+"""ServiceHealth against a real sample service: SIGSTOP, injected slowness and errors; alone
+(its own probes) and beside the real services controller (its probes, none of its own)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from autonomous.core.clock import SystemClock
+from autonomous.core.clock import FakeClock, SystemClock
 from autonomous.health_monitor.service_health import ServiceHealth
 from autonomous.resources.kinds.service import ServiceSpec
 from autonomous.resources.loader import load_tree
-from autonomous.testing import free_port
+from autonomous.testing import copy_default_tree, free_port, make_context
+from controllers.health import HealthController
+from controllers.manager import ControllerManager
+from controllers.services import ServicesController
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICY = copy.deepcopy(load_tree(ROOT).tree.policies["governed"]["health"])
@@ -136,3 +140,77 @@ async def test_dependency_health_http_and_tcp(sample) -> None:
         assert not status.online and status.latency is None and status.errors
     finally:
         await sh.close()
+
+
+SERVICE_YAML = """apiVersion: atlas.autonomous/v1
+kind: Service
+metadata: {{name: x}}
+spec:
+  command: ["{{python}}", "-m", "autonomous.sample_stack", "--name", "x", "--port", "{port}"]
+  port: {port}
+  health: {{path: /health, readiness_path: /ready, period_seconds: %s, timeout_seconds: 0.2,
+           failure_threshold: %d, startup_grace_seconds: 0}}
+  stop_grace_seconds: 2
+""" % (PERIOD, THRESHOLD)
+
+
+async def test_with_services_controller_its_probes_are_used_sigstop(tmp_path: Path) -> None:
+    root = copy_default_tree(tmp_path / "root")
+    for f in (root / "desired_state").glob("*.yaml"):
+        f.unlink()
+    (root / "desired_state" / "x.yaml").write_text(SERVICE_YAML.format(port=free_port()))
+    ctx = make_context(tmp_path, root=root, clock=SystemClock())
+    assert ctx.desired.current is not None, ctx.desired.error
+    manager = ControllerManager(ctx, [ServicesController(ctx), HealthController(ctx)])
+    await manager.start()
+    try:
+        sh = ctx.subsystems["health"].services
+        await _until(lambda: sh.service_metrics("x")["live"] is True
+                     and sh.service_metrics("x")["ready"] is True, 15)
+        m = sh.service_metrics("x")
+        assert m["probe_source"] == "services" and m["latency_p95_ms"] is not None
+        assert m["uptime_seconds"] is not None
+        err_before = m["probe_error_rate"]  # grace 0: start-up refusals count
+        pid = ctx.subsystems["services"].observed()["x"]["pid"]
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            took = await _until(lambda: sh.service_metrics("x")["live"] is False, 5)
+            m = sh.service_metrics("x")
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert took <= PERIOD * (THRESHOLD + 1)
+        assert m["consecutive_failures"] >= THRESHOLD and "timeout" in m["last_probe"]["error"]
+        assert m["probe_error_rate"] > err_before and sh.calculate_service_score("x") == 0.0
+        # one way to probe: ServiceHealth sent none of its own
+        assert not sh.states["x"].probes and sh.states["x"].live is None
+    finally:
+        await manager.stop()
+        ctx.store.close()
+
+
+def test_figures_from_services_probe_history_startup_failures_excluded() -> None:
+    clock = FakeClock()
+    now = clock.now()
+    spec = _spec(1)
+    hist = [{"ok": False, "latency_ms": None, "status_code": None, "error": "refused",
+             "ts": now - 9.5}, {"ok": False, "latency_ms": None, "status_code": None,
+                                "error": "refused", "ts": now - 9.4}]
+    hist += [{"ok": True, "latency_ms": float(ms), "status_code": 200, "error": None,
+              "ts": now - 9 + i} for i, ms in enumerate([1, 2, 3, 4, 100])]
+    hist += [{"ok": False, "latency_ms": None, "status_code": None, "error": "timeout",
+              "ts": now - 1}]
+    obs = {"x": {"running": True, "live": True, "ready": False, "consecutive_failures": 1,
+                 "started_at": now - 10, "last_probe": hist[-1], "probe_history": hist}}
+    sh = ServiceHealth(clock, specs=lambda: {"x": spec}, policy=lambda: POLICY | {
+        "services": {**POLICY["services"], "window_seconds": 60}}, observed=lambda: obs)
+    m = sh.service_metrics("x")
+    assert (m["live"], m["ready"], m["consecutive_failures"]) == (True, False, 1)
+    assert m["probe_source"] == "services" and m["uptime_seconds"] == 10
+    assert m["probes_in_window"] == 8 and m["probe_error_rate"] == pytest.approx(3 / 8)
+    assert m["latency_p50_ms"] == 3 and m["latency_p95_ms"] > 50
+    spec.health.startup_grace_seconds = 5  # the two refusals before the first pass: start-up
+    m = sh.service_metrics("x")
+    assert m["probes_in_window"] == 6 and m["probe_error_rate"] == pytest.approx(1 / 6)
+    obs["x"] |= {"running": False, "returncode": -9}
+    m = sh.service_metrics("x")
+    assert m["live"] is False and "exit code -9" in m["last_probe"]["error"]

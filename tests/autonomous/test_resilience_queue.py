@@ -324,6 +324,27 @@ def test_survival_prefixes_shed_new_and_waiting_requests():
     adm.release(held)
 
 
+def test_reserved_slots_go_only_to_critical():
+    adm, _, _ = make_admission(concurrency={"initial": 3, "min": 1, "max": 3,
+                                            "critical_reserved": 2})
+    t = adm.throttler
+    assert (t.cap(Priority.LOW), t.cap(Priority.HIGH), t.cap(Priority.CRITICAL)) == (1, 1, 3)
+    held = adm.acquire_blocking(Priority.HIGH, "/x")  # the one shared slot
+    assert adm.decide(Priority.LOW, "/x").action == "queue"
+    waiter = threading.Thread(target=lambda: _swallow(adm, Priority.LOW))
+    waiter.start()
+    _until(lambda: len(adm.queue) == 1)
+    # CRITICAL does not queue behind the LOW waiter: it takes a reserved slot at once
+    assert adm.decide(Priority.CRITICAL, "/x").action == "admit"
+    crit = adm.acquire_blocking(Priority.CRITICAL, "/x")
+    adm.release(crit)  # a reserved slot frees: the LOW waiter must not get it
+    assert len(adm.queue) == 1 and t.in_flight == 1
+    adm.release(held)  # the shared slot frees: now it does
+    waiter.join(5)
+    assert not waiter.is_alive() and len(adm.queue) == 0 and t.in_flight == 0
+    assert t.get_stats()["concurrency"]["critical_reserved"] == 2
+
+
 def _swallow(adm: Admission, prio: Priority, path: str = "/x",
              errors: list[Exception] | None = None) -> None:
     try:

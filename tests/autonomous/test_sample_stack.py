@@ -408,3 +408,78 @@ def test_validate_fills_defaults_and_lists_every_problem() -> None:
     assert validate({"kind": "error"}) == {"kind": "error", "status": 500, "rate": 1.0}
     with pytest.raises(FaultError, match=r"status: 99 is out of range.*rate: 'x' is not a number"):
         validate({"kind": "error", "status": 99, "rate": "x"})
+
+
+# ---------------------------------------------------------------- opt-in admission control
+_ADMISSION_OVERLAY = """apiVersion: atlas.autonomous/v1
+kind: PolicySet
+metadata: {name: test-sample-admission}
+spec:
+  mode: governed
+  policy:
+    resilience:
+      concurrency: {initial: 1, min: 1, max: 1}
+      queue: {max_depth: 2}
+"""
+
+
+def test_default_start_imports_neither_pydantic_nor_yaml() -> None:
+    code = ("import sys; from autonomous.sample_stack import cli, server; "
+            "cli.parse_args(['--name', 'x', '--port', '1']); "
+            "bad = [m for m in ('pydantic', 'yaml', 'psutil', 'autonomous.resilience') "
+            "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=30, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_admission_sheds_low_with_retry_after_while_critical_and_probes_pass(
+        start: Callable[..., Svc], tmp_path: Path) -> None:
+    from autonomous.testing import copy_default_tree
+
+    root = copy_default_tree(tmp_path / "root")
+    (root / "policies" / "zz_test.yaml").write_text(_ADMISSION_OVERLAY)
+    svc = start("nexus", "--admission-policy", str(root))
+    assert any(ln.get("message") == "admission control on" for ln in svc.log_lines())
+    low: list[httpx.Response] = []
+    lock = threading.Lock()
+
+    def one_low() -> None:
+        with httpx.Client(base_url=svc.url, timeout=10) as c:
+            r = c.get("/api/work", params={"ms": 300}, headers={"x-atlas-priority": "LOW"})
+        with lock:
+            low.append(r)
+
+    burst = [threading.Thread(target=one_low) for _ in range(8)]
+    for t in burst:
+        t.start()
+    time.sleep(0.1)  # one LOW in flight (limit 1), two queued (depth 2), the rest shed
+    probes = {p: svc.get(p, headers={"x-atlas-priority": "LOW"}).status_code
+              for p in ("/health", "/ready", "/metrics")}
+    crit = svc.get("/api/work", params={"ms": 10}, headers={"x-atlas-priority": "CRITICAL"})
+    for t in burst:
+        t.join(15)
+    assert probes == {"/health": 200, "/ready": 200, "/metrics": 200}
+    assert crit.status_code == 200, crit.text
+    shed = [r for r in low if r.status_code == 429]
+    assert len(low) == 8 and len(shed) >= 5, [r.status_code for r in low]
+    assert all(int(r.headers["Retry-After"]) >= 1 for r in shed)
+    assert all(r.json()["retry_after_seconds"] > 0 and "LOW shed" in r.json()["error"]
+               for r in shed)
+    assert {r.status_code for r in low} <= {200, 429}
+    assert _sample(svc.metrics()["sample_http_requests"], "sample_http_requests_total",
+                   path="/api/work", code="429") == len(shed)
+
+
+def test_admission_policy_file_errors_name_file_line_and_field(
+        start: Callable[..., Svc], tmp_path: Path) -> None:
+    bad = tmp_path / "resilience.yaml"
+    text = (ROOT / "policies" / "resilience.yaml").read_text()
+    bad.write_text(text.replace("max_depth: 256", "max_depth: -3"))
+    svc = start("nexus", "--admission-policy", str(bad), wait=False)
+    assert svc.proc.wait(30) == 2
+    line = 1 + text.splitlines().index("        max_depth: 256")
+    assert f"{bad}:{line}: spec.policy.resilience.queue.max_depth:" in svc.log.read_text()
+    good = start("nexus", "--admission-policy", str(ROOT / "policies" / "resilience.yaml"))
+    r = good.get("/api/work", params={"ms": 1}, headers={"x-atlas-priority": "HIGH"})
+    assert r.status_code == 200, r.text

@@ -46,6 +46,9 @@ class LogSettings(Strict):
 
 class TracingSettings(Strict):
     sample_ratio: float = Field(ge=0, le=1, description="Share of new root traces recorded")
+    probe_sample_ratio: float = Field(
+        0.0, ge=0, le=1, description="Share of periodic service probes (made outside any "
+        "trace) that start a trace; probes inside a trace are always traced")
     otlp_endpoint: str | None = Field(None, description="OTLP/HTTP endpoint; null: no export")
 
 

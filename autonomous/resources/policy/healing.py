@@ -48,7 +48,7 @@ StrategyName = Literal["RETRY", "RESTART_SERVICE", "RESTART_ALL", "ROLLBACK", "F
                        "DEGRADE", "ISOLATE", "ALERT_HUMAN"]
 SeverityName = Literal["low", "medium", "high", "critical"]
 SourceName = Literal["exit", "unhealthy", "not_ready", "unresponsive", "slow", "errors",
-                     "memory", "manual", "exception"]
+                     "memory", "manual", "exception", "heartbeat"]
 
 
 class FailureRatePolicy(Strict):
@@ -179,6 +179,14 @@ class AlertPolicy(Strict):
     log_tail_lines: int = Field(ge=0, description="Log lines attached to a human alert")
 
 
+class HeartbeatPolicy(Strict):
+    """The heartbeat client (``autonomous.self_healing.heartbeat``, e.g. NEXUS's)."""
+
+    path: str = Field(pattern=r"^/", description="Heartbeat endpoint path of the service")
+    interval_seconds: float = Field(gt=0, description="Period of ``HeartbeatClient.run``")
+    timeout_seconds: float = Field(gt=0, description="A heartbeat slower than this failed")
+
+
 class HealingPolicy(Strict):
     breaker: BreakerPolicy = Field(description="Breaker around healing actions per service")
     service_breaker: BreakerPolicy = Field(description="Breaker fed by the service's probes "
@@ -194,6 +202,9 @@ class HealingPolicy(Strict):
     detection: DetectionPolicy
     memory: MemoryPolicy
     alerts: AlertPolicy
+    heartbeat: HeartbeatPolicy
+    heartbeat_breaker: BreakerPolicy = Field(description="Breaker around each heartbeat call: "
+                                             "open = no heartbeats sent, no heals requested")
     history_max_rows: int = Field(ge=1)
 
     @model_validator(mode="after")

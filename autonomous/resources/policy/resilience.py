@@ -81,6 +81,10 @@ class ConcurrencyPolicy(Strict):
     initial: int = Field(ge=1, description="In-flight limit at start")
     min: int = Field(ge=1, description="AIMD never goes below")
     max: int = Field(ge=1, description="AIMD never goes above")
+    critical_reserved: int = Field(ge=0, description="In-flight slots only CRITICAL may use: "
+                                   "other priorities stop at limit - critical_reserved (never "
+                                   "below 1), so a CRITICAL request finds a free slot instead "
+                                   "of waiting for one to finish")
 
     @model_validator(mode="after")
     def _order(self) -> ConcurrencyPolicy:
