@@ -1,5 +1,7 @@
-"""Overload benchmark: PUSH driven at about 3x its capacity with a mix of priorities, with and
-without admission control, in the same run.
+"""Overload benchmark: PUSH driven at about 3x its capacity with a mix of priorities, in the
+same run without admission control, with it and no slot reserved for CRITICAL, and with it and
+``--critical-reserved`` in-flight slots only CRITICAL may use (policy
+``concurrency.critical_reserved``).
 
 The server is the real operator app (``create_app``) in its own process (uvicorn), with one
 work route whose capacity is bounded like a model backend: ``slots`` concurrent calls of
@@ -201,8 +203,8 @@ def report(without: dict, shared: dict, with_: dict, args: argparse.Namespace) -
           f"{args.seconds:g} s; client timeout {args.timeout:g} s; {os.cpu_count()} cores")
     runs = [("no admission control", without),
             ("admission control, no slot reserved for CRITICAL", shared),
-            (f"admission control, {args.critical_reserved} in-flight slots reserved for "
-             "CRITICAL", with_)]
+            (f"admission control, {args.critical_reserved} in-flight slots reserved for CRITICAL",
+             with_)]
     for label, r in runs:
         up = r["unloaded_p99"]
         lim = r["limit"]
@@ -238,7 +240,7 @@ def main() -> int:
     ap.add_argument("--overload", type=float, default=3.0)
     ap.add_argument("--seconds", type=float, default=None)
     ap.add_argument("--timeout", type=float, default=5.0)
-    ap.add_argument("--critical-reserved", type=int, default=2,
+    ap.add_argument("--critical-reserved", type=int, default=3,
                     help="policy concurrency.critical_reserved of the admission run")
     args = ap.parse_args()
     if args.serve:

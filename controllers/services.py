@@ -27,6 +27,7 @@ from autonomous.supervisor.revisions import Revisions, spec_hash
 from autonomous.supervisor.runtime import ServiceRuntime
 from controllers.base import Action, Controller, Outcome
 from controllers.services_facade import ServicesFacade
+from controllers.services_probe_client import ProbeClient
 
 __all__ = ["ServicesController", "DesiredService", "ObservedService", "topo_order",
            "CONTROLLERS"]
@@ -85,7 +86,7 @@ class ServicesController(Controller):
         self.revisions = Revisions(ctx.store, ctx.clock)
         self.runtimes: dict[str, ServiceRuntime] = {}
         self._desired: dict[str, DesiredService] = {}
-        self._client: httpx.AsyncClient | None = None
+        self._client: ProbeClient | None = None
         self._started = False
         self._exit_sub = None
         self._exit_task: asyncio.Task[None] | None = None
@@ -115,18 +116,20 @@ class ServicesController(Controller):
         if self._client:
             await self._client.aclose()
 
-    def client(self) -> httpx.AsyncClient:
-        """The probe client, built on first use so that it is traced when telemetry runs."""
+    def client(self) -> ProbeClient:
+        """The probe client, built on first use so that it is traced when telemetry runs
+        (lean keep-alive GETs; sampled or in-trace probes go through the traced httpx
+        client)."""
         if self._client is None:
             hub = self.ctx.subsystems.get("telemetry")
             if hub is not None:
                 from autonomous.telemetry.httpx_hooks import traced_client
 
-                self._client = traced_client(
-                    hub.tracing, trust_env=False,
-                    root_ratio=hub.settings.tracing.probe_sample_ratio)
+                ratio = hub.settings.tracing.probe_sample_ratio
+                self._client = ProbeClient(traced_client(hub.tracing, trust_env=False),
+                                           hub.tracing, root_ratio=ratio)
             else:
-                self._client = httpx.AsyncClient(trust_env=False)
+                self._client = ProbeClient(httpx.AsyncClient(trust_env=False))
         return self._client
 
     async def _on_exits(self) -> None:

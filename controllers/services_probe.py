@@ -4,8 +4,9 @@ Until the first passing probe after a start it probes quickly (every 50 ms, boun
 period) so that readiness — and with it dependants' start-up — is seen at once; after that it
 probes every ``health.period_seconds`` at a fixed rate (a probe that times out does not push the
 next one back; readiness is not probed while liveness fails), so a hung service fails liveness
-within ``period × failure_threshold`` (+ one timeout). Transitions are published as events; proven health for
-``supervision.healthy_reset_seconds`` resets the crash back-off and marks the revision good.
+within ``period × failure_threshold`` (+ one timeout). Transitions are published as events;
+proven health for ``supervision.healthy_reset_seconds`` resets the crash back-off and marks the
+revision good.
 """
 
 from __future__ import annotations

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import pickle
 import uuid
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from autonomous.core.clock import Clock
-from autonomous.health_monitor.forest import FastForest, ForestFitter, fit_forest_isolated
+from autonomous.health_monitor.forest import FastForest, ForestFitter
 from autonomous.health_monitor.prediction import Prediction, predict_failure
 from autonomous.health_monitor.stream_detector import StreamingDetector, StreamParams
 from autonomous.store import Store
@@ -115,31 +116,29 @@ class AnomalyDetector:
     # -- training ---------------------------------------------------------------------------
     def train(self, history: dict[str, Series], recent: dict[str, Series] | None = None,
               fitter: ForestFitter | None = None) -> dict[str, Any]:
-        """Warm every stream from ``recent`` (default ``history``), fit the forest (in
-        ``fitter``'s child process when given), persist."""
-        for key, (_, values) in (recent or history).items():
-            d = StreamingDetector(self.params)
-            for x in list(values)[-(self.params.window + self.params.likelihood_window):]:
-                d.update(float(x))
-            d.since_detection = self.params.suppress + 1
-            self.streams[key] = d
-        rows = self._fit_forest(history, fitter)
-        self.trained_at = self.clock.now()
-        self.save()
-        return {"metrics": len(self.streams), "forest_rows": rows, "columns": len(self.columns),
-                "trained_at": self.trained_at}
-
-    def _fit_forest(self, history: dict[str, Series], fitter: ForestFitter | None) -> int:
+        """Fit the forest (in ``fitter``'s child process, or a new one) while the streams are
+        warmed from ``recent`` (default ``history``) here; persist."""
         cfg = self.policy["isolation_forest"]
         columns, matrix = _align(history)
         matrix = matrix[-int(cfg["max_samples"]):]
-        if len(matrix) < cfg["min_samples"] or not columns:
-            self.forest, self.columns = None, []
-            return len(matrix)
-        self.forest = fit_forest_isolated(matrix, int(cfg["n_estimators"]),
-                                          float(cfg["contamination"]), fitter)
-        self.columns = columns
-        return len(matrix)
+        with ExitStack() as stack:
+            pending = None
+            if len(matrix) >= cfg["min_samples"] and columns:
+                fitter = fitter or stack.enter_context(ForestFitter())
+                pending = fitter.submit(matrix, int(cfg["n_estimators"]),
+                                        float(cfg["contamination"]))
+            for key, (_, values) in (recent or history).items():
+                d = StreamingDetector(self.params)
+                for x in list(values)[-(self.params.window + self.params.likelihood_window):]:
+                    d.update(float(x))
+                d.since_detection = self.params.suppress + 1
+                self.streams[key] = d
+            self.forest = pending.result() if pending is not None else None
+        self.columns = columns if pending is not None else []
+        self.trained_at = self.clock.now()
+        self.save()
+        return {"metrics": len(self.streams), "forest_rows": len(matrix),
+                "columns": len(self.columns), "trained_at": self.trained_at}
 
     # -- detection --------------------------------------------------------------------------
     def detect(self, current: dict[str, float], ts: float | None = None) -> AnomalyReport:
@@ -270,11 +269,21 @@ class AnomalyDetector:
 
 
 def _align(history: dict[str, Series]) -> tuple[list[str], np.ndarray]:
-    """Rows (timestamps) where every metric has a value; columns sorted by key."""
+    """Rows (timestamps) where every metric has a value; columns sorted by key (a repeated
+    timestamp keeps its last value)."""
     columns = sorted(k for k, (ts, _) in history.items() if len(ts))
     if not columns:
         return [], np.empty((0, 0))
-    maps = {k: dict(zip(map(float, history[k][0]), map(float, history[k][1]))) for k in columns}
-    common = sorted(set.intersection(*(set(m) for m in maps.values())))
-    return columns, np.array([[maps[k][t] for k in columns] for t in common]).reshape(
-        len(common), len(columns))
+    series = []
+    for k in columns:
+        ts, values = np.asarray(history[k][0], float), np.asarray(history[k][1], float)
+        order = np.argsort(ts, kind="stable")
+        series.append((ts[order], values[order]))
+    common = series[0][0]
+    for ts, _ in series[1:]:
+        common = np.intersect1d(common, ts)
+    common = np.unique(common)
+    if not common.size:
+        return columns, np.empty((0, len(columns)))
+    return columns, np.column_stack(
+        [values[np.searchsorted(ts, common, side="right") - 1] for ts, values in series])

@@ -9,6 +9,7 @@ compares the two.
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
@@ -99,8 +100,13 @@ class ForestFitter:
         self._pool.submit(_preload)
         return self
 
+    def submit(self, matrix: np.ndarray, n_estimators: int, contamination: float
+               ) -> Future[FastForest]:
+        """Start the fit in the child; the caller goes on and takes ``.result()`` later."""
+        return self._pool.submit(fit_forest, matrix, n_estimators, contamination)
+
     def fit(self, matrix: np.ndarray, n_estimators: int, contamination: float) -> FastForest:
-        return self._pool.submit(fit_forest, matrix, n_estimators, contamination).result()
+        return self.submit(matrix, n_estimators, contamination).result()
 
     def __exit__(self, *exc: object) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

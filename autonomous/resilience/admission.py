@@ -203,7 +203,7 @@ class Admission:
             if item is None:
                 return
             w: _Waiter = item.value
-            self.throttler.force_acquire()
+            self.throttler.force_acquire(item.priority)
             w.granted, w.done = True, True
             self.counts["admitted"] += 1
             w.wake()
@@ -212,7 +212,8 @@ class Admission:
         """A wait ended (timeout / cancel): leave the queue, or keep a slot granted meanwhile."""
         with self._lock:
             if waiter.granted:
-                return Ticket(priority, self.clock.monotonic(), counted=True)
+                return Ticket(_slot_priority(waiter, priority), self.clock.monotonic(),
+                              counted=True)
             if waiter.item is not None and self.queue.remove(waiter.item):
                 self.queue.shed_counts[priority] += 1
             waiter.done = True
@@ -250,7 +251,8 @@ class Admission:
 
     def _granted(self, priority: Priority, waiter: _Waiter) -> Ticket:
         if waiter.granted:
-            return Ticket(priority, self.clock.monotonic(), counted=True)
+            return Ticket(_slot_priority(waiter, priority), self.clock.monotonic(),
+                          counted=True)
         raise self._shed(Decision("shed", priority, waiter.shed_reason or "shed",
                                   self._queue_retry_after()))
 
@@ -294,7 +296,7 @@ class Admission:
         if not ticket.counted:
             return
         ticket.counted = False
-        self.throttler.release(self.clock.monotonic() - ticket.started)
+        self.throttler.release(self.clock.monotonic() - ticket.started, ticket.priority)
         with self._lock:
             self._dispatch()
 
@@ -317,6 +319,11 @@ class Admission:
         with self._lock:
             return {"counts": dict(self.counts), "queue": self.queue.get_queue_stats(),
                     "throttling": self.throttler.get_stats()}
+
+
+def _slot_priority(waiter: _Waiter, priority: Priority) -> Priority:
+    """The priority a granted waiter's slot was taken with (survival may have promoted it)."""
+    return waiter.item.priority if waiter.item is not None else priority
 
 
 def _set_once(fut: asyncio.Future[None]) -> None:

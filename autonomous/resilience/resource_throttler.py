@@ -120,6 +120,7 @@ class ResourceThrottler:
         self.update_policy(policy)
         self.limit = int(policy["concurrency"]["initial"])
         self.in_flight = 0
+        self.critical_in_flight = 0  # of in_flight: CRITICAL requests
         self._latencies: deque[float] = deque(maxlen=10_000)
         self._saturated = False
         self._last_adjust = clock.monotonic()
@@ -222,32 +223,48 @@ class ResourceThrottler:
 
     # -- concurrency -----------------------------------------------------------------------
     def cap(self, priority: Priority | None = None) -> int:
-        """In-flight slots ``priority`` may fill: the whole limit for CRITICAL (and None),
-        ``limit - concurrency.critical_reserved`` (at least 1) for the others."""
+        """In-flight slots ``priority`` may fill: the whole limit for CRITICAL (and None);
+        for the others ``limit - concurrency.critical_reserved`` (at least 1), counting only
+        non-CRITICAL requests, so the reserved slots stay free for CRITICAL while CRITICAL
+        requests in flight do not eat into the others' share."""
         if priority is None or priority == Priority.CRITICAL:
             return self.limit
         return max(1, self.limit - self.policy["concurrency"]["critical_reserved"])
 
+    def _free_for(self, priority: Priority | None) -> bool:
+        if self.in_flight >= self.limit:
+            return False
+        if priority is None or priority == Priority.CRITICAL:
+            return True
+        return self.in_flight - self.critical_in_flight < self.cap(priority)
+
     def try_acquire(self, priority: Priority | None = None) -> bool:
         """Take an in-flight slot if one ``priority`` may use is free."""
         with self._lock:
-            cap = self.cap(priority)
-            if self.in_flight < cap:
-                self.in_flight += 1
-                self._saturated = self._saturated or self.in_flight >= cap
+            if self._free_for(priority):
+                self._take(priority)
+                self._saturated = self._saturated or not self._free_for(priority)
                 return True
             self._saturated = True
             return False
 
-    def force_acquire(self) -> None:
+    def _take(self, priority: Priority | None) -> None:
+        self.in_flight += 1
+        if priority == Priority.CRITICAL:
+            self.critical_in_flight += 1
+
+    def force_acquire(self, priority: Priority | None = None) -> None:
         """Take a slot for a request the queue granted (the caller checked the limit)."""
         with self._lock:
-            self.in_flight += 1
+            self._take(priority)
 
-    def release(self, latency_seconds: float | None) -> None:
-        """Give a slot back; record the request's latency for AIMD."""
+    def release(self, latency_seconds: float | None, priority: Priority | None = None) -> None:
+        """Give a slot back (``priority``: the one it was taken with); record the request's
+        latency for AIMD."""
         with self._lock:
             self.in_flight = max(0, self.in_flight - 1)
+            if priority == Priority.CRITICAL:
+                self.critical_in_flight = max(0, self.critical_in_flight - 1)
             if latency_seconds is not None:
                 self._latencies.append(latency_seconds)
         self.adjust_limits_dynamically()
@@ -255,7 +272,7 @@ class ResourceThrottler:
     def has_capacity(self, priority: Priority | None = None) -> bool:
         """Whether a slot ``priority`` may use is free (None: any slot, reserved included)."""
         with self._lock:
-            return self.in_flight < self.cap(priority)
+            return self._free_for(priority)
 
     def adjust_limits_dynamically(self, *, force: bool = False) -> dict[str, Any] | None:
         """AIMD: every ``aimd.interval_seconds``, shrink the in-flight limit by
@@ -298,6 +315,7 @@ class ResourceThrottler:
             raw = self._reading
             return {
                 "concurrency": {"limit": self.limit, "in_flight": self.in_flight,
+                                "critical_in_flight": self.critical_in_flight,
                                 "critical_reserved":
                                     self.policy["concurrency"]["critical_reserved"],
                                 "min": self.policy["concurrency"]["min"],

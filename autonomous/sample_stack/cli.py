@@ -138,12 +138,14 @@ def _serve(args: argparse.Namespace, log: JsonLogger, feats: Features,
         return 1
     for fault in env_faults:
         svc.faults.activate(fault)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                     name="http", daemon=True).start()
-    svc.readiness.start()
+    # logged before serving (the socket already listens; early connections wait in its
+    # backlog), so "started" is always the first line, before any request's line
     log.info("started", host=args.host, port=args.port, pid=os.getpid(),
              version=args.service_version, features=feats.snapshot(),
              faults=sorted(svc.faults.snapshot()), startup_ms=_startup_ms())
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                     name="http", daemon=True).start()
+    svc.readiness.start()
     sig = signal.sigwait(_STOP_SIGNALS)
     return _stop(svc, server, log, signal.Signals(sig).name)
 

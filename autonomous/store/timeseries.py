@@ -232,10 +232,9 @@ class TimeSeriesStore:
         tail_from = max(first, done) if done is not None else first
         if end >= tail_from:
             add(self.store.query(
-                f"SELECT series_id, CAST(CAST(ts/{res} AS INTEGER)*{res} AS REAL) b, AVG(value) "
-                f"FROM ts_raw "
-                f"WHERE series_id IN ({marks}) AND ts>=? AND ts<=? GROUP BY series_id, b "
-                f"ORDER BY series_id, b", [*ids, tail_from, end]))
+                f"SELECT series_id, CAST(CAST(ts/{res} AS INTEGER)*{res} AS REAL) b, "
+                f"AVG(value) FROM ts_raw WHERE series_id IN ({marks}) AND ts>=? AND ts<=? "
+                f"GROUP BY series_id, b ORDER BY series_id, b", [*ids, tail_from, end]))
         return out
 
     def pick_resolution(self, start: float, end: float) -> str:

@@ -241,7 +241,7 @@ class TracingSystem:
                 return
             try:
                 self.flush()
-            except Exception:  # noqa: BLE001 - the next tick or read retries the rows
+            except Exception:  # the next tick or read retries the rows
                 log.exception("span flush failed")
 
     def close(self) -> None:
@@ -270,7 +270,7 @@ class TracingSystem:
         for exporter in list(self.exporters):
             try:
                 exporter.export(batch)
-            except Exception:  # noqa: BLE001 - an exporter never loses stored spans
+            except Exception:  # an exporter never loses stored spans
                 log.exception("span exporter %s failed", type(exporter).__name__)
         return len(batch)
 

@@ -268,6 +268,28 @@ def test_report_leaves_rollups_and_retention_to_telemetry(store: Store,
         assert minutes == 180 and raw < 3 * 360
 
 
+def test_query_many_equals_query_ids_per_series(store: Store) -> None:
+    clock = FakeClock(start=1_700_000_000 - 1_700_000_000 % 3600)
+    agg = _aggregator(store, clock)
+    start = clock.now()
+    rng = np.random.default_rng(3)
+    agg.ts.write([Point("m", float(rng.normal()), start + 10 * i + (j % 3), {"k": str(j)})
+                  for i in range(2 * 360) for j in range(4)])
+    clock.advance(3600)
+    agg.ts.rollup()  # rollups for the first hour, the second one only raw (the tail)
+    clock.advance(3600)
+    ids = [sid for sid, _ in agg.ts.match("m")]
+    for res in ("raw", "1m", "1h"):
+        got = agg.ts.query_many(ids, start + 25, clock.now(), res)
+        assert sorted(got) == ids
+        for sid in ids:
+            want = agg.ts.query_ids([sid], start + 25, clock.now(), res)
+            assert got[sid][0] == [s.ts for s in want], res
+            assert got[sid][1] == pytest.approx([s.value for s in want]), res
+    assert agg.ts.query_many(ids, clock.now() + 10, clock.now() + 20, "1m") == {}
+    assert agg.ts.query_many([], start, clock.now()) == {}
+
+
 # -- NAB scorer ---------------------------------------------------------------------------------
 def test_nab_scorer_perfect_null_and_false_positive() -> None:
     f = NabFile("a.csv", np.arange(1000.0), np.zeros(1000), [(500, 549)])

@@ -342,7 +342,16 @@ def test_reserved_slots_go_only_to_critical():
     adm.release(held)  # the shared slot frees: now it does
     waiter.join(5)
     assert not waiter.is_alive() and len(adm.queue) == 0 and t.in_flight == 0
-    assert t.get_stats()["concurrency"]["critical_reserved"] == 2
+    # CRITICAL in flight does not eat into the others' share: LOW is still admitted at once
+    crit = adm.acquire_blocking(Priority.CRITICAL, "/x")
+    assert adm.decide(Priority.LOW, "/x").action == "admit"
+    low = adm.acquire_blocking(Priority.LOW, "/x")
+    stats = t.get_stats()["concurrency"]
+    assert stats["critical_reserved"] == 2 and stats["critical_in_flight"] == 1
+    assert stats["in_flight"] == 2
+    adm.release(crit)
+    adm.release(low)
+    assert (t.in_flight, t.critical_in_flight) == (0, 0)
 
 
 def _swallow(adm: Admission, prio: Priority, path: str = "/x",

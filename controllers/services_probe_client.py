@@ -1,0 +1,154 @@
+"""The services controller's probe client: a lean keep-alive HTTP/1.1 GET client.
+
+Periodic probes (every service, every ``health.period_seconds``) are the operator's most
+frequent outside calls, and a full ``httpx`` request (URL model, cookie extraction, anyio
+streams) costs several times the probe itself. ``ProbeClient.get(url, timeout=...)`` speaks
+just what a probe needs — ``GET``, one idle keep-alive connection per ``host:port``,
+``Content-Length`` / chunked / read-to-close bodies — and raises the ``httpx`` exceptions
+``http_probe`` already handles (``httpx.TimeoutException`` subclasses on a timeout,
+``httpx.HTTPError`` subclasses otherwise), so callers do not change.
+
+A probe that must be traced — made inside a trace, or picked by ``root_ratio`` (the
+configured ``tracing.probe_sample_ratio``) — goes through the traced ``httpx`` client instead,
+so sampled probes still join traces with a ``traceparent``. Non-``http`` URLs also go there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+__all__ = ["ProbeClient", "ProbeResponse"]
+
+_MAX_HEAD = 64 * 1024
+_MAX_BODY = 1024 * 1024
+_Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+@dataclass(frozen=True)
+class ProbeResponse:
+    """What a probe reads from an answer."""
+
+    status_code: int
+    headers: dict[str, str]
+    content: bytes
+
+
+class ProbeClient:
+    """GET-only client with one idle connection kept per ``host:port``."""
+
+    def __init__(self, fallback: httpx.AsyncClient, tracing: Any = None, *,
+                 root_ratio: float = 0.0, rng: random.Random | None = None) -> None:
+        self.fallback = fallback
+        self.tracing = tracing
+        self.root_ratio = root_ratio
+        self._rng = rng or random.Random()
+        self._idle: dict[tuple[str, int], _Conn] = {}
+        self.lean_requests = 0
+
+    def _traced(self) -> bool:
+        if self.tracing is None:
+            return False
+        from autonomous.telemetry.tracing_system import current_span
+
+        if current_span() is not None or self.root_ratio >= 1:
+            return True
+        return self.root_ratio > 0 and self._rng.random() < self.root_ratio
+
+    async def get(self, url: str, *, timeout: float) -> Any:
+        """GET ``url`` within ``timeout`` seconds (connect, send and read together)."""
+        parts = urlsplit(url)
+        if parts.scheme != "http" or not parts.hostname or self._traced():
+            return await self.fallback.get(url, timeout=timeout)
+        host, port = parts.hostname, parts.port or 80
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        key = (host, port)
+        try:
+            async with asyncio.timeout(timeout):
+                resp = await self._request(key, target)
+        except TimeoutError:
+            raise httpx.ReadTimeout(f"no answer from {host}:{port} within {timeout:g}s") \
+                from None
+        self.lean_requests += 1
+        return resp
+
+    async def _request(self, key: tuple[str, int], target: str) -> ProbeResponse:
+        conn = self._idle.pop(key, None)
+        if conn is not None:
+            try:  # a kept connection the server may have closed meanwhile: one retry
+                return await self._exchange(key, conn, target)
+            except (OSError, asyncio.IncompleteReadError, httpx.RemoteProtocolError):
+                pass
+        try:
+            conn = await asyncio.open_connection(*key)
+        except OSError as exc:
+            raise httpx.ConnectError(f"{key[0]}:{key[1]}: {exc.strerror or exc}") from None
+        try:
+            return await self._exchange(key, conn, target)
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            raise httpx.ReadError(f"{key[0]}:{key[1]}: connection lost: {exc}") from None
+
+    async def _exchange(self, key: tuple[str, int], conn: _Conn, target: str) -> ProbeResponse:
+        reader, writer = conn
+        keep = False
+        try:
+            writer.write(f"GET {target} HTTP/1.1\r\nHost: {key[0]}:{key[1]}\r\n"
+                         "User-Agent: atlas-probe\r\nAccept: */*\r\n\r\n".encode("latin-1"))
+            await writer.drain()
+            code, headers = _parse_head(await reader.readuntil(b"\r\n\r\n"))
+            body = await _read_body(reader, headers)
+            keep = "close" not in headers.get("connection", "").lower() and \
+                ("content-length" in headers or "chunked" in headers.get("transfer-encoding", ""))
+            return ProbeResponse(code, headers, body)
+        except (asyncio.LimitOverrunError, ValueError) as exc:
+            raise httpx.RemoteProtocolError(f"unreadable probe response: {exc}") from None
+        finally:
+            if keep and key not in self._idle:
+                self._idle[key] = conn
+            else:
+                writer.close()
+
+    async def aclose(self) -> None:
+        """Close the kept connections and the fallback client."""
+        idle, self._idle = self._idle, {}
+        for _, writer in idle.values():
+            writer.close()
+        await self.fallback.aclose()
+
+
+def _parse_head(raw: bytes) -> tuple[int, dict[str, str]]:
+    lines = raw.decode("latin-1").split("\r\n")
+    status = lines[0].split(" ", 2)
+    if len(status) < 2 or not status[0].startswith("HTTP/1.") or not status[1].isdigit():
+        raise httpx.RemoteProtocolError(f"malformed status line {lines[0][:80]!r}")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if sep:
+            headers[name.strip().lower()] = value.strip()
+    return int(status[1]), headers
+
+
+async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        out = bytearray()
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                await reader.readuntil(b"\r\n")  # trailers are not used by probes
+                return bytes(out)
+            if len(out) + size > _MAX_BODY:
+                raise httpx.RemoteProtocolError("probe response body too large")
+            out += await reader.readexactly(size + 2)
+            del out[-2:]
+    if "content-length" in headers:
+        n = int(headers["content-length"])
+        if n > _MAX_BODY:
+            raise httpx.RemoteProtocolError("probe response body too large")
+        return await reader.readexactly(n)
+    return await reader.read(_MAX_BODY)  # no length: the body ends with the connection
