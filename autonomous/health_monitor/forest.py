@@ -10,7 +10,7 @@ compares the two.
 from __future__ import annotations
 
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -92,7 +92,7 @@ class ForestFitter:
     (about two seconds) overlaps what the caller does before ``fit`` (reading the history);
     leaving stops it."""
 
-    def __enter__(self) -> ForestFitter:
+    def __enter__(self) -> Self:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 

@@ -21,9 +21,9 @@ import json
 import math
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from itertools import groupby
 from operator import itemgetter
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from autonomous.core.clock import Clock

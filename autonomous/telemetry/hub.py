@@ -28,6 +28,7 @@ from autonomous.telemetry.dashboard_engine import DashboardEngine
 from autonomous.telemetry.log_tail import ServiceLogTailer
 from autonomous.telemetry.logs_collector import LogsCollector
 from autonomous.telemetry.metrics_aggregator import MetricsAggregator
+from autonomous.telemetry.otlp_export import make_exporter
 from autonomous.telemetry.tracing_system import TracingSystem
 
 __all__ = ["TelemetryHub", "channels_from_settings", "settings_from_context"]
@@ -66,6 +67,9 @@ class TelemetryHub:
         self.ts = TimeSeriesStore(store, clock)
         self.metrics = MetricsAggregator(self.ts, clock)
         self.tracing = TracingSystem(store, clock, sample_ratio=settings.tracing.sample_ratio)
+        self.otlp = make_exporter(settings.tracing.otlp_endpoint)
+        if self.otlp is not None:
+            self.tracing.exporters.append(self.otlp)
         self.logs = LogsCollector(store, clock, log_dir, max_bytes=settings.logs.max_bytes,
                                   backup_count=settings.logs.backup_count,
                                   batch_size=settings.logs.batch_size,
@@ -175,6 +179,8 @@ class TelemetryHub:
         return {"points_written_total": self.metrics.written,
                 "log_lines_indexed_total": self.logs.indexed,
                 "spans_recorded_total": self.tracing.recorded,
+                "spans_dropped_total": self.tracing.dropped,
+                "spans_exported_total": None if self.otlp is None else self.otlp.exported,
                 "alerts_firing": firing}
 
     def close(self) -> None:
@@ -182,6 +188,8 @@ class TelemetryHub:
         self._flush_event_counts(self.clock.now())
         self.metrics.flush()
         self.tracing.close()
+        if self.otlp is not None:
+            self.otlp.close()
         self.logs.uninstall()
 
     def add_point(self, name: str, value: float, labels: dict[str, str] | None = None) -> None:

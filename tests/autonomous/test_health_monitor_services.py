@@ -142,16 +142,16 @@ async def test_dependency_health_http_and_tcp(sample) -> None:
         await sh.close()
 
 
-SERVICE_YAML = """apiVersion: atlas.autonomous/v1
+SERVICE_YAML = f"""apiVersion: atlas.autonomous/v1
 kind: Service
-metadata: {{name: x}}
+metadata: {{{{name: x}}}}
 spec:
-  command: ["{{python}}", "-m", "autonomous.sample_stack", "--name", "x", "--port", "{port}"]
-  port: {port}
-  health: {{path: /health, readiness_path: /ready, period_seconds: %s, timeout_seconds: 0.2,
-           failure_threshold: %d, startup_grace_seconds: 0}}
+  command: ["{{{{python}}}}", "-m", "autonomous.sample_stack", "--name", "x", "--port", "{{port}}"]
+  port: {{port}}
+  health: {{{{path: /health, readiness_path: /ready, period_seconds: {PERIOD},
+           timeout_seconds: 0.2, failure_threshold: {THRESHOLD}, startup_grace_seconds: 0}}}}
   stop_grace_seconds: 2
-""" % (PERIOD, THRESHOLD)
+"""
 
 
 async def test_with_services_controller_its_probes_are_used_sigstop(tmp_path: Path) -> None:
