@@ -21,7 +21,7 @@ from autonomous.learning.knowledge_graph import KnowledgeGraph
 from autonomous.status import StatusBoard
 from autonomous.store import Store
 
-__all__ = ["make_context", "free_port", "default_root", "copy_default_tree"]
+__all__ = ["make_context", "free_port", "default_root", "copy_default_tree", "calm_gates"]
 
 
 def default_root() -> Path:
@@ -35,6 +35,35 @@ def copy_default_tree(dest: Path) -> Path:
     return dest
 
 
+CALM_GATES = """# Written by autonomous.testing.calm_gates: tests share this machine's CPU with the
+# processes they start, so host-load gates and automatic survival would make them
+# nondeterministic. Gate behaviour itself is tested with injected readings.
+apiVersion: atlas.autonomous/v1
+kind: PolicySet
+metadata:
+  name: tests-calm-gates-{mode}
+spec:
+  mode: {mode}
+  policy:
+    resilience:
+      gates:
+        cpu_percent: {{HIGH: null, MEDIUM: null, LOW: null}}
+        ram_percent: {{HIGH: null, MEDIUM: null, LOW: null}}
+        gpu_percent: {{HIGH: null, MEDIUM: null, LOW: null}}
+      survival:
+        auto: {{enabled: false}}
+"""
+
+
+def calm_gates(root: Path) -> Path:
+    """Overlays (one per governance mode) that turn host-load gates and automatic survival
+    off in a test tree; everything else stays the default policy."""
+    for mode in ("governed", "growth", "emergency_stop"):
+        (root / "policies" / f"zz-tests-calm-{mode}.yaml").write_text(
+            CALM_GATES.format(mode=mode))
+    return root
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -43,7 +72,7 @@ def free_port() -> int:
 
 def make_context(tmp_path: Path, *, root: Path | None = None, clock: Clock | None = None,
                  token: str = "test-token", load: bool = True) -> OperatorContext:
-    root = root or copy_default_tree(tmp_path / "root")
+    root = root or calm_gates(copy_default_tree(tmp_path / "root"))
     data = tmp_path / "data"
     data.mkdir(parents=True, exist_ok=True)
     clock = clock or FakeClock()

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from autonomous.testing import copy_default_tree, free_port, make_context
+from autonomous.testing import calm_gates, copy_default_tree, free_port, make_context
 
 TOKEN = "test-token"
 
@@ -43,7 +43,7 @@ spec:
 
 def make_tree(root: Path, services: dict[str, str], api_port: int | None = None) -> Path:
     """A copy of the default tree whose desired_state holds only ``services`` (name → YAML)."""
-    copy_default_tree(root)
+    calm_gates(copy_default_tree(root))
     for f in (root / "desired_state").glob("*.yaml"):
         text = f.read_text()
         if "kind: Service" in text:
