@@ -31,6 +31,10 @@ class Op:
         base = self.root / "policies" / "base.yaml"
         base.write_text(base.read_text().replace("healthy_reset_seconds: 60",
                                                  "healthy_reset_seconds: 1"))
+        # ten deliberate crashes in a row must not trip the crash-loop budget (policy data)
+        heal = self.root / "policies" / "healing.yaml"
+        heal.write_text(heal.read_text().replace(
+            "restart_budget: {max_restarts: 5,", "restart_budget: {max_restarts: 100,"))
         self.data = tmp / "data"
         self.url = f"http://127.0.0.1:{self.api}"
         self.proc: subprocess.Popen | None = None

@@ -71,6 +71,7 @@ class Operator:
         if first.tree is None:
             raise ValidationFailed(first.problems)
         cfg = first.tree.config
+        self._first = first
         self.data_dir = Path(data_dir or self.root / cfg.data_dir).resolve()
         self.host = host or cfg.listen.host
         self.port = cfg.listen.port if port is None else port
@@ -94,7 +95,8 @@ class Operator:
             desired=desired, governance=gov, approvals=Approvals(store, bus, self.clock),
             graph=KnowledgeGraph(store, self.clock), status=StatusBoard(),
             token=load_token(self.data_dir))
-        desired.reload()
+        desired.reload(self._first)
+        self._first = None
         return self.ctx
 
     def _controllers(self) -> list[Any]:

@@ -20,7 +20,7 @@ from typing import Any
 from autonomous.core.clock import Clock, SystemClock, iso
 from autonomous.core.errors import Problem
 from autonomous.core.events import EventBus
-from autonomous.resources.loader import TREE_DIRS, Tree, load_tree
+from autonomous.resources.loader import TREE_DIRS, LoadResult, Tree, load_tree
 from autonomous.store import Store
 
 __all__ = ["Generation", "DesiredStateManager", "git_commit"]
@@ -76,10 +76,11 @@ class DesiredStateManager:
     error: ReloadError | None = None
     reloads: int = 0
 
-    def reload(self) -> Generation | None:
-        """Load the tree; install it as a new generation if valid and changed. Returns it."""
+    def reload(self, preloaded: LoadResult | None = None) -> Generation | None:
+        """Load the tree (or take ``preloaded``, a result just read from the same root);
+        install it as a new generation if valid and changed. Returns it."""
         self.reloads += 1
-        result = load_tree(self.root)
+        result = preloaded if preloaded is not None else load_tree(self.root)
         if result.tree is None:
             self.error = ReloadError(result.problems, result.hash, self.clock.now())
             log.warning("desired state rejected: %d problem(s); generation %s keeps running",

@@ -89,7 +89,8 @@ class HealthAggregator:
     async def start(self) -> None:
         """Read the CPU model once, restore (or train) the anomaly model, start the probes."""
         self._cpuinfo = asyncio.get_running_loop().run_in_executor(None, self._read_cpu_info)
-        if not self.detector.load():
+        if not self.detector.load() and self.ts.names():
+            # nothing stored yet (first start): nothing to learn from, no child to spawn
             await asyncio.to_thread(self.train)
         self._due["retrain"] = self.clock.monotonic()
         self.services.ensure_running()

@@ -79,16 +79,21 @@ class ServiceHealth:
         self.clock = clock
         self._specs, self._policy, self._observed = specs, policy, observed
         self.states: dict[str, _State] = {}
-        self._client = httpx.AsyncClient(follow_redirects=False)
+        self._http: httpx.AsyncClient | None = None  # built on first use (SSL set-up costs)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._side_tasks: dict[str, asyncio.Task[None]] = {}
+
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = httpx.AsyncClient(follow_redirects=False)
+        return self._http
 
     # -- the specification's check --------------------------------------------------------
     async def check_service(self, url: str, timeout: float = 5) -> ServiceStatus:
         """GET ``url``: online when it answers 2xx within ``timeout`` seconds."""
         t0 = time.perf_counter()
         try:
-            r = await self._client.get(url, timeout=timeout)
+            r = await self._client().get(url, timeout=timeout)
         except httpx.TimeoutException:
             return ServiceStatus(False, None, [f"no answer within {timeout}s"])
         except httpx.HTTPError as exc:
@@ -148,7 +153,7 @@ class ServiceHealth:
         st.last_scrape_mono = self.clock.monotonic()
         try:
             timeout = spec.health.timeout_seconds if spec.health else 2.0
-            r = await self._client.get(f"http://{spec.host}:{spec.port}/metrics", timeout=timeout)
+            r = await self._client().get(f"http://{spec.host}:{spec.port}/metrics", timeout=timeout)
         except httpx.HTTPError as exc:
             st.metrics_reason = f"/metrics unreachable: {type(exc).__name__}"
             return
@@ -224,7 +229,8 @@ class ServiceHealth:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
         self._side_tasks.clear()
-        await self._client.aclose()
+        if self._http is not None:
+            await self._http.aclose()
 
     # -- derived figures ------------------------------------------------------------------
     def service_metrics(self, name: str, observed: dict[str, dict[str, Any]] | None = None
