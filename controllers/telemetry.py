@@ -36,6 +36,7 @@ class TelemetryController(Controller):
     def __init__(self, ctx: Any) -> None:
         super().__init__(ctx)
         self.hub: TelemetryHub | None = None
+        self._cycled = False
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -83,6 +84,11 @@ class TelemetryController(Controller):
     async def observe(self) -> dict[str, Any]:
         if self.hub is None:
             return {}
+        if not self._cycled:
+            # the first pass comes right at start-up, when there is nothing to roll up yet:
+            # leave the store to the services being started; the next interval does the work
+            self._cycled = True
+            return dict(self.hub.last_cycle or {})
         return await asyncio.to_thread(self.hub.cycle)
 
     @staticmethod

@@ -28,6 +28,7 @@ async def test_controller_runs_the_hub(tmp_path):
         logging.getLogger("atlas.test.ctl").error("controller saw a failure in robot")
         await _drain()
         ctx.clock.advance(61)
+        assert await ctl.observe() == {}  # the start-up pass leaves the store alone
         observed = await ctl.observe()
         assert TelemetryController.diff(None, observed) == ()
         ctl.report(None, observed, [])
