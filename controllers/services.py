@@ -23,7 +23,7 @@ from autonomous.core.backoff import Backoff, BackoffSpec
 from autonomous.resources.kinds.service import ServiceSpec
 from autonomous.supervisor.probes import ProbeState
 from autonomous.supervisor.processes import ProcessSupervisor
-from autonomous.supervisor.revisions import Revisions, spec_hash
+from autonomous.supervisor.revisions import Revisions
 from autonomous.supervisor.runtime import ServiceRuntime
 from controllers.base import Action, Controller, Outcome
 from controllers.services_facade import ServicesFacade
