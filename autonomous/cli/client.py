@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import httpx
 
 from autonomous.resources.loader import load_tree
 
-__all__ = ["ApiClient", "add_client_args"]
+__all__ = ["ApiClient", "add_client_args", "call_json"]
 
 
 def add_client_args(p: Any) -> None:
@@ -42,3 +43,21 @@ class ApiClient:
             headers["Authorization"] = f"Bearer {self.token}"
         with httpx.Client(base_url=self.base, timeout=10, trust_env=False) as c:
             return c.request(method, path, headers=headers, **kw)
+
+
+def call_json(client: Any, method: str, path: str, **kw: Any) -> Any:
+    """The JSON answer of ``client.request``, or None after printing why it failed (the
+    operator unreachable, or a 4xx/5xx with its ``detail``)."""
+    try:
+        r = client.request(method, path, **kw)
+    except httpx.HTTPError as exc:
+        print(f"cannot reach the operator at {client.base}: {exc}", file=sys.stderr)
+        return None
+    if r.status_code >= 400:
+        try:
+            detail = r.json().get("detail", r.text)
+        except ValueError:
+            detail = r.text
+        print(f"{r.status_code}: {detail}", file=sys.stderr)
+        return None
+    return r.json()

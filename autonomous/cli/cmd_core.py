@@ -7,11 +7,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import httpx
 from rich.console import Console
 from rich.table import Table
 
-from autonomous.cli.client import ApiClient, add_client_args
+from autonomous.cli.client import ApiClient, add_client_args, call_json
 from autonomous.resources.loader import TREE_DIRS, load_paths, load_tree
 
 __all__ = ["register"]
@@ -62,16 +61,7 @@ def cmd_validate(args: Any) -> int:
 
 
 def _call(args: Any, method: str, path: str, **kw: Any) -> dict[str, Any] | None:
-    client = ApiClient(args)
-    try:
-        r = client.request(method, path, **kw)
-    except httpx.HTTPError as exc:
-        print(f"cannot reach the operator at {client.base}: {exc}", file=sys.stderr)
-        return None
-    if r.status_code >= 400:
-        print(f"{r.status_code}: {r.json().get('detail', r.text)}", file=sys.stderr)
-        return None
-    return r.json()
+    return call_json(ApiClient(args), method, path, **kw)
 
 
 def cmd_status(args: Any) -> int:

@@ -9,14 +9,12 @@ ones send the API token (from ``<data dir>/api-token`` or ``ATLAS_AUTONOMOUS_TOK
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 
-import httpx
 from rich.console import Console
 from rich.table import Table
 
-from autonomous.cli.client import ApiClient, add_client_args
+from autonomous.cli.client import ApiClient, add_client_args, call_json
 from autonomous.self_healing.model import RecoveryStrategy
 
 __all__ = ["register"]
@@ -61,20 +59,7 @@ def register(sub: Any) -> None:
 
 def _call(args: Any, method: str, path: str, **kw: Any) -> Any:
     """The JSON answer, or None after printing why it failed (unreachable, 4xx)."""
-    client = ApiClient(args)
-    try:
-        r = client.request(method, path, **kw)
-    except httpx.HTTPError as exc:
-        print(f"cannot reach the operator at {client.base}: {exc}", file=sys.stderr)
-        return None
-    if r.status_code >= 400:
-        try:
-            detail = r.json().get("detail", r.text)
-        except ValueError:
-            detail = r.text
-        print(f"{r.status_code}: {detail}", file=sys.stderr)
-        return None
-    return r.json()
+    return call_json(ApiClient(args), method, path, **kw)
 
 
 def _dump(data: Any) -> None:
