@@ -259,7 +259,6 @@ class ServicesController(Controller):
         return Outcome(action, True, f"started pid {info.pid}", details={"pid": info.pid})
 
     async def _start(self, d: DesiredService) -> Any:
-        gen = self.ctx.desired.current
         rt = self._runtime(d.name)
         cwd = (self.ctx.root / d.spec.cwd) if d.spec.cwd else self.ctx.root
         env = dict(d.spec.env)
@@ -272,8 +271,6 @@ class ServicesController(Controller):
         if rt.started_mono is not None:
             rt.restarts.append(now)
         rt.on_start(now)
-        if gen is not None:
-            self.revisions.record(d.name, d.spec, gen.number)
         if rt.probe_task:
             rt.probe_task.cancel()
         rt.probe_task = asyncio.create_task(self._probe_loop(d, rt, info.pid),

@@ -30,9 +30,13 @@ class Revisions:
     def __init__(self, store: Store, clock: Clock) -> None:
         self.store = store
         self.clock = clock
+        self._recorded: set[tuple[str, str]] = set()  # written already: no INSERT per pass
 
     def record(self, service: str, spec: ServiceSpec, generation: int) -> str:
         h = spec_hash(spec)
+        if (service, h) in self._recorded:
+            return h
+        self._recorded.add((service, h))
         self.store.execute(
             "INSERT OR IGNORE INTO service_revisions(service, spec_hash, generation, spec, "
             "first_seen) VALUES (?, ?, ?, ?, ?)",
