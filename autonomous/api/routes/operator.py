@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Query, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from autonomous.api.deps import Actor, Ctx
 from autonomous.api.operator_metrics import OperatorCollector
 from autonomous.api.schemas import DecisionBody, DesiredStateOut, ModeBody, ModeOut, TriggerOut
 from autonomous.core.errors import NotFound
+from autonomous.telemetry.exposition import render_metrics
 
 __all__ = ["router"]
 
@@ -28,17 +28,8 @@ def healthz(ctx: Ctx) -> dict[str, Any]:
 @router.get("/metrics", response_class=Response)
 def metrics(ctx: Ctx) -> Response:
     """Prometheus exposition of the operator and its subsystems."""
-    reg = CollectorRegistry(auto_describe=False)
-    reg.register(OperatorCollector(ctx))
-    body = generate_latest(reg)
-    try:
-        from autonomous.telemetry.exposition import render_metrics
-    except ImportError:
-        render_metrics = None
-    if render_metrics is not None and "telemetry" in ctx.subsystems:
-        extra, _ = render_metrics(ctx)
-        body += extra
-    return Response(body, media_type=CONTENT_TYPE_LATEST)
+    body, content_type = render_metrics(ctx, extra=(OperatorCollector(ctx),))
+    return Response(body, media_type=content_type)
 
 
 @router.get("/api/reconcile/status")
