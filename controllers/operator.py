@@ -18,9 +18,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-
-from autonomous.api.app import create_app
 from autonomous.context import OperatorContext
 from autonomous.core.clock import Clock, SystemClock
 from autonomous.core.errors import ValidationFailed
@@ -54,12 +51,23 @@ def load_token(data_dir: Path) -> str:
     return token
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handlers: the operator owns SIGTERM/SIGINT."""
+def _build_server(ctx: OperatorContext, host: str, port: int) -> Any:
+    """The FastAPI app in a uvicorn server without uvicorn's own signal handlers (the operator
+    owns SIGTERM/SIGINT). Imported and built here, not at module import: FastAPI and the route
+    modules take most of a second to import, and ``serve`` runs this in a worker thread while the
+    event loop is already starting the supervised services."""
+    import uvicorn
 
-    @contextlib.contextmanager
-    def capture_signals(self) -> Any:
-        yield
+    from autonomous.api.app import create_app
+
+    class _Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Any:
+            yield
+
+    config = uvicorn.Config(create_app(ctx), host=host, port=port, log_level="warning",
+                            access_log=False, lifespan="off")
+    return _Server(config)
 
 
 class Operator:
@@ -160,15 +168,18 @@ class Operator:
         """Run until SIGTERM/SIGINT (or ``request_stop``)."""
         sock = self.bind()
         ctx = self.build()
-        app = create_app(ctx)
-        config = uvicorn.Config(app, host=self.host, port=self.port, log_level="warning",
-                                access_log=False, lifespan="off")
-        server = _Server(config)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop)
         await self.start_background()
+        # the services are being started by now; build the API off the loop meanwhile
+        try:
+            server = await asyncio.to_thread(_build_server, ctx, self.host, self.port)
+        except BaseException:
+            sock.close()
+            await self.stop_background()
+            raise
         server_task = asyncio.create_task(server.serve(sockets=[sock]), name="api")
         self.started.set()
         log.info("ATLAS Autonomous listening on http://%s:%d (data dir %s)", self.host,

@@ -9,7 +9,8 @@ diff (pure): ``survival`` ``features`` when a kept service has non-core features
 (it restarted); ``survival`` enter when the mode is ``emergency_stop`` or pressure held long
 enough (``auto``); exit when the reason that entered it is gone (mode left
 ``emergency_stop``; pressure below the exit thresholds long enough — hysteresis). ``backup``
-per plan whose schedule is due (full every ``full_every``th, else incremental) and ``backup``
+per plan whose schedule is due (full every ``full_every``th, else incremental; a plan never
+backed up is due ``first_after_seconds`` after the operator started) and ``backup``
 ``prune`` when retention would forget backups.
 act: carries them out through the facade (backups in a worker thread).
 """
@@ -61,8 +62,10 @@ class ResilienceController(Controller):
         self.facade = ResilienceFacade(ctx)
         self.pressure = PressureTracker()
         self.reader = context_reader(ctx)
+        self.started_mono = ctx.clock.monotonic()
 
     async def start(self) -> None:
+        self.started_mono = self.ctx.clock.monotonic()
         self.ctx.subsystems["resilience"] = self.facade
 
     async def stop(self) -> None:
@@ -82,7 +85,8 @@ class ResilienceController(Controller):
                 "feature_drift": drift,
                 "pressure": self.pressure.update(self.ctx.clock.monotonic(), reading,
                                                  pol["survival"]["auto"]),
-                "now": self.ctx.clock.now(), "plans": self._plans()}
+                "now": self.ctx.clock.now(), "plans": self._plans(),
+                "up_for": self.ctx.clock.monotonic() - self.started_mono}
 
     def _plans(self) -> dict[str, Any]:
         out = {}
@@ -188,8 +192,12 @@ def _backup_actions(plans: dict[str, Any], observed: dict[str, Any]) -> list[Act
         if seen is None:
             continue
         sched = spec.get("schedule")
-        due = sched is not None and (seen["last"] is None or
-                                     observed["now"] - seen["last"] >= sched["every_seconds"])
+        if sched is None:
+            due = False
+        elif seen["last"] is None:
+            due = observed["up_for"] >= sched["first_after_seconds"]
+        else:
+            due = observed["now"] - seen["last"] >= sched["every_seconds"]
         if due:
             full = not seen["has_full"] or seen["since_full"] + 1 >= sched["full_every"]
             out.append(Action("backup", f"BackupPlan/{name}",

@@ -17,17 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from autonomous.core.backoff import Backoff, BackoffSpec
 from autonomous.resources.kinds.service import ServiceSpec
+from autonomous.supervisor.probe_client import ProbeClient
 from autonomous.supervisor.probes import ProbeState
 from autonomous.supervisor.processes import ProcessSupervisor
 from autonomous.supervisor.revisions import Revisions
 from autonomous.supervisor.runtime import ServiceRuntime
 from controllers.base import Action, Controller, Outcome
 from controllers.services_facade import ServicesFacade
-from controllers.services_probe_client import ProbeClient
 
 __all__ = ["ServicesController", "DesiredService", "ObservedService", "topo_order",
            "CONTROLLERS"]
@@ -126,10 +124,10 @@ class ServicesController(Controller):
                 from autonomous.telemetry.httpx_hooks import traced_client
 
                 ratio = hub.settings.tracing.probe_sample_ratio
-                self._client = ProbeClient(traced_client(hub.tracing, trust_env=False),
+                self._client = ProbeClient(lambda: traced_client(hub.tracing, trust_env=False),
                                            hub.tracing, root_ratio=ratio)
             else:
-                self._client = ProbeClient(httpx.AsyncClient(trust_env=False))
+                self._client = ProbeClient()
         return self._client
 
     async def _on_exits(self) -> None:

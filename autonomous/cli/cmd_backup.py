@@ -11,20 +11,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.table import Table
-
 __all__ = ["register"]
 
-console = Console(stderr=True)
+
+def _console() -> Any:
+    """rich is imported when a command prints, not when the parser is built."""
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 def register(sub: Any) -> None:
@@ -110,8 +104,17 @@ def _reader_params() -> Any:
 
 @contextmanager
 def _bar(what: str) -> Iterator[Callable[[int, int], None]]:
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     with Progress(TextColumn(f"[bold]{what}"), BarColumn(), DownloadColumn(),
-                  TransferSpeedColumn(), TimeRemainingColumn(), console=console,
+                  TransferSpeedColumn(), TimeRemainingColumn(), console=_console(),
                   transient=False) as prog:
         task = prog.add_task(what, total=None)
         yield lambda done, total: prog.update(task, completed=done, total=total)
@@ -122,7 +125,7 @@ def _run(args: Any, fn: Callable[[_Env], int], *, need_store: bool = False) -> i
     try:
         return fn(env)
     except Exception as exc:  # noqa: BLE001 - a CLI says what went wrong, no traceback
-        console.print(f"[red]error:[/red] {type(exc).__name__}: {exc}")
+        _console().print(f"[red]error:[/red] {type(exc).__name__}: {exc}")
         return 1
     finally:
         env.close()
@@ -147,6 +150,9 @@ def cmd_backup(args: Any) -> int:
 
 def cmd_list(args: Any) -> int:
     def go(env: _Env) -> int:
+        from rich.console import Console
+        from rich.table import Table
+
         table = Table("id", "plan", "kind", "files", "bytes", "new chunks")
         for b in env.dr.list_backups():
             table.add_row(b["id"], b["plan"], b["kind"], str(b["files"]), str(b["bytes"]),
@@ -158,7 +164,9 @@ def cmd_list(args: Any) -> int:
 
 def cmd_verify(args: Any) -> int:
     def go(env: _Env) -> int:
-        with Progress(console=console) as prog:
+        from rich.progress import Progress
+
+        with Progress(console=_console()) as prog:
             task = prog.add_task("verify chunks", total=None)
             rep = env.dr.verify_backup_integrity(
                 args.backup_id, progress=lambda d, t: prog.update(task, completed=d, total=t))

@@ -7,9 +7,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-
 from autonomous.cli.client import ApiClient, add_client_args, call_json
 from autonomous.resources.loader import TREE_DIRS, load_paths, load_tree
 
@@ -65,6 +62,9 @@ def _call(args: Any, method: str, path: str, **kw: Any) -> dict[str, Any] | None
 
 
 def cmd_status(args: Any) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
     data = _call(args, "GET", "/api/reconcile/status")
     desired = _call(args, "GET", "/api/desired-state")
     if data is None or desired is None:
@@ -109,6 +109,9 @@ def cmd_mode(args: Any) -> int:
 
 
 def cmd_approvals(args: Any) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
     if args.action == "list":
         data = _call(args, "GET", "/api/approvals")
         if data is None:

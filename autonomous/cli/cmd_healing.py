@@ -11,9 +11,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-
 from autonomous.cli.client import ApiClient, add_client_args, call_json
 from autonomous.self_healing.model import RecoveryStrategy
 
@@ -67,6 +64,9 @@ def _dump(data: Any) -> None:
 
 
 def cmd_history(args: Any) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
     params = {k: v for k, v in (("service", args.service), ("state", args.state),
                                 ("limit", args.limit)) if v is not None}
     rows = _call(args, "GET", "/api/healing/history", params=params)
@@ -88,6 +88,9 @@ def cmd_history(args: Any) -> int:
 
 
 def cmd_stats(args: Any) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
     data = _call(args, "GET", "/api/healing/stats")
     if data is None:
         return 1

@@ -84,11 +84,14 @@ class HealthAggregator:
         self.bottlenecks: list[dict[str, Any]] = []
         self._due: dict[str, float] = {}
         self.cycles = 0
+        self._started_mono: float | None = None
+        self._cpuinfo: asyncio.Future[None] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
-        """Read the CPU model once, restore (or train) the anomaly model, start the probes."""
-        self._cpuinfo = asyncio.get_running_loop().run_in_executor(None, self._read_cpu_info)
+        """Restore (or train) the anomaly model and start the probes. The CPU model is read
+        once, ``sampling.startup_delay_seconds`` after this (see ``_slow_paths``)."""
+        self._started_mono = self.clock.monotonic()
         if not self.detector.load() and self.ts.names():
             # nothing stored yet (first start): nothing to learn from, no child to spawn
             await asyncio.to_thread(self.train)
@@ -135,6 +138,13 @@ class HealthAggregator:
         return self.latest
 
     async def _slow_paths(self, sampling: dict[str, Any]) -> None:
+        started = self._started_mono
+        if started is not None and \
+                self.clock.monotonic() - started < sampling["startup_delay_seconds"]:
+            return  # the stack is starting: the slow one-offs wait (network probe included)
+        if self._cpuinfo is None:
+            self._cpuinfo = asyncio.get_running_loop().run_in_executor(None,
+                                                                       self._read_cpu_info)
         if self._is_due("processes", sampling["process_interval_seconds"]):
             await asyncio.to_thread(self.system.sample_processes, sampling["top_processes"])
         if self._is_due("network", sampling["network_interval_seconds"]):

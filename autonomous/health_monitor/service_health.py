@@ -36,6 +36,7 @@ import httpx
 from autonomous.core.clock import Clock
 from autonomous.health_monitor.network import tcp_connect
 from autonomous.health_monitor.prom import request_totals
+from autonomous.supervisor.probe_client import ProbeClient
 
 __all__ = ["ServiceHealth", "ServiceStatus"]
 
@@ -79,13 +80,12 @@ class ServiceHealth:
         self.clock = clock
         self._specs, self._policy, self._observed = specs, policy, observed
         self.states: dict[str, _State] = {}
-        self._http: httpx.AsyncClient | None = None  # built on first use (SSL set-up costs)
+        # lean keep-alive GETs (no redirects followed); its httpx fallback is built on first use
+        self._http = ProbeClient()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._side_tasks: dict[str, asyncio.Task[None]] = {}
 
-    def _client(self) -> httpx.AsyncClient:
-        if self._http is None:
-            self._http = httpx.AsyncClient(follow_redirects=False)
+    def _client(self) -> ProbeClient:
         return self._http
 
     # -- the specification's check --------------------------------------------------------
@@ -229,8 +229,7 @@ class ServiceHealth:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
         self._side_tasks.clear()
-        if self._http is not None:
-            await self._http.aclose()
+        await self._http.aclose()
 
     # -- derived figures ------------------------------------------------------------------
     def service_metrics(self, name: str, observed: dict[str, dict[str, Any]] | None = None

@@ -20,6 +20,21 @@ __all__ = ["Document", "load_documents", "line_for", "format_path"]
 
 Path_ = tuple[str | int, ...]
 
+# libyaml's parser builds the same nodes (with line marks) several times faster; the pure-Python
+# loader is the fallback where PyYAML was built without it
+_COMPOSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _compose(text: str) -> list[Node | None]:
+    """Nodes of every document. On a syntax error the pure-Python parser runs again for its
+    message, which names what libyaml's leaves out (the undefined alias, the bad character)."""
+    try:
+        return list(yaml.compose_all(text, Loader=_COMPOSER))
+    except yaml.YAMLError:
+        if _COMPOSER is yaml.SafeLoader:
+            raise
+        return list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+
 
 @dataclass
 class Document:
@@ -89,7 +104,7 @@ def load_documents(text: str, file: str) -> tuple[list[Document], list[Problem]]
     problems: list[Problem] = []
     docs: list[Document] = []
     try:
-        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+        nodes = _compose(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 0

@@ -16,6 +16,7 @@ import httpx
 import psutil
 
 from autonomous.core.clock import Clock
+from autonomous.supervisor.probe_client import ProbeClient
 
 __all__ = ["HealthCheck", "Verdict", "process_stopped"]
 
@@ -47,15 +48,18 @@ class HealthCheck:
         self.clock = clock
         self.services = services
         self.policy = policy
+        self.probes = ProbeClient()  # health GETs: lean keep-alive, as the service probes
         self._client: httpx.AsyncClient | None = None
 
     @property
     def client(self) -> httpx.AsyncClient:
+        """Full HTTP client for the strategies' calls (JSON bodies, PUT), built on first use."""
         if self._client is None:
             self._client = httpx.AsyncClient(trust_env=False)
         return self._client
 
     async def close(self) -> None:
+        await self.probes.aclose()
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -65,7 +69,7 @@ class HealthCheck:
         """GET a URL: (2xx?, message, status, latency ms). Never raises."""
         t0 = time.perf_counter()
         try:
-            resp = await self.client.get(url, timeout=timeout)
+            resp = await self.probes.get(url, timeout=timeout)
         except httpx.TimeoutException:
             return False, f"timeout after {timeout:g}s", None, (time.perf_counter() - t0) * 1e3
         except httpx.HTTPError as exc:

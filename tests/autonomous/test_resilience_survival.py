@@ -192,7 +192,7 @@ AUTO = {"enabled": True, "enter": {"cpu_percent": 95, "ram_percent": 95},
 def observed(**over: Any) -> dict[str, Any]:
     base = {"mode": "governed", "survival": {"active": False}, "feature_drift": {},
             "pressure": {"cpu_percent": 10, "ram_percent": 10, "above_for": None,
-                         "below_for": 100.0}, "now": 1000.0, "plans": {}}
+                         "below_for": 100.0}, "now": 1000.0, "plans": {}, "up_for": 120.0}
     return {**base, **over}
 
 
@@ -252,10 +252,12 @@ def manifest(i: int, ts: float) -> Manifest:
 
 
 def test_diff_schedules_full_and_incremental_backups_and_prunes():
-    spec = {"schedule": {"every_seconds": 3600, "full_every": 3},
+    spec = {"schedule": {"every_seconds": 3600, "full_every": 3, "first_after_seconds": 60},
             "retention": {"keep_last": 2, "keep_daily": 0, "keep_weekly": 0}}
     d = {"auto": AUTO, "plans": {"operator": spec}}
     plan = {"last": None, "since_full": 0, "has_full": False, "backups": []}
+    # never backed up: the first backup waits first_after_seconds from the operator's start
+    assert ResilienceController.diff(d, observed(plans={"operator": plan}, up_for=59.0)) == ()
     [a] = ResilienceController.diff(d, observed(plans={"operator": plan}))
     assert a.params == {"op": "backup", "plan": "operator", "kind": "full"}
     plan = {"last": 1000.0 - 100, "since_full": 0, "has_full": True, "backups": []}

@@ -8,15 +8,14 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import httpx
 import pytest
 
+from autonomous.supervisor.probe_client import ProbeClient
 from autonomous.supervisor.probes import http_probe
 from autonomous.telemetry.httpx_hooks import traced_client
 from autonomous.telemetry.hub import TelemetryHub
 from autonomous.telemetry.tracing_system import TracingSystem
 from autonomous.testing import free_port, make_context
-from controllers.services_probe_client import ProbeClient
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -96,7 +95,7 @@ def test_ending_spans_buffers_and_a_background_thread_writes(tmp_path):
 
 
 async def test_probe_client_keeps_one_connection_and_reads_bodies(server):
-    client = ProbeClient(httpx.AsyncClient(trust_env=False))
+    client = ProbeClient()
     try:
         results = [await http_probe(client, server + "/health", 2.0, 0.0) for _ in range(3)]
         assert all(r.ok and r.status_code == 200 for r in results)
@@ -117,12 +116,12 @@ async def test_probe_client_keeps_one_connection_and_reads_bodies(server):
 async def test_probes_are_traced_only_inside_a_trace_or_when_sampled(tmp_path, server):
     ctx = make_context(tmp_path)
     tracing = TracingSystem(ctx.store, ctx.clock)
-    client = ProbeClient(traced_client(tracing, trust_env=False), tracing, root_ratio=0.0)
+    client = ProbeClient(lambda: traced_client(tracing, trust_env=False), tracing, root_ratio=0.0)
     try:
         await client.get(server + "/health", timeout=2.0)
         with tracing.span("heal nexus") as root:
             await client.get(server + "/health", timeout=2.0)
-        sampled = ProbeClient(traced_client(tracing, trust_env=False), tracing, root_ratio=1.0)
+        sampled = ProbeClient(lambda: traced_client(tracing, trust_env=False), tracing, root_ratio=1.0)
         await sampled.get(server + "/ready", timeout=2.0)
         await sampled.aclose()
         headers = [tp for _, tp, _ in _Handler.seen]
@@ -188,7 +187,7 @@ def test_alerting_policy_is_cached_until_it_changes(tmp_path):
 
 
 def test_rng_is_used_for_probe_sampling():
-    client = ProbeClient(httpx.AsyncClient(), object(), root_ratio=0.5,
+    client = ProbeClient(None, object(), root_ratio=0.5,
                          rng=random.Random(7))
     picks = [client._traced() for _ in range(1000)]
     assert 400 < sum(picks) < 600

@@ -21,6 +21,9 @@ class ScheduleSpec(Strict):
     every_seconds: float = Field(gt=0, description="Seconds between scheduled backups")
     full_every: int = Field(ge=1, description="Every Nth scheduled backup is full, the others "
                             "incremental (1 = always full)")
+    first_after_seconds: float = Field(ge=0, description="A plan with no backup yet gets its "
+                                       "first this long after the operator starts (the stack's "
+                                       "start-up goes first; 0 = at once)")
 
 
 class RetentionSpec(Strict):

@@ -107,6 +107,10 @@ class PredictionPolicy(Strict):
 
 
 class SamplingPolicy(Strict):
+    startup_delay_seconds: float = Field(ge=0, description="The CPU model read (py-cpuinfo: "
+                                         "about a second of CPU in a child process) and the "
+                                         "first top-process sweep wait this long after start, "
+                                         "so they do not compete with starting the stack")
     process_interval_seconds: float = Field(gt=0, description="Top-process sweep cadence "
                                             "(slow path: about ten times a full sample)")
     top_processes: int = Field(ge=1, description="Processes listed by CPU and by memory")

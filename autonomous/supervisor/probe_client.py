@@ -1,7 +1,7 @@
-"""The services controller's probe client: a lean keep-alive HTTP/1.1 GET client.
+"""The probe client: a lean keep-alive HTTP/1.1 GET client for the operator's periodic calls.
 
-Periodic probes (every service, every ``health.period_seconds``) are the operator's most
-frequent outside calls, and a full ``httpx`` request (URL model, cookie extraction, anyio
+Periodic probes (every service, every ``health.period_seconds``) and the health monitor's
+``/metrics`` scrapes and dependency checks are the operator's most frequent outside calls, and a full ``httpx`` request (URL model, cookie extraction, anyio
 streams) costs several times the probe itself. ``ProbeClient.get(url, timeout=...)`` speaks
 just what a probe needs — ``GET``, one idle keep-alive connection per ``host:port``,
 ``Content-Length`` / chunked / read-to-close bodies — and raises the ``httpx`` exceptions
@@ -11,12 +11,15 @@ just what a probe needs — ``GET``, one idle keep-alive connection per ``host:p
 A probe that must be traced — made inside a trace, or picked by ``root_ratio`` (the
 configured ``tracing.probe_sample_ratio``) — goes through the traced ``httpx`` client instead,
 so sampled probes still join traces with a ``traceparent``. Non-``http`` URLs also go there.
+The fallback ``httpx`` client is built on first use (its TLS set-up costs tens of milliseconds
+of CPU at start-up, and plain-HTTP probes never need it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -38,18 +41,32 @@ class ProbeResponse:
     headers: dict[str, str]
     content: bytes
 
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
 
 class ProbeClient:
     """GET-only client with one idle connection kept per ``host:port``."""
 
-    def __init__(self, fallback: httpx.AsyncClient, tracing: Any = None, *,
-                 root_ratio: float = 0.0, rng: random.Random | None = None) -> None:
-        self.fallback = fallback
+    def __init__(self, fallback: Callable[[], httpx.AsyncClient] | None = None,
+                 tracing: Any = None, *, root_ratio: float = 0.0,
+                 rng: random.Random | None = None) -> None:
+        """``fallback`` builds the ``httpx`` client used for traced and non-``http`` requests
+        (default: a plain ``httpx.AsyncClient`` that ignores proxy variables)."""
+        self._make_fallback = fallback or (lambda: httpx.AsyncClient(trust_env=False))
+        self._fallback: httpx.AsyncClient | None = None
         self.tracing = tracing
         self.root_ratio = root_ratio
         self._rng = rng or random.Random()
         self._idle: dict[tuple[str, int], _Conn] = {}
         self.lean_requests = 0
+
+    @property
+    def fallback(self) -> httpx.AsyncClient:
+        if self._fallback is None:
+            self._fallback = self._make_fallback()
+        return self._fallback
 
     def _traced(self) -> bool:
         if self.tracing is None:
@@ -118,7 +135,9 @@ class ProbeClient:
         idle, self._idle = self._idle, {}
         for _, writer in idle.values():
             writer.close()
-        await self.fallback.aclose()
+        fallback, self._fallback = self._fallback, None
+        if fallback is not None:
+            await fallback.aclose()
 
 
 def _parse_head(raw: bytes) -> tuple[int, dict[str, str]]:
