@@ -94,6 +94,13 @@ def bench_reload(op: Op, n: int) -> list[float]:
     return times
 
 
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def crash_to_healthy(pid_of, port: int, n: int) -> list[float]:
     times = []
     url = f"http://127.0.0.1:{port}/health"
@@ -102,7 +109,7 @@ def crash_to_healthy(pid_of, port: int, n: int) -> list[float]:
         t0 = time.perf_counter()
         os.kill(pid, signal.SIGKILL)
         # wait until the old process is gone, then until /health answers again
-        while psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie":
+        while _alive(pid):
             time.sleep(0.001)
         wait_http(url, poll=0.002)
         times.append(time.perf_counter() - t0)

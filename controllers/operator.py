@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from autonomous.context import OperatorContext
+from autonomous.core.aio import wait_or_timeout
 from autonomous.core.clock import Clock, SystemClock
 from autonomous.core.errors import ValidationFailed
 from autonomous.core.events import EventBus
@@ -61,9 +62,26 @@ def _build_server(ctx: OperatorContext, host: str, port: int) -> Any:
     from autonomous.api.app import create_app
 
     class _Server(uvicorn.Server):
+        _exit: asyncio.Event | None = None
+
         @contextlib.contextmanager
         def capture_signals(self) -> Any:
             yield
+
+        async def main_loop(self) -> None:
+            """uvicorn's loop wakes ten times a second to look at ``should_exit``; this one
+            is woken by ``request_exit`` and otherwise refreshes the Date header once a
+            second (``on_tick`` does that on multiples of 10)."""
+            self._exit = asyncio.Event()
+            counter = 0
+            while not await self.on_tick(counter):
+                counter = (counter + 10) % 864000
+                await wait_or_timeout(self._exit.wait(), 1.0)
+
+        def request_exit(self) -> None:
+            self.should_exit = True
+            if self._exit is not None:
+                self._exit.set()
 
     config = uvicorn.Config(create_app(ctx), host=host, port=port, log_level="warning",
                             access_log=False, lifespan="off")
@@ -126,10 +144,11 @@ class Operator:
         self.manager = ControllerManager(ctx, self._controllers())
         ctx.subsystems["manager"] = self.manager
         await self.manager.start()
-        debounce = ctx.desired.current.tree.config.reload_debounce_ms if ctx.desired.current \
-            else 50
-        self._watch_task = asyncio.create_task(ctx.desired.watch(self._stop, debounce),
-                                               name="desired-watch")
+        assert ctx.desired.current is not None  # build() put the first generation in force
+        cfg = ctx.desired.current.tree.config
+        self._watch_task = asyncio.create_task(
+            ctx.desired.watch(self._stop, cfg.reload_debounce_ms, cfg.reload_step_ms),
+            name="desired-watch")
 
     async def stop_background(self) -> None:
         self._stop.set()
@@ -186,7 +205,7 @@ class Operator:
                  self.port, self.data_dir)
         stop_wait = asyncio.create_task(self._stop.wait())
         await asyncio.wait({server_task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-        server.should_exit = True
+        server.request_exit()
         with contextlib.suppress(Exception):
             await server_task
         await self.stop_background()

@@ -132,14 +132,14 @@ class DesiredStateManager:
             "root": str(self.root),
         }
 
-    async def watch(self, stop: asyncio.Event, debounce_ms: int = 50) -> None:
+    async def watch(self, stop: asyncio.Event, debounce_ms: int = 50, step_ms: int = 100) -> None:
         """Reload on every change under desired_state/, policies/, config/ until ``stop``."""
         from watchfiles import awatch
 
         dirs = [str(self.root / d) for d in TREE_DIRS if (self.root / d).exists()]
         if not dirs:
             return
-        async for _changes in awatch(*dirs, stop_event=stop, debounce=debounce_ms, step=20,
+        async for _changes in awatch(*dirs, stop_event=stop, debounce=debounce_ms, step=step_ms,
                                      recursive=True, force_polling=False):
             try:
                 self.reload()

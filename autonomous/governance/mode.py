@@ -29,10 +29,15 @@ class Governance:
         self.bus = bus
         self.clock = clock
         self._policies = policies
+        self._mode: str | None = None  # read through on first use; set_mode keeps it current
 
     @property
     def mode(self) -> str:
-        return self.store.kv_get(_KEY, DEFAULT_MODE)
+        """The mode in force (persisted; read from the store once, then kept in memory: every
+        switch goes through ``set_mode``)."""
+        if self._mode is None:
+            self._mode = self.store.kv_get(_KEY, DEFAULT_MODE)
+        return self._mode
 
     def set_mode(self, mode: str, *, actor: str, reason: str | None = None) -> dict[str, Any]:
         if mode not in MODES:
@@ -44,6 +49,7 @@ class Governance:
             self.store.execute("INSERT INTO governance_log(ts, old_mode, new_mode, actor, reason) "
                                "VALUES (?, ?, ?, ?, ?)", (self.clock.now(), old, mode, actor,
                                                           reason))
+        self._mode = mode
         if old != mode:
             self.bus.publish("governance.mode", old=old, new=mode, actor=actor, reason=reason)
         return {"mode": mode, "previous": old}

@@ -47,6 +47,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--depends-on", action="append", default=[], metavar="URL",
                    help="dependency URL that must answer 2xx for /ready (repeatable)")
     p.add_argument("--ready-delay-ms", type=int, default=0, help="warm-up before /ready is 200")
+    p.add_argument("--log-probes", action="store_true",
+                   help="also log successful untraced GETs of /health, /ready and /metrics "
+                        "(off by default, like most access logs: a probe that failed or "
+                        "carried a traceparent is always logged)")
     p.add_argument("--service-version", default=os.environ.get("ATLAS_SAMPLE_VERSION",
                                                    os.environ.get("ATLAS_SERVICE_VERSION",
                                                                   "1.0.0")),
@@ -128,7 +132,7 @@ def _serve(args: argparse.Namespace, log: JsonLogger, feats: Features,
         admission = _admission(args, log)
         svc = Service(args.name, version=args.service_version, features=feats,
                       depends_on=args.depends_on, ready_delay_s=args.ready_delay_ms / 1000.0,
-                      log=log, admission=admission)
+                      log=log, admission=admission, log_probes=args.log_probes)
         server = make_server(svc, args.host, args.port)
     except ValueError as e:
         log.error(str(e))

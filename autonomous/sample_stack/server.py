@@ -3,7 +3,9 @@
 ``Service`` holds one service's state (features, faults, metrics, readiness); ``make_server``
 binds a ``ThreadingHTTPServer`` (one thread per connection) whose handler runs every request
 through the same steps: trace context → fault gate (hang / slow / error) → route → metrics and
-one JSON log line → JSON answer with a ``traceparent`` child header.
+one JSON log line → JSON answer with a ``traceparent`` child header. Successful untraced
+``GET``s of ``/health``, ``/ready`` and ``/metrics`` are counted but not logged unless
+``--log-probes`` is given (most access logs leave probes out; failed or traced ones stay).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from autonomous.sample_stack.readiness import Readiness
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from http.client import HTTPMessage
     from urllib.parse import SplitResult
 
     from autonomous.resilience.admission import Admission
@@ -39,12 +42,23 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 Headers = tuple[tuple[str, str], ...]
 
 
+PROBE_PATHS = frozenset({"/health", "/ready", "/metrics"})
+
+
+def _quiet_probe(method: str, path: str, status: int, headers: HTTPMessage) -> bool:
+    """A successful, untraced probe or scrape: counted in /metrics, not written to the log
+    (the supervisor's probes and scrapes would otherwise be most of it)."""
+    return (method == "GET" and path in PROBE_PATHS and status < 400
+            and headers.get("traceparent") is None)
+
+
 class Service:
     """Everything one running sample service knows about itself."""
 
     def __init__(self, name: str, *, version: str, features: Features,
                  depends_on: list[str] | None = None, ready_delay_s: float = 0.0,
-                 log: JsonLogger | None = None, admission: Admission | None = None) -> None:
+                 log: JsonLogger | None = None, admission: Admission | None = None,
+                 log_probes: bool = False) -> None:
         self.name = name
         self.version = version
         self.features = features
@@ -56,6 +70,7 @@ class Service:
         self.readiness = Readiness(depends_on or [], ready_delay_s=ready_delay_s)
         self.heartbeats = 0
         self.admission = admission  # opt-in (--admission-policy): admit, queue or shed
+        self.log_probes = log_probes
         self._inflight = 0
         self._inflight_lock = threading.Lock()
 
@@ -134,9 +149,10 @@ class Handler(BaseHTTPRequestHandler):
         # counted and logged before the answer leaves, so whoever got it can already see both
         elapsed = time.perf_counter() - t0
         svc.metrics.observe(label, status, elapsed)
-        svc.log.log("INFO" if status < 500 else "ERROR", f"{method} {url.path} {status}",
-                    trace=trace, logger="sample_stack.http", method=method, path=url.path,
-                    status=status, duration_ms=round(elapsed * 1000, 3))
+        if svc.log_probes or not _quiet_probe(method, url.path, status, self.headers):
+            svc.log.log("INFO" if status < 500 else "ERROR", f"{method} {url.path} {status}",
+                        trace=trace, logger="sample_stack.http", method=method, path=url.path,
+                        status=status, duration_ms=round(elapsed * 1000, 3))
         self._send(status, payload, trace, extra)
         if after is not None:
             after()

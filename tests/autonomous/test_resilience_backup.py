@@ -298,7 +298,8 @@ def test_cli_backup_verify_restore_offline(tmp_path, capsys):
         (root / "config" / "autonomous.yaml").read_bytes()
     # the data dir is gone: restore straight from the repository
     chunk = next((repo / "chunks").glob("*/*"))
-    chunk.write_bytes(chunk.read_bytes()[:-1] + b"\x00")
+    raw = chunk.read_bytes()
+    chunk.write_bytes(raw[:-1] + bytes([raw[-1] ^ 0xFF]))  # always a different last byte
     assert dispatch(["verify", "--root", str(tmp_path), "--repo", str(repo), ids[0]]) == 2
     err = capsys.readouterr().err
     assert chunk.name in err and "DAMAGED" in err

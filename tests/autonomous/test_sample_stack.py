@@ -169,6 +169,28 @@ def test_traceparent_child_echoed_and_json_logs(nexus: Svc) -> None:
     assert nexus.log_lines()[0]["message"] == "started"
 
 
+def _probe_lines(svc: Svc) -> list[tuple[str, int, bool]]:
+    return [(ln["path"], ln["status"], "trace_id" in ln and "parent_span_id" in ln)
+            for ln in svc.log_lines() if ln.get("path") in ("/health", "/ready", "/metrics")]
+
+
+def test_probes_are_counted_but_only_failed_or_traced_ones_logged(start) -> None:
+    nexus = start("nexus")  # waiting for it already sent untraced /health probes
+    nexus.get("/ready")
+    nexus.get("/metrics")
+    assert _probe_lines(nexus) == []
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    nexus.get("/health", headers={"traceparent": parent})
+    nexus.post("/fault", {"kind": "error", "status": 503, "rate": 1.0})
+    nexus.get("/health")
+    assert _probe_lines(nexus) == [("/health", 200, True), ("/health", 503, False)]
+    assert _sample(nexus.metrics()["sample_http_requests"], "sample_http_requests_total",
+                   path="/health", code="200") >= 2
+    loud = start("robot", "--log-probes")
+    loud.get("/ready")
+    assert ("/ready", 200, False) in _probe_lines(loud)
+
+
 def test_ready_follows_dependency(start: Callable[..., Svc]) -> None:
     dep_port = free_port()
     robot = start("robot", "--depends-on", f"http://127.0.0.1:{dep_port}/health")

@@ -28,6 +28,9 @@ class OperatorConfigSpec(Strict):
     listen: ListenSpec = Field(default_factory=ListenSpec)
     data_dir: str = Field(".atlas-data", description="Data dir, relative to the root")
     reload_debounce_ms: int = Field(50, ge=0, le=1000, description="File watch debounce")
+    reload_step_ms: int = Field(100, ge=10, le=1000, description="How often the file watcher "
+                                "wakes to gather changes and look for shutdown: lower reacts "
+                                "sooner and costs more wake-ups")
     controllers: dict[str, ControllerSettings] = Field(description="Per-subsystem settings")
     settings: dict[str, Any] = Field(default_factory=dict,
                                      description="Subsystem sections (see config sections)")
