@@ -156,6 +156,14 @@ class Store:
         with self._lock:
             return self.conn.execute(sql, params).fetchall()
 
+    def query_tuples(self, sql: str, params: Iterable[Any] | dict = ()) -> list[tuple[Any, ...]]:
+        """Like ``query`` with plain tuples: about a third cheaper per row than
+        ``sqlite3.Row``, for bulk reads of many rows (time series)."""
+        with self._lock:
+            cur = self.conn.cursor()
+            cur.row_factory = None
+            return cur.execute(sql, params).fetchall()
+
     def query_one(self, sql: str, params: Iterable[Any] | dict = ()) -> sqlite3.Row | None:
         with self._lock:
             return self.conn.execute(sql, params).fetchone()

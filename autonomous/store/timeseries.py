@@ -215,7 +215,7 @@ class TimeSeriesStore:
                 series[1].extend(values)
 
         if resolution == "raw":
-            add(self.store.query(f"SELECT series_id, ts, value FROM ts_raw WHERE series_id IN "
+            add(self.store.query_tuples(f"SELECT series_id, ts, value FROM ts_raw WHERE series_id IN "
                                  f"({marks}) AND ts>=? AND ts<=? ORDER BY series_id, ts",
                                  [*ids, start, end]))
             return out
@@ -225,13 +225,13 @@ class TimeSeriesStore:
         first = math.floor(start / res) * res
         done = self._done_until(res)
         if done is not None and done > first:
-            add(self.store.query(
+            add(self.store.query_tuples(
                 f"SELECT series_id, bucket, sum/count FROM ts_rollup WHERE series_id IN "
                 f"({marks}) AND resolution=? AND bucket>=? AND bucket<=? "
                 f"ORDER BY series_id, bucket", [*ids, res, first, min(end, done - 1e-9)]))
         tail_from = max(first, done) if done is not None else first
         if end >= tail_from:
-            add(self.store.query(
+            add(self.store.query_tuples(
                 f"SELECT series_id, CAST(CAST(ts/{res} AS INTEGER)*{res} AS REAL) b, "
                 f"AVG(value) FROM ts_raw WHERE series_id IN ({marks}) AND ts>=? AND ts<=? "
                 f"GROUP BY series_id, b ORDER BY series_id, b", [*ids, tail_from, end]))
