@@ -37,6 +37,7 @@ from autonomous.core.clock import Clock
 from autonomous.health_monitor.network import tcp_connect
 from autonomous.health_monitor.prom import request_totals
 from autonomous.supervisor.probe_client import ProbeClient
+from autonomous.supervisor.probes import ProbeResult, ProbeState
 
 __all__ = ["ServiceHealth", "ServiceStatus"]
 
@@ -51,15 +52,17 @@ class ServiceStatus:
     status_code: int | None = None
 
 
+def _result(s: ServiceStatus, now: float) -> ProbeResult:
+    return ProbeResult(s.online, s.latency, s.status_code, s.errors[0] if s.errors else None,
+                       now)
+
+
 @dataclass
 class _State:
     # own probes (only without a services controller), shaped like its ``probe_history``
     probes: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=2000))
-    live: bool | None = None
-    ready: bool | None = None
-    failures: int = 0
-    successes: int = 0
-    first_probe: float | None = None
+    # their live / ready verdicts: the same threshold semantics as the services controller's
+    state: ProbeState = field(default_factory=lambda: ProbeState(1, 1))
     last: dict[str, Any] | None = None
     scrapes: deque[tuple[float, float, float]] = field(default_factory=lambda: deque(maxlen=200))
     metrics_reason: str | None = "not scraped yet"
@@ -110,24 +113,19 @@ class ServiceHealth:
         if hc is None or spec.port is None:
             return
         base = f"http://{spec.host}:{spec.port}"
+        ps = st.state
+        ps.failure_threshold, ps.success_threshold = hc.failure_threshold, hc.success_threshold
         live = await self.check_service(base + hc.path, hc.timeout_seconds)
         now = self.clock.now()
-        st.first_probe = st.first_probe or now
         self._record(st, "liveness", live, now)
-        if not live.online and self._in_grace(name, hc.startup_grace_seconds, now):
-            return
-        st.failures = 0 if live.online else st.failures + 1
-        st.successes = st.successes + 1 if live.online else 0
-        if st.failures >= hc.failure_threshold:
-            st.live = False
-        elif st.successes >= hc.success_threshold:
-            st.live = True
+        ps.record_liveness(_result(live, now),
+                           in_grace=self._in_grace(name, hc.startup_grace_seconds, now))
         if hc.readiness_path and hc.readiness_path != hc.path and live.online:
             ready = await self.check_service(base + hc.readiness_path, hc.timeout_seconds)
             self._record(st, "readiness", ready, now)
-            st.ready = ready.online
-        else:
-            st.ready = live.online if st.live is not False else False
+            ps.record_readiness(_result(ready, now))
+        else:  # same path, or not live: not ready either
+            ps.record_readiness(_result(live, now))
 
     def _services_observed(self) -> dict[str, dict[str, Any]] | None:
         """The services controller's observed state, or ``None`` when it is not running."""
@@ -271,8 +269,9 @@ class ServiceHealth:
     def _probe_view(st: _State, obs: dict[str, Any] | None) -> dict[str, Any]:
         """Probe state from the services controller (``obs``) or from the own probes."""
         if obs is None:
-            return {"source": "service_health", "live": st.live, "ready": st.ready,
-                    "failures": st.failures, "history": st.probes, "last": st.last}
+            return {"source": "service_health", "live": st.state.live, "ready": st.state.ready,
+                    "failures": st.state.consecutive_failures, "history": st.probes,
+                    "last": st.last}
         running = obs.get("running")
         if obs and running is False:  # declared, supervised and not running
             last = {**(obs.get("last_probe") or {"ok": False, "latency_ms": None,

@@ -182,7 +182,7 @@ async def test_with_services_controller_its_probes_are_used_sigstop(tmp_path: Pa
         assert m["consecutive_failures"] >= THRESHOLD and "timeout" in m["last_probe"]["error"]
         assert m["probe_error_rate"] > err_before and sh.calculate_service_score("x") == 0.0
         # one way to probe: ServiceHealth sent none of its own
-        assert not sh.states["x"].probes and sh.states["x"].live is None
+        assert not sh.states["x"].probes and sh.states["x"].state.live is None
     finally:
         await manager.stop()
         ctx.store.close()
