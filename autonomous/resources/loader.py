@@ -21,8 +21,9 @@ from pydantic import BaseModel, ValidationError, create_model
 from autonomous.core.errors import Problem
 from autonomous.resources.base import API_VERSION, Strict, config_sections, kinds, policy_sections
 from autonomous.resources.kinds.config import OperatorConfigSpec
-from autonomous.resources.kinds.policyset import GOVERNANCE_MODES, PolicySetSpec
 from autonomous.resources.kinds.service import ServiceSpec
+from autonomous.resources.policy_merge import effective_policies
+from autonomous.resources.validation_problems import problem_from
 from autonomous.resources.yaml_lines import Document, format_path, line_for, load_documents
 
 __all__ = ["Resource", "Tree", "LoadResult", "load_tree", "load_paths", "policy_model",
@@ -222,7 +223,7 @@ class _TreeBuilder:
             return model.model_validate(data)
         except ValidationError as exc:
             for err in exc.errors():
-                self.problems.append(_problem_from(err, doc, prefix, model))
+                self.problems.append(problem_from(err, doc, prefix, model))
             return None
 
     # -- the whole tree ------------------------------------------------------------------------
@@ -278,60 +279,9 @@ class _TreeBuilder:
                 visit(n, [n])
 
     def _policies(self) -> dict[str, dict[str, Any]]:
-        sets = [(r, self.docs[k]) for k, r in sorted(self.resources.items(),
+        sets = [(r.spec, self.docs[k]) for k, r in sorted(self.resources.items(),
                 key=lambda kv: (kv[1].file, kv[1].line)) if k[0] == "PolicySet"]
-        if not sets:
-            return {}
-        base: dict[str, Any] = {}
-        origin: dict[tuple, tuple[Document, tuple]] = {}
-        overlays: dict[str, list[tuple[dict, Document]]] = {m: [] for m in GOVERNANCE_MODES}
-        for res, doc in sets:
-            spec: PolicySetSpec = res.spec  # type: ignore[assignment]
-            if spec.mode is None:
-                self._merge_base(base, spec.policy, doc, origin)
-            else:
-                overlays[spec.mode].append((spec.policy, doc))
-        effective: dict[str, dict[str, Any]] = {}
-        per_mode: dict[Problem, list[str]] = {}
-        model = policy_model()
-        base_doc = sets[0][1]
-        for mode in GOVERNANCE_MODES:
-            merged = _deep_copy(base)
-            mode_origin = dict(origin)
-            for policy, doc in overlays[mode]:
-                _overlay(merged, policy, doc, ("spec", "policy"), mode_origin)
-            try:
-                effective[mode] = model.model_validate(merged).model_dump(mode="json")
-            except ValidationError as exc:
-                for err in exc.errors():
-                    loc = tuple(err["loc"])
-                    doc, path = _origin_of(loc, mode_origin, base_doc)
-                    prob = _problem_from(err, doc, (), model, override_path=path)
-                    per_mode.setdefault(prob, []).append(mode)
-        for prob, modes in per_mode.items():
-            if len(modes) < len(GOVERNANCE_MODES):
-                prob = Problem(prob.file, prob.line, prob.path,
-                               f"{prob.message} (effective policy for mode "
-                               f"{', '.join(map(repr, modes))})")
-            self.problems.append(prob)
-        return effective
-
-    def _merge_base(self, base: dict, policy: dict, doc: Document,
-                    origin: dict[tuple, tuple[Document, tuple]]) -> None:
-        def walk(dst: dict, src: dict, path: tuple) -> None:
-            for k, v in src.items():
-                if isinstance(v, dict) and isinstance(dst.get(k), dict):
-                    walk(dst[k], v, path + (k,))
-                    continue
-                if k in dst:
-                    first_doc, first_path = origin[path + (k,)]
-                    self.problem(doc, ("spec", "policy") + path + (k,),
-                                 f"defined twice in base policies (first at {first_doc.file}:"
-                                 f"{line_for(first_doc, first_path)}); keep one")
-                    continue
-                dst[k] = _deep_copy(v)
-                _record_origin(origin, path + (k,), v, doc, ("spec", "policy") + path + (k,))
-        walk(base, policy, ())
+        return effective_policies(sets, policy_model(), self.problem, self.problems)
 
     def _config(self, required: bool) -> OperatorConfigSpec | None:
         configs = [(r, self.docs[k]) for k, r in self.resources.items() if k[0] == "OperatorConfig"]
@@ -357,87 +307,3 @@ def _default_config() -> OperatorConfigSpec:
 
     return OperatorConfigSpec(controllers={s: ControllerSettings(interval_seconds=10.0)
                                            for s in SUBSYSTEMS})
-
-
-def _record_origin(origin: dict, path: tuple, value: Any, doc: Document, doc_path: tuple) -> None:
-    origin[path] = (doc, doc_path)
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _record_origin(origin, path + (k,), v, doc, doc_path + (k,))
-
-
-def _overlay(dst: dict, src: dict, doc: Document, doc_path: tuple, origin: dict,
-             path: tuple = ()) -> None:
-    for k, v in src.items():
-        if isinstance(v, dict) and isinstance(dst.get(k), dict):
-            _overlay(dst[k], v, doc, doc_path + (k,), origin, path + (k,))
-        else:
-            dst[k] = _deep_copy(v)
-            _record_origin(origin, path + (k,), v, doc, doc_path + (k,))
-
-
-def _origin_of(loc: tuple, origin: dict, base_doc: Document) -> tuple[Document, tuple]:
-    p = tuple(loc)
-    while p:
-        if p in origin:
-            doc, doc_path = origin[p]
-            return doc, doc_path + tuple(loc[len(p):])
-        p = p[:-1]
-    return base_doc, ("spec", "policy") + tuple(loc)
-
-
-def _deep_copy(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {k: _deep_copy(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_deep_copy(x) for x in v]
-    return v
-
-
-def _problem_from(err: Any, doc: Document, prefix: tuple, model: type[BaseModel], *,
-                  override_path: tuple | None = None, suffix: str = "") -> Problem:
-    loc = tuple(x for x in err["loc"] if isinstance(x, int) or "[" not in str(x))
-    path = override_path if override_path is not None else prefix + loc
-    etype = err["type"]
-    if etype == "extra_forbidden":
-        allowed = _allowed_fields(model, loc[:-1])
-        msg = f"unknown field {loc[-1]!r}" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
-    elif etype == "missing":
-        msg = f"missing required field {loc[-1]!r}" if loc else "missing required field"
-        path = path[:-1] if path else path
-        line = line_for(doc, path)
-        return Problem(doc.file, line, format_path(path + (loc[-1],) if loc else path), msg + suffix)
-    else:
-        msg = err["msg"]
-        if msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
-        if "input" in err and not isinstance(err["input"], (dict, list)):
-            msg = f"{err['input']!r}: {msg}"
-    return Problem(doc.file, line_for(doc, path), format_path(path), msg + suffix)
-
-
-def _allowed_fields(model: type[BaseModel], loc: tuple) -> list[str]:
-    current: Any = model
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        fields = getattr(current, "model_fields", None)
-        if not fields or part not in fields:
-            return []
-        current = _inner_model(fields[part].annotation)
-        if current is None:
-            return []
-    fields = getattr(current, "model_fields", None)
-    return sorted(fields) if fields else []
-
-
-def _inner_model(annotation: Any) -> Any:
-    import typing
-
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in typing.get_args(annotation):
-        found = _inner_model(arg)
-        if found is not None:
-            return found
-    return None
