@@ -19,14 +19,12 @@ alerts notified, so a restart never re-sends and never loses one.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
-from autonomous.core.backoff import Backoff, BackoffSpec
 from autonomous.core.clock import Clock
 from autonomous.resources.policy.telemetry import AlertingPolicy, AlertRuleSpec
 from autonomous.store.db import Store
@@ -37,6 +35,7 @@ from autonomous.telemetry.alert_channels import (
     build_payload,
     expand_receivers,
 )
+from autonomous.telemetry.alert_outbox import Outbox
 from autonomous.telemetry.alert_rules import Condition, evaluate, fingerprint
 from autonomous.telemetry.alert_store import OPEN_STATES, AlertStore, matches
 
@@ -59,8 +58,8 @@ class AlertManager:
         self.db = AlertStore(store)
         self.channels: dict[str, Channel] = {"logbook": LogbookChannel()}
         self.channels.update(channels or {})
-        self._dispatching = asyncio.Lock()
         self._alerting: tuple[Any, AlertingPolicy] | None = None
+        self.outbox = Outbox(store, clock, self.channels, self.alerting)
 
     def alerting(self) -> AlertingPolicy:
         """The alerting policy in force (re-read every call; validated again only when the
@@ -302,77 +301,18 @@ class AlertManager:
             if row[0] not in live:
                 conn.execute("DELETE FROM alert_groups WHERE group_key=?", (row[0],))
 
-    # -- delivery ---------------------------------------------------------------------------
+    # -- delivery (the outbox) ---------------------------------------------------------------
     async def dispatch(self, now: float | None = None) -> dict[str, int]:
-        """Deliver due outbox rows, in order per receiver; a failing receiver is retried with
-        backoff and its later rows wait behind it (nothing is dropped or reordered)."""
-        async with self._dispatching:
-            pol = self.alerting()
-            now = self.clock.now() if now is None else now
-            rows = self.store.query("SELECT * FROM alert_notifications WHERE state='pending' "
-                                    "ORDER BY id")
-            per: dict[str, list[Any]] = {}
-            for r in rows:
-                per.setdefault(r["receiver"], []).append(r)
-            results = await asyncio.gather(*(self._deliver(pol, name, rs, now)
-                                             for name, rs in per.items()))
-        out = {"sent": 0, "failed": 0, "waiting": 0}
-        for res in results:
-            for k, v in res.items():
-                out[k] += v
-        return out
-
-    async def _deliver(self, pol: AlertingPolicy, receiver: str, rows: list[Any], now: float
-                       ) -> dict[str, int]:
-        out = {"sent": 0, "failed": 0, "waiting": 0}
-        channel = self.channels.get(receiver)
-        for i, r in enumerate(rows):
-            if channel is None:
-                self._mark(r["id"], "failed", r["attempts"], now, now,
-                           f"receiver {receiver!r} is not configured")
-                out["failed"] += 1
-                continue
-            if r["next_attempt_at"] > now:
-                out["waiting"] += len(rows) - i
-                break
-            try:
-                await channel.send(json.loads(r["payload"]), pol.notify_timeout_seconds)
-            except Exception as exc:  # noqa: BLE001 - every failure is retried or recorded
-                out[self._retry(pol, r, now, str(exc))] += 1
-                out["waiting"] += len(rows) - i - 1
-                break
-            self._mark(r["id"], "sent", r["attempts"] + 1, now, now, None, delivered=True)
-            out["sent"] += 1
-        return out
-
-    def _retry(self, pol: AlertingPolicy, r: Any, now: float, error: str) -> str:
-        spec = BackoffSpec.from_policy(pol.notify_backoff.model_dump())
-        attempts = r["attempts"] + 1
-        if spec.max_retries is not None and attempts >= spec.max_retries:
-            self._mark(r["id"], "failed", attempts, now, now, error)
-            log.error("notice %s to %s failed for good: %s", r["id"], r["receiver"], error)
-            return "failed"
-        delay = Backoff(spec).delay(attempts)
-        self._mark(r["id"], "pending", attempts, now + delay, now, error)
-        return "waiting"
-
-    def _mark(self, nid: int, state: str, attempts: int, next_at: float, now: float,
-              error: str | None, delivered: bool = False) -> None:
-        self.store.execute("UPDATE alert_notifications SET state=?, attempts=?, "
-                           "next_attempt_at=?, last_error=?, delivered_at=? WHERE id=?",
-                           (state, attempts, next_at, error, now if delivered else None, nid))
+        """Deliver the due notices (see :meth:`Outbox.dispatch`)."""
+        return await self.outbox.dispatch(now)
 
     def next_due(self) -> float | None:
-        """When the next outbox row is due (for the dispatcher's sleep)."""
-        row = self.store.query_one("SELECT MIN(next_attempt_at) FROM alert_notifications "
-                                   "WHERE state='pending'")
-        return None if row is None or row[0] is None else float(row[0])
+        """When the next notice is due (for the dispatcher's sleep)."""
+        return self.outbox.next_due()
 
     def notifications(self, limit: int = 200) -> list[dict[str, Any]]:
-        rows = self.store.query("SELECT * FROM alert_notifications ORDER BY id DESC LIMIT ?",
-                                (limit,))
-        return [{**dict(r), "payload": json.loads(r["payload"]),
-                 "alert_ids": json.loads(r["alert_ids"])} for r in rows]
+        """The newest notices with their delivery state."""
+        return self.outbox.notifications(limit)
 
     # -- views / housekeeping -----------------------------------------------------------------
     def active_alerts(self) -> list[dict[str, Any]]:
