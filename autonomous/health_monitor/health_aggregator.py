@@ -139,12 +139,12 @@ class HealthAggregator:
 
     async def _slow_paths(self, sampling: dict[str, Any]) -> None:
         started = self._started_mono
-        if started is not None and \
-                self.clock.monotonic() - started < sampling["startup_delay_seconds"]:
-            return  # the stack is starting: the slow one-offs wait (network probe included)
-        if self._cpuinfo is None:
-            self._cpuinfo = asyncio.get_running_loop().run_in_executor(None,
-                                                                       self._read_cpu_info)
+        if started is not None:  # running (start() was called)
+            if self.clock.monotonic() - started < sampling["startup_delay_seconds"]:
+                return  # the stack is starting: the slow paths wait (network probe included)
+            if self._cpuinfo is None:  # once, off the loop
+                self._cpuinfo = asyncio.get_running_loop().run_in_executor(
+                    None, self._read_cpu_info)
         if self._is_due("processes", sampling["process_interval_seconds"]):
             await asyncio.to_thread(self.system.sample_processes, sampling["top_processes"])
         if self._is_due("network", sampling["network_interval_seconds"]):

@@ -114,7 +114,8 @@ class SystemMetrics:
             missing["cpu.frequency_mhz.max"] = "not reported by the platform"
         if self.cpu_info is None:
             missing["cpu.model"] = (self.cpu_info_error
-                                    or "not read yet (py-cpuinfo runs once at start)")
+                                    or "not read yet (py-cpuinfo runs once, "
+                                       "health.sampling.startup_delay_seconds after start)")
         return out
 
     @staticmethod
