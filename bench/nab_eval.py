@@ -64,7 +64,7 @@ def main() -> None:
     rows = sum(len(f.values) for f in corpus)
     per_row_ms = (time.perf_counter() - t0) * 1000 / rows
     base = {f.key: baseline_scores(f.values) for f in corpus}
-    grid = np.array([0.5, 0.9, 0.99, 0.995, 0.999, 0.9995, 0.9999, 0.99999, 0.999999])
+    grid = np.array([0.5, 0.9, 0.99, 0.995, 0.999, 0.9995, 0.9997, 0.9999, 0.99999, 0.999999])
     print(f"NAB subset: {len(corpus)} files, {rows} rows, "
           f"{sum(len(f.scorable_windows()) for f in corpus)} windows; detector {params}")
     print(f"{'profile':<20} {'detector':>9} {'(thr)':>9} {'at policy thr':>14} {'baseline 2σ':>12}")

@@ -183,6 +183,33 @@ def test_streaming_detector_uses_past_only() -> None:
     assert ra[:200] == rb[:200]
 
 
+def test_streaming_detector_record_scores_one_and_survives_state() -> None:
+    p = StreamParams.from_policy(POLICY["anomaly"]["stream"])
+    d = StreamingDetector(p)
+    for x in np.sin(np.arange(p.window + 2 * p.suppress) / 5):  # a wave: its changes repeat
+        d.update(float(x))
+    again = StreamingDetector.from_state(p, d.state())
+    assert again.state() == d.state()
+    again.since_detection = p.suppress + 1  # not inside a suppression (as after ``train``)
+    r = again.update(1.1)  # above every value seen: a record, whatever its change
+    assert r.score == 1.0 and r.detected
+    assert d.update(0.0).score < 1.0  # inside the range: no record
+
+
+def test_streaming_detector_bigger_event_escapes_suppression() -> None:
+    p = StreamParams.from_policy(POLICY["anomaly"]["stream"])
+    d = StreamingDetector(p)
+    rng = np.random.default_rng(11)
+    for x in rng.normal(0, 1, p.window + 50):
+        d.update(float(x))
+    d.since_detection = p.suppress + 1  # out of any earlier suppression
+    small = d.update(float(d.extremes.hi[0][1]) + 0.5)  # a small record: a detection
+    assert small.detected
+    assert not d.update(float(d.extremes.hi[0][1]) + 0.1).detected  # suppressed
+    big = d.update(small.baseline + 4 * p.escalation * abs(small.z))  # a much bigger one
+    assert big.detected
+
+
 # -- prediction ---------------------------------------------------------------------------------
 PRED = POLICY["prediction"]
 

@@ -62,6 +62,11 @@ class StreamDetectorPolicy(Strict):
     threshold: float = Field(gt=0, lt=1, description="Anomaly likelihood counted as anomalous")
     suppress: int = Field(ge=0, description="Samples after a detection during which it does "
                           "not alarm again (one event, not one flag per sample)")
+    record_window: int = Field(ge=10, description="Samples whose max and min a value must "
+                               "exceed to be a record (scored 1, an anomaly outright)")
+    escalation: float = Field(gt=1, description="Inside the suppression a detection still "
+                              "alarms when its level deviation is this many times that of "
+                              "the detection that started it (a bigger event is not hidden)")
 
 
 class IsolationForestPolicy(Strict):
