@@ -38,6 +38,26 @@ def _aggregator(store: Store, clock: FakeClock, policy: dict | None = None) -> H
                             retention=lambda: {"raw": "7d", "1m": "30d", "1h": "365d"})
 
 
+async def test_slow_paths_wait_the_startup_delay(store) -> None:
+    """py-cpuinfo (a second of CPU in a child) and the process sweep do not compete with the
+    stack's start: a started aggregator runs them startup_delay_seconds after start."""
+    clock = FakeClock()
+    agg = _aggregator(store, clock)
+    await agg.start()
+    try:
+        await agg.cycle()
+        snap = agg.system.latest
+        assert agg.system.processes is None and agg._cpuinfo is None
+        assert "startup_delay_seconds" in snap["unavailable"]["cpu.model"]
+        clock.advance(POLICY["sampling"]["startup_delay_seconds"])
+        await agg.cycle()
+        assert agg.system.processes is not None and agg._cpuinfo is not None
+        await agg._cpuinfo
+        assert agg.system.cpu_info is not None or agg.system.cpu_info_error
+    finally:
+        await agg.close()
+
+
 # -- SystemMetrics ------------------------------------------------------------------------------
 EXPECTED = ["cpu.percent", "cpu.per_core", "cpu.load", "cpu.frequency_mhz", "cpu.temperature_c",
             "cpu.throttle_count", "memory.ram", "memory.swap", "gpu", "disks", "io.disk",
