@@ -215,9 +215,9 @@ class TimeSeriesStore:
                 series[1].extend(values)
 
         if resolution == "raw":
-            add(self.store.query_tuples(f"SELECT series_id, ts, value FROM ts_raw WHERE series_id IN "
-                                 f"({marks}) AND ts>=? AND ts<=? ORDER BY series_id, ts",
-                                 [*ids, start, end]))
+            add(self.store.query_tuples(
+                f"SELECT series_id, ts, value FROM ts_raw WHERE series_id IN ({marks}) "
+                f"AND ts>=? AND ts<=? ORDER BY series_id, ts", [*ids, start, end]))
             return out
         if resolution not in RESOLUTIONS:
             raise _invalid("resolution", f"{resolution!r} is not one of 'raw', '1m', '1h'")

@@ -1,7 +1,8 @@
 """The probe client: a lean keep-alive HTTP/1.1 GET client for the operator's periodic calls.
 
-Periodic probes (every service, every ``health.period_seconds``) and the health monitor's
-``/metrics`` scrapes and dependency checks are the operator's most frequent outside calls, and a full ``httpx`` request (URL model, cookie extraction, anyio
+Periodic probes (every service, every ``health.period_seconds``), the health monitor's
+``/metrics`` scrapes and dependency checks and the healer's health checks are the operator's
+most frequent outside calls, and a full ``httpx`` request (URL model, cookie extraction, anyio
 streams) costs several times the probe itself. ``ProbeClient.get(url, timeout=...)`` speaks
 just what a probe needs — ``GET``, one idle keep-alive connection per ``host:port``,
 ``Content-Length`` / chunked / read-to-close bodies — and raises the ``httpx`` exceptions

@@ -121,7 +121,8 @@ async def test_probes_are_traced_only_inside_a_trace_or_when_sampled(tmp_path, s
         await client.get(server + "/health", timeout=2.0)
         with tracing.span("heal nexus") as root:
             await client.get(server + "/health", timeout=2.0)
-        sampled = ProbeClient(lambda: traced_client(tracing, trust_env=False), tracing, root_ratio=1.0)
+        sampled = ProbeClient(lambda: traced_client(tracing, trust_env=False), tracing,
+                              root_ratio=1.0)
         await sampled.get(server + "/ready", timeout=2.0)
         await sampled.aclose()
         headers = [tp for _, tp, _ in _Handler.seen]
