@@ -13,7 +13,7 @@ from typing import Any
 from autonomous.core.clock import iso
 from autonomous.core.conditions import ResourceStatus
 
-__all__ = ["StatusBoard", "ControllerRun"]
+__all__ = ["ControllerRun", "StatusBoard"]
 
 
 @dataclass

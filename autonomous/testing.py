@@ -21,7 +21,7 @@ from autonomous.learning.knowledge_graph import KnowledgeGraph
 from autonomous.status import StatusBoard
 from autonomous.store import Store
 
-__all__ = ["make_context", "free_port", "default_root", "copy_default_tree", "calm_gates"]
+__all__ = ["calm_gates", "copy_default_tree", "default_root", "free_port", "make_context"]
 
 
 def default_root() -> Path:

@@ -15,7 +15,7 @@ if str(ROOT) not in sys.path:
 
 from autonomous.testing import copy_default_tree, free_port  # noqa: E402
 
-__all__ = ["ROOT", "free_port", "copy_default_tree", "wait_http", "pct", "summary", "tree_with"]
+__all__ = ["ROOT", "copy_default_tree", "free_port", "pct", "summary", "tree_with", "wait_http"]
 
 
 def wait_http(url: str, timeout: float = 30.0, poll: float = 0.002) -> float:

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import httpx
 import psutil
-
 from _common import ROOT, free_port, summary, tree_with, wait_http
 
 TOKEN = "bench-token"

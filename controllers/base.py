@@ -20,7 +20,7 @@ from typing import Any
 
 from autonomous.context import OperatorContext
 
-__all__ = ["Action", "Outcome", "Controller"]
+__all__ = ["Action", "Controller", "Outcome"]
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from autonomous.context import OperatorContext
 from autonomous.core.clock import SystemClock
 from autonomous.core.events import EventBus
 from autonomous.desired import DesiredStateManager
 from autonomous.governance import Approvals, Governance
 from autonomous.learning.knowledge_graph import KnowledgeGraph
-from autonomous.context import OperatorContext
 from autonomous.resources.loader import load_tree
 from autonomous.status import StatusBoard
 from autonomous.store import Store

@@ -27,8 +27,13 @@ from autonomous.supervisor.runtime import ServiceRuntime
 from controllers.base import Action, Controller, Outcome
 from controllers.services_facade import ServicesFacade
 
-__all__ = ["ServicesController", "DesiredService", "ObservedService", "topo_order",
-           "CONTROLLERS"]
+__all__ = [
+    "CONTROLLERS",
+    "DesiredService",
+    "ObservedService",
+    "ServicesController",
+    "topo_order",
+]
 
 log = logging.getLogger("atlas.controllers.services")
 

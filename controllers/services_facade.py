@@ -65,7 +65,7 @@ class ServicesFacade:
             return False
         try:
             await asyncio.wait_for(rt.healthy_event.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
         return True
 

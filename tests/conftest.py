@@ -72,7 +72,7 @@ class OperatorProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = data_dir.parent / f"operator-{port}.log"
 
-    def start(self, wait: float = 20.0) -> "OperatorProcess":
+    def start(self, wait: float = 20.0) -> OperatorProcess:
         env = {**os.environ, "ATLAS_AUTONOMOUS_TOKEN": TOKEN}
         self.data_dir.mkdir(parents=True, exist_ok=True)
         logf = open(self.log, "ab")
@@ -163,4 +163,4 @@ def _recorded_pids(data_dir: Path) -> list[int]:
     return [r[0] for r in rows]
 
 
-__all__ = ["service_yaml", "make_tree", "OperatorProcess", "TOKEN", "free_port", "shutil"]
+__all__ = ["TOKEN", "OperatorProcess", "free_port", "make_tree", "service_yaml", "shutil"]

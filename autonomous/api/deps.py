@@ -10,7 +10,7 @@ from fastapi import Depends, Header, Request
 from autonomous.context import OperatorContext
 from autonomous.core.errors import Unauthorized
 
-__all__ = ["get_ctx", "Ctx", "require_token", "Actor", "subsystem"]
+__all__ = ["Actor", "Ctx", "get_ctx", "require_token", "subsystem"]
 
 
 def get_ctx(request: Request) -> OperatorContext:

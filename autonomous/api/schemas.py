@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["ModeBody", "ModeOut", "DecisionBody", "DesiredStateOut", "TriggerOut"]
+__all__ = ["DecisionBody", "DesiredStateOut", "ModeBody", "ModeOut", "TriggerOut"]
 
 
 class ModeBody(BaseModel):

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Awaitable
 from typing import TypeVar
 
-__all__ = ["wait_or_timeout", "TIMED_OUT"]
+__all__ = ["TIMED_OUT", "wait_or_timeout"]
 
 T = TypeVar("T")
 TIMED_OUT = object()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-__all__ = ["BackoffSpec", "Backoff"]
+__all__ = ["Backoff", "BackoffSpec"]
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class BackoffSpec:
     max_retries: int | None = None
 
     @classmethod
-    def from_policy(cls, p: dict) -> "BackoffSpec":
+    def from_policy(cls, p: dict) -> BackoffSpec:
         return cls(
             initial=float(p["initial_seconds"]),
             factor=float(p["factor"]),

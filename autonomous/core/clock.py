@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Protocol
 
-__all__ = ["Clock", "SystemClock", "FakeClock", "iso"]
+__all__ = ["Clock", "FakeClock", "SystemClock", "iso"]
 
 
 class Clock(Protocol):
@@ -70,4 +70,4 @@ def iso(ts: float | None) -> str | None:
     """Render a wall-clock timestamp as RFC 3339 UTC."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat().replace("+00:00", "Z")

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-__all__ = ["SyncStatus", "HealthStatus", "Condition", "ResourceStatus"]
+__all__ = ["Condition", "HealthStatus", "ResourceStatus", "SyncStatus"]
 
 
 class SyncStatus(str, Enum):

@@ -19,8 +19,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
-    "AtlasError", "Problem", "ValidationFailed", "NotFound", "Conflict", "Gone",
-    "Unauthorized", "Refused", "Throttled", "ActionFailed", "TemporaryError", "PermanentError",
+    "ActionFailed",
+    "AtlasError",
+    "Conflict",
+    "Gone",
+    "NotFound",
+    "PermanentError",
+    "Problem",
+    "Refused",
+    "TemporaryError",
+    "Throttled",
+    "Unauthorized",
+    "ValidationFailed",
 ]
 
 

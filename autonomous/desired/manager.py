@@ -23,7 +23,7 @@ from autonomous.core.events import EventBus
 from autonomous.resources.loader import TREE_DIRS, LoadResult, Tree, load_tree
 from autonomous.store import Store
 
-__all__ = ["Generation", "DesiredStateManager", "git_commit"]
+__all__ = ["DesiredStateManager", "Generation", "git_commit"]
 
 log = logging.getLogger("atlas.desired")
 

@@ -1,6 +1,6 @@
 """Governance: the mode in force, what each action kind may do, and approvals."""
 
 from autonomous.governance.approvals import Approvals
-from autonomous.governance.mode import Governance, MODES
+from autonomous.governance.mode import MODES, Governance
 
-__all__ = ["Governance", "Approvals", "MODES"]
+__all__ = ["MODES", "Approvals", "Governance"]

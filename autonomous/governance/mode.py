@@ -10,12 +10,12 @@ from collections.abc import Callable
 from typing import Any
 
 from autonomous.core.clock import Clock, iso
-from autonomous.core.errors import ValidationFailed, Problem
+from autonomous.core.errors import Problem, ValidationFailed
 from autonomous.core.events import EventBus
 from autonomous.resources.kinds.policyset import GOVERNANCE_MODES
 from autonomous.store import Store
 
-__all__ = ["Governance", "MODES", "DEFAULT_MODE"]
+__all__ = ["DEFAULT_MODE", "MODES", "Governance"]
 
 MODES = GOVERNANCE_MODES
 DEFAULT_MODE = "governed"

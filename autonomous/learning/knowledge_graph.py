@@ -24,7 +24,7 @@ import networkx as nx
 from autonomous.core.clock import Clock, SystemClock, iso
 from autonomous.store import Store
 
-__all__ = ["KnowledgeGraph", "CAUSAL_RELATIONS"]
+__all__ = ["CAUSAL_RELATIONS", "KnowledgeGraph"]
 
 CAUSAL_RELATIONS = ("led_to", "chose", "resulted_in", "caused", "triggered")
 

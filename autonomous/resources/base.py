@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["Strict", "API_VERSION", "discover", "kinds", "policy_sections", "config_sections"]
+__all__ = ["API_VERSION", "Strict", "config_sections", "discover", "kinds", "policy_sections"]
 
 API_VERSION = "atlas.autonomous/v1"
 

@@ -10,7 +10,7 @@ from typing import Any
 from autonomous.resources.base import API_VERSION, kinds
 from autonomous.resources.loader import policy_model, settings_model
 
-__all__ = ["generate", "write", "stale"]
+__all__ = ["generate", "stale", "write"]
 
 
 def _envelope(kind: str, spec_schema: dict[str, Any]) -> dict[str, Any]:

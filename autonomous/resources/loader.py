@@ -26,8 +26,16 @@ from autonomous.resources.policy_merge import effective_policies
 from autonomous.resources.validation_problems import problem_from
 from autonomous.resources.yaml_lines import Document, format_path, line_for, load_documents
 
-__all__ = ["Resource", "Tree", "LoadResult", "load_tree", "load_paths", "policy_model",
-           "TREE_DIRS", "content_hash"]
+__all__ = [
+    "TREE_DIRS",
+    "LoadResult",
+    "Resource",
+    "Tree",
+    "content_hash",
+    "load_paths",
+    "load_tree",
+    "policy_model",
+]
 
 TREE_DIRS = ("desired_state", "policies", "config")
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9_.]{0,61}[a-z0-9])?$")

@@ -16,7 +16,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from autonomous.core.errors import Problem
 
-__all__ = ["Document", "load_documents", "line_for", "format_path"]
+__all__ = ["Document", "format_path", "line_for", "load_documents"]
 
 Path_ = tuple[str | int, ...]
 

@@ -51,7 +51,7 @@ class Store:
         self._lock = threading.RLock()
 
     # -- lifecycle -------------------------------------------------------------------------
-    def open(self) -> "Store":
+    def open(self) -> Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
                                timeout=30.0)
@@ -70,7 +70,7 @@ class Store:
                 self._conn.close()
                 self._conn = None
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self.open() if self._conn is None else self
 
     def __exit__(self, *exc: object) -> None:

@@ -3,4 +3,4 @@ and liveness/readiness probes."""
 
 from autonomous.supervisor.processes import ProcessInfo, ProcessSupervisor
 
-__all__ = ["ProcessSupervisor", "ProcessInfo"]
+__all__ = ["ProcessInfo", "ProcessSupervisor"]

@@ -16,7 +16,7 @@ from autonomous.core.clock import Clock
 from autonomous.resources.kinds.service import ServiceSpec
 from autonomous.store import Store
 
-__all__ = ["spec_hash", "Revisions", "RESTART_FIELDS"]
+__all__ = ["RESTART_FIELDS", "Revisions", "spec_hash"]
 
 RESTART_FIELDS = ("command", "cwd", "env", "host", "port", "version")
 

@@ -30,10 +30,9 @@ def test_store_wal_and_migrations(tmp_path):
 
 def test_store_transaction_rolls_back(tmp_path):
     s = Store(tmp_path / "a.db").open()
-    with pytest.raises(RuntimeError):
-        with s.transaction():
-            s.kv_set("k", 1)
-            raise RuntimeError("half-done")
+    with pytest.raises(RuntimeError), s.transaction():
+        s.kv_set("k", 1)
+        raise RuntimeError("half-done")
     assert s.kv_get("k") is None
     s.close()
 

@@ -8,7 +8,7 @@ from pydantic import Field, field_validator
 
 from autonomous.resources.base import Strict
 
-__all__ = ["OperatorConfigSpec", "ListenSpec", "ControllerSettings", "SUBSYSTEMS", "KINDS"]
+__all__ = ["KINDS", "SUBSYSTEMS", "ControllerSettings", "ListenSpec", "OperatorConfigSpec"]
 
 SUBSYSTEMS = ("services", "health_monitor", "self_healing", "evolution", "telemetry",
               "resilience", "learning")

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from autonomous.resources.base import Strict
 
-__all__ = ["PolicySetSpec", "GOVERNANCE_MODES", "KINDS"]
+__all__ = ["GOVERNANCE_MODES", "KINDS", "PolicySetSpec"]
 
 GOVERNANCE_MODES = ("governed", "growth", "emergency_stop")
 

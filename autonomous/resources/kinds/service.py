@@ -8,8 +8,16 @@ from pydantic import Field, field_validator, model_validator
 
 from autonomous.resources.base import Strict
 
-__all__ = ["ServiceSpec", "HealthSpec", "RestartSpec", "DependencySpec", "FallbackSpec",
-           "FeaturesSpec", "ResourceLimits", "KINDS"]
+__all__ = [
+    "KINDS",
+    "DependencySpec",
+    "FallbackSpec",
+    "FeaturesSpec",
+    "HealthSpec",
+    "ResourceLimits",
+    "RestartSpec",
+    "ServiceSpec",
+]
 
 
 class HealthSpec(Strict):
@@ -43,7 +51,7 @@ class DependencySpec(Strict):
     timeout_seconds: float = Field(2.0, gt=0)
 
     @model_validator(mode="after")
-    def _target(self) -> "DependencySpec":
+    def _target(self) -> DependencySpec:
         if self.type == "http" and not self.url:
             raise ValueError("type 'http' needs 'url'")
         if self.type == "tcp" and (not self.host or not self.port):

@@ -8,8 +8,15 @@ from pydantic import Field, field_validator, model_validator
 
 from autonomous.resources.base import Strict
 
-__all__ = ["BackoffPolicy", "GovernancePolicy", "ReconcilePolicy", "SupervisionPolicy",
-           "ACTION_KINDS", "ActionMode", "SECTIONS"]
+__all__ = [
+    "ACTION_KINDS",
+    "SECTIONS",
+    "ActionMode",
+    "BackoffPolicy",
+    "GovernancePolicy",
+    "ReconcilePolicy",
+    "SupervisionPolicy",
+]
 
 ActionMode = Literal["enforce", "dry_run", "require_approval"]
 
@@ -67,7 +74,7 @@ class SupervisionPolicy(Strict):
     probe_concurrency: int = Field(ge=1, description="Parallel health probes")
 
     @model_validator(mode="after")
-    def _sane(self) -> "SupervisionPolicy":
+    def _sane(self) -> SupervisionPolicy:
         return self
 
 
