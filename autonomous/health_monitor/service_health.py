@@ -153,7 +153,7 @@ class ServiceHealth:
             timeout = spec.health.timeout_seconds if spec.health else 2.0
             r = await self._client().get(f"http://{spec.host}:{spec.port}/metrics", timeout=timeout)
         except httpx.HTTPError as exc:
-            st.metrics_reason = f"/metrics unreachable: {type(exc).__name__}"
+            st.metrics_reason = f"/metrics unreachable: {type(exc).__name__}: {exc}"[:200]
             return
         totals = request_totals(r.text) if r.status_code == 200 else None
         if totals is None:
