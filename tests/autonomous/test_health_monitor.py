@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -228,6 +229,33 @@ def test_streaming_detector_bigger_event_escapes_suppression() -> None:
     assert not d.update(float(d.extremes.hi[0][1]) + 0.1).detected  # suppressed
     big = d.update(small.baseline + 4 * p.escalation * abs(small.z))  # a much bigger one
     assert big.detected
+
+
+def test_streaming_detector_change_near_median_does_not_alarm() -> None:
+    p = StreamParams.from_policy(POLICY["anomaly"]["stream"])
+    assert p.change_sigma > 0.5
+    wave = np.sin(np.arange(p.window + p.likelihood_window + 10) / 20)  # smooth: small changes
+    for other in (p, replace(p, change_sigma=0.0)):
+        d = StreamingDetector(other)
+        for x in wave:
+            d.update(float(x))
+        d.since_detection = p.suppress + 1
+        r = d.update(float(wave[-1] - 0.5 * np.sign(wave[-1])))  # a jump never seen, inwards
+        assert abs(r.z) < p.change_sigma
+        assert r.detected == (other.change_sigma == 0.0)
+
+
+def test_streaming_detector_non_record_does_not_escalate() -> None:
+    p = StreamParams.from_policy(POLICY["anomaly"]["stream"])
+    d = StreamingDetector(p)
+    rng = np.random.default_rng(12)
+    for x in np.concatenate([rng.normal(0, 1, p.window), [40.0], rng.normal(0, 1, 60)]):
+        d.update(float(x))  # one earlier 40σ spike: the record range reaches 40
+    d.since_detection = p.suppress + 1
+    small = d.update(float(d.extremes.lo[0][1]) - 0.5)  # a small (low) record
+    assert small.detected
+    r = d.update(small.baseline + 4 * p.escalation * abs(small.z))  # big, below the old 40
+    assert r.z < 40 and not r.detected  # same event: no new alarm
 
 
 # -- prediction ---------------------------------------------------------------------------------

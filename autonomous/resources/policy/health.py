@@ -64,9 +64,11 @@ class StreamDetectorPolicy(Strict):
                           "not alarm again (one event, not one flag per sample)")
     record_window: int = Field(ge=10, description="Samples whose max and min a value must "
                                "exceed to be a record (scored 1, an anomaly outright)")
-    escalation: float = Field(gt=1, description="Inside the suppression a detection still "
+    escalation: float = Field(gt=1, description="Inside the suppression a record still "
                               "alarms when its level deviation is this many times that of "
                               "the detection that started it (a bigger event is not hidden)")
+    change_sigma: float = Field(ge=0, description="Level deviation (robust σ from the rolling "
+                                "median) a change needs to score; records score regardless")
 
 
 class IsolationForestPolicy(Strict):
