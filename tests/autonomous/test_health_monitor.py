@@ -258,6 +258,24 @@ def test_streaming_detector_non_record_does_not_escalate() -> None:
     assert r.z < 40 and not r.detected  # same event: no new alarm
 
 
+
+def test_streaming_detector_suppression_holds_while_level_is_off() -> None:
+    p = StreamParams.from_policy(POLICY["anomaly"]["stream"])
+    rng = np.random.default_rng(13)
+    d = StreamingDetector(p)
+    for x in np.concatenate([rng.normal(0, 1, p.window), [40.0], rng.normal(0, 1, 60)]):
+        d.update(float(x))
+    old = d.state()
+    del old["extended"]  # a model saved before the hold existed still loads
+    assert StreamingDetector.from_state(p, old).extended == 0
+    d.since_detection = p.suppress + 1
+    assert d.update(float(d.extremes.lo[0][1]) - 0.5).detected  # a record opens the event
+    held = [d.update(10.0 + 0.1 * (i % 2)) for i in range(p.suppress + 5)]  # ~10σ, under 40
+    assert not any(r.detected for r in held) and d.extended > 0  # one event, held open
+    for x in rng.normal(0, 1, 2 * p.suppress + 10):  # back to baseline: the hold ends
+        d.update(float(x))
+    assert d.extended <= p.suppress and d.since_detection > p.suppress
+
 # -- prediction ---------------------------------------------------------------------------------
 PRED = POLICY["prediction"]
 

@@ -61,7 +61,8 @@ class StreamDetectorPolicy(Strict):
                                    "against (anomaly likelihood)")
     threshold: float = Field(gt=0, lt=1, description="Anomaly likelihood counted as anomalous")
     suppress: int = Field(ge=0, description="Samples after a detection during which it does "
-                          "not alarm again (one event, not one flag per sample)")
+                          "not alarm again (one event, not one flag per sample); held, for "
+                          "up to as many again, while the level stays change_sigma off")
     record_window: int = Field(ge=10, description="Samples whose max and min a value must "
                                "exceed to be a record (scored 1, an anomaly outright)")
     escalation: float = Field(gt=1, description="Inside the suppression a record still "
