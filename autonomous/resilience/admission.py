@@ -222,11 +222,7 @@ class Admission:
     # -- async -----------------------------------------------------------------------------
     async def acquire(self, priority: Priority | None, path: str = "") -> Ticket:
         """Admit now, or wait in the queue; raises Throttled when shed."""
-        self.refresh()
-        d = self.decide(priority, path)
-        if d.action == "shed":
-            raise self._shed(d)
-        ticket = self._try_admit(priority)
+        ticket = self._admit_now(priority, path)
         if ticket is not None:
             return ticket
         assert priority is not None  # never-shed requests were admitted above
@@ -237,17 +233,33 @@ class Admission:
         wait = self.policy["admission"]["max_wait_seconds"][priority.name]
         try:
             await asyncio.wait_for(fut, wait)
-        except (TimeoutError, asyncio.CancelledError) as exc:
+        except asyncio.CancelledError:
             ticket = self._give_up(priority, waiter)
-            if isinstance(exc, asyncio.CancelledError):
-                if ticket is not None:
-                    self.release(ticket)
-                raise
             if ticket is not None:
-                return ticket
-            raise self._shed(Decision("shed", priority, f"waited {wait:g} s in queue",
-                                      self._queue_retry_after())) from None
-        return self._granted(priority, waiter)
+                self.release(ticket)
+            raise
+        except TimeoutError:
+            pass  # shed below, outside the handler (no chained TimeoutError)
+        else:
+            return self._granted(priority, waiter)
+        return self._timed_out(priority, waiter, wait)
+
+    def _admit_now(self, priority: Priority | None, path: str) -> Ticket | None:
+        """Fresh readings, then shed (raises Throttled) or admit at once; None: it must wait
+        in the queue."""
+        self.refresh()
+        d = self.decide(priority, path)
+        if d.action == "shed":
+            raise self._shed(d)
+        return self._try_admit(priority)
+
+    def _timed_out(self, priority: Priority, waiter: _Waiter, wait: float) -> Ticket:
+        """Out of the queue after ``wait`` seconds: the slot granted meanwhile, or shed."""
+        ticket = self._give_up(priority, waiter)
+        if ticket is not None:
+            return ticket
+        raise self._shed(Decision("shed", priority, f"waited {wait:g} s in queue",
+                                  self._queue_retry_after()))
 
     def _granted(self, priority: Priority, waiter: _Waiter) -> Ticket:
         if waiter.granted:
@@ -259,11 +271,7 @@ class Admission:
     # -- threads ---------------------------------------------------------------------------
     def acquire_blocking(self, priority: Priority | None, path: str = "") -> Ticket:
         """Same as ``acquire`` for a thread-per-request server; raises Throttled when shed."""
-        self.refresh()
-        d = self.decide(priority, path)
-        if d.action == "shed":
-            raise self._shed(d)
-        ticket = self._try_admit(priority)
+        ticket = self._admit_now(priority, path)
         if ticket is not None:
             return ticket
         assert priority is not None
@@ -272,11 +280,7 @@ class Admission:
         self._enqueue(priority, waiter, path)
         wait = self.policy["admission"]["max_wait_seconds"][priority.name]
         if not event.wait(wait):
-            ticket = self._give_up(priority, waiter)
-            if ticket is not None:
-                return ticket
-            raise self._shed(Decision("shed", priority, f"waited {wait:g} s in queue",
-                                      self._queue_retry_after()))
+            return self._timed_out(priority, waiter, wait)
         return self._granted(priority, waiter)
 
     @contextmanager
