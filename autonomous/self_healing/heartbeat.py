@@ -25,6 +25,7 @@ import httpx
 
 from autonomous.core.aio import TIMED_OUT, wait_or_timeout
 from autonomous.self_healing.circuit_breaker import CircuitBreaker, CircuitOpenError
+from autonomous.supervisor.probe_client import ProbeClient
 
 __all__ = ["HeartbeatClient", "HeartbeatResult"]
 
@@ -61,12 +62,13 @@ class HeartbeatClient:
 
     def __init__(self, ctx: Any, service: str, base_url: str, *,
                  breaker_name: str | None = None,
-                 client: httpx.AsyncClient | None = None) -> None:
+                 client: httpx.AsyncClient | ProbeClient | None = None) -> None:
         self.ctx = ctx
         self.service = service
         self.base_url = base_url.rstrip("/")
         self.breaker_name = breaker_name or f"heartbeat:{service}"
-        self._client = client
+        # a beat is a periodic GET: the lean keep-alive probe client unless one is handed in
+        self.client = client or ProbeClient()
         self._own_client = client is None
         self.last: HeartbeatResult | None = None
         self.last_heal: asyncio.Task[Any] | None = None
@@ -92,17 +94,10 @@ class HeartbeatClient:
     def url(self) -> str:
         return self.base_url + self.policy()["path"]
 
-    @property
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(trust_env=False)
-        return self._client
-
     async def close(self) -> None:
         """Close the HTTP client it made (heals in flight belong to the healing engine)."""
-        if self._own_client and self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        if self._own_client:
+            await self.client.aclose()
 
     # -- beats ---------------------------------------------------------------------------------
     async def beat(self) -> HeartbeatResult:
