@@ -8,8 +8,12 @@ Every outside effect has a real implementation; tests swap the clock, never the 
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from autonomous.context import OperatorContext
@@ -21,7 +25,8 @@ from autonomous.learning.knowledge_graph import KnowledgeGraph
 from autonomous.status import StatusBoard
 from autonomous.store import Store
 
-__all__ = ["calm_gates", "copy_default_tree", "default_root", "free_port", "make_context"]
+__all__ = ["calm_gates", "copy_default_tree", "default_root", "free_port", "make_context",
+           "serve_http"]
 
 
 def default_root() -> Path:
@@ -68,6 +73,23 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve_http(handler: type[BaseHTTPRequestHandler], port: int = 0
+               ) -> Iterator[ThreadingHTTPServer]:
+    """A real HTTP server with ``handler`` on 127.0.0.1 (``port`` 0: a free one) in a thread;
+    shut down and closed on exit. Its URL: ``f"http://127.0.0.1:{srv.server_address[1]}"``."""
+    srv = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    srv.daemon_threads = True
+    t = threading.Thread(target=srv.serve_forever, daemon=True, name=f"http:{port}")
+    t.start()
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        t.join(5)
 
 
 def make_context(tmp_path: Path, *, root: Path | None = None, clock: Clock | None = None,

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import copy
 import json
-import threading
 from email import message_from_bytes
 from email.policy import default as email_policy
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from autonomous.store.timeseries import TimeSeriesStore
 from autonomous.telemetry.alert_channels import EmailChannel, WebhookChannel
 from autonomous.telemetry.alert_manager import AlertManager
-from autonomous.testing import free_port, make_context
+from autonomous.testing import free_port, make_context, serve_http
 
 
 class _Receiver(BaseHTTPRequestHandler):
@@ -28,13 +27,6 @@ class _Receiver(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
-
-
-def _serve(port):
-    srv = ThreadingHTTPServer(("127.0.0.1", port), _Receiver)
-    srv.received = []
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    return srv
 
 
 @pytest.fixture()
@@ -69,14 +61,11 @@ async def test_webhook_retries_while_down_and_delivers_everything_once_back(ctx)
     await am.dispatch()
     row = next(n for n in am.notifications() if n["id"] == outbox[0]["id"])
     assert row["attempts"] == 2 and 1.8 <= row["next_attempt_at"] - ctx.clock.now() <= 2.2
-    srv = _serve(port)
-    try:
+    with serve_http(_Receiver, port) as srv:
+        srv.received = []
         ctx.clock.advance(2.5)
         assert (await am.dispatch())["sent"] == 3
         got = srv.received
-    finally:
-        srv.shutdown()
-        srv.server_close()
     assert [p["alerts"][0]["labels"]["service"] for p in got] == ["nexus", "robot", "push"]
     assert all(p["version"] == "4" and p["status"] == "firing" for p in got)
     assert {n["state"] for n in am.notifications()} == {"sent"}

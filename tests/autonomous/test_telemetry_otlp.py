@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import gzip
-import threading
 import zlib
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from autonomous.telemetry.otlp_export import make_exporter, otlp_available
 from autonomous.telemetry.tracing_system import TracingSystem
-from autonomous.testing import make_context
+from autonomous.testing import make_context, serve_http
 
 pytestmark = pytest.mark.skipif(otlp_available() is not None,
                                 reason=f"OTLP export not testable: {otlp_available()}")
@@ -40,15 +39,8 @@ class _Receiver(BaseHTTPRequestHandler):
 @pytest.fixture
 def receiver():
     _Receiver.bodies = []
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    try:
+    with serve_http(_Receiver) as srv:
         yield f"http://127.0.0.1:{srv.server_address[1]}"
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        t.join(5)
 
 
 def test_finished_spans_are_posted_as_otlp_protobuf(tmp_path, receiver):

@@ -6,7 +6,7 @@ import asyncio
 import random
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
@@ -15,12 +15,13 @@ from autonomous.supervisor.probes import http_probe
 from autonomous.telemetry.httpx_hooks import traced_client
 from autonomous.telemetry.hub import TelemetryHub
 from autonomous.telemetry.tracing_system import TracingSystem
-from autonomous.testing import free_port, make_context
+from autonomous.testing import free_port, make_context, serve_http
 
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     seen: list[tuple[str, str | None, int]] = []  # noqa: RUF012 - per-server, reset in fixture
+    release = threading.Event()  # set when the server stops (ends a /hang)
 
     def log_message(self, *args: object) -> None:
         pass
@@ -28,8 +29,10 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         _Handler.seen.append((self.path, self.headers.get("traceparent"),
                               id(self.connection)))
-        if self.path == "/hang":
-            time.sleep(1.0)
+        if self.path == "/hang":  # never answers while the test runs
+            _Handler.release.wait(30)
+            self.close_connection = True
+            return
         if self.path == "/chunked":
             self.send_response(200)
             self.send_header("Transfer-Encoding", "chunked")
@@ -48,16 +51,12 @@ class _Handler(BaseHTTPRequestHandler):
 @pytest.fixture
 def server():
     _Handler.seen = []
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    srv.daemon_threads = True
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    try:
-        yield f"http://127.0.0.1:{srv.server_address[1]}"
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        t.join(5)
+    _Handler.release = threading.Event()
+    with serve_http(_Handler) as srv:
+        try:
+            yield f"http://127.0.0.1:{srv.server_address[1]}"
+        finally:
+            _Handler.release.set()  # a /hang request still waiting ends without an answer
 
 
 def test_ending_spans_buffers_and_a_background_thread_writes(tmp_path):
