@@ -15,7 +15,7 @@ import pytest
 from autonomous.cli.main import dispatch
 from autonomous.core.clock import FakeClock
 from autonomous.resilience.backup_chunks import EngineParams
-from autonomous.resilience.backup_manifest import Entry, Manifest, save_manifest
+from autonomous.resilience.backup_manifest import Entry, Manifest, load_manifest, save_manifest
 from autonomous.resilience.backup_restore import RestoreRefused, UnsafeBackup
 from autonomous.resilience.backup_retention import select_kept
 from autonomous.resilience.disaster_recovery import DisasterRecovery
@@ -297,7 +297,10 @@ def test_cli_backup_verify_restore_offline(tmp_path, capsys):
     assert (tmp_path / "restored" / "config" / "autonomous.yaml").read_bytes() == \
         (root / "config" / "autonomous.yaml").read_bytes()
     # the data dir is gone: restore straight from the repository
-    chunk = next((repo / "chunks").glob("*/*"))
+    # a chunk this backup uses (the database changes between the two backups, so not every
+    # chunk in the repository belongs to both)
+    used = next(iter(load_manifest(repo, ids[0]).chunk_refs()))
+    chunk = next((repo / "chunks").glob(f"*/{used}"))
     raw = chunk.read_bytes()
     chunk.write_bytes(raw[:-1] + bytes([raw[-1] ^ 0xFF]))  # always a different last byte
     assert dispatch(["verify", "--root", str(tmp_path), "--repo", str(repo), ids[0]]) == 2
