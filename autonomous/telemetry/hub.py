@@ -23,6 +23,7 @@ from autonomous.resources.kinds.telemetry import DashboardSpec
 from autonomous.store.db import Store
 from autonomous.store.timeseries import Point, TimeSeriesStore, parse_duration
 from autonomous.telemetry.alert_channels import Channel, EmailChannel, WebhookChannel
+from autonomous.telemetry.alertmanager_channel import AlertmanagerChannel
 from autonomous.telemetry.alert_manager import AlertManager
 from autonomous.telemetry.dashboard_engine import DashboardEngine
 from autonomous.telemetry.log_tail import ServiceLogTailer
@@ -46,12 +47,14 @@ def settings_from_context(ctx: Any) -> TelemetrySettings:
 
 
 def channels_from_settings(settings: TelemetrySettings) -> dict[str, Channel]:
-    """Webhook and email receivers named in the config."""
+    """Webhook, email and Alertmanager receivers named in the config."""
     out: dict[str, Channel] = {}
     for w in settings.receivers.webhook:
         out[w.name] = WebhookChannel(w.name, w.url)
     for e in settings.receivers.email:
         out[e.name] = EmailChannel(e.name, e.host, e.port, e.sender, e.to, e.starttls)
+    for m in settings.receivers.alertmanager:
+        out[m.name] = AlertmanagerChannel(m.name, m.url, m.labels)
     return out
 
 
