@@ -32,6 +32,7 @@ import tempfile
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -87,7 +88,8 @@ def run_setting(corpus: list[NabFile], params: StreamParams, cache: Path | None)
                 return {f.key: z[str(i)] for i, f in enumerate(corpus)}
     out = {f.key: detections(f.values, params) for f in corpus}
     if path is not None:
-        np.savez_compressed(path, **{str(i): out[f.key] for i, f in enumerate(corpus)})
+        arrays: dict[str, Any] = {str(i): out[f.key] for i, f in enumerate(corpus)}
+        np.savez_compressed(path, **arrays)
     return out
 
 
@@ -155,8 +157,8 @@ def main() -> None:
             i = pick(sc, runs, train, prof)
             figs = [sc.score(runs[i], by_cat[c], 0.5, prof)]
             for n in ("HTM", "ARTime"):
-                thr = sc.best_threshold(pub[n], train, prof)[0]
-                figs.append(sc.score(pub[n], by_cat[c], thr, prof))
+                fold_thr = sc.best_threshold(pub[n], train, prof)[0]
+                figs.append(sc.score(pub[n], by_cat[c], fold_thr, prof))
             means += np.array(figs) / len(cats)
             chosen = ", ".join(f"{k}={getattr(settings[i], k)}" for k in GRID)
             print(f"{c:<20}" + "".join(f"{x:>8.1f}" for x in figs) + f"  {chosen}")
