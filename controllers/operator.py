@@ -172,7 +172,9 @@ class Operator:
     def bind(self) -> socket.socket:
         """Bind the API socket first: a taken port fails before anything is started."""
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # protocol IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only then (else every response
+        # on a kept-alive connection waits ~40 ms for the delayed ACK)
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((self.host, self.port))

@@ -3,13 +3,13 @@ never samples the host."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from autonomous.api.deps import Ctx, subsystem
+from autonomous.api.schemas import parse_time
 from autonomous.core.clock import iso
 from autonomous.core.errors import AtlasError, NotFound, Problem, ValidationFailed
 
@@ -180,15 +180,9 @@ def _since(text: str | None, now: float) -> float:
     if text is None:
         return now - 86400.0
     try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        raise ValidationFailed([Problem("request", 0, "query.since",
-                                        f"{text!r} is neither epoch seconds nor an ISO 8601 "
-                                        "time such as 2024-05-01T12:00:00Z")]) from None
+        return parse_time(text, "query.since")
+    except ValueError as exc:
+        raise ValidationFailed([Problem("request", 0, "query.since", str(exc))]) from None
 
 
 @router.get("/comprehensive", response_model=GlobalHealthOut)
