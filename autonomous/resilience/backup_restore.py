@@ -17,6 +17,7 @@ import hashlib
 import os
 import posixpath
 import shutil
+import stat
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -177,11 +178,16 @@ def _restore_into(manifest: Manifest, chunks: ChunkStore, root: Path, workers: i
             os.utime(link, ns=(e.mtime_ns, e.mtime_ns), follow_symlinks=False)
     for e in reversed(entries):
         if e.type == "dir":
-            os.chmod(root / e.path, e.mode)
+            os.chmod(root / e.path, _safe_mode(e.mode))
             os.utime(root / e.path, ns=(e.mtime_ns, e.mtime_ns))
     return {"files": len(files), "bytes": writer.total,
             "links": sum(e.type == "symlink" for e in entries),
             "dirs": sum(e.type == "dir" for e in entries)}
+
+
+def _safe_mode(mode: int) -> int:
+    """Permission bits to restore: never setuid or setgid, whatever the manifest says."""
+    return stat.S_IMODE(mode) & ~(stat.S_ISUID | stat.S_ISGID)
 
 
 def _damage_message(damaged: dict[str, Any]) -> str:
@@ -222,7 +228,7 @@ class _FileWriter:
             self._damage(f"file:{e.path}", "restored content does not match the manifest's "
                          "SHA-256", e.path)
             return
-        os.chmod(path, e.mode)
+        os.chmod(path, _safe_mode(e.mode))
         os.utime(path, ns=(e.mtime_ns, e.mtime_ns))
 
     def _damage(self, key: str, problem: str, path: str) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 from autonomous.core.errors import Conflict, NotFound
 from autonomous.resilience.backup_chunks import EngineParams
 from autonomous.resilience.backup_crypto import plan_key_file
+from autonomous.resilience.backup_target import confine_target
 from autonomous.resilience.disaster_recovery import DisasterRecovery
 from autonomous.resilience.survival_mode import SurvivalMode
 
@@ -152,9 +153,8 @@ class ResilienceFacade:
 
     async def restore(self, backup_id: str, target: str) -> dict[str, Any]:
         """Restore into ``target`` (relative paths land under ``<data_dir>/restores/``)."""
+        path = confine_target(target, self.ctx.data_dir)
         _, dr = self._find(backup_id)
-        path = Path(target)
-        path = path if path.is_absolute() else self.ctx.data_dir / "restores" / path
         return await asyncio.to_thread(dr.restore_from_disaster, backup_id, path)
 
     async def drill(self, backup_id: str) -> dict[str, Any]:

@@ -11,7 +11,15 @@ from pydantic import BaseModel
 from autonomous.core.errors import Problem
 from autonomous.resources.yaml_lines import Document, format_path, line_for
 
-__all__ = ["allowed_fields", "problem_from"]
+__all__ = ["allowed_fields", "is_secret_path", "problem_from"]
+
+# Fields whose values are secrets (environment variables): never echoed in a message.
+SECRET_FIELDS = frozenset({"env"})
+
+
+def is_secret_path(path: tuple) -> bool:
+    """True for a value under an ``env`` mapping (``spec.env.DB_PASSWORD``)."""
+    return any(str(p) in SECRET_FIELDS for p in path[:-1])
 
 
 def problem_from(err: Any, doc: Document, prefix: tuple, model: type[BaseModel], *,
@@ -31,7 +39,7 @@ def problem_from(err: Any, doc: Document, prefix: tuple, model: type[BaseModel],
         msg = err["msg"]
         msg = msg.removeprefix("Value error, ")
         if "input" in err and not isinstance(err["input"], (dict, list)):
-            msg = f"{err['input']!r}: {msg}"
+            msg = f"{'(value hidden)' if is_secret_path(path) else repr(err['input'])}: {msg}"
     return Problem(doc.file, line_for(doc, path), format_path(path), msg + suffix)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import pkgutil
 import sqlite3
 import threading
@@ -42,6 +43,21 @@ def discover_migrations() -> dict[str, list[str]]:
     return found
 
 
+def _private_files(path: Path) -> None:
+    """The data dir 0700 and the database (+ ``-wal``/``-shm``) 0600: it holds env values.
+
+    The folder is tightened only when this user owns it (never ``/tmp`` itself).
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.parent.stat().st_uid == os.getuid():
+        os.chmod(path.parent, 0o700)
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if p.exists() and not p.is_symlink():
+            os.chmod(p, 0o600)
+
+
 class Store:
     """The operator's database. ``Store(path).open()`` connects and migrates."""
 
@@ -52,7 +68,7 @@ class Store:
 
     # -- lifecycle -------------------------------------------------------------------------
     def open(self) -> Store:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _private_files(self.path)
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
                                timeout=30.0)
         conn.row_factory = sqlite3.Row
@@ -62,6 +78,7 @@ class Store:
         conn.execute("PRAGMA busy_timeout=30000")
         self._conn = conn
         self.migrate()
+        _private_files(self.path)  # -wal and -shm exist now
         return self
 
     def close(self) -> None:

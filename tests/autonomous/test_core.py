@@ -160,3 +160,23 @@ async def test_fake_clock_sleep_and_event_bus():
     ev = await sub.get()
     assert ev.topic == "service.exited" and ev.data == {"service": "a"}
     assert sub.get_nowait() is None
+
+
+def test_data_dir_and_database_files_are_private(tmp_path):
+    import os
+    import stat as st
+
+    from autonomous.store import Store
+
+    data = tmp_path / "data"
+    data.mkdir(mode=0o755)
+    os.chmod(data, 0o755)
+    store = Store(data / "atlas.db").open()
+    try:
+        store.kv_set("env", {"DB_PASSWORD": "x"})
+        assert st.S_IMODE(os.stat(data).st_mode) == 0o700
+        for name in ("atlas.db", "atlas.db-wal", "atlas.db-shm"):
+            assert (data / name).exists(), name
+            assert st.S_IMODE(os.stat(data / name).st_mode) == 0o600, name
+    finally:
+        store.close()

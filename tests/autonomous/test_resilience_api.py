@@ -188,3 +188,36 @@ def test_route_first_shed_after_and_reads_of_alerts_never_shed(ctx):
         assert c.post("/api/telemetry/alerts/ack/1", headers=AUTH).status_code != 429
         r = c.post("/api/telemetry/alerts/ack/1", headers=AUTH)
         assert r.status_code == 429 and "MEDIUM" in r.json()["detail"]
+
+def test_restore_targets_are_confined_to_the_restores_folder(api, tmp_path):
+    ctx, c = api
+    b = c.post("/api/resilience/backup", json={"plan": "operator"}, headers=AUTH).json()
+    url = f"/api/resilience/backups/{b['id']}/restore"
+    outside = tmp_path / "elsewhere"
+    (ctx.data_dir / "restores").mkdir(parents=True, exist_ok=True)
+    (ctx.data_dir / "restores" / "link").symlink_to(outside, target_is_directory=True)
+    outside.mkdir()
+    cases = {"../../escape": "'..'", str(tmp_path / "abs"): "outside the allowed",
+             "/etc/atlas-restore": "outside the allowed", "/sys/kernel/x": "outside the allowed",
+             "link/r": "symlink", "a\x00b": "NUL", "n" * 300: "longer than"}
+    for target, why in cases.items():
+        r = c.post(url, json={"target": target}, headers=AUTH)
+        assert 400 <= r.status_code < 500, (target, r.status_code, r.text)
+        assert why in r.json()["detail"], (target, r.text)
+    assert not (tmp_path / "abs").exists() and not any(outside.iterdir())
+    assert not (tmp_path.parent / "escape").exists()
+    ok = c.post(url, json={"target": str(ctx.data_dir / "restores" / "inside")}, headers=AUTH)
+    assert ok.status_code == 200, ok.text
+
+
+def test_damaged_manifest_restore_is_a_4xx(api):
+    ctx, c = api
+    b = c.post("/api/resilience/backup", json={"plan": "operator"}, headers=AUTH).json()
+    manifests = [p for p in ctx.data_dir.rglob(f"{b['id']}*") if p.is_file()
+                 and not p.name.endswith(".sha256")]
+    assert manifests, list(ctx.data_dir.rglob("*"))[:20]
+    manifests[0].write_bytes(manifests[0].read_bytes()[:-7] + b"garbage")
+    r = c.post(f"/api/resilience/backups/{b['id']}/restore", json={"target": "dm"},
+               headers=AUTH)
+    assert 400 <= r.status_code < 500, r.text
+    assert "damaged" in r.json()["detail"] or "corrupt" in r.json()["detail"], r.text

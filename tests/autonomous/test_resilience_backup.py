@@ -309,3 +309,16 @@ def test_cli_backup_verify_restore_offline(tmp_path, capsys):
     assert dispatch(["restore", "--root", str(tmp_path), "--repo", str(repo), ids[0],
                      str(tmp_path / "again")]) == 1
     assert "restore refused" in capsys.readouterr().err
+
+
+def test_restore_never_sets_setuid_or_setgid(env):
+    tmp, src, dr = env
+    run = src / "deep" / "er" / "run.sh"
+    os.chmod(run, 0o6755)
+    os.chmod(src / "deep", 0o2755)
+    assert os.stat(run).st_mode & 0o6000 == 0o6000  # the manifest will carry the bits
+    b = dr.create_full_backup("p", SPEC)
+    dr.restore_from_disaster(b["id"], tmp / "out")
+    restored = tmp / "out" / "src" / "deep"
+    assert os.stat(restored / "er" / "run.sh").st_mode & 0o7777 == 0o755
+    assert os.stat(restored).st_mode & 0o7777 == 0o755

@@ -162,3 +162,11 @@ def test_json_schema_accepts_default_service_and_rejects_unknown_field():
     doc["spec"]["bogus"] = 1
     with pytest.raises(jsonschema.ValidationError, match="bogus"):
         jsonschema.validate(doc, schema)
+
+
+def test_env_values_are_never_echoed_in_problems(tmp_path):
+    found = problems_for(tmp_path, SERVICE.format(
+        name="svc", extra="  env: {DB_PASSWORD: 99887766123, OTHER: [1]}\n"))
+    env_problems = [p for p in found if "spec.env" in p]
+    assert any("spec.env.DB_PASSWORD" in p for p in env_problems), found
+    assert not any("99887766123" in p for p in found), found

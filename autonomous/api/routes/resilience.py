@@ -11,7 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from autonomous.api.deps import Actor, Ctx, subsystem
 from autonomous.core.clock import iso
 from autonomous.core.errors import Conflict, Refused
+from autonomous.resilience.backup_manifest import ManifestDamaged
 from autonomous.resilience.backup_restore import RestoreRefused, UnsafeBackup
+from autonomous.resilience.backup_target import RestoreTargetRefused
 
 __all__ = ["BackupBody", "RestoreBody", "SurvivalBody", "router"]
 
@@ -86,6 +88,12 @@ async def _guarded(op: Awaitable[T]) -> T:
         raise Refused(str(exc)) from None
     except (FileExistsError, FileNotFoundError) as exc:
         raise Conflict(str(exc)) from None
+    except RestoreTargetRefused as exc:
+        raise Refused(str(exc)) from None
+    except ManifestDamaged as exc:
+        raise Conflict(f"backup manifest is damaged: {exc}") from None
+    except OSError as exc:  # e.g. a read-only or pseudo file system under an allowed root
+        raise Refused(f"restore failed: {exc.strerror or exc}") from None
 
 
 @router.get("/queue")
