@@ -70,6 +70,12 @@ class GatewayController(Controller):
         self.metrics_port = 0
         self.traefik: Traefik | None = None
 
+    async def start(self) -> None:
+        from autonomous.evolution.facade import EvolutionFacade
+
+        self.ctx.subsystems.setdefault("evolution", EvolutionFacade(self.ctx.store,
+                                                                    self.ctx.clock))
+
     async def stop(self) -> None:
         if self.traefik is not None:
             await asyncio.to_thread(self.traefik.stop)
