@@ -168,7 +168,6 @@ def test_survival_enter_exit_through_the_api_without_services(api):
     assert adm.survival_disabled == ()
 
 
-
 def test_route_first_shed_after_and_reads_of_alerts_never_shed(ctx):
     """With MEDIUM and LOW allowed one request each, an unknown path is a 404 every time
     (not a 429), reads of status and alerts are always answered, and a mutating alert route
