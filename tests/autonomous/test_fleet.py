@@ -198,10 +198,13 @@ def test_two_hosts_on_central_prometheus_and_alertmanager(tmp_path, operator_fac
     assert down.get("b") == 0, down
     # a's operator pushed its own alert, labelled with its host and routed to its receiver
     pushed = _wait("service_down from host a in Alertmanager", lambda: [
-        x for x in am_alerts() if x["labels"].get("alertname") == "service_down"])
+        x for x in am_alerts() if x["labels"].get("alertname") == "service_down"
+        and x["labels"].get("service") == "svc-a"])
     assert {x["labels"]["host"] for x in pushed} == {"a"}
-    assert pushed[0]["labels"]["service"] == "svc-a"
-    assert [r["name"] for r in pushed[0]["receivers"]] == ["host-a"]
+    # every alert is routed to its own host's receiver (b's healthy service may still blip
+    # on a loaded machine: if it does, its alert goes to host-b, never to host-a)
+    for x in am_alerts():
+        assert [r["name"] for r in x["receivers"]] == [f"host-{x['labels']['host']}"], x
     # an operator that dies cannot say so: Prometheus raises AtlasOperatorDown for it
     b.stop()
     gone = _wait("AtlasOperatorDown for b", lambda: [
