@@ -13,10 +13,12 @@ Pure (no I/O, no clock): samples come in, a :class:`Comparison` comes out. Gates
   back, ≥ ``score_advance`` advances, between waits. A pass needs ≥ ``min_samples`` per
   version; below that a passing score is ``INSUFFICIENT`` (a failing one still rolls back).
 
-Partial credit: latency 50 × clamp((fail − ratio)/(fail − 1)) when significant, else 50;
-errors 50 × p (the one-sided Fisher p) when the candidate's error rate exceeds the baseline's, else
-50 — so a candidate erring where the baseline never does loses points before it is
-significant.
+Partial credit: latency 25 + 25 × clamp((fail − ratio)/(fail − 1)) when significant but below
+the fail ratio (a small significant slowdown waits, it never rolls back alone), 0 when the
+gate fails, else 50;
+errors 50 × p (the one-sided Fisher p) when the candidate's error rate exceeds the
+baseline's, else 50 — so a candidate erring where the baseline never does loses points
+before it is significant.
 """
 
 from __future__ import annotations
@@ -100,14 +102,17 @@ def compare(baseline: Samples, candidate: Samples, policy: JudgePolicy) -> Compa
         return mk(Verdict.ROLLBACK, 0.0, f"median latency ×{ratio:.2f} ≥ "
                   f"×{policy.latency_ratio_immediate} (immediate)")
     lat_sig = lat_p < policy.latency_p_value
-    lat_pts = 50.0 * (_clamp((policy.latency_ratio_fail - ratio) /
-                             (policy.latency_ratio_fail - 1)) if lat_sig else 1.0)
+    # significant but below the fail ratio: 25..50 points (waits, never rolls back alone)
+    lat_fail = lat_sig and ratio >= policy.latency_ratio_fail
+    lat_pts = 0.0 if lat_fail else (25.0 + 25.0 * _clamp(
+        (policy.latency_ratio_fail - ratio) / (policy.latency_ratio_fail - 1)) if lat_sig
+        else 50.0)
     err_worse = rc > rb
     err_sig = err_worse and err_p < policy.error_p_value
     err_pts = 0.0 if err_sig else 50.0 * (err_p if err_worse else 1.0)
     score = round(lat_pts + err_pts, 2)
     reasons = []
-    if lat_sig and ratio >= policy.latency_ratio_fail:
+    if lat_fail:
         reasons.append(f"latency ×{ratio:.2f} (Mann-Whitney p={lat_p:.2g})")
     if err_sig:
         reasons.append(f"errors {rc:.1%} vs {rb:.1%} (Fisher p={err_p:.2g})")

@@ -59,12 +59,15 @@ def traefik_binary() -> str | None:
 def static_args(fronts: list[Front], dynamic_dir: Path, metrics_port: int,
                 host: str = "127.0.0.1") -> list[str]:
     """argv (after the binary) for one Traefik process serving every front."""
-    args = [f"--entryPoints.metrics.address={host}:{metrics_port}",
+    # the control entry point (loopback): Prometheus metrics, /ping, and the read-only API
+    # (/api/http/routers) used to know when the file provider's configuration is live
+    args = [f"--entryPoints.traefik.address={host}:{metrics_port}",
             f"--providers.file.directory={dynamic_dir}", "--providers.file.watch=true",
-            "--metrics.prometheus=true", "--metrics.prometheus.entryPoint=metrics",
+            "--metrics.prometheus=true", "--metrics.prometheus.entryPoint=traefik",
             "--metrics.prometheus.addServicesLabels=true",
             "--metrics.prometheus.addRoutersLabels=true",
-            "--ping=true", "--ping.entryPoint=metrics", "--log.level=ERROR"]
+            "--ping=true", "--ping.entryPoint=traefik", "--api.insecure=true",
+            "--log.level=ERROR"]
     for f in sorted(fronts, key=lambda f: f.name):
         args.append(f"--entryPoints.{_slug(f.name)}.address={host}:{f.port}")
     return args

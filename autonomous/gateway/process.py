@@ -12,7 +12,8 @@ from pathlib import Path
 
 import httpx
 
-from autonomous.gateway.config import Front, dynamic_config, static_args, traefik_binary, write_atomic
+from autonomous.gateway.config import (Front, dynamic_config, static_args, traefik_binary,
+                                       write_atomic)
 
 __all__ = ["Traefik"]
 
@@ -50,15 +51,23 @@ class Traefik:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"traefik exited {self.proc.returncode}: "
                                    f"{self.log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.metrics_port}/ping", timeout=0.5
-                             ).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
+            if self.live():
+                return
             time.sleep(0.05)
         self.stop()
-        raise RuntimeError("traefik did not answer /ping in time")
+        raise RuntimeError("traefik did not serve its configuration in time")
+
+    def live(self) -> bool:
+        """Traefik answers and every front's router from the file provider is loaded."""
+        base = f"http://127.0.0.1:{self.metrics_port}"
+        try:
+            if httpx.get(f"{base}/ping", timeout=0.5, trust_env=False).status_code != 200:
+                return False
+            r = httpx.get(f"{base}/api/http/routers", timeout=0.5, trust_env=False)
+        except httpx.HTTPError:
+            return False
+        loaded = {x.get("name") for x in r.json()} if r.status_code == 200 else set()
+        return all(f"{f.name}@file" in loaded for f in self.fronts)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
@@ -55,7 +55,7 @@ def _versions(url: str, n: int) -> list[str]:
         return [c.get(url).text for _ in range(n)]
 
 
-def _until(cond, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+def _until(cond: Callable[[], bool], timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if cond():
@@ -64,7 +64,8 @@ def _until(cond, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
     return False
 
 
-def test_weight_change_moves_traffic_and_device_paths_never_split(gateway) -> None:  # type: ignore[no-untyped-def]
+def test_weight_change_moves_traffic_and_device_paths_never_split(
+        gateway: tuple[Traefik, str, int, int]) -> None:
     gw, url, p1, p2 = gateway
     assert set(_versions(f"{url}/api", 20)) == {"1"}
     gw.configure([_front(gw.fronts[0].port, p1, p2, 50, 50)])
