@@ -1,5 +1,6 @@
 """Crash consistency: 100 runs of SIGKILL at a random moment of reconcile, backup or alert
-delivery, then a restart on the same data dir (see ``autonomous/crash_consistency.py``).
+delivery, then a restart on the same data dir (see ``tests/autonomous/crash_harness.py``,
+the harness the test suite runs a few times).
 
     python3 bench/crash_consistency.py            # 100 runs
     python3 bench/crash_consistency.py --runs 10 --seed 7
@@ -21,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402,F401  (puts the checkout on sys.path)
 
-from autonomous.crash_consistency import OPERATIONS, RunResult, crash_run  # noqa: E402
+from tests.autonomous.crash_harness import OPERATIONS, RunResult, crash_run  # noqa: E402
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """The operator SIGKILLed at a random moment of reconcile, backup and alert delivery, then
 started again on the same data dir: consistent store, no lost acknowledged write, no
-duplicate notification, no orphan process (see ``autonomous.crash_consistency``; the
+duplicate notification, no orphan process (see ``tests/autonomous/crash_harness.py``; the
 benchmark ``bench/crash_consistency.py`` does 100 such runs)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from autonomous.crash_consistency import OPERATIONS, crash_run
+from tests.autonomous.crash_harness import OPERATIONS, crash_run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

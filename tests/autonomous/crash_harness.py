@@ -17,7 +17,9 @@ delay. Then:
   one notice (outbox row) twice, and the alert's notice arrived at least once.
 
 Used by ``tests/autonomous/test_crash_consistency.py`` (a few runs) and
-``bench/crash_consistency.py`` (100 runs).
+``bench/crash_consistency.py`` (100 runs). It opens the killed operator's database read-only
+with ``sqlite3`` itself, which is why it lives with the tests and not in the package (only
+the store connects to the operator's database).
 """
 
 from __future__ import annotations
