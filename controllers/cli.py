@@ -19,7 +19,8 @@ def _register(sub: Any) -> None:
     p = sub.add_parser("run", help="run the operator (controllers + API) until SIGTERM")
     p.add_argument("--root", default=".", help="folder holding desired_state/, policies/, config/")
     p.add_argument("--data-dir", default=None, help="data dir (default: config spec.data_dir)")
-    p.add_argument("--host", default=None)
+    p.add_argument("--host", default=None, help="listen address (default: spec.listen.host); "
+                   "a non-loopback one needs spec.settings.api.authenticated_reads: true")
     p.add_argument("--port", type=int, default=None)
     p.add_argument("--log-level", default="INFO")
     p.set_defaults(func=cmd_run)
@@ -32,7 +33,7 @@ def _register(sub: Any) -> None:
 
 
 def cmd_run(args: Any) -> int:
-    from controllers.operator import Operator
+    from controllers.operator import InsecureListen, Operator
 
     setup_console_logging(args.log_level)
     try:
@@ -40,6 +41,9 @@ def cmd_run(args: Any) -> int:
     except ValidationFailed as exc:
         print(exc, file=sys.stderr)
         print("refusing to start: fix the problems above", file=sys.stderr)
+        return 1
+    except InsecureListen as exc:
+        print(exc, file=sys.stderr)
         return 1
     try:
         asyncio.run(op.serve())
