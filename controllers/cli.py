@@ -27,7 +27,11 @@ def _register(sub: Any) -> None:
 
     p = sub.add_parser("plan", help="show what the controllers would do for a proposed tree")
     p.add_argument("--root", default=".", help="the proposed tree")
-    p.add_argument("--data-dir", default=None, help="operator data dir (observed state)")
+    p.add_argument("--data-dir", default=None, help="operator data dir (observed state; "
+                   "default: the running operator's, asked over its API)")
+    p.add_argument("--operator-root", default=".", help="the running operator's tree (its "
+                   "config gives the API address and, when it is down, the data dir)")
+    p.add_argument("--url", default=None, help="operator API URL (default: from config)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_plan)
 
@@ -56,7 +60,36 @@ def cmd_run(args: Any) -> int:
 def cmd_plan(args: Any) -> int:
     from controllers.plan import plan
 
-    return asyncio.run(plan(Path(args.root), args.data_dir, as_json=args.json))
+    data_dir = args.data_dir or _running_data_dir(args)
+    return asyncio.run(plan(Path(args.root), data_dir, as_json=args.json))
+
+
+def _running_data_dir(args: Any) -> str:
+    """The running operator's data dir (from its API); when none answers, the data dir of the
+    operator tree's config (never the proposed tree's), said on stderr."""
+    import httpx
+
+    from autonomous.cli.client import ApiClient
+    from autonomous.resources.loader import load_tree
+
+    client = ApiClient(argparse_ns(root=args.operator_root, url=args.url, data_dir=None))
+    try:
+        r = client.request("GET", "/api/reconcile/status")
+        if r.status_code == 200 and r.json().get("data_dir"):
+            return str(r.json()["data_dir"])
+    except (httpx.HTTPError, ValueError):
+        pass
+    tree = load_tree(Path(args.operator_root)).tree
+    ddir = Path(args.operator_root) / (tree.config.data_dir if tree else ".atlas-data")
+    print(f"no operator answers at {client.base}: planning against the data dir {ddir} "
+          "(start it with 'atlas-autonomous run', or pass --data-dir)", file=sys.stderr)
+    return str(ddir)
+
+
+def argparse_ns(**kw: Any) -> Any:
+    import argparse
+
+    return argparse.Namespace(**kw)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -36,7 +36,8 @@ def metrics(ctx: Ctx) -> Response:
 def reconcile_status(ctx: Ctx) -> dict[str, Any]:
     """Per controller: last run, duration, errors; per resource: sync, health, conditions."""
     return {"generation": ctx.desired.current.number if ctx.desired.current else None,
-            "mode": ctx.governance.mode, "controllers": ctx.status.snapshot()}
+            "mode": ctx.governance.mode, "data_dir": str(ctx.data_dir),
+            "controllers": ctx.status.snapshot()}
 
 
 @router.post("/api/reconcile/{controller}/trigger", response_model=TriggerOut)
