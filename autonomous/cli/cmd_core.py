@@ -53,7 +53,7 @@ def cmd_validate(args: Any) -> int:
     if result.problems:
         print(f"{len(result.problems)} problem(s)", file=sys.stderr)
         return 1
-    print(f"ok ({result.hash[:12]})", file=sys.stderr)
+    print(f"ok: no problems (tree hash {result.hash[:12]})")
     return 0
 
 

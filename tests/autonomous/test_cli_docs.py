@@ -1,0 +1,46 @@
+"""The README stands on its own and its command lines parse; validate reports on stdout."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from autonomous.cli.main import build_parser
+from controllers.cli import _register
+
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text()
+
+
+def test_readme_does_not_point_outside_the_repository():
+    assert "../shared" not in README and "DESIGN.md" not in README
+
+
+def _readme_commands() -> list[str]:
+    lines = re.findall(r"`(atlas-autonomous [^`]+)`", README)
+    for block in re.findall(r"```\n(.*?)```", README, re.S):
+        lines += [ln.split("#")[0].strip() for ln in block.splitlines()
+                  if ln.startswith("atlas-autonomous ")]
+    return [ln for ln in lines if ln]
+
+
+@pytest.mark.parametrize("line", _readme_commands())
+def test_readme_command_lines_parse(line):
+    argv = shlex.split(line.replace("[", "").replace("]", "").replace("|", " "))[1:]
+    argv = [a for a in argv if a not in ("reject",)]  # "approve|reject ID": one of them
+    try:
+        build_parser([_register]).parse_args(argv)
+    except SystemExit as exc:
+        pytest.fail(f"README line does not parse: {line!r} (exit {exc.code})")
+
+
+def test_validate_prints_success_on_stdout(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "controllers.cli", "validate", "--root",
+                          str(ROOT)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.startswith("ok: no problems")
