@@ -50,6 +50,9 @@ def create_app(ctx: OperatorContext, *,
                   description="Self-managing operations layer for the ATLAS robot stack.")
     include_routes(app, ctx)
     install_middleware(app, ctx)
+    from autonomous.api import openapi
+
+    openapi.install(app)
     return app
 
 

@@ -29,7 +29,8 @@ def test_desired_state_and_policy(client, ctx):
     pol = client.get("/api/policy", params={"mode": "growth"}).json()
     assert pol["policy"]["governance"]["actions"]["rollback"] == "enforce"
     bad = client.get("/api/policy", params={"mode": "nope"})
-    assert bad.status_code == 422 and "'nope' is not one of" in bad.json()["detail"]
+    assert bad.status_code == 422 and "query.mode" in bad.json()["detail"] \
+        and "'governed', 'growth' or 'emergency_stop'" in bad.json()["detail"]
 
 
 def test_mode_requires_token_and_valid_body(client):

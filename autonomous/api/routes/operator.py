@@ -8,7 +8,8 @@ from fastapi import APIRouter, Query, Response
 
 from autonomous.api.deps import Actor, Ctx
 from autonomous.api.operator_metrics import OperatorCollector
-from autonomous.api.schemas import DecisionBody, DesiredStateOut, ModeBody, ModeOut, TriggerOut
+from autonomous.api.schemas import (DecisionBody, DesiredStateOut, ModeBody, ModeName, ModeOut,
+                                     TriggerOut)
 from autonomous.core.errors import NotFound
 from autonomous.telemetry.exposition import render_metrics
 
@@ -86,7 +87,7 @@ def put_mode(body: ModeBody, ctx: Ctx, actor: Actor) -> ModeOut:
 
 
 @router.get("/api/policy")
-def effective_policy(ctx: Ctx, mode: str | None = Query(None)) -> dict[str, Any]:
+def effective_policy(ctx: Ctx, mode: ModeName | None = Query(None)) -> dict[str, Any]:
     """The effective policy (base merged with the overlay of the mode)."""
     from autonomous.core.errors import Problem, ValidationFailed
     from autonomous.governance import MODES
