@@ -97,3 +97,13 @@ def test_every_mutating_route_requires_token(client):
                 if r.status_code != 401:
                     unguarded.append(f"{method.upper()} {path} → {r.status_code}")
     assert unguarded == []
+
+
+def test_missing_body_names_the_fields_and_same_mode_records_no_switch(client, ctx):
+    r = client.put("/api/governance/mode", headers=AUTH)
+    assert r.status_code == 422
+    assert "mode (required)" in r.json()["detail"], r.json()
+    before = len(ctx.governance.history(50))
+    r = client.put("/api/governance/mode", json={"mode": ctx.governance.mode}, headers=AUTH)
+    assert r.status_code == 200 and r.json()["previous"] == r.json()["mode"]
+    assert len(ctx.governance.history(50)) == before

@@ -44,3 +44,14 @@ def test_validate_prints_success_on_stdout(tmp_path):
                           str(ROOT)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.startswith("ok: no problems")
+
+
+def test_status_without_an_operator_says_once_how_to_start_it(tmp_path):
+    from tests.conftest import free_port
+
+    out = subprocess.run([sys.executable, "-m", "controllers.cli", "status", "--root",
+                          str(ROOT), "--url", f"http://127.0.0.1:{free_port()}"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert out.stderr.count("cannot reach the operator") == 1
+    assert "atlas-autonomous run" in out.stderr

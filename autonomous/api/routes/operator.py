@@ -81,7 +81,10 @@ def get_mode(ctx: Ctx) -> ModeOut:
 
 @router.put("/api/governance/mode", response_model=ModeOut)
 def put_mode(body: ModeBody, ctx: Ctx, actor: Actor) -> ModeOut:
-    """Switch the governance mode (recorded with who and why)."""
+    """Switch the governance mode (recorded with who and why). Asking for the mode in force
+    records nothing and answers with ``previous`` equal to ``mode``."""
+    if body.mode == ctx.governance.mode:
+        return ModeOut(mode=body.mode, previous=body.mode, history=ctx.governance.history(5))
     res = ctx.governance.set_mode(body.mode, actor=actor, reason=body.reason)
     return ModeOut(mode=res["mode"], previous=res["previous"], history=ctx.governance.history(5))
 
