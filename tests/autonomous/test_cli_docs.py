@@ -55,3 +55,11 @@ def test_status_without_an_operator_says_once_how_to_start_it(tmp_path):
     assert out.returncode == 1
     assert out.stderr.count("cannot reach the operator") == 1
     assert "atlas-autonomous run" in out.stderr
+
+
+def test_schemas_check_says_what_it_checked():
+    out = subprocess.run([sys.executable, "-m", "controllers.cli", "schemas", "--check",
+                          "--dir", str(ROOT / "schemas")], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.startswith("ok: ") and "schemas in" in out.stdout
