@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,7 +12,7 @@ from typing import Any
 
 from autonomous.cli.main import dispatch
 from autonomous.core.errors import ValidationFailed
-from autonomous.core.jsonlog import setup_console_logging
+from autonomous.core.jsonlog import JsonFormatter, setup_console_logging
 
 __all__ = ["main"]
 
@@ -23,6 +25,8 @@ def _register(sub: Any) -> None:
                    "a non-loopback one needs spec.settings.api.authenticated_reads: true")
     p.add_argument("--port", type=int, default=None)
     p.add_argument("--log-level", default="INFO")
+    p.add_argument("--log-format", choices=["auto", "json", "text"], default="auto",
+                   help="console log: text when stderr is a terminal, JSON otherwise (auto)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("plan", help="show what the controllers would do for a proposed tree")
@@ -40,6 +44,7 @@ def cmd_run(args: Any) -> int:
     from controllers.operator import InsecureListen, Operator
 
     setup_console_logging(args.log_level)
+    _console_format(args.log_format)
     try:
         op = Operator(Path(args.root), data_dir=args.data_dir, host=args.host, port=args.port)
     except ValidationFailed as exc:
@@ -55,6 +60,28 @@ def cmd_run(args: Any) -> int:
         print(exc, file=sys.stderr)
         return 1
     return 0
+
+
+class TextFormatter(JsonFormatter):
+    """One human line per record, from the JSON record (so whatever the JSON formatter
+    redacts stays redacted): ``HH:MM:SS level logger: message key=value …``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = json.loads(super().format(record))
+        head = (f"{out.pop('ts')[11:19]} {out.pop('level').upper():7} {out.pop('logger')}: "
+                f"{out.pop('message')}")
+        exc = out.pop("exc", None)
+        extra = " ".join(f"{k}={v}" for k, v in out.items())
+        return head + (f" {extra}" if extra else "") + (f"\n{exc}" if exc else "")
+
+
+def _console_format(choice: str) -> None:
+    text = choice == "text" or (choice == "auto" and sys.stderr.isatty())
+    if not text:
+        return
+    for h in logging.getLogger().handlers:
+        if getattr(h, "_atlas_console", False):
+            h.setFormatter(TextFormatter())
 
 
 def cmd_plan(args: Any) -> int:

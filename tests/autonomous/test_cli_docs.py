@@ -63,3 +63,15 @@ def test_schemas_check_says_what_it_checked():
                          timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.startswith("ok: ") and "schemas in" in out.stdout
+
+
+def test_console_log_text_format_is_one_human_line_per_record():
+    import logging
+
+    from controllers.cli import TextFormatter
+
+    rec = logging.makeLogRecord({"name": "atlas.op", "levelno": 20, "levelname": "INFO",
+                                 "msg": "listening on %s", "args": ("x",), "created": 0.0,
+                                 "port": 1})
+    line = TextFormatter().format(rec)
+    assert line == "00:00:00 INFO    atlas.op: listening on x port=1"
