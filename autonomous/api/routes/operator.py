@@ -76,7 +76,8 @@ def desired_state(ctx: Ctx) -> DesiredStateOut:
 @router.get("/api/governance/mode", response_model=ModeOut)
 def get_mode(ctx: Ctx) -> ModeOut:
     """The governance mode in force and its switch history."""
-    return ModeOut(mode=ctx.governance.mode, history=ctx.governance.history(20))
+    return ModeOut.model_validate({"mode": ctx.governance.mode,
+                                   "history": ctx.governance.history(20)})
 
 
 @router.put("/api/governance/mode", response_model=ModeOut)
