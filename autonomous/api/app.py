@@ -50,6 +50,9 @@ def create_app(ctx: OperatorContext, *,
                   description="Self-managing operations layer for the ATLAS robot stack.")
     include_routes(app, ctx)
     install_middleware(app, ctx)
+    from autonomous.api import openapi
+
+    openapi.install(app)
     return app
 
 
@@ -65,6 +68,18 @@ def install_middleware(app: FastAPI, ctx: OperatorContext) -> None:
     body_guard.install(app, ctx)  # outermost: 401 / 413 / 408 before anything reads a body
 
 
+def _missing_body(request: Request) -> str:
+    """'body: Field required' says nothing: name the JSON fields the route expects."""
+    route = request.scope.get("route")
+    field = getattr(route, "body_field", None)
+    model = getattr(getattr(field, "field_info", None), "annotation", None)
+    fields = getattr(model, "model_fields", None)
+    if not fields:
+        return "a JSON request body is required"
+    names = ", ".join(f"{n} (required)" if f.is_required() else n for n, f in fields.items())
+    return f"a JSON request body is required, with the fields: {names}"
+
+
 async def _atlas_error(_: Request, exc: AtlasError) -> JSONResponse:
     body: dict[str, Any] = {"detail": str(exc), "error": type(exc).__name__}
     headers = {}
@@ -77,11 +92,14 @@ async def _atlas_error(_: Request, exc: AtlasError) -> JSONResponse:
     return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
 
-async def _request_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+async def _request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
     problems = []
     for err in exc.errors():
         loc = ".".join(str(x) for x in err.get("loc", ()))
-        problems.append({"path": loc, "message": err.get("msg", "invalid")})
+        msg = err.get("msg", "invalid")
+        if tuple(err.get("loc", ())) == ("body",) and err.get("type") == "missing":
+            msg = _missing_body(request)
+        problems.append({"path": loc, "message": msg})
     text = "; ".join(f"{p['path']}: {p['message']}" for p in problems)
     return JSONResponse({"detail": f"invalid request: {text}", "problems": problems},
                         status_code=422)

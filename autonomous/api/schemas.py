@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["EPOCH_MAX", "DecisionBody", "DesiredStateOut", "EpochQuery", "ModeBody", "ModeOut",
+__all__ = ["EPOCH_MAX", "DecisionBody", "DesiredStateOut", "EpochQuery", "ModeBody", "ModeName", "ModeOut",
            "RowId", "TriggerOut", "parse_time"]
 
 # Bounded numbers, shared by every route: out-of-range values are a 422 naming the parameter,
@@ -39,16 +39,19 @@ def parse_time(text: str, field: str) -> float:
 
 
 
+ModeName = Literal["governed", "growth", "emergency_stop"]
+
+
 class ModeBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    mode: Literal["governed", "growth", "emergency_stop"] = Field(
+    mode: ModeName = Field(
         description="Governance mode to switch to")
     reason: str | None = Field(None, max_length=2000, description="Why (kept in the audit log)")
 
 
 class ModeOut(BaseModel):
-    mode: str
-    previous: str | None = None
+    mode: ModeName
+    previous: ModeName | None = None
     history: list[dict[str, Any]] = Field(default_factory=list)
 
 

@@ -87,3 +87,33 @@ def test_listening_socket_sets_tcp_nodelay(tmp_path):
         assert sock.proto == socket.IPPROTO_TCP
     finally:
         sock.close()
+
+
+def test_non_loopback_host_is_refused_unless_reads_are_authenticated(tmp_path):
+    import subprocess
+    import sys
+
+    root = make_tree(tmp_path / "root", {"alpha": service_yaml("alpha", free_port())})
+    r = subprocess.run([sys.executable, "-m", "controllers.cli", "run", "--root", str(root),
+                        "--data-dir", str(tmp_path / "data"), "--host", "0.0.0.0", "--port",
+                        str(free_port())], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert "refusing to listen on 0.0.0.0" in r.stderr
+    assert "authenticated_reads: true" in r.stderr
+
+
+def test_authenticated_reads_need_the_token_for_every_get(tmp_path, operator_factory):
+    root = make_tree(tmp_path / "root", {"alpha": service_yaml("alpha", free_port())})
+    cfg = root / "config" / "autonomous.yaml"
+    cfg.write_text(cfg.read_text().replace("authenticated_reads: false",
+                                           "authenticated_reads: true"))
+    from controllers.operator import Operator
+
+    Operator(root, data_dir=tmp_path / "d0", host="0.0.0.0")  # allowed now
+    op = operator_factory(root).start()  # /healthz answers without a token (public_paths)
+    with op.client(token=False) as c:
+        r = c.get("/api/reconcile/status")
+        assert r.status_code == 401 and "bearer token" in r.json()["detail"]
+        assert c.get("/openapi.json").status_code == 401
+    with op.client() as c:
+        assert c.get("/api/reconcile/status").status_code == 200

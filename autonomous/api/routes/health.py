@@ -202,7 +202,23 @@ def metrics_system(ctx: Ctx) -> SystemMetricsOut:
     snap = subsystem(ctx, "health").system_snapshot()
     if snap is None:
         raise _not_ready()
-    return SystemMetricsOut(**{**snap, "ts": iso(snap["ts"])})
+    cpu = dict(snap["cpu"])
+    if isinstance(cpu.get("model"), dict) and "features" in cpu["model"]:
+        model = dict(cpu["model"])  # the CPU flags are static: one dedicated route has them
+        model["features"] = f"{len(model['features'])} flags: GET /api/health/cpu-features"
+        cpu["model"] = model
+    return SystemMetricsOut(**{**snap, "cpu": cpu, "ts": iso(snap["ts"])})
+
+
+@router.get("/cpu-features")
+def cpu_features(ctx: Ctx) -> dict[str, Any]:
+    """The CPU's feature flags (py-cpuinfo), static for the host; kept out of every
+    system-metrics response."""
+    snap = subsystem(ctx, "health").system_snapshot()
+    model = (snap or {}).get("cpu", {}).get("model")
+    if not isinstance(model, dict):
+        raise _not_ready()
+    return {"brand": model.get("brand"), "features": model.get("features", [])}
 
 
 @router.get("/metrics/services", response_model=ServicesOut)

@@ -129,7 +129,9 @@ def get_log_errors(ctx: Ctx, since: EpochQuery = None, until: EpochQuery = None,
     return _hub(ctx).logs.aggregate_errors(since, until, service)
 
 
-@router.get("/logs/export", response_class=PlainTextResponse)
+@router.get("/logs/export", response_class=PlainTextResponse, responses={200: {
+    "description": "One JSON log record per line",
+    "content": {"application/x-ndjson": {"schema": {"type": "string"}}}}})
 def export_logs(ctx: Ctx, q: str | None = None, level: str | None = None,
                 service: str | None = None, since: EpochQuery = None,
                 until: EpochQuery = None) -> PlainTextResponse:
