@@ -142,6 +142,8 @@ class DesiredStateManager:
         async for _changes in awatch(*dirs, stop_event=stop, debounce=debounce_ms, step=step_ms,
                                      recursive=True, force_polling=False):
             try:
-                self.reload()
+                # parsed in a worker thread: a big or hostile file never stalls the event loop
+                result = await asyncio.to_thread(load_tree, self.root)
+                self.reload(result)
             except Exception:  # noqa: BLE001 - a reload bug must not kill the watcher
                 log.exception("reload failed")

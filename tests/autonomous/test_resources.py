@@ -170,3 +170,59 @@ def test_env_values_are_never_echoed_in_problems(tmp_path):
     env_problems = [p for p in found if "spec.env" in p]
     assert any("spec.env.DB_PASSWORD" in p for p in env_problems), found
     assert not any("99887766123" in p for p in found), found
+
+
+def test_two_services_on_one_port_is_a_problem(tmp_path):
+    text = SERVICE.format(name="one", extra="") + "---\n" + SERVICE.format(name="two", extra="")
+    found = problems_for(tmp_path, text)
+    assert any(p.startswith("desired_state/bad.yaml:") and "spec.port: port 9100 is already "
+               "used by Service 'one'" in p for p in found), found
+
+
+def test_symlink_out_of_the_tree_is_refused(tmp_path):
+    outside = tmp_path / "outside.yaml"
+    outside.write_text(SERVICE.format(name="stranger", extra="").replace("9100", "9177"))
+    root = copy_default_tree(tmp_path / "root")
+    (root / "desired_state" / "link.yaml").symlink_to(outside)
+    result = load_tree(root)
+    assert result.tree is None
+    found = [str(p) for p in result.problems]
+    assert any("link.yaml" in p and "outside" in p and "refused" in p for p in found), found
+
+
+ALIAS_BOMB = ('a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+              + "".join(f"{c}: &{c} [{','.join(['*' + p] * 9)}]\n"
+                        for p, c in zip("abcdefgh", "bcdefghi")))
+
+
+@pytest.mark.parametrize("text, expected", [
+    (ALIAS_BOMB, "alias"),
+    ("x: " + "[" * 5000 + "]" * 5000 + "\n", "nested deeper than"),
+    ("x:\n" + "".join("  " * i + f"k{i}:\n" for i in range(1, 400)), "nested deeper than"),
+], ids=["alias-bomb", "deep-flow", "deep-block"])
+def test_hostile_yaml_is_a_problem_with_a_line(tmp_path, text, expected):
+    assert len(ALIAS_BOMB) < 600
+    found = problems_for(tmp_path, text)
+    assert any(p.startswith("desired_state/bad.yaml:") and expected in p
+               and not p.startswith("desired_state/bad.yaml:0:") for p in found), found
+
+
+def test_oversized_file_is_a_problem(tmp_path):
+    from autonomous.resources.yaml_lines import ParseLimits
+
+    root = copy_default_tree(tmp_path / "root")
+    big = root / "desired_state" / "big.yaml"
+    big.write_text("# padding\n" * (5 * 1024 * 1024 // 10 + 1))
+    limits = ParseLimits(max_file_bytes=1024 * 1024)
+    result = load_paths([root / "desired_state"], base=root, limits=limits)
+    found = [str(p) for p in result.problems]
+    assert any(p.startswith("desired_state/big.yaml:1:") and "byte limit" in p
+               for p in found), found
+
+
+def test_non_utf8_file_reports_its_line(tmp_path):
+    root = copy_default_tree(tmp_path / "root")
+    (root / "desired_state" / "bad.yaml").write_bytes(b"a: 1\nb: 2\nc: \xff\xfe\n")
+    found = [str(p) for p in load_tree(root).problems]
+    assert any(p.startswith("desired_state/bad.yaml:3:") and "not UTF-8" in p
+               for p in found), found
