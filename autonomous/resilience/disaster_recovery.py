@@ -24,6 +24,7 @@ from typing import Any
 from autonomous.core.clock import Clock, SystemClock
 from autonomous.core.errors import NotFound
 from autonomous.resilience.backup_chunks import EngineParams, open_repository, repo_lock
+from autonomous.resilience.backup_repair import repair_chunks
 from autonomous.resilience.backup_create import BackupWriter, resolve_sources
 from autonomous.resilience.backup_manifest import (
     Manifest,
@@ -97,7 +98,9 @@ class DisasterRecovery:
                               progress=progress)
         tmp = self.repo / "tmp"
         tmp.mkdir(exist_ok=True)
+        self.chunks.begin_pass()
         entries = writer.run(sources, parent=parent, tmp_dir=tmp)
+        writer.stats["repaired_chunks"] = len(self.chunks.rewritten)
         manifest = Manifest(id=backup_id, plan=plan, kind=kind if parent or kind == "full"
                             else "full", parent=parent.id if parent else None,
                             created_at=started, sources={s.label: str(s.path) for s in sources},
@@ -135,6 +138,17 @@ class DisasterRecovery:
         with repo_lock(self.repo, exclusive=False):
             return verify_manifest(manifest, self.chunks, workers=self.params.workers,
                                    progress=progress)
+
+    def repair(self, backup_id: str) -> dict[str, Any]:
+        """Verify, rewrite damaged chunks from live data where it still hashes to the chunk
+        name, verify again; the report names what was repaired and what could not be."""
+        before = self.verify_backup_integrity(backup_id)
+        if before.get("manifest") or not before["damaged_chunks"]:
+            return {**before, "repaired": [], "unrepairable": before["damaged_chunks"]}
+        with repo_lock(self.repo, exclusive=True):
+            fixed = repair_chunks(self.get(backup_id), self.chunks, before["damaged_chunks"])
+        after = self.verify_backup_integrity(backup_id)
+        return {**after, **fixed}
 
     def restore_from_disaster(self, backup_id: str, target: Path, *,
                               progress: Progress | None = None) -> dict[str, Any]:

@@ -322,3 +322,40 @@ def test_restore_never_sets_setuid_or_setgid(env):
     restored = tmp / "out" / "src" / "deep"
     assert os.stat(restored / "er" / "run.sh").st_mode & 0o7777 == 0o755
     assert os.stat(restored).st_mode & 0o7777 == 0o755
+
+
+def _flip(tmp: Path, digest: str) -> None:
+    path = tmp / "repo" / "chunks" / digest[:2] / digest
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_new_backups_rewrite_a_corrupted_chunk_they_reference(env):
+    tmp, _src, dr = env
+    first = dr.create_full_backup("p", SPEC)
+    victim = next(e for e in dr.get(first["id"]).entries if e.path == "src/log.txt").chunks[0]
+    _flip(tmp, victim)
+    assert not dr.verify_backup_integrity(first["id"])["ok"]
+    inc = dr.create_incremental_backup("p", SPEC)
+    assert dr.verify_backup_integrity(inc["id"])["ok"]
+    assert dr.verify_backup_integrity(first["id"])["ok"]  # same chunk, rewritten once
+    _flip(tmp, victim)
+    full = dr.create_full_backup("p", SPEC)
+    assert dr.verify_backup_integrity(full["id"])["ok"]
+
+
+def test_repair_rewrites_damaged_chunks_from_live_data(env):
+    tmp, src, dr = env
+    b = dr.create_full_backup("p", SPEC)
+    m = dr.get(b["id"])
+    log_chunk = next(e for e in m.entries if e.path == "src/log.txt").chunks[0]
+    bin_chunk = next(e for e in m.entries if e.path == "src/random.bin").chunks[-1]
+    _flip(tmp, log_chunk)
+    _flip(tmp, bin_chunk)
+    for name in ("random.bin", "copy.bin"):  # that content is gone live
+        (src / name).write_bytes(os.urandom(200_000))
+    out = dr.repair(b["id"])
+    assert out["repaired"] == [log_chunk]
+    assert list(out["unrepairable"]) == [bin_chunk] and not out["ok"]
+    assert out["damaged_files"] == ["src/copy.bin", "src/random.bin"]
