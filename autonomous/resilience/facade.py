@@ -145,9 +145,11 @@ class ResilienceFacade:
         out = [b for p in plans for b in self.recovery(p).list_backups(p)]
         return sorted(out, key=lambda b: (b["created_at"], b["seq"]), reverse=True)
 
-    async def verify(self, backup_id: str) -> dict[str, Any]:
+    async def verify(self, backup_id: str, repair: bool = False) -> dict[str, Any]:
+        """Re-hash the backup's chunks; with ``repair``, rewrite damaged ones from live data."""
         _, dr = self._find(backup_id)
-        return await asyncio.to_thread(dr.verify_backup_integrity, backup_id)
+        fn = dr.repair if repair else dr.verify_backup_integrity
+        return await asyncio.to_thread(fn, backup_id)
 
     async def restore(self, backup_id: str, target: str) -> dict[str, Any]:
         """Restore into ``target`` (relative paths land under ``<data_dir>/restores/``)."""

@@ -359,3 +359,23 @@ def test_repair_rewrites_damaged_chunks_from_live_data(env):
     assert out["repaired"] == [log_chunk]
     assert list(out["unrepairable"]) == [bin_chunk] and not out["ok"]
     assert out["damaged_files"] == ["src/copy.bin", "src/random.bin"]
+
+
+def test_cli_verify_repair_rewrites_from_live_data(tmp_path, capsys):
+    root = copy_default_tree(tmp_path / "root")
+    data = root / ".atlas-data"
+    Store(data / "atlas.db").open().close()
+    args = ["--root", str(root)]
+    assert dispatch(["backup", *args]) == 0
+    repo = data / "backups"
+    bid = next(p.stem for p in (repo / "snapshots").glob("*.json"))
+    m = load_manifest(repo, bid)
+    used = next(e for e in m.entries if e.path == "config/autonomous.yaml").chunks[0]
+    chunk = next((repo / "chunks").glob(f"*/{used}"))
+    raw = chunk.read_bytes()
+    chunk.write_bytes(raw[:-1] + bytes([raw[-1] ^ 0xFF]))
+    assert dispatch(["verify", *args, bid]) == 2
+    capsys.readouterr()
+    assert dispatch(["verify", *args, "--repair", bid]) == 0
+    assert f"chunk {used}: rewritten from live data" in capsys.readouterr().out
+    assert dispatch(["verify", *args, bid]) == 0
