@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +24,7 @@ from autonomous.core.clock import Clock, SystemClock
 from autonomous.core.errors import NotFound
 from autonomous.resilience.backup_chunks import EngineParams, open_repository, repo_lock
 from autonomous.resilience.backup_repair import repair_chunks
+from autonomous.resilience.drill_reap import new_drill_dir
 from autonomous.resilience.backup_create import BackupWriter, resolve_sources
 from autonomous.resilience.backup_manifest import (
     Manifest,
@@ -177,7 +177,7 @@ class DisasterRecovery:
         service from the restored tree and wait for it to be healthy. Never raises for a
         failed step: the report says which step failed and why."""
         steps: list[dict[str, Any]] = []
-        tmp = Path(tempfile.mkdtemp(prefix="atlas-drill-"))
+        tmp = new_drill_dir()
         try:
             ok = self._drill_steps(backup_id, drill, tmp / "restored", steps)
         finally:

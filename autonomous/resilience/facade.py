@@ -9,6 +9,7 @@ Blocking backup work runs in a worker thread; one backup or prune per repository
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,13 @@ from autonomous.core.errors import Conflict, NotFound
 from autonomous.resilience.backup_chunks import EngineParams
 from autonomous.resilience.backup_target import confine_target
 from autonomous.resilience.disaster_recovery import DisasterRecovery
+from autonomous.resilience.drill_reap import reap_drills
 from autonomous.resilience.survival_mode import SurvivalMode
 
 __all__ = ["ResilienceFacade"]
+
+
+log = logging.getLogger("atlas.resilience")
 
 
 class ResilienceFacade:
@@ -31,6 +36,11 @@ class ResilienceFacade:
             profile=self._profile,
             feature_timeout=lambda: self._policy()["survival"]["feature_timeout_seconds"])
         self._recoveries: dict[Path, DisasterRecovery] = {}
+        # a killed operator's drill service and folder: reaped when the next one starts
+        self.reaped_drills = reap_drills()
+        if self.reaped_drills:
+            log.warning("reaped %d drill folder(s) of a killed operator: %s",
+                        len(self.reaped_drills), ", ".join(self.reaped_drills))
         self._busy: set[str] = set()
 
     def _policy(self) -> dict[str, Any]:
