@@ -226,3 +226,30 @@ def test_non_utf8_file_reports_its_line(tmp_path):
     found = [str(p) for p in load_tree(root).problems]
     assert any(p.startswith("desired_state/bad.yaml:3:") and "not UTF-8" in p
                for p in found), found
+
+
+def test_generation_records_commit_and_dirty(tmp_path):
+    from autonomous.core.events import EventBus
+    from autonomous.desired.manager import DesiredStateManager
+    from autonomous.store import Store
+
+    root = copy_default_tree(tmp_path / "root")
+    git = ["git", "-C", str(root), "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (root / ".gitignore").write_text(".atlas-data/\n")
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "tree"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    store = Store(tmp_path / "data" / "atlas.db").open()
+    try:
+        m = DesiredStateManager(root, store, EventBus())
+        gen = m.reload()
+        assert gen is not None and (gen.commit, gen.dirty) == (head, False)
+        svc = next((root / "desired_state").glob("*.yaml"))
+        svc.write_text(svc.read_text() + "\n# an uncommitted edit\n")
+        gen = m.reload()
+        assert gen is not None and (gen.commit, gen.dirty) == (head, True)
+        assert m.info()["dirty"] is True
+    finally:
+        store.close()
