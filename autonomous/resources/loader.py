@@ -189,6 +189,9 @@ class _TreeBuilder:
         self.problems = problems
         self.resources: dict[tuple[str, str], Resource] = {}
         self.docs: dict[tuple[str, str], Document] = {}
+        # resources whose spec failed validation, and their raw references (still checked)
+        self.invalid: set[tuple[str, str]] = set()
+        self.raw_refs: list[tuple[Document, tuple, str]] = []
 
     def problem(self, doc: Document, path: tuple, message: str) -> None:
         self.problems.append(Problem(doc.file, line_for(doc, path), format_path(path), message))
@@ -219,6 +222,8 @@ class _TreeBuilder:
             return
         spec = self._validate(doc, registry[kind], data["spec"], ("spec",))
         if spec is None:
+            self.invalid.add((kind, name))
+            self._keep_raw_refs(doc, kind, data["spec"])
             return
         key = (kind, name)
         if key in self.resources:
@@ -229,6 +234,19 @@ class _TreeBuilder:
         self.resources[key] = Resource(kind, name, spec, labels, doc.file,
                                        line_for(doc, ("metadata", "name")))
         self.docs[key] = doc
+
+    def _keep_raw_refs(self, doc: Document, kind: str, spec: Any) -> None:
+        """References of an invalid Service, taken from the raw document (every problem is
+        reported, not only the schema error)."""
+        if kind != "Service" or not isinstance(spec, dict):
+            return
+        deps = spec.get("depends_on")
+        if isinstance(deps, list):
+            self.raw_refs += [(doc, ("spec", "depends_on", i), d) for i, d in enumerate(deps)
+                              if isinstance(d, str)]
+        fb = spec.get("fallback")
+        if isinstance(fb, dict) and isinstance(fb.get("service"), str):
+            self.raw_refs.append((doc, ("spec", "fallback", "service"), fb["service"]))
 
     def _metadata(self, doc: Document, meta: Any) -> tuple[str | None, dict[str, str]]:
         if meta is None:
@@ -290,10 +308,21 @@ class _TreeBuilder:
                 if spec.fallback and spec.fallback.service:
                     refs.append((("spec", "fallback", "service"), spec.fallback.service))
             for path, ref in refs:
-                if ref not in services:
-                    self.problem(doc, path, f"references Service {ref!r}, which does not exist; "
-                                            f"declared services: {', '.join(names) or '(none)'}")
+                self._check_ref(doc, path, ref, services, names)
+        for doc, path, ref in self.raw_refs:
+            self._check_ref(doc, path, ref, services, names)
         self._check_cycles(services)
+
+    def _check_ref(self, doc: Document, path: tuple, ref: str, services: dict[str, Resource],
+                   names: list[str]) -> None:
+        if ref in services:
+            return
+        if ("Service", ref) in self.invalid:
+            self.problem(doc, path, f"depends on Service {ref!r}, which is invalid (see its "
+                                    "problems)")
+            return
+        self.problem(doc, path, f"references Service {ref!r}, which does not exist; "
+                                f"declared services: {', '.join(names) or '(none)'}")
 
     def _check_ports(self, services: dict[str, Resource]) -> None:
         """Two Services on one port: the second would crash-loop on 'address in use'."""
@@ -336,7 +365,7 @@ class _TreeBuilder:
     def _config(self, required: bool) -> OperatorConfigSpec | None:
         configs = [(r, self.docs[k]) for k, r in self.resources.items() if k[0] == "OperatorConfig"]
         if not configs:
-            if required:
+            if required and not any(k == "OperatorConfig" for k, _ in self.invalid):
                 self.problems.append(Problem("config", 0, "", "no OperatorConfig found: add "
                                              "config/autonomous.yaml"))
             return None

@@ -253,3 +253,32 @@ def test_generation_records_commit_and_dirty(tmp_path):
         assert m.info()["dirty"] is True
     finally:
         store.close()
+
+
+def test_schema_error_and_missing_reference_are_both_reported(tmp_path):
+    found = problems_for(tmp_path, SERVICE.format(
+        name="svc", extra="  bogus: 1\n  depends_on: [ghost]\n"))
+    assert any("spec.bogus: unknown field" in p for p in found), found
+    assert any("spec.depends_on[0]: references Service 'ghost', which does not exist" in p
+               for p in found), found
+
+
+def test_dependent_of_an_invalid_service_is_told_it_is_invalid(tmp_path):
+    text = (SERVICE.format(name="core", extra="  bogus: 1\n") + "---\n"
+            + SERVICE.format(name="edge", extra="  depends_on: [core]\n").replace("9100", "9101"))
+    found = problems_for(tmp_path, text)
+    assert any("spec.depends_on[0]: depends on Service 'core', which is invalid (see its "
+               "problems)" in p for p in found), found
+    assert not any("which does not exist" in p for p in found), found
+
+
+def test_invalid_operator_config_gives_only_its_error(tmp_path):
+    root = copy_default_tree(tmp_path / "root")
+    cfg = root / "config" / "autonomous.yaml"
+    text = cfg.read_text()
+    assert "reload_step_ms:" in text
+    import re
+    cfg.write_text(re.sub(r"reload_step_ms: *\d+", "reload_step_ms: 0", text))
+    found = [str(p) for p in load_tree(root).problems]
+    assert any("reload_step_ms" in p for p in found), found
+    assert not any("no OperatorConfig found" in p for p in found), found
