@@ -8,6 +8,7 @@ instead of exceptions, so a caller can report every problem in every file at onc
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,9 +138,26 @@ class _Builder:
         self._scalar.flatten_mapping(node)
 
 
+_BRACKETS = re.compile(r"[\[\]{}]")
+_INDENT = re.compile(r"^[ \t?:-]*", re.M)
+
+
+def _depth_bound(text: str) -> int:
+    """An upper bound of the nesting depth: running bracket depth (quotes ignored, so it can
+    only over-count) plus the widest indentation (each block level needs a column)."""
+    depth = deepest = 0
+    for m in _BRACKETS.finditer(text):
+        depth += 1 if m.group() in "[{" else -1
+        deepest = max(deepest, depth)
+    indent = max((len(m.group()) for m in _INDENT.finditer(text)), default=0)
+    return deepest + indent + 1
+
+
 def _depth_problem(text: str, file: str, limit: int) -> Problem | None:
     """The first line nested deeper than ``limit`` flow/block levels, checked on the token
     stream before composing (the composer recurses once per level)."""
+    if _depth_bound(text) <= limit:
+        return None  # cannot be that deep: skip the token scan (it costs as much as a parse)
     depth = 0
     try:
         tokens = list(yaml.scan(text, Loader=_COMPOSER))

@@ -198,8 +198,9 @@ ALIAS_BOMB = ('a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
 @pytest.mark.parametrize("text, expected", [
     (ALIAS_BOMB, "alias"),
     ("x: " + "[" * 5000 + "]" * 5000 + "\n", "nested deeper than"),
+    ("x: " + "[" * 50000 + "]" * 50000 + "\n", "nested deeper than"),  # libyaml segfaulted
     ("x:\n" + "".join("  " * i + f"k{i}:\n" for i in range(1, 400)), "nested deeper than"),
-], ids=["alias-bomb", "deep-flow", "deep-block"])
+], ids=["alias-bomb", "deep-flow", "deep-flow-50k", "deep-block"])
 def test_hostile_yaml_is_a_problem_with_a_line(tmp_path, text, expected):
     assert len(ALIAS_BOMB) < 600
     found = problems_for(tmp_path, text)
