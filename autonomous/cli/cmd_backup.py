@@ -40,6 +40,9 @@ def register(sub: Any) -> None:
                            help="reuse unchanged files of the plan's latest backup")
         if name in ("verify", "restore", "drill"):
             p.add_argument("backup_id", help="backup id (see 'backups')")
+        if name == "verify":
+            p.add_argument("--repair", action="store_true", help="rewrite damaged chunks from "
+                           "the live data where it still hashes to the chunk name")
         if name == "restore":
             p.add_argument("target", help="new or empty folder to restore into")
         p.set_defaults(func=fn)
@@ -170,6 +173,10 @@ def cmd_verify(args: Any) -> int:
             task = prog.add_task("verify chunks", total=None)
             rep = env.dr.verify_backup_integrity(
                 args.backup_id, progress=lambda d, t: prog.update(task, completed=d, total=t))
+        if not rep["ok"] and getattr(args, "repair", False):
+            rep = env.dr.repair(args.backup_id)
+            for digest in rep["repaired"]:
+                print(f"  chunk {digest}: rewritten from live data")
         if rep["ok"]:
             print(f"backup {args.backup_id}: OK ({rep['chunks']} chunks re-hashed)")
             return 0

@@ -23,7 +23,7 @@ from autonomous.core.events import EventBus
 from autonomous.resources.loader import TREE_DIRS, LoadResult, Tree, load_tree
 from autonomous.store import Store
 
-__all__ = ["DesiredStateManager", "Generation", "git_commit"]
+__all__ = ["DesiredStateManager", "Generation", "git_commit", "git_dirty"]
 
 log = logging.getLogger("atlas.desired")
 
@@ -35,6 +35,7 @@ class Generation:
     commit: str | None
     created_at: float
     tree: Tree
+    dirty: bool | None = None  # the tree differs from ``commit`` (None: not a git checkout)
 
     @property
     def services(self) -> dict[str, Any]:
@@ -64,6 +65,17 @@ def git_commit(root: Path) -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def git_dirty(root: Path) -> bool | None:
+    """Whether the tree folders under ``root`` have uncommitted changes (None: no git)."""
+    try:
+        out = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--",
+                              *TREE_DIRS], capture_output=True, text=True, timeout=5,
+                             check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return bool(out.stdout.strip()) if out.returncode == 0 else None
 
 
 @dataclass
@@ -102,9 +114,10 @@ class DesiredStateManager:
         last = self.store.query_one("SELECT generation, hash, commit_sha, created_at FROM "
                                     "generations ORDER BY generation DESC LIMIT 1")
         commit = git_commit(self.root)
+        dirty = git_dirty(self.root) if commit else None
         if last is not None and last["hash"] == tree.hash:
             return Generation(last["generation"], tree.hash, last["commit_sha"] or commit,
-                              last["created_at"], tree)
+                              last["created_at"], tree, dirty)
         number = (last["generation"] if last else 0) + 1
         now = self.clock.now()
         resources = [{"kind": r.kind, "name": r.name, "file": r.file, "spec": r.spec_dict()}
@@ -113,7 +126,7 @@ class DesiredStateManager:
             "INSERT INTO generations VALUES (?, ?, ?, ?, ?, ?, ?)",
             (number, tree.hash, commit, now, json.dumps(resources), json.dumps(tree.policies),
              tree.config.model_dump_json()))
-        return Generation(number, tree.hash, commit, now, tree)
+        return Generation(number, tree.hash, commit, now, tree, dirty)
 
     def history(self, limit: int = 20) -> list[dict[str, Any]]:
         rows = self.store.query("SELECT generation, hash, commit_sha, created_at FROM generations "
@@ -127,6 +140,7 @@ class DesiredStateManager:
             "generation": cur.number if cur else None,
             "hash": cur.hash if cur else None,
             "commit": cur.commit if cur else None,
+            "dirty": cur.dirty if cur else None,
             "created_at": iso(cur.created_at) if cur else None,
             "error": self.error.as_dict() if self.error else None,
             "root": str(self.root),
@@ -142,6 +156,8 @@ class DesiredStateManager:
         async for _changes in awatch(*dirs, stop_event=stop, debounce=debounce_ms, step=step_ms,
                                      recursive=True, force_polling=False):
             try:
-                self.reload()
+                # parsed in a worker thread: a big or hostile file never stalls the event loop
+                result = await asyncio.to_thread(load_tree, self.root)
+                self.reload(result)
             except Exception:  # noqa: BLE001 - a reload bug must not kill the watcher
                 log.exception("reload failed")

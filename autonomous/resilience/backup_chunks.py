@@ -74,6 +74,8 @@ class ChunkStore:
         self.dir = self.root / "chunks"
         self._known: set[str] | None = None
         self._claimed: set[str] = set()
+        self._sound: set[str] = set()  # chunks re-hashed sound by this store (this backup)
+        self.rewritten: set[str] = set()  # damaged chunks rewritten from live data
         self._lock = threading.Lock()
         self._local = threading.local()
 
@@ -108,18 +110,45 @@ class ChunkStore:
     def has(self, digest: str) -> bool:
         return digest in self.known()
 
+    def begin_pass(self) -> None:
+        """Forget which chunks were checked: the next backup re-verifies what it references."""
+        with self._lock:
+            self._sound.clear()
+            self.rewritten = set()
+
+    def sound(self, digest: str) -> bool:
+        """Present and re-hashing to its name (checked once per store: a backup re-verifies
+        every existing chunk it references instead of trusting the name)."""
+        with self._lock:
+            if digest in self._sound:
+                return True
+        if not self.has(digest) or self.check(digest) is not None:
+            return False
+        with self._lock:
+            self._sound.add(digest)
+        return True
+
     # -- write -----------------------------------------------------------------------------
     def put(self, data: bytes | memoryview) -> tuple[str, int, bool]:
-        """Store a chunk; returns ``(sha256, bytes written, new)``. Existing chunks are not
-        rewritten (deduplication)."""
+        """Store a chunk; returns ``(sha256, bytes written, new)``. A sound existing chunk is
+        not rewritten (deduplication); a damaged one is rewritten from ``data``, which hashes
+        to its name (the repair), and counted in ``rewritten``."""
         digest = self.name_of(data)
-        known = self.known()
-        with self._lock:  # claim it: two workers seeing the same new chunk write it once
-            if digest in known or digest in self._claimed:
+        with self._lock:  # claim it: two workers seeing the same chunk check/write it once
+            if digest in self._sound or digest in self._claimed:
                 return digest, 0, False
             self._claimed.add(digest)
         try:
+            existed = self.has(digest)
+            if existed and self.check(digest) is None:
+                with self._lock:
+                    self._sound.add(digest)
+                return digest, 0, False
             written = self._write(digest, data)
+            with self._lock:
+                self._sound.add(digest)
+                if existed:
+                    self.rewritten.add(digest)
         finally:
             with self._lock:
                 self._claimed.discard(digest)

@@ -179,7 +179,7 @@ class BackupWriter:
         same = (old.type == "file" and not old.sqlite and old.size == e.size
                 and old.mtime_ns == e.mtime_ns and old.ctime_ns == e.ctime_ns
                 and old.ino == e.ino)
-        return same and all(self.chunks.has(c) for c in old.chunks)
+        return same and all(self.chunks.sound(c) for c in old.chunks)
 
     def _sqlite(self, e: Entry, p: Path, tmp_dir: Path) -> None:
         fd, name = tempfile.mkstemp(prefix="sqlite-", suffix=".db", dir=tmp_dir)

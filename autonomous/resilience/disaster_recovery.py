@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +23,8 @@ from typing import Any
 from autonomous.core.clock import Clock, SystemClock
 from autonomous.core.errors import NotFound
 from autonomous.resilience.backup_chunks import EngineParams, open_repository, repo_lock
+from autonomous.resilience.backup_repair import repair_chunks
+from autonomous.resilience.drill_reap import new_drill_dir
 from autonomous.resilience.backup_create import BackupWriter, resolve_sources
 from autonomous.resilience.backup_manifest import (
     Manifest,
@@ -97,7 +98,9 @@ class DisasterRecovery:
                               progress=progress)
         tmp = self.repo / "tmp"
         tmp.mkdir(exist_ok=True)
+        self.chunks.begin_pass()
         entries = writer.run(sources, parent=parent, tmp_dir=tmp)
+        writer.stats["repaired_chunks"] = len(self.chunks.rewritten)
         manifest = Manifest(id=backup_id, plan=plan, kind=kind if parent or kind == "full"
                             else "full", parent=parent.id if parent else None,
                             created_at=started, sources={s.label: str(s.path) for s in sources},
@@ -136,6 +139,17 @@ class DisasterRecovery:
             return verify_manifest(manifest, self.chunks, workers=self.params.workers,
                                    progress=progress)
 
+    def repair(self, backup_id: str) -> dict[str, Any]:
+        """Verify, rewrite damaged chunks from live data where it still hashes to the chunk
+        name, verify again; the report names what was repaired and what could not be."""
+        before = self.verify_backup_integrity(backup_id)
+        if before.get("manifest") or not before["damaged_chunks"]:
+            return {**before, "repaired": [], "unrepairable": before["damaged_chunks"]}
+        with repo_lock(self.repo, exclusive=True):
+            fixed = repair_chunks(self.get(backup_id), self.chunks, before["damaged_chunks"])
+        after = self.verify_backup_integrity(backup_id)
+        return {**after, **fixed}
+
     def restore_from_disaster(self, backup_id: str, target: Path, *,
                               progress: Progress | None = None) -> dict[str, Any]:
         """Restore into ``target`` (new or empty folder), byte-identical, or refuse."""
@@ -163,7 +177,7 @@ class DisasterRecovery:
         service from the restored tree and wait for it to be healthy. Never raises for a
         failed step: the report says which step failed and why."""
         steps: list[dict[str, Any]] = []
-        tmp = Path(tempfile.mkdtemp(prefix="atlas-drill-"))
+        tmp = new_drill_dir()
         try:
             ok = self._drill_steps(backup_id, drill, tmp / "restored", steps)
         finally:

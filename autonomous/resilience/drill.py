@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 
+from autonomous.supervisor.processes import _set_pdeathsig as set_pdeathsig
+
 __all__ = ["free_port_from", "run_drill_service"]
 
 
@@ -43,7 +45,9 @@ def run_drill_service(drill: dict[str, Any], restore_dir: Path, *,
     url = f"http://127.0.0.1:{port}{drill['health_path']}"
     with open(log, "wb") as out:
         proc = subprocess.Popen(argv, cwd=restore_dir, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                preexec_fn=set_pdeathsig)  # dies with the operator
+    (restore_dir.parent / "service.pid").write_text(str(proc.pid))
     t0 = time.monotonic()
     try:
         last = _wait_healthy(proc, url, float(drill["timeout_seconds"]))

@@ -9,6 +9,7 @@ Blocking backup work runs in a worker thread; one backup or prune per repository
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,13 @@ from autonomous.resilience.backup_chunks import EngineParams
 from autonomous.resilience.backup_crypto import plan_key_file
 from autonomous.resilience.backup_target import confine_target
 from autonomous.resilience.disaster_recovery import DisasterRecovery
+from autonomous.resilience.drill_reap import reap_drills
 from autonomous.resilience.survival_mode import SurvivalMode
 
 __all__ = ["ResilienceFacade"]
+
+
+log = logging.getLogger("atlas.resilience")
 
 
 class ResilienceFacade:
@@ -32,6 +37,11 @@ class ResilienceFacade:
             profile=self._profile,
             feature_timeout=lambda: self._policy()["survival"]["feature_timeout_seconds"])
         self._recoveries: dict[Path, DisasterRecovery] = {}
+        # a killed operator's drill service and folder: reaped when the next one starts
+        self.reaped_drills = reap_drills()
+        if self.reaped_drills:
+            log.warning("reaped %d drill folder(s) of a killed operator: %s",
+                        len(self.reaped_drills), ", ".join(self.reaped_drills))
         self._busy: set[str] = set()
 
     def _policy(self) -> dict[str, Any]:
@@ -147,9 +157,11 @@ class ResilienceFacade:
         out = [b for p in plans for b in self.recovery(p).list_backups(p)]
         return sorted(out, key=lambda b: (b["created_at"], b["seq"]), reverse=True)
 
-    async def verify(self, backup_id: str) -> dict[str, Any]:
+    async def verify(self, backup_id: str, repair: bool = False) -> dict[str, Any]:
+        """Re-hash the backup's chunks; with ``repair``, rewrite damaged ones from live data."""
         _, dr = self._find(backup_id)
-        return await asyncio.to_thread(dr.verify_backup_integrity, backup_id)
+        fn = dr.repair if repair else dr.verify_backup_integrity
+        return await asyncio.to_thread(fn, backup_id)
 
     async def restore(self, backup_id: str, target: str) -> dict[str, Any]:
         """Restore into ``target`` (relative paths land under ``<data_dir>/restores/``)."""

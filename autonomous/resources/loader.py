@@ -24,7 +24,13 @@ from autonomous.resources.kinds.config import OperatorConfigSpec
 from autonomous.resources.kinds.service import ServiceSpec
 from autonomous.resources.policy_merge import effective_policies
 from autonomous.resources.validation_problems import problem_from
-from autonomous.resources.yaml_lines import Document, format_path, line_for, load_documents
+from autonomous.resources.yaml_lines import (
+    Document,
+    ParseLimits,
+    format_path,
+    line_for,
+    load_documents,
+)
 
 __all__ = [
     "TREE_DIRS",
@@ -99,12 +105,24 @@ def content_hash(files: Iterable[tuple[str, bytes]]) -> str:
     return h.hexdigest()
 
 
-def _collect(paths: Iterable[Path]) -> list[Path]:
+def _collect(paths: Iterable[Path], problems: list[Problem],
+             base: str | Path | None) -> list[Path]:
+    """YAML files under ``paths``; a symlink whose target leaves its folder is refused."""
     out: list[Path] = []
     for p in paths:
         if p.is_dir():
-            out += sorted(x for x in p.rglob("*") if x.suffix in (".yaml", ".yml") and x.is_file()
-                          and not any(part.startswith(".") for part in x.relative_to(p).parts))
+            top = p.resolve()
+            for x in sorted(p.rglob("*")):
+                if x.suffix not in (".yaml", ".yml") or any(
+                        part.startswith(".") for part in x.relative_to(p).parts):
+                    continue
+                real = x.resolve()
+                if real != top and top not in real.parents:
+                    problems.append(Problem(_shown(x, base), 0, "", f"symlink to {real}, "
+                                            f"outside {p}: refused; copy the file into the tree"))
+                    continue
+                if x.is_file():
+                    out.append(x)
         elif p.exists():
             out.append(p)
     return out
@@ -117,25 +135,35 @@ def load_tree(root: str | Path, *, require_services: bool = True) -> LoadResult:
 
 
 def load_paths(paths: Iterable[str | Path], *, base: str | Path | None = None,
-               require_services: bool = False, require_config: bool = False) -> LoadResult:
+               require_services: bool = False, require_config: bool = False,
+               limits: ParseLimits | None = None) -> LoadResult:
+    limits = limits or ParseLimits()
     problems: list[Problem] = []
     paths = [Path(p) for p in paths]
     for p in paths:
         if not p.exists():
             problems.append(Problem(str(p), 0, "", "no such file or directory"))
-    files = _collect(paths)
+    files = _collect(paths, problems, base)
     raw: list[tuple[str, bytes]] = []
     docs: list[Document] = []
     for f in files:
         shown = _shown(f, base)
+        size = f.stat().st_size
+        if size > limits.max_file_bytes:
+            raw.append((shown, f"size:{size}:{f.stat().st_mtime_ns}".encode()))
+            problems.append(Problem(shown, 1, "", f"file is {size} bytes, more than the "
+                                    f"{limits.max_file_bytes}-byte limit: split it"))
+            continue
         data = f.read_bytes()
         raw.append((shown, data))
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            problems.append(Problem(shown, 0, "", f"not UTF-8 text: {exc}"))
+            line = data[:exc.start].count(b"\n") + 1
+            problems.append(Problem(shown, line, "", f"not UTF-8 text: {exc.reason} "
+                                    f"(byte 0x{data[exc.start]:02x})"))
             continue
-        d, p = load_documents(text, shown)
+        d, p = load_documents(text, shown, limits)
         docs += d
         problems += p
     digest = content_hash(raw)
@@ -161,6 +189,9 @@ class _TreeBuilder:
         self.problems = problems
         self.resources: dict[tuple[str, str], Resource] = {}
         self.docs: dict[tuple[str, str], Document] = {}
+        # resources whose spec failed validation, and their raw references (still checked)
+        self.invalid: set[tuple[str, str]] = set()
+        self.raw_refs: list[tuple[Document, tuple, str]] = []
 
     def problem(self, doc: Document, path: tuple, message: str) -> None:
         self.problems.append(Problem(doc.file, line_for(doc, path), format_path(path), message))
@@ -191,6 +222,8 @@ class _TreeBuilder:
             return
         spec = self._validate(doc, registry[kind], data["spec"], ("spec",))
         if spec is None:
+            self.invalid.add((kind, name))
+            self._keep_raw_refs(doc, kind, data["spec"])
             return
         key = (kind, name)
         if key in self.resources:
@@ -201,6 +234,19 @@ class _TreeBuilder:
         self.resources[key] = Resource(kind, name, spec, labels, doc.file,
                                        line_for(doc, ("metadata", "name")))
         self.docs[key] = doc
+
+    def _keep_raw_refs(self, doc: Document, kind: str, spec: Any) -> None:
+        """References of an invalid Service, taken from the raw document (every problem is
+        reported, not only the schema error)."""
+        if kind != "Service" or not isinstance(spec, dict):
+            return
+        deps = spec.get("depends_on")
+        if isinstance(deps, list):
+            self.raw_refs += [(doc, ("spec", "depends_on", i), d) for i, d in enumerate(deps)
+                              if isinstance(d, str)]
+        fb = spec.get("fallback")
+        if isinstance(fb, dict) and isinstance(fb.get("service"), str):
+            self.raw_refs.append((doc, ("spec", "fallback", "service"), fb["service"]))
 
     def _metadata(self, doc: Document, meta: Any) -> tuple[str | None, dict[str, str]]:
         if meta is None:
@@ -243,6 +289,7 @@ class _TreeBuilder:
                                          "Service: refusing it (an emptied file?); declare at "
                                          "least one Service"))
         self._check_references(services)
+        self._check_ports(services)
         policies = self._policies()
         config = self._config(require_config)
         if self.problems:
@@ -261,10 +308,34 @@ class _TreeBuilder:
                 if spec.fallback and spec.fallback.service:
                     refs.append((("spec", "fallback", "service"), spec.fallback.service))
             for path, ref in refs:
-                if ref not in services:
-                    self.problem(doc, path, f"references Service {ref!r}, which does not exist; "
-                                            f"declared services: {', '.join(names) or '(none)'}")
+                self._check_ref(doc, path, ref, services, names)
+        for doc, path, ref in self.raw_refs:
+            self._check_ref(doc, path, ref, services, names)
         self._check_cycles(services)
+
+    def _check_ref(self, doc: Document, path: tuple, ref: str, services: dict[str, Resource],
+                   names: list[str]) -> None:
+        if ref in services:
+            return
+        if ("Service", ref) in self.invalid:
+            self.problem(doc, path, f"depends on Service {ref!r}, which is invalid (see its "
+                                    "problems)")
+            return
+        self.problem(doc, path, f"references Service {ref!r}, which does not exist; "
+                                f"declared services: {', '.join(names) or '(none)'}")
+
+    def _check_ports(self, services: dict[str, Resource]) -> None:
+        """Two Services on one port: the second would crash-loop on 'address in use'."""
+        owners: dict[int, Resource] = {}
+        for name, res in sorted(services.items(), key=lambda kv: (kv[1].file, kv[1].line)):
+            port = getattr(res.spec, "port", None)
+            if port is None:
+                continue
+            first = owners.setdefault(port, res)
+            if first is not res:
+                self.problem(self.docs[("Service", name)], ("spec", "port"),
+                             f"port {port} is already used by Service {first.name!r} "
+                             f"({first.file}:{first.line}); give each Service its own port")
 
     def _check_cycles(self, services: dict[str, Resource]) -> None:
         graph = {n: list(r.spec.depends_on) for n, r in services.items()}  # type: ignore[attr-defined]
@@ -294,7 +365,7 @@ class _TreeBuilder:
     def _config(self, required: bool) -> OperatorConfigSpec | None:
         configs = [(r, self.docs[k]) for k, r in self.resources.items() if k[0] == "OperatorConfig"]
         if not configs:
-            if required:
+            if required and not any(k == "OperatorConfig" for k, _ in self.invalid):
                 self.problems.append(Problem("config", 0, "", "no OperatorConfig found: add "
                                              "config/autonomous.yaml"))
             return None

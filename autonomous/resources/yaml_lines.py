@@ -8,6 +8,7 @@ instead of exceptions, so a caller can report every problem in every file at onc
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +17,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from autonomous.core.errors import Problem
 
-__all__ = ["Document", "format_path", "line_for", "load_documents"]
+__all__ = ["Document", "ParseLimits", "format_path", "line_for", "load_documents"]
 
 Path_ = tuple[str | int, ...]
 
@@ -34,6 +35,23 @@ def _compose(text: str) -> list[Node | None]:
         if _COMPOSER is yaml.SafeLoader:
             raise
         return list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+
+
+@dataclass(frozen=True)
+class ParseLimits:
+    """Bounds on one file's parse: an alias bomb, a huge file or deep nesting becomes a
+    problem with file:line instead of minutes of CPU, gigabytes of memory or RecursionError."""
+
+    max_file_bytes: int = 4 * 1024 * 1024
+    max_nodes: int = 200_000  # values built, aliases expanded included
+    max_alias_expansions: int = 10_000
+    max_depth: int = 100
+
+
+class _LimitExceeded(Exception):
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line, self.message = line, message
 
 
 @dataclass
@@ -63,13 +81,34 @@ def line_for(doc: Document, path: Path_) -> int:
 
 
 class _Builder:
-    def __init__(self, file: str, problems: list[Problem]) -> None:
+    def __init__(self, file: str, problems: list[Problem], limits: ParseLimits) -> None:
         self.file = file
         self.problems = problems
+        self.limits = limits
         self.lines: dict[Path_, int] = {}
         self._scalar = yaml.SafeLoader("")  # used only for scalar resolution/construction
+        self._nodes = 0
+        self._expansions = 0
+        self._seen: set[int] = set()
+
+    def _count(self, node: Node, path: Path_) -> None:
+        line = node.start_mark.line + 1
+        self._nodes += 1
+        if self._nodes > self.limits.max_nodes:
+            raise _LimitExceeded(line, f"more than {self.limits.max_nodes} values (aliases "
+                                       "expanded); refusing the file (an alias bomb?)")
+        if len(path) > self.limits.max_depth:
+            raise _LimitExceeded(line, f"nested deeper than {self.limits.max_depth} levels")
+        if isinstance(node, (MappingNode, SequenceNode)):
+            if id(node) in self._seen:
+                self._expansions += 1
+                if self._expansions > self.limits.max_alias_expansions:
+                    raise _LimitExceeded(line, f"more than {self.limits.max_alias_expansions} "
+                                               "alias expansions; refusing the file")
+            self._seen.add(id(node))
 
     def build(self, node: Node, path: Path_) -> Any:
+        self._count(node, path)
         self.lines[path] = node.start_mark.line + 1
         if isinstance(node, MappingNode):
             out: dict[Any, Any] = {}
@@ -99,11 +138,54 @@ class _Builder:
         self._scalar.flatten_mapping(node)
 
 
-def load_documents(text: str, file: str) -> tuple[list[Document], list[Problem]]:
-    """Parse every document in ``text``; never raises on bad YAML."""
+_BRACKETS = re.compile(r"[\[\]{}]")
+_INDENT = re.compile(r"^[ \t?:-]*", re.M)
+
+
+def _depth_bound(text: str) -> int:
+    """An upper bound of the nesting depth: running bracket depth (quotes ignored, so it can
+    only over-count) plus the widest indentation (each block level needs a column)."""
+    depth = deepest = 0
+    for m in _BRACKETS.finditer(text):
+        depth += 1 if m.group() in "[{" else -1
+        deepest = max(deepest, depth)
+    indent = max((len(m.group()) for m in _INDENT.finditer(text)), default=0)
+    return deepest + indent + 1
+
+
+def _depth_problem(text: str, file: str, limit: int) -> Problem | None:
+    """The first line nested deeper than ``limit`` flow/block levels, checked on the token
+    stream before composing (the composer recurses once per level)."""
+    if _depth_bound(text) <= limit:
+        return None  # cannot be that deep: skip the token scan (it costs as much as a parse)
+    depth = 0
+    try:
+        tokens = list(yaml.scan(text, Loader=_COMPOSER))
+    except yaml.YAMLError:
+        return None  # the composer reports the syntax error with its line
+    for tok in tokens:
+        if isinstance(tok, (yaml.BlockMappingStartToken, yaml.BlockSequenceStartToken,
+                            yaml.FlowMappingStartToken, yaml.FlowSequenceStartToken)):
+            depth += 1
+            if depth > limit:
+                return Problem(file, tok.start_mark.line + 1, "",
+                               f"nested deeper than {limit} levels")
+        elif isinstance(tok, (yaml.BlockEndToken, yaml.FlowMappingEndToken,
+                              yaml.FlowSequenceEndToken)):
+            depth -= 1
+    return None
+
+
+def load_documents(text: str, file: str, limits: ParseLimits | None = None
+                   ) -> tuple[list[Document], list[Problem]]:
+    """Parse every document in ``text`` within ``limits``; never raises on bad YAML."""
+    limits = limits or ParseLimits()
     problems: list[Problem] = []
     docs: list[Document] = []
     try:
+        deep = _depth_problem(text, file, limits.max_depth)
+        if deep is not None:
+            return [], [deep]
         nodes = _compose(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -117,9 +199,12 @@ def load_documents(text: str, file: str) -> tuple[list[Document], list[Problem]]
     for i, node in enumerate(nodes):
         if node is None:
             continue
-        b = _Builder(file, problems)
+        b = _Builder(file, problems, limits)
         try:
             data = b.build(node, ())
+        except _LimitExceeded as exc:
+            problems.append(Problem(file, exc.line, "", exc.message))
+            continue
         except yaml.YAMLError as exc:
             problems.append(Problem(file, node.start_mark.line + 1, "", f"YAML error: {exc}"))
             continue

@@ -322,3 +322,128 @@ def test_restore_never_sets_setuid_or_setgid(env):
     restored = tmp / "out" / "src" / "deep"
     assert os.stat(restored / "er" / "run.sh").st_mode & 0o7777 == 0o755
     assert os.stat(restored).st_mode & 0o7777 == 0o755
+
+
+def _flip(tmp: Path, digest: str) -> None:
+    path = tmp / "repo" / "chunks" / digest[:2] / digest
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_new_backups_rewrite_a_corrupted_chunk_they_reference(env):
+    tmp, _src, dr = env
+    first = dr.create_full_backup("p", SPEC)
+    victim = next(e for e in dr.get(first["id"]).entries if e.path == "src/log.txt").chunks[0]
+    _flip(tmp, victim)
+    assert not dr.verify_backup_integrity(first["id"])["ok"]
+    inc = dr.create_incremental_backup("p", SPEC)
+    assert dr.verify_backup_integrity(inc["id"])["ok"]
+    assert dr.verify_backup_integrity(first["id"])["ok"]  # same chunk, rewritten once
+    _flip(tmp, victim)
+    full = dr.create_full_backup("p", SPEC)
+    assert dr.verify_backup_integrity(full["id"])["ok"]
+
+
+def test_repair_rewrites_damaged_chunks_from_live_data(env):
+    tmp, src, dr = env
+    b = dr.create_full_backup("p", SPEC)
+    m = dr.get(b["id"])
+    log_chunk = next(e for e in m.entries if e.path == "src/log.txt").chunks[0]
+    bin_chunk = next(e for e in m.entries if e.path == "src/random.bin").chunks[-1]
+    _flip(tmp, log_chunk)
+    _flip(tmp, bin_chunk)
+    for name in ("random.bin", "copy.bin"):  # that content is gone live
+        (src / name).write_bytes(os.urandom(200_000))
+    out = dr.repair(b["id"])
+    assert out["repaired"] == [log_chunk]
+    assert list(out["unrepairable"]) == [bin_chunk] and not out["ok"]
+    assert out["damaged_files"] == ["src/copy.bin", "src/random.bin"]
+
+
+def test_cli_verify_repair_rewrites_from_live_data(tmp_path, capsys):
+    root = copy_default_tree(tmp_path / "root")
+    data = root / ".atlas-data"
+    Store(data / "atlas.db").open().close()
+    args = ["--root", str(root)]
+    assert dispatch(["backup", *args]) == 0
+    repo = data / "backups"
+    bid = next(p.stem for p in (repo / "snapshots").glob("*.json"))
+    m = load_manifest(repo, bid)
+    used = next(e for e in m.entries if e.path == "config/autonomous.yaml").chunks[0]
+    chunk = next((repo / "chunks").glob(f"*/{used}"))
+    raw = chunk.read_bytes()
+    chunk.write_bytes(raw[:-1] + bytes([raw[-1] ^ 0xFF]))
+    assert dispatch(["verify", *args, bid]) == 2
+    capsys.readouterr()
+    assert dispatch(["verify", *args, "--repair", bid]) == 0
+    assert f"chunk {used}: rewritten from live data" in capsys.readouterr().out
+    assert dispatch(["verify", *args, bid]) == 0
+
+
+_DRILL_HOST = """
+import sys
+from pathlib import Path
+from autonomous.core.clock import SystemClock
+from autonomous.resilience.backup_chunks import EngineParams
+from autonomous.resilience.disaster_recovery import DisasterRecovery
+tmp = Path(sys.argv[1])
+(tmp / "src").mkdir()
+(tmp / "src" / "f.txt").write_text("x")
+params = EngineParams(chunk_min_bytes=1024, chunk_avg_bytes=4096, chunk_max_bytes=16384,
+                      compression_level=3, incompressible_ratio=0.95, sample_bytes=1024,
+                      workers=1, fsync=False)
+dr = DisasterRecovery(tmp / "repo", params, root=tmp, data_dir=tmp / "data", store=None,
+                      clock=SystemClock())
+b = dr.create_full_backup("p", {"paths": ["src"], "exclude": []})
+# a drill service that never answers its health path: the drill waits until killed
+dr.test_disaster_recovery(b["id"], {"command": ["{python}", "-c",
+    "import time\\nwhile True: time.sleep(1)"], "health_path": "/health",
+    "timeout_seconds": 600})
+"""
+
+
+def test_drill_service_dies_with_a_killed_operator_and_its_folder_is_reaped(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from autonomous.resilience.drill_reap import reap_drills
+
+    drills = tmp_path / "tmpdir"
+    drills.mkdir()
+    env = {**os.environ, "TMPDIR": str(drills)}
+    host = subprocess.Popen([sys.executable, "-c", _DRILL_HOST, str(tmp_path)], env=env)
+    try:
+        deadline = time.monotonic() + 60
+        pid_files: list[Path] = []
+        while not pid_files and time.monotonic() < deadline and host.poll() is None:
+            pid_files = list(drills.glob("atlas-drill-*/service.pid"))
+            time.sleep(0.05)
+        assert pid_files, "the drill service never started"
+        child = int(pid_files[0].read_text())
+        host.send_signal(signal.SIGKILL)
+        host.wait(10)
+        gone = time.monotonic() + 10
+        while time.monotonic() < gone:
+            try:
+                os.kill(child, 0)
+            except ProcessLookupError:
+                break
+            try:  # a zombie of init is dead too
+                if open(f"/proc/{child}/stat").read().split(") ")[1][0] == "Z":
+                    break
+            except OSError:
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(child, signal.SIGKILL)
+            raise AssertionError("the drill service outlived the killed operator")
+        assert list(drills.glob("atlas-drill-*")), "the killed operator left its folder"
+        removed = reap_drills(drills)
+        assert len(removed) == 1 and not list(drills.glob("atlas-drill-*"))
+    finally:
+        if host.poll() is None:
+            host.kill()
+            host.wait(10)

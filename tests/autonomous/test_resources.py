@@ -170,3 +170,116 @@ def test_env_values_are_never_echoed_in_problems(tmp_path):
     env_problems = [p for p in found if "spec.env" in p]
     assert any("spec.env.DB_PASSWORD" in p for p in env_problems), found
     assert not any("99887766123" in p for p in found), found
+
+
+def test_two_services_on_one_port_is_a_problem(tmp_path):
+    text = SERVICE.format(name="one", extra="") + "---\n" + SERVICE.format(name="two", extra="")
+    found = problems_for(tmp_path, text)
+    assert any(p.startswith("desired_state/bad.yaml:") and "spec.port: port 9100 is already "
+               "used by Service 'one'" in p for p in found), found
+
+
+def test_symlink_out_of_the_tree_is_refused(tmp_path):
+    outside = tmp_path / "outside.yaml"
+    outside.write_text(SERVICE.format(name="stranger", extra="").replace("9100", "9177"))
+    root = copy_default_tree(tmp_path / "root")
+    (root / "desired_state" / "link.yaml").symlink_to(outside)
+    result = load_tree(root)
+    assert result.tree is None
+    found = [str(p) for p in result.problems]
+    assert any("link.yaml" in p and "outside" in p and "refused" in p for p in found), found
+
+
+ALIAS_BOMB = ('a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+              + "".join(f"{c}: &{c} [{','.join(['*' + p] * 9)}]\n"
+                        for p, c in zip("abcdefgh", "bcdefghi")))
+
+
+@pytest.mark.parametrize("text, expected", [
+    (ALIAS_BOMB, "alias"),
+    ("x: " + "[" * 5000 + "]" * 5000 + "\n", "nested deeper than"),
+    ("x: " + "[" * 50000 + "]" * 50000 + "\n", "nested deeper than"),  # libyaml segfaulted
+    ("x:\n" + "".join("  " * i + f"k{i}:\n" for i in range(1, 400)), "nested deeper than"),
+], ids=["alias-bomb", "deep-flow", "deep-flow-50k", "deep-block"])
+def test_hostile_yaml_is_a_problem_with_a_line(tmp_path, text, expected):
+    assert len(ALIAS_BOMB) < 600
+    found = problems_for(tmp_path, text)
+    assert any(p.startswith("desired_state/bad.yaml:") and expected in p
+               and not p.startswith("desired_state/bad.yaml:0:") for p in found), found
+
+
+def test_oversized_file_is_a_problem(tmp_path):
+    from autonomous.resources.yaml_lines import ParseLimits
+
+    root = copy_default_tree(tmp_path / "root")
+    big = root / "desired_state" / "big.yaml"
+    big.write_text("# padding\n" * (5 * 1024 * 1024 // 10 + 1))
+    limits = ParseLimits(max_file_bytes=1024 * 1024)
+    result = load_paths([root / "desired_state"], base=root, limits=limits)
+    found = [str(p) for p in result.problems]
+    assert any(p.startswith("desired_state/big.yaml:1:") and "byte limit" in p
+               for p in found), found
+
+
+def test_non_utf8_file_reports_its_line(tmp_path):
+    root = copy_default_tree(tmp_path / "root")
+    (root / "desired_state" / "bad.yaml").write_bytes(b"a: 1\nb: 2\nc: \xff\xfe\n")
+    found = [str(p) for p in load_tree(root).problems]
+    assert any(p.startswith("desired_state/bad.yaml:3:") and "not UTF-8" in p
+               for p in found), found
+
+
+def test_generation_records_commit_and_dirty(tmp_path):
+    from autonomous.core.events import EventBus
+    from autonomous.desired.manager import DesiredStateManager
+    from autonomous.store import Store
+
+    root = copy_default_tree(tmp_path / "root")
+    git = ["git", "-C", str(root), "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (root / ".gitignore").write_text(".atlas-data/\n")
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "tree"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    store = Store(tmp_path / "data" / "atlas.db").open()
+    try:
+        m = DesiredStateManager(root, store, EventBus())
+        gen = m.reload()
+        assert gen is not None and (gen.commit, gen.dirty) == (head, False)
+        svc = next((root / "desired_state").glob("*.yaml"))
+        svc.write_text(svc.read_text() + "\n# an uncommitted edit\n")
+        gen = m.reload()
+        assert gen is not None and (gen.commit, gen.dirty) == (head, True)
+        assert m.info()["dirty"] is True
+    finally:
+        store.close()
+
+
+def test_schema_error_and_missing_reference_are_both_reported(tmp_path):
+    found = problems_for(tmp_path, SERVICE.format(
+        name="svc", extra="  bogus: 1\n  depends_on: [ghost]\n"))
+    assert any("spec.bogus: unknown field" in p for p in found), found
+    assert any("spec.depends_on[0]: references Service 'ghost', which does not exist" in p
+               for p in found), found
+
+
+def test_dependent_of_an_invalid_service_is_told_it_is_invalid(tmp_path):
+    text = (SERVICE.format(name="core", extra="  bogus: 1\n") + "---\n"
+            + SERVICE.format(name="edge", extra="  depends_on: [core]\n").replace("9100", "9101"))
+    found = problems_for(tmp_path, text)
+    assert any("spec.depends_on[0]: depends on Service 'core', which is invalid (see its "
+               "problems)" in p for p in found), found
+    assert not any("which does not exist" in p for p in found), found
+
+
+def test_invalid_operator_config_gives_only_its_error(tmp_path):
+    root = copy_default_tree(tmp_path / "root")
+    cfg = root / "config" / "autonomous.yaml"
+    text = cfg.read_text()
+    assert "reload_step_ms:" in text
+    import re
+    cfg.write_text(re.sub(r"reload_step_ms: *\d+", "reload_step_ms: 0", text))
+    found = [str(p) for p in load_tree(root).problems]
+    assert any("reload_step_ms" in p for p in found), found
+    assert not any("no OperatorConfig found" in p for p in found), found

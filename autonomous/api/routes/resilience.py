@@ -144,9 +144,12 @@ async def backups(ctx: Ctx, plan: str | None = Query(None)) -> list[BackupOut]:
 
 
 @router.post("/backups/{backup_id}/verify")
-async def verify(backup_id: str, ctx: Ctx, actor: Actor) -> dict[str, Any]:
+async def verify(backup_id: str, ctx: Ctx, actor: Actor,
+                 repair: bool = Query(False, description="rewrite damaged chunks from the "
+                                      "live data where it still hashes to the chunk name")
+                 ) -> dict[str, Any]:
     """Re-hash every chunk of a backup; name the damaged chunks and files."""
-    return await subsystem(ctx, "resilience").verify(backup_id)
+    return await subsystem(ctx, "resilience").verify(backup_id, repair)
 
 
 @router.post("/backups/{backup_id}/restore")
