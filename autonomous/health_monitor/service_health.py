@@ -291,7 +291,7 @@ class ServiceHealth:
             return {"throughput": None, "error_rate": None}
         (t0, n0, e0), (t1, n1, e1) = inside[0], inside[-1]
         dn, de = max(0.0, n1 - n0), max(0.0, e1 - e0)  # a restart resets the counters
-        return {"throughput": dn / (t1 - t0), "error_rate": (de / dn) if dn else 0.0}
+        return {"throughput": dn / (t1 - t0), "error_rate": min(1.0, de / dn) if dn else None}  # no requests: no rate
 
     @staticmethod
     def _uptime(obs: dict[str, Any] | None, now: float) -> float | None:

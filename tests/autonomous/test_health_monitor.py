@@ -317,6 +317,16 @@ def test_trend_away_from_threshold_predicts_nothing() -> None:
     assert predict_failure("m", t, 80 - t / 3600, 90, PRED, float(t[-1])) is None
 
 
+def test_rising_series_already_past_threshold_predicts_nothing() -> None:
+    # "will reach 90 % in ~0 s" while already above is a breach, not a prediction
+    t = np.arange(0, PRED["long_horizon_seconds"], 10.0)
+    v = 95 + t / 3600
+    assert predict_failure("disk.percent", t, v, 90, PRED, float(t[-1])) is None
+    below = 80 + t / 3600 * 0.5
+    below[-1] = 91.0  # the latest sample already crossed it
+    assert predict_failure("disk.percent", t, below, 90, PRED, float(t[-1])) is None
+
+
 # -- rollups and history ------------------------------------------------------------------------
 def test_rollups_match_raw_and_trend_reads_rollups(store: Store) -> None:
     clock = FakeClock(start=1_700_000_000 - 1_700_000_000 % 3600)
