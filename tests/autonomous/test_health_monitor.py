@@ -91,6 +91,11 @@ async def test_metrics_present_or_null_with_reason() -> None:
         assert all(d["source"] in ("nvml", "gputil") for d in snap["gpu"]["devices"])
     if snap["cpu"]["temperature_c"] is None:
         assert missing["cpu.temperature_c"] == "no sensors"
+    if snap["memory"]["swap"]["total_mb"] == 0:  # no swap: no invented 0 %
+        assert snap["memory"]["swap"]["percent"] is None
+        assert missing["swap.percent"] == "no swap configured"
+    else:
+        assert snap["memory"]["swap"]["percent"] is not None
     assert 0 <= snap["cpu"]["percent"] <= 100 and snap["disks"]
     assert snap["network_probe"]["targets"]["127.0.0.1:1"]["loss_percent"] == 100.0
     keys = {hm_metrics.metric_key(n, lab) for n, lab, _ in m.flat()}
