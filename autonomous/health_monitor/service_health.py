@@ -24,7 +24,6 @@ ready, then multiplied by ``1 − dependency_weight·(share of dependencies down
 from __future__ import annotations
 
 import asyncio
-import statistics
 import time
 from collections import deque
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from autonomous.core.clock import Clock
 from autonomous.health_monitor.network import tcp_connect
 from autonomous.health_monitor.prom import request_totals
 from autonomous.supervisor.probe_client import ProbeClient
+from autonomous.telemetry.metrics_aggregator import percentile
 from autonomous.supervisor.probes import ProbeResult, ProbeState
 
 __all__ = ["ServiceHealth", "ServiceStatus"]
@@ -381,8 +381,5 @@ def _after_startup(probes: list[dict[str, Any]], started_at: float | None,
 
 
 def _pct(sorted_values: list[float], q: float) -> float | None:
-    if not sorted_values:
-        return None
-    if len(sorted_values) == 1:
-        return round(sorted_values[0], 3)
-    return round(statistics.quantiles(sorted_values, n=100, method="inclusive")[int(q) - 1], 3)
+    p = percentile(sorted_values, q)  # the one percentile (telemetry's linear interpolation)
+    return None if p is None else round(p, 3)
