@@ -7,7 +7,7 @@ telemetry controller calls :meth:`cycle` on its interval and feeds bus events to
 
 Events become data here: every topic is counted in ``events_total{topic}`` (counted in memory,
 one point per changed topic written on each cycle rather than one per event), service probes
-become ``service_up`` / ``service_probe_latency_ms``, ``alert.human`` fires an alert and
+become ``service.up`` / ``service.probe_latency_ms``, ``alert.human`` fires an alert and
 ``alert.resolved`` resolves it, and anomaly rules see every event.
 """
 
@@ -112,9 +112,9 @@ class TelemetryHub:
         now = self.clock.now()
         if topic == "service.probe" and data.get("service"):
             lab = {"service": str(data["service"])}
-            self.metrics.collect_metric("service_up", 1.0 if data.get("ok") else 0.0, lab, now)
+            self.metrics.collect_metric("service.up", 1.0 if data.get("ok") else 0.0, lab, now)
             if data.get("latency_ms") is not None:
-                self.metrics.collect_metric("service_probe_latency_ms", data["latency_ms"], lab,
+                self.metrics.collect_metric("service.probe_latency_ms", data["latency_ms"], lab,
                                             now)
         elif topic == "alert.human":
             self._human_alert(data)

@@ -91,6 +91,11 @@ async def test_metrics_present_or_null_with_reason() -> None:
         assert all(d["source"] in ("nvml", "gputil") for d in snap["gpu"]["devices"])
     if snap["cpu"]["temperature_c"] is None:
         assert missing["cpu.temperature_c"] == "no sensors"
+    if snap["memory"]["swap"]["total_mb"] == 0:  # no swap: no invented 0 %
+        assert snap["memory"]["swap"]["percent"] is None
+        assert missing["swap.percent"] == "no swap configured"
+    else:
+        assert snap["memory"]["swap"]["percent"] is not None
     assert 0 <= snap["cpu"]["percent"] <= 100 and snap["disks"]
     assert snap["network_probe"]["targets"]["127.0.0.1:1"]["loss_percent"] == 100.0
     keys = {hm_metrics.metric_key(n, lab) for n, lab, _ in m.flat()}
@@ -315,6 +320,16 @@ def test_flat_series_with_burst_predicts_nothing(burst: float) -> None:
 def test_trend_away_from_threshold_predicts_nothing() -> None:
     t = np.arange(0, PRED["long_horizon_seconds"], 10.0)
     assert predict_failure("m", t, 80 - t / 3600, 90, PRED, float(t[-1])) is None
+
+
+def test_rising_series_already_past_threshold_predicts_nothing() -> None:
+    # "will reach 90 % in ~0 s" while already above is a breach, not a prediction
+    t = np.arange(0, PRED["long_horizon_seconds"], 10.0)
+    v = 95 + t / 3600
+    assert predict_failure("disk.percent", t, v, 90, PRED, float(t[-1])) is None
+    below = 80 + t / 3600 * 0.5
+    below[-1] = 91.0  # the latest sample already crossed it
+    assert predict_failure("disk.percent", t, below, 90, PRED, float(t[-1])) is None
 
 
 # -- rollups and history ------------------------------------------------------------------------
