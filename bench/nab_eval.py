@@ -47,9 +47,11 @@ sys.path.insert(0, str(ROOT))
 from autonomous.health_monitor import stream_detector
 from autonomous.health_monitor.nab import (
     PROFILES,
+    RULES,
     NabFile,
     Scorer,
     category,
+    choose,
     default_root,
     load_corpus,
     load_published,
@@ -111,23 +113,6 @@ def grid(base: StreamParams) -> list[StreamParams]:
             for combo in itertools.product(*GRID.values())]
 
 
-RULES = ("pooled", "maximin")
-
-
-def pick(sc: Scorer, runs: list[Scores], keys: list[str], profile: str,
-         rule: str = "maximin") -> int:
-    """Index of the grid setting chosen on ``keys`` (ties: the first).
-
-    ``pooled``: the best raw score summed over ``keys``; ``maximin``: the best lowest normalised
-    score among the categories of ``keys``.
-    """
-    if rule == "pooled":
-        return int(np.argmax([sc.raw(r, keys, 0.5, profile) for r in runs]))
-    cats = sorted({category(k) for k in keys})
-    groups = [[k for k in keys if category(k) == c] for c in cats]
-    return int(np.argmax([min(sc.score(r, g, 0.5, profile) for g in groups) for r in runs]))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=default_root(ROOT), help="NAB folder")
@@ -177,7 +162,7 @@ def main() -> None:
         means = np.zeros(3)
         for c in cats:
             train = [k for k in keys if category(k) != c]
-            i = pick(sc, runs, train, prof, rule)
+            i = choose(sc, runs, train, prof, rule)
             figs = [sc.score(runs[i], by_cat[c], 0.5, prof)]
             for n in ("HTM", "ARTime"):
                 fold_thr = sc.best_threshold(pub[n], train, prof)[0]
@@ -187,7 +172,7 @@ def main() -> None:
             print(f"{c:<20}" + "".join(f"{x:>8.1f}" for x in figs) + f"  {chosen}")
         print(f"{'mean':<20}" + "".join(f"{x:>8.1f}" for x in means))
     for rule in RULES:
-        i = pick(sc, runs, keys, "standard", rule)
+        i = choose(sc, runs, keys, "standard", rule)
         print(f"\nsearch on all {len(corpus)} files (standard, {rule}): "
               + ", ".join(f"{k}={getattr(settings[i], k)}" for k in GRID)
               + f" → {sc.score(runs[i], keys, 0.5, 'standard'):.1f} overall, "
