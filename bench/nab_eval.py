@@ -17,9 +17,14 @@ only flatter them.
 Leave-one-category-out (LOCO): for each category, the detector's parameters (threshold
 included) are chosen from ``GRID`` on the other three categories only, then scored on the
 held-out one; the published detectors' thresholds are chosen the same way (on the three) and
-printed beside ours on the same held-out category. Per-file score arrays of every grid setting
-are cached (``--cache``, keyed by the detector source and the setting). The policy's values
-are what the same search picks on all 37 files (printed last, to freeze by hand).
+printed beside ours on the same held-out category. Two selection rules are printed: ``pooled``
+(best raw score summed over the three categories' files) and ``maximin`` (best worst-category
+normalised score of the three), the rule the policy uses: the pooled sum lets the category with
+the most windows decide, and a setting fitted to it does not carry to the held-out one (LOCO
+standard mean 65.7 pooled, 68.1 maximin). Per-file score arrays of every grid setting are
+cached (``--cache``, keyed by the detector source without its docstring, and the setting). The
+policy's values are what the maximin search picks on all 37 files (printed last, to freeze by
+hand).
 """
 
 from __future__ import annotations
@@ -42,9 +47,11 @@ sys.path.insert(0, str(ROOT))
 from autonomous.health_monitor import stream_detector
 from autonomous.health_monitor.nab import (
     PROFILES,
+    RULES,
     NabFile,
     Scorer,
     category,
+    choose,
     default_root,
     load_corpus,
     load_published,
@@ -80,7 +87,7 @@ def run_setting(corpus: list[NabFile], params: StreamParams, cache: Path | None)
     """Per-file detections of one setting (from the cache when the source is unchanged)."""
     path = None
     if cache is not None:
-        src = Path(stream_detector.__file__).read_bytes()
+        src = _code(Path(stream_detector.__file__).read_bytes())
         key = hashlib.sha256(src + repr(asdict(params)).encode()).hexdigest()[:20]
         path = cache / f"{key}.npz"
         if path.exists():
@@ -93,16 +100,17 @@ def run_setting(corpus: list[NabFile], params: StreamParams, cache: Path | None)
     return out
 
 
+def _code(src: bytes) -> bytes:
+    """The module source without its leading docstring (the record there changes no result)."""
+    if src.startswith(b'"""'):
+        return src.split(b'"""', 2)[2]
+    return src
+
+
 def grid(base: StreamParams) -> list[StreamParams]:
     names = list(GRID)
     return [replace(base, **dict(zip(names, combo)))  # type: ignore[arg-type]
             for combo in itertools.product(*GRID.values())]
-
-
-def pick(sc: Scorer, runs: list[Scores], keys: list[str], profile: str) -> int:
-    """Index of the grid setting with the best raw score on ``keys`` (ties: the first)."""
-    raws = [sc.raw(r, keys, 0.5, profile) for r in runs]
-    return int(np.argmax(raws))
 
 
 def main() -> None:
@@ -148,13 +156,13 @@ def main() -> None:
     runs = [run_setting(corpus, p, args.cache) for p in settings]
     print(f"\nLOCO: {len(settings)} settings of {', '.join(GRID)} "
           f"({time.perf_counter() - t0:.0f} s with the cache at {args.cache})")
-    for prof in PROFILES:
-        print(f"\nLOCO {prof}: chosen on the other three, scored on the held-out category")
+    for prof, rule in itertools.product(PROFILES, RULES):
+        print(f"\nLOCO {prof}, {rule}: chosen on the other three, scored on the held-out one")
         print(f"{'held out':<20}{'ours':>8}{'HTM':>8}{'ARTime':>8}  chosen setting")
         means = np.zeros(3)
         for c in cats:
             train = [k for k in keys if category(k) != c]
-            i = pick(sc, runs, train, prof)
+            i = choose(sc, runs, train, prof, rule)
             figs = [sc.score(runs[i], by_cat[c], 0.5, prof)]
             for n in ("HTM", "ARTime"):
                 fold_thr = sc.best_threshold(pub[n], train, prof)[0]
@@ -163,10 +171,13 @@ def main() -> None:
             chosen = ", ".join(f"{k}={getattr(settings[i], k)}" for k in GRID)
             print(f"{c:<20}" + "".join(f"{x:>8.1f}" for x in figs) + f"  {chosen}")
         print(f"{'mean':<20}" + "".join(f"{x:>8.1f}" for x in means))
-    i = pick(sc, runs, keys, "standard")
-    print("\nsearch on all 37 files (standard): "
-          + ", ".join(f"{k}={getattr(settings[i], k)}" for k in GRID)
-          + f" → {sc.score(runs[i], keys, 0.5, 'standard'):.1f}")
+    for rule in RULES:
+        i = choose(sc, runs, keys, "standard", rule)
+        print(f"\nsearch on all {len(corpus)} files (standard, {rule}): "
+              + ", ".join(f"{k}={getattr(settings[i], k)}" for k in GRID)
+              + f" → {sc.score(runs[i], keys, 0.5, 'standard'):.1f} overall, "
+              + ", ".join(f"{c} {sc.score(runs[i], by_cat[c], 0.5, 'standard'):.1f}"
+                          for c in cats))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ raw score, which is normalised so that "detect nothing" is 0 and "perfect" is 10
 detector's scores (``<root>/published/<name>/<folder>/<file>.csv``, one ``anomaly_score`` per
 data row). ``Scorer(corpus)`` caches the per-row weights: ``best_threshold`` picks the corpus
 threshold on some files, ``score`` scores any files at a given threshold (normalised over
-those files' windows). ``score_corpus(scores, corpus, profile)`` does both on one set.
+those files' windows); ``choose`` picks one of several detection sets on some files, by the
+pooled raw score or by the best worst-category score (``maximin``). ``score_corpus(scores, corpus, profile)`` does both on one set.
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ import numpy as np
 
 __all__ = [
     "PROFILES",
+    "RULES",
     "NabFile",
     "Scorer",
     "candidate_thresholds",
     "category",
+    "choose",
     "default_root",
     "load_corpus",
     "load_published",
@@ -40,6 +43,7 @@ __all__ = [
 ]
 
 FOLDERS = ("realAWSCloudwatch", "realKnownCause", "realAdExchange", "realTraffic")
+RULES = ("pooled", "maximin")
 PROFILES: dict[str, tuple[float, float, float]] = {  # (A_TP, A_FN, A_FP)
     "standard": (1.0, 1.0, 0.11),
     "reward_low_FP_rate": (1.0, 1.0, 0.22),
@@ -204,6 +208,21 @@ class Scorer:
             if raw > best[0]:
                 best = (raw, float(thr))
         return best[1], best[0]
+
+
+def choose(sc: Scorer, runs: list[dict[str, np.ndarray]], keys: list[str], profile: str,
+           rule: str = "maximin") -> int:
+    """Index of the detection set (0/1 per row) chosen on ``keys`` (ties: the first).
+
+    ``pooled``: the best raw score summed over ``keys`` (the category with the most windows
+    decides); ``maximin``: the best lowest normalised score among the categories of ``keys``.
+    """
+    if rule == "pooled":
+        return int(np.argmax([sc.raw(r, keys, 0.5, profile) for r in runs]))
+    if rule != "maximin":
+        raise ValueError(f"rule {rule!r}: one of {', '.join(RULES)}")
+    groups = [[k for k in keys if category(k) == c] for c in sorted({category(k) for k in keys})]
+    return int(np.argmax([min(sc.score(r, g, 0.5, profile) for g in groups) for r in runs]))
 
 
 def score_corpus(scores: dict[str, np.ndarray], corpus: list[NabFile],

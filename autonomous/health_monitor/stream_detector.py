@@ -35,9 +35,10 @@ spikes and near-flat series, whose robust σ is tiny, escalated outside the labe
 
 37 NAB files in four categories (``bench/nab_eval.py``, one scorer for ours and the published
 result files; ours scored on its own detections, theirs at their best corpus threshold):
-standard 68.5 overall (realAWSCloudwatch 62.7, realAdExchange 66.3, realKnownCause 70.5,
-realTraffic 80.5) beside HTM 71.3 and ARTime 72.4; low-FP 58.1, low-FN 74.2. Before the 37-file
-search (the 24-file policy: threshold 0.9997, suppress 120, change_sigma 2, likelihood_window
+standard 68.5 overall with the pooled search's pick (threshold 0.99995, suppress 60,
+change_sigma 1.5, likelihood_window 2000: realAWSCloudwatch 62.7, realAdExchange 66.3,
+realKnownCause 70.5, realTraffic 80.5) beside HTM 71.3 and ARTime 72.4; low-FP 58.1, low-FN
+74.2 (the policy now holds the maximin pick, below). Before the 37-file search (the 24-file policy: threshold 0.9997, suppress 120, change_sigma 2, likelihood_window
 800): 67.8. Leave-one-category-out (54 settings of threshold × suppress × change_sigma ×
 likelihood_window, chosen on three categories, scored on the fourth): mean 65.7 beside HTM 70.4
 and ARTime 70.4 (their thresholds chosen the same way) — below the bar; we win on
@@ -49,6 +50,31 @@ of 2-20 % of the window's range (53.6-68.8: 2 % helps realTraffic, +6, and hurts
 realKnownCause, -6). The losses are spread over files (missed windows in ec2_cpu 24ae8d /
 fe7f93, ec2_network_in 5abac7, exchange-2_cpc, speed_7578; extra alarms on drifting AWS
 series), not one failure mode.
+
+Second round (LOCO standard mean is the figure that decides; 65.7 before it):
+
+- **Ensemble with an HTM-style likelihood on prediction error** (exponential smoothing,
+  α 0.1 / 0.5 / 1; error over the mean absolute error of the last 300 rows, log; mean of the
+  last 10 against the 2000 before, normal tail), OR-ed into our detections with its own
+  suppression (120 / 400 rows), thresholds 0.9999-0.999999999 in the search: alone it scores
+  6-14; the LOCO search never picks it (65.7, no change), on all 37 files 68.4-68.5.
+- **Ensemble with a sustained-shift channel** (mean of the last 6 / 24 rows against mean and
+  σ of the 2000 before, |z| 4 / 6 / 9, suppression 300): 67.4-68.5 on all 37 files, never
+  above the detector alone.
+- **Selection rule of the search** (same 54 settings): the pooled raw score of the three
+  training categories lets realAWSCloudwatch (the most windows) decide, and its pick falls to
+  67.0 on held-out realTraffic; choosing the setting with the best *worst-category* score
+  (maximin) instead: LOCO standard 68.1 (realAWSCloudwatch 60.6, realAdExchange 72.7,
+  realKnownCause 72.1, realTraffic 67.0), low-FP 57.0 → 59.1, low-FN 71.8 → 72.9; the mean
+  of the category scores instead of the minimum: 65.7. Kept: the policy is the maximin pick
+  on all 37 files (threshold 0.9997, suppress 120, change_sigma 2, likelihood_window 800,
+  the 24-file values): 67.8 overall (62.7 → 63.2, 66.3 → 72.7, 70.5 → 72.1, 80.5 → 67.0)
+  against 68.5 for the pooled pick (low-FP 56.4, low-FN 73.8 against 58.1 / 74.2), the price
+  of a setting that does not lean on one category. The rule was one of three compared on the held-out folds, so 68.1 is not a fully
+  unseen figure. Both are still below HTM (70.4 LOCO, 71.3 overall).
+- Not tried: river (not installed; its HalfSpaceTrees runs in Python well above 50 µs per
+  row), stumpy / ruptures (batch methods: a causal discord or change-point score needs a
+  re-run per row).
 
 The same class runs in the product (per metric, parameters from policy
 ``health.anomaly.stream``) and in ``bench/nab_eval.py`` on the NAB corpus.

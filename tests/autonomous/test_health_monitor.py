@@ -438,6 +438,30 @@ def test_nab_scorer_hand_computed_case() -> None:
     assert low_fn == pytest.approx(-2.0)  # a missed window costs A_FN = 2 on that profile
 
 
+def test_nab_choose_maximin_against_pooled() -> None:
+    # Four files in category "big", one in "small", one window each; a hit at the window's
+    # left edge earns 1, a miss costs 1. A hits every "big" window and misses "small" (pooled
+    # raw 3, worst category 0); B hits two "big" and "small" (raw 1, worst category 50).
+    from autonomous.health_monitor.nab import Scorer, choose
+
+    files = [NabFile(f"big/{i}.csv", np.arange(1000.0), np.zeros(1000), [(500, 549)])
+             for i in range(4)] + [NabFile("small/0.csv", np.arange(1000.0), np.zeros(1000),
+                                           [(500, 549)])]
+    hit, miss = np.zeros(1000), np.zeros(1000)
+    hit[500] = 1
+    a = {f.key: hit if f.key.startswith("big") else miss for f in files}
+    b = {f.key: miss if f.key in ("big/0.csv", "big/1.csv") else hit for f in files}
+    sc = Scorer(files)
+    keys = [f.key for f in files]
+    assert sc.raw(a, keys, 0.5, "standard") == pytest.approx(3.0)
+    assert sc.raw(b, keys, 0.5, "standard") == pytest.approx(1.0)
+    assert choose(sc, [a, b], keys, "standard", "pooled") == 0
+    assert choose(sc, [a, b], keys, "standard", "maximin") == 1
+    assert choose(sc, [a, b], keys[:4], "standard") == 0  # one category: the best score
+    with pytest.raises(ValueError, match="rule 'mean'"):
+        choose(sc, [a, b], keys, "standard", "mean")
+
+
 def test_streaming_detector_is_causal_under_any_future() -> None:
     p = StreamParams.from_policy(POLICY["anomaly"]["stream"])
     rng = np.random.default_rng(21)
