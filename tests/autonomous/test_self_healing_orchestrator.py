@@ -332,3 +332,22 @@ def test_stats_per_type(stack):
     assert t["incidents"] == 1 and t["healed"] == 1 and t["mttr_s"]["max"] >= 0
     assert json.dumps(stats)  # JSON-friendly
     assert stats["total"]["healed"] == 1
+
+
+async def test_inapplicable_strategies_do_not_open_the_heal_breaker(stack):
+    _ctx, fake, orch = stack
+    fake.kill("nexus")  # robot's dependency is down: FALLBACK and DEGRADE cannot apply
+    for _ in range(4):  # more than healing.breaker.failure_threshold
+        row = await orch.handle_error("robot", source="exception", message="ConnectionError",
+                                      context={"running": True})
+        assert row["state"] == "escalated"
+        assert [a["applicable"] for a in row["attempts"][:-1]] == [False, False]
+    assert orch.breakers.heal("robot").get_state().value == "CLOSED"
+    fake.procs["nexus"]["running"] = True
+    pid = fake.procs["robot"]["pid"]
+    fake.kill("robot")
+    orch.on_event(exited("robot", pid))
+    await drain(orch)
+    row = orch.history.list(service="robot")[0]
+    assert (row["state"], row["strategy"]) == ("healed", "RESTART_SERVICE")
+    assert ("start", "robot") in fake.calls
