@@ -14,7 +14,7 @@ from typing import Any
 
 from autonomous.self_healing.heal_recording import public
 from autonomous.self_healing.incident import Incident
-from autonomous.self_healing.model import ErrorReport, RecoveryStrategy
+from autonomous.self_healing.model import Classification, ErrorReport, RecoveryStrategy
 from autonomous.self_healing.service_state import ServiceState
 from autonomous.self_healing.verify import process_stopped
 
@@ -45,17 +45,23 @@ class HealingPipeline:
         inc = await self.handle_report(report, forced=forced)
         return inc.row() if inc is not None else {"service": service, "state": "skipped",
                                                    "message": "a heal of this service is "
-                                                              "already in progress"}
+                                                              "already in progress, or this "
+                                                              "failure was escalated to a "
+                                                              "human recently"}
 
     async def handle_report(self, report: ErrorReport, *,
                             forced: RecoveryStrategy | None = None) -> Incident | None:
-        """Run the pipeline for one detected failure (None if a heal is already running)."""
+        """Run the pipeline for one detected failure (None if a heal is already running or
+        this failure signature was escalated recently)."""
         st = self.state(report.service)
-        if st.busy or (forced is None and self._recently_escalated(st, report)):
+        if st.busy:
             return None
         st.busy = True
         try:
-            inc = await self._open(report, forced)
+            evidence, cls = await self._classify(report)
+            if forced is None and self._recently_escalated(st, report, cls.signature):
+                return None
+            inc = self._open(report, forced, evidence, cls)
             skip = self._skip_reason(report.service, forced is not None)
             if skip is not None:
                 self._finish(inc, "skipped", skip)
@@ -65,18 +71,24 @@ class HealingPipeline:
         finally:
             st.busy = False
 
-    def _recently_escalated(self, st: ServiceState, report: ErrorReport) -> bool:
-        """A human was alerted for this service and it did not recover yet: probe-driven
-        reports are not new incidents (exits still count for the restart budget) until
-        ``alerts.dedup_seconds`` passed."""
-        if st.escalated_at is None or report.source in ("exit", "manual", "exception"):
+    def _recently_escalated(self, st: ServiceState, report: ErrorReport,
+                            signature: str) -> bool:
+        """A human was alerted for this failure signature of the service and it did not
+        recover yet: probe-driven reports of the same failure are not new incidents (exits
+        still count for the restart budget) until ``alerts.dedup_seconds`` passed. A
+        different failure of the same service is handled."""
+        at = st.escalated.get(signature)
+        if at is None or report.source in ("exit", "manual", "exception"):
             return False
-        return self.ctx.clock.monotonic() - st.escalated_at < \
-            self.policy()["alerts"]["dedup_seconds"]
+        return self.ctx.clock.monotonic() - at < self.policy()["alerts"]["dedup_seconds"]
 
-    async def _open(self, report: ErrorReport, forced: RecoveryStrategy | None) -> Incident:
+    async def _classify(self, report: ErrorReport) -> tuple[dict[str, Any], Classification]:
+        """Gather the evidence of one failure and classify it (no side effects)."""
         evidence = await self._evidence(report)
-        cls = self.classifier.classify_error(report.exception, evidence)
+        return evidence, self.classifier.classify_error(report.exception, evidence)
+
+    def _open(self, report: ErrorReport, forced: RecoveryStrategy | None,
+              evidence: dict[str, Any], cls: Classification) -> Incident:
         st = self.state(report.service)
         forced = forced or (RecoveryStrategy(st.forced_strategy) if st.forced_strategy
                             else None)

@@ -54,7 +54,13 @@ class IncidentRecording:
         self._save(inc, state, message)
         st = self.state(inc.service)
         st.open_incident = inc.id if state in ("escalated", "failed") else None
-        st.escalated_at = self.ctx.clock.monotonic() if st.open_incident else None
+        sig = inc.classification.signature
+        if st.open_incident:
+            st.escalated[sig] = self.ctx.clock.monotonic()
+        elif state == "healed":
+            st.escalated.clear()
+        else:
+            st.escalated.pop(sig, None)
         if state == "healed" and not (st.degraded or st.fallback):
             self.alerts.resolve(inc.service, f"healed by {used}")
         self.pending.pop(inc.id, None)

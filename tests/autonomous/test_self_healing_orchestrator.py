@@ -351,3 +351,19 @@ async def test_inapplicable_strategies_do_not_open_the_heal_breaker(stack):
     row = orch.history.list(service="robot")[0]
     assert (row["state"], row["strategy"]) == ("healed", "RESTART_SERVICE")
     assert ("start", "robot") in fake.calls
+
+
+async def test_escalation_suppresses_only_the_same_failure(stack):
+    _ctx, fake, orch = stack
+    fake.kill("nexus")
+    first = await orch.handle_error("robot", source="unhealthy", context={"running": True})
+    assert first["state"] == "escalated"
+    again = await orch.handle_error("robot", source="unhealthy", context={"running": True})
+    assert again["state"] == "skipped"
+    assert len(orch.history.list(service="robot")) == 1  # the same failure: no new incident
+    fake.procs["nexus"]["running"] = True
+    other = await orch.handle_error("robot", source="errors", context={
+        "running": True, "status_code": 500}, message="5 of 5 probes answered HTTP 500")
+    assert other["state"] != "skipped" and other["id"] != first["id"]
+    assert other["error_signature"] != first["error_signature"]
+    assert len(orch.history.list(service="robot")) == 2
