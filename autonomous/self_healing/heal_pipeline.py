@@ -42,6 +42,9 @@ class HealingPipeline:
         report = ErrorReport(service, src, msg, error, ctx, self.ctx.clock.now(),
                              self.ctx.clock.monotonic())
         forced = RecoveryStrategy(strategy) if strategy else None
+        skip = self._skip_reason(service, forced is not None)
+        if skip is not None:  # answered, not recorded: a skip is no incident
+            return {"service": service, "state": "skipped", "message": skip}
         inc = await self.handle_report(report, forced=forced)
         return inc.row() if inc is not None else {"service": service, "state": "skipped",
                                                    "message": "a heal of this service is "
@@ -51,10 +54,13 @@ class HealingPipeline:
 
     async def handle_report(self, report: ErrorReport, *,
                             forced: RecoveryStrategy | None = None) -> Incident | None:
-        """Run the pipeline for one detected failure (None if a heal is already running or
-        this failure signature was escalated recently)."""
+        """Run the pipeline for one detected failure (None if a heal is already running, the
+        service is not to be healed now — paused, backing off, not core in emergency stop or
+        survival — or this failure signature was escalated recently). Such a skip records
+        nothing: a paused service probed every few seconds is not a stream of incidents. The
+        failure of an undeclared service is recorded (skipped): it is its only trace."""
         st = self.state(report.service)
-        if st.busy:
+        if st.busy or self._skip_reason(report.service, forced is not None) is not None:
             return None
         st.busy = True
         try:
@@ -62,9 +68,9 @@ class HealingPipeline:
             if forced is None and self._recently_escalated(st, report, cls.signature):
                 return None
             inc = self._open(report, forced, evidence, cls)
-            skip = self._skip_reason(report.service, forced is not None)
-            if skip is not None:
-                self._finish(inc, "skipped", skip)
+            undeclared = self._undeclared(report.service)
+            if undeclared is not None:
+                self._finish(inc, "skipped", undeclared)
                 return inc
             await self._run_ladder(inc)
             return inc
@@ -164,13 +170,22 @@ class HealingPipeline:
             out.append(S.ALERT_HUMAN)
         return out
 
+    def _undeclared(self, name: str) -> str | None:
+        """Why ``name`` cannot be healed at all (its failure is still recorded, skipped)."""
+        with contextlib.suppress(LookupError):
+            if self._services().specs().get(name) is not None:
+                return None
+        return f"{name} is not a declared service (or the services subsystem is not running)"
+
     def _skip_reason(self, name: str, manual: bool) -> str | None:
+        """Why a declared service is not healed now (paused, backing off or isolated, not
+        core in emergency stop or survival): such a report is dropped, not recorded."""
         st = self.state(name)
         spec = None
         with contextlib.suppress(LookupError):
             spec = self._services().specs().get(name)
         if spec is None:
-            return f"{name} is not a declared service (or the services subsystem is not running)"
+            return None  # see _undeclared
         if st.paused_by_human and not manual:
             return f"auto-healing of {name} is paused by a human (POST /api/healing/override)"
         mode = self.ctx.governance.mode
