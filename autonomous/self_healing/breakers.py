@@ -15,6 +15,7 @@ from typing import Any
 from autonomous.core.clock import Clock, iso
 from autonomous.core.events import EventBus
 from autonomous.self_healing.circuit_breaker import CircuitBreaker, CircuitState
+from autonomous.self_healing.model import NotApplicable
 from autonomous.store import Store
 
 __all__ = ["BreakerRegistry", "breaker_params"]
@@ -45,7 +46,10 @@ class BreakerRegistry:
         found = self._breakers.get(name)
         if found is not None:
             return found[0]
-        b = CircuitBreaker(name, clock=self.clock, **breaker_params(self.policy()[section]))
+        # a strategy that could not apply is no attempt: heal breakers count real ones only
+        exclude = (NotApplicable,) if name.startswith("heal:") else ()
+        b = CircuitBreaker(name, clock=self.clock, exclude=exclude,
+                           **breaker_params(self.policy()[section]))
         row = self.store.query_one("SELECT * FROM healing_breakers WHERE name=?", (name,))
         if row is not None and row["state"] != CircuitState.CLOSED.value:
             ago = max(0.0, self.clock.now() - (row["opened_at"] or self.clock.now()))

@@ -77,7 +77,7 @@ class CrashLoop:
             self.orch.crash_incidents[name] = inc
 
     async def _record_entry(self, report: ErrorReport, delay: float) -> None:
-        inc = await self.orch._open(report, None)
+        inc = self.orch._open(report, None, *await self.orch._classify(report))
         reason = self.orch.state(report.service).reason
         res = StrategyResult(RecoveryStrategy.RETRY, True, f"{reason}; next try in "
                              f"{delay:.1f}s", {"phase": "backoff"})

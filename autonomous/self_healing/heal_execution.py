@@ -18,7 +18,8 @@ from typing import Any
 from autonomous.self_healing.circuit_breaker import CircuitOpenError
 from autonomous.self_healing.heal_pipeline import RESTARTS
 from autonomous.self_healing.incident import Incident
-from autonomous.self_healing.model import STRATEGY_ACTION, RecoveryStrategy, StrategyResult
+from autonomous.self_healing.model import (STRATEGY_ACTION, NotApplicable, RecoveryStrategy,
+                                           StrategyResult)
 
 __all__ = ["HealingExecution", "action_hash"]
 
@@ -103,7 +104,7 @@ class HealingExecution:
             except CircuitOpenError as exc:
                 res = StrategyResult(strategy, False, f"not tried: {exc} (this service "
                                      "keeps failing to heal)", {"breaker": "OPEN"})
-            except _Failed as exc:
+            except (_Failed, NotApplicable) as exc:
                 res = exc.result
             except Exception as exc:
                 log.exception("%s of %s crashed", strategy.value, inc.service)
@@ -113,6 +114,8 @@ class HealingExecution:
 
     async def _checked(self, strategy: RecoveryStrategy, inc: Incident) -> StrategyResult:
         res = await self._dispatch(strategy, inc)
+        if not res.applicable:
+            raise NotApplicable(res)
         if not res.ok:
             raise _Failed(res)
         return res
@@ -127,7 +130,7 @@ class HealingExecution:
                     name, counting=bool(inc.evidence.get("running"))):
                 self.crashloop.enter(name, inc.report, inc)
                 return StrategyResult(strategy, False, "restart budget exhausted: "
-                                      "CrashLoopBackOff")
+                                      "CrashLoopBackOff", applicable=False)
             return await self.strategies.restart_service(name, why)
         if strategy is S.RESTART_ALL:
             return await self.strategies.restart_all(why)

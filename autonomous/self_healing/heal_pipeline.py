@@ -14,7 +14,7 @@ from typing import Any
 
 from autonomous.self_healing.heal_recording import public
 from autonomous.self_healing.incident import Incident
-from autonomous.self_healing.model import ErrorReport, RecoveryStrategy
+from autonomous.self_healing.model import Classification, ErrorReport, RecoveryStrategy
 from autonomous.self_healing.service_state import ServiceState
 from autonomous.self_healing.verify import process_stopped
 
@@ -42,41 +42,59 @@ class HealingPipeline:
         report = ErrorReport(service, src, msg, error, ctx, self.ctx.clock.now(),
                              self.ctx.clock.monotonic())
         forced = RecoveryStrategy(strategy) if strategy else None
+        skip = self._skip_reason(service, forced is not None)
+        if skip is not None:  # answered, not recorded: a skip is no incident
+            return {"service": service, "state": "skipped", "message": skip}
         inc = await self.handle_report(report, forced=forced)
         return inc.row() if inc is not None else {"service": service, "state": "skipped",
                                                    "message": "a heal of this service is "
-                                                              "already in progress"}
+                                                              "already in progress, or this "
+                                                              "failure was escalated to a "
+                                                              "human recently"}
 
     async def handle_report(self, report: ErrorReport, *,
                             forced: RecoveryStrategy | None = None) -> Incident | None:
-        """Run the pipeline for one detected failure (None if a heal is already running)."""
+        """Run the pipeline for one detected failure (None if a heal is already running, the
+        service is not to be healed now — paused, backing off, not core in emergency stop or
+        survival — or this failure signature was escalated recently). Such a skip records
+        nothing: a paused service probed every few seconds is not a stream of incidents. The
+        failure of an undeclared service is recorded (skipped): it is its only trace."""
         st = self.state(report.service)
-        if st.busy or (forced is None and self._recently_escalated(st, report)):
+        if st.busy or self._skip_reason(report.service, forced is not None) is not None:
             return None
         st.busy = True
         try:
-            inc = await self._open(report, forced)
-            skip = self._skip_reason(report.service, forced is not None)
-            if skip is not None:
-                self._finish(inc, "skipped", skip)
+            evidence, cls = await self._classify(report)
+            if forced is None and self._recently_escalated(st, report, cls.signature):
+                return None
+            inc = self._open(report, forced, evidence, cls)
+            undeclared = self._undeclared(report.service)
+            if undeclared is not None:
+                self._finish(inc, "skipped", undeclared)
                 return inc
             await self._run_ladder(inc)
             return inc
         finally:
             st.busy = False
 
-    def _recently_escalated(self, st: ServiceState, report: ErrorReport) -> bool:
-        """A human was alerted for this service and it did not recover yet: probe-driven
-        reports are not new incidents (exits still count for the restart budget) until
-        ``alerts.dedup_seconds`` passed."""
-        if st.escalated_at is None or report.source in ("exit", "manual", "exception"):
+    def _recently_escalated(self, st: ServiceState, report: ErrorReport,
+                            signature: str) -> bool:
+        """A human was alerted for this failure signature of the service and it did not
+        recover yet: probe-driven reports of the same failure are not new incidents (exits
+        still count for the restart budget) until ``alerts.dedup_seconds`` passed. A
+        different failure of the same service is handled."""
+        at = st.escalated.get(signature)
+        if at is None or report.source in ("exit", "manual", "exception"):
             return False
-        return self.ctx.clock.monotonic() - st.escalated_at < \
-            self.policy()["alerts"]["dedup_seconds"]
+        return self.ctx.clock.monotonic() - at < self.policy()["alerts"]["dedup_seconds"]
 
-    async def _open(self, report: ErrorReport, forced: RecoveryStrategy | None) -> Incident:
+    async def _classify(self, report: ErrorReport) -> tuple[dict[str, Any], Classification]:
+        """Gather the evidence of one failure and classify it (no side effects)."""
         evidence = await self._evidence(report)
-        cls = self.classifier.classify_error(report.exception, evidence)
+        return evidence, self.classifier.classify_error(report.exception, evidence)
+
+    def _open(self, report: ErrorReport, forced: RecoveryStrategy | None,
+              evidence: dict[str, Any], cls: Classification) -> Incident:
         st = self.state(report.service)
         forced = forced or (RecoveryStrategy(st.forced_strategy) if st.forced_strategy
                             else None)
@@ -152,13 +170,22 @@ class HealingPipeline:
             out.append(S.ALERT_HUMAN)
         return out
 
+    def _undeclared(self, name: str) -> str | None:
+        """Why ``name`` cannot be healed at all (its failure is still recorded, skipped)."""
+        with contextlib.suppress(LookupError):
+            if self._services().specs().get(name) is not None:
+                return None
+        return f"{name} is not a declared service (or the services subsystem is not running)"
+
     def _skip_reason(self, name: str, manual: bool) -> str | None:
+        """Why a declared service is not healed now (paused, backing off or isolated, not
+        core in emergency stop or survival): such a report is dropped, not recorded."""
         st = self.state(name)
         spec = None
         with contextlib.suppress(LookupError):
             spec = self._services().specs().get(name)
         if spec is None:
-            return f"{name} is not a declared service (or the services subsystem is not running)"
+            return None  # see _undeclared
         if st.paused_by_human and not manual:
             return f"auto-healing of {name} is paused by a human (POST /api/healing/override)"
         mode = self.ctx.governance.mode

@@ -24,12 +24,14 @@ class IncidentRecording:
 
     def _attempt(self, inc: Incident, res: StrategyResult, gate: str, took: float) -> None:
         inc.attempts.append({"strategy": res.strategy.value, "gate": gate, "ok": res.ok,
+                             "applicable": res.applicable,
                              "message": res.message, "took_s": round(took, 3),
                              "details": public(res.details)})
         inc.graph_attempt(self.ctx.graph, res, gate)
         self.ctx.bus.publish("healing.attempt", incident=inc.id, service=inc.service,
                              strategy=res.strategy.value, ok=res.ok, message=res.message)
-        if res.strategy is not S.ALERT_HUMAN and gate in ("enforce", "approved"):
+        if res.strategy is not S.ALERT_HUMAN and gate in ("enforce", "approved") and \
+                res.applicable:
             self.classifier.learn_from_error(inc.classification, {"strategy": res.strategy,
                                                                   "success": res.ok})
 
@@ -52,7 +54,13 @@ class IncidentRecording:
         self._save(inc, state, message)
         st = self.state(inc.service)
         st.open_incident = inc.id if state in ("escalated", "failed") else None
-        st.escalated_at = self.ctx.clock.monotonic() if st.open_incident else None
+        sig = inc.classification.signature
+        if st.open_incident:
+            st.escalated[sig] = self.ctx.clock.monotonic()
+        elif state == "healed":
+            st.escalated.clear()
+        else:
+            st.escalated.pop(sig, None)
         if state == "healed" and not (st.degraded or st.fallback):
             self.alerts.resolve(inc.service, f"healed by {used}")
         self.pending.pop(inc.id, None)

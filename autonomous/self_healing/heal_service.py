@@ -82,7 +82,8 @@ class HealingService:
         elif topic == "service.healthy":
             st = self.state(d["service"])
             st.healthy_since = self.ctx.clock.monotonic()
-            st.escalated_at = st.open_incident = None
+            st.open_incident = None
+            st.escalated.clear()
 
     def _on_probe(self, ev: Any) -> None:
         verdict, report = self.detector.feed_probe(ev)
@@ -92,7 +93,8 @@ class HealingService:
                                        report.source in ("slow", "errors")):
             self.spawn(self.handle_report(report))
         elif verdict == "closed":
-            st.escalated_at = st.open_incident = None
+            st.open_incident = None
+            st.escalated.clear()
             if st.degraded is not None or st.fallback:
                 self.spawn(self.restore(name))
 

@@ -16,6 +16,7 @@ __all__ = [
     "Classification",
     "ErrorReport",
     "ErrorType",
+    "NotApplicable",
     "RecoveryStrategy",
     "Severity",
     "StrategyResult",
@@ -117,13 +118,25 @@ class ErrorReport:
 
 @dataclass(frozen=True)
 class StrategyResult:
-    """What a strategy did. ``ok`` means its effect was verified, not merely attempted."""
+    """What a strategy did. ``ok`` means its effect was verified, not merely attempted;
+    ``applicable`` False means it could not apply here (nothing declared for it, nothing to
+    act on, or only a re-check that did not pass): skipped, not a failed heal attempt."""
 
     strategy: RecoveryStrategy
     ok: bool
     message: str
     details: dict[str, Any] = field(default_factory=dict)
+    applicable: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         return {"strategy": self.strategy.value, "ok": self.ok, "message": self.message,
-                "details": self.details}
+                "details": self.details, "applicable": self.applicable}
+
+
+class NotApplicable(Exception):  # noqa: N818 - a verdict, not an error
+    """Raised through a ``heal:<service>`` breaker for a strategy that could not apply
+    (``StrategyResult.applicable`` False): the breaker excludes it from its count."""
+
+    def __init__(self, result: StrategyResult) -> None:
+        super().__init__(result.message)
+        self.result = result

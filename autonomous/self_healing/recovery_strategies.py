@@ -70,6 +70,10 @@ class RecoveryStrategies:
 
     async def retry(self, name: str, reason: str) -> StrategyResult:
         """RETRY for a service: re-check its health with backoff (a glitch that passes)."""
+        if not (self.services().observed().get(name) or {}).get("running"):
+            return StrategyResult(S.RETRY, False, f"{name} is not running: nothing to "
+                                  "re-check", {"attempts": 0}, applicable=False)
+
         async def once() -> bool:
             ok, msg = await self.check.probe(name)
             if not ok:
@@ -79,7 +83,9 @@ class RecoveryStrategies:
         ok, attempts, last = await self.retry_with_backoff(once)
         msg = (f"healthy again after {attempts} check(s)" if ok else
                f"still failing after {attempts} check(s): {last}")
-        return StrategyResult(S.RETRY, ok, msg, {"attempts": attempts})
+        # RETRY acts on nothing: a failed re-check says the fault is not a passing glitch,
+        # not that a heal of the service failed.
+        return StrategyResult(S.RETRY, ok, msg, {"attempts": attempts}, applicable=ok)
 
     # -- RESTART ---------------------------------------------------------------------------------
     async def restart_service(self, name: str, reason: str) -> StrategyResult:
@@ -160,7 +166,8 @@ class RecoveryStrategies:
         spec = svc.specs().get(name)
         fb = spec.fallback if spec is not None else None
         if fb is None or not (fb.service or fb.url):
-            return StrategyResult(S.FALLBACK, False, f"{name} declares no spec.fallback")
+            return StrategyResult(S.FALLBACK, False, f"{name} declares no spec.fallback",
+                                  applicable=False)
         if fb.service:
             target = fb.service
             if not (svc.observed().get(target) or {}).get("running"):
@@ -196,14 +203,16 @@ class RecoveryStrategies:
         (``spec.features``); the previous flags are returned for ``exit_degraded_mode``."""
         spec = self.services().specs().get(name)
         if spec is None or spec.features is None or spec.port is None:
-            return StrategyResult(S.DEGRADE, False, f"{name} declares no spec.features")
+            return StrategyResult(S.DEGRADE, False, f"{name} declares no spec.features",
+                                  applicable=False)
         url = f"http://{spec.host}:{spec.port}{spec.features.endpoint}"
         try:
             before = await self._features(url)
             off = {f: False for f, on in before.items() if on and f not in spec.features.core}
             after = await self._put_features(url, off) if off else before
         except (OSError, ValueError, RuntimeError) as exc:
-            return StrategyResult(S.DEGRADE, False, f"feature endpoint {url}: {exc}")
+            return StrategyResult(S.DEGRADE, False, f"feature endpoint {url}: {exc}",
+                                  applicable=False)
         still_on = [f for f in off if after.get(f)]
         if still_on:
             return StrategyResult(S.DEGRADE, False, f"features still on: {still_on}")

@@ -40,7 +40,8 @@ class ServiceState:
     reason: str = ""
     busy: bool = False
     open_incident: str | None = None  # history id of the unresolved incident
-    escalated_at: float | None = None  # monotonic time a human was last alerted
+    # failure signature -> monotonic time a human was last alerted for it
+    escalated: dict[str, float] = field(default_factory=dict)
 
     def count_restart(self, now: float, window: float) -> int:
         """Add a restart at ``now`` and return the restarts inside the window."""

@@ -2,7 +2,8 @@
 signals), healed by the real services + healing controllers under the real manager.
 
 crash (SIGKILL) → restarted; hang (SIGSTOP) → restarted; slow → breaker opens → DEGRADE,
-restored when the fault stops; errors → FALLBACK, routed back when it stops; crash loop →
+restored when the fault stops; errors → FALLBACK, routed back when it stops; errors with no
+fallback and a failing /features → RESTART_SERVICE; crash loop →
 back-off → isolated + human alerted, restarts bounded; bad configuration → ROLLBACK to the last
 good revision; dependency down → DEPENDENCY, dependant degraded, never restarted; memory
 growth past the limit → RESOURCE → restarted. Each leaves its chain in graph and memory.
@@ -217,6 +218,21 @@ async def test_error_responses_fail_over_then_route_back(stack_factory):
     assert route["target"] == "nexus-b" and route["url"].endswith(f":{p2}/health")
     await s.fault("nexus", None)
     await s.until(lambda: not s.ctx.store.kv_get("healing.route.nexus"), 10, "routed back")
+    s.assert_recorded(row)
+
+
+async def test_error_responses_with_no_fallback_and_failing_features_are_restarted(stack_factory):
+    more = "  features: {endpoint: /features, core: [motion, heartbeat]}\n"  # answers 500 too
+    s = await stack_factory({"nexus": service("nexus", free_port(), more=more)})
+    pid = s.pid("nexus")
+    await s.fault("nexus", {"kind": "error", "status": 500})
+    row = await s.until(lambda: s.incident("nexus", state="healed"), 15, "restarted")
+    assert (row["rule"], row["strategy"]) == ("error-responses", "RESTART_SERVICE")
+    assert [a["strategy"] for a in row["attempts"]] == ["FALLBACK", "DEGRADE",
+                                                        "RESTART_SERVICE"]
+    assert "feature endpoint" in row["attempts"][1]["message"]
+    assert s.pid("nexus") not in (None, pid) and await s.healthy("nexus")
+    assert s.orch.breakers.heal("nexus").get_state().value == "CLOSED"
     s.assert_recorded(row)
 
 

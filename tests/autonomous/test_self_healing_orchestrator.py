@@ -204,9 +204,11 @@ async def test_emergency_stop_heals_only_core_services(tmp_path):
         orch.on_event(exited(name, pid))
     await drain(orch)
     assert orch.history.list(service="nexus")[0]["state"] == "healed"
-    skipped = orch.history.list(service="robot")[0]
-    assert skipped["state"] == "skipped" and "only core services" in skipped["message"]
+    assert orch.history.list(service="robot") == []  # a skip is no incident
     assert not fake.procs["robot"]["running"]
+    row = await orch.handle_error("robot", source="exception", message="boom")
+    assert row["state"] == "skipped" and "only core services" in row["message"]
+    assert orch.history.list(service="robot") == []
 
 
 async def test_dry_run_decides_and_records_without_acting(tmp_path):
@@ -241,9 +243,10 @@ async def test_paused_by_human_is_skipped_and_forced_strategy_goes_first(stack):
     orch.state("nexus").paused_by_human = True
     pid = fake.procs["nexus"]["pid"]
     fake.kill("nexus")
-    orch.on_event(exited("nexus", pid))
-    await drain(orch)
-    assert orch.history.list(service="nexus")[0]["state"] == "skipped"
+    for _ in range(3):  # re-detected while paused: no stream of skipped incidents
+        orch.on_event(exited("nexus", pid))
+        await drain(orch)
+    assert orch.history.list(service="nexus") == [] and fake.calls == []
     orch.state("nexus").paused_by_human = False
     orch.state("nexus").forced_strategy = "RESTART_SERVICE"
     row = await orch.handle_error("robot", source="unresponsive", context={"running": True})
@@ -332,3 +335,38 @@ def test_stats_per_type(stack):
     assert t["incidents"] == 1 and t["healed"] == 1 and t["mttr_s"]["max"] >= 0
     assert json.dumps(stats)  # JSON-friendly
     assert stats["total"]["healed"] == 1
+
+
+async def test_inapplicable_strategies_do_not_open_the_heal_breaker(stack):
+    _ctx, fake, orch = stack
+    fake.kill("nexus")  # robot's dependency is down: FALLBACK and DEGRADE cannot apply
+    for _ in range(4):  # more than healing.breaker.failure_threshold
+        row = await orch.handle_error("robot", source="exception", message="ConnectionError",
+                                      context={"running": True})
+        assert row["state"] == "escalated"
+        assert [a["applicable"] for a in row["attempts"][:-1]] == [False, False]
+    assert orch.breakers.heal("robot").get_state().value == "CLOSED"
+    fake.procs["nexus"]["running"] = True
+    pid = fake.procs["robot"]["pid"]
+    fake.kill("robot")
+    orch.on_event(exited("robot", pid))
+    await drain(orch)
+    row = orch.history.list(service="robot")[0]
+    assert (row["state"], row["strategy"]) == ("healed", "RESTART_SERVICE")
+    assert ("start", "robot") in fake.calls
+
+
+async def test_escalation_suppresses_only_the_same_failure(stack):
+    _ctx, fake, orch = stack
+    fake.kill("nexus")
+    first = await orch.handle_error("robot", source="unhealthy", context={"running": True})
+    assert first["state"] == "escalated"
+    again = await orch.handle_error("robot", source="unhealthy", context={"running": True})
+    assert again["state"] == "skipped"
+    assert len(orch.history.list(service="robot")) == 1  # the same failure: no new incident
+    fake.procs["nexus"]["running"] = True
+    other = await orch.handle_error("robot", source="errors", context={
+        "running": True, "status_code": 500}, message="5 of 5 probes answered HTTP 500")
+    assert other["state"] != "skipped" and other["id"] != first["id"]
+    assert other["error_signature"] != first["error_signature"]
+    assert len(orch.history.list(service="robot")) == 2
