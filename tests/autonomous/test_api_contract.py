@@ -15,10 +15,12 @@ from hypothesis import HealthCheck, settings
 
 from tests.conftest import TOKEN, OperatorProcess, _recorded_pids, free_port, make_tree, service_yaml
 
-# Operations left out, and why: none of these can be answered without changing what every
-# later case sees (the operator's mode, its whole desired state, running DR drills/restores
-# that start processes and write outside the request); they have their own tests.
-SKIPPED_PATHS = r"^/api/(governance/mode|resilience/(restore|drill)|reconcile)"
+# One operation left out: PUT /api/governance/mode. A generated 'emergency_stop' stops every
+# non-core service and changes the governance gate every later case runs under (growth lets
+# generated actions run at once), so the cases would depend on their order. It has its own
+# tests (test_api.py, test_api_openapi.py). Restores and drills are exercised: with generated
+# backup ids they are 404s, and a restore target is confined to the data dir (item 1).
+SKIPPED = {"method": "PUT", "path": "/api/governance/mode"}
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +42,7 @@ def operator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProce
 @pytest.fixture(scope="module")
 def api_schema(operator: OperatorProcess) -> schemathesis.BaseSchema:
     schema = schemathesis.openapi.from_url(operator.url + "/openapi.json")
-    return schema.exclude(path_regex=SKIPPED_PATHS)
+    return schema.exclude(**SKIPPED)
 
 
 schema = schemathesis.pytest.from_fixture("api_schema")
