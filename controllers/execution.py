@@ -83,7 +83,8 @@ class Executor:
                                         action_kind=action.kind, action=action.as_dict(),
                                         action_hash=action.key(), generation=generation,
                                         mode=mode, ttl=ttl)
-                return Outcome(action, True, f"awaiting approval {req['id']}",
+                return Outcome(action, True, f"awaiting approval {req['id']}: atlas-autonomous "
+                               f"approvals approve {req['id']}",
                                details={"approval": req["id"], "pending": True})
         try:
             return await c.act(action)

@@ -38,6 +38,10 @@ def include_routes(app: FastAPI, ctx: OperatorContext) -> None:
         app.include_router(r)
     app.add_exception_handler(AtlasError, _atlas_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _request_invalid)  # type: ignore[arg-type]
+    from starlette.exceptions import HTTPException
+
+    from autonomous.api.method_not_allowed import http_error
+    app.add_exception_handler(HTTPException, http_error)
 
 
 def create_app(ctx: OperatorContext, *,

@@ -60,6 +60,13 @@ def build(app: Any) -> dict[str, Any]:
             responses.setdefault("409", _resp("Conflict with the current state", "Error"))
             responses.setdefault("429", _resp("Shed by admission control; see Retry-After",
                                               "Throttled"))
+            responses.setdefault("503", _resp("A subsystem is not ready yet (first cycle "
+                                              "running): retry in a few seconds", "Error"))
+            if "requestBody" in op:  # the body guard answers these before any route
+                responses.setdefault("400", _resp("Body not UTF-8 / not JSON, or a bad "
+                                                  "Content-Length", "Error"))
+                responses.setdefault("408", _resp("Body not sent in time", "Error"))
+                responses.setdefault("413", _resp("Body over the configured limit", "Error"))
             if (path, method) in secured:
                 op["security"] = [{"bearer": []}]
                 responses.setdefault("401", _resp("Missing or invalid bearer token", "Error"))

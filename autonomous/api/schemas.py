@@ -10,7 +10,7 @@ from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["EPOCH_MAX", "DecisionBody", "DesiredStateOut", "EpochQuery", "ModeBody", "ModeName", "ModeOut",
-           "RowId", "TriggerOut", "parse_time"]
+           "RowId", "TIME_PATTERN", "TriggerOut", "parse_time", "time_query"]
 
 # Bounded numbers, shared by every route: out-of-range values are a 422 naming the parameter,
 # never an OverflowError or an SQLite integer overflow (a 500).
@@ -18,6 +18,20 @@ EPOCH_MAX = 32503680000.0  # 3000-01-01T00:00:00Z
 ROW_ID_MAX = 2**63 - 1  # SQLite INTEGER
 EpochQuery = Annotated[float | None, Query(ge=0, le=EPOCH_MAX, allow_inf_nan=False,
                                            description="Unix time in seconds (0 … year 3000)")]
+# The forms ``parse_time`` accepts, as a pattern the OpenAPI document states (epoch seconds up to
+# ten digits, or an ISO 8601 date/time from 1980 with days 01-28 only where a pattern cannot know
+# the month's length — later days still parse, the pattern just does not promise them).
+TIME_PATTERN = (r"^(\d{1,10}(\.\d{1,6})?|(19[89]\d|2\d{3})-(0[1-9]|1[0-2])-(0[1-9]|1\d|2[0-8])"
+                r"(T([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?"
+                r"(Z|[+-]([01]\d|2[0-3]):[0-5]\d)?)?)$")
+
+
+def time_query(description: str = "Epoch seconds or ISO 8601 (e.g. 2024-05-01T12:00:00Z)"
+               ) -> Any:
+    """A ``str | None`` query parameter holding a time in one of ``parse_time``'s forms."""
+    return Query(None, pattern=TIME_PATTERN, description=description)
+
+
 RowId = Annotated[int, Path(ge=1, le=ROW_ID_MAX, description="Row id (1 … 2^63-1)")]
 
 

@@ -49,7 +49,7 @@ class Approvals:
     def get(self, aid: str) -> dict[str, Any]:
         row = self.store.query_one("SELECT * FROM approvals WHERE id=?", (aid,))
         if row is None:
-            raise NotFound(f"approval {aid!r} does not exist; list them at GET /api/approvals")
+            raise NotFound(f"approval {aid!r} does not exist; list them with 'atlas-autonomous approvals list'")
         return _row(row)
 
     def list(self, state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:

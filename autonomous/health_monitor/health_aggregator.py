@@ -252,7 +252,8 @@ class HealthAggregator:
                          "bottlenecks": self.bottlenecks},
             "anomalies": {"active": len(active), "penalty": penalty}}
         recs = recommendations(problems, self.latest_services, self.predictions, active,
-                               self.bottlenecks, self.system.processes, th)
+                               self.bottlenecks, self.system.processes, th,
+                               now=self.clock.now())
         return GlobalHealth(self.clock.now(), round(min(100.0, max(0.0, base - penalty)), 2),
                             components, active, recs, list(self.predictions))
 

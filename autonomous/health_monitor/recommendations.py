@@ -42,15 +42,21 @@ def _subject(metric: str) -> str:
 def recommendations(problems: list[dict[str, Any]], services: dict[str, dict[str, Any]],
                     predictions: list[dict[str, Any]], anomalies: list[dict[str, Any]],
                     bottlenecks: list[dict[str, Any]], processes: dict[str, Any] | None,
-                    thresholds: dict[str, float]) -> list[dict[str, Any]]:
-    """Recommendations, most urgent first, each ``{severity, text, metrics}``."""
+                    thresholds: dict[str, float], *, now: float) -> list[dict[str, Any]]:
+    """Recommendations, most urgent first, each ``{severity, text, metrics}``.
+
+    The top process comes from the slower process sweep: the text says how old that sweep is
+    (``now`` minus its ``ts``) instead of presenting it as the current top process.
+    """
     out: list[dict[str, Any]] = []
     for p in problems:
         text = (f"{_subject(p['metric'])} at {p['value']:.0f} % (threshold "
                 f"{p['threshold']:.0f} %): {_ACTIONS.get(p['resource'], 'reduce the load')}")
         top = (processes or {}).get("by_cpu" if p["resource"] == "cpu" else "by_memory") or []
         if top and p["resource"] in ("cpu", "ram"):
-            text += f" (top: {top[0]['name']} pid {top[0]['pid']})"
+            age = max(0.0, now - float((processes or {}).get("ts", now)))
+            text += (f" (top process in the sweep {human_duration(age)} ago: "
+                     f"{top[0]['name']} pid {top[0]['pid']})")
         out.append({"severity": "severa", "text": text, "metrics": [p["metric"]]})
     for name, m in services.items():
         if m["live"] is False:

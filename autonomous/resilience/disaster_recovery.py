@@ -122,7 +122,7 @@ class DisasterRecovery:
             return load_manifest(self.repo, backup_id)
         except (FileNotFoundError, ValueError):
             raise NotFound(f"backup {backup_id!r} is not in {self.repo}; list them with "
-                           "GET /api/resilience/backups") from None
+                           "'atlas-autonomous backups --plan PLAN'") from None
 
     # -- integrity / restore ---------------------------------------------------------------
     def verify_backup_integrity(self, backup_id: str, *,

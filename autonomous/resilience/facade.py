@@ -136,7 +136,7 @@ class ResilienceFacade:
             if (dr.repo / "snapshots" / f"{backup_id}.json").exists():
                 return plan, dr
         raise NotFound(f"backup {backup_id!r} is in no BackupPlan repository; list them with "
-                       "GET /api/resilience/backups")
+                       "'atlas-autonomous backups --plan PLAN'")
 
     async def backup(self, plan: str, kind: str = "full") -> dict[str, Any]:
         """Take a full or incremental backup of ``plan`` now (409 while one is running)."""

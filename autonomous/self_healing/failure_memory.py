@@ -149,7 +149,8 @@ class FailureMemory:
             if rec["success_rate"] is not None and rec["success_rate"] < \
                     self.policy()["min_success_rate"]:
                 action += (f"; healing succeeds only {rec['success_rate']:.0%} of the time for "
-                           "it: force another strategy with POST /api/healing/override")
+                           f"it: force another strategy with 'atlas-autonomous heal trigger {service} "
+                           "--strategy STRATEGY'")
             out.append({"error_signature": rec["error_signature"],
                         "error_type": rec["error_type"], "count": rec["count"],
                         "services": rec["services"], "action": action})

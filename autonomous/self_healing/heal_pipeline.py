@@ -187,7 +187,7 @@ class HealingPipeline:
         if spec is None:
             return None  # see _undeclared
         if st.paused_by_human and not manual:
-            return f"auto-healing of {name} is paused by a human (POST /api/healing/override)"
+            return f"auto-healing of {name} is paused by a human (resume: 'atlas-autonomous heal resume {name}')"
         mode = self.ctx.governance.mode
         if mode == "emergency_stop" and not spec.core:
             return f"emergency_stop: only core services are healed and {name} is not core"

@@ -33,6 +33,7 @@ from autonomous.telemetry.redact import redact_fields, redact_text
 
 __all__ = [
     "LEVELS",
+    "LEVEL_NAMES",
     "OPERATOR_LOG",
     "LogsCollector",
     "TelemetryLogHandler",
@@ -42,6 +43,7 @@ __all__ = [
 
 LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
 _ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL", "ERR": "ERROR", "TRACE": "DEBUG"}
+LEVEL_NAMES = (*LEVELS, *_ALIASES)  # every name ``level`` filters accept (any case)
 OPERATOR_LOG = "operator.jsonl"
 _STD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "service"}
 _SIG = [(re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.IGNORECASE),

@@ -50,3 +50,16 @@ def test_mode_is_an_enum_and_export_content_type_documented(spec_and_client):
     assert "governed" in str(param["schema"])
     export = spec["paths"]["/api/telemetry/logs/export"]["get"]["responses"]["200"]
     assert "application/x-ndjson" in export["content"]
+
+
+def test_405_allow_lists_every_method_of_the_path(spec_and_client):
+    # two routes share these paths; Starlette's Allow named only the first one's method
+    spec, c = spec_and_client
+    auth = {"Authorization": "Bearer test-token"}
+    for path, wrong in (("/api/governance/mode", "POST"), ("/api/telemetry/silences", "PUT"),
+                        ("/api/governance/mode", "DELETE")):
+        r = c.request(wrong, path, headers=auth)
+        documented = {m.upper() for m in spec["paths"][path]}
+        assert r.status_code == 405
+        assert documented <= {m.strip() for m in r.headers["allow"].split(",")}, r.headers
+        assert wrong not in r.headers["allow"]

@@ -215,6 +215,7 @@ async def test_governance_gate(ctx, tmp_path, mode, expect_world, expect_msg):
         if mode == "governed":
             pending = ctx.approvals.list("pending")
             assert len(pending) == 1 and pending[0]["action_kind"] == "restart_all"
+            assert f"atlas-autonomous approvals approve {pending[0]['id']}" in out[0].message
             await m.reconcile(c)
             assert len(ctx.approvals.list("pending")) == 1, "no duplicate request"
             ctx.approvals.decide(pending[0]["id"], approve=True, actor="human",

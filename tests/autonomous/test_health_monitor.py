@@ -486,3 +486,14 @@ def test_detect_cost_per_sample_is_small(store: Store) -> None:
         det.detect({"cpu.percent": float(rng.normal())})
     per = (time.perf_counter() - t0) / 200
     assert per < 0.01 and not math.isnan(per)
+
+
+def test_top_process_recommendation_says_how_old_the_sweep_is() -> None:
+    from autonomous.health_monitor.recommendations import recommendations
+    problem = {"metric": "cpu.percent", "resource": "cpu", "value": 97.0, "threshold": 90.0}
+    sweep = {"ts": 1000.0, "count": 1, "by_cpu": [{"name": "burner", "pid": 42}],
+             "by_memory": []}
+    [rec] = recommendations([problem], {}, [], [], [], sweep, {}, now=1062.0)
+    assert "top process in the sweep ~62 s ago: burner pid 42" in rec["text"]
+    [fresh] = recommendations([problem], {}, [], [], [], sweep, {}, now=1000.0)
+    assert "~0 s ago" in fresh["text"]

@@ -144,7 +144,7 @@ def test_backup_list_verify_restore_drill_through_the_api(api, tmp_path):
                                                "service"]
     assert d["steps"][-1]["detail"]["body"]["integrity"] == "ok"
     missing = c.post("/api/resilience/backups/nope/verify", headers=AUTH)
-    assert missing.status_code == 404 and "GET /api/resilience/backups" in missing.text
+    assert missing.status_code == 404 and "atlas-autonomous backups" in missing.text
     unknown = c.post("/api/resilience/backup", json={"plan": "nope"}, headers=AUTH)
     assert unknown.status_code == 404 and "declared: operator" in unknown.text
 

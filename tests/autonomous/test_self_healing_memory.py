@@ -71,7 +71,7 @@ def test_recurring_errors_and_preventive_actions(mem, ctx):
     assert rec[0]["services"] == ["nexus"] and rec[0]["success_rate"] == pytest.approx(0.333)
     [action] = mem.generate_preventive_actions()
     assert "resources of nexus" in action["action"]
-    assert "POST /api/healing/override" in action["action"]  # healing rarely works for it
+    assert "atlas-autonomous heal trigger" in action["action"]  # healing rarely works for it
     ctx.clock.advance(86400 + 1)
     assert mem.get_recurring_errors() == []
 

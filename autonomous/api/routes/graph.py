@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 
-from autonomous.api.schemas import parse_time
+from autonomous.api.schemas import parse_time, time_query
 from autonomous.api.deps import Ctx
 from autonomous.core.errors import NotFound, Problem, ValidationFailed
 
@@ -25,8 +25,8 @@ def _ts(value: str | None, name: str) -> float | None:
 
 
 @router.get("/nodes")
-def nodes(ctx: Ctx, type: str | None = Query(None), since: str | None = None,
-          until: str | None = None, q: str | None = None,
+def nodes(ctx: Ctx, type: str | None = Query(None), since: str | None = time_query(),
+          until: str | None = time_query(), q: str | None = None,
           limit: int = Query(100, ge=1, le=5000)) -> dict[str, Any]:
     """Nodes filtered by type, time range and label text, newest first."""
     return {"nodes": ctx.graph.find(type_=type, since=_ts(since, "since"),

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from autonomous.api.deps import Ctx, subsystem
-from autonomous.api.schemas import parse_time
+from autonomous.api.schemas import parse_time, time_query
 from autonomous.core.clock import iso
 from autonomous.core.errors import AtlasError, NotFound, Problem, ValidationFailed
 
@@ -228,8 +228,8 @@ def metrics_services(ctx: Ctx) -> ServicesOut:
 
 
 @router.get("/anomalies", response_model=AnomaliesOut)
-def anomalies(ctx: Ctx, since: str | None = Query(
-        None, description="Epoch seconds or ISO 8601; default: the last 24 h")) -> AnomaliesOut:
+def anomalies(ctx: Ctx, since: str | None = time_query(
+        "Epoch seconds or ISO 8601; default: the last 24 h")) -> AnomaliesOut:
     """Anomaly events (start, peak, duration, metric, severity) since a time."""
     t = _since(since, ctx.clock.now())
     return AnomaliesOut(since=iso(t), anomalies=[_anomaly(a) for a in

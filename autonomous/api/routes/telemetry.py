@@ -11,6 +11,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from autonomous.api.deps import Actor, Ctx, subsystem
 from autonomous.api.schemas import EpochQuery, RowId
 from autonomous.core.errors import Problem, ValidationFailed
+from autonomous.telemetry.logs_collector import LEVEL_NAMES
+
+# What the log search accepts, stated in the document: a level name or alias (any case), and
+# a query holding at least one word (the collector's word characters).
+_LEVEL = Query(None, pattern="^(" + "|".join(
+    "".join(f"[{c.upper()}{c.lower()}]" for c in n) for n in LEVEL_NAMES) + ")$",
+    description="Minimum level: " + ", ".join(LEVEL_NAMES) + " (any case)")
+_WORDS = Query(None, pattern=r"[A-Za-z0-9_.:-]", description="Words that must all appear "
+               "(word* for a prefix)")
 
 __all__ = ["router"]
 
@@ -64,8 +73,9 @@ class AckIn(BaseModel):
 
 
 class SilenceIn(BaseModel):
-    matchers: dict[str, str] = Field(description="Labels an alert must have to be silenced")
-    duration_seconds: float = Field(gt=0, le=90 * 86400, description="How long")
+    matchers: dict[str, str] = Field(min_length=1, description="Labels an alert must have to "
+                                     "be silenced (at least one)")
+    duration_seconds: float = Field(ge=1, le=90 * 86400, description="How long (1 s … 90 d)")
     comment: str = Field("", max_length=2000)
 
 
@@ -112,7 +122,7 @@ def get_metrics(ctx: Ctx, name: str | None = None, labels: str | None = None,
 
 
 @router.get("/logs", response_model=LogsOut)
-def get_logs(ctx: Ctx, q: str | None = None, level: str | None = None,
+def get_logs(ctx: Ctx, q: str | None = _WORDS, level: str | None = _LEVEL,
              service: str | None = None, since: EpochQuery = None,
              until: EpochQuery = None, trace_id: str | None = None,
              limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> LogsOut:
@@ -132,7 +142,7 @@ def get_log_errors(ctx: Ctx, since: EpochQuery = None, until: EpochQuery = None,
 @router.get("/logs/export", response_class=PlainTextResponse, responses={200: {
     "description": "One JSON log record per line",
     "content": {"application/x-ndjson": {"schema": {"type": "string"}}}}})
-def export_logs(ctx: Ctx, q: str | None = None, level: str | None = None,
+def export_logs(ctx: Ctx, q: str | None = _WORDS, level: str | None = _LEVEL,
                 service: str | None = None, since: EpochQuery = None,
                 until: EpochQuery = None) -> PlainTextResponse:
     """Matching log lines as NDJSON, oldest first."""
