@@ -90,10 +90,12 @@ def timed(fn, *a, **kw):
     return out, time.perf_counter() - t0
 
 
-def atlas(tree: Path, work: Path, total: int) -> dict:
+def atlas(tree: Path, work: Path, total: int, sealed: bool = True) -> dict:
     pol = load_tree(Path(__file__).resolve().parents[1]).tree.policies["governed"]
     params = EngineParams.from_policy(pol["resilience"]["backup"])
-    dr = DisasterRecovery(work / "atlas-repo", params, root=tree.parent, data_dir=work)
+    key = work / "keys" / "bench.key" if sealed else None  # restic always encrypts
+    dr = DisasterRecovery(work / "atlas-repo", params, root=tree.parent, data_dir=work,
+                          key_file=key)
     spec = {"paths": [tree.name], "exclude": []}
     full, t_full = timed(dr.create_full_backup, "bench", spec)
     _, t_inc1 = timed(dr.create_incremental_backup, "bench", spec)  # nothing changed
@@ -104,7 +106,7 @@ def atlas(tree: Path, work: Path, total: int) -> dict:
     unique = full["stats"]["new_bytes"]
     return {"full_s": t_full, "inc1_s": t_inc1, "inc_s": t_inc, "restore_s": t_restore,
             "dedup": full["stats"]["bytes"] / unique, "stored": stored,
-            "restored_bytes": restored["bytes"], "params": params}
+            "restored_bytes": restored["bytes"], "params": params, "sealed": sealed}
 
 
 def restic(tree: Path, work: Path) -> dict | None:
@@ -149,13 +151,16 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="200 MiB tree")
     ap.add_argument("--size-mib", type=int, default=None)
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
+    ap.add_argument("--plain", action="store_true",
+                    help="ATLAS without encryption (default: sealed, AES-256-GCM, as restic "
+                    "always encrypts)")
     args = ap.parse_args()
     size = args.size_mib or (200 if args.quick else 1024)
     work = Path(tempfile.mkdtemp(prefix="atlas-bench-backup-"))
     try:
         total = build_tree(work / "tree_a", size)
         shutil.copytree(work / "tree_a", work / "tree_b")  # restic gets its own, same content
-        a = atlas(work / "tree_a", work, total)
+        a = atlas(work / "tree_a", work, total, sealed=not args.plain)
         r = restic(work / "tree_b", work)
         report(total, a, r)
     finally:
@@ -170,6 +175,9 @@ def report(total: int, a: dict, r: dict | None) -> None:
     print(f"tree: {mib:.0f} MiB (random, duplicated, logs, edited copies); 2 cores")
     print(f"atlas chunking: avg {p.chunk_avg_bytes // 1024} KiB, zstd level "
           f"{p.compression_level}, {p.workers} workers, fsync {p.fsync}")
+    print("atlas repository: " + ("sealed (AES-256-GCM, keyed chunk names)" if a["sealed"]
+                                  else "plain (--plain)") + "; restic: encrypted (AES-256 + "
+          "Poly1305), as always")
     print("throughput = tree MiB / wall seconds")
     rows = [("full backup MiB/s", mib / a["full_s"], r and mib / r["full_s"]),
             ("incremental, unchanged", mib / a["inc1_s"], r and mib / r["inc1_s"]),

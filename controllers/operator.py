@@ -13,6 +13,7 @@ import logging
 import os
 import secrets
 import signal
+import ipaddress
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -88,6 +89,31 @@ def _build_server(ctx: OperatorContext, host: str, port: int) -> Any:
     return _Server(config)
 
 
+def _refuse_open_reads(host: str, authenticated_reads: bool) -> None:
+    """A non-loopback listener serves every GET (state, logs, config) to the network: only
+    when reads need the token too."""
+    if authenticated_reads or _is_loopback(host):
+        return
+    raise InsecureListen(
+        f"refusing to listen on {host}: it is not a loopback address and every GET is "
+        "answered without a token; set spec.settings.api.authenticated_reads: true in "
+        "config/autonomous.yaml (every request then needs the bearer token, except "
+        "spec.settings.api.public_paths) or listen on 127.0.0.1")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+class InsecureListen(ValueError):
+    """A listen address the config does not allow."""
+
+
 class Operator:
     def __init__(self, root: str | Path = ".", *, data_dir: str | Path | None = None,
                  host: str | None = None, port: int | None = None,
@@ -100,6 +126,7 @@ class Operator:
         self._first = first
         self.data_dir = Path(data_dir or self.root / cfg.data_dir).resolve()
         self.host = host or cfg.listen.host
+        _refuse_open_reads(self.host, bool(cfg.settings["api"]["authenticated_reads"]))
         self.port = cfg.listen.port if port is None else port
         self.clock = clock or SystemClock()
         self.ctx: OperatorContext | None = None
@@ -172,7 +199,9 @@ class Operator:
     def bind(self) -> socket.socket:
         """Bind the API socket first: a taken port fails before anything is started."""
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # protocol IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only then (else every response
+        # on a kept-alive connection waits ~40 ms for the delayed ACK)
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((self.host, self.port))

@@ -56,7 +56,9 @@ async def plan_actions(root: Path, data_dir: Path) -> tuple[str, list[dict[str, 
                 o = await c.observe()
                 actions = c.diff(d, o)
             except Exception as exc:  # noqa: BLE001 - report, keep planning the others
-                out.append({"controller": c.name, "error": f"{type(exc).__name__}: {exc}"})
+                out.append({"controller": c.name, "error": f"{type(exc).__name__}: {exc}",
+                            "skipped": "observes only inside the running operator; not "
+                            "planned offline"})
                 continue
             for a in actions:
                 out.append({"controller": c.name, **a.as_dict(),
@@ -72,7 +74,7 @@ async def plan(root: Path, data_dir: str | None, *, as_json: bool = False) -> in
         for p in result.problems:
             print(p)
         return 1
-    ddir = Path(data_dir) if data_dir else root / result.tree.config.data_dir
+    ddir = Path(data_dir) if data_dir else Path.cwd() / result.tree.config.data_dir
     mode, actions = await plan_actions(root.resolve(), ddir.resolve())
     if as_json:
         print(json.dumps({"mode": mode, "actions": actions}, indent=2, default=str))
@@ -82,7 +84,7 @@ async def plan(root: Path, data_dir: str | None, *, as_json: bool = False) -> in
         t.add_column(col)
     for a in actions:
         if "error" in a:
-            t.add_row(a["controller"], "-", "-", f"cannot observe: {a['error']}", "-")
+            t.add_row(a["controller"], "-", "-", f"skipped: {a['skipped']} ({a['error']})", "-")
         else:
             t.add_row(a["controller"], a["kind"], a["resource"], a["reason"], a["governance"])
     Console().print(t if actions else "no changes")

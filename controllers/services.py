@@ -19,6 +19,7 @@ from typing import Any
 
 from autonomous.core.backoff import Backoff, BackoffSpec
 from autonomous.resources.kinds.service import ServiceSpec
+from autonomous.supervisor.order import topo_order
 from autonomous.supervisor.probe_client import ProbeClient
 from autonomous.supervisor.probes import ProbeState
 from autonomous.supervisor.processes import ProcessSupervisor
@@ -58,22 +59,6 @@ class ObservedService:
     stopped_by_us: bool = False
     ready: bool | None = None
     restart_wait: float = 0.0  # seconds left of the crash back-off
-
-
-def topo_order(services: dict[str, ServiceSpec]) -> list[str]:
-    """Dependency order (dependencies first), ties by name. Validation rejects cycles."""
-    done: list[str] = []
-
-    def visit(n: str, seen: tuple[str, ...]) -> None:
-        if n in done or n in seen or n not in services:
-            return
-        for d in sorted(services[n].depends_on):
-            visit(d, seen + (n,))
-        done.append(n)
-
-    for n in sorted(services):
-        visit(n, ())
-    return done
 
 
 class ServicesController(Controller):

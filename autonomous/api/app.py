@@ -50,17 +50,34 @@ def create_app(ctx: OperatorContext, *,
                   description="Self-managing operations layer for the ATLAS robot stack.")
     include_routes(app, ctx)
     install_middleware(app, ctx)
+    from autonomous.api import openapi
+
+    openapi.install(app)
     return app
 
 
 def install_middleware(app: FastAPI, ctx: OperatorContext) -> None:
     """Admission control (priorities, shedding with 429 + Retry-After) inside W3C trace
     context on every request (spans reach telemetry once it runs)."""
+    from autonomous.api import body_guard
     from autonomous.resilience import admission
     from autonomous.telemetry import tracing_middleware
 
     admission.install(app, ctx)
     tracing_middleware.install(app, ctx)
+    body_guard.install(app, ctx)  # outermost: 401 / 413 / 408 before anything reads a body
+
+
+def _missing_body(request: Request) -> str:
+    """'body: Field required' says nothing: name the JSON fields the route expects."""
+    route = request.scope.get("route")
+    field = getattr(route, "body_field", None)
+    model = getattr(getattr(field, "field_info", None), "annotation", None)
+    fields = getattr(model, "model_fields", None)
+    if not fields:
+        return "a JSON request body is required"
+    names = ", ".join(f"{n} (required)" if f.is_required() else n for n, f in fields.items())
+    return f"a JSON request body is required, with the fields: {names}"
 
 
 async def _atlas_error(_: Request, exc: AtlasError) -> JSONResponse:
@@ -75,11 +92,14 @@ async def _atlas_error(_: Request, exc: AtlasError) -> JSONResponse:
     return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
 
-async def _request_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+async def _request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
     problems = []
     for err in exc.errors():
         loc = ".".join(str(x) for x in err.get("loc", ()))
-        problems.append({"path": loc, "message": err.get("msg", "invalid")})
+        msg = err.get("msg", "invalid")
+        if tuple(err.get("loc", ())) == ("body",) and err.get("type") == "missing":
+            msg = _missing_body(request)
+        problems.append({"path": loc, "message": msg})
     text = "; ".join(f"{p['path']}: {p['message']}" for p in problems)
     return JSONResponse({"detail": f"invalid request: {text}", "problems": problems},
                         status_code=422)

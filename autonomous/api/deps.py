@@ -10,7 +10,7 @@ from fastapi import Depends, Header, Request
 from autonomous.context import OperatorContext
 from autonomous.core.errors import Unauthorized
 
-__all__ = ["Actor", "Ctx", "get_ctx", "require_token", "subsystem"]
+__all__ = ["Actor", "Ctx", "get_ctx", "require_token", "subsystem", "token_problem"]
 
 
 def get_ctx(request: Request) -> OperatorContext:
@@ -20,14 +20,22 @@ def get_ctx(request: Request) -> OperatorContext:
 Ctx = Annotated[OperatorContext, Depends(get_ctx)]
 
 
+def token_problem(authorization: str | None, token: str) -> str | None:
+    """Why ``authorization`` does not carry ``Bearer <token>``; None when it does."""
+    if not authorization or not authorization.startswith("Bearer "):
+        return ("missing bearer token: send 'Authorization: Bearer <token>' (the token is in "
+                "ATLAS_AUTONOMOUS_TOKEN or <data-dir>/api-token)")
+    given = authorization[len("Bearer "):].strip()
+    if not hmac.compare_digest(given.encode(), token.encode()):
+        return "invalid bearer token"
+    return None
+
+
 def require_token(ctx: Ctx, authorization: Annotated[str | None, Header()] = None) -> str:
     """Check ``Authorization: Bearer <token>``; returns the actor name used in audit logs."""
-    if not authorization or not authorization.startswith("Bearer "):
-        raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>' (the token "
-                           "is in ATLAS_AUTONOMOUS_TOKEN or <data-dir>/api-token)")
-    given = authorization[len("Bearer "):].strip()
-    if not hmac.compare_digest(given.encode(), ctx.token.encode()):
-        raise Unauthorized("invalid bearer token")
+    problem = token_problem(authorization, ctx.token)
+    if problem is not None:
+        raise Unauthorized(problem)
     return "api-token"
 
 

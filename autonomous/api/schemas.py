@@ -2,23 +2,56 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import math
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
+from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["DecisionBody", "DesiredStateOut", "ModeBody", "ModeOut", "TriggerOut"]
+__all__ = ["EPOCH_MAX", "DecisionBody", "DesiredStateOut", "EpochQuery", "ModeBody", "ModeName", "ModeOut",
+           "RowId", "TriggerOut", "parse_time"]
+
+# Bounded numbers, shared by every route: out-of-range values are a 422 naming the parameter,
+# never an OverflowError or an SQLite integer overflow (a 500).
+EPOCH_MAX = 32503680000.0  # 3000-01-01T00:00:00Z
+ROW_ID_MAX = 2**63 - 1  # SQLite INTEGER
+EpochQuery = Annotated[float | None, Query(ge=0, le=EPOCH_MAX, allow_inf_nan=False,
+                                           description="Unix time in seconds (0 … year 3000)")]
+RowId = Annotated[int, Path(ge=1, le=ROW_ID_MAX, description="Row id (1 … 2^63-1)")]
+
+
+def parse_time(text: str, field: str) -> float:
+    """Epoch seconds or ISO 8601, within 0 … year 3000; ValueError with a message naming
+    ``field`` otherwise."""
+    try:
+        t = float(text)
+    except ValueError:
+        try:
+            t = datetime.fromisoformat(text).timestamp()
+        except (ValueError, OverflowError, OSError):
+            raise ValueError(f"{field}: {text!r} is neither epoch seconds nor an ISO 8601 time "
+                             "such as 2024-05-01T12:00:00Z") from None
+    if not math.isfinite(t) or not 0 <= t <= EPOCH_MAX:
+        raise ValueError(f"{field}: {text!r} is out of range: epoch seconds from 0 to "
+                         f"{EPOCH_MAX:.0f} (year 3000)")
+    return t
+
+
+
+ModeName = Literal["governed", "growth", "emergency_stop"]
 
 
 class ModeBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    mode: Literal["governed", "growth", "emergency_stop"] = Field(
+    mode: ModeName = Field(
         description="Governance mode to switch to")
     reason: str | None = Field(None, max_length=2000, description="Why (kept in the audit log)")
 
 
 class ModeOut(BaseModel):
-    mode: str
-    previous: str | None = None
+    mode: ModeName
+    previous: ModeName | None = None
     history: list[dict[str, Any]] = Field(default_factory=list)
 
 

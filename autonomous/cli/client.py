@@ -51,7 +51,8 @@ def call_json(client: Any, method: str, path: str, **kw: Any) -> Any:
     try:
         r = client.request(method, path, **kw)
     except httpx.HTTPError as exc:
-        print(f"cannot reach the operator at {client.base}: {exc}", file=sys.stderr)
+        print(f"cannot reach the operator at {client.base}: {exc}; is it running? start it "
+              "with 'atlas-autonomous run' (or pass --url)", file=sys.stderr)
         return None
     if r.status_code >= 400:
         try:

@@ -53,7 +53,7 @@ def cmd_validate(args: Any) -> int:
     if result.problems:
         print(f"{len(result.problems)} problem(s)", file=sys.stderr)
         return 1
-    print(f"ok ({result.hash[:12]})", file=sys.stderr)
+    print(f"ok: no problems (tree hash {result.hash[:12]})")
     return 0
 
 
@@ -66,8 +66,10 @@ def cmd_status(args: Any) -> int:
     from rich.table import Table
 
     data = _call(args, "GET", "/api/reconcile/status")
+    if data is None:
+        return 1  # said once why, and how to start it
     desired = _call(args, "GET", "/api/desired-state")
-    if data is None or desired is None:
+    if desired is None:
         return 1
     if args.json:
         print(json.dumps({"reconcile": data, "desired_state": desired}, indent=2))
@@ -104,6 +106,9 @@ def cmd_mode(args: Any) -> int:
                      json={"mode": args.name, "reason": args.reason or "cli"})
     if data is None:
         return 1
+    if args.name is not None and data.get("previous") == data["mode"]:
+        print(f"{data['mode']} (already in {data['mode']}: no switch recorded)")
+        return 0
     print(data["mode"])
     return 0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from autonomous.resources.jsonschema import stale, write
+from autonomous.resources.jsonschema import generate, stale, write
 
 __all__ = ["register"]
 
@@ -23,6 +23,8 @@ def cmd_schemas(args: Any) -> int:
         bad = stale(dest)
         for name in bad:
             print(f"{dest / name}: stale; run 'atlas-autonomous schemas' and commit the result")
+        if not bad:
+            print(f"ok: {len(generate())} schemas in {dest}/ match the models")
         return 1 if bad else 0
     for name in write(dest):
         print(dest / name)

@@ -7,8 +7,12 @@ window costs ``A_FP`` times a sigmoid of its distance to the last window that en
 before any window). One threshold per profile for the whole corpus, chosen to maximise the
 raw score, which is normalised so that "detect nothing" is 0 and "perfect" is 100.
 
-``load_corpus(root)`` reads ``<root>/data/<folder>/*.csv`` and ``labels/combined_windows.json``;
-``score_corpus(scores, corpus, profile)`` returns the normalised score and its threshold.
+``load_corpus(root)`` reads ``<root>/data/<folder>/*.csv`` and ``labels/combined_windows.json``
+(37 files in four categories); ``load_published(root, name, corpus)`` reads a published
+detector's scores (``<root>/published/<name>/<folder>/<file>.csv``, one ``anomaly_score`` per
+data row). ``Scorer(corpus)`` caches the per-row weights: ``best_threshold`` picks the corpus
+threshold on some files, ``score`` scores any files at a given threshold (normalised over
+those files' windows). ``score_corpus(scores, corpus, profile)`` does both on one set.
 """
 
 from __future__ import annotations
@@ -25,13 +29,17 @@ import numpy as np
 __all__ = [
     "PROFILES",
     "NabFile",
+    "Scorer",
+    "candidate_thresholds",
+    "category",
     "default_root",
     "load_corpus",
+    "load_published",
     "scaled_sigmoid",
     "score_corpus",
 ]
 
-FOLDERS = ("realAWSCloudwatch", "realKnownCause")
+FOLDERS = ("realAWSCloudwatch", "realKnownCause", "realAdExchange", "realTraffic")
 PROFILES: dict[str, tuple[float, float, float]] = {  # (A_TP, A_FN, A_FP)
     "standard": (1.0, 1.0, 0.11),
     "reward_low_FP_rate": (1.0, 1.0, 0.22),
@@ -72,7 +80,7 @@ def _parse_ts(text: str) -> float:
 
 
 def load_corpus(root: Path) -> list[NabFile]:
-    """Every CSV of the two server-metric folders with its windows as row indices."""
+    """Every CSV of the four folders with its windows as row indices."""
     labels = json.loads((root / "labels" / "combined_windows.json").read_text())
     files = []
     for folder in FOLDERS:
@@ -134,20 +142,75 @@ def _raw(w: _Weights, detected: np.ndarray, profile: tuple[float, float, float])
     return total
 
 
+def category(key: str) -> str:
+    """The folder part of a file key (``realTraffic/speed_6005.csv`` → ``realTraffic``)."""
+    return key.split("/", 1)[0]
+
+
+def load_published(root: Path, name: str, corpus: list[NabFile]) -> dict[str, np.ndarray]:
+    """A published detector's per-row scores for every file of ``corpus``."""
+    out = {}
+    for f in corpus:
+        with (root / "published" / name / f.key).open() as fh:
+            col = np.array([float(r["anomaly_score"]) for r in csv.DictReader(fh)])
+        if len(col) != len(f.values):
+            raise ValueError(f"{name}/{f.key}: {len(col)} scores for {len(f.values)} rows")
+        out[f.key] = col
+    return out
+
+
+def candidate_thresholds(allv: np.ndarray) -> np.ndarray:
+    """Thresholds worth trying: quantiles dense towards the top, plus the top distinct values.
+
+    The raw score only changes at a score value; detectors that put their alarms in the last
+    0.01 % of rows (HTM's likelihood near 1) need the fine end.
+    """
+    q = np.quantile(allv, 1.0 - np.geomspace(0.5, 1e-6, 400))
+    top = np.unique(allv)[-400:]
+    return np.unique(np.concatenate([q, top]))
+
+
+class Scorer:
+    """The NAB-style scorer over one corpus, per-row weights computed once."""
+
+    def __init__(self, corpus: list[NabFile]) -> None:
+        self.files = {f.key: f for f in corpus}
+        self.weights = {f.key: _weights(f) for f in corpus}
+
+    def raw(self, scores: dict[str, np.ndarray], keys: list[str], thr: float,
+            profile: str) -> float:
+        prof = PROFILES[profile]
+        return sum(_raw(self.weights[k], scores[k] >= thr, prof) for k in keys)
+
+    def normalise(self, raw: float, keys: list[str], profile: str) -> float:
+        a_tp, a_fn, _ = PROFILES[profile]
+        n_windows = sum(len(self.weights[k].windows) for k in keys)
+        null, perfect = -a_fn * n_windows, a_tp * n_windows
+        return 100.0 * (raw - null) / (perfect - null)
+
+    def score(self, scores: dict[str, np.ndarray], keys: list[str], thr: float,
+              profile: str) -> float:
+        """Normalised score of ``keys`` at threshold ``thr``."""
+        return self.normalise(self.raw(scores, keys, thr, profile), keys, profile)
+
+    def best_threshold(self, scores: dict[str, np.ndarray], keys: list[str], profile: str,
+                       thresholds: np.ndarray | None = None) -> tuple[float, float]:
+        """``(threshold, raw)`` maximising the raw score of ``keys`` (ties: the lowest)."""
+        if thresholds is None:
+            thresholds = candidate_thresholds(np.concatenate([scores[k] for k in keys]))
+        best = (-math.inf, 1.0)
+        for thr in thresholds:
+            raw = self.raw(scores, keys, float(thr), profile)
+            if raw > best[0]:
+                best = (raw, float(thr))
+        return best[1], best[0]
+
+
 def score_corpus(scores: dict[str, np.ndarray], corpus: list[NabFile],
                  profile: str = "standard", thresholds: np.ndarray | None = None
                  ) -> dict[str, float]:
     """Normalised NAB score of per-row anomaly scores, with the best corpus threshold."""
-    weights = {f.key: _weights(f) for f in corpus}
-    prof = PROFILES[profile]
-    if thresholds is None:
-        allv = np.concatenate([scores[f.key] for f in corpus])
-        thresholds = np.unique(np.quantile(allv, np.linspace(0.5, 1.0, 201)))
-    best = (-math.inf, 1.0)
-    for thr in thresholds:
-        raw = sum(_raw(weights[f.key], scores[f.key] >= thr, prof) for f in corpus)
-        best = max(best, (raw, float(thr)))
-    n_windows = sum(len(w.windows) for w in weights.values())
-    null, perfect = -prof[1] * n_windows, prof[0] * n_windows
-    return {"score": 100.0 * (best[0] - null) / (perfect - null), "threshold": best[1],
-            "raw": best[0]}
+    sc = Scorer(corpus)
+    keys = [f.key for f in corpus]
+    thr, raw = sc.best_threshold(scores, keys, profile, thresholds)
+    return {"score": sc.normalise(raw, keys, profile), "threshold": thr, "raw": raw}

@@ -102,7 +102,9 @@ def predict_failure(metric: str, ts: list[float] | np.ndarray, values: list[floa
     if max(short.slope, long_.slope) / min(short.slope, long_.slope) > policy["agreement"]:
         return None
     gap = threshold - short.level
-    eta = max(0.0, gap / short.slope)
+    if gap <= 0 or float(v[int(np.argmax(t))]) >= threshold:
+        return None  # already there: a threshold breach, not a prediction ("in ~0 s")
+    eta = gap / short.slope
     if eta > policy["max_eta_seconds"]:
         return None
     low = max(0.0, gap / short.slope_high) if short.slope_high > 0 else eta

@@ -24,7 +24,6 @@ ready, then multiplied by ``1 − dependency_weight·(share of dependencies down
 from __future__ import annotations
 
 import asyncio
-import statistics
 import time
 from collections import deque
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from autonomous.core.clock import Clock
 from autonomous.health_monitor.network import tcp_connect
 from autonomous.health_monitor.prom import request_totals
 from autonomous.supervisor.probe_client import ProbeClient
+from autonomous.telemetry.metrics_aggregator import percentile
 from autonomous.supervisor.probes import ProbeResult, ProbeState
 
 __all__ = ["ServiceHealth", "ServiceStatus"]
@@ -291,7 +291,7 @@ class ServiceHealth:
             return {"throughput": None, "error_rate": None}
         (t0, n0, e0), (t1, n1, e1) = inside[0], inside[-1]
         dn, de = max(0.0, n1 - n0), max(0.0, e1 - e0)  # a restart resets the counters
-        return {"throughput": dn / (t1 - t0), "error_rate": (de / dn) if dn else 0.0}
+        return {"throughput": dn / (t1 - t0), "error_rate": min(1.0, de / dn) if dn else None}  # no requests: no rate
 
     @staticmethod
     def _uptime(obs: dict[str, Any] | None, now: float) -> float | None:
@@ -381,8 +381,5 @@ def _after_startup(probes: list[dict[str, Any]], started_at: float | None,
 
 
 def _pct(sorted_values: list[float], q: float) -> float | None:
-    if not sorted_values:
-        return None
-    if len(sorted_values) == 1:
-        return round(sorted_values[0], 3)
-    return round(statistics.quantiles(sorted_values, n=100, method="inclusive")[int(q) - 1], 3)
+    p = percentile(sorted_values, q)  # the one percentile (telemetry's linear interpolation)
+    return None if p is None else round(p, 3)

@@ -83,6 +83,8 @@ class SystemMetrics:
         snap: dict[str, Any] = {"ts": self.clock.now()}
         snap["cpu"] = self._cpu(missing)
         snap["memory"] = self._memory()
+        if snap["memory"]["swap"]["percent"] is None:
+            missing["swap.percent"] = "no swap configured"
         snap["gpu"] = self._gpu(missing)
         snap["disks"] = self._disks()
         snap["io"] = self._io(missing)
@@ -140,7 +142,7 @@ class SystemMetrics:
         return {"ram": {"percent": vm.percent, "total_mb": vm.total / 2**20,
                         "used_mb": (vm.total - vm.available) / 2**20,
                         "available_mb": vm.available / 2**20},
-                "swap": {"percent": sw.percent if sw.total else 0.0,
+                "swap": {"percent": sw.percent if sw.total else None,
                          "total_mb": sw.total / 2**20, "used_mb": sw.used / 2**20}}
 
     def _gpu(self, missing: dict[str, str]) -> dict[str, Any]:

@@ -185,6 +185,51 @@ class KnowledgeGraph:
             return {"nodes": [self.node(n) for n in s.nodes],
                     "edges": [{"src": u, "dst": v, "rel": k} for u, v, k in s.edges(keys=True)]}
 
+    # -- the specification's names ---------------------------------------------------------
+    def query_graph(self, *, type_: str | None = None, since: float | None = None,
+                    until: float | None = None, label_contains: str | None = None,
+                    limit: int = 100) -> list[dict[str, Any]]:
+        """Nodes matching the filters, newest first (the specification's name for ``find``)."""
+        return self.find(type_=type_, since=since, until=until,
+                         label_contains=label_contains, limit=limit)
+
+    def find_related(self, node_id: str, depth: int = 1) -> dict[str, Any]:
+        """The neighbourhood of ``node_id`` (the specification's name for ``related``)."""
+        return self.related(node_id, depth)
+
+    def visualize_subgraph(self, node_id: str, *, depth: int = 1, max_nodes: int,
+                           fmt: str = "json") -> dict[str, Any] | str:
+        """At most ``max_nodes`` nodes around ``node_id`` (breadth first), as JSON or SVG."""
+        if max_nodes < 1:
+            raise ValueError("max_nodes must be at least 1")
+        if fmt not in ("json", "svg"):
+            raise ValueError(f"fmt must be 'json' or 'svg', not {fmt!r}")
+        with self._lock:
+            if node_id not in self.g:
+                raise KeyError(node_id)
+            und = self.g.to_undirected(as_view=True)
+            seen = [node_id]
+            frontier = [node_id]
+            truncated = False
+            for _ in range(depth):
+                nxt: list[str] = []
+                for n in frontier:
+                    for m in und.neighbors(n):
+                        if m in seen or m in nxt:
+                            continue
+                        if len(seen) + len(nxt) >= max_nodes:
+                            truncated = True
+                            break
+                        nxt.append(m)
+                seen.extend(nxt)
+                frontier = nxt
+            sub = self.subgraph(seen)
+            sub["truncated"] = truncated
+        if fmt == "svg":
+            from autonomous.learning.graph_view import render_svg
+            return render_svg(sub)
+        return sub
+
     def stats(self) -> dict[str, Any]:
         with self._lock:
             types: dict[str, int] = {}

@@ -112,10 +112,15 @@ class Admission:
             self.throttler.update_policy(policy)
 
     # -- classification --------------------------------------------------------------------
-    def classify(self, path: str, headers: Mapping[str, str] | None = None) -> Priority | None:
-        """Priority of a request; None for never-shed paths. A header beats the route map."""
+    def classify(self, path: str, headers: Mapping[str, str] | None = None,
+                 method: str = "") -> Priority | None:
+        """Priority of a request; None for never-shed paths. A header beats the route map.
+
+        A ``never_shed`` entry is a path prefix (any method) or ``"GET <prefix>"``: reads
+        only (GET and HEAD), so observing status, alerts and health is never shed while
+        their mutating routes are."""
         adm = self.policy["admission"]
-        if any(path == p or path.startswith(p) for p in adm["never_shed"]):
+        if any(_never_shed(rule, path, method.upper()) for rule in adm["never_shed"]):
             return None
         value = (headers or {}).get(adm["priority_header"].lower())
         if value:
@@ -330,6 +335,13 @@ def _slot_priority(waiter: _Waiter, priority: Priority) -> Priority:
     return waiter.item.priority if waiter.item is not None else priority
 
 
+def _never_shed(rule: str, path: str, method: str) -> bool:
+    verb, _, prefix = rule.partition(" ") if " " in rule else ("", "", rule)
+    if verb and not (method == verb.upper() or (verb.upper() == "GET" and method == "HEAD")):
+        return False
+    return path == prefix or path.startswith(prefix)
+
+
 def _set_once(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
@@ -340,9 +352,11 @@ class AdmissionMiddleware:
     request gets ``429`` with ``Retry-After`` (whole seconds, rounded up) and a JSON body with
     the exact ``retry_after_seconds``."""
 
-    def __init__(self, app: Any, admission: Admission) -> None:
+    def __init__(self, app: Any, admission: Admission,
+                 routed: Callable[[dict], bool] | None = None) -> None:
         self.app = app
         self.admission = admission
+        self.routed = routed
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -351,8 +365,12 @@ class AdmissionMiddleware:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1")
                    for k, v in scope.get("headers", [])}
         path = scope.get("path", "/")
+        if self.routed is not None and not self.routed(scope):
+            await self.app(scope, receive, send)  # route first: an unknown path is a 404
+            return
+        priority = self.admission.classify(path, headers, scope.get("method", ""))
         try:
-            ticket = await self.admission.acquire(self.admission.classify(path, headers), path)
+            ticket = await self.admission.acquire(priority, path)
         except Throttled as exc:
             await _send_429(send, exc)
             return
@@ -392,5 +410,15 @@ def install(app: Any, ctx: Any, *,
         admission.throttler.set_reader(reader)
     ctx.subsystems["admission"] = admission
     if not any(m.cls is AdmissionMiddleware for m in getattr(app, "user_middleware", [])):
-        app.add_middleware(AdmissionMiddleware, admission=admission)
+        app.add_middleware(AdmissionMiddleware, admission=admission,
+                           routed=lambda scope: routes_match(app, scope))
     return admission
+
+
+def routes_match(app: Any, scope: dict) -> bool:
+    """Whether any route (or mount) of ``app`` matches the request's path (a method mismatch
+    counts: it is a route, answered 405). Unrouted requests skip admission: route first,
+    shed after."""
+    from starlette.routing import Match
+
+    return any(route.matches(scope)[0] != Match.NONE for route in app.router.routes)

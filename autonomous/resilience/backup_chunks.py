@@ -6,6 +6,10 @@ and ``snapshots/`` (see ``backup_manifest``). A chunk's name is the SHA-256 of i
 its file is one header byte (``R`` raw, ``Z`` zstandard) and the payload. Chunks whose sample
 prefix does not compress below ``incompressible_ratio`` are stored raw without compressing the
 rest. Writes go to a temporary name, are fsynced when asked, and renamed into place.
+
+A repository created with a key file is sealed (``backup_crypto``): chunk files are
+AES-256-GCM ciphertext of that same header + payload, and chunk names are keyed HMACs of the
+plain bytes instead of their SHA-256.
 """
 
 from __future__ import annotations
@@ -24,6 +28,10 @@ from typing import Any, BinaryIO
 
 import zstandard
 from pyfastcdc import FastCDC
+
+from autonomous.resilience.backup_crypto import AuthenticationFailed, Sealer, create_key
+from autonomous.resilience.backup_crypto import register as register_sealer
+from autonomous.resilience.backup_crypto import sealer_for
 
 __all__ = ["ChunkDamaged", "ChunkStore", "EngineParams", "open_repository", "repo_lock"]
 
@@ -59,9 +67,10 @@ class ChunkDamaged(Exception):
 class ChunkStore:
     """Put, get and check chunks under ``root/chunks``. Thread-safe."""
 
-    def __init__(self, root: Path, params: EngineParams) -> None:
+    def __init__(self, root: Path, params: EngineParams, sealer: Sealer | None = None) -> None:
         self.root = Path(root)
         self.params = params
+        self.sealer = sealer
         self.dir = self.root / "chunks"
         self._known: set[str] | None = None
         self._claimed: set[str] = set()
@@ -81,6 +90,12 @@ class ChunkStore:
             yield c.data
 
     # -- addressing ------------------------------------------------------------------------
+    def name_of(self, data: bytes | memoryview) -> str:
+        """A chunk's name: SHA-256 of its plain bytes (keyed HMAC in a sealed repository)."""
+        if self.sealer is not None:
+            return self.sealer.name_of(data)
+        return hashlib.sha256(data).hexdigest()
+
     def path_of(self, digest: str) -> Path:
         return self.dir / digest[:2] / digest
 
@@ -118,7 +133,7 @@ class ChunkStore:
         """Store a chunk; returns ``(sha256, bytes written, new)``. A sound existing chunk is
         not rewritten (deduplication); a damaged one is rewritten from ``data``, which hashes
         to its name (the repair), and counted in ``rewritten``."""
-        digest = hashlib.sha256(data).hexdigest()
+        digest = self.name_of(data)
         with self._lock:  # claim it: two workers seeing the same chunk check/write it once
             if digest in self._sound or digest in self._claimed:
                 return digest, 0, False
@@ -141,6 +156,8 @@ class ChunkStore:
 
     def _write(self, digest: str, data: bytes | memoryview) -> int:
         payload = self._encode(data)
+        if self.sealer is not None:
+            payload = self.sealer.seal(digest, payload)
         path = self.path_of(digest)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.parent / f".tmp-{digest[:16]}-{uuid.uuid4().hex[:8]}"
@@ -181,9 +198,15 @@ class ChunkStore:
             raise ChunkDamaged(digest, "missing") from None
         except OSError as exc:
             raise ChunkDamaged(digest, f"unreadable: {exc}") from None
+        if self.sealer is not None:
+            try:
+                raw = self.sealer.open(digest, raw)
+            except AuthenticationFailed:
+                raise ChunkDamaged(digest, "authentication failed (tampered, truncated or "
+                                   "sealed with another key)") from None
         data = self._decode(digest, raw)
-        if hashlib.sha256(data).hexdigest() != digest:
-            raise ChunkDamaged(digest, "content does not match its SHA-256 (corrupted)")
+        if self.name_of(data) != digest:
+            raise ChunkDamaged(digest, "content does not match its name (corrupted)")
         return data
 
     def _decode(self, digest: str, raw: bytes) -> bytes:
@@ -222,10 +245,17 @@ class ChunkStore:
         return size
 
 
-def open_repository(root: Path, params: EngineParams) -> ChunkStore:
-    """Open (or create) a repository; an existing one keeps its own chunking parameters."""
+def open_repository(root: Path, params: EngineParams, *, key_file: Path | None = None
+                    ) -> ChunkStore:
+    """Open (or create) a repository; an existing one keeps its own chunking parameters.
+
+    ``key_file``: create the repository sealed with that key (created 0600 when missing), or
+    the key to open an existing sealed one with. An existing plain repository stays plain:
+    encrypting it in place would rewrite every chunk, so a plan that turns encryption on
+    needs a new repository folder (ValueError says so)."""
     root = Path(root)
     cfg = root / "config.json"
+    sealer: Sealer | None = None
     if cfg.exists():
         saved = json.loads(cfg.read_text())
         if saved.get("format") != _FORMAT:
@@ -234,15 +264,27 @@ def open_repository(root: Path, params: EngineParams) -> ChunkStore:
         chunking = {k: saved[k] for k in ("chunk_min_bytes", "chunk_avg_bytes",
                                           "chunk_max_bytes")}
         params = EngineParams(**{**asdict(params), **chunking})
+        if saved.get("encryption"):
+            sealer = sealer_for(root, key_file)
+        elif key_file is not None:
+            raise ValueError(f"{root}: this repository was created unencrypted; an encrypted "
+                             "plan needs a new (empty) repository folder")
     else:
         (root / "chunks").mkdir(parents=True, exist_ok=True)
         (root / "snapshots").mkdir(parents=True, exist_ok=True)
-        body = {"format": _FORMAT, **{k: getattr(params, k) for k in (
+        body: dict[str, Any] = {"format": _FORMAT, **{k: getattr(params, k) for k in (
             "chunk_min_bytes", "chunk_avg_bytes", "chunk_max_bytes")}}
+        if key_file is not None:
+            from autonomous.resilience.backup_crypto import load_key
+
+            key = load_key(key_file) if Path(key_file).exists() else create_key(key_file)
+            sealer = Sealer(key)
+            body["encryption"] = sealer.config(Path(key_file).absolute())
+            register_sealer(root, sealer)
         tmp = root / ".config.json.tmp"
         tmp.write_text(json.dumps(body, indent=2))
         os.replace(tmp, cfg)
-    return ChunkStore(root, params)
+    return ChunkStore(root, params, sealer)
 
 
 @contextmanager

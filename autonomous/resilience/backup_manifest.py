@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from autonomous.resilience.backup_crypto import AuthenticationFailed, sealer_for
+
 __all__ = [
     "Entry",
     "Manifest",
@@ -114,6 +116,9 @@ def _paths(repo: Path, backup_id: str) -> tuple[Path, Path]:
 def save_manifest(repo: Path, manifest: Manifest, *, fsync: bool) -> Path:
     body = json.dumps(manifest.as_dict(), separators=(",", ":"), sort_keys=True).encode()
     path, digest_path = _paths(repo, manifest.id)
+    sealer = sealer_for(repo)
+    if sealer is not None:  # encrypted and authenticated, bound to its id
+        body = sealer.seal(f"manifest:{manifest.id}", body)
     path.parent.mkdir(parents=True, exist_ok=True)
     for target, data in ((digest_path, hashlib.sha256(body).hexdigest().encode()),
                          (path, body)):
@@ -143,6 +148,15 @@ def load_manifest(repo: Path, backup_id: str) -> Manifest:
             from None
     if hashlib.sha256(body).hexdigest() != expected:
         raise ManifestDamaged(f"{path}: content does not match its SHA-256 (corrupted)")
+    try:
+        sealer = sealer_for(repo)
+    except ValueError as exc:
+        raise ManifestDamaged(str(exc)) from None
+    if sealer is not None:
+        try:
+            body = sealer.open(f"manifest:{backup_id}", body)
+        except AuthenticationFailed as exc:
+            raise ManifestDamaged(f"{path}: {exc}") from None
     try:
         return Manifest.from_dict(json.loads(body))
     except (ValueError, KeyError, TypeError) as exc:

@@ -49,9 +49,9 @@ class DisasterRecovery:
 
     def __init__(self, repo: Path, params: EngineParams, *, root: Path, data_dir: Path,
                  store: Any = None, clock: Clock | None = None,
-                 drill_port_start: int = 20000) -> None:
+                 drill_port_start: int = 20000, key_file: Path | None = None) -> None:
         self.repo = Path(repo).absolute()
-        self.chunks = open_repository(self.repo, params)
+        self.chunks = open_repository(self.repo, params, key_file=key_file)
         self.params = self.chunks.params
         self.root, self.data_dir = Path(root), Path(data_dir)
         self.store = store

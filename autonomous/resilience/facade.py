@@ -15,6 +15,7 @@ from typing import Any
 
 from autonomous.core.errors import Conflict, NotFound
 from autonomous.resilience.backup_chunks import EngineParams
+from autonomous.resilience.backup_crypto import plan_key_file
 from autonomous.resilience.backup_target import confine_target
 from autonomous.resilience.disaster_recovery import DisasterRecovery
 from autonomous.resilience.drill_reap import reap_drills
@@ -125,7 +126,8 @@ class ResilienceFacade:
             self._recoveries[repo] = DisasterRecovery(
                 repo, EngineParams.from_policy(pol), root=self.ctx.root,
                 data_dir=self.ctx.data_dir, store=self.ctx.store, clock=self.ctx.clock,
-                drill_port_start=pol["drill_port_start"])
+                drill_port_start=pol["drill_port_start"],
+                key_file=plan_key_file(plan, spec, repo, self.ctx.data_dir))
         return self._recoveries[repo]
 
     def _find(self, backup_id: str) -> tuple[str, DisasterRecovery]:

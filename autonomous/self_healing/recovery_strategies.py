@@ -21,24 +21,9 @@ from autonomous.self_healing.model import RecoveryStrategy as S
 from autonomous.self_healing.model import StrategyResult
 from autonomous.self_healing.verify import HealthCheck
 from autonomous.store import Store
+from autonomous.supervisor.order import topo_order
 
 __all__ = ["RecoveryStrategies", "topo_order"]
-
-
-def topo_order(specs: dict[str, Any]) -> list[str]:
-    """Services in dependency order (dependencies first), ties by name."""
-    done: list[str] = []
-
-    def visit(n: str, seen: tuple[str, ...]) -> None:
-        if n in done or n in seen or n not in specs:
-            return
-        for d in sorted(specs[n].depends_on):
-            visit(d, seen + (n,))
-        done.append(n)
-
-    for n in sorted(specs):
-        visit(n, ())
-    return done
 
 
 class RecoveryStrategies:

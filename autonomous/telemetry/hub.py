@@ -7,7 +7,7 @@ telemetry controller calls :meth:`cycle` on its interval and feeds bus events to
 
 Events become data here: every topic is counted in ``events_total{topic}`` (counted in memory,
 one point per changed topic written on each cycle rather than one per event), service probes
-become ``service_up`` / ``service_probe_latency_ms``, ``alert.human`` fires an alert and
+become ``service.up`` / ``service.probe_latency_ms``, ``alert.human`` fires an alert and
 ``alert.resolved`` resolves it, and anomaly rules see every event.
 """
 
@@ -23,6 +23,7 @@ from autonomous.resources.kinds.telemetry import DashboardSpec
 from autonomous.store.db import Store
 from autonomous.store.timeseries import Point, TimeSeriesStore, parse_duration
 from autonomous.telemetry.alert_channels import Channel, EmailChannel, WebhookChannel
+from autonomous.telemetry.alertmanager_channel import AlertmanagerChannel
 from autonomous.telemetry.alert_manager import AlertManager
 from autonomous.telemetry.dashboard_engine import DashboardEngine
 from autonomous.telemetry.log_tail import ServiceLogTailer
@@ -46,12 +47,14 @@ def settings_from_context(ctx: Any) -> TelemetrySettings:
 
 
 def channels_from_settings(settings: TelemetrySettings) -> dict[str, Channel]:
-    """Webhook and email receivers named in the config."""
+    """Webhook, email and Alertmanager receivers named in the config."""
     out: dict[str, Channel] = {}
     for w in settings.receivers.webhook:
         out[w.name] = WebhookChannel(w.name, w.url)
     for e in settings.receivers.email:
         out[e.name] = EmailChannel(e.name, e.host, e.port, e.sender, e.to, e.starttls)
+    for m in settings.receivers.alertmanager:
+        out[m.name] = AlertmanagerChannel(m.name, m.url, m.labels)
     return out
 
 
@@ -109,9 +112,9 @@ class TelemetryHub:
         now = self.clock.now()
         if topic == "service.probe" and data.get("service"):
             lab = {"service": str(data["service"])}
-            self.metrics.collect_metric("service_up", 1.0 if data.get("ok") else 0.0, lab, now)
+            self.metrics.collect_metric("service.up", 1.0 if data.get("ok") else 0.0, lab, now)
             if data.get("latency_ms") is not None:
-                self.metrics.collect_metric("service_probe_latency_ms", data["latency_ms"], lab,
+                self.metrics.collect_metric("service.probe_latency_ms", data["latency_ms"], lab,
                                             now)
         elif topic == "alert.human":
             self._human_alert(data)

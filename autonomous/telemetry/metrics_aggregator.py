@@ -1,10 +1,10 @@
 """MetricsAggregator: collect metrics in batches, query, aggregate over windows, export.
 
     agg = MetricsAggregator(TimeSeriesStore(store, clock), clock)
-    agg.collect_metric("service_probe_latency_ms", 12.0, {"service": "nexus"})
+    agg.collect_metric("service.probe_latency_ms", 12.0, {"service": "nexus"})
     agg.flush()                                      # also done when the buffer is full
-    agg.get_metrics("service_probe_latency_ms", {"service": "nexus"}, start, end)
-    agg.aggregate("service_probe_latency_ms", "p95", window=60, start=start, end=end)
+    agg.get_metrics("service.probe_latency_ms", {"service": "nexus"}, start, end)
+    agg.aggregate("service.probe_latency_ms", "p95", window=60, start=start, end=end)
 
 Points are buffered and written in one transaction per batch through the one time-series
 store (:mod:`autonomous.store.timeseries`). ``export_to_timeseries_db`` renders the Prometheus

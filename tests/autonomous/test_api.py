@@ -29,7 +29,8 @@ def test_desired_state_and_policy(client, ctx):
     pol = client.get("/api/policy", params={"mode": "growth"}).json()
     assert pol["policy"]["governance"]["actions"]["rollback"] == "enforce"
     bad = client.get("/api/policy", params={"mode": "nope"})
-    assert bad.status_code == 422 and "'nope' is not one of" in bad.json()["detail"]
+    assert bad.status_code == 422 and "query.mode" in bad.json()["detail"] \
+        and "'governed', 'growth' or 'emergency_stop'" in bad.json()["detail"]
 
 
 def test_mode_requires_token_and_valid_body(client):
@@ -96,3 +97,13 @@ def test_every_mutating_route_requires_token(client):
                 if r.status_code != 401:
                     unguarded.append(f"{method.upper()} {path} → {r.status_code}")
     assert unguarded == []
+
+
+def test_missing_body_names_the_fields_and_same_mode_records_no_switch(client, ctx):
+    r = client.put("/api/governance/mode", headers=AUTH)
+    assert r.status_code == 422
+    assert "mode (required)" in r.json()["detail"], r.json()
+    before = len(ctx.governance.history(50))
+    r = client.put("/api/governance/mode", json={"mode": ctx.governance.mode}, headers=AUTH)
+    assert r.status_code == 200 and r.json()["previous"] == r.json()["mode"]
+    assert len(ctx.governance.history(50)) == before

@@ -91,6 +91,11 @@ async def test_metrics_present_or_null_with_reason() -> None:
         assert all(d["source"] in ("nvml", "gputil") for d in snap["gpu"]["devices"])
     if snap["cpu"]["temperature_c"] is None:
         assert missing["cpu.temperature_c"] == "no sensors"
+    if snap["memory"]["swap"]["total_mb"] == 0:  # no swap: no invented 0 %
+        assert snap["memory"]["swap"]["percent"] is None
+        assert missing["swap.percent"] == "no swap configured"
+    else:
+        assert snap["memory"]["swap"]["percent"] is not None
     assert 0 <= snap["cpu"]["percent"] <= 100 and snap["disks"]
     assert snap["network_probe"]["targets"]["127.0.0.1:1"]["loss_percent"] == 100.0
     keys = {hm_metrics.metric_key(n, lab) for n, lab, _ in m.flat()}
@@ -317,6 +322,16 @@ def test_trend_away_from_threshold_predicts_nothing() -> None:
     assert predict_failure("m", t, 80 - t / 3600, 90, PRED, float(t[-1])) is None
 
 
+def test_rising_series_already_past_threshold_predicts_nothing() -> None:
+    # "will reach 90 % in ~0 s" while already above is a breach, not a prediction
+    t = np.arange(0, PRED["long_horizon_seconds"], 10.0)
+    v = 95 + t / 3600
+    assert predict_failure("disk.percent", t, v, 90, PRED, float(t[-1])) is None
+    below = 80 + t / 3600 * 0.5
+    below[-1] = 91.0  # the latest sample already crossed it
+    assert predict_failure("disk.percent", t, below, 90, PRED, float(t[-1])) is None
+
+
 # -- rollups and history ------------------------------------------------------------------------
 def test_rollups_match_raw_and_trend_reads_rollups(store: Store) -> None:
     clock = FakeClock(start=1_700_000_000 - 1_700_000_000 % 3600)
@@ -396,6 +411,43 @@ def test_nab_scorer_perfect_null_and_false_positive() -> None:
     assert score_corpus({"a.csv": null}, [f], thresholds=th)["score"] == pytest.approx(0)
     hurt = score_corpus({"a.csv": fp}, [f], thresholds=th)["raw"]
     assert hurt == pytest.approx(1 - 0.11)
+
+
+def test_nab_scorer_hand_computed_case() -> None:
+    # 1000 rows, probation 150; one window rows 500..549 (width 50). A detection at row 524:
+    # TP weight s(-(549-524+1)/50)/s(-1) = s(-0.52)/s(-1), s(y) = 2/(1+e^(5y)) - 1. A false
+    # positive at row 574 (25 rows after the window ended, relative 25/49) costs
+    # 0.11 · s(25/49); one at row 200 (before any window) costs 0.11 · -1; one at row 100 is in
+    # the probation and costs nothing.
+    from autonomous.health_monitor.nab import Scorer, scaled_sigmoid
+
+    def s(y: float) -> float:
+        return 2 / (1 + math.exp(5 * y)) - 1
+
+    f = NabFile("c/a.csv", np.arange(1000.0), np.zeros(1000), [(500, 549)])
+    det = np.zeros(1000)
+    det[[100, 200, 524, 530, 574]] = 1  # 530: a second hit in the window adds nothing
+    want = s(-26 / 50) / s(-1) - 0.11 + 0.11 * s(25 / 49)
+    assert scaled_sigmoid(-0.52) == pytest.approx(s(-0.52))
+    sc = Scorer([f])
+    raw = sc.raw({"c/a.csv": det}, ["c/a.csv"], 0.5, "standard")
+    assert raw == pytest.approx(want)
+    assert sc.score({"c/a.csv": det}, ["c/a.csv"], 0.5, "standard") == pytest.approx(
+        100 * (want + 1) / 2)
+    low_fn = sc.raw({"c/a.csv": np.zeros(1000)}, ["c/a.csv"], 0.5, "reward_low_FN_rate")
+    assert low_fn == pytest.approx(-2.0)  # a missed window costs A_FN = 2 on that profile
+
+
+def test_streaming_detector_is_causal_under_any_future() -> None:
+    p = StreamParams.from_policy(POLICY["anomaly"]["stream"])
+    rng = np.random.default_rng(21)
+    past = np.concatenate([rng.normal(0, 1, 700), [25.0], rng.normal(3, 1, 300)])
+    want = [(r.score, r.detected) for r in map(StreamingDetector(p).update, past)]
+    for future in (rng.normal(0, 1, 200), np.full(200, -1e6), rng.normal(50, 20, 200)):
+        d = StreamingDetector(p)
+        got = [(r.score, r.detected) for r in map(d.update, np.concatenate([past, future]))]
+        assert got[: len(past)] == want
+    assert any(det for _, det in want)  # the past itself has a detection to keep
 
 
 def test_detect_cost_per_sample_is_small(store: Store) -> None:

@@ -162,3 +162,16 @@ async def test_routes_schemas_and_answers(setup) -> None:
         assert r.status_code == 404 and "known:" in r.json()["detail"]
         r = c.get("/api/health/history", params={"metric": "cpu{x", "days": 1})
         assert r.status_code == 422
+
+
+async def test_system_metrics_keep_cpu_flags_in_their_own_route(setup) -> None:
+    ctx, ctl = setup
+    app = create_app(ctx)
+    with TestClient(app) as c:
+        await _cycle(ctx, ctl)
+        ctl.aggregator.system.cpu_info = {"brand": "test cpu", "features": ["avx", "sse2"]}
+        await _cycle(ctx, ctl)
+        sysm = c.get("/api/health/metrics/system").json()
+        assert "avx" not in str(sysm) and "GET /api/health/cpu-features" in str(sysm)
+        assert c.get("/api/health/cpu-features").json() == {"brand": "test cpu",
+                                                            "features": ["avx", "sse2"]}

@@ -214,3 +214,14 @@ def test_figures_from_services_probe_history_startup_failures_excluded() -> None
     obs["x"] |= {"running": False, "returncode": -9}
     m = sh.service_metrics("x")
     assert m["live"] is False and "exit code -9" in m["last_probe"]["error"]
+
+
+def test_request_error_rate_is_bounded_and_null_without_requests() -> None:
+    from autonomous.health_monitor.service_health import ServiceHealth, _State
+    st = _State()
+    st.scrapes.extend([(0.0, 100.0, 0.0), (10.0, 110.0, 30.0)])  # more errors than requests
+    assert ServiceHealth._request_rates(st, 10.0, 60.0)["error_rate"] == 1.0
+    idle = _State()
+    idle.scrapes.extend([(0.0, 100.0, 5.0), (10.0, 100.0, 5.0)])  # no requests in the window
+    assert ServiceHealth._request_rates(idle, 10.0, 60.0) == {"throughput": 0.0,
+                                                              "error_rate": None}

@@ -192,3 +192,29 @@ def test_no_endpoint_answers_500(stack):
                         bad.append(f"{method.upper()} {url} {params and 'junk'} → "
                                    f"{r.status_code} {r.text[:120]}")
     assert bad == []
+
+
+def test_plan_of_a_proposed_copy_uses_the_running_operators_state(tmp_path, stack):
+    """``plan --root proposed/`` without --data-dir plans against the running operator (its
+    mode, its running services), not a data dir under the proposed tree."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    op = stack
+    env = {**os.environ, "ATLAS_AUTONOMOUS_TOKEN": "test-token"}
+    with op.client() as c:
+        assert c.put("/api/governance/mode", json={"mode": "growth"}).status_code == 200
+    proposed = tmp_path / "proposed"
+    for d in ("desired_state", "policies", "config"):
+        shutil.copytree(op.root / d, proposed / d)
+    out = subprocess.run([sys.executable, "-m", "controllers.cli", "plan", "--root",
+                          str(proposed), "--url", op.url, "--json"],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    plan = json.loads(out.stdout)
+    assert plan["mode"] == "growth"
+    assert not (proposed / ".atlas-data").exists()
+    assert not any(a.get("kind") == "start" for a in plan["actions"]), plan["actions"]
+    assert all("skipped" in a for a in plan["actions"] if "error" in a)

@@ -168,6 +168,26 @@ def test_survival_enter_exit_through_the_api_without_services(api):
     assert adm.survival_disabled == ()
 
 
+def test_route_first_shed_after_and_reads_of_alerts_never_shed(ctx):
+    """With MEDIUM and LOW allowed one request each, an unknown path is a 404 every time
+    (not a 429), reads of status and alerts are always answered, and a mutating alert route
+    is still shed."""
+    overlay(ctx, "      rate_limits:\n        MEDIUM: {per_second: 0.001, burst: 1}\n"
+                 "        LOW: {per_second: 0.001, burst: 1}\n")
+    app = create_app(ctx)
+    admission.install(app, ctx, reader=calm)
+    with TestClient(app) as c:
+        for _ in range(3):
+            for path in ("/no/such/path", "/api/telemetry/no-such-route", "/api/learning/x"):
+                r = c.get(path)
+                assert r.status_code == 404, (path, r.status_code, r.text)
+            assert c.get("/api/telemetry/alerts").status_code != 429  # 503: no telemetry
+            assert c.get("/api/reconcile/status").status_code == 200
+            assert c.get("/api/health/comprehensive").status_code != 429
+        assert c.post("/api/telemetry/alerts/ack/1", headers=AUTH).status_code != 429
+        r = c.post("/api/telemetry/alerts/ack/1", headers=AUTH)
+        assert r.status_code == 429 and "MEDIUM" in r.json()["detail"]
+
 def test_restore_targets_are_confined_to_the_restores_folder(api, tmp_path):
     ctx, c = api
     b = c.post("/api/resilience/backup", json={"plan": "operator"}, headers=AUTH).json()

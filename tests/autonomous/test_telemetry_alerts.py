@@ -44,7 +44,7 @@ def _write(ctx, ts, name, value, **labels):
     ts.write([Point(name, value, ctx.clock.now(), labels)])
 
 
-def _step(ctx, ts, am, seconds, name="service_up", value=0.0, every=5, **labels):
+def _step(ctx, ts, am, seconds, name="service.up", value=0.0, every=5, **labels):
     """Advance ``seconds`` writing a point and evaluating every ``every`` seconds."""
     labels = labels or {"service": "nexus"}
     for _ in range(int(seconds / every)):
@@ -60,7 +60,7 @@ async def _kinds(am, hook):
 
 async def test_threshold_fires_after_for_then_group_wait_and_resolves_once(env):
     ctx, ts, am, _, hook, mail = env
-    _write(ctx, ts, "service_up", 0.0, service="nexus")
+    _write(ctx, ts, "service.up", 0.0, service="nexus")
     am.evaluate_rules()
     (a,) = am.active_alerts()
     assert a["state"] == "pending" and a["labels"]["service"] == "nexus"
@@ -84,11 +84,11 @@ async def test_threshold_fires_after_for_then_group_wait_and_resolves_once(env):
 
 async def test_hysteresis_keeps_latency_alert_until_clear_level(env):
     ctx, ts, am, *_ = env
-    _step(ctx, ts, am, 75, name="service_probe_latency_ms", value=800)
+    _step(ctx, ts, am, 75, name="service.probe_latency_ms", value=800)
     assert am.active_alerts()[0]["state"] == "firing"
-    _step(ctx, ts, am, 120, name="service_probe_latency_ms", value=400)  # below raise, above clear
+    _step(ctx, ts, am, 120, name="service.probe_latency_ms", value=400)  # below raise, above clear
     assert am.active_alerts()[0]["state"] == "firing"
-    _step(ctx, ts, am, 120, name="service_probe_latency_ms", value=250)
+    _step(ctx, ts, am, 120, name="service.probe_latency_ms", value=250)
     assert am.active_alerts() == []
     assert am.history()[0]["state"] == "resolved"
 
@@ -122,14 +122,14 @@ async def test_anomaly_rule_follows_events_and_holds(env):
 
 async def test_compound_and_fires_only_when_both_hold(env):
     ctx, ts, am, *_ = env
-    _step(ctx, ts, am, 120, name="service_probe_latency_ms", value=900, service="robot")
+    _step(ctx, ts, am, 120, name="service.probe_latency_ms", value=900, service="robot")
     assert not [a for a in am.active_alerts() if a["rule"] == "service_degraded"]
     count = 0.0
     for _ in range(40):
         ctx.clock.advance(5)
         count += 10
         _write(ctx, ts, "log_errors_total", count, service="robot")
-        _write(ctx, ts, "service_probe_latency_ms", 900, service="robot")
+        _write(ctx, ts, "service.probe_latency_ms", 900, service="robot")
         am.evaluate_rules()
     (deg,) = [a for a in am.active_alerts() if a["rule"] == "service_degraded"]
     assert deg["state"] == "firing" and deg["labels"]["service"] == "robot"
@@ -176,8 +176,8 @@ async def test_service_down_inhibits_latency_alert_of_same_service(env):
     ctx, ts, am, _, hook, _ = env
     for _ in range(30):
         ctx.clock.advance(5)
-        _write(ctx, ts, "service_up", 0.0, service="nexus")
-        _write(ctx, ts, "service_probe_latency_ms", 900.0, service="nexus")
+        _write(ctx, ts, "service.up", 0.0, service="nexus")
+        _write(ctx, ts, "service.probe_latency_ms", 900.0, service="nexus")
         am.evaluate_rules()
     names = {a["rule"]: a for a in am.active_alerts()}
     assert names["service_latency_high"]["inhibited"] is True

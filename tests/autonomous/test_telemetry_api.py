@@ -36,15 +36,15 @@ def test_metrics_catalogue_series_and_aggregation(env):
     ctx, hub, c = env
     t0 = ctx.clock.now()
     for i in range(10):
-        hub.metrics.collect_metric("service_probe_latency_ms", 10.0 * (i + 1),
+        hub.metrics.collect_metric("service.probe_latency_ms", 10.0 * (i + 1),
                                    {"service": "nexus"}, t0 + i)
     assert c.get("/api/telemetry/metrics").json()["metrics"][0]["name"] == \
-        "service_probe_latency_ms"
-    body = c.get("/api/telemetry/metrics", params={"name": "service_probe_latency_ms",
+        "service.probe_latency_ms"
+    body = c.get("/api/telemetry/metrics", params={"name": "service.probe_latency_ms",
                                                    "labels": "service=nexus", "start": t0,
                                                    "end": t0 + 9, "resolution": "raw"}).json()
     assert [p[1] for p in body["series"][0]["points"]] == [10.0 * (i + 1) for i in range(10)]
-    agg = c.get("/api/telemetry/metrics", params={"name": "service_probe_latency_ms",
+    agg = c.get("/api/telemetry/metrics", params={"name": "service.probe_latency_ms",
                                                   "aggregation": "p95", "start": t0,
                                                   "end": t0 + 10, "step": 5}).json()
     assert [round(w["value"], 2) for w in agg["windows"]] == [48.0, 98.0]

@@ -32,7 +32,7 @@ async def test_controller_runs_the_hub(tmp_path):
         observed = await ctl.observe()
         assert TelemetryController.diff(None, observed) == ()
         ctl.report(None, observed, [])
-        assert hub.ts.latest("service_up") == [({"service": "nexus"}, ctx.clock.now() - 61, 0.0)]
+        assert hub.ts.latest("service.up") == [({"service": "nexus"}, ctx.clock.now() - 61, 0.0)]
         assert hub.ts.latest("events_total", {"topic": "service.probe"})[0][2] == 1.0
         (human,) = [a for a in hub.alerts.active_alerts() if a["source"] == "manual"]
         assert human["severity"] == "critical" and human["labels"]["service"] == "robot"

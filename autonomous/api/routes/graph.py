@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Query
 
+from autonomous.api.schemas import parse_time
 from autonomous.api.deps import Ctx
 from autonomous.core.errors import NotFound, Problem, ValidationFailed
 
@@ -19,14 +19,9 @@ def _ts(value: str | None, name: str) -> float | None:
     if value is None:
         return None
     try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        raise ValidationFailed([Problem("query", 0, name, f"{value!r} is not a timestamp: use "
-                                        "epoch seconds or ISO 8601")]) from None
+        return parse_time(value, name)
+    except ValueError as exc:
+        raise ValidationFailed([Problem("query", 0, name, str(exc))]) from None
 
 
 @router.get("/nodes")

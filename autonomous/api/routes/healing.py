@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from autonomous.api.deps import Actor, Ctx, subsystem
+from autonomous.api.schemas import EpochQuery
 from autonomous.core.clock import iso
 
 __all__ = ["OverrideBody", "TriggerBody", "router"]
@@ -83,7 +84,7 @@ async def trigger(body: TriggerBody, ctx: Ctx, actor: Actor) -> IncidentOut:
 def history(ctx: Ctx, service: str | None = None, error_type: str | None = None,
             strategy: str | None = None, state: str | None = None,
             success: bool | None = None,
-            since: float | None = Query(None, description="Unix seconds"),
+            since: EpochQuery = None,
             limit: int = Query(100, ge=1, le=1000)) -> list[IncidentOut]:
     """Healing incidents, newest first, filtered."""
     rows = subsystem(ctx, "healing").history(service=service, error_type=error_type,

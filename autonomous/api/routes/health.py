@@ -3,13 +3,13 @@ never samples the host."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from autonomous.api.deps import Ctx, subsystem
+from autonomous.api.schemas import parse_time
 from autonomous.core.clock import iso
 from autonomous.core.errors import AtlasError, NotFound, Problem, ValidationFailed
 
@@ -180,15 +180,9 @@ def _since(text: str | None, now: float) -> float:
     if text is None:
         return now - 86400.0
     try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        raise ValidationFailed([Problem("request", 0, "query.since",
-                                        f"{text!r} is neither epoch seconds nor an ISO 8601 "
-                                        "time such as 2024-05-01T12:00:00Z")]) from None
+        return parse_time(text, "query.since")
+    except ValueError as exc:
+        raise ValidationFailed([Problem("request", 0, "query.since", str(exc))]) from None
 
 
 @router.get("/comprehensive", response_model=GlobalHealthOut)
@@ -208,7 +202,23 @@ def metrics_system(ctx: Ctx) -> SystemMetricsOut:
     snap = subsystem(ctx, "health").system_snapshot()
     if snap is None:
         raise _not_ready()
-    return SystemMetricsOut(**{**snap, "ts": iso(snap["ts"])})
+    cpu = dict(snap["cpu"])
+    if isinstance(cpu.get("model"), dict) and "features" in cpu["model"]:
+        model = dict(cpu["model"])  # the CPU flags are static: one dedicated route has them
+        model["features"] = f"{len(model['features'])} flags: GET /api/health/cpu-features"
+        cpu["model"] = model
+    return SystemMetricsOut(**{**snap, "cpu": cpu, "ts": iso(snap["ts"])})
+
+
+@router.get("/cpu-features")
+def cpu_features(ctx: Ctx) -> dict[str, Any]:
+    """The CPU's feature flags (py-cpuinfo), static for the host; kept out of every
+    system-metrics response."""
+    snap = subsystem(ctx, "health").system_snapshot()
+    model = (snap or {}).get("cpu", {}).get("model")
+    if not isinstance(model, dict):
+        raise _not_ready()
+    return {"brand": model.get("brand"), "features": model.get("features", [])}
 
 
 @router.get("/metrics/services", response_model=ServicesOut)

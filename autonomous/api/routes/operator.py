@@ -8,7 +8,8 @@ from fastapi import APIRouter, Query, Response
 
 from autonomous.api.deps import Actor, Ctx
 from autonomous.api.operator_metrics import OperatorCollector
-from autonomous.api.schemas import DecisionBody, DesiredStateOut, ModeBody, ModeOut, TriggerOut
+from autonomous.api.schemas import (DecisionBody, DesiredStateOut, ModeBody, ModeName, ModeOut,
+                                     TriggerOut)
 from autonomous.core.errors import NotFound
 from autonomous.telemetry.exposition import render_metrics
 
@@ -36,7 +37,8 @@ def metrics(ctx: Ctx) -> Response:
 def reconcile_status(ctx: Ctx) -> dict[str, Any]:
     """Per controller: last run, duration, errors; per resource: sync, health, conditions."""
     return {"generation": ctx.desired.current.number if ctx.desired.current else None,
-            "mode": ctx.governance.mode, "controllers": ctx.status.snapshot()}
+            "mode": ctx.governance.mode, "data_dir": str(ctx.data_dir),
+            "controllers": ctx.status.snapshot()}
 
 
 @router.post("/api/reconcile/{controller}/trigger", response_model=TriggerOut)
@@ -74,18 +76,22 @@ def desired_state(ctx: Ctx) -> DesiredStateOut:
 @router.get("/api/governance/mode", response_model=ModeOut)
 def get_mode(ctx: Ctx) -> ModeOut:
     """The governance mode in force and its switch history."""
-    return ModeOut(mode=ctx.governance.mode, history=ctx.governance.history(20))
+    return ModeOut.model_validate({"mode": ctx.governance.mode,
+                                   "history": ctx.governance.history(20)})
 
 
 @router.put("/api/governance/mode", response_model=ModeOut)
 def put_mode(body: ModeBody, ctx: Ctx, actor: Actor) -> ModeOut:
-    """Switch the governance mode (recorded with who and why)."""
+    """Switch the governance mode (recorded with who and why). Asking for the mode in force
+    records nothing and answers with ``previous`` equal to ``mode``."""
+    if body.mode == ctx.governance.mode:
+        return ModeOut(mode=body.mode, previous=body.mode, history=ctx.governance.history(5))
     res = ctx.governance.set_mode(body.mode, actor=actor, reason=body.reason)
     return ModeOut(mode=res["mode"], previous=res["previous"], history=ctx.governance.history(5))
 
 
 @router.get("/api/policy")
-def effective_policy(ctx: Ctx, mode: str | None = Query(None)) -> dict[str, Any]:
+def effective_policy(ctx: Ctx, mode: ModeName | None = Query(None)) -> dict[str, Any]:
     """The effective policy (base merged with the overlay of the mode)."""
     from autonomous.core.errors import Problem, ValidationFailed
     from autonomous.governance import MODES

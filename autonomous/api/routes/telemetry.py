@@ -9,6 +9,7 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from autonomous.api.deps import Actor, Ctx, subsystem
+from autonomous.api.schemas import EpochQuery, RowId
 from autonomous.core.errors import Problem, ValidationFailed
 
 __all__ = ["router"]
@@ -88,8 +89,8 @@ def _labels(text: str | None) -> dict[str, str] | None:
 
 @router.get("/metrics", response_model=MetricsOut)
 def get_metrics(ctx: Ctx, name: str | None = None, labels: str | None = None,
-                start: float | None = None, end: float | None = None,
-                step: Annotated[float | None, Query(gt=0)] = None,
+                start: EpochQuery = None, end: EpochQuery = None,
+                step: Annotated[float | None, Query(gt=0, le=366 * 86400)] = None,
                 aggregation: str | None = None, resolution: str = "auto") -> MetricsOut:
     """Metric series (or windows of an aggregation); without a name, the metric catalogue."""
     hub = _hub(ctx)
@@ -112,8 +113,8 @@ def get_metrics(ctx: Ctx, name: str | None = None, labels: str | None = None,
 
 @router.get("/logs", response_model=LogsOut)
 def get_logs(ctx: Ctx, q: str | None = None, level: str | None = None,
-             service: str | None = None, since: float | None = None,
-             until: float | None = None, trace_id: str | None = None,
+             service: str | None = None, since: EpochQuery = None,
+             until: EpochQuery = None, trace_id: str | None = None,
              limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> LogsOut:
     """Full-text log search with level (minimum), service, time and trace filters."""
     lines = _hub(ctx).logs.search_logs(q, level, service, since, until, limit,
@@ -122,16 +123,18 @@ def get_logs(ctx: Ctx, q: str | None = None, level: str | None = None,
 
 
 @router.get("/logs/errors")
-def get_log_errors(ctx: Ctx, since: float | None = None, until: float | None = None,
+def get_log_errors(ctx: Ctx, since: EpochQuery = None, until: EpochQuery = None,
                    service: str | None = None) -> list[dict[str, Any]]:
     """Error lines grouped by normalised signature, with counts and first/last seen."""
     return _hub(ctx).logs.aggregate_errors(since, until, service)
 
 
-@router.get("/logs/export", response_class=PlainTextResponse)
+@router.get("/logs/export", response_class=PlainTextResponse, responses={200: {
+    "description": "One JSON log record per line",
+    "content": {"application/x-ndjson": {"schema": {"type": "string"}}}}})
 def export_logs(ctx: Ctx, q: str | None = None, level: str | None = None,
-                service: str | None = None, since: float | None = None,
-                until: float | None = None) -> PlainTextResponse:
+                service: str | None = None, since: EpochQuery = None,
+                until: EpochQuery = None) -> PlainTextResponse:
     """Matching log lines as NDJSON, oldest first."""
     text = _hub(ctx).logs.export_logs(None, query=q, level=level, service=service,
                                       since=since, until=until)
@@ -140,7 +143,7 @@ def export_logs(ctx: Ctx, q: str | None = None, level: str | None = None,
 
 @router.get("/traces", response_model=TracesOut)
 def get_traces(ctx: Ctx, limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-               since: float | None = None, service: str | None = None,
+               since: EpochQuery = None, service: str | None = None,
                slowest: bool = False) -> TracesOut:
     """Recent traces, or the slowest ones with the span that dominates each."""
     tracing = _hub(ctx).tracing
@@ -162,15 +165,15 @@ def get_dashboards(ctx: Ctx) -> list[dict[str, Any]]:
 
 
 @router.get("/dashboard/{name}")
-def get_dashboard(ctx: Ctx, name: str, start: float | None = None,
-                  end: float | None = None) -> dict[str, Any]:
+def get_dashboard(ctx: Ctx, name: str, start: EpochQuery = None,
+                  end: EpochQuery = None) -> dict[str, Any]:
     """Panel data of one dashboard."""
     return _hub(ctx).dashboards.render(name, start, end)
 
 
 @router.get("/alerts", response_model=AlertsOut)
 def get_alerts(ctx: Ctx, limit: Annotated[int, Query(ge=1, le=5000)] = 200,
-               since: float | None = None) -> AlertsOut:
+               since: EpochQuery = None) -> AlertsOut:
     """Active alerts (with silenced/inhibited/flapping flags), history and silences."""
     alerts = _hub(ctx).alerts
     return AlertsOut(active=[AlertOut(**a) for a in alerts.active_alerts()],
@@ -179,21 +182,21 @@ def get_alerts(ctx: Ctx, limit: Annotated[int, Query(ge=1, le=5000)] = 200,
 
 
 @router.get("/alerts/{alert_id}")
-def get_alert(ctx: Ctx, alert_id: int) -> dict[str, Any]:
+def get_alert(ctx: Ctx, alert_id: RowId) -> dict[str, Any]:
     """One alert with every transition (who and when)."""
     alerts = _hub(ctx).alerts
     return {**alerts.db.get(alert_id), "transitions": alerts.db.transitions(alert_id)}
 
 
 @router.post("/alerts/ack/{alert_id}", response_model=AlertOut)
-def ack_alert(ctx: Ctx, actor: Actor, alert_id: int, body: AckIn | None = None) -> AlertOut:
+def ack_alert(ctx: Ctx, actor: Actor, alert_id: RowId, body: AckIn | None = None) -> AlertOut:
     """Acknowledge an alert: its repeats stop until it resolves."""
     return AlertOut(**_hub(ctx).alerts.acknowledge(alert_id, actor,
                                                    body.comment if body else ""))
 
 
 @router.post("/alerts/resolve/{alert_id}", response_model=AlertOut)
-def resolve_alert(ctx: Ctx, actor: Actor, alert_id: int, body: AckIn | None = None) -> AlertOut:
+def resolve_alert(ctx: Ctx, actor: Actor, alert_id: RowId, body: AckIn | None = None) -> AlertOut:
     """Resolve an open alert by hand (for alerts raised by other subsystems)."""
     return AlertOut(**_hub(ctx).alerts.resolve_alert(alert_id, actor,
                                                      (body.comment if body else "") or
@@ -214,7 +217,7 @@ def add_silence(ctx: Ctx, actor: Actor, body: SilenceIn) -> dict[str, Any]:
 
 
 @router.delete("/silences/{silence_id}")
-def expire_silence(ctx: Ctx, actor: Actor, silence_id: int) -> dict[str, Any]:
+def expire_silence(ctx: Ctx, actor: Actor, silence_id: RowId) -> dict[str, Any]:
     """End a silence now."""
     return _hub(ctx).alerts.expire_silence(silence_id, actor)
 

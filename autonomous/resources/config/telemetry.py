@@ -11,6 +11,7 @@ from autonomous.resources.base import Strict
 
 __all__ = [
     "SECTIONS",
+    "AlertmanagerReceiver",
     "EmailReceiver",
     "ExporterSettings",
     "InfluxSettings",
@@ -77,9 +78,20 @@ class EmailReceiver(Strict):
     starttls: bool = Field(False, description="Upgrade the connection with STARTTLS")
 
 
+class AlertmanagerReceiver(Strict):
+    name: str = Field(description="Receiver name used in routes")
+    url: str = Field(description="Base URL of a Prometheus Alertmanager (alerts are POSTed to "
+                     "<url>/api/v2/alerts)")
+    labels: dict[str, str] = Field(default_factory=dict, description="Static labels added to "
+                                   "every alert sent there, e.g. {host: robot-1}, so a central "
+                                   "Alertmanager can route per host")
+
+
 class ReceiverSettings(Strict):
     webhook: list[WebhookReceiver] = Field(default_factory=list, description="Webhook targets")
     email: list[EmailReceiver] = Field(default_factory=list, description="SMTP targets")
+    alertmanager: list[AlertmanagerReceiver] = Field(
+        default_factory=list, description="Central Alertmanagers (v2 API)")
 
 
 class TelemetrySettings(Strict):

@@ -3,6 +3,8 @@ restore) and ``SurvivalProfile`` (what stays up in survival mode)."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator
 
 from autonomous.resources.base import Strict
@@ -53,6 +55,12 @@ class BackupPlanSpec(Strict):
     exclude: list[str] = Field(default_factory=list, description="Glob patterns (matched on the "
                                "path inside the backup) left out")
     repository: str = Field("{data_dir}/backups", description="Backup repository folder")
+    encryption: Literal["auto", "on", "off"] = Field(
+        "auto", description="Seal the repository (AES-256-GCM, authenticated): 'auto' does "
+        "when the repository is outside the data dir (another disk, a mounted share)")
+    key_file: str | None = Field(None, description="Key of a sealed repository, created 0600 "
+                                 "on first use; null: {data_dir}/keys/backup-<plan>.key. Keep "
+                                 "a copy elsewhere: without it the backups cannot be read")
     schedule: ScheduleSpec | None = Field(None, description="Omitted: only on demand")
     retention: RetentionSpec
     drill: DrillSpec | None = Field(None, description="Service started from a restored copy by "

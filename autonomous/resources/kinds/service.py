@@ -17,6 +17,7 @@ __all__ = [
     "ResourceLimits",
     "RestartSpec",
     "ServiceSpec",
+    "TrafficSpec",
 ]
 
 
@@ -73,6 +74,21 @@ class ResourceLimits(Strict):
     memory_mb: float | None = Field(None, gt=0, description="RSS above this is a RESOURCE fault")
 
 
+class TrafficSpec(Strict):
+    port: int = Field(ge=1, le=65535, description="Stable front port the gateway serves; the "
+                      "versions run on backend ports the operator assigns")
+    device_paths: list[str] = Field(default_factory=list, description="Device/actuating path "
+                                    "prefixes (motor, camera): never split, switched at FULL")
+
+    @field_validator("device_paths")
+    @classmethod
+    def _abs_paths(cls, v: list[str]) -> list[str]:
+        for p in v:
+            if not p.startswith("/"):
+                raise ValueError(f"{p!r} must start with '/' (for example '/motor')")
+        return v
+
+
 class ServiceSpec(Strict):
     command: list[str] = Field(min_length=1, description="argv list; never a shell string. "
                                "'{python}' expands to the operator's interpreter")
@@ -91,6 +107,8 @@ class ServiceSpec(Strict):
     fallback: FallbackSpec | None = None
     features: FeaturesSpec | None = None
     resources: ResourceLimits = Field(default_factory=ResourceLimits)
+    traffic: TrafficSpec | None = Field(None, description="Served through the gateway on a "
+                                        "stable front port; absent: served directly")
 
     @field_validator("command", mode="before")
     @classmethod

@@ -1,0 +1,127 @@
+"""``atlas-autonomous rollout``: staged rollouts of a running operator, through its API.
+
+``rollout status [--watch SECONDS]`` (live table: service, versions, phase, since, status;
+refreshed until no rollout runs), ``rollout history [--limit N]``,
+``rollout rollback SERVICE [--reason R]`` and ``rollout clear SERVICE VERSION`` (allow a
+quarantined version again). Mutating ones send the API token.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from autonomous.cli.client import ApiClient, add_client_args, call_json
+
+__all__ = ["register"]
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("rollout", help="staged rollouts: status (live), history, rollback, "
+                       "clear a quarantined version")
+    rs = p.add_subparsers(dest="rollout_command", required=True, metavar="ACTION")
+    h = rs.add_parser("status", help="running rollouts and quarantined versions")
+    h.add_argument("--watch", type=float, default=None, metavar="SECONDS",
+                   help="refresh every SECONDS until no rollout runs (Ctrl-C stops)")
+    h.add_argument("--json", action="store_true")
+    add_client_args(h)
+    h.set_defaults(func=cmd_status)
+    h = rs.add_parser("history", help="rollout events, newest first")
+    h.add_argument("--limit", type=int, default=20)
+    h.add_argument("--json", action="store_true")
+    add_client_args(h)
+    h.set_defaults(func=cmd_history)
+    h = rs.add_parser("rollback", help="roll a running rollout back (candidate quarantined)")
+    h.add_argument("service")
+    h.add_argument("--reason", default=None)
+    add_client_args(h)
+    h.set_defaults(func=cmd_rollback)
+    h = rs.add_parser("clear", help="allow a quarantined version again")
+    h.add_argument("service")
+    h.add_argument("version")
+    add_client_args(h)
+    h.set_defaults(func=cmd_clear)
+
+
+def _call(args: Any, method: str, path: str, **kw: Any) -> Any:
+    return call_json(ApiClient(args), method, path, **kw)
+
+
+def _table(data: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    t = Table(title=f"rollouts ({len(data['rollouts'])} running)")
+    for col in ("id", "service", "from", "to", "phase", "phase since (s)", "status"):
+        t.add_column(col)
+    now = time.time()
+    for r in data["rollouts"]:
+        t.add_row(str(r["id"]), r["service"], r["from_version"], r["to_version"],
+                  str(r["phase_index"]), f"{now - r['phase_started_at']:.0f}", r["status"])
+    for q in data["quarantined"]:
+        t.add_row("", q["service"], "", q["version"], "", "", "quarantined")
+    return t
+
+
+def cmd_status(args: Any) -> int:
+    from rich.console import Console
+    from rich.live import Live
+
+    data = _call(args, "GET", "/api/evolution/status")
+    if data is None:
+        return 1
+    if args.json:
+        print(json.dumps(data, indent=2, sort_keys=True))
+        return 0
+    if args.watch is None:
+        Console().print(_table(data))
+        return 0
+    try:
+        with Live(_table(data), refresh_per_second=4) as live:
+            while data["rollouts"]:
+                time.sleep(args.watch)
+                data = _call(args, "GET", "/api/evolution/status")
+                if data is None:
+                    return 1
+                live.update(_table(data))
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def cmd_history(args: Any) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    rows = _call(args, "GET", "/api/evolution/history", params={"limit": args.limit})
+    if rows is None:
+        return 1
+    if args.json:
+        print(json.dumps(rows, indent=2, sort_keys=True))
+        return 0
+    t = Table(title=f"rollout history ({len(rows)})")
+    for col in ("ts", "service", "to", "action", "phase", "reason"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(f"{r['ts']:.0f}", r["service"], r["to_version"], r["action"],
+                  str(r["phase_index"]), r["reason"][:80])
+    Console().print(t)
+    return 0
+
+
+def cmd_rollback(args: Any) -> int:
+    out = _call(args, "POST", "/api/evolution/rollback",
+                json={"service": args.service, "reason": args.reason})
+    if out is None:
+        return 1
+    print(f"{out['service']}: rolled back, {out['quarantined']} quarantined")
+    return 0
+
+
+def cmd_clear(args: Any) -> int:
+    out = _call(args, "POST", "/api/evolution/quarantine/clear",
+                json={"service": args.service, "version": args.version})
+    if out is None:
+        return 1
+    print(f"{out['service']} {out['version']}: no longer quarantined")
+    return 0

