@@ -65,6 +65,7 @@ class ResilienceController(Controller):
         self.pressure = PressureTracker()
         self.reader = context_reader(ctx)
         self.started_mono = ctx.clock.monotonic()
+        self.verified: dict[str, float] = {}  # plan -> when its latest backup was verified
 
     async def start(self) -> None:
         self.started_mono = self.ctx.clock.monotonic()
@@ -76,7 +77,8 @@ class ResilienceController(Controller):
 
     def desired(self) -> dict[str, Any]:
         pol = self.ctx.policy()["resilience"]
-        return {"auto": pol["survival"]["auto"], "plans": self.facade.plans()}
+        return {"auto": pol["survival"]["auto"], "plans": self.facade.plans(),
+                "verify_every": pol["backup"]["verify_every_seconds"]}
 
     async def observe(self) -> dict[str, Any]:
         pol = self.ctx.policy()["resilience"]
@@ -89,7 +91,8 @@ class ResilienceController(Controller):
                                                  pol["survival"]["auto"]),
                 "now": self.ctx.clock.now(), "plans": self._plans(),
                 "up_for": self.ctx.clock.monotonic() - self.started_mono,
-                "restores": self.facade.restores.open()}
+                "restores": self.facade.restores.open(),
+                "verified": dict(self.verified)}
 
     def _plans(self) -> dict[str, Any]:
         out = {}
@@ -108,7 +111,8 @@ class ResilienceController(Controller):
         """Pure: survival enter/exit and due backups / prunes (see the module docstring)."""
         return (*_survival_actions(desired["auto"], observed),
                 *_backup_actions(desired["plans"], observed),
-                *_restore_actions(observed))
+                *_restore_actions(observed),
+                *_verify_actions(desired.get("verify_every"), observed))
 
     async def act(self, action: Action) -> Outcome:
         p = action.params
@@ -124,6 +128,13 @@ class ResilienceController(Controller):
                                details={"errors": state.get("errors", [])})
             if p["op"] == "restore":
                 return await self._restore(action)
+            if p["op"] == "verify":
+                rep = await self.facade.scheduled_verify(p["plan"], p["backup"])
+                self.verified[p["plan"]] = self.ctx.clock.now()
+                return Outcome(action, True, f"backup {p['backup']} "
+                               f"{'intact' if rep['ok'] else 'DAMAGED'}",
+                               details={k: rep.get(k) for k in ("ok", "damaged_chunks",
+                                                                "alert", "resolved")})
             if p["op"] == "prune":
                 out = await self.facade.prune(p["plan"])
                 return Outcome(action, True, f"forgot {len(out['forgotten'])} backups, removed "
@@ -252,6 +263,25 @@ def _restore_actions(observed: dict[str, Any]) -> list[Action]:
                    {"op": "restore", "request": r["id"], "backup": r["backup_id"],
                     "target": r["target"]}, {"requested_at": r["created_at"]})
             for r in observed.get("restores", ())]
+
+
+def _verify_actions(every: float | None, observed: dict[str, Any]) -> list[Action]:
+    """The latest backup of each plan, every ``every`` seconds (first ``every`` after start)."""
+    if every is None:
+        return []
+    out = []
+    for name, seen in sorted(observed["plans"].items()):
+        if not seen["backups"]:
+            continue
+        last = observed.get("verified", {}).get(name)
+        due = (observed["up_for"] >= every) if last is None else observed["now"] - last >= every
+        if due:
+            latest = max(seen["backups"], key=lambda m: (m.created_at, m.seq))
+            out.append(Action("backup", f"BackupPlan/{name}",
+                              f"scheduled verify every {every:g} s is due",
+                              {"op": "verify", "plan": name, "backup": latest.id},
+                              {"last_verified": last}))
+    return out
 
 
 CONTROLLERS = [ResilienceController]

@@ -165,6 +165,29 @@ class ResilienceFacade:
         fn = dr.repair if repair else dr.verify_backup_integrity
         return await asyncio.to_thread(fn, backup_id)
 
+    async def scheduled_verify(self, plan: str, backup_id: str) -> dict[str, Any]:
+        """Verify ``backup_id``; fire alert ``backup_damaged`` (labels plan, backup) through
+        the telemetry alert manager when damaged, resolve the plan's open one when clean."""
+        rep = await self.verify(backup_id)
+        tel = self.ctx.subsystems.get("telemetry")
+        if tel is None:
+            return {**rep, "alert": "telemetry subsystem not running: no alert raised"}
+        open_ = [a for a in tel.alerts.db.open_alerts(source="manual").values()
+                 if a["labels"].get("alertname") == "backup_damaged"
+                 and a["labels"].get("plan") == plan]
+        if not rep["ok"]:
+            a = tel.alerts.trigger_alert(
+                "backup_damaged", {"plan": plan, "backup": backup_id}, severity="critical",
+                summary=f"backup {backup_id} of plan {plan!r} is damaged: "
+                f"{len(rep['damaged_chunks'])} chunk(s), files "
+                f"{', '.join(rep.get('damaged_files', [])[:5])}; repair with "
+                f"atlas-autonomous backup verify --repair {backup_id}", actor="resilience")
+            return {**rep, "alert": a["id"]}
+        for a in open_:
+            tel.alerts.resolve_alert(a["id"], "resilience",
+                                     f"scheduled verify of {backup_id} found no damage")
+        return {**rep, "resolved": [a["id"] for a in open_]}
+
     def _target(self, target: str) -> Path:
         roots = [Path(r) for r in self._policy()["backup"]["restore_roots"]]
         return confine_target(target, self.ctx.data_dir, roots)

@@ -180,6 +180,9 @@ class BackupEnginePolicy(Strict):
                                         "the resilience controller to settle the request before "
                                         "answering 202 with its state")
     restore_history_keep: int = Field(ge=1, description="Settled restore requests kept")
+    verify_every_seconds: float | None = Field(gt=0, description="Re-hash each plan's latest "
+                                               "backup this often (alert 'backup_damaged' "
+                                               "while damaged); null = never")
 
     @field_validator("restore_roots")
     @classmethod
