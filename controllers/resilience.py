@@ -4,15 +4,17 @@ start: registers ``ctx.subsystems["resilience"]`` (:class:`ResilienceFacade`).
 observe: governance mode, the persisted survival state, resource pressure (how long it has
 been above the automatic-survival enter thresholds, or below the exit ones), and per
 ``BackupPlan`` the last successful backup, backups since the last full one, and the plan's
-backups in the repository.
+backups in the repository, and the open restore requests.
 diff (pure): ``survival`` ``features`` when a kept service has non-core features on again
 (it restarted); ``survival`` enter when the mode is ``emergency_stop`` or pressure held long
 enough (``auto``); exit when the reason that entered it is gone (mode left
 ``emergency_stop``; pressure below the exit thresholds long enough — hysteresis). ``backup``
 per plan whose schedule is due (full every ``full_every``th, else incremental; a plan never
 backed up is due ``first_after_seconds`` after the operator started) and ``backup``
-``prune`` when retention would forget backups.
-act: carries them out through the facade (backups in a worker thread).
+``prune`` when retention would forget backups; ``restore`` per open restore request (the
+API only records the request: the restore runs here, behind the governance gate — with
+``restore: require_approval`` it waits for ``atlas-autonomous approvals approve <id>``).
+act: carries them out through the facade (backups and restores in a worker thread).
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ class ResilienceController(Controller):
         self.pressure = PressureTracker()
         self.reader = context_reader(ctx)
         self.started_mono = ctx.clock.monotonic()
+        self.verified: dict[str, float] = {}  # plan -> when its latest backup was verified
 
     async def start(self) -> None:
         self.started_mono = self.ctx.clock.monotonic()
@@ -74,7 +77,8 @@ class ResilienceController(Controller):
 
     def desired(self) -> dict[str, Any]:
         pol = self.ctx.policy()["resilience"]
-        return {"auto": pol["survival"]["auto"], "plans": self.facade.plans()}
+        return {"auto": pol["survival"]["auto"], "plans": self.facade.plans(),
+                "verify_every": pol["backup"]["verify_every_seconds"]}
 
     async def observe(self) -> dict[str, Any]:
         pol = self.ctx.policy()["resilience"]
@@ -86,7 +90,9 @@ class ResilienceController(Controller):
                 "pressure": self.pressure.update(self.ctx.clock.monotonic(), reading,
                                                  pol["survival"]["auto"]),
                 "now": self.ctx.clock.now(), "plans": self._plans(),
-                "up_for": self.ctx.clock.monotonic() - self.started_mono}
+                "up_for": self.ctx.clock.monotonic() - self.started_mono,
+                "restores": self.facade.restores.open(),
+                "verified": dict(self.verified)}
 
     def _plans(self) -> dict[str, Any]:
         out = {}
@@ -104,7 +110,9 @@ class ResilienceController(Controller):
     def diff(desired: Any, observed: Any) -> tuple[Action, ...]:
         """Pure: survival enter/exit and due backups / prunes (see the module docstring)."""
         return (*_survival_actions(desired["auto"], observed),
-                *_backup_actions(desired["plans"], observed))
+                *_backup_actions(desired["plans"], observed),
+                *_restore_actions(observed),
+                *_verify_actions(desired.get("verify_every"), observed))
 
     async def act(self, action: Action) -> Outcome:
         p = action.params
@@ -118,6 +126,15 @@ class ResilienceController(Controller):
                 state = await fn(action.reason, actor="resilience-controller", source=p["source"])
                 return Outcome(action, True, f"survival {'active' if state['active'] else 'off'}",
                                details={"errors": state.get("errors", [])})
+            if p["op"] == "restore":
+                return await self._restore(action)
+            if p["op"] == "verify":
+                rep = await self.facade.scheduled_verify(p["plan"], p["backup"])
+                self.verified[p["plan"]] = self.ctx.clock.now()
+                return Outcome(action, True, f"backup {p['backup']} "
+                               f"{'intact' if rep['ok'] else 'DAMAGED'}",
+                               details={k: rep.get(k) for k in ("ok", "damaged_chunks",
+                                                                "alert", "resolved")})
             if p["op"] == "prune":
                 out = await self.facade.prune(p["plan"])
                 return Outcome(action, True, f"forgot {len(out['forgotten'])} backups, removed "
@@ -128,7 +145,32 @@ class ResilienceController(Controller):
         except Exception as exc:  # noqa: BLE001 - the manager retries with backoff
             return Outcome(action, False, f"{type(exc).__name__}: {exc}")
 
+    async def _restore(self, action: Action) -> Outcome:
+        p = action.params
+        try:
+            out = await self.facade.restore(p["backup"], p["target"])
+        except Exception as exc:  # noqa: BLE001 - recorded on the request, not retried
+            self.facade.restores.update(p["request"], "failed", error_kind=type(exc).__name__,
+                                        result={"error": str(exc)})
+            return Outcome(action, False, f"{type(exc).__name__}: {exc}", permanent=True)
+        self.facade.restores.update(p["request"], "done", result=out)
+        return Outcome(action, True, f"restored {out.get('files')} files into {p['target']}",
+                       details={"target": str(out.get("target", p["target"]))})
+
+    def _settle_gated(self, outcomes: list[Outcome]) -> None:
+        """Restore requests the gate held back: waiting for a human, rejected, or dry-run."""
+        for o in outcomes:
+            if o.action.kind != "restore" or not o.ok:
+                continue
+            rid, d = o.action.params["request"], o.details
+            if d.get("pending"):
+                self.facade.restores.update(rid, "awaiting_approval", approval=d["approval"])
+            elif d.get("rejected") or d.get("dry_run"):
+                self.facade.restores.update(rid, "rejected" if d.get("rejected") else "dry_run",
+                                            result={"message": o.message})
+
     def report(self, desired: Any, observed: Any, outcomes: list[Outcome]) -> None:
+        self._settle_gated(outcomes)
         now = self.ctx.clock.now()
         s = observed["survival"]
         st = self.ctx.status.resource(self.name, "SurvivalProfile", "survival")
@@ -211,6 +253,34 @@ def _backup_actions(plans: dict[str, Any], observed: dict[str, Any]) -> list[Act
             out.append(Action("backup", f"BackupPlan/{name}",
                                f"retention forgets {len(forget)} backups",
                                {"op": "prune", "plan": name}, {"forget": forget}))
+    return out
+
+
+def _restore_actions(observed: dict[str, Any]) -> list[Action]:
+    return [Action("restore", f"RestoreRequest/{r['id']}",
+                   f"restore of backup {r['backup_id']} into {r['target']!r} requested by "
+                   f"{r['actor']}",
+                   {"op": "restore", "request": r["id"], "backup": r["backup_id"],
+                    "target": r["target"]}, {"requested_at": r["created_at"]})
+            for r in observed.get("restores", ())]
+
+
+def _verify_actions(every: float | None, observed: dict[str, Any]) -> list[Action]:
+    """The latest backup of each plan, every ``every`` seconds (first ``every`` after start)."""
+    if every is None:
+        return []
+    out = []
+    for name, seen in sorted(observed["plans"].items()):
+        if not seen["backups"]:
+            continue
+        last = observed.get("verified", {}).get(name)
+        due = (observed["up_for"] >= every) if last is None else observed["now"] - last >= every
+        if due:
+            latest = max(seen["backups"], key=lambda m: (m.created_at, m.seq))
+            out.append(Action("backup", f"BackupPlan/{name}",
+                              f"scheduled verify every {every:g} s is due",
+                              {"op": "verify", "plan": name, "backup": latest.id},
+                              {"last_verified": last}))
     return out
 
 

@@ -26,6 +26,7 @@ from autonomous.supervisor.processes import ProcessSupervisor
 from autonomous.supervisor.revisions import Revisions
 from autonomous.supervisor.runtime import ServiceRuntime
 from controllers.base import Action, Controller, Outcome
+from controllers.removal import REMOVED_REASON, mark_core_removed, removal_kind
 from controllers.services_facade import ServicesFacade
 
 __all__ = [
@@ -59,6 +60,7 @@ class ObservedService:
     stopped_by_us: bool = False
     ready: bool | None = None
     restart_wait: float = 0.0  # seconds left of the crash back-off
+    core: bool = False  # removed from the desired state while its revision was core
 
 
 class ServicesController(Controller):
@@ -167,6 +169,7 @@ class ServicesController(Controller):
             for row in self.supervisor.recorded():
                 out[row["service"]] = ObservedService(row["service"], True, True,
                                                       row["spec_hash"], None, False, True)
+            mark_core_removed(self.ctx.store, out, self._desired)
             return out
         for name, info in self.supervisor.procs.items():
             rt = self.runtimes.get(name)
@@ -176,6 +179,7 @@ class ServicesController(Controller):
             ready = (rt.probe.ready if rt else None) if info.running else False
             out[name] = ObservedService(name, info.running, True, info.spec_hash,
                                         info.returncode, info.stopping, ready, wait)
+        mark_core_removed(self.ctx.store, out, self._desired)
         return out
 
     # -- diff (pure) -------------------------------------------------------------------------
@@ -221,7 +225,7 @@ class ServicesController(Controller):
                                   params, evidence))
         for name, o in observed.items():
             if name not in desired and o.running:
-                actions.append(Action("stop", f"Service/{name}", "removed from the desired state",
+                actions.append(Action(removal_kind(o), f"Service/{name}", REMOVED_REASON,
                                       {"service": name, "spec_hash": o.hash}))
         return tuple(actions)
 
@@ -235,7 +239,7 @@ class ServicesController(Controller):
     # -- act ---------------------------------------------------------------------------------
     async def act(self, action: Action) -> Outcome:
         name = action.params["service"]
-        if action.kind == "stop":
+        if action.kind in ("stop", "stop_by_removal"):
             code = await self._stop(name)
             return Outcome(action, True, f"stopped (exit code {code})")
         d = self._desired.get(name)

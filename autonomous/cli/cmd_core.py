@@ -95,7 +95,23 @@ def cmd_status(args: Any) -> int:
                               for x in res["conditions"])
             r.add_row(name, f"{res['kind']}/{res['name']}", res["sync"], res["health"], conds)
     con.print(r)
+    for line in _removals(data):
+        con.print(line)
     return 0
+
+
+def _removals(data: dict[str, Any]) -> list[str]:
+    """Services stopped because their file was removed, with what the gate did."""
+    out = []
+    for c in data["controllers"].values():
+        for a in c.get("last_actions", []):
+            if a["kind"] in ("stop", "stop_by_removal") and \
+                    a["reason"].startswith("removed from the desired state"):
+                o = a["outcome"]
+                hint = (f"; approve with: atlas-autonomous approvals approve "
+                        f"{o['details']['approval']}" if o["details"].get("pending") else "")
+                out.append(f"{a['resource']}: {a['reason']} ({o['message']}{hint})")
+    return out
 
 
 def cmd_mode(args: Any) -> int:

@@ -21,6 +21,7 @@ from autonomous.core.clock import Clock, SystemClock, iso
 from autonomous.core.errors import Problem
 from autonomous.core.events import EventBus
 from autonomous.resources.loader import TREE_DIRS, LoadResult, Tree, load_tree
+from autonomous.resources.yaml_lines import ParseLimits
 from autonomous.store import Store
 
 __all__ = ["DesiredStateManager", "Generation", "git_commit", "git_dirty"]
@@ -92,7 +93,7 @@ class DesiredStateManager:
         """Load the tree (or take ``preloaded``, a result just read from the same root);
         install it as a new generation if valid and changed. Returns it."""
         self.reloads += 1
-        result = preloaded if preloaded is not None else load_tree(self.root)
+        result = preloaded if preloaded is not None else load_tree(self.root, limits=self.limits())
         if result.tree is None:
             self.error = ReloadError(result.problems, result.hash, self.clock.now())
             log.warning("desired state rejected: %d problem(s); generation %s keeps running",
@@ -128,6 +129,12 @@ class DesiredStateManager:
              tree.config.model_dump_json()))
         return Generation(number, tree.hash, commit, now, tree, dirty)
 
+    def limits(self) -> ParseLimits:
+        """Parse limits from the generation in force (config ``parse_limits``)."""
+        if self.current is None:
+            return ParseLimits()
+        return ParseLimits(**self.current.tree.config.parse_limits.model_dump())
+
     def history(self, limit: int = 20) -> list[dict[str, Any]]:
         rows = self.store.query("SELECT generation, hash, commit_sha, created_at FROM generations "
                                 "ORDER BY generation DESC LIMIT ?", (limit,))
@@ -157,7 +164,7 @@ class DesiredStateManager:
                                      recursive=True, force_polling=False):
             try:
                 # parsed in a worker thread: a big or hostile file never stalls the event loop
-                result = await asyncio.to_thread(load_tree, self.root)
+                result = await asyncio.to_thread(load_tree, self.root, limits=self.limits())
                 self.reload(result)
             except Exception:  # noqa: BLE001 - a reload bug must not kill the watcher
                 log.exception("reload failed")

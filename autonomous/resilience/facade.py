@@ -19,6 +19,7 @@ from autonomous.resilience.backup_crypto import plan_key_file
 from autonomous.resilience.backup_target import confine_target
 from autonomous.resilience.disaster_recovery import DisasterRecovery
 from autonomous.resilience.drill_reap import reap_drills
+from autonomous.resilience.restore_requests import RestoreRequests
 from autonomous.resilience.survival_mode import SurvivalMode
 
 __all__ = ["ResilienceFacade"]
@@ -43,6 +44,7 @@ class ResilienceFacade:
             log.warning("reaped %d drill folder(s) of a killed operator: %s",
                         len(self.reaped_drills), ", ".join(self.reaped_drills))
         self._busy: set[str] = set()
+        self.restores = RestoreRequests(ctx.store, ctx.clock)
 
     def _policy(self) -> dict[str, Any]:
         return self.ctx.policy()["resilience"]
@@ -163,9 +165,51 @@ class ResilienceFacade:
         fn = dr.repair if repair else dr.verify_backup_integrity
         return await asyncio.to_thread(fn, backup_id)
 
+    async def scheduled_verify(self, plan: str, backup_id: str) -> dict[str, Any]:
+        """Verify ``backup_id``; fire alert ``backup_damaged`` (labels plan, backup) through
+        the telemetry alert manager when damaged, resolve the plan's open one when clean."""
+        rep = await self.verify(backup_id)
+        tel = self.ctx.subsystems.get("telemetry")
+        if tel is None:
+            return {**rep, "alert": "telemetry subsystem not running: no alert raised"}
+        open_ = [a for a in tel.alerts.db.open_alerts(source="manual").values()
+                 if a["labels"].get("alertname") == "backup_damaged"
+                 and a["labels"].get("plan") == plan]
+        if not rep["ok"]:
+            a = tel.alerts.trigger_alert(
+                "backup_damaged", {"plan": plan, "backup": backup_id}, severity="critical",
+                summary=f"backup {backup_id} of plan {plan!r} is damaged: "
+                f"{len(rep['damaged_chunks'])} chunk(s), files "
+                f"{', '.join(rep.get('damaged_files', [])[:5])}; repair with "
+                f"atlas-autonomous backup verify --repair {backup_id}", actor="resilience")
+            return {**rep, "alert": a["id"]}
+        for a in open_:
+            tel.alerts.resolve_alert(a["id"], "resilience",
+                                     f"scheduled verify of {backup_id} found no damage")
+        return {**rep, "resolved": [a["id"] for a in open_]}
+
+    def _target(self, target: str) -> Path:
+        roots = [Path(r) for r in self._policy()["backup"]["restore_roots"]]
+        return confine_target(target, self.ctx.data_dir, roots)
+
+    def request_restore(self, backup_id: str, target: str, actor: str) -> dict[str, Any]:
+        """Record a restore request (refused at once when the target or backup is wrong);
+        the resilience controller carries it out through the governance gate."""
+        self._target(target)
+        self._find(backup_id)
+        row = self.restores.add(backup_id, target, actor,
+                                self._policy()["backup"]["restore_history_keep"])
+        self.ctx.trigger("resilience")
+        return row
+
+    async def wait_restore(self, request_id: str) -> dict[str, Any]:
+        return await self.restores.wait(request_id,
+                                        self._policy()["backup"]["restore_wait_seconds"])
+
     async def restore(self, backup_id: str, target: str) -> dict[str, Any]:
-        """Restore into ``target`` (relative paths land under ``<data_dir>/restores/``)."""
-        path = confine_target(target, self.ctx.data_dir)
+        """Restore into ``target`` now (the controller's action; relative paths land under
+        ``<data_dir>/restores/``, absolute ones under it or a policy ``restore_roots``)."""
+        path = self._target(target)
         _, dr = self._find(backup_id)
         return await asyncio.to_thread(dr.restore_from_disaster, backup_id, path)
 

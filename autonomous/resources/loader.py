@@ -128,10 +128,11 @@ def _collect(paths: Iterable[Path], problems: list[Problem],
     return out
 
 
-def load_tree(root: str | Path, *, require_services: bool = True) -> LoadResult:
+def load_tree(root: str | Path, *, require_services: bool = True,
+              limits: ParseLimits | None = None) -> LoadResult:
     root = Path(root)
     return load_paths([root / d for d in TREE_DIRS], base=root, require_services=require_services,
-                      require_config=True)
+                      require_config=True, limits=limits)
 
 
 def load_paths(paths: Iterable[str | Path], *, base: str | Path | None = None,

@@ -4,6 +4,7 @@ requests, probes never shed) and the /api/resilience routes with the real app.""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import httpx
@@ -15,6 +16,7 @@ from autonomous.api.app import create_app
 from autonomous.resilience import admission
 from autonomous.resilience.resource_throttler import ResourceReading
 from autonomous.testing import make_context
+from controllers.manager import ControllerManager
 from controllers.resilience import ResilienceController
 
 AUTH = {"Authorization": "Bearer test-token"}
@@ -95,14 +97,36 @@ async def test_queued_requests_are_served_by_priority(ctx):
     assert done == ["first", "CRITICAL", "HIGH", "MEDIUM", "LOW"]
 
 
+def restore_gate(ctx, gate: str) -> None:
+    """governance.actions.restore for the governed mode the tests run in."""
+    (ctx.root / "policies" / "zz_restore.yaml").write_text(
+        "apiVersion: atlas.autonomous/v1\nkind: PolicySet\nmetadata: {name: zz-restore}\n"
+        f"spec:\n  mode: governed\n  policy:\n    governance:\n      actions:\n"
+        f"        restore: {gate}\n")
+    ctx.desired.reload()
+    assert ctx.desired.error is None, ctx.desired.error
+
+
 @pytest.fixture()
-def api(ctx):
-    ctl = ResilienceController(ctx)
-    asyncio.run(ctl.start())
+def governed_api(ctx):
+    """The real app with the resilience controller run by the real ControllerManager."""
     app = create_app(ctx)
     admission.install(app, ctx, reader=calm)
     with TestClient(app) as c:
-        yield ctx, c
+        mgr = ControllerManager(ctx, [ResilienceController(ctx)])
+        assert c.portal is not None
+        c.portal.call(mgr.start)
+        try:
+            yield ctx, c
+        finally:
+            c.portal.call(mgr.stop)
+
+
+@pytest.fixture()
+def api(governed_api):
+    ctx, c = governed_api
+    restore_gate(ctx, "enforce")
+    yield ctx, c
 
 
 def test_queue_and_throttling_endpoints(api):
@@ -220,3 +244,45 @@ def test_damaged_manifest_restore_is_a_4xx(api):
                headers=AUTH)
     assert 400 <= r.status_code < 500, r.text
     assert "damaged" in r.json()["detail"] or "corrupt" in r.json()["detail"], r.text
+
+
+def test_governed_restore_waits_for_approval_then_the_controller_restores(governed_api):
+    ctx, c = governed_api
+    assert ctx.governance.action_mode("restore") == "require_approval"
+    b = c.post("/api/resilience/backup", json={"plan": "operator"}, headers=AUTH).json()
+    r = c.post(f"/api/resilience/backups/{b['id']}/restore", json={"target": "gated"},
+               headers=AUTH)
+    assert r.status_code == 202, r.text
+    body = r.json()
+    assert body["state"] == "awaiting_approval"
+    assert body["approve"] == f"atlas-autonomous approvals approve {body['approval']}"
+    target = ctx.data_dir / "restores" / "gated"
+    assert not target.exists()
+    appr = ctx.approvals.get(body["approval"])
+    assert appr["action_kind"] == "restore" and appr["state"] == "pending"
+    # approving (the CLI's command calls this route) lets the controller restore it
+    ok = c.post(f"/api/approvals/{body['approval']}/approve", json={}, headers=AUTH)
+    assert ok.status_code == 200, ok.text
+    restores = ctx.subsystems["resilience"].restores
+    deadline = time.monotonic() + 30
+    while restores.get(body["request"])["state"] == "awaiting_approval" \
+            and time.monotonic() < deadline:
+        time.sleep(0.02)
+    row = restores.get(body["request"])
+    assert row["state"] == "done", row
+    assert (target / "atlas.db").exists() or any(target.rglob("atlas.db"))
+    assert ctx.approvals.get(body["approval"])["state"] == "executed"
+
+
+def test_restore_roots_policy_allows_another_root(api, tmp_path):
+    ctx, c = api
+    other = tmp_path / "other-root"
+    other.mkdir()
+    b = c.post("/api/resilience/backup", json={"plan": "operator"}, headers=AUTH).json()
+    url = f"/api/resilience/backups/{b['id']}/restore"
+    r = c.post(url, json={"target": str(other / "x")}, headers=AUTH)
+    assert 400 <= r.status_code < 500 and "outside the allowed" in r.json()["detail"], r.text
+    overlay(ctx, f"      backup:\n        restore_roots: [{str(other)!r}]\n")
+    r = c.post(url, json={"target": str(other / "x")}, headers=AUTH)
+    assert r.status_code == 200, r.text
+    assert any((other / "x").rglob("atlas.db"))

@@ -283,3 +283,24 @@ def test_invalid_operator_config_gives_only_its_error(tmp_path):
     found = [str(p) for p in load_tree(root).problems]
     assert any("reload_step_ms" in p for p in found), found
     assert not any("no OperatorConfig found" in p for p in found), found
+
+
+def test_parse_limits_come_from_the_config(tmp_path):
+    from autonomous.core.events import EventBus
+    from autonomous.desired.manager import DesiredStateManager
+    from autonomous.store import Store
+
+    root = copy_default_tree(tmp_path / "root")
+    cfg = root / "config" / "autonomous.yaml"
+    cfg.write_text(cfg.read_text().replace("  reload_step_ms:", "  parse_limits: {max_file_bytes: "
+                                           "2048}\n  reload_step_ms:", 1))
+    store = Store(tmp_path / "data" / "atlas.db").open()
+    try:
+        m = DesiredStateManager(root, store, EventBus())
+        assert m.reload() is not None and m.limits().max_file_bytes == 2048
+        (root / "desired_state" / "pad.yaml").write_text("# pad\n" * 1000)
+        assert m.reload() is None
+        assert any("pad.yaml:1:" in str(p) and "2048-byte limit" in str(p)
+                   for p in m.error.problems), m.error.problems
+    finally:
+        store.close()

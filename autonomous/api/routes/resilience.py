@@ -6,11 +6,12 @@ from collections.abc import Awaitable
 from typing import Any, Literal, TypeVar
 
 from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from autonomous.api.deps import Actor, Ctx, subsystem
 from autonomous.core.clock import iso
-from autonomous.core.errors import Conflict, Refused
+from autonomous.core.errors import Conflict, NotFound, Refused
 from autonomous.resilience.backup_manifest import ManifestDamaged
 from autonomous.resilience.backup_restore import RestoreRefused, UnsafeBackup
 from autonomous.resilience.backup_target import RestoreTargetRefused
@@ -152,10 +153,48 @@ async def verify(backup_id: str, ctx: Ctx, actor: Actor,
     return await subsystem(ctx, "resilience").verify(backup_id, repair)
 
 
-@router.post("/backups/{backup_id}/restore")
-async def restore(backup_id: str, body: RestoreBody, ctx: Ctx, actor: Actor) -> dict[str, Any]:
-    """Restore a backup into a new or empty folder (refused when damaged or unsafe)."""
-    return await _guarded(subsystem(ctx, "resilience").restore(backup_id, body.target))
+# a failed restore request's recorded error kind → the API error it is
+_FAILED = {"RestoreRefused": Conflict, "FileExistsError": Conflict,
+           "FileNotFoundError": Conflict, "UnsafeBackup": Refused,
+           "RestoreTargetRefused": Refused, "NotFound": NotFound, "PermissionError": Refused,
+           "ManifestDamaged": Conflict}
+
+
+async def _request(facade: Any, backup_id: str, target: str, actor: str) -> dict[str, Any]:
+    return facade.request_restore(backup_id, target, actor)  # type: ignore[no-any-return]
+
+
+@router.post("/backups/{backup_id}/restore", responses={
+    202: {"description": "Recorded; waiting for approval (the body names the approval and "
+          "the command that approves it) or still running"}})
+async def restore(backup_id: str, body: RestoreBody, ctx: Ctx, actor: Actor) -> Any:
+    """Restore a backup into a new or empty folder (refused when damaged or unsafe).
+
+    The resilience controller carries it out behind the governance gate: where policy says
+    ``restore: require_approval`` the answer is 202 and nothing is written until approved."""
+    facade = subsystem(ctx, "resilience")
+    req = await _guarded(_request(facade, backup_id, body.target, actor))
+    row = await facade.wait_restore(req["id"])
+    if row["state"] == "done":
+        return row["result"]
+    if row["state"] == "failed":
+        msg = (row["result"] or {}).get("error", "restore failed")
+        kind = row["error_kind"] or ""
+        if kind == "ManifestDamaged":
+            msg = f"backup manifest is damaged: {msg}"
+        raise _FAILED.get(kind, Conflict)(msg)
+    out: dict[str, Any] = {"request": row["id"], "state": row["state"],
+                           "backup": backup_id, "target": body.target}
+    if row["state"] == "awaiting_approval":
+        out.update(approval=row["approval"],
+                   approve=f"atlas-autonomous approvals approve {row['approval']}",
+                   detail=f"restore awaits approval {row['approval']} (policy governance."
+                   "actions.restore is require_approval); nothing is written until approved")
+    elif row["state"] == "pending":
+        out["detail"] = "restore recorded; the resilience controller has not settled it yet"
+    else:
+        out["detail"] = (row["result"] or {}).get("message", row["state"])
+    return JSONResponse(status_code=202, content=out)
 
 
 @router.post("/backups/{backup_id}/drill")

@@ -23,7 +23,7 @@ ActionMode = Literal["enforce", "dry_run", "require_approval"]
 ACTION_KINDS = (
     "start", "stop", "restart", "restart_all", "rollback", "update", "optimization",
     "degrade", "fallback", "isolate", "retry", "alert_human", "survival", "backup", "restore",
-    "throttle", "mode",
+    "throttle", "mode", "stop_by_removal",
 )
 
 

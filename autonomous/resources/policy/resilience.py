@@ -174,6 +174,23 @@ class BackupEnginePolicy(Strict):
     fsync: bool = Field(description="fsync chunks and manifests before a backup counts")
     drill_port_start: int = Field(ge=1024, le=65535, description="Drill services listen on a free "
                                   "port at or above this")
+    restore_roots: list[str] = Field(description="Absolute folders a restore may write into "
+                                     "besides <data_dir>/restores")
+    restore_wait_seconds: float = Field(gt=0, description="How long POST .../restore waits for "
+                                        "the resilience controller to settle the request before "
+                                        "answering 202 with its state")
+    restore_history_keep: int = Field(ge=1, description="Settled restore requests kept")
+    verify_every_seconds: float | None = Field(gt=0, description="Re-hash each plan's latest "
+                                               "backup this often (alert 'backup_damaged' "
+                                               "while damaged); null = never")
+
+    @field_validator("restore_roots")
+    @classmethod
+    def _absolute_roots(cls, v: list[str]) -> list[str]:
+        bad = [r for r in v if not r.startswith("/")]
+        if bad:
+            raise ValueError(f"restore roots must be absolute paths: {', '.join(bad)}")
+        return v
 
     @model_validator(mode="after")
     def _sizes(self) -> BackupEnginePolicy:
