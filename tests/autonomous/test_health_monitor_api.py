@@ -174,4 +174,5 @@ async def test_system_metrics_keep_cpu_flags_in_their_own_route(setup) -> None:
         sysm = c.get("/api/health/metrics/system").json()
         assert "avx" not in str(sysm) and "GET /api/health/cpu-features" in str(sysm)
         assert c.get("/api/health/cpu-features").json() == {"brand": "test cpu",
-                                                            "features": ["avx", "sse2"]}
+                                                            "features": ["avx", "sse2"],
+                                                            "reason": None}

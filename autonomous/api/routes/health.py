@@ -216,9 +216,13 @@ def cpu_features(ctx: Ctx) -> dict[str, Any]:
     system-metrics response."""
     snap = subsystem(ctx, "health").system_snapshot()
     model = (snap or {}).get("cpu", {}).get("model")
-    if not isinstance(model, dict):
-        raise _not_ready()
-    return {"brand": model.get("brand"), "features": model.get("features", [])}
+    if not isinstance(model, dict):  # null with the reason, like every metric not known yet
+        reason = (snap or {}).get("unavailable", {}).get("cpu.model") or (
+            "the CPU model has not been read yet: it is read once, "
+            "health.sampling.startup_delay_seconds after start")
+        return {"brand": None, "features": None, "reason": reason}
+    return {"brand": model.get("brand"), "features": model.get("features", []),
+            "reason": None}
 
 
 @router.get("/metrics/services", response_model=ServicesOut)
