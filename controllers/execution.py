@@ -8,6 +8,11 @@
 A failing action backs off per resource (exponential, capped, jittered, from
 ``reconcile.action_backoff``); success resets it. Past ``max_retries`` the resource is Stalled
 until the generation changes.
+
+A decision repeated unchanged — the same gate, mode, generation and exact action ending in the
+same not-done outcome (a pending approval, a dry-run, a rejection) — does not add a new chain:
+the existing observation → decision → action → outcome nodes get ``repeats`` + 1 and a new
+``last_seen`` (:meth:`KnowledgeGraph.touch`), so a long wait for approval stays a few rows.
 """
 
 from __future__ import annotations
@@ -34,10 +39,19 @@ class _RetryState:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class _Recorded:
+    """The last chain recorded for one (controller, resource) whose action was not done."""
+
+    signature: tuple[Any, ...]
+    nodes: tuple[str, ...]   # observation, decision, action, outcome
+
+
 class Executor:
     def __init__(self, ctx: OperatorContext) -> None:
         self.ctx = ctx
         self._retry: dict[tuple[str, str], _RetryState] = {}
+        self._recorded: dict[tuple[str, str], _Recorded] = {}
 
     def next_retry(self, controller: str) -> float | None:
         now = self.ctx.clock.monotonic()
@@ -61,10 +75,29 @@ class Executor:
                                retry_after=state.not_before - now)
         mode = self.ctx.governance.mode
         gate = self.ctx.governance.action_mode(action.kind)
-        chain = self._decision_chain(c, action, generation, mode, gate)
+        if gate == "enforce":
+            chain = self._decision_chain(c, action, generation, mode, gate)
+            outcome = await self._gated(c, action, generation, mode, gate)
+            self._backoff(c, action, outcome, generation)
+            self._record_outcome(c, action, outcome, chain)
+            self._recorded.pop(key, None)
+            return outcome
+        # dry_run / require_approval: decided first, recorded after, so that a decision
+        # repeated unchanged updates its chain instead of adding one per pass
         outcome = await self._gated(c, action, generation, mode, gate)
         self._backoff(c, action, outcome, generation)
-        self._record_outcome(c, action, outcome, chain)
+        signature = _signature(action, generation, mode, gate, outcome)
+        prev = self._recorded.get(key)
+        if (signature is not None and prev is not None and prev.signature == signature
+                and self.ctx.graph.touch(prev.nodes)):
+            self.ctx.status.controller(c.name).last_decisions[action.resource] = prev.nodes[-1]
+            return outcome
+        chain = self._decision_chain(c, action, generation, mode, gate)
+        ids = self._record_outcome(c, action, outcome, chain)
+        if signature is None:
+            self._recorded.pop(key, None)
+        else:
+            self._recorded[key] = _Recorded(signature, (*chain, *ids))
         return outcome
 
     async def _gated(self, c: Controller, action: Action, generation: int, mode: str,
@@ -131,7 +164,7 @@ class Executor:
                 context={"about": resource, "under_generation": gen, "under_mode": mode_node})
 
     def _record_outcome(self, c: Controller, action: Action, outcome: Outcome,
-                        chain: list[str]) -> None:
+                        chain: list[str]) -> list[str]:
         g = self.ctx.graph
         with self.ctx.store.transaction():
             ids = g.record_chain([
@@ -142,3 +175,14 @@ class Executor:
             g.add_relation(chain[-1], "chose", ids[0])
         run = self.ctx.status.controller(c.name)
         run.last_decisions[action.resource] = ids[-1]
+        return ids
+
+
+def _signature(action: Action, generation: int, mode: str, gate: str,
+               outcome: Outcome) -> tuple[Any, ...] | None:
+    """What makes a not-done decision "the same again"; None for one that did something."""
+    details = outcome.details or {}
+    if not (details.get("dry_run") or details.get("pending") or details.get("rejected")):
+        return None
+    return (action.key(), generation, mode, gate, outcome.ok, outcome.message,
+            tuple(sorted((k, str(v)) for k, v in details.items())))

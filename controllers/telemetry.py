@@ -5,8 +5,10 @@ registers ``ctx.subsystems["telemetry"]``, and starts two tasks: the event pump 
 event becomes metrics / alert input) and the notification dispatcher (delivers the alert
 outbox, retrying with backoff, never blocking the reconcile loop).
 observe: one hub cycle — tail service logs, flush, roll up closed buckets, apply retention,
-evaluate alert rules (all bookkeeping on the operator's own store; notifications are the
-only outside effect and go through the outbox).
+evaluate alert rules — then the operator's own retention (``retention`` policy: graph,
+health, approvals, generations; :mod:`autonomous.learning.retention`). All bookkeeping on
+the operator's own store; notifications are the only outside effect and go through the
+outbox.
 diff (pure): nothing to change in the world: telemetry plans no governed actions.
 report: a ``Telemetry/hub`` status with the cycle's figures, one per ``Dashboard``.
 """
@@ -19,6 +21,7 @@ import logging
 from typing import Any
 
 from autonomous.core.conditions import HealthStatus, SyncStatus
+from autonomous.learning.retention import Retention
 from autonomous.telemetry.hub import TelemetryHub
 from controllers.base import Action, Controller, Outcome
 
@@ -38,6 +41,12 @@ class TelemetryController(Controller):
         self.hub: TelemetryHub | None = None
         self._cycled = False
         self._tasks: list[asyncio.Task[None]] = []
+        self.retention = Retention(ctx.store, ctx.graph, ctx.clock, ctx.policy,
+                                   self._generation)
+
+    def _generation(self) -> int | None:
+        gen = self.ctx.desired.current
+        return None if gen is None else int(gen.number)
 
     async def start(self) -> None:
         hub = TelemetryHub.from_context(self.ctx)
@@ -89,7 +98,14 @@ class TelemetryController(Controller):
             # leave the store to the services being started; the next interval does the work
             self._cycled = True
             return dict(self.hub.last_cycle or {})
-        return await asyncio.to_thread(self.hub.cycle)
+        return await asyncio.to_thread(self._cycle, self.hub)
+
+    def _cycle(self, hub: TelemetryHub) -> dict[str, Any]:
+        summary = dict(hub.cycle())
+        pruned = self.retention.maybe_run()
+        if pruned is not None:
+            summary["operator_retention"] = pruned
+        return summary
 
     @staticmethod
     def diff(desired: Any, observed: Any) -> tuple[Action, ...]:

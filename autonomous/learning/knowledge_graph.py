@@ -47,9 +47,10 @@ class KnowledgeGraph:
         self._load()
 
     def _load(self) -> None:
-        for r in self.store.query("SELECT id, type, label, ts, attrs FROM graph_nodes"):
+        for r in self.store.query("SELECT id, type, label, ts, COALESCE(seen, ts) AS seen, "
+                                  "attrs FROM graph_nodes"):
             self.g.add_node(r["id"], type=r["type"], label=r["label"], ts=r["ts"],
-                            attrs=json.loads(r["attrs"]))
+                            seen=r["seen"], attrs=json.loads(r["attrs"]))
         for r in self.store.query("SELECT src, dst, rel, ts, attrs FROM graph_edges"):
             self.g.add_edge(r["src"], r["dst"], key=r["rel"], rel=r["rel"], ts=r["ts"],
                             attrs=json.loads(r["attrs"]))
@@ -64,14 +65,35 @@ class KnowledgeGraph:
         with self._lock:
             if node_id in self.g:
                 merged = {**self.g.nodes[node_id]["attrs"], **attrs}
-                self.g.nodes[node_id].update(label=label, attrs=merged)
-                self.store.execute("UPDATE graph_nodes SET label=?, attrs=? WHERE id=?",
-                                   (label, json.dumps(merged, default=str), node_id))
+                self.g.nodes[node_id].update(label=label, attrs=merged, seen=ts)
+                self.store.execute("UPDATE graph_nodes SET label=?, attrs=?, seen=? WHERE id=?",
+                                   (label, json.dumps(merged, default=str), ts, node_id))
                 return node_id
-            self.g.add_node(node_id, type=type_, label=label, ts=ts, attrs=attrs)
-            self.store.execute("INSERT INTO graph_nodes VALUES (?, ?, ?, ?, ?)",
-                               (node_id, type_, label, ts, json.dumps(attrs, default=str)))
+            self.g.add_node(node_id, type=type_, label=label, ts=ts, seen=ts, attrs=attrs)
+            self.store.execute("INSERT INTO graph_nodes(id, type, label, ts, attrs, seen) "
+                               "VALUES (?, ?, ?, ?, ?, ?)",
+                               (node_id, type_, label, ts, json.dumps(attrs, default=str), ts))
         return node_id
+
+    def touch(self, node_ids: Iterable[str], ts: float | None = None) -> bool:
+        """Mark nodes seen again: ``repeats`` + 1 and ``last_seen``; False if one is gone.
+
+        Used for a decision repeated unchanged, so it updates its chain instead of adding one.
+        """
+        now = self.clock.now() if ts is None else ts
+        ids = list(node_ids)
+        with self._lock:
+            if any(n not in self.g for n in ids):
+                return False
+            with self.store.transaction():
+                for n in ids:
+                    attrs = self.g.nodes[n]["attrs"]
+                    attrs["repeats"] = int(attrs.get("repeats", 0)) + 1
+                    attrs["last_seen"] = now
+                    self.g.nodes[n]["seen"] = now
+                    self.store.execute("UPDATE graph_nodes SET attrs=?, seen=? WHERE id=?",
+                                       (json.dumps(attrs, default=str), now, n))
+        return True
 
     def add_relation(self, src: str, rel: str, dst: str, *,
                      attrs: dict[str, Any] | None = None) -> None:
@@ -111,6 +133,38 @@ class KnowledgeGraph:
                 for node in ids:
                     self.add_relation(node, rel, target)
         return ids
+
+    def prune(self, before: float) -> dict[str, int]:
+        """Delete chains whose newest node was last seen before ``before``, and their edges.
+
+        A causal chain (nodes joined by causal relations) goes as a whole, so nothing still
+        reached from a recent node is cut off; a context node (resource, generation, mode…)
+        goes once it is old itself and no kept node points to it.
+        """
+        with self._lock:
+            causal = nx.Graph()
+            causal.add_nodes_from(self.g.nodes)
+            causal.add_edges_from((u, v) for u, v, k in self.g.edges(keys=True)
+                                  if k in CAUSAL_RELATIONS)
+            gone: set[str] = set()
+            for comp in nx.connected_components(causal):
+                if len(comp) > 1 and max(self.g.nodes[n]["seen"] for n in comp) < before:
+                    gone |= comp
+            for n, deg in causal.degree():
+                if (deg == 0 and self.g.nodes[n]["seen"] < before
+                        and all(u in gone for u in self.g.predecessors(n))):
+                    gone.add(n)
+            edges = sum(1 for u, v in self.g.edges() if u in gone or v in gone)
+            with self.store.transaction():
+                ids = sorted(gone)
+                for i in range(0, len(ids), 500):
+                    part = ids[i:i + 500]
+                    marks = ",".join("?" * len(part))
+                    self.store.execute(f"DELETE FROM graph_edges WHERE src IN ({marks}) "
+                                       f"OR dst IN ({marks})", (*part, *part))
+                    self.store.execute(f"DELETE FROM graph_nodes WHERE id IN ({marks})", part)
+            self.g.remove_nodes_from(gone)
+        return {"graph_nodes": len(gone), "graph_edges": edges}
 
     # -- reading -----------------------------------------------------------------------------
     def node(self, node_id: str) -> dict[str, Any]:

@@ -267,3 +267,98 @@ async def test_event_triggers_reconcile(ctx):
         assert c.world == {"x": 2} and c.reports > before
     finally:
         await m.stop()
+
+
+@pytest.mark.parametrize("mode, kind", [("governed", "restart_all"),
+                                        ("emergency_stop", "optimization")])
+async def test_repeated_undone_decision_updates_its_chain(ctx, mode, kind):
+    class Gated(DictController):
+        @staticmethod
+        def diff(desired, observed):
+            return tuple(Action(kind, f"Thing/{k}", "differs", {"k": k, "v": v})
+                         for k, v in desired.items() if observed.get(k) != v)
+
+    ctx.governance.set_mode(mode, actor="test")
+    c = Gated(ctx)
+    m = ControllerManager(ctx, [c])
+    await m.start()
+    try:
+        await m.reconcile(c)
+        counts = ctx.graph.stats()["nodes"], ctx.graph.stats()["edges"]
+        for _ in range(20):
+            await m.reconcile(c)
+        assert (ctx.graph.stats()["nodes"], ctx.graph.stats()["edges"]) == counts
+        decisions = ctx.graph.find(type_="decision")
+        assert len(decisions) == 1 and decisions[0]["attrs"]["repeats"] == 20
+        outcome = ctx.graph.find(type_="outcome")[0]
+        assert [s["type"] for s in ctx.graph.why(outcome["id"])] == [
+            "observation", "decision", "action", "outcome"]
+        if mode == "governed":
+            pending = ctx.approvals.list("pending")[0]
+            ctx.approvals.decide(pending["id"], approve=True, actor="human",
+                                 current_generation=ctx.desired.current.number)
+            await m.reconcile(c)
+            assert c.world == {"x": 1}
+            assert len(ctx.graph.find(type_="decision")) == 2, "the approved run is a new chain"
+    finally:
+        await m.stop()
+
+
+async def test_10000_passes_with_a_pending_approval_keep_rows_bounded(tmp_path):
+    """Acceptance (issue 10): a fake clock, no sleeping; 10 s per pass is ~28 hours, so the
+    approval (TTL from policy) expires and is asked again many times; retention from policy
+    (shortened here) prunes what is no longer seen."""
+    from autonomous.learning.retention import Retention
+    from autonomous.testing import make_context
+
+    ctx = make_context(tmp_path, load=False)
+    pol = ctx.root / "policies" / "retention.yaml"
+    text = pol.read_text()
+    for field, value in (("interval_seconds", "600"), ("graph_days", "0.1"),
+                         ("approvals_days", "0.1")):
+        text = "\n".join(f"{line.split(':')[0]}: {value}"
+                         if line.strip().startswith(field + ":") else line
+                         for line in text.splitlines())
+    pol.write_text(text + "\n")
+    ctx.desired.reload()
+    try:
+        assert ctx.policy()["retention"]["graph_days"] == 0.1
+        ttl = ctx.policy()["governance"]["approval_ttl_seconds"]
+
+        class NeedsApproval(DictController):
+            @staticmethod
+            def diff(desired, observed):
+                return tuple(Action("restart_all", f"Thing/{k}", "differs", {"k": k, "v": v})
+                             for k, v in desired.items() if observed.get(k) != v)
+
+        ctx.governance.set_mode("governed", actor="test")
+        c = NeedsApproval(ctx)
+        m = ControllerManager(ctx, [c])
+        retention = Retention(ctx.store, ctx.graph, ctx.clock, ctx.policy,
+                              lambda: ctx.desired.current.number)
+
+        def rows(table):
+            return ctx.store.query_one(f"SELECT COUNT(*) AS n FROM {table}")["n"]
+
+        peak = {"graph_nodes": 0, "graph_edges": 0, "approvals": 0}
+        requested = set()
+        passes = 10_000
+        for _ in range(passes):
+            out = await m.reconcile(c)
+            assert out[0].details["pending"] is True
+            requested.add(out[0].details["approval"])
+            retention.maybe_run()
+            ctx.clock.advance(10)
+            for t in peak:
+                peak[t] = max(peak[t], rows(t))
+        assert c.world == {}, "never done without approval"
+        assert len(requested) >= passes * 10 // ttl, "the approval expired and was asked again"
+        # without dedup and retention: 4 nodes per pass (40,000) and one approval per TTL
+        assert peak["graph_nodes"] <= 24 and peak["graph_edges"] <= 56, peak
+        assert peak["approvals"] <= 5, peak
+        assert len(ctx.approvals.list("pending")) == 1
+        outcome = ctx.status.controller(c.name).last_decisions["Thing/x"]
+        assert [s["type"] for s in ctx.graph.why(outcome)] == [
+            "observation", "decision", "action", "outcome"]
+    finally:
+        ctx.store.close()

@@ -51,3 +51,80 @@ def test_specification_names_match_find_and_related(tmp_path):
     g, centre = _star(tmp_path, 3)
     assert g.query_graph(type_="observation") == g.find(type_="observation")
     assert g.find_related(centre) == g.related(centre)
+
+
+DAY = 86400.0
+
+
+def _chain(g: KnowledgeGraph, name: str) -> list[str]:
+    res = g.ensure("resource", name)
+    return g.record_chain([("observation", f"{name} seen", {}), ("decision", f"restart {name}", {}),
+                           ("action", f"restart {name}", {}), ("outcome", "ok", {})],
+                          context={"about": res})
+
+
+def test_prune_removes_old_chains_whole_and_keeps_touched_ones(tmp_path):
+    clock = FakeClock()
+    store = Store(tmp_path / "g.db").open()
+    g = KnowledgeGraph(store, clock)
+    old = _chain(g, "old")
+    touched = _chain(g, "touched")
+    clock.advance(10 * DAY)
+    assert g.touch(touched[1:2])          # only the decision is seen again
+    clock.advance(10 * DAY)
+    recent = _chain(g, "recent")
+    deleted = g.prune(clock.now() - 15 * DAY)
+    assert deleted == {"graph_nodes": 5, "graph_edges": 7}   # old chain + its resource
+    assert not any(n in g.g for n in [*old, "resource:old"])
+    # a chain with one recent node stays whole, with the context it points to
+    assert all(n in g.g for n in [*touched, *recent, "resource:touched", "resource:recent"])
+    assert g.node(touched[1])["attrs"]["repeats"] == 1
+    # the store agrees: a fresh load sees exactly what is left
+    fresh = KnowledgeGraph(store, clock)
+    assert set(fresh.g.nodes) == set(g.g.nodes)
+    assert fresh.g.number_of_edges() == g.g.number_of_edges()
+    assert [s["type"] for s in fresh.why(touched[-1])] == [
+        "observation", "decision", "action", "outcome"]
+
+
+def test_retention_prunes_every_growing_table_from_policy(ctx):
+    from autonomous.learning.retention import Retention
+
+    store, clock = ctx.store, ctx.clock
+    gen = ctx.desired.current.number
+    now = clock.now()
+    for i, age in enumerate((40, 1)):
+        ts = now - age * DAY
+        store.execute("INSERT INTO health_reports(ts, score, report) VALUES (?, 1, '{}')", (ts,))
+        store.execute("INSERT INTO health_anomalies(id, metric, start, end_ts, peak_ts, "
+                      "peak_value, peak_z, score, severity, last_seen) VALUES "
+                      "(?, 'cpu', ?, ?, ?, 1, 1, 1, 'leve', ?)", (f"a{i}", ts, ts, ts, ts))
+        for state in ("expired", "pending"):
+            store.execute("INSERT INTO approvals(id, controller, resource, action_kind, action, "
+                          "action_hash, generation, mode, created_at, expires_at, state) VALUES "
+                          "(?, 'c', 'r', 'k', '{}', 'h', 1, 'governed', ?, ?, ?)",
+                          (f"{state}{i}", ts, ts, state))
+    store.execute("INSERT INTO health_anomalies(id, metric, start, end_ts, peak_ts, peak_value, "
+                  "peak_z, score, severity, last_seen) VALUES ('open', 'cpu', ?, NULL, ?, 1, 1, "
+                  "1, 'leve', ?)", (now - 60 * DAY, now - 60 * DAY, now - 60 * DAY))
+    row = store.query_one("SELECT * FROM generations WHERE generation=?", (gen,))
+    for n in range(gen + 1, gen + 6):   # newer rows than the one in force
+        store.execute("INSERT INTO generations VALUES (?, ?, ?, ?, ?, ?, ?)",
+                      (n, row["hash"], row["commit_sha"], row["created_at"], row["resources"],
+                       row["policy"], row["config"]))
+    p = ctx.policy()["retention"]
+    policy = {"retention": {**p, "generations_keep": 2}}
+    r = Retention(store, ctx.graph, clock, lambda: policy, lambda: gen)
+    deleted = r.maybe_run()
+    assert deleted is not None
+    assert {k: deleted[k] for k in ("health_reports", "health_anomalies", "approvals",
+                                    "generations")} == {
+        "health_reports": 1, "health_anomalies": 1, "approvals": 1, "generations": 3}
+    kept = {r["generation"] for r in store.query("SELECT generation FROM generations")}
+    assert kept == {gen, gen + 4, gen + 5}
+    assert {r["id"] for r in store.query("SELECT id FROM approvals")} == {
+        "pending0", "expired1", "pending1"}
+    assert {r["id"] for r in store.query("SELECT id FROM health_anomalies")} == {"a1", "open"}
+    assert r.maybe_run() is None, "not again before interval_seconds"
+    clock.advance(p["interval_seconds"])
+    assert r.maybe_run() is not None

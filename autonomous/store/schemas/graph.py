@@ -24,3 +24,12 @@ MIGRATIONS = [
     CREATE INDEX graph_edges_dst ON graph_edges(dst);
     """,
 ]
+
+# when a node was last seen (a repeated decision touches its chain); retention prunes by it
+MIGRATIONS.append(
+    """
+    ALTER TABLE graph_nodes ADD COLUMN seen REAL;
+    UPDATE graph_nodes SET seen = ts;
+    CREATE INDEX graph_nodes_seen ON graph_nodes(seen);
+    """
+)
