@@ -46,14 +46,23 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def fronts_for(services: dict[str, Any]) -> tuple[Front, ...]:
+def fronts_for(services: dict[str, Any], rollouts: dict[str, Any] | None = None
+               ) -> tuple[Front, ...]:
+    """Fronts from the Services; a running rollout's candidate (``version``, ``port``,
+    ``weight``, ``device_version``: see controllers/evolution.py) adds its weighted backend."""
     out = []
     for name, spec in sorted(services.items()):
         if spec.traffic is None or spec.port is None:
             continue
-        out.append(Front(name=name, port=spec.traffic.port, device_version=spec.version,
-                         device_paths=tuple(spec.traffic.device_paths),
-                         backends=(Backend(spec.version, spec.port, 100, spec.host),),
+        c = (rollouts or {}).get(name)
+        backends: tuple[Backend, ...] = (Backend(spec.version, spec.port, 100, spec.host),)
+        device = spec.version
+        if c is not None and c.version != spec.version:
+            backends = (Backend(spec.version, spec.port, 100 - c.weight, spec.host),
+                        Backend(c.version, c.port, c.weight))
+            device = c.device_version or spec.version
+        out.append(Front(name=name, port=spec.traffic.port, device_version=device,
+                         device_paths=tuple(spec.traffic.device_paths), backends=backends,
                          health_path=spec.health.path if spec.health else "/health"))
     return tuple(out)
 
@@ -62,7 +71,7 @@ class GatewayController(Controller):
     name = "gateway"
     subsystem = "evolution"
     order = 15
-    watches: tuple[str, ...] = ("desired.",)
+    watches: tuple[str, ...] = ("desired.", "evolution.")
 
     def __init__(self, ctx: Any) -> None:
         super().__init__(ctx)
@@ -83,7 +92,8 @@ class GatewayController(Controller):
 
     async def observe(self) -> GatewayObserved:
         gen = self.ctx.desired.current
-        fronts = fronts_for(gen.services) if gen is not None else ()
+        fronts = (fronts_for(gen.services, self.ctx.subsystems.get("rollouts"))
+                  if gen is not None else ())
         if fronts and not self.metrics_port:
             self.metrics_port = _free_port()
         t = self.traefik

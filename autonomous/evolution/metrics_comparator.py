@@ -78,6 +78,15 @@ def _clamp(x: float) -> float:
 
 def compare(baseline: Samples, candidate: Samples, policy: JudgePolicy) -> Comparison:
     nb, nc = baseline.requests, candidate.requests
+    if min(nb, nc) >= policy.floor_samples and not candidate.latencies_ms \
+            and baseline.latencies_ms:
+        # the candidate answered nothing well: judge it on errors alone
+        p = float(fisher_exact([[candidate.errors, 0], [baseline.errors, nb - baseline.errors]],
+                               alternative="greater").pvalue)
+        if p < policy.error_p_value:
+            return Comparison(Verdict.ROLLBACK, 0.0, f"errors {candidate.errors / nc:.1%} vs "
+                              f"{baseline.errors / nb:.1%} (Fisher p={p:.2g})", nb, nc,
+                              None, None, p, baseline.errors / nb, candidate.errors / nc)
     if min(nb, nc) < policy.floor_samples or min(len(baseline.latencies_ms),
                                                  len(candidate.latencies_ms)) == 0:
         return Comparison(Verdict.INSUFFICIENT, None,

@@ -81,3 +81,14 @@ class RolloutStore:
         cur = self.store.execute("DELETE FROM evolution_rollouts WHERE status != 'running' "
                                  "AND updated_at < ?", (before_ts,))
         return cur.rowcount
+
+    def latest(self, service: str, to_version: str) -> tuple[int, RolloutState] | None:
+        """The newest rollout of ``service`` to ``to_version`` (any status)."""
+        rows = self.store.query("SELECT * FROM evolution_rollouts WHERE service=? AND "
+                                "to_version=? ORDER BY id DESC LIMIT 1", (service, to_version))
+        if not rows:
+            return None
+        r = rows[0]
+        return int(r["id"]), RolloutState(r["service"], r["from_version"], r["to_version"],
+                                          int(r["phase_index"]), float(r["phase_started_at"]),
+                                          r["status"], r["reason"])

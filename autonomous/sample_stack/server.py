@@ -19,7 +19,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from autonomous.sample_stack import routes
+from autonomous.sample_stack import routes, variant
 from autonomous.sample_stack.faults import Faults
 from autonomous.sample_stack.features import Features
 from autonomous.sample_stack.logs import JsonLogger, new_trace, parse_traceparent
@@ -63,6 +63,7 @@ class Service:
         self.version = version
         self.features = features
         self.faults = Faults()
+        self.variant = variant.from_env()
         self.metrics = RequestMetrics()
         self._motion: Motion | None = None
         self.log = log or JsonLogger(name)
@@ -178,7 +179,15 @@ class Handler(BaseHTTPRequestHandler):
             adm.release(ticket)
 
     def _answer(self, svc: Service, method: str, url: SplitResult, route: Route | None) -> Full:
-        injected = svc.faults.before_request(url.path)
+        started = time.monotonic()
+        try:
+            return self._answer_inner(svc, method, url, route)
+        finally:
+            svc.variant.after(started)
+
+    def _answer_inner(self, svc: Service, method: str, url: SplitResult, route: Route | None
+                      ) -> Full:
+        injected = svc.faults.before_request(url.path) or svc.variant.status_for(url.path)
         body = self._read_body()  # always drain it, so the connection stays usable
         if injected is not None:
             return injected, {"status": "error", "name": svc.name,

@@ -1,0 +1,263 @@
+"""The evolution controller: reconciles ``Rollout`` resources.
+
+observe: each Rollout's persisted state (store), whether its version is quarantined, the
+candidate process (run here on an operator-assigned backend port, PDEATHSIG like services),
+paired synthetic probes that hit the baseline's and the candidate's backend ports at the same
+moment (accumulated per rollout and phase), and the time, as an observed value.
+diff (pure): ``staged_rollout.decide`` on the judge's verdict over those samples → ``update``
+(start, start the candidate, advance, commit) or ``rollback``.
+act: each transition is one store transaction (state + event + quarantine) written before the
+candidate is stopped or the gateway re-reads the weights, so a SIGKILLed operator resumes from
+the recorded phase or its rollback, never half-applied. A rollback quarantines the version.
+Candidates and their weights are published as ``ctx.subsystems["rollouts"]`` for the gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from autonomous.evolution.metrics_comparator import Samples, compare
+from autonomous.evolution.staged_rollout import Action as Step
+from autonomous.evolution.staged_rollout import RolloutState, StagedRollout, decide, weights
+from autonomous.evolution.store import RolloutStore
+from autonomous.resources.kinds.evolution import RolloutSpec
+from autonomous.resources.policy.evolution import EvolutionPolicy, RolloutPolicy
+from autonomous.supervisor.probe_client import ProbeClient
+from autonomous.supervisor.processes import ProcessSupervisor
+from controllers.base import Action, Controller, Outcome
+
+__all__ = ["CONTROLLERS", "Candidate", "EvolutionController", "RolloutObserved", "plan"]
+
+
+@dataclass(frozen=True)
+class RolloutObserved:
+    name: str
+    spec: RolloutSpec
+    baseline_port: int | None
+    rollout_id: int | None
+    state: RolloutState | None
+    quarantined: bool
+    candidate_running: bool
+    baseline: Samples
+    candidate: Samples
+    now: float
+
+
+@dataclass
+class Candidate:
+    service: str
+    version: str
+    port: int
+    weight: int = 0
+    device_version: str = ""
+    lat: dict[str, list[float]] = field(default_factory=lambda: {"base": [], "cand": []})
+    err: dict[str, int] = field(default_factory=lambda: {"base": 0, "cand": 0})
+    phase_index: int = -1
+    ready: bool = False  # answered ready_path once: samples are taken from then on
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _policy(spec: RolloutSpec, policy: EvolutionPolicy) -> RolloutPolicy:
+    return RolloutPolicy(phases=spec.phases) if spec.phases is not None else policy.rollout
+
+
+def plan(o: RolloutObserved, policy: EvolutionPolicy) -> tuple[Action, ...]:
+    """Pure: the actions for one Rollout from what was observed."""
+    res = f"Rollout/{o.name}"
+    ev: dict[str, Any] = {"baseline_n": o.baseline.requests, "candidate_n": o.candidate.requests}
+    if o.state is None:
+        if o.quarantined:
+            return ()
+        if o.baseline_port is None:
+            return ()
+        return (Action("update", res, f"start rollout {o.spec.service} {o.spec.from_version} "
+                       f"→ {o.spec.to_version}", params={"op": "start"}),)
+    if o.state.status != "running":
+        return ()
+    if not o.candidate_running:
+        return (Action("update", res, f"candidate {o.spec.to_version} not running; starting it "
+                       f"(phase {o.state.phase_index})", params={"op": "candidate"}),)
+    rp = _policy(o.spec, policy)
+    verdict = compare(o.baseline, o.candidate, policy.judge)
+    d = decide(o.state, o.now, verdict, rp)
+    ev |= {"verdict": verdict.verdict.value, "score": verdict.score,
+           "median_ratio": verdict.median_ratio, "reason": verdict.reason}
+    if d.action is Step.ROLLBACK:
+        return (Action("rollback", res, d.reason, params={"op": "rollback",
+                                                          "phase": o.state.phase_index},
+                       evidence=ev),)
+    if d.action in (Step.ADVANCE, Step.COMMIT):
+        return (Action("update", res, d.reason, params={"op": d.action.value,
+                                                        "phase": o.state.phase_index},
+                       evidence=ev),)
+    return ()
+
+
+class EvolutionController(Controller):
+    name = "evolution"
+    subsystem = "evolution"
+    order = 16
+    watches: tuple[str, ...] = ("desired.",)
+
+    def __init__(self, ctx: Any) -> None:
+        super().__init__(ctx)
+        self.rollouts = RolloutStore(ctx.store)
+        self.procs = ProcessSupervisor(ctx.store, ctx.bus, ctx.clock,
+                                       ctx.data_dir / "logs" / "candidates")
+        self.candidates: dict[str, Candidate] = {}
+        self.probe = ProbeClient()
+
+    async def start(self) -> None:
+        (self.ctx.data_dir / "logs" / "candidates").mkdir(parents=True, exist_ok=True)
+        self.ctx.subsystems["rollouts"] = self.candidates
+
+    async def stop(self) -> None:
+        for c in list(self.candidates.values()):
+            await self._stop_candidate(c.service)
+        await self.probe.aclose()
+
+    def desired(self) -> Any:
+        gen = self.ctx.desired.current
+        if gen is None:
+            return None
+        return ({r.name: r.spec for r in gen.tree.of_kind("Rollout")},
+                EvolutionPolicy.model_validate(self.ctx.policy()["evolution"]))
+
+    async def _ready(self, port: int, path: str) -> bool:
+        try:
+            r = await self.probe.get(f"http://127.0.0.1:{port}{path}", timeout=2.0)
+        except Exception:  # noqa: BLE001 - not answering is not ready
+            return False
+        return bool(200 <= r.status_code < 300)
+
+    async def _pair(self, c: Candidate, base_port: int, path: str, n: int) -> None:
+        async def one(port: int) -> float | None:
+            t0 = time.perf_counter()
+            try:
+                r = await self.probe.get(f"http://127.0.0.1:{port}{path}", timeout=2.0)
+            except Exception:  # noqa: BLE001 - a failed probe is an error sample
+                return None
+            return (time.perf_counter() - t0) * 1000 if r.status_code < 500 else None
+        for i in range(n):  # the order alternates: neither version always goes second
+            if i % 2:
+                k, b = await asyncio.gather(one(c.port), one(base_port))
+            else:
+                b, k = await asyncio.gather(one(base_port), one(c.port))
+            for key, v in (("base", b), ("cand", k)):
+                if v is None:
+                    c.err[key] += 1
+                else:
+                    c.lat[key].append(v)
+
+    async def observe(self) -> tuple[RolloutObserved, ...]:
+        d = self.desired()
+        if d is None:
+            return ()
+        specs, _ = d
+        gen = self.ctx.desired.current
+        services = gen.services if gen is not None else {}
+        quarantined = self.rollouts.quarantined()
+        out = []
+        for name, spec in sorted(specs.items()):
+            svc = services.get(spec.service)
+            base_port = svc.port if svc is not None else None
+            latest = self.rollouts.latest(spec.service, spec.to_version)
+            rid, state = latest if latest else (None, None)
+            c = self.candidates.get(spec.service)
+            info = self.procs.get(f"{spec.service}@{spec.to_version}")
+            running = c is not None and info is not None and info.running
+            if c is not None and state is not None and c.phase_index != state.phase_index:
+                c.lat, c.err = {"base": [], "cand": []}, {"base": 0, "cand": 0}
+                c.phase_index = state.phase_index
+            if running and c is not None and base_port is not None and state is not None \
+                    and state.status == "running" and (
+                        c.ready or await self._ready(c.port, spec.ready_path)):
+                if not c.ready:  # warm-up round (first connections, lazy imports): dropped
+                    await self._pair(c, base_port, spec.probe_path, spec.probes_per_observe)
+                    c.lat, c.err = {"base": [], "cand": []}, {"base": 0, "cand": 0}
+                c.ready = True  # from ready on, every failed probe is an error sample
+                await self._pair(c, base_port, spec.probe_path, spec.probes_per_observe)
+            base = Samples.of(c.lat["base"], c.err["base"]) if c else Samples.of([])
+            cand = Samples.of(c.lat["cand"], c.err["cand"]) if c else Samples.of([])
+            out.append(RolloutObserved(name, spec, base_port, rid, state,
+                                       (spec.service, spec.to_version) in quarantined,
+                                       running, base, cand, self.ctx.clock.now()))
+        return tuple(out)
+
+    @staticmethod
+    def diff(desired: Any, observed: tuple[RolloutObserved, ...]) -> tuple[Action, ...]:
+        if desired is None:
+            return ()
+        _, policy = desired
+        return tuple(a for o in observed for a in plan(o, policy))
+
+    async def _start_candidate(self, spec: RolloutSpec, state: RolloutState,
+                               rp: RolloutPolicy) -> int:
+        port = _free_port()
+        argv = [a.replace("{port}", str(port)) for a in spec.command]
+        await self.procs.start(f"{spec.service}@{spec.to_version}", argv,
+                               env={**spec.env, "PORT": str(port)})
+        c = Candidate(spec.service, spec.to_version, port, phase_index=state.phase_index)
+        c.weight, c.device_version = weights(state, rp)
+        self.candidates[spec.service] = c
+        self.ctx.bus.publish("evolution.candidate", service=spec.service, port=port)
+        return port
+
+    async def _stop_candidate(self, service: str) -> None:
+        c = self.candidates.pop(service, None)
+        if c is not None:
+            await self.procs.stop(f"{service}@{c.version}", 5.0)
+
+    async def act(self, action: Action) -> Outcome:
+        d = self.desired()
+        name = action.resource.split("/", 1)[1]
+        if d is None or name not in d[0]:
+            return Outcome(action, False, f"{action.resource} no longer desired", permanent=True)
+        spec, policy = d[0][name], d[1]
+        rp = _policy(spec, policy)
+        engine = StagedRollout(rp, self.rollouts.quarantined())
+        now = self.ctx.clock.now()
+        op = action.params.get("op")
+        try:
+            if op == "start":
+                state = engine.start_rollout(spec.service, spec.from_version, spec.to_version,
+                                             now)
+                self.rollouts.create(state, now)
+                port = await self._start_candidate(spec, state, rp)
+                return Outcome(action, True, f"rollout started; candidate on port {port}")
+            latest = self.rollouts.latest(spec.service, spec.to_version)
+            if latest is None or latest[1].status != "running":
+                return Outcome(action, False, "no running rollout", permanent=True)
+            rid, state = latest
+            if op == "candidate":
+                port = await self._start_candidate(spec, state, rp)
+                return Outcome(action, True, f"candidate restarted on port {port}")
+            if op == "rollback":
+                new = engine.rollback_phase(state, action.reason)
+            elif op in ("advance", "commit"):
+                new = engine.advance_phase(state, now)
+            else:
+                return Outcome(action, False, f"unknown op {op!r}", permanent=True)
+            self.rollouts.transition(rid, new, str(op), action.reason, now,
+                                     dict(action.evidence))
+            if new.status != "running":
+                await self._stop_candidate(spec.service)
+            elif (c := self.candidates.get(spec.service)) is not None:
+                c.weight, c.device_version = weights(new, rp)
+            self.ctx.bus.publish("evolution.rollout", service=spec.service, status=new.status,
+                                 phase=new.phase_index)
+            return Outcome(action, True, f"{op}: {new.status}, phase {new.phase_index}")
+        except (OSError, RuntimeError, ValueError) as e:
+            return Outcome(action, False, f"{op} failed: {e}")
+
+
+CONTROLLERS = [EvolutionController]
