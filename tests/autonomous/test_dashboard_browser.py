@@ -105,6 +105,15 @@ def test_dashboard_in_real_browser(tmp_path: Path, operator_factory: Any) -> Non
                 " return c && c.dataset.pid !== String(pid); }", arg=pid)
             assert len([u for u in requests if u.endswith("/dashboard")]) == nav_count
 
+            # keyboard: a decision's "why" opens its chain back to the observation
+            why = page.locator("#panel-decisions button[aria-controls]").first
+            why.wait_for()
+            why.focus()
+            page.keyboard.press("Enter")
+            assert why.get_attribute("aria-expanded") == "true"
+            chain = page.locator("#" + (why.get_attribute("aria-controls") or ""))
+            chain.locator("li", has_text="observation").first.wait_for()
+
             # an alert fires for 'broken'; Ack in the page (token asked once) reaches the API
             ack = page.get_by_role("button", name="Acknowledge service_down on broken")
             ack.wait_for(timeout=60_000)
@@ -141,3 +150,21 @@ def test_dashboard_in_real_browser(tmp_path: Path, operator_factory: Any) -> Non
     assert console == [], console
     outside = [u for u in requests if not u.startswith("http://127.0.0.1:")]
     assert outside == [], outside
+
+
+def test_pages_and_assets_answer_clear_errors(ctx: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    from autonomous.api.app import create_app
+    from autonomous.api.routes.pages import panels_for
+
+    with TestClient(create_app(ctx)) as c:
+        r = c.get("/dashboard/nope")
+        assert r.status_code == 404 and "health, telemetry, learning" in r.json()["detail"]
+        assert c.get("/dashboard/static/pages.py").status_code == 404
+        html = c.get("/docs").text
+        assert "/dashboard/static/swagger-ui-bundle.js" in html and "cdn." not in html
+        page = c.get("/dashboard/health").text
+        assert 'data-page="health"' in page and 'aria-current="page">Health' in page
+    assert panels_for("service.probe") == ()
+    assert "alerts" in panels_for("alert.human")
