@@ -47,7 +47,8 @@ def _tree(root: Path) -> Path:
                                            "telemetry: {enabled: true, interval_seconds: 1}"))
     pol = root / "policies" / "telemetry.yaml"
     text = pol.read_text()
-    marker = "            window_seconds: 30\n            reduce: max\n            for_seconds: 30\n"
+    marker = ("            window_seconds: 30\n            reduce: max\n"
+              "            for_seconds: 30\n")
     assert marker in text, "service_down rule layout changed; update this test"
     pol.write_text(text.replace(marker, "            window_seconds: 5\n"
                                         "            reduce: max\n            for_seconds: 0\n"))
@@ -106,11 +107,17 @@ def test_dashboard_in_real_browser(tmp_path: Path, operator_factory: Any) -> Non
             assert len([u for u in requests if u.endswith("/dashboard")]) == nav_count
 
             # keyboard: a decision's "why" opens its chain back to the observation
-            why = page.locator("#panel-decisions button[aria-controls]").first
-            why.wait_for()
+            first = page.locator("#panel-decisions button[data-key]").first
+            first.wait_for()
+            key = first.get_attribute("data-key") or ""
+            why = page.locator(f'#panel-decisions button[data-key="{key}"]')
             why.focus()
             page.keyboard.press("Enter")
-            assert why.get_attribute("aria-expanded") == "true"
+            page.wait_for_function(  # stays open (and focused) across live re-renders
+                "k => { const b = document.querySelector("
+                "`#panel-decisions button[data-key=\"${k}\"]`);"
+                " return b && b.getAttribute('aria-expanded') === 'true'"
+                " && document.activeElement === b; }", arg=key)
             chain = page.locator("#" + (why.get_attribute("aria-controls") or ""))
             chain.locator("li", has_text="observation").first.wait_for()
 

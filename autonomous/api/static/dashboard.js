@@ -3,6 +3,7 @@
 (function () {
   const PAGE = document.body.dataset.page;
   const TOKEN_KEY = "atlas-autonomous-token";
+  const openChains = new Set();  // decisions whose "why" is open survive a live re-render
 
   function el(tag, attrs, ...kids) {
     const n = document.createElement(tag);
@@ -31,7 +32,10 @@
   }
 
   async function getJSON(url) {
-    const r = await fetch(url, { headers: { Accept: "application/json" } });
+    const headers = { Accept: "application/json" };
+    const t = sessionStorage.getItem(TOKEN_KEY);  // needed when authenticated_reads is on
+    if (t) headers.Authorization = "Bearer " + t;
+    const r = await fetch(url, { headers });
     let body = null;
     try { body = await r.json(); } catch (e) { body = null; }
     return { status: r.status, body };
@@ -52,7 +56,12 @@
   }
   function setBody(name, ...nodes) {
     const b = document.querySelector("#panel-" + name + " .body");
+    const f = document.activeElement;  // keep keyboard focus across a live re-render
+    const sel = f && b.contains(f) ? (f.dataset.key ? '[data-key="' + CSS.escape(f.dataset.key) +
+      '"]' : f.getAttribute("aria-label") ? '[aria-label="' +
+      CSS.escape(f.getAttribute("aria-label")) + '"]' : null) : null;
     b.replaceChildren(...nodes);
+    if (sel) { const again = b.querySelector(sel); if (again) again.focus(); }
   }
   function failure(name, res, what) {
     const detail = res.body && res.body.detail ? res.body.detail : "HTTP " + res.status;
@@ -113,7 +122,8 @@
       setBody("services",
         el("p", { class: "muted", text: "generation " + res.body.generation + ", mode " +
           res.body.mode }),
-        rows.length ? table("Services", ["Service", "Sync", "Health", "PID", "Restarts", "Conditions"], rows)
+        rows.length ? table("Services",
+          ["Service", "Sync", "Health", "PID", "Restarts", "Conditions"], rows)
           : empty("No services declared: add a kind: Service file to desired_state/."),
         el("h3", { text: "Controllers" }),
         ctlRows.length ? table("Controllers", ["Controller", "Runs", "Errors", "Last run"],
@@ -144,7 +154,8 @@
       });
       setBody("alerts", rows.length ?
         table("Active alerts", ["Alert", "Severity", "State", "Summary", "Action"], rows) :
-        empty("No active alerts. Alerts appear here when a rule in policies/telemetry.yaml fires."));
+        empty("No active alerts. Alerts appear here when a rule in " +
+          "policies/telemetry.yaml fires."));
     },
     async governance() {
       const [mode, appr] = await Promise.all([getJSON("/api/governance/mode"),
@@ -174,22 +185,26 @@
       whys.forEach(w => {
         if (w.status !== 200) return;
         for (const [resource, chain] of Object.entries(w.body.chains || {})) {
-          const last = [...chain].reverse().find(n => n.type === "decision") || chain[chain.length - 1];
+          const last = [...chain].reverse().find(n => n.type === "decision") ||
+            chain[chain.length - 1];
           if (!last) continue;
           items.push({ ctl: w.body.controller, resource, chain, last });
         }
       });
       items.sort((a, b) => String(b.last.ts).localeCompare(String(a.last.ts)));
       const list = items.slice(0, 15).map((it, i) => {
+        const key = it.ctl + "|" + it.resource + "|" + it.last.id;
         const id = "why-" + i;
-        const chainEl = el("ol", { class: "chain", id, hidden: true },
+        const isOpen = openChains.has(key);
+        const chainEl = el("ol", { class: "chain", id, hidden: !isOpen },
           it.chain.map(n => el("li", {}, el("strong", { text: n.type }), " ", n.label,
             el("span", { class: "muted", text: " " + fmtTime(n.ts) }))));
-        const btn = el("button", { type: "button", "aria-expanded": "false",
-          "aria-controls": id, onclick: () => {
+        const btn = el("button", { type: "button", "aria-expanded": String(isOpen),
+          "aria-controls": id, "data-key": key, onclick: () => {
             const open = chainEl.hidden;
             chainEl.hidden = !open;
             btn.setAttribute("aria-expanded", String(open));
+            if (open) openChains.add(key); else openChains.delete(key);
           } }, "Why: " + it.last.label);
         return el("li", {}, btn, el("span", { class: "muted", text: " " + it.ctl + ", " +
           fmtTime(it.last.ts) }), chainEl);
