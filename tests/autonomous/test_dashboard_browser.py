@@ -95,19 +95,9 @@ def test_dashboard_in_real_browser(tmp_path: Path, operator_factory: Any) -> Non
             page.locator("#health-score").wait_for()
             page.locator("#live-state", has_text="live").wait_for()
 
-            # crash the service: the page changes without a reload (SSE → re-fetch)
-            pid = int(row.locator("[data-pid]").get_attribute("data-pid") or 0)
-            assert pid > 0
-            nav_count = len([u for u in requests if u.endswith("/dashboard")])
-            os.kill(pid, signal.SIGKILL)
-            page.wait_for_function(
-                "pid => { const c = document.querySelector("
-                "'#panel-services tr[data-service=\"web\"] [data-pid]');"
-                " return c && c.dataset.pid !== String(pid); }", arg=pid)
-            assert len([u for u in requests if u.endswith("/dashboard")]) == nav_count
-
             # keyboard: a decision's "why" opens its chain back to the observation
-            first = page.locator("#panel-decisions button[data-key]").first
+            # (web's decision, stable until the crash below; broken's change as it restarts)
+            first = page.locator('#panel-decisions button[data-key^="services|Service/web|"]')
             first.wait_for()
             key = first.get_attribute("data-key") or ""
             why = page.locator(f'#panel-decisions button[data-key="{key}"]')
@@ -118,8 +108,19 @@ def test_dashboard_in_real_browser(tmp_path: Path, operator_factory: Any) -> Non
                 "`#panel-decisions button[data-key=\"${k}\"]`);"
                 " return b && b.getAttribute('aria-expanded') === 'true'"
                 " && document.activeElement === b; }", arg=key)
-            chain = page.locator("#" + (why.get_attribute("aria-controls") or ""))
+            chain = why.locator("xpath=following-sibling::ol")
             chain.locator("li", has_text="observation").first.wait_for()
+
+            # crash the service: the page changes without a reload (SSE → re-fetch)
+            pid = int(row.locator("[data-pid]").get_attribute("data-pid") or 0)
+            assert pid > 0
+            nav_count = len([u for u in requests if u.endswith("/dashboard")])
+            os.kill(pid, signal.SIGKILL)
+            page.wait_for_function(
+                "pid => { const c = document.querySelector("
+                "'#panel-services tr[data-service=\"web\"] [data-pid]');"
+                " return c && c.dataset.pid !== String(pid); }", arg=pid)
+            assert len([u for u in requests if u.endswith("/dashboard")]) == nav_count
 
             # an alert fires for 'broken'; Ack in the page (token asked once) reaches the API
             ack = page.get_by_role("button", name="Acknowledge service_down on broken")
