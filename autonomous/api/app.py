@@ -51,6 +51,7 @@ def create_app(ctx: OperatorContext, *,
         yield
 
     app = FastAPI(title="ATLAS Autonomous", version=__version__, lifespan=lifespan or _noop,
+                  docs_url=None,
                   description="Self-managing operations layer for the ATLAS robot stack.")
     include_routes(app, ctx)
     install_middleware(app, ctx)

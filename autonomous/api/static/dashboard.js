@@ -1,0 +1,279 @@
+/* ATLAS Autonomous dashboards: plain DOM, no build step, only same-origin requests. */
+"use strict";
+(function () {
+  const PAGE = document.body.dataset.page;
+  const TOKEN_KEY = "atlas-autonomous-token";
+  const openChains = new Set();  // decisions whose "why" is open survive a live re-render
+
+  function el(tag, attrs, ...kids) {
+    const n = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === "text") n.textContent = v;
+      else if (k.startsWith("on")) n.addEventListener(k.slice(2), v);
+      else n.setAttribute(k, v === true ? "" : v);
+    }
+    for (const c of kids.flat()) if (c !== null && c !== undefined)
+      n.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    return n;
+  }
+  function empty(text) { return el("p", { class: "empty", text }); }
+  function table(caption, heads, rows) {
+    return el("table", {},
+      el("caption", { class: "sr-only", text: caption }),
+      el("thead", {}, el("tr", {}, heads.map(h => el("th", { scope: "col", text: h })))),
+      el("tbody", {}, rows));
+  }
+  function announce(msg) { document.getElementById("announce").textContent = msg; }
+  function fmtTime(iso) {
+    if (!iso) return "—";
+    const d = typeof iso === "number" ? new Date(iso * 1000) : new Date(iso);
+    return isNaN(d) ? String(iso) : d.toLocaleTimeString();
+  }
+
+  async function getJSON(url) {
+    const headers = { Accept: "application/json" };
+    const t = sessionStorage.getItem(TOKEN_KEY);  // needed when authenticated_reads is on
+    if (t) headers.Authorization = "Bearer " + t;
+    const r = await fetch(url, { headers });
+    let body = null;
+    try { body = await r.json(); } catch (e) { body = null; }
+    return { status: r.status, body };
+  }
+  function token(ask) {
+    let t = sessionStorage.getItem(TOKEN_KEY);
+    if (!t && ask) { openTokenDialog(); return null; }
+    return t;
+  }
+  async function post(url) {
+    const t = token(true);
+    if (!t) return { status: 0, body: { detail: "set the API token first" } };
+    const r = await fetch(url, { method: "POST", headers: { Authorization: "Bearer " + t } });
+    let body = null;
+    try { body = await r.json(); } catch (e) { body = null; }
+    if (r.status === 401) sessionStorage.removeItem(TOKEN_KEY);
+    return { status: r.status, body };
+  }
+  function setBody(name, ...nodes) {
+    const b = document.querySelector("#panel-" + name + " .body");
+    const f = document.activeElement;  // keep keyboard focus across a live re-render
+    const sel = f && b.contains(f) ? (f.dataset.key ? '[data-key="' + CSS.escape(f.dataset.key) +
+      '"]' : f.getAttribute("aria-label") ? '[aria-label="' +
+      CSS.escape(f.getAttribute("aria-label")) + '"]' : null) : null;
+    b.replaceChildren(...nodes);
+    if (sel) { const again = b.querySelector(sel); if (again) again.focus(); }
+  }
+  function failure(name, res, what) {
+    const detail = res.body && res.body.detail ? res.body.detail : "HTTP " + res.status;
+    setBody(name, el("p", { class: "error", text: what + " unavailable: " + detail }));
+  }
+
+  const panels = {
+    async health() {
+      const res = await getJSON("/api/health/comprehensive");
+      if (res.status !== 200) return failure("health", res, "Global health");
+      const gh = res.body;
+      const cls = gh.score >= 80 ? "ok" : gh.score >= 50 ? "warn" : "bad";
+      const rows = Object.entries(gh.components || {}).map(([name, c]) =>
+        el("tr", {}, el("th", { scope: "row", text: name }),
+          el("td", { text: c.score === undefined || c.score === null ? "—" : c.score }),
+          el("td", { text: (c.problems || []).map(p => p.metric + " " + p.value).join(", ") ||
+            (c.active !== undefined ? c.active + " active" : "") })));
+      const recs = (gh.recommendations || []).map(r => el("li", { text: r.text }));
+      setBody("health",
+        el("p", { class: "score " + cls, id: "health-score" }, String(gh.score)),
+        el("p", { class: "muted", text: "score 0-100 at " + fmtTime(gh.ts) }),
+        rows.length ? table("Health components", ["Component", "Score", "Problems"], rows)
+          : empty("No components reported yet."),
+        el("h3", { text: "Recommendations" }),
+        recs.length ? el("ul", {}, recs) : empty("No recommendations: nothing needs attention."));
+    },
+    async services() {
+      const res = await getJSON("/api/reconcile/status");
+      if (res.status !== 200) return failure("services", res, "Reconcile status");
+      const ctl = res.body.controllers || {};
+      const byName = {};
+      for (const r of (ctl.services && ctl.services.resources) || []) byName[r.name] = { svc: r };
+      for (const r of (ctl.healing && ctl.healing.resources) || [])
+        if (byName[r.name]) byName[r.name].heal = r;
+      const rows = Object.keys(byName).sort().map(name => {
+        const { svc, heal } = byName[name];
+        const healConds = ((heal && heal.conditions) || []).filter(c => c.status === "True");
+        const conds = [...(svc.conditions || []), ...healConds];
+        const hc = svc.health === "Healthy" ? "ok" : svc.health === "Unknown" ? "muted" : "bad";
+        const d = svc.details || {};
+        return el("tr", { "data-service": name },
+          el("th", { scope: "row", text: name }),
+          el("td", { text: svc.sync }),
+          el("td", { class: hc, "data-health": svc.health, text: svc.health }),
+          el("td", { "data-pid": d.pid === null || d.pid === undefined ? "" : d.pid,
+            text: d.pid === null || d.pid === undefined ? "not running" : d.pid }),
+          el("td", { "data-restarts": d.restarts || 0, text: d.restarts || 0 }),
+          el("td", {}, conds.length ? conds.map(c => el("span", {
+            class: "cond" + ((healConds.includes(c) || c.status === "False") ? " on" : ""),
+            title: c.message || c.reason,
+            text: c.type + "=" + c.status + (c.reason ? " (" + c.reason + ")" : "") }))
+            : el("span", { class: "muted", text: "none set" })));
+      });
+      const ctlRows = Object.values(ctl).map(c => el("tr", {},
+        el("th", { scope: "row", text: c.name }), el("td", { text: c.runs }),
+        el("td", { text: c.errors, class: c.errors ? "bad" : null }),
+        el("td", { text: fmtTime(c.last_run_at) })));
+      setBody("services",
+        el("p", { class: "muted", text: "generation " + res.body.generation + ", mode " +
+          res.body.mode }),
+        rows.length ? table("Services",
+          ["Service", "Sync", "Health", "PID", "Restarts", "Conditions"], rows)
+          : empty("No services declared: add a kind: Service file to desired_state/."),
+        el("h3", { text: "Controllers" }),
+        ctlRows.length ? table("Controllers", ["Controller", "Runs", "Errors", "Last run"],
+          ctlRows) : empty("No controller has run yet."));
+    },
+    async alerts() {
+      const res = await getJSON("/api/telemetry/alerts?limit=20");
+      if (res.status !== 200) return failure("alerts", res, "Alerts");
+      const rows = (res.body.active || []).map(a => {
+        const acked = a.state === "acknowledged" || !!a.acknowledged_by || !!a.acked_by;
+        const name = (a.labels && a.labels.alertname) || a.rule || "alert " + a.id;
+        const svc = a.labels && a.labels.service ? " on " + a.labels.service : "";
+        return el("tr", { "data-alert": a.id },
+          el("th", { scope: "row", text: name + svc }),
+          el("td", { text: a.severity || (a.labels && a.labels.severity) || "—" }),
+          el("td", { text: a.state || "—" }),
+          el("td", { text: a.summary || "" }),
+          el("td", {}, acked ? el("span", { class: "muted", text: "acknowledged" }) :
+            el("button", { type: "button", "aria-label": "Acknowledge " + name + svc,
+              onclick: async ev => {
+                ev.target.disabled = true;
+                const r = await post("/api/telemetry/alerts/ack/" + a.id);
+                announce(r.status === 200 ? "Alert " + name + " acknowledged"
+                  : "Acknowledge failed: " + ((r.body && r.body.detail) || r.status));
+                ev.target.disabled = false;
+                refresh(["alerts"]);
+              } }, "Ack")));
+      });
+      setBody("alerts", rows.length ?
+        table("Active alerts", ["Alert", "Severity", "State", "Summary", "Action"], rows) :
+        empty("No active alerts. Alerts appear here when a rule in " +
+          "policies/telemetry.yaml fires."));
+    },
+    async governance() {
+      const [mode, appr] = await Promise.all([getJSON("/api/governance/mode"),
+        getJSON("/api/approvals?state=pending")]);
+      if (mode.status !== 200) return failure("governance", mode, "Governance mode");
+      const hist = (mode.body.history || []).slice(0, 5).map(h => el("li", {
+        text: fmtTime(h.ts || h.at) + ": " + (h.previous || h.from || "?") + " → " +
+          (h.mode || h.to) + (h.reason ? " (" + h.reason + ")" : "") }));
+      const pend = appr.status === 200 ? appr.body.approvals || [] : [];
+      const rows = pend.map(a => el("tr", {},
+        el("th", { scope: "row", text: a.id }), el("td", { text: a.controller }),
+        el("td", { text: a.summary || a.action || a.resource || "" })));
+      setBody("governance",
+        el("p", {}, "Mode: ", el("strong", { id: "gov-mode", text: mode.body.mode })),
+        hist.length ? el("ul", {}, hist) : empty("No mode switches recorded yet."),
+        el("h3", { text: "Pending approvals" }),
+        rows.length ? table("Pending approvals", ["Approval", "Controller", "Action"], rows)
+          : empty("No approvals pending. Actions gated by governed mode wait here."));
+    },
+    async decisions() {
+      const st = await getJSON("/api/reconcile/status");
+      if (st.status !== 200) return failure("decisions", st, "Decisions");
+      const names = Object.keys(st.body.controllers || {}).sort();
+      const whys = await Promise.all(names.map(n =>
+        getJSON("/api/reconcile/" + encodeURIComponent(n) + "/why")));
+      const items = [];
+      whys.forEach(w => {
+        if (w.status !== 200) return;
+        for (const [resource, chain] of Object.entries(w.body.chains || {})) {
+          const last = [...chain].reverse().find(n => n.type === "decision") ||
+            chain[chain.length - 1];
+          if (!last) continue;
+          items.push({ ctl: w.body.controller, resource, chain, last });
+        }
+      });
+      items.sort((a, b) => String(b.last.ts).localeCompare(String(a.last.ts)));
+      const list = items.slice(0, 15).map((it, i) => {
+        const key = it.ctl + "|" + it.resource + "|" + it.last.id;
+        const id = "why-" + i;
+        const isOpen = openChains.has(key);
+        const chainEl = el("ol", { class: "chain", id, hidden: !isOpen },
+          it.chain.map(n => el("li", {}, el("strong", { text: n.type }), " ", n.label,
+            el("span", { class: "muted", text: " " + fmtTime(n.ts) }))));
+        const btn = el("button", { type: "button", "aria-expanded": String(isOpen),
+          "aria-controls": id, "data-key": key, onclick: () => {
+            const open = chainEl.hidden;
+            chainEl.hidden = !open;
+            btn.setAttribute("aria-expanded", String(open));
+            if (open) openChains.add(key); else openChains.delete(key);
+          } }, "Why: " + it.last.label);
+        return el("li", {}, btn, el("span", { class: "muted", text: " " + it.ctl + ", " +
+          fmtTime(it.last.ts) }), chainEl);
+      });
+      setBody("decisions", list.length ? el("ul", {}, list) :
+        empty("No decisions recorded yet: they appear after a controller acts."));
+    },
+    async learning() {
+      // ask the API description first: a missing route would log a 404 in the console
+      const api = await getJSON("/openapi.json");
+      const paths = Object.keys((api.body && api.body.paths) || {});
+      if (!paths.includes("/api/learning/insights")) return setBody("learning",
+        empty("Learning engine not available yet: this operator serves no " +
+          "/api/learning/insights route (" + paths.filter(p => p.startsWith("/api/learning/"))
+          .length + " learning routes)."));
+      const res = await getJSON("/api/learning/insights");
+      if (res.status !== 200) return failure("learning", res, "Learning insights");
+      const items = Array.isArray(res.body) ? res.body : res.body.insights || [];
+      setBody("learning", items.length ? el("ul", {}, items.map(x =>
+        el("li", { text: x.text || x.summary || JSON.stringify(x) })))
+        : empty("No learning insights yet."));
+    },
+  };
+
+  const active = Object.keys(panels).filter(name => {
+    const s = document.getElementById("panel-" + name);
+    const on = s && s.dataset.pages.split(" ").includes(PAGE);
+    if (on) s.hidden = false;
+    return on;
+  });
+
+  const running = new Set(), again = new Set();
+  async function refresh(names) {
+    for (const n of names) {
+      if (!active.includes(n)) continue;
+      if (running.has(n)) { again.add(n); continue; }
+      running.add(n);
+      try { await panels[n](); } catch (e) {
+        setBody(n, el("p", { class: "error", text: "Could not load: " + e.message }));
+      } finally {
+        running.delete(n);
+        if (again.delete(n)) refresh([n]);
+      }
+    }
+  }
+
+  function connect() {
+    const live = document.getElementById("live-state");
+    const es = new EventSource("/dashboard/events");
+    es.addEventListener("hello", () => { live.textContent = "live"; live.className = "ok"; });
+    es.addEventListener("refresh", ev => {
+      const data = JSON.parse(ev.data);
+      refresh(data.panels);
+    });
+    es.onerror = () => { live.textContent = "reconnecting"; live.className = "warn"; };
+  }
+
+  const dialog = document.getElementById("token-dialog");
+  function openTokenDialog() {
+    document.getElementById("token-input").value = "";
+    dialog.showModal();
+  }
+  document.getElementById("token-btn").addEventListener("click", openTokenDialog);
+  document.getElementById("token-cancel").addEventListener("click", () => dialog.close());
+  document.getElementById("token-form").addEventListener("submit", () => {
+    const v = document.getElementById("token-input").value.trim();
+    if (v) { sessionStorage.setItem(TOKEN_KEY, v); announce("API token saved for this tab"); }
+  });
+
+  refresh(active);
+  connect();
+})();

@@ -1,0 +1,178 @@
+"""The dashboards in a real headless Chromium (Debian's binary) driven by Playwright, against
+a real operator with sample services on free ports: no console errors, no request leaves
+127.0.0.1, live updates after a service is SIGKILLed, an Ack click reaches the API, axe-core
+finds no violations, and /docs renders offline."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from autonomous.testing import free_port
+from tests.conftest import TOKEN, make_tree, service_yaml
+
+sync_api = pytest.importorskip("playwright.sync_api",
+                               reason="python playwright is not installed (test extra)")
+
+VENDOR = Path(__file__).parent / "vendor"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run"]
+
+
+def _chromium() -> str:
+    real = Path("/usr/lib/chromium/chromium")
+    if real.is_file() and os.access(real, os.X_OK):
+        return str(real)
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        pytest.skip("no Chromium binary: install the Debian package 'chromium' "
+                    "(listed in .ci/apt-packages.txt)")
+    return found
+
+
+def _tree(root: Path) -> Path:
+    """web is healthy; broken's probe path answers 404, so service_down fires (the policy
+    copy in the temp tree fires it without the 30 s delay and evaluates every second)."""
+    web = service_yaml("web", free_port())
+    broken = service_yaml("broken", free_port(), core=False).replace(
+        "path: /health", "path: /no-such-probe")
+    make_tree(root, {"web": web, "broken": broken})
+    cfg = root / "config" / "autonomous.yaml"
+    cfg.write_text(cfg.read_text().replace("telemetry: {enabled: true, interval_seconds: 15}",
+                                           "telemetry: {enabled: true, interval_seconds: 1}"))
+    pol = root / "policies" / "telemetry.yaml"
+    text = pol.read_text()
+    marker = ("            window_seconds: 30\n            reduce: max\n"
+              "            for_seconds: 30\n")
+    assert marker in text, "service_down rule layout changed; update this test"
+    pol.write_text(text.replace(marker, "            window_seconds: 5\n"
+                                        "            reduce: max\n            for_seconds: 0\n"))
+    return root
+
+
+def _shot(page: Any, tmp_path: Path, name: str) -> None:
+    path = tmp_path / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    art = os.environ.get("ATLAS_ARTIFACTS")
+    if art:
+        Path(art).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, Path(art) / path.name)
+
+
+def _axe(page: Any) -> list[dict[str, Any]]:
+    page.add_script_tag(content=(VENDOR / "axe.min.js").read_text())
+    result = page.evaluate("async () => (await axe.run(document)).violations.map("
+                           "v => ({id: v.id, impact: v.impact, help: v.help, "
+                           "nodes: v.nodes.map(n => n.target.join(' '))}))")
+    return list(result)
+
+
+def test_dashboard_in_real_browser(tmp_path: Path, operator_factory: Any) -> None:
+    executable = _chromium()
+    op = operator_factory(_tree(tmp_path / "tree")).start(40)
+    op.wait_for(lambda: op.services()["web"]["health"] == "Healthy", 30, "web healthy")
+
+    console: list[str] = []
+    requests: list[str] = []
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+            page.on("request", lambda r: requests.append(r.url))
+            page.set_default_timeout(30_000)
+
+            page.goto(op.url + "/dashboard")
+            row = page.locator('#panel-services tr[data-service="web"]')
+            row.wait_for()
+            assert row.locator("[data-health]").inner_text() == "Healthy"
+            page.locator("#health-score").wait_for()
+            page.locator("#live-state", has_text="live").wait_for()
+
+            # keyboard: a decision's "why" opens its chain back to the observation
+            # (web's decision, stable until the crash below; broken's change as it restarts)
+            first = page.locator('#panel-decisions button[data-key^="services|Service/web|"]')
+            first.wait_for()
+            key = first.get_attribute("data-key") or ""
+            why = page.locator(f'#panel-decisions button[data-key="{key}"]')
+            why.focus()
+            page.keyboard.press("Enter")
+            page.wait_for_function(  # stays open (and focused) across live re-renders
+                "k => { const b = document.querySelector("
+                "`#panel-decisions button[data-key=\"${k}\"]`);"
+                " return b && b.getAttribute('aria-expanded') === 'true'"
+                " && document.activeElement === b; }", arg=key)
+            chain = why.locator("xpath=following-sibling::ol")
+            chain.locator("li", has_text="observation").first.wait_for()
+
+            # crash the service: the page changes without a reload (SSE → re-fetch)
+            pid = int(row.locator("[data-pid]").get_attribute("data-pid") or 0)
+            assert pid > 0
+            nav_count = len([u for u in requests if u.endswith("/dashboard")])
+            os.kill(pid, signal.SIGKILL)
+            page.wait_for_function(
+                "pid => { const c = document.querySelector("
+                "'#panel-services tr[data-service=\"web\"] [data-pid]');"
+                " return c && c.dataset.pid !== String(pid); }", arg=pid)
+            assert len([u for u in requests if u.endswith("/dashboard")]) == nav_count
+
+            # an alert fires for 'broken'; Ack in the page (token asked once) reaches the API
+            ack = page.get_by_role("button", name="Acknowledge service_down on broken")
+            ack.wait_for(timeout=60_000)
+            alert_id = int(page.locator("#panel-alerts tr[data-alert]").filter(
+                has_text="broken").first.get_attribute("data-alert") or 0)
+            ack.click()
+            page.locator("#token-input").fill(TOKEN)
+            page.keyboard.press("Enter")
+            assert page.evaluate("sessionStorage.getItem('atlas-autonomous-token')") == TOKEN
+            ack.click()
+            with op.client() as c:
+                op.wait_for(lambda: c.get(f"/api/telemetry/alerts/{alert_id}").json()
+                            ["acked_by"] == "api-token", 15, "alert acknowledged by the page")
+            page.locator("#announce", has_text="acknowledged").wait_for()
+            _shot(page, tmp_path, "dashboard-overview")
+            violations = _axe(page)
+            assert violations == [], violations
+
+            for name in ("health", "telemetry", "learning"):
+                page.goto(f"{op.url}/dashboard/{name}")
+                page.locator("#main section:not([hidden]) .body > *").first.wait_for()
+                _shot(page, tmp_path, f"dashboard-{name}")
+                violations = _axe(page)
+                assert violations == [], (name, violations)
+
+            page.goto(op.url + "/docs")
+            page.locator(".swagger-ui .opblock").first.wait_for()
+            assert page.locator(".swagger-ui .info .title").inner_text().startswith(
+                "ATLAS Autonomous")
+            _shot(page, tmp_path, "docs")
+        finally:
+            browser.close()
+
+    assert console == [], console
+    outside = [u for u in requests if not u.startswith("http://127.0.0.1:")]
+    assert outside == [], outside
+
+
+def test_pages_and_assets_answer_clear_errors(ctx: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    from autonomous.api.app import create_app
+    from autonomous.api.routes.pages import panels_for
+
+    with TestClient(create_app(ctx)) as c:
+        r = c.get("/dashboard/nope")
+        assert r.status_code == 404 and "health, telemetry, learning" in r.json()["detail"]
+        assert c.get("/dashboard/static/pages.py").status_code == 404
+        html = c.get("/docs").text
+        assert "/dashboard/static/swagger-ui-bundle.js" in html and "cdn." not in html
+        page = c.get("/dashboard/health").text
+        assert 'data-page="health"' in page and 'aria-current="page">Health' in page
+    assert panels_for("service.probe") == ()
+    assert "alerts" in panels_for("alert.human")
