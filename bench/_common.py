@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,7 +19,44 @@ if str(ROOT) not in sys.path:
 
 from autonomous.testing import copy_default_tree, free_port  # noqa: E402
 
-__all__ = ["ROOT", "copy_default_tree", "free_port", "pct", "summary", "tree_with", "wait_http"]
+__all__ = ["ROOT", "copy_default_tree", "free_port", "pct", "start_supervisord", "stop_group",
+           "summary", "tree_with", "wait_http"]
+
+
+def start_supervisord(tmp: Path, port: int) -> subprocess.Popen[bytes] | str:
+    """supervisord running the sample NEXUS on ``port`` the way its users run it (autorestart,
+    no health checks), in its own session; or why it cannot (not installed)."""
+    exe = shutil.which("supervisord")
+    if exe is None:
+        return "supervisord not installed (apt-get install -y supervisor)"
+    conf = tmp / "supervisord.conf"
+    conf.write_text(f"""[supervisord]
+nodaemon=true
+logfile={tmp}/supervisord.log
+pidfile={tmp}/supervisord.pid
+[unix_http_server]
+file={tmp}/supervisor.sock
+[program:nexus]
+command={sys.executable} -m autonomous.sample_stack --name nexus --port {port}
+directory={ROOT}
+autorestart=true
+startsecs=1
+stopsignal=TERM
+stdout_logfile={tmp}/nexus.log
+redirect_stderr=true
+""")
+    return subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process group, SIGKILL it after 10 s."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def wait_http(url: str, timeout: float = 30.0, poll: float = 0.002) -> float:

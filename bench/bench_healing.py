@@ -17,7 +17,6 @@ import os
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +35,9 @@ from autonomous.testing import copy_default_tree, free_port, make_context
 from controllers.healing import HealingController
 from controllers.manager import ControllerManager
 from controllers.services import ServicesController
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import start_supervisord, stop_group  # noqa: E402
 
 # back-to-back injections would (rightly) trip the restart budget; the bench measures MTTR
 BENCH_POLICY = """apiVersion: atlas.autonomous/v1
@@ -175,29 +177,12 @@ async def mttr_ours(n: int, kinds: list[str]) -> dict[str, list[float]]:
 
 
 async def mttr_supervisord(n: int) -> list[float] | str:
-    exe = shutil.which("supervisord")
-    if exe is None:
-        return "supervisord not installed (apt-get install -y supervisor)"
     tmp = Path(tempfile.mkdtemp(prefix="bench-supervisord-"))
     port = free_port()
-    conf = tmp / "supervisord.conf"
-    conf.write_text(f"""[supervisord]
-nodaemon=true
-logfile={tmp}/supervisord.log
-pidfile={tmp}/supervisord.pid
-[unix_http_server]
-file={tmp}/supervisor.sock
-[program:nexus]
-command={sys.executable} -m autonomous.sample_stack --name nexus --port {port}
-directory={ROOT}
-autorestart=true
-startsecs=1
-stopsignal=TERM
-stdout_logfile={tmp}/nexus.log
-redirect_stderr=true
-""")
-    proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = start_supervisord(tmp, port)
+    if isinstance(proc, str):
+        shutil.rmtree(tmp, ignore_errors=True)
+        return proc
     t = Target(port)
     out: list[float] = []
     try:
@@ -209,12 +194,7 @@ redirect_stderr=true
             if took is not None:
                 out.append(took)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc)
         shutil.rmtree(tmp, ignore_errors=True)
     return out
 

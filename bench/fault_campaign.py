@@ -44,7 +44,7 @@ import httpx
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, free_port, tree_with  # noqa: E402
+from _common import ROOT, free_port, start_supervisord, stop_group, tree_with  # noqa: E402
 
 TOKEN = "fault-campaign-token"
 CLASSES = ["crash", "hang-sigstop", "hang-handler", "slow", "5xx", "crash-loop", "bad-config",
@@ -440,28 +440,12 @@ def corrupted_backup(tmp: Path) -> Result:
 
 # -- supervisord, the same service, the same injections -------------------------------------------
 def supervisord(kind: str, n: int, window: float) -> list[float | None] | str:
-    exe = shutil.which("supervisord")
-    if exe is None:
-        return "supervisord not installed (apt-get install -y supervisor)"
     tmp = Path(tempfile.mkdtemp(prefix="campaign-supervisord-"))
     port = free_port()
-    (tmp / "supervisord.conf").write_text(f"""[supervisord]
-nodaemon=true
-logfile={tmp}/supervisord.log
-pidfile={tmp}/supervisord.pid
-[unix_http_server]
-file={tmp}/supervisor.sock
-[program:nexus]
-command={sys.executable} -m autonomous.sample_stack --name nexus --port {port}
-directory={ROOT}
-autorestart=true
-startsecs=1
-stdout_logfile={tmp}/nexus.log
-redirect_stderr=true
-""")
-    proc = subprocess.Popen([exe, "-c", str(tmp / "supervisord.conf")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = start_supervisord(tmp, port)
+    if isinstance(proc, str):
+        shutil.rmtree(tmp, ignore_errors=True)
+        return proc
     base = f"http://127.0.0.1:{port}"
     out: list[float | None] = []
     try:
@@ -483,12 +467,7 @@ redirect_stderr=true
                 if took is None:
                     _cont(p0)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc)
         shutil.rmtree(tmp, ignore_errors=True)
     return out
 
