@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import shutil
 import socket
+import subprocess
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -26,7 +28,49 @@ from autonomous.status import StatusBoard
 from autonomous.store import Store
 
 __all__ = ["calm_gates", "copy_default_tree", "default_root", "free_port", "make_context",
-           "serve_http"]
+           "need_binary", "serve_http", "terminate", "wait_for"]
+
+
+def need_binary(binary: str, package: str) -> str:
+    """The path of ``binary``, or skip the calling test naming the Debian package to install
+    (``.ci/run`` installs every package of ``.ci/apt-packages.txt``)."""
+    path = shutil.which(binary)
+    if path is None:
+        import pytest
+
+        pytest.skip(f"{binary} is not installed: apt-get install -y {package} "
+                    "(listed in .ci/apt-packages.txt; .ci/run installs it)")
+    return path
+
+
+def wait_for(predicate: Callable[[], object], what: str, timeout: float = 20.0, *,
+             poll: float = 0.05, errors: tuple[type[BaseException], ...] = (
+                 OSError, KeyError, IndexError, TypeError, ValueError)) -> object:
+    """Poll ``predicate`` until it returns something truthy (returned) or ``timeout`` passes
+    (AssertionError naming ``what`` and the last value). ``errors`` raised meanwhile count as
+    "not yet" (httpx's errors are OSErrors' cousins: pass them in ``errors``)."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except errors:
+            pass
+        time.sleep(poll)
+    raise AssertionError(f"timed out waiting for {what} ({timeout} s); last={last!r}")
+
+
+def terminate(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int:
+    """SIGTERM ``proc``, SIGKILL it after ``timeout`` seconds; its exit code."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return proc.wait()
 
 
 def default_root() -> Path:

@@ -46,6 +46,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, free_port, start_supervisord, stop_group, tree_with  # noqa: E402
 
+from autonomous.testing import terminate  # noqa: E402
+
 TOKEN = "fault-campaign-token"
 CLASSES = ["crash", "hang-sigstop", "hang-handler", "slow", "5xx", "crash-loop", "bad-config",
            "dependency-down", "memory", "disk-filling", "corrupted-backup"]
@@ -101,13 +103,8 @@ class Stack:
             return False
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc:
+            terminate(self.proc, 30)
         self.api.close()
         self.http.close()
 

@@ -43,7 +43,14 @@ from typing import Any
 import httpx
 import psutil
 
-from autonomous.testing import calm_gates, copy_default_tree, free_port, serve_http
+from autonomous.testing import (
+    calm_gates,
+    copy_default_tree,
+    free_port,
+    serve_http,
+    terminate,
+    wait_for,
+)
 
 __all__ = ["OPERATIONS", "RunResult", "Sink", "crash_run"]
 
@@ -171,26 +178,13 @@ class _Operator:
             self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            terminate(self.proc, 30)
         self.api.close()
 
 
 def _wait(pred: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if pred():
-                return
-        except (httpx.HTTPError, ValueError, KeyError):
-            pass
-        time.sleep(0.05)
-    raise TimeoutError(f"{what} not reached within {timeout} s")
+    wait_for(pred, what, timeout, errors=(httpx.HTTPError, ValueError, KeyError))
 
 
 @contextmanager

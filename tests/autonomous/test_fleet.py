@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,38 +20,16 @@ from autonomous.fleet.grafana import grafana_dashboard, panel_query
 from autonomous.fleet.hosts import FleetHost, parse_host
 from autonomous.fleet.render import render_fleet
 from autonomous.telemetry.alertmanager_channel import alertmanager_items
+from autonomous.testing import need_binary, terminate, wait_for
 from tests.conftest import free_port, make_tree, service_yaml
 
 
-def _need(binary: str, package: str) -> str:
-    path = shutil.which(binary)
-    if path is None:
-        pytest.skip(f"{binary} is not installed: apt-get install -y {package} "
-                    "(listed in .ci/apt-packages.txt; .ci/run installs it)")
-    return path
+_need = need_binary
 
 
 def _wait(what: str, predicate: Callable[[], Any], seconds: float = 60.0) -> Any:
-    deadline = time.monotonic() + seconds
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-            if last:
-                return last
-        except (httpx.HTTPError, KeyError, IndexError, ValueError):
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}; last={last!r}")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    return wait_for(predicate, what, seconds, poll=0.2,
+                    errors=(httpx.HTTPError, KeyError, IndexError, ValueError))
 
 
 def test_parse_host_says_what_to_fix():
@@ -156,7 +133,7 @@ def central(tmp_path) -> Iterator[dict[str, Any]]:
     procs: list[subprocess.Popen[bytes]] = []
     yield {"am_bin": am_bin, "prom_bin": prom_bin, "procs": procs}
     for p in procs:
-        _stop(p)
+        terminate(p)
 
 
 @pytest.mark.e2e

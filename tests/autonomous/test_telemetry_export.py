@@ -3,7 +3,6 @@ uvicorn), and InfluxDB line protocol through influxdb-client into VictoriaMetric
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import threading
 import time
@@ -15,7 +14,7 @@ import uvicorn
 from autonomous.api.app import create_app
 from autonomous.telemetry.exposition import metric_name, render_metrics
 from autonomous.telemetry.hub import TelemetryHub
-from autonomous.testing import free_port, make_context
+from autonomous.testing import free_port, make_context, need_binary, terminate, wait_for
 
 
 @pytest.fixture()
@@ -28,33 +27,12 @@ def hub_ctx(tmp_path):
     ctx.store.close()
 
 
-def _need(binary: str, package: str) -> str:
-    path = shutil.which(binary)
-    if path is None:
-        pytest.skip(f"{binary} is not installed: apt-get install -y {package} "
-                    "(listed in .ci/apt-packages.txt; .ci/run installs it)")
-    return path
+_need = need_binary
 
 
 def _wait(url: str, seconds: float = 15.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=0.5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{url} did not come up within {seconds} s")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    wait_for(lambda: httpx.get(url, timeout=0.5).status_code == 200, f"{url} up", seconds,
+             poll=0.1, errors=(httpx.TransportError,))
 
 
 def test_exposition_names_follow_prometheus_conventions(hub_ctx):
@@ -91,7 +69,7 @@ def test_real_prometheus_scrapes_the_operator(hub_ctx, tmp_path):
         _wait(f"http://127.0.0.1:{prom_port}/-/ready")
         value = _poll_prometheus(prom_port, 'atlas_scrape_check{service="nexus"}')
     finally:
-        _stop(prom)
+        terminate(prom)
         server.should_exit = True
         thread.join(timeout=10)
     assert value == 42.5
@@ -127,7 +105,7 @@ def test_influx_line_protocol_into_victoria_metrics(hub_ctx, tmp_path):
         assert sent == 5
         back = _poll_vm(port, '{__name__="probe.latency_value"}')
     finally:
-        _stop(vm)
+        terminate(vm)
     assert back["metric"]["service"] == "robot"
     assert back["values"] == [10.0, 11.0, 12.0, 13.0, 14.0]
     assert back["timestamps"] == [int((t0 + i) * 1000) for i in range(5)]
