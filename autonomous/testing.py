@@ -28,7 +28,29 @@ from autonomous.status import StatusBoard
 from autonomous.store import Store
 
 __all__ = ["calm_gates", "copy_default_tree", "default_root", "free_port", "make_context",
-           "need_binary", "serve_http", "terminate", "wait_for"]
+           "fast_alerting", "need_binary", "serve_http", "terminate", "wait_for"]
+
+
+def fast_alerting(root: Path, *, window_seconds: int,
+                  group_wait_seconds: int | None = 0) -> Path:
+    """Make the test tree's ``service_down`` fire at once: telemetry evaluates every second,
+    the rule looks at ``window_seconds`` with no ``for`` delay, and (unless None) groups wait
+    ``group_wait_seconds``. Edits the copied default files in place, text for text, and fails
+    loudly when their layout no longer matches."""
+    cfg = root / "config" / "autonomous.yaml"
+    edits = [(cfg, "telemetry: {enabled: true, interval_seconds: 15}",
+              "telemetry: {enabled: true, interval_seconds: 1}")]
+    pol = root / "policies" / "telemetry.yaml"
+    edits.append((pol, "window_seconds: 30\n            reduce: max\n            for_seconds: 30",
+                  f"window_seconds: {window_seconds}\n            reduce: max\n"
+                  "            for_seconds: 0"))
+    if group_wait_seconds is not None:
+        edits.append((pol, "group_wait_seconds: 30", f"group_wait_seconds: {group_wait_seconds}"))
+    for path, old, new in edits:
+        text = path.read_text()
+        assert old in text, f"{path}: {old!r} not found; the default layout changed"
+        path.write_text(text.replace(old, new))
+    return root
 
 
 def need_binary(binary: str, package: str) -> str:

@@ -19,8 +19,26 @@ if str(ROOT) not in sys.path:
 
 from autonomous.testing import copy_default_tree, free_port  # noqa: E402
 
-__all__ = ["ROOT", "copy_default_tree", "free_port", "pct", "start_supervisord", "stop_group",
+__all__ = ["BACKEND", "ROOT", "copy_default_tree", "free_port", "pct", "start_supervisord", "stop_group",
            "summary", "tree_with", "wait_http"]
+
+
+# A minimal keep-alive HTTP/1.1 backend (TCP_NODELAY, 200 "ok"), run as
+# ``python -c BACKEND PORT``: the same peer for the gateway and rollout benchmarks.
+BACKEND = """
+import socket, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def setup(self):
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def do_GET(self):
+        self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers()
+        self.wfile.write(b"ok")
+    def log_message(self, *a): pass
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
 
 
 def start_supervisord(tmp: Path, port: int) -> subprocess.Popen[bytes] | str:

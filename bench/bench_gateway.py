@@ -23,25 +23,11 @@ from pathlib import Path
 
 import httpx
 
-from _common import free_port, pct, wait_http  # noqa: I001
+from _common import BACKEND, free_port, pct, wait_http  # noqa: I001
 
 from autonomous.gateway.config import Backend, Front
 from autonomous.gateway.process import Traefik
 
-BACKEND = """
-import socket, sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-class H(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def setup(self):
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    def do_GET(self):
-        self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers()
-        self.wfile.write(b"ok")
-    def log_message(self, *a): pass
-ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
-"""
 
 
 def overhead(direct: str, front: str, n: int) -> tuple[list[float], list[float]]:

@@ -23,25 +23,11 @@ import time
 import httpx
 import yaml
 
-from _common import ROOT, free_port, wait_http  # noqa: I001
+from _common import BACKEND, ROOT, free_port, wait_http  # noqa: I001
 
 from autonomous.evolution.metrics_comparator import Samples, Verdict, compare
 from autonomous.resources.policy.evolution import EvolutionPolicy
 
-BACKEND = """
-import socket, sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-class H(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def setup(self):
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    def do_GET(self):
-        self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers()
-        self.wfile.write(b"ok")
-    def log_message(self, *a): pass
-ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
-"""
 
 
 def pool(n: int) -> list[float]:

@@ -46,6 +46,7 @@ import psutil
 from autonomous.testing import (
     calm_gates,
     copy_default_tree,
+    fast_alerting,
     free_port,
     serve_http,
     terminate,
@@ -136,15 +137,8 @@ def make_crash_tree(root: Path, sink_url: str) -> Path:
     cfg = root / "config" / "autonomous.yaml"
     text = cfg.read_text().replace("receivers: {webhook: []",
                                    f"receivers: {{webhook: [{{name: sink, url: '{sink_url}'}}]")
-    text = text.replace("telemetry: {enabled: true, interval_seconds: 15}",
-                        "telemetry: {enabled: true, interval_seconds: 1}")
     cfg.write_text(text)
-    pol = root / "policies" / "telemetry.yaml"
-    ptext = pol.read_text().replace("group_wait_seconds: 30", "group_wait_seconds: 0")
-    ptext = ptext.replace("window_seconds: 30\n            reduce: max\n            for_seconds: 30",
-                          "window_seconds: 3\n            reduce: max\n            for_seconds: 0")
-    pol.write_text(ptext)
-    return root
+    return fast_alerting(root, window_seconds=3)
 
 
 class _Operator:

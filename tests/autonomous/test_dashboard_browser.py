@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from autonomous.testing import free_port
+from autonomous.testing import fast_alerting, free_port
 from tests.conftest import TOKEN, make_tree, service_yaml
 
 sync_api = pytest.importorskip("playwright.sync_api",
@@ -42,17 +42,7 @@ def _tree(root: Path) -> Path:
     broken = service_yaml("broken", free_port(), core=False).replace(
         "path: /health", "path: /no-such-probe")
     make_tree(root, {"web": web, "broken": broken})
-    cfg = root / "config" / "autonomous.yaml"
-    cfg.write_text(cfg.read_text().replace("telemetry: {enabled: true, interval_seconds: 15}",
-                                           "telemetry: {enabled: true, interval_seconds: 1}"))
-    pol = root / "policies" / "telemetry.yaml"
-    text = pol.read_text()
-    marker = ("            window_seconds: 30\n            reduce: max\n"
-              "            for_seconds: 30\n")
-    assert marker in text, "service_down rule layout changed; update this test"
-    pol.write_text(text.replace(marker, "            window_seconds: 5\n"
-                                        "            reduce: max\n            for_seconds: 0\n"))
-    return root
+    return fast_alerting(root, window_seconds=5, group_wait_seconds=None)
 
 
 def _shot(page: Any, tmp_path: Path, name: str) -> None:

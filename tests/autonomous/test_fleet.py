@@ -20,7 +20,7 @@ from autonomous.fleet.grafana import grafana_dashboard, panel_query
 from autonomous.fleet.hosts import FleetHost, parse_host
 from autonomous.fleet.render import render_fleet
 from autonomous.telemetry.alertmanager_channel import alertmanager_items
-from autonomous.testing import need_binary, terminate, wait_for
+from autonomous.testing import fast_alerting, need_binary, terminate, wait_for
 from tests.conftest import free_port, make_tree, service_yaml
 
 
@@ -113,16 +113,8 @@ def _host_tree(path: Path, host: str, service_port: int, am_url: str, broken: bo
     text = cfg.read_text()
     text = text.replace("alertmanager: []", "alertmanager: [{name: central, url: '"
                         + am_url + "', labels: {host: " + host + "}}]")
-    text = text.replace("telemetry: {enabled: true, interval_seconds: 15}",
-                        "telemetry: {enabled: true, interval_seconds: 1}")
     cfg.write_text(text)
-    pol = root / "policies" / "telemetry.yaml"
-    ptext = pol.read_text().replace("group_wait_seconds: 30", "group_wait_seconds: 0")
-    ptext = ptext.replace("window_seconds: 30\n            reduce: max\n            for_seconds: 30",
-                          "window_seconds: 5\n            reduce: max\n            for_seconds: 0")
-    assert ptext != pol.read_text()
-    pol.write_text(ptext)
-    return root
+    return fast_alerting(root, window_seconds=5)
 
 
 @pytest.fixture
