@@ -27,7 +27,7 @@ from autonomous.core.events import EventBus
 from autonomous.desired import DesiredStateManager
 from autonomous.governance import Approvals, Governance
 from autonomous.learning.knowledge_graph import KnowledgeGraph
-from autonomous.resources.loader import load_tree
+from autonomous.resources.loader import LoadResult, load_tree
 from autonomous.status import StatusBoard
 from autonomous.store import Store
 from controllers.manager import ControllerManager
@@ -123,7 +123,7 @@ class Operator:
         if first.tree is None:
             raise ValidationFailed(first.problems)
         cfg = first.tree.config
-        self._first = first
+        self._first: LoadResult | None = first
         self.data_dir = Path(data_dir or self.root / cfg.data_dir).resolve()
         self.host = host or cfg.listen.host
         _refuse_open_reads(self.host, bool(cfg.settings["api"]["authenticated_reads"]))
@@ -148,7 +148,8 @@ class Operator:
             desired=desired, governance=gov, approvals=Approvals(store, bus, self.clock),
             graph=KnowledgeGraph(store, self.clock), status=StatusBoard(),
             token=load_token(self.data_dir))
-        desired.reload(self._first)
+        if self._first is not None:
+            desired.reload(self._first)
         self._first = None
         return self.ctx
 

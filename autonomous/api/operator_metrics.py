@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import Metric, CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from autonomous.context import OperatorContext
@@ -18,7 +18,7 @@ class OperatorCollector(Collector):
     def __init__(self, ctx: OperatorContext) -> None:
         self.ctx = ctx
 
-    def collect(self) -> Iterator[object]:
+    def collect(self) -> Iterator[Metric]:
         ctx = self.ctx
         runs = CounterMetricFamily("atlas_controller_reconciles", "Reconcile passes",
                                    labels=["controller"])

@@ -67,7 +67,7 @@ class Ticket:
 class _Waiter:
     """A queued request: ``grant``/``shed`` wake it, from any thread."""
 
-    wake: Callable[[], None]
+    wake: Callable[[], object]
     granted: bool = False
     shed_reason: str | None = None
     done: bool = False

@@ -128,7 +128,7 @@ class BackupWriter:
         if self._skipped(p, inside):
             return
         st = os.lstat(p)
-        base = {"path": inside, "mode": stat.S_IMODE(st.st_mode), "mtime_ns": st.st_mtime_ns,
+        base: dict[str, Any] = {"path": inside, "mode": stat.S_IMODE(st.st_mode), "mtime_ns": st.st_mtime_ns,
                 "ino": st.st_ino, "ctime_ns": st.st_ctime_ns}
         if stat.S_ISLNK(st.st_mode):
             found.append((Entry(type="symlink", target=os.readlink(p), **base), p))

@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 __all__ = ["inspect_restored", "main"]
+
+
+def _first(row: sqlite3.Row | None) -> Any:
+    """The first column of a one-row answer, or None when there is no row."""
+    return None if row is None else row[0]
 
 
 def inspect_restored(root: Path) -> dict[str, Any]:
@@ -28,9 +34,9 @@ def inspect_restored(root: Path) -> dict[str, Any]:
     if db.exists():
         store = Store(db).open()
         try:
-            found["integrity"] = store.query_one("PRAGMA integrity_check")[0]
+            found["integrity"] = _first(store.query_one("PRAGMA integrity_check"))
             found["schema_versions"] = store.schema_versions()
-            found["kv_keys"] = store.query_one("SELECT COUNT(*) FROM kv")[0]
+            found["kv_keys"] = _first(store.query_one("SELECT COUNT(*) FROM kv"))
         finally:
             store.close()
         if found["integrity"] != "ok":

@@ -295,7 +295,7 @@ class ResourceThrottler:
             if slow or pressure is not None:
                 self.limit = max(conc["min"], int(self.limit * aimd["decrease_factor"]))
                 why = pressure.reason if pressure else (
-                    f"p90 {p90 * 1000:.0f} ms > target {aimd['target_latency_ms']:g} ms")
+                    f"p90 {(p90 or 0.0) * 1000:.0f} ms > target {aimd['target_latency_ms']:g} ms")
             elif self._saturated:
                 self.limit = min(conc["max"], self.limit + aimd["increase"])
                 why = f"p90 {(p90 or 0) * 1000:.0f} ms within target and limit reached"

@@ -14,13 +14,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel, ValidationError, create_model
 
 from autonomous.core.errors import Problem
 from autonomous.resources.base import API_VERSION, Strict, config_sections, kinds, policy_sections
 from autonomous.resources.kinds.config import OperatorConfigSpec
+from autonomous.resources.kinds.policyset import PolicySetSpec
 from autonomous.resources.kinds.service import ServiceSpec
 from autonomous.resources.policy_merge import effective_policies
 from autonomous.resources.validation_problems import problem_from
@@ -140,11 +141,11 @@ def load_paths(paths: Iterable[str | Path], *, base: str | Path | None = None,
                limits: ParseLimits | None = None) -> LoadResult:
     limits = limits or ParseLimits()
     problems: list[Problem] = []
-    paths = [Path(p) for p in paths]
-    for p in paths:
-        if not p.exists():
-            problems.append(Problem(str(p), 0, "", "no such file or directory"))
-    files = _collect(paths, problems, base)
+    path_list = [Path(p) for p in paths]
+    for path in path_list:
+        if not path.exists():
+            problems.append(Problem(str(path), 0, "", "no such file or directory"))
+    files = _collect(path_list, problems, base)
     raw: list[tuple[str, bytes]] = []
     docs: list[Document] = []
     for f in files:
@@ -164,9 +165,9 @@ def load_paths(paths: Iterable[str | Path], *, base: str | Path | None = None,
             problems.append(Problem(shown, line, "", f"not UTF-8 text: {exc.reason} "
                                     f"(byte 0x{data[exc.start]:02x})"))
             continue
-        d, p = load_documents(text, shown, limits)
-        docs += d
-        problems += p
+        found_docs, found_problems = load_documents(text, shown, limits)
+        docs += found_docs
+        problems += found_problems
     digest = content_hash(raw)
     builder = _TreeBuilder(problems)
     for doc in docs:
@@ -226,15 +227,15 @@ class _TreeBuilder:
             self.invalid.add((kind, name))
             self._keep_raw_refs(doc, kind, data["spec"])
             return
-        key = (kind, name)
-        if key in self.resources:
-            first = self.resources[key]
+        rkey = (kind, name)
+        if rkey in self.resources:
+            first = self.resources[rkey]
             self.problem(doc, ("metadata", "name"), f"duplicate {kind} {name!r}: already defined "
                                                     f"at {first.file}:{first.line}")
             return
-        self.resources[key] = Resource(kind, name, spec, labels, doc.file,
-                                       line_for(doc, ("metadata", "name")))
-        self.docs[key] = doc
+        self.resources[rkey] = Resource(kind, name, spec, labels, doc.file,
+                                        line_for(doc, ("metadata", "name")))
+        self.docs[rkey] = doc
 
     def _keep_raw_refs(self, doc: Document, kind: str, spec: Any) -> None:
         """References of an invalid Service, taken from the raw document (every problem is
@@ -359,8 +360,9 @@ class _TreeBuilder:
                 visit(n, [n])
 
     def _policies(self) -> dict[str, dict[str, Any]]:
-        sets = [(r.spec, self.docs[k]) for k, r in sorted(self.resources.items(),
-                key=lambda kv: (kv[1].file, kv[1].line)) if k[0] == "PolicySet"]
+        sets = [(cast(PolicySetSpec, r.spec), self.docs[k])
+                for k, r in sorted(self.resources.items(), key=lambda kv: (kv[1].file, kv[1].line))
+                if k[0] == "PolicySet"]
         return effective_policies(sets, policy_model(), self.problem, self.problems)
 
     def _config(self, required: bool) -> OperatorConfigSpec | None:

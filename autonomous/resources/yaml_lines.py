@@ -116,6 +116,10 @@ class _Builder:
             for key_node, value_node in node.value:
                 key = self.build(key_node, path + ("<key>",))
                 self.lines.pop(path + ("<key>",), None)
+                if isinstance(key, (str, int)):
+                    step: str | int = key
+                else:
+                    step = str(key)
                 if not isinstance(key, (str, int, float, bool)) and key is not None:
                     self.problems.append(Problem(self.file, key_node.start_mark.line + 1,
                                                  format_path(path), "mapping keys must be scalars"))
@@ -124,10 +128,10 @@ class _Builder:
                     self.problems.append(Problem(
                         self.file, key_node.start_mark.line + 1, format_path(path + (str(key),)),
                         f"duplicate key {key!r} (first defined on line "
-                        f"{self.lines.get(path + (key,), '?')}); remove one of them"))
+                        f"{self.lines.get(path + (step,), '?')}); remove one of them"))
                     continue
-                out[key] = self.build(value_node, path + (key,))
-                self.lines[path + (key,)] = key_node.start_mark.line + 1
+                out[key] = self.build(value_node, path + (step,))
+                self.lines[path + (step,)] = key_node.start_mark.line + 1
             return out
         if isinstance(node, SequenceNode):
             return [self.build(n, path + (i,)) for i, n in enumerate(node.value)]

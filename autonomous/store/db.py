@@ -22,7 +22,11 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeAlias
+
+#: Parameters of one SQL statement: positional values or named ones.
+Params: TypeAlias = Sequence[Any] | Mapping[str, Any]
 
 __all__ = ["Store", "discover_migrations"]
 
@@ -158,22 +162,22 @@ class Store:
                 raise
             conn.execute("COMMIT")
 
-    def execute(self, sql: str, params: Iterable[Any] | dict = ()) -> sqlite3.Cursor:
+    def execute(self, sql: str, params: Params = ()) -> sqlite3.Cursor:
         with self._lock:
             return self.conn.execute(sql, params)
 
-    def executemany(self, sql: str, seq: Iterable[Iterable[Any]]) -> sqlite3.Cursor:
+    def executemany(self, sql: str, seq: Iterable[Params]) -> sqlite3.Cursor:
         with self._lock:
             if self.conn.in_transaction:
                 return self.conn.executemany(sql, seq)
             with self.transaction() as c:
                 return c.executemany(sql, seq)
 
-    def query(self, sql: str, params: Iterable[Any] | dict = ()) -> list[sqlite3.Row]:
+    def query(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
         with self._lock:
             return self.conn.execute(sql, params).fetchall()
 
-    def query_tuples(self, sql: str, params: Iterable[Any] | dict = ()) -> list[tuple[Any, ...]]:
+    def query_tuples(self, sql: str, params: Params = ()) -> list[tuple[Any, ...]]:
         """Like ``query`` with plain tuples: about a quarter cheaper per row than
         ``sqlite3.Row``, for bulk reads of many rows (time series)."""
         with self._lock:
@@ -181,7 +185,7 @@ class Store:
             cur.row_factory = None
             return cur.execute(sql, params).fetchall()
 
-    def query_one(self, sql: str, params: Iterable[Any] | dict = ()) -> sqlite3.Row | None:
+    def query_one(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
         with self._lock:
             return self.conn.execute(sql, params).fetchone()
 
