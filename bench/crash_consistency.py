@@ -29,14 +29,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--operations", default=",".join(OPERATIONS),
+                    help=f"comma-separated subset of {', '.join(OPERATIONS)}")
     args = ap.parse_args()
+    operations = [o for o in args.operations.split(",") if o]
+    unknown = sorted(set(operations) - set(OPERATIONS))
+    if unknown:
+        ap.error(f"unknown operation(s) {', '.join(unknown)}; choose from {', '.join(OPERATIONS)}")
     rng = random.Random(args.seed)
     by_op: dict[str, list[RunResult]] = defaultdict(list)
     from rich.progress import Progress
     with Progress() as progress:
         task = progress.add_task("kill / restart runs", total=args.runs)
         for i in range(args.runs):
-            operation = OPERATIONS[i % len(OPERATIONS)]
+            operation = operations[i % len(operations)]
             tmp = Path(tempfile.mkdtemp(prefix="crash-consistency-"))
             try:
                 by_op[operation].append(crash_run(tmp, operation, rng))
@@ -44,17 +50,18 @@ def main() -> None:
                 shutil.rmtree(tmp, ignore_errors=True)
             progress.advance(task)
     print(f"\n{'operation':10s} {'runs':>5s} {'integrity':>10s} {'orphans':>8s} "
-          f"{'lost':>5s} {'dup':>5s} {'other':>6s}  kill after (s)")
+          f"{'lost':>5s} {'dup':>5s} {'half':>5s} {'other':>6s}  kill after (s)")
     total_bad = 0
     for op, rs in by_op.items():
         bad = sum(not r.ok for r in rs)
         total_bad += bad
         print(f"{op:10s} {len(rs):5d} {sum(r.integrity != 'ok' for r in rs):10d} "
               f"{sum(len(r.orphans) for r in rs):8d} {sum(len(r.lost_writes) for r in rs):5d} "
-              f"{sum(len(r.duplicates) for r in rs):5d} {sum(bool(r.problems) for r in rs):6d}"
+              f"{sum(len(r.duplicates) for r in rs):5d} {sum(bool(r.half_applied) for r in rs):5d} "
+              f"{sum(bool(r.problems) for r in rs):6d}"
               f"  {min(r.kill_after_s for r in rs):.2f}-{max(r.kill_after_s for r in rs):.2f}")
         for r in rs:
-            for p in r.problems:
+            for p in r.problems + r.half_applied:
                 print(f"    {op}: {p}")
     print(f"\n{args.runs - total_bad} of {args.runs} runs consistent")
 

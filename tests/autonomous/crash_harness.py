@@ -4,8 +4,8 @@ again on the same data dir, and check what a person relies on.
 One *run*: start ``atlas-autonomous run`` on a tree with a sample service whose probe always
 fails (so ``service_down`` fires and its notice goes to a local webhook sink), make
 acknowledged writes (a silence, a mode switch: each answered 2xx), start an operation
-(``backup``, ``reconcile`` or ``alert`` delivery) and SIGKILL the operator after a random
-delay. Then:
+(``backup``, ``reconcile``, ``restore`` or ``alert`` delivery) and SIGKILL the operator after
+a random delay. Then:
 
 * **no orphan**: every process the operator started (services, drill services) is gone —
   children die with the operator (``PR_SET_PDEATHSIG``);
@@ -14,7 +14,10 @@ delay. Then:
 * **no lost acknowledged write**: after a restart on the same data dir, the silence and the
   mode are there;
 * **no duplicate notification**: across the kill and the restart, the sink never received
-  one notice (outbox row) twice, and the alert's notice arrived at least once.
+  one notice (outbox row) twice, and the alert's notice arrived at least once;
+* **no half-applied restore** (``restore``): the approved restore request settles ``done``
+  after the restart, its target is byte for byte what a second restore of the same backup
+  writes, and no staging folder is left under ``<data_dir>/restores``.
 
 Used by ``tests/autonomous/test_crash_consistency.py`` (a few runs) and
 ``bench/crash_consistency.py`` (100 runs). It opens the killed operator's database read-only
@@ -55,7 +58,7 @@ from autonomous.testing import (
 
 __all__ = ["OPERATIONS", "RunResult", "Sink", "crash_run"]
 
-OPERATIONS = ("reconcile", "backup", "alert")
+OPERATIONS = ("reconcile", "backup", "restore", "alert")
 TOKEN = "crash-consistency-token"
 
 
@@ -67,13 +70,14 @@ class RunResult:
     orphans: list[int] = field(default_factory=list)
     lost_writes: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
+    half_applied: list[str] = field(default_factory=list)
     notices: int = 0
     problems: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return (self.integrity == "ok" and not self.orphans and not self.lost_writes
-                and not self.duplicates and not self.problems)
+                and not self.duplicates and not self.half_applied and not self.problems)
 
 
 class Sink:
@@ -188,11 +192,13 @@ def _sink() -> Iterator[tuple[Sink, str]]:
         yield sink, f"http://127.0.0.1:{srv.server_address[1]}/hook"
 
 
-def _start_operation(op: _Operator, operation: str) -> None:
+def _start_operation(op: _Operator, operation: str, approval: str | None = None) -> None:
     """Start ``operation`` without waiting for it (the kill lands while it runs)."""
     def fire() -> None:
         try:
-            if operation == "backup":
+            if operation == "restore" and approval is not None:
+                op.api.post(f"/api/approvals/{approval}/approve", timeout=30)
+            elif operation == "backup":
                 op.api.post("/api/resilience/backup", json={"plan": "operator",
                                                             "kind": "full"}, timeout=60)
             elif operation == "reconcile":
@@ -223,9 +229,13 @@ def crash_run(tmp: Path, operation: str, rng: random.Random) -> RunResult:
                                                          "reason": "crash consistency"})
             if r.status_code >= 300:
                 res.problems.append(f"mode switch answered {r.status_code}: {r.text[:120]}")
+            restore: _Restore | None = None
             if operation == "alert":  # the kill lands around the first delivery
                 _wait(lambda: bool(op.api.get("/api/telemetry/alerts").json()["active"]),
                       20, "service_down firing")
+            elif operation == "restore":  # the kill lands while the approved restore runs
+                restore = _Restore.start(op)
+                _start_operation(op, operation, restore.approval)
             else:
                 _start_operation(op, operation)
             time.sleep(kill_after)  # the random point of the kill (not a proof of anything)
@@ -257,6 +267,8 @@ def crash_run(tmp: Path, operation: str, rng: random.Random) -> RunResult:
             mode = op.api.get("/api/governance/mode").json()
             if mode.get("mode") != "growth":
                 res.lost_writes.append(f"mode growth (found {mode.get('mode')})")
+            if restore is not None:
+                res.half_applied = restore.check_after_restart(op, tmp / "data")
             # the alert (still firing after the restart) is notified, and only once
             _wait(lambda: bool(sink.deliveries), 30, "a notice delivered")
         except (TimeoutError, httpx.HTTPError, KeyError, ValueError) as exc:
@@ -266,3 +278,85 @@ def crash_run(tmp: Path, operation: str, rng: random.Random) -> RunResult:
         res.duplicates = sink.duplicates()
         res.notices = len(sink.deliveries)
     return res
+
+
+@dataclass
+class _Restore:
+    """A restore of a fresh full backup into ``<data_dir>/restores/crash``, approved by the
+    run (``restore: require_approval`` is the default policy)."""
+
+    backup: str
+    request: str
+    approval: str | None
+
+    @classmethod
+    def start(cls, op: _Operator) -> _Restore:
+        b = op.api.post("/api/resilience/backup", json={"plan": "operator", "kind": "full"},
+                        timeout=60)
+        b.raise_for_status()
+        backup = b.json()["id"]
+        r = op.api.post(f"/api/resilience/backups/{backup}/restore", json={"target": "crash"},
+                        timeout=60)
+        if r.status_code not in (200, 202):
+            raise ValueError(f"restore answered {r.status_code}: {r.text[:200]}")
+        body = r.json()
+        return cls(backup, body.get("request", ""), body.get("approval"))
+
+    def _state(self, data: Path) -> tuple[str, str | None]:
+        con = sqlite3.connect(f"file:{data / 'atlas.db'}?mode=ro", uri=True)
+        try:
+            row = con.execute("SELECT state, approval FROM restore_requests WHERE id=?",
+                              (self.request,)).fetchone()
+        finally:
+            con.close()
+        if row is None:
+            raise KeyError(f"restore request {self.request} is gone")
+        return row[0], row[1]
+
+    def check_after_restart(self, op: _Operator, data: Path) -> list[str]:
+        """What is half-applied after the restart (empty: nothing)."""
+        found: list[str] = []
+        state, approval = self._state(data)
+        if state == "awaiting_approval" and approval:  # killed before the approval landed
+            op.api.post(f"/api/approvals/{approval}/approve", timeout=30)
+        _wait(lambda: self._state(data)[0] not in ("pending", "awaiting_approval"), 30,
+              f"restore request {self.request} settled after the restart")
+        state, _ = self._state(data)
+        if state != "done":
+            found.append(f"restore request ended {state!r}, not 'done'")
+        restores = data / "restores"
+        again = op.api.post(f"/api/resilience/backups/{self.backup}/restore",
+                            json={"target": "crash-again"}, timeout=60)
+        if again.status_code == 202 and again.json().get("approval"):
+            op.api.post(f"/api/approvals/{again.json()['approval']}/approve", timeout=30)
+            _wait(lambda: (restores / "crash-again").exists(), 30, "the second restore")
+        found += _tree_differences(restores / "crash", restores / "crash-again")
+        found += [f"staging left behind: {p.name}" for p in restores.iterdir()
+                  if ".restoring-" in p.name]
+        return found
+
+
+def _tree_differences(a: Path, b: Path) -> list[str]:
+    """Paths whose presence, type, mode or bytes differ between two restored trees."""
+    if not a.is_dir():
+        return [f"{a} is missing"]
+    if not b.is_dir():
+        return [f"{b} is missing"]
+
+    def listing(root: Path) -> dict[str, Path]:
+        return {str(p.relative_to(root)): p for p in root.rglob("*")}
+
+    la, lb = listing(a), listing(b)
+    out = [f"only in one restore: {k}" for k in sorted(set(la) ^ set(lb))]
+    for k in sorted(set(la) & set(lb)):
+        pa, pb = la[k], lb[k]
+        if pa.is_symlink() or pb.is_symlink():
+            if os.readlink(pa) != os.readlink(pb):
+                out.append(f"{k}: link differs")
+        elif pa.is_file() != pb.is_file():
+            out.append(f"{k}: type differs")
+        elif pa.is_file() and pa.read_bytes() != pb.read_bytes():
+            out.append(f"{k}: bytes differ")
+        elif pa.stat().st_mode != pb.stat().st_mode:
+            out.append(f"{k}: mode differs")
+    return out

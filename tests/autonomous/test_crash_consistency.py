@@ -1,4 +1,4 @@
-"""The operator SIGKILLed at a random moment of reconcile, backup and alert delivery, then
+"""The operator SIGKILLed at a random moment of reconcile, backup, restore and alert delivery, then
 started again on the same data dir: consistent store, no lost acknowledged write, no
 duplicate notification, no orphan process (see ``tests/autonomous/crash_harness.py``; the
 benchmark ``bench/crash_consistency.py`` does 100 such runs)."""
@@ -23,3 +23,4 @@ def test_sigkill_during_operation_leaves_a_consistent_operator(tmp_path, operati
     assert res.problems == []
     assert res.notices >= 1
     assert res.duplicates == [], res.duplicates
+    assert res.half_applied == [], res.half_applied
