@@ -28,6 +28,7 @@ from typing import IO, Any
 
 from autonomous.core.clock import Clock
 from autonomous.core.errors import Problem, ValidationFailed
+from autonomous.core.signature import normalise
 from autonomous.store.db import Store
 from autonomous.telemetry.redact import redact_fields, redact_text
 
@@ -46,13 +47,6 @@ _ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL", "ERR": "ERROR", "TRACE": "DE
 LEVEL_NAMES = (*LEVELS, *_ALIASES)  # every name ``level`` filters accept (any case)
 OPERATOR_LOG = "operator.jsonl"
 _STD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "service"}
-_SIG = [(re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.IGNORECASE),
-         "<uuid>"),
-        (re.compile(r"\b0x[0-9a-f]+\b|\b[0-9a-f]{12,}\b", re.IGNORECASE), "<hex>"),
-        (re.compile(r"\b\d{1,3}(\.\d{1,3}){3}(:\d+)?\b"), "<ip>"),
-        (re.compile(r"\"[^\"]*\"|'[^']*'"), "<str>"),
-        (re.compile(r"(/[\w.-]+){2,}"), "<path>"),
-        (re.compile(r"\d+(\.\d+)?"), "<n>")]
 _CORE = {"ts", "level", "logger", "service", "message", "trace_id", "span_id"}
 _COLUMNS = ("id", "ts", "level", "logger", "service", "message", "trace_id", "span_id", "extra")
 
@@ -68,11 +62,10 @@ def normalise_level(level: str | int | None) -> str:
 
 
 def error_signature(logger: str, message: str) -> str:
-    """The message with ids, numbers, paths and quoted values replaced by placeholders."""
+    """``logger: first line`` with ids, numbers, paths and quoted values replaced by
+    placeholders (the one normaliser, shared with self-healing's failure signatures)."""
     first = message.strip().splitlines()[0] if message.strip() else ""
-    for pattern, repl in _SIG:
-        first = pattern.sub(repl, first)
-    return f"{logger}: {first}"[:300]
+    return f"{logger}: {normalise(first, 300)}"[:300]
 
 
 def _bad(path: str, message: str) -> ValidationFailed:

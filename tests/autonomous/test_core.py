@@ -180,3 +180,19 @@ def test_data_dir_and_database_files_are_private(tmp_path):
             assert st.S_IMODE(os.stat(data / name).st_mode) == 0o600, name
     finally:
         store.close()
+
+
+def test_one_signature_normaliser_for_logs_and_healing():
+    """A failure seen in a log line and in a healing report normalises to the same text."""
+    from autonomous.core.signature import normalise
+    from autonomous.self_healing.signatures import error_signature as healing_signature
+    from autonomous.telemetry.logs_collector import error_signature as log_signature
+
+    text = ("timeout after 250 ms calling 10.0.0.7:8000 for job "
+            "3f2a9c1e-0b4d-4c7e-9a1f-2b3c4d5e6f70 at /var/lib/atlas/jobs.db (0xdeadbeef)")
+    other = ("timeout after 9 ms calling 127.0.0.1:8002 for job "
+             "00000000-1111-2222-3333-444444444444 at /tmp/x/y.db (0x1)")
+    assert normalise(text) == normalise(other)
+    assert log_signature("nexus", text) == f"nexus: {normalise(text)}"
+    assert healing_signature("nexus", "log", "", text).endswith("|" + normalise(text))
+    assert "250" not in normalise(text) and "<ip>" in normalise(text)
