@@ -36,7 +36,7 @@ from autonomous.core.clock import Clock
 from autonomous.health_monitor.network import tcp_connect
 from autonomous.health_monitor.prom import request_totals
 from autonomous.supervisor.probe_client import ProbeClient
-from autonomous.telemetry.metrics_aggregator import percentile
+from autonomous.core.stats import percentile
 from autonomous.supervisor.probes import ProbeResult, ProbeState
 
 __all__ = ["ServiceHealth", "ServiceStatus"]

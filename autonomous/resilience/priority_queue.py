@@ -22,8 +22,9 @@ from enum import IntEnum
 from typing import Any
 
 from autonomous.core.clock import Clock
+from autonomous.core.stats import percentiles
 
-__all__ = ["EnqueueResult", "Priority", "PriorityQueue", "QueueItem", "percentiles"]
+__all__ = ["EnqueueResult", "Priority", "PriorityQueue", "QueueItem"]
 
 
 class Priority(IntEnum):
@@ -61,20 +62,6 @@ class EnqueueResult:
     accepted: bool
     item: QueueItem
     shed: tuple[QueueItem, ...] = ()  # items dropped to make room (or the newcomer itself)
-
-
-def percentiles(values: Iterable[float], qs: Iterable[float] = (50, 90, 99)) -> dict[str, float
-                                                                                   | None]:
-    """Nearest-rank percentiles ``{"p50": …}``; None when there is no value."""
-    data = sorted(values)
-    out: dict[str, float | None] = {}
-    for q in qs:
-        if not data:
-            out[f"p{q:g}"] = None
-            continue
-        rank = max(1, -(-len(data) * q // 100))
-        out[f"p{q:g}"] = data[int(rank) - 1]
-    return out
 
 
 class PriorityQueue:

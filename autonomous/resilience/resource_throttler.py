@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from autonomous.core.clock import Clock
-from autonomous.resilience.priority_queue import Priority, percentiles
+from autonomous.core.stats import percentiles
+from autonomous.resilience.priority_queue import Priority
 
 __all__ = [
     "Gcra",

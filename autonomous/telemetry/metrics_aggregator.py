@@ -14,7 +14,6 @@ exposition (always available) or pushes InfluxDB line protocol (optional extra
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Sequence
 from itertools import pairwise
@@ -22,21 +21,12 @@ from typing import Any
 
 from autonomous.core.clock import Clock
 from autonomous.core.errors import Problem, ValidationFailed
+from autonomous.core.stats import percentile
 from autonomous.store.timeseries import Point, Sample, TimeSeriesStore
 
-__all__ = ["AGGREGATIONS", "MetricsAggregator", "percentile"]
+__all__ = ["AGGREGATIONS", "MetricsAggregator"]
 
 AGGREGATIONS = ("avg", "min", "max", "sum", "count", "rate", "p50", "p95", "p99")
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """Linear-interpolated percentile (``q`` in 0..100) of ``values``; None when empty."""
-    if not values:
-        return None
-    data = sorted(values)
-    k = (len(data) - 1) * q / 100.0
-    lo, hi = math.floor(k), math.ceil(k)
-    return data[lo] + (data[hi] - data[lo]) * (k - lo)
 
 
 def _bad(path: str, message: str) -> ValidationFailed:

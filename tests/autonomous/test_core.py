@@ -196,3 +196,14 @@ def test_one_signature_normaliser_for_logs_and_healing():
     assert log_signature("nexus", text) == f"nexus: {normalise(text)}"
     assert healing_signature("nexus", "log", "", text).endswith("|" + normalise(text))
     assert "250" not in normalise(text) and "<ip>" in normalise(text)
+
+
+def test_one_percentile_definition():
+    from autonomous.core.stats import percentile, percentiles
+
+    assert percentile([], 50) is None
+    assert percentile([4, 1, 3, 2], 50) == 2.5  # linear between closest ranks
+    assert percentile([1, 2, 3, 4], 100) == 4 and percentile([7], 99) == 7
+    assert percentiles([10, 20], (0, 50)) == {"p0": 10, "p50": 15.0}
+    with pytest.raises(ValueError):
+        percentile([1], 101)

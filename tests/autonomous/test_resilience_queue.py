@@ -11,7 +11,8 @@ from autonomous.core.clock import FakeClock
 from autonomous.core.errors import Throttled
 from autonomous.resilience import __all__ as _pkg  # noqa: F401 - the package imports cleanly
 from autonomous.resilience.admission import Admission
-from autonomous.resilience.priority_queue import Priority, PriorityQueue, percentiles
+from autonomous.core.stats import percentiles
+from autonomous.resilience.priority_queue import Priority, PriorityQueue
 from autonomous.resilience.resource_throttler import Gcra, ResourceReading, ResourceThrottler
 from autonomous.testing import default_root
 
@@ -124,7 +125,8 @@ def test_queue_stats_report_wait_percentiles_per_level():
         q.dequeue_nowait()
     s = q.get_queue_stats()["levels"]["HIGH"]
     assert s["wait_seconds"] == {"p50": 2.0, "p90": 2.0, "p99": 2.0}
-    assert percentiles([1, 2, 3, 4], (50, 100)) == {"p50": 2, "p100": 4}
+    assert percentiles([1, 2, 3, 4], (50, 100)) == {"p50": 2.5, "p100": 4}
+    assert percentiles([], (50,)) == {"p50": None}
 
 
 async def test_async_dequeue_waits_for_an_item():
