@@ -6,8 +6,8 @@ probes every ``health.period_seconds`` at a fixed rate (a probe that times out d
 next one back; readiness is not probed while liveness fails), so a hung service fails liveness
 within ``period × failure_threshold`` (+ one timeout), also inside ``startup_grace_seconds``
 once it passed a probe since its start (the grace only covers a process not yet answering).
-Transitions are published as events; proven health for ``supervision.healthy_reset_seconds`` resets the crash back-off and marks the
-revision good.
+Transitions are published as events; proven health for ``supervision.healthy_reset_seconds``
+resets the crash back-off and marks the revision good.
 """
 
 from __future__ import annotations
