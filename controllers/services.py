@@ -73,6 +73,9 @@ class ServicesController(Controller):
     def __init__(self, ctx: Any) -> None:
         super().__init__(ctx)
         self.supervisor = ProcessSupervisor(ctx.store, ctx.bus, ctx.clock, ctx.data_dir / "logs")
+        # new revisions proved beside the running process (controllers/services_rollout.py)
+        self.candidates = ProcessSupervisor(ctx.store, ctx.bus, ctx.clock,
+                                            ctx.data_dir / "logs" / "revisions", topic="candidate")
         self.revisions = Revisions(ctx.store, ctx.clock)
         self.runtimes: dict[str, ServiceRuntime] = {}
         self._desired: dict[str, DesiredService] = {}
@@ -103,6 +106,7 @@ class ServicesController(Controller):
         order = list(reversed(topo_order(specs)))
         grace = {n: s.stop_grace_seconds for n, s in specs.items()}
         await self.supervisor.stop_all(grace, order)
+        await self.candidates.stop_all({})
         if self._client:
             await self._client.aclose()
 
@@ -246,18 +250,28 @@ class ServicesController(Controller):
         if d is None:
             return Outcome(action, False, f"service {name!r} is no longer desired", permanent=True)
         if action.kind == "restart":
+            from controllers.services_rollout import prove_or_refuse
+
+            refused = await prove_or_refuse(self, d, action, *self._launch(d))
+            if refused is not None:
+                return refused
             await self._stop(name)
         info = await self._start(d)
         return Outcome(action, True, f"started pid {info.pid}", details={"pid": info.pid})
 
-    async def _start(self, d: DesiredService) -> Any:
-        rt = self._runtime(d.name)
+    def _launch(self, d: DesiredService) -> tuple[dict[str, str], Path]:
+        """The environment and working directory a revision runs with."""
         cwd = (self.ctx.root / d.spec.cwd) if d.spec.cwd else self.ctx.root
         env = dict(d.spec.env)
         if d.spec.port:
             env.setdefault("PORT", str(d.spec.port))
         env.setdefault("ATLAS_SERVICE_VERSION", d.spec.version)
-        info = await self.supervisor.start(d.name, list(d.spec.command), cwd=Path(cwd), env=env,
+        return env, Path(cwd)
+
+    async def _start(self, d: DesiredService) -> Any:
+        rt = self._runtime(d.name)
+        env, cwd = self._launch(d)
+        info = await self.supervisor.start(d.name, list(d.spec.command), cwd=cwd, env=env,
                                            spec_hash=d.hash)
         now = self.ctx.clock.monotonic()
         if rt.started_mono is not None:

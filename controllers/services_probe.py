@@ -4,9 +4,10 @@ Until the first passing probe after a start it probes quickly (every 50 ms, boun
 period) so that readiness — and with it dependants' start-up — is seen at once; after that it
 probes every ``health.period_seconds`` at a fixed rate (a probe that times out does not push the
 next one back; readiness is not probed while liveness fails), so a hung service fails liveness
-within ``period × failure_threshold`` (+ one timeout). Transitions are published as events;
-proven health for ``supervision.healthy_reset_seconds`` resets the crash back-off and marks the
-revision good.
+within ``period × failure_threshold`` (+ one timeout), also inside ``startup_grace_seconds``
+once it passed a probe since its start (the grace only covers a process not yet answering).
+Transitions are published as events; proven health for ``supervision.healthy_reset_seconds``
+resets the crash back-off and marks the revision good.
 """
 
 from __future__ import annotations
@@ -38,8 +39,13 @@ async def probe_loop(ctl: Any, d: Any, rt: ServiceRuntime, pid: int) -> None:
     try:
         while True:
             now_m = ctx.clock.monotonic()
-            in_grace = (rt.started_mono is not None and
+            # start-up grace covers a process that has not answered yet; once it proved live
+            # (live True, or False after failing) liveness counts at once (Kubernetes'
+            # startupProbe semantics), so a hang seconds after a restart is seen in
+            # period × threshold, not after the grace
+            starting = (rt.started_mono is not None and
                         now_m - rt.started_mono < health.startup_grace_seconds)
+            in_grace = starting and rt.probe.live is None
             res = await http_probe(ctl.client(), base + health.path, health.timeout_seconds,
                                    ctx.clock.now())
             _liveness(ctl, d, rt, res, in_grace, pid)
@@ -49,7 +55,7 @@ async def probe_loop(ctl: Any, d: Any, rt: ServiceRuntime, pid: int) -> None:
             else:  # same path, or not live: not ready either (no second timeout to wait)
                 res_ready = res
             _readiness(ctl, d, rt, res_ready, pid)
-            fast = rt.probe.ready is not True and in_grace
+            fast = rt.probe.ready is not True and starting
             # fixed rate: a slow (timed-out) probe does not push the next one back
             spent = ctx.clock.monotonic() - now_m
             await ctx.clock.sleep(min(_FAST, health.period_seconds) if fast

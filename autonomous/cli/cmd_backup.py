@@ -25,7 +25,8 @@ def register(sub: Any) -> None:
     for name, fn, text in (("backup", cmd_backup, "take a backup of a BackupPlan"),
                            ("backups", cmd_list, "list the backups in a repository"),
                            ("verify", cmd_verify, "re-hash every chunk of a backup"),
-                           ("restore", cmd_restore, "restore a backup into an empty folder"),
+                           ("restore", cmd_restore, "restore a backup into an empty folder "
+                            "(behind governance.actions.restore; exit 3: awaits approval)"),
                            ("drill", cmd_drill, ("DR drill: verify, restore to a temporary "
                                                  "place, start the drill service, check "
                                                  "health"))):
@@ -44,7 +45,12 @@ def register(sub: Any) -> None:
             p.add_argument("--repair", action="store_true", help="rewrite damaged chunks from "
                            "the live data where it still hashes to the chunk name")
         if name == "restore":
-            p.add_argument("target", help="new or empty folder to restore into")
+            p.add_argument("target", help="new or empty folder to restore into; a relative "
+                           "one lands under <data_dir>/restores/, an absolute one must lie "
+                           "there or under a policy resilience.backup.restore_roots")
+            p.add_argument("--url", default=None, help="operator API URL (default: from "
+                           "config); the restore goes through the running operator's "
+                           "governance gate, or the same policy is applied offline")
         p.set_defaults(func=fn)
 
 
@@ -65,6 +71,7 @@ class _Env:
         data = args.data_dir or (tree.config.data_dir if tree else ".atlas-data")
         self.data_dir = (self.root / data) if not Path(data).is_absolute() else Path(data)
         self.plan = self._plan(tree, args.plan) if tree else None
+        self.policies: dict[str, dict[str, Any]] | None = tree.policies if tree else None
         repo = args.repo or (self.plan or {}).get("repository")
         if repo is None:
             raise SystemExit(f"BackupPlan {args.plan!r} is not declared; name --repo")
@@ -192,14 +199,65 @@ def cmd_verify(args: Any) -> int:
     return _run(args, go)
 
 
-def cmd_restore(args: Any) -> int:
-    def go(env: _Env) -> int:
-        with _bar("restore") as bar:
-            out = env.dr.restore_from_disaster(args.backup_id, Path(args.target), progress=bar)
-        print(f"restored {out['files']} files ({out['bytes']} bytes), {out['links']} links, "
-              f"{out['dirs']} folders into {out['target']} in {out['seconds']} s")
+AWAITS_APPROVAL = 3  # exit code of a restore recorded but waiting for a human
+
+
+def _print_restored(out: dict[str, Any]) -> None:
+    print(f"restored {out['files']} files ({out['bytes']} bytes), {out['links']} links, "
+          f"{out['dirs']} folders into {out['target']} in {out['seconds']} s")
+
+
+def _restore_via_operator(args: Any) -> int | None:
+    """Ask the running operator to restore (its gate decides); None when none answers."""
+    import httpx
+
+    from autonomous.cli.client import ApiClient
+
+    client = ApiClient(args)
+    try:
+        r = client.request("POST", f"/api/resilience/backups/{args.backup_id}/restore",
+                           json={"target": args.target})
+    except httpx.ConnectError:
+        return None
+    except httpx.HTTPError as exc:
+        print(f"error: the operator at {client.base} did not answer the restore: {exc}",
+              file=sys.stderr)
+        return 1
+    try:
+        body = r.json()
+    except ValueError:
+        body = {"detail": r.text}
+    if r.status_code == 200:
+        _print_restored(body)
         return 0
-    return _run(args, go)
+    if r.status_code == 202:
+        print(f"restore {body.get('state')}: {body.get('detail')}", file=sys.stderr)
+        if body.get("approve"):
+            print(f"approve with: {body['approve']}", file=sys.stderr)
+        return AWAITS_APPROVAL if body.get("state") == "awaiting_approval" else 1
+    print(f"error: {r.status_code}: {body.get('detail', r.text)}", file=sys.stderr)
+    return 1
+
+
+def cmd_restore(args: Any) -> int:
+    via = _restore_via_operator(args)
+    if via is not None:
+        return via
+
+    def go(env: _Env) -> int:
+        from autonomous.resilience.restore_gate import OfflineRestoreGate
+
+        verdict = OfflineRestoreGate(env.root, env.data_dir, env.policies,
+                                     env.store).check(args.backup_id, args.target)
+        if not verdict.allowed:
+            print(verdict.message, file=sys.stderr)
+            return 0 if verdict.gate == "dry_run" else 1  # refused: nothing recorded
+        assert verdict.target is not None
+        with _bar("restore") as bar:
+            out = env.dr.restore_from_disaster(args.backup_id, verdict.target, progress=bar)
+        _print_restored(out)
+        return 0
+    return _run(args, go, need_store=True)
 
 
 def cmd_drill(args: Any) -> int:

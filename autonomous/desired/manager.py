@@ -2,7 +2,8 @@
 
 ``reload()`` reads the tree under ``root``; when it is valid and its content hash differs from
 the generation in force it becomes a new generation (persisted with its hash, the git commit
-when the root is a checkout, the resources, the effective policies and the config). An invalid
+when the root is a checkout, the resources (env values hidden), the effective policies and the
+config). An invalid
 tree is rejected whole: the generation in force keeps running and ``error`` holds the problems
 until a valid edit clears them. ``watch()`` runs ``reload`` on every file change (watchfiles).
 """
@@ -79,6 +80,15 @@ def git_dirty(root: Path) -> bool | None:
     return bool(out.stdout.strip()) if out.returncode == 0 else None
 
 
+def _env_hidden(spec: dict[str, Any]) -> dict[str, Any]:
+    """The spec as recorded in a generation row: env values hidden (the row is a record; the
+    revision a rollback runs again is kept by the services' revisions)."""
+    env = spec.get("env")
+    if isinstance(env, dict) and env:
+        return {**spec, "env": {k: "[REDACTED]" for k in env}}
+    return spec
+
+
 @dataclass
 class DesiredStateManager:
     root: Path
@@ -121,8 +131,8 @@ class DesiredStateManager:
                               last["created_at"], tree, dirty)
         number = (last["generation"] if last else 0) + 1
         now = self.clock.now()
-        resources = [{"kind": r.kind, "name": r.name, "file": r.file, "spec": r.spec_dict()}
-                     for r in tree.resources.values()]
+        resources = [{"kind": r.kind, "name": r.name, "file": r.file,
+                      "spec": _env_hidden(r.spec_dict())} for r in tree.resources.values()]
         self.store.execute(
             "INSERT INTO generations VALUES (?, ?, ?, ?, ?, ?, ?)",
             (number, tree.hash, commit, now, json.dumps(resources), json.dumps(tree.policies),

@@ -18,8 +18,9 @@ SECRET_FIELDS = frozenset({"env"})
 
 
 def is_secret_path(path: tuple) -> bool:
-    """True for a value under an ``env`` mapping (``spec.env.DB_PASSWORD``)."""
-    return any(str(p) in SECRET_FIELDS for p in path[:-1])
+    """True for a value under an ``env`` mapping (``spec.env.DB_PASSWORD``) or the ``env``
+    field itself (``env: "DB_PASSWORD=..."`` written as a string)."""
+    return any(str(p) in SECRET_FIELDS for p in path)
 
 
 def problem_from(err: Any, doc: Document, prefix: tuple, model: type[BaseModel], *,

@@ -39,8 +39,9 @@ class HealingExecution:
             gate = self._gate(strategy, inc)
             if gate == "pending":
                 self.pending[inc.id] = inc
+                aid = inc.pending["id"] if inc.pending else ""
                 self._save(inc, "awaiting_approval", f"{strategy.value} awaits approval "
-                           f"{inc.pending['id'] if inc.pending else ''}")
+                           f"{aid}: atlas-autonomous approvals approve {aid}")
                 return
             if gate == "dry_run":
                 res = StrategyResult(strategy, True, f"dry-run in mode {inc.mode}: decided "

@@ -69,10 +69,15 @@ class ProcessInfo:
 
 
 class ProcessSupervisor:
-    def __init__(self, store: Store, bus: EventBus, clock: Clock, log_dir: Path) -> None:
+    def __init__(self, store: Store, bus: EventBus, clock: Clock, log_dir: Path, *,
+                 topic: str = "service") -> None:
+        """``topic``: the prefix of the events published (``<topic>.started``,
+        ``<topic>.exited``); processes that are not declared services (a revision proved
+        beside the running one) use their own, so nothing takes them for a service."""
         self.store = store
         self.bus = bus
         self.clock = clock
+        self.topic = topic
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.procs: dict[str, ProcessInfo] = {}
@@ -112,7 +117,7 @@ class ProcessSupervisor:
         self.procs[name] = info
         self._record(info)
         self._waiters[name] = asyncio.create_task(self._wait(info), name=f"wait-{name}")
-        self.bus.publish("service.started", service=name, pid=proc.pid)
+        self.bus.publish(f"{self.topic}.started", service=name, pid=proc.pid)
         log.info("started %s (pid %d)", name, proc.pid)
         return info
 
@@ -125,8 +130,8 @@ class ProcessSupervisor:
         self.store.execute("DELETE FROM supervised_processes WHERE service=? AND pid=?",
                            (info.name, info.pid))
         log.info("%s (pid %d) exited with %s", info.name, info.pid, code)
-        self.bus.publish("service.exited", service=info.name, pid=info.pid, returncode=code,
-                         expected=info.stopping)
+        self.bus.publish(f"{self.topic}.exited", service=info.name, pid=info.pid,
+                         returncode=code, expected=info.stopping)
 
     async def stop(self, name: str, grace: float) -> int | None:
         """SIGTERM the process group, SIGKILL it after ``grace`` seconds. Returns the exit code."""

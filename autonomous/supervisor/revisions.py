@@ -60,6 +60,17 @@ class Revisions:
                                    "spec_hash=?", (service, h))
         return bool(row and row["blocked"])
 
+    def is_good(self, service: str, h: str) -> bool:
+        row = self.store.query_one("SELECT known_good FROM service_revisions WHERE service=? "
+                                   "AND spec_hash=?", (service, h))
+        return bool(row and row["known_good"])
+
+    def spec_of(self, service: str, h: str) -> ServiceSpec | None:
+        """The spec of one recorded revision (None when it was never recorded)."""
+        row = self.store.query_one("SELECT spec FROM service_revisions WHERE service=? AND "
+                                   "spec_hash=?", (service, h))
+        return ServiceSpec.model_validate_json(row["spec"]) if row else None
+
     def last_good(self, service: str, exclude: str | None = None) -> tuple[str, ServiceSpec] | None:
         row = self.store.query_one(
             "SELECT spec_hash, spec FROM service_revisions WHERE service=? AND known_good=1 AND "

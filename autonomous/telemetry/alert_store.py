@@ -45,7 +45,8 @@ class AlertStore:
     def get(self, alert_id: int) -> dict[str, Any]:
         row = self.store.query_one("SELECT * FROM alerts WHERE id=?", (alert_id,))
         if row is None:
-            raise NotFound(f"alert {alert_id} not found; list them with GET /api/telemetry/alerts")
+            raise NotFound(f"alert {alert_id} not found; list them with 'atlas-autonomous "
+                           "alerts' (GET /api/telemetry/alerts)")
         return _alert(row)
 
     def create(self, conn: Any, *, fingerprint: str, rule: str, source: str,

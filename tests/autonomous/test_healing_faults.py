@@ -265,6 +265,11 @@ async def test_bad_configuration_is_rolled_back(stack_factory):
     s = await stack_factory({"nexus": service("nexus", port)})
     await s.until(lambda: s.services.revisions("nexus")[0]["known_good"], 5, "known good")
     bad = service("nexus", port, extra=("--no-such-flag",), version="2")
+    # stop-then-start lets the bad revision replace the process (with the default
+    # max_unavailable 0 it is refused before: test_services_rollout.py)
+    (s.root / "policies" / "zz-stop-then-start.yaml").write_text(
+        FAST_POLICY.split("  policy:")[0].replace("test-fast", "test-stop-then-start")
+        + "  policy:\n    supervision:\n      rollout: {max_unavailable: 1}\n")
     (s.root / "desired_state" / "nexus.yaml").write_text(bad)
     assert s.ctx.desired.reload() is not None
     row = await s.until(lambda: s.incident("nexus", state="healed"), 15, "rolled back")

@@ -20,7 +20,7 @@ from autonomous.resilience.backup_restore import RestoreRefused, UnsafeBackup
 from autonomous.resilience.backup_retention import select_kept
 from autonomous.resilience.disaster_recovery import DisasterRecovery
 from autonomous.store import Store
-from autonomous.testing import copy_default_tree
+from autonomous.testing import copy_default_tree, free_port
 
 PARAMS = EngineParams(chunk_min_bytes=1024, chunk_avg_bytes=4096, chunk_max_bytes=16384,
                       compression_level=3, incompressible_ratio=0.95, sample_bytes=1024,
@@ -283,9 +283,12 @@ def test_drill_passes_on_a_good_backup_and_fails_when_the_service_is_unhealthy(e
 
 def test_cli_backup_verify_restore_offline(tmp_path, capsys):
     root = copy_default_tree(tmp_path / "root")
+    base = root / "policies" / "base.yaml"  # restores allowed without approval in this tree
+    base.write_text(base.read_text().replace("restore: require_approval", "restore: enforce"))
     data = root / ".atlas-data"
     Store(data / "atlas.db").open().close()
     args = ["--root", str(root)]
+    offline = ["--url", f"http://127.0.0.1:{free_port()}"]  # no operator answers there
     assert dispatch(["backup", *args]) == 0
     assert dispatch(["backup", *args, "--incremental"]) == 0
     out = capsys.readouterr().out
@@ -293,8 +296,8 @@ def test_cli_backup_verify_restore_offline(tmp_path, capsys):
     repo = data / "backups"
     ids = sorted(p.stem for p in (repo / "snapshots").glob("*.json"))
     assert dispatch(["verify", *args, ids[0]]) == 0
-    assert dispatch(["restore", *args, ids[0], str(tmp_path / "restored")]) == 0
-    assert (tmp_path / "restored" / "config" / "autonomous.yaml").read_bytes() == \
+    assert dispatch(["restore", *args, *offline, ids[0], "restored"]) == 0  # <data>/restores
+    assert (data / "restores" / "restored" / "config" / "autonomous.yaml").read_bytes() == \
         (root / "config" / "autonomous.yaml").read_bytes()
     # the data dir is gone: restore straight from the repository
     # a chunk this backup uses (the database changes between the two backups, so not every
@@ -306,8 +309,7 @@ def test_cli_backup_verify_restore_offline(tmp_path, capsys):
     assert dispatch(["verify", "--root", str(tmp_path), "--repo", str(repo), ids[0]]) == 2
     err = capsys.readouterr().err
     assert chunk.name in err and "DAMAGED" in err
-    assert dispatch(["restore", "--root", str(tmp_path), "--repo", str(repo), ids[0],
-                     str(tmp_path / "again")]) == 1
+    assert dispatch(["restore", *args, *offline, "--repo", str(repo), ids[0], "again"]) == 1
     assert "restore refused" in capsys.readouterr().err
 
 
@@ -363,9 +365,12 @@ def test_repair_rewrites_damaged_chunks_from_live_data(env):
 
 def test_cli_verify_repair_rewrites_from_live_data(tmp_path, capsys):
     root = copy_default_tree(tmp_path / "root")
+    base = root / "policies" / "base.yaml"  # restores allowed without approval in this tree
+    base.write_text(base.read_text().replace("restore: require_approval", "restore: enforce"))
     data = root / ".atlas-data"
     Store(data / "atlas.db").open().close()
     args = ["--root", str(root)]
+    offline = ["--url", f"http://127.0.0.1:{free_port()}"]  # no operator answers there
     assert dispatch(["backup", *args]) == 0
     repo = data / "backups"
     bid = next(p.stem for p in (repo / "snapshots").glob("*.json"))

@@ -65,6 +65,18 @@ class RestartBudget(Strict):
     window_seconds: float = Field(gt=0)
 
 
+class RevisionRolloutPolicy(Strict):
+    max_unavailable: int = Field(0, ge=0, le=1, description="0: a new revision of a healthy "
+                                 "service must pass readiness beside the running process (on "
+                                 "its own or a spare port) before that process is stopped; a "
+                                 "revision that fails is refused and the running one kept. 1: "
+                                 "stop, then start (the service is down while it starts)")
+    ready_timeout_seconds: float = Field(10.0, gt=0, le=300, description="How long the new "
+                                         "revision gets to pass readiness beside the old one")
+    settle_seconds: float = Field(1.0, ge=0, le=60, description="A service with no probe "
+                                  "proves itself by running this long beside the old one")
+
+
 class SupervisionPolicy(Strict):
     restart_backoff: BackoffPolicy = Field(description="Delay before restarting an exited "
                                            "process (first restart uses attempt 0 = no delay)")
@@ -72,6 +84,9 @@ class SupervisionPolicy(Strict):
     healthy_reset_seconds: float = Field(gt=0, description="Proven health that resets the "
                                          "restart counter")
     probe_concurrency: int = Field(ge=1, description="Parallel health probes")
+    rollout: RevisionRolloutPolicy = Field(default_factory=RevisionRolloutPolicy,
+                                           description="Replacing a running process by a new "
+                                           "revision (command/env/version/port edits)")
 
     @model_validator(mode="after")
     def _sane(self) -> SupervisionPolicy:
