@@ -79,6 +79,9 @@ class RoutingPolicy(Strict):
                                   "from the model's pooled success rate")
     propensity_draws: int = Field(ge=1, description="Draws estimating a choice's propensity")
     min_samples: int = Field(ge=1, description="Samples before a routing rule is stated")
+    max_pending: int = Field(ge=1, description="Decisions awaiting an outcome kept; older "
+                             "ones are dropped (their outcome is then ignored)")
+    max_decisions_logged: int = Field(ge=1, description="Newest decisions kept in the log")
 
 
 class PatternPolicy(Strict):
