@@ -93,6 +93,8 @@ class PatternPolicy(Strict):
     min_history_buckets: int = Field(ge=2, description="Below: no pattern is stated")
     seasonality_min_acf: float = Field(gt=0, lt=1, description="Autocorrelation at the daily or "
                                        "weekly lag above which that seasonality is stated")
+    weekly_margin: float = Field(ge=0, lt=1, description="Weekly seasonality is stated when "
+                                 "the weekly-lag autocorrelation exceeds the daily one by this")
     holdout_fraction: float = Field(gt=0, lt=1, description="Newest share of sequences held "
                                     "out to measure next-action accuracy")
 
