@@ -87,6 +87,36 @@ def test_prune_removes_old_chains_whole_and_keeps_touched_ones(tmp_path):
         "observation", "decision", "action", "outcome"]
 
 
+def test_lazy_open_answers_from_the_store_like_memory(tmp_path):
+    clock = FakeClock()
+    store = Store(tmp_path / "g.db").open()
+    first = KnowledgeGraph(store, clock)
+    a = _chain(first, "a")
+    _chain(first, "b")
+    lazy = KnowledgeGraph(store, clock)  # a restart: nothing loaded yet
+    assert not lazy.loaded
+    # writes before the graph is in memory land in the store and dedupe there
+    assert lazy.touch(a[1:2]) and not lazy.touch(["decision:none"])
+    lazy.add_relation(a[0], "about", "resource:a")  # already there: no second edge
+    clock.advance(60)
+    extra = lazy.add_entity("observation", "late", id="observation:late")
+    lazy.add_relation(extra, "led_to", a[1])
+    with pytest.raises(KeyError, match="unknown graph node 'observation:none'"):
+        lazy.add_relation("observation:none", "led_to", a[1])
+    answers = (lazy.why(a[-1]), lazy.node(a[1]), lazy.neighbours(a[1]))
+    assert not lazy.loaded
+    assert answers[1]["attrs"]["repeats"] == 1
+    assert [s["id"] for s in answers[0]] == [extra, *a[1:]]  # the newest cause wins
+    assert answers[0][0]["context"] == [] and answers[0][1]["context"][0]["rel"] == "about"
+    stats = lazy.stats()  # a whole-graph query builds it in memory
+    # two chains of 4 + their resource, and the late observation; 3 causal + 4 "about"
+    # edges per chain, and the late one
+    assert lazy.loaded and stats["nodes"] == 11 and stats["edges"] == 2 * 7 + 1
+    assert (lazy.why(a[-1]), lazy.node(a[1]), lazy.neighbours(a[1])) == answers
+    with pytest.raises(KeyError):
+        KnowledgeGraph(store, clock).why("outcome:none")
+
+
 def test_retention_prunes_every_growing_table_from_policy(ctx):
     from autonomous.learning.retention import Retention
 
