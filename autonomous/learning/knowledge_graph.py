@@ -9,11 +9,12 @@ context (decision -under_generation-> generation, -under_mode-> mode, -about-> r
 
 "Why did ATLAS restart NEXUS?" is ``why(outcome_id)``: the causal chain walked backwards.
 
-Opening is lazy: the in-memory graph is built from the store on the first whole-graph query
-(``find``, ``related``, ``subgraph``, ``stats``, ``prune``, ``g``). Until then writes go to
-the store only, and ``node``, ``neighbours`` and ``why`` read the store through its indexes,
-so an operator restarts and explains its decisions at once, however large the graph
-(bench/bench_graph.py: 100k entities).
+Opening is lazy: the in-memory graph is built from the store only by ``prune`` (retention)
+or a caller of ``g``. Until then writes go to the store only, and every query (``node``,
+``neighbours``, ``why``, ``find``, ``related``, ``visualize_subgraph``, ``stats``) reads the
+store through its indexes, so an operator restarts and explains its decisions at once,
+however large the graph (bench/bench_graph.py: 100k entities). Once built, the same
+queries walk the memory copy.
 """
 
 from __future__ import annotations
@@ -283,29 +284,52 @@ class KnowledgeGraph:
     def find(self, *, type_: str | None = None, since: float | None = None,
              until: float | None = None, label_contains: str | None = None,
              limit: int = 100) -> list[dict[str, Any]]:
-        """Nodes filtered by type, time range and label text, newest first."""
+        """Nodes filtered by type, time range and label text, newest first (from the store,
+        through its type/time index; the label is matched case-insensitively here)."""
+        where, args = [], []
+        for cond, value in (("type = ?", type_), ("ts >= ?", since), ("ts <= ?", until)):
+            if value is not None:
+                where.append(cond)
+                args.append(value)
+        sql = ("SELECT id, label FROM graph_nodes" + (" WHERE " + " AND ".join(where) if where
+                                                       else "") + " ORDER BY ts DESC, rowid")
         with self._lock:
-            nodes = [(n, d) for n, d in self.g.nodes(data=True)
-                     if (type_ is None or d["type"] == type_)
-                     and (since is None or d["ts"] >= since)
-                     and (until is None or d["ts"] <= until)
-                     and (label_contains is None or label_contains.lower() in d["label"].lower())]
-            nodes.sort(key=lambda nd: nd[1]["ts"], reverse=True)
-            return [self.node(n) for n, _ in nodes[:limit]]
+            if label_contains is None:
+                ids = [r[0] for r in self.store.query_tuples(sql + " LIMIT ?", (*args, limit))]
+            else:
+                needle = label_contains.lower()
+                ids = [r[0] for r in self.store.query_tuples(sql, args)
+                       if needle in r[1].lower()][:limit]
+            return [self.node(n) for n in ids]
+
+    def _around(self, node_id: str) -> list[str]:
+        """Neighbours in either direction, each once: successors first, then predecessors."""
+        out = dict.fromkeys(v for _, v in self._edges(node_id, "out"))
+        out.update(dict.fromkeys(u for _, u in self._edges(node_id, "in")))
+        out.pop(node_id, None)
+        return list(out)
 
     def related(self, node_id: str, depth: int = 1) -> dict[str, Any]:
         """The neighbourhood of ``node_id`` up to ``depth`` hops, as nodes and edges."""
         with self._lock:
-            if node_id not in self.g:
+            if not self._has(node_id):
                 raise KeyError(node_id)
-            sub = nx.ego_graph(self.g.to_undirected(as_view=True), node_id, radius=depth)
-            return self.subgraph(list(sub.nodes))
+            seen = {node_id: None}
+            frontier = [node_id]
+            for _ in range(depth):
+                nxt = [m for n in frontier for m in self._around(n) if m not in seen]
+                nxt = list(dict.fromkeys(nxt))
+                seen.update(dict.fromkeys(nxt))
+                frontier = nxt
+            return self.subgraph(list(seen))
 
     def subgraph(self, node_ids: list[str]) -> dict[str, Any]:
+        """The given nodes (unknown ids left out) and the edges among them."""
         with self._lock:
-            s = self.g.subgraph(node_ids)
-            return {"nodes": [self.node(n) for n in s.nodes],
-                    "edges": [{"src": u, "dst": v, "rel": k} for u, v, k in s.edges(keys=True)]}
+            rows = {n: r for n in dict.fromkeys(node_ids) if (r := self._row(n)) is not None}
+            return {"nodes": [self._shown(n, r) for n, r in rows.items()],
+                    "edges": [{"src": n, "dst": v, "rel": k} for n in rows
+                              for k, v in self._edges(n, "out") if v in rows]}
 
     # -- the specification's names ---------------------------------------------------------
     def query_graph(self, *, type_: str | None = None, since: float | None = None,
@@ -327,16 +351,15 @@ class KnowledgeGraph:
         if fmt not in ("json", "svg"):
             raise ValueError(f"fmt must be 'json' or 'svg', not {fmt!r}")
         with self._lock:
-            if node_id not in self.g:
+            if not self._has(node_id):
                 raise KeyError(node_id)
-            und = self.g.to_undirected(as_view=True)
             seen = [node_id]
             frontier = [node_id]
             truncated = False
             for _ in range(depth):
                 nxt: list[str] = []
                 for n in frontier:
-                    for m in und.neighbors(n):
+                    for m in self._around(n):
                         if m in seen or m in nxt:
                             continue
                         if len(seen) + len(nxt) >= max_nodes:
@@ -353,12 +376,12 @@ class KnowledgeGraph:
         return sub
 
     def stats(self) -> dict[str, Any]:
+        """Node and edge counts, nodes per type (counted by the store)."""
         with self._lock:
-            types: dict[str, int] = {}
-            for _, d in self.g.nodes(data=True):
-                types[d["type"]] = types.get(d["type"], 0) + 1
-            return {"nodes": self.g.number_of_nodes(), "edges": self.g.number_of_edges(),
-                    "by_type": types}
+            types = {t: c for t, c in self.store.query_tuples(
+                "SELECT type, COUNT(*) FROM graph_nodes GROUP BY type ORDER BY MIN(rowid)")}
+            edges = self.store.query_tuples("SELECT COUNT(*) FROM graph_edges")[0][0]
+            return {"nodes": sum(types.values()), "edges": edges, "by_type": types}
 
 
 def _relation(dst_type: str) -> str:

@@ -92,6 +92,7 @@ def test_lazy_open_answers_from_the_store_like_memory(tmp_path):
     store = Store(tmp_path / "g.db").open()
     first = KnowledgeGraph(store, clock)
     a = _chain(first, "a")
+    clock.advance(1)
     _chain(first, "b")
     lazy = KnowledgeGraph(store, clock)  # a restart: nothing loaded yet
     assert not lazy.loaded
@@ -103,16 +104,26 @@ def test_lazy_open_answers_from_the_store_like_memory(tmp_path):
     lazy.add_relation(extra, "led_to", a[1])
     with pytest.raises(KeyError, match="unknown graph node 'observation:none'"):
         lazy.add_relation("observation:none", "led_to", a[1])
-    answers = (lazy.why(a[-1]), lazy.node(a[1]), lazy.neighbours(a[1]))
+    def answers() -> tuple:
+        return (lazy.why(a[-1]), lazy.node(a[1]), lazy.neighbours(a[1]), lazy.stats(),
+                lazy.find(type_="decision"), lazy.find(label_contains="B SEEN"),
+                lazy.related("resource:a", 2), lazy.visualize_subgraph(a[1], max_nodes=4))
+
+    from_store = answers()
     assert not lazy.loaded
-    assert answers[1]["attrs"]["repeats"] == 1
-    assert [s["id"] for s in answers[0]] == [extra, *a[1:]]  # the newest cause wins
-    assert answers[0][0]["context"] == [] and answers[0][1]["context"][0]["rel"] == "about"
-    stats = lazy.stats()  # a whole-graph query builds it in memory
+    why, node, _, stats, decisions, b_seen, related, vis = from_store
+    assert node["attrs"]["repeats"] == 1
+    assert [s["id"] for s in why] == [extra, *a[1:]]  # the newest cause wins
+    assert why[0]["context"] == [] and why[1]["context"][0]["rel"] == "about"
     # two chains of 4 + their resource, and the late observation; 3 causal + 4 "about"
     # edges per chain, and the late one
-    assert lazy.loaded and stats["nodes"] == 11 and stats["edges"] == 2 * 7 + 1
-    assert (lazy.why(a[-1]), lazy.node(a[1]), lazy.neighbours(a[1])) == answers
+    assert stats["nodes"] == 11 and stats["edges"] == 2 * 7 + 1
+    assert [d["label"] for d in decisions] == ["restart b", "restart a"]  # newest first
+    assert [d["label"] for d in b_seen] == ["b seen"]
+    assert len(related["nodes"]) == 6 and len(related["edges"]) == 8  # chain a + late obs
+    assert len(vis["nodes"]) == 4 and vis["truncated"] is True
+    assert lazy.g.number_of_nodes() == 11 and lazy.loaded  # now the memory copy answers
+    assert answers() == from_store
     with pytest.raises(KeyError):
         KnowledgeGraph(store, clock).why("outcome:none")
 
