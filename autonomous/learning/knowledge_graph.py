@@ -8,6 +8,13 @@ causality (observation -led_to-> decision -chose-> action -resulted_in-> outcome
 context (decision -under_generation-> generation, -under_mode-> mode, -about-> resource).
 
 "Why did ATLAS restart NEXUS?" is ``why(outcome_id)``: the causal chain walked backwards.
+
+Opening is lazy: the in-memory graph is built from the store only by ``prune`` (retention)
+or a caller of ``g``. Until then writes go to the store only, and every query (``node``,
+``neighbours``, ``why``, ``find``, ``related``, ``visualize_subgraph``, ``stats``) reads the
+store through its indexes, so an operator restarts and explains its decisions at once,
+however large the graph (bench/bench_graph.py: 100k entities). Once built, the same
+queries walk the memory copy.
 """
 
 from __future__ import annotations
@@ -42,18 +49,77 @@ class KnowledgeGraph:
     def __init__(self, store: Store, clock: Clock | None = None) -> None:
         self.store = store
         self.clock = clock or SystemClock()
-        self.g: nx.MultiDiGraph = nx.MultiDiGraph()
+        self._g: nx.MultiDiGraph | None = None
         self._lock = threading.RLock()
-        self._load()
 
-    def _load(self) -> None:
-        for r in self.store.query("SELECT id, type, label, ts, COALESCE(seen, ts) AS seen, "
-                                  "attrs FROM graph_nodes"):
-            self.g.add_node(r["id"], type=r["type"], label=r["label"], ts=r["ts"],
-                            seen=r["seen"], attrs=json.loads(r["attrs"]))
-        for r in self.store.query("SELECT src, dst, rel, ts, attrs FROM graph_edges"):
-            self.g.add_edge(r["src"], r["dst"], key=r["rel"], rel=r["rel"], ts=r["ts"],
-                            attrs=json.loads(r["attrs"]))
+    @property
+    def g(self) -> nx.MultiDiGraph:
+        """The whole graph in memory, built from the store on first use."""
+        with self._lock:
+            if self._g is None:
+                self._g = self._materialize()
+            return self._g
+
+    @property
+    def loaded(self) -> bool:
+        return self._g is not None
+
+    def _materialize(self) -> nx.MultiDiGraph:
+        g = nx.MultiDiGraph()
+        g.add_nodes_from(
+            (r[0], {"type": r[1], "label": r[2], "ts": r[3], "seen": r[4],
+                    "attrs": json.loads(r[5])})
+            for r in self.store.query_tuples("SELECT id, type, label, ts, COALESCE(seen, ts), "
+                                             "attrs FROM graph_nodes"))
+        g.add_edges_from(
+            (r[0], r[1], r[2], {"rel": r[2], "ts": r[3], "attrs": json.loads(r[4])})
+            for r in self.store.query_tuples("SELECT src, dst, rel, ts, attrs FROM graph_edges "
+                                             "ORDER BY id"))
+        return g
+
+    # -- one way to read a node and its edges, from memory once loaded, else from the store --
+    def _row(self, node_id: str) -> dict[str, Any] | None:
+        if self._g is not None:
+            return self._g.nodes[node_id] if node_id in self._g else None
+        r = self.store.query_tuples("SELECT type, label, ts, COALESCE(seen, ts), attrs FROM "
+                                    "graph_nodes WHERE id=?", (node_id,))
+        if not r:
+            return None
+        t, label, ts, seen, attrs = r[0]
+        return {"type": t, "label": label, "ts": ts, "seen": seen, "attrs": json.loads(attrs)}
+
+    def _edges(self, node_id: str, direction: str) -> list[tuple[str, str]]:
+        """``(rel, other node)`` of the edges out of / into ``node_id``, oldest first."""
+        if self._g is not None:
+            if direction == "out":
+                return [(k, v) for _, v, k in self._g.out_edges(node_id, keys=True)]
+            return [(k, u) for u, _, k in self._g.in_edges(node_id, keys=True)]
+        col, other = ("src", "dst") if direction == "out" else ("dst", "src")
+        return [(r[0], r[1]) for r in self.store.query_tuples(
+            f"SELECT rel, {other} FROM graph_edges WHERE {col}=? ORDER BY id", (node_id,))]
+
+    def _edge_rows(self, node_id: str, direction: str) -> list[tuple[str, str, dict[str, Any]]]:
+        """Like ``_edges`` with the other node's row: one indexed join instead of a lookup
+        per neighbour when reading the store."""
+        if self._g is not None:
+            return [(k, v, self._g.nodes[v]) for k, v in self._edges(node_id, direction)]
+        col, other = ("src", "dst") if direction == "out" else ("dst", "src")
+        rows = self.store.query_tuples(
+            f"SELECT e.rel, n.id, n.type, n.label, n.ts, COALESCE(n.seen, n.ts), n.attrs "
+            f"FROM graph_edges e JOIN graph_nodes n ON n.id = e.{other} "
+            f"WHERE e.{col}=? ORDER BY e.id", (node_id,))
+        return [(r[0], r[1], {"type": r[2], "label": r[3], "ts": r[4], "seen": r[5],
+                              "attrs": json.loads(r[6])}) for r in rows]
+
+    @staticmethod
+    def _shown(node_id: str, d: dict[str, Any]) -> dict[str, Any]:
+        return {"id": node_id, "type": d["type"], "label": d["label"], "ts": iso(d["ts"]),
+                "attrs": d["attrs"]}
+
+    def _has(self, node_id: str) -> bool:
+        if self._g is not None:
+            return node_id in self._g
+        return bool(self.store.query_tuples("SELECT 1 FROM graph_nodes WHERE id=?", (node_id,)))
 
     # -- writing -----------------------------------------------------------------------------
     def add_entity(self, type_: str, label: str, *, id: str | None = None,
@@ -63,13 +129,16 @@ class KnowledgeGraph:
         ts = self.clock.now() if ts is None else ts
         attrs = dict(attrs or {})
         with self._lock:
-            if node_id in self.g:
-                merged = {**self.g.nodes[node_id]["attrs"], **attrs}
-                self.g.nodes[node_id].update(label=label, attrs=merged, seen=ts)
+            row = self._row(node_id)
+            if row is not None:
+                merged = {**row["attrs"], **attrs}
+                if self._g is not None:
+                    self._g.nodes[node_id].update(label=label, attrs=merged, seen=ts)
                 self.store.execute("UPDATE graph_nodes SET label=?, attrs=?, seen=? WHERE id=?",
                                    (label, json.dumps(merged, default=str), ts, node_id))
                 return node_id
-            self.g.add_node(node_id, type=type_, label=label, ts=ts, seen=ts, attrs=attrs)
+            if self._g is not None:
+                self._g.add_node(node_id, type=type_, label=label, ts=ts, seen=ts, attrs=attrs)
             self.store.execute("INSERT INTO graph_nodes(id, type, label, ts, attrs, seen) "
                                "VALUES (?, ?, ?, ?, ?, ?)",
                                (node_id, type_, label, ts, json.dumps(attrs, default=str), ts))
@@ -83,14 +152,16 @@ class KnowledgeGraph:
         now = self.clock.now() if ts is None else ts
         ids = list(node_ids)
         with self._lock:
-            if any(n not in self.g for n in ids):
+            rows = [self._row(n) for n in ids]
+            if any(r is None for r in rows):
                 return False
             with self.store.transaction():
-                for n in ids:
-                    attrs = self.g.nodes[n]["attrs"]
+                for n, row in zip(ids, rows):
+                    assert row is not None
+                    attrs = row["attrs"]
                     attrs["repeats"] = int(attrs.get("repeats", 0)) + 1
                     attrs["last_seen"] = now
-                    self.g.nodes[n]["seen"] = now
+                    row["seen"] = now
                     self.store.execute("UPDATE graph_nodes SET attrs=?, seen=? WHERE id=?",
                                        (json.dumps(attrs, default=str), now, n))
         return True
@@ -100,11 +171,12 @@ class KnowledgeGraph:
         ts = self.clock.now()
         with self._lock:
             for n in (src, dst):
-                if n not in self.g:
+                if not self._has(n):
                     raise KeyError(f"unknown graph node {n!r}; add it with add_entity first")
-            if self.g.has_edge(src, dst, key=rel):
+            if (rel, dst) in self._edges(src, "out"):
                 return
-            self.g.add_edge(src, dst, key=rel, rel=rel, ts=ts, attrs=attrs or {})
+            if self._g is not None:
+                self._g.add_edge(src, dst, key=rel, rel=rel, ts=ts, attrs=attrs or {})
             self.store.execute("INSERT INTO graph_edges(src, dst, rel, ts, attrs) "
                                "VALUES (?, ?, ?, ?, ?)",
                                (src, dst, rel, ts, json.dumps(attrs or {}, default=str)))
@@ -126,8 +198,7 @@ class KnowledgeGraph:
             for type_, label, attrs in steps:
                 node = self.add_entity(type_, label, attrs=attrs)
                 if ids:
-                    self.add_relation(ids[-1], _relation(self.g.nodes[ids[-1]]["type"], type_),
-                                      node)
+                    self.add_relation(ids[-1], _relation(type_), node)
                 ids.append(node)
             for rel, target in (context or {}).items():
                 for node in ids:
@@ -169,45 +240,43 @@ class KnowledgeGraph:
     # -- reading -----------------------------------------------------------------------------
     def node(self, node_id: str) -> dict[str, Any]:
         with self._lock:
-            if node_id not in self.g:
+            d = self._row(node_id)
+            if d is None:
                 raise KeyError(node_id)
-            d = self.g.nodes[node_id]
-            return {"id": node_id, "type": d["type"], "label": d["label"], "ts": iso(d["ts"]),
-                    "attrs": d["attrs"]}
+            return self._shown(node_id, d)
 
     def neighbours(self, node_id: str, *, direction: str = "both") -> list[dict[str, Any]]:
         with self._lock:
-            if node_id not in self.g:
+            if not self._has(node_id):
                 raise KeyError(node_id)
             out: list[dict[str, Any]] = []
-            if direction in ("out", "both"):
-                out += [{"rel": k, "direction": "out", "node": self.node(v)}
-                        for _, v, k in self.g.out_edges(node_id, keys=True)]
-            if direction in ("in", "both"):
-                out += [{"rel": k, "direction": "in", "node": self.node(u)}
-                        for u, _, k in self.g.in_edges(node_id, keys=True)]
+            for way in ("out", "in"):
+                if direction in (way, "both"):
+                    out += [{"rel": k, "direction": way, "node": self._shown(v, d)}
+                            for k, v, d in self._edge_rows(node_id, way)]
             return out
 
     def why(self, node_id: str) -> list[dict[str, Any]]:
         """The causal chain ending at ``node_id``, oldest first, with each step's context."""
         with self._lock:
-            if node_id not in self.g:
+            row = self._row(node_id)
+            if row is None:
                 raise KeyError(node_id)
-            chain = [node_id]
+            chain = [(node_id, row)]
             current = node_id
             while True:
-                causes = [u for u, _, k in self.g.in_edges(current, keys=True)
-                          if k in CAUSAL_RELATIONS and u not in chain]
+                causes = [(u, d) for k, u, d in self._edge_rows(current, "in")
+                          if k in CAUSAL_RELATIONS and all(u != c for c, _ in chain)]
                 if not causes:
                     break
-                current = max(causes, key=lambda n: self.g.nodes[n]["ts"])
-                chain.append(current)
+                current, d = max(causes, key=lambda c: c[1]["ts"])
+                chain.append((current, d))
             chain.reverse()
             out = []
-            for n in chain:
-                item = self.node(n)
-                item["context"] = [{"rel": k, "node": self.node(v)}
-                                   for _, v, k in self.g.out_edges(n, keys=True)
+            for n, d in chain:
+                item = self._shown(n, d)
+                item["context"] = [{"rel": k, "node": self._shown(v, dv)}
+                                   for k, v, dv in self._edge_rows(n, "out")
                                    if k not in CAUSAL_RELATIONS]
                 out.append(item)
             return out
@@ -215,29 +284,52 @@ class KnowledgeGraph:
     def find(self, *, type_: str | None = None, since: float | None = None,
              until: float | None = None, label_contains: str | None = None,
              limit: int = 100) -> list[dict[str, Any]]:
-        """Nodes filtered by type, time range and label text, newest first."""
+        """Nodes filtered by type, time range and label text, newest first (from the store,
+        through its type/time index; the label is matched case-insensitively here)."""
+        where, args = [], []
+        for cond, value in (("type = ?", type_), ("ts >= ?", since), ("ts <= ?", until)):
+            if value is not None:
+                where.append(cond)
+                args.append(value)
+        sql = ("SELECT id, label FROM graph_nodes" + (" WHERE " + " AND ".join(where) if where
+                                                       else "") + " ORDER BY ts DESC, rowid")
         with self._lock:
-            nodes = [(n, d) for n, d in self.g.nodes(data=True)
-                     if (type_ is None or d["type"] == type_)
-                     and (since is None or d["ts"] >= since)
-                     and (until is None or d["ts"] <= until)
-                     and (label_contains is None or label_contains.lower() in d["label"].lower())]
-            nodes.sort(key=lambda nd: nd[1]["ts"], reverse=True)
-            return [self.node(n) for n, _ in nodes[:limit]]
+            if label_contains is None:
+                ids = [r[0] for r in self.store.query_tuples(sql + " LIMIT ?", (*args, limit))]
+            else:
+                needle = label_contains.lower()
+                ids = [r[0] for r in self.store.query_tuples(sql, args)
+                       if needle in r[1].lower()][:limit]
+            return [self.node(n) for n in ids]
+
+    def _around(self, node_id: str) -> list[str]:
+        """Neighbours in either direction, each once: successors first, then predecessors."""
+        out = dict.fromkeys(v for _, v in self._edges(node_id, "out"))
+        out.update(dict.fromkeys(u for _, u in self._edges(node_id, "in")))
+        out.pop(node_id, None)
+        return list(out)
 
     def related(self, node_id: str, depth: int = 1) -> dict[str, Any]:
         """The neighbourhood of ``node_id`` up to ``depth`` hops, as nodes and edges."""
         with self._lock:
-            if node_id not in self.g:
+            if not self._has(node_id):
                 raise KeyError(node_id)
-            sub = nx.ego_graph(self.g.to_undirected(as_view=True), node_id, radius=depth)
-            return self.subgraph(list(sub.nodes))
+            seen = {node_id: None}
+            frontier = [node_id]
+            for _ in range(depth):
+                nxt = [m for n in frontier for m in self._around(n) if m not in seen]
+                nxt = list(dict.fromkeys(nxt))
+                seen.update(dict.fromkeys(nxt))
+                frontier = nxt
+            return self.subgraph(list(seen))
 
     def subgraph(self, node_ids: list[str]) -> dict[str, Any]:
+        """The given nodes (unknown ids left out) and the edges among them."""
         with self._lock:
-            s = self.g.subgraph(node_ids)
-            return {"nodes": [self.node(n) for n in s.nodes],
-                    "edges": [{"src": u, "dst": v, "rel": k} for u, v, k in s.edges(keys=True)]}
+            rows = {n: r for n in dict.fromkeys(node_ids) if (r := self._row(n)) is not None}
+            return {"nodes": [self._shown(n, r) for n, r in rows.items()],
+                    "edges": [{"src": n, "dst": v, "rel": k} for n in rows
+                              for k, v in self._edges(n, "out") if v in rows]}
 
     # -- the specification's names ---------------------------------------------------------
     def query_graph(self, *, type_: str | None = None, since: float | None = None,
@@ -259,16 +351,15 @@ class KnowledgeGraph:
         if fmt not in ("json", "svg"):
             raise ValueError(f"fmt must be 'json' or 'svg', not {fmt!r}")
         with self._lock:
-            if node_id not in self.g:
+            if not self._has(node_id):
                 raise KeyError(node_id)
-            und = self.g.to_undirected(as_view=True)
             seen = [node_id]
             frontier = [node_id]
             truncated = False
             for _ in range(depth):
                 nxt: list[str] = []
                 for n in frontier:
-                    for m in und.neighbors(n):
+                    for m in self._around(n):
                         if m in seen or m in nxt:
                             continue
                         if len(seen) + len(nxt) >= max_nodes:
@@ -285,15 +376,15 @@ class KnowledgeGraph:
         return sub
 
     def stats(self) -> dict[str, Any]:
+        """Node and edge counts, nodes per type (counted by the store)."""
         with self._lock:
-            types: dict[str, int] = {}
-            for _, d in self.g.nodes(data=True):
-                types[d["type"]] = types.get(d["type"], 0) + 1
-            return {"nodes": self.g.number_of_nodes(), "edges": self.g.number_of_edges(),
-                    "by_type": types}
+            types = {t: c for t, c in self.store.query_tuples(
+                "SELECT type, COUNT(*) FROM graph_nodes GROUP BY type ORDER BY MIN(rowid)")}
+            edges = self.store.query_tuples("SELECT COUNT(*) FROM graph_edges")[0][0]
+            return {"nodes": sum(types.values()), "edges": edges, "by_type": types}
 
 
-def _relation(src_type: str, dst_type: str) -> str:
+def _relation(dst_type: str) -> str:
     if dst_type == "action":
         return "chose"
     if dst_type == "outcome":

@@ -20,7 +20,7 @@ class RouteChoice:
     propensity: float
 
 
-def _pick(rng: random.Random, models: Sequence[str], stats: Mapping[str, tuple[int, int]],
+def _pick(rng: random.Random, models: Sequence[str], stats: Mapping[str, tuple[float, float]],
           cost: Mapping[str, float], prior: tuple[float, float]) -> str:
     best, best_score = models[0], float("-inf")
     for m in models:
@@ -34,7 +34,7 @@ def _pick(rng: random.Random, models: Sequence[str], stats: Mapping[str, tuple[i
 def choose(
     rng: random.Random,
     allowed: Sequence[str],
-    stats: Mapping[str, tuple[int, int]],
+    stats: Mapping[str, tuple[float, float]],
     cost: Mapping[str, float],
     prior: tuple[float, float],
     propensity_draws: int,

@@ -87,6 +87,47 @@ def test_prune_removes_old_chains_whole_and_keeps_touched_ones(tmp_path):
         "observation", "decision", "action", "outcome"]
 
 
+def test_lazy_open_answers_from_the_store_like_memory(tmp_path):
+    clock = FakeClock()
+    store = Store(tmp_path / "g.db").open()
+    first = KnowledgeGraph(store, clock)
+    a = _chain(first, "a")
+    clock.advance(1)
+    _chain(first, "b")
+    lazy = KnowledgeGraph(store, clock)  # a restart: nothing loaded yet
+    assert not lazy.loaded
+    # writes before the graph is in memory land in the store and dedupe there
+    assert lazy.touch(a[1:2]) and not lazy.touch(["decision:none"])
+    lazy.add_relation(a[0], "about", "resource:a")  # already there: no second edge
+    clock.advance(60)
+    extra = lazy.add_entity("observation", "late", id="observation:late")
+    lazy.add_relation(extra, "led_to", a[1])
+    with pytest.raises(KeyError, match="unknown graph node 'observation:none'"):
+        lazy.add_relation("observation:none", "led_to", a[1])
+    def answers() -> tuple:
+        return (lazy.why(a[-1]), lazy.node(a[1]), lazy.neighbours(a[1]), lazy.stats(),
+                lazy.find(type_="decision"), lazy.find(label_contains="B SEEN"),
+                lazy.related("resource:a", 2), lazy.visualize_subgraph(a[1], max_nodes=4))
+
+    from_store = answers()
+    assert not lazy.loaded
+    why, node, _, stats, decisions, b_seen, related, vis = from_store
+    assert node["attrs"]["repeats"] == 1
+    assert [s["id"] for s in why] == [extra, *a[1:]]  # the newest cause wins
+    assert why[0]["context"] == [] and why[1]["context"][0]["rel"] == "about"
+    # two chains of 4 + their resource, and the late observation; 3 causal + 4 "about"
+    # edges per chain, and the late one
+    assert stats["nodes"] == 11 and stats["edges"] == 2 * 7 + 1
+    assert [d["label"] for d in decisions] == ["restart b", "restart a"]  # newest first
+    assert [d["label"] for d in b_seen] == ["b seen"]
+    assert len(related["nodes"]) == 6 and len(related["edges"]) == 8  # chain a + late obs
+    assert len(vis["nodes"]) == 4 and vis["truncated"] is True
+    assert lazy.g.number_of_nodes() == 11 and lazy.loaded  # now the memory copy answers
+    assert answers() == from_store
+    with pytest.raises(KeyError):
+        KnowledgeGraph(store, clock).why("outcome:none")
+
+
 def test_retention_prunes_every_growing_table_from_policy(ctx):
     from autonomous.learning.retention import Retention
 
