@@ -61,11 +61,12 @@ from autonomous.resources.loader import load_tree
 
 PUBLISHED = {"HTM": "numenta", "ARTime": "ARTime", "contextOSE": "contextOSE",
              "windowedGaussian": "windowedGaussian"}
-GRID = {  # the LOCO search (3 × 3 × 3 × 2 = 54 settings); other fields from the policy
+GRID = {  # the LOCO search (3 × 3 × 3 × 2 × 2 = 108 settings); other fields from the policy
     "threshold": (0.999, 0.9997, 0.99995),
     "suppress": (60, 120, 240),
     "change_sigma": (1.5, 2.0, 3.0),
     "likelihood_window": (800, 2000),
+    "season_repeats": (0, 3),  # off first: on a tie the plainer detector is chosen
 }
 Scores = dict[str, np.ndarray]
 

@@ -94,6 +94,8 @@ __all__ = ["StreamParams", "StreamResult", "StreamingDetector"]
 
 _MAD_TO_SIGMA = 1.4826
 _REFRESH = 10
+_ONSET_GAP = 10  # rows between alarm candidates that start a new onset (_Recurrence)
+_MAX_ONSETS = 256
 
 
 @dataclass(frozen=True)
@@ -109,12 +111,19 @@ class StreamParams:
     record_window: int
     escalation: float
     change_sigma: float
+    hold: int = 0
+    season_repeats: int = 0
+    season_tolerance: float = 0.03
+    season_periods: tuple[int, int] = (24, 2100)
 
     @classmethod
     def from_policy(cls, p: dict[str, Any]) -> StreamParams:
+        lo, hi = p["season_periods"]
         return cls(int(p["window"]), int(p["min_samples"]), int(p["short_window"]),
                    int(p["likelihood_window"]), float(p["threshold"]), int(p["suppress"]),
-                   int(p["record_window"]), float(p["escalation"]), float(p["change_sigma"]))
+                   int(p["record_window"]), float(p["escalation"]), float(p["change_sigma"]),
+                   int(p["hold"]), int(p["season_repeats"]), float(p["season_tolerance"]),
+                   (int(lo), int(hi)))
 
 
 @dataclass(frozen=True)
@@ -215,6 +224,40 @@ class _Extremes:
         self.lo = deque((int(i), float(v)) for i, v in state["lo"] if i >= cut)
 
 
+class _Recurrence:
+    """Onsets of alarm candidates; is a new one the next beat of a periodic series of them?
+
+    An onset is a row scoring at or above the threshold with none in the ``_ONSET_GAP`` rows
+    before it (a spike several rows long is one onset). A candidate at ``t`` recurs when, for
+    some period ``P`` in ``periods``, onsets sit at ``t - P``, ``t - 2P`` … ``t - repeats·P``
+    (each within ``tolerance · P`` rows): a daily job's spike, not news.
+    """
+
+    def __init__(self, repeats: int, tolerance: float, periods: tuple[int, int]) -> None:
+        self.repeats, self.tolerance, self.periods = repeats, tolerance, periods
+        self.onsets: deque[int] = deque(maxlen=_MAX_ONSETS)
+        self.last = -(1 << 62)
+
+    def recurs(self, t: int) -> bool:
+        lo, hi = self.periods
+        for a in self.onsets:
+            period = t - a
+            if not lo <= period <= hi:
+                continue
+            tol = max(2.0, self.tolerance * period)
+            if all(any(abs(b - (a - r * period)) <= tol for b in self.onsets)
+                   for r in range(1, self.repeats)):
+                return True
+        return False
+
+    def add(self, t: int) -> None:
+        if t - self.last > _ONSET_GAP:
+            self.onsets.append(t)
+            while self.onsets[0] < t - (self.repeats + 1) * self.periods[1]:
+                self.onsets.popleft()
+        self.last = t
+
+
 class StreamingDetector:
     """Change surprise → anomaly likelihood → detection with suppression.
 
@@ -234,6 +277,8 @@ class StreamingDetector:
         self.detected_z = 0.0  # |z| of the last detection (a record escalates past it)
         self.extended = 0  # samples the current suppression has been held past ``suppress``
         self.seen = 0
+        self.recurrence = _Recurrence(params.season_repeats, params.season_tolerance,
+                                      params.season_periods)
 
     def update(self, x: float) -> StreamResult:
         """Score ``x`` against the past, then add it to the history."""
@@ -257,15 +302,19 @@ class StreamingDetector:
             score = 0.0
         else:
             score = self._likelihood()
+        recurs = False
+        if self.p.season_repeats and score >= self.p.threshold:
+            recurs = self.recurrence.recurs(self.seen)
+            self.recurrence.add(self.seen)
         self.since_detection += 1
         if (self.since_detection == self.p.suppress and abs(z) >= self.p.change_sigma
-                and self.extended < self.p.suppress):  # the event is not over: hold
+                and self.extended < self.p.hold):  # the event is not over: hold
             self.since_detection -= 1
             self.extended += 1
         if (self.since_detection <= self.p.suppress
                 and not (record and abs(z) >= self.p.escalation * self.detected_z)):
             return StreamResult(0.0, False, z, base)
-        detected = score >= self.p.threshold
+        detected = score >= self.p.threshold and not recurs
         if detected:
             self.since_detection = 0
             self.extended = 0
@@ -286,7 +335,8 @@ class StreamingDetector:
                 "history": self.history.ordered(), "recent": list(self.recent),
                 "since_detection": self.since_detection, "seen": self.seen,
                 "detected_z": self.detected_z, "extended": self.extended,
-                "extremes": self.extremes.state()}
+                "extremes": self.extremes.state(),
+                "onsets": list(self.recurrence.onsets), "last_onset": self.recurrence.last}
 
     @classmethod
     def from_state(cls, params: StreamParams, state: dict[str, Any]) -> StreamingDetector:
@@ -301,6 +351,8 @@ class StreamingDetector:
         d.extended = int(state.get("extended", 0))
         if "extremes" in state:  # a model saved before records were scored has none
             d.extremes.load(state["extremes"])
+        d.recurrence.onsets.extend(int(t) for t in state.get("onsets", []))
+        d.recurrence.last = int(state.get("last_onset", d.recurrence.last))
         return d
 
 
