@@ -5,76 +5,61 @@ For every new value ``x``:
 1. **Surprise.** The change ``d = x - previous`` is scored against the last ``window``
    changes: ``z_d = (d - median) / (1.4826 · MAD)``; the surprise is ``log(1 + |z_d|)``. A
    step, a spike or a sudden change of rhythm surprises; a metric that stays at its new level
-   stops surprising at once. (Scoring changes rather than levels scored higher on the NAB
-   corpus in our runs: about 50 against 41-44 for the level, standard profile.)
+   stops surprising at once (changes scored about 50 on NAB against 41-44 for the level).
 2. **Anomaly likelihood** (after Numenta's post-processing): the mean surprise of the last
    ``short_window`` samples is compared with the mean and standard deviation of the surprises
    of the ``likelihood_window`` samples before; the score is the normal CDF of that
-   standardised difference, in [0, 1]. A series that is always noisy needs a bigger surprise
-   than a quiet one. A change that leaves the level within ``change_sigma`` robust σ of the
-   rolling median scores 0 (the product opens no event for it, and its alarm would only start
-   a suppression that hides what follows).
+   standardised difference, in [0, 1]. A change that leaves the level within ``change_sigma``
+   robust σ of the rolling median scores 0.
 3. **Records.** A value above the max or below the min of the last ``record_window`` values
    (once ``window`` values are in) scores 1 outright, like the "spatial anomaly" of Numenta's
    NAB detector: a level never seen in hours is news even when its change is not.
 4. **One alarm per event.** A score at or above ``threshold`` is a detection; the next
-   ``suppress`` samples score 0, so a five-minute spike is one alarm, not thirty, unless the
-   sample is a record whose level deviation ``|z|`` reaches ``escalation`` times that of the
-   detection (a bigger event is not hidden behind a small one). The suppression lasts until
-   the level is back within ``change_sigma`` robust σ of the median (for at most another
-   ``suppress`` samples): an event that outlasts it is still one alarm.
+   ``suppress`` samples score 0, unless the sample is a record whose ``|z|`` reaches
+   ``escalation`` times that of the detection. The suppression may be held, for up to
+   ``hold`` more samples, while the level stays ``change_sigma`` off (policy: 0, no hold).
+5. **Season.** A candidate (score at or above ``threshold``) that falls on the beat of
+   earlier ones, onsets at ``t - P`` … ``t - season_repeats·P`` within
+   ``season_tolerance · P`` for a period ``P`` in ``season_periods``, does not alarm: a
+   spike every day at the same hour (a backup, a batch job) is routine (``_Recurrence``).
 
-NAB, first subset (24 server-metric files, standard / low-FP / low-FN): 66.7 / 52.9 /
-73.7 with the policy parameters (suppress 100 without the hold until the level is back: 65.7 /
-51.0 / 73.1; with the hold: 66.1 / 51.7 / 73.3; suppress 120 without it: 66.4; suppress 135
-and 140 with it: 64.7 and 62.7, a cliff; change likelihood alone, before records: 50.2 / 28.8 / 60.0;
-records without any escalation: 65.4 / 50.0 / 72.9, but a noise record hid a later spike;
-escalation on any detection's |z| instead of records only: 63.2 / 45.4 / 71.4, as growing
-spikes and near-flat series, whose robust σ is tiny, escalated outside the labelled windows;
-``change_sigma`` 1.5-2.5 scores 65.6-65.8, 0 scores 65.1, 3 drops to 62.2).
+Record on NAB (``bench/nab_eval.py``: 37 files, four categories, one scorer for ours and for
+the published result files; ours scored on its own detections, theirs at their best corpus
+threshold; LOCO = leave-one-category-out, parameters chosen on three categories by the
+maximin rule, best worst-category score, scored on the fourth; standard profile):
 
-37 NAB files in four categories (``bench/nab_eval.py``, one scorer for ours and the published
-result files; ours scored on its own detections, theirs at their best corpus threshold):
-standard 68.5 overall with the pooled search's pick (threshold 0.99995, suppress 60,
-change_sigma 1.5, likelihood_window 2000: realAWSCloudwatch 62.7, realAdExchange 66.3,
-realKnownCause 70.5, realTraffic 80.5) beside HTM 71.3 and ARTime 72.4; low-FP 58.1, low-FN
-74.2 (the policy now holds the maximin pick, below). Before the 37-file search (the 24-file policy: threshold 0.9997, suppress 120, change_sigma 2, likelihood_window
-800): 67.8. Leave-one-category-out (54 settings of threshold × suppress × change_sigma ×
-likelihood_window, chosen on three categories, scored on the fourth): mean 65.7 beside HTM 70.4
-and ARTime 70.4 (their thresholds chosen the same way) — below the bar; we win on
-realKnownCause (70.5 vs 55.5 / 63.1) and lose on realAWSCloudwatch (59.1 vs 73.4 / 69.5),
-realAdExchange (66.3 vs 70.2; ARTime 61.9) and realTraffic (67.0 vs 82.4 / 87.2). Tried on the
-37 files and not kept: ``window`` 150 / 600 (67.4 / 65.2), ``record_window`` 2000 / 8000
-(66.8 / 68.1), ``short_window`` 3 (62.3), ``escalation`` 3 (68.5, no change), a record margin
-of 2-20 % of the window's range (53.6-68.8: 2 % helps realTraffic, +6, and hurts
-realKnownCause, -6). The losses are spread over files (missed windows in ec2_cpu 24ae8d /
-fe7f93, ec2_network_in 5abac7, exchange-2_cpc, speed_7578; extra alarms on drifting AWS
-series), not one failure mode.
-
-Second round (LOCO standard mean is the figure that decides; 65.7 before it):
-
-- **Ensemble with an HTM-style likelihood on prediction error** (exponential smoothing,
-  α 0.1 / 0.5 / 1; error over the mean absolute error of the last 300 rows, log; mean of the
-  last 10 against the 2000 before, normal tail), OR-ed into our detections with its own
-  suppression (120 / 400 rows), thresholds 0.9999-0.999999999 in the search: alone it scores
-  6-14; the LOCO search never picks it (65.7, no change), on all 37 files 68.4-68.5.
-- **Ensemble with a sustained-shift channel** (mean of the last 6 / 24 rows against mean and
-  σ of the 2000 before, |z| 4 / 6 / 9, suppression 300): 67.4-68.5 on all 37 files, never
-  above the detector alone.
-- **Selection rule of the search** (same 54 settings): the pooled raw score of the three
-  training categories lets realAWSCloudwatch (the most windows) decide, and its pick falls to
-  67.0 on held-out realTraffic; choosing the setting with the best *worst-category* score
-  (maximin) instead: LOCO standard 68.1 (realAWSCloudwatch 60.6, realAdExchange 72.7,
-  realKnownCause 72.1, realTraffic 67.0), low-FP 57.0 → 59.1, low-FN 71.8 → 72.9; the mean
-  of the category scores instead of the minimum: 65.7. Kept: the policy is the maximin pick
-  on all 37 files (threshold 0.9997, suppress 120, change_sigma 2, likelihood_window 800,
-  the 24-file values): 67.8 overall (62.7 → 63.2, 66.3 → 72.7, 70.5 → 72.1, 80.5 → 67.0)
-  against 68.5 for the pooled pick (low-FP 56.4, low-FN 73.8 against 58.1 / 74.2), the price
-  of a setting that does not lean on one category. The rule was one of three compared on the held-out folds, so 68.1 is not a fully
-  unseen figure. Both are still below HTM (70.4 LOCO, 71.3 overall).
+- 24-file era policy (threshold 0.9997, suppress 120 with hold, change_sigma 2,
+  likelihood_window 800): 67.8 overall, LOCO 68.1 (pooled rule 65.7) beside HTM 71.3 /
+  LOCO 70.4 and ARTime 72.4 / 70.4.
+- **No hold** (``hold`` 0): the held suppression hid the next window (ec2_cpu 24ae8d: a
+  detection at 3547 held past 3677, where the second window starts): LOCO 68.1 → 68.9,
+  overall 68.1 with the maximin pick (likelihood_window 2000).
+- **Season check** (``season_repeats`` 3, tolerance 3 %, periods 24-2100 rows: up to a week
+  of 5-minute samples), a grid field of the LOCO search (0 or 3): realAWSCloudwatch 63.8 →
+  66.5 with the same pick (daily spikes in ec2_cpu 24ae8d / 53ea38 / c6585a no longer
+  alarm), elsewhere unchanged; overall **69.2** (66.5 / 72.7 / 72.3 / 67.1), low-FP 58.9,
+  low-FN 74.7. LOCO standard **68.9** (maximin; pooled 67.8) beside HTM 70.4: the fold that
+  holds realAWSCloudwatch out ties 0 and 3 on the other three and keeps the plainer 0 (63.6);
+  with 3 it would be 69.6. Still below the bar (LOCO ≥ HTM, ≥ 71.3 overall). Tolerance 1 % /
+  6 % on all 37 files: 69.0 / 65.9, 2 repeats: 60.4-65.8 (likelihood_window 800); not searched.
+- Tried and not kept (all 37 files unless said): ending the suppression after 30 / 60 quiet
+  samples (level within change_sigma): 69.8 / 70.0, LOCO 70.1 / 71.0 when fixed, but 68.9
+  when the search may choose it (0 / 30 / 60; it helps realTraffic only, so folds holding
+  realTraffic out never pick it); a warm-up of 300 samples before any alarm: 66.6; a
+  familiarity veto (drop a candidate whose ``|z|`` or ``|z_d|`` was exceeded 1-10 times in
+  the last 1000 / 3000 rows): 34-63, it drops true windows (NAB anomalies look like earlier
+  spikes); a tail-z threshold instead of the CDF (3.4-8): 58-69; no records: 57.6;
+  escalation on any |z| (3 / 5 / 10 × the detection's): 68.6-69.7. Earlier: an OR-ed
+  HTM-style likelihood on exponential-smoothing error (68.4-68.5, never picked), a
+  sustained-shift channel (67.4-68.5), ``window`` 150 / 600, ``record_window`` 2000 / 8000,
+  ``short_window`` 3, a record margin of 2-20 % of the range (all below).
+- Where the points go (policy, standard): 66 of 77 windows found (HTM 64), mean reward 0.85
+  per found window (HTM 0.85), 148 false alarms after the probation (HTM 80 at its best
+  threshold; no hold, no season check: 167). Of the 11 missed windows, 2 have a candidate
+  that a suppression hid (TravelTime_387 at 428, speed_7578 at 959); 9 have none at all.
 - Not tried: river (not installed; its HalfSpaceTrees runs in Python well above 50 µs per
-  row), stumpy / ruptures (batch methods: a causal discord or change-point score needs a
-  re-run per row).
+  row), stumpy / ruptures (batch methods: a causal score needs a re-run per row), CAD-OSE
+  (its published form scales bins by the file's min / max, which a stream does not know).
 
 The same class runs in the product (per metric, parameters from policy
 ``health.anomaly.stream``) and in ``bench/nab_eval.py`` on the NAB corpus.
@@ -94,6 +79,8 @@ __all__ = ["StreamParams", "StreamResult", "StreamingDetector"]
 
 _MAD_TO_SIGMA = 1.4826
 _REFRESH = 10
+_ONSET_GAP = 10  # rows between alarm candidates that start a new onset (_Recurrence)
+_MAX_ONSETS = 256
 
 
 @dataclass(frozen=True)
@@ -109,12 +96,19 @@ class StreamParams:
     record_window: int
     escalation: float
     change_sigma: float
+    hold: int = 0
+    season_repeats: int = 0
+    season_tolerance: float = 0.03
+    season_periods: tuple[int, int] = (24, 2100)
 
     @classmethod
     def from_policy(cls, p: dict[str, Any]) -> StreamParams:
+        lo, hi = p["season_periods"]
         return cls(int(p["window"]), int(p["min_samples"]), int(p["short_window"]),
                    int(p["likelihood_window"]), float(p["threshold"]), int(p["suppress"]),
-                   int(p["record_window"]), float(p["escalation"]), float(p["change_sigma"]))
+                   int(p["record_window"]), float(p["escalation"]), float(p["change_sigma"]),
+                   int(p["hold"]), int(p["season_repeats"]), float(p["season_tolerance"]),
+                   (int(lo), int(hi)))
 
 
 @dataclass(frozen=True)
@@ -215,6 +209,40 @@ class _Extremes:
         self.lo = deque((int(i), float(v)) for i, v in state["lo"] if i >= cut)
 
 
+class _Recurrence:
+    """Onsets of alarm candidates; is a new one the next beat of a periodic series of them?
+
+    An onset is a row scoring at or above the threshold with none in the ``_ONSET_GAP`` rows
+    before it (a spike several rows long is one onset). A candidate at ``t`` recurs when, for
+    some period ``P`` in ``periods``, onsets sit at ``t - P``, ``t - 2P`` … ``t - repeats·P``
+    (each within ``tolerance · P`` rows): a daily job's spike, not news.
+    """
+
+    def __init__(self, repeats: int, tolerance: float, periods: tuple[int, int]) -> None:
+        self.repeats, self.tolerance, self.periods = repeats, tolerance, periods
+        self.onsets: deque[int] = deque(maxlen=_MAX_ONSETS)
+        self.last = -(1 << 62)
+
+    def recurs(self, t: int) -> bool:
+        lo, hi = self.periods
+        for a in self.onsets:
+            period = t - a
+            if not lo <= period <= hi:
+                continue
+            tol = max(2.0, self.tolerance * period)
+            if all(any(abs(b - (a - r * period)) <= tol for b in self.onsets)
+                   for r in range(1, self.repeats)):
+                return True
+        return False
+
+    def add(self, t: int) -> None:
+        if t - self.last > _ONSET_GAP:
+            self.onsets.append(t)
+            while self.onsets[0] < t - (self.repeats + 1) * self.periods[1]:
+                self.onsets.popleft()
+        self.last = t
+
+
 class StreamingDetector:
     """Change surprise → anomaly likelihood → detection with suppression.
 
@@ -234,6 +262,8 @@ class StreamingDetector:
         self.detected_z = 0.0  # |z| of the last detection (a record escalates past it)
         self.extended = 0  # samples the current suppression has been held past ``suppress``
         self.seen = 0
+        self.recurrence = _Recurrence(params.season_repeats, params.season_tolerance,
+                                      params.season_periods)
 
     def update(self, x: float) -> StreamResult:
         """Score ``x`` against the past, then add it to the history."""
@@ -257,15 +287,19 @@ class StreamingDetector:
             score = 0.0
         else:
             score = self._likelihood()
+        recurs = False
+        if self.p.season_repeats and score >= self.p.threshold:
+            recurs = self.recurrence.recurs(self.seen)
+            self.recurrence.add(self.seen)
         self.since_detection += 1
         if (self.since_detection == self.p.suppress and abs(z) >= self.p.change_sigma
-                and self.extended < self.p.suppress):  # the event is not over: hold
+                and self.extended < self.p.hold):  # the event is not over: hold
             self.since_detection -= 1
             self.extended += 1
         if (self.since_detection <= self.p.suppress
                 and not (record and abs(z) >= self.p.escalation * self.detected_z)):
             return StreamResult(0.0, False, z, base)
-        detected = score >= self.p.threshold
+        detected = score >= self.p.threshold and not recurs
         if detected:
             self.since_detection = 0
             self.extended = 0
@@ -286,7 +320,8 @@ class StreamingDetector:
                 "history": self.history.ordered(), "recent": list(self.recent),
                 "since_detection": self.since_detection, "seen": self.seen,
                 "detected_z": self.detected_z, "extended": self.extended,
-                "extremes": self.extremes.state()}
+                "extremes": self.extremes.state(),
+                "onsets": list(self.recurrence.onsets), "last_onset": self.recurrence.last}
 
     @classmethod
     def from_state(cls, params: StreamParams, state: dict[str, Any]) -> StreamingDetector:
@@ -301,6 +336,8 @@ class StreamingDetector:
         d.extended = int(state.get("extended", 0))
         if "extremes" in state:  # a model saved before records were scored has none
             d.extremes.load(state["extremes"])
+        d.recurrence.onsets.extend(int(t) for t in state.get("onsets", []))
+        d.recurrence.last = int(state.get("last_onset", d.recurrence.last))
         return d
 
 

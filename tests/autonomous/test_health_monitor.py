@@ -265,7 +265,7 @@ def test_streaming_detector_non_record_does_not_escalate() -> None:
 
 
 def test_streaming_detector_suppression_holds_while_level_is_off() -> None:
-    p = StreamParams.from_policy(POLICY["anomaly"]["stream"])
+    p = replace(StreamParams.from_policy(POLICY["anomaly"]["stream"]), hold=120, suppress=120)
     rng = np.random.default_rng(13)
     d = StreamingDetector(p)
     for x in np.concatenate([rng.normal(0, 1, p.window), [40.0], rng.normal(0, 1, 60)]):
@@ -280,6 +280,86 @@ def test_streaming_detector_suppression_holds_while_level_is_off() -> None:
     for x in rng.normal(0, 1, 2 * p.suppress + 10):  # back to baseline: the hold ends
         d.update(float(x))
     assert d.extended <= p.suppress and d.since_detection > p.suppress
+
+
+
+def _beats(period: int, count: int, off_beat: int | None = None) -> tuple[np.ndarray, list[int]]:
+    """Noise with a 30σ spike every ``period`` rows (``count`` of them), optionally one more
+    at ``off_beat``; the spike rows."""
+    rng = np.random.default_rng(31)
+    x = rng.normal(0, 1, 600 + period * count + 300)
+    spikes = [600 + period * k for k in range(count)]
+    if off_beat is not None:
+        spikes.append(off_beat)
+    x[spikes] = 30.0
+    return x, spikes
+
+
+def _alarms(p: StreamParams, x: np.ndarray) -> list[int]:
+    """Rows that alarm from the first spike on (a noise record may alarm while warming up)."""
+    d = StreamingDetector(p)
+    return [i for i, v in enumerate(x) if d.update(float(v)).detected and i >= 600]
+
+
+def test_streaming_detector_drops_a_spike_that_recurs_on_its_period() -> None:
+    p = StreamParams.from_policy(POLICY["anomaly"]["stream"])
+    assert p.season_repeats == 3 and p.season_periods[0] <= 288 <= p.season_periods[1]
+    x, spikes = _beats(288, 7)  # a daily job's spike (5-minute samples)
+    plain = _alarms(replace(p, season_repeats=0), x)
+    assert plain == spikes  # without the season check every spike alarms
+    seasonal = _alarms(p, x)
+    assert seasonal == spikes[:3]  # the 4th onwards follow three beats one period apart
+    off = spikes[4] + 100  # the same spike off the beat is news
+    x2, spikes2 = _beats(288, 7, off_beat=off)
+    assert off in _alarms(p, x2)
+    jittered = _beats(288, 7)[0]
+    jittered[spikes[3]], jittered[spikes[3] + 40] = jittered[spikes[3] + 40], 30.0
+    assert spikes[3] + 40 in _alarms(p, jittered)  # 40 rows off a 288-row beat: not a beat
+
+
+def test_streaming_detector_season_state_round_trips() -> None:
+    p = StreamParams.from_policy(POLICY["anomaly"]["stream"])
+    x, spikes = _beats(288, 7)
+    cut = spikes[3] - 10  # three onsets seen; the fourth is a beat
+    d = StreamingDetector(p)
+    for v in x[:cut]:
+        d.update(float(v))
+    again = StreamingDetector.from_state(p, d.state())
+    assert again.state() == d.state()
+    beats = [t for t in again.recurrence.onsets if t > 600]  # counts of samples seen
+    assert beats == [s + 1 for s in spikes[:3]]
+    rest = [r.detected for r in map(again.update, x[cut:])]
+    assert rest == [r.detected for r in map(d.update, x[cut:])]
+    assert not any(rest)  # the restored detector still knows the beat
+    old = d.state()
+    del old["onsets"], old["last_onset"]  # a model saved before the season check loads
+    assert not StreamingDetector.from_state(p, old).recurrence.onsets
+
+
+def test_streaming_detector_with_season_check_is_causal() -> None:
+    """Score and detection at t depend on rows up to t only, whatever follows (beats, a
+    record, a flat line)."""
+    p = StreamParams.from_policy(POLICY["anomaly"]["stream"])
+    x, spikes = _beats(288, 5)
+    past = x[: spikes[3] + 1]
+    want = [(r.score, r.detected) for r in map(StreamingDetector(p).update, past)]
+    for future in (x[spikes[3] + 1:], np.full(400, 1e9), np.zeros(400)):
+        got = [(r.score, r.detected) for r in map(StreamingDetector(p).update,
+                                                    np.concatenate([past, future]))]
+        assert got[: len(past)] == want
+    assert [i for i, (_, det) in enumerate(want) if det and i >= 600] == spikes[:3]
+
+
+def test_stream_policy_rejects_inverted_season_periods() -> None:
+    from pydantic import ValidationError
+
+    from autonomous.resources.policy.health import StreamDetectorPolicy
+
+    good = dict(POLICY["anomaly"]["stream"])
+    StreamDetectorPolicy.model_validate(good)
+    with pytest.raises(ValidationError, match="season_periods"):
+        StreamDetectorPolicy.model_validate({**good, "season_periods": [500, 100]})
+
 
 # -- prediction ---------------------------------------------------------------------------------
 PRED = POLICY["prediction"]

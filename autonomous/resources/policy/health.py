@@ -61,8 +61,9 @@ class StreamDetectorPolicy(Strict):
                                    "against (anomaly likelihood)")
     threshold: float = Field(gt=0, lt=1, description="Anomaly likelihood counted as anomalous")
     suppress: int = Field(ge=0, description="Samples after a detection during which it does "
-                          "not alarm again (one event, not one flag per sample); held, for "
-                          "up to as many again, while the level stays change_sigma off")
+                          "not alarm again (one event, not one flag per sample)")
+    hold: int = Field(ge=0, description="Samples the suppression may be held past suppress "
+                      "while the level stays change_sigma off (0: never held)")
     record_window: int = Field(ge=10, description="Samples whose max and min a value must "
                                "exceed to be a record (scored 1, an anomaly outright)")
     escalation: float = Field(gt=1, description="Inside the suppression a record still "
@@ -70,6 +71,20 @@ class StreamDetectorPolicy(Strict):
                               "the detection that started it (a bigger event is not hidden)")
     change_sigma: float = Field(ge=0, description="Level deviation (robust σ from the rolling "
                                 "median) a change needs to score; records score regardless")
+    season_repeats: int = Field(ge=0, description="An alarm candidate is dropped when earlier "
+                                "candidates started this many periods back in a row, one "
+                                "period apart (a daily job's spike is routine); 0: off")
+    season_tolerance: float = Field(ge=0, lt=0.5, description="How far (share of the period) "
+                                    "an earlier candidate may sit from its beat")
+    season_periods: tuple[int, int] = Field(description="Shortest and longest period, samples")
+
+    @model_validator(mode="after")
+    def _periods(self) -> StreamDetectorPolicy:
+        lo, hi = self.season_periods
+        if not 2 <= lo <= hi:
+            raise ValueError("season_periods must be [shortest, longest] with 2 <= shortest "
+                             "<= longest")
+        return self
 
 
 class IsolationForestPolicy(Strict):
