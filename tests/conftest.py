@@ -72,7 +72,7 @@ class OperatorProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = data_dir.parent / f"operator-{port}.log"
 
-    def start(self, wait: float = 20.0) -> OperatorProcess:
+    def start(self, wait: float = 60.0) -> OperatorProcess:
         env = {**os.environ, "ATLAS_AUTONOMOUS_TOKEN": TOKEN}
         self.data_dir.mkdir(parents=True, exist_ok=True)
         logf = open(self.log, "ab")
