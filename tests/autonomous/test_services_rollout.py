@@ -168,3 +168,16 @@ async def test_max_unavailable_1_stops_then_starts(tmp_path: Path, max_unavailab
     finally:
         await manager.stop()
         ctx.store.close()
+
+
+async def test_a_command_that_cannot_even_start_is_refused(tmp_path: Path) -> None:
+    ctx, manager, facade, f, port = await _stack(tmp_path, 0)
+    try:
+        old = facade.observed()["x"]["pid"]
+        missing = f'"{tmp_path}/no-such-program", "--port", "{port}"'
+        _edit(ctx, f, YAML.format(command=missing, port=port, version="2"))
+        await _until(lambda: [r for r in facade.revisions("x") if r["blocked"]], 15, "refused")
+        assert facade.observed()["x"]["pid"] == old and facade.observed()["x"]["ready"]
+    finally:
+        await manager.stop()
+        ctx.store.close()
