@@ -3,8 +3,9 @@
 observe: the process table, probe state, crash back-off timers.
 diff (pure): start what should run and is not (dependencies first: a service starts only when
 everything it ``depends_on`` runs and is ready), restart what exited (per restart policy, after
-the crash back-off) or whose command/env/version changed, stop what was removed, isolated,
-paused or is non-core in survival mode.
+the crash back-off) or whose command/env/version changed (a healthy one only once the new
+revision proved itself beside it: ``controllers/services_rollout.py``), stop what was removed,
+isolated, paused or is non-core in survival mode.
 act: real processes through ProcessSupervisor. Exits are events: a killed child is restarted
 the moment its exit is seen, not on the next poll.
 """

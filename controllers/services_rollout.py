@@ -124,7 +124,10 @@ async def prove_or_refuse(ctl: Any, d: Any, action: Action, env: dict[str, str],
                        "set supervision.rollout.max_unavailable: 1 to allow stop-then-start")
     sup = ctl.candidates
     cand = f"{name}@{d.hash[:8]}"
-    proc = await sup.start(cand, plan.argv, cwd=cwd, env=plan.env, spec_hash=d.hash)
+    try:
+        proc = await sup.start(cand, plan.argv, cwd=cwd, env=plan.env, spec_hash=d.hash)
+    except OSError as exc:  # no such program, not executable, no such cwd
+        return _refuse(ctl, d, action, info, f"the new revision could not start: {exc}")
     try:
         why = await _ready(ctl, sup, cand, spec, plan.port, pol)
     finally:

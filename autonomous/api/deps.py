@@ -13,7 +13,9 @@ from autonomous.core.errors import Unauthorized
 __all__ = ["Actor", "Ctx", "get_ctx", "require_token", "subsystem", "token_problem"]
 
 
-def get_ctx(request: Request) -> OperatorContext:
+async def get_ctx(request: Request) -> OperatorContext:
+    """async: FastAPI runs a plain ``def`` dependency in its thread pool, a hop per request
+    for a lookup (issue 14.12)."""
     return request.app.state.atlas_ctx
 
 
@@ -31,7 +33,7 @@ def token_problem(authorization: str | None, token: str) -> str | None:
     return None
 
 
-def require_token(ctx: Ctx, authorization: Annotated[str | None, Header()] = None) -> str:
+async def require_token(ctx: Ctx, authorization: Annotated[str | None, Header()] = None) -> str:
     """Check ``Authorization: Bearer <token>``; returns the actor name used in audit logs."""
     problem = token_problem(authorization, ctx.token)
     if problem is not None:

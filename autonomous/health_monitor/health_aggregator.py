@@ -259,7 +259,16 @@ class HealthAggregator:
 
     # -- what the API serves ----------------------------------------------------------------
     def comprehensive(self) -> dict[str, Any] | None:
-        return None if self.latest is None else self.latest.as_dict()
+        """The latest GlobalHealth as a dict: the same (read-only) dict until the next cycle
+        replaces ``latest`` (a deep ``asdict`` per API request was a sixth of its CPU)."""
+        latest = self.latest
+        if latest is None:
+            return None
+        cached = getattr(self, "_dict_of_latest", None)
+        if cached is None or cached[0] is not latest:
+            cached = (latest, latest.as_dict())
+            self._dict_of_latest = cached
+        return cached[1]
 
     def usage(self) -> dict[str, tuple[float | None, str]]:
         """Resource use per metric key with the policy threshold key it is held against."""

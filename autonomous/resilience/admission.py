@@ -410,15 +410,30 @@ def install(app: Any, ctx: Any, *,
         admission.throttler.set_reader(reader)
     ctx.subsystems["admission"] = admission
     if not any(m.cls is AdmissionMiddleware for m in getattr(app, "user_middleware", [])):
+        cache: dict[str, bool] = {}
         app.add_middleware(AdmissionMiddleware, admission=admission,
-                           routed=lambda scope: routes_match(app, scope))
+                           routed=lambda scope: routes_match(app, scope, cache))
     return admission
 
 
-def routes_match(app: Any, scope: dict) -> bool:
+_ROUTED_CACHE = 4096
+
+
+def routes_match(app: Any, scope: dict, cache: dict[str, bool] | None = None) -> bool:
     """Whether any route (or mount) of ``app`` matches the request's path (a method mismatch
     counts: it is a route, answered 405). Unrouted requests skip admission: route first,
-    shed after."""
+    shed after. ``cache``: path → answer (the method does not change it; the route table is
+    fixed once the app serves, and scanning it per request cost a twentieth of a request)."""
     from starlette.routing import Match
 
-    return any(route.matches(scope)[0] != Match.NONE for route in app.router.routes)
+    routes = app.router.routes
+    path = scope.get("path", "/")
+    key = f"{len(routes)} {path}"  # a router included since invalidates the answer
+    if cache is not None and key in cache:
+        return cache[key]
+    got = any(route.matches(scope)[0] != Match.NONE for route in routes)
+    if cache is not None:
+        if len(cache) >= _ROUTED_CACHE:
+            cache.clear()
+        cache[key] = got
+    return got

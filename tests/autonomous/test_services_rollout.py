@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 
 from autonomous.core.clock import SystemClock
 from autonomous.resources.kinds.service import ServiceSpec
@@ -57,7 +56,7 @@ def test_beside_plans_a_spare_port_a_new_port_or_says_why_not() -> None:
 
 
 class _Steady:
-    """GET /health every 20 ms from a thread-free asyncio task; counts failures."""
+    """GET /api/work every 20 ms from an asyncio task; counts the requests that failed."""
 
     def __init__(self, port: int) -> None:
         self.url = f"http://127.0.0.1:{port}/api/work?ms=1"
@@ -155,9 +154,8 @@ async def test_broken_command_is_refused_and_the_healthy_process_kept(tmp_path: 
         ctx.store.close()
 
 
-@pytest.mark.parametrize("max_unavailable", [1])
-async def test_max_unavailable_1_stops_then_starts(tmp_path: Path, max_unavailable: int) -> None:
-    ctx, manager, facade, f, port = await _stack(tmp_path, max_unavailable)
+async def test_max_unavailable_1_stops_then_starts(tmp_path: Path) -> None:
+    ctx, manager, facade, f, port = await _stack(tmp_path, 1)
     try:
         old = facade.observed()["x"]["pid"]
         _edit(ctx, f, YAML.format(command=BROKEN.format(port=port), port=port, version="2"))
@@ -165,6 +163,19 @@ async def test_max_unavailable_1_stops_then_starts(tmp_path: Path, max_unavailab
         assert not (ctx.data_dir / "logs" / "revisions").exists() or \
             not list((ctx.data_dir / "logs" / "revisions").glob("x@*.log"))
         assert not [r for r in facade.revisions("x") if r["blocked"]]
+    finally:
+        await manager.stop()
+        ctx.store.close()
+
+
+async def test_a_command_that_cannot_even_start_is_refused(tmp_path: Path) -> None:
+    ctx, manager, facade, f, port = await _stack(tmp_path, 0)
+    try:
+        old = facade.observed()["x"]["pid"]
+        missing = f'"{tmp_path}/no-such-program", "--port", "{port}"'
+        _edit(ctx, f, YAML.format(command=missing, port=port, version="2"))
+        await _until(lambda: [r for r in facade.revisions("x") if r["blocked"]], 15, "refused")
+        assert facade.observed()["x"]["pid"] == old and facade.observed()["x"]["ready"]
     finally:
         await manager.stop()
         ctx.store.close()

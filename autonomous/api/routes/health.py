@@ -186,14 +186,22 @@ def _since(text: str | None, now: float) -> float:
 
 
 @router.get("/comprehensive", response_model=GlobalHealthOut)
-def comprehensive(ctx: Ctx) -> GlobalHealthOut:
+async def comprehensive(ctx: Ctx) -> GlobalHealthOut:
     """GlobalHealth: score 0-100, components, anomalies, recommendations, predictions."""
     gh = subsystem(ctx, "health").comprehensive()
     if gh is None:
         raise _not_ready()
-    return GlobalHealthOut(**{**gh, "ts": iso(gh["ts"]),
-                              "anomalies": [_anomaly(a) for a in gh["anomalies"]],
-                              "predictions": [_prediction(p) for p in gh["predictions"]]})
+    global _last_comprehensive
+    if _last_comprehensive is not None and _last_comprehensive[0] is gh:
+        return _last_comprehensive[1]  # the same cycle's answer (a new cycle is a new dict)
+    out = GlobalHealthOut(**{**gh, "ts": iso(gh["ts"]),
+                             "anomalies": [_anomaly(a) for a in gh["anomalies"]],
+                             "predictions": [_prediction(p) for p in gh["predictions"]]})
+    _last_comprehensive = (gh, out)
+    return out
+
+
+_last_comprehensive: tuple[dict[str, Any], GlobalHealthOut] | None = None
 
 
 @router.get("/metrics/system", response_model=SystemMetricsOut)
