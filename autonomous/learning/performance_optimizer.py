@@ -29,7 +29,7 @@ from autonomous.resources.policy.learning_tuning import OptimizerPolicy, Optimiz
 __all__ = ["BakeVerdict", "OptimizationDecision", "PerformanceOptimizer", "Suggestion",
            "TargetState", "Trial"]
 
-DecisionKind = Literal["try", "adopt", "keep", "revert", "stop"]
+DecisionKind = Literal["try", "adopt", "wait", "keep", "revert", "stop"]
 
 
 @dataclass(frozen=True)
@@ -182,6 +182,9 @@ class PerformanceOptimizer:
         return out
 
     def _decide(self, target: str, st: TargetState) -> OptimizationDecision:
+        if dict(st.in_force) != dict(st.last_good) and st.bake_metrics is None:
+            return OptimizationDecision(target, "wait", dict(st.in_force),
+                                        "a changed value is baking: no bake metrics yet")
         if dict(st.in_force) != dict(st.last_good) and st.bake_metrics is not None:
             v = self.judge_bake(target, st.bake_metrics, st.last_good_metrics)
             if v.ok:

@@ -91,6 +91,9 @@ def test_bad_bake_is_reverted_good_bake_kept() -> None:
     slower = opt.judge_bake("svc", {"rps": 900.0, "latency_ms": 60.0, "error_rate": 0.0},
                             good_metrics)
     assert not slower.ok and "worse than last good" in slower.reasons[0]
+    waiting = opt.run_optimization_cycle({"svc": TargetState(new, GOOD)})
+    assert [(d.kind, d.values) for d in waiting] == [("wait", new)]
+    assert opt.get_optimization_history() == []  # nothing was tried meanwhile
     kept = opt.run_optimization_cycle({"svc": TargetState(
         new, GOOD, {"rps": 1300.0, "latency_ms": 90.0, "error_rate": 0.001}, good_metrics)})
     assert [(d.kind, d.values) for d in kept] == [("keep", new)]
