@@ -10,7 +10,7 @@ seconds; hours and weekdays are UTC.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,7 +18,8 @@ import numpy as np
 from autonomous.core.clock import iso
 from autonomous.resources.policy.learning_tuning import PatternPolicy
 
-__all__ = ["Anomaly", "Insight", "NextAction", "PatternAnalyzer", "Point", "UsagePattern"]
+__all__ = ["Anomaly", "Insight", "NextAction", "PatternAnalyzer", "Point", "UsagePattern",
+           "decision_sequences"]
 
 DAY, WEEK = 86400, 7 * 86400
 
@@ -71,6 +72,16 @@ class Insight:
     text: str
     cites: tuple[str, ...]
     evidence: dict[str, float | int | str] = field(default_factory=dict)
+
+
+def decision_sequences(rows: Iterable[tuple[str, float, str]]) -> dict[str, list[str]]:
+    """``(entity, ts, action)`` rows (e.g. the graph's decisions with the resource they are
+    about) as one sequence per entity, oldest first; entities ordered by their first row."""
+    ordered = sorted(rows, key=lambda r: r[1])
+    out: dict[str, list[str]] = {}
+    for entity, _, action in ordered:
+        out.setdefault(entity, []).append(action)
+    return out
 
 
 def _buckets(points: Sequence[Point], width: int, agg: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:

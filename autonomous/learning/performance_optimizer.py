@@ -44,6 +44,23 @@ class Trial:
     def safe(self) -> bool:
         return not self.violations
 
+    @classmethod
+    def from_row(cls, row: Mapping[str, object]) -> Trial:
+        """The inverse of a ``get_optimization_history()`` row (persisted, exported)."""
+        values, metrics = row.get("values"), row.get("metrics")
+        violations = row.get("violations", [])
+        if not (isinstance(values, Mapping) and isinstance(metrics, Mapping)
+                and isinstance(violations, list) and "target" in row and "trial" in row):
+            raise ValueError("not an optimization history row: needs target, trial, values, "
+                             f"metrics, violations; got keys {sorted(row)}")
+        try:
+            return cls(str(row["target"]), int(str(row["trial"])),
+                       {str(k): float(v) for k, v in values.items()},
+                       {str(k): float(v) for k, v in metrics.items()},
+                       tuple(str(v) for v in violations))
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"not an optimization history row: {e}") from e
+
 
 @dataclass(frozen=True)
 class Suggestion:

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from autonomous.learning.performance_optimizer import PerformanceOptimizer, TargetState
+from autonomous.learning.performance_optimizer import PerformanceOptimizer, TargetState, Trial
 from autonomous.resources.loader import load_tree
 from autonomous.resources.policy.learning_tuning import OptimizerPolicy
 
@@ -114,6 +114,34 @@ def test_cycle_tries_then_adopts_best_safe_value() -> None:
     assert len(hist) == 12 and hist[0]["values"] == GOOD
     sugg = opt.suggest_optimizations({"svc": GOOD})
     assert sugg[0]["values"] == d.values and sugg[0]["in_force"] == GOOD
+
+
+def test_history_round_trip_continues_the_cycle() -> None:
+    opt = PerformanceOptimizer(_policy(trials_per_cycle=8), seed=6)
+    for _ in range(5):
+        s = opt.optimize_parameter("svc", GOOD)
+        assert s.values is not None
+        opt.record_trial("svc", s.values, _smooth(s.values))
+    rows = opt.get_optimization_history()
+    back = PerformanceOptimizer(_policy(trials_per_cycle=8), seed=6)
+    back.load_history(Trial.from_row(r) for r in rows)  # e.g. after an operator restart
+    assert back.get_optimization_history() == rows
+    assert back.optimize_parameter("svc", GOOD) == opt.optimize_parameter("svc", GOOD)
+    with pytest.raises(ValueError, match="not an optimization history row"):
+        Trial.from_row({"target": "svc"})
+
+
+def test_bench_figures_on_two_seeds() -> None:
+    import sys
+    sys.path.insert(0, str(ROOT / "bench"))
+    import bench_optimizer as b
+
+    best = b.optimum()
+    for seed in (0, 1):
+        ours = b.run_ours(seed, 40, best)
+        assert ours.fraction >= 0.97 and ours.unsafe <= 5 and ours.trials == 40
+    blind = b.run_optuna(0, 40, best, guarded=False)
+    assert blind.unsafe > 10  # the peer really explores the unsafe region
 
 
 def test_nothing_better_means_stop() -> None:
