@@ -84,7 +84,10 @@ def decision_sequences(rows: Iterable[tuple[str, float, str]]) -> dict[str, list
     return out
 
 
-def _buckets(points: Sequence[Point], width: int, agg: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+Series = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def _buckets(points: Sequence[Point], width: int, agg: str) -> Series:
     """Per series: bucket start times (contiguous, empty buckets 0 for sums) and values."""
     grouped: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for p in points:
@@ -247,7 +250,8 @@ class PatternAnalyzer:
             if not p.stated:
                 continue
             if p.daily or p.weekly:
-                kinds = " and ".join(k for k, on in (("daily", p.daily), ("weekly", p.weekly)) if on)
+                kinds = " and ".join(k for k, on in (("daily", p.daily), ("weekly", p.weekly))
+                                     if on)
                 out.append(Insight("seasonality", f"{p.series} follows a {kinds} cycle",
                                    (p.series,), {"daily_acf": p.daily_acf or 0.0,
                                                  "weekly_acf": p.weekly_acf or 0.0}))
@@ -311,7 +315,8 @@ class _Markov:
         self.most_frequent = min(self.freq, key=lambda a: (-self.freq[a], a)) if self.freq else None
 
     def predict(self, prefix: Sequence[str]) -> tuple[str | None, float, int]:
-        for counts in (self.second.get(tuple(prefix[-2:])) if len(prefix) >= 2 else None,  # type: ignore[arg-type]
+        pair = (prefix[-2], prefix[-1]) if len(prefix) >= 2 else None
+        for counts in (self.second.get(pair) if pair is not None else None,
                        self.first.get(prefix[-1]) if prefix else None):
             if counts:
                 n = sum(counts.values())

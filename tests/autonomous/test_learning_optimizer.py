@@ -56,7 +56,8 @@ def test_value_in_force_first_and_box_respected() -> None:
     trials = _run(opt, _smooth)
     assert len(trials) == 15
     for t in trials:  # box: workers 10 ± 0.25·63, batch 5 ± 25 (clipped at 0)
-        assert 1 <= t.values["workers"] <= 10 + 15.75 and t.values["workers"] == int(t.values["workers"])
+        assert 1 <= t.values["workers"] <= 10 + 15.75
+        assert t.values["workers"] == int(t.values["workers"])
         assert 0 <= t.values["batch"] <= 30
     # the smooth service's safe optimum is on latency = 100: the optimizer climbs toward it
     best = opt.best_trial("svc", GOOD)
