@@ -137,11 +137,12 @@ def test_bench_figures_on_two_seeds() -> None:
     sys.path.insert(0, str(ROOT / "bench"))
     import bench_optimizer as b
 
-    best = b.optimum()
+    sc = b.SCENARIOS["throughput"]
+    best = sc.optimum()
     for seed in (0, 1):
-        ours = b.run_ours(seed, 40, best)
+        ours = b.run_ours(sc, seed, 40, best)
         assert ours.fraction >= 0.97 and ours.unsafe <= 5 and ours.trials == 40
-    blind = b.run_optuna(0, 40, best, guarded=False)
+    blind = b.run_optuna(sc, 0, 40, best, guarded=False)
     assert blind.unsafe > 10  # the peer really explores the unsafe region
 
 
