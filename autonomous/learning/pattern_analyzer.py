@@ -10,7 +10,7 @@ seconds; hours and weekdays are UTC.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,7 +18,8 @@ import numpy as np
 from autonomous.core.clock import iso
 from autonomous.resources.policy.learning_tuning import PatternPolicy
 
-__all__ = ["Anomaly", "Insight", "NextAction", "PatternAnalyzer", "Point", "UsagePattern"]
+__all__ = ["Anomaly", "Insight", "NextAction", "PatternAnalyzer", "Point", "UsagePattern",
+           "decision_sequences"]
 
 DAY, WEEK = 86400, 7 * 86400
 
@@ -73,7 +74,20 @@ class Insight:
     evidence: dict[str, float | int | str] = field(default_factory=dict)
 
 
-def _buckets(points: Sequence[Point], width: int, agg: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def decision_sequences(rows: Iterable[tuple[str, float, str]]) -> dict[str, list[str]]:
+    """``(entity, ts, action)`` rows (e.g. the graph's decisions with the resource they are
+    about) as one sequence per entity, oldest first; entities ordered by their first row."""
+    ordered = sorted(rows, key=lambda r: r[1])
+    out: dict[str, list[str]] = {}
+    for entity, _, action in ordered:
+        out.setdefault(entity, []).append(action)
+    return out
+
+
+Series = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def _buckets(points: Sequence[Point], width: int, agg: str) -> Series:
     """Per series: bucket start times (contiguous, empty buckets 0 for sums) and values."""
     grouped: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for p in points:
@@ -236,7 +250,8 @@ class PatternAnalyzer:
             if not p.stated:
                 continue
             if p.daily or p.weekly:
-                kinds = " and ".join(k for k, on in (("daily", p.daily), ("weekly", p.weekly)) if on)
+                kinds = " and ".join(k for k, on in (("daily", p.daily), ("weekly", p.weekly))
+                                     if on)
                 out.append(Insight("seasonality", f"{p.series} follows a {kinds} cycle",
                                    (p.series,), {"daily_acf": p.daily_acf or 0.0,
                                                  "weekly_acf": p.weekly_acf or 0.0}))
@@ -300,7 +315,8 @@ class _Markov:
         self.most_frequent = min(self.freq, key=lambda a: (-self.freq[a], a)) if self.freq else None
 
     def predict(self, prefix: Sequence[str]) -> tuple[str | None, float, int]:
-        for counts in (self.second.get(tuple(prefix[-2:])) if len(prefix) >= 2 else None,  # type: ignore[arg-type]
+        pair = (prefix[-2], prefix[-1]) if len(prefix) >= 2 else None
+        for counts in (self.second.get(pair) if pair is not None else None,
                        self.first.get(prefix[-1]) if prefix else None):
             if counts:
                 n = sum(counts.values())

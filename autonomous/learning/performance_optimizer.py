@@ -29,7 +29,7 @@ from autonomous.resources.policy.learning_tuning import OptimizerPolicy, Optimiz
 __all__ = ["BakeVerdict", "OptimizationDecision", "PerformanceOptimizer", "Suggestion",
            "TargetState", "Trial"]
 
-DecisionKind = Literal["try", "adopt", "keep", "revert", "stop"]
+DecisionKind = Literal["try", "adopt", "wait", "keep", "revert", "stop"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,23 @@ class Trial:
     @property
     def safe(self) -> bool:
         return not self.violations
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, object]) -> Trial:
+        """The inverse of a ``get_optimization_history()`` row (persisted, exported)."""
+        values, metrics = row.get("values"), row.get("metrics")
+        violations = row.get("violations", [])
+        if not (isinstance(values, Mapping) and isinstance(metrics, Mapping)
+                and isinstance(violations, list) and "target" in row and "trial" in row):
+            raise ValueError("not an optimization history row: needs target, trial, values, "
+                             f"metrics, violations; got keys {sorted(row)}")
+        try:
+            return cls(str(row["target"]), int(str(row["trial"])),
+                       {str(k): float(v) for k, v in values.items()},
+                       {str(k): float(v) for k, v in metrics.items()},
+                       tuple(str(v) for v in violations))
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"not an optimization history row: {e}") from e
 
 
 @dataclass(frozen=True)
@@ -182,6 +199,9 @@ class PerformanceOptimizer:
         return out
 
     def _decide(self, target: str, st: TargetState) -> OptimizationDecision:
+        if dict(st.in_force) != dict(st.last_good) and st.bake_metrics is None:
+            return OptimizationDecision(target, "wait", dict(st.in_force),
+                                        "a changed value is baking: no bake metrics yet")
         if dict(st.in_force) != dict(st.last_good) and st.bake_metrics is not None:
             v = self.judge_bake(target, st.bake_metrics, st.last_good_metrics)
             if v.ok:

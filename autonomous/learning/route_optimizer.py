@@ -183,6 +183,31 @@ class RouteOptimizer:
         """The newest decisions with their propensities, oldest first."""
         return list(self._log)
 
+    # -- export / import -------------------------------------------------------------------
+    def snapshot(self) -> dict[str, object]:
+        """What was learned, as plain JSON-able data: per (class, model) counts and recent
+        latencies, and the decision counter (decisions in flight are not learned yet)."""
+        return {"seed": self.seed, "decisions": self._count,
+                "stats": [{"query_class": qc, "model": m, "successes": s.successes,
+                           "failures": s.failures, "errors": s.errors,
+                           "latencies_ms": list(s.latencies_ms)}
+                          for (qc, m), s in sorted(self._stats.items())]}
+
+    @classmethod
+    def restore(cls, policy: RoutingPolicy, snap: dict[str, object]) -> RouteOptimizer:
+        """A router that continues from ``snapshot()``; ``restore(p, s).snapshot() == s``."""
+        seed, count, rows = snap.get("seed"), snap.get("decisions"), snap.get("stats")
+        if not isinstance(seed, int) or not isinstance(count, int) or not isinstance(rows, list):
+            raise ValueError("route snapshot needs integer 'seed' and 'decisions' and a "
+                             "'stats' list")
+        r = cls(policy, seed=seed)
+        r._count = count
+        for row in rows:
+            s = ModelClassStats(int(row["successes"]), int(row["failures"]), int(row["errors"]))
+            s.latencies_ms.extend(float(x) for x in row["latencies_ms"])
+            r._stats[(str(row["query_class"]), str(row["model"]))] = s
+        return r
+
 
 def _wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float] | None:
     if n == 0:

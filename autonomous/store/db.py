@@ -62,6 +62,9 @@ def _private_files(path: Path) -> None:
             os.chmod(p, 0o600)
 
 
+MMAP_BYTES = 256 * 1024 * 1024
+
+
 class Store:
     """The operator's database. ``Store(path).open()`` connects and migrates."""
 
@@ -80,6 +83,10 @@ class Store:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=30000")
+        # reads through a memory map (writes still use write()): indexed lookups without a
+        # read() syscall per page; the knowledge graph's `why` is served this way at 100k
+        # entities (bench/bench_graph.py). Address space only; pages are the OS cache's.
+        conn.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
         self._conn = conn
         self.migrate()
         _private_files(self.path)  # -wal and -shm exist now

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from autonomous.learning.performance_optimizer import PerformanceOptimizer, TargetState
+from autonomous.learning.performance_optimizer import PerformanceOptimizer, TargetState, Trial
 from autonomous.resources.loader import load_tree
 from autonomous.resources.policy.learning_tuning import OptimizerPolicy
 
@@ -56,7 +56,8 @@ def test_value_in_force_first_and_box_respected() -> None:
     trials = _run(opt, _smooth)
     assert len(trials) == 15
     for t in trials:  # box: workers 10 ± 0.25·63, batch 5 ± 25 (clipped at 0)
-        assert 1 <= t.values["workers"] <= 10 + 15.75 and t.values["workers"] == int(t.values["workers"])
+        assert 1 <= t.values["workers"] <= 10 + 15.75
+        assert t.values["workers"] == int(t.values["workers"])
         assert 0 <= t.values["batch"] <= 30
     # the smooth service's safe optimum is on latency = 100: the optimizer climbs toward it
     best = opt.best_trial("svc", GOOD)
@@ -91,6 +92,9 @@ def test_bad_bake_is_reverted_good_bake_kept() -> None:
     slower = opt.judge_bake("svc", {"rps": 900.0, "latency_ms": 60.0, "error_rate": 0.0},
                             good_metrics)
     assert not slower.ok and "worse than last good" in slower.reasons[0]
+    waiting = opt.run_optimization_cycle({"svc": TargetState(new, GOOD)})
+    assert [(d.kind, d.values) for d in waiting] == [("wait", new)]
+    assert opt.get_optimization_history() == []  # nothing was tried meanwhile
     kept = opt.run_optimization_cycle({"svc": TargetState(
         new, GOOD, {"rps": 1300.0, "latency_ms": 90.0, "error_rate": 0.001}, good_metrics)})
     assert [(d.kind, d.values) for d in kept] == [("keep", new)]
@@ -111,6 +115,35 @@ def test_cycle_tries_then_adopts_best_safe_value() -> None:
     assert len(hist) == 12 and hist[0]["values"] == GOOD
     sugg = opt.suggest_optimizations({"svc": GOOD})
     assert sugg[0]["values"] == d.values and sugg[0]["in_force"] == GOOD
+
+
+def test_history_round_trip_continues_the_cycle() -> None:
+    opt = PerformanceOptimizer(_policy(trials_per_cycle=8), seed=6)
+    for _ in range(5):
+        s = opt.optimize_parameter("svc", GOOD)
+        assert s.values is not None
+        opt.record_trial("svc", s.values, _smooth(s.values))
+    rows = opt.get_optimization_history()
+    back = PerformanceOptimizer(_policy(trials_per_cycle=8), seed=6)
+    back.load_history(Trial.from_row(r) for r in rows)  # e.g. after an operator restart
+    assert back.get_optimization_history() == rows
+    assert back.optimize_parameter("svc", GOOD) == opt.optimize_parameter("svc", GOOD)
+    with pytest.raises(ValueError, match="not an optimization history row"):
+        Trial.from_row({"target": "svc"})
+
+
+def test_bench_figures_on_two_seeds() -> None:
+    import sys
+    sys.path.insert(0, str(ROOT / "bench"))
+    import bench_optimizer as b
+
+    sc = b.SCENARIOS["throughput"]
+    best = sc.optimum()
+    for seed in (0, 1):
+        ours = b.run_ours(sc, seed, 40, best)
+        assert ours.fraction >= 0.97 and ours.unsafe <= 5 and ours.trials == 40
+    blind = b.run_optuna(sc, 0, 40, best, guarded=False)
+    assert blind.unsafe > 10  # the peer really explores the unsafe region
 
 
 def test_nothing_better_means_stop() -> None:

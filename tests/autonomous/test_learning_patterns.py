@@ -5,6 +5,7 @@ insights citing their series and entities."""
 from __future__ import annotations
 
 import math
+from datetime import datetime
 import random
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from autonomous.learning.pattern_analyzer import PatternAnalyzer, Point
+from autonomous.learning.pattern_analyzer import PatternAnalyzer, Point, decision_sequences
 from autonomous.resources.policy.learning_tuning import PatternPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,6 +124,30 @@ def test_next_action_accuracy_is_measured_exactly() -> None:
     # predicted from all five: 'z' was never followed by anything -> the most frequent,
     # now 'y' (8 of 16 actions)
     assert (na.action, na.support) == ("y", 16) and na.probability == pytest.approx(0.5)
+
+
+def test_decision_sequences_from_graph_rows(tmp_path: Path) -> None:
+    from autonomous.core.clock import FakeClock
+    from autonomous.learning.knowledge_graph import KnowledgeGraph
+    from autonomous.store import Store
+
+    clock = FakeClock()
+    g = KnowledgeGraph(Store(tmp_path / "g.db").open(), clock)
+    for name, actions in (("b", ["restart", "rollback"]), ("a", ["restart", "verify", "ok"])):
+        res = g.ensure("resource", name)
+        for act in actions:
+            clock.advance(1)
+            g.record_chain([("decision", act, {})], context={"about": res})
+    def epoch(iso_ts: str) -> float:
+        return datetime.fromisoformat(iso_ts.replace("Z", "+00:00")).timestamp()
+
+    # each decision with the resource it is about: the graph's decision sequences
+    rows = [(step["context"][0]["node"]["id"], epoch(d["ts"]), d["label"])
+            for d in g.query_graph(type_="decision", limit=1000)
+            for step in g.why(d["id"]) if step["context"]]
+    seqs = decision_sequences(rows)
+    assert seqs == {"resource:b": ["restart", "rollback"],
+                    "resource:a": ["restart", "verify", "ok"]}
 
 
 def test_insights_cite_their_sources() -> None:

@@ -88,6 +88,20 @@ def test_bad_input_is_refused() -> None:
     small.record_outcome(ids[2], success=True)
 
 
+def test_snapshot_round_trip_is_identical() -> None:
+    r = RouteOptimizer(_policy(), seed=5)
+    _feed(r, "math", {STRONG: 0.9, WEAK: 0.4}, 120)
+    snap = r.snapshot()
+    back = RouteOptimizer.restore(_policy(), snap)
+    assert back.snapshot() == snap
+    assert back.analyze_model_performance() == r.analyze_model_performance()
+    assert back.optimize_routing_rules() == r.optimize_routing_rules()
+    d = back.suggest_model_for_query("math", [STRONG, WEAK], now=0.0)
+    assert d is not None and d.decision_id == "route-5-121"  # ids continue, never reused
+    with pytest.raises(ValueError, match="route snapshot needs"):
+        RouteOptimizer.restore(_policy(), {"seed": "x"})
+
+
 def test_replay_and_outage_figures_on_a_slice() -> None:
     queries = bench_router.load()
     rng = random.Random(0)
