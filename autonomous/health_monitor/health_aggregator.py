@@ -82,6 +82,7 @@ class HealthAggregator:
         self.latest_services: dict[str, Any] = {}
         self.predictions: list[dict[str, Any]] = []
         self.bottlenecks: list[dict[str, Any]] = []
+        self._probes_written: dict[str, float] = {}  # service -> newest probe ts written
         self._due: dict[str, float] = {}
         self.cycles = 0
         self._started_mono: float | None = None
@@ -127,8 +128,9 @@ class HealthAggregator:
             snap = self.system.sample()
             self.latest_services = self.services.snapshot()
             self._record(snap, pol)
-        else:
+        else:  # a service event in between: its figures are written at once
             self.latest_services = self.services.snapshot()
+            self.ts.write(self._service_points(self.clock.now()))
         if self._is_due("report", pol["sampling"]["report_interval_seconds"]):
             self.report(pol)
         self.bottlenecks = self.services.get_bottlenecks(
@@ -155,7 +157,14 @@ class HealthAggregator:
 
     def readings(self, snap: dict[str, Any]) -> list[tuple[str, dict[str, str], float]]:
         """System readings plus each service's figures, as (name, labels, value)."""
-        out = self.system.flat(snap)
+        return self.system.flat(snap) + self.service_readings()
+
+    def service_readings(self) -> list[tuple[str, dict[str, str], float]]:
+        """Each service's figures. The one writer of service metrics: ``service.up`` is the
+        liveness verdict — 0 for a service that is stopped, isolated or paused (declared,
+        supervised and not running: no probe runs, and no probe is not "up"); none while a
+        service has not been probed yet (unknown is not written as a value)."""
+        out = []
         for name, m in self.latest_services.items():
             lab = {"service": name}
             if m["live"] is not None:
@@ -165,10 +174,28 @@ class HealthAggregator:
                     out.append((f"service.{k}", lab, float(m[k])))
         return out
 
+    def _service_points(self, now: float) -> list[Point]:
+        """Service figures at ``now`` plus one ``service.probe_latency_ms`` point per
+        liveness probe answered since the last write (at the probe's own time)."""
+        points = [Point(n, v, now, lab) for n, lab, v in self.service_readings()]
+        for name in self.latest_services:
+            since = self._probes_written.get(name, -1e18)
+            newest = since
+            for p in self.services.probe_history(name):
+                if p["ts"] is None or p["ts"] <= since:
+                    continue
+                newest = max(newest, p["ts"])
+                if p.get("kind", "liveness") == "liveness" and p["latency_ms"] is not None:
+                    points.append(Point("service.probe_latency_ms", float(p["latency_ms"]),
+                                        p["ts"], {"service": name}))
+            self._probes_written[name] = newest
+        return points
+
     def _record(self, snap: dict[str, Any], pol: dict[str, Any]) -> None:
         now = snap["ts"]
         readings = self.readings(snap)
-        points = [Point(n, v, now, lab) for n, lab, v in readings]
+        points = [Point(n, v, now, lab) for n, lab, v in self.system.flat(snap)]
+        points += self._service_points(now)
         if self.latest is not None:
             points.append(Point("health.score", self.latest.score, now, {}))
         self.ts.write(points)

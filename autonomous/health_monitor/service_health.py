@@ -265,6 +265,14 @@ class ServiceHealth:
                 k: last.get(k) for k in ("ts", "ok", "latency_ms", "status_code", "error")},
             "dependencies": dict(st.dependencies)}
 
+    def probe_history(self, name: str) -> list[dict[str, Any]]:
+        """The liveness / readiness probe results kept for ``name`` (oldest first), from the
+        services controller or the own probes."""
+        obs = self._services_observed()
+        view = self._probe_view(self.states.get(name) or _State(),
+                                None if obs is None else obs.get(name) or {})
+        return list(view["history"])
+
     @staticmethod
     def _probe_view(st: _State, obs: dict[str, Any] | None) -> dict[str, Any]:
         """Probe state from the services controller (``obs``) or from the own probes."""
