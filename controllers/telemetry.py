@@ -27,6 +27,8 @@ from typing import Any
 from autonomous.core.conditions import HealthStatus, SyncStatus
 from autonomous.core.jobs import Job
 from autonomous.learning.retention import Retention
+from autonomous.store.timeseries import TimeSeriesStore
+from autonomous.telemetry.alert_manager import AlertManager
 from autonomous.telemetry.alert_plan import AlertView, plan, plan_transitions
 from autonomous.telemetry.hub import TelemetryHub
 from controllers.base import Action, Controller, Outcome
@@ -52,6 +54,7 @@ class TelemetryController(Controller):
     def __init__(self, ctx: Any) -> None:
         super().__init__(ctx)
         self.hub: TelemetryHub | None = None
+        self._offline: AlertManager | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.retention = Retention(ctx.store, ctx.graph, ctx.clock, ctx.policy,
                                    self._generation)
@@ -117,10 +120,19 @@ class TelemetryController(Controller):
             wait = 1.0 if due is None else max(0.05, min(1.0, due - self.ctx.clock.now()))
             await self.ctx.clock.sleep(wait)
 
+    def _alerts(self) -> AlertManager:
+        """The hub's alert manager; before start (``plan``), one on the store, read only."""
+        if self.hub is not None:
+            return self.hub.alerts
+        if self._offline is None:
+            self._offline = AlertManager(self.ctx.store, self.ctx.clock,
+                                         TimeSeriesStore(self.ctx.store, self.ctx.clock),
+                                         self.ctx.policy)
+        return self._offline
+
     def desired(self) -> dict[str, Any]:
         pol = self.ctx.policy()
-        alerting = self.hub.alerts.alerting() if self.hub is not None else None
-        return {"alerting": alerting,
+        return {"alerting": self._alerts().alerting(),
                 "error_rate_threshold": pol["health"]["thresholds"]["service_error_rate"]}
 
     def _services(self) -> dict[str, dict[str, Any]] | None:
@@ -129,10 +141,8 @@ class TelemetryController(Controller):
             health.latest_services)
 
     async def observe(self) -> dict[str, Any]:
-        if self.hub is None:
-            return {}
         thr = self.ctx.policy()["health"]["thresholds"]["service_error_rate"]
-        view = await asyncio.to_thread(self.hub.alerts.view, None, self._services(), thr)
+        view = await asyncio.to_thread(self._alerts().view, None, self._services(), thr)
         return {"view": view}
 
     @staticmethod
