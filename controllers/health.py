@@ -151,7 +151,8 @@ class HealthController(Controller):
             retention=self._retention,
             observed=lambda: ctx.subsystems["services"].observed()
             if "services" in ctx.subsystems else None,
-            telemetry_runs=lambda: "telemetry" in ctx.subsystems)
+            telemetry_runs=lambda: "telemetry" in ctx.subsystems,
+            interval=self._configured_interval)
         await self.aggregator.start()
         ctx.subsystems["health"] = self.aggregator
 
@@ -165,10 +166,10 @@ class HealthController(Controller):
         ret = (tele or {}).get("retention")
         return {k: ret[k] for k in ("raw", "1m", "1h") if k in ret} if ret else None
 
-    def _interval(self) -> float:
+    def _configured_interval(self) -> float | None:
         gen = self.ctx.desired.current
         s = gen.tree.config.controllers.get(self.subsystem) if gen else None
-        return s.interval_seconds if s else 10.0
+        return float(s.interval_seconds) if s else None
 
     def desired(self) -> dict[str, Any]:
         cur = self.ctx.desired.current
@@ -178,7 +179,10 @@ class HealthController(Controller):
     async def observe(self) -> dict[str, Any]:
         assert self.aggregator is not None, "start() first"
         mono = self.ctx.clock.monotonic()
-        sample = self._last_sample is None or mono - self._last_sample >= 0.9 * self._interval()
+        assert self.aggregator is not None
+        tolerance = self.ctx.policy()["health"]["sampling"]["resample_tolerance"]
+        sample = self._last_sample is None or \
+            mono - self._last_sample >= tolerance * self.aggregator.sample_interval()
         if sample:
             self._last_sample = mono
         gh = await self.aggregator.cycle(sample=sample)

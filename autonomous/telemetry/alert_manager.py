@@ -172,8 +172,8 @@ class AlertManager:
         flapping = {r["fingerprint"]: {**dict(r), "transitions": self.db.count_transitions(
             r["fingerprint"], since)} for r in
             self.store.query("SELECT * FROM alert_flaps WHERE flapping=1")}
-        notifiable = self.db.alerts(states=("firing",), limit=100_000) + [
-            a for a in self.db.alerts(states=("resolved",), limit=100_000)
+        notifiable = self.db.alerts(states=("firing",), limit=pol.scan_limit) + [
+            a for a in self.db.alerts(states=("resolved",), limit=pol.scan_limit)
             if a["notified_at"] is not None and not a["resolved_notified"]]
         groups = {r["group_key"]: dict(r) for r in
                   self.store.query("SELECT * FROM alert_groups")}
@@ -320,7 +320,7 @@ class AlertManager:
         silences = self.db.silences(now)
         flapping = {r[0] for r in self.store.query(
             "SELECT fingerprint FROM alert_flaps WHERE flapping=1")}
-        alerts = self.db.alerts(states=OPEN_STATES, limit=10_000)
+        alerts = self.db.alerts(states=OPEN_STATES, limit=pol.scan_limit)
         firing = [a for a in alerts if a["state"] == "firing"]
         return [{**a, "silenced": any(matches(a["labels"], s["matchers"]) for s in silences),
                  "inhibited": inhibited(a, pol, firing),

@@ -106,6 +106,8 @@ class AlertingPolicy(Strict):
     inhibit_rules: list[InhibitRule]
     notify_backoff: BackoffPolicy
     notify_timeout_seconds: float = Field(gt=0, description="One delivery attempt's timeout")
+    scan_limit: int = Field(ge=100, description="Most episodes one evaluation or the open-"
+                            "alerts view reads (firing and resolved-unannounced ones)")
     rules: list[AlertRuleSpec]
 
     @model_validator(mode="after")
