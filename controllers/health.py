@@ -17,6 +17,8 @@ the operator log (the scheduled jobs, made due at once).
 act: publish ``health.finding`` (recorded in the knowledge graph: observation → finding,
 about the resource) or ``health.finding_resolved``; trigger the jobs.
 report: service conditions ``Ready`` / ``Healthy`` from the probes.
+The aggregator's report (predictions, the stored report row, rollups and retention when
+telemetry does not run, model save / retrain) is the scheduled job ``health.report``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from autonomous.core.conditions import HealthStatus
+from autonomous.core.jobs import Job
 from autonomous.health_monitor.health_aggregator import HealthAggregator
 from controllers.base import Action, Controller, Outcome
 
@@ -155,8 +158,14 @@ class HealthController(Controller):
             interval=self._configured_interval)
         await self.aggregator.start()
         ctx.subsystems["health"] = self.aggregator
+        agg = self.aggregator
+        agg.report_in_cycle = False  # housekeeping: a scheduled job, not part of observe
+        ctx.jobs.add(Job("health.report", every=lambda: float(
+            ctx.policy()["health"]["sampling"]["report_interval_seconds"]),
+            run=agg.report, thread=False))
 
     async def stop(self) -> None:
+        self.ctx.jobs.remove("health.report")
         if self.aggregator is not None:
             await self.aggregator.close()
 

@@ -11,7 +11,7 @@ FakeClock drives jobs in tests exactly as it drives controllers (or a test calls
 
 A job whose ``run`` raises is logged and kept (its error in ``last_error``); the next run is
 one period later either way. ``run`` is called in a worker thread (jobs touch the store, not
-the event loop). ``trigger(name)`` makes a job due now (a controller's action asking for
+the event loop), or on the loop with ``thread=False`` (state shared with the loop's code). ``trigger(name)`` makes a job due now (a controller's action asking for
 "retention now", for example).
 """
 
@@ -36,6 +36,7 @@ class Job:
     every: Callable[[], float]  # seconds between runs, read each time (policy may change)
     run: Callable[[], Any]
     next_at: float | None = None  # clock.monotonic() when due; None: at the first look
+    thread: bool = True  # False: run on the event loop (work sharing state with it)
     runs: int = 0
     last_result: Any = None
     last_error: str | None = None
@@ -78,7 +79,8 @@ class JobScheduler:
         for job in self.due(clock):
             job.next_at = clock.monotonic() + max(0.01, float(job.every()))
             try:
-                job.last_result = await asyncio.to_thread(job.run)
+                job.last_result = (await asyncio.to_thread(job.run) if job.thread
+                                   else job.run())
                 job.last_error = None
             except Exception as exc:  # noqa: BLE001 - one job failing never stops the others
                 job.last_error = f"{type(exc).__name__}: {exc}"

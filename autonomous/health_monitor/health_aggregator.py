@@ -86,6 +86,9 @@ class HealthAggregator:
         self.predictions: list[dict[str, Any]] = []
         self.bottlenecks: list[dict[str, Any]] = []
         self._probes_written: dict[str, float] = {}  # service -> newest probe ts written
+        # standalone, cycle() also runs report() on its cadence; under the operator the
+        # health controller turns this off and runs report() as a scheduled job
+        self.report_in_cycle = True
         self._due: dict[str, float] = {}
         self.cycles = 0
         self._started_mono: float | None = None
@@ -141,7 +144,8 @@ class HealthAggregator:
         else:  # a service event in between: its figures are written at once
             self.latest_services = self.services.snapshot()
             self.ts.write(self._service_points(self.clock.now()))
-        if self._is_due("report", pol["sampling"]["report_interval_seconds"]):
+        if self.report_in_cycle and self._is_due("report",
+                                                  pol["sampling"]["report_interval_seconds"]):
             self.report(pol)
         self.bottlenecks = self.services.get_bottlenecks(
             self.system.problems(pol["thresholds"]), self.latest_services)

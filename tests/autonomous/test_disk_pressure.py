@@ -49,8 +49,8 @@ async def test_disk_pressure_alerts_and_frees_space_now(tmp_path) -> None:
                                                          "operator.retention"}
         assert free.details["rotated"] and (ctx.data_dir / "logs" / "operator.jsonl.1").exists()
         # the jobs were made due now: the scheduler runs them on its next look
-        assert set(await ctx.jobs.run_due(ctx.clock)) == {"telemetry.housekeeping",
-                                                           "operator.retention"}
+        assert {"telemetry.housekeeping", "operator.retention"} <= set(
+            await ctx.jobs.run_due(ctx.clock))
         await _drain()
         await mgr.reconcile(tele)
         hub = ctx.subsystems["telemetry"]
