@@ -124,13 +124,13 @@ def plan(desired: dict[str, Any], observed: dict[str, Any]) -> tuple[Action, ...
                               f"disk pressure: {f.message}; retention and log rotation now",
                               {"op": "free_disk", "finding": key}, dict(f.evidence)))
     for key in sorted(set(active) - set(current)):
-        f = active[key]
-        kind = "incident" if f["type"] == "unhealthy_service" else "alert"
-        res = f"Service/{f['service']}" if f.get("service") else \
-            f"Metric/{f.get('metric') or f['subject']}"
-        out.append(Action(kind, res, f"finding cleared: {f['message']}",
-                          {"op": "clear", "finding": key, "type": f["type"]},
-                          {"was": dict(f)}))
+        was = active[key]
+        kind = "incident" if was["type"] == "unhealthy_service" else "alert"
+        res = f"Service/{was['service']}" if was.get("service") else \
+            f"Metric/{was.get('metric') or was['subject']}"
+        out.append(Action(kind, res, f"finding cleared: {was['message']}",
+                          {"op": "clear", "finding": key, "type": was["type"]},
+                          {"was": dict(was)}))
     return tuple(out)
 
 
