@@ -152,8 +152,7 @@ class HealthController(Controller):
             ctx.store, ctx.clock, policy=lambda: ctx.policy()["health"],
             specs=lambda: dict(ctx.desired.current.services) if ctx.desired.current else {},
             retention=self._retention,
-            observed=lambda: ctx.subsystems["services"].observed()
-            if "services" in ctx.subsystems else None,
+            observed=self._services_observed,
             telemetry_runs=lambda: "telemetry" in ctx.subsystems,
             interval=self._configured_interval)
         await self.aggregator.start()
@@ -163,6 +162,23 @@ class HealthController(Controller):
         ctx.jobs.add(Job("health.report", every=lambda: float(
             ctx.policy()["health"]["sampling"]["report_interval_seconds"]),
             run=agg.report, thread=False))
+
+    def _services_observed(self) -> dict[str, dict[str, Any]] | None:
+        """The services controller's observed state (None while it does not run). A declared
+        service held stopped (isolated / paused) that has no process yet — after an operator
+        restart — is there too, not running: it is down, not "no data"."""
+        svc = self.ctx.subsystems.get("services")
+        if svc is None:
+            return None
+        obs: dict[str, dict[str, Any]] = svc.observed()
+        overrides = svc.overrides() if hasattr(svc, "overrides") else {}
+        for name, ov in overrides.items():
+            if name not in obs and (ov.get("isolated") or ov.get("paused")):
+                why = "isolated" if ov.get("isolated") else "paused"
+                obs[name] = {"running": False, "returncode": None, "held": why,
+                             "reason": ov.get("reason"), "consecutive_failures": 0,
+                             "probe_history": [], "last_probe": None}
+        return obs
 
     async def stop(self) -> None:
         self.ctx.jobs.remove("health.report")

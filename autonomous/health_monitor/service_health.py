@@ -294,9 +294,11 @@ class ServiceHealth:
                     "last": st.last}
         running = obs.get("running")
         if obs and running is False:  # declared, supervised and not running
+            why = (f"not running ({obs['held']}: {obs.get('reason') or 'no reason given'})"
+                   if obs.get("held") else f"not running (exit code {obs.get('returncode')})")
             last = {**(obs.get("last_probe") or {"ok": False, "latency_ms": None,
                                                   "status_code": None, "ts": None}),
-                    "error": f"not running (exit code {obs.get('returncode')})"}
+                    "error": why}
             return {"source": "services", "live": False, "ready": False,
                     "failures": obs.get("consecutive_failures", 0),
                     "history": obs.get("probe_history") or [], "last": last}

@@ -28,6 +28,7 @@ class Supervised:
     def __init__(self, clock: Any, names: list[str]) -> None:
         self.clock = clock
         self.state = {n: self._up() for n in names}
+        self.held: dict[str, dict[str, Any]] = {}
 
     def _up(self) -> dict[str, Any]:
         now = self.clock.now()
@@ -44,8 +45,17 @@ class Supervised:
         self.state[name] = {**self.state[name], "running": False, "returncode": returncode,
                             "live": None, "ready": None}
 
+    def hold(self, name: str, why: str = "isolated") -> None:
+        """As after an operator restart: held stopped by an override, no process started."""
+        self.state.pop(name, None)
+        self.held[name] = {"isolated": why == "isolated", "paused": why == "paused",
+                           "reason": f"test: {why}"}
+
     def observed(self) -> dict[str, dict[str, Any]]:
         return copy.deepcopy(self.state)
+
+    def overrides(self) -> dict[str, dict[str, Any]]:
+        return copy.deepcopy(self.held)
 
 
 async def _drain() -> None:
@@ -112,6 +122,21 @@ async def test_stopped_service_is_down_fires_in_60s_and_recovery_resolves(tmp_pa
         node = ctx.status.controller("telemetry").last_decisions[f"Alert/{down['fingerprint']}"]
         assert [n["type"] for n in ctx.graph.why(node)][-4:] == [
             "observation", "decision", "action", "outcome"]
+    finally:
+        await tele.stop()
+        await health.stop()
+        ctx.store.close()
+
+
+async def test_held_service_without_process_is_down_not_no_data(tmp_path):
+    ctx, svc, health, tele, mgr = await _stack(tmp_path)
+    try:
+        t = await _run(ctx, mgr, health, tele, 30, 0)
+        svc.hold("nexus", "paused")  # no process: not in the supervisor's table at all
+        await _run(ctx, mgr, health, tele, 60, t)
+        assert [a["state"] for a in _service_down(ctx)] == ["firing"]
+        m = ctx.subsystems["health"].latest_services["nexus"]
+        assert m["live"] is False and "paused: test: paused" in m["last_probe"]["error"]
     finally:
         await tele.stop()
         await health.stop()
@@ -209,3 +234,85 @@ def test_health_diff_is_pure_and_empty_once_published(live, disk) -> None:
                     "message": "was"}}
     (clear,) = HealthController.diff(desired, {**obs, "active": {**raised, **gone}})
     assert clear.params == {"op": "clear", "finding": "x:y", "type": "anomaly"}
+
+
+# -- the real stack: services controller, real process, isolation -------------------------------
+SERVICE_YAML = """apiVersion: atlas.autonomous/v1
+kind: Service
+metadata: {{name: x}}
+spec:
+  command: ["{{python}}", "-m", "autonomous.sample_stack", "--name", "x", "--port", "{port}"]
+  port: {port}
+  health: {{path: /health, period_seconds: 0.25, timeout_seconds: 0.5, failure_threshold: 2,
+           startup_grace_seconds: 0}}
+  stop_grace_seconds: 2
+"""
+
+
+async def _until(pred, what: str, timeout: float = 30.0):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        got = pred()
+        if got:
+            return got
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}; last={pred()!r}")
+
+
+async def test_isolated_real_service_stays_down_until_started_again(tmp_path):
+    from autonomous.core.clock import SystemClock
+    from autonomous.testing import calm_gates, copy_default_tree, fast_alerting, free_port
+    from controllers.services import ServicesController
+
+    root = calm_gates(copy_default_tree(tmp_path / "root"))
+    for f in (root / "desired_state").glob("*.yaml"):
+        if "kind: Service" in f.read_text():
+            f.unlink()
+    (root / "desired_state" / "x.yaml").write_text(SERVICE_YAML.format(port=free_port()))
+    fast_alerting(root, window_seconds=5)
+    cfg = root / "config" / "autonomous.yaml"
+    cfg.write_text(cfg.read_text().replace("health_monitor: {enabled: true, interval_seconds: 10}",
+                                           "health_monitor: {enabled: true, interval_seconds: 1}"))
+    ctx = make_context(tmp_path, root=root, clock=SystemClock())
+    assert ctx.desired.current is not None, ctx.desired.error
+    manager = ControllerManager(ctx, [ServicesController(ctx), HealthController(ctx),
+                                      TelemetryController(ctx)])
+    await manager.start()
+    try:
+        hub = ctx.subsystems["telemetry"]
+
+        def up() -> list:
+            return [v for _, _, v in hub.ts.latest("service.up", {"service": "x"})]
+
+        def down_alerts() -> list:
+            return [a for a in hub.alerts.active_alerts() if a["rule"] == "service_down"
+                    and a["labels"]["service"] == "x"]
+
+        await _until(lambda: up() == [1.0], "x up")
+        ctx.bus.publish("alert.human", service="x", reason="isolated", severity="high",
+                        source="self_healing", message="x isolated")
+        ctx.subsystems["services"].set_override("x", isolated=True, reason="test: isolate")
+        await _until(lambda: [a["state"] for a in down_alerts()] == ["firing"],
+                     "service_down firing for the isolated service")
+        fired = down_alerts()[0]
+        # while isolated (not probed) the health monitor keeps writing 0: three more writes,
+        # each evaluated by telemetry after it, and the alert is still firing
+        since = ctx.clock.now()
+        await _until(lambda: len([s for s in hub.ts.query("service.up", {"service": "x"},
+                                                           start=since)]) >= 3,
+                     "three more service.up points while isolated")
+        runs = ctx.status.controller("telemetry").runs
+        await _until(lambda: ctx.status.controller("telemetry").runs >= runs + 2,
+                     "telemetry passes after them")
+        assert up() == [0.0] and [a["id"] for a in down_alerts()] == [fired["id"]]
+        assert down_alerts()[0]["state"] == "firing"
+        # started again (a human clears the isolation): both alerts resolve
+        ctx.subsystems["services"].set_override("x", isolated=False, reason="test: release")
+        await _until(lambda: not down_alerts(), "service_down resolved", 40)
+        await _until(lambda: not [a for a in hub.alerts.active_alerts()
+                                  if a["source"] == "manual"], "human alert resolved")
+        assert hub.alerts.db.get(fired["id"])["state"] == "resolved"
+    finally:
+        await manager.stop()
+        ctx.store.close()
