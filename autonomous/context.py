@@ -14,6 +14,7 @@ from typing import Any
 
 from autonomous.core.clock import Clock
 from autonomous.core.events import EventBus
+from autonomous.core.jobs import JobScheduler
 from autonomous.desired import DesiredStateManager
 from autonomous.governance import Approvals, Governance
 from autonomous.learning.knowledge_graph import KnowledgeGraph
@@ -38,6 +39,7 @@ class OperatorContext:
     token: str
     subsystems: dict[str, Any] = field(default_factory=dict)
     triggers: dict[str, Any] = field(default_factory=dict)  # controller name -> trigger()
+    jobs: JobScheduler = field(default_factory=JobScheduler)  # housekeeping (core.jobs)
 
     def policy(self) -> dict[str, Any]:
         """Effective policy for the mode in force, from the generation in force."""

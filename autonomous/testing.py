@@ -41,8 +41,8 @@ def fast_alerting(root: Path, *, window_seconds: int,
     edits = [(cfg, "telemetry: {enabled: true, interval_seconds: 15}",
               "telemetry: {enabled: true, interval_seconds: 1}")]
     pol = root / "policies" / "telemetry.yaml"
-    edits.append((pol, "window_seconds: 30\n            reduce: max\n            for_seconds: 30",
-                  f"window_seconds: {window_seconds}\n            reduce: max\n"
+    edits.append((pol, "window_seconds: 30\n            reduce: last\n            for_seconds: 15",
+                  f"window_seconds: {window_seconds}\n            reduce: last\n"
                   "            for_seconds: 0"))
     if group_wait_seconds is not None:
         edits.append((pol, "group_wait_seconds: 30", f"group_wait_seconds: {group_wait_seconds}"))

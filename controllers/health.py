@@ -1,17 +1,24 @@
-"""The health controller: observe metrics and services, diff them against the policy, publish
-findings.
+"""The health controller: observe metrics and services, decide in a pure diff, act through the
+Executor.
 
 observe: one HealthAggregator cycle (a full system sample at most once per
-``health_monitor.interval_seconds``; a run triggered by a ``service.`` event in between only
-refreshes the services' figures, whose probes run in their own loops).
-diff (pure): the health controller changes nothing in the world, so it plans no actions;
-``findings`` (pure, from the same ``(desired, observed)``) lists what is wrong against the
-policy thresholds in force: ``unhealthy_service``, ``threshold_exceeded``, ``anomaly`` and
-``predicted_failure``.
-report: service conditions ``Ready`` / ``Healthy`` from the probes; each new finding is published
-as a ``health.finding`` event (for healing and alerting) and recorded in the knowledge graph
-(observation → finding, about the resource); a finding that clears publishes
-``health.finding_resolved``.
+``health_monitor.interval_seconds`` × ``sampling.resample_tolerance``; a run triggered by a
+``service.`` event in between only refreshes — and writes — the services' figures, whose
+probes run in their own loops), plus the findings already published (``active``).
+diff (pure): ``findings`` (from the same ``(desired, observed)``) lists what is wrong against
+the policy in force — ``unhealthy_service``, ``threshold_exceeded``, ``anomaly``,
+``predicted_failure`` — and each new one becomes a planned action with its evidence: kind
+``incident`` for a service finding (published for healing to open an incident), kind
+``alert`` for the others (published for alerting: the default rules ``resource_pressure``,
+``failure_predicted`` and ``health_anomaly`` match them); a finding that cleared plans the
+same kind with op ``clear``. Disk pressure (``threshold_exceeded`` on ``disk.``) also plans
+``housekeeping`` ``free_disk``: run telemetry's and the operator's retention now and rotate
+the operator log (the scheduled jobs, made due at once).
+act: publish ``health.finding`` (recorded in the knowledge graph: observation → finding,
+about the resource) or ``health.finding_resolved``; trigger the jobs.
+report: service conditions ``Ready`` / ``Healthy`` from the probes.
+The aggregator's report (predictions, the stored report row, rollups and retention when
+telemetry does not run, model save / retrain) is the scheduled job ``health.report``.
 """
 
 from __future__ import annotations
@@ -20,10 +27,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from autonomous.core.conditions import HealthStatus
+from autonomous.core.jobs import Job
 from autonomous.health_monitor.health_aggregator import HealthAggregator
 from controllers.base import Action, Controller, Outcome
 
-__all__ = ["CONTROLLERS", "Finding", "HealthController", "findings"]
+__all__ = ["CONTROLLERS", "Finding", "HealthController", "findings", "plan"]
 
 _GRAPH_TYPE = {"unhealthy_service": "error", "threshold_exceeded": "observation",
                "anomaly": "anomaly", "predicted_failure": "prediction"}
@@ -95,6 +103,37 @@ def _service_of(metric: str) -> str | None:
     return None
 
 
+def _resource(f: Finding) -> str:
+    return f"Service/{f.service}" if f.service else f"Metric/{f.metric or f.subject}"
+
+
+def plan(desired: dict[str, Any], observed: dict[str, Any]) -> tuple[Action, ...]:
+    """Pure: raise each new finding, clear each one that is gone, free disk under pressure."""
+    current = {f.key: f for f in findings(desired, observed)}
+    active: dict[str, dict[str, Any]] = observed.get("active") or {}
+    out: list[Action] = []
+    for key, f in current.items():
+        if key in active:
+            continue
+        kind = "incident" if f.type == "unhealthy_service" else "alert"
+        out.append(Action(kind, _resource(f), f.message,
+                          {"op": "raise", "finding": key, "type": f.type},
+                          {**f.evidence, "finding": f.as_dict()}))
+        if f.type == "threshold_exceeded" and (f.metric or "").startswith("disk."):
+            out.append(Action("housekeeping", _resource(f),
+                              f"disk pressure: {f.message}; retention and log rotation now",
+                              {"op": "free_disk", "finding": key}, dict(f.evidence)))
+    for key in sorted(set(active) - set(current)):
+        was = active[key]
+        kind = "incident" if was["type"] == "unhealthy_service" else "alert"
+        res = f"Service/{was['service']}" if was.get("service") else \
+            f"Metric/{was.get('metric') or was['subject']}"
+        out.append(Action(kind, res, f"finding cleared: {was['message']}",
+                          {"op": "clear", "finding": key, "type": was["type"]},
+                          {"was": dict(was)}))
+    return tuple(out)
+
+
 class HealthController(Controller):
     name = "health"
     subsystem = "health_monitor"
@@ -104,7 +143,7 @@ class HealthController(Controller):
     def __init__(self, ctx: Any) -> None:
         super().__init__(ctx)
         self.aggregator: HealthAggregator | None = None
-        self.active: dict[str, Finding] = {}
+        self.active: dict[str, dict[str, Any]] = {}  # finding key -> the published finding
         self._last_sample: float | None = None
 
     async def start(self) -> None:
@@ -113,13 +152,36 @@ class HealthController(Controller):
             ctx.store, ctx.clock, policy=lambda: ctx.policy()["health"],
             specs=lambda: dict(ctx.desired.current.services) if ctx.desired.current else {},
             retention=self._retention,
-            observed=lambda: ctx.subsystems["services"].observed()
-            if "services" in ctx.subsystems else None,
-            telemetry_runs=lambda: "telemetry" in ctx.subsystems)
+            observed=self._services_observed,
+            telemetry_runs=lambda: "telemetry" in ctx.subsystems,
+            interval=self._configured_interval)
         await self.aggregator.start()
         ctx.subsystems["health"] = self.aggregator
+        agg = self.aggregator
+        agg.report_in_cycle = False  # housekeeping: a scheduled job, not part of observe
+        ctx.jobs.add(Job("health.report", every=lambda: float(
+            ctx.policy()["health"]["sampling"]["report_interval_seconds"]),
+            run=agg.report, thread=False))
+
+    def _services_observed(self) -> dict[str, dict[str, Any]] | None:
+        """The services controller's observed state (None while it does not run). A declared
+        service held stopped (isolated / paused) that has no process yet — after an operator
+        restart — is there too, not running: it is down, not "no data"."""
+        svc = self.ctx.subsystems.get("services")
+        if svc is None:
+            return None
+        obs: dict[str, dict[str, Any]] = svc.observed()
+        overrides = svc.overrides() if hasattr(svc, "overrides") else {}
+        for name, ov in overrides.items():
+            if name not in obs and (ov.get("isolated") or ov.get("paused")):
+                why = "isolated" if ov.get("isolated") else "paused"
+                obs[name] = {"running": False, "returncode": None, "held": why,
+                             "reason": ov.get("reason"), "consecutive_failures": 0,
+                             "probe_history": [], "last_probe": None}
+        return obs
 
     async def stop(self) -> None:
+        self.ctx.jobs.remove("health.report")
         if self.aggregator is not None:
             await self.aggregator.close()
 
@@ -129,10 +191,10 @@ class HealthController(Controller):
         ret = (tele or {}).get("retention")
         return {k: ret[k] for k in ("raw", "1m", "1h") if k in ret} if ret else None
 
-    def _interval(self) -> float:
+    def _configured_interval(self) -> float | None:
         gen = self.ctx.desired.current
         s = gen.tree.config.controllers.get(self.subsystem) if gen else None
-        return s.interval_seconds if s else 10.0
+        return float(s.interval_seconds) if s else None
 
     def desired(self) -> dict[str, Any]:
         cur = self.ctx.desired.current
@@ -142,37 +204,54 @@ class HealthController(Controller):
     async def observe(self) -> dict[str, Any]:
         assert self.aggregator is not None, "start() first"
         mono = self.ctx.clock.monotonic()
-        sample = self._last_sample is None or mono - self._last_sample >= 0.9 * self._interval()
+        assert self.aggregator is not None
+        tolerance = self.ctx.policy()["health"]["sampling"]["resample_tolerance"]
+        sample = self._last_sample is None or \
+            mono - self._last_sample >= tolerance * self.aggregator.sample_interval()
         if sample:
             self._last_sample = mono
         gh = await self.aggregator.cycle(sample=sample)
         agg = self.aggregator
         return {"ts": gh.ts, "score": gh.score, "services": agg.latest_services,
                 "usage": agg.usage(), "anomalies": gh.anomalies,
-                "predictions": gh.predictions}
+                "predictions": gh.predictions, "active": dict(self.active)}
 
     @staticmethod
     def diff(desired: dict[str, Any], observed: dict[str, Any]) -> tuple[Action, ...]:
-        """Pure. The health controller plans no actions: see ``findings``."""
-        return ()
+        """Pure: see ``plan``."""
+        return plan(desired, observed)
 
     async def act(self, action: Action) -> Outcome:
-        return Outcome(action, False, "the health controller plans no actions", permanent=True)
+        op, key = action.params.get("op"), str(action.params.get("finding"))
+        if action.kind in ("incident", "alert") and op == "raise":
+            f = Finding(**{k: v for k, v in action.evidence["finding"].items() if k != "key"})
+            node = self._publish(f)
+            self.active[key] = f.as_dict()
+            return Outcome(action, True, f"published health.finding {key}",
+                           details={"graph_node": node})
+        if action.kind in ("incident", "alert") and op == "clear":
+            was = self.active.pop(key, None) or dict(action.evidence.get("was") or {})
+            self.ctx.bus.publish("health.finding_resolved", key=key, type=was.get("type"),
+                                 service=was.get("service"), metric=was.get("metric"))
+            return Outcome(action, True, f"published health.finding_resolved {key}")
+        if action.kind == "housekeeping" and op == "free_disk":
+            ran = [j for j in ("telemetry.housekeeping", "operator.retention")
+                   if self.ctx.jobs.trigger(j)]
+            hub = self.ctx.subsystems.get("telemetry")
+            rotated = hub.logs.rotate() if hub is not None else None
+            if not ran and rotated is None:
+                return Outcome(action, False, "no retention job and no log to rotate: the "
+                               "telemetry controller is not running", permanent=True)
+            return Outcome(action, True, f"ran now: {', '.join(ran) or 'no job'}; "
+                           f"log rotated: {rotated}", details={"jobs": ran, "rotated": rotated})
+        return Outcome(action, False, f"the health controller has no action {action.kind} "
+                       f"{op}", permanent=True)
 
     def report(self, desired: dict[str, Any], observed: dict[str, Any],
                outcomes: list[Outcome]) -> None:
         self._conditions(desired, observed)
-        current = {f.key: f for f in findings(desired, observed)}
-        for key, f in current.items():
-            if key not in self.active:
-                self._publish(f)
-        for key, f in self.active.items():
-            if key not in current:
-                self.ctx.bus.publish("health.finding_resolved", key=key, type=f.type,
-                                     service=f.service, metric=f.metric)
-        self.active = current
 
-    def _publish(self, f: Finding) -> None:
+    def _publish(self, f: Finding) -> str:
         ctx = self.ctx
         about = ctx.graph.ensure("resource", f"Service/{f.service}" if f.service
                                  else f"Metric/{f.metric or f.subject}")
@@ -182,6 +261,7 @@ class HealthController(Controller):
                                                "metric": f.metric, "service": f.service})],
             context={"about": about})
         ctx.bus.publish("health.finding", **f.as_dict(), graph_node=ids[-1])
+        return ids[-1]
 
     def _conditions(self, desired: dict[str, Any], observed: dict[str, Any]) -> None:
         now = self.ctx.clock.now()

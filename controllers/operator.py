@@ -172,6 +172,7 @@ class Operator:
         self.manager = ControllerManager(ctx, self._controllers())
         ctx.subsystems["manager"] = self.manager
         await self.manager.start()
+        self._jobs_task = asyncio.create_task(ctx.jobs.run_forever(ctx.clock), name="jobs")
         assert ctx.desired.current is not None  # build() put the first generation in force
         cfg = ctx.desired.current.tree.config
         self._watch_task = asyncio.create_task(
@@ -180,6 +181,11 @@ class Operator:
 
     async def stop_background(self) -> None:
         self._stop.set()
+        jobs = getattr(self, "_jobs_task", None)
+        if jobs is not None:
+            jobs.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await jobs
         if self.manager is not None:
             await self.manager.stop()
         if self._watch_task is not None:

@@ -1,16 +1,20 @@
-"""The telemetry controller: runs the telemetry hub.
+"""The telemetry controller: alerting decided in a pure diff, carried out through the Executor.
 
 start: builds the :class:`~autonomous.telemetry.hub.TelemetryHub`, installs the log handler,
-registers ``ctx.subsystems["telemetry"]``, and starts two tasks: the event pump (every bus
-event becomes metrics / alert input) and the notification dispatcher (delivers the alert
-outbox, retrying with backoff, never blocking the reconcile loop).
-observe: one hub cycle — tail service logs, flush, roll up closed buckets, apply retention,
-evaluate alert rules — then the operator's own retention (``retention`` policy: graph,
-health, approvals, generations; :mod:`autonomous.learning.retention`). All bookkeeping on
-the operator's own store; notifications are the only outside effect and go through the
-outbox.
-diff (pure): nothing to change in the world: telemetry plans no governed actions.
-report: a ``Telemetry/hub`` status with the cycle's figures, one per ``Dashboard``.
+registers ``ctx.subsystems["telemetry"]``, starts the event pump (bus events become metrics /
+alert input) and the notification dispatcher (delivers the alert outbox, retrying with
+backoff, never blocking the reconcile loop), and registers two scheduled jobs
+(:mod:`autonomous.core.jobs`) for the housekeeping that decides nothing: telemetry's
+(``telemetry.housekeeping``: log tail, flushes, rollups, retention, every controller interval)
+and the operator's own retention (``operator.retention``: graph, health, approvals,
+generations; :mod:`autonomous.learning.retention`, every ``retention.interval_seconds``).
+observe: one :class:`~autonomous.telemetry.alert_plan.AlertView` — rule conditions, open
+episodes, flaps, silences, groups, every service's health figures and the time.
+diff (pure): :func:`~autonomous.telemetry.alert_plan.plan` — open / fire / close / resolve
+(a human alert whose service recovered by any path) / steady episodes (kind ``alert``) and
+open-group / send (notify, escalate) / forget-group notices (kind ``notify``), each with its
+evidence. act: the alert manager applies the one step.
+report: a ``Telemetry/hub`` status, open episodes' values, one status per ``Dashboard``.
 """
 
 from __future__ import annotations
@@ -21,13 +25,24 @@ import logging
 from typing import Any
 
 from autonomous.core.conditions import HealthStatus, SyncStatus
+from autonomous.core.jobs import Job
 from autonomous.learning.retention import Retention
+from autonomous.store.timeseries import TimeSeriesStore
+from autonomous.telemetry.alert_manager import AlertManager
+from autonomous.telemetry.alert_plan import AlertView, plan, plan_transitions
 from autonomous.telemetry.hub import TelemetryHub
 from controllers.base import Action, Controller, Outcome
 
-__all__ = ["CONTROLLERS", "TelemetryController"]
+__all__ = ["CONTROLLERS", "TelemetryController", "to_actions"]
 
 log = logging.getLogger("atlas.controllers.telemetry")
+JOBS = ("telemetry.housekeeping", "operator.retention")
+
+
+def to_actions(desired: dict[str, Any], view: AlertView) -> tuple[Action, ...]:
+    """Pure: the alerting plan as governed actions."""
+    return tuple(Action(s.kind, s.resource, s.reason, {"op": s.op, **s.params}, s.evidence)
+                 for s in plan(desired["alerting"], view))
 
 
 class TelemetryController(Controller):
@@ -39,7 +54,7 @@ class TelemetryController(Controller):
     def __init__(self, ctx: Any) -> None:
         super().__init__(ctx)
         self.hub: TelemetryHub | None = None
-        self._cycled = False
+        self._offline: AlertManager | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.retention = Retention(ctx.store, ctx.graph, ctx.clock, ctx.policy,
                                    self._generation)
@@ -47,6 +62,11 @@ class TelemetryController(Controller):
     def _generation(self) -> int | None:
         gen = self.ctx.desired.current
         return None if gen is None else int(gen.number)
+
+    def _interval(self) -> float:
+        gen = self.ctx.desired.current
+        s = gen.tree.config.controllers.get(self.subsystem) if gen else None
+        return float(s.interval_seconds) if s else 15.0
 
     async def start(self) -> None:
         hub = TelemetryHub.from_context(self.ctx)
@@ -57,8 +77,18 @@ class TelemetryController(Controller):
         self._sub = sub
         self._tasks = [asyncio.create_task(self._pump(hub, sub), name="telemetry-events"),
                        asyncio.create_task(self._dispatcher(hub), name="telemetry-notify")]
+        now = self.ctx.clock.monotonic()
+        # the first run waits one interval: at start-up there is nothing to roll up yet, and
+        # the store belongs to the services being started
+        self.ctx.jobs.add(Job(JOBS[0], every=self._interval, run=hub.housekeeping,
+                              next_at=now + self._interval()))
+        self.ctx.jobs.add(Job(JOBS[1], every=lambda: float(
+            self.ctx.policy()["retention"]["interval_seconds"]), run=self.retention.run,
+            next_at=now + self._interval()))
 
     async def stop(self) -> None:
+        for name in JOBS:
+            self.ctx.jobs.remove(name)
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -90,37 +120,70 @@ class TelemetryController(Controller):
             wait = 1.0 if due is None else max(0.05, min(1.0, due - self.ctx.clock.now()))
             await self.ctx.clock.sleep(wait)
 
-    async def observe(self) -> dict[str, Any]:
-        if self.hub is None:
-            return {}
-        if not self._cycled:
-            # the first pass comes right at start-up, when there is nothing to roll up yet:
-            # leave the store to the services being started; the next interval does the work
-            self._cycled = True
-            return dict(self.hub.last_cycle or {})
-        return await asyncio.to_thread(self._cycle, self.hub)
+    def _alerts(self) -> AlertManager:
+        """The hub's alert manager; before start (``plan``), one on the store, read only."""
+        if self.hub is not None:
+            return self.hub.alerts
+        if self._offline is None:
+            self._offline = AlertManager(self.ctx.store, self.ctx.clock,
+                                         TimeSeriesStore(self.ctx.store, self.ctx.clock),
+                                         self.ctx.policy)
+        return self._offline
 
-    def _cycle(self, hub: TelemetryHub) -> dict[str, Any]:
-        summary = dict(hub.cycle())
-        pruned = self.retention.maybe_run()
-        if pruned is not None:
-            summary["operator_retention"] = pruned
-        return summary
+    def desired(self) -> dict[str, Any]:
+        pol = self.ctx.policy()
+        return {"alerting": self._alerts().alerting(),
+                "error_rate_threshold": pol["health"]["thresholds"]["service_error_rate"]}
+
+    def _services(self) -> dict[str, dict[str, Any]] | None:
+        health = self.ctx.subsystems.get("health")
+        return None if health is None or health.latest is None else dict(
+            health.latest_services)
+
+    async def observe(self) -> dict[str, Any]:
+        thr = self.ctx.policy()["health"]["thresholds"]["service_error_rate"]
+        view = await asyncio.to_thread(self._alerts().view, None, self._services(), thr)
+        return {"view": view}
 
     @staticmethod
-    def diff(desired: Any, observed: Any) -> tuple[Action, ...]:
-        """Telemetry plans no governed actions: its work is bookkeeping done in observe."""
-        return ()
+    def diff(desired: dict[str, Any], observed: dict[str, Any]) -> tuple[Action, ...]:
+        """Pure: the alerting decisions of this pass (see the module docstring)."""
+        view = observed.get("view") if observed else None
+        if view is None or desired.get("alerting") is None:
+            return ()
+        return to_actions(desired, view)
+
+    def requeue_after(self, desired: dict[str, Any], observed: dict[str, Any]) -> float | None:
+        """An episode changed this pass: the next pass (its notices) comes at once."""
+        view = observed.get("view") if observed else None
+        if view is None or desired.get("alerting") is None:
+            return None
+        return 0.01 if plan_transitions(desired["alerting"], view) else None
 
     async def act(self, action: Action) -> Outcome:
-        return Outcome(action, False, f"telemetry has no action {action.kind!r}", permanent=True)
+        if self.hub is None:
+            return Outcome(action, False, "telemetry is not started")
+        if action.kind not in ("alert", "notify"):
+            return Outcome(action, False, f"telemetry has no action {action.kind!r}",
+                           permanent=True)
+        params = {k: v for k, v in action.params.items() if k != "op"}
+        done = await asyncio.to_thread(self.hub.alerts.apply, str(action.params["op"]),
+                                       params)
+        return Outcome(action, True, done)
 
     def report(self, desired: Any, observed: Any, outcomes: list[Outcome]) -> None:
         now = self.ctx.clock.now()
+        view = (observed or {}).get("view")
+        if self.hub is not None and view is not None:
+            self.hub.alerts.refresh_values(view)
         st = self.ctx.status.resource(self.name, "Telemetry", "hub")
         st.sync, st.health = SyncStatus.SYNCED, HealthStatus.HEALTHY
-        st.details = dict(observed or {})
-        st.set_condition("Collecting", True, "CycleDone", "rollups, retention and rules ran", now)
+        st.details = {"housekeeping": dict(self.hub.last_cycle or {}) if self.hub else {},
+                      "jobs": self.ctx.jobs.snapshot(),
+                      "alert_actions": [o.action.as_dict()["params"].get("op")
+                                        for o in outcomes]}
+        st.set_condition("Collecting", True, "RulesEvaluated",
+                         "alert rules evaluated; housekeeping runs as scheduled jobs", now)
         gen = self.ctx.desired.current
         for r in gen.tree.of_kind("Dashboard") if gen is not None else []:
             d = self.ctx.status.resource(self.name, "Dashboard", r.name)

@@ -10,9 +10,11 @@ failures, stores a report row and, unless the telemetry controller does it alrea
 ``retrain_interval_seconds``. The API reads only what the last cycle left (``latest``): a
 request never samples.
 
-Global score, documented formula: ``(w_sys·system + w_svc·services) / (w_sys + w_svc)``
-(``services`` is the mean service score, 100 with no services), minus
-``anomaly_penalty[severity]`` per active anomaly, clamped to 0–100.
+Global score, documented formula: ``(w_sys·system + w_svc·services) / (w_sys + w_svc)`` over
+the components that were measured (``services`` is the mean score of the services scored so
+far; null, with its reason, when none is declared or none was probed yet), minus
+``anomaly_penalty[severity]`` per active anomaly, clamped to 0–100; null when nothing was
+measured.
 """
 
 from __future__ import annotations
@@ -40,8 +42,6 @@ __all__ = ["THRESHOLD_OF", "GlobalHealth", "HealthAggregator"]
 THRESHOLD_OF = {"cpu.percent": "cpu_percent", "ram.percent": "ram_percent",
                 "swap.percent": "swap_percent", "disk.percent": "disk_percent",
                 "gpu.utilization_percent": "gpu_percent", "gpu.vram_percent": "vram_percent"}
-_TREND = ("health.score", "cpu.percent", "ram.percent", "swap.percent", "disk.percent",
-          "load.1m")
 
 
 @dataclass
@@ -49,7 +49,7 @@ class GlobalHealth:
     """The whole picture: score 0–100, per-component detail, anomalies, recommendations."""
 
     ts: float
-    score: float
+    score: float | None  # None: nothing measured (no resource, no service scored)
     components: dict[str, Any]
     anomalies: list[dict[str, Any]]
     recommendations: list[dict[str, Any]]
@@ -66,11 +66,14 @@ class HealthAggregator:
                  specs: Callable[[], dict[str, Any]], retention: Callable[[], dict | None],
                  observed: Callable[[], dict[str, dict[str, Any]] | None] | None = None,
                  system: SystemMetrics | None = None,
-                 telemetry_runs: Callable[[], bool] | None = None) -> None:
+                 telemetry_runs: Callable[[], bool] | None = None,
+                 interval: Callable[[], float | None] | None = None) -> None:
         """``observed``: the services controller's observed state (``None`` while it does not
         run); ``telemetry_runs``: true while the telemetry controller rolls up and applies the
-        retention (the aggregator then leaves both to it)."""
+        retention (the aggregator then leaves both to it); ``interval``: the configured
+        seconds between full samples (None: the policy's fallback)."""
         self.store, self.clock = store, clock
+        self._interval = interval or (lambda: None)
         self._telemetry_runs = telemetry_runs or (lambda: False)
         self._policy, self._specs, self._retention = policy, specs, retention
         pol = policy()
@@ -82,6 +85,10 @@ class HealthAggregator:
         self.latest_services: dict[str, Any] = {}
         self.predictions: list[dict[str, Any]] = []
         self.bottlenecks: list[dict[str, Any]] = []
+        self._probes_written: dict[str, float] = {}  # service -> newest probe ts written
+        # standalone, cycle() also runs report() on its cadence; under the operator the
+        # health controller turns this off and runs report() as a scheduled job
+        self.report_in_cycle = True
         self._due: dict[str, float] = {}
         self.cycles = 0
         self._started_mono: float | None = None
@@ -109,6 +116,13 @@ class HealthAggregator:
         await self.services.close()
         self.system.close()
 
+    def sample_interval(self) -> float:
+        """Seconds between full samples: the health controller's configured interval
+        (``interval()``), else ``sampling.fallback_interval_seconds``."""
+        got = self._interval()
+        return float(got) if got else float(
+            self._policy()["sampling"]["fallback_interval_seconds"])
+
     def _is_due(self, what: str, every: float) -> bool:
         now = self.clock.monotonic()
         if now - self._due.get(what, -1e18) >= every:
@@ -127,9 +141,11 @@ class HealthAggregator:
             snap = self.system.sample()
             self.latest_services = self.services.snapshot()
             self._record(snap, pol)
-        else:
+        else:  # a service event in between: its figures are written at once
             self.latest_services = self.services.snapshot()
-        if self._is_due("report", pol["sampling"]["report_interval_seconds"]):
+            self.ts.write(self._service_points(self.clock.now()))
+        if self.report_in_cycle and self._is_due("report",
+                                                  pol["sampling"]["report_interval_seconds"]):
             self.report(pol)
         self.bottlenecks = self.services.get_bottlenecks(
             self.system.problems(pol["thresholds"]), self.latest_services)
@@ -155,7 +171,14 @@ class HealthAggregator:
 
     def readings(self, snap: dict[str, Any]) -> list[tuple[str, dict[str, str], float]]:
         """System readings plus each service's figures, as (name, labels, value)."""
-        out = self.system.flat(snap)
+        return self.system.flat(snap) + self.service_readings()
+
+    def service_readings(self) -> list[tuple[str, dict[str, str], float]]:
+        """Each service's figures. The one writer of service metrics: ``service.up`` is the
+        liveness verdict — 0 for a service that is stopped, isolated or paused (declared,
+        supervised and not running: no probe runs, and no probe is not "up"); none while a
+        service has not been probed yet (unknown is not written as a value)."""
+        out = []
         for name, m in self.latest_services.items():
             lab = {"service": name}
             if m["live"] is not None:
@@ -165,11 +188,29 @@ class HealthAggregator:
                     out.append((f"service.{k}", lab, float(m[k])))
         return out
 
+    def _service_points(self, now: float) -> list[Point]:
+        """Service figures at ``now`` plus one ``service.probe_latency_ms`` point per
+        liveness probe answered since the last write (at the probe's own time)."""
+        points = [Point(n, v, now, lab) for n, lab, v in self.service_readings()]
+        for name in self.latest_services:
+            since = self._probes_written.get(name, -1e18)
+            newest = since
+            for p in self.services.probe_history(name):
+                if p["ts"] is None or p["ts"] <= since:
+                    continue
+                newest = max(newest, p["ts"])
+                if p.get("kind", "liveness") == "liveness" and p["latency_ms"] is not None:
+                    points.append(Point("service.probe_latency_ms", float(p["latency_ms"]),
+                                        p["ts"], {"service": name}))
+            self._probes_written[name] = newest
+        return points
+
     def _record(self, snap: dict[str, Any], pol: dict[str, Any]) -> None:
         now = snap["ts"]
         readings = self.readings(snap)
-        points = [Point(n, v, now, lab) for n, lab, v in readings]
-        if self.latest is not None:
+        points = [Point(n, v, now, lab) for n, lab, v in self.system.flat(snap)]
+        points += self._service_points(now)
+        if self.latest is not None and self.latest.score is not None:
             points.append(Point("health.score", self.latest.score, now, {}))
         self.ts.write(points)
         watched = {metric_key(n, lab): v for n, lab, v in readings
@@ -182,7 +223,7 @@ class HealthAggregator:
         save / retrain the model."""
         pol = pol or self._policy()
         self.update_predictions(pol)
-        if self.latest is not None:
+        if self.latest is not None and self.latest.score is not None:
             self.store.execute("INSERT OR REPLACE INTO health_reports VALUES (?, ?, ?)",
                                (self.clock.now(), self.latest.score,
                                 json.dumps(self.latest.as_dict(), default=str)))
@@ -223,7 +264,8 @@ class HealthAggregator:
         an, now = pol["anomaly"], self.clock.now()
         history: dict[str, tuple[list[float], list[float]]] = {}
         recent: dict[str, tuple[list[float], list[float]]] = {}
-        span = (an["stream"]["window"] + an["stream"]["likelihood_window"]) * 10.0
+        span = (an["stream"]["window"] + an["stream"]["likelihood_window"]) * \
+            self.sample_interval()
         keys = {sid: key for name in self.ts.names() for sid, labels in self.ts.match(name)
                 if matches(key := metric_key(name, labels), an["metrics"])}
         with ForestFitter() as fitter:  # the child starts while the history is read
@@ -240,22 +282,29 @@ class HealthAggregator:
         th, sc = pol["thresholds"], pol["score"]
         sys_score = self.system.get_health_score(th, sc)
         svc_scores = {n: m["score"] for n, m in self.latest_services.items()}
-        svc = float(np.mean(list(svc_scores.values()))) if svc_scores else 100.0
+        scored = [v for v in svc_scores.values() if v is not None]
+        svc = float(np.mean(scored)) if scored else None
+        svc_reason = None if scored else ("no service declared" if not svc_scores
+                                          else "no service probed yet")
         w = sc["global_weights"]
-        base = (w["system"] * sys_score + w["services"] * svc) / (w["system"] + w["services"])
+        parts = [(w["system"], sys_score), (w["services"], svc)]
+        weight = sum(wt for wt, v in parts if v is not None)
+        base = (sum(wt * v for wt, v in parts if v is not None) / weight) if weight else None
         active = [e.as_dict() for e in self.detector.open.values()]
         penalty = sum(sc["anomaly_penalty"][e["severity"]] for e in active)
         problems = self.system.problems(th)
         components = {
             "system": {"score": sys_score, "healthy": not problems, "problems": problems},
-            "services": {"score": round(svc, 2), "per_service": svc_scores,
+            "services": {"score": None if svc is None else round(svc, 2),
+                         "reason": svc_reason, "per_service": svc_scores,
                          "bottlenecks": self.bottlenecks},
             "anomalies": {"active": len(active), "penalty": penalty}}
         recs = recommendations(problems, self.latest_services, self.predictions, active,
                                self.bottlenecks, self.system.processes, th,
                                now=self.clock.now())
-        return GlobalHealth(self.clock.now(), round(min(100.0, max(0.0, base - penalty)), 2),
-                            components, active, recs, list(self.predictions))
+        score = None if base is None else round(min(100.0, max(0.0, base - penalty)), 2)
+        return GlobalHealth(self.clock.now(), score, components, active, recs,
+                            list(self.predictions))
 
     # -- what the API serves ----------------------------------------------------------------
     def comprehensive(self) -> dict[str, Any] | None:
@@ -303,11 +352,13 @@ class HealthAggregator:
                              resolution=resolution)
 
     def get_historical_trend(self, days: float = 7) -> dict[str, Any]:
-        """Hourly (or per-minute under two days) rollups of the key metrics, with slopes."""
-        res = "1h" if days >= 2 else "1m"
+        """Hourly (per-minute under ``sampling.trend_hourly_from_days``) rollups of the
+        ``sampling.trend_metrics``, with slopes."""
+        sampling = self._policy()["sampling"]
+        res = "1h" if days >= sampling["trend_hourly_from_days"] else "1m"
         now = self.clock.now()
         out: dict[str, Any] = {}
-        for name in _TREND:
+        for name in sampling["trend_metrics"]:
             for labels, samples in self.ts.query_series(name, start=now - days * 86400, end=now,
                                                         resolution=res):
                 out[metric_key(name, labels)] = _trend(samples)

@@ -50,8 +50,8 @@ def recommendations(problems: list[dict[str, Any]], services: dict[str, dict[str
     """
     out: list[dict[str, Any]] = []
     for p in problems:
-        text = (f"{_subject(p['metric'])} at {p['value']:.0f} % (threshold "
-                f"{p['threshold']:.0f} %): {_ACTIONS.get(p['resource'], 'reduce the load')}")
+        text = (f"{_subject(p['metric'])} at {p['value']:.0f} %, already above its threshold "
+                f"{p['threshold']:.0f} %: {_ACTIONS.get(p['resource'], 'reduce the load')}")
         top = (processes or {}).get("by_cpu" if p["resource"] == "cpu" else "by_memory") or []
         if top and p["resource"] in ("cpu", "ram"):
             age = max(0.0, now - float((processes or {}).get("ts", now)))
@@ -70,6 +70,12 @@ def recommendations(problems: list[dict[str, Any]], services: dict[str, dict[str
                                 "dependencies and readiness endpoint"})
     for p in predictions:
         unit = "%" if "percent" in p["metric"] else ""
+        if p.get("level") is not None and p["level"] >= p["threshold"]:
+            out.append({"severity": "severa", "metrics": [p["metric"]],
+                        "text": f"{_subject(p['metric'])} is already above {p['threshold']:.0f}"
+                                f"{unit} ({p['level']:.1f}{unit}): "
+                                f"{_ACTIONS.get(p['metric'].split('.')[0], 'act now')}"})
+            continue
         out.append({"severity": "moderada", "metrics": [p["metric"]],
                     "text": f"{_subject(p['metric'])} will reach {p['threshold']:.0f}{unit} in "
                             f"{human_duration(p['eta_seconds'])} at the current rate "

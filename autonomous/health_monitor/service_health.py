@@ -16,9 +16,11 @@ Latency p50/p95 and the probe error rate are over the last ``window_seconds`` (p
 ``metrics_interval_seconds``). Dependencies (HTTP or TCP, declared in the Service spec) are
 checked every ``dependency_interval_seconds``.
 
-Service score (``calculate_service_score``), documented formula: 0 when not live; otherwise
-``100 − latency_weight·min(1, p95/threshold) − error_weight·error_rate``, capped at 50 when not
-ready, then multiplied by ``1 − dependency_weight·(share of dependencies down)``.
+Service score (``calculate_service_score``), documented formula: 0 when not live; null while
+not probed yet; otherwise ``100 − latency_weight·min(1, p95/threshold) −
+error_weight·error_rate`` (a term whose figure was not measured is left out, and
+``score_reason`` says so: a missing p95 is not 0 ms), capped at 50 when not ready, then
+multiplied by ``1 − dependency_weight·(share of dependencies down)``.
 """
 
 from __future__ import annotations
@@ -60,11 +62,11 @@ def _result(s: ServiceStatus, now: float) -> ProbeResult:
 @dataclass
 class _State:
     # own probes (only without a services controller), shaped like its ``probe_history``
-    probes: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=2000))
+    probes: deque[dict[str, Any]] = field(default_factory=deque)  # sized from policy
     # their live / ready verdicts: the same threshold semantics as the services controller's
     state: ProbeState = field(default_factory=lambda: ProbeState(1, 1))
     last: dict[str, Any] | None = None
-    scrapes: deque[tuple[float, float, float]] = field(default_factory=lambda: deque(maxlen=200))
+    scrapes: deque[tuple[float, float, float]] = field(default_factory=deque)  # from policy
     metrics_reason: str | None = "not scraped yet"
     last_scrape_mono: float = -1e18
     dependencies: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -88,6 +90,16 @@ class ServiceHealth:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._side_tasks: dict[str, asyncio.Task[None]] = {}
 
+    def _state(self, name: str) -> _State:
+        """The service's state, created with the history sizes of the policy in force."""
+        st = self.states.get(name)
+        if st is None:
+            pol = self._policy()["services"]
+            st = self.states[name] = _State(
+                probes=deque(maxlen=int(pol["probe_history_keep"])),
+                scrapes=deque(maxlen=int(pol["scrape_history_keep"])))
+        return st
+
     def _client(self) -> ProbeClient:
         return self._http
 
@@ -108,7 +120,7 @@ class ServiceHealth:
     # -- probing --------------------------------------------------------------------------
     async def probe(self, name: str, spec: Any) -> None:
         """One liveness (+ readiness) probe of ``name``; updates live / ready."""
-        st = self.states.setdefault(name, _State())
+        st = self._state(name)
         hc = spec.health
         if hc is None or spec.port is None:
             return
@@ -147,7 +159,7 @@ class ServiceHealth:
 
     async def scrape(self, name: str, spec: Any) -> None:
         """Read the request counters from ``/metrics`` (throughput, request errors)."""
-        st = self.states.setdefault(name, _State())
+        st = self._state(name)
         st.last_scrape_mono = self.clock.monotonic()
         try:
             timeout = spec.health.timeout_seconds if spec.health else 2.0
@@ -165,7 +177,7 @@ class ServiceHealth:
 
     async def check_dependencies(self, name: str, spec: Any) -> None:
         """Check each declared dependency (HTTP GET or TCP connect)."""
-        st = self.states.setdefault(name, _State())
+        st = self._state(name)
         st.last_dep_mono = self.clock.monotonic()
         for dep in spec.dependencies:
             if dep.type == "http":
@@ -190,7 +202,7 @@ class ServiceHealth:
             if own:
                 await self.probe(name, spec)
             mono = self.clock.monotonic()
-            st = self.states.setdefault(name, _State())
+            st = self._state(name)
             if spec.port and mono - st.last_scrape_mono >= pol["metrics_interval_seconds"]:
                 self._side(f"scrape-{name}", self.scrape(name, spec))
             if mono - st.last_dep_mono >= pol["dependency_interval_seconds"]:
@@ -265,6 +277,14 @@ class ServiceHealth:
                 k: last.get(k) for k in ("ts", "ok", "latency_ms", "status_code", "error")},
             "dependencies": dict(st.dependencies)}
 
+    def probe_history(self, name: str) -> list[dict[str, Any]]:
+        """The liveness / readiness probe results kept for ``name`` (oldest first), from the
+        services controller or the own probes."""
+        obs = self._services_observed()
+        view = self._probe_view(self.states.get(name) or _State(),
+                                None if obs is None else obs.get(name) or {})
+        return list(view["history"])
+
     @staticmethod
     def _probe_view(st: _State, obs: dict[str, Any] | None) -> dict[str, Any]:
         """Probe state from the services controller (``obs``) or from the own probes."""
@@ -274,9 +294,11 @@ class ServiceHealth:
                     "last": st.last}
         running = obs.get("running")
         if obs and running is False:  # declared, supervised and not running
+            why = (f"not running ({obs['held']}: {obs.get('reason') or 'no reason given'})"
+                   if obs.get("held") else f"not running (exit code {obs.get('returncode')})")
             last = {**(obs.get("last_probe") or {"ok": False, "latency_ms": None,
                                                   "status_code": None, "ts": None}),
-                    "error": f"not running (exit code {obs.get('returncode')})"}
+                    "error": why}
             return {"source": "services", "live": False, "ready": False,
                     "failures": obs.get("consecutive_failures", 0),
                     "history": obs.get("probe_history") or [], "last": last}
@@ -302,18 +324,23 @@ class ServiceHealth:
         return None
 
     def calculate_service_score(self, name: str, metrics: dict[str, Any] | None = None
-                                ) -> float:
-        """0–100 for one service (formula in the module docstring)."""
+                                ) -> float | None:
+        """0–100 for one service (formula in the module docstring); None while it has not
+        been probed yet (see :meth:`score_reason`)."""
         m = metrics if metrics is not None else self.service_metrics(name)
         if m["live"] is False:
             return 0.0
         if m["live"] is None:
-            return 50.0 if m["last_probe"] is None else (100.0 if m["last_probe"]["ok"] else 0.0)
+            return None if m["last_probe"] is None else (100.0 if m["last_probe"]["ok"]
+                                                         else 0.0)
         pol = self._policy()
         sc, th = pol["score"], pol["thresholds"]
-        score = 100.0 - sc["latency_weight"] * min(1.0, (m["latency_p95_ms"] or 0.0)
-                                                   / th["service_latency_ms"])
-        score -= sc["error_weight"] * (m["error_rate"] or 0.0)
+        score = 100.0
+        if m["latency_p95_ms"] is not None:  # not measured: no term (not 0 ms)
+            score -= sc["latency_weight"] * min(1.0, m["latency_p95_ms"]
+                                                / th["service_latency_ms"])
+        if m["error_rate"] is not None:  # not measured: no term (not 0 % errors)
+            score -= sc["error_weight"] * m["error_rate"]
         if m["ready"] is False:
             score = min(score, 50.0)
         deps = list(m["dependencies"].values())
@@ -321,6 +348,16 @@ class ServiceHealth:
             down = sum(not d["online"] for d in deps) / len(deps)
             score *= 1.0 - sc["dependency_weight"] * down
         return round(max(0.0, score), 2)
+
+    @staticmethod
+    def score_reason(m: dict[str, Any]) -> str | None:
+        """Why a score is null or left a term out; None when everything was measured."""
+        if m["live"] is None and m["last_probe"] is None:
+            return "not probed yet"
+        missing = [k for k in ("latency_p95_ms", "error_rate") if m[k] is None]
+        if m["live"] and missing:
+            return f"not measured in the window, left out of the score: {', '.join(missing)}"
+        return None
 
     def get_dependency_health(self) -> dict[str, dict[str, dict[str, Any]]]:
         """Per service, each declared dependency's last check."""
@@ -365,7 +402,8 @@ class ServiceHealth:
         out = {}
         for n in self._specs():
             m = self.service_metrics(n, obs)
-            out[n] = {**m, "score": self.calculate_service_score(n, m)}
+            out[n] = {**m, "score": self.calculate_service_score(n, m),
+                      "score_reason": self.score_reason(m)}
         return out
 
 

@@ -225,8 +225,10 @@ class SystemMetrics:
                                 "threshold": thresholds[key]})
         return out
 
-    def get_health_score(self, thresholds: dict[str, float], score: dict[str, Any]) -> float:
-        """0–100 from resource use against thresholds (formula in the module docstring)."""
+    def get_health_score(self, thresholds: dict[str, float], score: dict[str, Any]
+                         ) -> float | None:
+        """0–100 from resource use against thresholds (formula in the module docstring);
+        None when no weighted resource was measured (nothing measured is not healthy)."""
         usage = resource_usage(self.get_current_metrics())
         total = weight = 0.0
         for res, key in _RESOURCE_THRESHOLD.items():
@@ -236,7 +238,7 @@ class SystemMetrics:
                 continue
             total += w * usage_score(max(values), thresholds[key], score["knee"])
             weight += w
-        return round(total / weight, 2) if weight else 100.0
+        return round(total / weight, 2) if weight else None
 
     @staticmethod
     def detect_anomaly(history: list[float], sigma: float) -> dict[str, Any]:

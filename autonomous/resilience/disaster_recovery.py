@@ -36,6 +36,7 @@ from autonomous.resilience.backup_manifest import (
 )
 from autonomous.resilience.backup_restore import restore_manifest, verify_manifest
 from autonomous.resilience.backup_retention import prune
+from autonomous.resilience.backup_space import check_fits
 from autonomous.resilience.drill import run_drill_service
 
 __all__ = ["DisasterRecovery"]
@@ -98,6 +99,7 @@ class DisasterRecovery:
                               progress=progress)
         tmp = self.repo / "tmp"
         tmp.mkdir(exist_ok=True)
+        check_fits(plan, writer.walk(sources), mine[-1] if mine else None, self.repo)
         self.chunks.begin_pass()
         entries = writer.run(sources, parent=parent, tmp_dir=tmp)
         writer.stats["repaired_chunks"] = len(self.chunks.rewritten)

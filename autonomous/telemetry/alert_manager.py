@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from autonomous.core.clock import Clock
-from autonomous.resources.policy.telemetry import AlertingPolicy, AlertRuleSpec
+from autonomous.resources.policy.telemetry import AlertingPolicy
 from autonomous.store.db import Store
 from autonomous.store.timeseries import TimeSeriesStore
 from autonomous.telemetry.alert_channels import (
@@ -36,13 +36,20 @@ from autonomous.telemetry.alert_channels import (
     expand_receivers,
 )
 from autonomous.telemetry.alert_outbox import Outbox
-from autonomous.telemetry.alert_rules import Condition, evaluate, fingerprint
+from autonomous.telemetry.alert_plan import (
+    SEV,
+    AlertView,
+    inhibited,
+    plan_notices,
+    plan_transitions,
+    summary,
+)
+from autonomous.telemetry.alert_rules import evaluate, fingerprint
 from autonomous.telemetry.alert_store import OPEN_STATES, AlertStore, matches
 
 __all__ = ["AlertManager"]
 
 log = logging.getLogger("atlas.telemetry.alerts")
-_SEV = {"info": 0, "warning": 1, "critical": 2}
 
 
 class AlertManager:
@@ -77,11 +84,17 @@ class AlertManager:
         """Feed an event to anomaly rules; returns how many rules it matched."""
         now, n = self.clock.now(), 0
         for rule in self.alerting().rules:
-            if rule.type != "anomaly" or not topic.startswith(rule.event or "\0"):
-                continue
-            if not all(str(data.get(k)) == v for k, v in rule.match.items()):
+            if rule.type != "anomaly" or not all(str(data.get(k)) == v
+                                                 for k, v in rule.match.items()):
                 continue
             labels = {k: str(data.get(k, "")) for k in rule.by}
+            if rule.clear_event and topic.startswith(rule.clear_event):
+                self.store.execute("DELETE FROM anomaly_seen WHERE rule=? AND fingerprint=?",
+                                   (rule.name, fingerprint(labels)))
+                n += 1
+                continue
+            if not topic.startswith(rule.event or "\0"):
+                continue
             value = data.get("value")
             self.store.execute(
                 "INSERT INTO anomaly_seen VALUES (?,?,?,?,?) ON CONFLICT(rule, fingerprint) "
@@ -96,10 +109,10 @@ class AlertManager:
                       actor: str = "system") -> dict[str, Any]:
         """Fire an alert now (not from a rule, e.g. a healing ALERT_HUMAN); an open episode
         with the same labels is returned unchanged (deduplication)."""
-        if severity not in _SEV:
+        if severity not in SEV:
             from autonomous.core.errors import Problem, ValidationFailed
             raise ValidationFailed([Problem("", 0, "severity",
-                                            f"{severity!r} is not one of {', '.join(_SEV)}")])
+                                            f"{severity!r} is not one of {', '.join(SEV)}")])
         full = {**{str(k): str(v) for k, v in (labels or {}).items()}, "alertname": name,
                 "severity": severity}
         fp, now = fingerprint(full), self.clock.now()
@@ -141,149 +154,141 @@ class AlertManager:
     def silences(self, active_only: bool = False) -> list[dict[str, Any]]:
         return self.db.silences(self.clock.now() if active_only else None)
 
-    # -- evaluation -------------------------------------------------------------------------
-    def evaluate_rules(self, now: float | None = None) -> dict[str, Any]:
-        """One evaluation cycle: conditions → transitions → flap state → planned notices."""
+    # -- evaluation: observe (view) -> plan (pure, alert_plan) -> apply ---------------------
+    def view(self, now: float | None = None,
+             services: dict[str, dict[str, Any]] | None = None,
+             error_rate_threshold: float | None = None) -> AlertView:
+        """Everything the next decision reads (rule conditions included), at ``now``.
+        ``services``: each service's health figures (the health monitor's), for resolving
+        human alerts on recovery; ``None`` when no health monitor runs."""
         now = self.clock.now() if now is None else now
         pol = self.alerting()
-        rules = {r.name: r for r in pol.rules}
-        open_rule = self.db.open_alerts(source="rule")
+        open_all = self.db.open_alerts()
+        open_rule = {fp: a for fp, a in open_all.items() if a["source"] == "rule"}
         anomalies = [{**dict(r), "labels": json.loads(r["labels"])}
                      for r in self.store.query("SELECT * FROM anomaly_seen")]
         conds = evaluate(pol.rules, self.ts, now, set(open_rule), anomalies)
-        changed: list[str] = []
+        since = now - pol.flapping.window_seconds
+        flapping = {r["fingerprint"]: {**dict(r), "transitions": self.db.count_transitions(
+            r["fingerprint"], since)} for r in
+            self.store.query("SELECT * FROM alert_flaps WHERE flapping=1")}
+        notifiable = self.db.alerts(states=("firing",), limit=pol.scan_limit) + [
+            a for a in self.db.alerts(states=("resolved",), limit=pol.scan_limit)
+            if a["notified_at"] is not None and not a["resolved_notified"]]
+        groups = {r["group_key"]: dict(r) for r in
+                  self.store.query("SELECT * FROM alert_groups")}
+        return AlertView(now=now, conditions=tuple(conds), open_rule=open_rule,
+                         open_manual=tuple(a for a in open_all.values()
+                                           if a["source"] == "manual"),
+                         notifiable=tuple(notifiable), flapping=flapping,
+                         silences=tuple(self.db.silences(now)), groups=groups,
+                         services=services, error_rate_threshold=error_rate_threshold)
+
+    def refresh_values(self, view: AlertView) -> None:
+        """Status of the open episodes: each one's latest value and summary (bookkeeping)."""
+        rules = {r.name: r for r in self.alerting().rules}
         with self.store.transaction() as conn:
-            seen = set()
-            for c in conds:
-                seen.add(c.fingerprint)
-                changed += self._step(conn, rules[c.rule], c, open_rule.get(c.fingerprint), now)
-            for fp, alert in open_rule.items():
-                if fp not in seen:
-                    changed += self._close(conn, alert, now, "rule no longer sees this series")
-        self._update_flaps(pol, now, set(changed))
-        planned = self._plan(pol, now)
+            for c in view.conditions:
+                alert = view.open_rule.get(c.fingerprint)
+                if alert is not None and c.active:
+                    conn.execute("UPDATE alerts SET value=?, summary=? WHERE id=?",
+                                 (c.value, summary(rules[c.rule], c), alert["id"]))
+
+    def evaluate_rules(self, now: float | None = None,
+                       services: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+        """One local evaluation (no Executor): transitions, then the notices they lead to."""
+        pol = self.alerting()
+        v = self.view(now, services)
+        steps = plan_transitions(pol, v)
+        for s in steps:
+            self.apply(s.op, s.params, v.now)
+        self.refresh_values(v)
+        v = self.view(now, services)
+        notices = plan_notices(pol, v)
+        for s in notices:
+            self.apply(s.op, s.params, v.now)
         states = [a["state"] for a in self.db.open_alerts().values()]
         return {"firing": states.count("firing"), "pending": states.count("pending"),
-                "transitions": len(changed), "notices": planned}
+                "transitions": sum(s.op in ("fire", "close", "resolve") or
+                                   bool(s.params.get("fire")) for s in steps),
+                "notices": sum(s.op == "send" for s in notices)}
 
-    def _step(self, conn: Any, rule: AlertRuleSpec, c: Condition, alert: dict[str, Any] | None,
-              now: float) -> list[str]:
-        if not c.active:
-            return self._close(conn, alert, now, "condition cleared") if alert else []
-        if alert is None:
-            alert = self.db.create(conn, fingerprint=c.fingerprint, rule=rule.name, source="rule",
-                                   labels=c.labels, severity=rule.severity,
-                                   summary=_summary(rule, c), value=c.value, now=now,
-                                   actor="rule", reason=_why(rule, c))
-        conn.execute("UPDATE alerts SET value=?, summary=? WHERE id=?",
-                     (c.value, _summary(rule, c), alert["id"]))
-        if alert["state"] == "pending" and now - alert["pending_since"] >= rule.for_seconds:
-            self.db.transition(conn, alert, "firing", now, "rule",
-                               f"{_why(rule, c)} for {rule.for_seconds:g}s")
-            return [c.fingerprint]
-        return []
-
-    def _close(self, conn: Any, alert: dict[str, Any], now: float, reason: str) -> list[str]:
-        to = "resolved" if alert["state"] == "firing" else "inactive"
-        self.db.transition(conn, alert, to, now, "rule", reason)
-        return [alert["fingerprint"]] if to == "resolved" else []
-
-    # -- flapping ---------------------------------------------------------------------------
-    def _update_flaps(self, pol: AlertingPolicy, now: float, changed: set[str]) -> None:
-        since = now - pol.flapping.window_seconds
-        flapping = {r["fingerprint"]: dict(r) for r in
-                    self.store.query("SELECT * FROM alert_flaps WHERE flapping=1")}
-        for fp in changed - set(flapping):
-            if self.db.count_transitions(fp, since) > pol.flapping.max_transitions:
-                self.store.execute("INSERT OR REPLACE INTO alert_flaps VALUES (?,1,?,0)",
-                                   (fp, now))
-                log.warning("alert %s is flapping", fp)
-        for fp, row in flapping.items():
-            if now - row["since"] >= pol.flapping.window_seconds and \
-                    self.db.count_transitions(fp, since) == 0:
-                self.store.execute("UPDATE alert_flaps SET flapping=0 WHERE fingerprint=?", (fp,))
-
-    # -- planning ---------------------------------------------------------------------------
-    def _plan(self, pol: AlertingPolicy, now: float) -> int:
-        """Turn what changed into outbox rows; returns notices planned."""
-        flapping = {r["fingerprint"]: r["notified"] for r in
-                    self.store.query("SELECT * FROM alert_flaps WHERE flapping=1")}
-        silences = self.db.silences(now)
-        alerts = self.db.alerts(states=("firing",), limit=100_000) + [
-            dict(a) for a in self.db.alerts(states=("resolved",), limit=100_000)
-            if a["notified_at"] is not None and not a["resolved_notified"]]
-        alerts.sort(key=lambda a: a["id"])  # oldest first: notices keep the order of events
-        firing = [a for a in alerts if a["state"] == "firing"]
-        items: dict[str, dict[str, list[dict[str, Any]]]] = {}
-        flap_once: set[str] = set()
-        for a in alerts:
-            kind = self._kind(a, pol, now, flapping, silences, firing)
-            if kind == "flapping":
-                if a["fingerprint"] in flap_once:
-                    continue
-                flap_once.add(a["fingerprint"])
-            if kind:
-                items.setdefault(_group_key(pol, a["labels"]), {}).setdefault(kind, []).append(a)
-        planned = 0
+    def apply(self, op: str, params: dict[str, Any], now: float | None = None) -> str:
+        """Carry out one planned step (see :mod:`alert_plan`); what was done."""
+        now = self.clock.now() if now is None else now
+        if op in ("open_group", "forget_group", "send"):
+            return self._apply_notice(op, params, now)
+        if op == "steady":
+            self.store.execute("UPDATE alert_flaps SET flapping=0 WHERE fingerprint=?",
+                               (params["fingerprint"],))
+            return "no longer flapping"
         with self.store.transaction() as conn:
-            for key, kinds in items.items():
-                planned += self._flush_group(conn, pol, key, kinds, now)
-            self._drop_idle_groups(conn, pol, {_group_key(pol, a["labels"]) for a in alerts})
-        return planned
+            if op == "open":
+                existing = self.db.open_alerts().get(params["fingerprint"])
+                if existing is not None:
+                    return f"alert {existing['id']} is already {existing['state']}"
+                alert = self.db.create(conn, fingerprint=params["fingerprint"],
+                                       rule=params["rule"], source="rule",
+                                       labels=params["labels"], severity=params["severity"],
+                                       summary=params["summary"], value=params["value"],
+                                       now=now, actor="rule", reason=params["why"])
+                if params.get("fire"):
+                    self.db.transition(conn, alert, "firing", now, "rule", params["why"])
+                done = f"alert {alert['id']} {alert['state']}"
+            else:
+                alert = self.db.get(int(params["id"]))
+                if alert["state"] not in OPEN_STATES:
+                    return f"alert {alert['id']} is already {alert['state']}"
+                to = ("firing" if op == "fire" else
+                      "resolved" if alert["state"] == "firing" else "inactive")
+                actor = "telemetry" if op == "resolve" else "rule"
+                self.db.transition(conn, alert, to, now, actor, params["why"])
+                done = f"alert {alert['id']} {to}"
+        if alert["state"] in ("firing", "resolved"):
+            self._flap_check(alert["fingerprint"], now)
+        return done
 
-    def _kind(self, a: dict[str, Any], pol: AlertingPolicy, now: float,
-              flapping: dict[str, int], silences: list[dict[str, Any]],
-              firing: list[dict[str, Any]]) -> str | None:
-        fp = a["fingerprint"]
-        if fp in flapping:
-            return "flapping" if not flapping[fp] else None
-        if a["state"] == "resolved":
-            return "resolved"
-        if any(matches(a["labels"], s["matchers"]) for s in silences):
-            return None
-        if _inhibited(a, pol, firing):
-            return None
-        if a["notified_at"] is None:
-            return "firing"
-        if not a["acked_by"] and now - a["notified_at"] >= pol.repeat_interval_seconds:
-            return "repeat"
-        return None
+    def _flap_check(self, fp: str, now: float) -> None:
+        pol = self.alerting()
+        if self.db.count_transitions(fp, now - pol.flapping.window_seconds) > \
+                pol.flapping.max_transitions and self.store.query_one(
+                    "SELECT 1 FROM alert_flaps WHERE fingerprint=? AND flapping=1", (fp,)) is None:
+            self.store.execute("INSERT OR REPLACE INTO alert_flaps VALUES (?,1,?,0)", (fp, now))
+            log.warning("alert %s is flapping", fp)
 
-    def _flush_group(self, conn: Any, pol: AlertingPolicy, key: str,
-                     kinds: dict[str, list[dict[str, Any]]], now: float) -> int:
-        group = conn.execute("SELECT * FROM alert_groups WHERE group_key=?", (key,)).fetchone()
-        if group is None:
-            conn.execute("INSERT INTO alert_groups VALUES (?,?,?,NULL)", (key, key, now))
-            group = {"created_at": now, "last_flush": None}
-        due = (group["created_at"] + pol.group_wait_seconds if group["last_flush"] is None
-               else group["last_flush"] + pol.group_interval_seconds)
-        planned = 0
-        for kind in ("flapping", "repeat"):  # not held back by the group timers
-            for a in kinds.get(kind, []):
-                planned += self._enqueue(conn, pol, key, kind, [a], now)
-        if now >= due and (kinds.get("firing") or kinds.get("resolved")):
-            batch = kinds.get("firing", []) + kinds.get("resolved", [])
-            planned += self._enqueue(conn, pol, key, "firing" if kinds.get("firing")
-                                     else "resolved", batch, now)
-            conn.execute("UPDATE alert_groups SET last_flush=? WHERE group_key=?", (now, key))
-        return planned
+    def _apply_notice(self, op: str, params: dict[str, Any], now: float) -> str:
+        key = params["group_key"]
+        with self.store.transaction() as conn:
+            if op == "open_group":
+                conn.execute("INSERT OR IGNORE INTO alert_groups VALUES (?,?,?,NULL)",
+                             (key, key, params["created_at"]))
+                return "group opened"
+            if op == "forget_group":
+                conn.execute("DELETE FROM alert_groups WHERE group_key=?", (key,))
+                return "group forgotten"
+            alerts = [self.db.get(int(i)) for i in params["alert_ids"]]
+            n = self._enqueue(conn, params, alerts, now)
+            if params.get("flush"):
+                conn.execute("UPDATE alert_groups SET last_flush=? WHERE group_key=?",
+                             (now, key))
+        return f"{params['kind']} notice to {n} receiver(s)"
 
-    def _enqueue(self, conn: Any, pol: AlertingPolicy, key: str, kind: str,
-                 alerts: list[dict[str, Any]], now: float) -> int:
-        top = max(alerts, key=lambda a: _SEV[a["severity"]])
-        repeat = top["notify_count"] if kind == "repeat" else 0
-        escalated = kind == "repeat" and repeat >= pol.escalation.after_repeats
-        names = list(pol.routes[top["severity"]]) + (pol.escalation.add_receivers
-                                                     if escalated else [])
+    def _enqueue(self, conn: Any, params: dict[str, Any], alerts: list[dict[str, Any]],
+                 now: float) -> int:
+        pol, key, kind = self.alerting(), params["group_key"], params["kind"]
+        top = max(alerts, key=lambda a: SEV[a["severity"]])
         labels = {k: top["labels"].get(k, "") for k in pol.group_by}
-        for ch in expand_receivers(names, self.channels):
+        sent = 0
+        for ch in expand_receivers(list(params["receivers"]), self.channels):
             payload = build_payload(receiver=ch.name, group_key=key, group_labels=labels,
-                                    alerts=alerts, kind=kind, repeat=repeat, escalated=escalated)
+                                    alerts=alerts, kind=kind, repeat=params["repeat"],
+                                    escalated=params["escalated"])
             conn.execute("INSERT INTO alert_notifications(group_key, kind, receiver, alert_ids, "
                          "payload, created_at, state, next_attempt_at) VALUES "
                          "(?,?,?,?,?,?,'pending',?)",
                          (key, kind, ch.name, json.dumps([a["id"] for a in alerts]),
                           json.dumps(payload), now, now))
+            sent += 1
         for a in alerts:
             if kind == "resolved" or a["state"] == "resolved":
                 conn.execute("UPDATE alerts SET resolved_notified=1 WHERE id=?", (a["id"],))
@@ -293,13 +298,7 @@ class AlertManager:
             else:
                 conn.execute("UPDATE alerts SET notified_at=?, notify_count=notify_count+1 "
                              "WHERE id=?", (now, a["id"]))
-        return 1
-
-    @staticmethod
-    def _drop_idle_groups(conn: Any, pol: AlertingPolicy, live: set[str]) -> None:
-        for row in conn.execute("SELECT group_key FROM alert_groups").fetchall():
-            if row[0] not in live:
-                conn.execute("DELETE FROM alert_groups WHERE group_key=?", (row[0],))
+        return sent
 
     # -- delivery (the outbox) ---------------------------------------------------------------
     async def dispatch(self, now: float | None = None) -> dict[str, int]:
@@ -321,10 +320,10 @@ class AlertManager:
         silences = self.db.silences(now)
         flapping = {r[0] for r in self.store.query(
             "SELECT fingerprint FROM alert_flaps WHERE flapping=1")}
-        alerts = self.db.alerts(states=OPEN_STATES, limit=10_000)
+        alerts = self.db.alerts(states=OPEN_STATES, limit=pol.scan_limit)
         firing = [a for a in alerts if a["state"] == "firing"]
         return [{**a, "silenced": any(matches(a["labels"], s["matchers"]) for s in silences),
-                 "inhibited": _inhibited(a, pol, firing),
+                 "inhibited": inhibited(a, pol, firing),
                  "flapping": a["fingerprint"] in flapping} for a in alerts]
 
     def history(self, limit: int = 200, since: float | None = None) -> list[dict[str, Any]]:
@@ -342,32 +341,3 @@ class AlertManager:
                          "created_at < ?", (cutoff,))
             conn.execute("DELETE FROM alert_silences WHERE ends_at < ?", (cutoff,))
         return n
-
-
-def _group_key(pol: AlertingPolicy, labels: dict[str, str]) -> str:
-    return json.dumps({k: labels.get(k, "") for k in pol.group_by}, sort_keys=True)
-
-
-def _inhibited(a: dict[str, Any], pol: AlertingPolicy, firing: list[dict[str, Any]]) -> bool:
-    for rule in pol.inhibit_rules:
-        if not matches(a["labels"], rule.target):
-            continue
-        for src in firing:
-            if src["id"] != a["id"] and matches(src["labels"], rule.source) and all(
-                    src["labels"].get(k) == a["labels"].get(k) for k in rule.equal):
-                return True
-    return False
-
-
-def _why(rule: AlertRuleSpec, c: Condition) -> str:
-    if rule.type in ("threshold", "rate"):
-        return f"{rule.metric} {rule.type} {c.value:.4g} {rule.op} {rule.value:g}"
-    return f"{rule.type} rule {rule.name}"
-
-
-def _summary(rule: AlertRuleSpec, c: Condition) -> str:
-    text = rule.summary or f"{rule.name} {_why(rule, c)}"
-    for k, v in c.labels.items():
-        text = text.replace(f"{{labels.{k}}}", v)
-    return text.replace("{value}", "n/a" if c.value is None else f"{c.value:.4g}")
-

@@ -6,9 +6,14 @@ telemetry controller calls :meth:`cycle` on its interval and feeds bus events to
 :meth:`record_event`; the API reads through the attributes.
 
 Events become data here: every topic is counted in ``events_total{topic}`` (counted in memory,
-one point per changed topic written on each cycle rather than one per event), service probes
-become ``service.up`` / ``service.probe_latency_ms``, ``alert.human`` fires an alert and
-``alert.resolved`` resolves it, and anomaly rules see every event.
+one point per changed topic written on each cycle rather than one per event), ``alert.human``
+fires an alert and ``alert.resolved`` resolves it, and anomaly rules see every event. Service
+metrics (``service.up``, ``service.probe_latency_ms``, ``service.latency_p95_ms``, …) have one
+writer, the health monitor (:meth:`HealthAggregator.readings`): it sees a stopped, isolated
+or paused service, which sends no probe event, as down.
+
+:meth:`housekeeping` (log tail, flushes, rollups, retention) is a scheduled job
+(:mod:`autonomous.core.jobs`); alert rules are decided by the telemetry controller's diff.
 """
 
 from __future__ import annotations
@@ -109,14 +114,7 @@ class TelemetryHub:
         """Turn one bus event into metrics, alerts and anomaly observations."""
         self._events[topic] = self._events.get(topic, 0) + 1
         self._events_dirty.add(topic)
-        now = self.clock.now()
-        if topic == "service.probe" and data.get("service"):
-            lab = {"service": str(data["service"])}
-            self.metrics.collect_metric("service.up", 1.0 if data.get("ok") else 0.0, lab, now)
-            if data.get("latency_ms") is not None:
-                self.metrics.collect_metric("service.probe_latency_ms", data["latency_ms"], lab,
-                                            now)
-        elif topic == "alert.human":
+        if topic == "alert.human":
             self._human_alert(data)
         elif topic == "alert.resolved" and data.get("service"):
             for a in self.alerts.db.open_alerts(source="manual").values():
@@ -153,8 +151,9 @@ class TelemetryHub:
         self.logs.flush()
 
     # -- the controller's cycle ---------------------------------------------------------------
-    def cycle(self, now: float | None = None) -> dict[str, Any]:
-        """Collect, roll up, apply retention and evaluate alert rules; returns a summary."""
+    def housekeeping(self, now: float | None = None) -> dict[str, Any]:
+        """The scheduled job: tail service logs, flush, roll up, apply retention. Decides
+        nothing; returns what it did."""
         now = self.clock.now() if now is None else now
         lines = self.tail.collect() if self.settings.logs.tail_services else 0
         self._flush_event_counts(now)
@@ -167,10 +166,15 @@ class TelemetryHub:
                    "logs": self.logs.apply_retention(parse_duration(ret.logs), now),
                    "traces": self.tracing.apply_retention(parse_duration(ret.traces), now),
                    "alerts": self.alerts.apply_retention(parse_duration(ret.alerts), now)}
-        alerts = self.alerts.evaluate_rules(now)
-        self.last_cycle = {"service_lines": lines, "rollups": rolled, "deleted": deleted,
-                           "alerts": alerts}
+        self.last_cycle = {"service_lines": lines, "rollups": rolled, "deleted": deleted}
         return self.last_cycle
+
+    def cycle(self, now: float | None = None) -> dict[str, Any]:
+        """Housekeeping then one local rule evaluation (tools and tests; the operator runs
+        the two apart: the job and the controller)."""
+        summary = self.housekeeping(now)
+        summary["alerts"] = self.alerts.evaluate_rules(now)
+        return summary
 
     def stats(self) -> dict[str, Any]:
         """Counters for the hub's own Prometheus metrics."""

@@ -140,6 +140,20 @@ class LogsCollector:
         self.flush()
         self._file.close()
 
+    def rotate(self) -> str | None:
+        """Roll the operator log over now (disk pressure): the oldest backup beyond
+        ``backup_count`` is deleted. The file rolled, or None when there is none yet."""
+        path = self.log_dir / OPERATOR_LOG
+        if not path.exists() or path.stat().st_size == 0:
+            return None
+        with self._lock:
+            self._file.acquire()
+            try:
+                self._file.doRollover()
+            finally:
+                self._file.release()
+        return str(path)
+
     def from_record(self, record: logging.LogRecord) -> dict[str, Any]:
         """A structured line from a stdlib record (extra= fields are kept)."""
         extra = {k: v for k, v in vars(record).items() if k not in _STD and not k.startswith("_")}

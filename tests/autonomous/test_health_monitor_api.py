@@ -12,6 +12,7 @@ from autonomous.api.app import create_app
 from autonomous.testing import free_port, make_context
 from controllers.base import Action
 from controllers.health import HealthController, findings
+from controllers.manager import ControllerManager
 
 SERVICE = """\
 apiVersion: atlas.autonomous/v1
@@ -41,15 +42,12 @@ async def setup(tmp_path: Path):
         ctx.store.close()
 
 
-async def _cycle(ctx, ctl, advance: float = 10.0) -> dict:
+async def _cycle(ctx, ctl, advance: float = 10.0) -> list:
+    """Advance, then one observe → diff → act (through the Executor) → report pass."""
     for _ in range(int(advance / 2)):
         ctx.clock.advance(2)
         await asyncio.sleep(0.02)  # let the probe loops run their (refused) probes
-    desired = ctl.desired()
-    observed = await ctl.observe()
-    assert ctl.diff(desired, observed) == ()
-    ctl.report(desired, observed, [])
-    return observed
+    return await ControllerManager(ctx, [ctl]).reconcile(ctl)
 
 
 def _drain(sub) -> list:
@@ -75,6 +73,10 @@ async def test_unhealthy_service_finding_condition_and_graph(setup) -> None:
     assert any(x["node"]["label"] == "Service/ghost" for x in chain[-1]["context"])
     await _cycle(ctx, ctl)  # still failing: not published twice
     assert not [e for e in _drain(sub) if e.data.get("type") == "unhealthy_service"]
+    # the decision went through the Executor: observation → decision → action → outcome
+    outcome = ctx.status.controller("health").last_decisions["Service/ghost"]
+    assert [n["type"] for n in ctx.graph.why(outcome)][-4:] == [
+        "observation", "decision", "action", "outcome"]
 
 
 async def test_threshold_policy_edit_applies_next_cycle(setup) -> None:
@@ -119,7 +121,12 @@ def test_findings_pure(observed: dict, types: list[str]) -> None:
     desired = {"policy": _POLICY, "services": {"a": object()}}
     assert [f.type for f in findings(desired, obs)] == types
     assert findings(desired, obs) == findings(desired, obs)
-    assert HealthController.diff(desired, obs) == ()
+    planned = HealthController.diff(desired, obs)
+    assert [a.params["type"] for a in planned if a.params["op"] == "raise"] == types
+    assert {a.kind for a in planned} <= {"incident", "alert", "housekeeping"}
+    # every finding already published: nothing to do
+    active = {f.key: f.as_dict() for f in findings(desired, obs)}
+    assert HealthController.diff(desired, {**obs, "active": active}) == ()
 
 
 async def test_act_refuses(setup) -> None:

@@ -64,7 +64,7 @@ async def test_threshold_fires_after_for_then_group_wait_and_resolves_once(env):
     am.evaluate_rules()
     (a,) = am.active_alerts()
     assert a["state"] == "pending" and a["labels"]["service"] == "nexus"
-    _step(ctx, ts, am, 25)
+    _step(ctx, ts, am, 10)  # the default rule holds 15 s
     assert am.active_alerts()[0]["state"] == "pending"
     _step(ctx, ts, am, 5)
     assert am.active_alerts()[0]["state"] == "firing"

@@ -68,14 +68,15 @@ class Recommendation(BaseModel):
 
 
 class SystemComponent(BaseModel):
-    score: float
+    score: float | None = Field(description="null: no resource measured")
     healthy: bool
     problems: list[ResourceProblem]
 
 
 class ServicesComponent(BaseModel):
-    score: float
-    per_service: dict[str, float]
+    score: float | None = Field(description="Mean of the scored services; null: none scored")
+    reason: str | None = Field(None, description="Why the score is null")
+    per_service: dict[str, float | None]
     bottlenecks: list[Bottleneck]
 
 
@@ -92,7 +93,7 @@ class Components(BaseModel):
 
 class GlobalHealthOut(BaseModel):
     ts: str | None
-    score: float = Field(ge=0, le=100)
+    score: float | None = Field(ge=0, le=100, description="null: nothing measured")
     components: Components
     anomalies: list[Anomaly]
     recommendations: list[Recommendation]
@@ -102,7 +103,7 @@ class GlobalHealthOut(BaseModel):
 class SystemMetricsOut(BaseModel):
     ts: str | None
     healthy: bool = Field(description="CPU, RAM, disk below the policy thresholds")
-    score: float = Field(ge=0, le=100)
+    score: float | None = Field(ge=0, le=100, description="null: no resource measured")
     cpu: dict[str, Any]
     memory: dict[str, Any]
     gpu: dict[str, Any] = Field(description="devices (each with its source) or null + reason")
@@ -116,7 +117,9 @@ class SystemMetricsOut(BaseModel):
 class ServiceOut(BaseModel):
     live: bool | None
     ready: bool | None
-    score: float
+    score: float | None = Field(description="0-100; null while not probed yet")
+    score_reason: str | None = Field(None, description="Why the score is null or which "
+                                     "unmeasured figure was left out of it")
     consecutive_failures: int
     latency_p50_ms: float | None
     latency_p95_ms: float | None

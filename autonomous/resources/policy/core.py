@@ -24,6 +24,10 @@ ACTION_KINDS = (
     "start", "stop", "restart", "restart_all", "rollback", "update", "optimization",
     "degrade", "fallback", "isolate", "retry", "alert_human", "survival", "backup", "restore",
     "throttle", "mode", "stop_by_removal",
+    # health and alerting (controllers.health / controllers.telemetry): an alert episode's
+    # lifecycle, a notification (escalation included), a health finding published as intent
+    # for healing (an incident), housekeeping asked for now (retention, log rotation)
+    "alert", "notify", "incident", "housekeeping",
 )
 
 

@@ -144,6 +144,16 @@ class SamplingPolicy(Strict):
                                        "services' ports")
     report_interval_seconds: float = Field(gt=0, description="GlobalHealth report cadence")
     history_keep: int = Field(ge=10, description="Snapshots kept in memory per metric")
+    resample_tolerance: float = Field(gt=0, le=1, description="A health pass takes a full "
+                                      "system sample when this share of the controller "
+                                      "interval passed since the last one (the pass comes "
+                                      "with jitter); passes in between refresh the services")
+    fallback_interval_seconds: float = Field(gt=0, description="Sample interval assumed when "
+                                             "the config names no health_monitor interval")
+    trend_hourly_from_days: float = Field(gt=0, description="Historical trends of this many "
+                                          "days or more use hourly rollups, per-minute below")
+    trend_metrics: list[str] = Field(min_length=1, description="Metric names the historical "
+                                     "trend reports")
 
 
 class ServiceHealthPolicy(Strict):
@@ -151,6 +161,9 @@ class ServiceHealthPolicy(Strict):
     dependency_interval_seconds: float = Field(gt=0, description="Dependency check cadence")
     metrics_interval_seconds: float = Field(gt=0, description="Prometheus /metrics scrape "
                                             "cadence (throughput, error counters)")
+    probe_history_keep: int = Field(ge=10, description="Own probe results kept per service "
+                                    "(only without a services controller)")
+    scrape_history_keep: int = Field(ge=2, description="/metrics scrapes kept per service")
 
 
 class HealthPolicy(Strict):

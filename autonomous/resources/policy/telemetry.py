@@ -51,6 +51,9 @@ class AlertRuleSpec(Strict):
     event: str | None = Field(None, description="anomaly: event topic prefix, e.g. 'health.'")
     hold_seconds: float | None = Field(None, gt=0, description="anomaly: active this long "
                                        "after the last matching event")
+    clear_event: str | None = Field(None, description="anomaly: event topic prefix that ends "
+                                    "the condition at once when its fields match ``match`` "
+                                    "and its ``by`` labels, e.g. 'health.finding_resolved'")
     combine: Literal["and", "or"] | None = Field(None, description="compound: how rules combine")
     rules: list[str] = Field(default_factory=list, description="compound: rule names")
 
@@ -103,6 +106,8 @@ class AlertingPolicy(Strict):
     inhibit_rules: list[InhibitRule]
     notify_backoff: BackoffPolicy
     notify_timeout_seconds: float = Field(gt=0, description="One delivery attempt's timeout")
+    scan_limit: int = Field(ge=100, description="Most episodes one evaluation or the open-"
+                            "alerts view reads (firing and resolved-unannounced ones)")
     rules: list[AlertRuleSpec]
 
     @model_validator(mode="after")
