@@ -14,13 +14,12 @@ Candidates and their weights are published as ``ctx.subsystems["rollouts"]`` for
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from autonomous.evolution.metrics_comparator import Samples, compare
+from autonomous.evolution.probes import paired_round
 from autonomous.evolution.staged_rollout import Action as Step
 from autonomous.evolution.staged_rollout import RolloutState, StagedRollout, decide, weights
 from autonomous.evolution.store import RolloutStore
@@ -45,6 +44,7 @@ class RolloutObserved:
     baseline: Samples
     candidate: Samples
     now: float
+    rounds: tuple[float, ...] = ()  # per paired probe round: candidate / baseline median
 
 
 @dataclass
@@ -56,6 +56,7 @@ class Candidate:
     device_version: str = ""
     lat: dict[str, list[float]] = field(default_factory=lambda: {"base": [], "cand": []})
     err: dict[str, int] = field(default_factory=lambda: {"base": 0, "cand": 0})
+    rounds: list[float] = field(default_factory=list)
     phase_index: int = -1
     ready: bool = False  # answered ready_path once: samples are taken from then on
 
@@ -87,10 +88,11 @@ def plan(o: RolloutObserved, policy: EvolutionPolicy) -> tuple[Action, ...]:
         return (Action("update", res, f"candidate {o.spec.to_version} not running; starting it "
                        f"(phase {o.state.phase_index})", params={"op": "candidate"}),)
     rp = _policy(o.spec, policy)
-    verdict = compare(o.baseline, o.candidate, policy.judge)
+    verdict = compare(o.baseline, o.candidate, policy.judge, o.rounds)
     d = decide(o.state, o.now, verdict, rp)
     ev |= {"verdict": verdict.verdict.value, "score": verdict.score,
-           "median_ratio": verdict.median_ratio, "reason": verdict.reason}
+           "median_ratio": verdict.median_ratio, "rounds": verdict.rounds,
+           "round_p": verdict.round_p, "reason": verdict.reason}
     if d.action is Step.ROLLBACK:
         return (Action("rollback", res, d.reason, params={"op": "rollback",
                                                           "phase": o.state.phase_index},
@@ -140,23 +142,14 @@ class EvolutionController(Controller):
         return bool(200 <= r.status_code < 300)
 
     async def _pair(self, c: Candidate, base_port: int, path: str, n: int) -> None:
-        async def one(port: int) -> float | None:
-            t0 = time.perf_counter()
-            try:
-                r = await self.probe.get(f"http://127.0.0.1:{port}{path}", timeout=2.0)
-            except Exception:  # noqa: BLE001 - a failed probe is an error sample
-                return None
-            return (time.perf_counter() - t0) * 1000 if r.status_code < 500 else None
-        for i in range(n):  # the order alternates: neither version always goes second
-            if i % 2:
-                k, b = await asyncio.gather(one(c.port), one(base_port))
-            else:
-                b, k = await asyncio.gather(one(base_port), one(c.port))
-            for key, v in (("base", b), ("cand", k)):
-                if v is None:
-                    c.err[key] += 1
-                else:
-                    c.lat[key].append(v)
+        r = await paired_round(self.probe, f"http://127.0.0.1:{base_port}{path}",
+                               f"http://127.0.0.1:{c.port}{path}", n)
+        c.lat["base"] += r.base
+        c.lat["cand"] += r.cand
+        c.err["base"] += r.base_errors
+        c.err["cand"] += r.cand_errors
+        if r.ratio is not None:
+            c.rounds.append(r.ratio)
 
     async def observe(self) -> tuple[RolloutObserved, ...]:
         d = self.desired()
@@ -177,6 +170,7 @@ class EvolutionController(Controller):
             running = c is not None and info is not None and info.running
             if c is not None and state is not None and c.phase_index != state.phase_index:
                 c.lat, c.err = {"base": [], "cand": []}, {"base": 0, "cand": 0}
+                c.rounds = []
                 c.phase_index = state.phase_index
             if running and c is not None and base_port is not None and state is not None \
                     and state.status == "running" and (
@@ -184,13 +178,15 @@ class EvolutionController(Controller):
                 if not c.ready:  # warm-up round (first connections, lazy imports): dropped
                     await self._pair(c, base_port, spec.probe_path, spec.probes_per_observe)
                     c.lat, c.err = {"base": [], "cand": []}, {"base": 0, "cand": 0}
+                    c.rounds = []
                 c.ready = True  # from ready on, every failed probe is an error sample
                 await self._pair(c, base_port, spec.probe_path, spec.probes_per_observe)
             base = Samples.of(c.lat["base"], c.err["base"]) if c else Samples.of([])
             cand = Samples.of(c.lat["cand"], c.err["cand"]) if c else Samples.of([])
             out.append(RolloutObserved(name, spec, base_port, rid, state,
                                        (spec.service, spec.to_version) in quarantined,
-                                       running, base, cand, self.ctx.clock.now()))
+                                       running, base, cand, self.ctx.clock.now(),
+                                       tuple(c.rounds) if c else ()))
         return tuple(out)
 
     @staticmethod
