@@ -27,7 +27,10 @@ from autonomous.resources.kinds.evolution import RolloutSpec
 from autonomous.resources.policy.evolution import EvolutionPolicy, RolloutPolicy
 from autonomous.supervisor.probe_client import ProbeClient
 from autonomous.supervisor.processes import ProcessSupervisor
+from autonomous.evolution.proposals import OPEN, ProposalStore
 from controllers.base import Action, Controller, Outcome
+from controllers.evolution_proposals import (ProposalObserved, act_proposal, apply_commit,
+                                             plan_proposal, rollout_specs)
 
 __all__ = ["CONTROLLERS", "Candidate", "EvolutionController", "RolloutObserved", "plan"]
 
@@ -113,13 +116,18 @@ class EvolutionController(Controller):
     def __init__(self, ctx: Any) -> None:
         super().__init__(ctx)
         self.rollouts = RolloutStore(ctx.store)
+        self.proposals = ProposalStore(ctx.store)
         self.procs = ProcessSupervisor(ctx.store, ctx.bus, ctx.clock,
                                        ctx.data_dir / "logs" / "candidates")
         self.candidates: dict[str, Candidate] = {}
         self.probe = ProbeClient()
 
     async def start(self) -> None:
+        from autonomous.evolution.facade import EvolutionFacade
+
         (self.ctx.data_dir / "logs" / "candidates").mkdir(parents=True, exist_ok=True)
+        self.ctx.subsystems.setdefault("evolution", EvolutionFacade(
+            self.ctx.store, self.ctx.clock, self.ctx.desired, self.ctx.root))
         self.ctx.subsystems["rollouts"] = self.candidates
 
     async def stop(self) -> None:
@@ -131,8 +139,9 @@ class EvolutionController(Controller):
         gen = self.ctx.desired.current
         if gen is None:
             return None
-        return ({r.name: r.spec for r in gen.tree.of_kind("Rollout")},
-                EvolutionPolicy.model_validate(self.ctx.policy()["evolution"]))
+        specs = {r.name: r.spec for r in gen.tree.of_kind("Rollout")}
+        specs |= rollout_specs(self.proposals.with_state("rolling_out"), gen.services)
+        return specs, EvolutionPolicy.model_validate(self.ctx.policy()["evolution"])
 
     async def _ready(self, port: int, path: str) -> bool:
         try:
@@ -151,7 +160,25 @@ class EvolutionController(Controller):
         if r.ratio is not None:
             c.rounds.append(r.ratio)
 
-    async def observe(self) -> tuple[RolloutObserved, ...]:
+    def _observe_proposals(self) -> tuple[ProposalObserved, ...]:
+        gen = self.ctx.desired.current
+        services = gen.services if gen is not None else {}
+        quarantined = self.rollouts.quarantined()
+        out = []
+        for row in self.proposals.with_state(*OPEN):
+            svc = services.get(row.service)
+            latest = self.rollouts.latest(row.service, row.version)
+            out.append(ProposalObserved(
+                row, svc is not None, svc.version if svc is not None else None,
+                svc is not None and svc.traffic is not None,
+                (row.service, row.version) in quarantined,
+                latest[1].status if latest is not None else None))
+        return tuple(out)
+
+    async def observe(self) -> tuple[RolloutObserved | ProposalObserved, ...]:
+        return await self._observe_rollouts() + self._observe_proposals()
+
+    async def _observe_rollouts(self) -> tuple[RolloutObserved, ...]:
         d = self.desired()
         if d is None:
             return ()
@@ -190,11 +217,13 @@ class EvolutionController(Controller):
         return tuple(out)
 
     @staticmethod
-    def diff(desired: Any, observed: tuple[RolloutObserved, ...]) -> tuple[Action, ...]:
+    def diff(desired: Any, observed: tuple[RolloutObserved | ProposalObserved, ...]
+             ) -> tuple[Action, ...]:
         if desired is None:
             return ()
         _, policy = desired
-        return tuple(a for o in observed for a in plan(o, policy))
+        return tuple(a for o in observed for a in (
+            plan(o, policy) if isinstance(o, RolloutObserved) else plan_proposal(o)))
 
     async def _start_candidate(self, spec: RolloutSpec, state: RolloutState,
                                rp: RolloutPolicy) -> int:
@@ -214,6 +243,8 @@ class EvolutionController(Controller):
             await self.procs.stop(f"{service}@{c.version}", 5.0)
 
     async def act(self, action: Action) -> Outcome:
+        if action.params.get("op") in ("propose", "close"):
+            return await act_proposal(self.ctx, self.proposals, action)
         d = self.desired()
         name = action.resource.split("/", 1)[1]
         if d is None or name not in d[0]:
@@ -243,8 +274,10 @@ class EvolutionController(Controller):
                 new = engine.advance_phase(state, now)
             else:
                 return Outcome(action, False, f"unknown op {op!r}", permanent=True)
-            self.rollouts.transition(rid, new, str(op), action.reason, now,
-                                     dict(action.evidence))
+            ev = dict(action.evidence)
+            if new.status == "committed":  # the desired state follows the committed version
+                ev["desired_state"] = apply_commit(self.ctx, spec)
+            self.rollouts.transition(rid, new, str(op), action.reason, now, ev)
             if new.status != "running":
                 await self._stop_candidate(spec.service)
             elif (c := self.candidates.get(spec.service)) is not None:

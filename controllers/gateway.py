@@ -82,8 +82,8 @@ class GatewayController(Controller):
     async def start(self) -> None:
         from autonomous.evolution.facade import EvolutionFacade
 
-        self.ctx.subsystems.setdefault("evolution", EvolutionFacade(self.ctx.store,
-                                                                    self.ctx.clock))
+        self.ctx.subsystems.setdefault("evolution", EvolutionFacade(
+            self.ctx.store, self.ctx.clock, self.ctx.desired, self.ctx.root))
 
     async def stop(self) -> None:
         if self.traefik is not None:

@@ -7,14 +7,17 @@ Pure (no I/O, no clock): samples come in, a :class:`Comparison` comes out. Gates
 * latency: one-sided Mann-Whitney U (candidate slower); fails at p < ``latency_p_value`` and
   median ratio ≥ ``latency_ratio_fail``, once both versions have ``min_samples``;
 * immediate: median ratio ≥ ``latency_ratio_immediate`` fails from ``immediate_min_samples``
-  on, but only at the stricter p < ``immediate_p_value`` (a ratio of medians of a handful of
-  samples is noise on a loaded host: ×2 at 5 samples rolled identical versions back);
+  on, but only at the stricter p < ``immediate_p_value`` and, for paired rounds, with the
+  candidate slower in every one of ≥ ``immediate_min_rounds`` rounds (a ratio of medians of a
+  handful of samples is noise on a loaded host: ×2 at 5 samples rolled identical versions
+  back);
 * rounds: samples taken at the same moment are not independent (one scheduling hiccup slows
   a whole burst of probes), so Mann-Whitney over-states the evidence. When the samples come
   from paired probe rounds (``rounds``: per round, the candidate's median latency over the
   baseline's, both probed at once), latency fails only when the candidate is also slower
   across rounds: ≥ ``min_rounds`` rounds and a one-sided Wilcoxon signed-rank test of their
-  log ratios at p < ``round_p_value``. Unpaired samples (``rounds=()``) skip this gate;
+  log ratios at p < ``round_p_value``; a pass needs ``min_rounds`` too. Unpaired samples
+  (``rounds=()``) skip this gate;
 * errors: one-sided Fisher's exact test (candidate errs more) on (errors, successes) of
   both; fails at p < ``error_p_value``;
 * score (0–100; 50 latency + 50 errors, partial credit as below): < ``score_rollback`` rolls
@@ -25,7 +28,8 @@ Pure (no I/O, no clock): samples come in, a :class:`Comparison` comes out. Gates
 Partial credit: latency 50 − 5 × clamp((ratio − 1)/(fail − 1)) when significant (both tests
 above) but below the fail ratio — a slowdown the policy tolerates: two processes of the same
 code measured 0–13 % apart at the median on this 2-core host, and a stricter credit made such
-a candidate wait until its deadline rolled it back — 0 when the gate fails, else 50;
+a candidate wait until its deadline rolled it back — 25 when slower by the fail ratio over
+all samples but not across rounds (waits), 0 when the gate fails, else 50;
 errors 50 × p (the one-sided Fisher p) when the candidate's error rate exceeds the
 baseline's, else 50 — so a candidate erring where the baseline never does loses points
 before it is significant.
@@ -134,24 +138,36 @@ def compare(baseline: Samples, candidate: Samples, policy: JudgePolicy,
     err_p = float(fisher_exact(table, alternative="greater").pvalue)
     rb, rc = baseline.errors / nb, candidate.errors / nc
     slower_in_rounds, round_p = _across_rounds(rounds, policy)
-    n, enough = min(nb, nc), min(nb, nc) >= policy.min_samples
+    n = min(nb, nc)
+    # a pass (and a latency or score rollback) needs min_samples, and min_rounds when paired
+    enough = n >= policy.min_samples and (not rounds or len(rounds) >= policy.min_rounds)
 
     def mk(verdict: Verdict, score: float, reason: str) -> Comparison:
         return Comparison(verdict, score, reason, nb, nc, ratio, lat_p, err_p, rb, rc,
                           len(rounds), round_p)
 
     rounds_why = f", slower in rounds (Wilcoxon p={round_p:.2g})" if round_p is not None else ""
+    # immediate: far slower in every round so far (a burst is one round, not all of them)
+    every_round = not rounds or (len(rounds) >= policy.immediate_min_rounds
+                                 and all(r > 1 for r in rounds))
     if ratio >= policy.latency_ratio_immediate and n >= policy.immediate_min_samples \
-            and lat_p < policy.immediate_p_value and slower_in_rounds:
+            and lat_p < policy.immediate_p_value and every_round:
         return mk(Verdict.ROLLBACK, 0.0, f"median latency ×{ratio:.2f} ≥ "
                   f"×{policy.latency_ratio_immediate} (immediate; Mann-Whitney p={lat_p:.2g}"
-                  f"{rounds_why})")
-    lat_sig = lat_p < policy.latency_p_value and slower_in_rounds
-    # significant but below the fail ratio: 45..50 points (tolerated by policy: it blocks a
-    # pass only together with other doubts, and never rolls back alone)
+                  f"{f', slower in all {len(rounds)} rounds' if rounds else ''})")
+    lat_mw = lat_p < policy.latency_p_value
+    lat_sig = lat_mw and slower_in_rounds
     lat_fail = lat_sig and ratio >= policy.latency_ratio_fail
-    lat_pts = 0.0 if lat_fail else (50.0 - 5.0 * _clamp(
-        (ratio - 1) / (policy.latency_ratio_fail - 1)) if lat_sig else 50.0)
+    if lat_fail:
+        lat_pts = 0.0
+    elif lat_mw and ratio >= policy.latency_ratio_fail:
+        lat_pts = 25.0  # slower over all samples, not (yet) across rounds: waits
+    elif lat_sig:
+        # significant but below the fail ratio: 45..50 points (tolerated by policy: it
+        # blocks a pass only together with other doubts, and never rolls back alone)
+        lat_pts = 50.0 - 5.0 * _clamp((ratio - 1) / (policy.latency_ratio_fail - 1))
+    else:
+        lat_pts = 50.0
     err_worse = rc > rb
     err_sig = err_worse and err_p < policy.error_p_value
     err_pts = 0.0 if err_sig else 50.0 * (err_p if err_worse else 1.0)
@@ -169,7 +185,8 @@ def compare(baseline: Samples, candidate: Samples, policy: JudgePolicy,
         if not enough:
             return mk(Verdict.INSUFFICIENT, score,
                       f"not enough samples to pass: baseline {nb}, candidate {nc} "
-                      f"(need {policy.min_samples})")
+                      f"(need {policy.min_samples}), {len(rounds)} rounds"
+                      f"{f' (need {policy.min_rounds})' if rounds else ''}")
         return mk(Verdict.ADVANCE, score, f"score {score} ≥ {policy.score_advance}")
     if not enough:
         return mk(Verdict.INSUFFICIENT, score, f"score {score} < {policy.score_advance} on "

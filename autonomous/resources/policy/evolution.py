@@ -27,7 +27,10 @@ class JudgePolicy(Strict):
                                      "immediate path needs")
     immediate_min_samples: int = Field(ge=1, description="Samples per version before the "
                                        "immediate path may roll back")
-    min_rounds: int = Field(ge=1, description="Paired probe rounds before latency may fail")
+    immediate_min_rounds: int = Field(ge=1, description="Paired rounds, every one slower, "
+                                      "before the immediate path may roll back")
+    min_rounds: int = Field(ge=1, description="Paired probe rounds needed to pass, or to fail "
+                            "on latency")
     round_p_value: float = Field(gt=0, lt=1, description="Wilcoxon signed-rank significance of "
                                  "the per-round paired latency ratios (slower in most rounds)")
     error_p_value: float = Field(gt=0, lt=1, description="Fisher's exact test significance")
@@ -40,6 +43,8 @@ class JudgePolicy(Strict):
             raise ValueError("floor_samples must not exceed min_samples")
         if not self.floor_samples <= self.immediate_min_samples <= self.min_samples:
             raise ValueError("immediate_min_samples must lie in [floor_samples, min_samples]")
+        if self.immediate_min_rounds > self.min_rounds:
+            raise ValueError("immediate_min_rounds must not exceed min_rounds")
         if self.immediate_p_value > self.latency_p_value:
             raise ValueError("immediate_p_value must be ≤ latency_p_value")
         if self.latency_ratio_immediate < self.latency_ratio_fail:
