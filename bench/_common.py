@@ -106,9 +106,12 @@ def tree_with(root: Path, ports: dict[str, int], api_port: int) -> Path:
     """Default tree with the sample services on the given ports and the API on api_port."""
     copy_default_tree(root)
     defaults = {"nexus": 8000, "robot": 8002}
+    fronts = {"nexus": 8100, "robot": 8102}  # the gateway's front ports (spec.traffic)
     for name in defaults:
         f = root / "desired_state" / f"{name}.yaml"
         text = f.read_text()
+        text = text.replace(f"traffic: {{port: {fronts[name]},",
+                            f"traffic: {{port: {ports.get(f'{name}-front', free_port())},")
         for other, default in defaults.items():
             port = ports.get(other, default)
             text = text.replace(f'"--port", "{default}"', f'"--port", "{port}"')

@@ -14,13 +14,12 @@ Candidates and their weights are published as ``ctx.subsystems["rollouts"]`` for
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from autonomous.evolution.metrics_comparator import Samples, compare
+from autonomous.evolution.probes import paired_round
 from autonomous.evolution.staged_rollout import Action as Step
 from autonomous.evolution.staged_rollout import RolloutState, StagedRollout, decide, weights
 from autonomous.evolution.store import RolloutStore
@@ -28,7 +27,10 @@ from autonomous.resources.kinds.evolution import RolloutSpec
 from autonomous.resources.policy.evolution import EvolutionPolicy, RolloutPolicy
 from autonomous.supervisor.probe_client import ProbeClient
 from autonomous.supervisor.processes import ProcessSupervisor
+from autonomous.evolution.proposals import OPEN, ProposalStore
 from controllers.base import Action, Controller, Outcome
+from controllers.evolution_proposals import (ProposalObserved, act_proposal, apply_commit,
+                                             plan_proposal, rollout_specs)
 
 __all__ = ["CONTROLLERS", "Candidate", "EvolutionController", "RolloutObserved", "plan"]
 
@@ -45,6 +47,7 @@ class RolloutObserved:
     baseline: Samples
     candidate: Samples
     now: float
+    rounds: tuple[float, ...] = ()  # per paired probe round: candidate / baseline median
 
 
 @dataclass
@@ -56,6 +59,7 @@ class Candidate:
     device_version: str = ""
     lat: dict[str, list[float]] = field(default_factory=lambda: {"base": [], "cand": []})
     err: dict[str, int] = field(default_factory=lambda: {"base": 0, "cand": 0})
+    rounds: list[float] = field(default_factory=list)
     phase_index: int = -1
     ready: bool = False  # answered ready_path once: samples are taken from then on
 
@@ -87,10 +91,11 @@ def plan(o: RolloutObserved, policy: EvolutionPolicy) -> tuple[Action, ...]:
         return (Action("update", res, f"candidate {o.spec.to_version} not running; starting it "
                        f"(phase {o.state.phase_index})", params={"op": "candidate"}),)
     rp = _policy(o.spec, policy)
-    verdict = compare(o.baseline, o.candidate, policy.judge)
+    verdict = compare(o.baseline, o.candidate, policy.judge, o.rounds)
     d = decide(o.state, o.now, verdict, rp)
     ev |= {"verdict": verdict.verdict.value, "score": verdict.score,
-           "median_ratio": verdict.median_ratio, "reason": verdict.reason}
+           "median_ratio": verdict.median_ratio, "rounds": verdict.rounds,
+           "round_p": verdict.round_p, "reason": verdict.reason}
     if d.action is Step.ROLLBACK:
         return (Action("rollback", res, d.reason, params={"op": "rollback",
                                                           "phase": o.state.phase_index},
@@ -111,13 +116,18 @@ class EvolutionController(Controller):
     def __init__(self, ctx: Any) -> None:
         super().__init__(ctx)
         self.rollouts = RolloutStore(ctx.store)
+        self.proposals = ProposalStore(ctx.store)
         self.procs = ProcessSupervisor(ctx.store, ctx.bus, ctx.clock,
                                        ctx.data_dir / "logs" / "candidates")
         self.candidates: dict[str, Candidate] = {}
         self.probe = ProbeClient()
 
     async def start(self) -> None:
+        from autonomous.evolution.facade import EvolutionFacade
+
         (self.ctx.data_dir / "logs" / "candidates").mkdir(parents=True, exist_ok=True)
+        self.ctx.subsystems.setdefault("evolution", EvolutionFacade(
+            self.ctx.store, self.ctx.clock, self.ctx.desired, self.ctx.root))
         self.ctx.subsystems["rollouts"] = self.candidates
 
     async def stop(self) -> None:
@@ -129,8 +139,9 @@ class EvolutionController(Controller):
         gen = self.ctx.desired.current
         if gen is None:
             return None
-        return ({r.name: r.spec for r in gen.tree.of_kind("Rollout")},
-                EvolutionPolicy.model_validate(self.ctx.policy()["evolution"]))
+        specs = {r.name: r.spec for r in gen.tree.of_kind("Rollout")}
+        specs |= rollout_specs(self.proposals.with_state("rolling_out"), gen.services)
+        return specs, EvolutionPolicy.model_validate(self.ctx.policy()["evolution"])
 
     async def _ready(self, port: int, path: str) -> bool:
         try:
@@ -140,25 +151,34 @@ class EvolutionController(Controller):
         return bool(200 <= r.status_code < 300)
 
     async def _pair(self, c: Candidate, base_port: int, path: str, n: int) -> None:
-        async def one(port: int) -> float | None:
-            t0 = time.perf_counter()
-            try:
-                r = await self.probe.get(f"http://127.0.0.1:{port}{path}", timeout=2.0)
-            except Exception:  # noqa: BLE001 - a failed probe is an error sample
-                return None
-            return (time.perf_counter() - t0) * 1000 if r.status_code < 500 else None
-        for i in range(n):  # the order alternates: neither version always goes second
-            if i % 2:
-                k, b = await asyncio.gather(one(c.port), one(base_port))
-            else:
-                b, k = await asyncio.gather(one(base_port), one(c.port))
-            for key, v in (("base", b), ("cand", k)):
-                if v is None:
-                    c.err[key] += 1
-                else:
-                    c.lat[key].append(v)
+        r = await paired_round(self.probe, f"http://127.0.0.1:{base_port}{path}",
+                               f"http://127.0.0.1:{c.port}{path}", n)
+        c.lat["base"] += r.base
+        c.lat["cand"] += r.cand
+        c.err["base"] += r.base_errors
+        c.err["cand"] += r.cand_errors
+        if r.ratio is not None:
+            c.rounds.append(r.ratio)
 
-    async def observe(self) -> tuple[RolloutObserved, ...]:
+    def _observe_proposals(self) -> tuple[ProposalObserved, ...]:
+        gen = self.ctx.desired.current
+        services = gen.services if gen is not None else {}
+        quarantined = self.rollouts.quarantined()
+        out = []
+        for row in self.proposals.with_state(*OPEN):
+            svc = services.get(row.service)
+            latest = self.rollouts.latest(row.service, row.version)
+            out.append(ProposalObserved(
+                row, svc is not None, svc.version if svc is not None else None,
+                svc is not None and svc.traffic is not None,
+                (row.service, row.version) in quarantined,
+                latest[1].status if latest is not None else None))
+        return tuple(out)
+
+    async def observe(self) -> tuple[RolloutObserved | ProposalObserved, ...]:
+        return await self._observe_rollouts() + self._observe_proposals()
+
+    async def _observe_rollouts(self) -> tuple[RolloutObserved, ...]:
         d = self.desired()
         if d is None:
             return ()
@@ -177,6 +197,7 @@ class EvolutionController(Controller):
             running = c is not None and info is not None and info.running
             if c is not None and state is not None and c.phase_index != state.phase_index:
                 c.lat, c.err = {"base": [], "cand": []}, {"base": 0, "cand": 0}
+                c.rounds = []
                 c.phase_index = state.phase_index
             if running and c is not None and base_port is not None and state is not None \
                     and state.status == "running" and (
@@ -184,21 +205,25 @@ class EvolutionController(Controller):
                 if not c.ready:  # warm-up round (first connections, lazy imports): dropped
                     await self._pair(c, base_port, spec.probe_path, spec.probes_per_observe)
                     c.lat, c.err = {"base": [], "cand": []}, {"base": 0, "cand": 0}
+                    c.rounds = []
                 c.ready = True  # from ready on, every failed probe is an error sample
                 await self._pair(c, base_port, spec.probe_path, spec.probes_per_observe)
             base = Samples.of(c.lat["base"], c.err["base"]) if c else Samples.of([])
             cand = Samples.of(c.lat["cand"], c.err["cand"]) if c else Samples.of([])
             out.append(RolloutObserved(name, spec, base_port, rid, state,
                                        (spec.service, spec.to_version) in quarantined,
-                                       running, base, cand, self.ctx.clock.now()))
+                                       running, base, cand, self.ctx.clock.now(),
+                                       tuple(c.rounds) if c else ()))
         return tuple(out)
 
     @staticmethod
-    def diff(desired: Any, observed: tuple[RolloutObserved, ...]) -> tuple[Action, ...]:
+    def diff(desired: Any, observed: tuple[RolloutObserved | ProposalObserved, ...]
+             ) -> tuple[Action, ...]:
         if desired is None:
             return ()
         _, policy = desired
-        return tuple(a for o in observed for a in plan(o, policy))
+        return tuple(a for o in observed for a in (
+            plan(o, policy) if isinstance(o, RolloutObserved) else plan_proposal(o)))
 
     async def _start_candidate(self, spec: RolloutSpec, state: RolloutState,
                                rp: RolloutPolicy) -> int:
@@ -218,6 +243,8 @@ class EvolutionController(Controller):
             await self.procs.stop(f"{service}@{c.version}", 5.0)
 
     async def act(self, action: Action) -> Outcome:
+        if action.params.get("op") in ("propose", "close"):
+            return await act_proposal(self.ctx, self.proposals, action)
         d = self.desired()
         name = action.resource.split("/", 1)[1]
         if d is None or name not in d[0]:
@@ -247,8 +274,10 @@ class EvolutionController(Controller):
                 new = engine.advance_phase(state, now)
             else:
                 return Outcome(action, False, f"unknown op {op!r}", permanent=True)
-            self.rollouts.transition(rid, new, str(op), action.reason, now,
-                                     dict(action.evidence))
+            ev = dict(action.evidence)
+            if new.status == "committed":  # the desired state follows the committed version
+                ev["desired_state"] = apply_commit(self.ctx, spec)
+            self.rollouts.transition(rid, new, str(op), action.reason, now, ev)
             if new.status != "running":
                 await self._stop_candidate(spec.service)
             elif (c := self.candidates.get(spec.service)) is not None:

@@ -5,6 +5,9 @@ Traefik runs and with which static argv, and the dynamic document on disk.
 diff (pure): the fronts wanted → ``start`` (Traefik not running, or its entry points changed),
 ``update`` (the dynamic document differs), ``stop`` (no front left).
 act: start/stop Traefik (argv list, loopback only) or write the document atomically.
+Traefik is supervised (``autonomous/gateway/process.py``): an exit the controller did not ask
+for publishes ``evolution.gateway.exited``, which wakes this controller (it watches
+``evolution.``), whose diff then starts it again.
 
 Each front routes to the Service's own port at weight 100 (the version running now); the
 evolution controller's rollout states will add the candidate's backend and weights here
@@ -78,17 +81,26 @@ class GatewayController(Controller):
         self.workdir = ctx.data_dir / "gateway"
         self.metrics_port = 0
         self.traefik: Traefik | None = None
+        self._watcher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         from autonomous.evolution.facade import EvolutionFacade
 
-        self.ctx.subsystems.setdefault("evolution", EvolutionFacade(self.ctx.store,
-                                                                    self.ctx.clock))
+        self.ctx.subsystems.setdefault("evolution", EvolutionFacade(
+            self.ctx.store, self.ctx.clock, self.ctx.desired, self.ctx.root))
 
     async def stop(self) -> None:
-        if self.traefik is not None:
-            await asyncio.to_thread(self.traefik.stop)
-            self.traefik = None
+        t, self.traefik = self.traefik, None  # cleared first: the watcher sees a wanted stop
+        if t is not None:
+            await asyncio.to_thread(t.stop)
+        if self._watcher is not None:
+            self._watcher.cancel()
+            self._watcher = None
+
+    async def _watch(self, t: Traefik) -> None:
+        code = await asyncio.to_thread(t.wait_exit)
+        if self.traefik is t:  # not stopped by us
+            self.ctx.bus.publish("evolution.gateway.exited", pid=t.pid, returncode=code)
 
     async def observe(self) -> GatewayObserved:
         gen = self.ctx.desired.current
@@ -132,9 +144,11 @@ class GatewayController(Controller):
                 return Outcome(action, True, "gateway stopped")
             if action.kind == "start":
                 await self.stop()
-                self.traefik = Traefik(list(obs.fronts), self.workdir, obs.metrics_port)
-                await asyncio.to_thread(self.traefik.start)
-                self.ctx.subsystems["gateway"] = self.traefik
+                t = Traefik(list(obs.fronts), self.workdir, obs.metrics_port)
+                await asyncio.to_thread(t.start)
+                self.traefik = t
+                self._watcher = asyncio.create_task(self._watch(t), name="gateway-watch")
+                self.ctx.subsystems["gateway"] = t
                 return Outcome(action, True, f"gateway serving {len(obs.fronts)} front(s)")
             if action.kind == "update" and self.traefik is not None:
                 await asyncio.to_thread(self.traefik.configure, list(obs.fronts))

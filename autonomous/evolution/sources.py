@@ -17,12 +17,16 @@ import subprocess
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-__all__ = ["GitTags", "Proposal", "ReleaseDir", "Source", "WheelDir", "scan"]
+if TYPE_CHECKING:
+    from autonomous.resources.kinds.evolution import SourceSpec
+
+__all__ = ["GitTags", "Proposal", "ReleaseDir", "Source", "WheelDir", "expand_command",
+           "from_spec", "scan"]
 
 
 class Source(Protocol):
@@ -114,3 +118,22 @@ def scan(service: str, current: str, sources: list[Source], *,
         return None
     best = candidates[0]
     return Proposal(service, current, str(best), found[best])
+
+
+def from_spec(spec: SourceSpec, root: Path, service: str) -> Source:
+    """The source an ``UpdateSource`` entry declares (relative paths: from ``root``)."""
+    path = Path(spec.path) if Path(spec.path).is_absolute() else root / spec.path
+    if spec.kind == "wheel_dir":
+        return WheelDir(path, spec.name or service)
+    if spec.kind == "release_dir":
+        return ReleaseDir(path, spec.name or service)
+    return GitTags(path, spec.prefix)
+
+
+def expand_command(template: list[str] | None, proposal: Proposal) -> list[str] | None:
+    """``{version}`` and ``{source}`` in the declared argv; the rest (``{python}``,
+    ``{port}``) is left for the one that runs it."""
+    if template is None:
+        return None
+    return [a.replace("{version}", proposal.version).replace("{source}", proposal.origin)
+            for a in template]

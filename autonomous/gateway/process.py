@@ -1,7 +1,9 @@
 """One Traefik process for a set of fronts: start, wait until it answers, reconfigure, stop.
 
-Used by the benchmark and tests directly; the operator runs the same argv as a supervised
-Service (see ``controllers/gateway.py`` once it exists).
+Supervised like a service's process: its own session (stopping it stops what it spawned) and
+``PR_SET_PDEATHSIG`` (it dies with the operator, so a SIGKILLed operator leaves no gateway
+behind). The gateway controller restarts it the moment it exits (``wait_exit``; through the
+Executor's back-off when it keeps failing). Used by the benchmark and tests directly too.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import httpx
 
 from autonomous.gateway.config import (Front, dynamic_config, static_args, traefik_binary,
                                        write_atomic)
+from autonomous.supervisor.processes import _set_pdeathsig
 
 __all__ = ["Traefik"]
 
@@ -45,7 +48,9 @@ class Traefik:
     def start(self, timeout: float = 15.0) -> None:
         self.configure(self.fronts)
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True,
+                                         preexec_fn=_set_pdeathsig)  # noqa: PLW1509
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -68,6 +73,15 @@ class Traefik:
             return False
         loaded = {x.get("name") for x in r.json()} if r.status_code == 200 else set()
         return all(f"{f.name}@file" in loaded for f in self.fronts)
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def wait_exit(self) -> int | None:
+        """Block until the process exits (its code); None when none was started."""
+        proc = self.proc
+        return proc.wait() if proc is not None else None
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
+import asyncio
+
 import httpx
 import pytest
 
@@ -55,6 +57,43 @@ async def test_service_with_traffic_is_served_through_traefik(tmp_path: Path) ->
                 assert (await h.get(f"http://127.0.0.1:{front}/motor/1")).status_code == 200
             assert await m.reconcile(c) == []  # converged: nothing more to do
             assert "gateway" in ctx.subsystems
+        finally:
+            await c.stop()
+            ctx.store.close()
+
+
+async def test_gateway_is_supervised_restarted_when_killed(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    from autonomous.testing import wait_for
+
+    with serve_http(Hello) as srv:
+        port, front = srv.server_address[1], free_port()
+        text = service_yaml("nexus", port) + f"  traffic: {{port: {front}}}\n"
+        ctx = make_context(tmp_path, root=make_tree(tmp_path / "root", {"nexus": text}))
+        c = GatewayController(ctx)
+        m = ControllerManager(ctx, [c])
+        sub = ctx.bus.subscribe("evolution.gateway.exited")
+        try:
+            await c.start()
+            assert [o.ok for o in await m.reconcile(c)] == [True]
+            first = c.traefik
+            assert first is not None and first.pid is not None
+            os.kill(first.pid, signal.SIGKILL)
+            ev = await asyncio.wait_for(sub.get(), 10)  # the exit wakes the controller
+            assert ev.data["pid"] == first.pid and ev.data["returncode"] == -signal.SIGKILL
+            outcomes = await m.reconcile(c)
+            assert [(o.action.kind, o.ok) for o in outcomes] == [("start", True)], outcomes
+            assert c.traefik is not None and c.traefik.pid != first.pid
+            wait_for(lambda: httpx.get(f"http://127.0.0.1:{front}/x", timeout=1,
+                                       trust_env=False).status_code == 200,
+                     "the front answers again", errors=(httpx.HTTPError,))
+            pid = c.traefik.pid
+            await c.stop()  # a wanted stop publishes nothing
+            assert sub.get_nowait() is None
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
         finally:
             await c.stop()
             ctx.store.close()

@@ -60,14 +60,55 @@ def test_fifty_percent_slower_rolls_back_on_latency() -> None:
     assert r.latency_p is not None and r.latency_p < JUDGE.latency_p_value
 
 
-def test_twice_as_slow_rolls_back_immediately_even_with_few_samples() -> None:
-    r = compare(Samples.of(_lat(6, seed=1)), Samples.of(_lat(6, 2.5, seed=1)), JUDGE)
+def test_twice_as_slow_rolls_back_before_min_samples_once_significant() -> None:
+    n = JUDGE.immediate_min_samples
+    assert n < JUDGE.min_samples
+    r = compare(Samples.of(_lat(n, seed=1)), Samples.of(_lat(n, 2.5, seed=1)), JUDGE)
     assert r.verdict is Verdict.ROLLBACK and "immediate" in r.reason
+    assert r.latency_p is not None and r.latency_p < JUDGE.immediate_p_value
+
+
+def test_a_ratio_of_two_at_the_floor_is_not_a_rollback() -> None:
+    # the old rule: median ×2 at 5 samples rolled identical versions back (one slow burst)
+    k = JUDGE.floor_samples
+    r = compare(Samples.of(_lat(k, seed=1)), Samples.of(_lat(k, 2.5, seed=1)), JUDGE)
+    assert r.median_ratio is not None and r.median_ratio >= JUDGE.latency_ratio_immediate
+    assert r.verdict is Verdict.INSUFFICIENT
+
+
+def test_latency_fails_only_when_slower_across_paired_rounds() -> None:
+    base, slow = Samples.of(_lat(100, seed=1)), Samples.of(_lat(100, 1.5, seed=2))
+    # one slow burst (a scheduling hiccup) and the rest alike: not a regression
+    mixed = (2.4, 1.0, 0.9, 1.1, 0.95, 1.05, 0.9, 1.0, 1.1, 0.97)
+    r = compare(base, slow, JUDGE, mixed)
+    assert r.verdict is not Verdict.ROLLBACK and r.round_p is not None
+    assert r.round_p >= JUDGE.round_p_value and r.rounds == len(mixed)
+    # too few rounds to tell: no latency verdict yet
+    few = compare(base, slow, JUDGE, (1.5,) * (JUDGE.min_rounds - 1))
+    assert few.verdict is not Verdict.ROLLBACK and few.round_p is None
+    # slower in every round: rolls back, with the round evidence in the reason
+    steady = compare(base, slow, JUDGE, tuple(1.4 + i / 100 for i in range(10)))
+    assert steady.verdict is Verdict.ROLLBACK and "Wilcoxon" in steady.reason
+    assert steady.round_p is not None and steady.round_p < JUDGE.round_p_value
+
+
+def test_latency_or_score_never_roll_back_below_min_samples() -> None:
+    n = JUDGE.min_samples - 1
+    r = compare(Samples.of(_lat(n, seed=1)), Samples.of(_lat(n, 1.5, seed=2)), JUDGE)
+    assert r.verdict is Verdict.INSUFFICIENT and "need" in r.reason
 
 
 def test_small_slowdown_is_not_a_failure() -> None:
     r = compare(Samples.of(_lat(100, seed=1)), Samples.of(_lat(100, 1.05, seed=2)), JUDGE)
     assert r.verdict is not Verdict.ROLLBACK
+
+
+def test_significant_slowdown_below_the_fail_ratio_still_passes() -> None:
+    # two processes of the same code differ by ~10 %: tolerated, it must not wait forever
+    base = Samples.of(_lat(300, seed=1))
+    r = compare(base, Samples.of(_lat(300, 1.12, seed=2)), JUDGE, (1.12,) * 30)
+    assert r.latency_p is not None and r.latency_p < JUDGE.latency_p_value
+    assert r.verdict is Verdict.ADVANCE and r.score is not None and 95 <= r.score < 100
 
 
 def test_candidate_erring_where_baseline_never_does() -> None:

@@ -1,7 +1,9 @@
-"""Evolution routes: rollout status, history, manual rollback, quarantine clearing.
+"""Evolution routes: scan for updates, ask for one, rollout status, history, manual rollback,
+quarantine clearing, update proposals.
 
-Mutating routes need the bearer token. (``/scan`` and ``/update`` come with the evolution
-controller; they are not served yet.)
+Mutating routes need the bearer token. ``/scan`` and ``/update`` only record proposals: the
+evolution controller applies them through the governance gate (growth: applied; governed: an
+approval; emergency_stop: recorded only), a Service behind the gateway by a staged rollout.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from autonomous.api.deps import Actor, Ctx, subsystem
 
-__all__ = ["ClearBody", "RollbackBody", "router"]
+__all__ = ["ClearBody", "ProposalOut", "RollbackBody", "ScanBody", "ScanOut", "UpdateBody",
+           "UpdateOut", "router"]
 
 router = APIRouter(prefix="/api/evolution", tags=["evolution"])
 
@@ -28,6 +31,74 @@ class ClearBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     service: str = Field(min_length=1)
     version: str = Field(min_length=1, description="Quarantined version to allow again")
+
+
+class ScanBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    service: str | None = Field(None, min_length=1, description="Only this service's "
+                                "UpdateSource (default: every one)")
+
+
+class UpdateBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    service: str = Field(min_length=1, description="Declared service to update")
+    version: str = Field(min_length=1, max_length=100, description="Version to run")
+    command: list[str] | None = Field(None, min_length=1, max_length=200,
+                                      description="Its argv (default: the Service's own)")
+
+
+class ProposalOut(BaseModel):
+    id: int
+    service: str
+    current: str
+    version: str
+    origin: str
+    command: list[str] | None
+    state: str = Field(description="proposed, rolling_out, applied, rolled_back or failed")
+    reason: str
+    created_at: float
+    updated_at: float
+
+
+class ScanItem(BaseModel):
+    service: str
+    source: str = Field(description="The UpdateSource resource")
+    current: str | None
+    found: str | None = Field(description="Newest newer version (None: up to date)")
+    proposal: ProposalOut | None
+    new: bool = Field(description="False when an open proposal for it existed")
+    error: str | None
+
+
+class ScanOut(BaseModel):
+    results: list[ScanItem]
+
+
+class UpdateOut(BaseModel):
+    proposal: ProposalOut
+    new: bool
+
+
+@router.post("/scan", response_model=ScanOut)
+def scan(body: ScanBody, ctx: Ctx, actor: Actor) -> ScanOut:
+    """Look for updates in the declared UpdateSources; each newer, non-quarantined version
+    becomes a proposal (applied per governance mode)."""
+    return ScanOut.model_validate(subsystem(ctx, "evolution").scan(body.service))
+
+
+@router.post("/update", response_model=UpdateOut)
+def update(body: UpdateBody, ctx: Ctx, actor: Actor) -> UpdateOut:
+    """Ask for a service at a version: a proposal like a found one (409 when quarantined or
+    already declared)."""
+    return UpdateOut.model_validate(subsystem(ctx, "evolution").update(
+        body.service, body.version, body.command, actor))
+
+
+@router.get("/proposals", response_model=list[ProposalOut])
+def proposals(ctx: Ctx, limit: int = Query(100, ge=1, le=1000)) -> list[ProposalOut]:
+    """Update proposals, newest first, with what became of them."""
+    return [ProposalOut.model_validate(r)
+            for r in subsystem(ctx, "evolution").list_proposals(limit)]
 
 
 @router.get("/status")

@@ -7,12 +7,14 @@ port, shifts the gateway's weights phase by phase (``policies/evolution.yaml``, 
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from autonomous.resources.base import Strict
 from autonomous.resources.policy.evolution import PhasePolicy, RolloutPolicy
 
-__all__ = ["KINDS", "RolloutSpec"]
+__all__ = ["KINDS", "RolloutSpec", "SourceSpec", "UpdateSourceSpec"]
 
 
 class RolloutSpec(Strict):
@@ -43,4 +45,32 @@ class RolloutSpec(Strict):
         return self
 
 
-KINDS = {"Rollout": RolloutSpec}
+class SourceSpec(Strict):
+    """One offline update source (``autonomous/evolution/sources.py``)."""
+    kind: Literal["wheel_dir", "release_dir", "git_tags"] = Field(
+        description="wheel_dir: wheels of one distribution; release_dir: <name>-<version>[.ext]"
+                    " entries; git_tags: tags of a repository (PEP 440 order, not git's)")
+    path: str = Field(min_length=1, description="Directory or repository, relative to the root "
+                      "or absolute")
+    name: str | None = Field(None, description="Distribution (wheel_dir) or release name "
+                             "(release_dir); default: the service name")
+    prefix: str = Field("v", description="git_tags: tag prefix before the version")
+
+
+class UpdateSourceSpec(Strict):
+    """Where updates of one Service come from, and how a found version is run.
+
+    ``POST /api/evolution/scan`` looks here; a newer, non-quarantined version becomes a
+    proposed desired-state patch of the Service (its ``version`` and, with ``command``, its
+    argv), applied per governance mode by the evolution controller.
+    """
+    service: str = Field(min_length=1, description="Service these updates are for")
+    sources: list[SourceSpec] = Field(min_length=1, description="Searched together")
+    prereleases: bool = Field(False, description="Also propose pre-releases (rc, beta)")
+    command: list[str] | None = Field(None, min_length=1, description="The Service's argv for a "
+                                      "found version: '{version}' and '{source}' (the wheel, "
+                                      "release or tag found) are expanded; absent: only "
+                                      "spec.version changes")
+
+
+KINDS = {"Rollout": RolloutSpec, "UpdateSource": UpdateSourceSpec}

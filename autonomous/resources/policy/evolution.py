@@ -21,7 +21,18 @@ class JudgePolicy(Strict):
     floor_samples: int = Field(ge=1, description="Below this per version: no verdict at all")
     latency_p_value: float = Field(gt=0, lt=1, description="Mann-Whitney U significance")
     latency_ratio_fail: float = Field(gt=1, description="Median ratio that fails when significant")
-    latency_ratio_immediate: float = Field(gt=1, description="Median ratio: immediate rollback")
+    latency_ratio_immediate: float = Field(gt=1, description="Median ratio: rollback before "
+                                           "min_samples (still needs immediate_p_value)")
+    immediate_p_value: float = Field(gt=0, lt=1, description="Mann-Whitney U significance the "
+                                     "immediate path needs")
+    immediate_min_samples: int = Field(ge=1, description="Samples per version before the "
+                                       "immediate path may roll back")
+    immediate_min_rounds: int = Field(ge=1, description="Paired rounds, every one slower, "
+                                      "before the immediate path may roll back")
+    min_rounds: int = Field(ge=1, description="Paired probe rounds needed to pass, or to fail "
+                            "on latency")
+    round_p_value: float = Field(gt=0, lt=1, description="Wilcoxon signed-rank significance of "
+                                 "the per-round paired latency ratios (slower in most rounds)")
     error_p_value: float = Field(gt=0, lt=1, description="Fisher's exact test significance")
     score_rollback: float = Field(ge=0, le=100, description="Score below this rolls back")
     score_advance: float = Field(ge=0, le=100, description="Score at or above this advances")
@@ -30,6 +41,12 @@ class JudgePolicy(Strict):
     def _order(self) -> JudgePolicy:
         if self.floor_samples > self.min_samples:
             raise ValueError("floor_samples must not exceed min_samples")
+        if not self.floor_samples <= self.immediate_min_samples <= self.min_samples:
+            raise ValueError("immediate_min_samples must lie in [floor_samples, min_samples]")
+        if self.immediate_min_rounds > self.min_rounds:
+            raise ValueError("immediate_min_rounds must not exceed min_rounds")
+        if self.immediate_p_value > self.latency_p_value:
+            raise ValueError("immediate_p_value must be ≤ latency_p_value")
         if self.latency_ratio_immediate < self.latency_ratio_fail:
             raise ValueError("latency_ratio_immediate must be ≥ latency_ratio_fail")
         if self.score_rollback > self.score_advance:

@@ -1,5 +1,6 @@
 """Evolution tables: rollouts (one row per rollout, its current phase), their event history,
-and the quarantine of versions that were rolled back."""
+and the quarantine of versions that were rolled back; (2) update proposals found by a scan or
+asked for through the API, and what became of them."""
 
 COMPONENT = "evolution"
 
@@ -35,5 +36,20 @@ MIGRATIONS = [
         ts REAL NOT NULL,
         PRIMARY KEY (service, version)
     );
+    """,
+    """
+    CREATE TABLE evolution_proposals (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        service TEXT NOT NULL,
+        current TEXT NOT NULL,
+        version TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        command TEXT,
+        state TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX evolution_proposals_state ON evolution_proposals(state, service);
     """,
 ]
