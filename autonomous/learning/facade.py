@@ -1,0 +1,112 @@
+"""The learning subsystem's facade for the API: proposals (list, show with diff and evidence,
+approve, reject, revert as intent the controller reconciles), feedback, insights, the
+knowledge graph and the Neural Router's decisions. Registered as ``ctx.subsystems["learning"]``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autonomous.context import OperatorContext
+from autonomous.core.errors import Conflict, NotFound
+from autonomous.learning.graph_view import render_svg
+from autonomous.learning.learning_orchestrator import LearningOrchestrator
+from autonomous.learning.proposals import Proposal
+from autonomous.learning.router_service import RouteService
+
+__all__ = ["LearningFacade", "unified_diff"]
+
+
+def unified_diff(p: Proposal) -> str:
+    """The proposal as a one-line YAML diff (the patch edits one scalar)."""
+    path = ".".join(map(str, p.patch.path))
+    return (f"--- a/{p.patch.file}\n+++ b/{p.patch.file}\n@@ {path} @@\n"
+            f"-{path}: {p.patch.old!r}\n+{path}: {p.patch.new!r}\n")
+
+
+class LearningFacade:
+    def __init__(self, ctx: OperatorContext, orchestrator: LearningOrchestrator) -> None:
+        self.ctx = ctx
+        self.orchestrator = orchestrator
+        self.proposals = orchestrator.proposals
+        self.feedback = orchestrator.feedback
+        self.router = RouteService(ctx)
+
+    def _policy(self) -> dict[str, Any]:
+        return self.ctx.policy()["learning"]
+
+    # -- proposals --------------------------------------------------------------------------
+    def list_proposals(self, state: str | None, limit: int) -> list[dict[str, Any]]:
+        return [p.as_dict() for p in self.proposals.list(state, limit)]
+
+    def show(self, pid: str) -> dict[str, Any]:
+        p = self.proposals.get(pid)
+        return {**p.as_dict(), "diff": unified_diff(p), "events": self.proposals.events(pid)}
+
+    def approve(self, pid: str, actor: str, reason: str | None) -> dict[str, Any]:
+        p = self.proposals.get(pid)
+        if p.state != "awaiting_approval" or not p.approval_id:
+            raise Conflict(f"proposal {pid} is {p.state}; only one awaiting approval can be "
+                           "approved")
+        gen = self.ctx.desired.current
+        self.ctx.approvals.decide(p.approval_id, approve=True, actor=actor,
+                                  current_generation=gen.number if gen else None, reason=reason)
+        self.ctx.trigger("learning")
+        return self.show(pid)
+
+    def reject(self, pid: str, actor: str, reason: str | None) -> dict[str, Any]:
+        p = self.proposals.get(pid)
+        if p.state not in ("evaluated", "awaiting_approval"):
+            raise Conflict(f"proposal {pid} is {p.state}; only an unapplied one can be rejected")
+        if p.approval_id:
+            approval = self.ctx.approvals.get(p.approval_id)
+            if approval["state"] == "pending":
+                gen = self.ctx.desired.current
+                self.ctx.approvals.decide(p.approval_id, approve=False, actor=actor,
+                                          current_generation=gen.number if gen else None,
+                                          reason=reason)
+        if p.state == "evaluated":
+            self.proposals.transition(pid, "awaiting_approval", actor=actor,
+                                      reason="decided by a human")
+        cycle = int(self.ctx.store.kv_get("learning.cycle", 0) or 0)
+        self.proposals.transition(pid, "rejected", actor=actor,
+                                  reason=f"rejected by {actor}: {reason or 'no reason given'}",
+                                  closed_cycle=cycle)
+        return self.show(pid)
+
+    def revert(self, pid: str, actor: str, reason: str | None) -> dict[str, Any]:
+        """Ask the controller to revert an applied change (intent; the controller owns it)."""
+        p = self.proposals.get(pid)
+        if p.state not in ("baking", "kept"):
+            raise Conflict(f"proposal {pid} is {p.state}; only an applied one can be reverted")
+        reqs = dict(self.ctx.store.kv_get("learning.revert_requests", {}) or {})
+        reqs[pid] = f"{actor}: {reason or 'no reason given'}"
+        self.ctx.store.kv_set("learning.revert_requests", reqs)
+        self.proposals.note(pid, actor, f"revert requested: {reason or 'no reason given'}")
+        self.ctx.trigger("learning")
+        return self.show(pid)
+
+    # -- feedback, insights, graph ------------------------------------------------------------
+    def record_feedback(self, *, area: str, kind: str, bad: bool, value: float | None,
+                        ref: str | None, comment: str | None, decision_id: str | None,
+                        latency_ms: float | None, actor: str) -> dict[str, Any]:
+        if decision_id is not None:
+            self.router.record_outcome(decision_id, success=not bad, latency_ms=latency_ms)
+        return self.feedback.record_feedback(area=area, kind=kind, bad=bad, value=value,
+                                             ref=ref, comment=comment, actor=actor)
+
+    def insights(self) -> dict[str, Any]:
+        return self.orchestrator.get_learning_insights()
+
+    def knowledge_graph(self, center: str | None, depth: int, max_nodes: int,
+                        fmt: str) -> dict[str, Any] | str:
+        """A bounded subgraph around ``center`` (default: the newest node), JSON or SVG."""
+        g = self.ctx.graph
+        if center is None:
+            newest = g.query_graph(limit=1)
+            if not newest:
+                empty: dict[str, Any] = {"nodes": [], "edges": [], "truncated": False}
+                return render_svg(empty) if fmt == "svg" else empty
+            center = str(newest[0]["id"])
+        if center not in g.g:
+            raise NotFound(f"no graph node {center!r}")
+        return g.visualize_subgraph(center, depth=depth, max_nodes=max_nodes, fmt=fmt)
