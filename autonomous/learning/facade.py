@@ -94,6 +94,23 @@ class LearningFacade:
         return self.feedback.record_feedback(area=area, kind=kind, bad=bad, value=value,
                                              ref=ref, comment=comment, actor=actor)
 
+    async def run_cycle(self) -> dict[str, Any]:
+        import asyncio
+
+        out = await asyncio.to_thread(self.orchestrator.run_learning_cycle)
+        self.ctx.trigger("learning")
+        return {k: out.get(k) for k in ("cycle", "mode", "frozen", "proposed", "reason")}
+
+    def patterns(self) -> dict[str, Any]:
+        return {"patterns": None,
+                "reason": "no pattern analyzer in this build (autonomous/learning/"
+                          "pattern_analyzer.py is wired in separately)"}
+
+    def optimizations(self) -> dict[str, Any]:
+        rows = [p.as_dict() for p in self.proposals.all()]
+        return {"applied": [r for r in rows if r["state"] in ("baking", "kept", "reverted")],
+                "pending": [r for r in rows if r["state"] in ("evaluated", "awaiting_approval")]}
+
     def insights(self) -> dict[str, Any]:
         return self.orchestrator.get_learning_insights()
 

@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from autonomous.core.clock import Clock, iso
-from autonomous.core.errors import ValidationFailed
+from autonomous.core.errors import Problem, ValidationFailed
 from autonomous.learning.feedback_stats import AreaFinding, analyze_areas, wilson
 from autonomous.learning.knowledge_graph import KnowledgeGraph
 from autonomous.learning.proposal_patch import Key, Patch
@@ -102,8 +102,8 @@ class FeedbackLoop:
                         actor: str = "api") -> dict[str, Any]:
         """One judgement; linked in the graph to ``ref`` when that is a graph node id."""
         if ":" not in area:
-            raise ValidationFailed(f"area: {area!r} must be '<kind>:<name>' "
-                                   "(e.g. alert:service_latency_high)")
+            raise ValidationFailed([Problem("feedback", 0, "area", f"{area!r} must be "
+                                            "'<kind>:<name>' (e.g. alert:service_latency_high)")])
         now = self.clock.now()
         with self.store.transaction():
             fid = self.store.execute(

@@ -20,7 +20,7 @@ from typing import Any
 
 from autonomous.context import OperatorContext
 from autonomous.core.clock import iso
-from autonomous.core.errors import ValidationFailed
+from autonomous.core.errors import Problem, ValidationFailed
 from autonomous.learning.feedback_loop import FeedbackLoop
 from autonomous.learning.proposal_rules import blocked_by_cooldown
 from autonomous.learning.proposals import ProposalStore
@@ -154,10 +154,10 @@ class LearningOrchestrator:
     def import_learned_knowledge(self, doc: dict[str, Any]) -> dict[str, int]:
         """Replace the learned knowledge with ``doc`` (an export); counts per table."""
         if doc.get("version") != EXPORT_VERSION or not isinstance(doc.get("tables"), dict):
-            raise ValidationFailed(f"version: expected {EXPORT_VERSION} with 'tables'")
+            raise _invalid("version", f"expected {EXPORT_VERSION} with 'tables'")
         unknown = set(doc["tables"]) - set(EXPORT_TABLES)
         if unknown:
-            raise ValidationFailed(f"tables.{sorted(unknown)[0]}: not a learning table")
+            raise _invalid(f"tables.{sorted(unknown)[0]}", "not a learning table")
         counts = {}
         with self.ctx.store.transaction():
             for t in reversed(EXPORT_TABLES):
@@ -168,7 +168,7 @@ class LearningOrchestrator:
                 for i, row in enumerate(rows):
                     bad = set(row) - cols
                     if bad:
-                        raise ValidationFailed(f"tables.{t}.{i}.{sorted(bad)[0]}: unknown column")
+                        raise _invalid(f"tables.{t}.{i}.{sorted(bad)[0]}", "unknown column")
                     names = sorted(row)
                     self.ctx.store.execute(
                         f"INSERT INTO {t}({', '.join(names)}) VALUES "
@@ -176,3 +176,7 @@ class LearningOrchestrator:
                 counts[t] = len(rows)
             self.ctx.store.kv_set("learning.cycle", int(doc.get("cycle", 0)))
         return counts
+
+
+def _invalid(path: str, message: str) -> ValidationFailed:
+    return ValidationFailed([Problem("learned-knowledge", 0, path, message)])

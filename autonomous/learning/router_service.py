@@ -98,7 +98,7 @@ class RouteService:
         for m in p["models"]:
             rows = self.ctx.store.query(
                 "SELECT success, outcome_ts FROM learning_route_decisions WHERE model=? AND "
-                "success IS NOT NULL ORDER BY outcome_ts DESC LIMIT ?", (m, n))
+                "success IS NOT NULL ORDER BY outcome_ts DESC, rowid DESC LIMIT ?", (m, n))
             if len(rows) == n and all(r["success"] == -1 for r in rows) \
                     and now - float(rows[0]["outcome_ts"]) < reset:
                 out[m] = f"{n} consecutive errors, retried after {reset:.0f}s"
