@@ -157,7 +157,11 @@ class LearningController(Controller):
         return None if gen is None else self.ctx.policy()["learning"]
 
     async def observe(self) -> LearningObserved:
-        open_ = self.proposals.open() + self.proposals.list("kept", 1000)
+        reverts = dict(self.ctx.store.kv_get("learning.revert_requests", {}) or {})
+        open_ = self.proposals.open()
+        seen = {p.id for p in open_}
+        open_ += [p for p in (self.proposals.find(pid) for pid in reverts if pid not in seen)
+                  if p is not None and p.state == "kept"]
         counts: dict[str, tuple[int, int]] = {}
         for p in open_:
             if p.state == "baking" and p.applied_at is not None and p.guard.get("area"):
@@ -165,7 +169,6 @@ class LearningController(Controller):
                     "SELECT COALESCE(SUM(bad), 0) b, COUNT(*) n FROM learning_feedback WHERE "
                     "area=? AND ts > ?", (p.guard["area"], p.applied_at))
                 counts[p.id] = (int(r["b"]), int(r["n"])) if r else (0, 0)
-        reverts = self.ctx.store.kv_get("learning.revert_requests", {}) or {}
         return LearningObserved(self.ctx.governance.mode, self.ctx.clock.now(),
                                 int(self.ctx.store.kv_get("learning.cycle", 0) or 0),
                                 tuple(open_), counts, dict(reverts))

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from autonomous.context import OperatorContext
-from autonomous.core.errors import Conflict, NotFound
+from autonomous.core.errors import Conflict, NotFound, Problem, ValidationFailed
 from autonomous.learning.graph_view import render_svg
 from autonomous.learning.learning_orchestrator import LearningOrchestrator
 from autonomous.learning.proposals import Proposal
@@ -36,7 +36,7 @@ class LearningFacade:
 
     # -- proposals --------------------------------------------------------------------------
     def list_proposals(self, state: str | None, limit: int) -> list[dict[str, Any]]:
-        return [p.as_dict() for p in self.proposals.list(state, limit)]
+        return [p.as_dict() for p in self.proposals.recent(state, limit)]
 
     def show(self, pid: str) -> dict[str, Any]:
         p = self.proposals.get(pid)
@@ -86,11 +86,23 @@ class LearningFacade:
         return self.show(pid)
 
     # -- feedback, insights, graph ------------------------------------------------------------
-    def record_feedback(self, *, area: str, kind: str, bad: bool, value: float | None,
+    def record_feedback(self, *, area: str | None, kind: str, bad: bool, value: float | None,
                         ref: str | None, comment: str | None, decision_id: str | None,
-                        latency_ms: float | None, actor: str) -> dict[str, Any]:
+                        alert_id: int | None, latency_ms: float | None, error: bool,
+                        actor: str) -> dict[str, Any]:
+        """Feedback; with ``alert_id`` a label of that alert (area and value from it), with
+        ``decision_id`` the outcome of a route decision (``error``: the model did not
+        answer, kept out of its quality estimate)."""
+        if alert_id is not None:
+            return self.feedback.label_alert(alert_id, false_positive=bad, actor=actor,
+                                             comment=comment)
         if decision_id is not None:
-            self.router.record_outcome(decision_id, success=not bad, latency_ms=latency_ms)
+            d = self.router.record_outcome(decision_id, success=not bad, error=error,
+                                           latency_ms=latency_ms)
+            area = area or f"route:{d['query_class']}:{d['model']}"
+        if area is None:
+            raise ValidationFailed([Problem("", 0, "body.area", "required unless alert_id or "
+                                            "decision_id names what the feedback is about")])
         return self.feedback.record_feedback(area=area, kind=kind, bad=bad, value=value,
                                              ref=ref, comment=comment, actor=actor)
 

@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from autonomous.core.clock import Clock, iso
-from autonomous.core.errors import Problem, ValidationFailed
+from autonomous.core.errors import NotFound, Problem, ValidationFailed
 from autonomous.learning.feedback_stats import AreaFinding, analyze_areas, wilson
 from autonomous.learning.knowledge_graph import KnowledgeGraph
 from autonomous.learning.proposal_patch import Key, Patch
@@ -158,6 +158,36 @@ class FeedbackLoop:
                           "(learning.feedback.action_items)"})
         return items
 
+    # -- alerts: labels and acknowledgements ------------------------------------------------------
+    def alert(self, alert_id: int) -> dict[str, Any]:
+        """Rule and value of an alert the telemetry subsystem raised (its ``alerts`` table)."""
+        row = self.store.query_one("SELECT id, rule, value FROM alerts WHERE id=?", (alert_id,))
+        if row is None:
+            raise NotFound(f"no alert {alert_id}; list them at GET /api/telemetry/alerts")
+        return dict(row)
+
+    def label_alert(self, alert_id: int, *, false_positive: bool, actor: str,
+                    comment: str | None = None) -> dict[str, Any]:
+        """Feedback on one alert: a false positive (bad) or a real one, with the value it saw."""
+        a = self.alert(alert_id)
+        return self.record_feedback(area=f"alert:{a['rule']}", kind="alert_label",
+                                    bad=false_positive, value=a["value"],
+                                    ref=f"alert:{alert_id}", comment=comment, actor=actor)
+
+    def harvest_acks(self) -> int:
+        """Acknowledged alerts not yet fed back become real-alert feedback (an ack says a
+        person looked and it mattered); a label given for the same alert wins. Returns how
+        many were added."""
+        rows = self.store.query(
+            "SELECT a.id, a.rule, a.value, a.acked_by FROM alerts a WHERE a.acked_at IS NOT "
+            "NULL AND NOT EXISTS (SELECT 1 FROM learning_feedback f WHERE f.ref = 'alert:' || "
+            "a.id) ORDER BY a.id")
+        for r in rows:
+            self.record_feedback(area=f"alert:{r['rule']}", kind="alert_ack", bad=False,
+                                 value=r["value"], ref=f"alert:{r['id']}",
+                                 actor=str(r["acked_by"] or "ack"))
+        return len(rows)
+
     # -- alert thresholds toward a target precision -------------------------------------------
     def labels(self, rule: str) -> list[tuple[float, bool]]:
         return [(float(r["value"]), bool(r["bad"])) for r in self.store.query(
@@ -169,7 +199,7 @@ class FeedbackLoop:
         lp, at = policy, policy["alert_tuning"]
         out = []
         for rule in alert_rules:
-            name = rule.get("name")
+            name = str(rule.get("name", ""))
             bounds = at["rules"].get(name)
             if bounds is None or rule.get("type") != "threshold":
                 continue

@@ -62,6 +62,7 @@ class LearningOrchestrator:
                                "reason": why, "proposed": [], "graph_node": node}
             return self.last_cycle
         policy = self._policy()
+        acks = self.feedback.harvest_acks()
         findings = self.feedback.analyze_feedback(policy)
         items = self.feedback.generate_action_items(policy)
         rules = self.ctx.policy().get("telemetry", {}).get("alerting", {}).get("rules", [])
@@ -104,7 +105,7 @@ class LearningOrchestrator:
             proposed.append(p.id)
             open_keys.add(key)
         self.last_cycle = {"cycle": cycle, "ts": iso(now), "mode": mode, "frozen": False,
-                           "findings": findings, "action_items": items, "proposed": proposed,
+                           "acks_harvested": acks, "findings": findings, "action_items": items, "proposed": proposed,
                            "skipped": skipped, "graph_node": cycle_node}
         if proposed:
             self.ctx.bus.publish("learning.proposals", cycle=cycle, ids=proposed)

@@ -121,7 +121,11 @@ class ProposalStore:
             raise NotFound(f"no proposal {pid!r}")
         return _from_row(r)
 
-    def list(self, state: str | None = None, limit: int = 100) -> list[Proposal]:
+    def find(self, pid: str) -> Proposal | None:
+        r = self.store.query_one("SELECT * FROM learning_proposals WHERE id=?", (pid,))
+        return None if r is None else _from_row(r)
+
+    def recent(self, state: str | None = None, limit: int = 100) -> list[Proposal]:
         if state is None:
             rows = self.store.query("SELECT * FROM learning_proposals ORDER BY created_at DESC,"
                                     " id LIMIT ?", (limit,))

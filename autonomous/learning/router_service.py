@@ -130,7 +130,7 @@ class RouteService:
         return d
 
     def record_outcome(self, decision_id: str, *, success: bool, error: bool = False,
-                       latency_ms: float | None = None) -> None:
+                       latency_ms: float | None = None) -> dict[str, Any]:
         """``error``: the model did not answer (kept out of its quality estimate)."""
         row = self.ctx.store.query_one("SELECT model, query_class, success FROM "
                                        "learning_route_decisions WHERE id=?", (decision_id,))
@@ -145,6 +145,7 @@ class RouteService:
         if latency_ms is not None:
             self.series.write([Point("router.latency_ms", float(latency_ms), now,
                                      {"model": row["model"]})])
+        return {"query_class": row["query_class"], "model": row["model"]}
 
     def stats(self) -> dict[str, Any]:
         rows = self.ctx.store.query(

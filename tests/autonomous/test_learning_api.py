@@ -183,3 +183,37 @@ def test_export_import_round_trip_identical(api: tuple[TestClient, Any, Any],
             "learning_feedback": [{"nope": 1}]}})
     assert orch.export_learned_knowledge() == doc  # a failed import changes nothing
     other.store.close()
+
+
+def _alert(ctx: Any, rule: str, value: float, acked: bool) -> int:
+    """An alert row as the telemetry subsystem writes it (fired, maybe acknowledged)."""
+    now = ctx.clock.now()
+    cur = ctx.store.execute(
+        "INSERT INTO alerts(fingerprint, rule, source, labels, severity, summary, state, value, "
+        "pending_since, fired_at, acked_by, acked_at, updated_at) VALUES "
+        "(?, ?, 'rule', '{}', 'warning', 's', 'firing', ?, ?, ?, ?, ?, ?)",
+        (f"fp-{value}", rule, value, now, now, "ops" if acked else None,
+         now if acked else None, now))
+    return int(cur.lastrowid)
+
+
+def test_alert_labels_and_acks_become_feedback(api: tuple[TestClient, Any, Any]) -> None:
+    c, ctx, _ = api
+    fp = [_alert(ctx, RULE, 510.0 + 10 * i, False) for i in range(12)]
+    for i in range(8):
+        _alert(ctx, RULE, 650.0 + 10 * i, True)
+    for aid in fp:
+        r = c.post("/api/learning/feedback", headers=AUTH, json={"alert_id": aid, "bad": True})
+        assert r.status_code == 200 and r.json()["area"] == f"alert:{RULE}"
+        assert r.json()["value"] == 510.0 + 10 * fp.index(aid)
+    assert c.post("/api/learning/feedback", headers=AUTH,
+                  json={"alert_id": 99999, "bad": True}).status_code == 404
+    missing = c.post("/api/learning/feedback", headers=AUTH, json={"bad": True})
+    assert missing.status_code == 422 and "area" in missing.text
+    cyc = c.post("/api/learning/cycle", headers=AUTH).json()  # harvests the 8 acks
+    assert len(cyc["proposed"]) == 1
+    p = c.get(f"/api/learning/proposals/{cyc['proposed'][0]}").json()
+    assert p["evidence"]["labels"] == 20 and p["evidence"]["false_positive"] == 12
+    assert p["new"] == 600
+    again = ctx.subsystems["learning"].orchestrator.run_learning_cycle()
+    assert again["acks_harvested"] == 0  # each ack is fed back once

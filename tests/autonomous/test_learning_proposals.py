@@ -212,3 +212,22 @@ def test_policy_bounds_are_validated(tmp_path: Path) -> None:
     text = ctx.desired.error.as_dict()["text"]
     assert "learning.yaml" in text and "max_step_fraction" in text
     assert yaml.safe_load(f.read_text())  # the file itself is still YAML
+
+
+async def test_a_kept_change_is_reverted_on_request(tmp_path: Path) -> None:
+    from autonomous.learning.facade import LearningFacade
+
+    rig = Rig(tmp_path, "growth")
+    rig.seed()
+    pid = rig.orch.run_learning_cycle()["proposed"][0]
+    await rig.reconcile()
+    rig.clock.advance(rig.ctx.policy()["learning"]["proposals"]["bake_seconds"] + 1)
+    await rig.reconcile()
+    assert rig.orch.proposals.get(pid).state == "kept"
+    LearningFacade(rig.ctx, rig.orch).revert(pid, "ops", "not wanted")
+    outcomes = await rig.reconcile()
+    assert [(o.action.kind, o.ok) for o in outcomes] == [("rollback", True)]
+    p = rig.orch.proposals.get(pid)
+    assert p.state == "reverted" and "not wanted" in p.reason
+    assert _rule_value(rig.ctx.policy()) == 500
+    assert await rig.reconcile() == []  # the request is consumed

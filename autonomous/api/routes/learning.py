@@ -73,10 +73,11 @@ class DecideBody(BaseModel):
 
 class FeedbackBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    area: str = Field(min_length=3, max_length=200, pattern=r"^[a-z_]+:[^\s]+$",
-                      description="<kind>:<name>, e.g. alert:service_latency_high or "
-                                  "route:mmlu/abstract_algebra:strong")
-    kind: str = Field(min_length=1, max_length=64, pattern=_NAME,
+    area: str | None = Field(None, min_length=3, max_length=200, pattern=r"^[a-z_]+:[^\s]+$",
+                             description="<kind>:<name>, e.g. alert:service_latency_high or "
+                                         "route:mmlu/abstract_algebra:strong; required unless "
+                                         "alert_id or decision_id says")
+    kind: str = Field("rating", min_length=1, max_length=64, pattern=_NAME,
                       description="What was judged: alert_label, ack, rating, route_outcome…")
     bad: bool = Field(description="True: a false positive / wrong answer / bad outcome")
     value: float | None = Field(None, allow_inf_nan=False,
@@ -85,6 +86,10 @@ class FeedbackBody(BaseModel):
     comment: str | None = Field(None, max_length=1000)
     decision_id: str | None = Field(None, pattern=r"^route-[0-9a-f]{12}$",
                                     description="A route decision this is the outcome of")
+    error: bool = Field(False, description="With decision_id: the model did not answer "
+                        "(outage, timeout); counted as an error, not a wrong answer")
+    alert_id: int | None = Field(None, ge=1, le=2**62, description="An alert this labels: "
+                                 "bad = false positive (area and value taken from the alert)")
     latency_ms: float | None = Field(None, ge=0, allow_inf_nan=False)
 
 
@@ -214,8 +219,8 @@ def feedback(body: FeedbackBody, ctx: Ctx, actor: Actor) -> dict[str, Any]:
     """Record feedback (an alert label, a rating, a routed call's outcome)."""
     return _facade(ctx).record_feedback(
         area=body.area, kind=body.kind, bad=body.bad, value=body.value, ref=body.ref,
-        comment=body.comment, decision_id=body.decision_id, latency_ms=body.latency_ms,
-        actor=actor)
+        comment=body.comment, decision_id=body.decision_id, alert_id=body.alert_id,
+        latency_ms=body.latency_ms, error=body.error, actor=actor)
 
 
 @router.get("/insights", response_model=InsightsOut)
