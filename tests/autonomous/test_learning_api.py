@@ -217,3 +217,23 @@ def test_alert_labels_and_acks_become_feedback(api: tuple[TestClient, Any, Any])
     assert p["new"] == 600
     again = ctx.subsystems["learning"].orchestrator.run_learning_cycle()
     assert again["acks_harvested"] == 0  # each ack is fed back once
+
+
+def test_retention_prunes_old_feedback_and_route_decisions(tmp_path: Path) -> None:
+    from autonomous.learning.retention import Retention
+
+    ctx = make_context(tmp_path)
+    p = ctx.policy()["retention"]
+    now, day = ctx.clock.now(), 86400.0
+    for i, age in enumerate((p["learning_feedback_days"] + 1, 1)):
+        ctx.store.execute("INSERT INTO learning_feedback(ts, area, kind, bad, actor) VALUES "
+                          "(?, 'alert:x', 'k', 0, 't')", (now - age * day,))
+    for i, age in enumerate((p["route_decisions_days"] + 1, 1)):
+        ctx.store.execute("INSERT INTO learning_route_decisions(id, ts, query_class, model, "
+                          "propensity, allowed) VALUES (?, ?, 'c', 'weak', 1, '[]')",
+                          (f"route-{i}", now - age * day))
+    deleted = Retention(ctx.store, ctx.graph, ctx.clock, ctx.policy, lambda: None).run()
+    assert deleted["learning_feedback"] == 1 and deleted["learning_route_decisions"] == 1
+    assert [r["id"] for r in ctx.store.query("SELECT id FROM learning_route_decisions")] == [
+        "route-1"]
+    ctx.store.close()
