@@ -140,7 +140,8 @@ class LearningController(Controller):
         from autonomous.learning.learning_orchestrator import LearningOrchestrator
 
         self.orchestrator = LearningOrchestrator(self.ctx)
-        self.ctx.subsystems["learning"] = LearningFacade(self.ctx, self.orchestrator)
+        self.ctx.subsystems["learning"] = LearningFacade(self.ctx, self.orchestrator,
+                                                         self.lock)
         self._task = asyncio.create_task(self.orchestrator.start_continuous_learning(),
                                          name="learning-cycle")
 

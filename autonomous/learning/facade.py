@@ -4,6 +4,7 @@ knowledge graph and the Neural Router's decisions. Registered as ``ctx.subsystem
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from autonomous.context import OperatorContext
@@ -24,8 +25,10 @@ def unified_diff(p: Proposal) -> str:
 
 
 class LearningFacade:
-    def __init__(self, ctx: OperatorContext, orchestrator: LearningOrchestrator) -> None:
+    def __init__(self, ctx: OperatorContext, orchestrator: LearningOrchestrator,
+                 lock: asyncio.Lock | None = None) -> None:
         self.ctx = ctx
+        self.lock = lock or asyncio.Lock()  # the learning controller's: no decision races a pass
         self.orchestrator = orchestrator
         self.proposals = orchestrator.proposals
         self.feedback = orchestrator.feedback
@@ -41,6 +44,13 @@ class LearningFacade:
     def show(self, pid: str) -> dict[str, Any]:
         p = self.proposals.get(pid)
         return {**p.as_dict(), "diff": unified_diff(p), "events": self.proposals.events(pid)}
+
+    async def decide(self, verb: str, pid: str, actor: str, reason: str | None
+                     ) -> dict[str, Any]:
+        """approve / reject / revert, while the learning controller is not reconciling."""
+        fn = {"approve": self.approve, "reject": self.reject, "revert": self.revert}[verb]
+        async with self.lock:
+            return fn(pid, actor, reason)
 
     def approve(self, pid: str, actor: str, reason: str | None) -> dict[str, Any]:
         p = self.proposals.get(pid)
@@ -107,8 +117,6 @@ class LearningFacade:
                                              ref=ref, comment=comment, actor=actor)
 
     async def run_cycle(self) -> dict[str, Any]:
-        import asyncio
-
         out = await asyncio.to_thread(self.orchestrator.run_learning_cycle)
         self.ctx.trigger("learning")
         return {k: out.get(k) for k in ("cycle", "mode", "frozen", "proposed", "reason")}

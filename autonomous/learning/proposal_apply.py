@@ -7,6 +7,7 @@ put back) and reported; nothing half-applied stays in the tree.
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,9 @@ def write_patch(root: Path, desired: DesiredStateManager, patch: Patch, message:
     """Apply ``patch``, validate the whole tree, commit, then install it as a generation (so
     the generation records the new commit)."""
     target = root / patch.file
+    if _uncommitted(root, patch.file):
+        raise ApplyRejected(f"{patch.file} has uncommitted edits; commit them first, so the "
+                            "proposal's commit holds the proposal alone")
     before = target.read_bytes()
     apply_patch(root, patch)
     result = load_tree(root, limits=desired.limits())
@@ -42,3 +46,10 @@ def write_patch(root: Path, desired: DesiredStateManager, patch: Patch, message:
     desired.reload(result)
     current = desired.current
     return Applied(commit, current.number if current is not None else None)
+
+
+def _uncommitted(root: Path, file: str) -> bool:
+    """True when ``file`` differs from HEAD in a git checkout (False outside one)."""
+    r = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", file],
+                       capture_output=True, text=True, check=False)
+    return r.returncode == 0 and bool(r.stdout.strip())

@@ -231,3 +231,16 @@ async def test_a_kept_change_is_reverted_on_request(tmp_path: Path) -> None:
     assert p.state == "reverted" and "not wanted" in p.reason
     assert _rule_value(rig.ctx.policy()) == 500
     assert await rig.reconcile() == []  # the request is consumed
+
+
+async def test_uncommitted_edits_in_the_file_block_the_apply(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, "growth")
+    rig.seed()
+    pid = rig.orch.run_learning_cycle()["proposed"][0]
+    f = rig.root / TELEMETRY
+    f.write_text(f.read_text() + "# a human's edit in progress\n")
+    head = rig.head()
+    outcomes = await rig.reconcile()
+    assert [o.ok for o in outcomes] == [False] and "uncommitted" in outcomes[0].message
+    assert rig.head() == head and rig.orch.proposals.get(pid).state == "evaluated"
+    assert f.read_text().endswith("# a human's edit in progress\n")

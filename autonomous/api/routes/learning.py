@@ -197,21 +197,24 @@ def show_proposal(proposal_id: ProposalId, ctx: Ctx) -> dict[str, Any]:
 
 
 @router.post("/proposals/{proposal_id}/approve", response_model=ProposalDetail)
-def approve(proposal_id: ProposalId, body: DecideBody, ctx: Ctx, actor: Actor) -> dict[str, Any]:
+async def approve(proposal_id: ProposalId, body: DecideBody, ctx: Ctx,
+                  actor: Actor) -> dict[str, Any]:
     """Approve a proposal awaiting approval; the controller applies it on its next pass."""
-    return _facade(ctx).approve(proposal_id, actor, body.reason)
+    return await _facade(ctx).decide("approve", proposal_id, actor, body.reason)
 
 
 @router.post("/proposals/{proposal_id}/reject", response_model=ProposalDetail)
-def reject(proposal_id: ProposalId, body: DecideBody, ctx: Ctx, actor: Actor) -> dict[str, Any]:
+async def reject(proposal_id: ProposalId, body: DecideBody, ctx: Ctx,
+                  actor: Actor) -> dict[str, Any]:
     """Reject an unapplied proposal (not proposed again for the cooldown)."""
-    return _facade(ctx).reject(proposal_id, actor, body.reason)
+    return await _facade(ctx).decide("reject", proposal_id, actor, body.reason)
 
 
 @router.post("/proposals/{proposal_id}/revert", response_model=ProposalDetail)
-def revert(proposal_id: ProposalId, body: DecideBody, ctx: Ctx, actor: Actor) -> dict[str, Any]:
+async def revert(proposal_id: ProposalId, body: DecideBody, ctx: Ctx,
+                  actor: Actor) -> dict[str, Any]:
     """Ask for an applied proposal to be reverted (the inverse patch, committed)."""
-    return _facade(ctx).revert(proposal_id, actor, body.reason)
+    return await _facade(ctx).decide("revert", proposal_id, actor, body.reason)
 
 
 @router.post("/feedback", response_model=FeedbackOut)
