@@ -5,6 +5,8 @@ until a human approves (or rejects); emergency_stop freezes learning, recorded."
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -244,3 +246,30 @@ async def test_uncommitted_edits_in_the_file_block_the_apply(tmp_path: Path) -> 
     assert [o.ok for o in outcomes] == [False] and "uncommitted" in outcomes[0].message
     assert rig.head() == head and rig.orch.proposals.get(pid).state == "evaluated"
     assert f.read_text().endswith("# a human's edit in progress\n")
+
+
+async def test_continuous_learning_runs_a_cycle_per_interval(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, "growth")
+    rig.seed()
+    triggered = asyncio.Event()
+    rig.ctx.triggers["learning"] = triggered.set
+    interval = rig.ctx.desired.current.tree.config.controllers["learning"].interval_seconds
+    task = asyncio.create_task(rig.orch.start_continuous_learning())
+    try:
+        for _ in range(2):
+            while not rig.clock._waiters:  # the loop is asleep on the clock
+                await asyncio.sleep(0)
+            assert not triggered.is_set()
+            rig.clock.advance(interval - 1)
+            await asyncio.sleep(0)
+            assert not triggered.is_set()  # not before the interval
+            rig.clock.advance(1)
+            await asyncio.wait_for(triggered.wait(), 10)
+            triggered.clear()
+        assert rig.ctx.store.kv_get("learning.cycle") == 2
+        assert len(rig.orch.proposals.all()) == 1  # proposed once; then it is open
+    finally:
+        rig.orch.stop()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
