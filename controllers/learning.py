@@ -39,6 +39,7 @@ class LearningObserved:
     proposals: tuple[Proposal, ...]
     guard_counts: dict[str, tuple[int, int]]  # proposal id → (bad, total) since applied
     revert_requests: dict[str, str]  # proposal id → who asked and why
+    disabled: frozenset[str] = frozenset()  # features survival mode turned off
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,10 @@ def plan(o: LearningObserved, policy: dict[str, Any]) -> tuple[tuple[Action, ...
                                           "new": p.patch.old}))
         if p.state not in ("evaluated", "awaiting_approval"):
             continue
+        off = sorted(o.disabled & {"learning", "optimizations"})
+        if off:
+            moves.append(Transition(p.id, None, f"held: survival mode disables {', '.join(off)}"))
+            continue
         try:
             old, new = float(p.patch.old), float(p.patch.new)
         except (TypeError, ValueError):
@@ -170,9 +175,11 @@ class LearningController(Controller):
                     "SELECT COALESCE(SUM(bad), 0) b, COUNT(*) n FROM learning_feedback WHERE "
                     "area=? AND ts > ?", (p.guard["area"], p.applied_at))
                 counts[p.id] = (int(r["b"]), int(r["n"])) if r else (0, 0)
+        resilience = self.ctx.subsystems.get("resilience")
+        disabled = frozenset(resilience.get_disabled_features()) if resilience else frozenset()
         return LearningObserved(self.ctx.governance.mode, self.ctx.clock.now(),
                                 int(self.ctx.store.kv_get("learning.cycle", 0) or 0),
-                                tuple(open_), counts, dict(reverts))
+                                tuple(open_), counts, dict(reverts), disabled)
 
     @staticmethod
     def diff(desired: Any, observed: LearningObserved) -> tuple[Action, ...]:

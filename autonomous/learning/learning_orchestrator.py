@@ -52,9 +52,13 @@ class LearningOrchestrator:
         mode = self.ctx.governance.mode
         gen = self.ctx.desired.current
         now = self.ctx.clock.now()
-        if mode == "emergency_stop" or gen is None:
-            why = ("emergency_stop: learning frozen (recorded, not done)" if gen is not None
-                   else "no generation in force")
+        resilience = self.ctx.subsystems.get("resilience")
+        survival_off = resilience is not None and "learning" in resilience.get_disabled_features()
+        if mode == "emergency_stop" or gen is None or survival_off:
+            why = ("no generation in force" if gen is None else
+                   "emergency_stop: learning frozen (recorded, not done)"
+                   if mode == "emergency_stop" else
+                   "survival mode disables learning (recorded, not done)")
             node = self.ctx.graph.add_entity("learning_cycle", f"cycle {cycle}: frozen",
                                              attrs={"cycle": cycle, "mode": mode,
                                                     "frozen": True, "reason": why})

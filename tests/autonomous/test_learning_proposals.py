@@ -16,6 +16,7 @@ import yaml
 
 from autonomous.core.clock import FakeClock
 from autonomous.learning.learning_orchestrator import LearningOrchestrator
+from autonomous.resilience.survival_mode import SurvivalMode
 from autonomous.testing import calm_gates, copy_default_tree, make_context
 from controllers.learning import LearningController
 from controllers.manager import ControllerManager
@@ -273,3 +274,31 @@ async def test_continuous_learning_runs_a_cycle_per_interval(tmp_path: Path) -> 
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def _survival(rig: Rig) -> SurvivalMode:
+    """The resilience subsystem's SurvivalMode with a profile that turns learning off (no
+    services to stop, no service features touched)."""
+    return SurvivalMode(store=rig.ctx.store, bus=rig.ctx.bus, clock=rig.clock,
+                        services=lambda: None, specs=dict,
+                        profile=lambda: {"core_services": [], "disable_service_features": False,
+                                         "disabled_features": ["evolution", "optimizations",
+                                                               "learning"]},
+                        feature_timeout=lambda: 1.0)
+
+
+async def test_survival_mode_holds_learning(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, "growth")
+    rig.seed()
+    pid = rig.orch.run_learning_cycle()["proposed"][0]
+    survival = _survival(rig)
+    await survival.enter_survival_mode("test pressure", source="test")
+    rig.ctx.subsystems["resilience"] = survival
+    assert rig.orch.run_learning_cycle()["frozen"] is True
+    head = rig.head()
+    assert await rig.reconcile() == []
+    assert rig.head() == head and rig.orch.proposals.get(pid).state == "evaluated"
+    assert "survival mode disables learning, optimizations" in \
+        rig.orch.proposals.events(pid)[-1]["reason"]
+    await survival.exit_survival_mode("pressure over")
+    assert [o.ok for o in await rig.reconcile()] == [True]
