@@ -255,6 +255,10 @@ class LearningController(Controller):
             if d.get("pending") and p.state == "evaluated":
                 self.proposals.transition(pid, "awaiting_approval", actor="learning",
                                           reason=o.message, approval_id=d.get("approval"))
+            elif d.get("pending") and p.state == "awaiting_approval" \
+                    and o.action.params.get("op") == "apply" \
+                    and d.get("approval") != p.approval_id:
+                self.proposals.set_approval(pid, str(d.get("approval")))
             elif d.get("rejected") and p.state == "awaiting_approval":
                 self.proposals.transition(pid, "rejected", actor="human", reason=o.message,
                                           closed_cycle=observed.cycle)

@@ -178,6 +178,13 @@ class ProposalStore:
             self._event(pid, cur.state, to, actor, reason, now)
         return self.get(pid)
 
+    def set_approval(self, pid: str, approval_id: str) -> None:
+        """The approval request now standing for an awaiting proposal (a new generation
+        makes the executor ask again; the old request is stale)."""
+        self.store.execute("UPDATE learning_proposals SET approval_id=?, updated_at=? WHERE "
+                           "id=? AND state='awaiting_approval'",
+                           (approval_id, self.clock.now(), pid))
+
     def note(self, pid: str, actor: str, reason: str) -> None:
         """An event that changes no state (e.g. frozen by emergency_stop: recorded, not done);
         the same note twice in a row is kept once."""

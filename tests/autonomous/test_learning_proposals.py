@@ -302,3 +302,23 @@ async def test_survival_mode_holds_learning(tmp_path: Path) -> None:
         rig.orch.proposals.events(pid)[-1]["reason"]
     await survival.exit_survival_mode("pressure over")
     assert [o.ok for o in await rig.reconcile()] == [True]
+
+
+async def test_governed_approval_follows_a_new_generation(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, "governed")
+    rig.seed()
+    pid = rig.orch.run_learning_cycle()["proposed"][0]
+    await rig.reconcile()
+    first = rig.orch.proposals.get(pid).approval_id
+    # someone commits an unrelated edit: a new generation; the old request no longer matches
+    f = rig.root / "policies" / "learning.yaml"
+    f.write_text(f.read_text().replace("bake_seconds: 3600", "bake_seconds: 3000"))
+    _git(rig.root, "commit", "-qam", "shorter bake")
+    assert rig.ctx.desired.reload() is not None
+    await rig.reconcile()
+    p = rig.orch.proposals.get(pid)
+    assert p.state == "awaiting_approval" and p.approval_id and p.approval_id != first
+    rig.ctx.approvals.decide(p.approval_id, approve=True, actor="human",
+                             current_generation=rig.ctx.desired.current.number)
+    assert [o.ok for o in await rig.reconcile()] == [True]
+    assert rig.orch.proposals.get(pid).state == "baking"
