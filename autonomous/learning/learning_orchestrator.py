@@ -103,6 +103,8 @@ class LearningOrchestrator:
                     patch=c.patch, generation=gen.number, cycle=cycle,
                     evidence={**c.evidence, "graph": ids}, guard=c.guard, low=c.low,
                     high=c.high)
+                self.ctx.graph.add_relation(ids[-1], "about", self.ctx.graph.ensure(
+                    "resource", f"Proposal/{p.id}"))
                 self.proposals.transition(p.id, "evaluated", actor="learning",
                                           reason="evaluated offline beside the value in force",
                                           evaluation=c.evaluation)

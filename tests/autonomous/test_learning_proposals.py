@@ -322,3 +322,18 @@ async def test_governed_approval_follows_a_new_generation(tmp_path: Path) -> Non
                              current_generation=rig.ctx.desired.current.number)
     assert [o.ok for o in await rig.reconcile()] == [True]
     assert rig.orch.proposals.get(pid).state == "baking"
+
+
+async def test_the_graph_links_the_proposal_to_what_was_done_with_it(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, "growth")
+    rig.seed()
+    pid = rig.orch.run_learning_cycle()["proposed"][0]
+    await rig.reconcile()
+    resource = f"resource:Proposal/{pid}"
+    about = {n["node"]["id"] for n in rig.ctx.graph.neighbours(resource, direction="in")}
+    kinds = {rig.ctx.graph.node(n)["type"] for n in about}
+    assert {"decision", "action", "outcome"} <= kinds
+    outcome = next(n for n in about if rig.ctx.graph.node(n)["type"] == "outcome"
+                   and "applied" in rig.ctx.graph.node(n)["label"])
+    chain = [n["type"] for n in rig.ctx.graph.why(outcome)]
+    assert chain[-2:] == ["action", "outcome"] and "decision" in chain

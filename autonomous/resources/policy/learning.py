@@ -8,7 +8,7 @@ from pydantic import Field, model_validator
 from autonomous.resources.base import Strict
 
 __all__ = ["SECTIONS", "AlertTuningPolicy", "Bounds", "FeedbackPolicy", "LearningPolicy",
-           "ProposalPolicy", "RoutingPolicy", "Tunable"]
+           "ProposalPolicy", "RoutingPolicy"]
 
 
 class ProposalPolicy(Strict):
@@ -35,11 +35,6 @@ class Bounds(Strict):
         if self.low > self.high:
             raise ValueError("low must be ≤ high")
         return self
-
-
-class Tunable(Bounds):
-    file: str = Field(min_length=1, description="Git-tracked YAML file, relative to the root")
-    path: list[str | int] = Field(min_length=1, description="Key path to the scalar")
 
 
 class FeedbackPolicy(Strict):
@@ -76,8 +71,6 @@ class RoutingPolicy(Strict):
 
 class LearningPolicy(Strict):
     proposals: ProposalPolicy
-    parameters: list[Tunable] = Field(description="Parameters learned proposals may change, "
-                                      "with their declared bounds")
     feedback: FeedbackPolicy
     alert_tuning: AlertTuningPolicy
     routing: RoutingPolicy
