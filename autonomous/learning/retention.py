@@ -2,8 +2,9 @@
 
 The knowledge graph (whole chains, by when their newest node was last seen:
 :meth:`KnowledgeGraph.prune`), ``health_reports``, ended ``health_anomalies``, approvals that
-are no longer pending, and all but the newest ``generations_keep`` generations (never the one
-in force). :meth:`Retention.maybe_run` runs it at most every ``interval_seconds``.
+are no longer pending, learning feedback and logged route decisions, and all but the newest
+``generations_keep`` generations (never the one in force). Learned proposals are kept: one row
+per learned change, the audit trail of what changed the tree and why. :meth:`Retention.maybe_run` runs it at most every ``interval_seconds``.
 """
 
 from __future__ import annotations
@@ -56,6 +57,12 @@ class Retention:
                 "DELETE FROM approvals WHERE state != 'pending' "
                 "AND COALESCE(decided_at, expires_at) < ?",
                 (now - p["approvals_days"] * _DAY,)).rowcount
+            deleted["learning_feedback"] = self.store.execute(
+                "DELETE FROM learning_feedback WHERE ts < ?",
+                (now - p["learning_feedback_days"] * _DAY,)).rowcount
+            deleted["learning_route_decisions"] = self.store.execute(
+                "DELETE FROM learning_route_decisions WHERE ts < ?",
+                (now - p["route_decisions_days"] * _DAY,)).rowcount
             current = self.current_generation()
             deleted["generations"] = self.store.execute(
                 "DELETE FROM generations WHERE generation NOT IN (SELECT generation FROM "

@@ -158,6 +158,12 @@ def _detect(svc: Service, body: object, q: dict[str, str]) -> Answer:
     return 200, detect_edges(body)
 
 
+def _router(svc: Service, body: object, q: dict[str, str]) -> Answer:
+    from autonomous.sample_stack.router import handle
+
+    return handle(svc, body, q)
+
+
 def _index(svc: Service, body: object, q: dict[str, str]) -> Answer:
     return 200, {"name": svc.name, "endpoints": sorted(f"{m} {p}" for m, p in ROUTES)}
 
@@ -178,6 +184,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/api/heartbeat"): Route(_heartbeat, "heartbeat"),
     ("GET", "/api/sensors"): Route(_sensors, "sensors"),
     ("POST", "/api/vision/detect"): Route(_detect, "vision"),
+    ("POST", "/api/router/route"): Route(_router),
 }
 _PATHS = {p for _, p in ROUTES}
 

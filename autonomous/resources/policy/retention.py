@@ -22,6 +22,10 @@ class RetentionPolicy(Strict):
                                   "executed, rejected, expired, stale) kept this long")
     generations_keep: int = Field(ge=1, description="Newest desired-state generations kept; "
                                   "older ones are deleted (the one in force always stays)")
+    learning_feedback_days: float = Field(gt=0, description="Learning feedback (alert labels, "
+                                          "ratings, route outcomes) kept this long")
+    route_decisions_days: float = Field(gt=0, description="Logged Neural Router decisions "
+                                        "(with their propensities and outcomes) kept this long")
 
 
 SECTIONS = {"retention": RetentionPolicy}
