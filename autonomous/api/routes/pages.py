@@ -109,7 +109,8 @@ def _page(name: str, ctx: OperatorContext) -> HTMLResponse:
     policy = html.escape(json.dumps(dashboard_policy(ctx)), quote=True)
     text = (text.replace("{{page}}", name).replace("{{title}}", PAGES[name])
             .replace("{{nav}}", nav).replace("{{policy}}", policy)
-            .replace("{{auth_reads}}", "true" if _reads_need_token(ctx) else "false"))
+            .replace("{{auth_reads}}", "true" if _reads_need_token(ctx) else "false")
+            .replace("{{subsystems}}", html.escape(json.dumps(sorted(ctx.subsystems)))))
     return HTMLResponse(text, headers={"Cache-Control": "no-store"})
 
 

@@ -48,11 +48,15 @@ window.Atlas = (function () {
     if (r.status === 401) sessionStorage.removeItem(TOKEN_KEY);
     return { status: r.status, body: b };
   }
-  async function getJSON(url) {
+  const inflight = new Map();  // panels loading side by side share one read of a URL
+  function getJSON(url) {
+    if (inflight.has(url)) return inflight.get(url);
     const headers = { Accept: "application/json" };
     const t = storedToken();  // needed when authenticated_reads is on
     if (t) headers.Authorization = "Bearer " + t;
-    return answer(await fetch(url, { headers }));
+    const p = fetch(url, { headers }).then(answer).finally(() => inflight.delete(url));
+    inflight.set(url, p);
+    return p;
   }
   /* A mutating call: without a token the dialog opens and the call runs once it is saved. */
   function send(method, url, json) {
@@ -108,12 +112,15 @@ window.Atlas = (function () {
     setBody(name, el("p", { class: "error", text: what + " unavailable: " + detail(res) }));
   }
   /* Subsystems running now: a panel reads a subsystem's routes only when it runs. */
+  const served = JSON.parse(body.dataset.subsystems || "[]");  // as the page was served
   async function subsystems() {
+    if (api.firstLoad) return served;  // the first load uses them; later ones ask again
     const r = await getJSON("/dashboard/state");
     return r.status === 200 ? r.body.subsystems : [];
   }
 
-  return { el, empty, table, announce, fmtTime, fmtNum, getJSON, send, detail, askToken,
+  const api = { firstLoad: true, el, empty, table, announce, fmtTime, fmtNum, getJSON, send, detail, askToken,
     storedToken, setBody, failure, subsystems, policy, authReads, panels: {},
     page: body.dataset.page };
+  return api;
 })();

@@ -159,18 +159,19 @@
   });
 
   const running = new Set(), again = new Set();
-  async function refresh(names) {
-    for (const n of names) {
-      if (!active.includes(n)) continue;
-      if (running.has(n)) { again.add(n); continue; }
-      running.add(n);
-      try { await panels[n](); } catch (e) {
-        setBody(n, el("p", { class: "error", text: "Could not load: " + e.message }));
-      } finally {
-        running.delete(n);
-        if (again.delete(n)) refresh([n]);
-      }
+  async function one(n) {
+    if (running.has(n)) { again.add(n); return; }
+    running.add(n);
+    try { await panels[n](); } catch (e) {
+      setBody(n, el("p", { class: "error", text: "Could not load: " + e.message }));
+    } finally {
+      running.delete(n);
+      if (again.delete(n)) one(n);
     }
+  }
+  /* Panels load side by side: one slow read does not hold the others back. */
+  function refresh(names) {
+    return Promise.all(names.filter(n => active.includes(n)).map(one));
   }
 
   A.refresh = refresh;
@@ -202,7 +203,10 @@
     };
   }
 
-  function start() { refresh(active); connect(); }
+  function start() {
+    refresh(active).then(() => { A.firstLoad = false; });
+    connect();
+  }
   if (A.authReads && !A.storedToken()) A.askToken(start, () => {
     live.textContent = "reads need the API token"; live.className = "warn";
   });
