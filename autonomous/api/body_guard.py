@@ -4,6 +4,8 @@ body read deadline (``spec.settings.api`` of the config in force).
 * a request to a route that needs the bearer token (``require_token``), or to any route but
   the probe paths when ``authenticated_reads`` is on, without a valid token is answered
   ``401`` before a byte of its body is read, and the connection is closed;
+* ``GET /dashboard/events`` also opens with a valid signed stream token in its query
+  (``autonomous.api.stream_token``: EventSource cannot send headers);
 * a declared ``Content-Length`` above ``max_body_bytes`` is ``413`` at once, unread; a chunked
   body is cut off at the limit;
 * the body must arrive within ``body_timeout_seconds`` of the first read, else ``408``: a
@@ -21,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from autonomous.api import stream_token
 from autonomous.api.deps import require_token, token_problem
 
 __all__ = ["ApiLimits", "RequestGuard", "install", "limits_from_context"]
@@ -136,6 +139,10 @@ class RequestGuard:
 
     def _must_authenticate(self, scope: Message, limits: ApiLimits) -> bool:
         path = scope.get("path", "/")
+        if path == stream_token.EVENTS_PATH and stream_token.problem(
+                stream_token.from_query(scope.get("query_string", b"")), self.ctx.token,
+                self.ctx.clock.now()) is None:
+            return False  # EventSource cannot send headers: a signed stream token instead
         if limits.authenticated_reads:
             return not any(path == p or path.startswith(p) for p in limits.public_paths)
         routes = self.routes()

@@ -1,7 +1,8 @@
 """The dashboards in a real headless Chromium (Debian's binary) driven by Playwright, against
 a real operator with sample services on free ports: no console errors, no request leaves
-127.0.0.1, live updates after a service is SIGKILLed, an Ack click reaches the API, axe-core
-finds no violations, and /docs renders offline."""
+127.0.0.1, live updates after a service is SIGKILLed, Ack / Approve / mode-switch clicks reach
+the API (the token asked once), charts are drawn from the dashboard engine's panel data,
+axe-core finds no violations, and /docs renders offline."""
 
 from __future__ import annotations
 
@@ -112,7 +113,8 @@ def test_dashboard_in_real_browser(tmp_path: Path, operator_factory: Any) -> Non
                 " return c && c.dataset.pid !== String(pid); }", arg=pid)
             assert len([u for u in requests if u.endswith("/dashboard")]) == nav_count
 
-            # an alert fires for 'broken'; Ack in the page (token asked once) reaches the API
+            # an alert fires for 'broken'; Ack in the page asks for the token once, keeps it
+            # for the tab and then sends the ack it was asked for
             ack = page.get_by_role("button", name="Acknowledge service_down on broken")
             ack.wait_for(timeout=60_000)
             alert_id = int(page.locator("#panel-alerts tr[data-alert]").filter(
@@ -120,19 +122,67 @@ def test_dashboard_in_real_browser(tmp_path: Path, operator_factory: Any) -> Non
             ack.click()
             page.locator("#token-input").fill(TOKEN)
             page.keyboard.press("Enter")
-            assert page.evaluate("sessionStorage.getItem('atlas-autonomous-token')") == TOKEN
-            ack.click()
             with op.client() as c:
                 op.wait_for(lambda: c.get(f"/api/telemetry/alerts/{alert_id}").json()
                             ["acked_by"] == "api-token", 15, "alert acknowledged by the page")
+            assert page.evaluate("sessionStorage.getItem('atlas-autonomous-token')") == TOKEN
             page.locator("#announce", has_text="acknowledged").wait_for()
+
+            # governed mode: a forced RESTART_ALL waits for approval; the page lists it (live,
+            # from approval.requested), shows the incident and its Approve click reaches the API
+            with op.client() as c:
+                def heal() -> Any:  # skipped (records nothing) while the crash's heal runs
+                    r = c.post("/api/healing/trigger", json={
+                        "service": "web", "strategy": "RESTART_ALL", "reason": "browser test"})
+                    return r if r.json()["state"] != "skipped" else None
+                inc = op.wait_for(heal, 30, "a heal of web not already in progress")
+                assert inc.status_code == 200 and inc.json()["state"] == "awaiting_approval"
+                [pending] = c.get("/api/approvals?state=pending").json()["approvals"]
+            approve = page.get_by_role("button", name="Approve restart_all on Service/web")
+            approve.wait_for()
+            page.locator(f'#panel-healing tr[data-incident="{inc.json()["id"]}"]').wait_for()
+            approve.click()
+            with op.client() as c:
+                op.wait_for(lambda: c.get("/api/approvals").json()["approvals"][0]["state"]
+                            in ("approved", "executed"), 15, "approval decided by the page")
+                decided = next(a for a in c.get("/api/approvals").json()["approvals"]
+                               if a["id"] == pending["id"])
+            assert decided["decided_by"] == "api-token"
+            page.locator("#announce", has_text=f"Approval {pending['id']}").wait_for()
+
+            # the mode switch in the page reaches the API with its reason
+            page.locator("#mode-select").select_option("growth")
+            page.locator("#mode-reason").fill("browser says grow")
+            page.get_by_role("button", name="Switch mode").click()
+            page.locator("#gov-mode", has_text="growth").wait_for()
+            with op.client() as c:
+                mode = c.get("/api/governance/mode").json()
+            assert mode["mode"] == "growth"
+            assert mode["history"][0]["reason"] == "browser says grow"
+            page.locator("#panel-governance li", has_text="governed → growth by api-token").wait_for()
+            page.locator("#panel-healing #healing-total").wait_for()
+            assert page.locator("#panel-rollouts .body > *").count() > 0
             _shot(page, tmp_path, "dashboard-overview")
             violations = _axe(page)
             assert violations == [], violations
 
+            # charts: SVG drawn from the telemetry dashboard engine's panel data
+            page.goto(f"{op.url}/dashboard/telemetry")
+            spark = page.locator('#panel-charts svg[data-metric="service.probe_latency_ms"]')
+            spark.wait_for()
+            with op.client() as c:
+                engine = c.get("/api/telemetry/dashboard/services").json()
+            latency = next(p for p in engine["panels"] if p["title"] == "Probe latency")
+            drawn = int(spark.get_attribute("data-series") or 0)
+            assert 0 < drawn <= len([s for s in latency["series"] if s["points"]])
+            assert "Probe latency" in (spark.get_attribute("aria-label") or "")
+
             for name in ("health", "telemetry", "learning"):
                 page.goto(f"{op.url}/dashboard/{name}")
                 page.locator("#main section:not([hidden]) .body > *").first.wait_for()
+                page.locator("#panel-charts .body > *").first.wait_for()
+                assert page.locator("#main .error").count() == 0, page.locator(
+                    "#main .error").all_inner_texts()
                 _shot(page, tmp_path, f"dashboard-{name}")
                 violations = _axe(page)
                 assert violations == [], (name, violations)

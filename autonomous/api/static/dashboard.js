@@ -1,72 +1,11 @@
 /* ATLAS Autonomous dashboards: plain DOM, no build step, only same-origin requests. */
 "use strict";
 (function () {
-  const PAGE = document.body.dataset.page;
-  const TOKEN_KEY = "atlas-autonomous-token";
+  const A = window.Atlas;
+  const { el, empty, table, announce, fmtTime, getJSON, send, detail, setBody, failure } = A;
+  const PAGE = A.page;
+  const limits = A.policy.rows || {};
   const openChains = new Set();  // decisions whose "why" is open survive a live re-render
-
-  function el(tag, attrs, ...kids) {
-    const n = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (v === null || v === undefined || v === false) continue;
-      if (k === "text") n.textContent = v;
-      else if (k.startsWith("on")) n.addEventListener(k.slice(2), v);
-      else n.setAttribute(k, v === true ? "" : v);
-    }
-    for (const c of kids.flat()) if (c !== null && c !== undefined)
-      n.append(c instanceof Node ? c : document.createTextNode(String(c)));
-    return n;
-  }
-  function empty(text) { return el("p", { class: "empty", text }); }
-  function table(caption, heads, rows) {
-    return el("table", {},
-      el("caption", { class: "sr-only", text: caption }),
-      el("thead", {}, el("tr", {}, heads.map(h => el("th", { scope: "col", text: h })))),
-      el("tbody", {}, rows));
-  }
-  function announce(msg) { document.getElementById("announce").textContent = msg; }
-  function fmtTime(iso) {
-    if (!iso) return "—";
-    const d = typeof iso === "number" ? new Date(iso * 1000) : new Date(iso);
-    return isNaN(d) ? String(iso) : d.toLocaleTimeString();
-  }
-
-  async function getJSON(url) {
-    const headers = { Accept: "application/json" };
-    const t = sessionStorage.getItem(TOKEN_KEY);  // needed when authenticated_reads is on
-    if (t) headers.Authorization = "Bearer " + t;
-    const r = await fetch(url, { headers });
-    let body = null;
-    try { body = await r.json(); } catch (e) { body = null; }
-    return { status: r.status, body };
-  }
-  function token(ask) {
-    let t = sessionStorage.getItem(TOKEN_KEY);
-    if (!t && ask) { openTokenDialog(); return null; }
-    return t;
-  }
-  async function post(url) {
-    const t = token(true);
-    if (!t) return { status: 0, body: { detail: "set the API token first" } };
-    const r = await fetch(url, { method: "POST", headers: { Authorization: "Bearer " + t } });
-    let body = null;
-    try { body = await r.json(); } catch (e) { body = null; }
-    if (r.status === 401) sessionStorage.removeItem(TOKEN_KEY);
-    return { status: r.status, body };
-  }
-  function setBody(name, ...nodes) {
-    const b = document.querySelector("#panel-" + name + " .body");
-    const f = document.activeElement;  // keep keyboard focus across a live re-render
-    const sel = f && b.contains(f) ? (f.dataset.key ? '[data-key="' + CSS.escape(f.dataset.key) +
-      '"]' : f.getAttribute("aria-label") ? '[aria-label="' +
-      CSS.escape(f.getAttribute("aria-label")) + '"]' : null) : null;
-    b.replaceChildren(...nodes);
-    if (sel) { const again = b.querySelector(sel); if (again) again.focus(); }
-  }
-  function failure(name, res, what) {
-    const detail = res.body && res.body.detail ? res.body.detail : "HTTP " + res.status;
-    setBody(name, el("p", { class: "error", text: what + " unavailable: " + detail }));
-  }
 
   const panels = {
     async health() {
@@ -130,9 +69,9 @@
           ctlRows) : empty("No controller has run yet."));
     },
     async alerts() {
-      const res = await getJSON("/api/telemetry/alerts?limit=20");
+      const res = await getJSON("/api/telemetry/alerts?limit=" + limits.alerts);
       if (res.status !== 200) return failure("alerts", res, "Alerts");
-      const rows = (res.body.active || []).map(a => {
+      const alertRows = (res.body.active || []).slice(0, limits.alerts).map(a => {
         const acked = a.state === "acknowledged" || !!a.acknowledged_by || !!a.acked_by;
         const name = (a.labels && a.labels.alertname) || a.rule || "alert " + a.id;
         const svc = a.labels && a.labels.service ? " on " + a.labels.service : "";
@@ -145,35 +84,17 @@
             el("button", { type: "button", "aria-label": "Acknowledge " + name + svc,
               onclick: async ev => {
                 ev.target.disabled = true;
-                const r = await post("/api/telemetry/alerts/ack/" + a.id);
+                const r = await send("POST", "/api/telemetry/alerts/ack/" + a.id);
                 announce(r.status === 200 ? "Alert " + name + " acknowledged"
-                  : "Acknowledge failed: " + ((r.body && r.body.detail) || r.status));
+                  : "Acknowledge failed: " + detail(r));
                 ev.target.disabled = false;
                 refresh(["alerts"]);
               } }, "Ack")));
       });
-      setBody("alerts", rows.length ?
-        table("Active alerts", ["Alert", "Severity", "State", "Summary", "Action"], rows) :
+      setBody("alerts", alertRows.length ?
+        table("Active alerts", ["Alert", "Severity", "State", "Summary", "Action"], alertRows) :
         empty("No active alerts. Alerts appear here when a rule in " +
           "policies/telemetry.yaml fires."));
-    },
-    async governance() {
-      const [mode, appr] = await Promise.all([getJSON("/api/governance/mode"),
-        getJSON("/api/approvals?state=pending")]);
-      if (mode.status !== 200) return failure("governance", mode, "Governance mode");
-      const hist = (mode.body.history || []).slice(0, 5).map(h => el("li", {
-        text: fmtTime(h.ts || h.at) + ": " + (h.previous || h.from || "?") + " → " +
-          (h.mode || h.to) + (h.reason ? " (" + h.reason + ")" : "") }));
-      const pend = appr.status === 200 ? appr.body.approvals || [] : [];
-      const rows = pend.map(a => el("tr", {},
-        el("th", { scope: "row", text: a.id }), el("td", { text: a.controller }),
-        el("td", { text: a.summary || a.action || a.resource || "" })));
-      setBody("governance",
-        el("p", {}, "Mode: ", el("strong", { id: "gov-mode", text: mode.body.mode })),
-        hist.length ? el("ul", {}, hist) : empty("No mode switches recorded yet."),
-        el("h3", { text: "Pending approvals" }),
-        rows.length ? table("Pending approvals", ["Approval", "Controller", "Action"], rows)
-          : empty("No approvals pending. Actions gated by governed mode wait here."));
     },
     async decisions() {
       const st = await getJSON("/api/reconcile/status");
@@ -192,7 +113,7 @@
         }
       });
       items.sort((a, b) => String(b.last.ts).localeCompare(String(a.last.ts)));
-      const list = items.slice(0, 15).map((it, i) => {
+      const list = items.slice(0, limits.decisions).map((it, i) => {
         const key = it.ctl + "|" + it.resource + "|" + it.last.id;
         const id = "why-" + i;
         const isOpen = openChains.has(key);
@@ -229,6 +150,7 @@
     },
   };
 
+  Object.assign(panels, A.panels);
   const active = Object.keys(panels).filter(name => {
     const s = document.getElementById("panel-" + name);
     const on = s && s.dataset.pages.split(" ").includes(PAGE);
@@ -237,43 +159,56 @@
   });
 
   const running = new Set(), again = new Set();
-  async function refresh(names) {
-    for (const n of names) {
-      if (!active.includes(n)) continue;
-      if (running.has(n)) { again.add(n); continue; }
-      running.add(n);
-      try { await panels[n](); } catch (e) {
-        setBody(n, el("p", { class: "error", text: "Could not load: " + e.message }));
-      } finally {
-        running.delete(n);
-        if (again.delete(n)) refresh([n]);
-      }
+  async function one(n) {
+    if (running.has(n)) { again.add(n); return; }
+    running.add(n);
+    try { await panels[n](); } catch (e) {
+      setBody(n, el("p", { class: "error", text: "Could not load: " + e.message }));
+    } finally {
+      running.delete(n);
+      if (again.delete(n)) one(n);
     }
   }
+  /* Panels load side by side: one slow read does not hold the others back. */
+  function refresh(names) {
+    return Promise.all(names.filter(n => active.includes(n)).map(one));
+  }
 
-  function connect() {
-    const live = document.getElementById("live-state");
-    const es = new EventSource("/dashboard/events");
+  A.refresh = refresh;
+
+  /* One stream per page. With authenticated reads EventSource cannot send the bearer token:
+     it carries a signed short-lived query token (POST /dashboard/stream-token) and, once the
+     server ends or refuses it, reconnects with a fresh one. */
+  const live = document.getElementById("live-state");
+  const retryMs = A.policy.retry_ms;
+  async function streamUrl() {
+    if (!A.authReads) return "/dashboard/events";
+    const r = await send("POST", "/dashboard/stream-token");
+    if (r.status !== 200) throw new Error("stream token: " + detail(r));
+    return "/dashboard/events?st=" + encodeURIComponent(r.body.token);
+  }
+  async function connect() {
+    let url;
+    try { url = await streamUrl(); } catch (e) {
+      live.textContent = "live updates off: " + e.message; live.className = "warn";
+      return;
+    }
+    const es = new EventSource(url);
     es.addEventListener("hello", () => { live.textContent = "live"; live.className = "ok"; });
-    es.addEventListener("refresh", ev => {
-      const data = JSON.parse(ev.data);
-      refresh(data.panels);
-    });
-    es.onerror = () => { live.textContent = "reconnecting"; live.className = "warn"; };
+    es.addEventListener("refresh", ev => refresh(JSON.parse(ev.data).panels));
+    es.onerror = () => {
+      live.textContent = "reconnecting"; live.className = "warn";
+      if (es.readyState === EventSource.CLOSED) setTimeout(connect, retryMs);
+      else if (A.authReads) { es.close(); setTimeout(connect, retryMs); }  // token may expire
+    };
   }
 
-  const dialog = document.getElementById("token-dialog");
-  function openTokenDialog() {
-    document.getElementById("token-input").value = "";
-    dialog.showModal();
+  function start() {
+    refresh(active).then(() => { A.firstLoad = false; });
+    connect();
   }
-  document.getElementById("token-btn").addEventListener("click", openTokenDialog);
-  document.getElementById("token-cancel").addEventListener("click", () => dialog.close());
-  document.getElementById("token-form").addEventListener("submit", () => {
-    const v = document.getElementById("token-input").value.trim();
-    if (v) { sessionStorage.setItem(TOKEN_KEY, v); announce("API token saved for this tab"); }
+  if (A.authReads && !A.storedToken()) A.askToken(start, () => {
+    live.textContent = "reads need the API token"; live.className = "warn";
   });
-
-  refresh(active);
-  connect();
+  else start();
 })();
