@@ -1,7 +1,7 @@
 """Restart budget, crash-loop back-off, isolation and the slow periodic retry.
 
 After ``restart_budget.max_restarts`` restarts inside ``window_seconds`` a service goes to
-*backoff*: the services controller is told to keep it stopped (``paused``) and the healer
+*backoff*: the services controller is asked to keep it stopped (a ``pause`` intent) and the healer
 tries it again after a growing, jittered, capped delay (``crashloop.backoff``). After
 ``crashloop.max_attempts`` failed tries it is ISOLATED and a human is alerted; then it is
 retried every ``isolation.slow_retry_seconds`` so that a service whose cause went away comes
@@ -66,8 +66,8 @@ class CrashLoop:
         st.next_at = self.clock.monotonic() + delay
         st.reason = (f"CrashLoopBackOff: {len(st.restarts)} restarts within "
                      f"{budget['window_seconds']:g}s (budget {budget['max_restarts']})")
-        self.orch._services().set_override(name, paused=True, reason=f"self-healing: "
-                                           f"{st.reason}; next try in {delay:.1f}s")
+        self.orch.processes.pause(name, f"self-healing: {st.reason}; next try in "
+                                        f"{delay:.1f}s", incident=inc.id if inc else None)
         self.orch.save_state(st)
         self.orch.ctx.bus.publish("healing.crashloop", service=name, phase="backoff",
                                   restarts=len(st.restarts), next_try_s=round(delay, 3))
@@ -93,8 +93,7 @@ class CrashLoop:
             return
         st.phase, st.attempts, st.next_at, st.reason = "normal", 0, None, ""
         st.restarts.clear()
-        self.orch._services().set_override(name, isolated=False, paused=False,
-                                           reason="self-healing: released")
+        self.orch.processes.release(name, "self-healing: released")
         self.orch.save_state(st)
 
     # -- periodic ------------------------------------------------------------------------------
@@ -122,8 +121,8 @@ class CrashLoop:
             old = (svc.observed().get(name) or {}).get("pid")
             was = st.phase
             why = f"self-healing: {was} try {st.attempts + 1}"
-            svc.set_override(name, isolated=False, paused=False, reason=why)
-            await self.orch.strategies.ensure_started(name, why, not_pid=old)
+            self.orch.processes.release(name, why)
+            await self.orch.strategies.wait_started(name, not_pid=old)
             verdict = await self.orch.check.verify_healthy(name, not_pid=old)
             if verdict.ok:
                 self._recovered(name, was, verdict.message)
@@ -150,7 +149,6 @@ class CrashLoop:
 
     def _failed(self, name: str, was: str, message: str) -> None:
         st = self.orch.state(name)
-        svc = self.orch._services()
         p = self._policy()
         st.attempts += 1
         now = self.clock.monotonic()
@@ -158,8 +156,9 @@ class CrashLoop:
         if was == "backoff" and st.attempts < p["crashloop"]["max_attempts"]:
             delay = self._delay(st.attempts + 1)
             st.next_at = now + delay
-            svc.set_override(name, paused=True, reason=f"self-healing: CrashLoopBackOff try "
-                             f"{st.attempts} failed ({message}); next in {delay:.1f}s")
+            self.orch.processes.pause(name, f"self-healing: CrashLoopBackOff try "
+                                      f"{st.attempts} failed ({message}); next in {delay:.1f}s",
+                                      incident=inc.id if inc is not None else None)
             self._note(inc, RecoveryStrategy.RETRY, f"try {st.attempts} failed: {message}; "
                        f"next in {delay:.1f}s")
         else:
@@ -170,7 +169,8 @@ class CrashLoop:
 
     async def _isolate(self, name: str, was: str, message: str, inc: Any) -> None:
         res = await self.orch.strategies.isolate_component(
-            name, f"{was}: still failing after {self.orch.state(name).attempts} tries")
+            name, f"{was}: still failing after {self.orch.state(name).attempts} tries",
+            incident=inc.id if inc is not None else None)
         self._note(inc, RecoveryStrategy.ISOLATE, res.message)
         alert = await self.orch.strategies.alert_human(
             name, "crash loop: isolated",

@@ -123,6 +123,7 @@ class HealingExecution:
     async def _dispatch(self, strategy: RecoveryStrategy, inc: Incident) -> StrategyResult:
         name, why = inc.service, f"self-healing {inc.id}: {inc.report.message}"
         st = self.state(name)
+        pid = inc.evidence.get("pid") if isinstance(inc.evidence.get("pid"), int) else None
         if strategy in RESTARTS or strategy is S.ROLLBACK:
             self.crashloop.release(name)
         if strategy is S.RESTART_SERVICE:
@@ -131,23 +132,22 @@ class HealingExecution:
                 self.crashloop.enter(name, inc.report, inc)
                 return StrategyResult(strategy, False, "restart budget exhausted: "
                                       "CrashLoopBackOff", applicable=False)
-            return await self.strategies.restart_service(name, why)
+            return await self.strategies.restart_service(name, why, pid=pid, incident=inc.id)
         if strategy is S.RESTART_ALL:
-            return await self.strategies.restart_all(why)
+            return await self.strategies.restart_all(why, incident=inc.id)
         if strategy is S.ROLLBACK:
-            return await self.strategies.rollback_to_version(
-                name, why, trigger=lambda: self.ctx.trigger("services"))
+            return await self.strategies.rollback_to_version(name, why, incident=inc.id)
         if strategy is S.RETRY:
             return await self.strategies.retry(name, why)
         if strategy is S.FALLBACK:
-            res = await self.strategies.activate_fallback(name, why)
-            st.fallback = st.fallback or res.ok
+            res = await self.strategies.activate_fallback(name, why, incident=inc.id)
+            st.fallback = st.fallback or bool(res.details.get("intent"))
         elif strategy is S.DEGRADE:
             res = await self.strategies.enter_degraded_mode(name, why)
             if res.ok:
                 st.degraded = res.details.get("previous")
         else:  # ISOLATE
-            res = await self.strategies.isolate_component(name, why)
+            res = await self.strategies.isolate_component(name, why, incident=inc.id)
             if res.ok:
                 st.phase, st.next_at = "isolated", (self.ctx.clock.monotonic() +
                                                     self.policy()["isolation"]

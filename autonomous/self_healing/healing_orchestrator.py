@@ -23,6 +23,7 @@ import logging
 import random
 from typing import Any
 
+from autonomous.intents import IntentStore
 from autonomous.self_healing.alerts import HumanAlerts
 from autonomous.self_healing.breakers import BreakerRegistry
 from autonomous.self_healing.crashloop import CrashLoop
@@ -35,6 +36,7 @@ from autonomous.self_healing.heal_recording import IncidentRecording
 from autonomous.self_healing.heal_service import HealingService
 from autonomous.self_healing.history import HealingHistory
 from autonomous.self_healing.incident import Incident
+from autonomous.self_healing.process_intents import ProcessIntents
 from autonomous.self_healing.recovery_strategies import RecoveryStrategies
 from autonomous.self_healing.service_state import ServiceState, StateStore
 from autonomous.self_healing.verify import HealthCheck
@@ -56,10 +58,12 @@ class HealingOrchestrator(HealingPipeline, HealingExecution, IncidentRecording, 
         self.history = HealingHistory(store, clock, lambda: self.policy()["history_max_rows"])
         self.alerts = HumanAlerts(store, bus, clock, self.policy)
         self.check = HealthCheck(clock, self._services, self.policy)
+        self.processes = ProcessIntents(IntentStore(store, clock, bus), self._services,
+                                        lambda: ctx.trigger("services"))
         self.strategies = RecoveryStrategies(store=store, bus=bus, clock=clock,
                                              services=self._services, policy=self.policy,
                                              check=self.check, alerts=self.alerts,
-                                             trigger=lambda: ctx.trigger("services"), rng=rng)
+                                             processes=self.processes, rng=rng)
         self.detector = Detector(clock, self.breakers, lambda: ctx.subsystems.get("services"),
                                  lambda: ctx.subsystems.get("supervisor"), self.policy)
         self.state_store = StateStore(store, clock)

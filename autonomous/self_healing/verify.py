@@ -144,6 +144,16 @@ class HealthCheck:
                 return None
             await self.clock.sleep(self.policy()["verify"]["poll_seconds"])
 
+    async def wait_stopped(self, name: str, timeout: float) -> bool:
+        """Wait up to ``timeout`` for ``name`` to have no running process."""
+        start = self.clock.monotonic()
+        while True:
+            if not (self.services().observed().get(name) or {}).get("running"):
+                return True
+            if self.clock.monotonic() - start >= timeout:
+                return False
+            await self.clock.sleep(self.policy()["verify"]["poll_seconds"])
+
     # -- dependencies --------------------------------------------------------------------------------
     async def dependencies_down(self, name: str) -> list[str]:
         """Declared dependencies of ``name`` that are down: services it ``depends_on`` that do

@@ -105,8 +105,11 @@ async def test_crash_loop_backs_off_isolates_alerts_then_slow_retry_recovers(tmp
     await orch.tick()
     await drain(orch)
     assert st.phase == "normal" and fake.procs["nexus"]["running"]
-    assert fake.overrides["nexus"] == {"isolated": False, "paused": False,
-                                       "reason": "self-healing: isolated try 3"}
+    assert fake.overrides["nexus"] == {"isolated": False, "paused": False}
+    released = [i for i in fake.intents.list("Service/nexus") if i.kind == "isolate"]
+    assert released and all(i.state != "active" for i in released)
+    assert released[0].outcome == "self-healing: isolated try 3"
+    assert released[0].incident is not None  # bound to the crash-loop incident
     assert orch.alerts.list(service="nexus", open_only=True) == []
     rows = orch.history.list(service="nexus")
     assert rows[0]["state"] == "healed"
@@ -119,7 +122,8 @@ async def test_restarts_of_a_hung_service_count_against_the_budget(tmp_path):
         await orch.handle_error("nexus", source="unhealthy", strategy="RESTART_SERVICE",
                                 context={"running": True})
     assert orch.state("nexus").phase == "backoff"
-    assert fake.calls.count(("stop", "nexus")) == 2  # the third restart was refused
+    # two restarts; the third was refused and the back-off's pause intent stopped it
+    assert fake.calls == [("stop", "nexus"), ("start", "nexus")] * 2 + [("stop", "nexus")]
 
 
 async def test_hung_process_in_stopped_state_is_restarted(stack):
