@@ -10,11 +10,14 @@ FallbackActive, HealingBreakerOpen).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from autonomous.self_healing.facade import HealingFacade
 from autonomous.self_healing.healing_orchestrator import HealingOrchestrator
+from autonomous.self_healing.model import STRATEGY_ACTION, RecoveryStrategy
 from controllers.base import Action, Controller, Outcome
+from controllers.execution import Executor
 
 __all__ = ["CONTROLLERS", "HealingController"]
 
@@ -28,11 +31,30 @@ class HealingController(Controller):
     def __init__(self, ctx: Any) -> None:
         super().__init__(ctx)
         self.orch: HealingOrchestrator | None = None
+        self.executor = Executor(ctx)  # the one gate, for the engine's ladder steps
+
+    def attach(self, orch: HealingOrchestrator) -> HealingOrchestrator:
+        """Hand the engine its gate: every strategy it runs is an Action through the
+        Executor (governance, back-off, Stalled, knowledge graph) whose ``act`` is ours."""
+        self.orch = orch
+        orch.gate = self._gate
+        return orch
+
+    async def _gate(self, planned: dict[str, Any]) -> Outcome:
+        gen = self.ctx.desired.current
+        action = Action(**planned)
+        out = await self.executor.execute(self, action, gen.number if gen else 0)
+        return replace(out, details={**out.details,
+                                     "chain": self.executor.chain_of(self, action)})
+
+    @staticmethod
+    def retry_key(action: Action) -> str:
+        return f"{action.resource}:{action.kind}"
 
     async def start(self) -> None:
-        self.orch = HealingOrchestrator(self.ctx)
-        self.ctx.subsystems["healing"] = HealingFacade(self.orch)
-        await self.orch.start_healing_service()
+        orch = self.attach(HealingOrchestrator(self.ctx))
+        self.ctx.subsystems["healing"] = HealingFacade(orch)
+        await orch.start_healing_service()
 
     async def stop(self) -> None:
         if self.orch is not None:
@@ -56,7 +78,20 @@ class HealingController(Controller):
         return ()
 
     async def act(self, action: Action) -> Outcome:
-        return Outcome(action, False, "the healing controller plans no actions", permanent=True)
+        """One step of an incident's ladder (the strategy named in the action)."""
+        assert self.orch is not None
+        strategy = RecoveryStrategy(action.params["strategy"])
+        if STRATEGY_ACTION[strategy] != action.kind:
+            return Outcome(action, False, f"{strategy.value} is not a {action.kind} action",
+                           permanent=True)
+        chain = self.executor.chain_of(self, action)
+        res = await self.orch.run_step(strategy, str(action.params["incident"]),
+                                       chain[1] if len(chain) > 1 else None)
+        if not res.applicable:  # skipped, not failed: no back-off for what could not apply
+            return Outcome(action, True, f"not applicable: {res.message}", details={
+                "strategy": strategy.value, "applicable": False, "ok": res.ok})
+        return Outcome(action, res.ok, res.message, details={"strategy": strategy.value,
+                                                             "applicable": True})
 
     def report(self, desired: Any, observed: dict[str, dict[str, Any]],
                outcomes: list[Outcome]) -> None:

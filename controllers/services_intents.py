@@ -46,7 +46,7 @@ def requested_restart(d: DesiredService, o: ObservedService) -> Action | None:
     res = f"Service/{d.name}"
     params = {"service": d.name, "spec_hash": d.hash, "intent": req.intent}
     evidence = {"intent": req.intent, "requested_pid": req.pid, "requester": req.requester,
-                "decision": req.decision}
+                "caused_by": req.decision}
     why = f"restart requested by {req.requester} (intent {req.intent}): {req.reason}"
     if o.running:
         if req.pid is None or o.pid == req.pid:

@@ -57,14 +57,11 @@ class HealingFacade:
         for s in RecoveryStrategy:
             kind = STRATEGY_ACTION[s]
             gate = gov.action_mode(kind)
-            if gov.mode == "governed" and s.value in p["approval_list"]:
-                gate = "require_approval"
             out.append({"name": s.value, "description": STRATEGY_HELP[s], "action_kind": kind,
                         "gate": gate, "used_first_for": [t.value for t in ErrorType
                                                          if p["strategies"][t.value][0] ==
                                                          s.value]})
         return {"mode": gov.mode, "strategies": out, "ladders": p["strategies"],
-                "approval_list": p["approval_list"],
                 "rules": [{"name": r["name"], "type": r["type"], "severity": r["severity"],
                            "strategies": r["strategies"]}
                           for r in p["classification"]["rules"]]}

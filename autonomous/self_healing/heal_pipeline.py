@@ -108,6 +108,7 @@ class HealingPipeline:
             cls.signature, context={**inc.evidence, "message": report.message},
             service=report.service, error_type=cls.error_type.value)
         inc.graph_start(self.ctx.graph)
+        self.incidents[inc.id] = inc
         self.ctx.bus.publish("healing.detected", incident=inc.id, service=report.service,
                              source=report.source, error_type=cls.error_type.value,
                              severity=cls.severity.value, rule=cls.rule)
@@ -128,6 +129,7 @@ class HealingPipeline:
         ev.setdefault("status_code", last.get("status_code"))
         ev.setdefault("probe_error", last.get("error"))
         ev["stopped"] = process_stopped(obs.get("pid")) if obs.get("running") else False
+        ev["probes_seen"] = list(obs.get("probe_history") or [])[-5:]  # with their values
         ev["log_tail"] = svc.log_tail(name, self.policy()["classification"]["log_tail_lines"])
         ev["config_changed"] = self._config_changed(name, svc)
         with contextlib.suppress(LookupError):

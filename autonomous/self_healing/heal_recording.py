@@ -22,12 +22,15 @@ class IncidentRecording:
 
     ctx: Any
 
-    def _attempt(self, inc: Incident, res: StrategyResult, gate: str, took: float) -> None:
+    def _attempt(self, inc: Incident, res: StrategyResult, gate: str, took: float, *,
+                 graph: bool = True) -> None:
+        """Record one attempt; ``graph`` False when the Executor recorded its chain."""
         inc.attempts.append({"strategy": res.strategy.value, "gate": gate, "ok": res.ok,
                              "applicable": res.applicable,
                              "message": res.message, "took_s": round(took, 3),
                              "details": public(res.details)})
-        inc.graph_attempt(self.ctx.graph, res, gate)
+        if graph:
+            inc.graph_attempt(self.ctx.graph, res, gate)
         self.ctx.bus.publish("healing.attempt", incident=inc.id, service=inc.service,
                              strategy=res.strategy.value, ok=res.ok, message=res.message)
         if res.strategy is not S.ALERT_HUMAN and gate in ("enforce", "approved") and \
@@ -64,6 +67,11 @@ class IncidentRecording:
         if state == "healed" and not (st.degraded or st.fallback):
             self.alerts.resolve(inc.service, f"healed by {used}")
         self.pending.pop(inc.id, None)
+        if state != "awaiting_approval":
+            self.incidents.pop(inc.id, None)
+        if inc.pending is not None:  # closed without the awaited strategy: not needed now
+            self.ctx.approvals.cancel(inc.pending["id"], f"incident {inc.id} {state}: {message}")
+            inc.pending = None
         self.ctx.bus.publish("healing.completed", incident=inc.id, service=inc.service,
                              state=state, strategy=used, success=inc.success,
                              mttr_s=inc.mttr_s, error_type=inc.classification.error_type.value,

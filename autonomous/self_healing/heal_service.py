@@ -130,7 +130,7 @@ class HealingService:
             return
         st.busy = True
         try:
-            if state in ("expired", "stale", "missing"):
+            if state in ("expired", "stale", "missing", "cancelled"):
                 self._attempt(inc, StrategyResult(RecoveryStrategy(inc.pending["strategy"]),
                                                   False, f"approval {state}"), state, 0.0)
                 inc.pending = None

@@ -6,10 +6,10 @@ detector); ``start_healing_service`` runs the detector on the event bus plus a p
 (memory checks, crash-loop tries, slow retries of isolated services, approvals, restoring
 degraded services); ``get_healing_stats`` gives attempts, successes and MTTR per type.
 
-Governance: a strategy's action kind is gated by ``governance.action_mode`` and, in
-``governed`` mode, by ``healing.approval_list``; a gated strategy becomes an approval request
-(``ctx.approvals``) bound to the generation and resumes once approved. In ``emergency_stop``
-only core services are healed.
+Governance: every strategy is a planned action through the one gate (``gate``: the Executor,
+handed in by ``controllers/healing.py``) — ``governance.actions`` says enforce, dry_run or
+require_approval per action kind; an approval is bound to the incident and the generation and
+the incident resumes once it is decided. In ``emergency_stop`` only core services are healed.
 
 The pipeline lives in ``heal_pipeline`` (detect, classify, memory, choose), ``heal_execution``
 (gate, execute behind the breaker, verify) and ``heal_recording`` (memory, history, graph,
@@ -30,12 +30,13 @@ from autonomous.self_healing.crashloop import CrashLoop
 from autonomous.self_healing.detection import Detector
 from autonomous.self_healing.error_classifier import ErrorClassifier
 from autonomous.self_healing.failure_memory import FailureMemory
-from autonomous.self_healing.heal_execution import HealingExecution
+from autonomous.self_healing.heal_execution import Gate, HealingExecution
 from autonomous.self_healing.heal_pipeline import HealingPipeline
 from autonomous.self_healing.heal_recording import IncidentRecording
 from autonomous.self_healing.heal_service import HealingService
 from autonomous.self_healing.history import HealingHistory
 from autonomous.self_healing.incident import Incident
+from autonomous.self_healing.model import StrategyResult
 from autonomous.self_healing.process_intents import ProcessIntents
 from autonomous.self_healing.recovery_strategies import RecoveryStrategies
 from autonomous.self_healing.service_state import ServiceState, StateStore
@@ -44,6 +45,11 @@ from autonomous.self_healing.verify import HealthCheck
 __all__ = ["HealingOrchestrator"]
 
 log = logging.getLogger("atlas.healing")
+
+
+async def _no_gate(action: dict[str, Any]) -> Any:
+    raise LookupError("self-healing acts only through the Executor: the healing controller "
+                      "(controllers/healing.py) hands it in")
 
 
 class HealingOrchestrator(HealingPipeline, HealingExecution, IncidentRecording, HealingService):
@@ -59,7 +65,7 @@ class HealingOrchestrator(HealingPipeline, HealingExecution, IncidentRecording, 
         self.alerts = HumanAlerts(store, bus, clock, self.policy)
         self.check = HealthCheck(clock, self._services, self.policy)
         self.processes = ProcessIntents(IntentStore(store, clock, bus), self._services,
-                                        lambda: ctx.trigger("services"))
+                                        lambda: ctx.trigger("services"), self._decision_of)
         self.strategies = RecoveryStrategies(store=store, bus=bus, clock=clock,
                                              services=self._services, policy=self.policy,
                                              check=self.check, alerts=self.alerts,
@@ -70,6 +76,9 @@ class HealingOrchestrator(HealingPipeline, HealingExecution, IncidentRecording, 
         self.states: dict[str, ServiceState] = self.state_store.load()
         self.crashloop = CrashLoop(self)
         self.pending: dict[str, Incident] = {}  # incident id → awaiting approval
+        self.incidents: dict[str, Incident] = {}  # incident id → open (being worked)
+        self.results: dict[str, StrategyResult] = {}  # incident id → its step's result
+        self.gate: Gate = _no_gate
         self.crash_incidents: dict[str, Incident] = {}  # service → its crash-loop incident
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sub: Any = None
@@ -87,6 +96,10 @@ class HealingOrchestrator(HealingPipeline, HealingExecution, IncidentRecording, 
             raise LookupError("the services subsystem is not running: self-healing acts "
                               "through it (enable the services controller)")
         return svc
+
+    def _decision_of(self, incident: str | None) -> str | None:
+        inc = self.incidents.get(incident) if incident else None
+        return inc.step_decision if inc is not None else None
 
     def state(self, name: str) -> ServiceState:
         if name not in self.states:

@@ -42,6 +42,7 @@ class Incident:
     nodes: list[str] = field(default_factory=list)  # graph chain so far
     pending: dict[str, Any] | None = None  # approval awaited: {id, hash, strategy, gate}
     suggestion: dict[str, Any] | None = None
+    step_decision: str | None = None  # the Executor's decision node of the step running now
 
     @property
     def service(self) -> str:
@@ -79,6 +80,16 @@ class Incident:
         if self.nodes:
             g.add_relation(self.nodes[-1], "chose" if len(self.nodes) == 2 else "led_to", ids[0])
         self.nodes += ids
+
+    def graph_link(self, g: KnowledgeGraph, chain: list[str]) -> None:
+        """Continue the incident's chain with the Executor's record of one step
+        (observation → decision → action → outcome)."""
+        if not chain:
+            return
+        if self.nodes and self.nodes[-1] != chain[0]:
+            g.add_relation(self.nodes[-1], "chose" if len(self.nodes) == 2 else "led_to",
+                           chain[0])
+        self.nodes += [n for n in chain if n not in self.nodes]
 
     def graph_note(self, g: KnowledgeGraph, label: str, attrs: dict[str, Any]) -> None:
         """Record a non-action outcome (awaiting approval, skipped, recovered)."""

@@ -34,10 +34,12 @@ class ServicesView(Protocol):
 
 class ProcessIntents:
     def __init__(self, intents: IntentStore, services: Callable[[], ServicesView],
-                 trigger: Callable[[], object]) -> None:
+                 trigger: Callable[[], object],
+                 decision_of: Callable[[str | None], str | None] = lambda _i: None) -> None:
         self.intents = intents
         self.services = services
         self.trigger = trigger
+        self.decision_of = decision_of  # incident id → the decision node asking now
 
     def _hash(self, name: str) -> str | None:
         spec = self.services().specs().get(name)
@@ -46,7 +48,8 @@ class ProcessIntents:
     def _ask(self, kind: str, name: str, reason: str, incident: str | None,
              decision: str | None, **params: Any) -> Intent:
         intent = self.intents.request(kind, f"Service/{name}", reason=reason,
-                                      requester=REQUESTER, decision=decision,
+                                      requester=REQUESTER,
+                                      decision=decision or self.decision_of(incident),
                                       incident=incident, params=params)
         self.trigger()
         return intent

@@ -146,4 +146,6 @@ def healing_context(tmp_path: Any, specs: dict[str, ServiceSpec], *, mode: str =
     fake = FakeServices(specs)
     fake.attach(ctx)
     ctx.subsystems["services"] = fake
-    return ctx, fake, HealingOrchestrator(ctx)
+    from controllers.healing import HealingController
+
+    return ctx, fake, HealingController(ctx).attach(HealingOrchestrator(ctx))

@@ -83,6 +83,20 @@ async def test_sigstop_restart_is_done_by_the_owner_once(stack_factory):  # noqa
     assert intent.incident == row["id"]
     events = [e for e in drain(sub) if e.data["service"] == "nexus"]
     assert [e.topic for e in events] == ["service.exited", "service.started"]
+    # why was it restarted? from the owner's restart back to the probes healing saw
+    outcome = s.ctx.status.controller("services").last_decisions["Service/nexus"]
+    chain = s.ctx.graph.why(outcome)
+    types = [n["type"] for n in chain]
+    assert types[0] == "error" and types[-1] == "outcome", types
+    error = chain[0]["attrs"]
+    assert error["incident"] == row["id"] and error["stopped"] is True
+    probes = error["probes_seen"]
+    assert probes and all("latency_ms" in p or "error" in p for p in probes), probes
+    owner = [n for n in chain if n["type"] == "observation"
+             and n["attrs"].get("controller") == "services"]
+    assert owner and owner[0]["attrs"]["evidence"]["intent"] == intent.id
+    healer = [n for n in chain if n["type"] == "decision" and n["attrs"].get("gate")]
+    assert len(healer) == 2  # healing's restart through the gate, then the owner's
 
 
 def test_intent_store_lifecycle_and_retention(tmp_path):

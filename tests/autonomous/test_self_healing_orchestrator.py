@@ -65,7 +65,12 @@ async def test_crash_is_restarted_verified_and_recorded(stack):
     [mem] = orch.memory.get_similar_failures(row["error_signature"])
     assert mem["recovery_used"] == "RESTART_SERVICE" and mem["success"] is True
     chain = ctx.graph.why(row["graph_node"])
-    assert [n["type"] for n in chain] == ["error", "decision", "action", "outcome"]
+    # the incident's error and ladder decision, then the step through the one gate (the
+    # Executor's observation → decision (gate, mode, generation) → action → outcome)
+    assert [n["type"] for n in chain] == ["error", "decision", "observation", "decision",
+                                          "action", "outcome"]
+    assert chain[3]["attrs"]["gate"] == "enforce" and chain[3]["attrs"]["mode"] == "growth"
+    assert chain[4]["attrs"]["params"]["incident"] == row["id"]
     assert any(c["rel"] == "about" and c["node"]["label"] == "Service/nexus"
                for c in chain[1]["context"])
     topics = []
@@ -170,7 +175,8 @@ async def test_governed_rollback_waits_for_approval_then_runs(tmp_path):
     assert (row["error_type"], row["state"]) == ("CONFIGURATION", "awaiting_approval")
     [req] = ctx.approvals.list(state="pending")
     assert req["action_kind"] == "rollback" and req["resource"] == "Service/nexus"
-    assert req["action"]["strategy"] == "ROLLBACK"
+    assert req["action"]["params"]["strategy"] == "ROLLBACK"
+    assert req["action"]["params"]["incident"] == row["id"]  # bound to the incident
     await orch.tick()
     await drain(orch)
     assert ("rollback", "nexus") not in fake.calls  # still waiting
