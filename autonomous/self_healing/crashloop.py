@@ -72,6 +72,8 @@ class CrashLoop:
         self.orch.ctx.bus.publish("healing.crashloop", service=name, phase="backoff",
                                   restarts=len(st.restarts), next_try_s=round(delay, 3))
         if inc is None:
+            inc = self.orch.open_incident(name)  # the fault's incident, if one is open
+        if inc is None:
             self.orch.spawn(self._record_entry(report, delay))
         else:
             self.orch.crash_incidents[name] = inc
@@ -98,6 +100,7 @@ class CrashLoop:
 
     # -- periodic ------------------------------------------------------------------------------
     async def tick(self) -> None:
+        """Forget the restarts of a service proven healthy long enough."""
         now = self.clock.monotonic()
         reset = self._policy()["restart_budget"]["healthy_reset_seconds"]
         for name, st in list(self.orch.states.items()):
@@ -106,9 +109,8 @@ class CrashLoop:
                         now - st.healthy_since >= reset:
                     st.restarts.clear()
                 continue
-            if st.busy or st.paused_by_human or st.next_at is None or now < st.next_at:
-                continue
-            self.orch.spawn(self.try_once(name))
+            # a due try is planned by the healing controller's diff (an Action through the
+            # Executor), not started from here
 
     async def try_once(self, name: str) -> bool:
         """One back-off try (or slow retry when isolated): start, verify, decide."""

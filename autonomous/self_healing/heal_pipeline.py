@@ -67,6 +67,10 @@ class HealingPipeline:
             evidence, cls = await self._classify(report)
             if forced is None and self._recently_escalated(st, report, cls.signature):
                 return None
+            same = self.open_incident(report.service, cls.signature)
+            if forced is None and same is not None:  # one incident per fault
+                self._repeat(same, report)
+                return same
             inc = self._open(report, forced, evidence, cls)
             undeclared = self._undeclared(report.service)
             if undeclared is not None:
@@ -76,6 +80,25 @@ class HealingPipeline:
             return inc
         finally:
             st.busy = False
+
+    def open_incident(self, service: str, signature: str | None = None) -> Incident | None:
+        """The open incident of ``service`` (awaiting approval, or the crash loop's) for
+        this failure signature (any, when None): a repeat of its fault updates it."""
+        for inc in self.incidents.values():
+            if inc.service == service and (signature is None or
+                                           inc.classification.signature == signature):
+                return inc
+        return None
+
+    def _repeat(self, inc: Incident, report: ErrorReport) -> None:
+        inc.repeats += 1
+        self._save(inc, inc.state, f"{inc.message or inc.report.message} (seen again "
+                   f"{inc.repeats}x, last: {report.message})"[:500]
+                   if inc.repeats == 1 else
+                   f"{(inc.message or '').split(' (seen again')[0]} (seen again "
+                   f"{inc.repeats}x, last: {report.message})"[:500])
+        self.ctx.bus.publish("healing.repeated", incident=inc.id, service=inc.service,
+                             repeats=inc.repeats, message=report.message)
 
     def _recently_escalated(self, st: ServiceState, report: ErrorReport,
                             signature: str) -> bool:

@@ -52,7 +52,7 @@ class IncidentRecording:
         if inc.memory_id is not None:
             self.memory.update(inc.memory_id, recovery_used=used, success=inc.success,
                                notes=f"{state}: {message}"[:500], duration_s=inc.mttr_s)
-        if state in ("skipped", "dry_run"):
+        if state in ("skipped", "dry_run", "closed"):
             inc.graph_note(self.ctx.graph, f"{state}: {message}", {"state": state})
         self._save(inc, state, message)
         st = self.state(inc.service)

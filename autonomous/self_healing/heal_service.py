@@ -84,6 +84,7 @@ class HealingService:
             st.healthy_since = self.ctx.clock.monotonic()
             st.open_incident = None
             st.escalated.clear()
+            self._recovered_meanwhile(d["service"])
 
     def _on_probe(self, ev: Any) -> None:
         verdict, report = self.detector.feed_probe(ev)
@@ -97,6 +98,15 @@ class HealingService:
             st.escalated.clear()
             if st.degraded is not None or st.fallback:
                 self.spawn(self.restore(name))
+
+    def _recovered_meanwhile(self, name: str) -> None:
+        """Healthy again while a strategy still waited for approval: the incident closes and
+        its approval is cancelled (not left for a human to approve for a healthy service)."""
+        for inc in [i for i in self.pending.values() if i.service == name]:
+            if not self.state(name).busy:
+                self._finish(inc, "closed", f"{name} is healthy again without "
+                             f"{inc.pending['strategy'] if inc.pending else 'it'}; the approval "
+                             "is cancelled")
 
     async def _if_dependency_down(self, report: ErrorReport) -> None:
         with contextlib.suppress(LookupError):

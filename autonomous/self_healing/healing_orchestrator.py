@@ -120,6 +120,35 @@ class HealingOrchestrator(HealingPipeline, HealingExecution, IncidentRecording, 
         if not task.cancelled() and task.exception() is not None:
             log.error("healing task failed", exc_info=task.exception())
 
+    # -- what the healing controller's diff decided ----------------------------------------------
+    def _close_incidents(self, name: str, reason: str) -> int:
+        open_ = [i for i in self.incidents.values() if i.service == name]
+        crash = self.crash_incidents.pop(name, None)
+        if crash is not None and crash not in open_:
+            open_.append(crash)
+        for inc in open_:
+            self._finish(inc, "closed", reason)
+        return len(open_) + self.history.close_open(name, reason, self.ctx.clock.now())
+
+    def close_service(self, name: str, reason: str) -> int:
+        """``name`` left the desired state: close its incidents (cancelling their approvals),
+        forget its state and withdraw healing's intents on it; nothing is retried."""
+        n = self._close_incidents(name, reason)
+        self.processes.release(name, reason)
+        self.states.pop(name, None)
+        self.state_store.delete(name)
+        self.ctx.bus.publish("healing.closed", service=name, incidents=n, reason=reason)
+        return n
+
+    def release_for_revision(self, name: str, reason: str) -> int:
+        """A new desired revision of ``name``: leave back-off / isolation, close the
+        crash-loop incident (its revision is gone), let the owner start the new one."""
+        n = self._close_incidents(name, reason)
+        self.crashloop.release(name)
+        self.alerts.resolve(name, reason)
+        self.ctx.bus.publish("healing.released", service=name, reason=reason)
+        return n
+
     # -- facade -----------------------------------------------------------------------------------------
     def get_healing_stats(self) -> dict[str, Any]:
         """Attempts, successes, MTTR per error type; breakers; phases; memory."""

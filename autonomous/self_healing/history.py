@@ -62,6 +62,13 @@ class HealingHistory:
         rows = self.store.query(sql + " ORDER BY detected_at DESC LIMIT ?", (*args, limit))
         return [_out(r) for r in rows]
 
+    def close_open(self, service: str, reason: str, now: float) -> int:
+        """Close rows of ``service`` still open (left by an earlier operator process)."""
+        return self.store.execute(
+            "UPDATE healing_history SET state='closed', message=?, finished_at=? WHERE "
+            "service=? AND state IN ('awaiting_approval', 'backoff')",
+            (reason[:500], now, service)).rowcount
+
     def stats(self) -> dict[str, Any]:
         """Attempts, successes and MTTR (median, mean, max seconds) per error type."""
         rows = self.store.query("SELECT error_type, state, success, mttr_s, attempts FROM "

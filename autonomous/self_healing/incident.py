@@ -43,6 +43,7 @@ class Incident:
     pending: dict[str, Any] | None = None  # approval awaited: {id, hash, strategy, gate}
     suggestion: dict[str, Any] | None = None
     step_decision: str | None = None  # the Executor's decision node of the step running now
+    repeats: int = 0  # the same fault seen again while this incident was open
 
     @property
     def service(self) -> str:

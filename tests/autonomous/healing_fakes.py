@@ -57,6 +57,7 @@ class FakeServices:
         self.starts = 0
         self.intents: IntentStore | None = None
         self._held: set[str] = set()
+        self.healing: Any = None  # the HealingController wired by healing_context
 
     def attach(self, ctx: Any) -> None:
         self.intents = IntentStore(ctx.store, ctx.clock)
@@ -148,4 +149,16 @@ def healing_context(tmp_path: Any, specs: dict[str, ServiceSpec], *, mode: str =
     ctx.subsystems["services"] = fake
     from controllers.healing import HealingController
 
-    return ctx, fake, HealingController(ctx).attach(HealingOrchestrator(ctx))
+    ctl = HealingController(ctx)
+    orch = ctl.attach(HealingOrchestrator(ctx))
+    fake.healing = ctl
+    return ctx, fake, orch
+
+
+async def reconcile(ctx: Any, fake: FakeServices) -> list[Any]:
+    """One healing-controller pass (observe → diff → Executor → act) under the real manager
+    code; the outcomes."""
+    from controllers.manager import ControllerManager
+
+    ctl = fake.healing
+    return await ControllerManager(ctx, [ctl]).reconcile(ctl)

@@ -13,7 +13,7 @@ import pytest
 from autonomous.core.events import Event
 from autonomous.self_healing.verify import process_stopped
 from autonomous.supervisor.revisions import spec_hash
-from tests.autonomous.healing_fakes import healing_context, spec
+from tests.autonomous.healing_fakes import healing_context, reconcile, spec
 
 GROWTH_SMALL_BUDGET = """apiVersion: atlas.autonomous/v1
 kind: PolicySet
@@ -94,7 +94,7 @@ async def test_crash_loop_backs_off_isolates_alerts_then_slow_retry_recovers(tmp
     starts_before = fake.starts
     for _ in range(2):  # max_attempts tries, each after its back-off delay
         ctx.clock.advance(25)
-        await orch.tick()
+        await reconcile(ctx, fake)  # the due try: planned by diff, run through the Executor
         await drain(orch)
     assert st.phase == "isolated" and fake.overrides["nexus"]["isolated"] is True
     assert fake.starts - starts_before == 2  # bounded: one start per try, no storm
@@ -102,12 +102,12 @@ async def test_crash_loop_backs_off_isolates_alerts_then_slow_retry_recovers(tmp
     assert alert is not None and alert.topic == "alert.human"
     assert alert.data["service"] == "nexus" and alert.data["graph_link"].startswith("/api/graph")
     assert "logs_tail" in alert.data and alert.data["classification"]["error_type"]
-    await orch.tick()
+    await reconcile(ctx, fake)
     await drain(orch)
     assert st.phase == "isolated"  # slow retry not due yet
     fake.crash_on_start.clear()  # the cause went away
     ctx.clock.advance(100)
-    await orch.tick()
+    await reconcile(ctx, fake)
     await drain(orch)
     assert st.phase == "normal" and fake.procs["nexus"]["running"]
     assert fake.overrides["nexus"] == {"isolated": False, "paused": False}

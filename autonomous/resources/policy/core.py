@@ -24,6 +24,7 @@ ACTION_KINDS = (
     "start", "stop", "restart", "restart_all", "rollback", "update", "optimization",
     "degrade", "fallback", "isolate", "retry", "alert_human", "survival", "backup", "restore",
     "throttle", "mode", "stop_by_removal",
+    "release", "close_incident",  # healing: a new revision frees a service; a removed one
 )
 
 
