@@ -130,12 +130,20 @@ class HealingPipeline:
         inc.memory_id = self.memory.record_failure(
             cls.signature, context={**inc.evidence, "message": report.message},
             service=report.service, error_type=cls.error_type.value)
-        inc.graph_start(self.ctx.graph)
+        inc.graph_start(self.ctx.graph, self._recent_finding(report.service))
         self.incidents[inc.id] = inc
         self.ctx.bus.publish("healing.detected", incident=inc.id, service=report.service,
                              source=report.source, error_type=cls.error_type.value,
                              severity=cls.severity.value, rule=cls.rule)
         return inc
+
+    def _recent_finding(self, service: str) -> dict[str, Any] | None:
+        """The health controller's latest finding about ``service`` if recent enough."""
+        got = self.findings.get(service)
+        window = self.policy()["detection"]["finding_window_seconds"]
+        if got is None or self.ctx.clock.monotonic() - got[0] > window:
+            return None
+        return got[1]
 
     async def _evidence(self, report: ErrorReport) -> dict[str, Any]:
         """The context a classification needs: process state, probe, logs, config, deps."""

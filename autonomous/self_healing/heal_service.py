@@ -35,7 +35,8 @@ class HealingService:
         """Listen to the bus and tick periodically until ``stop``."""
         if self._loop_task is not None:
             return
-        self._sub = self.ctx.bus.subscribe("service.", "approval.", "desired.", "governance.")
+        self._sub = self.ctx.bus.subscribe("service.", "approval.", "desired.", "governance.",
+                                           "health.finding")
         self._loop_task = asyncio.create_task(self._run(), name="healing-service")
 
     async def stop(self) -> None:
@@ -79,6 +80,8 @@ class HealingService:
             self.spawn(self._if_dependency_down(self.detector.from_not_ready(ev)))
         elif topic == "service.probe":
             self._on_probe(ev)
+        elif topic == "health.finding" and d.get("service"):
+            self.findings[d["service"]] = (self.ctx.clock.monotonic(), dict(d))
         elif topic == "service.healthy":
             st = self.state(d["service"])
             st.healthy_since = self.ctx.clock.monotonic()

@@ -77,6 +77,8 @@ class HealingOrchestrator(HealingPipeline, HealingExecution, IncidentRecording, 
         self.crashloop = CrashLoop(self)
         self.pending: dict[str, Incident] = {}  # incident id → awaiting approval
         self.incidents: dict[str, Incident] = {}  # incident id → open (being worked)
+        # service → (monotonic time, the health controller's latest health.finding about it)
+        self.findings: dict[str, tuple[float, dict[str, Any]]] = {}
         self.results: dict[str, StrategyResult] = {}  # incident id → its step's result
         self.gate: Gate = _no_gate
         self.crash_incidents: dict[str, Incident] = {}  # service → its crash-loop incident

@@ -7,6 +7,7 @@ generation and the governance mode in force, and its row into the healing histor
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,8 +54,9 @@ class Incident:
     def last_node(self) -> str | None:
         return self.nodes[-1] if self.nodes else None
 
-    def graph_start(self, g: KnowledgeGraph) -> None:
-        """Record the error and the decision (classification, ladder, memory's advice)."""
+    def graph_start(self, g: KnowledgeGraph, finding: dict[str, Any] | None = None) -> None:
+        """Record the error and the decision (classification, ladder, memory's advice); a
+        health finding about the service (``health.finding``) leads to the error."""
         about = g.ensure("resource", f"Service/{self.service}")
         ctx = {"about": about, "under_mode": g.ensure("mode", self.mode)}
         if self.generation is not None:
@@ -68,6 +70,12 @@ class Incident:
               {"incident": self.id, **c.as_dict(), "suggestion": self.suggestion,
                "controller": "healing"})],
             context=ctx)
+        node = (finding or {}).get("graph_node")
+        if isinstance(node, str):
+            self.evidence["health_finding"] = {k: finding.get(k) for k in (
+                "type", "severity", "message", "metric") if finding and k in finding}
+            with contextlib.suppress(KeyError):  # pruned by retention meanwhile
+                g.add_relation(node, "led_to", self.nodes[0])
 
     def graph_attempt(self, g: KnowledgeGraph, result: StrategyResult, gate: str) -> None:
         """Record one action and its outcome after the previous step."""

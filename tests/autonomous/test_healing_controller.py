@@ -179,3 +179,20 @@ async def test_trigger_on_a_healthy_service_has_nothing_to_heal(tmp_path):
     forced = await HealingFacade(orch).trigger("nexus", "RESTART_SERVICE", None)
     assert forced["state"] == "healed" and fake.calls == [("stop", "nexus"), ("start", "nexus")]
     ctx.store.close()
+
+
+async def test_a_health_finding_leads_to_the_incident_in_the_graph(tmp_path):
+    ctx, fake, orch = healing_context(tmp_path, {"nexus": spec(core=True)})
+    g = ctx.graph
+    about = g.ensure("resource", "Service/nexus")
+    obs, finding = g.record_chain(
+        [("observation", "health: nexus", {"evidence": {"latency_p95_ms": 950.0}}),
+         ("error", "nexus is unhealthy", {"finding": "unhealthy_service"})],
+        context={"about": about})
+    orch.on_event(Event("health.finding", {"type": "unhealthy_service", "service": "nexus",
+                                           "severity": "high", "message": "nexus is unhealthy",
+                                           "graph_node": finding}))
+    row = await orch.handle_error("nexus", strategy="RESTART_SERVICE", message="stuck")
+    chain = [n["id"] for n in g.why(row["graph_node"])]
+    assert chain[:2] == [obs, finding]  # why walks back to what the health controller saw
+    ctx.store.close()

@@ -162,6 +162,9 @@ class DetectionPolicy(Strict):
     dependency_timeout_seconds: float = Field(gt=0, description="Timeout of dependency checks")
     probe_timeout_seconds: float = Field(gt=0, description="Timeout of the healer's own probes")
     memory_checks: bool = Field(description="Compare RSS with resources.memory_mb each tick")
+    finding_window_seconds: float = Field(gt=0, description="A health.finding about a service "
+                                          "this recent is linked to the incident opened for it "
+                                          "(its evidence and graph chain)")
 
 
 class MemoryPolicy(Strict):
