@@ -58,7 +58,7 @@ class HealingFacade:
         """How ``service`` is healthy (running, live, last probe answered, no open
         incident, not held), or None when anything is off."""
         orch = self.orch
-        obs = (orch._services().observed().get(service) or {})
+        obs = (orch.services().observed().get(service) or {})
         last = obs.get("last_probe") or {}
         st = orch.state(service)
         if (not obs.get("running") or obs.get("live") is False or st.phase != "normal"

@@ -10,24 +10,42 @@ action) and cancelled when the incident closes without it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
 
+from autonomous.self_healing.breakers import BreakerRegistry
 from autonomous.self_healing.circuit_breaker import CircuitOpenError
-from autonomous.self_healing.heal_pipeline import RESTARTS
+from autonomous.self_healing.crashloop import CrashLoop
+from autonomous.self_healing.engine_state import Shared
+from autonomous.self_healing.heal_recording import IncidentRecorder
 from autonomous.self_healing.incident import Incident
 from autonomous.self_healing.model import (STRATEGY_ACTION, NotApplicable, RecoveryStrategy,
                                            StrategyResult)
+from autonomous.self_healing.recovery_strategies import RecoveryStrategies
 
-__all__ = ["Gate", "HealingExecution", "strategy_action"]
+__all__ = ["Gate", "LadderRunner", "strategy_action"]
 
 log = logging.getLogger("atlas.healing")
 
 S = RecoveryStrategy
+RESTARTS = (S.RESTART_SERVICE, S.RESTART_ALL)
 
-# the one gate: ``(kind, resource, reason, params, evidence) -> Outcome-like`` (see
-# controllers/healing.py, which hands the Executor in)
-Gate = Callable[[dict[str, Any]], Awaitable[Any]]
+class GateOutcome(Protocol):
+    """What the gate answers (``controllers.base.Outcome``)."""
+
+    @property
+    def ok(self) -> bool: ...
+
+    @property
+    def message(self) -> str: ...
+
+    @property
+    def details(self) -> Mapping[str, Any]: ...
+
+
+# the one gate: the planned action's fields (kind, resource, reason, params, evidence) → its
+# Outcome (controllers/healing.py hands the Executor in)
+Gate = Callable[[dict[str, Any]], Awaitable[GateOutcome]]
 
 
 def strategy_action(strategy: RecoveryStrategy, inc: Incident) -> dict[str, Any]:
@@ -42,55 +60,72 @@ def strategy_action(strategy: RecoveryStrategy, inc: Incident) -> dict[str, Any]
                                   "unanswered", "max_latency_ms", "rss_mb", "probes_seen")}}
 
 
-class HealingExecution:
-    """Run an incident's ladder (uses the orchestrator's attributes)."""
+async def _no_gate(action: dict[str, Any]) -> GateOutcome:
+    raise LookupError("self-healing acts only through the Executor: the healing controller "
+                      "(controllers/healing.py) hands it in")
 
-    ctx: Any
 
-    async def _run_ladder(self, inc: Incident) -> None:
+class LadderRunner:
+    """Run an incident's ladder, one gated step at a time."""
+
+    def __init__(self, shared: Shared, rec: IncidentRecorder, breakers: BreakerRegistry,
+                 strategies: RecoveryStrategies) -> None:
+        self.shared = shared
+        self.ctx = shared.ctx
+        self.rec = rec
+        self.breakers = breakers
+        self.strategies = strategies
+        self.crashloop: CrashLoop | None = None  # wired by the orchestrator
+        self.gate: Gate = _no_gate
+
+    async def run_ladder(self, inc: Incident) -> None:
         while inc.step < len(inc.ladder):
             strategy = inc.ladder[inc.step]
             gate = self.ctx.governance.action_mode(STRATEGY_ACTION[strategy])
-            self.results.pop(inc.id, None)
+            self.shared.results.pop(inc.id, None)
             out = await self.gate(strategy_action(strategy, inc))
             details = dict(out.details or {})
             inc.graph_link(self.ctx.graph, list(details.pop("chain", ())))
             if details.get("pending"):
                 inc.pending = {"id": details["approval"], "strategy": strategy.value}
-                self.pending[inc.id] = inc
-                self._save(inc, "awaiting_approval", f"{strategy.value} awaits approval "
+                self.shared.pending[inc.id] = inc
+                self.rec.save(inc, "awaiting_approval", f"{strategy.value} awaits approval "
                            f"{details['approval']}")
                 return
             inc.pending = None
             if details.get("dry_run"):
                 res = StrategyResult(strategy, True, out.message)
-                self._attempt(inc, res, "dry_run", 0.0, graph=False)
-                self._finish(inc, "dry_run", res.message)
+                self.rec.attempt(inc, res, "dry_run", 0.0, graph=False)
+                self.rec.finish(inc, "dry_run", res.message)
                 return
             if details.get("rejected"):
-                self._attempt(inc, StrategyResult(strategy, False, "rejected by a human"),
+                self.rec.attempt(inc, StrategyResult(strategy, False, "rejected by a human"),
                               "rejected", 0.0, graph=False)
                 inc.step += 1
                 continue
-            result = self.results.pop(inc.id, None)
+            result = self.shared.results.pop(inc.id, None)
             if result is None:  # the gate refused it: back-off, Stalled
-                self._attempt(inc, StrategyResult(strategy, False, f"not tried: {out.message}",
+                self.rec.attempt(inc, StrategyResult(strategy, False, f"not tried: {out.message}",
                                                   applicable=False), "backoff", 0.0,
                               graph=False)
                 inc.step += 1
                 continue
             if result.ok:
                 final = "escalated" if strategy is S.ALERT_HUMAN else "healed"
-                self._finish(inc, final, result.message)
+                self.rec.finish(inc, final, result.message)
                 return
             inc.step += 1
-        self._finish(inc, "failed", "every strategy failed")
+        self.rec.finish(inc, "failed", "every strategy failed")
+
+    def _crashloop(self) -> CrashLoop:
+        assert self.crashloop is not None, "the orchestrator wires the crash loop"
+        return self.crashloop
 
     async def run_step(self, strategy: RecoveryStrategy, incident_id: str,
                        decision: str | None = None) -> StrategyResult:
         """The Executor's ``act`` for one ladder step (the gate said enforce / approved);
         ``decision`` is the Executor's decision node (intents written now point to it)."""
-        inc = self.incidents.get(incident_id)
+        inc = self.shared.incidents.get(incident_id)
         if inc is None:
             return StrategyResult(strategy, False, f"incident {incident_id} is not open",
                                   applicable=False)
@@ -101,15 +136,15 @@ class HealingExecution:
                                       else mode, graph=False)
         finally:
             inc.step_decision = None
-        self.results[inc.id] = res
+        self.shared.results[inc.id] = res
         return res
 
     async def _execute(self, strategy: RecoveryStrategy, inc: Incident,
                        gate: str, *, graph: bool = True) -> StrategyResult:
         t0 = self.ctx.clock.monotonic()
         if strategy is S.ALERT_HUMAN:
-            res = await self.strategies.alert_human(inc.service, self._alert_reason(inc),
-                                                    self._alert_context(inc))
+            res = await self.strategies.alert_human(inc.service, self.rec.alert_reason(inc),
+                                                    self.rec.alert_context(inc))
         else:
             breaker = self.breakers.heal(inc.service)
             try:
@@ -122,7 +157,7 @@ class HealingExecution:
             except Exception as exc:
                 log.exception("%s of %s crashed", strategy.value, inc.service)
                 res = StrategyResult(strategy, False, f"{type(exc).__name__}: {exc}")
-        self._attempt(inc, res, gate, self.ctx.clock.monotonic() - t0, graph=graph)
+        self.rec.attempt(inc, res, gate, self.ctx.clock.monotonic() - t0, graph=graph)
         return res
 
     async def _checked(self, strategy: RecoveryStrategy, inc: Incident) -> StrategyResult:
@@ -135,14 +170,14 @@ class HealingExecution:
 
     async def _dispatch(self, strategy: RecoveryStrategy, inc: Incident) -> StrategyResult:
         name, why = inc.service, f"self-healing {inc.id}: {inc.report.message}"
-        st = self.state(name)
+        st = self.shared.state(name)
         pid = inc.evidence.get("pid") if isinstance(inc.evidence.get("pid"), int) else None
         if strategy in RESTARTS or strategy is S.ROLLBACK:
-            self.crashloop.release(name)
+            self._crashloop().release(name)
         if strategy is S.RESTART_SERVICE:
-            if inc.report.source != "manual" and self.crashloop.over_budget(
+            if inc.report.source != "manual" and self._crashloop().over_budget(
                     name, counting=bool(inc.evidence.get("running"))):
-                self.crashloop.enter(name, inc.report, inc)
+                self._crashloop().enter(name, inc.report, inc)
                 return StrategyResult(strategy, False, "restart budget exhausted: "
                                       "CrashLoopBackOff", applicable=False)
             return await self.strategies.restart_service(name, why, pid=pid, incident=inc.id)
@@ -163,9 +198,9 @@ class HealingExecution:
             res = await self.strategies.isolate_component(name, why, incident=inc.id)
             if res.ok:
                 st.phase, st.next_at = "isolated", (self.ctx.clock.monotonic() +
-                                                    self.policy()["isolation"]
+                                                    self.shared.policy()["isolation"]
                                                     ["slow_retry_seconds"])
-        self.save_state(st)
+        self.shared.save_state(st)
         return res
 
 

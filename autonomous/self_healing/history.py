@@ -47,7 +47,8 @@ class HealingHistory:
              success: bool | None = None, since: float | None = None,
              limit: int = 100) -> list[dict[str, Any]]:
         """Incidents, newest first, filtered by any of the arguments."""
-        sql, args = "SELECT * FROM healing_history WHERE 1=1", []
+        sql = "SELECT * FROM healing_history WHERE 1=1"
+        args: list[Any] = []
         for col, val in (("service", service), ("error_type", error_type),
                          ("strategy", strategy), ("state", state)):
             if val is not None:

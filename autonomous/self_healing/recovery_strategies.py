@@ -19,7 +19,7 @@ from autonomous.core.events import EventBus
 from autonomous.self_healing.alerts import HumanAlerts
 from autonomous.self_healing.model import RecoveryStrategy as S
 from autonomous.self_healing.model import StrategyResult
-from autonomous.self_healing.process_intents import ProcessIntents
+from autonomous.self_healing.process_intents import ProcessIntents, ServicesView
 from autonomous.self_healing.verify import HealthCheck
 from autonomous.store import Store
 from autonomous.supervisor.order import topo_order
@@ -31,7 +31,7 @@ class RecoveryStrategies:
     """``services()`` returns the services facade; ``policy()`` the ``healing`` section."""
 
     def __init__(self, *, store: Store, bus: EventBus, clock: Clock,
-                 services: Callable[[], Any], policy: Callable[[], dict[str, Any]],
+                 services: Callable[[], ServicesView], policy: Callable[[], dict[str, Any]],
                  check: HealthCheck, alerts: HumanAlerts, processes: ProcessIntents,
                  rng: random.Random | None = None) -> None:
         self.store = store
@@ -157,16 +157,17 @@ class RecoveryStrategies:
         if fb is None or not (fb.service or fb.url):
             return StrategyResult(S.FALLBACK, False, f"{name} declares no spec.fallback",
                                   applicable=False)
+        url: str | None
         if fb.service:
-            target = fb.service
+            target: str = fb.service
             if not (svc.observed().get(target) or {}).get("running"):
                 await self.wait_started(target)
             verdict = await self.check.verify_healthy(target)
             ok, msg = verdict.ok, verdict.message
             url = self.check.health_url(svc.specs().get(target))
         else:
-            target = url = fb.url
-            ok, msg, _, _ = await self.check.get(fb.url, self.policy()["detection"]
+            target = url = str(fb.url)
+            ok, msg, _, _ = await self.check.get(target, self.policy()["detection"]
                                                  ["probe_timeout_seconds"])
         if not ok:
             return StrategyResult(S.FALLBACK, False, f"fallback {target} is not healthy: {msg}")

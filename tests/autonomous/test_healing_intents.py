@@ -65,7 +65,10 @@ async def test_twenty_kills_are_twenty_restarts_by_the_owner(stack_factory):  # 
     restarts = [i for i in store.list("Service/nexus", limit=100)
                 if i.kind == "restart_requested"]
     assert len(restarts) == 20 and all(i.state == "consumed" for i in restarts)
-    assert all(i.outcome and i.outcome.startswith("satisfied") for i in restarts)
+    rows = {r["id"]: r for r in s.orch.history.list(service="nexus", limit=100)}
+    assert all(i.outcome and i.outcome.startswith("satisfied") for i in restarts), [
+        (i.outcome, i.params, rows.get(i.incident, {}).get("source")) for i in restarts
+        if not (i.outcome or "").startswith("satisfied")]
     assert all(i.incident for i in restarts)  # each bound to its incident
 
 
