@@ -196,3 +196,32 @@ async def test_a_health_finding_leads_to_the_incident_in_the_graph(tmp_path):
     chain = [n["id"] for n in g.why(row["graph_node"])]
     assert chain[:2] == [obs, finding]  # why walks back to what the health controller saw
     ctx.store.close()
+
+
+async def test_plan_shows_healings_would_be_actions(tmp_path):
+    """``plan`` of a proposed tree: healing would close the removed service's incidents and
+    release the back-off of the service whose revision changes (nothing is done)."""
+    from autonomous.supervisor.revisions import spec_hash
+    from autonomous.testing import copy_default_tree, make_context
+    from controllers.plan import plan_actions
+
+    ctx = make_context(tmp_path)
+    nexus = ctx.desired.current.services["nexus"]
+    for name in ("nexus", "robot"):
+        ctx.store.execute("INSERT INTO healing_service_state(service, phase, attempts, "
+                          "next_at, paused_by_human, forced_strategy, degraded, fallback, "
+                          "reason, updated_at) VALUES (?, 'backoff', 1, ?, 0, NULL, NULL, 0, "
+                          "'CrashLoopBackOff', 0)", (name, ctx.clock.now() + 3600))
+    IntentStore(ctx.store, ctx.clock).request(
+        "pause", "Service/nexus", reason="crash loop", requester="healing",
+        params={"spec_hash": spec_hash(nexus)})
+    ctx.store.close()
+    proposed = copy_default_tree(tmp_path / "proposed")
+    (proposed / "desired_state" / "robot.yaml").unlink()
+    text = (proposed / "desired_state" / "nexus.yaml").read_text()
+    (proposed / "desired_state" / "nexus.yaml").write_text(
+        text.replace('version: "1.0.0"', 'version: "1.0.1"'))
+    _mode, actions = await plan_actions(proposed, ctx.data_dir)
+    healing = sorted((a["kind"], a["resource"]) for a in actions
+                     if a["controller"] == "healing")
+    assert healing == [("close_incident", "Service/robot"), ("release", "Service/nexus")]
