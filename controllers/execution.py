@@ -17,6 +17,7 @@ the existing observation → decision → action → outcome nodes get ``repeats
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +53,12 @@ class Executor:
         self.ctx = ctx
         self._retry: dict[tuple[str, str], _RetryState] = {}
         self._recorded: dict[tuple[str, str], _Recorded] = {}
+        self._chains: dict[tuple[str, str], list[str]] = {}  # the chain of the last execute
+
+    def chain_of(self, c: Controller, action: Action) -> list[str]:
+        """Graph nodes (observation, decision[, action, outcome]) of the action executed
+        last for ``action``'s resource — the decision is there while ``act`` runs."""
+        return list(self._chains.get(_retry_key(c, action), ()))
 
     def next_retry(self, controller: str) -> float | None:
         now = self.ctx.clock.monotonic()
@@ -60,7 +67,7 @@ class Executor:
         return min(waits) if waits else None
 
     async def execute(self, c: Controller, action: Action, generation: int) -> Outcome:
-        key = (c.name, action.resource)
+        key = _retry_key(c, action)
         state = self._retry.get(key)
         now = self.ctx.clock.monotonic()
         if state is not None:
@@ -77,9 +84,10 @@ class Executor:
         gate = self.ctx.governance.action_mode(action.kind)
         if gate == "enforce":
             chain = self._decision_chain(c, action, generation, mode, gate)
+            self._chains[key] = chain
             outcome = await self._gated(c, action, generation, mode, gate)
             self._backoff(c, action, outcome, generation)
-            self._record_outcome(c, action, outcome, chain)
+            self._chains[key] = [*chain, *self._record_outcome(c, action, outcome, chain)]
             self._recorded.pop(key, None)
             return outcome
         # dry_run / require_approval: decided first, recorded after, so that a decision
@@ -91,9 +99,12 @@ class Executor:
         if (signature is not None and prev is not None and prev.signature == signature
                 and self.ctx.graph.touch(prev.nodes)):
             self.ctx.status.controller(c.name).last_decisions[action.resource] = prev.nodes[-1]
+            self._chains[key] = list(prev.nodes)
             return outcome
         chain = self._decision_chain(c, action, generation, mode, gate)
+        self._chains[key] = chain
         ids = self._record_outcome(c, action, outcome, chain)
+        self._chains[key] = [*chain, *ids]
         if signature is None:
             self._recorded.pop(key, None)
         else:
@@ -126,7 +137,7 @@ class Executor:
             return Outcome(action, False, f"{type(exc).__name__}: {exc}")
 
     def _backoff(self, c: Controller, action: Action, outcome: Outcome, generation: int) -> None:
-        key = (c.name, action.resource)
+        key = _retry_key(c, action)
         if outcome.ok:
             self._retry.pop(key, None)
             return
@@ -155,13 +166,20 @@ class Executor:
             resource = g.ensure("resource", action.resource)
             gen = g.ensure("generation", str(generation))
             mode_node = g.ensure("mode", mode)
-            return g.record_chain(
+            chain = g.record_chain(
                 [("observation", f"{action.resource}: {action.reason}",
                   {"evidence": dict(action.evidence), "controller": c.name}),
                  ("decision", f"{action.kind} {action.resource}",
                   {"rule": action.reason, "gate": gate, "mode": mode, "generation": generation,
                    "action_key": action.key()})],
                 context={"about": resource, "under_generation": gen, "under_mode": mode_node})
+            cause = action.evidence.get("caused_by")
+            if isinstance(cause, str):
+                # asked for by another controller's decision (an intent): one chain back to
+                # what that decision saw (a cause pruned by retention is left out)
+                with contextlib.suppress(KeyError):
+                    g.add_relation(cause, "led_to", chain[0])
+            return chain
 
     def _record_outcome(self, c: Controller, action: Action, outcome: Outcome,
                         chain: list[str]) -> list[str]:
@@ -176,6 +194,14 @@ class Executor:
         run = self.ctx.status.controller(c.name)
         run.last_decisions[action.resource] = ids[-1]
         return ids
+
+
+def _retry_key(c: Controller, action: Action) -> tuple[str, str]:
+    """Back-off and Stalled are per (controller, resource) — or per what the controller's
+    ``retry_key(action)`` names (healing: per resource and action kind, so that a failed
+    restart does not hold back the alert that follows it)."""
+    fn = getattr(c, "retry_key", None)
+    return (c.name, fn(action) if callable(fn) else action.resource)
 
 
 def _signature(action: Action, generation: int, mode: str, gate: str,

@@ -29,6 +29,7 @@ from autonomous.supervisor.runtime import ServiceRuntime
 from controllers.base import Action, Controller, Outcome
 from controllers.removal import REMOVED_REASON, mark_core_removed, removal_kind
 from controllers.services_facade import ServicesFacade
+from controllers.services_intents import RestartRequest, ServiceIntents, requested_restart
 
 __all__ = [
     "CONTROLLERS",
@@ -49,6 +50,7 @@ class DesiredService:
     should_run: bool = True
     why_not: str | None = None  # isolated | paused | survival
     rolled_back: bool = False
+    restart: RestartRequest | None = None  # an active restart_requested intent
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class ObservedService:
     ready: bool | None = None
     restart_wait: float = 0.0  # seconds left of the crash back-off
     core: bool = False  # removed from the desired state while its revision was core
+    pid: int | None = None
 
 
 class ServicesController(Controller):
@@ -69,7 +72,7 @@ class ServicesController(Controller):
     subsystem = "services"
     order = 10
     watches = ("service.exited", "service.ready", "service.healthy", "survival.",
-               "services.override")
+               "services.override", "intent.")
 
     def __init__(self, ctx: Any) -> None:
         super().__init__(ctx)
@@ -78,6 +81,7 @@ class ServicesController(Controller):
         self.candidates = ProcessSupervisor(ctx.store, ctx.bus, ctx.clock,
                                             ctx.data_dir / "logs" / "revisions", topic="candidate")
         self.revisions = Revisions(ctx.store, ctx.clock)
+        self.intents = ServiceIntents(ctx)  # what others ask of these processes
         self.runtimes: dict[str, ServiceRuntime] = {}
         self._desired: dict[str, DesiredService] = {}
         self._client: ProbeClient | None = None
@@ -147,6 +151,7 @@ class ServicesController(Controller):
         for name in topo_order(gen.services):
             spec = gen.services[name]
             h = self.revisions.record(name, spec, gen.number)
+            intent_why, restart = self.intents.for_service(name, h, self.revisions)
             rolled_back = False
             if self.revisions.is_blocked(name, h):
                 good = self.revisions.last_good(name, exclude=h)
@@ -162,7 +167,8 @@ class ServicesController(Controller):
             elif survival.get("active") and not spec.core and \
                     name not in survival.get("kept_services", []):
                 why = "survival"
-            out[name] = DesiredService(name, spec, h, why is None, why, rolled_back)
+            why = why or intent_why
+            out[name] = DesiredService(name, spec, h, why is None, why, rolled_back, restart)
         self._desired = out
         return out
 
@@ -183,7 +189,8 @@ class ServicesController(Controller):
                 wait = max(0.0, rt.restart_at - now)
             ready = (rt.probe.ready if rt else None) if info.running else False
             out[name] = ObservedService(name, info.running, True, info.spec_hash,
-                                        info.returncode, info.stopping, ready, wait)
+                                        info.returncode, info.stopping, ready, wait,
+                                        pid=info.pid)
         mark_core_removed(self.ctx.store, out, self._desired)
         return out
 
@@ -214,12 +221,16 @@ class ServicesController(Controller):
                            "command/env/version changed in the desired state")
                     actions.append(Action("restart", res, why, params,
                                           {"running_hash": o.hash, "desired_hash": d.hash}))
+                elif (req := requested_restart(d, o)) is not None:
+                    actions.append(req)
                 continue
             if not o.stopped_by_us:
                 policy = d.spec.restart.policy
                 if policy == "never" or (policy == "on-failure" and o.returncode == 0):
+                    if (req := requested_restart(d, o)) is not None:
+                        actions.append(req)
                     continue
-                if o.restart_wait > 0:
+                if o.restart_wait > 0 and o.hash == d.hash:
                     continue
             if not deps_ok:
                 continue
@@ -258,7 +269,9 @@ class ServicesController(Controller):
                 return refused
             await self._stop(name)
         info = await self._start(d)
-        return Outcome(action, True, f"started pid {info.pid}", details={"pid": info.pid})
+        outcome = Outcome(action, True, f"started pid {info.pid}", details={"pid": info.pid})
+        self.intents.acted(action, outcome)
+        return outcome
 
     def _launch(self, d: DesiredService) -> tuple[dict[str, str], Path]:
         """The environment and working directory a revision runs with."""
@@ -314,6 +327,7 @@ class ServicesController(Controller):
                outcomes: list[Outcome]) -> None:
         from controllers.services_status import report
 
+        self.intents.settle(desired, observed)
         report(self, desired, observed, outcomes)
 
 

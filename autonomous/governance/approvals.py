@@ -89,6 +89,15 @@ class Approvals:
         self.bus.publish(f"approval.{state}", id=aid, resource=item["resource"])
         return self.get(aid)
 
+    def cancel(self, aid: str, reason: str) -> bool:
+        """Withdraw a pending request that is no longer needed (its incident closed)."""
+        n = self.store.execute("UPDATE approvals SET state='cancelled', decided_at=?, "
+                               "decided_by='operator', reason=? WHERE id=? AND state='pending'",
+                               (self.clock.now(), reason[:500], aid)).rowcount
+        if n:
+            self.bus.publish("approval.cancelled", id=aid, reason=reason)
+        return bool(n)
+
     def take_approved(self, action_hash: str, generation: int) -> dict[str, Any] | None:
         """Consume an approved request for exactly this action and generation (once)."""
         row = self.store.query_one("SELECT * FROM approvals WHERE action_hash=? AND generation=? "

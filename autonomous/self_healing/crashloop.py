@@ -1,7 +1,7 @@
 """Restart budget, crash-loop back-off, isolation and the slow periodic retry.
 
 After ``restart_budget.max_restarts`` restarts inside ``window_seconds`` a service goes to
-*backoff*: the services controller is told to keep it stopped (``paused``) and the healer
+*backoff*: the services controller is asked to keep it stopped (a ``pause`` intent) and the healer
 tries it again after a growing, jittered, capped delay (``crashloop.backoff``). After
 ``crashloop.max_attempts`` failed tries it is ISOLATED and a human is alerted; then it is
 retried every ``isolation.slow_retry_seconds`` so that a service whose cause went away comes
@@ -11,29 +11,49 @@ back without a human. Proven health for ``healthy_reset_seconds`` clears the cou
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from autonomous.core.backoff import Backoff, BackoffSpec
+from autonomous.self_healing.alerts import HumanAlerts
+from autonomous.self_healing.engine_state import Shared
+from autonomous.self_healing.heal_recording import IncidentRecorder
+from autonomous.self_healing.incident import Incident
 from autonomous.self_healing.model import ErrorReport, RecoveryStrategy, StrategyResult
+from autonomous.self_healing.process_intents import ProcessIntents
+from autonomous.self_healing.recovery_strategies import RecoveryStrategies
+from autonomous.self_healing.verify import HealthCheck
 
 __all__ = ["CrashLoop"]
 
 log = logging.getLogger("atlas.healing.crashloop")
 
 
-class CrashLoop:
-    """Works on the orchestrator's per-service states (``orch.states``)."""
+Opener = Callable[[ErrorReport], Awaitable[Incident]]
 
-    def __init__(self, orch: Any) -> None:
-        self.orch = orch
-        self.clock = orch.ctx.clock
+
+class CrashLoop:
+    """Works on the engine's per-service states (``shared.states``)."""
+
+    def __init__(self, shared: Shared, rec: IncidentRecorder, processes: ProcessIntents,
+                 strategies: RecoveryStrategies, check: HealthCheck, alerts: HumanAlerts,
+                 opener: Opener) -> None:
+        self.shared = shared
+        self.ctx = shared.ctx
+        self.clock = shared.ctx.clock
+        self.rec = rec
+        self.processes = processes
+        self.strategies = strategies
+        self.check = check
+        self.alerts = alerts
+        self.opener = opener  # classify and open an incident for a report
 
     def _policy(self) -> dict[str, Any]:
-        return self.orch.policy()
+        return self.shared.policy()
 
     def on_exit(self, report: ErrorReport) -> bool:
         """Count an unexpected exit; True when the crash-loop machinery owns it now."""
-        st = self.orch.state(report.service)
+        st = self.shared.state(report.service)
         st.healthy_since = None
         if st.phase != "normal":
             return True
@@ -46,7 +66,7 @@ class CrashLoop:
 
     def over_budget(self, name: str, *, counting: bool) -> bool:
         """Before the healer restarts a running process: count it; True if over budget."""
-        st = self.orch.state(name)
+        st = self.shared.state(name)
         budget = self._policy()["restart_budget"]
         now = self.clock.monotonic()
         n = st.count_restart(now, budget["window_seconds"]) if counting else \
@@ -55,76 +75,77 @@ class CrashLoop:
 
     def _delay(self, attempt: int) -> float:
         spec = BackoffSpec.from_policy(self._policy()["crashloop"]["backoff"])
-        return Backoff(spec, rng=self.orch.strategies.rng).delay(attempt)
+        return Backoff(spec, rng=self.strategies.rng).delay(attempt)
 
-    def enter(self, name: str, report: ErrorReport, inc: Any) -> None:
+    def enter(self, name: str, report: ErrorReport, inc: Incident | None) -> None:
         """Go to back-off: keep the service stopped, schedule the first try."""
-        st = self.orch.state(name)
+        st = self.shared.state(name)
         budget = self._policy()["restart_budget"]
         delay = self._delay(1)
         st.phase, st.attempts = "backoff", 0
         st.next_at = self.clock.monotonic() + delay
         st.reason = (f"CrashLoopBackOff: {len(st.restarts)} restarts within "
                      f"{budget['window_seconds']:g}s (budget {budget['max_restarts']})")
-        self.orch._services().set_override(name, paused=True, reason=f"self-healing: "
-                                           f"{st.reason}; next try in {delay:.1f}s")
-        self.orch.save_state(st)
-        self.orch.ctx.bus.publish("healing.crashloop", service=name, phase="backoff",
+        self.processes.pause(name, f"self-healing: {st.reason}; next try in "
+                                        f"{delay:.1f}s", incident=inc.id if inc else None)
+        self.shared.save_state(st)
+        self.ctx.bus.publish("healing.crashloop", service=name, phase="backoff",
                                   restarts=len(st.restarts), next_try_s=round(delay, 3))
         if inc is None:
-            self.orch.spawn(self._record_entry(report, delay))
+            inc = self.shared.open_incident(name)  # the fault's incident, if one is open
+        if inc is None:
+            self.shared.tasks.spawn(self._record_entry(report, delay))
         else:
-            self.orch.crash_incidents[name] = inc
+            self.shared.crash_incidents[name] = inc
 
     async def _record_entry(self, report: ErrorReport, delay: float) -> None:
-        inc = self.orch._open(report, None, *await self.orch._classify(report))
-        reason = self.orch.state(report.service).reason
+        inc = await self.opener(report)
+        reason = self.shared.state(report.service).reason
         res = StrategyResult(RecoveryStrategy.RETRY, True, f"{reason}; next try in "
                              f"{delay:.1f}s", {"phase": "backoff"})
-        self.orch._attempt(inc, res, "crashloop", 0.0)
-        self.orch._save(inc, "backoff", res.message)
-        self.orch.state(report.service).open_incident = inc.id
-        self.orch.crash_incidents[report.service] = inc
+        self.rec.attempt(inc, res, "crashloop", 0.0)
+        self.rec.save(inc, "backoff", res.message)
+        self.shared.state(report.service).open_incident = inc.id
+        self.shared.crash_incidents[report.service] = inc
 
     def release(self, name: str) -> None:
         """Leave back-off/isolation (a human or a strategy takes over)."""
-        st = self.orch.state(name)
+        st = self.shared.state(name)
         if st.phase == "normal":
             return
         st.phase, st.attempts, st.next_at, st.reason = "normal", 0, None, ""
         st.restarts.clear()
-        self.orch._services().set_override(name, isolated=False, paused=False,
-                                           reason="self-healing: released")
-        self.orch.save_state(st)
+        self.processes.release(name, "self-healing: released")
+        self.shared.save_state(st)
 
     # -- periodic ------------------------------------------------------------------------------
     async def tick(self) -> None:
+        """Forget the restarts of a service proven healthy long enough."""
         now = self.clock.monotonic()
         reset = self._policy()["restart_budget"]["healthy_reset_seconds"]
-        for name, st in list(self.orch.states.items()):
+        for name, st in list(self.shared.states.items()):
             if st.phase == "normal":
                 if st.restarts and st.healthy_since is not None and \
                         now - st.healthy_since >= reset:
                     st.restarts.clear()
                 continue
-            if st.busy or st.paused_by_human or st.next_at is None or now < st.next_at:
-                continue
-            self.orch.spawn(self.try_once(name))
+            # a due try is planned by the healing controller's diff (an Action through the
+            # Executor), not started from here
 
     async def try_once(self, name: str) -> bool:
         """One back-off try (or slow retry when isolated): start, verify, decide."""
-        st = self.orch.state(name)
+        st = self.shared.state(name)
         if st.busy:
             return False
         st.busy = True
         try:
-            svc = self.orch._services()
+            svc = self.shared.services()
             old = (svc.observed().get(name) or {}).get("pid")
             was = st.phase
             why = f"self-healing: {was} try {st.attempts + 1}"
-            svc.set_override(name, isolated=False, paused=False, reason=why)
-            await self.orch.strategies.ensure_started(name, why, not_pid=old)
-            verdict = await self.orch.check.verify_healthy(name, not_pid=old)
+            self.processes.release(name, why)
+            await self.strategies.wait_started(name, not_pid=old)
+            verdict = await self.check.verify_healthy(name, not_pid=old)
             if verdict.ok:
                 self._recovered(name, was, verdict.message)
                 return True
@@ -134,59 +155,61 @@ class CrashLoop:
             st.busy = False
 
     def _recovered(self, name: str, was: str, message: str) -> None:
-        st = self.orch.state(name)
+        st = self.shared.state(name)
         st.phase, st.attempts, st.next_at, st.reason = "normal", 0, None, ""
         st.restarts.clear()
-        self.orch.save_state(st)
-        self.orch.alerts.resolve(name, f"recovered after {was}: {message}")
-        self.orch.ctx.bus.publish("healing.crashloop", service=name, phase="recovered",
+        self.shared.save_state(st)
+        self.alerts.resolve(name, f"recovered after {was}: {message}")
+        self.ctx.bus.publish("healing.crashloop", service=name, phase="recovered",
                                   message=message)
-        inc = self.orch.crash_incidents.pop(name, None)
+        inc = self.shared.crash_incidents.pop(name, None)
         if inc is not None:
             res = StrategyResult(RecoveryStrategy.RESTART_SERVICE, True,
                                  f"healthy again after {was}: {message}")
-            self.orch._attempt(inc, res, "crashloop", 0.0)
-            self.orch._finish(inc, "healed", res.message)
+            self.rec.attempt(inc, res, "crashloop", 0.0)
+            self.rec.finish(inc, "healed", res.message)
 
     def _failed(self, name: str, was: str, message: str) -> None:
-        st = self.orch.state(name)
-        svc = self.orch._services()
+        st = self.shared.state(name)
         p = self._policy()
         st.attempts += 1
         now = self.clock.monotonic()
-        inc = self.orch.crash_incidents.get(name)
+        inc = self.shared.crash_incidents.get(name)
         if was == "backoff" and st.attempts < p["crashloop"]["max_attempts"]:
             delay = self._delay(st.attempts + 1)
             st.next_at = now + delay
-            svc.set_override(name, paused=True, reason=f"self-healing: CrashLoopBackOff try "
-                             f"{st.attempts} failed ({message}); next in {delay:.1f}s")
+            self.processes.pause(name, f"self-healing: CrashLoopBackOff try "
+                                      f"{st.attempts} failed ({message}); next in {delay:.1f}s",
+                                      incident=inc.id if inc is not None else None)
             self._note(inc, RecoveryStrategy.RETRY, f"try {st.attempts} failed: {message}; "
                        f"next in {delay:.1f}s")
         else:
             st.phase = "isolated"
             st.next_at = now + p["isolation"]["slow_retry_seconds"]
-            self.orch.spawn(self._isolate(name, was, message, inc))
-        self.orch.save_state(st)
+            self.shared.tasks.spawn(self._isolate(name, was, message, inc))
+        self.shared.save_state(st)
 
-    async def _isolate(self, name: str, was: str, message: str, inc: Any) -> None:
-        res = await self.orch.strategies.isolate_component(
-            name, f"{was}: still failing after {self.orch.state(name).attempts} tries")
+    async def _isolate(self, name: str, was: str, message: str,
+                       inc: Incident | None) -> None:
+        res = await self.strategies.isolate_component(
+            name, f"{was}: still failing after {self.shared.state(name).attempts} tries",
+            incident=inc.id if inc is not None else None)
         self._note(inc, RecoveryStrategy.ISOLATE, res.message)
-        alert = await self.orch.strategies.alert_human(
+        alert = await self.strategies.alert_human(
             name, "crash loop: isolated",
-            {**(self.orch._alert_context(inc) if inc is not None else {}),
+            {**(self.rec.alert_context(inc) if inc is not None else {}),
              "message": f"{name} keeps failing ({message}); isolated, retried every "
                         f"{self._policy()['isolation']['slow_retry_seconds']:g}s",
              "severity": "critical"})
         self._note(inc, RecoveryStrategy.ALERT_HUMAN, alert.message)
         if inc is not None:
-            self.orch._save(inc, "escalated", f"isolated and a human alerted: {message}")
-        self.orch.ctx.bus.publish("healing.crashloop", service=name, phase="isolated",
+            self.rec.save(inc, "escalated", f"isolated and a human alerted: {message}")
+        self.ctx.bus.publish("healing.crashloop", service=name, phase="isolated",
                                   message=message)
 
-    def _note(self, inc: Any, strategy: RecoveryStrategy, message: str) -> None:
+    def _note(self, inc: Incident | None, strategy: RecoveryStrategy, message: str) -> None:
         if inc is None:
             return
-        self.orch._attempt(inc, StrategyResult(strategy, strategy is not RecoveryStrategy.RETRY,
+        self.rec.attempt(inc, StrategyResult(strategy, strategy is not RecoveryStrategy.RETRY,
                                                message), "crashloop", 0.0)
-        self.orch._save(inc, inc.state, message)
+        self.rec.save(inc, inc.state, message)

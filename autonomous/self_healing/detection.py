@@ -17,6 +17,7 @@ from autonomous.core.events import Event
 from autonomous.self_healing.breakers import BreakerRegistry
 from autonomous.self_healing.circuit_breaker import CircuitState
 from autonomous.self_healing.model import ErrorReport
+from autonomous.self_healing.process_intents import ServicesView
 
 __all__ = ["Detector", "ProbeVerdict"]
 
@@ -29,7 +30,8 @@ class Detector:
     """``services()``/``supervisor()`` return the facades (or None before they exist);
     ``policy()`` returns the ``healing`` section."""
 
-    def __init__(self, clock: Clock, breakers: BreakerRegistry, services: Callable[[], Any],
+    def __init__(self, clock: Clock, breakers: BreakerRegistry,
+                 services: Callable[[], ServicesView | None],
                  supervisor: Callable[[], Any], policy: Callable[[], dict[str, Any]]) -> None:
         self.clock = clock
         self.breakers = breakers

@@ -43,8 +43,30 @@ class HealingFacade:
         if strategy is not None and strategy not in RecoveryStrategy.__members__:
             raise _bad("strategy", f"{strategy!r} is not one of "
                        f"{', '.join(RecoveryStrategy.__members__)}")
+        if strategy is None:
+            healthy = self._healthy(service)
+            if healthy is not None:
+                return {"service": service, "state": "nothing_to_heal", "message":
+                        f"{service} is healthy ({healthy}): nothing to heal; to run a strategy "
+                        f"anyway: atlas-autonomous heal trigger {service} --strategy "
+                        "RESTART_SERVICE (or POST /api/healing/trigger with \"strategy\"; one "
+                        f"of {', '.join(RecoveryStrategy.__members__)})"}
         return await self.orch.handle_error(service, source="manual", strategy=strategy,
                                             message=reason or "healing requested by a human")
+
+    def _healthy(self, service: str) -> str | None:
+        """How ``service`` is healthy (running, live, last probe answered, no open
+        incident, not held), or None when anything is off."""
+        orch = self.orch
+        obs = (orch.services().observed().get(service) or {})
+        last = obs.get("last_probe") or {}
+        st = orch.state(service)
+        if (not obs.get("running") or obs.get("live") is False or st.phase != "normal"
+                or orch.open_incident(service) is not None or st.degraded is not None
+                or st.fallback or (last and not last.get("ok", True))):
+            return None
+        probe = f", last probe HTTP {last['status_code']}" if last.get("status_code") else ""
+        return f"running pid {obs.get('pid')}{probe}"
 
     def history(self, **filters: Any) -> list[dict[str, Any]]:
         return self.orch.history.list(**filters)
@@ -57,14 +79,11 @@ class HealingFacade:
         for s in RecoveryStrategy:
             kind = STRATEGY_ACTION[s]
             gate = gov.action_mode(kind)
-            if gov.mode == "governed" and s.value in p["approval_list"]:
-                gate = "require_approval"
             out.append({"name": s.value, "description": STRATEGY_HELP[s], "action_kind": kind,
                         "gate": gate, "used_first_for": [t.value for t in ErrorType
                                                          if p["strategies"][t.value][0] ==
                                                          s.value]})
         return {"mode": gov.mode, "strategies": out, "ladders": p["strategies"],
-                "approval_list": p["approval_list"],
                 "rules": [{"name": r["name"], "type": r["type"], "severity": r["severity"],
                            "strategies": r["strategies"]}
                           for r in p["classification"]["rules"]]}

@@ -1,103 +1,151 @@
-"""Healing pipeline, second half: gate → execute behind the service's breaker → verify.
-
-Each strategy of an incident's ladder is gated by governance (``action_mode`` and, in
-``governed`` mode, ``healing.approval_list``: a gated strategy becomes an approval request
-bound to the generation and resumes once approved), then run behind the ``heal:<service>``
-circuit breaker; a strategy's ``ok`` means its effect was verified. The first verified
-success ends the incident (healed), ALERT_HUMAN ends it escalated.
-Mixed into :class:`~autonomous.self_healing.healing_orchestrator.HealingOrchestrator`.
+"""Healing pipeline, second half: each step of an incident's ladder goes through the one gate
+(the Executor of ``controllers/execution.py``: governance enforce / dry_run / require_approval,
+per-resource back-off, ``Stalled``, knowledge-graph record) as a planned :class:`Action`, and
+the Executor's ``act`` runs the strategy behind the ``heal:<service>`` circuit breaker; a
+strategy's ``ok`` means its effect was verified. The first verified success ends the incident
+(healed), ALERT_HUMAN ends it escalated. An approval is bound to the incident (its id is in the
+action) and cancelled when the incident closes without it.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
 
+from autonomous.self_healing.breakers import BreakerRegistry
 from autonomous.self_healing.circuit_breaker import CircuitOpenError
-from autonomous.self_healing.heal_pipeline import RESTARTS
+from autonomous.self_healing.crashloop import CrashLoop
+from autonomous.self_healing.engine_state import Shared
+from autonomous.self_healing.heal_recording import IncidentRecorder
 from autonomous.self_healing.incident import Incident
 from autonomous.self_healing.model import (STRATEGY_ACTION, NotApplicable, RecoveryStrategy,
                                            StrategyResult)
+from autonomous.self_healing.recovery_strategies import RecoveryStrategies
 
-__all__ = ["HealingExecution", "action_hash"]
+__all__ = ["Gate", "LadderRunner", "strategy_action"]
 
 log = logging.getLogger("atlas.healing")
 
 S = RecoveryStrategy
+RESTARTS = (S.RESTART_SERVICE, S.RESTART_ALL)
+
+class GateOutcome(Protocol):
+    """What the gate answers (``controllers.base.Outcome``)."""
+
+    @property
+    def ok(self) -> bool: ...
+
+    @property
+    def message(self) -> str: ...
+
+    @property
+    def details(self) -> Mapping[str, Any]: ...
 
 
-class HealingExecution:
-    """Run an incident's ladder (uses the orchestrator's attributes)."""
+# the one gate: the planned action's fields (kind, resource, reason, params, evidence) → its
+# Outcome (controllers/healing.py hands the Executor in)
+Gate = Callable[[dict[str, Any]], Awaitable[GateOutcome]]
 
-    ctx: Any
 
-    async def _run_ladder(self, inc: Incident) -> None:
+def strategy_action(strategy: RecoveryStrategy, inc: Incident) -> dict[str, Any]:
+    """The planned action of one ladder step (bound to the incident: an approval for it is)."""
+    return {"kind": STRATEGY_ACTION[strategy], "resource": f"Service/{inc.service}",
+            "reason": f"{inc.classification.rule}: {inc.report.message}"[:300],
+            "params": {"strategy": strategy.value, "incident": inc.id,
+                       "signature": inc.classification.signature},
+            "evidence": {k: v for k, v in inc.evidence.items()
+                         if k in ("source", "pid", "running", "stopped", "exit_code", "signal",
+                                  "status_code", "probe_error", "probes", "errors", "slow",
+                                  "unanswered", "max_latency_ms", "rss_mb", "probes_seen")}}
+
+
+async def _no_gate(action: dict[str, Any]) -> GateOutcome:
+    raise LookupError("self-healing acts only through the Executor: the healing controller "
+                      "(controllers/healing.py) hands it in")
+
+
+class LadderRunner:
+    """Run an incident's ladder, one gated step at a time."""
+
+    def __init__(self, shared: Shared, rec: IncidentRecorder, breakers: BreakerRegistry,
+                 strategies: RecoveryStrategies) -> None:
+        self.shared = shared
+        self.ctx = shared.ctx
+        self.rec = rec
+        self.breakers = breakers
+        self.strategies = strategies
+        self.crashloop: CrashLoop | None = None  # wired by the orchestrator
+        self.gate: Gate = _no_gate
+
+    async def run_ladder(self, inc: Incident) -> None:
         while inc.step < len(inc.ladder):
             strategy = inc.ladder[inc.step]
-            gate = self._gate(strategy, inc)
-            if gate == "pending":
-                self.pending[inc.id] = inc
-                aid = inc.pending["id"] if inc.pending else ""
-                self._save(inc, "awaiting_approval", f"{strategy.value} awaits approval "
-                           f"{aid}: atlas-autonomous approvals approve {aid}")
+            gate = self.ctx.governance.action_mode(STRATEGY_ACTION[strategy])
+            self.shared.results.pop(inc.id, None)
+            out = await self.gate(strategy_action(strategy, inc))
+            details = dict(out.details or {})
+            inc.graph_link(self.ctx.graph, list(details.pop("chain", ())))
+            if details.get("pending"):
+                inc.pending = {"id": details["approval"], "strategy": strategy.value}
+                self.shared.pending[inc.id] = inc
+                self.rec.save(inc, "awaiting_approval", f"{strategy.value} awaits approval "
+                              f"{details['approval']}: atlas-autonomous approvals approve "
+                              f"{details['approval']}")
                 return
-            if gate == "dry_run":
-                res = StrategyResult(strategy, True, f"dry-run in mode {inc.mode}: decided "
-                                     "and recorded, not done")
-                self._attempt(inc, res, gate, 0.0)
-                self._finish(inc, "dry_run", res.message)
+            inc.pending = None
+            if details.get("dry_run"):
+                res = StrategyResult(strategy, True, out.message)
+                self.rec.attempt(inc, res, "dry_run", 0.0, graph=False)
+                self.rec.finish(inc, "dry_run", res.message)
                 return
-            if gate == "rejected":
-                self._attempt(inc, StrategyResult(strategy, False, "rejected by a human"),
-                              gate, 0.0)
+            if details.get("rejected"):
+                self.rec.attempt(inc, StrategyResult(strategy, False, "rejected by a human"),
+                              "rejected", 0.0, graph=False)
                 inc.step += 1
                 continue
-            res = await self._execute(strategy, inc, gate)
-            if res.ok:
+            result = self.shared.results.pop(inc.id, None)
+            if result is None:  # the gate refused it: back-off, Stalled
+                self.rec.attempt(inc, StrategyResult(strategy, False, f"not tried: {out.message}",
+                                                  applicable=False), "backoff", 0.0,
+                              graph=False)
+                inc.step += 1
+                continue
+            if result.ok:
                 final = "escalated" if strategy is S.ALERT_HUMAN else "healed"
-                self._finish(inc, final, res.message)
+                self.rec.finish(inc, final, result.message)
                 return
             inc.step += 1
-        self._finish(inc, "failed", "every strategy failed")
+        self.rec.finish(inc, "failed", "every strategy failed")
 
-    def _gate(self, strategy: RecoveryStrategy, inc: Incident) -> str:
-        """enforce | dry_run | pending | rejected (approved requests count as enforce)."""
-        kind = STRATEGY_ACTION[strategy]
-        gov = self.ctx.governance
-        gate = gov.action_mode(kind)
-        if gov.mode == "governed" and strategy.value in self.policy()["approval_list"]:
-            gate = "require_approval"
-        if gate != "require_approval":
-            return gate
-        gen = self.ctx.desired.current
-        number = gen.number if gen else 0
-        key = action_hash(kind, inc.service, strategy, inc.classification.signature)
-        approvals = self.ctx.approvals
-        if approvals.take_approved(key, number) is not None:
-            inc.pending = None
-            return "approved"
-        if approvals.rejected(key, number):
-            inc.pending = None
-            return "rejected"
-        ttl = self.ctx.policy()["governance"]["approval_ttl_seconds"]
-        req = approvals.request(
-            controller="healing", resource=f"Service/{inc.service}", action_kind=kind,
-            action={"strategy": strategy.value, "service": inc.service, "incident": inc.id,
-                    "reason": inc.report.message, "classification":
-                    inc.classification.as_dict()},
-            action_hash=key, generation=number, mode=gov.mode, ttl=ttl)
-        inc.pending = {"id": req["id"], "hash": key, "strategy": strategy.value,
-                       "generation": number}
-        return "pending"
+    def _crashloop(self) -> CrashLoop:
+        assert self.crashloop is not None, "the orchestrator wires the crash loop"
+        return self.crashloop
+
+    async def run_step(self, strategy: RecoveryStrategy, incident_id: str,
+                       decision: str | None = None) -> StrategyResult:
+        """The Executor's ``act`` for one ladder step (the gate said enforce / approved);
+        ``decision`` is the Executor's decision node (intents written now point to it)."""
+        inc = self.shared.incidents.get(incident_id)
+        if inc is None:
+            return StrategyResult(strategy, False, f"incident {incident_id} is not open",
+                                  applicable=False)
+        mode = self.ctx.governance.action_mode(STRATEGY_ACTION[strategy])
+        inc.step_decision = decision
+        try:
+            res = await self._execute(strategy, inc, "approved" if mode == "require_approval"
+                                      else mode, graph=False)
+        finally:
+            inc.step_decision = None
+        self.shared.results[inc.id] = res
+        return res
 
     async def _execute(self, strategy: RecoveryStrategy, inc: Incident,
-                       gate: str) -> StrategyResult:
+                       gate: str, *, graph: bool = True) -> StrategyResult:
         t0 = self.ctx.clock.monotonic()
         if strategy is S.ALERT_HUMAN:
-            res = await self.strategies.alert_human(inc.service, self._alert_reason(inc),
-                                                    self._alert_context(inc))
+            res = await self.strategies.alert_human(inc.service, self.rec.alert_reason(inc),
+                                                    self.rec.alert_context(inc))
         else:
             breaker = self.breakers.heal(inc.service)
             try:
@@ -110,7 +158,7 @@ class HealingExecution:
             except Exception as exc:
                 log.exception("%s of %s crashed", strategy.value, inc.service)
                 res = StrategyResult(strategy, False, f"{type(exc).__name__}: {exc}")
-        self._attempt(inc, res, gate, self.ctx.clock.monotonic() - t0)
+        self.rec.attempt(inc, res, gate, self.ctx.clock.monotonic() - t0, graph=graph)
         return res
 
     async def _checked(self, strategy: RecoveryStrategy, inc: Incident) -> StrategyResult:
@@ -123,37 +171,37 @@ class HealingExecution:
 
     async def _dispatch(self, strategy: RecoveryStrategy, inc: Incident) -> StrategyResult:
         name, why = inc.service, f"self-healing {inc.id}: {inc.report.message}"
-        st = self.state(name)
+        st = self.shared.state(name)
+        pid = inc.evidence.get("pid") if isinstance(inc.evidence.get("pid"), int) else None
         if strategy in RESTARTS or strategy is S.ROLLBACK:
-            self.crashloop.release(name)
+            self._crashloop().release(name)
         if strategy is S.RESTART_SERVICE:
-            if inc.report.source != "manual" and self.crashloop.over_budget(
+            if inc.report.source != "manual" and self._crashloop().over_budget(
                     name, counting=bool(inc.evidence.get("running"))):
-                self.crashloop.enter(name, inc.report, inc)
+                self._crashloop().enter(name, inc.report, inc)
                 return StrategyResult(strategy, False, "restart budget exhausted: "
                                       "CrashLoopBackOff", applicable=False)
-            return await self.strategies.restart_service(name, why)
+            return await self.strategies.restart_service(name, why, pid=pid, incident=inc.id)
         if strategy is S.RESTART_ALL:
-            return await self.strategies.restart_all(why)
+            return await self.strategies.restart_all(why, incident=inc.id)
         if strategy is S.ROLLBACK:
-            return await self.strategies.rollback_to_version(
-                name, why, trigger=lambda: self.ctx.trigger("services"))
+            return await self.strategies.rollback_to_version(name, why, incident=inc.id)
         if strategy is S.RETRY:
             return await self.strategies.retry(name, why)
         if strategy is S.FALLBACK:
-            res = await self.strategies.activate_fallback(name, why)
-            st.fallback = st.fallback or res.ok
+            res = await self.strategies.activate_fallback(name, why, incident=inc.id)
+            st.fallback = st.fallback or bool(res.details.get("intent"))
         elif strategy is S.DEGRADE:
             res = await self.strategies.enter_degraded_mode(name, why)
             if res.ok:
                 st.degraded = res.details.get("previous")
         else:  # ISOLATE
-            res = await self.strategies.isolate_component(name, why)
+            res = await self.strategies.isolate_component(name, why, incident=inc.id)
             if res.ok:
                 st.phase, st.next_at = "isolated", (self.ctx.clock.monotonic() +
-                                                    self.policy()["isolation"]
+                                                    self.shared.policy()["isolation"]
                                                     ["slow_retry_seconds"])
-        self.save_state(st)
+        self.shared.save_state(st)
         return res
 
 
@@ -163,9 +211,3 @@ class _Failed(Exception):
     def __init__(self, result: StrategyResult) -> None:
         super().__init__(result.message)
         self.result = result
-
-
-def action_hash(kind: str, service: str, strategy: RecoveryStrategy, signature: str) -> str:
-    """The approval key of one strategy for one failure signature of one service."""
-    blob = json.dumps([kind, f"Service/{service}", strategy.value, signature])
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]

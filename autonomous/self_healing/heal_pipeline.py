@@ -3,8 +3,8 @@
 ``handle_error`` / ``handle_report`` take one failure, gather its evidence (process state,
 probe, logs tail, configuration change, dependencies), classify it, ask the failure memory
 for the best-measured strategy, and build the ladder of strategies to try; then they hand
-the incident to :class:`~autonomous.self_healing.heal_execution.HealingExecution`.
-Mixed into :class:`~autonomous.self_healing.healing_orchestrator.HealingOrchestrator`.
+the incident to :class:`~autonomous.self_healing.heal_execution.LadderRunner`. One
+collaborator of :class:`~autonomous.self_healing.healing_orchestrator.HealingOrchestrator`.
 """
 
 from __future__ import annotations
@@ -12,22 +12,35 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from autonomous.self_healing.heal_recording import public
+from autonomous.self_healing.engine_state import Shared
+from autonomous.self_healing.error_classifier import ErrorClassifier
+from autonomous.self_healing.failure_memory import FailureMemory
+from autonomous.self_healing.heal_execution import RESTARTS, LadderRunner
+from autonomous.self_healing.heal_recording import IncidentRecorder, public
 from autonomous.self_healing.incident import Incident
 from autonomous.self_healing.model import Classification, ErrorReport, RecoveryStrategy
+from autonomous.self_healing.process_intents import ServicesView
 from autonomous.self_healing.service_state import ServiceState
-from autonomous.self_healing.verify import process_stopped
+from autonomous.self_healing.verify import HealthCheck, process_stopped
 
 __all__ = ["RESTARTS", "HealingPipeline"]
 
 S = RecoveryStrategy
-RESTARTS = (S.RESTART_SERVICE, S.RESTART_ALL)
 
 
 class HealingPipeline:
-    """Detect, classify, consult memory, choose (uses the orchestrator's attributes)."""
+    """Detect, classify, consult memory, choose; hand the incident to the runner."""
 
-    ctx: Any
+    def __init__(self, shared: Shared, rec: IncidentRecorder, runner: LadderRunner,
+                 memory: FailureMemory, classifier: ErrorClassifier,
+                 check: HealthCheck) -> None:
+        self.shared = shared
+        self.ctx = shared.ctx
+        self.rec = rec
+        self.runner = runner
+        self.memory = memory
+        self.classifier = classifier
+        self.check = check
 
     async def handle_error(self, service: str, error: BaseException | None = None,
                            context: dict[str, Any] | None = None, *, source: str | None = None,
@@ -59,23 +72,44 @@ class HealingPipeline:
         survival — or this failure signature was escalated recently). Such a skip records
         nothing: a paused service probed every few seconds is not a stream of incidents. The
         failure of an undeclared service is recorded (skipped): it is its only trace."""
-        st = self.state(report.service)
+        st = self.shared.state(report.service)
         if st.busy or self._skip_reason(report.service, forced is not None) is not None:
             return None
         st.busy = True
         try:
-            evidence, cls = await self._classify(report)
+            evidence, cls = await self.classify(report)
             if forced is None and self._recently_escalated(st, report, cls.signature):
                 return None
-            inc = self._open(report, forced, evidence, cls)
+            same = self.open_incident(report.service, cls.signature)
+            if forced is None and same is not None:  # one incident per fault
+                self._repeat(same, report)
+                return same
+            inc = self.open(report, forced, evidence, cls)
             undeclared = self._undeclared(report.service)
             if undeclared is not None:
-                self._finish(inc, "skipped", undeclared)
+                self.rec.finish(inc, "skipped", undeclared)
                 return inc
-            await self._run_ladder(inc)
+            await self.runner.run_ladder(inc)
             return inc
         finally:
             st.busy = False
+
+    def open_incident(self, service: str, signature: str | None = None) -> Incident | None:
+        return self.shared.open_incident(service, signature)
+
+    async def open_classified(self, report: ErrorReport) -> Incident:
+        """Classify ``report`` and open its incident (the crash loop's entry)."""
+        return self.open(report, None, *await self.classify(report))
+
+    def _repeat(self, inc: Incident, report: ErrorReport) -> None:
+        inc.repeats += 1
+        self.rec.save(inc, inc.state, f"{inc.message or inc.report.message} (seen again "
+                   f"{inc.repeats}x, last: {report.message})"[:500]
+                   if inc.repeats == 1 else
+                   f"{(inc.message or '').split(' (seen again')[0]} (seen again "
+                   f"{inc.repeats}x, last: {report.message})"[:500])
+        self.ctx.bus.publish("healing.repeated", incident=inc.id, service=inc.service,
+                             repeats=inc.repeats, message=report.message)
 
     def _recently_escalated(self, st: ServiceState, report: ErrorReport,
                             signature: str) -> bool:
@@ -86,16 +120,16 @@ class HealingPipeline:
         at = st.escalated.get(signature)
         if at is None or report.source in ("exit", "manual", "exception"):
             return False
-        return self.ctx.clock.monotonic() - at < self.policy()["alerts"]["dedup_seconds"]
+        return self.ctx.clock.monotonic() - at < self.shared.policy()["alerts"]["dedup_seconds"]
 
-    async def _classify(self, report: ErrorReport) -> tuple[dict[str, Any], Classification]:
+    async def classify(self, report: ErrorReport) -> tuple[dict[str, Any], Classification]:
         """Gather the evidence of one failure and classify it (no side effects)."""
         evidence = await self._evidence(report)
         return evidence, self.classifier.classify_error(report.exception, evidence)
 
-    def _open(self, report: ErrorReport, forced: RecoveryStrategy | None,
+    def open(self, report: ErrorReport, forced: RecoveryStrategy | None,
               evidence: dict[str, Any], cls: Classification) -> Incident:
-        st = self.state(report.service)
+        st = self.shared.state(report.service)
         forced = forced or (RecoveryStrategy(st.forced_strategy) if st.forced_strategy
                             else None)
         suggestion = self.memory.suggest_recovery(cls.signature,
@@ -107,11 +141,20 @@ class HealingPipeline:
         inc.memory_id = self.memory.record_failure(
             cls.signature, context={**inc.evidence, "message": report.message},
             service=report.service, error_type=cls.error_type.value)
-        inc.graph_start(self.ctx.graph)
+        inc.graph_start(self.ctx.graph, self._recent_finding(report.service))
+        self.shared.incidents[inc.id] = inc
         self.ctx.bus.publish("healing.detected", incident=inc.id, service=report.service,
                              source=report.source, error_type=cls.error_type.value,
                              severity=cls.severity.value, rule=cls.rule)
         return inc
+
+    def _recent_finding(self, service: str) -> dict[str, Any] | None:
+        """The health controller's latest finding about ``service`` if recent enough."""
+        got = self.shared.findings.get(service)
+        window = self.shared.policy()["detection"]["finding_window_seconds"]
+        if got is None or self.ctx.clock.monotonic() - got[0] > window:
+            return None
+        return got[1]
 
     async def _evidence(self, report: ErrorReport) -> dict[str, Any]:
         """The context a classification needs: process state, probe, logs, config, deps."""
@@ -128,14 +171,15 @@ class HealingPipeline:
         ev.setdefault("status_code", last.get("status_code"))
         ev.setdefault("probe_error", last.get("error"))
         ev["stopped"] = process_stopped(obs.get("pid")) if obs.get("running") else False
-        ev["log_tail"] = svc.log_tail(name, self.policy()["classification"]["log_tail_lines"])
+        ev["probes_seen"] = list(obs.get("probe_history") or [])[-5:]  # with their values
+        ev["log_tail"] = svc.log_tail(name, self.shared.policy()["classification"]["log_tail_lines"])
         ev["config_changed"] = self._config_changed(name, svc)
         with contextlib.suppress(LookupError):
             down = await self.check.dependencies_down(name)
             ev["dependency_down"], ev["dependencies_down"] = bool(down), down
         return ev
 
-    def _config_changed(self, name: str, svc: Any) -> bool:
+    def _config_changed(self, name: str, svc: ServicesView) -> bool:
         """The desired revision never proved healthy while an older one did."""
         from autonomous.supervisor.revisions import spec_hash
 
@@ -173,17 +217,17 @@ class HealingPipeline:
     def _undeclared(self, name: str) -> str | None:
         """Why ``name`` cannot be healed at all (its failure is still recorded, skipped)."""
         with contextlib.suppress(LookupError):
-            if self._services().specs().get(name) is not None:
+            if self.shared.services().specs().get(name) is not None:
                 return None
         return f"{name} is not a declared service (or the services subsystem is not running)"
 
     def _skip_reason(self, name: str, manual: bool) -> str | None:
         """Why a declared service is not healed now (paused, backing off or isolated, not
         core in emergency stop or survival): such a report is dropped, not recorded."""
-        st = self.state(name)
+        st = self.shared.state(name)
         spec = None
         with contextlib.suppress(LookupError):
-            spec = self._services().specs().get(name)
+            spec = self.shared.services().specs().get(name)
         if spec is None:
             return None  # see _undeclared
         if st.paused_by_human and not manual:

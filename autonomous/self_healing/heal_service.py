@@ -3,10 +3,10 @@
 ``start_healing_service`` subscribes to the bus (``service.``, ``approval.``, ``desired.``,
 ``governance.``) and runs one loop that turns events into heals at once (exits, unhealthy
 services, failing probes, dependencies down) and, every ``detection.tick_seconds``, does the
-periodic work: policy sync of the breakers, memory-limit checks, crash-loop tries and slow
-retries of isolated services, approved proposals resumed, degraded or fallback services
-restored once healthy. Mixed into
-:class:`~autonomous.self_healing.healing_orchestrator.HealingOrchestrator`.
+periodic work: policy sync of the breakers, memory-limit checks, the crash-loop's healthy
+reset, approved proposals resumed, degraded or fallback services restored once healthy (the
+crash-loop tries themselves are planned by the healing controller's diff). One collaborator
+of :class:`~autonomous.self_healing.healing_orchestrator.HealingOrchestrator`.
 """
 
 from __future__ import annotations
@@ -17,9 +17,20 @@ import logging
 from typing import Any
 
 from autonomous.core.aio import TIMED_OUT, wait_or_timeout
+from autonomous.core.events import Event, Subscription
+from autonomous.self_healing.alerts import HumanAlerts
+from autonomous.self_healing.breakers import BreakerRegistry
 from autonomous.self_healing.circuit_breaker import CircuitState
+from autonomous.self_healing.crashloop import CrashLoop
+from autonomous.self_healing.detection import Detector
+from autonomous.self_healing.engine_state import Shared
+from autonomous.self_healing.heal_execution import LadderRunner
+from autonomous.self_healing.heal_pipeline import HealingPipeline
+from autonomous.self_healing.heal_recording import IncidentRecorder
 from autonomous.self_healing.incident import Incident
 from autonomous.self_healing.model import ErrorReport, RecoveryStrategy, StrategyResult
+from autonomous.self_healing.recovery_strategies import RecoveryStrategies
+from autonomous.self_healing.verify import HealthCheck
 
 __all__ = ["HealingService"]
 
@@ -27,15 +38,33 @@ log = logging.getLogger("atlas.healing")
 
 
 class HealingService:
-    """The engine's event loop and periodic tick (uses the orchestrator's attributes)."""
+    """The engine's event loop and periodic tick."""
 
-    ctx: Any
+    def __init__(self, shared: Shared, *, pipeline: HealingPipeline, runner: LadderRunner,
+                 rec: IncidentRecorder, detector: Detector, crashloop: CrashLoop,
+                 breakers: BreakerRegistry, check: HealthCheck,
+                 strategies: RecoveryStrategies, alerts: HumanAlerts) -> None:
+        self.shared = shared
+        self.ctx = shared.ctx
+        self.pipeline = pipeline
+        self.runner = runner
+        self.rec = rec
+        self.detector = detector
+        self.crashloop = crashloop
+        self.breakers = breakers
+        self.check = check
+        self.strategies = strategies
+        self.alerts = alerts
+        self._sub: Subscription | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+        self._last_tick = float("-inf")
 
     async def start_healing_service(self) -> None:
         """Listen to the bus and tick periodically until ``stop``."""
         if self._loop_task is not None:
             return
-        self._sub = self.ctx.bus.subscribe("service.", "approval.", "desired.", "governance.")
+        self._sub = self.ctx.bus.subscribe("service.", "approval.", "desired.", "governance.",
+                                           "health.finding")
         self._loop_task = asyncio.create_task(self._run(), name="healing-service")
 
     async def stop(self) -> None:
@@ -47,80 +76,92 @@ class HealingService:
             self._loop_task = None
         if self._sub is not None:
             self._sub.close()
-        for t in list(self._tasks):
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.shared.tasks.cancel_all()
         await self.check.close()
 
     async def _run(self) -> None:
+        sub = self._sub
+        assert sub is not None
         while True:
-            tick = self.policy()["detection"]["tick_seconds"]
-            got = await wait_or_timeout(self._sub.get(), tick)
-            ev = None if got is TIMED_OUT else got
+            tick = self.shared.policy()["detection"]["tick_seconds"]
+            got = await wait_or_timeout(sub.get(), tick)
+            ev = got if isinstance(got, Event) else None
             try:
                 while ev is not None:
                     self.on_event(ev)
-                    ev = self._sub.get_nowait()
+                    ev = sub.get_nowait()
                 if self.ctx.clock.monotonic() - self._last_tick >= tick:
                     await self.tick()
             except Exception:
                 log.exception("healing loop iteration failed")
 
-    def on_event(self, ev: Any) -> None:
+    def on_event(self, ev: Event) -> None:
         """Turn one bus event into heals (spawned as tasks)."""
         topic, d = ev.topic, ev.data
         if topic == "service.exited":
             report = self.detector.from_exit(ev)
             if report is not None and not self.crashloop.on_exit(report):
-                self.spawn(self.handle_report(report))
+                self.shared.tasks.spawn(self.pipeline.handle_report(report))
         elif topic == "service.unhealthy":
-            self.spawn(self.handle_report(self.detector.from_unhealthy(ev)))
+            self.shared.tasks.spawn(self.pipeline.handle_report(self.detector.from_unhealthy(ev)))
         elif topic == "service.not_ready":
-            self.spawn(self._if_dependency_down(self.detector.from_not_ready(ev)))
+            self.shared.tasks.spawn(self._if_dependency_down(self.detector.from_not_ready(ev)))
         elif topic == "service.probe":
             self._on_probe(ev)
+        elif topic == "health.finding" and d.get("service"):
+            self.shared.findings[d["service"]] = (self.ctx.clock.monotonic(), dict(d))
         elif topic == "service.healthy":
-            st = self.state(d["service"])
+            st = self.shared.state(d["service"])
             st.healthy_since = self.ctx.clock.monotonic()
             st.open_incident = None
             st.escalated.clear()
+            self._recovered_meanwhile(d["service"])
 
-    def _on_probe(self, ev: Any) -> None:
+    def _on_probe(self, ev: Event) -> None:
         verdict, report = self.detector.feed_probe(ev)
         name = ev.data["service"]
-        st = self.state(name)
+        st = self.shared.state(name)
         if report is not None and not ((st.degraded or st.fallback) and
                                        report.source in ("slow", "errors")):
-            self.spawn(self.handle_report(report))
+            self.shared.tasks.spawn(self.pipeline.handle_report(report))
         elif verdict == "closed":
             st.open_incident = None
             st.escalated.clear()
             if st.degraded is not None or st.fallback:
-                self.spawn(self.restore(name))
+                self.shared.tasks.spawn(self.restore(name))
+
+    def _recovered_meanwhile(self, name: str) -> None:
+        """Healthy again while a strategy still waited for approval: the incident closes and
+        its approval is cancelled (not left for a human to approve for a healthy service)."""
+        for inc in [i for i in self.shared.pending.values() if i.service == name]:
+            if not self.shared.state(name).busy:
+                self.rec.finish(inc, "closed", f"{name} is healthy again without "
+                             f"{inc.pending['strategy'] if inc.pending else 'it'}; the approval "
+                             "is cancelled")
 
     async def _if_dependency_down(self, report: ErrorReport) -> None:
         with contextlib.suppress(LookupError):
             if await self.check.dependencies_down(report.service):
-                await self.handle_report(report)
+                await self.pipeline.handle_report(report)
 
     async def tick(self) -> None:
         """Periodic work: policy sync, memory limits, crash-loop tries, approvals, restores."""
         self._last_tick = self.ctx.clock.monotonic()
         self.breakers.sync_policy()
         for report in self.detector.memory_reports():
-            if not self.state(report.service).busy:
-                self.spawn(self.handle_report(report))
+            if not self.shared.state(report.service).busy:
+                self.shared.tasks.spawn(self.pipeline.handle_report(report))
         await self.crashloop.tick()
-        for inc in list(self.pending.values()):
-            if not self.state(inc.service).busy:
-                self.spawn(self._resume(inc))
-        for name, st in list(self.states.items()):
+        for inc in list(self.shared.pending.values()):
+            if not self.shared.state(inc.service).busy:
+                self.shared.tasks.spawn(self._resume(inc))
+        for name, st in list(self.shared.states.items()):
             if (st.degraded is not None or st.fallback) and not st.busy:
-                self.spawn(self._maybe_restore(name))
+                self.shared.tasks.spawn(self._maybe_restore(name))
 
     async def _resume(self, inc: Incident) -> None:
         """Continue an incident whose strategy awaited approval (once decided)."""
-        st = self.state(inc.service)
+        st = self.shared.state(inc.service)
         if st.busy or inc.pending is None:
             return
         row = self.ctx.store.query_one("SELECT state FROM approvals WHERE id=?",
@@ -130,12 +171,12 @@ class HealingService:
             return
         st.busy = True
         try:
-            if state in ("expired", "stale", "missing"):
-                self._attempt(inc, StrategyResult(RecoveryStrategy(inc.pending["strategy"]),
+            if state in ("expired", "stale", "missing", "cancelled"):
+                self.rec.attempt(inc, StrategyResult(RecoveryStrategy(inc.pending["strategy"]),
                                                   False, f"approval {state}"), state, 0.0)
                 inc.pending = None
                 inc.step += 1
-            await self._run_ladder(inc)
+            await self.runner.run_ladder(inc)
         finally:
             st.busy = False
 
@@ -152,7 +193,7 @@ class HealingService:
 
     async def restore(self, name: str) -> dict[str, Any]:
         """Undo DEGRADE and FALLBACK once the service is healthy again."""
-        st = self.state(name)
+        st = self.shared.state(name)
         if st.busy:
             return {"restored": False}
         st.busy = True
@@ -165,7 +206,7 @@ class HealingService:
             if st.fallback:
                 done["fallback"] = self.strategies.deactivate_fallback(name)
                 st.fallback = False
-            self.save_state(st)
+            self.shared.save_state(st)
             self.alerts.resolve(name, "recovered: full service restored")
             about = self.ctx.graph.ensure("resource", f"Service/{name}")
             label = f"{name} recovered: degraded mode and fallback undone"

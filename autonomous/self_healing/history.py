@@ -47,7 +47,8 @@ class HealingHistory:
              success: bool | None = None, since: float | None = None,
              limit: int = 100) -> list[dict[str, Any]]:
         """Incidents, newest first, filtered by any of the arguments."""
-        sql, args = "SELECT * FROM healing_history WHERE 1=1", []
+        sql = "SELECT * FROM healing_history WHERE 1=1"
+        args: list[Any] = []
         for col, val in (("service", service), ("error_type", error_type),
                          ("strategy", strategy), ("state", state)):
             if val is not None:
@@ -61,6 +62,13 @@ class HealingHistory:
             args.append(since)
         rows = self.store.query(sql + " ORDER BY detected_at DESC LIMIT ?", (*args, limit))
         return [_out(r) for r in rows]
+
+    def close_open(self, service: str, reason: str, now: float) -> int:
+        """Close rows of ``service`` still open (left by an earlier operator process)."""
+        return self.store.execute(
+            "UPDATE healing_history SET state='closed', message=?, finished_at=? WHERE "
+            "service=? AND state IN ('awaiting_approval', 'backoff')",
+            (reason[:500], now, service)).rowcount
 
     def stats(self) -> dict[str, Any]:
         """Attempts, successes and MTTR (median, mean, max seconds) per error type."""

@@ -7,6 +7,7 @@ generation and the governance mode in force, and its row into the healing histor
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +43,8 @@ class Incident:
     nodes: list[str] = field(default_factory=list)  # graph chain so far
     pending: dict[str, Any] | None = None  # approval awaited: {id, hash, strategy, gate}
     suggestion: dict[str, Any] | None = None
+    step_decision: str | None = None  # the Executor's decision node of the step running now
+    repeats: int = 0  # the same fault seen again while this incident was open
 
     @property
     def service(self) -> str:
@@ -51,8 +54,9 @@ class Incident:
     def last_node(self) -> str | None:
         return self.nodes[-1] if self.nodes else None
 
-    def graph_start(self, g: KnowledgeGraph) -> None:
-        """Record the error and the decision (classification, ladder, memory's advice)."""
+    def graph_start(self, g: KnowledgeGraph, finding: dict[str, Any] | None = None) -> None:
+        """Record the error and the decision (classification, ladder, memory's advice); a
+        health finding about the service (``health.finding``) leads to the error."""
         about = g.ensure("resource", f"Service/{self.service}")
         ctx = {"about": about, "under_mode": g.ensure("mode", self.mode)}
         if self.generation is not None:
@@ -66,6 +70,12 @@ class Incident:
               {"incident": self.id, **c.as_dict(), "suggestion": self.suggestion,
                "controller": "healing"})],
             context=ctx)
+        node = (finding or {}).get("graph_node")
+        if isinstance(node, str):
+            self.evidence["health_finding"] = {k: finding.get(k) for k in (
+                "type", "severity", "message", "metric") if finding and k in finding}
+            with contextlib.suppress(KeyError):  # pruned by retention meanwhile
+                g.add_relation(node, "led_to", self.nodes[0])
 
     def graph_attempt(self, g: KnowledgeGraph, result: StrategyResult, gate: str) -> None:
         """Record one action and its outcome after the previous step."""
@@ -79,6 +89,16 @@ class Incident:
         if self.nodes:
             g.add_relation(self.nodes[-1], "chose" if len(self.nodes) == 2 else "led_to", ids[0])
         self.nodes += ids
+
+    def graph_link(self, g: KnowledgeGraph, chain: list[str]) -> None:
+        """Continue the incident's chain with the Executor's record of one step
+        (observation → decision → action → outcome)."""
+        if not chain:
+            return
+        if self.nodes and self.nodes[-1] != chain[0]:
+            g.add_relation(self.nodes[-1], "chose" if len(self.nodes) == 2 else "led_to",
+                           chain[0])
+        self.nodes += [n for n in chain if n not in self.nodes]
 
     def graph_note(self, g: KnowledgeGraph, label: str, attrs: dict[str, Any]) -> None:
         """Record a non-action outcome (awaiting approval, skipped, recovered)."""

@@ -1,8 +1,8 @@
 """The recovery strategies, each doing for real what its name says.
 
-Services are acted on through the services facade (``ctx.subsystems["services"]``: restart,
-start, stop, set_override, rollback) — never by signalling processes directly — so the services
-controller keeps one consistent view. Every method returns a :class:`StrategyResult` whose
+Processes belong to the services controller: a strategy never starts, stops or restarts one;
+it writes an intent for the owner (:class:`ProcessIntents`: restart_requested, isolate, pause,
+use_revision, fallback) and observes the result. Every method returns a :class:`StrategyResult` whose
 ``ok`` means the effect was verified (the service answers its health check again, the
 fallback answers, the features really are off), not merely that a command was sent.
 """
@@ -19,6 +19,7 @@ from autonomous.core.events import EventBus
 from autonomous.self_healing.alerts import HumanAlerts
 from autonomous.self_healing.model import RecoveryStrategy as S
 from autonomous.self_healing.model import StrategyResult
+from autonomous.self_healing.process_intents import ProcessIntents, ServicesView
 from autonomous.self_healing.verify import HealthCheck
 from autonomous.store import Store
 from autonomous.supervisor.order import topo_order
@@ -30,9 +31,8 @@ class RecoveryStrategies:
     """``services()`` returns the services facade; ``policy()`` the ``healing`` section."""
 
     def __init__(self, *, store: Store, bus: EventBus, clock: Clock,
-                 services: Callable[[], Any], policy: Callable[[], dict[str, Any]],
-                 check: HealthCheck, alerts: HumanAlerts,
-                 trigger: Callable[[], Any] = lambda: None,
+                 services: Callable[[], ServicesView], policy: Callable[[], dict[str, Any]],
+                 check: HealthCheck, alerts: HumanAlerts, processes: ProcessIntents,
                  rng: random.Random | None = None) -> None:
         self.store = store
         self.bus = bus
@@ -41,7 +41,7 @@ class RecoveryStrategies:
         self.policy = policy
         self.check = check
         self.alerts = alerts
-        self.trigger = trigger
+        self.processes = processes
         self.rng = rng or random.Random()
 
     # -- RETRY ---------------------------------------------------------------------------------
@@ -88,50 +88,34 @@ class RecoveryStrategies:
         return StrategyResult(S.RETRY, ok, msg, {"attempts": attempts}, applicable=ok)
 
     # -- RESTART ---------------------------------------------------------------------------------
-    async def restart_service(self, name: str, reason: str) -> StrategyResult:
-        """Graceful stop (SIGTERM), forced after the grace period (SIGKILL), start, wait until
-        healthy. The start is left to the services controller (it starts a stopped or exited
-        service at once); the healer starts it itself only if that did not happen within
-        ``exit_restart_wait_seconds`` — so a service is never started twice."""
-        svc = self.services()
-        old_pid = (svc.observed().get(name) or {}).get("pid")
-        await self.stop_then_start(name, reason)
+    async def restart_service(self, name: str, reason: str, *, pid: int | None = None,
+                              incident: str | None = None) -> StrategyResult:
+        """Ask the services controller (the owner of the process) to restart process ``pid``
+        (default: the one running now), then wait until a new process is healthy. A process
+        already gone — the owner restarted it after its exit — is not restarted again."""
+        old_pid = pid if pid is not None else (self.services().observed().get(name)
+                                               or {}).get("pid")
+        intent = self.processes.restart(name, old_pid, reason, incident=incident)
         verdict = await self.check.verify_healthy(name, not_pid=old_pid)
         return StrategyResult(S.RESTART_SERVICE, verdict.ok,
                               f"restarted: {verdict.message}" if verdict.ok else verdict.message,
-                              {"old_pid": old_pid, "pid": verdict.pid,
+                              {"old_pid": old_pid, "pid": verdict.pid, "intent": intent.id,
                                "healthy_after_s": round(verdict.elapsed_s, 3)})
 
-    async def stop_then_start(self, name: str, reason: str) -> int | None:
-        """Stop ``name`` if it runs, then make sure a new process runs; the new pid."""
-        svc = self.services()
-        obs = svc.observed().get(name) or {}
-        if obs.get("running"):
-            await svc.stop(name, reason)
-        return await self.ensure_started(name, reason, not_pid=obs.get("pid"))
-
-    async def ensure_started(self, name: str, reason: str, *,
-                             not_pid: int | None = None) -> int | None:
-        """Let the services controller start ``name``; start it only if it does not."""
-        self.trigger()
+    async def wait_started(self, name: str, *, not_pid: int | None = None) -> int | None:
+        """Wake the services controller and wait for it to run ``name``; the new pid."""
+        self.processes.trigger()
         wait = self.policy()["verify"]["exit_restart_wait_seconds"]
-        pid = await self.check.wait_running(name, wait, not_pid=not_pid)
-        if pid is None:
-            try:
-                await self.services().start(name, reason)
-            except RuntimeError:
-                pass  # started meanwhile by the services controller
-            pid = (self.services().observed().get(name) or {}).get("pid")
-        return pid
+        return await self.check.wait_running(name, wait, not_pid=not_pid)
 
-    async def restart_all(self, reason: str) -> StrategyResult:
+    async def restart_all(self, reason: str, *, incident: str | None = None) -> StrategyResult:
         """Restart every declared service in dependency order, each verified healthy."""
         svc = self.services()
         order = topo_order(svc.specs())
         done: list[str] = []
         for name in order:
             old = (svc.observed().get(name) or {}).get("pid")
-            await self.stop_then_start(name, reason)
+            self.processes.restart(name, old, reason, incident=incident)
             verdict = await self.check.verify_healthy(name, not_pid=old)
             if not verdict.ok:
                 return StrategyResult(S.RESTART_ALL, False, f"{name}: {verdict.message}",
@@ -141,60 +125,69 @@ class RecoveryStrategies:
                               "dependency order", {"order": order, "restarted": done})
 
     # -- ROLLBACK ----------------------------------------------------------------------------------
-    async def rollback_to_version(self, name: str, reason: str,
-                                  trigger: Callable[[], Any] | None = None) -> StrategyResult:
-        """Block the current revision, run the last known-good one, wait until healthy."""
+    async def rollback_to_version(self, name: str, reason: str, *,
+                                  incident: str | None = None) -> StrategyResult:
+        """Ask for the last known-good revision instead of the current one; wait until
+        healthy. Not applicable when no other revision ever proved healthy."""
         svc = self.services()
         old = (svc.observed().get(name) or {}).get("pid")
-        try:
-            info = svc.rollback(name, reason)
-        except LookupError as exc:
-            return StrategyResult(S.ROLLBACK, False, str(exc))
-        if trigger is not None:
-            trigger()
+        good = [r for r in svc.revisions(name) if r.get("known_good") and not r.get("blocked")
+                and r.get("spec_hash") != self.processes._hash(name)]
+        if not good:
+            return StrategyResult(S.ROLLBACK, False, f"service {name!r} has no known-good "
+                                  "revision to roll back to", applicable=False)
+        intent = self.processes.use_revision(name, reason, incident=incident)
         verdict = await self.check.verify_healthy(name, not_pid=old)
+        to = good[0]["spec_hash"]
         return StrategyResult(S.ROLLBACK, verdict.ok,
-                              f"rolled back to revision {info['to']}: {verdict.message}",
-                              {**info, "pid": verdict.pid})
+                              f"rolled back to revision {to}: {verdict.message}",
+                              {"service": name, "blocked": intent.params.get("from"), "to": to,
+                               "intent": intent.id, "pid": verdict.pid})
 
     # -- FALLBACK ------------------------------------------------------------------------------------
-    async def activate_fallback(self, name: str, reason: str) -> StrategyResult:
-        """Route ``name`` to its declared fallback (a service, started if needed, or a URL)
-        once the fallback answers; the route is kept in the store and announced as
-        ``service.fallback`` for clients and the telemetry hub."""
+    async def activate_fallback(self, name: str, reason: str, *,
+                                incident: str | None = None) -> StrategyResult:
+        """Ask for traffic of ``name`` to go to its declared fallback (a service or a URL)
+        once the fallback answers: a ``fallback`` intent the gateway reconciles. The intent
+        is not a heal: the strategy is ``ok`` only once the front (the service's own URL, as
+        clients reach it) answers healthy."""
         svc = self.services()
         spec = svc.specs().get(name)
         fb = spec.fallback if spec is not None else None
         if fb is None or not (fb.service or fb.url):
             return StrategyResult(S.FALLBACK, False, f"{name} declares no spec.fallback",
                                   applicable=False)
+        url: str | None
         if fb.service:
-            target = fb.service
+            target: str = fb.service
             if not (svc.observed().get(target) or {}).get("running"):
-                await self.ensure_started(target, f"fallback for {name}: {reason}")
+                await self.wait_started(target)
             verdict = await self.check.verify_healthy(target)
             ok, msg = verdict.ok, verdict.message
             url = self.check.health_url(svc.specs().get(target))
         else:
-            target = url = fb.url
-            ok, msg, _, _ = await self.check.get(fb.url, self.policy()["detection"]
+            target = url = str(fb.url)
+            ok, msg, _, _ = await self.check.get(target, self.policy()["detection"]
                                                  ["probe_timeout_seconds"])
         if not ok:
             return StrategyResult(S.FALLBACK, False, f"fallback {target} is not healthy: {msg}")
+        intent = self.processes.fallback(name, target, url, reason, incident=incident)
         route = {"service": name, "target": target, "url": url, "since": self.clock.now(),
-                 "reason": reason}
-        self.store.kv_set(f"healing.route.{name}", route)
+                 "reason": reason, "intent": intent.id}
         self.bus.publish("service.fallback", active=True, **route)
-        return StrategyResult(S.FALLBACK, True, f"traffic for {name} goes to {target}", route)
+        front_ok, front = await self.check.probe(name)
+        if not front_ok:
+            return StrategyResult(S.FALLBACK, False, f"fallback to {target} requested (intent "
+                                  f"{intent.id}); the front still answers {front}: not healed",
+                                  {**route, "front": front}, applicable=False)
+        return StrategyResult(S.FALLBACK, True, f"traffic for {name} goes to {target}; the "
+                              f"front answers {front}", {**route, "front": front})
 
     def deactivate_fallback(self, name: str) -> bool:
         """Route back to the service itself; True if a fallback was active."""
-        route = self.store.kv_get(f"healing.route.{name}")
-        if not route:
+        if not self.processes.clear_fallback(name, "recovered: route back to the service"):
             return False
-        self.store.kv_set(f"healing.route.{name}", None)
-        self.bus.publish("service.fallback", active=False, service=name,
-                         target=route.get("target"))
+        self.bus.publish("service.fallback", active=False, service=name)
         return True
 
     # -- DEGRADE -------------------------------------------------------------------------------------
@@ -253,15 +246,17 @@ class RecoveryStrategies:
         return float(self.policy()["detection"]["probe_timeout_seconds"]) * 5
 
     # -- ISOLATE ---------------------------------------------------------------------------------------
-    async def isolate_component(self, name: str, reason: str) -> StrategyResult:
-        """Stop the service and mark it isolated: the services controller will not start it
-        again until the isolation is cleared (by a human or a successful slow retry)."""
-        svc = self.services()
-        svc.set_override(name, isolated=True, reason=f"isolated by self-healing: {reason}")
-        await svc.stop(name, f"isolated: {reason}")
-        running = bool((svc.observed().get(name) or {}).get("running"))
-        return StrategyResult(S.ISOLATE, not running, "stopped and isolated" if not running
-                              else "still running after stop", {"isolated": True})
+    async def isolate_component(self, name: str, reason: str, *,
+                                incident: str | None = None) -> StrategyResult:
+        """Ask the services controller to keep the service stopped (an ``isolate`` intent):
+        it is not started again until the intent is released (a human, a successful slow
+        retry) or a new desired revision of the service arrives."""
+        intent = self.processes.isolate(name, f"isolated by self-healing: {reason}",
+                                        incident=incident)
+        stopped = await self.check.wait_stopped(name, self.policy()["verify"]["timeout_seconds"])
+        return StrategyResult(S.ISOLATE, stopped, "stopped and isolated" if stopped
+                              else "still running after the isolation was asked for",
+                              {"isolated": True, "intent": intent.id})
 
     # -- ALERT_HUMAN -----------------------------------------------------------------------------------
     async def alert_human(self, name: str, reason: str, context: dict[str, Any]) \

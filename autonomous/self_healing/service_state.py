@@ -82,6 +82,9 @@ class StateStore:
                 fallback=bool(r["fallback"]), reason=r["reason"] or "")
         return out
 
+    def delete(self, name: str) -> None:
+        self.store.execute("DELETE FROM healing_service_state WHERE service=?", (name,))
+
     def save(self, st: ServiceState) -> None:
         now_m, now_w = self.clock.monotonic(), self.clock.now()
         self.store.execute(

@@ -10,13 +10,17 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import psutil
 
 from autonomous.core.clock import Clock
+from autonomous.resources.kinds.service import ServiceSpec
 from autonomous.supervisor.probe_client import ProbeClient
+
+if TYPE_CHECKING:
+    from autonomous.self_healing.process_intents import ServicesView
 
 __all__ = ["HealthCheck", "Verdict", "process_stopped"]
 
@@ -43,7 +47,7 @@ def process_stopped(pid: int | None) -> bool:
 class HealthCheck:
     """``services()`` returns the services facade; ``policy()`` the ``healing`` section."""
 
-    def __init__(self, clock: Clock, services: Callable[[], Any],
+    def __init__(self, clock: Clock, services: Callable[[], ServicesView],
                  policy: Callable[[], dict[str, Any]]) -> None:
         self.clock = clock
         self.services = services
@@ -77,7 +81,7 @@ class HealthCheck:
         ms = (time.perf_counter() - t0) * 1e3
         return 200 <= resp.status_code < 300, f"HTTP {resp.status_code}", resp.status_code, ms
 
-    def health_url(self, spec: Any) -> str | None:
+    def health_url(self, spec: ServiceSpec | None) -> str | None:
         if spec is None or spec.port is None or spec.health is None:
             return None
         return f"http://{spec.host}:{spec.port}{spec.health.path}"
@@ -142,6 +146,16 @@ class HealthCheck:
                 return obs.get("pid")
             if self.clock.monotonic() - start >= timeout:
                 return None
+            await self.clock.sleep(self.policy()["verify"]["poll_seconds"])
+
+    async def wait_stopped(self, name: str, timeout: float) -> bool:
+        """Wait up to ``timeout`` for ``name`` to have no running process."""
+        start = self.clock.monotonic()
+        while True:
+            if not (self.services().observed().get(name) or {}).get("running"):
+                return True
+            if self.clock.monotonic() - start >= timeout:
+                return False
             await self.clock.sleep(self.policy()["verify"]["poll_seconds"])
 
     # -- dependencies --------------------------------------------------------------------------------

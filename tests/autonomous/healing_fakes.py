@@ -1,5 +1,6 @@
-"""Fakes for the self-healing unit tests: a services facade with the lead's interface and a
-clock whose ``sleep`` moves time forward at once. (End-to-end tests use the real ones.)"""
+"""Fakes for the self-healing unit tests: a services owner over an in-memory process table
+that reconciles the intents healing writes (as the services controller does), and a clock whose
+``sleep`` moves time forward at once. (End-to-end tests use the real ones.)"""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import itertools
 from typing import Any
 
 from autonomous.core.clock import FakeClock
+from autonomous.intents import IntentStore
 from autonomous.resources.kinds.service import ServiceSpec
 from autonomous.self_healing.healing_orchestrator import HealingOrchestrator
 from autonomous.testing import make_context
@@ -37,10 +39,11 @@ def spec(**kw: Any) -> ServiceSpec:
 
 
 class FakeServices:
-    """The services facade's interface over an in-memory process table.
+    """The services facade's read interface over an in-memory process table, and the owner's
+    side of intents (:meth:`reconcile`, wired as the ``services`` trigger).
 
     ``crash_on_start`` names services whose every start exits at once; ``rollback_ok`` the
-    services with a known-good revision; ``calls`` logs every action."""
+    services with a known-good revision; ``calls`` logs every action the owner took."""
 
     def __init__(self, specs: dict[str, ServiceSpec]) -> None:
         self._specs = specs
@@ -52,7 +55,51 @@ class FakeServices:
         self.calls: list[tuple[str, str]] = []
         self.logs: dict[str, list[str]] = {}
         self.starts = 0
+        self.intents: IntentStore | None = None
+        self._held: set[str] = set()
+        self.healing: Any = None  # the HealingController wired by healing_context
 
+    def attach(self, ctx: Any) -> None:
+        self.intents = IntentStore(ctx.store, ctx.clock)
+        ctx.triggers["services"] = self.reconcile
+
+    def reconcile(self) -> None:
+        """What the services controller does with the intents: restart the process a
+        restart intent names (or start it when it is gone and nothing restarts it), keep
+        isolated/paused services stopped, start them once released, block a revision."""
+        assert self.intents is not None
+        held: dict[str, dict[str, Any]] = {}
+        for it in self.intents.active():
+            name = it.service
+            if name not in self.procs:
+                continue
+            p = self.procs[name]
+            if it.kind == "restart_requested":
+                if p["running"] and it.params.get("pid") in (None, p["pid"]):
+                    self.calls += [("stop", name), ("start", name)]
+                    self._run(name)
+                elif not p["running"] and name not in self._held:
+                    self.calls.append(("start", name))
+                    self._run(name)
+                self.intents.consume(it.id, "done")
+            elif it.kind in ("isolate", "pause"):
+                flags = held.setdefault(name, {"isolated": False, "paused": False})
+                flags["isolated" if it.kind == "isolate" else "paused"] = True
+                flags["reason"] = it.reason
+            elif it.kind == "use_revision":
+                self.rollback(name, it.reason)
+                self.intents.consume(it.id, "rolled back")
+        for name, flags in held.items():
+            self.overrides[name] = flags
+            if self.procs[name]["running"]:
+                self.calls.append(("stop", name))
+                self.procs[name] = {**self.procs[name], "running": False, "returncode": -15}
+        for name in self._held - set(held):
+            self.overrides[name] = {"isolated": False, "paused": False}
+            if not self.procs[name]["running"]:
+                self.calls.append(("start", name))
+                self._run(name)
+        self._held = set(held)
     def specs(self) -> dict[str, ServiceSpec]:
         return dict(self._specs)
 
@@ -66,34 +113,8 @@ class FakeServices:
         self.procs[name] = {"pid": next(_pids), "running": not crash,
                             "returncode": 1 if crash else None}
 
-    async def restart(self, name: str, reason: str) -> bool:
-        self.calls.append(("restart", name))
-        self._run(name)
-        return True
-
-    async def start(self, name: str, reason: str) -> bool:
-        if self.procs[name]["running"]:
-            raise RuntimeError(f"service {name!r} is already running")
-        self.calls.append(("start", name))
-        self._run(name)
-        return True
-
-    async def stop(self, name: str, reason: str) -> bool:
-        self.calls.append(("stop", name))
-        self.procs[name] = {**self.procs[name], "running": False, "returncode": -15}
-        return True
-
     def kill(self, name: str, rc: int = -9) -> None:
         self.procs[name] = {**self.procs[name], "running": False, "returncode": rc}
-
-    def set_override(self, name: str, *, isolated: bool | None = None,
-                     paused: bool | None = None, reason: str = "") -> None:
-        cur = self.overrides.setdefault(name, {"isolated": False, "paused": False})
-        if isolated is not None:
-            cur["isolated"] = isolated
-        if paused is not None:
-            cur["paused"] = paused
-        cur["reason"] = reason
 
     def rollback(self, name: str, reason: str) -> dict[str, Any]:
         if name not in self.rollback_ok:
@@ -102,6 +123,10 @@ class FakeServices:
         self.crash_on_start.discard(name)
         self._run(name)
         return {"service": name, "blocked": "bad", "to": "good"}
+
+    def revisions(self, name: str) -> list[dict[str, Any]]:
+        return ([{"spec_hash": "good", "known_good": True, "blocked": False}]
+                if name in self.rollback_ok else [])
 
     def log_tail(self, name: str, n: int = 50) -> list[str]:
         return self.logs.get(name, [])[-n:]
@@ -120,5 +145,20 @@ def healing_context(tmp_path: Any, specs: dict[str, ServiceSpec], *, mode: str =
     assert ctx.desired.current is not None, ctx.desired.error
     ctx.governance.set_mode(mode, actor="test")
     fake = FakeServices(specs)
+    fake.attach(ctx)
     ctx.subsystems["services"] = fake
-    return ctx, fake, HealingOrchestrator(ctx)
+    from controllers.healing import HealingController
+
+    ctl = HealingController(ctx)
+    orch = ctl.attach(HealingOrchestrator(ctx))
+    fake.healing = ctl
+    return ctx, fake, orch
+
+
+async def reconcile(ctx: Any, fake: FakeServices) -> list[Any]:
+    """One healing-controller pass (observe → diff → Executor → act) under the real manager
+    code; the outcomes."""
+    from controllers.manager import ControllerManager
+
+    ctl = fake.healing
+    return await ControllerManager(ctx, [ctl]).reconcile(ctl)

@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from autonomous.core.clock import SystemClock
+from autonomous.intents import IntentStore
 from autonomous.testing import copy_default_tree, free_port, make_context
 from controllers.healing import HealingController
 from controllers.manager import ControllerManager
@@ -139,13 +140,15 @@ class Stack:
 async def stack_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     made: list[Stack] = []
 
-    async def make(services: dict[str, str]) -> Stack:
+    async def make(services: dict[str, str], extra_policy: str | None = None) -> Stack:
         root = copy_default_tree(tmp_path / "root")
         for f in (root / "desired_state").glob("*.yaml"):
             f.unlink()
         for name, text in services.items():
             (root / "desired_state" / f"{name}.yaml").write_text(text)
         (root / "policies" / "zz_test_fast.yaml").write_text(FAST_POLICY)
+        if extra_policy:
+            (root / "policies" / "zz_zz_test_extra.yaml").write_text(extra_policy)
         ctx = make_context(tmp_path, root=root, clock=SystemClock())
         assert ctx.desired.current is not None, ctx.desired.error
         ctx.governance.set_mode("growth", actor="test")
@@ -211,13 +214,19 @@ async def test_error_responses_fail_over_then_route_back(stack_factory):
     more = "  fallback: {service: nexus-b}\n"
     s = await stack_factory({"nexus": service("nexus", p1, more=more),
                              "nexus-b": service("nexus-b", p2)})
+    intents = IntentStore(s.ctx.store, s.ctx.clock)
     await s.fault("nexus", {"kind": "error", "status": 503})
-    row = await s.until(lambda: s.incident("nexus", state="healed"), 10, "fallback active")
-    assert row["strategy"] == "FALLBACK" and row["error_type"] == "TRANSIENT"
-    route = s.ctx.store.kv_get("healing.route.nexus")
-    assert route["target"] == "nexus-b" and route["url"].endswith(f":{p2}/health")
-    await s.fault("nexus", None)
-    await s.until(lambda: not s.ctx.store.kv_get("healing.route.nexus"), 10, "routed back")
+    row = await s.until(lambda: s.incident("nexus", state="healed"), 15, "healed")
+    # the fallback is asked for (an intent the gateway reconciles) but is no heal while
+    # the front still answers 503: the ladder goes on to the restart that heals it
+    first = row["attempts"][0]
+    assert first["strategy"] == "FALLBACK" and not first["ok"], row["attempts"]
+    assert "not healed" in first["message"]
+    assert row["strategy"] == "RESTART_SERVICE" and row["error_type"] == "TRANSIENT"
+    [fb] = [i for i in intents.list("Service/nexus") if i.kind == "fallback"]
+    assert fb.params["target"] == "nexus-b" and fb.params["url"].endswith(f":{p2}/health")
+    assert fb.incident == row["id"]
+    await s.until(lambda: intents.get(fb.id).state == "released", 10, "routed back")
     s.assert_recorded(row)
 
 
@@ -246,8 +255,8 @@ async def test_crash_loop_backs_off_then_isolates_and_alerts(stack_factory):
     await s.until(lambda: s.orch.state("looper").phase == "isolated", 20, "isolated")
     ev = await asyncio.wait_for(alerts.get(), 5)
     assert ev.data["service"] == "looper" and ev.data["logs_tail"]
-    overrides = s.services.overrides()["looper"]
-    assert overrides["isolated"] is True
+    [iso] = IntentStore(s.ctx.store, s.ctx.clock).active("Service/looper", ("isolate",))
+    assert iso.requester == "healing" and iso.incident is not None
     log = (s.ctx.data_dir / "logs" / "looper.log").read_text()
     starts = log.count(" starting looper")
     assert 4 <= starts <= 3 + 1 + 2 + 1, starts  # budget + the exit over it + tries (+1 race)

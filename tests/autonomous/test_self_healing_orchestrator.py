@@ -13,7 +13,7 @@ import pytest
 from autonomous.core.events import Event
 from autonomous.self_healing.verify import process_stopped
 from autonomous.supervisor.revisions import spec_hash
-from tests.autonomous.healing_fakes import healing_context, spec
+from tests.autonomous.healing_fakes import healing_context, reconcile, spec
 
 GROWTH_SMALL_BUDGET = """apiVersion: atlas.autonomous/v1
 kind: PolicySet
@@ -65,7 +65,12 @@ async def test_crash_is_restarted_verified_and_recorded(stack):
     [mem] = orch.memory.get_similar_failures(row["error_signature"])
     assert mem["recovery_used"] == "RESTART_SERVICE" and mem["success"] is True
     chain = ctx.graph.why(row["graph_node"])
-    assert [n["type"] for n in chain] == ["error", "decision", "action", "outcome"]
+    # the incident's error and ladder decision, then the step through the one gate (the
+    # Executor's observation → decision (gate, mode, generation) → action → outcome)
+    assert [n["type"] for n in chain] == ["error", "decision", "observation", "decision",
+                                          "action", "outcome"]
+    assert chain[3]["attrs"]["gate"] == "enforce" and chain[3]["attrs"]["mode"] == "growth"
+    assert chain[4]["attrs"]["params"]["incident"] == row["id"]
     assert any(c["rel"] == "about" and c["node"]["label"] == "Service/nexus"
                for c in chain[1]["context"])
     topics = []
@@ -89,7 +94,7 @@ async def test_crash_loop_backs_off_isolates_alerts_then_slow_retry_recovers(tmp
     starts_before = fake.starts
     for _ in range(2):  # max_attempts tries, each after its back-off delay
         ctx.clock.advance(25)
-        await orch.tick()
+        await reconcile(ctx, fake)  # the due try: planned by diff, run through the Executor
         await drain(orch)
     assert st.phase == "isolated" and fake.overrides["nexus"]["isolated"] is True
     assert fake.starts - starts_before == 2  # bounded: one start per try, no storm
@@ -97,16 +102,19 @@ async def test_crash_loop_backs_off_isolates_alerts_then_slow_retry_recovers(tmp
     assert alert is not None and alert.topic == "alert.human"
     assert alert.data["service"] == "nexus" and alert.data["graph_link"].startswith("/api/graph")
     assert "logs_tail" in alert.data and alert.data["classification"]["error_type"]
-    await orch.tick()
+    await reconcile(ctx, fake)
     await drain(orch)
     assert st.phase == "isolated"  # slow retry not due yet
     fake.crash_on_start.clear()  # the cause went away
     ctx.clock.advance(100)
-    await orch.tick()
+    await reconcile(ctx, fake)
     await drain(orch)
     assert st.phase == "normal" and fake.procs["nexus"]["running"]
-    assert fake.overrides["nexus"] == {"isolated": False, "paused": False,
-                                       "reason": "self-healing: isolated try 3"}
+    assert fake.overrides["nexus"] == {"isolated": False, "paused": False}
+    released = [i for i in fake.intents.list("Service/nexus") if i.kind == "isolate"]
+    assert released and all(i.state != "active" for i in released)
+    assert released[0].outcome == "self-healing: isolated try 3"
+    assert released[0].incident is not None  # bound to the crash-loop incident
     assert orch.alerts.list(service="nexus", open_only=True) == []
     rows = orch.history.list(service="nexus")
     assert rows[0]["state"] == "healed"
@@ -119,7 +127,8 @@ async def test_restarts_of_a_hung_service_count_against_the_budget(tmp_path):
         await orch.handle_error("nexus", source="unhealthy", strategy="RESTART_SERVICE",
                                 context={"running": True})
     assert orch.state("nexus").phase == "backoff"
-    assert fake.calls.count(("stop", "nexus")) == 2  # the third restart was refused
+    # two restarts; the third was refused and the back-off's pause intent stopped it
+    assert fake.calls == [("stop", "nexus"), ("start", "nexus")] * 2 + [("stop", "nexus")]
 
 
 async def test_hung_process_in_stopped_state_is_restarted(stack):
@@ -166,7 +175,8 @@ async def test_governed_rollback_waits_for_approval_then_runs(tmp_path):
     assert (row["error_type"], row["state"]) == ("CONFIGURATION", "awaiting_approval")
     [req] = ctx.approvals.list(state="pending")
     assert req["action_kind"] == "rollback" and req["resource"] == "Service/nexus"
-    assert req["action"]["strategy"] == "ROLLBACK"
+    assert req["action"]["params"]["strategy"] == "ROLLBACK"
+    assert req["action"]["params"]["incident"] == row["id"]  # bound to the incident
     await orch.tick()
     await drain(orch)
     assert ("rollback", "nexus") not in fake.calls  # still waiting

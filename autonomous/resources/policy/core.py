@@ -28,6 +28,7 @@ ACTION_KINDS = (
     # lifecycle, a notification (escalation included), a health finding published as intent
     # for healing (an incident), housekeeping asked for now (retention, log rotation)
     "alert", "notify", "incident", "housekeeping",
+    "release", "close_incident",  # healing: a new revision frees a service; a removed one
 )
 
 

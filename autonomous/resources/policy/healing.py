@@ -162,6 +162,9 @@ class DetectionPolicy(Strict):
     dependency_timeout_seconds: float = Field(gt=0, description="Timeout of dependency checks")
     probe_timeout_seconds: float = Field(gt=0, description="Timeout of the healer's own probes")
     memory_checks: bool = Field(description="Compare RSS with resources.memory_mb each tick")
+    finding_window_seconds: float = Field(gt=0, description="A health.finding about a service "
+                                          "this recent is linked to the incident opened for it "
+                                          "(its evidence and graph chain)")
 
 
 class MemoryPolicy(Strict):
@@ -193,7 +196,6 @@ class HealingPolicy(Strict):
                                            "(slow or error responses)")
     classification: ClassificationPolicy
     strategies: dict[ErrorTypeName, list[StrategyName]] = Field(description="Ladder per type")
-    approval_list: list[StrategyName] = Field(description="Proposals in governed mode")
     retry: RetryPolicy
     verify: VerifyPolicy
     restart_budget: RestartBudgetPolicy
@@ -207,6 +209,21 @@ class HealingPolicy(Strict):
                                              "open = no heartbeats sent, no heals requested")
     history_max_rows: int = Field(ge=1)
 
+    approval_list: None = Field(None, description="Removed: folded into governance.actions "
+                                "(set a strategy's action kind to require_approval there)")
+
+    @field_validator("approval_list", mode="before")
+    @classmethod
+    def _folded(cls, v: object) -> None:
+        if v is not None:
+            raise ValueError(
+                "healing.approval_list was folded into governance.actions (one gate for every "
+                "controller): delete it and set the strategies' action kinds to "
+                "require_approval in the mode's overlay, e.g. governance.actions.restart_all / "
+                ".rollback in policies/governed.yaml (kinds: " + ", ".join(
+                    sorted(_STRATEGY_KINDS)) + ")")
+        return None
+
     @model_validator(mode="after")
     def _every_type(self) -> HealingPolicy:
         missing = [t for t in ERROR_TYPES if t not in self.strategies]
@@ -215,5 +232,8 @@ class HealingPolicy(Strict):
                              f"type needs one (from {', '.join(STRATEGIES)})")
         return self
 
+
+_STRATEGY_KINDS = ("retry", "restart", "restart_all", "rollback", "fallback", "degrade",
+                   "isolate", "alert_human")
 
 SECTIONS = {"healing": HealingPolicy}

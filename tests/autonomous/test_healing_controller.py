@@ -1,0 +1,227 @@
+"""Healing as a controller: a pure ``diff`` over (desired, observed) — close the incidents of a
+Service no longer desired, release isolation / back-off on a new revision, run a due crash-loop
+try — and incidents as resources: one per fault, approvals bound to it and cancelled when it
+closes; ``heal trigger`` on a healthy service heals nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from autonomous.core.events import Event
+from autonomous.intents import IntentStore
+from controllers.healing import HealingController, HealingDesired, HealingObserved, \
+    ServiceHealing
+from controllers.services_intents import ServiceIntents
+from tests.autonomous.healing_fakes import healing_context, reconcile, spec
+
+BUDGET = """apiVersion: atlas.autonomous/v1
+kind: PolicySet
+metadata: {name: test-budget}
+spec:
+  mode: %s
+  policy:
+    healing:
+      restart_budget: {max_restarts: 1, window_seconds: 60, healthy_reset_seconds: 30}
+      crashloop:
+        backoff: {initial_seconds: 5, factor: 2, max_seconds: 20, jitter: 0.2}
+        max_attempts: 2
+      isolation: {slow_retry_seconds: 100}
+"""
+
+names = st.sampled_from(["nexus", "robot", "push", "gone"])
+hashes = st.sampled_from(["h1", "h2", "h3"])
+views = st.builds(ServiceHealing, name=st.just("x"),
+                  phase=st.sampled_from(["normal", "backoff", "isolated"]),
+                  attempts=st.integers(0, 5),
+                  next_at=st.one_of(st.none(), st.floats(0, 100)),
+                  held_for=st.one_of(st.none(), hashes), busy=st.booleans(),
+                  paused_by_human=st.booleans(),
+                  incidents=st.lists(st.sampled_from(["i1", "i2"]), max_size=2).map(tuple))
+desireds = st.builds(HealingDesired, generation=st.integers(1, 9),
+                     services=st.dictionaries(names, hashes, max_size=4))
+observeds = st.builds(HealingObserved, now=st.floats(0, 100),
+                      services=st.dictionaries(names, views, max_size=4))
+
+
+@settings(max_examples=300, deadline=None)
+@given(desireds, observeds)
+def test_diff_is_pure_and_deterministic(desired, observed):
+    before = (copy.deepcopy(desired), copy.deepcopy(observed))
+    first = HealingController.diff(desired, observed)
+    assert HealingController.diff(desired, observed) == first
+    assert (desired, observed) == before  # side-effect free
+    for a in first:
+        name = a.params["service"]
+        assert a.resource == f"Service/{name}"
+        if a.kind == "close_incident":
+            assert name not in desired.services
+        else:
+            assert name in desired.services and observed.services[name].phase != "normal"
+
+
+@settings(max_examples=200, deadline=None)
+@given(desireds, st.floats(0, 100))
+def test_diff_is_empty_when_observed_matches_desired(desired, now):
+    observed = HealingObserved(now, {n: ServiceHealing(n, held_for=h)
+                                     for n, h in desired.services.items()})
+    assert HealingController.diff(desired, observed) == ()
+
+
+async def drain(orch) -> None:
+    for _ in range(50):
+        if not orch._tasks:
+            return
+        await asyncio.gather(*list(orch._tasks), return_exceptions=True)
+
+
+async def crash_loop(ctx, fake, orch, name: str) -> None:
+    fake.crash_on_start.add(name)
+    for _ in range(2):  # over the budget of 1
+        pid = fake.procs[name]["pid"]
+        fake.kill(name, rc=1)
+        orch.on_event(Event("service.exited", {"service": name, "pid": pid, "returncode": 1,
+                                               "expected": False}))
+        await drain(orch)
+    assert orch.state(name).phase == "backoff"
+
+
+async def test_removed_service_with_an_open_incident_is_closed_and_never_retried(tmp_path):
+    ctx, fake, orch = healing_context(tmp_path, {"nexus": spec(core=True), "robot": spec()},
+                                      policy_edit=BUDGET % "growth")
+    await crash_loop(ctx, fake, orch, "robot")
+    [open_row] = orch.history.list(service="robot", state="backoff")
+    (ctx.root / "desired_state" / "robot.yaml").unlink()
+    del fake._specs["robot"]
+    assert ctx.desired.reload() is not None
+    outcomes = await reconcile(ctx, fake)
+    assert [(o.action.kind, o.ok) for o in outcomes] == [("close_incident", True)]
+    row = orch.history.list(service="robot", state="closed")[0]
+    assert row["id"] == open_row["id"] and "no longer in the desired state" in row["message"]
+    assert "robot" not in orch.states
+    assert not ctx.store.query("SELECT 1 FROM healing_service_state WHERE service='robot'")
+    starts = fake.starts
+    for _ in range(3):  # long past every back-off: nothing is tried for it
+        ctx.clock.advance(60)
+        assert await reconcile(ctx, fake) == []
+        await drain(orch)
+    assert fake.starts == starts
+    run = ctx.status.controller("healing")
+    assert run.last_error is None and run.errors == 0
+    ctx.store.close()
+
+
+async def test_a_new_revision_releases_backoff_and_starts_at_once(tmp_path):
+    ctx, fake, orch = healing_context(tmp_path, {"nexus": spec(core=True)},
+                                      policy_edit=BUDGET % "growth")
+    await crash_loop(ctx, fake, orch, "nexus")
+    intents = IntentStore(ctx.store, ctx.clock)
+    assert intents.active("Service/nexus", ("pause",))
+    assert not fake.procs["nexus"]["running"]
+    # the fix: a new revision of the service (the next try would be seconds away)
+    fake.crash_on_start.clear()
+    fake._specs["nexus"] = spec(core=True, version="2")
+    outcomes = await reconcile(ctx, fake)
+    assert [o.action.kind for o in outcomes] == ["release"]
+    assert orch.state("nexus").phase == "normal"
+    assert not intents.active("Service/nexus")
+    assert fake.procs["nexus"]["running"]  # started by the owner once released
+    assert orch.history.list(service="nexus")[0]["state"] == "closed"
+    ctx.store.close()
+
+
+def test_the_owner_expires_isolation_made_for_another_revision(tmp_path):
+    ctx, _fake, _orch = healing_context(tmp_path, {"nexus": spec(core=True)})
+    store = IntentStore(ctx.store, ctx.clock)
+    it = store.request("isolate", "Service/nexus", reason="crash loop", requester="healing",
+                       params={"spec_hash": "old"})
+    owner = ServiceIntents(ctx)
+    assert owner.for_service("nexus", "old", None) == ("isolated", None)
+    assert owner.for_service("nexus", "new", None) == (None, None)  # a new generation
+    got = store.get(it.id)
+    assert got.state == "expired" and "released by the new generation" in got.outcome
+    ctx.store.close()
+
+
+async def test_one_incident_per_fault_and_its_approval_is_cancelled_on_recovery(tmp_path):
+    ctx, fake, orch = healing_context(tmp_path, {"nexus": spec(core=True)}, mode="governed")
+    fake.rollback_ok.add("nexus")
+    fake.logs["nexus"] = ["ModuleNotFoundError: No module named 'brain'"]
+    for _ in range(6):  # a crash-on-start: every exit is the same fault
+        pid = fake.procs["nexus"]["pid"]
+        fake.kill("nexus", rc=1)
+        await orch.handle_report(orch.detector.from_exit(Event(
+            "service.exited", {"service": "nexus", "pid": pid, "returncode": 1})))
+        fake.procs["nexus"]["pid"] += 1  # the owner restarted it (and it exited again)
+    rows = orch.history.list(service="nexus")
+    assert len(rows) == 1 and rows[0]["state"] == "awaiting_approval", rows
+    assert "seen again 5x" in rows[0]["message"]
+    [req] = ctx.approvals.list(state="pending")
+    assert req["action"]["params"]["incident"] == rows[0]["id"]
+    orch.on_event(Event("service.healthy", {"service": "nexus"}))  # fixed meanwhile
+    [row] = orch.history.list(service="nexus")
+    assert row["state"] == "closed" and "approval is cancelled" in row["message"]
+    assert ctx.approvals.get(req["id"])["state"] == "cancelled"
+    assert ctx.approvals.list(state="pending") == []
+    ctx.store.close()
+
+
+async def test_trigger_on_a_healthy_service_has_nothing_to_heal(tmp_path):
+    ctx, fake, orch = healing_context(tmp_path, {"nexus": spec(core=True)})
+    from autonomous.self_healing.facade import HealingFacade
+
+    out = await HealingFacade(orch).trigger("nexus", None, None)
+    assert out["state"] == "nothing_to_heal" and "--strategy RESTART_SERVICE" in out["message"]
+    assert orch.history.list() == [] and fake.calls == []
+    forced = await HealingFacade(orch).trigger("nexus", "RESTART_SERVICE", None)
+    assert forced["state"] == "healed" and fake.calls == [("stop", "nexus"), ("start", "nexus")]
+    ctx.store.close()
+
+
+async def test_a_health_finding_leads_to_the_incident_in_the_graph(tmp_path):
+    ctx, fake, orch = healing_context(tmp_path, {"nexus": spec(core=True)})
+    g = ctx.graph
+    about = g.ensure("resource", "Service/nexus")
+    obs, finding = g.record_chain(
+        [("observation", "health: nexus", {"evidence": {"latency_p95_ms": 950.0}}),
+         ("error", "nexus is unhealthy", {"finding": "unhealthy_service"})],
+        context={"about": about})
+    orch.on_event(Event("health.finding", {"type": "unhealthy_service", "service": "nexus",
+                                           "severity": "high", "message": "nexus is unhealthy",
+                                           "graph_node": finding}))
+    row = await orch.handle_error("nexus", strategy="RESTART_SERVICE", message="stuck")
+    chain = [n["id"] for n in g.why(row["graph_node"])]
+    assert chain[:2] == [obs, finding]  # why walks back to what the health controller saw
+    ctx.store.close()
+
+
+async def test_plan_shows_healings_would_be_actions(tmp_path):
+    """``plan`` of a proposed tree: healing would close the removed service's incidents and
+    release the back-off of the service whose revision changes (nothing is done)."""
+    from autonomous.supervisor.revisions import spec_hash
+    from autonomous.testing import copy_default_tree, make_context
+    from controllers.plan import plan_actions
+
+    ctx = make_context(tmp_path)
+    nexus = ctx.desired.current.services["nexus"]
+    for name in ("nexus", "robot"):
+        ctx.store.execute("INSERT INTO healing_service_state(service, phase, attempts, "
+                          "next_at, paused_by_human, forced_strategy, degraded, fallback, "
+                          "reason, updated_at) VALUES (?, 'backoff', 1, ?, 0, NULL, NULL, 0, "
+                          "'CrashLoopBackOff', 0)", (name, ctx.clock.now() + 3600))
+    IntentStore(ctx.store, ctx.clock).request(
+        "pause", "Service/nexus", reason="crash loop", requester="healing",
+        params={"spec_hash": spec_hash(nexus)})
+    ctx.store.close()
+    proposed = copy_default_tree(tmp_path / "proposed")
+    (proposed / "desired_state" / "robot.yaml").unlink()
+    text = (proposed / "desired_state" / "nexus.yaml").read_text()
+    (proposed / "desired_state" / "nexus.yaml").write_text(
+        text.replace('version: "1.0.0"', 'version: "1.0.1"'))
+    _mode, actions = await plan_actions(proposed, ctx.data_dir)
+    healing = sorted((a["kind"], a["resource"]) for a in actions
+                     if a["controller"] == "healing")
+    assert healing == [("close_incident", "Service/robot"), ("release", "Service/nexus")]
