@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from autonomous.core.backoff import Backoff, BackoffSpec
+from autonomous.core.events import Subscription
 from autonomous.resources.kinds.service import ServiceSpec
 from autonomous.supervisor.order import topo_order
 from autonomous.supervisor.probe_client import ProbeClient
@@ -86,7 +87,7 @@ class ServicesController(Controller):
         self._desired: dict[str, DesiredService] = {}
         self._client: ProbeClient | None = None
         self._started = False
-        self._exit_sub = None
+        self._exit_sub: Subscription | None = None
         self._exit_task: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------

@@ -30,7 +30,7 @@ def report(ctl: Any, desired: dict, observed: dict, outcomes: list) -> None:
             st.sync = SyncStatus.SYNCED if in_sync else SyncStatus.OUT_OF_SYNC
             st.set_condition("Synced", in_sync, "Stopped" if in_sync else "Stopping",
                              f"kept stopped: {d.why_not}", now)
-        elif running and o.hash == d.hash:
+        elif running and o is not None and o.hash == d.hash:
             st.sync = SyncStatus.SYNCED
             st.set_condition("Synced", True, "Running", f"revision {d.hash} running", now)
         else:

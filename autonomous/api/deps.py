@@ -52,6 +52,6 @@ def subsystem(ctx: OperatorContext, name: str) -> Any:
     if facade is None:
         err = AtlasError(f"subsystem {name!r} is not running: enable it under "
                          f"spec.controllers in config/autonomous.yaml")
-        err.status_code = 503  # type: ignore[misc]
+        err.status_code = 503
         raise err
     return facade

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from autonomous.core.clock import Clock
-from autonomous.health_monitor.anomaly_detector import AnomalyDetector
+from autonomous.health_monitor.anomaly_detector import AnomalyDetector, Series
 from autonomous.health_monitor.forest import ForestFitter
 from autonomous.health_monitor.metrics import matches, metric_key, parse_key, resource_usage
 from autonomous.health_monitor.recommendations import recommendations
@@ -262,8 +262,8 @@ class HealthAggregator:
         """Fit the anomaly model on the stored history (1-min rollups over ``history_days``)."""
         pol = pol or self._policy()
         an, now = pol["anomaly"], self.clock.now()
-        history: dict[str, tuple[list[float], list[float]]] = {}
-        recent: dict[str, tuple[list[float], list[float]]] = {}
+        history: dict[str, Series] = {}
+        recent: dict[str, Series] = {}
         span = (an["stream"]["window"] + an["stream"]["likelihood_window"]) * \
             self.sample_interval()
         keys = {sid: key for name in self.ts.names() for sid, labels in self.ts.match(name)

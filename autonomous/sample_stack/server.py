@@ -16,6 +16,7 @@ import os
 import sys
 import threading
 import time
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -28,12 +29,11 @@ from autonomous.sample_stack.readiness import Readiness
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from http.client import HTTPMessage
     from urllib.parse import SplitResult
 
     from autonomous.resilience.admission import Admission
     from autonomous.sample_stack.logs import TraceContext
-    from autonomous.sample_stack.routes import Full, Route
+    from autonomous.sample_stack.routes import After, Full, Route
     from autonomous.sample_stack.work import Motion
 
 __all__ = ["MAX_BODY_BYTES", "Service", "make_server"]
@@ -45,7 +45,7 @@ Headers = tuple[tuple[str, str], ...]
 PROBE_PATHS = frozenset({"/health", "/ready", "/metrics"})
 
 
-def _quiet_probe(method: str, path: str, status: int, headers: HTTPMessage) -> bool:
+def _quiet_probe(method: str, path: str, status: int, headers: Message) -> bool:
     """A successful, untraced probe or scrape: counted in /metrics, not written to the log
     (the supervisor's probes and scrapes would otherwise be most of it)."""
     return (method == "GET" and path in PROBE_PATHS and status < 400
@@ -159,7 +159,7 @@ class Handler(BaseHTTPRequestHandler):
             after()
 
     def _admitted(self, svc: Service, method: str, url: SplitResult, route: Route | None
-                  ) -> tuple[int, object, object, Headers]:
+                  ) -> tuple[int, object, After | None, Headers]:
         """``_answer`` inside an admission slot; a shed request gets 429 + Retry-After."""
         from autonomous.core.errors import Throttled
 

@@ -1,5 +1,5 @@
-"""mypy is clean on the healing engine, its controller, the Executor and the intents (the
-modules named here are checked fully; what they import is analysed, see pyproject)."""
+"""mypy is clean on the whole package (``autonomous/`` and ``controllers/``, the ``files`` of
+``[tool.mypy]`` in pyproject.toml, with the pydantic plugin)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CHECKED = ["autonomous/self_healing", "autonomous/intents.py", "controllers/healing.py",
-           "controllers/execution.py", "controllers/services_intents.py"]
 
 
-def test_mypy_is_clean_on_the_healing_loop():
+def test_mypy_is_clean_on_autonomous_and_controllers():
     pytest.importorskip("mypy", reason="mypy is in the test extras: pip install -e '.[test]'")
-    out = subprocess.run([sys.executable, "-m", "mypy", "--no-error-summary", *CHECKED],
-                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    out = subprocess.run([sys.executable, "-m", "mypy", "--no-error-summary"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout + out.stderr

@@ -166,7 +166,7 @@ class HistoryOut(BaseModel):
 def _not_ready() -> AtlasError:
     err = AtlasError("the health monitor has not completed its first cycle yet: retry in a few "
                      "seconds")
-    err.status_code = 503  # type: ignore[misc]
+    err.status_code = 503
     return err
 
 

@@ -161,7 +161,7 @@ _FAILED = {"RestoreRefused": Conflict, "FileExistsError": Conflict,
 
 
 async def _request(facade: Any, backup_id: str, target: str, actor: str) -> dict[str, Any]:
-    return facade.request_restore(backup_id, target, actor)  # type: ignore[no-any-return]
+    return facade.request_restore(backup_id, target, actor)  # type: ignore[no-any-return, unused-ignore]
 
 
 @router.post("/backups/{backup_id}/restore", responses={
