@@ -64,7 +64,7 @@ class _Steady:
         self._task: asyncio.Task[None] | None = None
 
     async def _run(self) -> None:
-        async with httpx.AsyncClient(timeout=1.0, trust_env=False) as c:
+        async with httpx.AsyncClient(timeout=5.0, trust_env=False) as c:
             while True:
                 self.sent += 1
                 try:
@@ -131,7 +131,7 @@ async def test_broken_command_is_refused_and_the_healthy_process_kept(tmp_path: 
                                    20, "the broken revision refused")
             await asyncio.sleep(0.5)  # the steady client keeps talking to the kept process
         assert facade.observed()["x"]["pid"] == old and facade.observed()["x"]["running"]
-        assert load.sent > 20 and load.failed == 0, (load.sent, load.failed)
+        assert load.sent > 10 and load.failed == 0, (load.sent, load.failed)
         [row] = refused
         assert row["generation"] == ctx.desired.current.number
         res = ctx.status.resource("services", "Service", "x")
