@@ -150,7 +150,7 @@
                   : "Acknowledge failed: " + ((r.body && r.body.detail) || r.status));
                 ev.target.disabled = false;
                 refresh(["alerts"]);
-              } }, "Ack")));
+              } }, "Acknowledge")));
       });
       setBody("alerts", rows.length ?
         table("Active alerts", ["Alert", "Severity", "State", "Summary", "Action"], rows) :
