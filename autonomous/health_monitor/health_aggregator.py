@@ -262,8 +262,9 @@ class HealthAggregator:
         """Fit the anomaly model on the stored history (1-min rollups over ``history_days``)."""
         pol = pol or self._policy()
         an, now = pol["anomaly"], self.clock.now()
-        history: dict[str, tuple[list[float], list[float]]] = {}
-        recent: dict[str, tuple[list[float], list[float]]] = {}
+        Series = tuple[list[float] | np.ndarray, list[float] | np.ndarray]
+        history: dict[str, Series] = {}
+        recent: dict[str, Series] = {}
         span = (an["stream"]["window"] + an["stream"]["likelihood_window"]) * \
             self.sample_interval()
         keys = {sid: key for name in self.ts.names() for sid, labels in self.ts.match(name)
