@@ -204,7 +204,6 @@ class HealthController(Controller):
     async def observe(self) -> dict[str, Any]:
         assert self.aggregator is not None, "start() first"
         mono = self.ctx.clock.monotonic()
-        assert self.aggregator is not None
         tolerance = self.ctx.policy()["health"]["sampling"]["resample_tolerance"]
         sample = self._last_sample is None or \
             mono - self._last_sample >= tolerance * self.aggregator.sample_interval()

@@ -29,7 +29,7 @@ from autonomous.core.jobs import Job
 from autonomous.learning.retention import Retention
 from autonomous.store.timeseries import TimeSeriesStore
 from autonomous.telemetry.alert_manager import AlertManager
-from autonomous.telemetry.alert_plan import AlertView, plan, plan_transitions
+from autonomous.telemetry.alert_plan import AlertView, plan
 from autonomous.telemetry.hub import TelemetryHub
 from controllers.base import Action, Controller, Outcome
 
@@ -55,6 +55,7 @@ class TelemetryController(Controller):
         super().__init__(ctx)
         self.hub: TelemetryHub | None = None
         self._offline: AlertManager | None = None
+        self._changed = False  # an episode changed in this pass (see requeue_after)
         self._tasks: list[asyncio.Task[None]] = []
         self.retention = Retention(ctx.store, ctx.graph, ctx.clock, ctx.policy,
                                    self._generation)
@@ -154,11 +155,10 @@ class TelemetryController(Controller):
         return to_actions(desired, view)
 
     def requeue_after(self, desired: dict[str, Any], observed: dict[str, Any]) -> float | None:
-        """An episode changed this pass: the next pass (its notices) comes at once."""
-        view = observed.get("view") if observed else None
-        if view is None or desired.get("alerting") is None:
-            return None
-        return 0.01 if plan_transitions(desired["alerting"], view) else None
+        """An episode changed this pass: the next pass (its notices) comes at once. Only
+        after a change was made (a failing step backs off in the Executor, never spins)."""
+        changed, self._changed = self._changed, False
+        return 0.01 if changed else None
 
     async def act(self, action: Action) -> Outcome:
         if self.hub is None:
@@ -169,6 +169,7 @@ class TelemetryController(Controller):
         params = {k: v for k, v in action.params.items() if k != "op"}
         done = await asyncio.to_thread(self.hub.alerts.apply, str(action.params["op"]),
                                        params)
+        self._changed |= action.kind == "alert"
         return Outcome(action, True, done)
 
     def report(self, desired: Any, observed: Any, outcomes: list[Outcome]) -> None:

@@ -11,8 +11,9 @@ FakeClock drives jobs in tests exactly as it drives controllers (or a test calls
 
 A job whose ``run`` raises is logged and kept (its error in ``last_error``); the next run is
 one period later either way. ``run`` is called in a worker thread (jobs touch the store, not
-the event loop), or on the loop with ``thread=False`` (state shared with the loop's code). ``trigger(name)`` makes a job due now (a controller's action asking for
-"retention now", for example).
+the event loop), or on the loop with ``thread=False`` (state shared with the loop's code).
+``trigger(name)`` makes a job due now (a controller's action asking for "retention now", for
+example).
 """
 
 from __future__ import annotations

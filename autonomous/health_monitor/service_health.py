@@ -16,11 +16,8 @@ Latency p50/p95 and the probe error rate are over the last ``window_seconds`` (p
 ``metrics_interval_seconds``). Dependencies (HTTP or TCP, declared in the Service spec) are
 checked every ``dependency_interval_seconds``.
 
-Service score (``calculate_service_score``), documented formula: 0 when not live; null while
-not probed yet; otherwise ``100 − latency_weight·min(1, p95/threshold) −
-error_weight·error_rate`` (a term whose figure was not measured is left out, and
-``score_reason`` says so: a missing p95 is not 0 ms), capped at 50 when not ready, then
-multiplied by ``1 − dependency_weight·(share of dependencies down)``.
+Service score (``calculate_service_score``): :mod:`~autonomous.health_monitor.service_score`
+(null while not probed yet; an unmeasured figure is left out, not counted as 0).
 """
 
 from __future__ import annotations
@@ -37,6 +34,7 @@ import httpx
 from autonomous.core.clock import Clock
 from autonomous.health_monitor.network import tcp_connect
 from autonomous.health_monitor.prom import request_totals
+from autonomous.health_monitor.service_score import score_reason, service_score
 from autonomous.supervisor.probe_client import ProbeClient
 from autonomous.core.stats import percentile
 from autonomous.supervisor.probes import ProbeResult, ProbeState
@@ -325,39 +323,11 @@ class ServiceHealth:
 
     def calculate_service_score(self, name: str, metrics: dict[str, Any] | None = None
                                 ) -> float | None:
-        """0–100 for one service (formula in the module docstring); None while it has not
-        been probed yet (see :meth:`score_reason`)."""
+        """0–100 for one service (:func:`service_score`); None while not probed yet."""
         m = metrics if metrics is not None else self.service_metrics(name)
-        if m["live"] is False:
-            return 0.0
-        if m["live"] is None:
-            return None if m["last_probe"] is None else (100.0 if m["last_probe"]["ok"]
-                                                         else 0.0)
-        pol = self._policy()
-        sc, th = pol["score"], pol["thresholds"]
-        score = 100.0
-        if m["latency_p95_ms"] is not None:  # not measured: no term (not 0 ms)
-            score -= sc["latency_weight"] * min(1.0, m["latency_p95_ms"]
-                                                / th["service_latency_ms"])
-        if m["error_rate"] is not None:  # not measured: no term (not 0 % errors)
-            score -= sc["error_weight"] * m["error_rate"]
-        if m["ready"] is False:
-            score = min(score, 50.0)
-        deps = list(m["dependencies"].values())
-        if deps:
-            down = sum(not d["online"] for d in deps) / len(deps)
-            score *= 1.0 - sc["dependency_weight"] * down
-        return round(max(0.0, score), 2)
+        return service_score(m, self._policy())
 
-    @staticmethod
-    def score_reason(m: dict[str, Any]) -> str | None:
-        """Why a score is null or left a term out; None when everything was measured."""
-        if m["live"] is None and m["last_probe"] is None:
-            return "not probed yet"
-        missing = [k for k in ("latency_p95_ms", "error_rate") if m[k] is None]
-        if m["live"] and missing:
-            return f"not measured in the window, left out of the score: {', '.join(missing)}"
-        return None
+    score_reason = staticmethod(score_reason)
 
     def get_dependency_health(self) -> dict[str, dict[str, dict[str, Any]]]:
         """Per service, each declared dependency's last check."""

@@ -100,9 +100,13 @@ async def test_stopped_service_is_down_fires_in_60s_and_recovery_resolves(tmp_pa
         svc.stop("nexus")  # isolated / paused / exited: not running, not probed
         ctx.bus.publish("alert.human", service="nexus", reason="crash loop: isolated",
                         severity="high", source="self_healing", message="nexus isolated")
+        stopped_at = ctx.clock.now()
         t = await _run(ctx, mgr, health, tele, 60, t)
         (down,) = _service_down(ctx)
         assert down["state"] == "firing", down
+        # health writes 0 at its next pass (≤ 10 s), telemetry opens it (≤ 15 s later) and
+        # fires it 15 s on: within 40 s of the stop at the default cadences
+        assert down["fired_at"] - stopped_at <= 40, down["fired_at"] - stopped_at
         # it stays down while stopped: no probe is not "up"
         t = await _run(ctx, mgr, health, tele, 180, t)
         assert [a["state"] for a in _service_down(ctx)] == ["firing"]
@@ -315,4 +319,27 @@ async def test_isolated_real_service_stays_down_until_started_again(tmp_path):
         assert hub.alerts.db.get(fired["id"])["state"] == "resolved"
     finally:
         await manager.stop()
+        ctx.store.close()
+
+
+def test_predicted_failure_reaches_a_default_rule_and_clears(tmp_path) -> None:
+    from autonomous.store.timeseries import TimeSeriesStore
+    from autonomous.telemetry.alert_manager import AlertManager
+
+    ctx = make_context(tmp_path)
+    try:
+        am = AlertManager(ctx.store, ctx.clock, TimeSeriesStore(ctx.store, ctx.clock),
+                          ctx.policy)
+        finding = {"type": "predicted_failure", "metric": "disk.percent{mount=/}",
+                   "message": "disk.percent{mount=/} reaches 90 in 3600 s"}
+        assert am.observe_event("health.finding", finding) == 1
+        am.evaluate_rules()
+        (a,) = am.active_alerts()
+        assert (a["rule"], a["state"]) == ("failure_predicted", "firing")
+        assert a["labels"]["metric"] == "disk.percent{mount=/}"
+        am.observe_event("health.finding_resolved", {"type": "predicted_failure",
+                                                     "metric": "disk.percent{mount=/}"})
+        am.evaluate_rules()
+        assert am.active_alerts() == [] and am.db.get(a["id"])["state"] == "resolved"
+    finally:
         ctx.store.close()

@@ -89,7 +89,7 @@
                   : "Acknowledge failed: " + detail(r));
                 ev.target.disabled = false;
                 refresh(["alerts"]);
-              } }, "Ack")));
+              } }, "Acknowledge")));
       });
       setBody("alerts", alertRows.length ?
         table("Active alerts", ["Alert", "Severity", "State", "Summary", "Action"], alertRows) :
