@@ -196,7 +196,13 @@ class LearningController(Controller):
                 return self._apply(action, p)
             if op == "revert":
                 return self._revert(action, p)
-        except (PatchConflict, ApplyRejected, OSError) as e:
+        except PatchConflict as e:
+            if op == "apply" and p.state in ("evaluated", "awaiting_approval"):
+                cycle = int(self.ctx.store.kv_get("learning.cycle", 0) or 0)
+                self.proposals.transition(p.id, "rejected", actor="learning",
+                                          reason=f"superseded: {e}", closed_cycle=cycle)
+            return Outcome(action, False, f"{op} {pid}: {e}", permanent=True)
+        except (ApplyRejected, OSError) as e:
             return Outcome(action, False, f"{op} {pid}: {e}", permanent=True)
         return Outcome(action, False, f"unknown op {op!r}", permanent=True)
 
