@@ -1,7 +1,8 @@
 """Heartbeat agent: the small module a service embeds (the sample NEXUS does; the real
 ``modules/nexus_heartbeat.py`` can import it) to beat from inside the process.
 
-Every ``healing.heartbeat.interval_seconds`` (the operator's policy, read from its API) a
+Every ``healing.heartbeat.interval_seconds`` (the operator's policy: read from its API at
+start, then from each report's answer) a
 thread of the service GETs the service's own heartbeat endpoint (``healing.heartbeat.path``)
 with the policy's timeout, so a hung or failing request loop is seen from inside, and reports
 the beat and the process's own metrics to the operator:
@@ -119,7 +120,9 @@ class HeartbeatAgent:
         status, raw = _request(self.api_url + "/api/policy", "GET", 5, headers=self._headers)
         if status != 200:
             raise ReportFailed(f"GET /api/policy answered {status}")
-        healing = json.loads(raw)["policy"]["healing"]
+        return self._apply(json.loads(raw)["policy"]["healing"])
+
+    def _apply(self, healing: dict[str, Any]) -> dict[str, Any]:
         hb, br = healing["heartbeat"], healing["heartbeat_breaker"]
         params = {"failure_threshold": br["failure_threshold"], "timeout": br["timeout_seconds"],
                   "success_threshold": br["success_threshold"]}
@@ -175,6 +178,8 @@ class HeartbeatAgent:
             answer = self.breaker.call(self._post, res)
             res.reported = True
             res.healing_requested = bool(answer.get("healing_requested"))
+            if "heartbeat" in answer:  # the policy in force comes back with every report
+                self._apply(answer)
         except CircuitOpenError as exc:
             res.report_error = f"not sent: {exc}"
         except ReportFailed as exc:
@@ -185,17 +190,10 @@ class HeartbeatAgent:
         return res
 
     def run(self, stop: threading.Event) -> None:
-        """Beat until ``stop`` is set; the policy is re-read every beat that reaches the
-        operator's API (cheap on loopback, so an edit to the interval applies at once)."""
+        """Beat until ``stop`` is set (one report per beat; its answer carries the policy)."""
         while not stop.is_set():
             self.beat()
             interval = (float(self.policy["interval_seconds"]) if self.policy
                         else self.unreachable_retry_seconds)
             if stop.wait(interval):
                 return
-            if self.last is not None and self.last.reported:
-                try:
-                    self.load_policy()
-                except (OSError, http.client.HTTPException, ReportFailed, KeyError,
-                        ValueError):
-                    pass  # keep the last policy; the breaker counts the report failures

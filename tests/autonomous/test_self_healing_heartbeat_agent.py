@@ -124,3 +124,28 @@ def test_a_heartbeat_token_opens_only_its_own_route(tmp_path: Path) -> None:
             assert bad.status_code == 422
     finally:
         ctx.store.close()
+
+
+class _Accepting(_Operator):
+    """Takes reports; its answer carries an edited policy (a longer timeout)."""
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        healing = self.policy["policy"]["healing"]
+        body = json.dumps({"service": "nexus", "received": True, "healing_requested": False,
+                           "generation": 2, "heartbeat": {**healing["heartbeat"],
+                                                          "timeout_seconds": 0.75},
+                           "heartbeat_breaker": healing["heartbeat_breaker"]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_the_agent_follows_the_policy_each_report_answers_with() -> None:
+    with serve_http(_Accepting) as srv:
+        url = f"http://127.0.0.1:{srv.server_address[1]}"
+        agent = HeartbeatAgent("nexus", url, url, "t")
+        first = agent.beat()
+        assert first.reported and first.breaker == "CLOSED"
+        assert agent.policy is not None and agent.policy["timeout_seconds"] == 0.75

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hmac
 import math
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -55,6 +55,9 @@ class BeatOut(BaseModel):
     received: bool
     healing_requested: bool
     generation: int | None
+    heartbeat: dict[str, Any] = Field(description="healing.heartbeat in force (the agent "
+                                      "follows an edit from the next beat)")
+    heartbeat_breaker: dict[str, Any] = Field(description="healing.heartbeat_breaker in force")
 
 
 def service_may_beat(authorization: str | None, api_token: str, service: str) -> bool:
@@ -88,4 +91,7 @@ async def beat(service: ServiceName, body: BeatIn, ctx: Ctx,
         res.healing_requested = asked = True
     report(ctx, res, body.metrics)
     gen = ctx.desired.current.number if ctx.desired.current else None
-    return BeatOut(service=service, received=True, healing_requested=asked, generation=gen)
+    healing_policy = ctx.policy()["healing"]
+    return BeatOut(service=service, received=True, healing_requested=asked, generation=gen,
+                   heartbeat=healing_policy["heartbeat"],
+                   heartbeat_breaker=healing_policy["heartbeat_breaker"])
