@@ -184,7 +184,9 @@ def _stats(v: list[float]) -> dict[str, float]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="coarser seed and fewer loads")
-    ap.add_argument("--json", metavar="PATH", help="also write the result as JSON")
+    ap.add_argument("--json", metavar="PATH", default=str(Path(__file__).parent / "results" /
+                    "bench_dashboard.json"), help="write the result as JSON here (default: "
+                    "bench/results/bench_dashboard.json, read by atlas-autonomous report)")
     args = ap.parse_args()
     step, loads = (600.0, 5) if args.quick else (60.0, 15)
     with tempfile.TemporaryDirectory(prefix="bench-dashboard-") as tmp_s:
@@ -223,6 +225,7 @@ def main() -> int:
             log.close()
     _print(result)
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2))
     fcp = (result["browser"].get("first_contentful_paint_ms") or {}).get("median")
     return 0 if fcp is None or fcp <= BUDGET_MS else 1

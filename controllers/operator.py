@@ -222,6 +222,8 @@ class Operator:
     async def serve(self) -> None:
         """Run until SIGTERM/SIGINT (or ``request_stop``)."""
         sock = self.bind()
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        os.environ["ATLAS_AUTONOMOUS_URL"] = f"http://{host}:{self.port}"  # for the children
         ctx = self.build()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -27,6 +27,7 @@ from autonomous.supervisor.probes import ProbeState
 from autonomous.supervisor.processes import ProcessSupervisor
 from autonomous.supervisor.revisions import Revisions
 from autonomous.supervisor.runtime import ServiceRuntime
+from autonomous.self_healing.heartbeat_agent import heartbeat_token
 from controllers.base import Action, Controller, Outcome
 from controllers.removal import REMOVED_REASON, mark_core_removed, removal_kind
 from controllers.services_facade import ServicesFacade
@@ -281,6 +282,8 @@ class ServicesController(Controller):
         if d.spec.port:
             env.setdefault("PORT", str(d.spec.port))
         env.setdefault("ATLAS_SERVICE_VERSION", d.spec.version)
+        # opens only this service's heartbeat route (autonomous.self_healing.heartbeat_agent)
+        env.setdefault("ATLAS_HEARTBEAT_TOKEN", heartbeat_token(self.ctx.token, d.name))
         return env, Path(cwd)
 
     async def _start(self, d: DesiredService) -> Any:

@@ -5,7 +5,8 @@ body read deadline (``spec.settings.api`` of the config in force).
   the probe paths when ``authenticated_reads`` is on, without a valid token is answered
   ``401`` before a byte of its body is read, and the connection is closed;
 * ``GET /dashboard/events`` also opens with a valid signed stream token in its query
-  (``autonomous.api.stream_token``: EventSource cannot send headers);
+  (``autonomous.api.stream_token``: EventSource cannot send headers), and
+  ``POST /api/healing/heartbeat/<service>`` with that service's heartbeat token;
 * a declared ``Content-Length`` above ``max_body_bytes`` is ``413`` at once, unread; a chunked
   body is cut off at the limit;
 * the body must arrive within ``body_timeout_seconds`` of the first read, else ``408``: a
@@ -143,6 +144,9 @@ class RequestGuard:
                 stream_token.from_query(scope.get("query_string", b"")), self.ctx.token,
                 self.ctx.clock.now()) is None:
             return False  # EventSource cannot send headers: a signed stream token instead
+        if path.startswith(_BEAT_PREFIX) and _heartbeat_allowed(
+                scope, self.ctx.token, path[len(_BEAT_PREFIX):]):
+            return False  # a service's own heartbeat token opens its heartbeat route only
         if limits.authenticated_reads:
             return not any(path == p or path.startswith(p) for p in limits.public_paths)
         routes = self.routes()
@@ -173,6 +177,17 @@ class RequestGuard:
             dependant = getattr(route, "dependant", None)
             self._needs_token[key] = dependant is not None and _uses(dependant, require_token)
         return self._needs_token[key]
+
+
+_BEAT_PREFIX = "/api/healing/heartbeat/"
+
+
+def _heartbeat_allowed(scope: Message, token: str, service: str) -> bool:
+    from autonomous.api.routes.heartbeat import service_may_beat
+
+    auth = next((v.decode("latin-1") for k, v in scope.get("headers", [])
+                 if k.lower() == b"authorization"), None)
+    return bool(service) and "/" not in service and service_may_beat(auth, token, service)
 
 
 def _leaves(routes: list[Any]) -> list[Any]:

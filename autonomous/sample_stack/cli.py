@@ -150,7 +150,13 @@ def _serve(args: argparse.Namespace, log: JsonLogger, feats: Features,
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                      name="http", daemon=True).start()
     svc.readiness.start()
+    from autonomous.sample_stack import heartbeat
+
+    beat_stop = threading.Event()
+    if heartbeat.start(svc, args.port, beat_stop) is not None:
+        log.info("heartbeat agent on", operator=os.environ.get("ATLAS_AUTONOMOUS_URL"))
     sig = signal.sigwait(_STOP_SIGNALS)
+    beat_stop.set()
     return _stop(svc, server, log, signal.Signals(sig).name)
 
 

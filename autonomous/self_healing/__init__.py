@@ -4,20 +4,30 @@ circuit breaker, verify it, escalate to a human when it does not work.
 See ``healing_orchestrator`` for the pipeline; ``controllers/healing.py`` runs it.
 """
 
-from autonomous.self_healing.circuit_breaker import CircuitBreaker, CircuitOpenError, CircuitState
-from autonomous.self_healing.error_classifier import ErrorClassifier
-from autonomous.self_healing.failure_memory import FailureMemory
-from autonomous.self_healing.healing_orchestrator import HealingOrchestrator
-from autonomous.self_healing.heartbeat import HeartbeatClient, HeartbeatResult
-from autonomous.self_healing.model import (
-           Classification,
-           ErrorReport,
-           ErrorType,
-           RecoveryStrategy,
-           Severity,
-           StrategyResult,
-)
-from autonomous.self_healing.recovery_strategies import RecoveryStrategies
+from importlib import import_module
+from typing import Any
+
+# Loaded on first use (PEP 562): a service embedding the heartbeat agent imports
+# ``autonomous.self_healing.heartbeat_agent`` without the whole engine.
+_WHERE = {
+    "CircuitBreaker": "circuit_breaker", "CircuitOpenError": "circuit_breaker",
+    "CircuitState": "circuit_breaker", "ErrorClassifier": "error_classifier",
+    "FailureMemory": "failure_memory", "HealingOrchestrator": "healing_orchestrator",
+    "HeartbeatClient": "heartbeat", "HeartbeatResult": "heartbeat",
+    "Classification": "model", "ErrorReport": "model", "ErrorType": "model",
+    "RecoveryStrategy": "model", "Severity": "model", "StrategyResult": "model",
+    "RecoveryStrategies": "recovery_strategies",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 # the decorator: ``from autonomous.self_healing.circuit_breaker import circuit_breaker``
 __all__ = [

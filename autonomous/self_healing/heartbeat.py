@@ -27,7 +27,7 @@ from autonomous.core.aio import TIMED_OUT, wait_or_timeout
 from autonomous.self_healing.circuit_breaker import CircuitBreaker, CircuitOpenError
 from autonomous.supervisor.probe_client import ProbeClient
 
-__all__ = ["HeartbeatClient", "HeartbeatResult"]
+__all__ = ["HeartbeatClient", "HeartbeatResult", "report", "request_heal"]
 
 
 @dataclass
@@ -111,10 +111,7 @@ class HeartbeatClient:
         except _BeatFailed as exc:
             res = exc.result
             res.healing_requested = True
-            self.last_heal = self._healing().handle_error_soon(
-                self.service, source="heartbeat", message=f"heartbeat failed: {res.message}",
-                context={"heartbeat_url": self.url, "status_code": res.status_code,
-                         "probe_error": res.message, "latency_ms": res.latency_ms})
+            self.last_heal = request_heal(self._healing(), res, self.url)
         res.breaker = breaker.get_state().value
         self._report(res)
         self.last = res
@@ -142,14 +139,7 @@ class HeartbeatClient:
         return HeartbeatResult(self.service, ok, True, ms, code, msg, "")
 
     def _report(self, res: HeartbeatResult) -> None:
-        """Measurements to telemetry (only what was measured) and the bus."""
-        telemetry = self.ctx.subsystems.get("telemetry")
-        if telemetry is not None and res.sent:
-            labels = {"service": self.service}
-            telemetry.metrics.collect_metric("heartbeat_ok", 1.0 if res.ok else 0.0, labels)
-            if res.latency_ms is not None:
-                telemetry.metrics.collect_metric("heartbeat_latency_ms", res.latency_ms, labels)
-        self.ctx.bus.publish("healing.heartbeat", **res.as_dict())
+        report(self.ctx, res)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Beat every ``healing.heartbeat.interval_seconds`` until ``stop`` is set."""
@@ -158,3 +148,26 @@ class HeartbeatClient:
             got = await wait_or_timeout(stop.wait(), self.policy()["interval_seconds"])
             if got is not TIMED_OUT:
                 return
+
+
+def report(ctx: Any, res: HeartbeatResult, metrics: dict[str, float] | None = None) -> None:
+    """A beat's measurements to telemetry (only what was measured; ``metrics`` a beating
+    process reported about itself as ``heartbeat.<name>``) and the ``healing.heartbeat`` event.
+    Shared by this client and the API route the embedded agent reports to."""
+    telemetry = ctx.subsystems.get("telemetry")
+    if telemetry is not None and res.sent:
+        labels = {"service": res.service}
+        telemetry.metrics.collect_metric("heartbeat_ok", 1.0 if res.ok else 0.0, labels)
+        if res.latency_ms is not None:
+            telemetry.metrics.collect_metric("heartbeat_latency_ms", res.latency_ms, labels)
+        for name, value in (metrics or {}).items():
+            telemetry.metrics.collect_metric(f"heartbeat.{name}", value, labels)
+    ctx.bus.publish("healing.heartbeat", **res.as_dict())
+
+
+def request_heal(healing: Any, res: HeartbeatResult, url: str) -> asyncio.Task[Any]:
+    """Hand a failed beat to the healer (source ``heartbeat``), in the background."""
+    return healing.handle_error_soon(
+        res.service, source="heartbeat", message=f"heartbeat failed: {res.message}",
+        context={"heartbeat_url": url, "status_code": res.status_code,
+                 "probe_error": res.message, "latency_ms": res.latency_ms})

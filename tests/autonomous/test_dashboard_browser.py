@@ -216,3 +216,47 @@ def test_pages_and_assets_answer_clear_errors(ctx: Any) -> None:
         assert 'data-page="health"' in page and 'aria-current="page">Health' in page
     assert panels_for("service.probe") == ()
     assert "alerts" in panels_for("alert.human")
+
+
+def test_dashboard_with_authenticated_reads(tmp_path: Path, operator_factory: Any) -> None:
+    """Reads need the token: the page asks for it before any read, sends it on every fetch,
+    and its event stream (EventSource sends no headers) opens with a signed stream token."""
+    executable = _chromium()
+    root = make_tree(tmp_path / "tree", {"web": service_yaml("web", free_port())})
+    cfg = root / "config" / "autonomous.yaml"
+    text = cfg.read_text()
+    old = "authenticated_reads: false,\n          public_paths: [/healthz]"
+    assert old in text, "the default api settings changed: update this test"
+    cfg.write_text(text.replace(old, "authenticated_reads: true,\n"
+                                     "          public_paths: [/healthz, /dashboard]"))
+    op = operator_factory(root).start(40)
+    op.wait_for(lambda: op.services()["web"]["health"] == "Healthy", 30, "web healthy")
+    with op.client(token=False) as c:
+        assert c.get("/api/reconcile/status").status_code == 401
+        assert c.get("/dashboard/state").status_code == 401
+        assert c.get("/dashboard/events").status_code == 401
+        assert 'data-subsystems="null"' in c.get("/dashboard").text
+    console: list[str] = []
+    urls: list[str] = []
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, args=ARGS)
+        try:
+            page = browser.new_page()
+            page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+            page.on("request", lambda r: urls.append(r.url))
+            page.set_default_timeout(30_000)
+            page.goto(op.url + "/dashboard")
+            page.locator("#token-input").wait_for()  # asked before any read
+            assert not [u for u in urls if "/api/" in u]
+            page.locator("#token-input").fill(TOKEN)
+            page.keyboard.press("Enter")
+            page.locator('#panel-services tr[data-service="web"] [data-health]',
+                         has_text="Healthy").wait_for()
+            page.locator("#live-state", has_text="live").wait_for()
+            page.locator("#panel-healing #healing-total").wait_for()
+        finally:
+            browser.close()
+    assert console == [], console
+    streams = [u for u in urls if "/dashboard/events" in u]
+    assert streams and all("?st=" in u for u in streams)

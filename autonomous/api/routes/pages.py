@@ -107,10 +107,12 @@ def _page(name: str, ctx: OperatorContext) -> HTMLResponse:
         links.append(f'<li><a href="{href}"{current}>{t}</a></li>')
     nav = "".join(links)
     policy = html.escape(json.dumps(dashboard_policy(ctx)), quote=True)
+    reads_need_token = _reads_need_token(ctx)  # then the shell (maybe public) names no state
     text = (text.replace("{{page}}", name).replace("{{title}}", PAGES[name])
             .replace("{{nav}}", nav).replace("{{policy}}", policy)
-            .replace("{{auth_reads}}", "true" if _reads_need_token(ctx) else "false")
-            .replace("{{subsystems}}", html.escape(json.dumps(sorted(ctx.subsystems)))))
+            .replace("{{auth_reads}}", "true" if reads_need_token else "false")
+            .replace("{{subsystems}}", "null" if reads_need_token else
+                     html.escape(json.dumps(sorted(ctx.subsystems)))))
     return HTMLResponse(text, headers={"Cache-Control": "no-store"})
 
 
@@ -120,9 +122,13 @@ def overview(ctx: Ctx) -> HTMLResponse:
 
 
 @router.get("/dashboard/state")
-def state(ctx: Ctx) -> dict[str, Any]:
+def state(request: Request, ctx: Ctx) -> dict[str, Any]:
     """Which subsystems run now (a page asks before reading a subsystem's routes, so a
     subsystem that is off shows as such instead of a failed request)."""
+    if _reads_need_token(ctx):  # also when /dashboard is a public path
+        problem = token_problem(request.headers.get("authorization"), ctx.token)
+        if problem is not None:
+            raise Unauthorized(problem)
     return {"subsystems": sorted(ctx.subsystems)}
 
 

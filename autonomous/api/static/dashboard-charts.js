@@ -42,8 +42,12 @@
       const pts = thin(s.points, maxPoints).filter(pt => pt[1] !== null);
       const last = pts[pts.length - 1];
       words.push(seriesName(s.labels) + " last " + A.fmtNum(last[1], p.unit));
-      return A.el("svg:polyline", { fill: "none", stroke: COLORS[i], "stroke-width": "1.5",
-        points: pts.map(pt => x(pt[0]).toFixed(1) + "," + y(pt[1]).toFixed(1)).join(" ") });
+      return A.el("svg:g", {},
+        A.el("svg:polyline", { fill: "none", stroke: COLORS[i], "stroke-width": "1.5",
+          points: pts.map(pt => x(pt[0]).toFixed(1) + "," + y(pt[1]).toFixed(1)).join(" ") }),
+        // the newest point marked: a series of one point is still seen
+        A.el("svg:circle", { cx: x(last[0]).toFixed(1), cy: y(last[1]).toFixed(1), r: "2.5",
+          fill: COLORS[i] }));
     });
     const label = p.title + ": " + series.length + " series from " + A.fmtTime(start) +
       " to " + A.fmtTime(end) + ", range " + A.fmtNum(vlo, p.unit) + " to " +

@@ -112,9 +112,10 @@ window.Atlas = (function () {
     setBody(name, el("p", { class: "error", text: what + " unavailable: " + detail(res) }));
   }
   /* Subsystems running now: a panel reads a subsystem's routes only when it runs. */
-  const served = JSON.parse(body.dataset.subsystems || "[]");  // as the page was served
+  // as the page was served (null when reads need the token: the shell names no state)
+  const served = JSON.parse(body.dataset.subsystems || "null");
   async function subsystems() {
-    if (api.firstLoad) return served;  // the first load uses them; later ones ask again
+    if (api.firstLoad && served !== null) return served;  // later loads ask again
     const r = await getJSON("/dashboard/state");
     return r.status === 200 ? r.body.subsystems : [];
   }
