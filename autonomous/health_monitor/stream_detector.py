@@ -49,13 +49,15 @@ maximin rule, best worst-category score, scored on the fourth; standard profile)
   familiarity veto (drop a candidate whose ``|z|`` or ``|z_d|`` was exceeded 1-10 times in
   the last 1000 / 3000 rows): 34-63, it drops true windows (NAB anomalies look like earlier
   spikes); a tail-z threshold instead of the CDF (3.4-8): 58-69; no records: 57.6;
-  escalation on any |z| (3 / 5 / 10 × the detection's): 68.6-69.7. Earlier: an OR-ed
-  HTM-style likelihood on exponential-smoothing error (68.4-68.5, never picked), a
+  escalation on any |z| (3 / 5 / 10 × the detection's): 68.6-69.7. A second likelihood on the
+  mean surprise of the last 6 / 24 samples (σ / √k), OR-ed in at 1 - 1e-4 … 1 - 1e-9: 63.0-69.4
+  (+6 on realTraffic, -2 on realAWSCloudwatch, the trade every suppression change makes
+  too). Earlier: an OR-ed HTM-style likelihood on exponential-smoothing error (68.4-68.5, never picked), a
   sustained-shift channel (67.4-68.5), ``window`` 150 / 600, ``record_window`` 2000 / 8000,
   ``short_window`` 3, a record margin of 2-20 % of the range (all below).
 - Where the points go (policy, standard): 66 of 77 windows found (HTM 64), mean reward 0.85
   per found window (HTM 0.85), 148 false alarms after the probation (HTM 80 at its best
-  threshold; no hold, no season check: 167). Of the 11 missed windows, 2 have a candidate
+  threshold; no season check, likelihood_window 800: 167). Of the 11 missed windows, 2 have a candidate
   that a suppression hid (TravelTime_387 at 428, speed_7578 at 959); 9 have none at all.
 - Not tried: river (not installed; its HalfSpaceTrees runs in Python well above 50 µs per
   row), stumpy / ruptures (batch methods: a causal score needs a re-run per row), CAD-OSE
