@@ -144,9 +144,10 @@ class RequestGuard:
                 stream_token.from_query(scope.get("query_string", b"")), self.ctx.token,
                 self.ctx.clock.now()) is None:
             return False  # EventSource cannot send headers: a signed stream token instead
-        if path.startswith(_BEAT_PREFIX) and _heartbeat_allowed(
-                scope, self.ctx.token, path[len(_BEAT_PREFIX):]):
-            return False  # a service's own heartbeat token opens its heartbeat route only
+        if path.startswith(_BEAT_PREFIX):
+            # a service's own heartbeat token opens its heartbeat route only; without it the
+            # API token is needed, checked (401) before the body is read
+            return not _heartbeat_allowed(scope, self.ctx.token, path[len(_BEAT_PREFIX):])
         if limits.authenticated_reads:
             return not any(path == p or path.startswith(p) for p in limits.public_paths)
         routes = self.routes()

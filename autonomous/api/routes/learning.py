@@ -73,7 +73,8 @@ class DecideBody(BaseModel):
 
 class FeedbackBody(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
-        {"required": ["area"]}, {"required": ["alert_id"]}, {"required": ["decision_id"]}]})
+        {"required": [k], "properties": {k: {"not": {"type": "null"}}}}
+        for k in ("area", "alert_id", "decision_id")]})
     area: str | None = Field(None, min_length=3, max_length=200, pattern=r"^[a-z_]+:[^\s]+$",
                              description="<kind>:<name>, e.g. alert:service_latency_high or "
                                          "route:mmlu/abstract_algebra:strong; required unless "
