@@ -16,6 +16,8 @@ Kinds:
   (``params.spec_hash`` no longer the desired one): a fixed configuration is started at once.
 * ``use_revision`` — standing: run the last known-good revision instead of ``params.from``.
 * ``degrade``, ``fallback`` — standing: features off / traffic to the declared fallback.
+* ``survival_requested`` — one-shot, for the resilience controller: enter or leave survival
+  mode (``params.op``), asked for through the API; it runs behind the governance gate.
 
 States: ``active`` → ``consumed`` (one-shot, by the owner) | ``released`` (by the requester)
 | ``expired`` (owner: stale or past ``intents.request_ttl_seconds``). Settled rows are deleted
@@ -24,7 +26,9 @@ after ``intents.keep_days`` (:meth:`IntentStore.prune`).
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +39,7 @@ from autonomous.store import Store
 
 __all__ = ["KINDS", "ONE_SHOT", "STANDING", "Intent", "IntentStore"]
 
-ONE_SHOT = ("restart_requested",)
+ONE_SHOT = ("restart_requested", "survival_requested")
 STANDING = ("isolate", "pause", "degrade", "use_revision", "fallback")
 KINDS = ONE_SHOT + STANDING
 _DAY = 86400.0
@@ -125,6 +129,26 @@ class IntentStore:
     def consume(self, intent_id: str, outcome: str) -> bool:
         """The owner acted on a one-shot intent (or found it already satisfied)."""
         return bool(self._settle(intent_id, "consumed", outcome, self.clock.now()))
+
+    def note(self, intent_id: str, outcome: str) -> bool:
+        """Say where an active intent stands (e.g. awaiting approval) without settling it."""
+        n = self.store.execute("UPDATE intents SET outcome=? WHERE id=? AND state='active'",
+                               (outcome[:500], intent_id)).rowcount
+        if n and self.bus is not None:
+            self.bus.publish("intent.noted", id=intent_id, outcome=outcome)
+        return bool(n)
+
+    async def wait(self, intent_id: str, timeout: float, poll: float = 0.05) -> Intent | None:
+        """The intent once settled or noted (or as it is after ``timeout`` seconds of real
+        time: a caller — an HTTP request — waits in real time whatever the operator's clock)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            it = self.get(intent_id)
+            if it is None or it.state != "active" or it.outcome is not None:
+                return it
+            if time.monotonic() >= deadline:
+                return it
+            await asyncio.sleep(poll)
 
     def expire(self, intent_id: str, outcome: str) -> bool:
         return bool(self._settle(intent_id, "expired", outcome, self.clock.now()))

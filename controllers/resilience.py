@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from autonomous.core.conditions import HealthStatus, SyncStatus
+from autonomous.intents import IntentStore
 from autonomous.resilience.backup_manifest import list_manifests
 from autonomous.resilience.backup_retention import select_kept
 from autonomous.resilience.facade import ResilienceFacade
@@ -62,6 +63,7 @@ class ResilienceController(Controller):
     def __init__(self, ctx: Any) -> None:
         super().__init__(ctx)
         self.facade = ResilienceFacade(ctx)
+        self.intents = IntentStore(ctx.store, ctx.clock, ctx.bus)  # survival asked via the API
         self.pressure = PressureTracker()
         self.reader = context_reader(ctx)
         self.started_mono = ctx.clock.monotonic()
@@ -92,7 +94,9 @@ class ResilienceController(Controller):
                 "now": self.ctx.clock.now(), "plans": self._plans(),
                 "up_for": self.ctx.clock.monotonic() - self.started_mono,
                 "restores": self.facade.restores.open(),
-                "verified": dict(self.verified)}
+                "verified": dict(self.verified),
+                "survival_requests": [i.as_dict() for i in self.intents.active(
+                    "SurvivalProfile/survival", ("survival_requested",))]}
 
     def _plans(self) -> dict[str, Any]:
         out = {}
@@ -123,9 +127,14 @@ class ResilienceController(Controller):
             if action.kind == "survival":
                 fn = (self.facade.enter_survival_mode if p["op"] == "enter"
                       else self.facade.exit_survival_mode)
-                state = await fn(action.reason, actor="resilience-controller", source=p["source"])
-                return Outcome(action, True, f"survival {'active' if state['active'] else 'off'}",
-                               details={"errors": state.get("errors", [])})
+                state = await fn(str(p.get("reason", action.reason)),
+                                 actor=str(p.get("actor", "resilience-controller")),
+                                 source=p["source"])
+                out = Outcome(action, True, f"survival {'active' if state['active'] else 'off'}",
+                              details={"errors": state.get("errors", [])})
+                if p.get("intent"):
+                    self.intents.consume(str(p["intent"]), out.message)
+                return out
             if p["op"] == "restore":
                 return await self._restore(action)
             if p["op"] == "verify":
@@ -158,8 +167,17 @@ class ResilienceController(Controller):
                        details={"target": str(out.get("target", p["target"]))})
 
     def _settle_gated(self, outcomes: list[Outcome]) -> None:
-        """Restore requests the gate held back: waiting for a human, rejected, or dry-run."""
+        """Restore and survival requests the gate held back: waiting for a human, rejected,
+        or dry-run."""
         for o in outcomes:
+            intent = o.action.params.get("intent") if o.action.kind == "survival" else None
+            if intent and o.ok and o.details:
+                d = o.details
+                if d.get("pending"):
+                    self.intents.note(str(intent), f"awaiting approval {d['approval']}")
+                elif d.get("rejected") or d.get("dry_run"):
+                    self.intents.expire(str(intent), o.message)
+                continue
             if o.action.kind != "restore" or not o.ok:
                 continue
             rid, d = o.action.params["request"], o.details
@@ -173,6 +191,10 @@ class ResilienceController(Controller):
         self._settle_gated(outcomes)
         now = self.ctx.clock.now()
         s = observed["survival"]
+        for req in observed.get("survival_requests", ()):
+            if (req["params"].get("op") == "enter") == bool(s["active"]):
+                self.intents.consume(req["id"], f"survival already "
+                                     f"{'active' if s['active'] else 'off'}")
         st = self.ctx.status.resource(self.name, "SurvivalProfile", "survival")
         st.sync, st.health = SyncStatus.SYNCED, (HealthStatus.DEGRADED if s["active"]
                                                  else HealthStatus.HEALTHY)
@@ -194,6 +216,14 @@ class ResilienceController(Controller):
 def _survival_actions(auto: dict[str, Any], observed: dict[str, Any]) -> list[Action]:
     s, mode, pr = observed["survival"], observed["mode"], observed["pressure"]
     res = "SurvivalProfile/survival"
+    for req in observed.get("survival_requests", ()):  # asked for through the API
+        op = req["params"].get("op")
+        if (op == "enter") != bool(s["active"]):
+            actor = req["params"].get("actor", "api")
+            return [Action("survival", res, f"requested by {actor} through the API: "
+                           f"{req['reason']}", {"op": op, "source": "api", "intent": req["id"],
+                                                "actor": actor, "reason": req["reason"]},
+                           {"request": req["id"]})]
     if not s["active"]:
         if mode == "emergency_stop":
             return [Action("survival", res, "governance mode is emergency_stop",

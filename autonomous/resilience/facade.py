@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from autonomous.core.errors import Conflict, NotFound
+from autonomous.intents import Intent, IntentStore
 from autonomous.resilience.backup_chunks import EngineParams
 from autonomous.resilience.backup_crypto import plan_key_file
 from autonomous.resilience.backup_target import confine_target
@@ -96,6 +97,17 @@ class ResilienceFacade:
         self._apply_admission(False)
         self.ctx.trigger("services")
         return state
+
+    async def request_survival(self, op: str, reason: str, actor: str) -> Intent | None:
+        """Ask the resilience controller to enter (``op`` "enter") or leave survival mode: a
+        ``survival_requested`` intent it carries out behind the governance gate (action kind
+        ``survival``); the intent once settled or noted (awaiting approval), or as it is after
+        ``intents.request_wait_seconds``."""
+        intents = IntentStore(self.ctx.store, self.ctx.clock, self.ctx.bus)
+        it = intents.request("survival_requested", "SurvivalProfile/survival", reason=reason,
+                             requester=f"api:{actor}", params={"op": op, "actor": actor})
+        self.ctx.trigger("resilience")
+        return await intents.wait(it.id, self.ctx.policy()["intents"]["request_wait_seconds"])
 
     def _apply_admission(self, active: bool) -> None:
         adm = self.admission()

@@ -81,7 +81,6 @@ class LadderRunner:
     async def run_ladder(self, inc: Incident) -> None:
         while inc.step < len(inc.ladder):
             strategy = inc.ladder[inc.step]
-            gate = self.ctx.governance.action_mode(STRATEGY_ACTION[strategy])
             self.shared.results.pop(inc.id, None)
             out = await self.gate(strategy_action(strategy, inc))
             details = dict(out.details or {})
@@ -101,14 +100,14 @@ class LadderRunner:
                 return
             if details.get("rejected"):
                 self.rec.attempt(inc, StrategyResult(strategy, False, "rejected by a human"),
-                              "rejected", 0.0, graph=False)
+                                 "rejected", 0.0, graph=False)
                 inc.step += 1
                 continue
             result = self.shared.results.pop(inc.id, None)
             if result is None:  # the gate refused it: back-off, Stalled
-                self.rec.attempt(inc, StrategyResult(strategy, False, f"not tried: {out.message}",
-                                                  applicable=False), "backoff", 0.0,
-                              graph=False)
+                refused = StrategyResult(strategy, False, f"not tried: {out.message}",
+                                         applicable=False)
+                self.rec.attempt(inc, refused, "backoff", 0.0, graph=False)
                 inc.step += 1
                 continue
             if result.ok:

@@ -16,7 +16,7 @@ import contextlib
 import logging
 from typing import Any
 
-from autonomous.core.aio import TIMED_OUT, wait_or_timeout
+from autonomous.core.aio import wait_or_timeout
 from autonomous.core.events import Event, Subscription
 from autonomous.self_healing.alerts import HumanAlerts
 from autonomous.self_healing.breakers import BreakerRegistry

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from autonomous.api.app import create_app
 from autonomous.resilience import admission
 from autonomous.resilience.resource_throttler import ResourceReading
-from autonomous.testing import make_context
+from autonomous.testing import make_context, wait_for
 from controllers.manager import ControllerManager
 from controllers.resilience import ResilienceController
 
@@ -286,3 +286,29 @@ def test_restore_roots_policy_allows_another_root(api, tmp_path):
     r = c.post(url, json={"target": str(other / "x")}, headers=AUTH)
     assert r.status_code == 200, r.text
     assert any((other / "x").rglob("atlas.db"))
+
+
+def test_survival_enter_through_the_api_waits_for_approval_when_policy_says_so(api):
+    """The survival API goes through the one governance gate (action kind ``survival``)."""
+    ctx, c = api
+    root = ctx.root / "policies" / "zz_survival_gate.yaml"
+    root.write_text("apiVersion: atlas.autonomous/v1\nkind: PolicySet\n"
+                    "metadata: {name: zz-survival-gate}\nspec:\n  mode: governed\n  policy:\n"
+                    "    governance:\n      actions:\n        survival: require_approval\n")
+    ctx.desired.reload()
+    assert ctx.desired.error is None, ctx.desired.error
+    ctx.governance.set_mode("governed", actor="test")
+    r = c.post("/api/resilience/survival/enter", json={"reason": "drill"}, headers=AUTH)
+    assert r.status_code == 202, r.text
+    body = r.json()
+    assert body["state"] == "awaiting_approval" and body["approve"].endswith(body["approval"])
+    assert ctx.store.kv_get("survival", {}).get("active") is not True  # nothing done yet
+    [req] = ctx.approvals.list(state="pending")
+    assert req["action_kind"] == "survival" and req["action"]["params"]["op"] == "enter"
+    ctx.approvals.decide(req["id"], approve=True, actor="alice",
+                         current_generation=ctx.desired.current.number)
+    ctx.trigger("resilience")
+    wait_for(lambda: (ctx.store.kv_get("survival") or {}).get("active") is True,
+             "survival entered once approved", 30)
+    state = ctx.store.kv_get("survival")
+    assert state["source"] == "api" and state["reason"] == "drill"

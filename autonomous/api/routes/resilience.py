@@ -115,20 +115,51 @@ async def survival(ctx: Ctx) -> SurvivalOut:
     return _survival(subsystem(ctx, "resilience"))
 
 
-@router.post("/survival/enter", response_model=SurvivalOut)
-async def survival_enter(body: SurvivalBody, ctx: Ctx, actor: Actor) -> SurvivalOut:
-    """Enter survival mode: stop non-core services, turn non-core features off."""
-    facade = subsystem(ctx, "resilience")
-    await facade.enter_survival_mode(body.reason, actor=actor, source="api")
-    return _survival(facade)
+class SurvivalPending(BaseModel):
+    request: str
+    state: str
+    detail: str
+    approval: str | None = None
+    approve: str | None = None
 
 
-@router.post("/survival/exit", response_model=SurvivalOut)
-async def survival_exit(body: SurvivalBody, ctx: Ctx, actor: Actor) -> SurvivalOut:
-    """Leave survival mode: features back on, stopped services started again."""
+_SURVIVAL_202 = {202: {"model": SurvivalPending, "description": "Recorded; not done (yet): "
+                       "awaiting approval (governance.actions.survival is require_approval; "
+                       "the body names the approval and the command that approves it), a "
+                       "dry-run or rejected, or not settled within intents."
+                       "request_wait_seconds"}}
+
+
+async def _survival_request(ctx: Any, op: str, body: SurvivalBody, actor: str) -> Any:
+    """Survival enter/exit goes through the one governance gate: the resilience controller
+    carries out the request as a ``survival`` action."""
     facade = subsystem(ctx, "resilience")
-    await facade.exit_survival_mode(body.reason, actor=actor, source="api")
-    return _survival(facade)
+    it = await facade.request_survival(op, body.reason, actor)
+    if it is not None and it.state == "consumed":
+        return _survival(facade)
+    note = (it.outcome if it is not None else None) or "recorded; the resilience controller " \
+        "has not settled it yet"
+    out = SurvivalPending(request=it.id if it is not None else "", detail=note,
+                          state=it.state if it is not None else "missing")
+    if note.startswith("awaiting approval "):
+        aid = note.split()[-1]
+        out.approval, out.approve = aid, f"atlas-autonomous approvals approve {aid}"
+        out.state = "awaiting_approval"
+    return JSONResponse(status_code=202, content=out.model_dump())
+
+
+@router.post("/survival/enter", response_model=SurvivalOut, responses=_SURVIVAL_202)
+async def survival_enter(body: SurvivalBody, ctx: Ctx, actor: Actor) -> Any:
+    """Enter survival mode: stop non-core services, turn non-core features off (through the
+    governance gate, action kind ``survival``)."""
+    return await _survival_request(ctx, "enter", body, actor)
+
+
+@router.post("/survival/exit", response_model=SurvivalOut, responses=_SURVIVAL_202)
+async def survival_exit(body: SurvivalBody, ctx: Ctx, actor: Actor) -> Any:
+    """Leave survival mode: features back on, stopped services started again (through the
+    governance gate, action kind ``survival``)."""
+    return await _survival_request(ctx, "exit", body, actor)
 
 
 @router.post("/backup", response_model=BackupOut)

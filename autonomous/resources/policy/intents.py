@@ -15,6 +15,9 @@ class IntentPolicy(Strict):
     keep_days: float = Field(gt=0, description="Settled intents (consumed, released, expired) "
                              "are deleted this long after they settled")
     prune_interval_seconds: float = Field(gt=0, description="How often the owner prunes them")
+    request_wait_seconds: float = Field(gt=0, description="How long an API call that records "
+                                        "an intent (survival enter/exit) waits for its owner "
+                                        "to settle it before answering 202")
 
 
 SECTIONS = {"intents": IntentPolicy}
