@@ -145,12 +145,13 @@ class ResilienceController(Controller):
                                details={k: rep.get(k) for k in ("ok", "damaged_chunks",
                                                                 "alert", "resolved")})
             if p["op"] == "prune":
-                out = await self.facade.prune(p["plan"])
-                return Outcome(action, True, f"forgot {len(out['forgotten'])} backups, removed "
-                               f"{out['chunks_removed']} chunks", details=out)
-            out = await self.facade.backup(p["plan"], p["kind"])
-            return Outcome(action, True, f"{out['kind']} backup {out['id']}: {out['files']} files",
-                           details={"id": out["id"], "stats": out["stats"]})
+                pruned = await self.facade.prune(p["plan"])
+                return Outcome(action, True, f"forgot {len(pruned['forgotten'])} backups, "
+                               f"removed {pruned['chunks_removed']} chunks", details=pruned)
+            made = await self.facade.backup(p["plan"], p["kind"])
+            return Outcome(action, True, f"{made['kind']} backup {made['id']}: "
+                           f"{made['files']} files",
+                           details={"id": made["id"], "stats": made["stats"]})
         except Exception as exc:  # noqa: BLE001 - the manager retries with backoff
             return Outcome(action, False, f"{type(exc).__name__}: {exc}")
 

@@ -123,7 +123,7 @@ class SurvivalPending(BaseModel):
     approve: str | None = None
 
 
-_SURVIVAL_202 = {202: {"model": SurvivalPending, "description": "Recorded; not done (yet): "
+_SURVIVAL_202: dict[int | str, dict[str, Any]] = {202: {"model": SurvivalPending, "description": "Recorded; not done (yet): "
                        "awaiting approval (governance.actions.survival is require_approval; "
                        "the body names the approval and the command that approves it), a "
                        "dry-run or rejected, or not settled within intents."
