@@ -92,10 +92,15 @@ class HealthCheck:
         obs = svc.observed().get(name) or {}
         if not obs.get("running"):
             return False, "process not running"
-        url = self.health_url(svc.specs().get(name))
-        if url is None:
+        spec = svc.specs().get(name)
+        url = self.health_url(spec)
+        if url is None or spec is None or spec.health is None:
             return True, "running (no health endpoint declared)"
-        ok, msg, _, _ = await self.get(url, self.policy()["detection"]["probe_timeout_seconds"])
+        # never more patient than the service's own liveness probe: an answer its probe calls
+        # a timeout is not "healthy again" (a slow service was reported healed every 10 s)
+        timeout = min(self.policy()["detection"]["probe_timeout_seconds"],
+                      spec.health.timeout_seconds)
+        ok, msg, _, _ = await self.get(url, timeout)
         return ok, msg
 
     # -- verification ------------------------------------------------------------------------------

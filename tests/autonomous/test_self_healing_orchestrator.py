@@ -380,3 +380,53 @@ async def test_escalation_suppresses_only_the_same_failure(stack):
     assert other["state"] != "skipped" and other["id"] != first["id"]
     assert other["error_signature"] != first["error_signature"]
     assert len(orch.history.list(service="robot")) == 2
+
+
+def test_health_check_is_never_more_patient_than_the_services_own_probe():
+    """A service answering after its declared probe timeout is not "healthy again" (a slow
+    service was reported healed by RETRY every 10 s while its liveness probe timed out)."""
+    import asyncio
+    import time as _time
+    from http.server import BaseHTTPRequestHandler
+
+    from autonomous.core.clock import SystemClock
+    from autonomous.resources.kinds.service import HealthSpec, ServiceSpec
+    from autonomous.self_healing.verify import HealthCheck
+    from autonomous.testing import serve_http
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server API
+            _time.sleep(0.4)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with serve_http(Slow) as srv:
+        port = srv.server_address[1]
+
+        class View:
+            def __init__(self, timeout: float) -> None:
+                self.spec = ServiceSpec(command=["x"], port=port,
+                                        health=HealthSpec(path="/health", timeout_seconds=timeout))
+
+            def observed(self) -> dict:
+                return {"svc": {"running": True, "pid": 1}}
+
+            def specs(self) -> dict:
+                return {"svc": self.spec}
+
+        async def check(timeout: float) -> bool:
+            view = View(timeout)
+            hc = HealthCheck(SystemClock(), lambda: view,  # type: ignore[arg-type, return-value]
+                             lambda: {"detection": {"probe_timeout_seconds": 1.0}})
+            try:
+                ok, _ = await hc.probe("svc")
+            finally:
+                await hc.close()
+            return ok
+
+        assert asyncio.run(check(0.2)) is False  # its own probe would time out at 0.2 s
+        assert asyncio.run(check(1.0)) is True
