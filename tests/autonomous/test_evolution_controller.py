@@ -23,9 +23,10 @@ from autonomous.evolution.metrics_comparator import Samples
 from autonomous.evolution.staged_rollout import RolloutState
 from autonomous.evolution.store import RolloutStore
 from autonomous.gateway.config import traefik_binary
+from autonomous.gateway.metrics import scrape
 from autonomous.resources.kinds.evolution import RolloutSpec
 from autonomous.resources.policy.evolution import EvolutionPolicy
-from autonomous.testing import free_port, make_context
+from autonomous.testing import free_port, make_context, wait_for
 from controllers.evolution import EvolutionController, RolloutObserved, plan
 from controllers.gateway import GatewayController, fronts_for
 from controllers.manager import ControllerManager
@@ -140,11 +141,33 @@ spec:
 """
 
 
+async def _device_hits(metrics_url: str, front: int, n: int, version: str) -> dict[str, float]:
+    """``n`` device-path requests through the front, once Traefik has loaded the device
+    route the gateway wrote (to ``version``); per gateway service, how many it served
+    (Traefik's own request counters, before and after)."""
+    api = metrics_url.replace("/metrics", "/api/http/routers/nexus-device@file")
+    want = f"nexus-v{version.replace('.', '-')}@file"
+
+    def loaded() -> bool:
+        r = httpx.get(api, timeout=1, trust_env=False)
+        return r.status_code == 200 and r.json().get("service") in (want, want[:-5])
+    await asyncio.to_thread(wait_for, loaded, f"Traefik routes device paths to {version}",
+                            10.0, errors=(httpx.HTTPError, ValueError))
+    before = await asyncio.to_thread(scrape, metrics_url)
+    async with httpx.AsyncClient(timeout=2, trust_env=False) as h:
+        for _ in range(n):
+            assert (await h.get(f"http://127.0.0.1:{front}/api/heartbeat")).status_code == 200
+    after = await asyncio.to_thread(scrape, metrics_url)
+    return {k: v.total - (before[k].total if k in before else 0.0)
+            for k, v in after.items() if k.startswith("nexus-v")
+            and v.total - (before[k].total if k in before else 0.0) > 0}
+
+
 async def _run(tmp_path: Path, variant: str) -> dict[str, Any]:
     port, front = free_port(), free_port()
     base = _start_baseline(port, tmp_path / "baseline.log")
     text = service_yaml("nexus", port, extra_args=("--service-version", "1.0.0")) \
-        + f"  traffic: {{port: {front}}}\n"
+        + f"  traffic: {{port: {front}, device_paths: [/api/heartbeat]}}\n"
     root = make_tree(tmp_path / "root", {"nexus": text, "rollout": _rollout_yaml(variant)})
     pol = root / "policies" / "evolution.yaml"
     pol.write_text(pol.read_text().replace("min_samples: 50", "min_samples: 20"))
@@ -154,7 +177,7 @@ async def _run(tmp_path: Path, variant: str) -> dict[str, Any]:
     evo, gw = EvolutionController(ctx), GatewayController(ctx)
     m = ControllerManager(ctx, [gw, evo])
     store = RolloutStore(ctx.store)
-    seen: dict[str, Any] = {"phases": [], "versions": Counter()}
+    seen: dict[str, Any] = {"phases": [], "versions": Counter(), "device": {}}
     notes = ctx.bus.subscribe("alert.human")
     try:
         await evo.start()
@@ -178,6 +201,10 @@ async def _run(tmp_path: Path, variant: str) -> dict[str, Any]:
                     for _ in range(100):  # through the gateway, as a user would
                         r = await h.get(f"http://127.0.0.1:{front}/health")
                         seen["versions"][r.json().get("version", r.status_code)] += 1
+            if cand is not None and cand.ready and state.phase_index not in seen["device"] \
+                    and gw.traefik is not None:
+                seen["device"][state.phase_index] = await _device_hits(
+                    gw.traefik.metrics_url, front, 30, cand.device_version)
             clock.advance(1)
             if cand is not None and cand.ready:
                 # pacing, not a proof: probe rounds back to back share one moment's scheduling
@@ -219,6 +246,9 @@ async def test_good_candidate_is_promoted_through_every_phase(tmp_path: Path) ->
     assert 1 <= seen["versions"]["2.0.0"] <= 30 < seen["versions"]["1.0.0"], seen["versions"]
     assert seen["quarantined"] == set()
     assert not seen["candidate_left"]
+    # device endpoints never split, counted at the gateway: all on 1.0.0 at CANARY (while
+    # ordinary requests were split), all on 2.0.0 once FULL switched them, at once
+    assert seen["device"] == {0: {"nexus-v1-0-0": 30.0}, 1: {"nexus-v2-0-0": 30.0}}
     assert [e["action"] for e in reversed(seen["history"])] == ["start", "advance", "commit"]
     # the commit patched the Service's desired state: version and argv, its own port kept
     assert "patched" in seen["history"][0]["evidence"]["desired_state"]
