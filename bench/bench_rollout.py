@@ -10,7 +10,7 @@ running service) and, one after another, fresh candidate processes of the same c
 the way the controller starts one); against each, the controller's own paired probe rounds
 (``autonomous.evolution.probes.paired_round``, ``probes_per_observe`` pairs, one warm-up round
 dropped), ``--gap`` seconds apart (default 0.5 s; the controller's rounds are a reconcile
-interval apart, 10 s by default, so the default is the harder case: on this 2-core host a
+interval apart (config/autonomous.yaml), so the default is the harder case: on this 2-core host a
 10-round window's median ratio of identical code spanned 0.91–1.06 at 0.5 s but 0.88–1.31 at
 0.05 s). The rounds keep their order: a slow burst stays a burst.
 
@@ -46,7 +46,15 @@ from autonomous.supervisor.probe_client import ProbeClient
 from autonomous.testing import terminate
 
 PROBES = 10  # RolloutSpec.probes_per_observe default
-INTERVAL_S = 10.0  # the manager's reconcile interval when desired state sets none
+
+
+def _interval() -> float:
+    """The evolution controller's reconcile interval in the shipped config."""
+    cfg = yaml.safe_load((ROOT / "config" / "autonomous.yaml").read_text())
+    return float(cfg["spec"]["controllers"]["evolution"]["interval_seconds"])
+
+
+INTERVAL_S = _interval()
 
 
 def _start(port: int, version: str) -> subprocess.Popen[bytes]:
@@ -148,7 +156,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--gap", type=float, default=0.5,
                     help="seconds between probe rounds (the controller's: its reconcile "
-                         "interval, 10 s by default; shorter rounds are more alike)")
+                         "interval; shorter rounds are more alike)")
     args = ap.parse_args()
     cands, rounds, runs = (3, 60, 200) if args.quick else (6, 90, 1000)
     pol = EvolutionPolicy.model_validate(yaml.safe_load(

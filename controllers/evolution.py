@@ -18,6 +18,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
+from autonomous.evolution.changelog import append_entry, entry
 from autonomous.evolution.metrics_comparator import Samples, compare
 from autonomous.evolution.probes import paired_round
 from autonomous.evolution.staged_rollout import Action as Step
@@ -242,6 +243,21 @@ class EvolutionController(Controller):
         if c is not None:
             await self.procs.stop(f"{service}@{c.version}", 5.0)
 
+    def _announce(self, rid: int, state: RolloutState, op: str, reason: str,
+                  evidence: dict[str, Any], now: float) -> None:
+        """One notification per state change (the alert channels, through ``alert.human``),
+        and a changelog entry when the rollout ends."""
+        self.ctx.bus.publish("alert.human", source="evolution", service=state.service,
+                             severity="warning" if state.status == "rolled_back" else "info",
+                             reason=f"rollout {rid} {op}: {state.status}, phase "
+                                    f"{state.phase_index}",
+                             message=f"{state.service} {state.from_version} → "
+                                     f"{state.to_version}: {op} ({reason})")
+        if state.status in ("committed", "rolled_back"):
+            append_entry(self.ctx.data_dir / "evolution" / "CHANGELOG.md", rid, entry(
+                rid, state.service, state.from_version, state.to_version, state.status,
+                reason, evidence, now))
+
     async def act(self, action: Action) -> Outcome:
         if action.params.get("op") in ("propose", "close"):
             return await act_proposal(self.ctx, self.proposals, action)
@@ -258,7 +274,8 @@ class EvolutionController(Controller):
             if op == "start":
                 state = engine.start_rollout(spec.service, spec.from_version, spec.to_version,
                                              now)
-                self.rollouts.create(state, now)
+                rid = self.rollouts.create(state, now)
+                self._announce(rid, state, "start", action.reason, {}, now)
                 port = await self._start_candidate(spec, state, rp)
                 return Outcome(action, True, f"rollout started; candidate on port {port}")
             latest = self.rollouts.latest(spec.service, spec.to_version)
@@ -284,6 +301,7 @@ class EvolutionController(Controller):
                 c.weight, c.device_version = weights(new, rp)
             self.ctx.bus.publish("evolution.rollout", service=spec.service, status=new.status,
                                  phase=new.phase_index)
+            self._announce(rid, new, str(op), action.reason, ev, now)
             return Outcome(action, True, f"{op}: {new.status}, phase {new.phase_index}")
         except (OSError, RuntimeError, ValueError) as e:
             return Outcome(action, False, f"{op} failed: {e}")

@@ -97,3 +97,21 @@ async def test_gateway_is_supervised_restarted_when_killed(tmp_path: Path) -> No
         finally:
             await c.stop()
             ctx.store.close()
+
+
+def test_default_stack_is_served_through_the_gateway(tmp_path: Path) -> None:
+    """A new user's tree: NEXUS and Robot declare fronts; device paths on one version."""
+    from controllers.gateway import fronts_for
+
+    ctx = make_context(tmp_path)  # the shipped desired state
+    try:
+        gen = ctx.desired.current
+        assert gen is not None
+        fronts = {f.name: f for f in fronts_for(gen.services)}
+        assert set(fronts) == {"nexus", "robot"}
+        assert (fronts["nexus"].port, fronts["nexus"].device_paths) == (8100, ("/api/move",))
+        assert fronts["robot"].device_paths == ("/api/sensors", "/api/vision")
+        for name, f in fronts.items():
+            assert [(b.port, b.weight) for b in f.backends] == [(gen.services[name].port, 100)]
+    finally:
+        ctx.store.close()

@@ -1,0 +1,168 @@
+"""EvolutionOrchestratorV2: the update flow of the specification, one method per step.
+
+    scan → backup → regression tests → sandbox → baseline → staged rollout → metrics
+    comparison → automatic rollback → changelog → notification
+
+Each method is one step on the pieces that already do it (no second implementation): update
+sources and proposals (:class:`~autonomous.evolution.facade.EvolutionFacade`), snapshots on
+the one backup engine (:class:`~autonomous.evolution.backup_manager.BackupManager`), the
+:class:`~autonomous.evolution.regression_tester.RegressionTester`, the judge
+(:func:`~autonomous.evolution.metrics_comparator.compare`), the changelog. ``run_update`` runs
+the pre-rollout steps in order and stops at the first failing one; its last step,
+``staged_rollout``, hands the update to the evolution controller as a proposal (data): the
+phases, the paired-probe comparison, the automatic rollback, the changelog entry and the
+notifications of the rollout itself happen there, through the Executor and its governance gate.
+The sandbox is the candidate run once on a free loopback port (own session, PDEATHSIG), checked
+and stopped before any traffic reaches it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autonomous.core.events import EventBus
+from autonomous.evolution.backup_manager import BackupManager
+from autonomous.evolution.changelog import append_entry, entry
+from autonomous.evolution.facade import EvolutionFacade
+from autonomous.evolution.metrics_comparator import Comparison, Samples, compare
+from autonomous.evolution.regression_tester import ApiCheck, RegressionTester, TestResult
+from autonomous.resources.policy.evolution import JudgePolicy
+from autonomous.supervisor.processes import _set_pdeathsig, expand_argv
+
+__all__ = ["EvolutionOrchestratorV2", "Step", "UpdatePlan"]
+
+
+@dataclass(frozen=True)
+class UpdatePlan:
+    service: str
+    version: str
+    command: list[str]  # the candidate's argv; '{python}' and '{port}' are expanded
+    test_command: list[str] | None = None  # the service's regression suite (argv)
+    checks: list[ApiCheck] = field(default_factory=lambda: [ApiCheck("/health")])
+    ready_path: str = "/ready"
+    backup_paths: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Step:
+    name: str
+    ok: bool
+    detail: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class EvolutionOrchestratorV2:
+    def __init__(self, facade: EvolutionFacade, tester: RegressionTester, judge: JudgePolicy,
+                 bus: EventBus, changelog: Path, backups: BackupManager | None = None,
+                 ready_timeout_s: float = 20.0) -> None:
+        self.facade = facade
+        self.tester = tester
+        self.judge = judge
+        self.bus = bus
+        self.changelog = changelog
+        self.backups = backups
+        self.ready_timeout_s = ready_timeout_s
+
+    # -- the steps --------------------------------------------------------------------------
+    def scan(self, service: str | None = None) -> dict[str, Any]:
+        return self.facade.scan(service)
+
+    def backup(self, service: str, paths: list[str]) -> Step:
+        if not paths:
+            return Step("backup", True, "nothing declared to snapshot")
+        if self.backups is None:
+            return Step("backup", False, "paths declared but no backup engine configured")
+        snap = self.backups.create_snapshot(service, paths)
+        return Step("backup", True, f"snapshot {snap.get('id')}", {"snapshot": snap})
+
+    async def run_regression_tests(self, argv: list[str] | None) -> TestResult | None:
+        return None if argv is None else await self.tester.run_full_test_suite(expand_argv(argv))
+
+    async def sandbox(self, plan: UpdatePlan) -> TestResult:
+        """Start the candidate on a free port, wait for ``ready_path``, run the API checks,
+        stop it (SIGTERM, then SIGKILL)."""
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        argv = [a.replace("{port}", str(port)) for a in expand_argv(plan.command)]
+        proc = await asyncio.create_subprocess_exec(
+            *argv, env={**os.environ, **plan.env, "PORT": str(port)},
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL, start_new_session=True,
+            preexec_fn=_set_pdeathsig)  # noqa: PLW1509
+        base = f"http://127.0.0.1:{port}"
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.ready_timeout_s
+            while not (await self.tester.run_api_tests(base, [ApiCheck(plan.ready_path)])
+                       ).passed:
+                if proc.returncode is not None or loop.time() > deadline:
+                    why = (f"exited {proc.returncode}" if proc.returncode is not None
+                           else f"not ready within {self.ready_timeout_s:g}s")
+                    return TestResult("sandbox", False, f"candidate {why}", 0.0, [why])
+                await asyncio.sleep(0.05)  # polling a real condition (readiness)
+            result = await self.tester.run_api_tests(base, plan.checks)
+            result.name = "sandbox"
+            return result
+        finally:
+            if proc.returncode is None:
+                proc.terminate()
+                try:
+                    await asyncio.wait_for(proc.wait(), 5)
+                except TimeoutError:
+                    proc.kill()
+                    await proc.wait()
+
+    async def capture_baseline(self, url: str, requests: int) -> Samples:
+        return await self.tester.run_performance_benchmark(url, requests)
+
+    def staged_rollout(self, plan: UpdatePlan, actor: str) -> dict[str, Any]:
+        """Hand the update to the evolution controller (a proposal; gated per mode)."""
+        return self.facade.update(plan.service, plan.version, plan.command, actor)
+
+    def compare_metrics(self, baseline: Samples, candidate: Samples,
+                        rounds: tuple[float, ...] = ()) -> Comparison:
+        return compare(baseline, candidate, self.judge, rounds)
+
+    def auto_rollback(self, service: str, reason: str, actor: str) -> dict[str, Any]:
+        return self.facade.rollback(service, actor, reason)
+
+    def write_changelog(self, rollout_id: int, service: str, from_version: str,
+                        to_version: str, status: str, reason: str, evidence: dict[str, Any],
+                        ts: float) -> bool:
+        return append_entry(self.changelog, rollout_id, entry(
+            rollout_id, service, from_version, to_version, status, reason, evidence, ts))
+
+    def notify(self, service: str, what: str, severity: str = "info") -> None:
+        """One notification (the alert channels, through ``alert.human``)."""
+        self.bus.publish("alert.human", source="evolution", service=service,
+                         severity=severity, reason=what, message=what)
+
+    # -- the flow ---------------------------------------------------------------------------
+    async def run_update(self, plan: UpdatePlan, actor: str) -> list[Step]:
+        """backup → regression tests → sandbox → hand-off to the staged rollout; stops at
+        the first failing step (notified), never proposing an update that failed one."""
+        steps = [self.backup(plan.service, plan.backup_paths)]
+        if steps[-1].ok:
+            t = await self.run_regression_tests(plan.test_command)
+            steps.append(Step("regression_tests", True, "no test command declared") if t is None
+                          else Step("regression_tests", t.passed, t.detail))
+        if steps[-1].ok:
+            s = await self.sandbox(plan)
+            steps.append(Step("sandbox", s.passed, s.detail, {"failures": s.failures}))
+        if steps[-1].ok:
+            out = self.staged_rollout(plan, actor)
+            steps.append(Step("staged_rollout", True, f"proposal {out['proposal']['id']} "
+                              f"({out['proposal']['state']})", out))
+            self.notify(plan.service, f"update {plan.service} → {plan.version}: checks passed, "
+                        "staged rollout proposed")
+        else:
+            self.notify(plan.service, f"update {plan.service} → {plan.version} stopped at "
+                        f"{steps[-1].name}: {steps[-1].detail}", "warning")
+        return steps
