@@ -36,14 +36,18 @@ def results_dir() -> Path:
     return Path(env) if env else ROOT / "bench" / "results"
 
 
-def git_commit(root: Path = ROOT) -> dict[str, str | None]:
-    """HEAD's hash and committer date (ISO 8601) of the checkout; None where git cannot say."""
+def git_commit(root: Path = ROOT) -> dict[str, str | bool | None]:
+    """HEAD's hash and committer date (ISO 8601) of the checkout and whether tracked files
+    differ from it (dirty); None where git cannot say."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
+                              timeout=10, check=True).stdout
     try:
-        out = subprocess.run(["git", "-C", str(root), "log", "-1", "--format=%H %cI"],
-                             capture_output=True, text=True, timeout=10, check=True).stdout.split()
-        return {"commit": out[0], "commit_date": out[1]}
+        out = git("log", "-1", "--format=%H %cI").split()
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no").strip())
+        return {"commit": out[0], "commit_date": out[1], "dirty": dirty}
     except (OSError, subprocess.SubprocessError, IndexError):
-        return {"commit": None, "commit_date": None}
+        return {"commit": None, "commit_date": None, "dirty": None}
 
 
 def write_result(name: str, figures: Mapping[str, Any], peers: Mapping[str, Any],

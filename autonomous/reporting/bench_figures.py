@@ -130,6 +130,8 @@ def _provenance(doc: dict[str, Any], head: tuple[str, float] | None, now: float)
     if not isinstance(when, (int, float)):
         return f"measured at {commit}, time unknown"
     text = f"measured {_age(max(0.0, now - when))} ago at {commit}"
+    if machine.get("dirty"):
+        text += " with uncommitted changes"
     if head is not None and machine.get("commit") != head[0]:
         text += f" (HEAD {head[0][:10]}"
         text += (f"; stale: older than HEAD's date "
