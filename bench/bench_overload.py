@@ -260,7 +260,9 @@ def main() -> int:
 
     def crit(r: dict, prefix: str) -> dict[str, float | None]:
         c = r["per"]["CRITICAL"]
-        return {f"{prefix}p99_ms": ms(c["p99"]), f"{prefix}success": c["success"]}
+        succ = c["success"]
+        return {f"{prefix}p99_ms": ms(c["p99"]),
+                f"{prefix}success": None if succ is None else round(succ, 4)}
     write_result("bench_overload",
                  {**crit(with_, ""), "unloaded_p99_ms": ms(with_["unloaded_p99"]),
                   "low_shed_429": with_["per"]["LOW"]["shed_429"],
