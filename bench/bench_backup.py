@@ -199,7 +199,7 @@ def report(total: int, a: dict, r: dict | None) -> list[tuple[str, float, float 
         print(f"{name:24}{x:>12.2f}{ys}{ratio}")
     if r is None:
         print("restic not installed (apt-get install -y restic): peer column is n/a")
-    return [(k, x, y or None) for k, (_, x, y) in zip(keys, rows)]
+    return [(k, x, y) for k, (_, x, y) in zip(keys, rows)]
 
 
 if __name__ == "__main__":
