@@ -11,6 +11,10 @@ import sys
 import time
 from pathlib import Path
 
+import json
+from collections.abc import Mapping
+from typing import Any
+
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,8 +23,54 @@ if str(ROOT) not in sys.path:
 
 from autonomous.testing import copy_default_tree, free_port  # noqa: E402
 
-__all__ = ["BACKEND", "ROOT", "copy_default_tree", "free_port", "pct", "start_supervisord", "stop_group",
-           "summary", "tree_with", "wait_http"]
+__all__ = ["BACKEND", "ROOT", "copy_default_tree", "free_port", "git_commit", "pct", "results_dir",
+           "start_supervisord", "stop_group", "summary", "tree_with", "wait_http", "write_result"]
+
+# the machine's load when the bench started (this module is imported at a bench's start)
+_LOAD_AT_START = os.getloadavg()
+
+
+def results_dir() -> Path:
+    """Where result files go: $ATLAS_BENCH_RESULTS, else bench/results of the checkout."""
+    env = os.environ.get("ATLAS_BENCH_RESULTS")
+    return Path(env) if env else ROOT / "bench" / "results"
+
+
+def git_commit(root: Path = ROOT) -> dict[str, str | bool | None]:
+    """HEAD's hash and committer date (ISO 8601) of the checkout and whether tracked files
+    differ from it (dirty); None where git cannot say."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
+                              timeout=10, check=True).stdout
+    try:
+        out = git("log", "-1", "--format=%H %cI").split()
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no").strip())
+        return {"commit": out[0], "commit_date": out[1], "dirty": dirty}
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return {"commit": None, "commit_date": None, "dirty": None}
+
+
+def write_result(name: str, figures: Mapping[str, Any], peers: Mapping[str, Any],
+                 meta: Mapping[str, Any] | None = None) -> Path:
+    """bench/results/<name>.json (or $ATLAS_BENCH_RESULTS/<name>.json): the machine (cpu count,
+    load average at the bench's start and now, python, git commit), the time, our figures and
+    the peers' figures measured in the same run. A figure that was not measured is None."""
+    out = results_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "name": name,
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "unix_time": time.time(),
+        "machine": {"cpu_count": os.cpu_count(), "load_avg_start": list(_LOAD_AT_START),
+                    "load_avg_end": list(os.getloadavg()),
+                    "python": sys.version.split()[0], **git_commit()},
+        "figures": dict(figures), "peers": dict(peers), "meta": dict(meta or {}),
+    }
+    path = out / f"{name}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    tmp.replace(path)
+    return path
 
 
 # A minimal keep-alive HTTP/1.1 backend (TCP_NODELAY, 200 "ok"), run as

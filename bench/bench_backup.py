@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from autonomous.resilience.backup_chunks import EngineParams
 from autonomous.resilience.disaster_recovery import DisasterRecovery
 from autonomous.resources.loader import load_tree
+from bench._common import write_result  # noqa: E402
 
 MIB = 1 << 20
 
@@ -162,14 +163,18 @@ def main() -> int:
         shutil.copytree(work / "tree_a", work / "tree_b")  # restic gets its own, same content
         a = atlas(work / "tree_a", work, total, sealed=not args.plain)
         r = restic(work / "tree_b", work)
-        report(total, a, r)
+        rows = report(total, a, r)
+        write_result("bench_backup", {k: round(x, 3) for k, x, _ in rows},
+                     {k: None if y is None else round(y, 3) for k, _, y in rows},
+                     {"quick": args.quick, "tree_mib": round(total / MIB), "sealed": a["sealed"],
+                      "peer": "restic" if r else "restic not installed"})
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
-def report(total: int, a: dict, r: dict | None) -> None:
+def report(total: int, a: dict, r: dict | None) -> list[tuple[str, float, float | None]]:
     mib = total / MIB
     p = a["params"]
     print(f"tree: {mib:.0f} MiB (random, duplicated, logs, edited copies); 2 cores")
@@ -185,6 +190,8 @@ def report(total: int, a: dict, r: dict | None) -> None:
             ("restore MiB/s", mib / a["restore_s"], r and mib / r["restore_s"]),
             ("dedup ratio", a["dedup"], r and r["dedup"]),
             ("stored MiB", a["stored"] / MIB, r and r["stored"] / MIB)]
+    keys = ("full_mib_per_s", "incremental_unchanged_mib_per_s", "incremental_changed_mib_per_s",
+            "restore_mib_per_s", "dedup_ratio", "stored_mib")
     print(f"{'':24}{'atlas':>12}{'restic':>12}{'atlas/restic':>14}")
     for name, x, y in rows:
         ratio = f"{x / y:>14.2f}" if y else f"{'n/a':>14}"
@@ -192,6 +199,7 @@ def report(total: int, a: dict, r: dict | None) -> None:
         print(f"{name:24}{x:>12.2f}{ys}{ratio}")
     if r is None:
         print("restic not installed (apt-get install -y restic): peer column is n/a")
+    return [(k, x, y) for k, (_, x, y) in zip(keys, rows)]
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ from controllers.manager import ControllerManager
 from controllers.services import ServicesController
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import start_supervisord, stop_group  # noqa: E402
+from _common import start_supervisord, stop_group, write_result  # noqa: E402
 
 # back-to-back injections would (rightly) trip the restart budget; the bench measures MTTR
 BENCH_POLICY = """apiVersion: atlas.autonomous/v1
@@ -273,7 +273,14 @@ def main() -> None:
     print(f"  pybreaker             sync   {b['pybreaker_sync_ns']:7.1f} ns")
     print(f"  ATLAS CircuitBreaker  async  {b['ours_async_ns']:7.1f} ns")
     print(f"  pybreaker             async  {b['pybreaker_async']}\n")
+    figures: dict[str, float | None] = {"breaker_sync_ns": round(b["ours_sync_ns"], 1),
+                                        "breaker_async_ns": round(b["ours_async_ns"], 1)}
+    peers: dict[str, float | None] = {"pybreaker_sync_ns": round(b["pybreaker_sync_ns"], 1),
+                                      "pybreaker_async_ns": None}
+    meta: dict[str, Any] = {"quick": args.quick, "calls": calls, "injections": n,
+                            "pybreaker_async": b["pybreaker_async"]}
     if args.skip_mttr:
+        write_result("bench_healing", figures, peers, {**meta, "mttr": "skipped (--skip-mttr)"})
         return
     kinds = ["crash", "hang", "memory", "slow", "error"]
     ours = asyncio.run(mttr_ours(n, kinds))
@@ -288,6 +295,17 @@ def main() -> None:
     for etype, s in ours.get("_recorded", {}).items():  # type: ignore[union-attr]
         print(f"  {etype:13s} incidents {s['incidents']:3d} healed {s['healed']:3d} "
               f"mttr {s['mttr_s']}")
+
+    def med_ms(xs: list[float]) -> float | None:
+        return round(statistics.median(xs) * 1000, 1) if xs else None
+    for k in kinds:
+        figures[f"mttr_{k}_median_ms"] = med_ms(ours[k])
+    peers["supervisord_mttr_crash_median_ms"] = med_ms(sup) if isinstance(sup, list) else None
+    for k in kinds[1:]:
+        peers[f"supervisord_mttr_{k}_median_ms"] = None  # not detected: no health checks
+    write_result("bench_healing", figures, peers,
+                 {**meta, "supervisord": sup if isinstance(sup, str) else "measured (crash only; "
+                  "hang/memory/slow/error not detected, no health checks)"})
 
 
 if __name__ == "__main__":

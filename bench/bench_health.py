@@ -41,6 +41,9 @@ from autonomous.resources.loader import load_tree
 from autonomous.store import Store
 from autonomous.store.timeseries import Point
 from autonomous.testing import free_port
+from bench._common import write_result  # noqa: E402
+
+Figures = dict[str, float | None]
 
 POLICY = load_tree(ROOT).tree.policies["governed"]["health"]
 
@@ -59,7 +62,7 @@ def _timed(fn, n: int) -> tuple[list[float], list[float]]:
     return wall, cpu
 
 
-def bench_sample(n: int) -> None:
+def bench_sample(n: int, ours: Figures, peers: Figures) -> None:
     m = SystemMetrics()
     m.sample()
 
@@ -76,12 +79,14 @@ def bench_sample(n: int) -> None:
     print(f"[1] SystemMetrics.sample  wall p50 {_pct(w, 50):.2f} ms p95 {_pct(w, 95):.2f} ms, "
           f"cpu p95 {_pct(c, 95):.2f} ms (target < 5 ms) | bare psutil sweep wall p50 "
           f"{_pct(bw, 50):.2f} ms p95 {_pct(bw, 95):.2f} ms")
+    ours.update(sample_wall_p95_ms=round(_pct(w, 95), 3), sample_cpu_p95_ms=round(_pct(c, 95), 3))
+    peers["bare_psutil_wall_p95_ms"] = round(_pct(bw, 95), 3)
     w, _ = _timed(lambda: m.sample_processes(5), max(5, n // 20))
     print(f"    process sweep (slow path, every 60 s) p50 {_pct(w, 50):.1f} ms")
     m.close()
 
 
-def bench_overhead(seconds: float) -> None:
+def bench_overhead(seconds: float, ours: Figures, peers: Figures) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="atlas-bench-"))
     try:
         for d in ("desired_state", "policies", "config"):
@@ -107,6 +112,7 @@ def bench_overhead(seconds: float) -> None:
                 time.sleep(1.0)
                 rss.append(p.memory_info().rss / 2**20)
             cpu = (sum(p.cpu_times()[:2]) - c0) / (time.monotonic() - t0) * 100
+            ours.update(overhead_cpu_percent=round(cpu, 3), overhead_rss_max_mb=round(max(rss), 1))
             print(f"[2] operator overhead (all controllers, 2 sample services, {seconds:.0f} s): "
                   f"CPU {cpu:.2f} % of one core (target < 1 %), RSS max {max(rss):.0f} MB "
                   f"(target < 150 MB) | peers: Netdata idle 1-5 %, Glances 7-25 %")
@@ -188,7 +194,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def bench_api(seconds: float, rounds: int) -> None:
+def bench_api(seconds: float, rounds: int, figs: Figures, peer_figs: Figures) -> None:
     """The real operator (``controllers.cli run``, its own listening socket) on the default
     tree beside a bare FastAPI app started the standard way (``uvicorn.run``, its own
     process and socket); both loaded by the same keep-alive async clients."""
@@ -240,6 +246,10 @@ def bench_api(seconds: float, rounds: int) -> None:
               f"{seconds:g}-s rounds (per round: {', '.join(f'{r:.0%}' for r in ratios)}; "
               "target >= 80 %); keep-alive clients, 16 concurrent")
         ocpu, pcpu = float(np.median(cpu["ours"])), float(np.median(cpu["peer"]))
+        figs.update(comprehensive_rps=round(rps), comprehensive_p99_ms=round(p99, 2),
+                    comprehensive_cpu_ms_per_request=round(ocpu, 3))
+        peer_figs.update(bare_fastapi_rps=round(brps), bare_fastapi_p99_ms=round(bp99, 2),
+                     bare_fastapi_cpu_ms_per_request=round(pcpu, 3))
         print(f"    server CPU per request: operator {ocpu:.2f} ms | bare FastAPI {pcpu:.2f} ms "
               f"-> capacity {pcpu / ocpu:.0%} of the peer's (median of {rounds} rounds)")
     finally:
@@ -248,7 +258,7 @@ def bench_api(seconds: float, rounds: int) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def bench_store(days: float) -> None:
+def bench_store(days: float, ours: Figures, peers: Figures) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="atlas-bench-ts-"))
     store = Store(tmp / "h.db").open()
     try:
@@ -270,6 +280,7 @@ def bench_store(days: float) -> None:
         print(f"    (setup: {n * len(names)} points written and rolled up in "
               f"{time.perf_counter() - t0:.1f} s)")
         w, _ = _timed(lambda: agg.get_historical_trend(days=7), 5)
+        ours["trend_7d_p50_ms"] = round(_pct(w, 50), 2)
         print(f"[4] get_historical_trend(days=7), {len(names)} metrics x {n} samples: "
               f"p50 {_pct(w, 50):.1f} ms max {max(w):.1f} ms (target < 100 ms; reads 1-h rollups)")
         t0 = time.perf_counter()
@@ -279,6 +290,7 @@ def bench_store(days: float) -> None:
         sample = {f"{nm}" if not lab else f"{nm}{{mount={lab['mount']}}}": 50.0
                   for nm, lab in names}
         w, _ = _timed(lambda: det.detect({k: v + rng.normal() for k, v in sample.items()}), 200)
+        ours.update(anomaly_train_s=round(train_s, 3), detect_p50_ms=round(_pct(w, 50), 3))
         print(f"[5] anomaly training ({info['metrics']} metrics, forest on {info['forest_rows']} "
               f"rows): {train_s:.2f} s (target < 5 s); detect per sample of {len(names)} metrics"
               f" p50 {_pct(w, 50):.2f} ms ({_pct(w, 50) / len(names):.3f} ms per metric; "
@@ -294,14 +306,19 @@ def main() -> None:
     ap.add_argument("--skip", default="", help="comma list of sections to skip, e.g. 2,6")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
+    ours: Figures = {}
+    peers: Figures = {}
     if "1" not in skip:
-        bench_sample(100 if args.quick else 500)
+        bench_sample(100 if args.quick else 500, ours, peers)
     if "2" not in skip:
-        bench_overhead(20 if args.quick else 120)
+        bench_overhead(20 if args.quick else 120, ours, peers)
     if "3" not in skip:
-        bench_api(2 if args.quick else 4, 3 if args.quick else 5)
+        bench_api(2 if args.quick else 4, 3 if args.quick else 5, ours, peers)
     if "4" not in skip:
-        bench_store(1 if args.quick else 7)
+        bench_store(1 if args.quick else 7, ours, peers)
+    write_result("bench_health", ours, peers,
+                 {"quick": args.quick, "skipped_sections": sorted(skip),
+                  "overhead_peers": "Netdata idle 1-5 %, Glances 7-25 % (published, not run)"})
     if "6" not in skip:
         cmd = [sys.executable, str(ROOT / "bench" / "nab_eval.py")] + (
             ["--quick"] if args.quick else [])

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import psutil
-from _common import ROOT, free_port, summary, tree_with, wait_http
+from _common import ROOT, free_port, summary, tree_with, wait_http, write_result
 
 TOKEN = "bench-token"
 
@@ -196,6 +196,15 @@ def main() -> None:
         print(f"  speed-up (median): {statistics.median(sup) / statistics.median(ours):.1f}x")
     print(f"idle operator supervising the sample stack over {idle:.0f} s: CPU {cpu:.2f} % of one "
           f"core, RSS {rss:.1f} MiB")
+    write_result("bench_operator", {
+        "startup_median_ms": round(statistics.median(st) * 1e3, 1),
+        "reload_median_ms": round(statistics.median(rl) * 1e3, 1),
+        "crash_to_healthy_median_ms": round(statistics.median(ours) * 1e3, 1),
+        "idle_cpu_percent": round(cpu, 2), "idle_rss_mib": round(rss, 1),
+    }, {"supervisord_crash_to_healthy_median_ms":
+        round(statistics.median(sup) * 1e3, 1) if sup else None},
+        {"quick": args.quick, "idle_s": idle, "crashes": n_crash, "reloads": n_reload,
+         "startups": n_start, "supervisord": "measured" if sup else "not installed"})
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT  # noqa: E402
+from _common import ROOT, write_result  # noqa: E402
 
 from autonomous.learning.performance_optimizer import PerformanceOptimizer  # noqa: E402
 from autonomous.resources.policy.learning_tuning import OptimizerPolicy  # noqa: E402
@@ -229,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     seeds = range(a.first_seed, a.first_seed + (3 if a.quick else a.seeds))
     ok = goal = True
+    figures: dict[str, float | None] = {}
+    peers: dict[str, float | None] = {}
     for name in SCENARIOS if a.scenario == "all" else [a.scenario]:
         sc = SCENARIOS[name]
         best = sc.optimum()
@@ -254,7 +256,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: bar (all seeds >= 98 %, <= 10 unsafe) {'met' if met else 'MISSED'}; "
               f"goal (<= 5 unsafe) {'met' if reached_goal else 'missed'}")
         ok, goal = ok and met, goal and reached_goal
+        for label, runs in results.items():
+            key = {"ours (safe GP, box, in force first)": "",
+                   "Optuna TPE default (hard bounds)": "optuna_",
+                   "Optuna TPE + constraints + box + in force first": "optuna_constrained_"}[label]
+            into = peers if key else figures
+            into[f"{key}{name}_reached_mean"] = round(statistics.mean(r.fraction for r in runs), 4)
+            into[f"{key}{name}_unsafe_max"] = max(r.unsafe for r in runs)
     print(f"\nall scenarios: bar {'met' if ok else 'MISSED'}, goal {'met' if goal else 'missed'}")
+    write_result("bench_optimizer", figures, peers,
+                 {"quick": a.quick, "seeds": [seeds.start, seeds.stop - 1], "trials": a.trials,
+                  "scenario": a.scenario, "bar_met": ok, "goal_met": goal})
     return 0 if ok else 1
 
 

@@ -28,6 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._common import write_result  # noqa: E402
+
 MIX = (("CRITICAL", 0.1), ("HIGH", 0.2), ("MEDIUM", 0.3), ("LOW", 0.4))
 BENCH_POLICY = """apiVersion: atlas.autonomous/v1
 kind: PolicySet
@@ -252,6 +254,23 @@ def main() -> int:
     shared = asyncio.run(measure(True, args, 0))
     with_ = asyncio.run(measure(True, args, args.critical_reserved))
     report(without, shared, with_, args)
+
+    def ms(v: float | None) -> float | None:
+        return None if v is None else round(v * 1000, 1)
+
+    def crit(r: dict, prefix: str) -> dict[str, float | None]:
+        c = r["per"]["CRITICAL"]
+        succ = c["success"]
+        return {f"{prefix}p99_ms": ms(c["p99"]),
+                f"{prefix}success": None if succ is None else round(succ, 4)}
+    write_result("bench_overload",
+                 {**crit(with_, ""), "unloaded_p99_ms": ms(with_["unloaded_p99"]),
+                  "low_shed_429": with_["per"]["LOW"]["shed_429"],
+                  "high_shed_429": with_["per"]["HIGH"]["shed_429"]},
+                 {**crit(without, "no_admission_"), **crit(shared, "no_reserved_slot_")},
+                 {"quick": args.quick, "capacity_rps": with_["capacity"],
+                  "overload": args.overload, "seconds": args.seconds, "slots": args.slots,
+                  "critical_reserved": args.critical_reserved, "priority": "CRITICAL"})
     return 0
 
 

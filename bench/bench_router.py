@@ -36,7 +36,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT  # noqa: E402
+from _common import ROOT, write_result  # noqa: E402
 
 from autonomous.learning.route_optimizer import RouteOptimizer  # noqa: E402
 from autonomous.resources.policy.learning_tuning import RoutingPolicy  # noqa: E402
@@ -255,6 +255,18 @@ def main(argv: list[str] | None = None) -> int:
     ok = ours <= 15 and all(ours < x for x in peers) and outage_ok
     print(f"\nbar (regret <= 15 and below both peers; failed share < 5 % within 200): "
           f"{'met' if ok else 'MISSED'} ({time.perf_counter() - t0:.0f} s)")
+    mean = statistics.mean
+    br = out["ours + circuit breaker"]
+    nobr = out["ours, no breaker (failures fed as wrong)"]
+    write_result("bench_router", {
+        "regret_per_1k": round(ours, 2),
+        "accuracy": round(mean(r.accuracy for r in res["ours (per-domain Thompson)"]), 4),
+        "outage_failed_share_max": round(max(o.share_at_200 for o in br), 4),
+        "outage_accuracy_after": round(mean(o.accuracy_after for o in br), 4),
+    }, {"egreedy_regret_per_1k": round(peers[0], 2), "ucb1_regret_per_1k": round(peers[1], 2),
+        "no_breaker_outage_failed_share_max": round(max(o.share_at_200 for o in nobr), 4)},
+        {"quick": a.quick, "seeds": [seeds.start, seeds.stop - 1], "prompts": len(queries),
+         "bar_met": ok})
     return 0 if ok else 1
 
 

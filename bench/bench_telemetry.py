@@ -19,7 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from autonomous.core.clock import FakeClock
+from autonomous.core.clock import FakeClock  # noqa: E402
+from bench._common import write_result  # noqa: E402
 from autonomous.store import Store
 from autonomous.store.timeseries import Point, TimeSeriesStore
 from autonomous.telemetry.logs_collector import LogsCollector
@@ -34,7 +35,10 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:8.2f} ms"
 
 
-def bench_ingest(tmp: Path, n: int) -> None:
+Figures = dict[str, float | None]
+
+
+def bench_ingest(tmp: Path, n: int, ours: Figures, peers: Figures) -> None:
     store = Store(tmp / "ingest.db").open()
     ts = TimeSeriesStore(store, FakeClock(H0))
     pts = [Point("cpu.percent", float(i % 100), H0 + i * 0.01, {"host": f"h{i % 20}"})
@@ -56,11 +60,13 @@ def bench_ingest(tmp: Path, n: int) -> None:
     naive = peer_n / (time.perf_counter() - t)
     conn.close()
     store.close()
+    ours["ingest_points_per_s"] = round(batched)
+    peers["ingest_points_per_s_insert_per_point"] = round(naive)
     print(f"metric ingest, batched 10k/txn    : {batched:12,.0f} points/s  (target > 100 000)")
     print(f"  peer: one INSERT+commit per point: {naive:12,.0f} points/s")
 
 
-def bench_rollup_query(tmp: Path, step: float) -> None:
+def bench_rollup_query(tmp: Path, step: float, ours: Figures, peers: Figures) -> None:
     store = Store(tmp / "rollup.db").open()
     clock = FakeClock(H0 + 7 * 86400)
     ts = TimeSeriesStore(store, clock)
@@ -87,13 +93,16 @@ def bench_rollup_query(tmp: Path, step: float) -> None:
     r, _ = timed(lambda: ts.query("service_probe_latency_ms", start=start, end=end,
                                   resolution="raw"), reps=3)
     store.close()
+    ours.update(rollup_7d_ms=round(roll * 1e3, 2), query_7d_ms=round(q * 1e3, 3),
+                avg_7d_rollups_ms=round(a * 1e3, 3))
+    peers["avg_7d_raw_points_ms"] = round(r * 1e3, 3)
     print(f"rollup of 7 days ({n:,} raw points)  : {_ms(roll)}")
     print(f"7-day query, auto ({len(samples)} buckets)    : {_ms(q)}  (target < 50 ms)")
     print(f"7-day avg over 1 h rollups        : {_ms(a)}")
     print(f"  peer: same range from raw points: {_ms(r)}")
 
 
-def bench_logs(tmp: Path, n: int) -> None:
+def bench_logs(tmp: Path, n: int, ours: Figures, peers: Figures) -> None:
     store = Store(tmp / "logs.db").open()
     clock = FakeClock(H0)
     logs = LogsCollector(store, clock, tmp / "logs", max_bytes=10_000_000, backup_count=1,
@@ -125,13 +134,16 @@ def bench_logs(tmp: Path, n: int) -> None:
                                     "ORDER BY id DESC LIMIT 100", ("%zebracorn%",)), reps=3)
     logs.uninstall()
     store.close()
+    ours.update(log_ingest_lines_per_s=round(rate), search_rare_ms=round(rare * 1e3, 3),
+                search_common_level_ms=round(common * 1e3, 3))
+    peers["search_like_scan_ms"] = round(like * 1e3, 3)
     print(f"log ingest (FTS5 indexed)         : {rate:12,.0f} lines/s")
     print(f"search_logs over {n:,} lines, rare word : {_ms(rare)}  (target < 100 ms)")
     print(f"search_logs common words + level  : {_ms(common)}")
     print(f"  peer: LIKE '%word%' scan         : {_ms(like)}")
 
 
-def bench_middleware(tmp: Path, n: int) -> None:
+def bench_middleware(tmp: Path, n: int, ours: Figures, peers: Figures) -> None:
     import httpx
     from fastapi import FastAPI
 
@@ -177,6 +189,8 @@ def bench_middleware(tmp: Path, n: int) -> None:
         traced = min(traced, asyncio.run(run(traced_app)))
     hub.tracing.flush()
     store.close()
+    ours["traced_request_us"] = round(traced * 1e6, 1)
+    peers["untraced_request_us"] = round(plain * 1e6, 1)
     print(f"request with tracing middleware   : {traced * 1e6:8.1f} µs")
     print(f"  peer: same app without it       : {plain * 1e6:8.1f} µs "
           f"(overhead {max(0.0, traced - plain) * 1e6:.1f} µs/request)")
@@ -186,12 +200,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, a few seconds")
     args = ap.parse_args()
+    ours: Figures = {}
+    peers: Figures = {}
+    sizes = {"ingest_points": 100_000 if args.quick else 1_000_000,
+             "rollup_step_s": 60.0 if args.quick else 10.0,
+             "log_lines": 100_000 if args.quick else 1_000_000,
+             "requests": 300 if args.quick else 2000}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        bench_ingest(tmp, 100_000 if args.quick else 1_000_000)
-        bench_rollup_query(tmp, 60.0 if args.quick else 10.0)
-        bench_logs(tmp, 100_000 if args.quick else 1_000_000)
-        bench_middleware(tmp, 300 if args.quick else 2000)
+        bench_ingest(tmp, int(sizes["ingest_points"]), ours, peers)
+        bench_rollup_query(tmp, sizes["rollup_step_s"], ours, peers)
+        bench_logs(tmp, int(sizes["log_lines"]), ours, peers)
+        bench_middleware(tmp, int(sizes["requests"]), ours, peers)
+    write_result("bench_telemetry", ours, peers, {"quick": args.quick, **sizes})
 
 
 if __name__ == "__main__":

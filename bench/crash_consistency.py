@@ -20,7 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402,F401  (puts the checkout on sys.path)
+from _common import write_result  # noqa: E402  (importing it puts the checkout on sys.path)
 
 from tests.autonomous.crash_harness import OPERATIONS, RunResult, crash_run  # noqa: E402
 
@@ -64,6 +64,12 @@ def main() -> None:
             for p in r.problems + r.half_applied:
                 print(f"    {op}: {p}")
     print(f"\n{args.runs - total_bad} of {args.runs} runs consistent")
+    figures: dict[str, float | None] = {"runs": args.runs, "consistent_runs": args.runs - total_bad}
+    for op, rs in by_op.items():
+        figures[f"{op}_inconsistent"] = sum(not r.ok for r in rs)
+    write_result("crash_consistency", figures, {},
+                 {"seed": args.seed, "operations": operations,
+                  "peer": "none: a kill/restart consistency check of our own store"})
 
 
 if __name__ == "__main__":

@@ -44,7 +44,8 @@ import httpx
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, free_port, start_supervisord, stop_group, tree_with  # noqa: E402
+from _common import (ROOT, free_port, start_supervisord, stop_group, tree_with,  # noqa: E402
+                     write_result)
 
 from autonomous.testing import terminate  # noqa: E402
 
@@ -536,6 +537,7 @@ def main() -> None:
     print("-" * len(head))
     ok_classes = 0
     storms = 0
+    figures: dict[str, float | None] = {}
     for kind, results in rows.items():
         det = [r.detected_s for r in results if r.detected_s is not None]
         mttr = [r.mttr_s for r in results if r.mttr_s is not None]
@@ -551,6 +553,9 @@ def main() -> None:
         note = "; ".join(sorted({r.note for r in results if r.note}))
         if all(r.outcome in ("healed", "contained") for r in results) and results:
             ok_classes += 1
+        figures[f"{kind}_detected"] = len(det)
+        figures[f"{kind}_mttr_median_s"] = round(statistics.median(mttr), 3) if mttr else None
+        figures[f"{kind}_lost_requests"] = lost
         print(f"{kind:17s} {len(det):>4d}/{len(results):<4d} "
               f"{fmt(statistics.median(det)) if det else '—':>9s} {counts:>26s} "
               f"{fmt(statistics.median(mttr)) if mttr else '—':>9s} "
@@ -560,16 +565,28 @@ def main() -> None:
     print(f"\n{ok_classes} of {len(rows)} classes healed or contained with no human "
           f"(goal ≥ 9 of 10); restart storms (restarts in one injection > budget "
           f"{max_r}): {storms}")
+    figures.update(classes=len(rows), classes_healed_or_contained=ok_classes,
+                   restart_storms=storms)
+    peers: dict[str, float | None] = {}
+    peer_notes: dict[str, str] = {}
     print("\nsupervisord, the same sample service (no health checks):")
     for kind in ("crash", "hang"):
         sup = supervisord(kind, n, args.window)
         if isinstance(sup, str):
             print(f"  {kind:6s} {sup}")
+            peers[f"supervisord_{kind}_recovered"] = None
+            peer_notes[kind] = sup
             continue
         got = [x for x in sup if x is not None]
+        peers[f"supervisord_{kind}_recovered"] = len(got)
+        peers[f"supervisord_{kind}_mttr_median_s"] = (round(statistics.median(got), 3)
+                                                       if got else None)
         print(f"  {kind:6s} recovered {len(got)}/{len(sup)}"
               + (f", MTTR median {fmt(statistics.median(got))} max {fmt(max(got))}"
                  if got else f": not detected within {args.window:.0f} s"))
+    write_result("fault_campaign", figures, peers,
+                 {"injections_per_class": n, "window_s": args.window, "classes": list(rows),
+                  "complete": len(rows) == len(kinds), "supervisord": peer_notes})
 
 
 if __name__ == "__main__":

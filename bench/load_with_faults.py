@@ -37,6 +37,7 @@ import httpx
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write_result  # noqa: E402
 from fault_campaign import Stack  # noqa: E402
 
 MIX = (("CRITICAL", 0.1, "/api/reconcile/status"), ("HIGH", 0.2, "/api/health/comprehensive"),
@@ -233,6 +234,15 @@ async def run(args: argparse.Namespace) -> None:
         print(f"bar: CRITICAL success {succ:.3f} % (≥ 99.9 %), p99 "
               f"{p99 if p99 is None else round(p99, 1)} ms (≤ 2x unloaded = "
               f"{bar_p99 if bar_p99 is None else round(bar_p99, 1)} ms)")
+        write_result("load_with_faults", {
+            "critical_success_percent": round(succ, 3),
+            "critical_p99_ms": None if p99 is None else round(p99, 1),
+            "rss_slope_mib_per_min": None if slope is None else round(slope, 3),
+            "faults_injected": len(flog), "offered_rps": round(rate),
+        }, {"unloaded_critical_p99_ms": None if ref is None else round(ref, 1)},
+            {"quick": args.quick, "seconds": args.seconds, "overload": args.overload,
+             "api_capacity_rps": round(cap), "faults": flog,
+             "peer": "the same operator unloaded, measured first in this run"})
     finally:
         stack.stop()
         shutil.rmtree(tmp, ignore_errors=True)

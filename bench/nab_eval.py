@@ -58,6 +58,7 @@ from autonomous.health_monitor.nab import (
 )
 from autonomous.health_monitor.stream_detector import StreamingDetector, StreamParams
 from autonomous.resources.loader import load_tree
+from bench._common import write_result  # noqa: E402
 
 PUBLISHED = {"HTM": "numenta", "ARTime": "ARTime", "contextOSE": "contextOSE",
              "windowedGaussian": "windowedGaussian"}
@@ -140,8 +141,13 @@ def main() -> None:
     print(f"ours: {params}")
     print(f"ours: {us_row:.1f} µs per row per metric (one metric per file, {rows} rows)")
 
+    figures: dict[str, float | None] = {"us_per_row": round(us_row, 2)}
+    peers: dict[str, float | None] = {}
     for prof in PROFILES:
         thr = {n: sc.best_threshold(s, keys, prof)[0] for n, s in pub.items()}
+        figures[f"score_{prof}"] = round(sc.score(ours, keys, 0.5, prof), 2)
+        for n, s in pub.items():
+            peers[f"{n}_score_{prof}"] = round(sc.score(s, keys, thr[n], prof), 2)
         print(f"\n{prof} (published: best corpus-wide threshold; ours: policy threshold)")
         print(f"{'':<20}{'ours':>8}" + "".join(f"{n:>17}" for n in pub))
         for c in cats + ["overall"]:
@@ -150,7 +156,10 @@ def main() -> None:
             line += "".join(f"{sc.score(s, ks, thr[n], prof):>17.1f}" for n, s in pub.items())
             print(line)
 
+    meta = {"files": len(corpus), "rows": rows, "params": str(params),
+            "peers": "published detections, best corpus-wide threshold; ours: policy threshold"}
     if args.no_loco:
+        write_result("nab_eval", figures, peers, {**meta, "loco": False})
         return
     t0 = time.perf_counter()
     settings = grid(params)
@@ -172,6 +181,9 @@ def main() -> None:
             chosen = ", ".join(f"{k}={getattr(settings[i], k)}" for k in GRID)
             print(f"{c:<20}" + "".join(f"{x:>8.1f}" for x in figs) + f"  {chosen}")
         print(f"{'mean':<20}" + "".join(f"{x:>8.1f}" for x in means))
+        figures[f"loco_{prof}_{rule}_mean"] = round(float(means[0]), 2)
+        peers[f"HTM_loco_{prof}_{rule}_mean"] = round(float(means[1]), 2)
+        peers[f"ARTime_loco_{prof}_{rule}_mean"] = round(float(means[2]), 2)
     for rule in RULES:
         i = choose(sc, runs, keys, "standard", rule)
         print(f"\nsearch on all {len(corpus)} files (standard, {rule}): "
@@ -179,6 +191,7 @@ def main() -> None:
               + f" → {sc.score(runs[i], keys, 0.5, 'standard'):.1f} overall, "
               + ", ".join(f"{c} {sc.score(runs[i], by_cat[c], 0.5, 'standard'):.1f}"
                           for c in cats))
+    write_result("nab_eval", figures, peers, {**meta, "loco": True})
 
 
 if __name__ == "__main__":

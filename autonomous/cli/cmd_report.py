@@ -2,7 +2,7 @@
 
 Asks the running operator (``--url`` or the root's config) what runs and how it does, reads
 the checkout's files, a junit XML (``--junit``) and the benchmarks' result JSON files
-(``--bench-dir``, default ``bench/results``), measures the cheap figures live, and writes
+(``--bench-dir``, default ``$ATLAS_BENCH_RESULTS`` or ``bench/results``), measures the cheap figures live, and writes
 ``report.md`` and ``report.html`` into ``--out``.
 """
 
@@ -23,16 +23,18 @@ def register(sub: Any) -> None:
     p.add_argument("--out", default="report", help="folder for report.md and report.html")
     p.add_argument("--junit", default=None, help="junit XML of a test run (pytest --junitxml)")
     p.add_argument("--bench-dir", default=None,
-                   help="benchmark result JSON files (default: bench/results of the checkout)")
+                   help="benchmark result JSON files (default: $ATLAS_BENCH_RESULTS, else "
+                   "bench/results of the checkout)")
     p.set_defaults(func=cmd_report)
 
 
 def cmd_report(args: Any) -> int:
+    from autonomous.reporting.bench_figures import results_dir
     from autonomous.reporting.collect import REPO, collect
     from autonomous.reporting.render import html_page, markdown
 
     client = ApiClient(args)
-    bench = Path(args.bench_dir) if args.bench_dir else REPO / "bench" / "results"
+    bench = Path(args.bench_dir) if args.bench_dir else results_dir(REPO)
     try:
         report = collect(client.base, client.token,
                          junit_xml=Path(args.junit) if args.junit else None, bench_dir=bench)

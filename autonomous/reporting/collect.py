@@ -5,7 +5,6 @@ measured is null with the reason."""
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 import xml.etree.ElementTree as ET
@@ -15,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from autonomous.reporting import bench_figures
 
 __all__ = ["Check", "Metric", "Report", "collect"]
 
@@ -204,41 +205,9 @@ def junit(path: Path) -> dict[str, Any]:
             "slowest": [{"name": n, "time_s": round(t, 2)} for t, n in sorted(slow)[-5:][::-1]]}
 
 
-# figures from the benchmarks' result files: (name, unit, file, key path)
-BENCH_FIGURES = (
-    ("Dashboard first contentful paint (median)", "ms", "bench_dashboard.json",
-     ("browser", "first_contentful_paint_ms", "median")),
-    ("Dashboard every panel filled (median)", "ms", "bench_dashboard.json",
-     ("browser", "all_panels_filled_ms", "median")),
-    ("Operator overhead (idle CPU)", "% of a core", "bench_operator.json", ("idle_cpu_percent",)),
-    ("NAB score (standard profile)", "score", "nab_eval.json", ("score", "standard")),
-    ("Metric ingest", "points/s", "bench_telemetry.json", ("ingest_points_per_s",)),
-    ("Admission: protected p99 under overload", "ms", "bench_overload.json", ("p99_ms",)),
-    ("Rollout: canary to full", "s", "bench_rollout.json", ("total_s",)),
-)
-
-
 def bench_metrics(bench_dir: Path) -> list[Metric]:
-    out = []
-    for name, unit, file, keys in BENCH_FIGURES:
-        path = bench_dir / file
-        if not path.is_file():
-            script = REPO / "bench" / file.replace(".json", ".py")
-            writes = script.is_file() and "results" in script.read_text(errors="replace")
-            why = (f"run python3 bench/{script.name}" if writes else
-                   f"bench/{script.name} prints its figures but writes no result file yet"
-                   if script.is_file() else f"no bench/{script.name} in this checkout")
-            out.append(Metric(name, None, unit, f"not measured: no {path} ({why})"))
-            continue
-        try:
-            value: Any = json.loads(path.read_text())
-            for k in keys:
-                value = value[k]
-            out.append(Metric(name, None if value is None else float(value), unit,
-                              str(path) if value is not None else f"{path}: null"))
-        except (ValueError, KeyError, TypeError) as exc:
-            out.append(Metric(name, None, unit, f"{path}: no {'.'.join(keys)} ({exc})"))
-    return out
+    """The benchmarks' figures (autonomous/reporting/bench_figures.py holds the mapping)."""
+    return [Metric(*f) for f in bench_figures.bench_metrics(REPO, bench_dir)]
 
 
 def live_metrics(live: Live) -> list[Metric]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +43,10 @@ def test_report_from_a_live_operator(tmp_path: Path, operator_factory: Any) -> N
         openapi = c.get("/openapi.json").json()
     bench = tmp_path / "bench"
     bench.mkdir()
-    (bench / "bench_dashboard.json").write_text(json.dumps(
-        {"browser": {"first_contentful_paint_ms": {"median": 123.4},
-                     "all_panels_filled_ms": None}}))
+    (bench / "bench_dashboard.json").write_text(json.dumps(  # as bench/_common.write_result
+        {"unix_time": time.time(), "machine": {"commit": None},
+         "figures": {"first_contentful_paint_median_ms": 123.4,
+                     "all_panels_filled_median_ms": None}, "peers": {}}))
     out = tmp_path / "out"
     r = subprocess.run([sys.executable, "-m", "controllers.cli", "report", "--url", op.url,
                         "--out", str(out), "--junit", str(_junit(tmp_path)),
