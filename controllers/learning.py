@@ -63,6 +63,14 @@ def _apply_action(p: Proposal, reason: str) -> Action:
                             "evaluation": p.evaluation})
 
 
+def _revert_action(p: Proposal, reason: str, evidence: dict[str, Any] | None = None) -> Action:
+    """The inverse patch, as a ``rollback`` (a write: governed asks a person first)."""
+    return Action("rollback", _resource(p), reason,
+                  params={"op": "revert", "file": p.patch.file, "path": list(p.patch.path),
+                          "old": p.patch.new, "new": p.patch.old},
+                  evidence=evidence or {})
+
+
 def plan(o: LearningObserved, policy: dict[str, Any]) -> tuple[tuple[Action, ...],
                                                                 tuple[Transition, ...]]:
     """Pure: the actions and the status moves for the proposals observed."""
@@ -74,11 +82,7 @@ def plan(o: LearningObserved, policy: dict[str, Any]) -> tuple[tuple[Action, ...
     moves: list[Transition] = []
     for p in baking:
         if p.id in o.revert_requests:
-            actions.append(Action("rollback", _resource(p), f"revert requested: "
-                                  f"{o.revert_requests[p.id]}",
-                                  params={"op": "revert", "file": p.patch.file,
-                                          "path": list(p.patch.path), "old": p.patch.new,
-                                          "new": p.patch.old}))
+            actions.append(_revert_action(p, f"revert requested: {o.revert_requests[p.id]}"))
             continue
         if p.bake_until is None or o.now < p.bake_until:
             continue
@@ -86,13 +90,10 @@ def plan(o: LearningObserved, policy: dict[str, Any]) -> tuple[tuple[Action, ...
         before = float(p.guard.get("bad_rate_before", 0.0))
         low, high = wilson(bad, total, pp["bake_z"])
         if total >= pp["bake_min_samples"] and low > before:
-            actions.append(Action(
-                "rollback", _resource(p),
-                f"bad bake: {bad}/{total} bad since the change, interval [{low:.2f}, "
-                f"{high:.2f}] above {before:.2f} before it",
-                params={"op": "revert", "file": p.patch.file, "path": list(p.patch.path),
-                        "old": p.patch.new, "new": p.patch.old},
-                evidence={"bad": bad, "total": total, "low": low, "before": before}))
+            actions.append(_revert_action(
+                p, f"bad bake: {bad}/{total} bad since the change, interval [{low:.2f}, "
+                   f"{high:.2f}] above {before:.2f} before it",
+                {"bad": bad, "total": total, "low": low, "before": before}))
         else:
             why = (f"{total} feedback since the change (< {pp['bake_min_samples']}): no "
                    "evidence of harm" if total < pp["bake_min_samples"] else
@@ -100,11 +101,7 @@ def plan(o: LearningObserved, policy: dict[str, Any]) -> tuple[tuple[Action, ...
             moves.append(Transition(p.id, "kept", f"bake over: {why}"))
     for p in o.proposals:
         if p.id in o.revert_requests and p.state == "kept":
-            actions.append(Action("rollback", _resource(p), f"revert requested: "
-                                  f"{o.revert_requests[p.id]}",
-                                  params={"op": "revert", "file": p.patch.file,
-                                          "path": list(p.patch.path), "old": p.patch.new,
-                                          "new": p.patch.old}))
+            actions.append(_revert_action(p, f"revert requested: {o.revert_requests[p.id]}"))
         if p.state not in ("evaluated", "awaiting_approval"):
             continue
         off = sorted(o.disabled & {"learning", "optimizations"})
@@ -132,7 +129,7 @@ class LearningController(Controller):
     name = "learning"
     subsystem = "learning"
     order = 40
-    watches: tuple[str, ...] = ("learning.",)
+    watches: tuple[str, ...] = ("learning.proposal",)  # not learning.route: one per query
 
     def __init__(self, ctx: Any) -> None:
         super().__init__(ctx)
@@ -196,7 +193,13 @@ class LearningController(Controller):
                 return self._apply(action, p)
             if op == "revert":
                 return self._revert(action, p)
-        except (PatchConflict, ApplyRejected, OSError) as e:
+        except PatchConflict as e:
+            if op == "apply" and p.state in ("evaluated", "awaiting_approval"):
+                cycle = int(self.ctx.store.kv_get("learning.cycle", 0) or 0)
+                self.proposals.transition(p.id, "rejected", actor="learning",
+                                          reason=f"superseded: {e}", closed_cycle=cycle)
+            return Outcome(action, False, f"{op} {pid}: {e}", permanent=True)
+        except (ApplyRejected, OSError) as e:
             return Outcome(action, False, f"{op} {pid}: {e}", permanent=True)
         return Outcome(action, False, f"unknown op {op!r}", permanent=True)
 

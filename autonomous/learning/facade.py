@@ -74,9 +74,6 @@ class LearningFacade:
                 self.ctx.approvals.decide(p.approval_id, approve=False, actor=actor,
                                           current_generation=gen.number if gen else None,
                                           reason=reason)
-        if p.state == "evaluated":
-            self.proposals.transition(pid, "awaiting_approval", actor=actor,
-                                      reason="decided by a human")
         cycle = int(self.ctx.store.kv_get("learning.cycle", 0) or 0)
         self.proposals.transition(pid, "rejected", actor=actor,
                                   reason=f"rejected by {actor}: {reason or 'no reason given'}",

@@ -111,8 +111,9 @@ class LearningOrchestrator:
             proposed.append(p.id)
             open_keys.add(key)
         self.last_cycle = {"cycle": cycle, "ts": iso(now), "mode": mode, "frozen": False,
-                           "acks_harvested": acks, "findings": findings, "action_items": items, "proposed": proposed,
-                           "skipped": skipped, "graph_node": cycle_node}
+                           "acks_harvested": acks, "findings": findings,
+                           "action_items": items, "proposed": proposed, "skipped": skipped,
+                           "graph_node": cycle_node}
         if proposed:
             self.ctx.bus.publish("learning.proposals", cycle=cycle, ids=proposed)
         return self.last_cycle

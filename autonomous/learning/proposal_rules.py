@@ -16,7 +16,8 @@ STATES = ("proposed", "evaluated", "awaiting_approval", "approved", "rejected",
 
 TRANSITIONS: dict[str, tuple[str, ...]] = {
     "proposed": ("evaluated",),
-    "evaluated": ("awaiting_approval", "baking"),
+    "evaluated": ("awaiting_approval", "baking", "rejected"),  # rejected: by a person, or
+    # superseded (the value in force is no longer the one it was computed against)
     "awaiting_approval": ("approved", "rejected"),
     "approved": ("baking",),
     "baking": ("kept", "reverted"),

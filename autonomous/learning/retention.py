@@ -4,7 +4,8 @@ The knowledge graph (whole chains, by when their newest node was last seen:
 :meth:`KnowledgeGraph.prune`), ``health_reports``, ended ``health_anomalies``, approvals that
 are no longer pending, learning feedback and logged route decisions, and all but the newest
 ``generations_keep`` generations (never the one in force). Learned proposals are kept: one row
-per learned change, the audit trail of what changed the tree and why. :meth:`Retention.maybe_run` runs it at most every ``interval_seconds``.
+per learned change, the audit trail of what changed the tree and why.
+:meth:`Retention.maybe_run` runs it at most every ``interval_seconds``.
 """
 
 from __future__ import annotations

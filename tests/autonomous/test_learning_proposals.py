@@ -337,3 +337,19 @@ async def test_the_graph_links_the_proposal_to_what_was_done_with_it(tmp_path: P
                    and "applied" in rig.ctx.graph.node(n)["label"])
     chain = [n["type"] for n in rig.ctx.graph.why(outcome)]
     assert chain[-2:] == ["action", "outcome"] and "decision" in chain
+
+
+async def test_a_proposal_whose_value_changed_is_superseded(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, "growth")
+    rig.seed()
+    pid = rig.orch.run_learning_cycle()["proposed"][0]
+    f = rig.root / TELEMETRY
+    f.write_text(f.read_text().replace("value: 500", "value: 450", 1))
+    _git(rig.root, "commit", "-qam", "a person tuned it")
+    rig.ctx.desired.reload()
+    head = rig.head()
+    outcomes = await rig.reconcile()
+    assert [o.ok for o in outcomes] == [False] and "in force 450" in outcomes[0].message
+    p = rig.orch.proposals.get(pid)
+    assert p.state == "rejected" and p.reason.startswith("superseded")
+    assert rig.head() == head and await rig.reconcile() == []

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from autonomous.api.deps import Actor, Ctx, subsystem
 
@@ -72,7 +72,8 @@ class DecideBody(BaseModel):
 
 
 class FeedbackBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
+        {"required": ["area"]}, {"required": ["alert_id"]}, {"required": ["decision_id"]}]})
     area: str | None = Field(None, min_length=3, max_length=200, pattern=r"^[a-z_]+:[^\s]+$",
                              description="<kind>:<name>, e.g. alert:service_latency_high or "
                                          "route:mmlu/abstract_algebra:strong; required unless "
@@ -88,9 +89,17 @@ class FeedbackBody(BaseModel):
                                     description="A route decision this is the outcome of")
     error: bool = Field(False, description="With decision_id: the model did not answer "
                         "(outage, timeout); counted as an error, not a wrong answer")
-    alert_id: int | None = Field(None, ge=1, le=2**62, description="An alert this labels: "
+    alert_id: int | None = Field(None, ge=1, le=2**31 - 1, description="An alert this labels: "
                                  "bad = false positive (area and value taken from the alert)")
     latency_ms: float | None = Field(None, ge=0, allow_inf_nan=False)
+
+
+    @model_validator(mode="after")
+    def _about(self) -> FeedbackBody:
+        if self.area is None and self.alert_id is None and self.decision_id is None:
+            raise ValueError("area is required unless alert_id or decision_id says what the "
+                             "feedback is about")
+        return self
 
 
 class FeedbackOut(BaseModel):
