@@ -106,6 +106,10 @@ class PatternPolicy(Strict):
                                  "the weekly-lag autocorrelation exceeds the daily one by this")
     holdout_fraction: float = Field(gt=0, lt=1, description="Newest share of sequences held "
                                     "out to measure next-action accuracy")
+    history_seconds: float = Field(gt=0, description="History the live analysis reads")
+    max_decisions: int = Field(ge=1, description="Newest graph decisions read for sequences")
+    series: dict[str, Literal["sum", "mean"]] = Field(description="Telemetry series analysed "
+                                                      "live and how each is bucketed")
 
 
 SECTIONS = {
