@@ -185,6 +185,8 @@ class PatternsOut(BaseModel):
 class OptimizationsOut(BaseModel):
     applied: list[ProposalOut] = Field(description="Changes applied (baking, kept, reverted)")
     pending: list[ProposalOut] = Field(description="Evaluated or awaiting approval")
+    trials: list[dict[str, Any]] = Field(description="PerformanceOptimizer trials of the "
+                                         "current cycle (values, measured metrics, safe)")
 
 
 class RouteStatsOut(BaseModel):
