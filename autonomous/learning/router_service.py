@@ -11,8 +11,10 @@ its errors being counted as wrong answers. The choice itself is the one
 bandit, ``bench/bench_router.py``), policy section ``learning_routing``
 (``policies/learning_tuning.yaml``: costs, breaker); it is rebuilt from the log on start, so
 a restart keeps what was learned.
-Each decision publishes ``learning.route`` (the Neural Router dashboard counts them) and each
-outcome with a latency writes the ``router.latency_ms`` series.
+Series (per ``model``, read by the Neural Router dashboard, desired_state/dashboards.yaml):
+``router.decisions`` (1 per decision), ``router.success`` (1/0 per answered outcome),
+``router.errors`` (1 per outcome where the model did not answer) and ``router.latency_ms``;
+each decision also publishes ``learning.route``.
 """
 
 from __future__ import annotations
@@ -97,7 +99,9 @@ class RouteService:
             self.ctx.store.execute(
                 "INSERT INTO learning_route_decisions(id, ts, query_class, model, propensity, "
                 "allowed) VALUES (?,?,?,?,?,?)",
-                (d.decision_id, now, query_class, d.model, d.propensity, json.dumps(list(d.allowed))))
+                (d.decision_id, now, query_class, d.model, d.propensity,
+                 json.dumps(list(d.allowed))))
+        self.series.write([Point("router.decisions", 1.0, now, {"model": d.model})])
         self.ctx.bus.publish("learning.route", query_class=query_class, model=d.model)
         return d
 
@@ -122,9 +126,12 @@ class RouteService:
             except KeyError:  # decided before a restart (or dropped from pending)
                 opt.learn(row["query_class"], row["model"], success=success, error=error,
                           latency_ms=latency_ms, propensity=row["propensity"])
+        lab = {"model": str(row["model"])}
+        points = [Point("router.errors", 1.0, now, lab) if error
+                  else Point("router.success", float(bool(success)), now, lab)]
         if latency_ms is not None:
-            self.series.write([Point("router.latency_ms", float(latency_ms), now,
-                                     {"model": row["model"]})])
+            points.append(Point("router.latency_ms", float(latency_ms), now, lab))
+        self.series.write(points)
         return {"query_class": row["query_class"], "model": row["model"]}
 
     def stats(self) -> dict[str, Any]:
