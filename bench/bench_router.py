@@ -43,7 +43,9 @@ from autonomous.resources.policy.learning_tuning import RoutingPolicy  # noqa: E
 from autonomous.self_healing.circuit_breaker import CircuitBreaker, CircuitState  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "datasets" / "routellm" / "mmlu_gsm8k_pairs.csv"
-WEAK, STRONG = "mixtral-8x7b-instruct", "gpt-4-1106-preview"
+# the live router's names (policies/learning_tuning.yaml): weak = mixtral-8x7b-instruct,
+# strong = gpt-4-1106-preview in the RouteLLM replay
+WEAK, STRONG = "weak", "strong"
 MODELS = (STRONG, WEAK)
 OUTAGE = (3000, 4000)
 

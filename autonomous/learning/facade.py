@@ -11,8 +11,11 @@ from autonomous.context import OperatorContext
 from autonomous.core.errors import Conflict, NotFound, Problem, ValidationFailed
 from autonomous.learning.graph_view import render_svg
 from autonomous.learning.learning_orchestrator import LearningOrchestrator
+from autonomous.learning.optimizer_proposals import KV as OPTIMIZER_KV
+from autonomous.learning.pattern_source import live_patterns
 from autonomous.learning.proposals import Proposal
 from autonomous.learning.router_service import RouteService
+from autonomous.resources.policy.learning_tuning import PatternPolicy
 
 __all__ = ["LearningFacade", "unified_diff"]
 
@@ -118,18 +121,22 @@ class LearningFacade:
         self.ctx.trigger("learning")
         return {k: out.get(k) for k in ("cycle", "mode", "frozen", "proposed", "reason")}
 
+    def _pattern_policy(self) -> PatternPolicy:
+        return PatternPolicy.model_validate(self.ctx.policy()["learning_patterns"])
+
     def patterns(self) -> dict[str, Any]:
-        return {"patterns": None,
-                "reason": "no pattern analyzer in this build (autonomous/learning/"
-                          "pattern_analyzer.py is wired in separately)"}
+        return live_patterns(self.ctx, self._pattern_policy())
 
     def optimizations(self) -> dict[str, Any]:
         rows = [p.as_dict() for p in self.proposals.all()]
         return {"applied": [r for r in rows if r["state"] in ("baking", "kept", "reverted")],
-                "pending": [r for r in rows if r["state"] in ("evaluated", "awaiting_approval")]}
+                "pending": [r for r in rows if r["state"] in ("evaluated", "awaiting_approval")],
+                "trials": list(self.ctx.store.kv_get(OPTIMIZER_KV, []) or [])}
 
     def insights(self) -> dict[str, Any]:
-        return self.orchestrator.get_learning_insights()
+        """The orchestrator's insights plus the pattern analyzer's (each with its citations)."""
+        return {**self.orchestrator.get_learning_insights(),
+                "patterns": live_patterns(self.ctx, self._pattern_policy())["insights"]}
 
     def knowledge_graph(self, center: str | None, depth: int, max_nodes: int,
                         fmt: str) -> dict[str, Any] | str:

@@ -22,6 +22,7 @@ from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from autonomous.core.clock import iso
 from autonomous.learning.route_bandit import choose
 from autonomous.resources.policy.learning_tuning import RoutingPolicy
 
@@ -36,6 +37,11 @@ class RouteDecision:
     propensity: float
     allowed: tuple[str, ...]
     ts: float
+
+    def as_dict(self) -> dict[str, object]:
+        return {"decision_id": self.decision_id, "query_class": self.query_class,
+                "model": self.model, "propensity": self.propensity,
+                "allowed": list(self.allowed), "ts": iso(self.ts)}
 
 
 @dataclass
@@ -63,8 +69,10 @@ class RouteOptimizer:
 
     # -- deciding --------------------------------------------------------------------------
     def suggest_model_for_query(self, query_class: str, allowed: Sequence[str], *,
-                                now: float) -> RouteDecision | None:
-        """A model among ``allowed`` for a query of ``query_class``; None when none is allowed."""
+                                now: float, decision_id: str | None = None
+                                ) -> RouteDecision | None:
+        """A model among ``allowed`` for a query of ``query_class``; None when none is allowed.
+        ``decision_id``: the caller's id for it (RouteService's persisted one)."""
         if not query_class:
             raise ValueError("query_class must not be empty")
         models = sorted(set(allowed))
@@ -78,8 +86,8 @@ class RouteOptimizer:
         if pick is None:
             return None
         self._count += 1
-        d = RouteDecision(f"route-{self.seed}-{self._count}", query_class, pick.model,
-                          pick.propensity, tuple(models), now)
+        d = RouteDecision(decision_id or f"route-{self.seed}-{self._count}", query_class,
+                          pick.model, pick.propensity, tuple(models), now)
         self._pending[d.decision_id] = d
         while len(self._pending) > self.policy.max_pending:
             self._pending.popitem(last=False)
@@ -93,7 +101,15 @@ class RouteOptimizer:
         d = self._pending.pop(decision_id, None)
         if d is None:
             raise KeyError(f"unknown or already answered route decision {decision_id!r}")
-        s = self._stats.setdefault((d.query_class, d.model), ModelClassStats())
+        self.learn(d.query_class, d.model, success=success, error=error,
+                   latency_ms=latency_ms, propensity=d.propensity)
+        return d
+
+    def learn(self, query_class: str, model: str, *, success: bool, error: bool = False,
+              latency_ms: float | None = None, propensity: float | None = None) -> None:
+        """An outcome of ``model`` on ``query_class`` (a decision no longer pending here, e.g.
+        one logged before a restart); ``propensity`` feeds the realized-reward log."""
+        s = self._stats.setdefault((query_class, model), ModelClassStats())
         if error:
             s.errors += 1
         elif success:
@@ -102,10 +118,9 @@ class RouteOptimizer:
             s.failures += 1
         if latency_ms is not None:
             s.latencies_ms.append(latency_ms)
-        if not error:
-            reward = float(success) - self.policy.cost_lambda * self.policy.cost[d.model]
-            self._rewards.append((reward, d.propensity))
-        return d
+        if not error and propensity is not None:
+            reward = float(success) - self.policy.cost_lambda * self.policy.cost.get(model, 0.0)
+            self._rewards.append((reward, propensity))
 
     def _posterior_counts(self, query_class: str, models: Sequence[str]
                           ) -> dict[str, tuple[float, float]]:

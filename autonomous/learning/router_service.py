@@ -6,96 +6,71 @@ Every decision is logged in ``learning_route_decisions`` (with the models that w
 its propensity, for off-policy evaluation). Which models are allowed comes from a circuit per
 model: ``breaker_failures`` consecutive failed calls (``error``: the model did not answer)
 open it for ``breaker_reset_seconds``, so an outage takes a model out of the choice without
-its errors being counted as wrong answers. The choice itself is a :class:`RouteChooser`: by
-default per-class Thompson sampling (:mod:`autonomous.learning.route_bandit`) over the
-answered outcomes in the log; the learning-bench ``RouteOptimizer`` fits the same interface.
-Each decision publishes ``learning.route`` (the Neural Router dashboard counts them) and each
-outcome with a latency writes the ``router.latency_ms`` series.
+its errors being counted as wrong answers. The choice itself is the one
+:class:`~autonomous.learning.route_optimizer.RouteOptimizer` (the benchmarked contextual
+bandit, ``bench/bench_router.py``), policy section ``learning_routing``
+(``policies/learning_tuning.yaml``: costs, breaker); it is rebuilt from the log on start, so
+a restart keeps what was learned.
+Series (per ``model``, read by the Neural Router dashboard, desired_state/dashboards.yaml):
+``router.decisions`` (1 per decision), ``router.success`` (1/0 per answered outcome),
+``router.errors`` (1 per outcome where the model did not answer) and ``router.latency_ms``;
+each decision also publishes ``learning.route``.
 """
 
 from __future__ import annotations
 
 import json
-import random
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Any
 
 from autonomous.context import OperatorContext
-from autonomous.core.clock import iso
 from autonomous.core.errors import Conflict, NotFound
-from autonomous.learning.route_bandit import choose
+from autonomous.learning.route_optimizer import RouteDecision, RouteOptimizer
+from autonomous.resources.policy.learning_tuning import RoutingPolicy
 from autonomous.store.timeseries import Point, TimeSeriesStore
 
-__all__ = ["BanditChooser", "RouteChooser", "RouteDecision", "RouteService"]
-
-
-@dataclass(frozen=True)
-class RouteDecision:
-    decision_id: str
-    query_class: str
-    model: str
-    propensity: float
-    allowed: tuple[str, ...]
-    ts: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"decision_id": self.decision_id, "query_class": self.query_class,
-                "model": self.model, "propensity": self.propensity,
-                "allowed": list(self.allowed), "ts": iso(self.ts)}
-
-
-class RouteChooser(Protocol):
-    def choose(self, query_class: str, allowed: Sequence[str],
-               stats: Mapping[str, tuple[int, int]]) -> tuple[str, float] | None:
-        """(model, propensity) among ``allowed``; ``stats[model] = (successes, failures)``."""
-
-
-class BanditChooser:
-    def __init__(self, policy: Mapping[str, Any], seed: int | None = None) -> None:
-        self.policy = policy
-        self.rng = random.Random(seed)
-
-    def choose(self, query_class: str, allowed: Sequence[str],
-               stats: Mapping[str, tuple[int, int]]) -> tuple[str, float] | None:
-        p = self.policy
-        pick = choose(self.rng, list(allowed), stats, dict(p["cost"]),
-                      (float(p["prior_alpha"]), float(p["prior_beta"])),
-                      int(p["propensity_draws"]))
-        return None if pick is None else (pick.model, pick.propensity)
+__all__ = ["RouteDecision", "RouteService"]
 
 
 class RouteService:
-    def __init__(self, ctx: OperatorContext, chooser: RouteChooser | None = None) -> None:
+    def __init__(self, ctx: OperatorContext, *, seed: int | None = None) -> None:
         self.ctx = ctx
-        self._chooser = chooser
+        self._seed = seed
+        self._optimizer: RouteOptimizer | None = None
         self._lock = threading.Lock()
         self.series = TimeSeriesStore(ctx.store, ctx.clock)
 
-    def _policy(self) -> dict[str, Any]:
-        return self.ctx.policy()["learning"]["routing"]
+    def _policy(self) -> RoutingPolicy:
+        return RoutingPolicy.model_validate(self.ctx.policy()["learning_routing"])
 
-    def chooser(self) -> RouteChooser:
-        if self._chooser is None:
-            self._chooser = BanditChooser(self._policy())
-        return self._chooser
-
-    def _stats(self, query_class: str) -> dict[str, tuple[int, int]]:
-        rows = self.ctx.store.query(
-            "SELECT model, SUM(success = 1) s, SUM(success = 0) f FROM learning_route_decisions "
-            "WHERE query_class=? AND success IN (0, 1) GROUP BY model", (query_class,))
-        return {r["model"]: (int(r["s"] or 0), int(r["f"] or 0)) for r in rows}
+    def optimizer(self) -> RouteOptimizer:
+        """The chooser, rebuilt from the logged outcomes on first use; follows policy reloads."""
+        p = self._policy()
+        if self._optimizer is None:
+            seed = self._seed if self._seed is not None else uuid.uuid4().int % 2**31
+            opt = RouteOptimizer(p, seed=seed)
+            for r in self.ctx.store.query(
+                    "SELECT query_class, model, success, latency_ms, propensity FROM "
+                    "learning_route_decisions WHERE success IS NOT NULL "
+                    "ORDER BY outcome_ts, rowid"):
+                opt.learn(r["query_class"], r["model"], success=r["success"] == 1,
+                          error=r["success"] == -1, latency_ms=r["latency_ms"],
+                          propensity=r["propensity"])
+            self._optimizer = opt
+        elif self._optimizer.policy != p:
+            self._optimizer.policy = p
+        return self._optimizer
 
     def open_circuits(self) -> dict[str, str]:
         """Model → why its circuit is open (the last ``breaker_failures`` calls all errors,
         the newest of them less than ``breaker_reset_seconds`` ago)."""
         p = self._policy()
-        n, reset = int(p["breaker_failures"]), float(p["breaker_reset_seconds"])
+        n, reset = p.breaker_failures, p.breaker_reset_seconds
         now = self.ctx.clock.now()
         out = {}
-        for m in p["models"]:
+        for m in p.models:
             rows = self.ctx.store.query(
                 "SELECT success, outcome_ts FROM learning_route_decisions WHERE model=? AND "
                 "success IS NOT NULL ORDER BY outcome_ts DESC, rowid DESC LIMIT ?", (m, n))
@@ -106,33 +81,34 @@ class RouteService:
 
     def route(self, query_class: str, allowed: Sequence[str] | None = None) -> RouteDecision:
         p = self._policy()
-        models = [m for m in (allowed or p["models"]) if m in p["models"]]
-        unknown = sorted(set(allowed or ()) - set(p["models"]))
+        models = [m for m in (allowed or p.models) if m in p.models]
+        unknown = sorted(set(allowed or ()) - set(p.models))
         if unknown:
-            raise NotFound(f"model {unknown[0]!r} is not in learning.routing.models "
-                           f"({', '.join(p['models'])})")
+            raise NotFound(f"model {unknown[0]!r} is not in learning_routing.cost "
+                           f"({', '.join(p.models)})")
         open_ = self.open_circuits()
         usable = [m for m in models if m not in open_]
         if not usable:  # every circuit open: try the least recently failed (half-open)
             usable = models
         with self._lock:
-            pick = self.chooser().choose(query_class, usable, self._stats(query_class))
-            if pick is None:
-                raise Conflict("no model allowed")
             now = self.ctx.clock.now()
-            d = RouteDecision(f"route-{uuid.uuid4().hex[:12]}", query_class, pick[0], pick[1],
-                              tuple(usable), now)
+            d = self.optimizer().suggest_model_for_query(
+                query_class, usable, now=now, decision_id=f"route-{uuid.uuid4().hex[:12]}")
+            if d is None:
+                raise Conflict("no model allowed")
             self.ctx.store.execute(
                 "INSERT INTO learning_route_decisions(id, ts, query_class, model, propensity, "
                 "allowed) VALUES (?,?,?,?,?,?)",
-                (d.decision_id, now, query_class, d.model, d.propensity, json.dumps(usable)))
+                (d.decision_id, now, query_class, d.model, d.propensity,
+                 json.dumps(list(d.allowed))))
+        self.series.write([Point("router.decisions", 1.0, now, {"model": d.model})])
         self.ctx.bus.publish("learning.route", query_class=query_class, model=d.model)
         return d
 
     def record_outcome(self, decision_id: str, *, success: bool, error: bool = False,
                        latency_ms: float | None = None) -> dict[str, Any]:
         """``error``: the model did not answer (kept out of its quality estimate)."""
-        row = self.ctx.store.query_one("SELECT model, query_class, success FROM "
+        row = self.ctx.store.query_one("SELECT model, query_class, success, propensity FROM "
                                        "learning_route_decisions WHERE id=?", (decision_id,))
         if row is None:
             raise NotFound(f"no route decision {decision_id!r}")
@@ -142,9 +118,20 @@ class RouteService:
         code = -1 if error else int(bool(success))
         self.ctx.store.execute("UPDATE learning_route_decisions SET success=?, latency_ms=?, "
                                "outcome_ts=? WHERE id=?", (code, latency_ms, now, decision_id))
+        opt = self.optimizer()
+        with self._lock:
+            try:
+                opt.record_outcome(decision_id, success=success, error=error,
+                                   latency_ms=latency_ms)
+            except KeyError:  # decided before a restart (or dropped from pending)
+                opt.learn(row["query_class"], row["model"], success=success, error=error,
+                          latency_ms=latency_ms, propensity=row["propensity"])
+        lab = {"model": str(row["model"])}
+        points = [Point("router.errors", 1.0, now, lab) if error
+                  else Point("router.success", float(bool(success)), now, lab)]
         if latency_ms is not None:
-            self.series.write([Point("router.latency_ms", float(latency_ms), now,
-                                     {"model": row["model"]})])
+            points.append(Point("router.latency_ms", float(latency_ms), now, lab))
+        self.series.write(points)
         return {"query_class": row["query_class"], "model": row["model"]}
 
     def stats(self) -> dict[str, Any]:

@@ -9,9 +9,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from autonomous.testing import free_port, wait_for
 from tests.conftest import make_tree, service_yaml
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -68,6 +71,16 @@ def test_router_endpoint_routes_through_the_operator(tmp_path: Path, operator_fa
             "name": "router.latency_ms", "start": time.time() - 600,
             "resolution": "raw"}).json()["series"]
         assert sum(len(s["points"]) for s in series) == 31
+        # every router.* series the Neural Router dashboard reads is written by this traffic
+        docs = yaml.safe_load_all((ROOT / "desired_state" / "dashboards.yaml").read_text())
+        board = next(d for d in docs if d["metadata"]["name"] == "neural-router")
+        names = {p["metric"] for p in board["spec"]["panels"]
+                 if str(p.get("metric", "")).startswith("router.")}
+        assert {"router.decisions", "router.success", "router.latency_ms"} <= names
+        for name in sorted(names - {"router.errors"}):  # no outage here: no errors written
+            got = c.get("/api/telemetry/metrics", params={
+                "name": name, "start": time.time() - 600, "resolution": "raw"}).json()
+            assert sum(len(s["points"]) for s in got["series"]) == 31, name
     with httpx.Client(base_url=f"http://127.0.0.1:{robot_port}", timeout=10,
                       trust_env=False) as robot:
         wait_for(lambda: robot.get("/health").status_code == 200, "robot up", timeout=30)

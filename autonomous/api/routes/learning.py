@@ -150,6 +150,13 @@ class ActionItem(BaseModel):
     action: str
 
 
+class PatternInsight(BaseModel):
+    kind: str = Field(description="seasonality, peak_hours, burst, anomaly or next_action")
+    text: str
+    cites: list[str] = Field(description="Series, series@time or graph entities behind it")
+    evidence: dict[str, float | int | str | None]
+
+
 class InsightsOut(BaseModel):
     cycle: int
     mode: str
@@ -158,16 +165,29 @@ class InsightsOut(BaseModel):
     action_items: list[ActionItem]
     proposals: dict[str, int] = Field(description="Proposals per state")
     last_cycle: dict[str, Any] | None
+    patterns: list[PatternInsight] = Field(description="Pattern analyzer insights, with "
+                                           "the series and entities they cite")
 
 
 class PatternsOut(BaseModel):
-    patterns: list[dict[str, Any]] | None
-    reason: str | None = Field(description="Why patterns is null, when it is")
+    patterns: list[dict[str, Any]] = Field(description="Per series: seasonality, peak hours, "
+                                           "bursts (stated=false with a reason: too little "
+                                           "history)")
+    anomalies: list[dict[str, Any]]
+    next_action: dict[str, Any] | None = Field(description="Next decision predicted from the "
+                                               "graph's decision sequences, with held-out "
+                                               "accuracy beside a most-frequent baseline")
+    insights: list[PatternInsight]
+    sources: dict[str, Any] = Field(description="What was read: since, buckets, samples, "
+                                    "sequences, series without history")
+    reason: str | None = Field(description="Why nothing is stated, when nothing is")
 
 
 class OptimizationsOut(BaseModel):
     applied: list[ProposalOut] = Field(description="Changes applied (baking, kept, reverted)")
     pending: list[ProposalOut] = Field(description="Evaluated or awaiting approval")
+    trials: list[dict[str, Any]] = Field(description="PerformanceOptimizer trials of the "
+                                         "current cycle (values, measured metrics, safe)")
 
 
 class RouteStatsOut(BaseModel):
@@ -245,7 +265,8 @@ def insights(ctx: Ctx) -> dict[str, Any]:
 
 @router.get("/patterns", response_model=PatternsOut)
 def patterns(ctx: Ctx) -> dict[str, Any]:
-    """Usage patterns (seasonality, peaks, bursts), or null with the reason."""
+    """Usage patterns (seasonality, peaks, bursts) of request and telemetry history,
+    anomalies, and the next decision from the graph's decision sequences."""
     return _facade(ctx).patterns()
 
 

@@ -1,5 +1,5 @@
-"""Learning policy: proposal bounds (growth), feedback statistics, alert-threshold tuning and
-the Neural Router's bandit. Values in ``policies/learning.yaml``; every field is required."""
+"""Learning policy: proposal bounds (growth), feedback statistics, alert-threshold tuning
+(the Neural Router's section is ``learning_routing`` in learning_tuning). Values in ``policies/learning.yaml``; every field is required."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pydantic import Field, model_validator
 from autonomous.resources.base import Strict
 
 __all__ = ["SECTIONS", "AlertTuningPolicy", "Bounds", "FeedbackPolicy", "LearningPolicy",
-           "ProposalPolicy", "RoutingPolicy"]
+           "ProposalPolicy"]
 
 
 class ProposalPolicy(Strict):
@@ -56,24 +56,10 @@ class AlertTuningPolicy(Strict):
                                      "of their threshold value")
 
 
-class RoutingPolicy(Strict):
-    models: list[str] = Field(min_length=1, description="Models the router may choose")
-    cost: dict[str, float] = Field(description="Cost penalty per model, subtracted from the "
-                                   "sampled success probability")
-    prior_alpha: float = Field(gt=0)
-    prior_beta: float = Field(gt=0)
-    propensity_draws: int = Field(ge=1, description="Extra Thompson draws estimating the "
-                                  "propensity logged with each decision")
-    breaker_failures: int = Field(ge=1, description="Consecutive failures of a model that "
-                                  "take it out of the choice (circuit open)")
-    breaker_reset_seconds: float = Field(gt=0, description="Open circuit tried again after")
-
-
 class LearningPolicy(Strict):
     proposals: ProposalPolicy
     feedback: FeedbackPolicy
     alert_tuning: AlertTuningPolicy
-    routing: RoutingPolicy
 
 
 SECTIONS = {"learning": LearningPolicy}

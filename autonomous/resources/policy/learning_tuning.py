@@ -73,7 +73,8 @@ class OptimizerPolicy(Strict):
 
 
 class RoutingPolicy(Strict):
-    cost: dict[str, float] = Field(description="Relative cost per model (0 = free)")
+    cost: dict[str, float] = Field(min_length=1, description="Relative cost per model (0 = "
+                                   "free); its keys are the models the router may choose")
     cost_lambda: float = Field(ge=0, description="Reward = success - lambda × cost")
     prior_strength: float = Field(ge=0, description="Pseudo-observations a query class borrows "
                                   "from the model's pooled success rate")
@@ -82,6 +83,14 @@ class RoutingPolicy(Strict):
     max_pending: int = Field(ge=1, description="Decisions awaiting an outcome kept; older "
                              "ones are dropped (their outcome is then ignored)")
     max_decisions_logged: int = Field(ge=1, description="Newest decisions kept in the log")
+    breaker_failures: int = Field(ge=1, description="Consecutive errors of a model (it did not "
+                                  "answer) that take it out of the choice (circuit open)")
+    breaker_reset_seconds: float = Field(gt=0, description="Open circuit tried again after")
+
+    @property
+    def models(self) -> list[str]:
+        """The models the router may choose (the keys of ``cost``)."""
+        return sorted(self.cost)
 
 
 class PatternPolicy(Strict):
@@ -97,6 +106,10 @@ class PatternPolicy(Strict):
                                  "the weekly-lag autocorrelation exceeds the daily one by this")
     holdout_fraction: float = Field(gt=0, lt=1, description="Newest share of sequences held "
                                     "out to measure next-action accuracy")
+    history_seconds: float = Field(gt=0, description="History the live analysis reads")
+    max_decisions: int = Field(ge=1, description="Newest graph decisions read for sequences")
+    series: dict[str, Literal["sum", "mean"]] = Field(description="Telemetry series analysed "
+                                                      "live and how each is bucketed")
 
 
 SECTIONS = {
