@@ -61,8 +61,7 @@ def overview_reads(c: httpx.Client) -> list[str]:
              "/api/approvals?state=pending", "/dashboard/state", "/api/healing/stats",
              f"/api/healing/history?limit={rows['healing']}", "/api/telemetry/dashboards",
              "/api/telemetry/dashboard/health"]
-    status = c.get("/api/reconcile/status").json()
-    reads += [f"/api/reconcile/{n}/why" for n in sorted(status["controllers"])]
+    reads.append(f"/api/reconcile/why?limit={rows['decisions']}")  # one batched read
     if "evolution" in c.get("/dashboard/state").json()["subsystems"]:
         reads += ["/api/evolution/status", f"/api/evolution/history?limit={rows['rollouts']}"]
     return reads
@@ -122,19 +121,25 @@ def http_figures(url: str, loads: int) -> dict[str, Any]:
     """Page shell plus every overview read (one keep-alive client, in sequence) against one
     GET of the static file, per load."""
     page, static = [], []
+    per_read: dict[str, list[float]] = {}
     with httpx.Client(base_url=url, trust_env=False, timeout=30) as c:
         reads = overview_reads(c)
-        for _ in range(loads + 1):  # the first load warms caches; not counted
+        for n in range(loads + 1):  # the first load warms caches; not counted
             t0 = time.perf_counter()
             c.get("/dashboard").raise_for_status()
             for path in reads:
+                r0 = time.perf_counter()
                 c.get(path).raise_for_status()
+                if n:
+                    per_read.setdefault(path, []).append((time.perf_counter() - r0) * 1e3)
             t1 = time.perf_counter()
             c.get("/dashboard/static/dashboard.css").raise_for_status()
             t2 = time.perf_counter()
             page.append((t1 - t0) * 1e3)
             static.append((t2 - t1) * 1e3)
-    return {"overview_http_ms": _stats(page[1:]), "static_http_ms": _stats(static[1:])}
+    slowest = sorted(per_read.items(), key=lambda kv: -statistics.median(kv[1]))
+    return {"overview_http_ms": _stats(page[1:]), "static_http_ms": _stats(static[1:]),
+            "read_median_ms": {p: round(statistics.median(v), 2) for p, v in slowest}}
 
 
 def browser_figures(url: str, loads: int) -> dict[str, Any]:
@@ -263,6 +268,8 @@ def _print(r: dict[str, Any]) -> None:
         print(f"browser figures: {b['reason']}")
     print(f"{'HTTP shell + all overview reads':44} {fmt(r['overview_http_ms']):38} "
           f"{fmt(r['static_http_ms'])}")
+    print("slowest overview reads (median ms): " + ", ".join(
+        f"{p} {ms}" for p, ms in list(r["read_median_ms"].items())[:5]))
     for what, key in (("first paint", "first_contentful_paint_ms"),
                       ("every panel filled", "all_panels_filled_ms")):
         med = (b.get(key) or {}).get("median")

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["EPOCH_MAX", "DecisionBody", "DesiredStateOut", "EpochQuery", "ModeBody", "ModeName", "ModeOut",
+__all__ = ["EPOCH_MAX", "DecisionBody", "DesiredStateOut", "EpochQuery", "LatestWhyOut", "ModeBody", "ModeName", "ModeOut",
            "RowId", "TIME_PATTERN", "TriggerOut", "parse_time", "time_query"]
 
 # Bounded numbers, shared by every route: out-of-range values are a 422 naming the parameter,
@@ -87,3 +87,28 @@ class DesiredStateOut(BaseModel):
 class TriggerOut(BaseModel):
     controller: str
     triggered: bool
+
+
+class ChainStep(BaseModel):
+    """One node of a decision's causal chain (oldest first), with its non-causal context."""
+    id: str
+    type: str
+    label: str
+    ts: str | None
+    attrs: dict[str, Any] = Field(default_factory=dict)
+    context: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class LatestDecision(BaseModel):
+    controller: str
+    resource: str
+    ts: str | None = Field(description="Time of the chain's last decision step (ISO 8601)")
+    chain: list[ChainStep]
+
+
+class LatestWhyOut(BaseModel):
+    """The latest decision chain of every controller's resources, newest first, at most
+    ``limit`` of them (``total`` says how many there were)."""
+    decisions: list[LatestDecision]
+    total: int
+    controllers: list[str]

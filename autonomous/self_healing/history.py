@@ -72,18 +72,21 @@ class HealingHistory:
 
     def stats(self) -> dict[str, Any]:
         """Attempts, successes and MTTR (median, mean, max seconds) per error type."""
-        rows = self.store.query("SELECT error_type, state, success, mttr_s, attempts FROM "
-                                "healing_history")
-        per: dict[str, dict[str, Any]] = {}
-        for r in rows:
-            s = per.setdefault(r["error_type"], {"incidents": 0, "attempts": 0, "healed": 0,
-                                                 "failed": 0, "escalated": 0, "_mttr": []})
-            s["incidents"] += 1
-            s["attempts"] += len(json.loads(r["attempts"]))
-            if r["state"] in ("healed", "failed", "escalated"):
-                s[r["state"]] += 1
-            if r["mttr_s"] is not None:
-                s["_mttr"].append(r["mttr_s"])
+        # counted by SQLite (no row's attempts JSON decoded in Python); only the MTTR values,
+        # needed for the median, come back as rows
+        rows = self.store.query(
+            "SELECT error_type, COUNT(*) AS incidents, "
+            "COALESCE(SUM(json_array_length(attempts)), 0) AS attempts, "
+            "SUM(state='healed') AS healed, SUM(state='failed') AS failed, "
+            "SUM(state='escalated') AS escalated FROM healing_history GROUP BY error_type")
+        per: dict[str, dict[str, Any]] = {
+            r["error_type"]: {"incidents": r["incidents"], "attempts": r["attempts"],
+                              "healed": r["healed"], "failed": r["failed"],
+                              "escalated": r["escalated"], "_mttr": []} for r in rows}
+        for etype, mttr in self.store.query_tuples(
+                "SELECT error_type, mttr_s FROM healing_history WHERE mttr_s IS NOT NULL"):
+            if etype in per:  # a row saved between the two reads is counted next time
+                per[etype]["_mttr"].append(mttr)
         out = {}
         for etype, s in sorted(per.items()):
             m = s.pop("_mttr")

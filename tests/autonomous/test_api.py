@@ -86,6 +86,36 @@ def test_reconcile_endpoints_without_controllers(client):
     assert client.get("/healthz").json()["status"] == "ok"
 
 
+def test_latest_why_is_one_bounded_read_across_controllers(client, ctx):
+    assert client.get("/api/reconcile/why").json() == {"decisions": [], "total": 0,
+                                                       "controllers": []}
+    recorded = {}  # (controller, resource) -> decision node, oldest first
+    for ctl, res in (("services", "Service/nexus"), ("healing", "Service/robot"),
+                     ("services", "Service/robot")):
+        ctx.clock.advance(10)
+        ids = ctx.graph.record_chain([("observation", f"{res} seen", {}),
+                                      ("decision", f"restart {res}", {}),
+                                      ("action", f"restarted {res}", {})])
+        ctx.status.controller(ctl).last_decisions[res] = ids[-1]
+        recorded[(ctl, res)] = ids[1]
+    ctx.status.controller("telemetry").last_decisions["Alert/x"] = "gone-from-the-graph"
+    body = client.get("/api/reconcile/why").json()
+    assert body["controllers"] == ["healing", "services", "telemetry"]
+    assert body["total"] == 3  # the pruned node is left out, not a 500
+    got = [(d["controller"], d["resource"]) for d in body["decisions"]]
+    assert got == list(reversed(recorded))  # newest decision first
+    first = body["decisions"][0]
+    assert [n["type"] for n in first["chain"]] == ["observation", "decision", "action"]
+    assert first["chain"][1]["id"] == recorded[("services", "Service/robot")]
+    same = client.get("/api/reconcile/services/why").json()["chains"]["Service/robot"]
+    assert first["chain"] == same  # the batched read returns what the per-controller one does
+    bounded = client.get("/api/reconcile/why", params={"limit": 1}).json()
+    assert bounded["total"] == 3 and len(bounded["decisions"]) == 1
+    assert bounded["decisions"][0] == first
+    for bad in (0, 201, "x"):
+        assert client.get("/api/reconcile/why", params={"limit": bad}).status_code == 422
+
+
 def test_every_mutating_route_requires_token(client):
     spec = client.get("/openapi.json").json()
     unguarded = []

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Query, Response
 
 from autonomous.api.deps import Actor, Ctx
 from autonomous.api.operator_metrics import OperatorCollector
-from autonomous.api.schemas import (DecisionBody, DesiredStateOut, ModeBody, ModeName, ModeOut,
-                                     TriggerOut)
+from autonomous.api.schemas import (DecisionBody, DesiredStateOut, LatestDecision, LatestWhyOut,
+                                     ModeBody, ModeName, ModeOut, TriggerOut)
 from autonomous.core.errors import NotFound
 from autonomous.telemetry.exposition import render_metrics
 
@@ -48,6 +48,30 @@ def reconcile_trigger(controller: str, ctx: Ctx, actor: Actor) -> TriggerOut:
         raise NotFound(f"controller {controller!r} is not running; running: "
                        f"{', '.join(sorted(ctx.triggers)) or '(none)'}")
     return TriggerOut(controller=controller, triggered=True)
+
+
+@router.get("/api/reconcile/why", response_model=LatestWhyOut,
+            responses={422: {"description": "limit out of range"}})
+def reconcile_why_latest(ctx: Ctx, limit: int = Query(
+        20, ge=1, le=200, description="Most decision chains returned (newest first)")
+        ) -> LatestWhyOut:
+    """Every controller's latest decision chain per resource in one read (what the dashboard's
+    decisions panel shows), newest decision first, bounded by ``limit``."""
+    items: list[LatestDecision] = []
+    for name, run in sorted(ctx.status.controllers.items()):
+        for resource, node in sorted(run.last_decisions.items()):
+            try:
+                chain = ctx.graph.why(node)
+            except KeyError:
+                continue
+            if not chain:
+                continue
+            last = next((n for n in reversed(chain) if n["type"] == "decision"), chain[-1])
+            items.append(LatestDecision.model_validate(
+                {"controller": name, "resource": resource, "ts": last["ts"], "chain": chain}))
+    items.sort(key=lambda d: d.ts or "", reverse=True)
+    return LatestWhyOut(decisions=items[:limit], total=len(items),
+                        controllers=sorted(ctx.status.controllers))
 
 
 @router.get("/api/reconcile/{controller}/why")

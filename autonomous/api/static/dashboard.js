@@ -97,22 +97,13 @@
           "policies/telemetry.yaml fires."));
     },
     async decisions() {
-      const st = await getJSON("/api/reconcile/status");
-      if (st.status !== 200) return failure("decisions", st, "Decisions");
-      const names = Object.keys(st.body.controllers || {}).sort();
-      const whys = await Promise.all(names.map(n =>
-        getJSON("/api/reconcile/" + encodeURIComponent(n) + "/why")));
-      const items = [];
-      whys.forEach(w => {
-        if (w.status !== 200) return;
-        for (const [resource, chain] of Object.entries(w.body.chains || {})) {
-          const last = [...chain].reverse().find(n => n.type === "decision") ||
-            chain[chain.length - 1];
-          if (!last) continue;
-          items.push({ ctl: w.body.controller, resource, chain, last });
-        }
-      });
-      items.sort((a, b) => String(b.last.ts).localeCompare(String(a.last.ts)));
+      // one batched read: every controller's latest decision chains, newest first, bounded
+      const res = await getJSON("/api/reconcile/why?limit=" + limits.decisions);
+      if (res.status !== 200) return failure("decisions", res, "Decisions");
+      const items = (res.body.decisions || []).map(d => ({ ctl: d.controller,
+        resource: d.resource, chain: d.chain,
+        last: [...d.chain].reverse().find(n => n.type === "decision") ||
+          d.chain[d.chain.length - 1] }));
       const list = items.slice(0, limits.decisions).map((it, i) => {
         const key = it.ctl + "|" + it.resource + "|" + it.last.id;
         const id = "why-" + i;
