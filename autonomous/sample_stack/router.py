@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 __all__ = ["ENV_REPLAY", "NeuralRouter", "Replay", "handle"]
 
 ENV_REPLAY = "ATLAS_ROUTER_REPLAY"
+#: the vendored RouteLLM sample (data/README.md) replayed when ENV_REPLAY names no file
+SAMPLE_REPLAY = Path(__file__).resolve().parent / "data" / "routellm_pairs_sample.csv"
 ENV_URL = "ATLAS_ROUTER_OPERATOR_URL"
 ENV_TOKEN_FILE = "ATLAS_ROUTER_TOKEN_FILE"
 MODELS = {"weak": "weak_correct", "strong": "strong_correct"}
@@ -87,7 +89,7 @@ class NeuralRouter:
         token_file = os.environ.get(ENV_TOKEN_FILE)
         if token_file and Path(token_file).is_file():
             token = Path(token_file).read_text(encoding="utf-8").strip()
-        return cls(os.environ.get(ENV_REPLAY) or None,
+        return cls(os.environ.get(ENV_REPLAY) or str(SAMPLE_REPLAY),
                    os.environ.get(ENV_URL, "http://127.0.0.1:8791"), token)
 
     def replay(self) -> Replay:

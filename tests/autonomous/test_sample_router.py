@@ -87,3 +87,17 @@ def test_router_endpoint_routes_through_the_operator(tmp_path: Path, operator_fa
         r = robot.post("/api/router/route")
     assert r.status_code == 503 and "router replay data not found" in r.json()["error"]
     assert "absent.csv" in r.json()["error"]
+
+
+def test_vendored_replay_sample_is_the_default(monkeypatch):
+    """A fresh clone has no shared datasets: with ATLAS_ROUTER_REPLAY unset the router replays
+    the vendored RouteLLM sample (every domain, both benchmarks)."""
+    from autonomous.sample_stack.router import ENV_REPLAY, SAMPLE_REPLAY, NeuralRouter
+
+    monkeypatch.delenv(ENV_REPLAY, raising=False)
+    router = NeuralRouter.from_env()
+    assert Path(router.replay_path) == SAMPLE_REPLAY
+    rows = router.replay().rows
+    assert len(rows) > 3000
+    assert {r[0] for r in rows} == {"mmlu", "gsm8k"}
+    assert len({r[1] for r in rows}) == 58  # 57 MMLU subjects + gsm8k
