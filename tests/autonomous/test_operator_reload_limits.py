@@ -73,7 +73,7 @@ def test_alias_bomb_and_20mb_file_while_a_service_is_killed(tmp_path: Path,
     state = op.wait_for(rejected, timeout=120, what="the 20 MB file reported")
     parsed = time.monotonic() - t0
     # the restart did not wait for the parse: it ran while the file was still being read
-    assert back < parsed / 2 and back < 5.0, (back, parsed)
+    assert back < parsed and back < 5.0, (back, parsed)  # blocked: back ≈ parsed + restart
     print(f"service back after {back:.2f} s; the parse reported after {parsed:.2f} s")
     problems = state["error"]["problems"]
     bomb = [p for p in problems if p["file"] == "desired_state/bomb.yaml"]
