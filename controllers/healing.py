@@ -98,7 +98,10 @@ class HealingController(Controller):
     name = "healing"
     subsystem = "self_healing"
     order = 40
-    watches = ("service.", "health.")
+    # state changes only: ``service.probe`` (every probe of every service) and
+    # ``health.report`` change nothing the diff reads, and woke this controller twice a second
+    watches = ("service.exited", "service.unhealthy", "service.healthy", "service.ready",
+               "service.not_ready", "service.fallback", "health.finding")
 
     def __init__(self, ctx: OperatorContext) -> None:
         super().__init__(ctx)
