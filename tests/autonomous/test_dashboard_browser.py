@@ -177,12 +177,36 @@ def test_dashboard_in_real_browser(tmp_path: Path, operator_factory: Any) -> Non
             assert 0 < drawn <= len([s for s in latency["series"] if s["points"]])
             assert "Probe latency" in (spark.get_attribute("aria-label") or "")
 
+            with op.client() as c:  # feedback the learning page must show as a finding
+                for i in range(12):
+                    r = c.post("/api/learning/feedback", json={
+                        "area": "alert:browser_test", "kind": "alert_label", "bad": i % 3 == 0})
+                    assert r.status_code < 300, r.text
             for name in ("health", "telemetry", "learning"):
                 page.goto(f"{op.url}/dashboard/{name}")
                 page.locator("#main section:not([hidden]) .body > *").first.wait_for()
                 page.locator("#panel-charts .body > *").first.wait_for()
                 assert page.locator("#main .error").count() == 0, page.locator(
                     "#main .error").all_inner_texts()
+                if name == "learning":  # the panels show what the learning API holds
+                    page.locator("#panel-optimizations #optimizer-trials").wait_for()
+                    page.locator("#panel-learning .body h3").first.wait_for()
+                    with op.client() as c:
+                        opt = c.get("/api/learning/optimizations").json()
+                        ins = c.get("/api/learning/insights").json()
+                    shown = page.locator("#panel-optimizations tr[data-proposal]")
+                    assert shown.count() == len(opt["pending"]) + len(opt["applied"])
+                    trials = page.locator("#optimizer-trials").inner_text()
+                    assert (str(len(opt["trials"])) in trials) if opt["trials"] else \
+                        trials == "no optimizer trials this cycle"
+                    assert page.locator("#learning-patterns li").count() == len(
+                        ins["patterns"])
+                    assert f"cycle {ins['cycle']}, mode {ins['mode']}" in page.locator(
+                        "#panel-learning .body").inner_text()
+                    areas = {f["area"] for f in ins["findings"] + ins["improvement_areas"]}
+                    assert "alert:browser_test" in areas, areas
+                    for area in areas:
+                        page.locator("#panel-learning th", has_text=area).wait_for()
                 _shot(page, tmp_path, f"dashboard-{name}")
                 violations = _axe(page)
                 assert violations == [], (name, violations)

@@ -43,6 +43,7 @@ PAGES: dict[str, str] = {"overview": "Overview", "health": "Health",
 _TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
           ".svg": "image/svg+xml"}
 ASSETS = ("dashboard.js", "dashboard-lib.js", "dashboard-charts.js", "dashboard-ops.js",
+          "dashboard-learning.js",
           "dashboard.css", "favicon.svg", "swagger-ui-bundle.js",
           "swagger-ui.css")
 
@@ -60,6 +61,8 @@ _TOPIC_PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("desired.", ("services", "decisions", "governance")),
     ("survival.", ("governance", "health")),
     ("services.", ("services",)),
+    ("learning.route", ()),  # every routed query; the panels show proposals and insights
+    ("learning.", ("learning", "optimizations")),
 )
 
 

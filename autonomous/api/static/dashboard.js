@@ -124,21 +124,6 @@
       setBody("decisions", list.length ? el("ul", {}, list) :
         empty("No decisions recorded yet: they appear after a controller acts."));
     },
-    async learning() {
-      // ask the API description first: a missing route would log a 404 in the console
-      const api = await getJSON("/openapi.json");
-      const paths = Object.keys((api.body && api.body.paths) || {});
-      if (!paths.includes("/api/learning/insights")) return setBody("learning",
-        empty("Learning engine not available yet: this operator serves no " +
-          "/api/learning/insights route (" + paths.filter(p => p.startsWith("/api/learning/"))
-          .length + " learning routes)."));
-      const res = await getJSON("/api/learning/insights");
-      if (res.status !== 200) return failure("learning", res, "Learning insights");
-      const items = Array.isArray(res.body) ? res.body : res.body.insights || [];
-      setBody("learning", items.length ? el("ul", {}, items.map(x =>
-        el("li", { text: x.text || x.summary || JSON.stringify(x) })))
-        : empty("No learning insights yet."));
-    },
   };
 
   Object.assign(panels, A.panels);
