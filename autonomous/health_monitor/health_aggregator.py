@@ -86,6 +86,8 @@ class HealthAggregator:
         self.predictions: list[dict[str, Any]] = []
         self.bottlenecks: list[dict[str, Any]] = []
         self._probes_written: dict[str, float] = {}  # service -> newest probe ts written
+        # service -> the newest tool counters written: (scrape time, {tool: (calls, errors, s)})
+        self._tools_written: dict[str, tuple[float, dict[str, tuple[float, float, float]]]] = {}
         # standalone, cycle() also runs report() on its cadence; under the operator the
         # health controller turns this off and runs report() as a scheduled job
         self.report_in_cycle = True
@@ -203,7 +205,34 @@ class HealthAggregator:
                     points.append(Point("service.probe_latency_ms", float(p["latency_ms"]),
                                         p["ts"], {"service": name}))
             self._probes_written[name] = newest
+            points += self._tool_points(name)
         return points
+
+    def _tool_points(self, name: str) -> list[Point]:
+        """Per tool of a newly scraped service: ``tools.calls_total`` and
+        ``tools.errors_total`` (the counters, at the scrape's time) and ``tools.latency_ms``
+        (mean over the calls since the previous scrape, or since the service started; none
+        when there were none)."""
+        got = self.services.tool_counters(name)
+        if got is None:
+            return []
+        ts, tools = got
+        prev = self._tools_written.get(name)
+        if prev is not None and prev[0] >= ts:
+            return []
+        self._tools_written[name] = got
+        out: list[Point] = []
+        for tool, (calls, errors, seconds) in sorted(tools.items()):
+            lab = {"service": name, "tool": tool}
+            out.append(Point("tools.calls_total", calls, ts, lab))
+            out.append(Point("tools.errors_total", errors, ts, lab))
+            before = prev[1].get(tool) if prev is not None else None
+            n0, s0 = (before[0], before[2]) if before is not None else (0.0, 0.0)
+            if calls < n0:  # the service restarted: its counters began again
+                n0 = s0 = 0.0
+            if calls > n0:
+                out.append(Point("tools.latency_ms", (seconds - s0) / (calls - n0) * 1e3, ts, lab))
+        return out
 
     def _record(self, snap: dict[str, Any], pol: dict[str, Any]) -> None:
         now = snap["ts"]

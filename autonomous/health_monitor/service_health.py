@@ -33,7 +33,7 @@ import httpx
 
 from autonomous.core.clock import Clock
 from autonomous.health_monitor.network import tcp_connect
-from autonomous.health_monitor.prom import request_totals
+from autonomous.health_monitor.prom import request_totals, tool_totals
 from autonomous.health_monitor.service_score import score_reason, service_score
 from autonomous.supervisor.probe_client import ProbeClient
 from autonomous.core.stats import percentile
@@ -67,6 +67,8 @@ class _State:
     scrapes: deque[tuple[float, float, float]] = field(default_factory=deque)  # from policy
     metrics_reason: str | None = "not scraped yet"
     last_scrape_mono: float = -1e18
+    # tool counters of the newest scrape: (time, {tool: (calls, errors, seconds)})
+    tools: tuple[float, dict[str, tuple[float, float, float]]] | None = None
     dependencies: dict[str, dict[str, Any]] = field(default_factory=dict)
     last_dep_mono: float = -1e18
 
@@ -166,6 +168,10 @@ class ServiceHealth:
             st.metrics_reason = f"/metrics unreachable: {type(exc).__name__}: {exc}"[:200]
             return
         totals = request_totals(r.text) if r.status_code == 200 else None
+        if r.status_code == 200:
+            tools = tool_totals(r.text)
+            if tools:
+                st.tools = (self.clock.now(), tools)
         if totals is None:
             st.metrics_reason = ("no request counters in /metrics" if r.status_code == 200
                                  else f"/metrics answered HTTP {r.status_code}")
@@ -274,6 +280,12 @@ class ServiceHealth:
             "last_probe": None if last is None else {
                 k: last.get(k) for k in ("ts", "ok", "latency_ms", "status_code", "error")},
             "dependencies": dict(st.dependencies)}
+
+    def tool_counters(self, name: str) -> tuple[float, dict[str, tuple[float, float, float]]] | None:
+        """The newest scrape's tool counters of ``name``: (its time, {tool: (calls, errors,
+        seconds)}), or None when its ``/metrics`` has shown none."""
+        st = self.states.get(name)
+        return None if st is None else st.tools
 
     def probe_history(self, name: str) -> list[dict[str, Any]]:
         """The liveness / readiness probe results kept for ``name`` (oldest first), from the

@@ -81,7 +81,28 @@ def _gauges(svc: Service) -> list[Gauge]:
 
 
 def _metrics(svc: Service, body: object, q: dict[str, str]) -> Answer:
-    return 200, render(svc.metrics, _gauges(svc))
+    tools = svc.tools.lines()
+    return 200, render(svc.metrics, _gauges(svc)) + ("\n".join(tools) + "\n" if tools else "")
+
+
+def _tools_list(svc: Service, body: object, q: dict[str, str]) -> Answer:
+    return 200, {"tools": svc.tools.names()}
+
+
+def _tools_call(svc: Service, body: object, q: dict[str, str]) -> Answer:
+    from autonomous.sample_stack.tools import ToolError, UnknownTool
+
+    if not isinstance(body, dict) or not isinstance(body.get("tool"), str):
+        raise BadRequest('body must be a JSON object with a string "tool" (see GET /api/tools) '
+                         'and its "input"')
+    name = body["tool"]
+    try:
+        out, seconds = svc.tools.call(name, body.get("input"))
+    except UnknownTool:
+        return 404, {"error": f"no tool {name!r}; known: {', '.join(svc.tools.names())}"}
+    except ToolError as exc:
+        return 422, {"tool": name, "error": str(exc)}
+    return 200, {"tool": name, "output": out, "ms": round(seconds * 1e3, 3)}
 
 
 def _features_get(svc: Service, body: object, q: dict[str, str]) -> Answer:
@@ -185,6 +206,8 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/api/sensors"): Route(_sensors, "sensors"),
     ("POST", "/api/vision/detect"): Route(_detect, "vision"),
     ("POST", "/api/router/route"): Route(_router),
+    ("GET", "/api/tools"): Route(_tools_list),
+    ("POST", "/api/tools/call"): Route(_tools_call),
 }
 _PATHS = {p for _, p in ROUTES}
 

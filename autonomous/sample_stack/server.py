@@ -26,6 +26,7 @@ from autonomous.sample_stack.features import Features
 from autonomous.sample_stack.logs import JsonLogger, new_trace, parse_traceparent
 from autonomous.sample_stack.metrics import RequestMetrics
 from autonomous.sample_stack.readiness import Readiness
+from autonomous.sample_stack.tools import BUILTIN, ToolsRegistry
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ class Service:
         self.metrics = RequestMetrics()
         self._motion: Motion | None = None
         self.log = log or JsonLogger(name)
+        self.tools = ToolsRegistry(BUILTIN, log_error=self.log.error)
         self.started_mono = time.monotonic()
         self.readiness = Readiness(depends_on or [], ready_delay_s=ready_delay_s)
         self.heartbeats = 0
