@@ -5,7 +5,8 @@ so Traefik's watcher never reads half a document). Per front (a Service with
 ``spec.traffic``): one entry point on the stable port, a weighted service splitting ordinary
 paths between the versions of a rollout, and one router for the declared device paths that
 points at exactly one version (never split; switched once, at FULL). A front with a fallback
-gets a failover service (primary health-checked, traffic moves to the fallback when it fails).
+gets a failover service (primary health-checked, traffic moves to the fallback when it fails);
+while a ``fallback`` intent stands (``fallback_active``) both routers point at the fallback.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ class Front:
     device_version: str  # the one version device paths go to
     device_paths: tuple[str, ...] = ()
     fallback_url: str | None = None
+    # a standing ``fallback`` intent: every path of the front goes to ``fallback_url``
+    # (the router switches service in one atomic document write)
+    fallback_active: bool = False
     health_path: str = "/health"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -85,7 +89,7 @@ def dynamic_config(fronts: list[Front]) -> dict[str, Any]:
         ep = _slug(f.name)
         for b in f.backends:
             lb: dict[str, Any] = {"servers": [{"url": f"http://{b.host}:{b.port}"}]}
-            if f.fallback_url:
+            if f.fallback_url and not f.fallback_active:
                 lb["healthCheck"] = {"path": f.health_path, "interval": "1s", "timeout": "1s"}
             services[f.service_name(b.version)] = {"loadBalancer": lb}
         live = [b for b in f.backends if b.weight > 0]
@@ -94,12 +98,15 @@ def dynamic_config(fronts: list[Front]) -> dict[str, Any]:
         split = f"{f.name}-split"
         services[split] = {"weighted": {"services": [
             {"name": f.service_name(b.version), "weight": b.weight} for b in live]}}
-        main = split
+        main, fb = split, f"{f.name}-fallback"
         if f.fallback_url:
-            fb = f"{f.name}-fallback"
             services[fb] = {"loadBalancer": {"servers": [{"url": f.fallback_url}]}}
-            services[f"{f.name}-failover"] = {"failover": {"service": split, "fallback": fb}}
-            main = f"{f.name}-failover"
+            if f.fallback_active:
+                main = fb
+            else:
+                services[f"{f.name}-failover"] = {"failover": {"service": split,
+                                                               "fallback": fb}}
+                main = f"{f.name}-failover"
         routers[f.name] = {"entryPoints": [ep], "rule": "PathPrefix(`/`)", "service": main,
                            "priority": 1}
         if f.device_paths:
@@ -108,7 +115,8 @@ def dynamic_config(fronts: list[Front]) -> dict[str, Any]:
                                  "is not one of its backends")
             routers[f"{f.name}-device"] = {
                 "entryPoints": [ep], "rule": _path_rule(f.device_paths),
-                "service": f.service_name(f.device_version), "priority": 1000}
+                "service": fb if f.fallback_active and f.fallback_url
+                else f.service_name(f.device_version), "priority": 1000}
     return {"http": {"routers": routers, "services": services}} if routers else {}
 
 
