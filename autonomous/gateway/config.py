@@ -73,7 +73,10 @@ def static_args(fronts: list[Front], dynamic_dir: Path, metrics_port: int,
             "--ping=true", "--ping.entryPoint=traefik", "--api.insecure=true",
             "--log.level=ERROR"]
     for f in sorted(fronts, key=lambda f: f.name):
-        args.append(f"--entryPoints.{_slug(f.name)}.address={host}:{f.port}")
+        # SO_REUSEPORT: a new Traefik binds the same front while the old one still serves, so
+        # a planned restart hands over without a window where the port refuses connections
+        args += [f"--entryPoints.{_slug(f.name)}.address={host}:{f.port}",
+                 f"--entryPoints.{_slug(f.name)}.reusePort=true"]
     return args
 
 
