@@ -6,6 +6,7 @@ own counter; clearing the fault routes the front back to the primary."""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -84,7 +85,7 @@ async def gateway_stack(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
         stack = Stack(root, ctx, manager)
         made.append(stack)
         for name in services:
-            await stack.until(lambda n=name: stack.healthy(n), 15, f"{name} healthy")
+            await stack.until(functools.partial(stack.healthy, name), 15, f"{name} healthy")
         return stack
 
     yield make
