@@ -7,6 +7,9 @@ paths between the versions of a rollout, and one router for the declared device 
 points at exactly one version (never split; switched once, at FULL). A front with a fallback
 gets a failover service (primary health-checked, traffic moves to the fallback when it fails);
 while a ``fallback`` intent stands (``fallback_active``) both routers point at the fallback.
+A backend with warm standby instances lists them as more servers of its load balancer and the
+front's routers get Traefik's retry middleware (connection errors and 502, idempotent
+methods only).
 """
 
 from __future__ import annotations
@@ -30,6 +33,12 @@ class Backend:
     port: int
     weight: int  # percent of ordinary (non-device) traffic; 0 = gets none
     host: str = "127.0.0.1"
+    # warm standby instances of this version (same host): more servers of the one load
+    # balancer, with the front's retry on connection errors, so a crash loses no request
+    standby_ports: tuple[int, ...] = ()
+
+    def urls(self) -> list[str]:
+        return [f"http://{self.host}:{p}" for p in (self.port, *self.standby_ports)]
 
 
 @dataclass(frozen=True)
@@ -88,10 +97,13 @@ def dynamic_config(fronts: list[Front]) -> dict[str, Any]:
     """The file-provider document for ``fronts`` (deterministic: same input, same output)."""
     routers: dict[str, Any] = {}
     services: dict[str, Any] = {}
+    middlewares: dict[str, Any] = {}
     for f in sorted(fronts, key=lambda f: f.name):
         ep = _slug(f.name)
         for b in f.backends:
-            lb: dict[str, Any] = {"servers": [{"url": f"http://{b.host}:{b.port}"}]}
+            lb: dict[str, Any] = {"servers": [{"url": u} for u in b.urls()]}
+            # no active health check for standby: a check that times out on a loaded host
+            # takes the live instance out and leaves only the dead one; the retry covers it
             if f.fallback_url and not f.fallback_active:
                 lb["healthCheck"] = {"path": f.health_path, "interval": "1s", "timeout": "1s"}
             services[f.service_name(b.version)] = {"loadBalancer": lb}
@@ -112,6 +124,16 @@ def dynamic_config(fronts: list[Front]) -> dict[str, Any]:
                 main = f"{f.name}-failover"
         routers[f.name] = {"entryPoints": [ep], "rule": "PathPrefix(`/`)", "service": main,
                            "priority": 1}
+        servers = max(len(b.urls()) for b in f.backends)
+        mw: list[str] = []
+        if servers > 1:
+            # Traefik's retry: network errors (refused) and 502 — what Traefik answers when a
+            # killed instance reset a connection mid-dial or mid-request — go to another
+            # server; idempotent methods only (retryNonIdempotentMethod stays off)
+            retry_mw = f"{f.name}-retry"
+            middlewares[retry_mw] = {"retry": {"attempts": 2 * servers, "status": ["502"]}}
+            mw = [retry_mw]
+            routers[f.name]["middlewares"] = mw
         if f.device_paths:
             if f.device_version not in {b.version for b in f.backends}:
                 raise ValueError(f"front {f.name!r}: device version {f.device_version!r} "
@@ -120,7 +142,12 @@ def dynamic_config(fronts: list[Front]) -> dict[str, Any]:
                 "entryPoints": [ep], "rule": _path_rule(f.device_paths),
                 "service": fb if f.fallback_active and f.fallback_url
                 else f.service_name(f.device_version), "priority": 1000}
-    return {"http": {"routers": routers, "services": services}} if routers else {}
+            if mw:
+                routers[f"{f.name}-device"]["middlewares"] = mw
+    http: dict[str, Any] = {"routers": routers, "services": services}
+    if middlewares:
+        http["middlewares"] = middlewares
+    return {"http": http} if routers else {}
 
 
 def write_atomic(path: Path, doc: dict[str, Any]) -> None:
