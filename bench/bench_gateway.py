@@ -6,9 +6,11 @@ lost while the gateway itself is restarted.
 
 The backend is one Python HTTP server in its own process; the client (keep-alive, sequential)
 alternates direct and gateway requests so both see the same machine load. Restart: a client
-thread sends steady requests to the front while Traefik is stopped (SIGTERM) and started again;
-every failed request counts as lost (there is one gateway: a restart loses what arrives while it
-is down — the figure says how many).
+thread sends steady requests to the front while the gateway restarts, two ways in the same run:
+stop-then-start (SIGTERM, then a new process: what arrives while it is down is lost — what a
+crash costs too) and handover (``Traefik.handover``: the new process binds the same front with
+SO_REUSEPORT and serves before the old one is stopped). Every failed request counts as lost.
+The result JSON goes to bench/results/bench_gateway.json.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import httpx
 
-from _common import BACKEND, free_port, pct, wait_http  # noqa: I001
+from _common import BACKEND, free_port, pct, wait_http, write_result  # noqa: I001
 
 from autonomous.gateway.config import Backend, Front
 from autonomous.gateway.process import Traefik
@@ -48,7 +50,9 @@ def overhead(direct: str, front: str, n: int) -> tuple[list[float], list[float]]
     return d, g
 
 
-def restart_loss(gw: Traefik, front: str) -> tuple[int, int, float]:
+def restart_loss(gw: Traefik, front: str, handover: bool) -> tuple[Traefik, int, int, float]:
+    """Steady load on ``front`` while ``gw`` restarts; (the gateway now serving, requests
+    sent, failed, seconds from the restart's start until the new process serves)."""
     stop = threading.Event()
     sent = failed = 0
 
@@ -68,14 +72,17 @@ def restart_loss(gw: Traefik, front: str) -> tuple[int, int, float]:
     t.start()
     time.sleep(0.5)
     t0 = time.perf_counter()
-    gw.stop()
-    gw.start()
+    if handover:
+        gw = gw.handover(free_port())
+    else:
+        gw.stop()
+        gw.start()
     wait_http(front)
     down = time.perf_counter() - t0
     time.sleep(0.5)
     stop.set()
     t.join()
-    return sent, failed, down
+    return gw, sent, failed, down
 
 
 def main() -> None:
@@ -99,9 +106,21 @@ def main() -> None:
             print(f"traefik  p50 {pct(g, 50) * ms:.3f} ms  p99 {pct(g, 99) * ms:.3f} ms")
             print(f"overhead p50 {(pct(g, 50) - pct(d, 50)) * ms:+.3f} ms  "
                   f"p99 {(pct(g, 99) - pct(d, 99)) * ms:+.3f} ms  (bar: ≤ +0.5 ms p50)")
-            sent, failed, down = restart_loss(gw, front)
-            print(f"gateway restart: {failed} of {sent} requests lost, front answered again "
-                  f"after {down * ms:.0f} ms")
+            figures: dict[str, float | int] = {
+                "requests_per_path": n,
+                "traefik_p50_ms": pct(g, 50) * ms, "traefik_p99_ms": pct(g, 99) * ms,
+                "overhead_p50_ms": (pct(g, 50) - pct(d, 50)) * ms,
+                "overhead_p99_ms": (pct(g, 99) - pct(d, 99)) * ms}
+            for label, key, hand in (("stop then start", "stop_start", False),
+                                     ("handover (SO_REUSEPORT)", "handover", True)):
+                gw, sent, failed, down = restart_loss(gw, front, hand)
+                print(f"gateway restart, {label}: {failed} of {sent} requests lost, restart "
+                      f"done, front serving, after {down * ms:.0f} ms")
+                figures.update({f"restart_{key}_sent": sent, f"restart_{key}_lost": failed,
+                                f"restart_{key}_ms": down * ms})
+            write_result("bench_gateway", figures, {"direct_p50_ms": pct(d, 50) * ms,
+                                                    "direct_p99_ms": pct(d, 99) * ms},
+                         {"quick": n == 500, "client": "httpx keep-alive, sequential"})
         finally:
             gw.stop()
             backend.terminate()

@@ -19,17 +19,20 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
 from autonomous.gateway.config import Backend, Front, dynamic_config, static_args
 from autonomous.gateway.process import Traefik
+from autonomous.intents import Intent, IntentStore
 from controllers.base import Action, Controller, Outcome
 
-__all__ = ["CONTROLLERS", "GatewayController", "GatewayObserved", "fronts_for"]
+__all__ = ["CONTROLLERS", "GatewayController", "GatewayObserved", "fallback_routes",
+           "fronts_for"]
 
 DOC = "atlas.yaml"
 
@@ -41,6 +44,8 @@ class GatewayObserved:
     doc_on_disk: str | None
     dyn_dir: str
     metrics_port: int
+    # service → (fallback base URL, intent id) for each standing ``fallback`` intent
+    fallbacks: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 def _free_port() -> int:
@@ -49,10 +54,30 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def fronts_for(services: dict[str, Any], rollouts: dict[str, Any] | None = None
-               ) -> tuple[Front, ...]:
+def fallback_routes(intents: list[Intent], services: dict[str, Any]
+                    ) -> dict[str, tuple[str, str]]:
+    """service → (base URL, intent id) from the standing ``fallback`` intents (pure). The
+    target is a declared Service (its own host:port) or a URL (its scheme://host:port; the
+    gateway forwards the request path as it came). An unusable target routes nothing."""
+    out: dict[str, tuple[str, str]] = {}
+    for it in intents:
+        if it.kind != "fallback" or it.service not in services:
+            continue
+        target = services.get(str(it.params.get("target") or ""))
+        if target is not None and target.port is not None:
+            out[it.service] = (f"http://{target.host}:{target.port}", it.id)
+            continue
+        parts = urlsplit(str(it.params.get("url") or it.params.get("target") or ""))
+        if parts.scheme in ("http", "https") and parts.netloc:
+            out[it.service] = (f"{parts.scheme}://{parts.netloc}", it.id)
+    return out
+
+
+def fronts_for(services: dict[str, Any], rollouts: dict[str, Any] | None = None,
+               fallbacks: dict[str, tuple[str, str]] | None = None) -> tuple[Front, ...]:
     """Fronts from the Services; a running rollout's candidate (``version``, ``port``,
-    ``weight``, ``device_version``: see controllers/evolution.py) adds its weighted backend."""
+    ``weight``, ``device_version``: see controllers/evolution.py) adds its weighted backend;
+    a standing fallback (``fallback_routes``) sends the whole front to the fallback."""
     out = []
     for name, spec in sorted(services.items()):
         if spec.traffic is None or spec.port is None:
@@ -64,9 +89,11 @@ def fronts_for(services: dict[str, Any], rollouts: dict[str, Any] | None = None
             backends = (Backend(spec.version, spec.port, 100 - c.weight, spec.host),
                         Backend(c.version, c.port, c.weight))
             device = c.device_version or spec.version
+        fb = (fallbacks or {}).get(name)
         out.append(Front(name=name, port=spec.traffic.port, device_version=device,
                          device_paths=tuple(spec.traffic.device_paths), backends=backends,
-                         health_path=spec.health.path if spec.health else "/health"))
+                         health_path=spec.health.path if spec.health else "/health",
+                         fallback_url=fb[0] if fb else None, fallback_active=fb is not None))
     return tuple(out)
 
 
@@ -74,7 +101,8 @@ class GatewayController(Controller):
     name = "gateway"
     subsystem = "evolution"
     order = 15
-    watches: tuple[str, ...] = ("desired.", "evolution.")
+    # intent.*: a fallback intent requested or released switches a front's router
+    watches: tuple[str, ...] = ("desired.", "evolution.", "intent.")
 
     def __init__(self, ctx: Any) -> None:
         super().__init__(ctx)
@@ -82,6 +110,7 @@ class GatewayController(Controller):
         self.metrics_port = 0
         self.traefik: Traefik | None = None
         self._watcher: asyncio.Task[None] | None = None
+        self.intents = IntentStore(ctx.store, ctx.clock)
 
     async def start(self) -> None:
         from autonomous.evolution.facade import EvolutionFacade
@@ -104,7 +133,9 @@ class GatewayController(Controller):
 
     async def observe(self) -> GatewayObserved:
         gen = self.ctx.desired.current
-        fronts = (fronts_for(gen.services, self.ctx.subsystems.get("rollouts"))
+        fallbacks = (fallback_routes(self.intents.active(kinds=("fallback",)), gen.services)
+                     if gen is not None else {})
+        fronts = (fronts_for(gen.services, self.ctx.subsystems.get("rollouts"), fallbacks)
                   if gen is not None else ())
         if fronts and not self.metrics_port:
             self.metrics_port = _free_port()
@@ -114,7 +145,7 @@ class GatewayController(Controller):
         path = self.workdir / "dynamic" / DOC
         doc = path.read_text() if path.exists() else None
         return GatewayObserved(fronts, running, doc, str(self.workdir / "dynamic"),
-                               self.metrics_port)
+                               self.metrics_port, fallbacks)
 
     @staticmethod
     def diff(desired: Any, observed: GatewayObserved) -> tuple[Action, ...]:
@@ -132,8 +163,10 @@ class GatewayController(Controller):
             return (Action("start", "Gateway/traefik", f"gateway {why}; fronts {names}",
                            params={"fronts": names}),)
         if observed.doc_on_disk != doc:
+            fb = {n: {"url": u, "intent": i} for n, (u, i) in sorted(observed.fallbacks.items())}
+            why = "".join(f"; fallback {n} -> {v['url']}" for n, v in fb.items())
             return (Action("update", "Gateway/traefik", f"dynamic configuration differs; "
-                           f"fronts {names}", params={"fronts": names}),)
+                           f"fronts {names}{why}", params={"fronts": names, "fallback": fb}),)
         return ()
 
     async def act(self, action: Action) -> Outcome:

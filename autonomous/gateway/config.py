@@ -5,7 +5,11 @@ so Traefik's watcher never reads half a document). Per front (a Service with
 ``spec.traffic``): one entry point on the stable port, a weighted service splitting ordinary
 paths between the versions of a rollout, and one router for the declared device paths that
 points at exactly one version (never split; switched once, at FULL). A front with a fallback
-gets a failover service (primary health-checked, traffic moves to the fallback when it fails).
+gets a failover service (primary health-checked, traffic moves to the fallback when it fails);
+while a ``fallback`` intent stands (``fallback_active``) both routers point at the fallback.
+A backend with warm standby instances lists them as more servers of its load balancer and the
+front's routers get Traefik's retry middleware (connection errors and 502, idempotent
+methods only).
 """
 
 from __future__ import annotations
@@ -29,6 +33,12 @@ class Backend:
     port: int
     weight: int  # percent of ordinary (non-device) traffic; 0 = gets none
     host: str = "127.0.0.1"
+    # warm standby instances of this version (same host): more servers of the one load
+    # balancer, with the front's retry on connection errors, so a crash loses no request
+    standby_ports: tuple[int, ...] = ()
+
+    def urls(self) -> list[str]:
+        return [f"http://{self.host}:{p}" for p in (self.port, *self.standby_ports)]
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,9 @@ class Front:
     device_version: str  # the one version device paths go to
     device_paths: tuple[str, ...] = ()
     fallback_url: str | None = None
+    # a standing ``fallback`` intent: every path of the front goes to ``fallback_url``
+    # (the router switches service in one atomic document write)
+    fallback_active: bool = False
     health_path: str = "/health"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -69,7 +82,10 @@ def static_args(fronts: list[Front], dynamic_dir: Path, metrics_port: int,
             "--ping=true", "--ping.entryPoint=traefik", "--api.insecure=true",
             "--log.level=ERROR"]
     for f in sorted(fronts, key=lambda f: f.name):
-        args.append(f"--entryPoints.{_slug(f.name)}.address={host}:{f.port}")
+        # SO_REUSEPORT: a new Traefik binds the same front while the old one still serves, so
+        # a planned restart hands over without a window where the port refuses connections
+        args += [f"--entryPoints.{_slug(f.name)}.address={host}:{f.port}",
+                 f"--entryPoints.{_slug(f.name)}.reusePort=true"]
     return args
 
 
@@ -81,11 +97,14 @@ def dynamic_config(fronts: list[Front]) -> dict[str, Any]:
     """The file-provider document for ``fronts`` (deterministic: same input, same output)."""
     routers: dict[str, Any] = {}
     services: dict[str, Any] = {}
+    middlewares: dict[str, Any] = {}
     for f in sorted(fronts, key=lambda f: f.name):
         ep = _slug(f.name)
         for b in f.backends:
-            lb: dict[str, Any] = {"servers": [{"url": f"http://{b.host}:{b.port}"}]}
-            if f.fallback_url:
+            lb: dict[str, Any] = {"servers": [{"url": u} for u in b.urls()]}
+            # no active health check for standby: a check that times out on a loaded host
+            # takes the live instance out and leaves only the dead one; the retry covers it
+            if f.fallback_url and not f.fallback_active:
                 lb["healthCheck"] = {"path": f.health_path, "interval": "1s", "timeout": "1s"}
             services[f.service_name(b.version)] = {"loadBalancer": lb}
         live = [b for b in f.backends if b.weight > 0]
@@ -94,22 +113,41 @@ def dynamic_config(fronts: list[Front]) -> dict[str, Any]:
         split = f"{f.name}-split"
         services[split] = {"weighted": {"services": [
             {"name": f.service_name(b.version), "weight": b.weight} for b in live]}}
-        main = split
+        main, fb = split, f"{f.name}-fallback"
         if f.fallback_url:
-            fb = f"{f.name}-fallback"
             services[fb] = {"loadBalancer": {"servers": [{"url": f.fallback_url}]}}
-            services[f"{f.name}-failover"] = {"failover": {"service": split, "fallback": fb}}
-            main = f"{f.name}-failover"
+            if f.fallback_active:
+                main = fb
+            else:
+                services[f"{f.name}-failover"] = {"failover": {"service": split,
+                                                               "fallback": fb}}
+                main = f"{f.name}-failover"
         routers[f.name] = {"entryPoints": [ep], "rule": "PathPrefix(`/`)", "service": main,
                            "priority": 1}
+        servers = max(len(b.urls()) for b in f.backends)
+        mw: list[str] = []
+        if servers > 1:
+            # Traefik's retry: network errors (refused) and 502 — what Traefik answers when a
+            # killed instance reset a connection mid-dial or mid-request — go to another
+            # server; idempotent methods only (retryNonIdempotentMethod stays off)
+            retry_mw = f"{f.name}-retry"
+            middlewares[retry_mw] = {"retry": {"attempts": 2 * servers, "status": ["502"]}}
+            mw = [retry_mw]
+            routers[f.name]["middlewares"] = mw
         if f.device_paths:
             if f.device_version not in {b.version for b in f.backends}:
                 raise ValueError(f"front {f.name!r}: device version {f.device_version!r} "
                                  "is not one of its backends")
             routers[f"{f.name}-device"] = {
                 "entryPoints": [ep], "rule": _path_rule(f.device_paths),
-                "service": f.service_name(f.device_version), "priority": 1000}
-    return {"http": {"routers": routers, "services": services}} if routers else {}
+                "service": fb if f.fallback_active and f.fallback_url
+                else f.service_name(f.device_version), "priority": 1000}
+            if mw:
+                routers[f"{f.name}-device"]["middlewares"] = mw
+    http: dict[str, Any] = {"routers": routers, "services": services}
+    if middlewares:
+        http["middlewares"] = middlewares
+    return {"http": http} if routers else {}
 
 
 def write_atomic(path: Path, doc: dict[str, Any]) -> None:

@@ -62,6 +62,17 @@ class Traefik:
         self.stop()
         raise RuntimeError("traefik did not serve its configuration in time")
 
+    def handover(self, metrics_port: int, timeout: float = 15.0) -> Traefik:
+        """A planned restart without a refusal window: start a new process on the same fronts
+        (``reusePort``) with its own control port, wait until it serves every front's router,
+        then stop this one (SIGTERM: Traefik stops accepting and finishes what it holds).
+        The kernel spreads new connections over both listeners meanwhile. Returns the new
+        process; on failure the old one keeps serving and the error is raised."""
+        new = Traefik(self.fronts, self.dyn_dir.parent, metrics_port)
+        new.start(timeout)
+        self.stop()
+        return new
+
     def live(self) -> bool:
         """Traefik answers and every front's router from the file provider is loaded."""
         base = f"http://127.0.0.1:{self.metrics_port}"

@@ -175,13 +175,32 @@ class RecoveryStrategies:
         route = {"service": name, "target": target, "url": url, "since": self.clock.now(),
                  "reason": reason, "intent": intent.id}
         self.bus.publish("service.fallback", active=True, **route)
-        front_ok, front = await self.check.probe(name)
+        front_ok, front = await self._front_answers(name)
         if not front_ok:
             return StrategyResult(S.FALLBACK, False, f"fallback to {target} requested (intent "
                                   f"{intent.id}); the front still answers {front}: not healed",
                                   {**route, "front": front}, applicable=False)
         return StrategyResult(S.FALLBACK, True, f"traffic for {name} goes to {target}; the "
                               f"front answers {front}", {**route, "front": front})
+
+    async def _front_answers(self, name: str) -> tuple[bool, str]:
+        """Poll the front as clients reach it until it answers healthy (or the verify
+        timeout): the gateway's front port when the Service declares ``spec.traffic`` (the
+        gateway owner switches it on the intent), else the service's own probe."""
+        spec = self.services().specs().get(name)
+        traffic = getattr(spec, "traffic", None) if spec is not None else None
+        if spec is None or traffic is None or spec.health is None:
+            return await self.check.probe(name)
+        v = self.policy()["verify"]
+        url = f"http://127.0.0.1:{traffic.port}{spec.health.path}"
+        deadline = self.clock.monotonic() + v["timeout_seconds"]
+        while True:
+            ok, msg, _, _ = await self.check.get(url, min(
+                self.policy()["detection"]["probe_timeout_seconds"],
+                spec.health.timeout_seconds))
+            if ok or self.clock.monotonic() >= deadline:
+                return ok, f"{msg} at {url}"
+            await self.clock.sleep(v["poll_seconds"])
 
     def deactivate_fallback(self, name: str) -> bool:
         """Route back to the service itself; True if a fallback was active."""
