@@ -5,9 +5,10 @@ registers ``ctx.subsystems["telemetry"]``, starts the event pump (bus events bec
 alert input) and the notification dispatcher (delivers the alert outbox, retrying with
 backoff, never blocking the reconcile loop), and registers two scheduled jobs
 (:mod:`autonomous.core.jobs`) for the housekeeping that decides nothing: telemetry's
-(``telemetry.housekeeping``: log tail, flushes, rollups, retention, every controller interval)
-and the operator's own retention (``operator.retention``: graph, health, approvals,
-generations; :mod:`autonomous.learning.retention`, every ``retention.interval_seconds``).
+(``telemetry.housekeeping``: log tail, flushes, rollups, every controller interval) and
+retention (``operator.retention``: telemetry's by ``telemetry.retention``, and the operator's
+own tables — graph, health, approvals, generations; :mod:`autonomous.learning.retention` —
+every ``retention.interval_seconds``, and at once under disk pressure).
 observe: one :class:`~autonomous.telemetry.alert_plan.AlertView` — rule conditions, open
 episodes, flaps, silences, groups, every service's health figures and the time.
 diff (pure): :func:`~autonomous.telemetry.alert_plan.plan` — open / fire / close / resolve
@@ -81,10 +82,17 @@ class TelemetryController(Controller):
         now = self.ctx.clock.monotonic()
         # the first run waits one interval: at start-up there is nothing to roll up yet, and
         # the store belongs to the services being started
-        self.ctx.jobs.add(Job(JOBS[0], every=self._interval, run=hub.housekeeping,
+        self.ctx.jobs.add(Job(JOBS[0], every=self._interval,
+                              run=lambda: hub.housekeeping(retention=False),
                               next_at=now + self._interval()))
+
+        def retention() -> dict[str, Any]:  # telemetry's and the operator's tables
+            return {"telemetry": hub.apply_retention(), "operator": self.retention.run()}
+
+        # deleting rows every 15 s found almost nothing to delete and cost idle CPU: retention
+        # runs on the policy's cadence (policies/retention.yaml interval_seconds)
         self.ctx.jobs.add(Job(JOBS[1], every=lambda: float(
-            self.ctx.policy()["retention"]["interval_seconds"]), run=self.retention.run,
+            self.ctx.policy()["retention"]["interval_seconds"]), run=retention,
             next_at=now + self._interval()))
 
     async def stop(self) -> None:

@@ -151,8 +151,9 @@ class TelemetryHub:
         self.logs.flush()
 
     # -- the controller's cycle ---------------------------------------------------------------
-    def housekeeping(self, now: float | None = None) -> dict[str, Any]:
-        """The scheduled job: tail service logs, flush, roll up, apply retention. Decides
+    def housekeeping(self, now: float | None = None, *, retention: bool = True) -> dict[str, Any]:
+        """The scheduled job: tail service logs, flush, roll up and (unless ``retention`` is
+        False: the operator applies it on its own, slower cadence) apply retention. Decides
         nothing; returns what it did."""
         now = self.clock.now() if now is None else now
         lines = self.tail.collect() if self.settings.logs.tail_services else 0
@@ -161,13 +162,23 @@ class TelemetryHub:
         self.tracing.flush()
         self.metrics.flush()
         rolled = self.metrics.rollup(now)
+        deleted = self.apply_retention(now) if retention else \
+            (self.last_cycle or {}).get("deleted", {})
+        self.last_cycle = {"service_lines": lines, "rollups": rolled, "deleted": deleted}
+        return self.last_cycle
+
+    def apply_retention(self, now: float | None = None) -> dict[str, int]:
+        """Delete telemetry older than its retention (config ``telemetry.retention``): rows
+        deleted per kind."""
+        now = self.clock.now() if now is None else now
         ret = self.settings.retention
         deleted = {**self.metrics.apply_retention(ret.timeseries(), now),
                    "logs": self.logs.apply_retention(parse_duration(ret.logs), now),
                    "traces": self.tracing.apply_retention(parse_duration(ret.traces), now),
                    "alerts": self.alerts.apply_retention(parse_duration(ret.alerts), now)}
-        self.last_cycle = {"service_lines": lines, "rollups": rolled, "deleted": deleted}
-        return self.last_cycle
+        if self.last_cycle:
+            self.last_cycle = {**self.last_cycle, "deleted": deleted}
+        return deleted
 
     def cycle(self, now: float | None = None) -> dict[str, Any]:
         """Housekeeping then one local rule evaluation (tools and tests; the operator runs
