@@ -31,6 +31,8 @@ class Revisions:
         self.store = store
         self.clock = clock
         self._recorded: set[tuple[str, str]] = set()  # written already: no INSERT per pass
+        # marked good already (known_good is never unset): no UPDATE per probe
+        self._good: set[tuple[str, str]] = set()
 
     def record(self, service: str, spec: ServiceSpec, generation: int) -> str:
         h = spec_hash(spec)
@@ -44,6 +46,11 @@ class Revisions:
         return h
 
     def mark_good(self, service: str, h: str) -> None:
+        """Mark revision ``h`` of ``service`` known good (called on every healthy probe once
+        health is proven; written once)."""
+        if (service, h) in self._good:
+            return
+        self._good.add((service, h))
         self.store.execute("UPDATE service_revisions SET known_good=1 WHERE service=? AND "
                            "spec_hash=? AND known_good=0", (service, h))
 
