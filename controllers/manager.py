@@ -68,15 +68,17 @@ class ControllerManager:
             await sub.get()
             self._wake[c.name].set()
 
-    def _interval(self, c: Controller) -> float:
+    def _interval(self, c: Controller) -> float | None:
+        """Seconds to the next periodic pass; None before a generation is in force (nothing
+        to reconcile: a new generation wakes every controller)."""
         gen = self.ctx.desired.current
-        base = 10.0
-        jitter = 0.0
-        if gen is not None:
-            settings = gen.tree.config.controllers.get(c.subsystem)
-            if settings is not None:
-                base = settings.interval_seconds
-            jitter = self.ctx.policy()["reconcile"]["interval_jitter"]
+        if gen is None:
+            return None
+        pol = self.ctx.policy()["reconcile"]
+        settings = gen.tree.config.controllers.get(c.subsystem)
+        base = settings.interval_seconds if settings is not None else \
+            pol["default_interval_seconds"]
+        jitter = pol["interval_jitter"]
         return max(0.01, base * (1 + self.rng.uniform(-jitter, jitter)))
 
     async def _loop(self, c: Controller) -> None:
@@ -86,7 +88,7 @@ class ControllerManager:
             delay = self._interval(c)
             requeue = self._requeue.pop(c.name, None)
             if requeue is not None:
-                delay = min(delay, requeue)
+                delay = requeue if delay is None else min(delay, requeue)
             await wait_or_timeout(wake.wait(), delay)
             if self._stopping:
                 return

@@ -62,6 +62,9 @@ class GovernancePolicy(Strict):
 
 class ReconcilePolicy(Strict):
     interval_jitter: float = Field(ge=0, le=1, description="± fraction on controller intervals")
+    default_interval_seconds: float = Field(
+        10.0, gt=0, le=86400, description="Reconcile period of a controller whose subsystem "
+        "has no interval_seconds under spec.controllers in the OperatorConfig")
     action_backoff: BackoffPolicy = Field(description="Per-resource backoff of failing actions")
 
 
