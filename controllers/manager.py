@@ -25,6 +25,10 @@ log = logging.getLogger("atlas.manager")
 ALWAYS = ("desired.generation", "governance.mode")
 
 
+# before the first generation loads there is no policy to read an interval from
+NO_GENERATION_WAIT_SECONDS = 10.0
+
+
 class ControllerManager:
     def __init__(self, ctx: OperatorContext, controllers: list[Controller],
                  rng: random.Random | None = None) -> None:
@@ -70,13 +74,13 @@ class ControllerManager:
 
     def _interval(self, c: Controller) -> float:
         gen = self.ctx.desired.current
-        base = 10.0
-        jitter = 0.0
-        if gen is not None:
-            settings = gen.tree.config.controllers.get(c.subsystem)
-            if settings is not None:
-                base = settings.interval_seconds
-            jitter = self.ctx.policy()["reconcile"]["interval_jitter"]
+        if gen is None:  # no policy to read yet: look again soon (a generation wakes it too)
+            return NO_GENERATION_WAIT_SECONDS
+        reconcile = self.ctx.policy()["reconcile"]
+        settings = gen.tree.config.controllers.get(c.subsystem)
+        base = (settings.interval_seconds if settings is not None
+                else float(reconcile["default_interval_seconds"]))
+        jitter = reconcile["interval_jitter"]
         return max(0.01, base * (1 + self.rng.uniform(-jitter, jitter)))
 
     async def _loop(self, c: Controller) -> None:

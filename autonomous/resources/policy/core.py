@@ -62,6 +62,8 @@ class GovernancePolicy(Strict):
 
 class ReconcilePolicy(Strict):
     interval_jitter: float = Field(ge=0, le=1, description="± fraction on controller intervals")
+    default_interval_seconds: float = Field(gt=0, description="Interval of a controller whose "
+                                            "subsystem has no controllers.<name> settings")
     action_backoff: BackoffPolicy = Field(description="Per-resource backoff of failing actions")
 
 
