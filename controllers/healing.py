@@ -10,7 +10,13 @@ the time of the next, the revision healing's isolation or pause was made for, op
 breakers — and the clock, as a value.
 diff (pure): close the incidents of a Service no longer desired (nothing is retried for it);
 release isolation and back-off of a service the generation in force changed (a new revision
-gets a fresh start); run a crash-loop try (or the slow retry of an isolated service) once due.
+gets a fresh start); run a crash-loop try (or the slow retry of an isolated service) once due;
+the global brake — more services in remediation at once than ``healing.brake`` allows — is one
+escalation to a human (``alert_human`` on ``Healing/brake``, through the human-alert path the
+telemetry alert manager routes), released when the count is back under the limit. The
+strategy of each ladder step is chosen by ``controllers/healing_plan.next_step`` (lower
+credible bound of success per failure signature; the brake turns remediation into
+ALERT_HUMAN) from observed outcome counts: ``_choose`` is the engine's chooser.
 act: the engine carries it out; report: conditions (CrashLoopBackOff, Isolated, Degraded,
 FallbackActive, HealingBreakerOpen).
 """
@@ -25,22 +31,28 @@ from autonomous.context import OperatorContext
 from autonomous.intents import IntentStore
 from autonomous.self_healing.facade import HealingFacade
 from autonomous.self_healing.healing_orchestrator import HealingOrchestrator
+from autonomous.self_healing.incident import Incident
 from autonomous.self_healing.model import STRATEGY_ACTION, RecoveryStrategy
 from autonomous.self_healing.service_state import StateStore
 from autonomous.supervisor.revisions import spec_hash
 from controllers.base import Action, Controller, Outcome
 from controllers.execution import Executor
+from controllers.healing_plan import Learning, brake, next_step
 
 __all__ = ["CONTROLLERS", "HealingController", "HealingDesired", "HealingObserved",
            "ServiceHealing"]
 
 OPEN_STATES = ("awaiting_approval", "backoff")
+BRAKE = "Healing/brake"
+BRAKE_SERVICE = "*"  # the brake's human alert is about no single service
+BRAKE_REASON = "global brake: too many services in remediation at once"
 
 
 @dataclass(frozen=True)
 class HealingDesired:
     generation: int
     services: Mapping[str, str] = field(default_factory=dict)  # name → desired spec hash
+    brake_limit: int | None = None  # healing.brake.max_services_in_remediation; None = off
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,7 @@ class ServiceHealing:
 class HealingObserved:
     now: float  # the clock (monotonic), observed
     services: Mapping[str, ServiceHealing] = field(default_factory=dict)
+    brake_alerted: bool = False  # the brake's human alert is open
 
 
 def diff(desired: HealingDesired, observed: HealingObserved) -> tuple[Action, ...]:
@@ -91,7 +104,33 @@ def diff(desired: HealingDesired, observed: HealingObserved) -> tuple[Action, ..
                 "retry", res, f"{sv.phase}: try {sv.attempts + 1} is due",
                 {"service": name, "phase": sv.phase, "attempt": sv.attempts + 1},
                 {"due_at": sv.next_at, "now": observed.now}))
+    actions += _brake(desired, observed)
     return tuple(actions)
+
+
+def in_remediation(observed: HealingObserved) -> tuple[str, ...]:
+    """Services with an open incident, in back-off or isolated."""
+    return tuple(sorted(n for n, sv in observed.services.items()
+                        if sv.phase != "normal" or sv.incidents))
+
+
+def _brake(desired: HealingDesired, observed: HealingObserved) -> list[Action]:
+    if desired.brake_limit is None:
+        return []
+    busy = in_remediation(observed)
+    braked = brake(busy, desired.brake_limit)
+    if braked and not observed.brake_alerted:
+        return [Action("alert_human", BRAKE, f"{len(braked)} services in remediation at once "
+                       f"(more than {desired.brake_limit}): {', '.join(braked)}; healing "
+                       "escalates to a human instead of remediating more",
+                       {"brake": "engage", "services": list(braked),
+                        "limit": desired.brake_limit}, {"in_remediation": list(braked)})]
+    if not braked and observed.brake_alerted:
+        return [Action("alert_human", BRAKE, f"{len(busy)} services in remediation, at most "
+                       f"{desired.brake_limit}: the global brake is released",
+                       {"brake": "release", "services": list(busy),
+                        "limit": desired.brake_limit}, {"in_remediation": list(busy)})]
+    return []
 
 
 class HealingController(Controller):
@@ -113,7 +152,26 @@ class HealingController(Controller):
         Executor (governance, back-off, Stalled, knowledge graph) whose ``act`` is ours."""
         self.orch = orch
         orch.gate = self._gate
+        orch.runner.choose = self._choose
         return orch
+
+    def _choose(self, inc: Incident) -> RecoveryStrategy:
+        """The engine's chooser: observe (outcome counts of the incident's signature, the
+        services in remediation, the policy) and let the pure ``next_step`` decide."""
+        orch = self.orch
+        assert orch is not None
+        p = orch.policy()
+        sig = inc.classification.signature
+        busy = {i.service for i in orch.incidents.values()} | \
+            {n for n, st in orch.states.items() if st.phase != "normal"}
+        step = next_step(sig, tuple(s.value for s in inc.ladder[inc.step:]),
+                         orch.classifier.outcomes(sig), Learning(**p["learning"]),
+                         forced=inc.forced if inc.step == 0 else None,
+                         braked=brake(busy, p["brake"]["max_services_in_remediation"]))
+        inc.choices.append({"step": inc.step, "strategy": step.strategy,
+                            "bound": None if step.bound is None else round(step.bound, 4),
+                            "why": step.why})
+        return RecoveryStrategy(step.strategy)
 
     async def _gate(self, planned: dict[str, Any]) -> Outcome:
         gen = self.ctx.desired.current
@@ -143,7 +201,9 @@ class HealingController(Controller):
             return HealingDesired(0)
         svc = self.ctx.subsystems.get("services")  # the owner's view of the generation
         specs = svc.specs() if svc is not None else gen.services
-        return HealingDesired(gen.number, {n: spec_hash(s) for n, s in specs.items()})
+        limit = self.ctx.policy()["healing"]["brake"]["max_services_in_remediation"]
+        return HealingDesired(gen.number, {n: spec_hash(s) for n, s in specs.items()},
+                              int(limit))
 
     async def observe(self) -> HealingObserved:
         """The engine's state (or, when it is not running — ``plan`` — what the store holds)."""
@@ -177,7 +237,10 @@ class HealingController(Controller):
                 st.next_at if st else None, held.get(name), bool(st and st.busy),
                 bool(st and st.paused_by_human), tuple(sorted(open_rows.get(name, ()))),
                 status)
-        return HealingObserved(clock.monotonic(), out)
+        alerted = self.ctx.store.query_one(
+            "SELECT 1 FROM healing_alerts WHERE service=? AND reason=? AND resolved_at IS NULL",
+            (BRAKE_SERVICE, BRAKE_REASON)) is not None
+        return HealingObserved(clock.monotonic(), out, alerted)
 
     @staticmethod
     def diff(desired: HealingDesired, observed: HealingObserved) -> tuple[Action, ...]:
@@ -199,6 +262,15 @@ class HealingController(Controller):
         if action.kind == "close_incident":
             n = orch.close_service(name, action.reason)
             return Outcome(action, True, f"closed {n} incident(s) of {name}: {action.reason}")
+        if action.kind == "alert_human" and "brake" in action.params:
+            if action.params["brake"] == "release":
+                n = orch.alerts.resolve(BRAKE_SERVICE, action.reason)
+                return Outcome(action, True, f"global brake released ({n} alert resolved)")
+            alert = orch.alerts.raise_alert(BRAKE_SERVICE, BRAKE_REASON, {
+                "severity": "critical", "message": action.reason,
+                "services": action.params["services"], "limit": action.params["limit"]})
+            return Outcome(action, True, f"a human is alerted: {action.reason}",
+                           details={"alert": alert["id"] if alert else None})
         if action.kind == "release":
             n = orch.release_for_revision(name, action.reason)
             return Outcome(action, True, f"released {name}; closed {n} incident(s)")

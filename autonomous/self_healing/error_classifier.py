@@ -157,6 +157,14 @@ class ErrorClassifier:
             "failures=failures+excluded.failures, updated_at=excluded.updated_at",
             (sig, etype, strategy, int(ok), int(not ok), self.clock.now()))
 
+    def outcomes(self, signature: str) -> dict[tuple[str, str], tuple[int, int]]:
+        """Measured step outcomes of ``signature``: (signature, strategy) → (successes,
+        failures), over every type it was classified as (the strategy posterior's input)."""
+        rows = self.store.query("SELECT strategy, SUM(successes) s, SUM(failures) f FROM "
+                                "healing_knowledge WHERE error_signature=? GROUP BY strategy",
+                                (signature,))
+        return {(signature, r["strategy"]): (int(r["s"] or 0), int(r["f"] or 0)) for r in rows}
+
     def _learned(self, sig: str, min_samples: int) \
             -> tuple[ErrorType, list[RecoveryStrategy]] | None:
         rows = self.store.query("SELECT error_type, strategy, successes, failures FROM "

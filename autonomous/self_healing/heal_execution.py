@@ -23,7 +23,7 @@ from autonomous.self_healing.model import (STRATEGY_ACTION, NotApplicable, Recov
                                            StrategyResult)
 from autonomous.self_healing.recovery_strategies import RecoveryStrategies
 
-__all__ = ["Gate", "LadderRunner", "strategy_action"]
+__all__ = ["Chooser", "Gate", "LadderRunner", "strategy_action"]
 
 log = logging.getLogger("atlas.healing")
 
@@ -46,6 +46,10 @@ class GateOutcome(Protocol):
 # the one gate: the planned action's fields (kind, resource, reason, params, evidence) → its
 # Outcome (controllers/healing.py hands the Executor in)
 Gate = Callable[[dict[str, Any]], Awaitable[GateOutcome]]
+# the strategy of an incident's next step, among ``inc.ladder[inc.step:]`` (the healing
+# controller's pure chooser: lower credible bound of success, global brake; see
+# controllers/healing_plan.py); without it, the ladder's order
+Chooser = Callable[[Incident], RecoveryStrategy]
 
 
 def strategy_action(strategy: RecoveryStrategy, inc: Incident) -> dict[str, Any]:
@@ -77,10 +81,23 @@ class LadderRunner:
         self.strategies = strategies
         self.crashloop: CrashLoop | None = None  # wired by the orchestrator
         self.gate: Gate = _no_gate
+        self.choose: Chooser = lambda inc: inc.ladder[inc.step]
+
+    def next_strategy(self, inc: Incident) -> RecoveryStrategy:
+        """Ask the chooser for the next step and move it to ``inc.step`` of the ladder (the
+        untried rest keeps its order)."""
+        strategy = self.choose(inc)
+        rest = inc.ladder[inc.step:]
+        if strategy not in rest:  # a chooser may only pick from the untried rest
+            raise ValueError(f"{strategy.value} is not an untried step of incident {inc.id}")
+        rest.remove(strategy)
+        inc.ladder[inc.step:] = [strategy, *rest]
+        return strategy
 
     async def run_ladder(self, inc: Incident) -> None:
         while inc.step < len(inc.ladder):
-            strategy = inc.ladder[inc.step]
+            # an approved step resumes as it was asked for; otherwise the chooser decides
+            strategy = inc.ladder[inc.step] if inc.pending else self.next_strategy(inc)
             self.shared.results.pop(inc.id, None)
             out = await self.gate(strategy_action(strategy, inc))
             details = dict(out.details or {})

@@ -137,7 +137,8 @@ class HealingPipeline:
         ladder = self._ladder(cls.strategies, forced, suggestion, evidence, st)
         gen = self.ctx.desired.current
         inc = Incident(report, cls, ladder, self.ctx.governance.mode,
-                       gen.number if gen else None, public(evidence), suggestion=suggestion)
+                       gen.number if gen else None, public(evidence), suggestion=suggestion,
+                       forced=forced.value if forced is not None else None)
         inc.memory_id = self.memory.record_failure(
             cls.signature, context={**inc.evidence, "message": report.message},
             service=report.service, error_type=cls.error_type.value)

@@ -45,6 +45,8 @@ class Incident:
     suggestion: dict[str, Any] | None = None
     step_decision: str | None = None  # the Executor's decision node of the step running now
     repeats: int = 0  # the same fault seen again while this incident was open
+    forced: str | None = None  # a human's strategy for this incident (tried first)
+    choices: list[dict[str, Any]] = field(default_factory=list)  # why each step was chosen
 
     @property
     def service(self) -> str:

@@ -225,3 +225,33 @@ async def test_plan_shows_healings_would_be_actions(tmp_path):
     healing = sorted((a["kind"], a["resource"]) for a in actions
                      if a["controller"] == "healing")
     assert healing == [("close_incident", "Service/robot"), ("release", "Service/nexus")]
+
+
+BRAKE_EDIT = BUDGET.replace("      isolation: {slow_retry_seconds: 100}\n",
+                            "      isolation: {slow_retry_seconds: 100}\n"
+                            "      brake: {max_services_in_remediation: 1}\n")
+
+
+async def test_global_brake_escalates_to_a_human_instead_of_remediating(tmp_path):
+    ctx, fake, orch = healing_context(
+        tmp_path, {"nexus": spec(core=True), "robot": spec(), "push": spec()},
+        policy_edit=BRAKE_EDIT % "growth")
+    sub = ctx.bus.subscribe("alert.human")
+    await crash_loop(ctx, fake, orch, "robot")
+    await crash_loop(ctx, fake, orch, "push")  # two services in remediation, limit 1
+    outcomes = await reconcile(ctx, fake)
+    brake = [o for o in outcomes if o.action.resource == "Healing/brake"]
+    assert [(o.action.kind, o.action.params["brake"], o.ok) for o in brake] == \
+        [("alert_human", "engage", True)]
+    assert brake[0].action.params["services"] == ["push", "robot"]
+    alerts = []
+    while (ev := sub.get_nowait()) is not None:
+        alerts.append(ev.data)
+    assert [a for a in alerts if a["service"] == "*" and a["severity"] == "critical"]
+    sub.close()
+    assert [o for o in await reconcile(ctx, fake) if o.action.resource == "Healing/brake"] == []
+    # while braked, a new failure is escalated, not remediated
+    row = await orch.handle_error("nexus", source="unresponsive", context={"running": True})
+    assert [a["strategy"] for a in row["attempts"]] == ["ALERT_HUMAN"]
+    assert row["state"] == "escalated"
+    ctx.store.close()

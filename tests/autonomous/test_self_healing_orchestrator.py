@@ -266,14 +266,20 @@ async def test_paused_by_human_is_skipped_and_forced_strategy_goes_first(stack):
     assert row["attempts"][0]["strategy"] == "RESTART_SERVICE"
 
 
-async def test_memory_suggestion_reorders_the_ladder(stack):
+async def test_measured_outcomes_choose_the_first_step(stack):
+    """On the real store: the step outcomes of a signature (healing_knowledge) rank the
+    ladder by the lower credible bound; a strategy that failed repeatedly loses to one that
+    succeeded, though the rule's ladder puts it first."""
     _ctx, _fake, orch = stack
     first = await orch.handle_error("nexus", source="unresponsive",
                                     context={"running": True, "probe_error": "HTTP 418"})
-    assert first["attempts"][0]["strategy"] == "RETRY"
-    for _ in range(3):
-        orch.memory.record_failure(first["error_signature"], context={},
-                                   recovery_used="RESTART_SERVICE", success=True)
+    assert first["attempts"][0]["strategy"] == "RETRY"  # no data: the ladder's order
+    cls = orch.classifier
+    sig = first["error_signature"]
+    for _ in range(4):
+        cls.learn_from_error(sig, {"strategy": "RETRY", "success": False})
+        cls.learn_from_error(sig, {"strategy": "RESTART_SERVICE", "success": True})
+    assert cls.outcomes(sig)[(sig, "RETRY")][1] >= 4
     again = await orch.handle_error("nexus", source="unresponsive",
                                     context={"running": True, "probe_error": "HTTP 418"})
     assert again["attempts"][0]["strategy"] == "RESTART_SERVICE"

@@ -21,6 +21,7 @@ __all__ = [
     "SOURCES",
     "STRATEGIES",
     "AlertPolicy",
+    "BrakePolicy",
     "BreakerPolicy",
     "ClassificationPolicy",
     "ClassificationRule",
@@ -33,6 +34,7 @@ __all__ = [
     "RestartBudgetPolicy",
     "RetryPolicy",
     "RuleMatch",
+    "StrategyLearningPolicy",
     "VerifyPolicy",
 ]
 
@@ -182,6 +184,23 @@ class AlertPolicy(Strict):
     log_tail_lines: int = Field(ge=0, description="Log lines attached to a human alert")
 
 
+class StrategyLearningPolicy(Strict):
+    """Beta prior and credibility of the per (signature, strategy) success posterior."""
+
+    prior_alpha: float = Field(gt=0, description="Beta prior successes of an unseen pair")
+    prior_beta: float = Field(gt=0, description="Beta prior failures of an unseen pair")
+    credibility: float = Field(gt=0, lt=1, description="One-sided credible level: a strategy "
+                               "is ranked by the lower end of its success-rate interval")
+
+
+class BrakePolicy(Strict):
+    """Global brake: too many services in remediation at once is a human's call."""
+
+    max_services_in_remediation: int = Field(ge=1, description="More services than this with "
+                                             "an open incident (or in back-off / isolation) "
+                                             "at once: escalate to a human, remediate no more")
+
+
 class HeartbeatPolicy(Strict):
     """The heartbeat client (``autonomous.self_healing.heartbeat``, e.g. NEXUS's)."""
 
@@ -208,6 +227,9 @@ class HealingPolicy(Strict):
     heartbeat_breaker: BreakerPolicy = Field(description="Breaker around each heartbeat call: "
                                              "open = no heartbeats sent, no heals requested")
     history_max_rows: int = Field(ge=1)
+    learning: StrategyLearningPolicy = Field(description="How the next strategy of an "
+                                             "incident is chosen from measured outcomes")
+    brake: BrakePolicy
 
     approval_list: None = Field(None, description="Removed: folded into governance.actions "
                                 "(set a strategy's action kind to require_approval there)")
