@@ -2,13 +2,15 @@
 
 observe: the open proposals (store), the governance mode, the learning policy, the time (an
 observed value) and, for each baking proposal, the feedback in its guard area since it was
-applied.
+applied, and for one whose guard declares constraint limits (the optimizer's) the worst value
+of each constraint series (``<metric>{service=<target>}``) measured since it was applied.
 diff (pure, :func:`plan`): an evaluated proposal → ``optimization`` apply (the Executor's gate
 makes it an approval request in ``governed``, a recorded dry-run in ``emergency_stop``, and
 in ``growth`` it is planned only within :func:`proposal_rules.decide`'s bounds: one change per
 parameter per bake window, step ≤ the policy cap, at most K baking); a baking proposal past its
 bake whose guard interval lies wholly above the bad rate before the change, or one a human
-asked to revert → ``rollback`` revert (the inverse patch).
+asked to revert → ``rollback`` revert (the inverse patch); an optimizer proposal past its bake
+is reverted when a constraint series exceeded its limit since the change, else kept.
 act: write the patch (or its inverse), commit it in a git checkout, reload as a generation.
 report: proposal status from the outcomes (awaiting approval, rejected, frozen notes, kept).
 The learning cycle that creates proposals is the orchestrator's, started here.
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from autonomous.learning.feedback_stats import wilson
@@ -26,6 +28,7 @@ from autonomous.learning.proposal_apply import ApplyRejected, write_patch
 from autonomous.learning.proposal_patch import PatchConflict
 from autonomous.learning.proposal_rules import GrowthLimits, decide
 from autonomous.learning.proposals import Proposal, ProposalStore
+from autonomous.store.timeseries import TimeSeriesStore
 from controllers.base import Action, Controller, Outcome
 
 __all__ = ["CONTROLLERS", "LearningController", "LearningObserved", "Transition", "plan"]
@@ -40,6 +43,9 @@ class LearningObserved:
     guard_counts: dict[str, tuple[int, int]]  # proposal id → (bad, total) since applied
     revert_requests: dict[str, str]  # proposal id → who asked and why
     disabled: frozenset[str] = frozenset()  # features survival mode turned off
+    # proposal id → constraint metric → (worst value measured since applied, points); for
+    # proposals whose guard declares constraints (the optimizer's)
+    guard_metrics: dict[str, dict[str, tuple[float | None, int]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,9 @@ def plan(o: LearningObserved, policy: dict[str, Any]) -> tuple[tuple[Action, ...
             continue
         if p.bake_until is None or o.now < p.bake_until:
             continue
+        if p.guard.get("constraints"):
+            _constraint_verdict(p, o.guard_metrics.get(p.id, {}), actions, moves)
+            continue
         bad, total = o.guard_counts.get(p.id, (0, 0))
         before = float(p.guard.get("bad_rate_before", 0.0))
         low, high = wilson(bad, total, pp["bake_z"])
@@ -125,6 +134,31 @@ def plan(o: LearningObserved, policy: dict[str, Any]) -> tuple[tuple[Action, ...
     return tuple(actions), tuple(moves)
 
 
+def _constraint_verdict(p: Proposal, measured: dict[str, tuple[float | None, int]],
+                        actions: list[Action], moves: list[Transition]) -> None:
+    """Keep or revert a baked change by its constraint series: any limit exceeded by a value
+    measured since the change → revert; all held → kept; none measured → kept, saying so."""
+    limits = {str(m): float(v) for m, v in dict(p.guard["constraints"]).items()}
+    over = {m: (w, limits[m]) for m, (w, _) in sorted(measured.items())
+            if m in limits and w is not None and w > limits[m]}
+    if over:
+        text = ", ".join(f"{m} {w:g} > {lim:g}" for m, (w, lim) in over.items())
+        actions.append(_revert_action(
+            p, f"bad bake: {text} since the change",
+            {"violated": {m: {"worst": w, "max": lim} for m, (w, lim) in over.items()},
+             "measured": {m: {"worst": w, "points": n} for m, (w, n) in measured.items()}}))
+        return
+    seen = {m: v for m, v in measured.items() if v[1] > 0}
+    if not seen:
+        moves.append(Transition(p.id, "kept", "bake over: constraints "
+                                f"{', '.join(sorted(limits))} not measured since the change: "
+                                "no evidence of harm"))
+        return
+    text = ", ".join(f"{m} ≤ {w:g} (max {limits[m]:g}, {n} points)"
+                     for m, (w, n) in sorted(seen.items()))
+    moves.append(Transition(p.id, "kept", f"bake over: constraints held: {text}"))
+
+
 class LearningController(Controller):
     name = "learning"
     subsystem = "learning"
@@ -134,6 +168,7 @@ class LearningController(Controller):
     def __init__(self, ctx: Any) -> None:
         super().__init__(ctx)
         self.proposals = ProposalStore(ctx.store, ctx.clock)
+        self.series = TimeSeriesStore(ctx.store, ctx.clock)
         self._task: asyncio.Task[None] | None = None
         self.orchestrator: Any = None
 
@@ -172,11 +207,27 @@ class LearningController(Controller):
                     "SELECT COALESCE(SUM(bad), 0) b, COUNT(*) n FROM learning_feedback WHERE "
                     "area=? AND ts > ?", (p.guard["area"], p.applied_at))
                 counts[p.id] = (int(r["b"]), int(r["n"])) if r else (0, 0)
+        metrics = {p.id: self._constraint_series(p) for p in open_
+                   if p.state == "baking" and p.applied_at is not None
+                   and p.guard.get("constraints")}
         resilience = self.ctx.subsystems.get("resilience")
         disabled = frozenset(resilience.get_disabled_features()) if resilience else frozenset()
         return LearningObserved(self.ctx.governance.mode, self.ctx.clock.now(),
                                 int(self.ctx.store.kv_get("learning.cycle", 0) or 0),
-                                tuple(open_), counts, dict(reverts), disabled)
+                                tuple(open_), counts, dict(reverts), disabled, metrics)
+
+    def _constraint_series(self, p: Proposal) -> dict[str, tuple[float | None, int]]:
+        """Worst (highest) raw value and point count of each constraint metric of the
+        proposal's target (label ``service``) since the change was applied."""
+        assert p.applied_at is not None
+        target = str(p.guard.get("target", ""))
+        out: dict[str, tuple[float | None, int]] = {}
+        for m in sorted(dict(p.guard["constraints"])):
+            rows = self.series.query(m, {"service": target}, p.applied_at, self.ctx.clock.now(),
+                                     "raw")
+            vals = [float(r.max) for r in rows if r.ts > p.applied_at]
+            out[m] = (max(vals) if vals else None, len(vals))
+        return out
 
     @staticmethod
     def diff(desired: Any, observed: LearningObserved) -> tuple[Action, ...]:

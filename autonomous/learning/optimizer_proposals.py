@@ -9,7 +9,9 @@ optimizer's next suggestion becomes at most one proposal, for the parameter it m
 (one parameter per bake window), **clamped to the proposal step limit**
 (``learning.proposals.max_step_fraction``, ≤ 25 %) and to the hard bounds, whose declared
 bounds go with the proposal so the growth gate checks them again. The K-baking bound, the
-cooldown, governance and the bake verdict are the lifecycle's own. Trials of the current
+cooldown, governance and the bake verdict are the lifecycle's own; the proposal's guard names
+the target's constraint limits, which the learning controller checks against the series
+measured while it bakes (a violated limit reverts it; see controllers/learning.py). Trials of the current
 cycle are kept in ``kv`` (bounded by ``trials_per_cycle``).
 """
 
@@ -161,4 +163,5 @@ def _candidate(name: str, spec: OptimizerTarget, in_force: dict[str, float],
         evaluation={"reason": reason, "in_force": old, "proposed": new,
                     "predicted_gain": None if gain is None else gain[0],
                     "predicted_sd": None if gain is None else gain[1]},
-        guard={"area": f"optimizer:{name}"})
+        guard={"area": f"optimizer:{name}", "target": name,
+               "constraints": {m: c.max for m, c in sorted(spec.constraints.items())}})

@@ -101,3 +101,51 @@ def test_emergency_stop_and_unmeasured_propose_nothing(tmp_path: Path) -> None:
     assert cyc2["proposed"] == []
     assert any(s["key"] == "optimizer:nexus" and "not measured: throughput_rps" in s["reason"]
                for s in cyc2["skipped"])
+
+
+def _measure(ctx: Any, latency: float, errors: float) -> None:
+    TimeSeriesStore(ctx.store, ctx.clock).write([
+        Point(m, v, ctx.clock.now(), {"service": "nexus"})
+        for m, v in (("throughput_rps", 110.0), ("latency_p95_ms", latency),
+                     ("error_rate", errors))])
+
+
+@pytest.mark.parametrize("bad", [True, False])
+async def test_optimizer_bake_verdict_from_the_constraint_series(tmp_path: Path,
+                                                                 bad: bool) -> None:
+    """growth: the applied trial bakes; the constraint series measured since the change decide
+    it — latency over its limit reverts it (the inverse patch, committed) and the parameter is
+    not proposed again for cooldown_cycles cycles; within the limits it is kept."""
+    ctx, orch, (mgr, ctl), root = _rig(tmp_path, "growth")
+    pid = orch.run_learning_cycle()["proposed"][0]
+    await mgr.reconcile(ctl)
+    p = orch.proposals.get(pid)
+    assert p.state == "baking" and p.guard["constraints"] == {"error_rate": 0.01,
+                                                             "latency_p95_ms": 250.0}
+    applied = _workers(root)
+    ctx.clock.advance(60)
+    _measure(ctx, 120.0, 0.002)
+    ctx.clock.advance(60)
+    _measure(ctx, 400.0 if bad else 180.0, 0.003)  # one sample over the limit is enough
+    assert await mgr.reconcile(ctl) == []  # inside the bake window: no verdict yet
+    assert orch.proposals.get(pid).state == "baking"
+    ctx.clock.advance(ctx.policy()["learning"]["proposals"]["bake_seconds"] + 1)
+    outcomes = await mgr.reconcile(ctl)
+    p = orch.proposals.get(pid)
+    if not bad:
+        assert outcomes == [] and p.state == "kept" and _workers(root) == applied
+        events = orch.proposals.events(pid)
+        assert "constraints held" in events[-1]["reason"] and "latency_p95_ms" in \
+            events[-1]["reason"]
+        return
+    assert [(o.action.kind, o.ok) for o in outcomes] == [("rollback", True)], \
+        [o.message for o in outcomes]
+    assert p.state == "reverted" and _workers(root) == 8
+    assert f"learning: revert proposal {pid}" in _git(root, "log", "-1", "--format=%s")
+    assert _git(root, "status", "--porcelain") == ""
+    assert "latency_p95_ms 400 > 250" in outcomes[0].action.reason
+    cooldown = ctx.policy()["learning"]["proposals"]["cooldown_cycles"]
+    for _ in range(cooldown - 1):
+        again = orch.run_learning_cycle()
+        assert again["proposed"] == [], again
+        assert any("cooldown" in s["reason"] for s in again["skipped"]), again["skipped"]
