@@ -11,6 +11,7 @@ from autonomous.context import OperatorContext
 from autonomous.core.errors import Conflict, NotFound, Problem, ValidationFailed
 from autonomous.learning.graph_view import render_svg
 from autonomous.learning.learning_orchestrator import LearningOrchestrator
+from autonomous.learning.optimization_history import optimization_history
 from autonomous.learning.optimizer_proposals import KV as OPTIMIZER_KV
 from autonomous.learning.pattern_source import live_patterns
 from autonomous.learning.proposals import Proposal
@@ -128,10 +129,12 @@ class LearningFacade:
         return live_patterns(self.ctx, self._pattern_policy())
 
     def optimizations(self) -> dict[str, Any]:
-        rows = [p.as_dict() for p in self.proposals.all()]
+        props = self.proposals.all()
+        rows = [p.as_dict() for p in props]
+        trials = list(self.ctx.store.kv_get(OPTIMIZER_KV, []) or [])
         return {"applied": [r for r in rows if r["state"] in ("baking", "kept", "reverted")],
                 "pending": [r for r in rows if r["state"] in ("evaluated", "awaiting_approval")],
-                "trials": list(self.ctx.store.kv_get(OPTIMIZER_KV, []) or [])}
+                "trials": trials, "history": optimization_history(props, trials)}
 
     def insights(self) -> dict[str, Any]:
         """The orchestrator's insights plus the pattern analyzer's (each with its citations)."""

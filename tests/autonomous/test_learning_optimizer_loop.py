@@ -132,6 +132,7 @@ async def test_optimizer_bake_verdict_from_the_constraint_series(tmp_path: Path,
     ctx.clock.advance(ctx.policy()["learning"]["proposals"]["bake_seconds"] + 1)
     outcomes = await mgr.reconcile(ctl)
     p = orch.proposals.get(pid)
+    _history_says(ctx, orch, pid, "reverted" if bad else "kept", applied)
     if not bad:
         assert outcomes == [] and p.state == "kept" and _workers(root) == applied
         events = orch.proposals.events(pid)
@@ -149,3 +150,17 @@ async def test_optimizer_bake_verdict_from_the_constraint_series(tmp_path: Path,
         again = orch.run_learning_cycle()
         assert again["proposed"] == [], again
         assert any("cooldown" in s["reason"] for s in again["skipped"]), again["skipped"]
+
+
+def _history_says(ctx: Any, orch: Any, pid: str, verdict: str, proposed: int) -> None:
+    """GET /api/learning/optimizations' history (its response model): the proposal with the
+    value in force beside the value proposed, its verdict and the target's trials."""
+    from autonomous.api.routes.learning import OptimizationsOut
+    from autonomous.learning.facade import LearningFacade
+
+    out = OptimizationsOut.model_validate(LearningFacade(ctx, orch).optimizations())
+    [h] = out.history
+    assert (h.proposal_id, h.target, h.parameter) == (pid, "nexus", "workers")
+    assert (h.value_in_force, h.proposed, h.verdict, h.state) == (8, proposed, verdict, verdict)
+    assert [t.values for t in h.trials] == [{"workers": 8.0}] and h.trials[0].safe
+    assert h.apply_commit and (h.revert_commit is not None) == (verdict == "reverted")

@@ -183,11 +183,44 @@ class PatternsOut(BaseModel):
     reason: str | None = Field(description="Why nothing is stated, when nothing is")
 
 
+class TrialOut(BaseModel):
+    target: str
+    trial: int
+    values: dict[str, float] = Field(description="Parameter values tried")
+    metrics: dict[str, float] = Field(description="Metrics measured for them")
+    violations: list[str] = Field(description='Constraints broken ("latency_p95_ms 130 > 120")')
+    safe: bool
+
+
+class OptimizationOut(BaseModel):
+    proposal_id: str
+    target: str = Field(description="learning_optimizer.targets entry")
+    parameter: str
+    key: str = Field(description="The parameter changed: file#key.path")
+    file: str
+    value_in_force: Any = Field(description="Value in force when proposed (the revert's value)")
+    proposed: Any = Field(description="Value proposed (clamped to the step limit)")
+    suggested: float | None = Field(description="The optimizer's suggestion before clamping")
+    state: State
+    verdict: Literal["kept", "reverted", "rejected"] | None = Field(
+        description="None while the proposal is open")
+    reason: str = Field(description="Why it is in this state (the bake verdict's evidence)")
+    evaluation: dict[str, Any]
+    trials_seen: int | None = Field(description="Trials of the target when proposed")
+    trials: list[TrialOut] = Field(description="The target's retained trials (current cycle)")
+    created_at: str | None
+    applied_at: str | None
+    apply_commit: str | None
+    revert_commit: str | None
+
+
 class OptimizationsOut(BaseModel):
     applied: list[ProposalOut] = Field(description="Changes applied (baking, kept, reverted)")
     pending: list[ProposalOut] = Field(description="Evaluated or awaiting approval")
     trials: list[dict[str, Any]] = Field(description="PerformanceOptimizer trials of the "
                                          "current cycle (values, measured metrics, safe)")
+    history: list[OptimizationOut] = Field(description="The optimizer's proposals, newest "
+                                           "first: value in force vs proposed, verdict, trials")
 
 
 class RouteStatsOut(BaseModel):
@@ -272,7 +305,9 @@ def patterns(ctx: Ctx) -> dict[str, Any]:
 
 @router.get("/optimizations", response_model=OptimizationsOut)
 def optimizations(ctx: Ctx) -> dict[str, Any]:
-    """Learned changes: applied (with their bake outcome) and pending."""
+    """Learned changes: applied (with their bake outcome) and pending, the optimizer's current
+    trials, and its history (each proposal with value in force vs proposed, its verdict and
+    the target's trials)."""
     return _facade(ctx).optimizations()
 
 
