@@ -91,7 +91,6 @@ def test_tool_calls_reach_the_tools_dashboard(tmp_path: Path, operator_factory) 
 
     calls = panels()["Tool calls"]
     assert any(s["points"] for s in calls["series"]), calls
-    wait_for(lambda: any("tool json_validate failed" in str(x) for x in
-                         panels()["Tool errors"].get("lines", panels()["Tool errors"].get(
-                             "rows", []))),
+    wait_for(lambda: any("tool json_validate failed" in line["message"]
+                         for line in panels()["Tool errors"]["lines"]),
              "the failed call's ERROR line in the Tools dashboard's log panel", timeout=30)
