@@ -2,8 +2,9 @@
 
 Rows live in the operator store (``healing_failures``): ``error_signature`` (normalised, see
 ``signatures``), ``timestamp``, ``context`` (JSON), ``recovery_used``, ``success``, ``notes``.
-From them: similar failures (same or similar signature), the recovery with the best measured
-success for a signature, recurring errors, and preventive actions a human should take.
+From them: similar failures (same or similar signature), recurring errors, and preventive
+actions a human should take. Success per (signature, strategy) is not ranked here: the one
+success table is ``healing_knowledge`` (see ``store/schemas/healing_knowledge.py``).
 Limits (rows kept, retention, similarity, sample sizes) come from policy ``healing.memory``.
 """
 
@@ -95,31 +96,6 @@ class FailureMemory:
                 break
         return out
 
-    def suggest_recovery(self, error_signature: str,
-                         candidates: list[str] | None = None) -> dict[str, Any] | None:
-        """The recovery with the best measured success for this signature (exact matches
-        first, else similar ones), among ``candidates`` when given; None without evidence."""
-        p = self.policy()
-        exact = self._rates([error_signature], candidates)
-        best = _best(exact, p)
-        if best is not None:
-            return {**best, "based_on": "exact"}
-        similar = {f["error_signature"] for f in self.get_similar_failures(error_signature, 200)}
-        best = _best(self._rates(sorted(similar), candidates), p)
-        return {**best, "based_on": "similar"} if best is not None else None
-
-    def _rates(self, signatures: list[str], candidates: list[str] | None) \
-            -> dict[str, tuple[int, int]]:
-        if not signatures:
-            return {}
-        marks = ",".join("?" * len(signatures))
-        rows = self.store.query(
-            f"SELECT recovery_used, SUM(success) ok, COUNT(*) n FROM healing_failures WHERE "
-            f"error_signature IN ({marks}) AND recovery_used IS NOT NULL AND success IS NOT NULL "
-            "GROUP BY recovery_used", signatures)
-        return {r["recovery_used"]: (int(r["ok"] or 0), int(r["n"])) for r in rows
-                if candidates is None or r["recovery_used"] in candidates}
-
     def get_recurring_errors(self, window_seconds: float | None = None,
                              min_count: int | None = None) -> list[dict[str, Any]]:
         """Signatures seen at least ``min_count`` times in the window (policy defaults)."""
@@ -165,16 +141,6 @@ class FailureMemory:
             key = {None: "open", 1: "healed", 0: "failed"}[r["success"]]
             out[r["error_type"] or "unknown"][key] = r["n"]
         return dict(out)
-
-
-def _best(rates: dict[str, tuple[int, int]], p: dict[str, Any]) -> dict[str, Any] | None:
-    ranked = sorted(((ok / n, n, s) for s, (ok, n) in rates.items()
-                     if n >= p["min_samples"] and ok / n >= p["min_success_rate"]),
-                    reverse=True)
-    if not ranked:
-        return None
-    rate, n, strategy = ranked[0]
-    return {"strategy": strategy, "success_rate": round(rate, 3), "samples": n}
 
 
 def _row(r: Any) -> dict[str, Any]:

@@ -1,8 +1,9 @@
-"""Healing pipeline, first half: detect → classify → consult memory → choose the strategies.
+"""Healing pipeline, first half: detect → classify → record in memory → build the ladder.
 
 ``handle_error`` / ``handle_report`` take one failure, gather its evidence (process state,
-probe, logs tail, configuration change, dependencies), classify it, ask the failure memory
-for the best-measured strategy, and build the ladder of strategies to try; then they hand
+probe, logs tail, configuration change, dependencies), classify it, record it in the failure memory
+and build the ladder of strategies to try (each step's strategy is chosen by the healing
+controller from ``healing_knowledge``, the one success table); then they hand
 the incident to :class:`~autonomous.self_healing.heal_execution.LadderRunner`. One
 collaborator of :class:`~autonomous.self_healing.healing_orchestrator.HealingOrchestrator`.
 """
@@ -132,12 +133,12 @@ class HealingPipeline:
         st = self.shared.state(report.service)
         forced = forced or (RecoveryStrategy(st.forced_strategy) if st.forced_strategy
                             else None)
-        suggestion = self.memory.suggest_recovery(cls.signature,
-                                                  [s.value for s in cls.strategies])
-        ladder = self._ladder(cls.strategies, forced, suggestion, evidence, st)
+        # the rule's ladder; which of its steps goes first is the healing controller's pure
+        # choice from the one success table (healing_knowledge), step by step
+        ladder = self._ladder(cls.strategies, forced, evidence, st)
         gen = self.ctx.desired.current
         inc = Incident(report, cls, ladder, self.ctx.governance.mode,
-                       gen.number if gen else None, public(evidence), suggestion=suggestion,
+                       gen.number if gen else None, public(evidence),
                        forced=forced.value if forced is not None else None)
         inc.memory_id = self.memory.record_failure(
             cls.signature, context={**inc.evidence, "message": report.message},
@@ -195,15 +196,12 @@ class HealingPipeline:
         return bool(mine and not mine[0]["known_good"] and good)
 
     def _ladder(self, ladder: tuple[RecoveryStrategy, ...], forced: RecoveryStrategy | None,
-                suggestion: dict[str, Any] | None, ev: dict[str, Any],
-                st: ServiceState) -> list[RecoveryStrategy]:
-        """Order: forced, memory's best-measured, then the rule's ladder; without what
-        cannot apply (restarts while a dependency is down, a mitigation already active)."""
+                ev: dict[str, Any], st: ServiceState) -> list[RecoveryStrategy]:
+        """Order: forced, then the rule's ladder; without what cannot apply (restarts while
+        a dependency is down, a mitigation already active)."""
         out: list[RecoveryStrategy] = []
         if forced is not None:
             out.append(forced)
-        if suggestion is not None and forced is None:
-            out.append(RecoveryStrategy(suggestion["strategy"]))
         out += [s for s in ladder if s not in out]
         if ev.get("dependency_down") and forced is None:
             out = [s for s in out if s not in RESTARTS]

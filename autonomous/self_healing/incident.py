@@ -42,7 +42,6 @@ class Incident:
     memory_id: int | None = None
     nodes: list[str] = field(default_factory=list)  # graph chain so far
     pending: dict[str, Any] | None = None  # approval awaited: {id, hash, strategy, gate}
-    suggestion: dict[str, Any] | None = None
     step_decision: str | None = None  # the Executor's decision node of the step running now
     repeats: int = 0  # the same fault seen again while this incident was open
     forced: str | None = None  # a human's strategy for this incident (tried first)
@@ -69,7 +68,7 @@ class Incident:
               {"incident": self.id, "source": self.report.source, **self.evidence}),
              ("decision", (f"heal {self.service}: {c.error_type.value} → "
                            f"{' / '.join(s.value for s in self.ladder) or 'nothing to do'}"),
-              {"incident": self.id, **c.as_dict(), "suggestion": self.suggestion,
+              {"incident": self.id, **c.as_dict(),
                "controller": "healing"})],
             context=ctx)
         node = (finding or {}).get("graph_node")

@@ -1,4 +1,4 @@
-"""Failure memory: records, similar failures, suggested recovery, recurring errors,
+"""Failure memory: records, similar failures, the one-success-table migration, recurring errors,
 preventive actions, pruning."""
 
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from autonomous.self_healing.failure_memory import FailureMemory
+from autonomous.store import Store
 
 
 @pytest.fixture
@@ -40,26 +41,35 @@ def test_similar_failures_exact_first_then_similar(mem):
     assert rows[1]["similarity"] < 1.0
 
 
-def test_suggest_recovery_picks_the_best_measured(mem):
-    _seed(mem, SIG, "RETRY", [False, False, True])
-    _seed(mem, SIG, "RESTART_SERVICE", [True, True, True, False])
-    s = mem.suggest_recovery(SIG)
-    assert s == {"strategy": "RESTART_SERVICE", "success_rate": 0.75, "samples": 4,
-                 "based_on": "exact"}
-
-
-def test_suggest_recovery_needs_samples_and_candidates(mem):
-    _seed(mem, SIG, "ROLLBACK", [True, True])  # min_samples 3
-    assert mem.suggest_recovery(SIG) is None
-    _seed(mem, SIG, "ROLLBACK", [True])
-    assert mem.suggest_recovery(SIG)["strategy"] == "ROLLBACK"
-    assert mem.suggest_recovery(SIG, candidates=["RETRY"]) is None
-
-
-def test_suggest_recovery_falls_back_to_similar(mem):
-    _seed(mem, "robot|exit|rc=1|KeyError: <str>", "RESTART_SERVICE", [True, True, True])
-    s = mem.suggest_recovery(SIG)
-    assert s is not None and s["based_on"] == "similar"
+def test_migration_folds_failure_outcomes_into_the_one_success_table(tmp_path):
+    """An operator upgraded from a store whose ranking read healing_failures: the pairs only
+    that table held are folded into healing_knowledge once; pairs healing_knowledge already
+    counted are not counted twice."""
+    db = tmp_path / "atlas.db"
+    store = Store(db).open()
+    store.execute("DELETE FROM schema_migrations WHERE component='healing_knowledge'")
+    rows = [(SIG, "TRANSIENT", "RESTART_SERVICE", 1), (SIG, "TRANSIENT", "RESTART_SERVICE", 1),
+            (SIG, "TRANSIENT", "RESTART_SERVICE", 0), (SIG, None, "RETRY", 0),
+            (SIG, "TRANSIENT", "ROLLBACK", 1), (SIG, "TRANSIENT", None, None),
+            (SIG, "TRANSIENT", "RETRY", None)]
+    store.executemany("INSERT INTO healing_failures(error_signature, error_type, timestamp, "
+                      "context, recovery_used, success) VALUES (?,?,?,'{}',?,?)",
+                      [(sig, et, 100.0 + i, rec, ok) for i, (sig, et, rec, ok) in
+                       enumerate(rows)])
+    # already counted from the same steps: stays as it is
+    store.execute("INSERT INTO healing_knowledge VALUES (?,?,?,?,?,?)",
+                  (SIG, "TRANSIENT", "ROLLBACK", 4, 1, 50.0))
+    store.close()
+    store = Store(db).open()  # migrates
+    got = {(r["error_type"], r["strategy"]): (r["successes"], r["failures"])
+           for r in store.query("SELECT * FROM healing_knowledge WHERE error_signature=?",
+                                (SIG,))}
+    assert got == {("TRANSIENT", "RESTART_SERVICE"): (2, 1), ("TRANSIENT", "RETRY"): (0, 1),
+                   ("TRANSIENT", "ROLLBACK"): (4, 1)}
+    store.close()
+    again = Store(db).open()  # applied once only
+    assert again.query_one("SELECT SUM(successes) s FROM healing_knowledge")["s"] == 6
+    again.close()
 
 
 def test_recurring_errors_and_preventive_actions(mem, ctx):
