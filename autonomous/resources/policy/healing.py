@@ -173,8 +173,9 @@ class MemoryPolicy(Strict):
     max_records: int = Field(ge=1, description="Failure-memory rows kept (oldest pruned)")
     retention_days: float = Field(gt=0)
     similarity_threshold: float = Field(gt=0, le=1, description="Token Jaccard to be similar")
-    min_samples: int = Field(ge=1, description="Attempts before suggest_recovery trusts a rate")
-    min_success_rate: float = Field(ge=0, le=1, description="Suggested only at or above")
+    min_success_rate: float = Field(ge=0, le=1, description="A recurring failure healed less "
+                                    "often than this gets the preventive action 'force "
+                                    "another strategy'")
     recurring_window_seconds: float = Field(gt=0)
     recurring_min_count: int = Field(ge=2)
 
