@@ -164,13 +164,22 @@ class HealingController(Controller):
         sig = inc.classification.signature
         busy = {i.service for i in orch.incidents.values()} | \
             {n for n, st in orch.states.items() if st.phase != "normal"}
+        outcomes = orch.classifier.outcomes(sig)
         step = next_step(sig, tuple(s.value for s in inc.ladder[inc.step:]),
-                         orch.classifier.outcomes(sig), Learning(**p["learning"]),
+                         outcomes, Learning(**p["learning"]),
                          forced=inc.forced if inc.step == 0 else None,
                          braked=brake(busy, p["brake"]["max_services_in_remediation"]))
+        budget = p["restart_budget"]
+        st = orch.states.get(inc.service)
+        # the values the choice saw, carried into the step's evidence (its graph chain)
         inc.choices.append({"step": inc.step, "strategy": step.strategy,
                             "bound": None if step.bound is None else round(step.bound, 4),
-                            "why": step.why})
+                            "why": step.why,
+                            "outcomes": {s: list(v) for (_, s), v in sorted(outcomes.items())},
+                            "restarts_in_window": st.recent(self.ctx.clock.monotonic(),
+                                                            budget["window_seconds"])
+                            if st is not None else 0,
+                            "max_restarts": budget["max_restarts"]})
         return RecoveryStrategy(step.strategy)
 
     async def _gate(self, planned: dict[str, Any]) -> Outcome:

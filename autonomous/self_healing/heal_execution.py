@@ -61,7 +61,8 @@ def strategy_action(strategy: RecoveryStrategy, inc: Incident) -> dict[str, Any]
             "evidence": {k: v for k, v in inc.evidence.items()
                          if k in ("source", "pid", "running", "stopped", "exit_code", "signal",
                                   "status_code", "probe_error", "probes", "errors", "slow",
-                                  "unanswered", "max_latency_ms", "rss_mb", "probes_seen")}}
+                                  "unanswered", "max_latency_ms", "rss_mb", "probes_seen")}
+                         | ({"choice": inc.choices[-1]} if inc.choices else {})}
 
 
 async def _no_gate(action: dict[str, Any]) -> GateOutcome:

@@ -70,3 +70,38 @@ def test_diff_plans_one_brake_escalation_and_its_release(n, alerted, limit):
         assert acts == []
     assert [a for a in HealingController.diff(HealingDesired(1, desired.services),
                                               _obs(n, alerted)) if a.resource == BRAKE] == []
+
+
+async def test_a_step_carries_the_outcomes_and_restart_budget_its_choice_saw(tmp_path):
+    """The choice of a ladder step is made from observed values — the signature's outcome
+    counts in healing_knowledge and the service's restarts inside the budget window — and
+    those values are the evidence of the step's action in the knowledge graph."""
+    import asyncio
+    import json
+
+    from autonomous.core.events import Event
+    from tests.autonomous.healing_fakes import healing_context, spec
+
+    ctx, fake, orch = healing_context(tmp_path, {"nexus": spec(core=True)})
+    try:
+        pid = fake.procs["nexus"]["pid"]
+        fake.kill("nexus")
+        orch.on_event(Event("service.exited", {"service": "nexus", "pid": pid,
+                                               "returncode": -9, "expected": False}))
+        for _ in range(50):
+            if not orch._tasks:
+                break
+            await asyncio.gather(*list(orch._tasks), return_exceptions=True)
+        [row] = orch.history.list(service="nexus")
+        assert row["state"] == "healed", row
+        seen = [json.loads(r["attrs"])["evidence"] for r in ctx.store.query(
+            "SELECT attrs FROM graph_nodes WHERE type='observation' AND label LIKE "
+            "'Service/nexus:%'")]
+        choices = [e["choice"] for e in seen if "choice" in e]
+        assert choices, seen
+        c = choices[0]
+        assert c["strategy"] == row["strategy"]
+        assert c["outcomes"] == {} and c["max_restarts"] >= 1
+        assert c["restarts_in_window"] >= 0
+    finally:
+        ctx.store.close()
