@@ -71,6 +71,12 @@ class RolloutStore:
         return {(r["service"], r["version"])
                 for r in self.store.query("SELECT service, version FROM evolution_quarantine")}
 
+    def quarantine(self, service: str, version: str, reason: str, now: float) -> None:
+        """Keep ``version`` of ``service`` from being proposed or rolled out again (a failed
+        pre-rollout check; a rolled-back rollout is quarantined by :meth:`transition`)."""
+        self.store.execute("INSERT OR REPLACE INTO evolution_quarantine VALUES (?,?,?,?)",
+                           (service, version, reason, now))
+
     def clear_quarantine(self, service: str, version: str) -> bool:
         cur = self.store.execute("DELETE FROM evolution_quarantine WHERE service=? AND version=?",
                                  (service, version))

@@ -1,0 +1,120 @@
+"""Pre-rollout checks in the operator's own update path: the evolution controller applies a
+proposal only after the snapshot, the service's regression suite and the sandboxed candidate
+passed (the Service's UpdateSource ``checks``); a failure closes the proposal as failed with the
+step's output, quarantines the version (never proposed again) and notifies once."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psutil
+import yaml
+
+from autonomous.backup.chunks import EngineParams
+from autonomous.backup.engine import BackupEngine
+from autonomous.evolution.backup_manager import BackupManager
+from autonomous.evolution.facade import EvolutionFacade
+from autonomous.testing import free_port, make_context, wait_for
+from controllers.evolution import EvolutionController
+from controllers.manager import ControllerManager
+from tests.conftest import make_tree, service_yaml
+
+SOURCE = """apiVersion: atlas.autonomous/v1
+kind: UpdateSource
+metadata:
+  name: echo-releases
+spec:
+  service: echo
+  sources:
+    - {{kind: release_dir, path: releases, name: echo}}
+  command: ["{{python}}", "-m", "autonomous.sample_stack", "--name", "echo", "--port",
+            "{port}", "--service-version", "{{version}}"]
+  checks: {checks}
+"""
+
+
+async def _reconcile(tmp_path: Path, checks: dict[str, Any]) -> dict[str, Any]:
+    port = free_port()
+    root = make_tree(tmp_path / "root", {
+        "echo": service_yaml("echo", port, extra_args=("--service-version", "1.0.0")),
+        "src": SOURCE.format(port=port, checks=yaml.safe_dump(checks, default_flow_style=True,
+                                                              width=10_000).strip())})
+    (root / "releases").mkdir()
+    (root / "releases" / "echo-1.1.0.tar.gz").write_text("x")
+    (root / "state.txt").write_text("the data an update may touch\n")
+    ctx = make_context(tmp_path, root=root)
+    ctx.governance.set_mode("growth", actor="test")  # applied at once (governed asks first)
+    notes = ctx.bus.subscribe("alert.human")
+    facade = EvolutionFacade(ctx.store, ctx.clock, ctx.desired, ctx.root)
+    evo = EvolutionController(ctx)
+    m = ControllerManager(ctx, [evo])
+    try:
+        (item,) = facade.scan(None)["results"]
+        outcomes = [(o.ok, o.message) for o in await m.reconcile(evo)]
+        got = []
+        while (ev := notes.get_nowait()) is not None:
+            got.append(ev.data)
+        rescan = facade.scan(None)["results"][0]
+        svc = yaml.safe_load((root / "desired_state" / "echo.yaml").read_text())["spec"]
+        return {"outcomes": outcomes, "proposal": facade.proposals.get(item["proposal"]["id"]),
+                "notes": got, "rescan": rescan, "version": svc["version"],
+                "status": facade.status(), "ctx": ctx, "root": root}
+    finally:
+        await evo.stop()
+        ctx.store.close()
+
+
+async def test_a_failing_regression_suite_stops_the_update_and_quarantines_it(tmp_path: Path
+                                                                              ) -> None:
+    seen = await _reconcile(tmp_path, {"test_command": [
+        "{python}", "-c", "import sys; print('3 tests failed'); sys.exit(3)"]})
+    p = seen["proposal"]
+    assert p.state == "failed", seen["outcomes"]
+    assert "regression_tests FAILED: exit 3" in p.reason and "3 tests failed" in p.reason
+    assert seen["version"] == "1.0.0"  # the desired state was not touched
+    assert {"service": "echo", "version": "1.1.0"} in seen["status"]["quarantined"]
+    assert seen["rescan"]["proposal"] is None  # quarantined: never proposed again
+    assert [n["severity"] for n in seen["notes"]] == ["warning"]
+    assert "stopped at regression_tests" in seen["notes"][0]["message"]
+
+
+async def test_a_candidate_failing_its_api_checks_never_gets_traffic(tmp_path: Path) -> None:
+    seen = await _reconcile(tmp_path, {"api_checks": [{"path": "/health", "status": 204}]})
+    p = seen["proposal"]
+    assert p.state == "failed" and "sandbox FAILED" in p.reason, p.reason
+    assert seen["version"] == "1.0.0"
+
+
+async def test_checks_pass_snapshot_taken_then_the_update_is_applied(tmp_path: Path) -> None:
+    seen = await _reconcile(tmp_path, {"snapshot_paths": ["state.txt"],
+                                       "test_command": ["{python}", "-c", "pass"]})
+    p = seen["proposal"]
+    assert p.state == "applied", seen["outcomes"]
+    assert "backup ok: snapshot" in p.reason and "sandbox ok" in p.reason
+    assert seen["version"] == "1.1.0"
+    ctx = seen["ctx"]
+    engine = BackupEngine(ctx.data_dir / "backups" / "evolution",
+                          EngineParams.from_policy(ctx.policy()["resilience"]["backup"]),
+                          root=seen["root"], data_dir=ctx.data_dir)
+    (snap,) = BackupManager(engine).list_snapshots("echo")
+    out = tmp_path / "restored"
+    BackupManager(engine).restore_snapshot(snap["id"], out)
+    assert (out / "state.txt").read_bytes() == (seen["root"] / "state.txt").read_bytes()
+    assert [n["severity"] for n in seen["notes"]] == ["info"]
+
+
+async def test_a_suite_past_its_timeout_is_killed_with_what_it_started(tmp_path: Path) -> None:
+    marker = f"atlas-vet-{uuid.uuid4().hex}"
+    child = f"import time; time.sleep(120)  # {marker}"
+    seen = await _reconcile(tmp_path, {"test_timeout_seconds": 1.0, "test_command": [
+        "{python}", "-c", "import subprocess, sys, time; "
+        f"subprocess.Popen([sys.executable, '-c', {child!r}]); time.sleep(120)"]})
+    assert seen["proposal"].state == "failed"
+    assert "timed out after 1s" in seen["proposal"].reason
+
+    def left() -> list[int]:
+        return [p.pid for p in psutil.process_iter(["cmdline"])
+                if any(marker in a for a in (p.info["cmdline"] or []))]
+    wait_for(lambda: left() == [], timeout=10, what="the suite's child to be killed")
