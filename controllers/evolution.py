@@ -37,6 +37,7 @@ from autonomous.evolution.proposals import OPEN, ProposalStore
 from controllers.base import Action, Controller, Outcome
 from controllers.evolution_proposals import (ProposalObserved, act_proposal, apply_commit,
                                              plan_proposal, rollout_specs)
+from controllers.evolution_vetting import restore_after_rollback
 
 __all__ = ["CONTROLLERS", "Candidate", "EvolutionController", "RolloutObserved", "plan"]
 
@@ -351,6 +352,11 @@ class EvolutionController(Controller):
                 await self._stop_candidate(spec.service)
                 await self._end_orphan(rid)
                 self.rollouts.forget_candidate(rid)
+                if new.status == "rolled_back":  # the candidate is gone: put the data back
+                    data = await restore_after_rollback(self.ctx, name, spec.service,
+                                                        action.reason)
+                    if data is not None:
+                        ev["data_restore"] = data
             elif (c := self.candidates.get(spec.service)) is not None:
                 c.weight, c.device_version = weights(new, rp)
             self.ctx.bus.publish("evolution.rollout", service=spec.service, status=new.status,

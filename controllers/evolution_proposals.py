@@ -123,6 +123,8 @@ async def act_proposal(ctx: Any, store: ProposalStore, action: Action) -> Outcom
         store.set_state(pid, "failed", f"checks failed: {vetting.summary}", now)
         return Outcome(action, False, f"proposal {pid}: checks failed: {vetting.summary}",
                        permanent=True)
+    if vetting.snapshot is not None and vetting.repository is not None:
+        store.set_snapshot(pid, row.service, vetting.snapshot, vetting.repository, now)
     if res.spec.traffic is not None:
         store.set_state(pid, "rolling_out", f"staged rollout of {row.version} (checks passed: "
                         f"{vetting.summary})", now)

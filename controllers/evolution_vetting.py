@@ -7,11 +7,14 @@ it — a snapshot of the declared paths on the one backup engine, the service's 
 to run comes from the Service's ``UpdateSource`` ``checks`` (defaults: no snapshot, no suite,
 ``GET /health`` → 200 after ``/ready``). A failure closes the proposal as ``failed`` with the
 step and its output and quarantines the version (no scan or reconcile proposes it again until a
-human clears it); both outcomes are notified once.
+human clears it); both outcomes are notified once. The snapshot is recorded with the proposal:
+when its rollout rolls back, :func:`restore_after_rollback` puts back the files the update
+touched.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,14 +29,16 @@ from autonomous.evolution.evolution_orchestrator_v2 import (
     UpdatePlan,
 )
 from autonomous.evolution.facade import EvolutionFacade
-from autonomous.evolution.proposals import ProposalRow
+from autonomous.evolution.data_restore import restore_touched
+from autonomous.evolution.proposals import ProposalRow, ProposalStore
 from autonomous.evolution.regression_tester import ApiCheck, RegressionTester
 from autonomous.evolution.store import RolloutStore
+from autonomous.intents import IntentStore
 from autonomous.resources.kinds.evolution import UpdateChecksSpec, UpdateSourceSpec
 from autonomous.resources.policy.evolution import EvolutionPolicy
 from autonomous.supervisor.probe_client import ProbeClient
 
-__all__ = ["Vetting", "checks_for", "vet_proposal"]
+__all__ = ["Vetting", "checks_for", "restore_after_rollback", "vet_proposal"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,8 @@ class Vetting:
     ok: bool
     summary: str  # one line per step: "backup ok: snapshot …; regression_tests FAILED: exit 3"
     steps: tuple[Step, ...]
+    snapshot: str | None = None  # backup id of the pre-update snapshot, if one was taken
+    repository: str | None = None
 
 
 def checks_for(ctx: OperatorContext, service: str) -> UpdateChecksSpec:
@@ -58,9 +65,13 @@ def candidate_argv(command: list[str], port: int | None) -> list[str]:
     return ["{port}" if port is not None and a == str(port) else a for a in command]
 
 
-def _engine(ctx: OperatorContext, repository: str) -> BackupEngine:
+def _repo(ctx: OperatorContext, repository: str) -> Path:
     repo = Path(repository.replace("{data_dir}", str(ctx.data_dir)))
-    repo = repo if repo.is_absolute() else Path(ctx.root) / repo
+    return repo if repo.is_absolute() else Path(ctx.root) / repo
+
+
+def _engine(ctx: OperatorContext, repository: str) -> BackupEngine:
+    repo = _repo(ctx, repository)
     params = EngineParams.from_policy(ctx.policy()["resilience"]["backup"])
     return BackupEngine(repo, params, root=Path(ctx.root), data_dir=ctx.data_dir,
                         store=ctx.store, clock=ctx.clock)
@@ -100,4 +111,39 @@ async def vet_proposal(ctx: OperatorContext, row: ProposalRow, svc: Any) -> Vett
                                            f"checks failed: {summary}", ctx.clock.now())
         orch.notify(row.service, f"update {row.service} → {row.version} stopped at "
                     f"{steps[-1].name}: {steps[-1].detail}", "warning")
-    return Vetting(ok, summary, tuple(steps))
+    snap = steps[0].data.get("snapshot", {}).get("id") if steps[0].name == "backup" else None
+    if snap is not None and backups is not None:  # retention of the service's snapshots
+        await asyncio.to_thread(backups.cleanup_old_snapshots, row.service,
+                                checks.keep_snapshots)
+    return Vetting(ok, summary, tuple(steps), snap,
+                   str(_repo(ctx, checks.repository)) if snap else None)
+
+
+async def restore_after_rollback(ctx: OperatorContext, rollout: str, service: str,
+                                 reason: str) -> dict[str, Any] | None:
+    """A rolled-back rollout of a proposal whose checks took a snapshot: put back the files
+    the update touched (:func:`~autonomous.evolution.data_restore.restore_touched`) and, when
+    any was, ask the services controller to restart the service (it reopens them). None when
+    there is nothing to restore; the report (or the error) otherwise, for the rollout's
+    evidence."""
+    if not rollout.startswith("proposal-"):
+        return None
+    found = ProposalStore(ctx.store).snapshot(int(rollout.removeprefix("proposal-")))
+    if found is None:
+        return None
+    backup_id, repository = found
+    params = EngineParams.from_policy(ctx.policy()["resilience"]["backup"])
+    engine = BackupEngine(Path(repository), params, root=Path(ctx.root), data_dir=ctx.data_dir,
+                          store=ctx.store, clock=ctx.clock)
+    staging = ctx.data_dir / "restores" / f"evolution-{rollout}"
+    try:
+        report = await asyncio.to_thread(restore_touched, engine, backup_id, staging)
+    except (OSError, RuntimeError, ValueError, KeyError) as e:
+        return {"snapshot": backup_id, "error": f"{type(e).__name__}: {e}"}
+    out: dict[str, Any] = report.as_dict()
+    if report.restored:
+        intent = IntentStore(ctx.store, ctx.clock, ctx.bus).request(
+            "restart_requested", f"Service/{service}", requester="evolution",
+            reason=f"data restored from snapshot {backup_id} after rollback ({reason})")
+        out["restart_intent"] = intent.id
+    return out

@@ -78,6 +78,8 @@ class UpdateChecksSpec(Strict):
                                       "before the update (plan 'evolution-<service>')")
     repository: str = Field("{data_dir}/backups/evolution", min_length=1,
                             description="Backup repository of those snapshots")
+    keep_snapshots: int = Field(5, ge=1, le=1000, description="Snapshots of this Service kept "
+                                "in that repository (older ones pruned after each new one)")
     test_command: list[str] | None = Field(None, min_length=1, description="The service's "
                                            "regression suite (argv, run in the root; '{python}' "
                                            "expanded); exit 0 passes")
