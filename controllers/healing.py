@@ -6,11 +6,15 @@ of an incident's ladder is an :class:`Action` through the Executor (``attach`` h
 its gate; ``act`` runs the step). The reconcile pass decides the rest from state:
 
 observe: per service the engine's phase (normal / backoff / isolated), crash-loop tries made and
-the time of the next, the revision healing's isolation or pause was made for, open incidents,
+the time of the next, the times of its restarts (unexpected exits and the healer's restarts of
+a running process), the revision healing's isolation or pause was made for, open incidents,
 breakers — and the clock, as a value.
 diff (pure): close the incidents of a Service no longer desired (nothing is retried for it);
 release isolation and back-off of a service the generation in force changed (a new revision
-gets a fresh start); run a crash-loop try (or the slow retry of an isolated service) once due;
+gets a fresh start); CrashLoopBackOff (``backoff``) for a service with more restarts inside
+``restart_budget.window_seconds`` than ``max_restarts``; run a crash-loop try (or the slow
+retry of an isolated service) once due, deciding in advance what its failure leads to (another
+back-off try while ``crashloop.max_attempts`` allows, else isolation + a human alerted);
 the global brake — more services in remediation at once than ``healing.brake`` allows — is one
 escalation to a human (``alert_human`` on ``Healing/brake``, through the human-alert path the
 telemetry alert manager routes), released when the count is back under the limit. The
@@ -37,7 +41,8 @@ from autonomous.self_healing.service_state import StateStore
 from autonomous.supervisor.revisions import spec_hash
 from controllers.base import Action, Controller, Outcome
 from controllers.execution import Executor
-from controllers.healing_plan import Learning, brake, next_step
+from controllers.healing_plan import (Budget, Learning, after_failed_try, brake, next_step,
+                                      over_budget, restarts_in_window)
 
 __all__ = ["CONTROLLERS", "HealingController", "HealingDesired", "HealingObserved",
            "ServiceHealing"]
@@ -53,6 +58,7 @@ class HealingDesired:
     generation: int
     services: Mapping[str, str] = field(default_factory=dict)  # name → desired spec hash
     brake_limit: int | None = None  # healing.brake.max_services_in_remediation; None = off
+    budget: Budget | None = None  # restart budget + crash-loop tries; None = no crash loop
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,7 @@ class ServiceHealing:
     busy: bool = False
     paused_by_human: bool = False
     incidents: tuple[str, ...] = ()  # open incident ids
+    restarts: tuple[float, ...] = ()  # monotonic times of its restarts counted by healing
     status: Mapping[str, Any] = field(default_factory=dict)  # for report only
 
 
@@ -98,14 +105,45 @@ def diff(desired: HealingDesired, observed: HealingObserved) -> tuple[Action, ..
                 "starts at once", {"service": name, "from": sv.held_for, "to": want},
                 {"phase": sv.phase, "attempts": sv.attempts}))
             continue
-        if (sv.phase != "normal" and not sv.busy and not sv.paused_by_human
-                and sv.next_at is not None and observed.now >= sv.next_at):
-            actions.append(Action(
-                "retry", res, f"{sv.phase}: try {sv.attempts + 1} is due",
-                {"service": name, "phase": sv.phase, "attempt": sv.attempts + 1},
-                {"due_at": sv.next_at, "now": observed.now}))
+        step = (budget_step(desired, name, sv, observed.now)
+                or _due_try(desired, name, sv, observed.now))
+        if step is not None:
+            actions.append(step)
     actions += _brake(desired, observed)
     return tuple(actions)
+
+
+def budget_step(desired: HealingDesired, name: str, sv: ServiceHealing,
+                now: float) -> Action | None:
+    """Pure: CrashLoopBackOff for a desired service in ``normal`` phase whose restarts inside
+    the budget window exceed the budget (the engine asks this at each restart it counts)."""
+    b = desired.budget
+    if b is None or sv.phase != "normal" or name not in desired.services:
+        return None
+    n = restarts_in_window(sv.restarts, now, b.window_seconds)
+    if not over_budget(n, b):
+        return None
+    res = f"Service/{name}"
+    return Action("backoff", res, f"CrashLoopBackOff: {n} restarts within "
+                  f"{b.window_seconds:g}s (budget {b.max_restarts}): {res} is kept stopped "
+                  "and tried again after a growing delay",
+                  {"service": name, "restarts": n, "max_restarts": b.max_restarts},
+                  {"restarts_in_window": n, "window_seconds": b.window_seconds, "now": now})
+
+
+def _due_try(desired: HealingDesired, name: str, sv: ServiceHealing,
+             now: float) -> Action | None:
+    b = desired.budget
+    if (b is None or sv.phase == "normal" or sv.busy or sv.paused_by_human
+            or sv.next_at is None or now < sv.next_at):
+        return None
+    attempt = sv.attempts + 1
+    then = after_failed_try(sv.phase, attempt, b)
+    return Action("retry", f"Service/{name}", f"{sv.phase}: try {attempt} is due; if it "
+                  f"fails: {'another back-off try' if then == 'backoff' else 'isolated'}",
+                  {"service": name, "phase": sv.phase, "attempt": attempt,
+                   "on_failure": then},
+                  {"due_at": sv.next_at, "now": now, "max_attempts": b.max_attempts})
 
 
 def in_remediation(observed: HealingObserved) -> tuple[str, ...]:
@@ -153,7 +191,25 @@ class HealingController(Controller):
         self.orch = orch
         orch.gate = self._gate
         orch.runner.choose = self._choose
+        orch.crashloop.plan = self._plan_budget
         return orch
+
+    def _plan_budget(self, name: str) -> bool:
+        """The engine counted a restart of ``name``: the pure ``budget_step`` on the observed
+        restart times decides; a planned CrashLoopBackOff runs through the Executor (True)."""
+        orch = self.orch
+        assert orch is not None
+        st = orch.states.get(name)
+        if st is None:
+            return False
+        sv = ServiceHealing(name, st.phase, st.attempts, st.next_at,
+                            restarts=tuple(st.restarts))
+        action = budget_step(self.desired(), name, sv, self.ctx.clock.monotonic())
+        if action is None:
+            return False
+        gen = self.ctx.desired.current
+        orch.spawn(self.executor.execute(self, action, gen.number if gen else 0))
+        return True
 
     def _choose(self, inc: Incident) -> RecoveryStrategy:
         """The engine's chooser: observe (outcome counts of the incident's signature, the
@@ -176,9 +232,9 @@ class HealingController(Controller):
                             "bound": None if step.bound is None else round(step.bound, 4),
                             "why": step.why,
                             "outcomes": {s: list(v) for (_, s), v in sorted(outcomes.items())},
-                            "restarts_in_window": st.recent(self.ctx.clock.monotonic(),
-                                                            budget["window_seconds"])
-                            if st is not None else 0,
+                            "restarts_in_window": restarts_in_window(
+                                st.restarts, self.ctx.clock.monotonic(),
+                                budget["window_seconds"]) if st is not None else 0,
                             "max_restarts": budget["max_restarts"]})
         return RecoveryStrategy(step.strategy)
 
@@ -210,9 +266,12 @@ class HealingController(Controller):
             return HealingDesired(0)
         svc = self.ctx.subsystems.get("services")  # the owner's view of the generation
         specs = svc.specs() if svc is not None else gen.services
-        limit = self.ctx.policy()["healing"]["brake"]["max_services_in_remediation"]
+        p = self.ctx.policy()["healing"]
+        rb = p["restart_budget"]
+        budget = Budget(int(rb["max_restarts"]), float(rb["window_seconds"]),
+                        int(p["crashloop"]["max_attempts"]))
         return HealingDesired(gen.number, {n: spec_hash(s) for n, s in specs.items()},
-                              int(limit))
+                              int(p["brake"]["max_services_in_remediation"]), budget)
 
     async def observe(self) -> HealingObserved:
         """The engine's state (or, when it is not running — ``plan`` — what the store holds)."""
@@ -245,7 +304,7 @@ class HealingController(Controller):
                 name, st.phase if st else "normal", st.attempts if st else 0,
                 st.next_at if st else None, held.get(name), bool(st and st.busy),
                 bool(st and st.paused_by_human), tuple(sorted(open_rows.get(name, ()))),
-                status)
+                tuple(st.restarts) if st else (), status)
         alerted = self.ctx.store.query_one(
             "SELECT 1 FROM healing_alerts WHERE service=? AND reason=? AND resolved_at IS NULL",
             (BRAKE_SERVICE, BRAKE_REASON)) is not None
@@ -283,8 +342,15 @@ class HealingController(Controller):
         if action.kind == "release":
             n = orch.release_for_revision(name, action.reason)
             return Outcome(action, True, f"released {name}; closed {n} incident(s)")
+        if action.kind == "backoff":
+            if not orch.crashloop.enter_planned(name):
+                return Outcome(action, True, f"{name} is already in "
+                               f"{orch.state(name).phase}: nothing to do")
+            return Outcome(action, True, f"{name}: {orch.state(name).reason}",
+                           details={"next_try_at": orch.state(name).next_at})
         if action.kind == "retry" and "strategy" not in action.params:
-            healthy = await orch.crashloop.try_once(name)
+            healthy = await orch.crashloop.try_once(
+                name, str(action.params["on_failure"]))
             # the try was made; whether it healed is the crash-loop's verdict (its own
             # growing delay schedules the next), not a failed action to back off
             return Outcome(action, True, f"{action.params.get('phase')} try of {name}: "

@@ -11,6 +11,13 @@ in remediation at once (an open incident, back-off, isolation) means something w
 service is wrong; the next step of every incident is then ALERT_HUMAN, and the diff plans one
 escalation for the whole (see ``controllers/healing.py``).
 
+``restarts_in_window`` / ``over_budget`` / ``after_failed_try``: the restart budget and the
+crash-loop decisions (``healing.restart_budget``, ``healing.crashloop.max_attempts``) — more
+restarts inside the window than the budget allows is CrashLoopBackOff; a failed back-off try
+leads to another, later try while tries are left, else to isolation (and its slow retry). The
+healing controller's ``diff`` plans them from the restart times and tries it observes; the
+engine only records those observations and carries out what was planned.
+
 No clock, no store, no I/O: values in, decisions out.
 """
 
@@ -21,7 +28,8 @@ from dataclasses import dataclass
 
 from autonomous.learning.strategy_posterior import choose_strategy
 
-__all__ = ["ALERT", "Learning", "Step", "brake", "next_step"]
+__all__ = ["ALERT", "Budget", "Learning", "Step", "after_failed_try", "brake", "next_step",
+           "over_budget", "restarts_in_window"]
 
 ALERT = "ALERT_HUMAN"
 
@@ -41,6 +49,32 @@ class Step:
     strategy: str
     bound: float | None  # lower credible bound of success; None for ALERT_HUMAN / forced
     why: str
+
+
+@dataclass(frozen=True)
+class Budget:
+    """``healing.restart_budget`` and ``healing.crashloop.max_attempts``, as values."""
+
+    max_restarts: int
+    window_seconds: float
+    max_attempts: int  # crash-loop tries before the service is isolated
+
+
+def restarts_in_window(times: Iterable[float], now: float, window: float) -> int:
+    """The restarts (monotonic times) at most ``window`` seconds before ``now``."""
+    return sum(1 for t in times if now - t <= window)
+
+
+def over_budget(restarts: int, budget: Budget) -> bool:
+    """More restarts inside the window than the budget allows: CrashLoopBackOff."""
+    return restarts > budget.max_restarts
+
+
+def after_failed_try(phase: str, attempt: int, budget: Budget) -> str:
+    """What the failure of crash-loop try number ``attempt`` (1-based) leads to: ``backoff``
+    (another try after a longer delay) while a back-off has tries left, else ``isolate`` (an
+    isolated service's slow retry that fails stays isolated)."""
+    return "backoff" if phase == "backoff" and attempt < budget.max_attempts else "isolate"
 
 
 def brake(in_remediation: Iterable[str], limit: int) -> tuple[str, ...]:

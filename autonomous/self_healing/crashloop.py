@@ -6,6 +6,12 @@ tries it again after a growing, jittered, capped delay (``crashloop.backoff``). 
 ``crashloop.max_attempts`` failed tries it is ISOLATED and a human is alerted; then it is
 retried every ``isolation.slow_retry_seconds`` so that a service whose cause went away comes
 back without a human. Proven health for ``healthy_reset_seconds`` clears the count.
+
+The engine decides none of it: it counts restarts (observations) and carries out what the
+healing controller's pure diff planned — ``plan`` (handed in by ``controllers/healing.py``) is
+asked at every counted restart and plans CrashLoopBackOff through the Executor when the budget
+is exceeded (``enter_planned`` is its act); a due try comes with what its failure leads to
+(``try_once(name, on_failure)``: another back-off try, or isolation).
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ log = logging.getLogger("atlas.healing.crashloop")
 
 
 Opener = Callable[[ErrorReport], Awaitable[Incident]]
+# service → True when the healing controller planned CrashLoopBackOff for its counted restarts
+Planner = Callable[[str], bool]
 
 
 class CrashLoop:
@@ -47,31 +55,46 @@ class CrashLoop:
         self.check = check
         self.alerts = alerts
         self.opener = opener  # classify and open an incident for a report
+        self.plan: Planner = lambda _name: False  # the healing controller's (see ``attach``)
 
     def _policy(self) -> dict[str, Any]:
         return self.shared.policy()
 
     def on_exit(self, report: ErrorReport) -> bool:
-        """Count an unexpected exit; True when the crash-loop machinery owns it now."""
+        """Count an unexpected exit; True when the crash-loop machinery owns it now (the
+        service is backing off or isolated, or the plan put it into back-off)."""
         st = self.shared.state(report.service)
         st.healthy_since = None
         if st.phase != "normal":
             return True
-        budget = self._policy()["restart_budget"]
-        n = st.count_restart(self.clock.monotonic(), budget["window_seconds"])
-        if n > budget["max_restarts"]:
-            self.enter(report.service, report, None)
-            return True
-        return False
+        st.count_restart(self.clock.monotonic(), self._policy()["restart_budget"]
+                         ["window_seconds"])
+        return self._planned(report)
 
-    def over_budget(self, name: str, *, counting: bool) -> bool:
-        """Before the healer restarts a running process: count it; True if over budget."""
+    def restart_planned_away(self, report: ErrorReport, *, counting: bool) -> bool:
+        """Before the healer restarts ``report.service``: count the restart when its process
+        is running (an exit was counted already); True when the plan put it into back-off
+        instead (the restart is then not made)."""
+        if counting:
+            self.shared.state(report.service).count_restart(
+                self.clock.monotonic(), self._policy()["restart_budget"]["window_seconds"])
+        return self._planned(report)
+
+    def _planned(self, report: ErrorReport) -> bool:
+        self.shared.budget_reports[report.service] = report  # the back-off incident's report
+        return self.plan(report.service)
+
+    def enter_planned(self, name: str) -> bool:
+        """The act of a planned CrashLoopBackOff (False: already backing off or isolated)."""
         st = self.shared.state(name)
-        budget = self._policy()["restart_budget"]
-        now = self.clock.monotonic()
-        n = st.count_restart(now, budget["window_seconds"]) if counting else \
-            st.recent(now, budget["window_seconds"])
-        return n > budget["max_restarts"]
+        report = self.shared.budget_reports.pop(name, None)
+        if st.phase != "normal":
+            return False
+        if report is None:  # planned by a reconcile pass, not at a counted restart
+            report = ErrorReport(name, "exit", "restart budget exhausted", None, {},
+                                 self.clock.now(), self.clock.monotonic())
+        self.enter(name, report, None)
+        return True
 
     def _delay(self, attempt: int) -> float:
         spec = BackoffSpec.from_policy(self._policy()["crashloop"]["backoff"])
@@ -132,8 +155,9 @@ class CrashLoop:
             # a due try is planned by the healing controller's diff (an Action through the
             # Executor), not started from here
 
-    async def try_once(self, name: str) -> bool:
-        """One back-off try (or slow retry when isolated): start, verify, decide."""
+    async def try_once(self, name: str, on_failure: str) -> bool:
+        """One back-off try (or slow retry when isolated): start, verify; a failure leads to
+        what the plan said (``backoff``: another try later; ``isolate``)."""
         st = self.shared.state(name)
         if st.busy:
             return False
@@ -149,7 +173,7 @@ class CrashLoop:
             if verdict.ok:
                 self._recovered(name, was, verdict.message)
                 return True
-            self._failed(name, was, verdict.message)
+            self._failed(name, was, verdict.message, on_failure)
             return False
         finally:
             st.busy = False
@@ -169,13 +193,13 @@ class CrashLoop:
             self.rec.attempt(inc, res, "crashloop", 0.0)
             self.rec.finish(inc, "healed", res.message)
 
-    def _failed(self, name: str, was: str, message: str) -> None:
+    def _failed(self, name: str, was: str, message: str, on_failure: str) -> None:
         st = self.shared.state(name)
         p = self._policy()
         st.attempts += 1
         now = self.clock.monotonic()
         inc = self.shared.crash_incidents.get(name)
-        if was == "backoff" and st.attempts < p["crashloop"]["max_attempts"]:
+        if on_failure == "backoff":
             delay = self._delay(st.attempts + 1)
             st.next_at = now + delay
             self.processes.pause(name, f"self-healing: CrashLoopBackOff try "

@@ -16,7 +16,7 @@ from typing import Any
 
 from autonomous.context import OperatorContext
 from autonomous.self_healing.incident import Incident
-from autonomous.self_healing.model import StrategyResult
+from autonomous.self_healing.model import ErrorReport, StrategyResult
 from autonomous.self_healing.process_intents import ServicesView
 from autonomous.self_healing.service_state import ServiceState, StateStore
 
@@ -58,6 +58,8 @@ class Shared:
     pending: dict[str, Incident] = field(default_factory=dict)  # id → awaiting approval
     crash_incidents: dict[str, Incident] = field(default_factory=dict)  # service → its own
     results: dict[str, StrategyResult] = field(default_factory=dict)  # id → step's result
+    # service → the failure whose counted restart exceeded the budget (its back-off incident)
+    budget_reports: dict[str, ErrorReport] = field(default_factory=dict)
     # service → (monotonic time, the health controller's latest health.finding about it)
     findings: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
 

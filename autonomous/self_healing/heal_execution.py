@@ -193,11 +193,10 @@ class LadderRunner:
         if strategy in RESTARTS or strategy is S.ROLLBACK:
             self._crashloop().release(name)
         if strategy is S.RESTART_SERVICE:
-            if inc.report.source != "manual" and self._crashloop().over_budget(
-                    name, counting=bool(inc.evidence.get("running"))):
-                self._crashloop().enter(name, inc.report, inc)
+            if inc.report.source != "manual" and self._crashloop().restart_planned_away(
+                    inc.report, counting=bool(inc.evidence.get("running"))):
                 return StrategyResult(strategy, False, "restart budget exhausted: "
-                                      "CrashLoopBackOff", applicable=False)
+                                      "CrashLoopBackOff planned", applicable=False)
             return await self.strategies.restart_service(name, why, pid=pid, incident=inc.id)
         if strategy is S.RESTART_ALL:
             return await self.strategies.restart_all(why, incident=inc.id)

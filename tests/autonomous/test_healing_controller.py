@@ -15,6 +15,7 @@ from autonomous.core.events import Event
 from autonomous.intents import IntentStore
 from controllers.healing import HealingController, HealingDesired, HealingObserved, \
     ServiceHealing
+from controllers.healing_plan import Budget
 from controllers.services_intents import ServiceIntents
 from tests.autonomous.healing_fakes import healing_context, reconcile, spec
 
@@ -40,9 +41,13 @@ views = st.builds(ServiceHealing, name=st.just("x"),
                   next_at=st.one_of(st.none(), st.floats(0, 100)),
                   held_for=st.one_of(st.none(), hashes), busy=st.booleans(),
                   paused_by_human=st.booleans(),
-                  incidents=st.lists(st.sampled_from(["i1", "i2"]), max_size=2).map(tuple))
+                  incidents=st.lists(st.sampled_from(["i1", "i2"]), max_size=2).map(tuple),
+                  restarts=st.lists(st.floats(0, 100), max_size=6).map(tuple))
+budgets = st.one_of(st.none(), st.builds(Budget, max_restarts=st.integers(0, 4),
+                                         window_seconds=st.floats(1, 60),
+                                         max_attempts=st.integers(1, 4)))
 desireds = st.builds(HealingDesired, generation=st.integers(1, 9),
-                     services=st.dictionaries(names, hashes, max_size=4))
+                     services=st.dictionaries(names, hashes, max_size=4), budget=budgets)
 observeds = st.builds(HealingObserved, now=st.floats(0, 100),
                       services=st.dictionaries(names, views, max_size=4))
 
@@ -59,6 +64,9 @@ def test_diff_is_pure_and_deterministic(desired, observed):
         assert a.resource == f"Service/{name}"
         if a.kind == "close_incident":
             assert name not in desired.services
+        elif a.kind == "backoff":  # the restart budget, from the observed restart times
+            assert desired.budget is not None and observed.services[name].phase == "normal"
+            assert a.params["restarts"] > desired.budget.max_restarts
         else:
             assert name in desired.services and observed.services[name].phase != "normal"
 

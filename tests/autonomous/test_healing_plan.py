@@ -1,6 +1,8 @@
 """The healing controller's strategy decisions (issue 12 item 6), pure: the next step of an
 incident by the lower credible bound of success per (signature, strategy), ladder order for
-ties and no data, ALERT_HUMAN last; the global brake as one escalation planned by ``diff``."""
+ties and no data, ALERT_HUMAN last; the global brake as one escalation planned by ``diff``;
+the restart budget and the crash loop (back-off, its tries, isolation) decided in ``diff``
+from observed restart times and tries (issue 10 item 2)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,8 @@ from hypothesis import strategies as st
 from autonomous.learning.strategy_posterior import lower_bound, posterior
 from controllers.healing import BRAKE, HealingController, HealingDesired, HealingObserved, \
     ServiceHealing
-from controllers.healing_plan import ALERT, Learning, brake, next_step
+from controllers.healing_plan import ALERT, Budget, Learning, after_failed_try, brake, \
+    next_step, over_budget, restarts_in_window
 
 L = Learning(1.0, 1.0, 0.8)
 REMEDIES = ["RETRY", "RESTART_SERVICE", "FALLBACK", "DEGRADE", "ROLLBACK"]
@@ -70,6 +73,76 @@ def test_diff_plans_one_brake_escalation_and_its_release(n, alerted, limit):
         assert acts == []
     assert [a for a in HealingController.diff(HealingDesired(1, desired.services),
                                               _obs(n, alerted)) if a.resource == BRAKE] == []
+
+
+times = st.lists(st.floats(0, 200, allow_nan=False), max_size=12).map(tuple)
+budgets = st.builds(Budget, max_restarts=st.integers(0, 5), window_seconds=st.floats(1, 120),
+                    max_attempts=st.integers(1, 5))
+
+
+@settings(max_examples=300, deadline=None)
+@given(times, st.floats(0, 200), budgets)
+def test_restart_budget_counts_the_window_and_backs_off_only_over_it(restarts, now, budget):
+    """The restart budget is the diff's: CrashLoopBackOff is planned for a desired service in
+    normal phase exactly when its observed restarts inside the window exceed the budget."""
+    n = restarts_in_window(restarts, now, budget.window_seconds)
+    assert n == len([t for t in restarts if now - t <= budget.window_seconds])
+    assert over_budget(n, budget) == (n > budget.max_restarts)
+    desired = HealingDesired(3, {"nexus": "h"}, None, budget)
+    for phase in ("normal", "backoff", "isolated"):
+        sv = ServiceHealing("nexus", phase, restarts=restarts, held_for="h")
+        acts = [a for a in HealingController.diff(desired, HealingObserved(now, {"nexus": sv}))
+                if a.kind == "backoff"]
+        if phase == "normal" and n > budget.max_restarts:
+            [a] = acts
+            assert a.resource == "Service/nexus" and a.params["restarts"] == n
+            assert a.evidence["restarts_in_window"] == n  # what was seen, as evidence
+        else:
+            assert acts == []
+    # no budget in the desired state, or the service is not desired: no crash loop planned
+    sv = ServiceHealing("nexus", restarts=restarts)
+    assert HealingController.diff(HealingDesired(3, {"nexus": "h"}),
+                                  HealingObserved(now, {"nexus": sv})) == ()
+    assert HealingController.diff(HealingDesired(3, {}, None, budget),
+                                  HealingObserved(now, {"nexus": sv})) == ()
+
+
+@given(budgets, st.floats(0, 100))
+def test_within_budget_nothing_is_planned(budget, now):
+    inside = tuple(now - budget.window_seconds * i / 10 for i in range(budget.max_restarts))
+    sv = ServiceHealing("nexus", held_for="h", restarts=inside)
+    assert HealingController.diff(HealingDesired(1, {"nexus": "h"}, 2, budget),
+                                  HealingObserved(now, {"nexus": sv})) == ()
+
+
+@settings(max_examples=200, deadline=None)
+@given(budgets, st.sampled_from(["backoff", "isolated"]), st.integers(0, 6),
+       st.floats(0, 50), st.floats(0, 50))
+def test_a_due_try_says_what_its_failure_leads_to(budget, phase, attempts, next_at, now):
+    """A due crash-loop try is planned with its consequence: another back-off try while
+    ``max_attempts`` allows, else isolation; an isolated service's slow retry stays isolated."""
+    sv = ServiceHealing("nexus", phase, attempts, next_at, held_for="h")
+    acts = HealingController.diff(HealingDesired(1, {"nexus": "h"}, None, budget),
+                                  HealingObserved(now, {"nexus": sv}))
+    if now < next_at:
+        assert acts == ()
+        return
+    [a] = acts
+    assert a.kind == "retry" and a.params["attempt"] == attempts + 1
+    want = "backoff" if phase == "backoff" and attempts + 1 < budget.max_attempts else "isolate"
+    assert a.params["on_failure"] == want == after_failed_try(phase, attempts + 1, budget)
+
+
+def test_a_crash_loop_runs_max_attempts_tries_then_isolates():
+    """The whole episode, decided by the pure functions alone: tries 1..max_attempts-1 fail
+    into another back-off try, the last into isolation."""
+    b = Budget(max_restarts=2, window_seconds=60, max_attempts=3)
+    assert [after_failed_try("backoff", k, b) for k in (1, 2, 3)] == \
+        ["backoff", "backoff", "isolate"]
+    assert after_failed_try("isolated", 9, b) == "isolate"
+    assert not over_budget(restarts_in_window((1.0, 2.0), 3.0, 60), b)
+    assert over_budget(restarts_in_window((1.0, 2.0, 3.0), 3.0, 60), b)
+    assert not over_budget(restarts_in_window((1.0, 2.0, 3.0), 62.5, 60), b)  # aged out
 
 
 async def test_a_step_carries_the_outcomes_and_restart_budget_its_choice_saw(tmp_path):

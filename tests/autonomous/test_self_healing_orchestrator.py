@@ -126,6 +126,7 @@ async def test_restarts_of_a_hung_service_count_against_the_budget(tmp_path):
     for _ in range(3):
         await orch.handle_error("nexus", source="unhealthy", strategy="RESTART_SERVICE",
                                 context={"running": True})
+    await drain(orch)  # the CrashLoopBackOff the diff planned, run through the Executor
     assert orch.state("nexus").phase == "backoff"
     # two restarts; the third was refused and the back-off's pause intent stopped it
     assert fake.calls == [("stop", "nexus"), ("start", "nexus")] * 2 + [("stop", "nexus")]
