@@ -9,7 +9,7 @@ observe: per service the engine's phase (normal / backoff / isolated), crash-loo
 the time of the next, the times of its restarts (unexpected exits and the healer's restarts of
 a running process), the revision healing's isolation or pause was made for, open incidents,
 breakers — and the clock, as a value.
-diff (pure): close the incidents of a Service no longer desired (nothing is retried for it);
+diff (pure, ``controllers/healing_diff.py``): close the incidents of a Service no longer desired (nothing is retried for it);
 release isolation and back-off of a service the generation in force changed (a new revision
 gets a fresh start); CrashLoopBackOff (``backoff``) for a service with more restarts inside
 ``restart_budget.window_seconds`` than ``max_restarts``; run a crash-loop try (or the slow
@@ -27,8 +27,7 @@ FallbackActive, HealingBreakerOpen).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from autonomous.context import OperatorContext
@@ -41,135 +40,13 @@ from autonomous.self_healing.service_state import StateStore
 from autonomous.supervisor.revisions import spec_hash
 from controllers.base import Action, Controller, Outcome
 from controllers.execution import Executor
-from controllers.healing_plan import (Budget, Learning, after_failed_try, brake, next_step,
-                                      over_budget, restarts_in_window)
+from controllers.healing_diff import (BRAKE, BRAKE_REASON, BRAKE_SERVICE, OPEN_STATES,
+                                      HealingDesired, HealingObserved, IncidentView,
+                                      ServiceHealing, budget_step, diff, in_remediation)
+from controllers.healing_plan import Budget, Learning, brake, next_step, restarts_in_window
 
-__all__ = ["CONTROLLERS", "HealingController", "HealingDesired", "HealingObserved",
-           "ServiceHealing"]
-
-OPEN_STATES = ("awaiting_approval", "backoff")
-BRAKE = "Healing/brake"
-BRAKE_SERVICE = "*"  # the brake's human alert is about no single service
-BRAKE_REASON = "global brake: too many services in remediation at once"
-
-
-@dataclass(frozen=True)
-class HealingDesired:
-    generation: int
-    services: Mapping[str, str] = field(default_factory=dict)  # name → desired spec hash
-    brake_limit: int | None = None  # healing.brake.max_services_in_remediation; None = off
-    budget: Budget | None = None  # restart budget + crash-loop tries; None = no crash loop
-
-
-@dataclass(frozen=True)
-class ServiceHealing:
-    """What healing holds about one service."""
-
-    name: str
-    phase: str = "normal"  # normal | backoff | isolated
-    attempts: int = 0
-    next_at: float | None = None  # monotonic time of the next crash-loop try
-    held_for: str | None = None  # spec hash healing's isolation / pause was made for
-    busy: bool = False
-    paused_by_human: bool = False
-    incidents: tuple[str, ...] = ()  # open incident ids
-    restarts: tuple[float, ...] = ()  # monotonic times of its restarts counted by healing
-    status: Mapping[str, Any] = field(default_factory=dict)  # for report only
-
-
-@dataclass(frozen=True)
-class HealingObserved:
-    now: float  # the clock (monotonic), observed
-    services: Mapping[str, ServiceHealing] = field(default_factory=dict)
-    brake_alerted: bool = False  # the brake's human alert is open
-
-
-def diff(desired: HealingDesired, observed: HealingObserved) -> tuple[Action, ...]:
-    """Pure: the healing steps the state calls for (see the module docstring)."""
-    actions: list[Action] = []
-    for name, sv in sorted(observed.services.items()):
-        res = f"Service/{name}"
-        if name not in desired.services:
-            if sv.phase != "normal" or sv.incidents:
-                actions.append(Action(
-                    "close_incident", res, f"{res} is no longer in the desired state "
-                    f"(generation {desired.generation}): its incidents are closed and nothing "
-                    "is retried", {"service": name, "incidents": list(sv.incidents)},
-                    {"phase": sv.phase, "incidents": list(sv.incidents)}))
-            continue
-        want = desired.services[name]
-        if sv.phase != "normal" and sv.held_for is not None and sv.held_for != want:
-            actions.append(Action(
-                "release", res, f"generation {desired.generation} changed {res} (revision "
-                f"{sv.held_for} → {want}): its {sv.phase} is released and the new revision "
-                "starts at once", {"service": name, "from": sv.held_for, "to": want},
-                {"phase": sv.phase, "attempts": sv.attempts}))
-            continue
-        step = (budget_step(desired, name, sv, observed.now)
-                or _due_try(desired, name, sv, observed.now))
-        if step is not None:
-            actions.append(step)
-    actions += _brake(desired, observed)
-    return tuple(actions)
-
-
-def budget_step(desired: HealingDesired, name: str, sv: ServiceHealing,
-                now: float) -> Action | None:
-    """Pure: CrashLoopBackOff for a desired service in ``normal`` phase whose restarts inside
-    the budget window exceed the budget (the engine asks this at each restart it counts)."""
-    b = desired.budget
-    if b is None or sv.phase != "normal" or name not in desired.services:
-        return None
-    n = restarts_in_window(sv.restarts, now, b.window_seconds)
-    if not over_budget(n, b):
-        return None
-    res = f"Service/{name}"
-    return Action("backoff", res, f"CrashLoopBackOff: {n} restarts within "
-                  f"{b.window_seconds:g}s (budget {b.max_restarts}): {res} is kept stopped "
-                  "and tried again after a growing delay",
-                  {"service": name, "restarts": n, "max_restarts": b.max_restarts},
-                  {"restarts_in_window": n, "window_seconds": b.window_seconds, "now": now})
-
-
-def _due_try(desired: HealingDesired, name: str, sv: ServiceHealing,
-             now: float) -> Action | None:
-    b = desired.budget
-    if (b is None or sv.phase == "normal" or sv.busy or sv.paused_by_human
-            or sv.next_at is None or now < sv.next_at):
-        return None
-    attempt = sv.attempts + 1
-    then = after_failed_try(sv.phase, attempt, b)
-    return Action("retry", f"Service/{name}", f"{sv.phase}: try {attempt} is due; if it "
-                  f"fails: {'another back-off try' if then == 'backoff' else 'isolated'}",
-                  {"service": name, "phase": sv.phase, "attempt": attempt,
-                   "on_failure": then},
-                  {"due_at": sv.next_at, "now": now, "max_attempts": b.max_attempts})
-
-
-def in_remediation(observed: HealingObserved) -> tuple[str, ...]:
-    """Services with an open incident, in back-off or isolated."""
-    return tuple(sorted(n for n, sv in observed.services.items()
-                        if sv.phase != "normal" or sv.incidents))
-
-
-def _brake(desired: HealingDesired, observed: HealingObserved) -> list[Action]:
-    if desired.brake_limit is None:
-        return []
-    busy = in_remediation(observed)
-    braked = brake(busy, desired.brake_limit)
-    if braked and not observed.brake_alerted:
-        return [Action("alert_human", BRAKE, f"{len(braked)} services in remediation at once "
-                       f"(more than {desired.brake_limit}): {', '.join(braked)}; healing "
-                       "escalates to a human instead of remediating more",
-                       {"brake": "engage", "services": list(braked),
-                        "limit": desired.brake_limit}, {"in_remediation": list(braked)})]
-    if not braked and observed.brake_alerted:
-        return [Action("alert_human", BRAKE, f"{len(busy)} services in remediation, at most "
-                       f"{desired.brake_limit}: the global brake is released",
-                       {"brake": "release", "services": list(busy),
-                        "limit": desired.brake_limit}, {"in_remediation": list(busy)})]
-    return []
-
+__all__ = ["BRAKE", "CONTROLLERS", "HealingController", "HealingDesired", "HealingObserved",
+           "IncidentView", "ServiceHealing", "diff", "in_remediation"]
 
 class HealingController(Controller):
     name = "healing"
@@ -178,7 +55,7 @@ class HealingController(Controller):
     # state changes only: ``service.probe`` (every probe of every service) and
     # ``health.report`` change nothing the diff reads, and woke this controller twice a second
     watches = ("service.exited", "service.unhealthy", "service.healthy", "service.ready",
-               "service.not_ready", "service.fallback", "health.finding")
+               "service.not_ready", "service.fallback", "health.finding", "approval.")
 
     def __init__(self, ctx: OperatorContext) -> None:
         super().__init__(ctx)
@@ -305,10 +182,29 @@ class HealingController(Controller):
                 st.next_at if st else None, held.get(name), bool(st and st.busy),
                 bool(st and st.paused_by_human), tuple(sorted(open_rows.get(name, ()))),
                 tuple(st.restarts) if st else (), status)
+        incidents = self._incidents() if orch is not None else {}
         alerted = self.ctx.store.query_one(
             "SELECT 1 FROM healing_alerts WHERE service=? AND reason=? AND resolved_at IS NULL",
             (BRAKE_SERVICE, BRAKE_REASON)) is not None
-        return HealingObserved(clock.monotonic(), out, alerted)
+        return HealingObserved(clock.monotonic(), out, alerted, incidents)
+
+    def _incidents(self) -> dict[str, IncidentView]:
+        """The engine's open incidents; for one awaiting a human, its approval's state."""
+        orch = self.orch
+        assert orch is not None
+        out: dict[str, IncidentView] = {}
+        for inc in [*orch.incidents.values(), *orch.pending.values()]:
+            approval = inc.pending["id"] if inc.pending else None
+            row = None if approval is None else self.ctx.store.query_one(
+                "SELECT state FROM approvals WHERE id=?", (approval,))
+            state = "awaiting_approval" if inc.pending else \
+                "backoff" if orch.crash_incidents.get(inc.service) is inc else "open"
+            out[inc.id] = IncidentView(
+                inc.id, inc.service, state, inc.step,
+                inc.pending["strategy"] if inc.pending else
+                inc.ladder[inc.step].value if inc.step < len(inc.ladder) else None,
+                approval, None if approval is None else row["state"] if row else "missing")
+        return out
 
     @staticmethod
     def diff(desired: HealingDesired, observed: HealingObserved) -> tuple[Action, ...]:
@@ -342,6 +238,14 @@ class HealingController(Controller):
         if action.kind == "release":
             n = orch.release_for_revision(name, action.reason)
             return Outcome(action, True, f"released {name}; closed {n} incident(s)")
+        if action.kind == "resume":
+            inc = orch.pending.get(str(action.params["incident"]))
+            if inc is None:
+                return Outcome(action, True, f"incident {action.params['incident']} no longer "
+                               "awaits approval: nothing to resume")
+            await orch.service.resume(inc)
+            return Outcome(action, True, f"incident {inc.id} resumed: {inc.state}",
+                           details={"state": inc.state})
         if action.kind == "backoff":
             if not orch.crashloop.enter_planned(name):
                 return Outcome(action, True, f"{name} is already in "
@@ -389,6 +293,26 @@ class HealingController(Controller):
             st.set_condition("HealingBreakerOpen", o["heal_breaker"] != "CLOSED",
                              o["heal_breaker"], "", now)
             st.details = dict(o)
+        self._report_incidents(observed, now)
+
+    def _report_incidents(self, observed: HealingObserved, now: float) -> None:
+        """Each open incident is a resource with status (``Incident/<id>``); a closed one
+        leaves the board."""
+        for iid, iv in sorted(observed.incidents.items()):
+            st = self.ctx.status.resource("healing", "Incident", iid)
+            waiting = iv.state == "awaiting_approval"
+            st.set_condition("AwaitingApproval", waiting, "Pending" if waiting else "NotGated",
+                             f"{iv.strategy} awaits approval {iv.approval} "
+                             f"({iv.approval_state})" if waiting else "", now)
+            st.set_condition("CrashLoopBackOff", iv.state == "backoff", "BackOff"
+                             if iv.state == "backoff" else "NoBackOff", "", now)
+            st.details = {"service": iv.service, "state": iv.state, "step": iv.step,
+                          "strategy": iv.strategy, "approval": iv.approval,
+                          "approval_state": iv.approval_state}
+        run = self.ctx.status.controller("healing")
+        for key in [k for k in run.resources if k.startswith("Incident/")]:
+            if key.split("/", 1)[1] not in observed.incidents:
+                self.ctx.status.drop_resource("healing", key)
 
 
 CONTROLLERS = [HealingController]

@@ -4,8 +4,9 @@
 ``governance.``) and runs one loop that turns events into heals at once (exits, unhealthy
 services, failing probes, dependencies down) and, every ``detection.tick_seconds``, does the
 periodic work: policy sync of the breakers, memory-limit checks, the crash-loop's healthy
-reset, approved proposals resumed, degraded or fallback services restored once healthy (the
-crash-loop tries themselves are planned by the healing controller's diff). One collaborator
+reset, degraded or fallback services restored once healthy (the crash-loop tries, the
+back-off itself and the resumption of an incident whose approval was decided are planned by
+the healing controller's diff). One collaborator
 of :class:`~autonomous.self_healing.healing_orchestrator.HealingOrchestrator`.
 """
 
@@ -145,22 +146,20 @@ class HealingService:
                 await self.pipeline.handle_report(report)
 
     async def tick(self) -> None:
-        """Periodic work: policy sync, memory limits, crash-loop tries, approvals, restores."""
+        """Periodic work: policy sync, memory limits, the healthy reset, restores."""
         self._last_tick = self.ctx.clock.monotonic()
         self.breakers.sync_policy()
         for report in self.detector.memory_reports():
             if not self.shared.state(report.service).busy:
                 self.shared.tasks.spawn(self.pipeline.handle_report(report))
         await self.crashloop.tick()
-        for inc in list(self.shared.pending.values()):
-            if not self.shared.state(inc.service).busy:
-                self.shared.tasks.spawn(self._resume(inc))
         for name, st in list(self.shared.states.items()):
             if (st.degraded is not None or st.fallback) and not st.busy:
                 self.shared.tasks.spawn(self._maybe_restore(name))
 
-    async def _resume(self, inc: Incident) -> None:
-        """Continue an incident whose strategy awaited approval (once decided)."""
+    async def resume(self, inc: Incident) -> None:
+        """Continue an incident whose strategy awaited approval once it is decided (the
+        healing controller's diff plans it: ``resume``)."""
         st = self.shared.state(inc.service)
         if st.busy or inc.pending is None:
             return

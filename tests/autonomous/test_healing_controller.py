@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from autonomous.core.events import Event
 from autonomous.intents import IntentStore
 from controllers.healing import HealingController, HealingDesired, HealingObserved, \
-    ServiceHealing
+    IncidentView, ServiceHealing
 from controllers.healing_plan import Budget
 from controllers.services_intents import ServiceIntents
 from tests.autonomous.healing_fakes import healing_context, reconcile, spec
@@ -48,8 +48,16 @@ budgets = st.one_of(st.none(), st.builds(Budget, max_restarts=st.integers(0, 4),
                                          max_attempts=st.integers(1, 4)))
 desireds = st.builds(HealingDesired, generation=st.integers(1, 9),
                      services=st.dictionaries(names, hashes, max_size=4), budget=budgets)
+incident_views = st.builds(
+    IncidentView, id=st.sampled_from(["i1", "i2", "i3"]), service=names,
+    state=st.sampled_from(["open", "awaiting_approval", "backoff"]), step=st.integers(0, 3),
+    strategy=st.sampled_from(["RETRY", "ROLLBACK", None]),
+    approval=st.one_of(st.none(), st.just("a1")),
+    approval_state=st.sampled_from([None, "pending", "approved", "rejected", "expired"]))
 observeds = st.builds(HealingObserved, now=st.floats(0, 100),
-                      services=st.dictionaries(names, views, max_size=4))
+                      services=st.dictionaries(names, views, max_size=4),
+                      incidents=st.lists(incident_views, max_size=3).map(
+                          lambda xs: {x.id: x for x in xs}))
 
 
 @settings(max_examples=300, deadline=None)
@@ -64,6 +72,12 @@ def test_diff_is_pure_and_deterministic(desired, observed):
         assert a.resource == f"Service/{name}"
         if a.kind == "close_incident":
             assert name not in desired.services
+        elif a.kind == "resume":  # an incident whose approval a human decided goes on
+            inc = observed.incidents[a.params["incident"]]
+            assert inc.service == name in desired.services
+            assert inc.state == "awaiting_approval" and inc.approval_state not in (None,
+                                                                                  "pending")
+            assert not (name in observed.services and observed.services[name].busy)
         elif a.kind == "backoff":  # the restart budget, from the observed restart times
             assert desired.budget is not None and observed.services[name].phase == "normal"
             assert a.params["restarts"] > desired.budget.max_restarts

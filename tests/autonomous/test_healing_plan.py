@@ -178,3 +178,30 @@ async def test_a_step_carries_the_outcomes_and_restart_budget_its_choice_saw(tmp
         assert c["restarts_in_window"] >= 0
     finally:
         ctx.store.close()
+
+
+def test_an_incident_resumes_once_its_approval_is_decided():
+    """Pure: the incident awaiting a human is resumed (its step goes to the Executor again,
+    which takes the approval or the rejection) once the approval is decided — not while it
+    pends, not while a heal of the service runs, never for a Service no longer desired."""
+    from controllers.healing import IncidentView
+
+    desired = HealingDesired(2, {"nexus": "h"})
+
+    def plan(state: str | None, *, busy: bool = False, svc: str = "nexus") -> list[str]:
+        inc = IncidentView("i1", svc, "awaiting_approval", 1, "ROLLBACK", "a1", state)
+        obs = HealingObserved(5.0, {svc: ServiceHealing(svc, held_for="h", busy=busy,
+                                                        incidents=("i1",))}, False,
+                              {"i1": inc})
+        return [a.kind for a in HealingController.diff(desired, obs)]
+
+    assert plan("pending") == [] and plan(None) == []
+    for decided in ("approved", "rejected", "expired", "cancelled", "missing"):
+        assert plan(decided) == ["resume"]
+        assert plan(decided, busy=True) == []
+    assert plan("approved", svc="gone") == ["close_incident"]  # closed, not resumed
+    [a] = [a for a in HealingController.diff(desired, HealingObserved(
+        0.0, {}, False, {"i1": IncidentView("i1", "nexus", "awaiting_approval", 1, "ROLLBACK",
+                                            "a1", "approved")})) if a.kind == "resume"]
+    assert a.params == {"service": "nexus", "incident": "i1", "approval": "a1"}
+    assert a.evidence["approval_state"] == "approved"

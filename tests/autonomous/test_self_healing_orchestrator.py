@@ -178,16 +178,23 @@ async def test_governed_rollback_waits_for_approval_then_runs(tmp_path):
     assert req["action_kind"] == "rollback" and req["resource"] == "Service/nexus"
     assert req["action"]["params"]["strategy"] == "ROLLBACK"
     assert req["action"]["params"]["incident"] == row["id"]  # bound to the incident
-    await orch.tick()
+    assert await reconcile(ctx, fake) == []  # still waiting: nothing to resume
     await drain(orch)
-    assert ("rollback", "nexus") not in fake.calls  # still waiting
+    assert ("rollback", "nexus") not in fake.calls
+    board = ctx.status.controller("healing").resources  # the incident is a resource
+    res = board[f"Incident/{row['id']}"]
+    assert res.conditions["AwaitingApproval"].status == "True"
+    assert (res.details["approval"], res.details["approval_state"]) == (req["id"], "pending")
     ctx.approvals.decide(req["id"], approve=True, actor="alice",
                          current_generation=ctx.desired.current.number)
-    await orch.tick()
+    outcomes = await reconcile(ctx, fake)  # decided: the diff resumes the incident
+    assert [(o.action.kind, o.ok) for o in outcomes] == [("resume", True)]
     await drain(orch)
     assert ("rollback", "nexus") in fake.calls
     [done] = orch.history.list(service="nexus")
     assert (done["state"], done["strategy"], done["gate"]) == ("healed", "ROLLBACK", "approved")
+    assert await reconcile(ctx, fake) == []
+    assert f"Incident/{row['id']}" not in board  # closed: off the board
 
 
 async def test_rejected_proposal_moves_down_the_ladder(tmp_path):
@@ -197,7 +204,8 @@ async def test_rejected_proposal_moves_down_the_ladder(tmp_path):
     assert row["state"] == "awaiting_approval" and req["action_kind"] == "restart_all"
     ctx.approvals.decide(req["id"], approve=False, actor="bob",
                          current_generation=ctx.desired.current.number)
-    await orch.tick()
+    outcomes = await reconcile(ctx, fake)  # decided: the diff resumes the incident
+    assert [(o.action.kind, o.ok) for o in outcomes] == [("resume", True)]
     await drain(orch)
     [done] = orch.history.list(service="nexus")
     assert done["attempts"][0]["gate"] == "rejected"

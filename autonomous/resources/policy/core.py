@@ -29,7 +29,7 @@ ACTION_KINDS = (
     # for healing (an incident), housekeeping asked for now (retention, log rotation)
     "alert", "notify", "incident", "housekeeping",
     "release", "close_incident",  # healing: a new revision frees a service; a removed one
-    "backoff",  # healing: CrashLoopBackOff once the restart budget is exceeded
+    "backoff", "resume",  # healing: CrashLoopBackOff; an incident whose approval was decided
 )
 
 
