@@ -18,15 +18,17 @@ back-off try while ``crashloop.max_attempts`` allows, else isolation + a human a
 the global brake — more services in remediation at once than ``healing.brake`` allows — is one
 escalation to a human (``alert_human`` on ``Healing/brake``, through the human-alert path the
 telemetry alert manager routes), released when the count is back under the limit. The
-strategy of each ladder step is chosen by ``controllers/healing_plan.next_step`` (lower
-credible bound of success per failure signature; the brake turns remediation into
-ALERT_HUMAN) from observed outcome counts: ``_choose`` is the engine's chooser.
+Action of each ladder step is planned by ``controllers/healing_diff.plan_step`` (its strategy
+by the lower credible bound of success per failure signature; the brake turns remediation into
+ALERT_HUMAN; a restart over the restart budget becomes CrashLoopBackOff) from observed outcome
+counts and restart times: ``_plan`` is the engine's planner, which submits it as planned.
 act: the engine carries it out; report: conditions (CrashLoopBackOff, Isolated, Degraded,
 FallbackActive, HealingBreakerOpen).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -42,8 +44,9 @@ from controllers.base import Action, Controller, Outcome
 from controllers.execution import Executor
 from controllers.healing_diff import (BRAKE, BRAKE_REASON, BRAKE_SERVICE, OPEN_STATES,
                                       HealingDesired, HealingObserved, IncidentView,
-                                      ServiceHealing, budget_step, diff, in_remediation)
-from controllers.healing_plan import Budget, Learning, brake, next_step, restarts_in_window
+                                      ServiceHealing, StepView, budget_step, diff,
+                                      in_remediation, plan_step)
+from controllers.healing_plan import Budget, Learning
 
 __all__ = ["BRAKE", "CONTROLLERS", "HealingController", "HealingDesired", "HealingObserved",
            "IncidentView", "ServiceHealing", "diff", "in_remediation"]
@@ -67,7 +70,7 @@ class HealingController(Controller):
         Executor (governance, back-off, Stalled, knowledge graph) whose ``act`` is ours."""
         self.orch = orch
         orch.gate = self._gate
-        orch.runner.choose = self._choose
+        orch.runner.plan = self._plan
         orch.crashloop.plan = self._plan_budget
         return orch
 
@@ -88,32 +91,29 @@ class HealingController(Controller):
         orch.spawn(self.executor.execute(self, action, gen.number if gen else 0))
         return True
 
-    def _choose(self, inc: Incident) -> RecoveryStrategy:
-        """The engine's chooser: observe (outcome counts of the incident's signature, the
-        services in remediation, the policy) and let the pure ``next_step`` decide."""
+    def _plan(self, inc: Incident) -> dict[str, Any]:
+        """The engine's planner: observe (outcome counts of the incident's signature, the
+        services in remediation, its restart times, the policy) and let the pure
+        ``plan_step`` plan the next step's Action, which the engine submits as it is."""
         orch = self.orch
         assert orch is not None
         p = orch.policy()
         sig = inc.classification.signature
         busy = {i.service for i in orch.incidents.values()} | \
             {n for n, st in orch.states.items() if st.phase != "normal"}
-        outcomes = orch.classifier.outcomes(sig)
-        step = next_step(sig, tuple(s.value for s in inc.ladder[inc.step:]),
-                         outcomes, Learning(**p["learning"]),
-                         forced=inc.forced if inc.step == 0 else None,
-                         braked=brake(busy, p["brake"]["max_services_in_remediation"]))
-        budget = p["restart_budget"]
         st = orch.states.get(inc.service)
-        # the values the choice saw, carried into the step's evidence (its graph chain)
-        inc.choices.append({"step": inc.step, "strategy": step.strategy,
-                            "bound": None if step.bound is None else round(step.bound, 4),
-                            "why": step.why,
-                            "outcomes": {s: list(v) for (_, s), v in sorted(outcomes.items())},
-                            "restarts_in_window": restarts_in_window(
-                                st.restarts, self.ctx.clock.monotonic(),
-                                budget["window_seconds"]) if st is not None else 0,
-                            "max_restarts": budget["max_restarts"]})
-        return RecoveryStrategy(step.strategy)
+        view = StepView(inc.id, inc.service, sig,
+                        f"{inc.classification.rule}: {inc.report.message}", inc.step,
+                        tuple(s.value for s in inc.ladder[inc.step:]), inc.forced,
+                        dict(inc.evidence), orch.classifier.outcomes(sig), tuple(sorted(busy)),
+                        tuple(st.restarts) if st is not None else (),
+                        bool(inc.evidence.get("running")), inc.report.source == "manual",
+                        self.ctx.clock.monotonic())
+        action, choice = plan_step(view, Learning(**p["learning"]),
+                                   int(p["brake"]["max_services_in_remediation"]), _budget(p))
+        inc.choices.append(choice)  # the values the choice saw (also in its evidence)
+        return {"kind": action.kind, "resource": action.resource, "reason": action.reason,
+                "params": dict(action.params), "evidence": dict(action.evidence)}
 
     async def _gate(self, planned: dict[str, Any]) -> Outcome:
         gen = self.ctx.desired.current
@@ -144,11 +144,8 @@ class HealingController(Controller):
         svc = self.ctx.subsystems.get("services")  # the owner's view of the generation
         specs = svc.specs() if svc is not None else gen.services
         p = self.ctx.policy()["healing"]
-        rb = p["restart_budget"]
-        budget = Budget(int(rb["max_restarts"]), float(rb["window_seconds"]),
-                        int(p["crashloop"]["max_attempts"]))
         return HealingDesired(gen.number, {n: spec_hash(s) for n, s in specs.items()},
-                              int(p["brake"]["max_services_in_remediation"]), budget)
+                              int(p["brake"]["max_services_in_remediation"]), _budget(p))
 
     async def observe(self) -> HealingObserved:
         """The engine's state (or, when it is not running — ``plan`` — what the store holds)."""
@@ -313,6 +310,13 @@ class HealingController(Controller):
         for key in [k for k in run.resources if k.startswith("Incident/")]:
             if key.split("/", 1)[1] not in observed.incidents:
                 self.ctx.status.drop_resource("healing", key)
+
+
+def _budget(p: Mapping[str, Any]) -> Budget:
+    """``healing.restart_budget`` and ``crashloop.max_attempts`` as the diff's value."""
+    rb = p["restart_budget"]
+    return Budget(int(rb["max_restarts"]), float(rb["window_seconds"]),
+                  int(p["crashloop"]["max_attempts"]))
 
 
 CONTROLLERS = [HealingController]

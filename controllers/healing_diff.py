@@ -8,6 +8,12 @@ to. Per incident awaiting a human: once its approval is decided (approved, rejec
 cancelled), ``resume`` — the awaited step goes to the Executor again, which takes the approval
 or the rejection, and the ladder goes on. And the global brake as one escalation to a human (see ``controllers/healing_plan.py`` for
 the decisions themselves).
+
+``plan_step(view, …)``: the planned Action of an incident's next ladder step, from what was
+observed about it (the untried rest of its ladder, the signature's outcome counts, the services
+in remediation, its restart times): the strategy by ``next_step``; a restart that would exceed
+the restart budget is planned as CrashLoopBackOff (``backoff``) instead. The engine submits
+exactly that Action to the Executor and carries it out.
 """
 
 from __future__ import annotations
@@ -16,13 +22,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from autonomous.self_healing.model import STRATEGY_ACTION, RecoveryStrategy
 from controllers.base import Action
-from controllers.healing_plan import Budget, after_failed_try, brake, over_budget, \
-    restarts_in_window
+from controllers.healing_plan import Budget, Learning, Outcomes, after_failed_try, brake, \
+    next_step, over_budget, restarts_in_window
 
 __all__ = ["BRAKE", "BRAKE_REASON", "BRAKE_SERVICE", "OPEN_STATES", "HealingDesired",
-           "HealingObserved", "IncidentView", "ServiceHealing", "budget_step", "diff",
-           "in_remediation"]
+           "HealingObserved", "IncidentView", "ServiceHealing", "StepView", "budget_step",
+           "diff", "in_remediation", "plan_step"]
 
 OPEN_STATES = ("awaiting_approval", "backoff")
 BRAKE = "Healing/brake"
@@ -178,3 +185,61 @@ def _brake(desired: HealingDesired, observed: HealingObserved) -> list[Action]:
                        {"brake": "release", "services": list(busy),
                         "limit": desired.brake_limit}, {"in_remediation": list(busy)})]
     return []
+
+
+# the evidence of a ladder step: the observed values of the failure that its action carries
+STEP_EVIDENCE = ("source", "pid", "running", "stopped", "exit_code", "signal", "status_code",
+                 "probe_error", "probes", "errors", "slow", "unanswered", "max_latency_ms",
+                 "rss_mb", "probes_seen")
+
+
+@dataclass(frozen=True)
+class StepView:
+    """What the next step of one incident is planned from (all observed)."""
+
+    incident: str
+    service: str
+    signature: str
+    reason: str  # the classification rule and the failure's message
+    step: int  # index of the step in the incident's ladder
+    remaining: tuple[str, ...]  # the untried rest of its ladder, in order
+    forced: str | None = None  # a human's strategy, still untried
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+    outcomes: Outcomes = field(default_factory=dict)  # (signature, strategy) → (healed, failed)
+    in_remediation: tuple[str, ...] = ()  # services with an open incident / back-off / isolation
+    restarts: tuple[float, ...] = ()  # the service's restart times (monotonic)
+    running: bool = False  # its process runs: a restart now counts against the budget
+    manual: bool = False  # a human asked: the restart budget does not hold it back
+    now: float = 0.0
+
+
+def plan_step(view: StepView, learning: Learning, brake_limit: int,
+              budget: Budget | None) -> tuple[Action, dict[str, Any]]:
+    """Pure: the planned Action of the incident's next step and the choice behind it."""
+    step = next_step(view.signature, view.remaining, view.outcomes, learning,
+                     forced=view.forced if view.step == 0 else None,
+                     braked=brake(view.in_remediation, brake_limit))
+    n = restarts_in_window(view.restarts, view.now, budget.window_seconds) \
+        if budget is not None else 0
+    choice: dict[str, Any] = {
+        "step": view.step, "strategy": step.strategy,
+        "bound": None if step.bound is None else round(step.bound, 4), "why": step.why,
+        "outcomes": {s: list(v) for (_, s), v in sorted(view.outcomes.items())},
+        "restarts_in_window": n,
+        "max_restarts": budget.max_restarts if budget is not None else None}
+    res = f"Service/{view.service}"
+    evidence = {**{k: v for k, v in view.evidence.items() if k in STEP_EVIDENCE},
+                "choice": choice}
+    would = n + (1 if view.running else 0)
+    if (step.strategy == RecoveryStrategy.RESTART_SERVICE.value and budget is not None
+            and not view.manual and over_budget(would, budget)):
+        choice["budget"] = "exhausted"
+        return Action("backoff", res, f"CrashLoopBackOff: restart {would} of {res} within "
+                      f"{budget.window_seconds:g}s would exceed the budget "
+                      f"({budget.max_restarts}): kept stopped and tried again after a growing "
+                      "delay", {"service": view.service, "incident": view.incident,
+                                "strategy": step.strategy, "restarts": would,
+                                "max_restarts": budget.max_restarts}, evidence), choice
+    return Action(STRATEGY_ACTION[RecoveryStrategy(step.strategy)], res, view.reason[:300],
+                  {"strategy": step.strategy, "incident": view.incident,
+                   "signature": view.signature}, evidence), choice

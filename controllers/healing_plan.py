@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from autonomous.learning.strategy_posterior import choose_strategy
 
-__all__ = ["ALERT", "Budget", "Learning", "Step", "after_failed_try", "brake", "next_step",
+__all__ = ["ALERT", "Budget", "Learning", "Outcomes", "Step", "after_failed_try", "brake", "next_step",
            "over_budget", "restarts_in_window"]
 
 ALERT = "ALERT_HUMAN"

@@ -71,14 +71,11 @@ class CrashLoop:
                          ["window_seconds"])
         return self._planned(report)
 
-    def restart_planned_away(self, report: ErrorReport, *, counting: bool) -> bool:
-        """Before the healer restarts ``report.service``: count the restart when its process
-        is running (an exit was counted already); True when the plan put it into back-off
-        instead (the restart is then not made)."""
-        if counting:
-            self.shared.state(report.service).count_restart(
-                self.clock.monotonic(), self._policy()["restart_budget"]["window_seconds"])
-        return self._planned(report)
+    def count_restart(self, name: str) -> None:
+        """The healer restarts the running process of ``name``: one more restart (the step's
+        plan weighed it against the budget already)."""
+        self.shared.state(name).count_restart(
+            self.clock.monotonic(), self._policy()["restart_budget"]["window_seconds"])
 
     def _planned(self, report: ErrorReport) -> bool:
         self.shared.budget_reports[report.service] = report  # the back-off incident's report

@@ -1,6 +1,8 @@
 """Healing pipeline, second half: each step of an incident's ladder goes through the one gate
 (the Executor of ``controllers/execution.py``: governance enforce / dry_run / require_approval,
-per-resource back-off, ``Stalled``, knowledge-graph record) as a planned :class:`Action`, and
+per-resource back-off, ``Stalled``, knowledge-graph record) as the :class:`Action` the healing
+controller's pure ``plan_step`` planned for it (``plan``: strategy, evidence, and a restart
+over the restart budget planned as CrashLoopBackOff — the runner decides none of it), and
 the Executor's ``act`` runs the strategy behind the ``heal:<service>`` circuit breaker; a
 strategy's ``ok`` means its effect was verified. The first verified success ends the incident
 (healed), ALERT_HUMAN ends it escalated. An approval is bound to the incident (its id is in the
@@ -23,7 +25,7 @@ from autonomous.self_healing.model import (STRATEGY_ACTION, NotApplicable, Recov
                                            StrategyResult)
 from autonomous.self_healing.recovery_strategies import RecoveryStrategies
 
-__all__ = ["Chooser", "Gate", "LadderRunner", "strategy_action"]
+__all__ = ["Gate", "LadderRunner", "Planner"]
 
 log = logging.getLogger("atlas.healing")
 
@@ -46,23 +48,11 @@ class GateOutcome(Protocol):
 # the one gate: the planned action's fields (kind, resource, reason, params, evidence) → its
 # Outcome (controllers/healing.py hands the Executor in)
 Gate = Callable[[dict[str, Any]], Awaitable[GateOutcome]]
-# the strategy of an incident's next step, among ``inc.ladder[inc.step:]`` (the healing
-# controller's pure chooser: lower credible bound of success, global brake; see
-# controllers/healing_plan.py); without it, the ladder's order
-Chooser = Callable[[Incident], RecoveryStrategy]
-
-
-def strategy_action(strategy: RecoveryStrategy, inc: Incident) -> dict[str, Any]:
-    """The planned action of one ladder step (bound to the incident: an approval for it is)."""
-    return {"kind": STRATEGY_ACTION[strategy], "resource": f"Service/{inc.service}",
-            "reason": f"{inc.classification.rule}: {inc.report.message}"[:300],
-            "params": {"strategy": strategy.value, "incident": inc.id,
-                       "signature": inc.classification.signature},
-            "evidence": {k: v for k, v in inc.evidence.items()
-                         if k in ("source", "pid", "running", "stopped", "exit_code", "signal",
-                                  "status_code", "probe_error", "probes", "errors", "slow",
-                                  "unanswered", "max_latency_ms", "rss_mb", "probes_seen")}
-                         | ({"choice": inc.choices[-1]} if inc.choices else {})}
+# the planned action of an incident's next step (kind, resource, reason, params with its
+# ``strategy`` among ``inc.ladder[inc.step:]``, evidence): the healing controller's pure
+# ``plan_step`` (controllers/healing_diff.py) from what it observes; the engine submits exactly
+# that to the gate. A ``backoff`` action stands for a restart over the restart budget.
+Planner = Callable[[Incident], dict[str, Any]]
 
 
 async def _no_gate(action: dict[str, Any]) -> GateOutcome:
@@ -82,25 +72,33 @@ class LadderRunner:
         self.strategies = strategies
         self.crashloop: CrashLoop | None = None  # wired by the orchestrator
         self.gate: Gate = _no_gate
-        self.choose: Chooser = lambda inc: inc.ladder[inc.step]
+        self.plan: Planner | None = None  # handed in by the healing controller
 
-    def next_strategy(self, inc: Incident) -> RecoveryStrategy:
-        """Ask the chooser for the next step and move it to ``inc.step`` of the ladder (the
-        untried rest keeps its order)."""
-        strategy = self.choose(inc)
+    def next_step(self, inc: Incident) -> tuple[RecoveryStrategy, dict[str, Any]]:
+        """Ask the planner for the next step and move its strategy to ``inc.step`` of the
+        ladder (the untried rest keeps its order)."""
+        if self.plan is None:
+            raise LookupError("self-healing steps are planned by the healing controller "
+                              "(controllers/healing.py hands its planner in)")
+        planned = self.plan(inc)
+        strategy = RecoveryStrategy(planned["params"]["strategy"])
         rest = inc.ladder[inc.step:]
-        if strategy not in rest:  # a chooser may only pick from the untried rest
+        if strategy not in rest:  # a planner may only pick from the untried rest
             raise ValueError(f"{strategy.value} is not an untried step of incident {inc.id}")
         rest.remove(strategy)
         inc.ladder[inc.step:] = [strategy, *rest]
-        return strategy
+        inc.planned = planned
+        return strategy, planned
 
     async def run_ladder(self, inc: Incident) -> None:
         while inc.step < len(inc.ladder):
-            # an approved step resumes as it was asked for; otherwise the chooser decides
-            strategy = inc.ladder[inc.step] if inc.pending else self.next_strategy(inc)
+            # an approved step resumes as it was asked for; otherwise the planner decides
+            if inc.pending and inc.planned is not None:
+                strategy, planned = inc.ladder[inc.step], inc.planned
+            else:
+                strategy, planned = self.next_step(inc)
             self.shared.results.pop(inc.id, None)
-            out = await self.gate(strategy_action(strategy, inc))
+            out = await self.gate(planned)
             details = dict(out.details or {})
             inc.graph_link(self.ctx.graph, list(details.pop("chain", ())))
             if details.get("pending"):
@@ -119,6 +117,13 @@ class LadderRunner:
             if details.get("rejected"):
                 self.rec.attempt(inc, StrategyResult(strategy, False, "rejected by a human"),
                                  "rejected", 0.0, graph=False)
+                inc.step += 1
+                continue
+            if planned["kind"] == "backoff" and out.ok:  # over the restart budget
+                self.rec.attempt(inc, StrategyResult(strategy, False, "restart budget "
+                                                     f"exhausted: {out.message}",
+                                                     applicable=False), "budget", 0.0,
+                                 graph=False)
                 inc.step += 1
                 continue
             result = self.shared.results.pop(inc.id, None)
@@ -193,10 +198,8 @@ class LadderRunner:
         if strategy in RESTARTS or strategy is S.ROLLBACK:
             self._crashloop().release(name)
         if strategy is S.RESTART_SERVICE:
-            if inc.report.source != "manual" and self._crashloop().restart_planned_away(
-                    inc.report, counting=bool(inc.evidence.get("running"))):
-                return StrategyResult(strategy, False, "restart budget exhausted: "
-                                      "CrashLoopBackOff planned", applicable=False)
+            if inc.report.source != "manual" and inc.evidence.get("running"):
+                self._crashloop().count_restart(name)  # the plan weighed it against the budget
             return await self.strategies.restart_service(name, why, pid=pid, incident=inc.id)
         if strategy is S.RESTART_ALL:
             return await self.strategies.restart_all(why, incident=inc.id)

@@ -46,6 +46,7 @@ class Incident:
     repeats: int = 0  # the same fault seen again while this incident was open
     forced: str | None = None  # a human's strategy for this incident (tried first)
     choices: list[dict[str, Any]] = field(default_factory=list)  # why each step was chosen
+    planned: dict[str, Any] | None = None  # the planned action of the current step
 
     @property
     def service(self) -> str:

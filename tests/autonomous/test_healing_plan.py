@@ -205,3 +205,52 @@ def test_an_incident_resumes_once_its_approval_is_decided():
                                             "a1", "approved")})) if a.kind == "resume"]
     assert a.params == {"service": "nexus", "incident": "i1", "approval": "a1"}
     assert a.evidence["approval_state"] == "approved"
+
+
+@settings(max_examples=200, deadline=None)
+@given(ladders, st.dictionaries(st.sampled_from(REMEDIES), counts), times, st.booleans(),
+       st.booleans(), st.floats(0, 200), budgets)
+def test_plan_step_is_the_action_the_engine_submits(ladder, seen, restarts, running, manual,
+                                                    now, budget):
+    """Pure: the next step's Action from observed values — the strategy ``next_step`` picks,
+    bound to the incident (an approval is), its evidence the observed failure and the choice;
+    a restart that would exceed the restart budget is planned as CrashLoopBackOff instead
+    (not for a human's manual heal)."""
+    from autonomous.self_healing.model import STRATEGY_ACTION, RecoveryStrategy
+    from controllers.healing_diff import StepView, plan_step
+
+    outcomes = {("sig", s): c for s, c in seen.items()}
+    view = StepView("i1", "nexus", "sig", "rule: boom", 0, ladder, None,
+                    {"pid": 7, "running": running, "log_tail": ["x"]}, outcomes, ("nexus",),
+                    restarts, running, manual, now)
+    action, choice = plan_step(view, L, 3, budget)
+    assert plan_step(view, L, 3, budget) == (action, choice)  # deterministic
+    want = next_step("sig", ladder, outcomes, L).strategy
+    assert choice["strategy"] == want and action.evidence["choice"] == choice
+    assert "log_tail" not in action.evidence and action.evidence["pid"] == 7
+    n = restarts_in_window(restarts, now, budget.window_seconds)
+    assert choice["restarts_in_window"] == n
+    if want == "RESTART_SERVICE" and not manual and n + running > budget.max_restarts:
+        assert action.kind == "backoff" and action.params["incident"] == "i1"
+        assert action.params["restarts"] == n + running
+    else:
+        assert action.kind == STRATEGY_ACTION[RecoveryStrategy(want)]
+        assert action.params == {"strategy": want, "incident": "i1", "signature": "sig"}
+
+
+def test_plan_step_forced_brake_and_budget():
+    from controllers.healing_diff import StepView, plan_step
+
+    b = Budget(max_restarts=2, window_seconds=60, max_attempts=3)
+    ladder = ("RESTART_SERVICE", "ROLLBACK", ALERT)
+    base = StepView("i1", "nexus", "sig", "rule: hung", 0, ladder, None, {}, {}, ("nexus",),
+                    (1.0, 2.0), True, False, 3.0)
+    assert plan_step(base, L, 3, b)[0].kind == "backoff"  # the third restart in 60 s
+    not_running = StepView(**{**base.__dict__, "running": False})
+    assert plan_step(not_running, L, 3, b)[0].kind == "restart"  # its exit was counted
+    later = StepView(**{**base.__dict__, "now": 70.0})
+    assert plan_step(later, L, 3, b)[0].kind == "restart"  # aged out of the window
+    forced = StepView(**{**base.__dict__, "forced": "ROLLBACK"})
+    assert plan_step(forced, L, 3, b)[0].params["strategy"] == "ROLLBACK"
+    braked = StepView(**{**base.__dict__, "in_remediation": ("a", "b", "c", "d")})
+    assert plan_step(braked, L, 3, b)[0].kind == "alert_human"
