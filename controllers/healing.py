@@ -91,7 +91,7 @@ class HealingController(Controller):
         orch.spawn(self.executor.execute(self, action, gen.number if gen else 0))
         return True
 
-    def _plan(self, inc: Incident) -> dict[str, Any]:
+    def _plan(self, inc: Incident) -> dict[str, Any] | None:
         """The engine's planner: observe (outcome counts of the incident's signature, the
         services in remediation, its restart times, the policy) and let the pure
         ``plan_step`` plan the next step's Action, which the engine submits as it is."""
@@ -108,9 +108,14 @@ class HealingController(Controller):
                         dict(inc.evidence), orch.classifier.outcomes(sig), tuple(sorted(busy)),
                         tuple(st.restarts) if st is not None else (),
                         bool(inc.evidence.get("running")), inc.report.source == "manual",
-                        self.ctx.clock.monotonic())
-        action, choice = plan_step(view, Learning(**p["learning"]),
-                                   int(p["brake"]["max_services_in_remediation"]), _budget(p))
+                        self.ctx.clock.monotonic(), bool(inc.evidence.get("dependency_down")),
+                        st is not None and st.degraded is not None,
+                        st is not None and st.fallback)
+        planned = plan_step(view, Learning(**p["learning"]),
+                            int(p["brake"]["max_services_in_remediation"]), _budget(p))
+        if planned is None:
+            return None
+        action, choice = planned
         inc.choices.append(choice)  # the values the choice saw (also in its evidence)
         return {"kind": action.kind, "resource": action.resource, "reason": action.reason,
                 "params": dict(action.params), "evidence": dict(action.evidence)}

@@ -11,7 +11,8 @@ the decisions themselves).
 
 ``plan_step(view, …)``: the planned Action of an incident's next ladder step, from what was
 observed about it (the untried rest of its ladder, the signature's outcome counts, the services
-in remediation, its restart times): the strategy by ``next_step``; a restart that would exceed
+in remediation, its restart times, a dependency down, a mitigation already active): what can
+apply (``applicable``), the strategy among it by ``next_step``; a restart that would exceed
 the restart budget is planned as CrashLoopBackOff (``backoff``) instead. The engine submits
 exactly that Action to the Executor and carries it out.
 """
@@ -24,8 +25,8 @@ from typing import Any
 
 from autonomous.self_healing.model import STRATEGY_ACTION, RecoveryStrategy
 from controllers.base import Action
-from controllers.healing_plan import Budget, Learning, Outcomes, after_failed_try, brake, \
-    next_step, over_budget, restarts_in_window
+from controllers.healing_plan import Budget, Learning, Outcomes, after_failed_try, \
+    applicable, brake, next_step, over_budget, restarts_in_window
 
 __all__ = ["BRAKE", "BRAKE_REASON", "BRAKE_SERVICE", "OPEN_STATES", "HealingDesired",
            "HealingObserved", "IncidentView", "ServiceHealing", "StepView", "budget_step",
@@ -211,14 +212,25 @@ class StepView:
     running: bool = False  # its process runs: a restart now counts against the budget
     manual: bool = False  # a human asked: the restart budget does not hold it back
     now: float = 0.0
+    dependency_down: bool = False  # a dependency of the service is down (its evidence)
+    degraded: bool = False  # its features are turned off already
+    fallback: bool = False  # its traffic goes to its fallback already
 
 
 def plan_step(view: StepView, learning: Learning, brake_limit: int,
-              budget: Budget | None) -> tuple[Action, dict[str, Any]]:
-    """Pure: the planned Action of the incident's next step and the choice behind it."""
-    step = next_step(view.signature, view.remaining, view.outcomes, learning,
+              budget: Budget | None) -> tuple[Action, dict[str, Any]] | None:
+    """Pure: the planned Action of the incident's next step and the choice behind it; None
+    when no untried step can apply (the incident has failed)."""
+    rest, excluded = applicable(view.remaining, forced=view.forced,
+                                dependency_down=view.dependency_down, degraded=view.degraded,
+                                fallback=view.fallback)
+    if not rest:
+        return None
+    step = next_step(view.signature, rest, view.outcomes, learning,
                      forced=view.forced if view.step == 0 else None,
                      braked=brake(view.in_remediation, brake_limit))
+    if step.strategy not in rest:  # the ladder's ALERT_HUMAN was tried already
+        return None
     n = restarts_in_window(view.restarts, view.now, budget.window_seconds) \
         if budget is not None else 0
     choice: dict[str, Any] = {
@@ -226,7 +238,8 @@ def plan_step(view: StepView, learning: Learning, brake_limit: int,
         "bound": None if step.bound is None else round(step.bound, 4), "why": step.why,
         "outcomes": {s: list(v) for (_, s), v in sorted(view.outcomes.items())},
         "restarts_in_window": n,
-        "max_restarts": budget.max_restarts if budget is not None else None}
+        "max_restarts": budget.max_restarts if budget is not None else None,
+        **({"not_applicable": excluded} if excluded else {})}
     res = f"Service/{view.service}"
     evidence = {**{k: v for k, v in view.evidence.items() if k in STEP_EVIDENCE},
                 "choice": choice}

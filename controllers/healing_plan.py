@@ -28,10 +28,11 @@ from dataclasses import dataclass
 
 from autonomous.learning.strategy_posterior import choose_strategy
 
-__all__ = ["ALERT", "Budget", "Learning", "Outcomes", "Step", "after_failed_try", "brake", "next_step",
-           "over_budget", "restarts_in_window"]
+__all__ = ["ALERT", "RESTARTS", "Budget", "Learning", "Outcomes", "Step", "after_failed_try",
+           "applicable", "brake", "next_step", "over_budget", "restarts_in_window"]
 
 ALERT = "ALERT_HUMAN"
+RESTARTS = ("RESTART_SERVICE", "RESTART_ALL")
 
 # (signature, strategy) → (successes, failures)
 Outcomes = Mapping[tuple[str, str], tuple[int, int]]
@@ -75,6 +76,25 @@ def after_failed_try(phase: str, attempt: int, budget: Budget) -> str:
     (another try after a longer delay) while a back-off has tries left, else ``isolate`` (an
     isolated service's slow retry that fails stays isolated)."""
     return "backoff" if phase == "backoff" and attempt < budget.max_attempts else "isolate"
+
+
+def applicable(remaining: tuple[str, ...], *, forced: str | None, dependency_down: bool,
+               degraded: bool, fallback: bool) -> tuple[tuple[str, ...], dict[str, str]]:
+    """The untried steps that can apply now (in order) and why each other one cannot: no
+    restart while a dependency is down (unless a human forced a strategy), no DEGRADE of a
+    degraded service nor FALLBACK of one already failed over (unless that is the forced one)."""
+    out: list[str] = []
+    why: dict[str, str] = {}
+    for s in remaining:
+        if s in RESTARTS and dependency_down and forced is None:
+            why[s] = "a dependency is down: restarting the dependant does not help"
+        elif s == "DEGRADE" and degraded and s != forced:
+            why[s] = "its features are already degraded"
+        elif s == "FALLBACK" and fallback and s != forced:
+            why[s] = "its fallback is already active"
+        else:
+            out.append(s)
+    return tuple(out), why
 
 
 def brake(in_remediation: Iterable[str], limit: int) -> tuple[str, ...]:

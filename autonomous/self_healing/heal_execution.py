@@ -52,7 +52,8 @@ Gate = Callable[[dict[str, Any]], Awaitable[GateOutcome]]
 # ``strategy`` among ``inc.ladder[inc.step:]``, evidence): the healing controller's pure
 # ``plan_step`` (controllers/healing_diff.py) from what it observes; the engine submits exactly
 # that to the gate. A ``backoff`` action stands for a restart over the restart budget.
-Planner = Callable[[Incident], dict[str, Any]]
+# None: no untried step can apply any more
+Planner = Callable[[Incident], dict[str, Any] | None]
 
 
 async def _no_gate(action: dict[str, Any]) -> GateOutcome:
@@ -74,13 +75,15 @@ class LadderRunner:
         self.gate: Gate = _no_gate
         self.plan: Planner | None = None  # handed in by the healing controller
 
-    def next_step(self, inc: Incident) -> tuple[RecoveryStrategy, dict[str, Any]]:
+    def next_step(self, inc: Incident) -> tuple[RecoveryStrategy, dict[str, Any]] | None:
         """Ask the planner for the next step and move its strategy to ``inc.step`` of the
-        ladder (the untried rest keeps its order)."""
+        ladder (the untried rest keeps its order); None when nothing can apply any more."""
         if self.plan is None:
             raise LookupError("self-healing steps are planned by the healing controller "
                               "(controllers/healing.py hands its planner in)")
         planned = self.plan(inc)
+        if planned is None:
+            return None
         strategy = RecoveryStrategy(planned["params"]["strategy"])
         rest = inc.ladder[inc.step:]
         if strategy not in rest:  # a planner may only pick from the untried rest
@@ -96,7 +99,10 @@ class LadderRunner:
             if inc.pending and inc.planned is not None:
                 strategy, planned = inc.ladder[inc.step], inc.planned
             else:
-                strategy, planned = self.next_step(inc)
+                got = self.next_step(inc)
+                if got is None:
+                    break
+                strategy, planned = got
             self.shared.results.pop(inc.id, None)
             out = await self.gate(planned)
             details = dict(out.details or {})

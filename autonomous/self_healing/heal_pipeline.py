@@ -135,7 +135,7 @@ class HealingPipeline:
                             else None)
         # the rule's ladder; which of its steps goes first is the healing controller's pure
         # choice from the one success table (healing_knowledge), step by step
-        ladder = self._ladder(cls.strategies, forced, evidence, st)
+        ladder = self._ladder(cls.strategies, forced)
         gen = self.ctx.desired.current
         inc = Incident(report, cls, ladder, self.ctx.governance.mode,
                        gen.number if gen else None, public(evidence),
@@ -195,20 +195,16 @@ class HealingPipeline:
         good = [r for r in rows if r["spec_hash"] != cur and r["known_good"] and not r["blocked"]]
         return bool(mine and not mine[0]["known_good"] and good)
 
-    def _ladder(self, ladder: tuple[RecoveryStrategy, ...], forced: RecoveryStrategy | None,
-                ev: dict[str, Any], st: ServiceState) -> list[RecoveryStrategy]:
-        """Order: forced, then the rule's ladder; without what cannot apply (restarts while
-        a dependency is down, a mitigation already active)."""
+    @staticmethod
+    def _ladder(ladder: tuple[RecoveryStrategy, ...],
+                forced: RecoveryStrategy | None) -> list[RecoveryStrategy]:
+        """Order: forced, then the rule's ladder, ALERT_HUMAN last. What cannot apply at a
+        step (a restart while a dependency is down, a mitigation already active) is the
+        healing controller's plan (``controllers/healing_plan.applicable``), not cut here."""
         out: list[RecoveryStrategy] = []
         if forced is not None:
             out.append(forced)
         out += [s for s in ladder if s not in out]
-        if ev.get("dependency_down") and forced is None:
-            out = [s for s in out if s not in RESTARTS]
-        if st.degraded is not None:
-            out = [s for s in out if s is not S.DEGRADE or s is forced]
-        if st.fallback:
-            out = [s for s in out if s is not S.FALLBACK or s is forced]
         if S.ALERT_HUMAN not in out:
             out.append(S.ALERT_HUMAN)
         return out

@@ -254,3 +254,33 @@ def test_plan_step_forced_brake_and_budget():
     assert plan_step(forced, L, 3, b)[0].params["strategy"] == "ROLLBACK"
     braked = StepView(**{**base.__dict__, "in_remediation": ("a", "b", "c", "d")})
     assert plan_step(braked, L, 3, b)[0].kind == "alert_human"
+
+
+@given(ladders, st.one_of(st.none(), st.sampled_from(REMEDIES)), st.booleans(), st.booleans(),
+       st.booleans())
+def test_only_what_can_apply_is_planned(ladder, forced, dependency_down, degraded, fallback):
+    """Pure: no restart while a dependency is down (unless a human forced a strategy), no
+    DEGRADE / FALLBACK already in effect (unless forced); the rest keeps its order; the step
+    planned is one of what can apply, and nothing is planned when nothing can."""
+    from controllers.healing_diff import StepView, plan_step
+    from controllers.healing_plan import RESTARTS, applicable
+
+    if forced is not None and forced not in ladder:
+        ladder = (forced, *ladder)
+    rest, why = applicable(ladder, forced=forced, dependency_down=dependency_down,
+                           degraded=degraded, fallback=fallback)
+    assert [s for s in ladder if s in rest] == list(rest) and set(rest) | set(why) == set(ladder)
+    for s in ladder:
+        cut = ((s in RESTARTS and dependency_down and forced is None)
+               or (s == "DEGRADE" and degraded and s != forced)
+               or (s == "FALLBACK" and fallback and s != forced))
+        assert (s in why) == cut
+    view = StepView("i1", "robot", "sig", "rule: dep", 0, ladder, forced, {}, {}, (), (),
+                    True, False, 0.0, dependency_down, degraded, fallback)
+    got = plan_step(view, L, 3, None)
+    assert got is not None and got[1]["strategy"] in rest  # ALERT_HUMAN always can
+    assert got[1].get("not_applicable", {}) == why
+    only_cut = tuple(why) or ("RESTART_SERVICE",)
+    view = StepView("i1", "robot", "sig", "rule: dep", 1, only_cut, None, {}, {}, (), (),
+                    True, False, 0.0, True, True, True)
+    assert plan_step(view, L, 3, None) is None  # nothing can apply: the incident failed
