@@ -144,7 +144,9 @@ def budget_step(desired: HealingDesired, name: str, sv: ServiceHealing,
     return Action("backoff", res, f"CrashLoopBackOff: {n} restarts within "
                   f"{b.window_seconds:g}s (budget {b.max_restarts}): {res} is kept stopped "
                   "and tried again after a growing delay",
-                  {"service": name, "restarts": n, "max_restarts": b.max_restarts},
+                  # params stay the same from one exit to the next (an approval or a dry-run
+                  # of it is one decision, not one per restart); the count is evidence
+                  {"service": name, "max_restarts": b.max_restarts},
                   {"restarts_in_window": n, "window_seconds": b.window_seconds, "now": now})
 
 
@@ -251,8 +253,9 @@ def plan_step(view: StepView, learning: Learning, brake_limit: int,
                       f"{budget.window_seconds:g}s would exceed the budget "
                       f"({budget.max_restarts}): kept stopped and tried again after a growing "
                       "delay", {"service": view.service, "incident": view.incident,
-                                "strategy": step.strategy, "restarts": would,
-                                "max_restarts": budget.max_restarts}, evidence), choice
+                                "strategy": step.strategy,
+                                "max_restarts": budget.max_restarts},
+                      {**evidence, "restarts_with_this_one": would}), choice
     return Action(STRATEGY_ACTION[RecoveryStrategy(step.strategy)], res, view.reason[:300],
                   {"strategy": step.strategy, "incident": view.incident,
                    "signature": view.signature}, evidence), choice

@@ -80,7 +80,7 @@ def test_diff_is_pure_and_deterministic(desired, observed):
             assert not (name in observed.services and observed.services[name].busy)
         elif a.kind == "backoff":  # the restart budget, from the observed restart times
             assert desired.budget is not None and observed.services[name].phase == "normal"
-            assert a.params["restarts"] > desired.budget.max_restarts
+            assert a.evidence["restarts_in_window"] > desired.budget.max_restarts
         else:
             assert name in desired.services and observed.services[name].phase != "normal"
 
@@ -276,4 +276,35 @@ async def test_global_brake_escalates_to_a_human_instead_of_remediating(tmp_path
     row = await orch.handle_error("nexus", source="unresponsive", context={"running": True})
     assert [a["strategy"] for a in row["attempts"]] == ["ALERT_HUMAN"]
     assert row["state"] == "escalated"
+    ctx.store.close()
+
+
+GATED_BACKOFF = BUDGET.replace("  policy:\n", "  policy:\n    governance:\n      actions: "
+                               "{backoff: require_approval}\n") % "growth"
+
+
+async def test_a_gated_back_off_is_one_approval_however_many_restarts(tmp_path):
+    """CrashLoopBackOff is an action like any other: under require_approval the restarts over
+    the budget ask once (the same decision each time), and the approval puts it into
+    back-off on the next pass."""
+    ctx, fake, orch = healing_context(tmp_path, {"nexus": spec(core=True)},
+                                      policy_edit=GATED_BACKOFF)
+    fake.crash_on_start.add("nexus")
+    for _ in range(4):  # a budget of 1: the second, third and fourth exits are over it
+        pid = fake.procs["nexus"]["pid"]
+        fake.kill("nexus", rc=1)
+        orch.on_event(Event("service.exited", {"service": "nexus", "pid": pid,
+                                               "returncode": 1, "expected": False}))
+        await drain(orch)
+    assert orch.state("nexus").phase == "normal"  # not yet: a human decides
+    [req] = [a for a in ctx.approvals.list(state="pending") if a["action_kind"] == "backoff"]
+    assert req["resource"] == "Service/nexus"
+    ctx.approvals.decide(req["id"], approve=True, actor="alice",
+                         current_generation=ctx.desired.current.number)
+    outcomes = await reconcile(ctx, fake)
+    await drain(orch)
+    assert [(o.action.kind, o.ok) for o in outcomes if o.action.kind == "backoff"] == [
+        ("backoff", True)]
+    assert orch.state("nexus").phase == "backoff"
+    assert IntentStore(ctx.store, ctx.clock).active("Service/nexus", ("pause",))
     ctx.store.close()

@@ -95,8 +95,12 @@ def test_restart_budget_counts_the_window_and_backs_off_only_over_it(restarts, n
                 if a.kind == "backoff"]
         if phase == "normal" and n > budget.max_restarts:
             [a] = acts
-            assert a.resource == "Service/nexus" and a.params["restarts"] == n
-            assert a.evidence["restarts_in_window"] == n  # what was seen, as evidence
+            assert a.resource == "Service/nexus" and a.evidence["restarts_in_window"] == n
+            # the same decision from one restart to the next (one approval, one dry-run node)
+            more = ServiceHealing("nexus", phase, restarts=(*restarts, now), held_for="h")
+            [again] = [x for x in HealingController.diff(
+                desired, HealingObserved(now, {"nexus": more})) if x.kind == "backoff"]
+            assert again.key() == a.key()
         else:
             assert acts == []
     # no budget in the desired state, or the service is not desired: no crash loop planned
@@ -232,7 +236,7 @@ def test_plan_step_is_the_action_the_engine_submits(ladder, seen, restarts, runn
     assert choice["restarts_in_window"] == n
     if want == "RESTART_SERVICE" and not manual and n + running > budget.max_restarts:
         assert action.kind == "backoff" and action.params["incident"] == "i1"
-        assert action.params["restarts"] == n + running
+        assert action.evidence["restarts_with_this_one"] == n + running
     else:
         assert action.kind == STRATEGY_ACTION[RecoveryStrategy(want)]
         assert action.params == {"strategy": want, "incident": "i1", "signature": "sig"}
