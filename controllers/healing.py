@@ -9,21 +9,23 @@ observe: per service the engine's phase (normal / backoff / isolated), crash-loo
 the time of the next, the times of its restarts (unexpected exits and the healer's restarts of
 a running process), the revision healing's isolation or pause was made for, open incidents,
 breakers — and the clock, as a value.
-diff (pure, ``controllers/healing_diff.py``): close the incidents of a Service no longer desired (nothing is retried for it);
-release isolation and back-off of a service the generation in force changed (a new revision
-gets a fresh start); CrashLoopBackOff (``backoff``) for a service with more restarts inside
-``restart_budget.window_seconds`` than ``max_restarts``; run a crash-loop try (or the slow
-retry of an isolated service) once due, deciding in advance what its failure leads to (another
-back-off try while ``crashloop.max_attempts`` allows, else isolation + a human alerted);
-the global brake — more services in remediation at once than ``healing.brake`` allows — is one
-escalation to a human (``alert_human`` on ``Healing/brake``, through the human-alert path the
-telemetry alert manager routes), released when the count is back under the limit. The
-Action of each ladder step is planned by ``controllers/healing_diff.plan_step`` (its strategy
-by the lower credible bound of success per failure signature; the brake turns remediation into
-ALERT_HUMAN; a restart over the restart budget becomes CrashLoopBackOff) from observed outcome
-counts and restart times: ``_plan`` is the engine's planner, which submits it as planned.
+diff (pure, ``controllers/healing_diff.py``): close the incidents of a Service no longer
+desired (nothing is retried for it); release isolation and back-off of a service the generation
+in force changed (a new revision gets a fresh start); CrashLoopBackOff (``backoff``) for a
+service with more restarts inside ``restart_budget.window_seconds`` than ``max_restarts``; run
+a crash-loop try (or the slow retry of an isolated service) once due, deciding in advance what
+its failure leads to (another back-off try while ``crashloop.max_attempts`` allows, else
+``isolate`` + a human alerted, its own action through the Executor); ``resume`` an incident
+whose approval was decided; the global brake — more services in remediation at once than
+``healing.brake`` allows — is one escalation to a human (``alert_human`` on ``Healing/brake``,
+through the human-alert path the telemetry alert manager routes), released when the count is
+back under the limit. The Action of each ladder step is planned by
+``controllers/healing_diff.plan_step`` (what can apply; its strategy by the lower credible bound
+of success per failure signature; the brake turns remediation into ALERT_HUMAN; a restart over
+the restart budget becomes CrashLoopBackOff) from observed outcome counts and restart times:
+``_plan`` is the engine's planner, which submits it as planned.
 act: the engine carries it out; report: conditions (CrashLoopBackOff, Isolated, Degraded,
-FallbackActive, HealingBreakerOpen).
+FallbackActive, HealingBreakerOpen) per Service, and each open incident as ``Incident/<id>``.
 """
 
 from __future__ import annotations
@@ -255,13 +257,29 @@ class HealingController(Controller):
             return Outcome(action, True, f"{name}: {orch.state(name).reason}",
                            details={"next_try_at": orch.state(name).next_at})
         if action.kind == "retry" and "strategy" not in action.params:
-            healthy = await orch.crashloop.try_once(
-                name, str(action.params["on_failure"]))
+            on_failure = str(action.params["on_failure"])
+            got = await orch.crashloop.try_once(name, on_failure)
+            details: dict[str, Any] = {"healthy": got.healthy}
+            if got.healthy is False and on_failure == "isolate":
+                # what the diff planned for this failure: isolation + a human, its own action
+                gen = self.ctx.desired.current
+                iso = await self.executor.execute(self, Action(
+                    "isolate", action.resource, f"{got.was}: still failing after try "
+                    f"{action.params.get('attempt')} ({got.message}): isolated, a human "
+                    "alerted, retried slowly", {"service": name, "crashloop": True},
+                    {"was": got.was, "message": got.message,
+                     "attempt": action.params.get("attempt")}), gen.number if gen else 0)
+                details["isolation"] = iso.message
             # the try was made; whether it healed is the crash-loop's verdict (its own
             # growing delay schedules the next), not a failed action to back off
+            verdict = "not made" if got.healthy is None else \
+                "healthy again" if got.healthy else "still failing"
             return Outcome(action, True, f"{action.params.get('phase')} try of {name}: "
-                           f"{'healthy again' if healthy else 'still failing'}",
-                           details={"healthy": healthy})
+                           f"{verdict}", details=details)
+        if action.kind == "isolate" and action.params.get("crashloop"):
+            msg = await orch.crashloop.isolate(name, str(action.evidence.get("was")),
+                                               str(action.evidence.get("message")))
+            return Outcome(action, True, msg)
         strategy = RecoveryStrategy(action.params["strategy"])
         if STRATEGY_ACTION[strategy] != action.kind:
             return Outcome(action, False, f"{strategy.value} is not a {action.kind} action",

@@ -6,8 +6,8 @@ for a revision the desired state no longer has; CrashLoopBackOff once the observ
 inside the budget window exceed the budget; a due crash-loop try with what its failure leads
 to. Per incident awaiting a human: once its approval is decided (approved, rejected, expired,
 cancelled), ``resume`` — the awaited step goes to the Executor again, which takes the approval
-or the rejection, and the ladder goes on. And the global brake as one escalation to a human (see ``controllers/healing_plan.py`` for
-the decisions themselves).
+or the rejection, and the ladder goes on. And the global brake as one escalation to a human
+(see ``controllers/healing_plan.py`` for the decisions themselves).
 
 ``plan_step(view, …)``: the planned Action of an incident's next ladder step, from what was
 observed about it (the untried rest of its ladder, the signature's outcome counts, the services

@@ -11,14 +11,15 @@ The engine decides none of it: it counts restarts (observations) and carries out
 healing controller's pure diff planned — ``plan`` (handed in by ``controllers/healing.py``) is
 asked at every counted restart and plans CrashLoopBackOff through the Executor when the budget
 is exceeded (``enter_planned`` is its act); a due try comes with what its failure leads to
-(``try_once(name, on_failure)``: another back-off try, or isolation).
+(``try_once(name, on_failure)``: another back-off try, or isolation — ``isolate`` then is its
+own Action through the Executor, planned by that decision).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from autonomous.core.backoff import Backoff, BackoffSpec
 from autonomous.self_healing.alerts import HumanAlerts
@@ -30,12 +31,20 @@ from autonomous.self_healing.process_intents import ProcessIntents
 from autonomous.self_healing.recovery_strategies import RecoveryStrategies
 from autonomous.self_healing.verify import HealthCheck
 
-__all__ = ["CrashLoop"]
+__all__ = ["CrashLoop", "Try"]
 
 log = logging.getLogger("atlas.healing.crashloop")
 
 
 Opener = Callable[[ErrorReport], Awaitable[Incident]]
+
+
+class Try(NamedTuple):
+    """One crash-loop try: ``healthy`` None when it was not made (a heal of it runs)."""
+
+    healthy: bool | None
+    was: str  # the phase it was made in
+    message: str
 # service → True when the healing controller planned CrashLoopBackOff for its counted restarts
 Planner = Callable[[str], bool]
 
@@ -152,12 +161,13 @@ class CrashLoop:
             # a due try is planned by the healing controller's diff (an Action through the
             # Executor), not started from here
 
-    async def try_once(self, name: str, on_failure: str) -> bool:
+    async def try_once(self, name: str, on_failure: str) -> Try:
         """One back-off try (or slow retry when isolated): start, verify; a failure leads to
-        what the plan said (``backoff``: another try later; ``isolate``)."""
+        what the plan said (``backoff``: another try later; ``isolate``: the phase becomes
+        isolated and the caller isolates it through the Executor — :meth:`isolate`)."""
         st = self.shared.state(name)
         if st.busy:
-            return False
+            return Try(None, st.phase, "a heal of it is running: not tried")
         st.busy = True
         try:
             svc = self.shared.services()
@@ -169,9 +179,9 @@ class CrashLoop:
             verdict = await self.check.verify_healthy(name, not_pid=old)
             if verdict.ok:
                 self._recovered(name, was, verdict.message)
-                return True
+                return Try(True, was, verdict.message)
             self._failed(name, was, verdict.message, on_failure)
-            return False
+            return Try(False, was, verdict.message)
         finally:
             st.busy = False
 
@@ -207,11 +217,12 @@ class CrashLoop:
         else:
             st.phase = "isolated"
             st.next_at = now + p["isolation"]["slow_retry_seconds"]
-            self.shared.tasks.spawn(self._isolate(name, was, message, inc))
         self.shared.save_state(st)
 
-    async def _isolate(self, name: str, was: str, message: str,
-                       inc: Incident | None) -> None:
+    async def isolate(self, name: str, was: str, message: str) -> str:
+        """The act of a planned crash-loop isolation: keep it stopped (an ``isolate`` intent
+        for the owner) and alert a human; the slow retry comes from the phase's ``next_at``."""
+        inc = self.shared.crash_incidents.get(name)
         res = await self.strategies.isolate_component(
             name, f"{was}: still failing after {self.shared.state(name).attempts} tries",
             incident=inc.id if inc is not None else None)
@@ -227,6 +238,7 @@ class CrashLoop:
             self.rec.save(inc, "escalated", f"isolated and a human alerted: {message}")
         self.ctx.bus.publish("healing.crashloop", service=name, phase="isolated",
                                   message=message)
+        return f"{res.message}; {alert.message}"
 
     def _note(self, inc: Incident | None, strategy: RecoveryStrategy, message: str) -> None:
         if inc is None:

@@ -98,6 +98,9 @@ async def test_crash_loop_backs_off_isolates_alerts_then_slow_retry_recovers(tmp
         await drain(orch)
     assert st.phase == "isolated" and fake.overrides["nexus"]["isolated"] is True
     assert fake.starts - starts_before == 2  # bounded: one start per try, no storm
+    # the isolation the diff planned for the last try's failure is an action of its own
+    assert ctx.store.query("SELECT 1 FROM graph_nodes WHERE type='decision' AND "
+                           "label='isolate Service/nexus'")
     alert = alerts.get_nowait()
     assert alert is not None and alert.topic == "alert.human"
     assert alert.data["service"] == "nexus" and alert.data["graph_link"].startswith("/api/graph")
