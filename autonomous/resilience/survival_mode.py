@@ -10,14 +10,17 @@ resource pressure):
 3. ask for every non-core feature of the services kept running to be off: a ``degrade``
    intent per service (requester ``survival``) for the one owner of feature flags
    (``controllers/features.py``), which turns them off — and off again when a kept service
-   restarts with every feature on (core features are ``ServiceSpec.features.core``); the
-   state reports what the owner really keeps off for those intents;
+   restarts with every feature on (core features are ``ServiceSpec.features.core``). Not
+   waited for: the state reports, at each read, what the owner really keeps off for those
+   intents (``service_features``, ``disabled_features``; ``features_pending`` for the ones
+   not applied yet, with the owner's error);
 4. publish ``survival.entered``; the profile's operator features (evolution, optimizations,
    learning) are reported by ``get_disabled_features`` so those subsystems freeze.
 
-Exiting releases the degrade intents (the owner turns back on what it turned off), persists
-``active: false``, starts the services it stopped and publishes ``survival.exited``. The state survives restarts: a new
-instance reads it from the store, and exit restores from what was persisted.
+Exiting releases survival's degrade intents (the owner turns back on what it turned off),
+persists ``active: false``, starts the services it stopped and publishes ``survival.exited``.
+The state survives restarts: a new instance reads it from the store (the intents persist
+too), and exit restores from what was persisted.
 """
 
 from __future__ import annotations
@@ -38,20 +41,15 @@ REQUESTER = "survival"
 
 class SurvivalMode:
     """``services()`` returns the services facade or None; ``specs()`` the declared services;
-    ``profile()`` the SurvivalProfile spec in force as a dict; ``feature_timeout()`` how long
-    to wait for the feature-flag owner to apply or undo a degrade intent (seconds),
-    ``feature_poll()`` how often to read its result (default: a fortieth of that)."""
+    ``profile()`` the SurvivalProfile spec in force as a dict."""
 
     def __init__(self, *, store: Any, bus: EventBus, clock: Clock,
                  services: Callable[[], Any], specs: Callable[[], dict[str, Any]],
-                 profile: Callable[[], dict[str, Any]],
-                 feature_timeout: Callable[[], float],
-                 feature_poll: Callable[[], float] | None = None) -> None:
+                 profile: Callable[[], dict[str, Any]]) -> None:
         self.store, self.bus, self.clock = store, bus, clock
         self._services, self._specs = services, specs
-        self._profile, self._timeout = profile, feature_timeout
+        self._profile = profile
         self.flags = FeatureFlags(store, clock, bus)
-        self._poll = feature_poll or (lambda: self._timeout() / 40)
 
     # -- queries ---------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -75,12 +73,16 @@ class SurvivalMode:
         if not s.get("active") or "feature_intents" not in s:
             return s
         per: dict[str, list[str]] = {}
+        pending: dict[str, str] = {}
         for name, intent in sorted(s["feature_intents"].items()):
             off = self.flags.off_for(intent, name)
             if off:
                 per[name] = off
+            elif off is None:
+                err = (self.flags.service_state(name) or {}).get("error")
+                pending[name] = f"not applied yet{': ' + err if err else ''}"
         ops = [f for f in s.get("disabled_features", []) if "/" not in f]
-        return {**s, "service_features": per,
+        return {**s, "service_features": per, "features_pending": pending,
                 "disabled_features": ops + [f"{n}/{f}" for n, fs in per.items() for f in fs]}
 
     # -- enter -----------------------------------------------------------------------------
@@ -100,7 +102,7 @@ class SurvivalMode:
         self.store.kv_set(KV_KEY, state)
         await self._stop_services(to_stop, reason, state)
         if profile["disable_service_features"]:
-            await self._features_off(kept, specs, state)
+            self._features_off(kept, specs, state)
         self.store.kv_set(KV_KEY, state)
         self._log("entered", reason, actor, state)
         self.bus.publish("survival.entered", reason=reason, source=source, actor=actor,
@@ -125,24 +127,16 @@ class SurvivalMode:
             except Exception as exc:  # noqa: BLE001 - recorded, the rest still stops
                 state["errors"].append(f"stop {name}: {type(exc).__name__}: {exc}")
 
-    async def _features_off(self, kept: list[str], specs: dict[str, Any], state: dict) -> None:
-        """A degrade intent per kept service with features; wait for the owner's result."""
-        asked = {}
+    def _features_off(self, kept: list[str], specs: dict[str, Any], state: dict) -> None:
+        """A degrade intent per kept service with features. Not waited for: the owner
+        reconciles it, and ``state()`` reports what it keeps off at each read."""
         for name in kept:
             spec = specs[name]
             if spec.features is None or spec.port is None:
                 continue
-            asked[name] = self.flags.degrade(name, requester=REQUESTER,
-                                             reason=f"survival mode: {state['reason']}")
-            state["feature_intents"][name] = asked[name].id
-        self.store.kv_set(KV_KEY, state)  # a crash from here on still releases them on exit
-        for name, intent in asked.items():
-            done = await self.flags.wait_applied(intent, self._timeout(), self._poll())
-            if done.off is None:
-                state["errors"].append(f"features of {name}: {done.error}")
-                continue
-            state["service_features"][name] = done.off
-            state["disabled_features"] += [f"{name}/{f}" for f in done.off]
+            intent = self.flags.degrade(name, requester=REQUESTER,
+                                        reason=f"survival mode: {state['reason']}")
+            state["feature_intents"][name] = intent.id
 
     # -- exit ------------------------------------------------------------------------------
     async def exit_survival_mode(self, reason: str, *, actor: str = "operator",
@@ -152,9 +146,9 @@ class SurvivalMode:
             return self.state()
         state = self.state()
         errors: list[str] = []
-        await self._features_on(errors)
+        released = self._features_on()
         done = {**state, "active": False, "exited_at": self.clock.now(), "exit_reason": reason,
-                "exit_errors": errors}
+                "exit_errors": errors, "features_released": released}
         done.pop("since_iso", None)
         self.store.kv_set(KV_KEY, done)
         facade = self._services()
@@ -172,16 +166,13 @@ class SurvivalMode:
                          restarted_services=state.get("stopped_services", []))
         return self.state()
 
-    async def _features_on(self, errors: list[str]) -> None:
-        """Release every degrade intent of survival; wait until the owner restored them."""
-        held = self.flags.held_by(REQUESTER)
-        for name in sorted({i.service for i in held}):
+    def _features_on(self) -> list[str]:
+        """Release every degrade intent of survival (the owner turns back on what it turned
+        off); the services they were on."""
+        names = sorted({i.service for i in self.flags.held_by(REQUESTER)})
+        for name in names:
             self.flags.release(name, requester=REQUESTER, reason="survival mode exited")
-        for name in sorted({i.service for i in held}):
-            why = await self.flags.wait_restored(
-                name, [i.id for i in held if i.service == name], self._timeout(), self._poll())
-            if why is not None:
-                errors.append(f"features of {name}: {why}")
+        return names
 
     def _log(self, event: str, reason: str, actor: str, details: dict[str, Any]) -> None:
         self.store.execute("INSERT INTO survival_log(ts, event, reason, actor, details) "

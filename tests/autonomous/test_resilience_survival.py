@@ -131,13 +131,15 @@ async def test_survival_stops_non_core_and_turns_features_off_then_restores(stac
     state = await s.facade.enter_survival_mode("operator drill", actor="test")
     assert state["active"] and state["stopped_services"] == ["robot"]
     assert state["kept_services"] == ["nexus"] and state["errors"] == []
-    assert "nexus/planning" in s.facade.get_disabled_features()
     assert {"evolution", "optimizations", "learning"} <= set(s.facade.get_disabled_features())
-    assert await s.features("nexus") == {"motion": True, "heartbeat": True, "planning": False}
-    # asked of the flags' owner: a degrade intent of survival, applied by the owner
+    # asked of the flags' owner: a degrade intent of survival; the state says what is off
+    # only once the owner turned it off
     [it] = IntentStore(s.ctx.store, s.ctx.clock).active("Service/nexus", ("degrade",))
     assert it.requester == "survival" and state["feature_intents"] == {"nexus": it.id}
-    assert state["service_features"] == {"nexus": ["planning"]}
+    await s.until(lambda: _reported_off(s), 10, "survival reports planning off")
+    assert await s.features("nexus") == {"motion": True, "heartbeat": True, "planning": False}
+    st = s.facade.survival.state()
+    assert st["service_features"] == {"nexus": ["planning"]} and st["features_pending"] == {}
     await s.until(lambda: down(s, "robot"), 10, "robot stopped")
     await asyncio.sleep(1.0)  # services controller passes: robot stays down in survival
     assert not await s.up("robot")
@@ -145,8 +147,9 @@ async def test_survival_stops_non_core_and_turns_features_off_then_restores(stac
 
     state = await s.facade.exit_survival_mode("drill over", actor="test")
     assert not state["active"] and state["exit_errors"] == []
-    assert await s.features("nexus") == {"motion": True, "heartbeat": True, "planning": True}
+    assert state["features_released"] == ["nexus"]
     assert IntentStore(s.ctx.store, s.ctx.clock).active(kinds=("degrade",)) == []
+    await s.until(lambda: _planning_is(s, True), 10, "planning back on")
     await s.until(lambda: s.up("robot"), 15, "robot restarted")
     assert s.facade.get_disabled_features() == []
 
@@ -168,12 +171,16 @@ async def test_survival_persists_across_an_operator_restart(stack):
     await s.until(lambda: _reported_off(s), 5, "survival reports planning off")
     await s.facade.exit_survival_mode("restart test over", actor="test")
     await s.until(lambda: s.up("robot"), 15, "robot restarted after exit")
-    assert (await s.features("nexus"))["planning"] is True
+    await s.until(lambda: _planning_is(s, True), 10, "planning back on after exit")
+
+
+async def _planning_is(s: Stack, on: bool) -> bool:
+    f = await s.features("nexus")
+    return f is not None and f["planning"] is on
 
 
 async def _planning_off(s: Stack) -> bool:
-    f = await s.features("nexus")
-    return f is not None and f["planning"] is False
+    return await _planning_is(s, False)
 
 
 async def _reported_off(s: Stack) -> bool:

@@ -1,6 +1,6 @@
 """Feature-flag policy: how the one owner of feature flags (controllers/features.py) talks to a
-service's feature endpoint, and how often a requester reads its result (how long it waits is
-the requester's: healing.verify.timeout_seconds, resilience.survival.feature_timeout_seconds)."""
+service's feature endpoint (a requester that verifies its request waits by its own policy:
+self-healing healing.verify.timeout_seconds / poll_seconds)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,6 @@ __all__ = ["SECTIONS", "FeaturesPolicy"]
 class FeaturesPolicy(Strict):
     http_timeout_seconds: float = Field(gt=0, description="Timeout of one GET / PUT of a "
                                         "service's feature endpoint (spec.features.endpoint)")
-    poll_seconds: float = Field(gt=0, description="How often a waiting requester reads the "
-                                "owner's recorded state")
 
 
 SECTIONS = {"features": FeaturesPolicy}

@@ -155,9 +155,6 @@ class AutoSurvivalPolicy(Strict):
 
 class SurvivalPolicy(Strict):
     profile: str = Field(description="SurvivalProfile resource used")
-    feature_timeout_seconds: float = Field(gt=0, description="How long survival waits for the "
-                                           "feature-flag owner (controllers/features.py) to "
-                                           "apply or undo its degrade intents")
     auto: AutoSurvivalPolicy
 
 
