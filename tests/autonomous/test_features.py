@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from autonomous.core.clock import SystemClock
 from autonomous.feature_flags import FeatureFlags
 from autonomous.intents import IntentStore
+from autonomous.resilience.survival_mode import SurvivalMode
 from autonomous.self_healing.healing_orchestrator import HealingOrchestrator
 from autonomous.testing import copy_default_tree, free_port, make_context
 from controllers.features import (DegradeRequest, DesiredFlags, FeaturesController,
@@ -281,3 +282,30 @@ async def test_healing_degrade_on_a_failing_endpoint_is_not_applicable(make_stac
     assert "feature endpoint" in res.message and "500" in res.message, res.message
     # the request is withdrawn: nothing is left asking for the flags
     assert IntentStore(s.ctx.store, s.ctx.clock).active("Service/nexus", ("degrade",)) == []
+
+
+@pytest.mark.slow
+async def test_survival_and_healing_degrade_one_service_and_each_releases_only_its_own(
+        make_stack):
+    s = await make_stack()
+    specs = lambda: dict(s.ctx.desired.current.services)  # noqa: E731
+    survival = SurvivalMode(store=s.ctx.store, bus=s.ctx.bus, clock=s.ctx.clock,
+                            services=lambda: s.ctx.subsystems.get("services"), specs=specs,
+                            profile=lambda: {"core_services": ["nexus"],
+                                             "disable_service_features": True,
+                                             "disabled_features": []})
+    orch = HealingOrchestrator(s.ctx)
+    state = await survival.enter_survival_mode("drill", actor="test")
+    assert state["stopped_services"] == [] and list(state["feature_intents"]) == ["nexus"]
+    await s.until(lambda: survival.get_disabled_features() == ["nexus/heartbeat",
+                                                               "nexus/planning"], 10,
+                  "survival reports what the owner turned off")
+    res = await orch.strategies.enter_degraded_mode("nexus", "test: slow")
+    assert res.ok and res.details["turned_off"] == ["heartbeat", "planning"]
+    await survival.exit_survival_mode("drill over", actor="test")
+    # healing still wants them off: the owner keeps them off
+    await s.until(lambda: (s.flags.service_state("nexus") or {}).get("intents") ==
+                  [res.details["intent"]], 10, "the owner dropped survival's intent")
+    assert await s.features() == {"motion": True, "heartbeat": False, "planning": False}
+    assert await orch.strategies.exit_degraded_mode("nexus", res.details["previous"])
+    assert await s.features() == ALL_ON
