@@ -62,7 +62,6 @@ from autonomous.testing import (
 )
 from tests.autonomous.crash_rollout import (
     PHASES,
-    Snapshot,
     alive,
     candidate_weight,
     expected_weight,
@@ -309,7 +308,7 @@ def _rollout_after_restart(op: _Operator, data: Path) -> list[str]:
     assert op.proc is not None
     pid = op.proc.pid
 
-    def settled() -> Snapshot | None:
+    def settled() -> bool:
         s = snapshot(data)
         w = candidate_weight(data)
         if s.status == "running":
@@ -318,7 +317,7 @@ def _rollout_after_restart(op: _Operator, data: Path) -> list[str]:
         else:
             ok = s.candidate_pid is None and w is not None and (
                 s.status == "committed" or w[0] == 0)
-        return s if ok else None
+        return ok
     try:
         _wait(settled, 60, "the rollout resumed at its phase's weight, or ended and retired")
     except AssertionError:
