@@ -257,6 +257,7 @@ def crash_run(tmp: Path, operation: str, rng: random.Random) -> RunResult:
                 _wait(lambda: candidate_weight(tmp / "data") == (PHASES[0][1], "nexus-v1-0-0"),
                       60, "the rollout's candidate served at CANARY")
                 kill_after *= 5
+                res.kill_after_s = kill_after
             else:
                 _start_operation(op, operation)
             time.sleep(kill_after)  # the random point of the kill (not a proof of anything)
