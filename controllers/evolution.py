@@ -24,6 +24,7 @@ from autonomous.evolution.probes import paired_round
 from autonomous.evolution.staged_rollout import Action as Step
 from autonomous.evolution.staged_rollout import RolloutState, StagedRollout, decide, weights
 from autonomous.evolution.store import RolloutStore
+from autonomous.evolution.update_set import UpdateSetStore
 from autonomous.resources.kinds.evolution import RolloutSpec
 from autonomous.resources.policy.evolution import EvolutionPolicy, RolloutPolicy
 from autonomous.supervisor.probe_client import ProbeClient
@@ -49,6 +50,8 @@ class RolloutObserved:
     candidate: Samples
     now: float
     rounds: tuple[float, ...] = ()  # per paired probe round: candidate / baseline median
+    hold_commit: bool = False  # a member of an update set: commits when the set releases it
+    abort: str | None = None  # its update set asks for a rollback (another member failed)
 
 
 @dataclass
@@ -88,6 +91,9 @@ def plan(o: RolloutObserved, policy: EvolutionPolicy) -> tuple[Action, ...]:
                        f"→ {o.spec.to_version}", params={"op": "start"}),)
     if o.state.status != "running":
         return ()
+    if o.abort is not None:
+        return (Action("rollback", res, o.abort, params={"op": "rollback", "quarantine": False,
+                                                         "phase": o.state.phase_index}),)
     if not o.candidate_running:
         return (Action("update", res, f"candidate {o.spec.to_version} not running; starting it "
                        f"(phase {o.state.phase_index})", params={"op": "candidate"}),)
@@ -101,6 +107,8 @@ def plan(o: RolloutObserved, policy: EvolutionPolicy) -> tuple[Action, ...]:
         return (Action("rollback", res, d.reason, params={"op": "rollback",
                                                           "phase": o.state.phase_index},
                        evidence=ev),)
+    if d.action is Step.COMMIT and o.hold_commit:
+        return ()
     if d.action in (Step.ADVANCE, Step.COMMIT):
         return (Action("update", res, d.reason, params={"op": d.action.value,
                                                         "phase": o.state.phase_index},
@@ -187,6 +195,7 @@ class EvolutionController(Controller):
         gen = self.ctx.desired.current
         services = gen.services if gen is not None else {}
         quarantined = self.rollouts.quarantined()
+        intents = UpdateSetStore(self.ctx.store).intents()
         out = []
         for name, spec in sorted(specs.items()):
             svc = services.get(spec.service)
@@ -214,7 +223,9 @@ class EvolutionController(Controller):
             out.append(RolloutObserved(name, spec, base_port, rid, state,
                                        (spec.service, spec.to_version) in quarantined,
                                        running, base, cand, self.ctx.clock.now(),
-                                       tuple(c.rounds) if c else ()))
+                                       tuple(c.rounds) if c else (),
+                                       *intents.get((spec.service, spec.to_version),
+                                                    (False, None))))
         return tuple(out)
 
     @staticmethod
@@ -295,6 +306,8 @@ class EvolutionController(Controller):
             if new.status == "committed":  # the desired state follows the committed version
                 ev["desired_state"] = apply_commit(self.ctx, spec)
             self.rollouts.transition(rid, new, str(op), action.reason, now, ev)
+            if action.params.get("quarantine") is False:  # aborted by its set: not its fault
+                self.rollouts.clear_quarantine(spec.service, spec.to_version)
             if new.status != "running":
                 await self._stop_candidate(spec.service)
             elif (c := self.candidates.get(spec.service)) is not None:
