@@ -48,7 +48,7 @@ def api_schema(operator: OperatorProcess) -> schemathesis.BaseSchema:
 schema = schemathesis.pytest.from_fixture("api_schema")
 
 
-SETTINGS = settings(max_examples=5, derandomize=True, deadline=None, database=None,
+SETTINGS = settings(max_examples=25, derandomize=True, deadline=None, database=None,
                     suppress_health_check=list(HealthCheck))
 
 

@@ -83,6 +83,12 @@ def _hub(ctx: Any) -> Any:
     return subsystem(ctx, "telemetry")
 
 
+# "service=nexus,host=a": each key non-blank, no ',' or '=' in a key
+LabelsQuery = Annotated[str | None, Query(
+    pattern=r"^\s*[^=,\s][^=,]*=[^,]*(,\s*[^=,\s][^=,]*=[^,]*)*$",
+    description="Label matchers key=value, comma-separated (e.g. service=nexus)")]
+
+
 def _labels(text: str | None) -> dict[str, str] | None:
     """``"service=nexus,host=a"`` → dict; a malformed pair is a 422 naming it."""
     if not text:
@@ -90,15 +96,15 @@ def _labels(text: str | None) -> dict[str, str] | None:
     out = {}
     for pair in text.split(","):
         key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
+        if not sep or not key.strip(" \t"):
             raise ValidationFailed([Problem("", 0, "query.labels",
                                             f"{pair!r} is not key=value (e.g. service=nexus)")])
-        out[key.strip()] = value.strip()
+        out[key.strip(" \t")] = value.strip(" \t")
     return out
 
 
 @router.get("/metrics", response_model=MetricsOut)
-def get_metrics(ctx: Ctx, name: str | None = None, labels: str | None = None,
+def get_metrics(ctx: Ctx, name: str | None = None, labels: LabelsQuery = None,
                 start: EpochQuery = None, end: EpochQuery = None,
                 step: Annotated[float | None, Query(gt=0, le=366 * 86400)] = None,
                 aggregation: str | None = None, resolution: str = "auto") -> MetricsOut:
