@@ -43,6 +43,7 @@ from autonomous.evolution.probes import paired_round
 from autonomous.evolution.resume import find_orphan, stop_orphan
 from autonomous.evolution.staged_rollout import RolloutState, StagedRollout, weights
 from autonomous.evolution.store import CandidateRecord, RolloutStore
+from autonomous.evolution.update_set import UpdateSetStore
 from autonomous.resources.kinds.evolution import RolloutSpec
 from autonomous.resources.policy.evolution import EvolutionPolicy, RolloutPolicy
 from autonomous.supervisor.probe_client import ProbeClient
@@ -157,6 +158,7 @@ class EvolutionController(Controller):
         gen = self.ctx.desired.current
         services = gen.services if gen is not None else {}
         quarantined = self.rollouts.quarantined()
+        intents = UpdateSetStore(self.ctx.store).intents()
         records = self.rollouts.candidates()
         out = []
         for name, spec in sorted(specs.items()):
@@ -192,7 +194,9 @@ class EvolutionController(Controller):
                                        tuple(c.rounds) if c else (), resumed, orphan,
                                        rec is not None, self._successor_ready(rid, state, svc),
                                        spec.service in self.retiring,
-                                       await self._drained(spec.service)))
+                                       await self._drained(spec.service),
+                                       *intents.get((spec.service, spec.to_version),
+                                                    (False, None))))
         return tuple(out)
 
     def _successor_ready(self, rid: int | None, state: RolloutState | None,
@@ -369,6 +373,8 @@ class EvolutionController(Controller):
             if new.status == "committed":  # the desired state follows the committed version
                 ev["desired_state"] = apply_commit(self.ctx, spec)
             self.rollouts.transition(rid, new, str(op), action.reason, now, ev)
+            if action.params.get("quarantine") is False:  # aborted by its set: not its fault
+                self.rollouts.clear_quarantine(spec.service, spec.to_version)
             if new.status == "rolled_back":  # the old version never stopped serving
                 self._unpublish(spec.service)  # stopped once the gateway no longer routes to it
                 await self._end_orphan(rid)  # a killed operator's: this gateway never had it

@@ -45,6 +45,8 @@ class RolloutObserved:
     successor_ready: bool | None = None
     retiring: bool = False  # left the gateway, its process not yet stopped
     drained: bool = False  # ... and the gateway no longer routes to it
+    hold_commit: bool = False  # a member of an update set: commits when the set releases it
+    abort: str | None = None  # its update set asks for a rollback (another member failed)
 
 
 
@@ -68,6 +70,9 @@ def plan(o: RolloutObserved, policy: EvolutionPolicy) -> tuple[Action, ...]:
                        f"→ {o.spec.to_version}", params={"op": "start"}),)
     if o.state.status != "running":
         return _after_end(o, res)
+    if o.abort is not None:
+        return (Action("rollback", res, o.abort, params={"op": "rollback", "quarantine": False,
+                                                         "phase": o.state.phase_index}),)
     rp = rollout_policy(o.spec, policy)
     phase = rp.phases[min(o.state.phase_index, len(rp.phases) - 1)].name
     if o.resumed and rp.on_operator_restart == "rollback":
@@ -91,6 +96,8 @@ def plan(o: RolloutObserved, policy: EvolutionPolicy) -> tuple[Action, ...]:
         return (Action("rollback", res, d.reason, params={"op": "rollback",
                                                           "phase": o.state.phase_index},
                        evidence=ev),)
+    if d.action is Step.COMMIT and o.hold_commit:
+        return ()
     if d.action in (Step.ADVANCE, Step.COMMIT):
         return (Action("update", res, d.reason, params={"op": d.action.value,
                                                         "phase": o.state.phase_index},
