@@ -31,6 +31,7 @@ from autonomous.core.clock import Clock, SystemClock
 from autonomous.core.errors import Throttled
 from autonomous.resilience import admission_classify, admission_decide
 from autonomous.resilience.admission_decide import Decision
+from autonomous.resilience.admission_lag import LagSampler
 from autonomous.resilience.admission_middleware import AdmissionMiddleware, routes_match
 from autonomous.resilience.admission_queue import Ticket, WaitQueue, Waiter
 from autonomous.resilience.priority_queue import Priority, PriorityQueue
@@ -66,10 +67,13 @@ class Admission:
                                    clock=self.clock, stats_window=q["stats_window"])
         self.throttler = ResourceThrottler(self.policy, clock=self.clock, reader=reader)
         self._refreshed = self.clock.monotonic()
-        self.counts: dict[str, int] = {"admitted": 0, "queued": 0, "shed": 0, "bypassed": 0}
+        self.counts: dict[str, int] = {"admitted": 0, "queued": 0, "shed": 0, "bypassed": 0,
+                                     "shed_lag": 0}
         self.waiting = WaitQueue(self.queue, self.throttler, self.clock, self._lock,
                                  self.counts)
         self.survival_disabled: tuple[str, ...] = ()  # path prefixes shed in survival
+        self.lag = LagSampler(self.policy["loop_lag"])
+        self._lag_credit: dict[Priority, float] = {}
         self.throttler.reading()  # first reading now (imports), not on a request
 
     # -- policy ----------------------------------------------------------------------------
@@ -90,6 +94,7 @@ class Admission:
             self.queue.configure(max_depth=q["max_depth"], aging_seconds=q["aging_seconds"],
                                  stats_window=q["stats_window"])
             self.throttler.update_policy(policy)
+            self.lag.configure(policy["loop_lag"])
 
     # -- classify / decide -----------------------------------------------------------------
     def classify(self, path: str, headers: Mapping[str, str] | None = None,
@@ -98,11 +103,16 @@ class Admission:
         :func:`admission_classify.classify`)."""
         return admission_classify.classify(self.policy["admission"], path, headers, method)
 
-    def decide(self, priority: Priority | None, path: str = "") -> Decision:
-        """Admit, queue or shed, without waiting or taking a slot."""
+    def decide(self, priority: Priority | None, path: str = "",
+               lag_seconds: float | None = None) -> Decision:
+        """Admit, queue or shed, without waiting or taking a slot (``lag_seconds``: the
+        serving loop's measured lag, None when not measured)."""
         with self._lock:
-            return admission_decide.decide(self.policy["admission"], self.throttler,
-                                           self.queue, self.survival_disabled, priority, path)
+            credit = self._lag_credit.get(priority, 0.0) if priority is not None else 0.0
+            return admission_decide.decide(
+                self.policy["admission"], self.throttler, self.queue, self.survival_disabled,
+                priority, path, lag_policy=self.policy["loop_lag"], lag_seconds=lag_seconds,
+                lag_credit=credit)
 
     def _retry_after(self) -> float:
         return float(self.policy["admission"]["shed_retry_after_seconds"])
@@ -113,11 +123,17 @@ class Admission:
         return Throttled(f"{d.priority.name if d.priority else 'request'} shed: {d.reason}",
                          d.retry_after or self._retry_after())
 
-    def _admit_now(self, priority: Priority | None, path: str) -> Ticket | None:
+    def _admit_now(self, priority: Priority | None, path: str,
+                   lag_seconds: float | None = None) -> Ticket | None:
         """Fresh readings, then shed (raises Throttled) or admit at once; None: it must wait
         in the queue."""
         self.refresh()
-        d = self.decide(priority, path)
+        d = self.decide(priority, path, lag_seconds)
+        if priority is not None:
+            with self._lock:
+                self._lag_credit[priority] = d.lag_credit
+                if d.action == "shed" and d.reason.startswith("event loop"):
+                    self.counts["shed_lag"] += 1
         if d.action == "shed":
             raise self._shed(d)
         if priority is None:
@@ -133,8 +149,10 @@ class Admission:
 
     # -- async -----------------------------------------------------------------------------
     async def acquire(self, priority: Priority | None, path: str = "") -> Ticket:
-        """Admit now, or wait in the queue; raises Throttled when shed."""
-        ticket = self._admit_now(priority, path)
+        """Admit now, or wait in the queue; raises Throttled when shed. Runs on the serving
+        loop, whose lag it samples (:class:`LagSampler`) and decides on."""
+        lag = self.lag.touch()
+        ticket = self._admit_now(priority, path, lag)
         if ticket is not None:
             return ticket
         assert priority is not None  # never-shed requests were admitted above
@@ -217,7 +235,7 @@ class Admission:
     def stats(self) -> dict[str, Any]:
         with self._lock:
             return {"counts": dict(self.counts), "queue": self.queue.get_queue_stats(),
-                    "throttling": self.throttler.get_stats()}
+                    "throttling": self.throttler.get_stats(), "loop_lag": self.lag.stats()}
 
 
 def _set_once(fut: asyncio.Future[None]) -> None:
