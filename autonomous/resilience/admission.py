@@ -73,6 +73,7 @@ class Admission:
                                  self.counts)
         self.survival_disabled: tuple[str, ...] = ()  # path prefixes shed in survival
         self.lag = LagSampler(self.policy["loop_lag"])
+        self._classify = admission_classify.ClassifyCache()
         self._lag_credit: dict[Priority, float] = {}
         self.throttler.reading()  # first reading now (imports), not on a request
 
@@ -101,7 +102,7 @@ class Admission:
                  method: str = "") -> Priority | None:
         """Priority of a request; None for never-shed paths (see
         :func:`admission_classify.classify`)."""
-        return admission_classify.classify(self.policy["admission"], path, headers, method)
+        return self._classify.classify(self.policy["admission"], path, headers, method)
 
     def decide(self, priority: Priority | None, path: str = "",
                lag_seconds: float | None = None) -> Decision:

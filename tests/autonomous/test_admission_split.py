@@ -163,3 +163,22 @@ def test_middleware_sheds_low_with_429_before_the_route_or_body(served):
         assert got == [200] and hits == {"slow": 1, "work": 1}
         # the middleware releases once the response is sent: wait for that, not a sleep
         wait_for(lambda: adm.throttler.in_flight == 0, "every slot released")
+
+
+def test_classify_cache_answers_like_classify_and_stays_bounded():
+    from autonomous.resilience.admission_classify import ClassifyCache
+
+    adm = base_policy()["admission"]
+    cache = ClassifyCache(size=3)
+    cases = [("/api/reconcile/status", {"x-atlas-priority": "LOW"}, "GET"),
+             ("/api/telemetry/alerts", {}, "GET"), ("/api/telemetry/alerts", {}, "POST"),
+             ("/api/evolution/proposals", {"x-atlas-priority": "critical"}, "GET"),
+             ("/api/evolution/proposals", {"x-atlas-priority": "nope"}, "GET"),
+             ("/api/evolution/proposals", {}, "GET"), ("/somewhere", {}, "PUT")]
+    for _ in range(2):  # the second round answers from the cache
+        for path, headers, method in cases:
+            assert cache.classify(adm, path, headers, method) == \
+                classify(adm, path, headers, method), (path, headers, method)
+    assert len(cache._paths) <= 3
+    changed = {**adm, "default_priority": "HIGH"}  # a new policy section: nothing stale
+    assert cache.classify(changed, "/somewhere", {}, "PUT") is Priority.HIGH
