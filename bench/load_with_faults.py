@@ -131,7 +131,22 @@ async def faults(stack: Stack, seconds: float, every: float, hold: float,
             await asyncio.to_thread(stack.post_fault, "nexus", None, True)
 
 
-async def rss_sampler(pid: int, seconds: float, out: list[tuple[float, float]]) -> None:
+def anon_mib(pid: int) -> float | None:
+    """``RssAnon`` of ``pid`` in MiB (Linux /proc): resident memory no file backs — heap,
+    arenas, stacks. RSS also counts the store's memory-mapped database pages (SQLite
+    ``mmap_size``), which grow with the database file and are the OS page cache's, not a
+    leak; None where /proc has no such line."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+async def rss_sampler(pid: int, seconds: float, out: list[tuple[float, float]],
+                      anon: list[tuple[float, float]] | None = None) -> None:
     proc = psutil.Process(pid)
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < seconds:
@@ -139,6 +154,9 @@ async def rss_sampler(pid: int, seconds: float, out: list[tuple[float, float]]) 
             out.append((time.perf_counter() - t0, proc.memory_info().rss / 2**20))
         except psutil.NoSuchProcess:
             return
+        a = anon_mib(pid)
+        if anon is not None and a is not None:
+            anon.append((time.perf_counter() - t0, a))
         await asyncio.sleep(1.0)
 
 
@@ -179,6 +197,20 @@ def report_wrk(loaded: list[WrkResult], unloaded: list[WrkResult]) -> None:
               f"{_ms(r.p999):>9}   {_ms(u.p50 if u else None)} / {_ms(u.p99 if u else None)}")
 
 
+def admission_state(stack: Stack) -> dict:
+    """The operator's own account of admission after the run (queue counts, the in-flight
+    limit, the latency baseline and target it followed); {} when it cannot be read."""
+    try:
+        q = stack.api.get("/api/resilience/queue").json()
+        t = stack.api.get("/api/resilience/throttling").json()
+    except (httpx.HTTPError, ValueError):
+        return {}
+    c = t.get("concurrency", {})
+    return {"counts": q.get("counts"), "limit": c.get("limit"),
+            "latency_baseline_ms": t.get("latency_baseline_ms"),
+            "latency_target_ms": t.get("latency_target_ms"), "loop_lag": t.get("loop_lag")}
+
+
 def _ms(v: float | None) -> str:
     return "n/a" if v is None else f"{v * 1000:.1f}ms"
 
@@ -201,6 +233,7 @@ async def run(args: argparse.Namespace) -> None:
               f"{args.fault_every:.0f} s\n")
         svc: list[tuple[str, bool, float]] = []
         rss: list[tuple[float, float]] = []
+        anon: list[tuple[float, float]] = []
         flog: list[str] = []
         assert stack.proc is not None
         urls = [stack.url(s, "/api/work?ms=1") for s in ("nexus", "robot")]
@@ -208,17 +241,24 @@ async def run(args: argparse.Namespace) -> None:
             run_phases(base, phases(rate), args.seconds, args.timeout),
             service_load(urls, args.seconds, svc),
             faults(stack, args.seconds, args.fault_every, args.fault_for, flog),
-            rss_sampler(stack.proc.pid, args.seconds, rss))
+            rss_sampler(stack.proc.pid, args.seconds, rss, anon))
         print("API under load with faults (per priority, wrk), beside the same run unloaded:")
         report_wrk(api, unloaded)
         report("sample services (20 req/s each, faults injected into nexus):", svc, urls)
+        adm = await asyncio.to_thread(admission_state, stack)
+        print(f"operator admission: {adm}")
         crit = next(r for r in api if r.priority == "CRITICAL")
         succ = 100 * (crit.success or 0.0)
         p99 = None if crit.p99 is None else crit.p99 * 1000
         slope = slope_mb_per_min(rss)
+        anon_slope = slope_mb_per_min(anon)
         print(f"\nfaults injected: {len(flog)} ({', '.join(f.split()[1] for f in flog)})")
         print(f"operator RSS {rss[0][1]:.0f} → {rss[-1][1]:.0f} MiB; slope over the second "
               f"half {slope if slope is None else round(slope, 2)} MiB/min")
+        if anon:
+            print(f"operator anonymous RSS (heap, no file pages) {anon[0][1]:.0f} → "
+                  f"{anon[-1][1]:.0f} MiB; slope over the second half "
+                  f"{anon_slope if anon_slope is None else round(anon_slope, 2)} MiB/min")
         bar_p99 = None if ref is None else 2 * ref
         print(f"bar: CRITICAL success {succ:.3f} % (≥ 99.9 %), p99 "
               f"{p99 if p99 is None else round(p99, 1)} ms (≤ 2x unloaded = "
@@ -227,6 +267,7 @@ async def run(args: argparse.Namespace) -> None:
             "critical_success_percent": round(succ, 3),
             "critical_p99_ms": None if p99 is None else round(p99, 1),
             "rss_slope_mib_per_min": None if slope is None else round(slope, 3),
+            "anon_rss_slope_mib_per_min": None if anon_slope is None else round(anon_slope, 3),
             "faults_injected": len(flog), "offered_rps": round(rate),
             "per_priority": {r.priority: {
                 "success": r.success, "p50_ms": r.p50 and round(r.p50 * 1000, 1),
@@ -235,7 +276,7 @@ async def run(args: argparse.Namespace) -> None:
                 for r in api},
         }, {"unloaded_critical_p99_ms": None if ref is None else round(ref, 1)},
             {"quick": args.quick, "seconds": args.seconds, "overload": args.overload,
-             "api_capacity_rps": round(cap), "faults": flog,
+             "api_capacity_rps": round(cap), "faults": flog, "admission": adm,
              "peer": "the same operator unloaded, measured first in this run"})
     finally:
         stack.stop()

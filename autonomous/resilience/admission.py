@@ -2,7 +2,9 @@
 
 Split by responsibility: :mod:`admission_classify` (path + headers → priority),
 :mod:`admission_decide` (admit / queue / shed from what is observed now),
-:mod:`admission_queue` (waiters and grants), :mod:`admission_middleware` (ASGI, 429). This
+:mod:`admission_lag` (the serving event loop's measured lag, and the share of each sheddable
+priority to shed at it), :mod:`admission_queue` (waiters and grants),
+:mod:`admission_middleware` (ASGI, 429). This
 module holds the framework-neutral, thread-safe core, :class:`Admission`:
 
 * ``classify(path, headers)`` → a :class:`Priority`, or None for never-shed paths (health
