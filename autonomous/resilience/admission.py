@@ -161,7 +161,7 @@ class Admission:
         assert priority is not None  # never-shed requests were admitted above
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
-        waiter = Waiter(lambda: loop.call_soon_threadsafe(_set_once, fut))
+        waiter = Waiter(lambda: _wake(loop, fut))
         self.waiting.enqueue(priority, waiter, path)
         wait = self.policy["admission"]["max_wait_seconds"][priority.name]
         try:
@@ -239,6 +239,19 @@ class Admission:
         with self._lock:
             return {"counts": dict(self.counts), "queue": self.queue.get_queue_stats(),
                     "throttling": self.throttler.get_stats(), "loop_lag": self.lag.stats()}
+
+
+def _wake(loop: asyncio.AbstractEventLoop, fut: asyncio.Future[None]) -> None:
+    """Wake a waiter from any thread: on its own loop without the self-pipe write that
+    ``call_soon_threadsafe`` costs (a grant is usually made by a release on that loop)."""
+    try:
+        here = asyncio.get_running_loop()
+    except RuntimeError:
+        here = None
+    if here is loop:
+        loop.call_soon(_set_once, fut)
+    else:
+        loop.call_soon_threadsafe(_set_once, fut)
 
 
 def _set_once(fut: asyncio.Future[None]) -> None:

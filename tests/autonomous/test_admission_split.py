@@ -182,3 +182,27 @@ def test_classify_cache_answers_like_classify_and_stays_bounded():
     assert len(cache._paths) <= 3
     changed = {**adm, "default_priority": "HIGH"}  # a new policy section: nothing stale
     assert cache.classify(changed, "/somewhere", {}, "PUT") is Priority.HIGH
+
+
+def test_a_waiter_is_woken_by_a_release_on_its_loop_or_from_a_thread():
+    pol = base_policy(concurrency={"initial": 1, "min": 1, "max": 1, "critical_reserved": 0})
+    adm = Admission(lambda: pol, reader=quiet)
+
+    async def main() -> None:
+        held = await adm.acquire(Priority.HIGH, "/x")
+        waiting = asyncio.create_task(adm.acquire(Priority.HIGH, "/x"))
+        while len(adm.queue) == 0:  # the second request is queued behind the held slot
+            await asyncio.sleep(0)
+        adm.release(held)  # on the waiter's loop: call_soon, no self-pipe
+        second = await asyncio.wait_for(waiting, 5)
+        waiting = asyncio.create_task(adm.acquire(Priority.HIGH, "/x"))
+        while len(adm.queue) == 0:
+            await asyncio.sleep(0)
+        t = threading.Thread(target=adm.release, args=(second,))
+        t.start()  # from another thread: call_soon_threadsafe
+        third = await asyncio.wait_for(waiting, 5)
+        t.join(5)
+        adm.release(third)
+
+    asyncio.run(main())
+    assert adm.throttler.in_flight == 0 and adm.counts["admitted"] == 3
