@@ -254,3 +254,16 @@ def test_busy_loop_sheds_low_with_429_and_serves_critical(served):
                          headers={"x-atlas-priority": "LOW"}).status_code == 200
 
         wait_for(low_admitted, "LOW admitted again once the loop is calm")
+
+
+def test_loop_lag_policy_rejects_thresholds_out_of_order():
+    from pydantic import ValidationError
+
+    from autonomous.resources.policy.resilience import LoopLagPolicy
+
+    assert LoopLagPolicy.model_validate(LAG).shed_all_ms.LOW == 10
+    bad = {**LAG, "shed_all_ms": {"HIGH": 40, "MEDIUM": 20, "LOW": 2}}
+    with pytest.raises(ValidationError, match="shed_all_ms.LOW must be above shed_from_ms.LOW"):
+        LoopLagPolicy.model_validate(bad)
+    with pytest.raises(ValidationError, match="sample_interval_ms"):
+        LoopLagPolicy.model_validate({**LAG, "sample_interval_ms": 0})
