@@ -23,7 +23,9 @@ from autonomous.testing import default_root, free_port, wait_for
 def base_policy(**over: dict) -> dict:
     from autonomous.resources.loader import load_tree
 
-    p = load_tree(default_root()).tree.policies["governed"]["resilience"]
+    tree = load_tree(default_root()).tree
+    assert tree is not None
+    p = tree.policies["governed"]["resilience"]
     for section, values in over.items():
         p[section] = {**p[section], **values}
     return p
