@@ -65,7 +65,7 @@ class ResilienceFacade:
         adm = self.admission()
         if adm is None:
             return {"installed": False, "reason": "admission middleware not installed"}
-        return {"installed": True, **adm.throttler.get_stats()}
+        return {"installed": True, **adm.throttler.get_stats(), "loop_lag": adm.lag.stats()}
 
     # -- survival --------------------------------------------------------------------------
     def _profile(self) -> dict[str, Any]:
