@@ -248,6 +248,13 @@ async def run(args: argparse.Namespace) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-load-faults-"))
     stack = Stack(tmp)
     try:
+        if args.loop_lag:  # opt-in in the policy; the bench turns it on in its own tree
+            pol = stack.root / "policies" / "resilience.yaml"
+            text = pol.read_text()
+            if "        enabled: false" not in text:
+                raise SystemExit(f"{pol}: resilience.loop_lag.enabled not found")
+            pol.write_text(text.replace("        enabled: false", "        enabled: true", 1))
+        print(f"loop-lag shedding: {'on' if args.loop_lag else 'off (the default)'}")
         stack.start()
         base = f"http://127.0.0.1:{stack.api_port}"
         cap = await capacity(base, 10, args.timeout)
@@ -316,6 +323,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=300.0)
     ap.add_argument("--quick", action="store_true", help="60 s")
+    ap.add_argument("--loop-lag", action="store_true",
+                    help="turn on shedding on the serving loop's lag (policy "
+                         "resilience.loop_lag, off by default)")
     ap.add_argument("--overload", type=float, default=3.0)
     ap.add_argument("--timeout", type=float, default=2.0)
     ap.add_argument("--fault-every", type=float, default=20.0)
