@@ -74,19 +74,24 @@ def fallback_routes(intents: list[Intent], services: dict[str, Any]
 
 
 def fronts_for(services: dict[str, Any], rollouts: dict[str, Any] | None = None,
-               fallbacks: dict[str, tuple[str, str]] | None = None) -> tuple[Front, ...]:
+               fallbacks: dict[str, tuple[str, str]] | None = None,
+               standbys: dict[str, tuple[int, ...]] | None = None) -> tuple[Front, ...]:
     """Fronts from the Services; a running rollout's candidate (``version``, ``port``,
     ``weight``, ``device_version``: see controllers/evolution.py) adds its weighted backend;
-    a standing fallback (``fallback_routes``) sends the whole front to the fallback."""
+    a standing fallback (``fallback_routes``) sends the whole front to the fallback;
+    ``standbys`` (service → ports of its ready standby instances, from the services
+    controller) are more servers of the running version's backend (a candidate gets none)."""
     out = []
     for name, spec in sorted(services.items()):
         if spec.traffic is None or spec.port is None:
             continue
         c = (rollouts or {}).get(name)
-        backends: tuple[Backend, ...] = (Backend(spec.version, spec.port, 100, spec.host),)
+        warm = tuple(sorted((standbys or {}).get(name, ())))
+        backends: tuple[Backend, ...] = (Backend(spec.version, spec.port, 100, spec.host,
+                                                 warm),)
         device = spec.version
         if c is not None and c.version != spec.version:
-            backends = (Backend(spec.version, spec.port, 100 - c.weight, spec.host),
+            backends = (Backend(spec.version, spec.port, 100 - c.weight, spec.host, warm),
                         Backend(c.version, c.port, c.weight))
             device = c.device_version or spec.version
         fb = (fallbacks or {}).get(name)
@@ -102,7 +107,8 @@ class GatewayController(Controller):
     subsystem = "evolution"
     order = 15
     # intent.*: a fallback intent requested or released switches a front's router
-    watches: tuple[str, ...] = ("desired.", "evolution.", "intent.")
+    # standby.*: a standby instance became ready / not ready / exited (load balancer servers)
+    watches: tuple[str, ...] = ("desired.", "evolution.", "intent.", "standby.")
 
     def __init__(self, ctx: Any) -> None:
         super().__init__(ctx)
@@ -135,8 +141,12 @@ class GatewayController(Controller):
         gen = self.ctx.desired.current
         fallbacks = (fallback_routes(self.intents.active(kinds=("fallback",)), gen.services)
                      if gen is not None else {})
-        fronts = (fronts_for(gen.services, self.ctx.subsystems.get("rollouts"), fallbacks)
-                  if gen is not None else ())
+        svc = self.ctx.subsystems.get("services")
+        standbys = ({n: svc.standby_ports(n) for n, s in gen.services.items()
+                     if s.standby is not None}
+                    if gen is not None and svc is not None else {})
+        fronts = (fronts_for(gen.services, self.ctx.subsystems.get("rollouts"), fallbacks,
+                             standbys) if gen is not None else ())
         if fronts and not self.metrics_port:
             self.metrics_port = _free_port()
         t = self.traefik
