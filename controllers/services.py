@@ -178,16 +178,22 @@ class ServicesController(Controller):
             elif survival.get("active") and not spec.core and \
                     name not in survival.get("kept_services", []):
                 why = "survival"
+            # a healing pause intent (a crash-looping active held back) keeps the warm
+            # standby serving: that is what it is for; isolation, a human pause and survival
+            # stop it with the service
+            sb_why = why
             why = why or intent_why
             out[name] = DesiredService(name, spec, h, why is None, why, rolled_back, restart)
             if spec.standby is not None:
+                sb_why = sb_why or (intent_why if intent_why != "paused" else None)
                 ports = ports if ports is not None else assign_ports(self.ctx.store,
                                                                      gen.services)
                 for i in range(1, spec.standby.instances + 1):
                     inst = instance_name(name, i)
                     # the same revision as the active (follows its desired revision)
                     out[inst] = DesiredService(inst, standby_spec(spec, ports[inst]), h,
-                                               why is None, why, rolled_back, None, name)
+                                               sb_why is None, sb_why, rolled_back, None,
+                                               name)
         self._desired = out
         return out
 
