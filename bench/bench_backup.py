@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from autonomous.resilience.backup_chunks import EngineParams
+from autonomous.backup.chunks import EngineParams
 from autonomous.resilience.disaster_recovery import DisasterRecovery
 from autonomous.resources.loader import load_tree
 from bench._common import write_result  # noqa: E402

@@ -37,7 +37,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 import yaml
-from _common import ROOT, free_port, wait_http  # noqa: I001
+from _common import ROOT, free_port, wait_http, write_result  # noqa: I001
 
 from autonomous.evolution.metrics_comparator import Samples, Verdict, compare
 from autonomous.evolution.probes import Round, paired_round
@@ -178,12 +178,30 @@ def main() -> None:
     rules = [Rule("judge", pol.judge), Rule("judge without round gate", pol.judge, False),
              Rule("fixed 1.2× p50 rule", None)]
     print(f"{'':34s}{'false rollbacks (identical)':>30s}{'detected (+50 % latency)':>28s}")
+    rates: dict[str, dict[str, object]] = {}
     for rule in rules:
         fp, why = replay(rule, pool, pol, 1.0, runs, seed=11)
         tp, _ = replay(rule, pool, pol, 1.5, runs, seed=101)
+        rates[rule.name] = {"false_rollback_rate": fp, "detection_rate": tp,
+                            "false_rollback_reasons": dict(why)}
         print(f"{rule.name:34s}{fp:>30.1%}{tp:>28.1%}"
               + (f"   false: {', '.join(f'{k} {n}' for k, n in why.most_common())}"
                  if why else ""))
+    ours = rates["judge"]
+    path = write_result(
+        "bench_rollout",
+        {"false_rollback_rate": ours["false_rollback_rate"],
+         "detection_rate_50pct_latency": ours["detection_rate"],
+         "false_rollback_reasons": ours["false_rollback_reasons"],
+         "baseline_median_ms": statistics.median(flat),
+         "candidate_over_baseline_per_process": per_proc},
+        {name: r for name, r in rates.items() if name != "judge"},
+        {"quick": args.quick, "gap_seconds": args.gap, "candidate_processes": cands,
+         "rounds_per_candidate": rounds, "rollouts_per_case": runs, "probes_per_round": PROBES,
+         "reconcile_interval_seconds": INTERVAL_S,
+         "phases": [p.model_dump() for p in pol.rollout.phases],
+         "goals": {"false_rollback_rate": "< 0.01", "detection_rate_50pct_latency": "> 0.9"}})
+    print(f"result: {path}")
 
 
 if __name__ == "__main__":

@@ -14,16 +14,21 @@ Candidates and their weights are published as ``ctx.subsystems["rollouts"]`` for
 
 from __future__ import annotations
 
+import asyncio
+import os
 import socket
 from dataclasses import dataclass, field
 from typing import Any
 
+import psutil
+
 from autonomous.evolution.changelog import append_entry, entry
 from autonomous.evolution.metrics_comparator import Samples, compare
 from autonomous.evolution.probes import paired_round
+from autonomous.evolution.resume import find_orphan, stop_orphan
 from autonomous.evolution.staged_rollout import Action as Step
 from autonomous.evolution.staged_rollout import RolloutState, StagedRollout, decide, weights
-from autonomous.evolution.store import RolloutStore
+from autonomous.evolution.store import CandidateRecord, RolloutStore
 from autonomous.resources.kinds.evolution import RolloutSpec
 from autonomous.resources.policy.evolution import EvolutionPolicy, RolloutPolicy
 from autonomous.supervisor.probe_client import ProbeClient
@@ -32,6 +37,7 @@ from autonomous.evolution.proposals import OPEN, ProposalStore
 from controllers.base import Action, Controller, Outcome
 from controllers.evolution_proposals import (ProposalObserved, act_proposal, apply_commit,
                                              plan_proposal, rollout_specs)
+from controllers.evolution_vetting import restore_after_rollback
 
 __all__ = ["CONTROLLERS", "Candidate", "EvolutionController", "RolloutObserved", "plan"]
 
@@ -49,6 +55,10 @@ class RolloutObserved:
     candidate: Samples
     now: float
     rounds: tuple[float, ...] = ()  # per paired probe round: candidate / baseline median
+    # the candidate on record was started by another operator process: this one restarted
+    # mid-rollout; orphan_pid: that candidate still runs (identity: pid, create time, argv)
+    resumed: bool = False
+    orphan_pid: int | None = None
 
 
 @dataclass
@@ -72,7 +82,10 @@ def _free_port() -> int:
 
 
 def _policy(spec: RolloutSpec, policy: EvolutionPolicy) -> RolloutPolicy:
-    return RolloutPolicy(phases=spec.phases) if spec.phases is not None else policy.rollout
+    if spec.phases is None:
+        return policy.rollout
+    return RolloutPolicy(phases=spec.phases,
+                         on_operator_restart=policy.rollout.on_operator_restart)
 
 
 def plan(o: RolloutObserved, policy: EvolutionPolicy) -> tuple[Action, ...]:
@@ -88,10 +101,20 @@ def plan(o: RolloutObserved, policy: EvolutionPolicy) -> tuple[Action, ...]:
                        f"→ {o.spec.to_version}", params={"op": "start"}),)
     if o.state.status != "running":
         return ()
-    if not o.candidate_running:
-        return (Action("update", res, f"candidate {o.spec.to_version} not running; starting it "
-                       f"(phase {o.state.phase_index})", params={"op": "candidate"}),)
     rp = _policy(o.spec, policy)
+    phase = rp.phases[min(o.state.phase_index, len(rp.phases) - 1)].name
+    if o.resumed and rp.on_operator_restart == "rollback":
+        return (Action("rollback", res, f"{phase}: the operator restarted mid-rollout "
+                       "(policy rollout.on_operator_restart: rollback)",
+                       params={"op": "rollback", "phase": o.state.phase_index}, evidence=ev),)
+    if o.orphan_pid is not None:
+        return (Action("stop", res, f"{phase}: candidate pid {o.orphan_pid} was left by the "
+                       "killed operator; stopping it (a fresh candidate resumes the phase)",
+                       params={"op": "orphan", "pid": o.orphan_pid}),)
+    if not o.candidate_running:
+        why = "resuming after an operator restart" if o.resumed else "not running"
+        return (Action("update", res, f"{phase}: candidate {o.spec.to_version} {why}; "
+                       f"starting it (phase {o.state.phase_index})", params={"op": "candidate"}),)
     verdict = compare(o.baseline, o.candidate, policy.judge, o.rounds)
     d = decide(o.state, o.now, verdict, rp)
     ev |= {"verdict": verdict.verdict.value, "score": verdict.score,
@@ -187,6 +210,7 @@ class EvolutionController(Controller):
         gen = self.ctx.desired.current
         services = gen.services if gen is not None else {}
         quarantined = self.rollouts.quarantined()
+        records = self.rollouts.candidates()
         out = []
         for name, spec in sorted(specs.items()):
             svc = services.get(spec.service)
@@ -211,10 +235,14 @@ class EvolutionController(Controller):
                 await self._pair(c, base_port, spec.probe_path, spec.probes_per_observe)
             base = Samples.of(c.lat["base"], c.err["base"]) if c else Samples.of([])
             cand = Samples.of(c.lat["cand"], c.err["cand"]) if c else Samples.of([])
+            rec = records.get(rid) if rid is not None else None
+            resumed = rec is not None and rec.operator_pid != os.getpid()
+            orphan = (await asyncio.to_thread(find_orphan, rec)
+                      if rec is not None and resumed else None)
             out.append(RolloutObserved(name, spec, base_port, rid, state,
                                        (spec.service, spec.to_version) in quarantined,
                                        running, base, cand, self.ctx.clock.now(),
-                                       tuple(c.rounds) if c else ()))
+                                       tuple(c.rounds) if c else (), resumed, orphan))
         return tuple(out)
 
     @staticmethod
@@ -226,12 +254,20 @@ class EvolutionController(Controller):
         return tuple(a for o in observed for a in (
             plan(o, policy) if isinstance(o, RolloutObserved) else plan_proposal(o)))
 
-    async def _start_candidate(self, spec: RolloutSpec, state: RolloutState,
+    async def _start_candidate(self, rid: int, spec: RolloutSpec, state: RolloutState,
                                rp: RolloutPolicy) -> int:
+        await self._end_orphan(rid)
         port = _free_port()
         argv = [a.replace("{port}", str(port)) for a in spec.command]
-        await self.procs.start(f"{spec.service}@{spec.to_version}", argv,
-                               env={**spec.env, "PORT": str(port)})
+        info = await self.procs.start(f"{spec.service}@{spec.to_version}", argv,
+                                      env={**spec.env, "PORT": str(port)})
+        try:
+            ctime = psutil.Process(info.pid).create_time()
+        except psutil.Error:  # already gone: the next observe restarts it
+            ctime = 0.0
+        self.rollouts.record_candidate(CandidateRecord(
+            rid, spec.service, spec.to_version, info.pid, ctime, port, tuple(argv),
+            os.getpid(), self.ctx.clock.now()))
         c = Candidate(spec.service, spec.to_version, port, phase_index=state.phase_index)
         c.weight, c.device_version = weights(state, rp)
         self.candidates[spec.service] = c
@@ -242,6 +278,17 @@ class EvolutionController(Controller):
         c = self.candidates.pop(service, None)
         if c is not None:
             await self.procs.stop(f"{service}@{c.version}", 5.0)
+
+    async def _end_orphan(self, rid: int) -> int | None:
+        """Stop the candidate of rollout ``rid`` a previous operator left running (identity
+        checked again here); the pid stopped, if any."""
+        rec = self.rollouts.candidates().get(rid)
+        if rec is None or rec.operator_pid == os.getpid():
+            return None
+        pid = await asyncio.to_thread(find_orphan, rec)
+        if pid is not None:
+            await asyncio.to_thread(stop_orphan, pid, 5.0)
+        return pid
 
     def _announce(self, rid: int, state: RolloutState, op: str, reason: str,
                   evidence: dict[str, Any], now: float) -> None:
@@ -276,15 +323,21 @@ class EvolutionController(Controller):
                                              now)
                 rid = self.rollouts.create(state, now)
                 self._announce(rid, state, "start", action.reason, {}, now)
-                port = await self._start_candidate(spec, state, rp)
+                port = await self._start_candidate(rid, spec, state, rp)
                 return Outcome(action, True, f"rollout started; candidate on port {port}")
             latest = self.rollouts.latest(spec.service, spec.to_version)
             if latest is None or latest[1].status != "running":
                 return Outcome(action, False, "no running rollout", permanent=True)
             rid, state = latest
             if op == "candidate":
-                port = await self._start_candidate(spec, state, rp)
+                port = await self._start_candidate(rid, spec, state, rp)
                 return Outcome(action, True, f"candidate restarted on port {port}")
+            if op == "orphan":
+                pid = await self._end_orphan(rid)
+                self.rollouts.note(rid, "orphan", state.phase_index, action.reason, now,
+                                   {"pid": action.params.get("pid"), "stopped": pid})
+                return Outcome(action, True, f"left-over candidate pid {pid} stopped"
+                               if pid is not None else "left-over candidate already gone")
             if op == "rollback":
                 new = engine.rollback_phase(state, action.reason)
             elif op in ("advance", "commit"):
@@ -297,6 +350,13 @@ class EvolutionController(Controller):
             self.rollouts.transition(rid, new, str(op), action.reason, now, ev)
             if new.status != "running":
                 await self._stop_candidate(spec.service)
+                await self._end_orphan(rid)
+                self.rollouts.forget_candidate(rid)
+                if new.status == "rolled_back":  # the candidate is gone: put the data back
+                    data = await restore_after_rollback(self.ctx, name, spec.service,
+                                                        action.reason)
+                    if data is not None:
+                        ev["data_restore"] = data
             elif (c := self.candidates.get(spec.service)) is not None:
                 c.weight, c.device_version = weights(new, rp)
             self.ctx.bus.publish("evolution.rollout", service=spec.service, status=new.status,

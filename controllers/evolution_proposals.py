@@ -22,6 +22,7 @@ from autonomous.evolution.proposals import PatchConflict, ProposalRow, ProposalS
     patch_service
 from autonomous.resources.kinds.evolution import RolloutSpec
 from controllers.base import Action, Outcome
+from controllers.evolution_vetting import candidate_argv, vet_proposal
 
 __all__ = ["ProposalObserved", "apply_commit", "plan_proposal", "rollout_specs"]
 
@@ -66,11 +67,6 @@ def plan_proposal(o: ProposalObserved) -> tuple[Action, ...]:
     return ()
 
 
-def _candidate_argv(command: list[str], port: int | None) -> list[str]:
-    """The Service's own port in its argv becomes the candidate's ``{port}``."""
-    return ["{port}" if port is not None and a == str(port) else a for a in command]
-
-
 def rollout_specs(rows: list[ProposalRow], services: dict[str, Any]
                   ) -> dict[str, RolloutSpec]:
     """A RolloutSpec per ``rolling_out`` proposal (named ``proposal-<id>``)."""
@@ -81,7 +77,7 @@ def rollout_specs(rows: list[ProposalRow], services: dict[str, Any]
             continue
         out[f"proposal-{r.id}"] = RolloutSpec.model_validate({
             "service": r.service, "from_version": r.current, "to_version": r.version,
-            "command": _candidate_argv(r.command or list(svc.command), svc.port),
+            "command": candidate_argv(r.command or list(svc.command), svc.port),
             "env": dict(svc.env)})
     return out
 
@@ -121,8 +117,17 @@ async def act_proposal(ctx: Any, store: ProposalStore, action: Action) -> Outcom
     res = gen.tree.resources.get(("Service", row.service)) if gen is not None else None
     if res is None:
         return Outcome(action, False, f"{row.service} is not declared", permanent=True)
+    vetting = await vet_proposal(ctx, row, res.spec)
+    now = ctx.clock.now()
+    if not vetting.ok:
+        store.set_state(pid, "failed", f"checks failed: {vetting.summary}", now)
+        return Outcome(action, False, f"proposal {pid}: checks failed: {vetting.summary}",
+                       permanent=True)
+    if vetting.snapshot is not None and vetting.repository is not None:
+        store.set_snapshot(pid, row.service, vetting.snapshot, vetting.repository, now)
     if res.spec.traffic is not None:
-        store.set_state(pid, "rolling_out", f"staged rollout of {row.version}", now)
+        store.set_state(pid, "rolling_out", f"staged rollout of {row.version} (checks passed: "
+                        f"{vetting.summary})", now)
         ctx.trigger("evolution")
         return Outcome(action, True, f"proposal {pid}: staged rollout of {row.service} "
                        f"{row.version}")
@@ -135,5 +140,6 @@ async def act_proposal(ctx: Any, store: ProposalStore, action: Action) -> Outcom
         store.set_state(pid, "failed", str(e), now)
         return Outcome(action, False, f"proposal {pid}: {e}", permanent=True)
     store.set_state(pid, "applied", f"{res.file} patched" +
-                    (f" (commit {commit[:12]})" if commit else ""), now)
+                    (f" (commit {commit[:12]})" if commit else "") +
+                    f" (checks passed: {vetting.summary})", now)
     return Outcome(action, True, f"proposal {pid}: {res.file} patched")

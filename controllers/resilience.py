@@ -23,8 +23,8 @@ from typing import Any
 
 from autonomous.core.conditions import HealthStatus, SyncStatus
 from autonomous.intents import IntentStore
-from autonomous.resilience.backup_manifest import list_manifests
-from autonomous.resilience.backup_retention import select_kept
+from autonomous.backup.manifest import list_manifests
+from autonomous.backup.retention import select_kept
 from autonomous.resilience.facade import ResilienceFacade
 from autonomous.resilience.resource_throttler import context_reader
 from controllers.base import Action, Controller, Outcome

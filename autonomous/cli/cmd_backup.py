@@ -58,7 +58,7 @@ class _Env:
     """What the commands work on: the plan, the repository and the DisasterRecovery."""
 
     def __init__(self, args: Any, *, need_store: bool) -> None:
-        from autonomous.resilience.backup_chunks import EngineParams
+        from autonomous.backup.chunks import EngineParams
         from autonomous.resilience.disaster_recovery import DisasterRecovery
         from autonomous.resources.loader import load_tree
 
@@ -105,7 +105,7 @@ class _Env:
 def _reader_params() -> Any:
     """Parameters for reading a repository without a tree: chunking comes from the repository
     itself; compression settings do not matter to a reader."""
-    from autonomous.resilience.backup_chunks import EngineParams
+    from autonomous.backup.chunks import EngineParams
 
     return EngineParams(chunk_min_bytes=64, chunk_avg_bytes=256, chunk_max_bytes=1024,
                         compression_level=3, incompressible_ratio=1.0, sample_bytes=1024,

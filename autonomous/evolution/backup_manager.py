@@ -1,6 +1,6 @@
-"""Snapshots before an update, on the one backup engine (``autonomous.resilience``'s
-:class:`~autonomous.resilience.disaster_recovery.DisasterRecovery`): one backup plan per
-service, ``evolution-<service>``, in the same deduplicated repository disaster recovery uses.
+"""Snapshots before an update, on the one backup engine
+(:class:`~autonomous.backup.engine.BackupEngine`, the same one disaster recovery uses): one
+backup plan per service, ``evolution-<service>``, in the same deduplicated repository.
 """
 
 from __future__ import annotations
@@ -8,13 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from autonomous.resilience.disaster_recovery import DisasterRecovery
+from autonomous.backup.engine import BackupEngine
 
 __all__ = ["BackupManager"]
 
 
 class BackupManager:
-    def __init__(self, engine: DisasterRecovery) -> None:
+    def __init__(self, engine: BackupEngine) -> None:
         self.engine = engine
 
     @staticmethod

@@ -47,6 +47,9 @@ class UpdatePlan:
     ready_path: str = "/ready"
     backup_paths: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    test_timeout_s: float = 300.0
+    ready_timeout_s: float | None = None  # None: the orchestrator's
+    cwd: str | None = None  # where the regression suite runs
 
 
 @dataclass
@@ -81,8 +84,12 @@ class EvolutionOrchestratorV2:
         snap = self.backups.create_snapshot(service, paths)
         return Step("backup", True, f"snapshot {snap.get('id')}", {"snapshot": snap})
 
-    async def run_regression_tests(self, argv: list[str] | None) -> TestResult | None:
-        return None if argv is None else await self.tester.run_full_test_suite(expand_argv(argv))
+    async def run_regression_tests(self, argv: list[str] | None, *, cwd: str | None = None,
+                                   timeout_s: float = 300.0) -> TestResult | None:
+        if argv is None:
+            return None
+        return await self.tester.run_full_test_suite(expand_argv(argv), cwd=cwd,
+                                                     timeout_s=timeout_s)
 
     async def sandbox(self, plan: UpdatePlan) -> TestResult:
         """Start the candidate on a free port, wait for ``ready_path``, run the API checks,
@@ -99,12 +106,13 @@ class EvolutionOrchestratorV2:
         base = f"http://127.0.0.1:{port}"
         try:
             loop = asyncio.get_running_loop()
-            deadline = loop.time() + self.ready_timeout_s
+            patience = plan.ready_timeout_s or self.ready_timeout_s
+            deadline = loop.time() + patience
             while not (await self.tester.run_api_tests(base, [ApiCheck(plan.ready_path)])
                        ).passed:
                 if proc.returncode is not None or loop.time() > deadline:
                     why = (f"exited {proc.returncode}" if proc.returncode is not None
-                           else f"not ready within {self.ready_timeout_s:g}s")
+                           else f"not ready within {patience:g}s")
                     return TestResult("sandbox", False, f"candidate {why}", 0.0, [why])
                 await asyncio.sleep(0.05)  # polling a real condition (readiness)
             result = await self.tester.run_api_tests(base, plan.checks)
@@ -145,17 +153,28 @@ class EvolutionOrchestratorV2:
                          severity=severity, reason=what, message=what)
 
     # -- the flow ---------------------------------------------------------------------------
-    async def run_update(self, plan: UpdatePlan, actor: str) -> list[Step]:
-        """backup → regression tests → sandbox → hand-off to the staged rollout; stops at
-        the first failing step (notified), never proposing an update that failed one."""
-        steps = [self.backup(plan.service, plan.backup_paths)]
+    async def vet(self, plan: UpdatePlan) -> list[Step]:
+        """backup → regression tests → sandbox, stopping at the first failing step: what an
+        update must pass before any traffic reaches it (the evolution controller runs this
+        for every proposal it applies)."""
+        try:
+            steps = [await asyncio.to_thread(self.backup, plan.service, plan.backup_paths)]
+        except (OSError, RuntimeError, ValueError) as e:  # the engine refuses with a reason
+            steps = [Step("backup", False, f"{type(e).__name__}: {e}")]
         if steps[-1].ok:
-            t = await self.run_regression_tests(plan.test_command)
+            t = await self.run_regression_tests(plan.test_command, cwd=plan.cwd,
+                                                timeout_s=plan.test_timeout_s)
             steps.append(Step("regression_tests", True, "no test command declared") if t is None
                           else Step("regression_tests", t.passed, t.detail))
         if steps[-1].ok:
             s = await self.sandbox(plan)
             steps.append(Step("sandbox", s.passed, s.detail, {"failures": s.failures}))
+        return steps
+
+    async def run_update(self, plan: UpdatePlan, actor: str) -> list[Step]:
+        """:meth:`vet`, then the hand-off to the staged rollout; stops at the first failing
+        step (notified), never proposing an update that failed one."""
+        steps = await self.vet(plan)
         if steps[-1].ok:
             out = self.staged_rollout(plan, actor)
             steps.append(Step("staged_rollout", True, f"proposal {out['proposal']['id']} "

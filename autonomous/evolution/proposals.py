@@ -100,6 +100,18 @@ class ProposalStore:
         self.store.execute("UPDATE evolution_proposals SET state=?, reason=?, updated_at=? "
                            "WHERE id=?", (state, reason, now, pid))
 
+    def set_snapshot(self, pid: int, service: str, backup_id: str, repository: str,
+                     now: float) -> None:
+        """The backup the proposal's checks took (restored from if its rollout rolls back)."""
+        self.store.execute("INSERT OR REPLACE INTO evolution_snapshots VALUES (?,?,?,?,?)",
+                           (pid, service, backup_id, repository, now))
+
+    def snapshot(self, pid: int) -> tuple[str, str] | None:
+        """(backup id, repository) of the proposal's pre-update snapshot, if one was taken."""
+        rows = self.store.query("SELECT backup_id, repository FROM evolution_snapshots "
+                                "WHERE proposal_id=?", (pid,))
+        return (rows[0]["backup_id"], rows[0]["repository"]) if rows else None
+
     def list(self, limit: int = 100) -> list[ProposalRow]:
         return [_row(r) for r in self.store.query(
             "SELECT * FROM evolution_proposals ORDER BY id DESC LIMIT ?", (limit,))]

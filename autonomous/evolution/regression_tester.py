@@ -14,6 +14,9 @@ HTTP goes through the operator's one probe client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import time
 from dataclasses import dataclass, field
 
@@ -51,12 +54,14 @@ class RegressionTester:
                                   timeout_s: float = 300.0) -> TestResult:
         t0 = time.monotonic()
         proc = await asyncio.create_subprocess_exec(
-            *argv, cwd=cwd, env=env, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT)
+            *argv, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True)  # its own group: a timeout kills what it started too
         try:
             out, _ = await asyncio.wait_for(proc.communicate(), timeout_s)
         except TimeoutError:
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             await proc.wait()
             return TestResult("test_suite", False, f"timed out after {timeout_s:g}s",
                               time.monotonic() - t0)

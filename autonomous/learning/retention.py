@@ -3,8 +3,10 @@
 The knowledge graph (whole chains, by when their newest node was last seen:
 :meth:`KnowledgeGraph.prune`), ``health_reports``, ended ``health_anomalies``, approvals that
 are no longer pending, learning feedback and logged route decisions, and all but the newest
-``generations_keep`` generations (never the one in force). Learned proposals are kept: one row
-per learned change, the audit trail of what changed the tree and why.
+``generations_keep`` generations (never the one in force), finished rollouts with their events
+and closed update proposals (``autonomous/evolution/store.py``, ``proposals.py``). Learned
+proposals are kept: one row per learned change, the audit trail of what changed the tree and
+why.
 :meth:`Retention.maybe_run` runs it at most every ``interval_seconds``.
 """
 
@@ -14,6 +16,8 @@ from collections.abc import Callable
 from typing import Any
 
 from autonomous.core.clock import Clock
+from autonomous.evolution.proposals import ProposalStore
+from autonomous.evolution.store import RolloutStore
 from autonomous.learning.knowledge_graph import KnowledgeGraph
 from autonomous.store import Store
 
@@ -64,6 +68,10 @@ class Retention:
             deleted["learning_route_decisions"] = self.store.execute(
                 "DELETE FROM learning_route_decisions WHERE ts < ?",
                 (now - p["route_decisions_days"] * _DAY,)).rowcount
+            deleted["evolution_rollouts"] = RolloutStore(self.store).prune(
+                now - p["evolution_rollouts_days"] * _DAY)
+            deleted["evolution_proposals"] = ProposalStore(self.store).prune(
+                now - p["evolution_proposals_days"] * _DAY)
             current = self.current_generation()
             deleted["generations"] = self.store.execute(
                 "DELETE FROM generations WHERE generation NOT IN (SELECT generation FROM "

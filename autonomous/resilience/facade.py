@@ -15,9 +15,9 @@ from typing import Any
 
 from autonomous.core.errors import Conflict, NotFound
 from autonomous.intents import Intent, IntentStore
-from autonomous.resilience.backup_chunks import EngineParams
-from autonomous.resilience.backup_crypto import plan_key_file
-from autonomous.resilience.backup_target import confine_target
+from autonomous.backup.chunks import EngineParams
+from autonomous.backup.crypto import plan_key_file
+from autonomous.backup.target import confine_target
 from autonomous.resilience.disaster_recovery import DisasterRecovery
 from autonomous.resilience.drill_reap import reap_drills
 from autonomous.resilience.restore_requests import RestoreRequests

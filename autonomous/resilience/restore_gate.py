@@ -18,7 +18,7 @@ from typing import Any
 from autonomous.core.clock import SystemClock
 from autonomous.core.events import EventBus
 from autonomous.governance.mode import Governance
-from autonomous.resilience.backup_target import confine_target
+from autonomous.backup.target import confine_target
 
 __all__ = ["OfflineRestoreGate", "RestoreVerdict"]
 

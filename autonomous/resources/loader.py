@@ -286,7 +286,10 @@ class _TreeBuilder:
     def finish(self, digest: str, files: list[str], *, require_services: bool,
                require_config: bool) -> Tree | None:
         services = {n: r for (k, n), r in self.resources.items() if k == "Service"}
-        if require_services and not services:
+        # a Service that failed validation has its own problem already: "declares no
+        # Service" would send the user looking for a deleted file
+        if require_services and not services and not any(k == "Service"
+                                                         for k, _ in self.invalid):
             self.problems.append(Problem("desired_state", 0, "", "the desired state declares no "
                                          "Service: refusing it (an emptied file?); declare at "
                                          "least one Service"))

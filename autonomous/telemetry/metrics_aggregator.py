@@ -26,6 +26,8 @@ from autonomous.store.timeseries import Point, Sample, TimeSeriesStore
 
 __all__ = ["AGGREGATIONS", "MetricsAggregator"]
 
+# One answer holds at most this many windows (a step too small for its range is a 422).
+MAX_WINDOWS = 10_000
 AGGREGATIONS = ("avg", "min", "max", "sum", "count", "rate", "p50", "p95", "p99")
 
 
@@ -169,6 +171,9 @@ def _windows(start: float, end: float, window: float | None) -> list[tuple[float
         return [(start, end)]
     if window <= 0:
         raise _bad("window", f"{window!r} must be > 0 seconds")
+    if (end - start) / window > MAX_WINDOWS:
+        raise _bad("window", f"{window!r} s cuts [{start}, {end}] into more than "
+                   f"{MAX_WINDOWS} windows: give a larger step or a shorter range")
     edges, a = [], start
     while a < end:
         edges.append((a, min(a + window, end)))

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tests.conftest import TOKEN, OperatorProcess, _recorded_pids, free_port, make_tree, service_yaml
 
@@ -21,6 +22,17 @@ from tests.conftest import TOKEN, OperatorProcess, _recorded_pids, free_port, ma
 # tests (test_api.py, test_api_openapi.py). Restores and drills are exercised: with generated
 # backup ids they are 404s, and a restore target is confined to the data dir (item 1).
 SKIPPED = {"method": "PUT", "path": "/api/governance/mode"}
+
+# One check left out on one operation: GET /api/telemetry/metrics answers 422 when step cuts
+# [start, end] into more than MAX_WINDOWS windows (Prometheus answers 400 to the same), a limit
+# across two parameters that OpenAPI cannot state, so schemathesis counts it as a valid request
+# rejected. Every other check still runs there; the 422 has its own test (test_telemetry_api).
+_CROSS_PARAMETER = {("GET", "/api/telemetry/metrics")}
+
+
+def _excluded(case: schemathesis.Case) -> list:
+    key = (case.operation.method.upper(), case.operation.path)
+    return [positive_data_acceptance] if key in _CROSS_PARAMETER else []
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +60,11 @@ def api_schema(operator: OperatorProcess) -> schemathesis.BaseSchema:
 schema = schemathesis.pytest.from_fixture("api_schema")
 
 
-SETTINGS = settings(max_examples=5, derandomize=True, deadline=None, database=None,
+# Above the operator's intents.request_wait_seconds (10 s): a survival enter/exit the
+# resilience controller has not settled by then is a documented 202, not a client timeout.
+CLIENT_TIMEOUT_S = 20
+
+SETTINGS = settings(max_examples=25, derandomize=True, deadline=None, database=None,
                     suppress_health_check=list(HealthCheck))
 
 
@@ -56,12 +72,13 @@ SETTINGS = settings(max_examples=5, derandomize=True, deadline=None, database=No
 @schema.parametrize()
 @SETTINGS
 def test_contract_with_token(case: schemathesis.Case, operator: OperatorProcess) -> None:
-    case.call_and_validate(base_url=operator.url, timeout=10,
-                           headers={"Authorization": f"Bearer {TOKEN}"})
+    case.call_and_validate(base_url=operator.url, timeout=CLIENT_TIMEOUT_S,
+                           excluded_checks=_excluded(case), headers={"Authorization": f"Bearer {TOKEN}"})
 
 
 @pytest.mark.timeout(300)
 @schema.parametrize()
 @SETTINGS
 def test_contract_without_token(case: schemathesis.Case, operator: OperatorProcess) -> None:
-    case.call_and_validate(base_url=operator.url, timeout=10)
+    case.call_and_validate(base_url=operator.url, timeout=CLIENT_TIMEOUT_S,
+                           excluded_checks=_excluded(case))

@@ -14,7 +14,7 @@ import pytest
 from autonomous.core.clock import FakeClock
 from autonomous.core.errors import Conflict
 from autonomous.health_monitor.recommendations import recommendations
-from autonomous.resilience.backup_chunks import EngineParams
+from autonomous.backup.chunks import EngineParams
 from autonomous.resilience.disaster_recovery import DisasterRecovery
 from autonomous.testing import make_context
 from controllers.health import HealthController

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from autonomous.core.clock import FakeClock
 from autonomous.evolution.backup_manager import BackupManager
-from autonomous.resilience.backup_chunks import EngineParams
+from autonomous.backup.chunks import EngineParams
 from autonomous.resilience.disaster_recovery import DisasterRecovery
 
 PARAMS = EngineParams(chunk_min_bytes=1024, chunk_avg_bytes=4096, chunk_max_bytes=16384,
@@ -22,7 +22,7 @@ def test_snapshot_roundtrip_and_cleanup(tmp_path: Path) -> None:
     clock = FakeClock()
     dr = DisasterRecovery(tmp_path / "repo", PARAMS, root=tmp_path, data_dir=tmp_path / "data",
                           clock=clock)
-    bm = BackupManager(dr)
+    bm = BackupManager(dr.engine)
     first = bm.create_snapshot("nexus", ["svc"])
     (src / "state.json").write_text('{"v": 2}')  # the update touched its data
     clock.advance(10)

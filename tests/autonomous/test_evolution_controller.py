@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,53 @@ def test_plan_is_pure_start_resume_hold_advance_commit_rollback() -> None:
     assert [a.kind for a in late] == ["rollback"] and "deadline" in late[0].reason
     done = RolloutState("nexus", "1.0.0", "2.0.0", 1, 0.0, "rolled_back", "x")
     assert plan(obs(done), POLICY) == ()
+
+
+def test_plan_after_an_operator_restart_resumes_or_rolls_back_per_policy() -> None:
+    s = RolloutState("nexus", "1.0.0", "2.0.0", 0, 0.0)
+    left = replace(obs(s, running=False), resumed=True, orphan_pid=4242)
+    (stop,) = plan(left, POLICY)  # the killed operator's candidate still runs: stopped first
+    assert (stop.kind, stop.params) == ("stop", {"op": "orphan", "pid": 4242})
+    (start,) = plan(replace(left, orphan_pid=None), POLICY)
+    assert start.params["op"] == "candidate" and "resuming" in start.reason
+    strict = POLICY.model_copy(update={"rollout": POLICY.rollout.model_copy(
+        update={"on_operator_restart": "rollback"})})
+    (rb,) = plan(left, strict)
+    assert rb.kind == "rollback" and "operator restarted" in rb.reason
+    assert rb.reason.startswith("CANARY")
+    done = RolloutState("nexus", "1.0.0", "2.0.0", 0, 0.0, "rolled_back", "x")
+    assert plan(replace(left, state=done), strict) == ()  # an ended rollout stays ended
+
+
+def test_retention_prunes_finished_rollouts_and_keeps_the_quarantine(tmp_path: Path) -> None:
+    from autonomous.evolution.store import CandidateRecord
+    from autonomous.learning.retention import Retention
+
+    clock = FakeClock()
+    ctx = make_context(tmp_path, clock=clock)
+    try:
+        store = RolloutStore(ctx.store)
+        old = store.create(RolloutState("nexus", "1.0.0", "2.0.0", 0, clock.now()), clock.now())
+        store.transition(old, RolloutState("nexus", "1.0.0", "2.0.0", 0, clock.now(),
+                                           "rolled_back", "slow"), "rollback", "slow",
+                         clock.now())
+        live = store.create(RolloutState("robot", "1.0.0", "2.0.0", 0, clock.now()),
+                            clock.now())
+        store.record_candidate(CandidateRecord(live, "robot", "2.0.0", 1, 0.0, 9, ("x",), 1,
+                                               clock.now()))
+        days = ctx.policy()["retention"]["evolution_rollouts_days"]
+        clock.advance(days * 86400 - 1)
+        assert Retention(ctx.store, ctx.graph, clock, ctx.policy,
+                         lambda: None).run()["evolution_rollouts"] == 0  # not old enough
+        clock.advance(2)
+        deleted = Retention(ctx.store, ctx.graph, clock, ctx.policy, lambda: None).run()
+        assert deleted["evolution_rollouts"] == 1
+        assert store.latest("nexus", "2.0.0") is None
+        assert [h["rollout_id"] for h in store.history()] == [live]  # events cascaded
+        assert store.quarantined() == {("nexus", "2.0.0")}  # the rollback still sticks
+        assert store.running().keys() == {live} and live in store.candidates()
+    finally:
+        ctx.store.close()
 
 
 def test_gateway_fronts_carry_the_candidate_weight() -> None:

@@ -14,10 +14,10 @@ import pytest
 
 from autonomous.cli.main import dispatch
 from autonomous.core.clock import FakeClock
-from autonomous.resilience.backup_chunks import EngineParams
-from autonomous.resilience.backup_manifest import Entry, Manifest, load_manifest, save_manifest
-from autonomous.resilience.backup_restore import RestoreRefused, UnsafeBackup
-from autonomous.resilience.backup_retention import select_kept
+from autonomous.backup.chunks import EngineParams
+from autonomous.backup.manifest import Entry, Manifest, load_manifest, save_manifest
+from autonomous.backup.restore import RestoreRefused, UnsafeBackup
+from autonomous.backup.retention import select_kept
 from autonomous.resilience.disaster_recovery import DisasterRecovery
 from autonomous.store import Store
 from autonomous.testing import copy_default_tree, free_port
@@ -390,7 +390,7 @@ _DRILL_HOST = """
 import sys
 from pathlib import Path
 from autonomous.core.clock import SystemClock
-from autonomous.resilience.backup_chunks import EngineParams
+from autonomous.backup.chunks import EngineParams
 from autonomous.resilience.disaster_recovery import DisasterRecovery
 tmp = Path(sys.argv[1])
 (tmp / "src").mkdir()

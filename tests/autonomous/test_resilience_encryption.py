@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from autonomous.core.clock import FakeClock
-from autonomous.resilience import backup_crypto
-from autonomous.resilience.backup_chunks import open_repository
-from autonomous.resilience.backup_crypto import plan_key_file
+from autonomous.backup import crypto as backup_crypto
+from autonomous.backup.chunks import open_repository
+from autonomous.backup.crypto import plan_key_file
 from autonomous.resilience.disaster_recovery import DisasterRecovery
 from tests.autonomous.test_resilience_backup import PARAMS, make_tree
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from autonomous.core.clock import SystemClock
-from autonomous.resilience.backup_manifest import Manifest
+from autonomous.backup.manifest import Manifest
 from autonomous.testing import copy_default_tree, free_port, make_context
 from controllers.manager import ControllerManager
 from controllers.resilience import PressureTracker, ResilienceController

@@ -112,6 +112,19 @@ def test_emptied_desired_state_refused(tmp_path):
     assert any("declares no Service" in str(p) for p in result.problems)
 
 
+def test_a_tree_whose_only_service_is_invalid_names_that_problem_only(tmp_path):
+    root = copy_default_tree(tmp_path / "root")
+    services = [f for f in (root / "desired_state").glob("*.yaml")
+                if "kind: Service" in f.read_text()]
+    for f in services[1:]:
+        f.write_text("")
+    text = services[0].read_text()
+    services[0].write_text(text.replace("command:", "comand:", 1))
+    found = [str(p) for p in load_tree(root).problems]
+    assert found and not any("declares no Service" in p for p in found), found
+    assert any("comand" in p for p in found), found
+
+
 def test_dependency_cycle(tmp_path):
     text = SERVICE.format(name="a", extra="  depends_on: [b]\n") + "---\n" + \
         SERVICE.format(name="b", extra="  depends_on: [a]\n")

@@ -53,6 +53,14 @@ def test_metrics_catalogue_series_and_aggregation(env):
     bad = c.get("/api/telemetry/metrics", params={"name": "x", "aggregation": "median",
                                                   "start": t0})
     assert bad.status_code == 422 and "'median' is not one of" in bad.text
+    bad = c.get("/api/telemetry/metrics", params={"aggregation": "avg", "resolution": "5m"})
+    assert bad.status_code == 422 and "'5m' is not one of" in bad.text  # catalogue too
+    bad = c.get("/api/telemetry/metrics", params={"name": "x", "aggregation": "avg",
+                                                  "start": 0, "end": 1e6, "step": 1})
+    assert bad.status_code == 422 and "larger step" in bad.text
+    last = c.get("/api/telemetry/metrics", params={"name": "service.probe_latency_ms",
+                                                   "aggregation": "max"}).json()["windows"]
+    assert len(last) == 1 and last[0]["end"] - last[0]["start"] == 300.0  # default lookback
 
 
 def test_requests_are_traced_and_logs_searchable(env):

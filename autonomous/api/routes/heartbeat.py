@@ -38,7 +38,9 @@ class BeatIn(BaseModel):
     message: str = Field("", max_length=500, description="What the check saw")
     metrics: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")],
                   float] = Field(default_factory=dict, max_length=50,
-                                 description="The process's own measurements (name → value)")
+                                 description="The process's own measurements (name → value)",
+                                 # only names of the pattern: say so, or a client may send others
+                                 json_schema_extra={"additionalProperties": False})
 
     @field_validator("metrics")
     @classmethod

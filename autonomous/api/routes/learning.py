@@ -81,18 +81,18 @@ class FeedbackBody(BaseModel):
                                          "alert_id or decision_id says")
     kind: str = Field("rating", min_length=1, max_length=64, pattern=_NAME,
                       description="What was judged: alert_label, ack, rating, route_outcome…")
-    bad: bool = Field(description="True: a false positive / wrong answer / bad outcome")
-    value: float | None = Field(None, allow_inf_nan=False,
+    bad: bool = Field(strict=True, description="True: a false positive / wrong answer / bad outcome")
+    value: float | None = Field(None, allow_inf_nan=False, strict=True,
                                 description="The value the rule saw when it fired (alert labels)")
     ref: str | None = Field(None, max_length=200, description="Graph node or alert id judged")
     comment: str | None = Field(None, max_length=1000)
     decision_id: str | None = Field(None, pattern=r"^route-[0-9a-f]{12}$",
                                     description="A route decision this is the outcome of")
-    error: bool = Field(False, description="With decision_id: the model did not answer "
+    error: bool = Field(False, strict=True, description="With decision_id: the model did not answer "
                         "(outage, timeout); counted as an error, not a wrong answer")
     alert_id: int | None = Field(None, ge=1, le=2**31 - 1, description="An alert this labels: "
                                  "bad = false positive (area and value taken from the alert)")
-    latency_ms: float | None = Field(None, ge=0, allow_inf_nan=False)
+    latency_ms: float | None = Field(None, ge=0, allow_inf_nan=False, strict=True)
 
 
     @model_validator(mode="after")

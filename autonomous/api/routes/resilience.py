@@ -12,9 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from autonomous.api.deps import Actor, Ctx, subsystem
 from autonomous.core.clock import iso
 from autonomous.core.errors import Conflict, NotFound, Refused
-from autonomous.resilience.backup_manifest import ManifestDamaged
-from autonomous.resilience.backup_restore import RestoreRefused, UnsafeBackup
-from autonomous.resilience.backup_target import RestoreTargetRefused
+from autonomous.backup.manifest import ManifestDamaged
+from autonomous.backup.restore import RestoreRefused, UnsafeBackup
+from autonomous.backup.target import RestoreTargetRefused
 
 __all__ = ["BackupBody", "RestoreBody", "SurvivalBody", "router"]
 

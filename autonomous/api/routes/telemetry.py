@@ -12,6 +12,12 @@ from autonomous.api.deps import Actor, Ctx, subsystem
 from autonomous.api.schemas import EpochQuery, RowId
 from autonomous.core.errors import Problem, ValidationFailed
 from autonomous.telemetry.logs_collector import LEVEL_NAMES
+from autonomous.telemetry.metrics_aggregator import AGGREGATIONS
+
+# An aggregation asked for with neither start nor step covers the last five minutes, the
+# lookback Prometheus gives an instant query.
+DEFAULT_AGGREGATION_WINDOW_S = 300.0
+RESOLUTIONS = ("auto", "raw", "1m", "1h")
 
 # What the log search accepts, stated in the document: a level name or alias (any case), and
 # a query holding at least one word (the collector's word characters).
@@ -83,34 +89,56 @@ def _hub(ctx: Any) -> Any:
     return subsystem(ctx, "telemetry")
 
 
+# "service=nexus,host=a": each key non-blank, no ',' or '=' in a key. The pattern is stated in
+# the document; the check itself is _labels, whose 422 names the malformed pair.
+LabelsQuery = Annotated[str | None, Query(
+    json_schema_extra={"pattern": r"^\s*[^=,\s][^=,]*=[^,]*(,\s*[^=,\s][^=,]*=[^,]*)*$"},
+    description="Label matchers key=value, comma-separated (e.g. service=nexus)")]
+AggregationQuery = Annotated[str | None, Query(
+    json_schema_extra={"enum": list(AGGREGATIONS)},
+    description="Aggregate instead of listing points: one of " + ", ".join(AGGREGATIONS)
+    + f". Over [start, end] cut into step-second windows; with neither start nor step, "
+    f"over the last {DEFAULT_AGGREGATION_WINDOW_S:.0f} s")]
+ResolutionQuery = Annotated[str, Query(
+    json_schema_extra={"enum": list(RESOLUTIONS)},
+    description="Stored resolution to read: auto (the coarsest covering the range), raw, "
+    "1m or 1h")]
+
+
 def _labels(text: str | None) -> dict[str, str] | None:
     """``"service=nexus,host=a"`` → dict; a malformed pair is a 422 naming it."""
-    if not text:
+    if text is None:
         return None
     out = {}
     for pair in text.split(","):
         key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
+        if not sep or not key.strip(" \t"):
             raise ValidationFailed([Problem("", 0, "query.labels",
                                             f"{pair!r} is not key=value (e.g. service=nexus)")])
-        out[key.strip()] = value.strip()
+        out[key.strip(" \t")] = value.strip(" \t")
     return out
 
 
 @router.get("/metrics", response_model=MetricsOut)
-def get_metrics(ctx: Ctx, name: str | None = None, labels: str | None = None,
+def get_metrics(ctx: Ctx, name: str | None = None, labels: LabelsQuery = None,
                 start: EpochQuery = None, end: EpochQuery = None,
                 step: Annotated[float | None, Query(gt=0, le=366 * 86400)] = None,
-                aggregation: str | None = None, resolution: str = "auto") -> MetricsOut:
+                aggregation: AggregationQuery = None,
+                resolution: ResolutionQuery = "auto") -> MetricsOut:
     """Metric series (or windows of an aggregation); without a name, the metric catalogue."""
+    lab = _labels(labels)  # every parameter is checked, even where the catalogue ignores it
+    if aggregation is not None and aggregation not in AGGREGATIONS:
+        raise ValidationFailed([Problem("", 0, "query.aggregation", f"{aggregation!r} is not "
+                                        f"one of {', '.join(AGGREGATIONS)}")])
+    if resolution not in RESOLUTIONS:
+        raise ValidationFailed([Problem("", 0, "query.resolution", f"{resolution!r} is not "
+                                        f"one of {', '.join(RESOLUTIONS)}")])
     hub = _hub(ctx)
     if name is None:
         return MetricsOut(name=None, metrics=hub.metrics.list_metrics())
-    lab = _labels(labels)
     if aggregation:
         if start is None and step is None:
-            raise ValidationFailed([Problem("", 0, "query.start",
-                                            "aggregation needs start (and optionally step)")])
+            step = DEFAULT_AGGREGATION_WINDOW_S
         wins = hub.metrics.aggregate(name, aggregation, window=step, labels=lab, start=start,
                                      end=end, by_series=True)
         return MetricsOut(name=name, aggregation=aggregation, windows=wins)

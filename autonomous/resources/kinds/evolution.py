@@ -14,7 +14,8 @@ from pydantic import Field, model_validator
 from autonomous.resources.base import Strict
 from autonomous.resources.policy.evolution import PhasePolicy, RolloutPolicy
 
-__all__ = ["KINDS", "RolloutSpec", "SourceSpec", "UpdateSourceSpec"]
+__all__ = ["KINDS", "ApiCheckSpec", "RolloutSpec", "SourceSpec", "UpdateChecksSpec",
+           "UpdateSourceSpec"]
 
 
 class RolloutSpec(Strict):
@@ -57,6 +58,49 @@ class SourceSpec(Strict):
     prefix: str = Field("v", description="git_tags: tag prefix before the version")
 
 
+class ApiCheckSpec(Strict):
+    path: str = Field(description="GET path on the sandboxed candidate (starts with '/')")
+    status: int = Field(200, ge=100, le=599, description="Status it must answer")
+
+    @model_validator(mode="after")
+    def _check(self) -> ApiCheckSpec:
+        if not self.path.startswith("/"):
+            raise ValueError(f"path {self.path!r} must start with '/'")
+        return self
+
+
+class UpdateChecksSpec(Strict):
+    """What a version must pass before any traffic reaches it (found by a scan or asked for
+    through the API), in order: snapshot → regression tests → sandbox. A failure closes the
+    proposal as ``failed`` with the step and its output, quarantines the version and notifies."""
+    snapshot_paths: list[str] = Field(default_factory=list, description="Root-relative or "
+                                      "'{data_dir}/...' paths snapshotted on the backup engine "
+                                      "before the update (plan 'evolution-<service>')")
+    repository: str = Field("{data_dir}/backups/evolution", min_length=1,
+                            description="Backup repository of those snapshots")
+    keep_snapshots: int = Field(5, ge=1, le=1000, description="Snapshots of this Service kept "
+                                "in that repository (older ones pruned after each new one)")
+    test_command: list[str] | None = Field(None, min_length=1, description="The service's "
+                                           "regression suite (argv, run in the root; '{python}' "
+                                           "expanded); exit 0 passes")
+    test_timeout_seconds: float = Field(300.0, gt=0, le=3600,
+                                        description="The suite is killed (its whole process "
+                                        "group) and fails after this long")
+    api_checks: list[ApiCheckSpec] = Field(
+        default_factory=lambda: [ApiCheckSpec(path="/health")],
+        description="Checks against the candidate started alone on a free loopback port")
+    ready_path: str = Field("/ready", description="The sandboxed candidate must answer it 2xx "
+                            "before the checks run")
+    ready_timeout_seconds: float = Field(20.0, gt=0, le=600,
+                                         description="A candidate not ready by then fails")
+
+    @model_validator(mode="after")
+    def _ready(self) -> UpdateChecksSpec:
+        if not self.ready_path.startswith("/"):
+            raise ValueError(f"ready_path {self.ready_path!r} must start with '/'")
+        return self
+
+
 class UpdateSourceSpec(Strict):
     """Where updates of one Service come from, and how a found version is run.
 
@@ -71,6 +115,9 @@ class UpdateSourceSpec(Strict):
                                       "found version: '{version}' and '{source}' (the wheel, "
                                       "release or tag found) are expanded; absent: only "
                                       "spec.version changes")
+    checks: UpdateChecksSpec = Field(default_factory=UpdateChecksSpec,
+                                     description="Checks every update of the Service passes "
+                                     "first (also one asked for through the API)")
 
 
 KINDS = {"Rollout": RolloutSpec, "UpdateSource": UpdateSourceSpec}

@@ -1,6 +1,7 @@
 """Evolution policy: the judge's statistical gates and the staged-rollout phases.
 
-Values in ``policies/evolution.yaml``; every field is required.
+Values in ``policies/evolution.yaml``; every field is required but
+``rollout.on_operator_restart`` (``resume`` unless set).
 """
 
 from __future__ import annotations
@@ -63,6 +64,10 @@ class PhasePolicy(Strict):
 
 class RolloutPolicy(Strict):
     phases: list[PhasePolicy] = Field(min_length=1, description="In order; last must be FULL")
+    on_operator_restart: Literal["resume", "rollback"] = Field(
+        "resume", description="A rollout found running when the operator starts again (it was "
+        "killed mid-rollout): resume it from its persisted phase with a fresh candidate (the "
+        "phase's bake clock and deadline keep running), or roll it back to the old version")
 
     @model_validator(mode="after")
     def _full_last(self) -> RolloutPolicy:

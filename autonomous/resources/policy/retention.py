@@ -1,6 +1,6 @@
 """Retention policy for the operator's own growing tables (telemetry's data has its own, in
 ``OperatorConfig`` ``telemetry.retention``): the knowledge graph, health reports and
-anomalies, decided approvals and old generations."""
+anomalies, decided approvals, old generations, finished rollouts and closed update proposals."""
 
 from __future__ import annotations
 
@@ -26,6 +26,11 @@ class RetentionPolicy(Strict):
                                           "ratings, route outcomes) kept this long")
     route_decisions_days: float = Field(gt=0, description="Logged Neural Router decisions "
                                         "(with their propensities and outcomes) kept this long")
+    evolution_rollouts_days: float = Field(
+        90, gt=0, description="Finished rollouts (committed, rolled back) with their events "
+        "kept this long after their last change; the quarantine stays")
+    evolution_proposals_days: float = Field(
+        90, gt=0, description="Closed update proposals kept this long after their last change")
 
 
 SECTIONS = {"retention": RetentionPolicy}

@@ -24,8 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from autonomous.resilience.backup_chunks import ChunkDamaged, ChunkStore
-from autonomous.resilience.backup_manifest import Entry, Manifest
+from autonomous.backup.chunks import ChunkDamaged, ChunkStore
+from autonomous.backup.manifest import Entry, Manifest
 
 __all__ = [
     "RestoreRefused",

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autonomous.resilience.backup_chunks import ChunkStore
-from autonomous.resilience.backup_manifest import Entry, Manifest
+from autonomous.backup.chunks import ChunkStore
+from autonomous.backup.manifest import Entry, Manifest
 
 __all__ = ["BackupWriter", "Source", "is_sqlite", "resolve_sources"]
 

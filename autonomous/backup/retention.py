@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from autonomous.resilience.backup_chunks import ChunkStore
-from autonomous.resilience.backup_manifest import (
+from autonomous.backup.chunks import ChunkStore
+from autonomous.backup.manifest import (
     Manifest,
     delete_manifest,
     list_manifests,

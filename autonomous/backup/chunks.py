@@ -29,9 +29,9 @@ from typing import Any, BinaryIO
 import zstandard
 from pyfastcdc import FastCDC
 
-from autonomous.resilience.backup_crypto import AuthenticationFailed, Sealer, create_key
-from autonomous.resilience.backup_crypto import register as register_sealer
-from autonomous.resilience.backup_crypto import sealer_for
+from autonomous.backup.crypto import AuthenticationFailed, Sealer, create_key
+from autonomous.backup.crypto import register as register_sealer
+from autonomous.backup.crypto import sealer_for
 
 __all__ = ["ChunkDamaged", "ChunkStore", "EngineParams", "open_repository", "repo_lock"]
 
@@ -275,7 +275,7 @@ def open_repository(root: Path, params: EngineParams, *, key_file: Path | None =
         body: dict[str, Any] = {"format": _FORMAT, **{k: getattr(params, k) for k in (
             "chunk_min_bytes", "chunk_avg_bytes", "chunk_max_bytes")}}
         if key_file is not None:
-            from autonomous.resilience.backup_crypto import load_key
+            from autonomous.backup.crypto import load_key
 
             key = load_key(key_file) if Path(key_file).exists() else create_key(key_file)
             sealer = Sealer(key)

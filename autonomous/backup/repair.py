@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from autonomous.resilience.backup_chunks import ChunkStore
-from autonomous.resilience.backup_manifest import Manifest
+from autonomous.backup.chunks import ChunkStore
+from autonomous.backup.manifest import Manifest
 
 __all__ = ["live_path", "repair_chunks"]
 

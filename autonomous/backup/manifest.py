@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from autonomous.resilience.backup_crypto import AuthenticationFailed, sealer_for
+from autonomous.backup.crypto import AuthenticationFailed, sealer_for
 
 __all__ = [
     "Entry",

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from autonomous.core.errors import Conflict
-from autonomous.resilience.backup_manifest import Entry, Manifest
+from autonomous.backup.manifest import Entry, Manifest
 
 __all__ = ["check_fits", "upper_bound_bytes"]
 
