@@ -35,6 +35,7 @@ __all__ = ["CONTROLLERS", "GatewayController", "GatewayObserved", "fallback_rout
            "fronts_for"]
 
 DOC = "atlas.yaml"
+IN_FORCE_WAIT_S = 3.0  # bound on waiting for Traefik to report a written document live
 
 
 @dataclass(frozen=True)
@@ -194,8 +195,13 @@ class GatewayController(Controller):
                 self.ctx.subsystems["gateway"] = t
                 return Outcome(action, True, f"gateway serving {len(obs.fronts)} front(s)")
             if action.kind == "update" and self.traefik is not None:
-                await asyncio.to_thread(self.traefik.configure, list(obs.fronts))
-                return Outcome(action, True, "dynamic configuration written")
+                t = self.traefik
+                await asyncio.to_thread(t.configure, list(obs.fronts))
+                # written is not in force: Traefik applies it after its reload throttle
+                took = await asyncio.to_thread(t.wait_in_force, IN_FORCE_WAIT_S)
+                return Outcome(action, True, "dynamic configuration written; " + (
+                    f"in force after {took * 1e3:.0f} ms" if took is not None else
+                    f"not in force within {IN_FORCE_WAIT_S:.0f} s (Traefik's API)"))
         except (OSError, RuntimeError) as e:
             return Outcome(action, False, f"{action.kind} failed: {e}")
         return Outcome(action, False, f"cannot {action.kind}: gateway not running")

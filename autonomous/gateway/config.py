@@ -23,8 +23,14 @@ from typing import Any
 
 import yaml
 
-__all__ = ["Backend", "Front", "dynamic_config", "static_args", "traefik_binary",
-           "write_atomic"]
+__all__ = ["RELOAD_THROTTLE", "Backend", "Front", "balancer_servers", "dynamic_config",
+           "static_args", "traefik_binary", "write_atomic"]
+
+# Traefik applies a provider's new configuration at most once per this period (its default,
+# 2 s, held a ready standby out of the load balancer for up to 2 s after the previous
+# change: an active killed then lost requests). The owner writes the document only when it
+# differs (one atomic rename per change), so there are no write storms to coalesce.
+RELOAD_THROTTLE = "100ms"
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,7 @@ def static_args(fronts: list[Front], dynamic_dir: Path, metrics_port: int,
     # (/api/http/routers) used to know when the file provider's configuration is live
     args = [f"--entryPoints.traefik.address={host}:{metrics_port}",
             f"--providers.file.directory={dynamic_dir}", "--providers.file.watch=true",
+            f"--providers.providersThrottleDuration={RELOAD_THROTTLE}",
             "--metrics.prometheus=true", "--metrics.prometheus.entryPoint=traefik",
             "--metrics.prometheus.addServicesLabels=true",
             "--metrics.prometheus.addRoutersLabels=true",
@@ -148,6 +155,14 @@ def dynamic_config(fronts: list[Front]) -> dict[str, Any]:
     if middlewares:
         http["middlewares"] = middlewares
     return {"http": http} if routers else {}
+
+
+def balancer_servers(doc: dict[str, Any]) -> dict[str, list[str]]:
+    """(pure) load-balancer service name → its server URLs in a dynamic document: what
+    Traefik must report live (``/api/http/services``) for the document to be in force."""
+    services = (doc.get("http") or {}).get("services") or {}
+    return {name: [srv["url"] for srv in svc["loadBalancer"]["servers"]]
+            for name, svc in services.items() if "loadBalancer" in svc}
 
 
 def write_atomic(path: Path, doc: dict[str, Any]) -> None:

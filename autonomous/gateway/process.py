@@ -14,8 +14,8 @@ from pathlib import Path
 
 import httpx
 
-from autonomous.gateway.config import (Front, dynamic_config, static_args, traefik_binary,
-                                       write_atomic)
+from autonomous.gateway.config import (Front, balancer_servers, dynamic_config, static_args,
+                                       traefik_binary, write_atomic)
 from autonomous.supervisor.processes import _set_pdeathsig
 
 __all__ = ["Traefik"]
@@ -56,7 +56,7 @@ class Traefik:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"traefik exited {self.proc.returncode}: "
                                    f"{self.log.read_text()[-2000:]}")
-            if self.live():
+            if self.live() and self.in_force():
                 return
             time.sleep(0.05)
         self.stop()
@@ -84,6 +84,36 @@ class Traefik:
             return False
         loaded = {x.get("name") for x in r.json()} if r.status_code == 200 else set()
         return all(f"{f.name}@file" in loaded for f in self.fronts)
+
+    def live_servers(self) -> dict[str, list[str]] | None:
+        """load-balancer service → server URLs Traefik routes to now (its read-only API);
+        None when it does not answer."""
+        try:
+            r = httpx.get(f"http://127.0.0.1:{self.metrics_port}/api/http/services",
+                          timeout=0.5, trust_env=False)
+        except httpx.HTTPError:
+            return None
+        if r.status_code != 200:
+            return None
+        return {str(s["name"]).removesuffix("@file"):
+                [str(x["url"]) for x in s["loadBalancer"].get("servers") or []]
+                for s in r.json() if s.get("provider") == "file" and "loadBalancer" in s}
+
+    def in_force(self) -> bool:
+        """Every load balancer of the document last written is live with exactly its servers
+        (Traefik applies a written document after its reload throttle, not at the write)."""
+        want = balancer_servers(dynamic_config(self.fronts)) if self.fronts else {}
+        live = self.live_servers()
+        return live is not None and all(live.get(k) == v for k, v in want.items())
+
+    def wait_in_force(self, timeout: float = 5.0) -> float | None:
+        """Block until :meth:`in_force` (seconds it took), None when ``timeout`` passed."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            if self.in_force():
+                return time.monotonic() - t0
+            time.sleep(0.02)
+        return None
 
     @property
     def pid(self) -> int | None:

@@ -151,8 +151,11 @@ def _standby(s: Stack) -> dict[str, Any]:
 
 
 def _lb_has(s: Stack, port: int) -> bool:
-    doc = s.ctx.data_dir / "gateway" / "dynamic" / "atlas.yaml"
-    return doc.exists() and f"127.0.0.1:{port}" in doc.read_text()
+    """The standby is a server of the front's load balancer *in force* (Traefik's API, not
+    only the document on disk: Traefik applies a written document after its throttle)."""
+    gw = s.ctx.subsystems.get("gateway")
+    live = gw.live_servers() if gw is not None else None
+    return live is not None and f"http://127.0.0.1:{port}" in live.get("nexus-v1", [])
 
 
 def _descendants() -> set[int]:
@@ -215,7 +218,13 @@ async def test_operator_runs_standby_no_front_request_fails_over_5_sigkills(stan
             await s.until(lambda n0=n0: counts["ok"] + counts["failed"] > n0 + 20, 10,
                           "load went on")
         assert len(rt.restarts) - restarts0 == 5, "the owner restarts once per kill"
-        assert all(r["rule"] == "killed" for r in s.orch.history.list(service="nexus"))
+        # every incident of the active is closed by healing without a restart of its own (the
+        # count above); its rule is "killed", or "default" when a probe's refused connection
+        # was seen before the exit (a race of the two detections, not a second fault)
+        rows = s.orch.history.list(service="nexus")
+        assert {r["rule"] for r in rows} <= {"killed", "default"} and \
+            all(r["state"] in ("healed", "closed") for r in rows), [
+            (r["rule"], r["state"], r.get("error_signature")) for r in rows]
         assert not s.orch.history.list(service=SB), "a standby is not a service incident"
         # the standby itself SIGKILLed: its owner restarts it, the front keeps answering
         sb_pid, sb_restarts = _standby(s)["pid"], _standby(s)["restarts"]
@@ -248,12 +257,7 @@ async def test_operator_runs_standby_no_front_request_fails_over_5_sigkills(stan
     for pid in alive:
         assert pid is None or not psutil.pid_exists(pid) or \
             psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, pid
-    if counts["failed"]:
-        # KNOWN GAP (open): with the standby ready and in the load balancer (checked above)
-        # Traefik's retry still answers 502 for some kills of the active while its owner
-        # restarts it; the bench (instances restarted by supervisord) sees 0. Not hidden:
-        # the count and the phases are reported; the goal stays 0.
-        pytest.xfail(f"front requests failed: {counts} in {sorted(set(failures))}")
+    assert counts["failed"] == 0, f"front requests failed: {counts} in {sorted(set(failures))}"
 
 
 async def _ok_front(s: Stack, url: str) -> bool:
