@@ -311,6 +311,11 @@ class ServicesController(Controller):
         if d.spec.port:
             env.setdefault("PORT", str(d.spec.port))
         env.setdefault("ATLAS_SERVICE_VERSION", d.spec.version)
+        if d.standby_of is not None:
+            # a standby is not the service: no heartbeat agent beating in the active's name
+            # (it would mask a hung active); its owner probes its readiness instead
+            env["ATLAS_AUTONOMOUS_URL"] = ""
+            return env, Path(cwd)
         # opens only this service's heartbeat route (autonomous.self_healing.heartbeat_agent)
         env.setdefault("ATLAS_HEARTBEAT_TOKEN", heartbeat_token(self.ctx.token, d.name))
         return env, Path(cwd)

@@ -117,6 +117,25 @@ def test_only_ready_standbys_are_servers_and_a_candidate_gets_none() -> None:
     assert f.backends[0].standby_ports == ()
 
 
+def test_default_stack_gives_nexus_a_standby_without_a_heartbeat_agent(tmp_path: Path) -> None:
+    ctx = make_context(tmp_path)
+    try:
+        ctl = ServicesController(ctx)
+        desired = ctl.desired()
+        spec = desired["nexus"].spec
+        assert spec.traffic is not None and spec.standby is not None
+        sb = desired[SB]
+        assert sb.standby_of == "nexus" and sb.should_run and sb.hash == desired["nexus"].hash
+        assert sb.spec.port not in (spec.port, spec.traffic.port)
+        assert [n for n, d in desired.items() if d.standby_of] == [SB]  # only NEXUS has one
+        env, _ = ctl._launch(sb)
+        # the active beats for NEXUS; the standby hands no operator URL to its agent
+        assert env["ATLAS_AUTONOMOUS_URL"] == "" and "ATLAS_HEARTBEAT_TOKEN" not in env
+        assert "ATLAS_HEARTBEAT_TOKEN" in ctl._launch(desired["nexus"])[0]
+    finally:
+        ctx.store.close()
+
+
 # -- the operator for real -----------------------------------------------------------------
 @pytest.fixture
 async def standby_stack(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
