@@ -3,7 +3,9 @@
 observe: the Services that declare ``spec.traffic`` (from the desired state in force), whether
 Traefik runs and with which static argv, and the dynamic document on disk.
 diff (pure): the fronts wanted → ``start`` (Traefik not running, or its entry points changed),
-``update`` (the dynamic document differs), ``stop`` (no front left).
+``route`` (the dynamic document differs: its own action kind, since routing follows what
+runs and is not held for approval as a software ``update`` is in governed mode), ``stop``
+(no front left).
 act: start/stop Traefik (argv list, loopback only) or write the document atomically.
 Traefik is supervised (``autonomous/gateway/process.py``): an exit the controller did not ask
 for publishes ``evolution.gateway.exited``, which wakes this controller (it watches
@@ -176,7 +178,7 @@ class GatewayController(Controller):
         if observed.doc_on_disk != doc:
             fb = {n: {"url": u, "intent": i} for n, (u, i) in sorted(observed.fallbacks.items())}
             why = "".join(f"; fallback {n} -> {v['url']}" for n, v in fb.items())
-            return (Action("update", "Gateway/traefik", f"dynamic configuration differs; "
+            return (Action("route", "Gateway/traefik", f"dynamic configuration differs; "
                            f"fronts {names}{why}", params={"fronts": names, "fallback": fb}),)
         return ()
 
@@ -194,7 +196,7 @@ class GatewayController(Controller):
                 self._watcher = asyncio.create_task(self._watch(t), name="gateway-watch")
                 self.ctx.subsystems["gateway"] = t
                 return Outcome(action, True, f"gateway serving {len(obs.fronts)} front(s)")
-            if action.kind == "update" and self.traefik is not None:
+            if action.kind == "route" and self.traefik is not None:
                 t = self.traefik
                 await asyncio.to_thread(t.configure, list(obs.fronts))
                 # written is not in force: Traefik applies it after its reload throttle

@@ -29,6 +29,9 @@ ACTION_KINDS = (
     # for healing (an incident), housekeeping asked for now (retention, log rotation)
     "alert", "notify", "incident", "housekeeping",
     "release", "close_incident",  # healing: a new revision frees a service; a removed one
+    # the gateway owner (re)writes Traefik's routes to what runs: ready standbys, fallback,
+    # rollout weights. Not ``update`` (a software update, approved in governed mode)
+    "route",
 )
 
 
