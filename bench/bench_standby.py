@@ -214,6 +214,7 @@ def run_operator(tmp: Path, standby: bool, kills: int) -> dict[str, float | int]
     kill_at: list[float] = []
     done = threading.Event()
     t: threading.Thread | None = None
+    api_c: httpx.Client | None = None
     try:
         wait_http(f"http://127.0.0.1:{port}/health", 60)
         wait_http(f"http://127.0.0.1:{front}/health", 60)
@@ -227,12 +228,27 @@ def run_operator(tmp: Path, standby: bool, kills: int) -> dict[str, float | int]
             return bool(ports) and all(_ready(q) for q in ports) and \
                 _in_balancer(data, ports)
 
+        api_c = httpx.Client(base_url=f"http://127.0.0.1:{api}", trust_env=False, timeout=5,
+                             headers={"Authorization": f"Bearer {TOKEN}"})
+
+        def owner_reset() -> bool:
+            """The owner's crash back-off of NEXUS is back to 0 (healthy long enough): its
+            next restart is immediate, as supervisord's is (status after a reconcile)."""
+            try:
+                api_c.post("/api/reconcile/services/trigger")
+                st = api_c.get("/api/reconcile/status").json()["controllers"]["services"]
+                [r] = [r for r in st["resources"] if r["name"] == "nexus"]
+                return r["details"].get("crash_count") == 0
+            except (httpx.HTTPError, ValueError, KeyError):
+                return False
+
         until(standby_live, 60, "the standby ready and a live server of the front")
         t = load_thread(f"http://127.0.0.1:{front}/api/work?ms=1", records, done)
         for _ in range(kills):
             wait_http(f"http://127.0.0.1:{port}/health", 60)
             until(standby_live, 60, "the standby ready and a live server of the front")
-            time.sleep(0.6)  # steady load (and the owner's healthy reset) before the kill
+            until(owner_reset, 60, "the owner's crash back-off reset")
+            time.sleep(0.2)  # steady load before the kill (the load is what is measured)
             pid = listener_pid(port)
             if pid is None:
                 raise RuntimeError(f"no process listens on {port}")
@@ -249,6 +265,8 @@ def run_operator(tmp: Path, standby: bool, kills: int) -> dict[str, float | int]
         done.set()
         if t is not None:
             t.join(10)
+        if api_c is not None:
+            api_c.close()
         terminate(proc, 30)
     return measure(records, kill_at)
 

@@ -21,11 +21,11 @@ import psutil
 import pytest
 
 from autonomous.core.clock import SystemClock
-from autonomous.gateway.config import traefik_binary
+from autonomous.gateway.config import static_args, traefik_binary
 from autonomous.resources.kinds.service import ServiceSpec
 from autonomous.resources.loader import load_paths
 from autonomous.testing import copy_default_tree, free_port, make_context
-from controllers.gateway import GatewayController, fronts_for
+from controllers.gateway import GatewayController, GatewayObserved, fronts_for
 from controllers.healing import HealingController
 from controllers.manager import ControllerManager
 from controllers.services import DesiredService, ObservedService, ServicesController
@@ -132,6 +132,25 @@ def test_default_stack_gives_nexus_a_standby_without_a_heartbeat_agent(tmp_path:
         # the active beats for NEXUS; the standby hands no operator URL to its agent
         assert env["ATLAS_AUTONOMOUS_URL"] == "" and "ATLAS_HEARTBEAT_TOKEN" not in env
         assert "ATLAS_HEARTBEAT_TOKEN" in ctl._launch(desired["nexus"])[0]
+    finally:
+        ctx.store.close()
+
+
+def test_gateway_routes_without_approval_in_every_mode(tmp_path: Path) -> None:
+    """Routing follows what runs (a standby became ready, a fallback, a weight): its own
+    action kind, enforced in every mode, not the software ``update`` governed mode holds."""
+    ctx = make_context(tmp_path)
+    try:
+        for mode in ("governed", "growth", "emergency_stop"):
+            assert ctx.governance.action_mode("route", mode) == "enforce", mode
+        assert ctx.governance.action_mode("update", "governed") == "require_approval"
+        gen = ctx.desired.current
+        assert gen is not None
+        fronts = fronts_for(gen.services, standbys={"nexus": (8123,)})
+        obs = GatewayObserved(fronts, tuple(static_args(list(fronts), tmp_path, 9999)), None,
+                              str(tmp_path), 9999)
+        [a] = GatewayController.diff(None, obs)
+        assert (a.kind, a.resource) == ("route", "Gateway/traefik")
     finally:
         ctx.store.close()
 
