@@ -72,6 +72,12 @@ class ObservedService:
     pid: int | None = None
 
 
+def _runs_ready(o: ObservedService | None, spec_hash: str) -> bool:
+    """(pure) ``o`` runs revision ``spec_hash`` and is ready: only then does a standby move
+    to that revision, so the active and its standby are never replaced at the same time."""
+    return o is not None and o.running and o.ready is True and o.hash == spec_hash
+
+
 class ServicesController(Controller):
     name = "services"
     subsystem = "services"
@@ -241,6 +247,9 @@ class ServicesController(Controller):
                     actions.append(Action("start", res, "declared and not running", params))
                 continue
             if o.running:
+                if o.hash != d.hash and d.standby_of is not None and \
+                        not _runs_ready(observed.get(d.standby_of), d.hash):
+                    continue  # a standby follows once the active serves the new revision
                 if o.hash != d.hash:
                     why = ("rolled back to the last known-good revision" if d.rolled_back else
                            "command/env/version changed in the desired state")

@@ -15,8 +15,10 @@ controller: only ready instances are in the load balancer).
 
 The instances are planned as more entries of the services controller's desired state
 (``DesiredService.standby_of`` set), so its one pure diff starts, restarts (per the
-restart policy, after the back-off), follows a revision change of, and stops them with the
-service (removed, isolated, paused, survival). During an evolution rollout the standby
+restart policy, after the back-off) and stops them with the service (removed, isolated,
+survival; a healing pause of a crash-looping active keeps them serving). A new revision
+reaches a standby only once the active runs it and is ready, so the two are never replaced
+at the same time. During an evolution rollout the standby
 follows the Service's desired revision (the stable one); the candidate gets none.
 """
 

@@ -92,10 +92,15 @@ def test_diff_starts_restarts_follows_and_stops_standby() -> None:
     assert (a.kind, a.resource, a.evidence["returncode"]) == ("restart", f"Service/{SB}", -9)
     assert diff(_desired(), {**steady, SB: _obs(SB, False, returncode=-9,
                                                 restart_wait=0.4)}) == ()
-    # a new desired revision: the standby follows it
+    # a new desired revision: the active first; the standby keeps serving the old one until
+    # the active runs the new revision and is ready, then follows (never both replaced)
     moved = diff(_desired(h="h2"), steady)
-    assert [(a.kind, a.resource) for a in moved] == [
-        ("restart", "Service/nexus"), ("restart", f"Service/{SB}")]
+    assert [(a.kind, a.resource) for a in moved] == [("restart", "Service/nexus")]
+    half = {**steady, "nexus": _obs("nexus", h="h2")}
+    assert [(a.kind, a.resource) for a in diff(_desired(h="h2"), half)] == [
+        ("restart", f"Service/{SB}")]
+    not_ready = {**half, "nexus": ObservedService("nexus", True, True, "h2", ready=False)}
+    assert diff(_desired(h="h2"), not_ready) == ()
     # stopped with the service: kept stopped (survival) or removed from the desired state
     assert [(a.kind, a.resource) for a in diff(_desired(False), steady)] == [
         ("stop", "Service/nexus"), ("stop", f"Service/{SB}")]
