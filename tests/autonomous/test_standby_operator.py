@@ -198,7 +198,8 @@ def _lb_has(s: Stack, port: int) -> bool:
     only the document on disk: Traefik applies a written document after its throttle)."""
     gw = s.ctx.subsystems.get("gateway")
     live = gw.live_servers() if gw is not None else None
-    return live is not None and f"http://127.0.0.1:{port}" in live.get("nexus-v1", [])
+    version = s.ctx.desired.current.services["nexus"].version if s.ctx.desired.current else ""
+    return live is not None and f"http://127.0.0.1:{port}" in live.get(f"nexus-v{version}", [])
 
 
 def _descendants() -> set[int]:
@@ -279,6 +280,24 @@ async def test_operator_runs_standby_no_front_request_fails_over_5_sigkills(stan
                       15, "the standby restarted and ready")
         assert _standby(s)["restarts"] == 1, _standby(s)
         assert _standby(s)["port"] == sb["port"]
+        await s.until(lambda: _lb_has(s, sb["port"]), 10, "the standby back in the balancer")
+        n0 = counts["ok"]
+        await s.until(lambda: counts["ok"] > n0 + 20, 10, "load went on")
+        # a new desired revision under load: the active is replaced first (proved beside),
+        # the standby follows once the active serves it; the front never fails meanwhile
+        phase[0] = "new revision"
+        pids += [s.pid("nexus"), _standby(s)["pid"]]
+        f = s.root / "desired_state" / "nexus.yaml"
+        f.write_text(f.read_text().replace('version: "1"', 'version: "2"'))
+        gen = s.ctx.desired.reload()
+        assert gen is not None and gen.services["nexus"].version == "2", s.ctx.desired.error
+
+        def moved() -> bool:
+            st = s.ctx.status.resource("services", "Service", "nexus").details
+            i = _standby(s)
+            return bool(st.get("pid")) and st.get("pid") not in pids and i["ready"] and \
+                i["revision"] == st.get("revision") and i["pid"] not in pids
+        await s.until(moved, 30, "the active and then the standby on the new revision")
         await s.until(lambda: _lb_has(s, sb["port"]), 10, "the standby back in the balancer")
         n0 = counts["ok"]
         await s.until(lambda: counts["ok"] > n0 + 20, 10, "load went on")
