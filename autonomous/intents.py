@@ -15,7 +15,10 @@ Kinds:
   releases it; the owner expires it when a new desired revision of the service arrives
   (``params.spec_hash`` no longer the desired one): a fixed configuration is started at once.
 * ``use_revision`` — standing: run the last known-good revision instead of ``params.from``.
-* ``degrade``, ``fallback`` — standing: features off / traffic to the declared fallback.
+* ``degrade``, ``fallback`` — standing: features off (``params.features``, or every non-core
+  feature when absent; the feature-flag owner, ``controllers/features.py``, reconciles it) /
+  traffic to the declared fallback. Several requesters' ``degrade`` intents on one service add
+  up (``PER_REQUESTER``): a new one replaces only its own requester's.
 * ``survival_requested`` — one-shot, for the resilience controller: enter or leave survival
   mode (``params.op``), asked for through the API; it runs behind the governance gate.
 
@@ -37,11 +40,12 @@ from autonomous.core.clock import Clock
 from autonomous.core.events import EventBus
 from autonomous.store import Store
 
-__all__ = ["KINDS", "ONE_SHOT", "STANDING", "Intent", "IntentStore"]
+__all__ = ["KINDS", "ONE_SHOT", "PER_REQUESTER", "STANDING", "Intent", "IntentStore"]
 
 ONE_SHOT = ("restart_requested", "survival_requested")
 STANDING = ("isolate", "pause", "degrade", "use_revision", "fallback")
 KINDS = ONE_SHOT + STANDING
+PER_REQUESTER = ("degrade",)  # standing kinds where requesters' intents coexist
 _DAY = 86400.0
 
 
@@ -91,7 +95,8 @@ class IntentStore:
                 decision: str | None = None, incident: str | None = None,
                 params: dict[str, Any] | None = None) -> Intent:
         """Record an intent. A standing kind replaces the active one of the same kind and
-        target (released, "superseded"); a one-shot restart for the same pid is not
+        target (released, "superseded"; for ``PER_REQUESTER`` kinds only the same
+        requester's); a one-shot restart for the same pid is not
         duplicated (the active one is returned)."""
         if kind not in KINDS:
             raise ValueError(f"intent kind {kind!r} is not one of {', '.join(KINDS)}")
@@ -101,7 +106,8 @@ class IntentStore:
             for cur in self.active(target, (kind,)):
                 if kind in ONE_SHOT and cur.params.get("pid") == p.get("pid"):
                     return cur
-                if kind in STANDING:
+                if kind in STANDING and (kind not in PER_REQUESTER
+                                         or cur.requester == requester):
                     self._settle(cur.id, "released", f"superseded by a new {kind} intent", now)
             intent = Intent(uuid.uuid4().hex[:12], kind, target, reason, requester, decision,
                             incident, p, now)
@@ -115,12 +121,15 @@ class IntentStore:
                              requester=requester, reason=reason)
         return intent
 
-    def release(self, kind: str, target: str, reason: str) -> int:
-        """The requester withdraws its standing intents of ``kind`` on ``target``."""
+    def release(self, kind: str, target: str, reason: str,
+                requester: str | None = None) -> int:
+        """The requester withdraws its standing intents of ``kind`` on ``target`` (only
+        ``requester``'s when given)."""
         now = self.clock.now()
         n = 0
         for cur in self.active(target, (kind,)):
-            n += self._settle(cur.id, "released", reason, now)
+            if requester is None or cur.requester == requester:
+                n += self._settle(cur.id, "released", reason, now)
         if n and self.bus is not None:
             self.bus.publish("intent.released", kind=kind, target=target, reason=reason)
         return n

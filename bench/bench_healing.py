@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 from autonomous.core.clock import SystemClock
 from autonomous.self_healing.circuit_breaker import CircuitBreaker
 from autonomous.testing import copy_default_tree, free_port, make_context
+from controllers.features import FeaturesController
 from controllers.healing import HealingController
 from controllers.manager import ControllerManager
 from controllers.services import ServicesController
@@ -151,7 +152,8 @@ async def mttr_ours(n: int, kinds: list[str]) -> dict[str, list[float]]:
     (root / "policies" / "zz_bench.yaml").write_text(BENCH_POLICY)
     ctx = make_context(tmp, root=root, clock=SystemClock())
     ctx.governance.set_mode("growth", actor="bench")
-    manager = ControllerManager(ctx, [ServicesController(ctx), HealingController(ctx)])
+    manager = ControllerManager(ctx, [ServicesController(ctx), FeaturesController(ctx),
+                                      HealingController(ctx)])
     await manager.start()
     t = Target(port)
     out: dict[str, list[float]] = {k: [] for k in kinds}

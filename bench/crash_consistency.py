@@ -1,12 +1,12 @@
-"""Crash consistency: 100 runs of SIGKILL at a random moment of reconcile, backup or alert
-delivery, then a restart on the same data dir (see ``tests/autonomous/crash_harness.py``,
-the harness the test suite runs a few times).
+"""Crash consistency: 100 runs of SIGKILL at a random moment of reconcile, backup, restore,
+alert delivery or a staged rollout, then a restart on the same data dir (see
+``tests/autonomous/crash_harness.py``, the harness the test suite runs a few times).
 
     python3 bench/crash_consistency.py            # 100 runs
     python3 bench/crash_consistency.py --runs 10 --seed 7
 
 Prints, per operation: runs, integrity_check failures, orphan processes, lost acknowledged
-writes, duplicate notifications, runs with other problems.
+writes, duplicate notifications, half-applied restores or rollouts, runs with other problems.
 """
 
 from __future__ import annotations

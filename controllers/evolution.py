@@ -4,17 +4,32 @@ observe: each Rollout's persisted state (store), whether its version is quaranti
 candidate process (run here on an operator-assigned backend port, PDEATHSIG like services),
 paired synthetic probes that hit the baseline's and the candidate's backend ports at the same
 moment (accumulated per rollout and phase), and the time, as an observed value.
-diff (pure): ``staged_rollout.decide`` on the judge's verdict over those samples → ``update``
-(start, start the candidate, advance, commit) or ``rollback``.
+diff (pure, ``controllers/evolution_plan.py``): ``staged_rollout.decide`` on the judge's
+verdict over those samples → ``update`` (start, start the candidate, advance, commit),
+``rollback``, or ``stop`` (a candidate a killed operator left behind; retiring the candidate).
 act: each transition is one store transaction (state + event + quarantine) written before the
 candidate is stopped or the gateway re-reads the weights, so a SIGKILLed operator resumes from
 the recorded phase or its rollback, never half-applied. A rollback quarantines the version.
 Candidates and their weights are published as ``ctx.subsystems["rollouts"]`` for the gateway.
+
+Crash-resume: each candidate is recorded by identity (``evolution_candidates``). A restarted
+operator finds a running rollout whose candidate another operator process started: it stops
+that candidate if it still runs (``autonomous/evolution/resume.py``: stopped, not adopted)
+and starts a fresh one for the persisted phase, so the gateway serves the phase's weight
+again — or rolls the rollout back (policy ``rollout.on_operator_restart``).
+
+Commit point: FULL's bake is the watch with the old version still running; a rollback up to
+then only sets the candidate's weight to 0 (the old process never stopped). The commit records
+it, patches the Service's desired state and keeps the candidate serving 100 % while the
+services controller (the Service's owner) replaces the old process with the new version;
+once that process is ready the candidate is retired (``retire`` event) and the gateway lists
+only the Service's own process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 from dataclasses import dataclass, field
@@ -23,42 +38,24 @@ from typing import Any
 import psutil
 
 from autonomous.evolution.changelog import append_entry, entry
-from autonomous.evolution.metrics_comparator import Samples, compare
+from autonomous.evolution.metrics_comparator import Samples
 from autonomous.evolution.probes import paired_round
 from autonomous.evolution.resume import find_orphan, stop_orphan
-from autonomous.evolution.staged_rollout import Action as Step
-from autonomous.evolution.staged_rollout import RolloutState, StagedRollout, decide, weights
+from autonomous.evolution.staged_rollout import RolloutState, StagedRollout, weights
 from autonomous.evolution.store import CandidateRecord, RolloutStore
+from autonomous.evolution.update_set import UpdateSetStore
 from autonomous.resources.kinds.evolution import RolloutSpec
 from autonomous.resources.policy.evolution import EvolutionPolicy, RolloutPolicy
 from autonomous.supervisor.probe_client import ProbeClient
 from autonomous.supervisor.processes import ProcessSupervisor
 from autonomous.evolution.proposals import OPEN, ProposalStore
 from controllers.base import Action, Controller, Outcome
+from controllers.evolution_plan import RolloutObserved, plan, rollout_policy
 from controllers.evolution_proposals import (ProposalObserved, act_proposal, apply_commit,
                                              plan_proposal, rollout_specs)
 from controllers.evolution_vetting import restore_after_rollback
 
 __all__ = ["CONTROLLERS", "Candidate", "EvolutionController", "RolloutObserved", "plan"]
-
-
-@dataclass(frozen=True)
-class RolloutObserved:
-    name: str
-    spec: RolloutSpec
-    baseline_port: int | None
-    rollout_id: int | None
-    state: RolloutState | None
-    quarantined: bool
-    candidate_running: bool
-    baseline: Samples
-    candidate: Samples
-    now: float
-    rounds: tuple[float, ...] = ()  # per paired probe round: candidate / baseline median
-    # the candidate on record was started by another operator process: this one restarted
-    # mid-rollout; orphan_pid: that candidate still runs (identity: pid, create time, argv)
-    resumed: bool = False
-    orphan_pid: int | None = None
 
 
 @dataclass
@@ -81,56 +78,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _policy(spec: RolloutSpec, policy: EvolutionPolicy) -> RolloutPolicy:
-    if spec.phases is None:
-        return policy.rollout
-    return RolloutPolicy(phases=spec.phases,
-                         on_operator_restart=policy.rollout.on_operator_restart)
-
-
-def plan(o: RolloutObserved, policy: EvolutionPolicy) -> tuple[Action, ...]:
-    """Pure: the actions for one Rollout from what was observed."""
-    res = f"Rollout/{o.name}"
-    ev: dict[str, Any] = {"baseline_n": o.baseline.requests, "candidate_n": o.candidate.requests}
-    if o.state is None:
-        if o.quarantined:
-            return ()
-        if o.baseline_port is None:
-            return ()
-        return (Action("update", res, f"start rollout {o.spec.service} {o.spec.from_version} "
-                       f"→ {o.spec.to_version}", params={"op": "start"}),)
-    if o.state.status != "running":
-        return ()
-    rp = _policy(o.spec, policy)
-    phase = rp.phases[min(o.state.phase_index, len(rp.phases) - 1)].name
-    if o.resumed and rp.on_operator_restart == "rollback":
-        return (Action("rollback", res, f"{phase}: the operator restarted mid-rollout "
-                       "(policy rollout.on_operator_restart: rollback)",
-                       params={"op": "rollback", "phase": o.state.phase_index}, evidence=ev),)
-    if o.orphan_pid is not None:
-        return (Action("stop", res, f"{phase}: candidate pid {o.orphan_pid} was left by the "
-                       "killed operator; stopping it (a fresh candidate resumes the phase)",
-                       params={"op": "orphan", "pid": o.orphan_pid}),)
-    if not o.candidate_running:
-        why = "resuming after an operator restart" if o.resumed else "not running"
-        return (Action("update", res, f"{phase}: candidate {o.spec.to_version} {why}; "
-                       f"starting it (phase {o.state.phase_index})", params={"op": "candidate"}),)
-    verdict = compare(o.baseline, o.candidate, policy.judge, o.rounds)
-    d = decide(o.state, o.now, verdict, rp)
-    ev |= {"verdict": verdict.verdict.value, "score": verdict.score,
-           "median_ratio": verdict.median_ratio, "rounds": verdict.rounds,
-           "round_p": verdict.round_p, "reason": verdict.reason}
-    if d.action is Step.ROLLBACK:
-        return (Action("rollback", res, d.reason, params={"op": "rollback",
-                                                          "phase": o.state.phase_index},
-                       evidence=ev),)
-    if d.action in (Step.ADVANCE, Step.COMMIT):
-        return (Action("update", res, d.reason, params={"op": d.action.value,
-                                                        "phase": o.state.phase_index},
-                       evidence=ev),)
-    return ()
-
-
 class EvolutionController(Controller):
     name = "evolution"
     subsystem = "evolution"
@@ -143,7 +90,8 @@ class EvolutionController(Controller):
         self.proposals = ProposalStore(ctx.store)
         self.procs = ProcessSupervisor(ctx.store, ctx.bus, ctx.clock,
                                        ctx.data_dir / "logs" / "candidates")
-        self.candidates: dict[str, Candidate] = {}
+        self.candidates: dict[str, Candidate] = {}  # published: the gateway routes to them
+        self.retiring: dict[str, Candidate] = {}  # unpublished, stopped once drained
         self.probe = ProbeClient()
 
     async def start(self) -> None:
@@ -155,8 +103,8 @@ class EvolutionController(Controller):
         self.ctx.subsystems["rollouts"] = self.candidates
 
     async def stop(self) -> None:
-        for c in list(self.candidates.values()):
-            await self._stop_candidate(c.service)
+        for name in {*self.candidates, *self.retiring}:
+            await self._stop_candidate(name)
         await self.probe.aclose()
 
     def desired(self) -> Any:
@@ -210,6 +158,7 @@ class EvolutionController(Controller):
         gen = self.ctx.desired.current
         services = gen.services if gen is not None else {}
         quarantined = self.rollouts.quarantined()
+        intents = UpdateSetStore(self.ctx.store).intents()
         records = self.rollouts.candidates()
         out = []
         for name, spec in sorted(specs.items()):
@@ -242,8 +191,48 @@ class EvolutionController(Controller):
             out.append(RolloutObserved(name, spec, base_port, rid, state,
                                        (spec.service, spec.to_version) in quarantined,
                                        running, base, cand, self.ctx.clock.now(),
-                                       tuple(c.rounds) if c else (), resumed, orphan))
+                                       tuple(c.rounds) if c else (), resumed, orphan,
+                                       rec is not None, self._successor_ready(rid, state, svc),
+                                       spec.service in self.retiring,
+                                       await self._drained(spec.service),
+                                       *intents.get((spec.service, spec.to_version),
+                                                    (False, None))))
         return tuple(out)
+
+    def _successor_ready(self, rid: int | None, state: RolloutState | None,
+                         svc: Any) -> bool | None:
+        """After the commit: does the Service's own process (the services controller's) run
+        ``to_version``, started after the commit, and answer ready?"""
+        owner = self.ctx.subsystems.get("services")
+        if rid is None or state is None or state.status != "committed" or owner is None:
+            return None
+        if svc is None or svc.version != state.to_version:
+            return False
+        o = owner.observed().get(state.service)
+        committed_at = self.rollouts.updated_at(rid)
+        return bool(o and o["running"] and o["ready"] and committed_at is not None
+                    and o["started_at"] >= committed_at)
+
+    async def _drained(self, service: str) -> bool:
+        """The retiring candidate of ``service`` is in no service the gateway has loaded
+        (Traefik's API; no gateway running: nothing routes to it)."""
+        c = self.retiring.get(service)
+        gw = self.ctx.subsystems.get("gateway")
+        if c is None:
+            return False
+        if gw is None or gw.proc is None or gw.proc.poll() is not None:
+            return True
+        url = gw.metrics_url.replace("/metrics", "/api/http/services")
+        try:
+            r = await self.probe.get(url, timeout=2.0)
+            loaded = json.loads(r.content) if r.status_code == 200 else None
+        except Exception:  # noqa: BLE001 - not answering (or not JSON): not known drained
+            return False
+        if not isinstance(loaded, list):
+            return False
+        mine = f"127.0.0.1:{c.port}"
+        return not any(mine in str(x.get("loadBalancer", {}).get("servers", ""))
+                       for x in loaded if isinstance(x, dict))
 
     @staticmethod
     def diff(desired: Any, observed: tuple[RolloutObserved | ProposalObserved, ...]
@@ -276,6 +265,7 @@ class EvolutionController(Controller):
 
     async def _stop_candidate(self, service: str) -> None:
         c = self.candidates.pop(service, None)
+        c = self.retiring.pop(service, None) or c
         if c is not None:
             await self.procs.stop(f"{service}@{c.version}", 5.0)
 
@@ -289,6 +279,36 @@ class EvolutionController(Controller):
         if pid is not None:
             await asyncio.to_thread(stop_orphan, pid, 5.0)
         return pid
+
+    def _unpublish(self, service: str) -> None:
+        """The gateway stops routing to the candidate (its process keeps running until
+        drained)."""
+        c = self.candidates.pop(service, None)
+        if c is not None:
+            self.retiring[service] = c
+            self.ctx.bus.publish("evolution.candidate", service=service, port=c.port,
+                                 retiring=True)
+
+    async def _retire(self, action: Action, rid: int, state: RolloutState,
+                      now: float) -> Outcome:
+        """Past the commit point (or after a rollback): the candidate is stopped and no
+        longer on record; the gateway then lists only the Service's own process."""
+        c = self.retiring.get(state.service) or self.candidates.get(state.service)
+        port = c.port if c is not None else None
+        await self._stop_candidate(state.service)
+        orphan = await self._end_orphan(rid)
+        self.rollouts.forget_candidate(rid)
+        ev: dict[str, Any] = {"candidate_port": port, "orphan_stopped": orphan,
+                              "status": state.status}
+        if state.status == "rolled_back":  # the candidate is gone: put the data back
+            name = action.resource.split("/", 1)[1]
+            data = await restore_after_rollback(self.ctx, name, state.service, action.reason)
+            if data is not None:
+                ev["data_restore"] = data
+        self.rollouts.note(rid, "retire", state.phase_index, action.reason, now, ev)
+        self.ctx.bus.publish("evolution.rollout", service=state.service, status=state.status,
+                             phase=state.phase_index)
+        return Outcome(action, True, f"candidate of rollout {rid} retired ({state.status})")
 
     def _announce(self, rid: int, state: RolloutState, op: str, reason: str,
                   evidence: dict[str, Any], now: float) -> None:
@@ -313,7 +333,7 @@ class EvolutionController(Controller):
         if d is None or name not in d[0]:
             return Outcome(action, False, f"{action.resource} no longer desired", permanent=True)
         spec, policy = d[0][name], d[1]
-        rp = _policy(spec, policy)
+        rp = rollout_policy(spec, policy)
         engine = StagedRollout(rp, self.rollouts.quarantined())
         now = self.ctx.clock.now()
         op = action.params.get("op")
@@ -326,6 +346,11 @@ class EvolutionController(Controller):
                 port = await self._start_candidate(rid, spec, state, rp)
                 return Outcome(action, True, f"rollout started; candidate on port {port}")
             latest = self.rollouts.latest(spec.service, spec.to_version)
+            if op == "retire" and latest is not None:
+                return await self._retire(action, *latest, now)
+            if op == "unpublish" and latest is not None:
+                self._unpublish(spec.service)
+                return Outcome(action, True, "candidate no longer routed to by the gateway")
             if latest is None or latest[1].status != "running":
                 return Outcome(action, False, "no running rollout", permanent=True)
             rid, state = latest
@@ -348,16 +373,13 @@ class EvolutionController(Controller):
             if new.status == "committed":  # the desired state follows the committed version
                 ev["desired_state"] = apply_commit(self.ctx, spec)
             self.rollouts.transition(rid, new, str(op), action.reason, now, ev)
-            if new.status != "running":
-                await self._stop_candidate(spec.service)
-                await self._end_orphan(rid)
-                self.rollouts.forget_candidate(rid)
-                if new.status == "rolled_back":  # the candidate is gone: put the data back
-                    data = await restore_after_rollback(self.ctx, name, spec.service,
-                                                        action.reason)
-                    if data is not None:
-                        ev["data_restore"] = data
+            if action.params.get("quarantine") is False:  # aborted by its set: not its fault
+                self.rollouts.clear_quarantine(spec.service, spec.to_version)
+            if new.status == "rolled_back":  # the old version never stopped serving
+                self._unpublish(spec.service)  # stopped once the gateway no longer routes to it
+                await self._end_orphan(rid)  # a killed operator's: this gateway never had it
             elif (c := self.candidates.get(spec.service)) is not None:
+                # running: the next phase's share; committed: 100 % until retired
                 c.weight, c.device_version = weights(new, rp)
             self.ctx.bus.publish("evolution.rollout", service=spec.service, status=new.status,
                                  phase=new.phase_index)

@@ -97,6 +97,10 @@ def fronts_for(services: dict[str, Any], rollouts: dict[str, Any] | None = None,
             backends = (Backend(spec.version, spec.port, 100 - c.weight, spec.host, warm),
                         Backend(c.version, c.port, c.weight))
             device = c.device_version or spec.version
+        elif c is not None and c.weight == 100:
+            # past a rollout's commit point the Service is being switched to the candidate's
+            # version: the candidate serves alone until it is retired (never the old process)
+            backends = (Backend(c.version, c.port, 100),)
         fb = (fallbacks or {}).get(name)
         out.append(Front(name=name, port=spec.traffic.port, device_version=device,
                          device_paths=tuple(spec.traffic.device_paths), backends=backends,

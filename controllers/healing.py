@@ -29,6 +29,7 @@ from typing import Any
 
 from autonomous.context import OperatorContext
 from autonomous.intents import IntentStore
+from autonomous.self_healing.alerts import human_alert_open
 from autonomous.self_healing.facade import HealingFacade
 from autonomous.self_healing.healing_orchestrator import HealingOrchestrator
 from autonomous.self_healing.incident import Incident
@@ -237,9 +238,7 @@ class HealingController(Controller):
                 st.next_at if st else None, held.get(name), bool(st and st.busy),
                 bool(st and st.paused_by_human), tuple(sorted(open_rows.get(name, ()))),
                 status)
-        alerted = self.ctx.store.query_one(
-            "SELECT 1 FROM healing_alerts WHERE service=? AND reason=? AND resolved_at IS NULL",
-            (BRAKE_SERVICE, BRAKE_REASON)) is not None
+        alerted = human_alert_open(self.ctx.store, BRAKE_SERVICE, BRAKE_REASON)
         return HealingObserved(clock.monotonic(), out, alerted)
 
     @staticmethod

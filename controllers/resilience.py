@@ -5,8 +5,7 @@ observe: governance mode, the persisted survival state, resource pressure (how l
 been above the automatic-survival enter thresholds, or below the exit ones), and per
 ``BackupPlan`` the last successful backup, backups since the last full one, and the plan's
 backups in the repository, and the open restore requests.
-diff (pure): ``survival`` ``features`` when a kept service has non-core features on again
-(it restarted); ``survival`` enter when the mode is ``emergency_stop`` or pressure held long
+diff (pure): ``survival`` enter when the mode is ``emergency_stop`` or pressure held long
 enough (``auto``); exit when the reason that entered it is gone (mode left
 ``emergency_stop``; pressure below the exit thresholds long enough — hysteresis). ``backup``
 per plan whose schedule is due (full every ``full_every``th, else incremental; a plan never
@@ -14,7 +13,9 @@ backed up is due ``first_after_seconds`` after the operator started) and ``backu
 ``prune`` when retention would forget backups; ``restore`` per open restore request (the
 API only records the request: the restore runs here, behind the governance gate — with
 ``restore: require_approval`` it waits for ``atlas-autonomous approvals approve <id>``).
-act: carries them out through the facade (backups and restores in a worker thread).
+act: carries them out through the facade (backups and restores in a worker thread). Survival
+asks for features off with ``degrade`` intents; their one owner (``controllers/features.py``)
+keeps them off — also after a kept service restarts with every feature on.
 """
 
 from __future__ import annotations
@@ -86,9 +87,7 @@ class ResilienceController(Controller):
         pol = self.ctx.policy()["resilience"]
         r = self.reader()
         reading = {"cpu_percent": r.cpu_percent, "ram_percent": r.ram_percent}
-        drift = await self.facade.survival.feature_drift()
         return {"mode": self.ctx.governance.mode, "survival": self.facade.survival.state(),
-                "feature_drift": drift,
                 "pressure": self.pressure.update(self.ctx.clock.monotonic(), reading,
                                                  pol["survival"]["auto"]),
                 "now": self.ctx.clock.now(), "plans": self._plans(),
@@ -121,9 +120,6 @@ class ResilienceController(Controller):
     async def act(self, action: Action) -> Outcome:
         p = action.params
         try:
-            if action.kind == "survival" and p["op"] == "features":
-                await self.facade.survival.reapply_features(dict(p["features"]))
-                return Outcome(action, True, "non-core features turned off again")
             if action.kind == "survival":
                 fn = (self.facade.enter_survival_mode if p["op"] == "enter"
                       else self.facade.exit_survival_mode)
@@ -241,11 +237,6 @@ def _survival_actions(auto: dict[str, Any], observed: dict[str, Any]) -> list[Ac
             and pr["below_for"] >= auto["exit_after_seconds"]:
         return [Action("survival", res, _pressure_text(pr, auto, "exit"),
                        {"op": "exit", "source": "auto"}, dict(pr))]
-    if observed.get("feature_drift"):
-        drift = observed["feature_drift"]
-        return [Action("survival", res, "in survival, non-core features are on again: " +
-                       ", ".join(f"{k}/{f}" for k, v in sorted(drift.items()) for f in v),
-                       {"op": "features", "features": drift}, {"drift": drift})]
     return []
 
 

@@ -62,14 +62,14 @@ def create_app(ctx: OperatorContext, *,
 
 
 def install_middleware(app: FastAPI, ctx: OperatorContext) -> None:
-    """Admission control (priorities, shedding with 429 + Retry-After) inside W3C trace
-    context on every request (spans reach telemetry once it runs)."""
+    """W3C trace context (spans reach telemetry once it runs) inside admission control
+    (priorities, shedding with 429 + Retry-After): a shed request costs no span."""
     from autonomous.api import body_guard
     from autonomous.resilience import admission
     from autonomous.telemetry import tracing_middleware
 
-    admission.install(app, ctx)
     tracing_middleware.install(app, ctx)
+    admission.install(app, ctx)
     body_guard.install(app, ctx)  # outermost: 401 / 413 / 408 before anything reads a body
 
 

@@ -2,7 +2,8 @@
 
 ``rollout status [--watch SECONDS]`` (live table: service, versions, phase, since, status;
 refreshed until no rollout runs), ``rollout history [--limit N]``,
-``rollout rollback SERVICE [--reason R]`` and ``rollout clear SERVICE VERSION`` (allow a
+``rollout rollback SERVICE [--reason R]``, ``rollout set SERVICE=VERSION ... [--watch S]``
+(an ordered, all-or-nothing update set, with its progress) and ``rollout clear SERVICE VERSION`` (allow a
 quarantined version again). Mutating ones send the API token.
 """
 
@@ -37,6 +38,14 @@ def register(sub: Any) -> None:
     h.add_argument("--reason", default=None)
     add_client_args(h)
     h.set_defaults(func=cmd_rollback)
+    h = rs.add_parser("set", help="update several services as one ordered, all-or-nothing "
+                      "set (dependency order; commits together; any rollback undoes all)")
+    h.add_argument("members", nargs="+", metavar="SERVICE=VERSION")
+    h.add_argument("--watch", type=float, default=None, metavar="SECONDS",
+                   help="show progress every SECONDS until the set ends (Ctrl-C stops)")
+    h.add_argument("--json", action="store_true")
+    add_client_args(h)
+    h.set_defaults(func=cmd_set)
     h = rs.add_parser("clear", help="allow a quarantined version again")
     h.add_argument("service")
     h.add_argument("version")
@@ -125,3 +134,51 @@ def cmd_clear(args: Any) -> int:
         return 1
     print(f"{out['service']} {out['version']}: no longer quarantined")
     return 0
+
+
+def _set_table(data: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    t = Table(title=f"update set {data['id']}: {data['state']} — {data['reason']}")
+    for col in ("#", "service", "from", "to", "status"):
+        t.add_column(col)
+    for m in data["members"]:
+        mark = "→ " if data["state"] == "rolling" and m["index"] == data["current_index"] \
+            else ""
+        t.add_row(str(m["index"]), mark + m["service"], m["from_version"], m["to_version"],
+                  m["status"] + (" (failed)" if m["service"] == data["failed_member"] else ""))
+    return t
+
+
+def cmd_set(args: Any) -> int:
+    from rich.console import Console
+    from rich.live import Live
+
+    members = []
+    for item in args.members:
+        svc, sep, version = item.partition("=")
+        if not sep or not svc or not version:
+            print(f"error: {item!r}: expected SERVICE=VERSION")
+            return 2
+        members.append({"service": svc, "version": version})
+    data = _call(args, "POST", "/api/evolution/update", json={"services": members})
+    if data is None:
+        return 1
+    if args.json:
+        print(json.dumps(data, indent=2, sort_keys=True))
+        return 0
+    if args.watch is None:
+        Console().print(_set_table(data))
+        return 0
+    try:
+        with Live(_set_table(data), refresh_per_second=4) as live:
+            while data["state"] not in ("done", "rolled_back"):
+                time.sleep(args.watch)
+                rows = _call(args, "GET", "/api/evolution/sets", params={"limit": 1000})
+                if rows is None:
+                    return 1
+                data = next((r for r in rows if r["id"] == data["id"]), data)
+                live.update(_set_table(data))
+    except KeyboardInterrupt:
+        return 130
+    return 0 if data["state"] == "done" else 1

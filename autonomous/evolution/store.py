@@ -136,6 +136,10 @@ class RolloutStore:
                             "AND updated_at < ?", (before_ts,))
             return int(cur.rowcount)
 
+    def updated_at(self, rid: int) -> float | None:
+        r = self.store.query_one("SELECT updated_at FROM evolution_rollouts WHERE id=?", (rid,))
+        return float(r["updated_at"]) if r is not None else None
+
     def latest(self, service: str, to_version: str) -> tuple[int, RolloutState] | None:
         """The newest rollout of ``service`` to ``to_version`` (any status)."""
         rows = self.store.query("SELECT * FROM evolution_rollouts WHERE service=? AND "

@@ -13,7 +13,8 @@ detector's scores (``<root>/published/<name>/<folder>/<file>.csv``, one ``anomal
 data row). ``Scorer(corpus)`` caches the per-row weights: ``best_threshold`` picks the corpus
 threshold on some files, ``score`` scores any files at a given threshold (normalised over
 those files' windows); ``choose`` picks one of several detection sets on some files, by the
-pooled raw score or by the best worst-category score (``maximin``). ``score_corpus(scores, corpus, profile)`` does both on one set.
+pooled raw score, the best worst-category score (``maximin``) or the best mean category score
+(``mean``, the policy's rule). ``score_corpus(scores, corpus, profile)`` does both on one set.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ __all__ = [
 ]
 
 FOLDERS = ("realAWSCloudwatch", "realKnownCause", "realAdExchange", "realTraffic")
-RULES = ("pooled", "maximin")
+RULES = ("pooled", "maximin", "mean")
 PROFILES: dict[str, tuple[float, float, float]] = {  # (A_TP, A_FN, A_FP)
     "standard": (1.0, 1.0, 0.11),
     "reward_low_FP_rate": (1.0, 1.0, 0.22),
@@ -211,18 +212,21 @@ class Scorer:
 
 
 def choose(sc: Scorer, runs: list[dict[str, np.ndarray]], keys: list[str], profile: str,
-           rule: str = "maximin") -> int:
+           rule: str = "mean") -> int:
     """Index of the detection set (0/1 per row) chosen on ``keys`` (ties: the first).
 
     ``pooled``: the best raw score summed over ``keys`` (the category with the most windows
-    decides); ``maximin``: the best lowest normalised score among the categories of ``keys``.
+    decides); ``maximin``: the best lowest normalised score among the categories of ``keys``;
+    ``mean``: the best mean of the categories' normalised scores (each category weighs the
+    same, whatever its number of windows).
     """
     if rule == "pooled":
         return int(np.argmax([sc.raw(r, keys, 0.5, profile) for r in runs]))
-    if rule != "maximin":
+    if rule not in RULES:
         raise ValueError(f"rule {rule!r}: one of {', '.join(RULES)}")
     groups = [[k for k in keys if category(k) == c] for c in sorted({category(k) for k in keys})]
-    return int(np.argmax([min(sc.score(r, g, 0.5, profile) for g in groups) for r in runs]))
+    marks = [[sc.score(r, g, 0.5, profile) for g in groups] for r in runs]
+    return int(np.argmax([min(m) if rule == "maximin" else sum(m) / len(m) for m in marks]))
 
 
 def score_corpus(scores: dict[str, np.ndarray], corpus: list[NabFile],

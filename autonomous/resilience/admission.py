@@ -1,6 +1,11 @@
 """Admission control: admit, queue or shed each request by priority.
 
-The core, :class:`Admission`, is framework-neutral and thread-safe:
+Split by responsibility: :mod:`admission_classify` (path + headers → priority),
+:mod:`admission_decide` (admit / queue / shed from what is observed now),
+:mod:`admission_lag` (the serving event loop's measured lag, and the share of each sheddable
+priority to shed at it), :mod:`admission_queue` (waiters and grants),
+:mod:`admission_middleware` (ASGI, 429). This
+module holds the framework-neutral, thread-safe core, :class:`Admission`:
 
 * ``classify(path, headers)`` → a :class:`Priority`, or None for never-shed paths (health
   probes, ``/metrics``, the operator's governance / approval / survival endpoints);
@@ -11,26 +16,27 @@ The core, :class:`Admission`, is framework-neutral and thread-safe:
   ``max_wait_seconds``; both raise :class:`Throttled` when shed; ``release(ticket)`` frees the
   slot, feeds AIMD and wakes the best waiter.
 
-:class:`AdmissionMiddleware` wraps an ASGI app with it and answers shed requests ``429`` with
-``Retry-After``; ``install(app, ctx)`` adds it to a FastAPI app. A stdlib ``http.server``
-service calls ``admission_for_policy(...)`` once and ``with admission.guard(path, headers):``
-around each request (see :meth:`Admission.guard`).
+``install(app, ctx)`` adds :class:`AdmissionMiddleware` to a FastAPI app. A stdlib
+``http.server`` service calls ``admission_for_policy(...)`` once and
+``with admission.guard(path, headers):`` around each request (see :meth:`Admission.guard`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import math
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 from autonomous.core.clock import Clock, SystemClock
 from autonomous.core.errors import Throttled
-from autonomous.resilience.priority_queue import Priority, PriorityQueue, QueueItem
+from autonomous.resilience import admission_classify, admission_decide
+from autonomous.resilience.admission_decide import Decision
+from autonomous.resilience.admission_lag import LagSampler
+from autonomous.resilience.admission_middleware import AdmissionMiddleware, routes_match
+from autonomous.resilience.admission_queue import Ticket, WaitQueue, Waiter
+from autonomous.resilience.priority_queue import Priority, PriorityQueue
 from autonomous.resilience.resource_throttler import (
     ResourceReading,
     ResourceThrottler,
@@ -45,33 +51,8 @@ __all__ = [
     "Ticket",
     "admission_for_policy",
     "install",
+    "routes_match",
 ]
-
-
-@dataclass(frozen=True)
-class Decision:
-    action: str  # "admit" | "queue" | "shed"
-    priority: Priority | None
-    reason: str = ""
-    retry_after: float | None = None
-
-
-@dataclass(eq=False)
-class Ticket:
-    priority: Priority | None
-    started: float
-    counted: bool  # holds an in-flight slot
-
-
-@dataclass(eq=False)
-class _Waiter:
-    """A queued request: ``grant``/``shed`` wake it, from any thread."""
-
-    wake: Callable[[], object]
-    granted: bool = False
-    shed_reason: str | None = None
-    done: bool = False
-    item: QueueItem | None = field(default=None, repr=False)
 
 
 class Admission:
@@ -88,8 +69,14 @@ class Admission:
                                    clock=self.clock, stats_window=q["stats_window"])
         self.throttler = ResourceThrottler(self.policy, clock=self.clock, reader=reader)
         self._refreshed = self.clock.monotonic()
-        self.counts: dict[str, int] = {"admitted": 0, "queued": 0, "shed": 0, "bypassed": 0}
+        self.counts: dict[str, int] = {"admitted": 0, "queued": 0, "shed": 0, "bypassed": 0,
+                                     "shed_lag": 0}
+        self.waiting = WaitQueue(self.queue, self.throttler, self.clock, self._lock,
+                                 self.counts)
         self.survival_disabled: tuple[str, ...] = ()  # path prefixes shed in survival
+        self.lag = LagSampler(self.policy["loop_lag"])
+        self._classify = admission_classify.ClassifyCache()
+        self._lag_credit: dict[Priority, float] = {}
         self.throttler.reading()  # first reading now (imports), not on a request
 
     # -- policy ----------------------------------------------------------------------------
@@ -110,136 +97,77 @@ class Admission:
             self.queue.configure(max_depth=q["max_depth"], aging_seconds=q["aging_seconds"],
                                  stats_window=q["stats_window"])
             self.throttler.update_policy(policy)
+            self.lag.configure(policy["loop_lag"])
 
-    # -- classification --------------------------------------------------------------------
+    # -- classify / decide -----------------------------------------------------------------
     def classify(self, path: str, headers: Mapping[str, str] | None = None,
                  method: str = "") -> Priority | None:
-        """Priority of a request; None for never-shed paths. A header beats the route map.
+        """Priority of a request; None for never-shed paths (see
+        :func:`admission_classify.classify`)."""
+        return self._classify.classify(self.policy["admission"], path, headers, method)
 
-        A ``never_shed`` entry is a path prefix (any method) or ``"GET <prefix>"``: reads
-        only (GET and HEAD), so observing status, alerts and health is never shed while
-        their mutating routes are."""
-        adm = self.policy["admission"]
-        if any(_never_shed(rule, path, method.upper()) for rule in adm["never_shed"]):
-            return None
-        value = (headers or {}).get(adm["priority_header"].lower())
-        if value:
-            try:
-                return Priority.parse(value)
-            except ValueError:
-                pass  # an unknown header value falls back to the route map
-        best = max((r for r in adm["routes"] if path.startswith(r["prefix"])),
-                   key=lambda r: len(r["prefix"]), default=None)
-        return Priority.parse(best["priority"] if best else adm["default_priority"])
-
-    # -- decisions -------------------------------------------------------------------------
-    def decide(self, priority: Priority | None, path: str = "") -> Decision:
-        """Admit, queue or shed, without waiting or taking a slot."""
-        if priority is None:
-            return Decision("admit", None, "never shed")
-        off = next((p for p in self.survival_disabled if path.startswith(p)), None)
-        if off is not None:
-            return Decision("shed", priority, f"{off} is disabled in survival mode",
-                            self._queue_retry_after())
-        t = self.throttler.should_throttle(priority)
-        if t.throttle:
-            return Decision("shed", priority, t.reason, t.retry_after)
+    def decide(self, priority: Priority | None, path: str = "",
+               lag_seconds: float | None = None) -> Decision:
+        """Admit, queue or shed, without waiting or taking a slot (``lag_seconds``: the
+        serving loop's measured lag, None when not measured)."""
         with self._lock:
-            if not self._ahead_of(priority) and self.throttler.has_capacity(priority):
-                return Decision("admit", priority, "capacity free")
-            if len(self.queue) >= self.queue.max_depth and self._no_room_for(priority):
-                return Decision("shed", priority, "queue full", self._queue_retry_after())
-            return Decision("queue", priority, f"{self.throttler.in_flight} in flight, limit "
-                            f"{self.throttler.limit}")
+            credit = self._lag_credit.get(priority, 0.0) if priority is not None else 0.0
+            return admission_decide.decide(
+                self.policy["admission"], self.throttler, self.queue, self.survival_disabled,
+                priority, path, lag_policy=self.policy["loop_lag"], lag_seconds=lag_seconds,
+                lag_credit=credit)
 
-    def _ahead_of(self, priority: Priority) -> int:
-        """Waiters a new request must not overtake: CRITICAL waits only behind CRITICAL
-        (it may take a reserved slot while others queue), the rest behind everyone."""
-        if priority == Priority.CRITICAL:
-            return len(self.queue._levels[Priority.CRITICAL])
-        return len(self.queue)
-
-    def _no_room_for(self, priority: Priority) -> bool:
-        return all(not self.queue._levels[p] for p in Priority if p > priority)
-
-    def _queue_retry_after(self) -> float:
+    def _retry_after(self) -> float:
         return float(self.policy["admission"]["shed_retry_after_seconds"])
 
     def _shed(self, d: Decision) -> Throttled:
         with self._lock:
             self.counts["shed"] += 1
         return Throttled(f"{d.priority.name if d.priority else 'request'} shed: {d.reason}",
-                         d.retry_after or self._queue_retry_after())
+                         d.retry_after or self._retry_after())
 
-    def _try_admit(self, priority: Priority | None) -> Ticket | None:
+    def _admit_now(self, priority: Priority | None, path: str,
+                   lag_seconds: float | None = None) -> Ticket | None:
+        """Fresh readings, then shed (raises Throttled) or admit at once; None: it must wait
+        in the queue."""
+        self.refresh()
+        d = self.decide(priority, path, lag_seconds)
+        if priority is not None:
+            with self._lock:
+                self._lag_credit[priority] = d.lag_credit
+                if d.action == "shed" and d.reason.startswith("event loop"):
+                    self.counts["shed_lag"] += 1
+        if d.action == "shed":
+            raise self._shed(d)
         if priority is None:
             with self._lock:
                 self.counts["bypassed"] += 1
             return Ticket(None, self.clock.monotonic(), counted=False)
         with self._lock:
-            if not self._ahead_of(priority) and self.throttler.try_acquire(priority):
+            if not admission_decide.ahead_of(self.queue, priority) \
+                    and self.throttler.try_acquire(priority):
                 self.counts["admitted"] += 1
                 return Ticket(priority, self.clock.monotonic(), counted=True)
         return None
 
-    def _enqueue(self, priority: Priority, waiter: _Waiter, path: str) -> None:
-        with self._lock:
-            self.counts["queued"] += 1
-            tags = (path,) if path else ()
-            res = self.queue.enqueue(waiter, priority, tags=tags)
-            waiter.item = res.item
-            for victim in res.shed:
-                self._wake_shed(victim)
-            self._dispatch()
-
-    def _wake_shed(self, item: QueueItem) -> None:
-        w: _Waiter = item.value
-        w.shed_reason, w.done = item.shed_reason or "shed", True
-        w.wake()
-
-    def _dispatch(self) -> None:
-        """Grant free slots to the best waiters (caller holds the lock); a slot reserved
-        for CRITICAL goes only to a waiting CRITICAL request."""
-        while self.throttler.has_capacity():
-            if not (self.throttler.has_capacity(Priority.LOW)
-                    or self.queue._levels[Priority.CRITICAL]):
-                return
-            item = self.queue.dequeue_nowait()  # CRITICAL first: aging stops at HIGH
-            if item is None:
-                return
-            w: _Waiter = item.value
-            self.throttler.force_acquire(item.priority)
-            w.granted, w.done = True, True
-            self.counts["admitted"] += 1
-            w.wake()
-
-    def _give_up(self, priority: Priority, waiter: _Waiter) -> Ticket | None:
-        """A wait ended (timeout / cancel): leave the queue, or keep a slot granted meanwhile."""
-        with self._lock:
-            if waiter.granted:
-                return Ticket(_slot_priority(waiter, priority), self.clock.monotonic(),
-                              counted=True)
-            if waiter.item is not None and self.queue.remove(waiter.item):
-                self.queue.shed_counts[priority] += 1
-            waiter.done = True
-            return None
-
     # -- async -----------------------------------------------------------------------------
     async def acquire(self, priority: Priority | None, path: str = "") -> Ticket:
-        """Admit now, or wait in the queue; raises Throttled when shed."""
-        ticket = self._admit_now(priority, path)
+        """Admit now, or wait in the queue; raises Throttled when shed. Runs on the serving
+        loop, whose lag it samples (:class:`LagSampler`) and decides on."""
+        lag = self.lag.touch()
+        ticket = self._admit_now(priority, path, lag)
         if ticket is not None:
             return ticket
         assert priority is not None  # never-shed requests were admitted above
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
-        waiter = _Waiter(lambda: loop.call_soon_threadsafe(_set_once, fut))
-        self._enqueue(priority, waiter, path)
+        waiter = Waiter(lambda: _wake(loop, fut))
+        self.waiting.enqueue(priority, waiter, path)
         wait = self.policy["admission"]["max_wait_seconds"][priority.name]
         try:
             await asyncio.wait_for(fut, wait)
         except asyncio.CancelledError:
-            ticket = self._give_up(priority, waiter)
+            ticket = self.waiting.give_up(priority, waiter)
             if ticket is not None:
                 self.release(ticket)
             raise
@@ -249,29 +177,19 @@ class Admission:
             return self._granted(priority, waiter)
         return self._timed_out(priority, waiter, wait)
 
-    def _admit_now(self, priority: Priority | None, path: str) -> Ticket | None:
-        """Fresh readings, then shed (raises Throttled) or admit at once; None: it must wait
-        in the queue."""
-        self.refresh()
-        d = self.decide(priority, path)
-        if d.action == "shed":
-            raise self._shed(d)
-        return self._try_admit(priority)
-
-    def _timed_out(self, priority: Priority, waiter: _Waiter, wait: float) -> Ticket:
+    def _timed_out(self, priority: Priority, waiter: Waiter, wait: float) -> Ticket:
         """Out of the queue after ``wait`` seconds: the slot granted meanwhile, or shed."""
-        ticket = self._give_up(priority, waiter)
+        ticket = self.waiting.give_up(priority, waiter)
         if ticket is not None:
             return ticket
         raise self._shed(Decision("shed", priority, f"waited {wait:g} s in queue",
-                                  self._queue_retry_after()))
+                                  self._retry_after()))
 
-    def _granted(self, priority: Priority, waiter: _Waiter) -> Ticket:
+    def _granted(self, priority: Priority, waiter: Waiter) -> Ticket:
         if waiter.granted:
-            return Ticket(_slot_priority(waiter, priority), self.clock.monotonic(),
-                          counted=True)
+            return Ticket(waiter.slot_priority(priority), self.clock.monotonic(), counted=True)
         raise self._shed(Decision("shed", priority, waiter.shed_reason or "shed",
-                                  self._queue_retry_after()))
+                                  self._retry_after()))
 
     # -- threads ---------------------------------------------------------------------------
     def acquire_blocking(self, priority: Priority | None, path: str = "") -> Ticket:
@@ -281,8 +199,8 @@ class Admission:
             return ticket
         assert priority is not None
         event = threading.Event()
-        waiter = _Waiter(event.set)
-        self._enqueue(priority, waiter, path)
+        waiter = Waiter(event.set)
+        self.waiting.enqueue(priority, waiter, path)
         wait = self.policy["admission"]["max_wait_seconds"][priority.name]
         if not event.wait(wait):
             return self._timed_out(priority, waiter, wait)
@@ -306,8 +224,7 @@ class Admission:
             return
         ticket.counted = False
         self.throttler.release(self.clock.monotonic() - ticket.started, ticket.priority)
-        with self._lock:
-            self._dispatch()
+        self.waiting.dispatch()
 
     def reorder_on_emergency(self, *, critical_prefixes: tuple[str, ...] = (),
                              disabled_prefixes: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -316,77 +233,30 @@ class Admission:
         ``disabled_prefixes`` at once. Empty prefixes undo it (survival exited)."""
         with self._lock:
             self.survival_disabled = tuple(disabled_prefixes)
-            waiting = {t for q in self.queue._levels.values() for it in q for t in it.tags}
-            crit = {t for t in waiting if t.startswith(tuple(critical_prefixes) or ("\0",))}
-            off = {t for t in waiting if t.startswith(tuple(disabled_prefixes) or ("\0",))}
-            res = self.queue.reorder_on_emergency(critical_tags=crit, disabled_tags=off)
-            for item in res["dropped"]:
-                self._wake_shed(item)
-            return {"promoted": res["promoted"], "dropped": len(res["dropped"])}
+            return self.waiting.reorder(tuple(critical_prefixes), tuple(disabled_prefixes))
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
             return {"counts": dict(self.counts), "queue": self.queue.get_queue_stats(),
-                    "throttling": self.throttler.get_stats()}
+                    "throttling": self.throttler.get_stats(), "loop_lag": self.lag.stats()}
 
 
-def _slot_priority(waiter: _Waiter, priority: Priority) -> Priority:
-    """The priority a granted waiter's slot was taken with (survival may have promoted it)."""
-    return waiter.item.priority if waiter.item is not None else priority
-
-
-def _never_shed(rule: str, path: str, method: str) -> bool:
-    verb, _, prefix = rule.partition(" ") if " " in rule else ("", "", rule)
-    if verb and not (method == verb.upper() or (verb.upper() == "GET" and method == "HEAD")):
-        return False
-    return path == prefix or path.startswith(prefix)
+def _wake(loop: asyncio.AbstractEventLoop, fut: asyncio.Future[None]) -> None:
+    """Wake a waiter from any thread: on its own loop without the self-pipe write that
+    ``call_soon_threadsafe`` costs (a grant is usually made by a release on that loop)."""
+    try:
+        here = asyncio.get_running_loop()
+    except RuntimeError:
+        here = None
+    if here is loop:
+        loop.call_soon(_set_once, fut)
+    else:
+        loop.call_soon_threadsafe(_set_once, fut)
 
 
 def _set_once(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
-
-
-class AdmissionMiddleware:
-    """Pure ASGI middleware: classify, acquire (maybe wait), run the app, release; a shed
-    request gets ``429`` with ``Retry-After`` (whole seconds, rounded up) and a JSON body with
-    the exact ``retry_after_seconds``."""
-
-    def __init__(self, app: Any, admission: Admission,
-                 routed: Callable[[dict], bool] | None = None) -> None:
-        self.app = app
-        self.admission = admission
-        self.routed = routed
-
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
-                   for k, v in scope.get("headers", [])}
-        path = scope.get("path", "/")
-        if self.routed is not None and not self.routed(scope):
-            await self.app(scope, receive, send)  # route first: an unknown path is a 404
-            return
-        priority = self.admission.classify(path, headers, scope.get("method", ""))
-        try:
-            ticket = await self.admission.acquire(priority, path)
-        except Throttled as exc:
-            await _send_429(send, exc)
-            return
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self.admission.release(ticket)
-
-
-async def _send_429(send: Callable, exc: Throttled) -> None:
-    body = json.dumps({"detail": str(exc), "error": "Throttled",
-                       "retry_after_seconds": round(exc.retry_after, 3)}).encode()
-    await send({"type": "http.response.start", "status": 429, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-        (b"retry-after", str(max(1, math.ceil(exc.retry_after))).encode())]})
-    await send({"type": "http.response.body", "body": body})
 
 
 def admission_for_policy(policy_source: Callable[[], dict[str, Any]], *,
@@ -414,26 +284,3 @@ def install(app: Any, ctx: Any, *,
         app.add_middleware(AdmissionMiddleware, admission=admission,
                            routed=lambda scope: routes_match(app, scope, cache))
     return admission
-
-
-_ROUTED_CACHE = 4096
-
-
-def routes_match(app: Any, scope: dict, cache: dict[str, bool] | None = None) -> bool:
-    """Whether any route (or mount) of ``app`` matches the request's path (a method mismatch
-    counts: it is a route, answered 405). Unrouted requests skip admission: route first,
-    shed after. ``cache``: path → answer (the method does not change it; the route table is
-    fixed once the app serves, and scanning it per request cost a twentieth of a request)."""
-    from starlette.routing import Match
-
-    routes = app.router.routes
-    path = scope.get("path", "/")
-    key = f"{len(routes)} {path}"  # a router included since invalidates the answer
-    if cache is not None and key in cache:
-        return cache[key]
-    got = any(route.matches(scope)[0] != Match.NONE for route in routes)
-    if cache is not None:
-        if len(cache) >= _ROUTED_CACHE:
-            cache.clear()
-        cache[key] = got
-    return got

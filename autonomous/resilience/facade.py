@@ -36,8 +36,7 @@ class ResilienceFacade:
             store=ctx.store, bus=ctx.bus, clock=ctx.clock,
             services=lambda: ctx.subsystems.get("services"),
             specs=lambda: dict(ctx.desired.current.services) if ctx.desired.current else {},
-            profile=self._profile,
-            feature_timeout=lambda: self._policy()["survival"]["feature_timeout_seconds"])
+            profile=self._profile)
         self._recoveries: dict[Path, DisasterRecovery] = {}
         # a killed operator's drill service and folder: reaped when the next one starts
         self.reaped_drills = reap_drills()
@@ -66,7 +65,7 @@ class ResilienceFacade:
         adm = self.admission()
         if adm is None:
             return {"installed": False, "reason": "admission middleware not installed"}
-        return {"installed": True, **adm.throttler.get_stats()}
+        return {"installed": True, **adm.throttler.get_stats(), "loop_lag": adm.lag.stats()}
 
     # -- survival --------------------------------------------------------------------------
     def _profile(self) -> dict[str, Any]:

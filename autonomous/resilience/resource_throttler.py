@@ -24,6 +24,7 @@ __all__ = [
     "ResourceReading",
     "ResourceThrottler",
     "ThrottleDecision",
+    "latency_target_ms",
     "read_system_resources",
 ]
 
@@ -108,6 +109,17 @@ class ThrottleDecision:
     retry_after: float | None = None
 
 
+def latency_target_ms(aimd: dict[str, Any], baseline_seconds: float | None) -> float:
+    """The latency target in force (pure): ``baseline_tolerance`` x the baseline (the unloaded
+    p50), at least ``min_target_ms``, at most ``target_latency_ms``; the ceiling itself while
+    no baseline is known."""
+    cap = float(aimd["target_latency_ms"])
+    if baseline_seconds is None:
+        return cap
+    return min(cap, max(float(aimd["min_target_ms"]),
+                        aimd["baseline_tolerance"] * baseline_seconds * 1000.0))
+
+
 class ResourceThrottler:
     """Rate limits, resource gates and the adaptive in-flight limit. Thread-safe."""
 
@@ -129,6 +141,8 @@ class ResourceThrottler:
         self._smoothed: dict[str, float] = {}
         self._read_at = -math.inf
         self.adjustments: deque[dict[str, Any]] = deque(maxlen=50)
+        self._p50s: deque[tuple[float, float]] = deque(maxlen=4096)  # (at, interval p50)
+        self.baseline: float | None = None  # seconds: lowest interval p50 in the window
         self.throttled: dict[str, int] = {}
 
     def update_policy(self, policy: dict[str, Any]) -> None:
@@ -276,10 +290,12 @@ class ResourceThrottler:
             return self._free_for(priority)
 
     def adjust_limits_dynamically(self, *, force: bool = False) -> dict[str, Any] | None:
-        """AIMD: every ``aimd.interval_seconds``, shrink the in-flight limit by
-        ``decrease_factor`` when p90 latency exceeds the target or a resource gate for LOW is
-        hit; grow it by ``increase`` when healthy and the limit was reached (demand exists).
-        Returns the adjustment made, or None."""
+        """AIMD on a target that follows the unloaded latency (gradient / Vegas style): every
+        ``aimd.interval_seconds``, the interval's p50 joins the baseline window (the baseline
+        is the lowest p50 of the last ``baseline_window_seconds``); the limit shrinks by
+        ``decrease_factor`` when the interval p50 exceeds :func:`latency_target_ms` or a
+        resource gate for LOW is hit, and grows by ``increase`` when healthy and the limit was
+        reached (demand exists). Returns the adjustment made, or None."""
         aimd, conc = self.policy["aimd"], self.policy["concurrency"]
         now = self.clock.monotonic()
         with self._lock:
@@ -289,26 +305,36 @@ class ResourceThrottler:
             if not force and len(samples) < aimd["min_samples"]:
                 return None
             self._latencies.clear()
-            p90 = percentiles(samples, (90,))["p90"]
+            p50 = percentiles(samples, (50,))["p50"]
+            self._observe_baseline(now, p50, aimd["baseline_window_seconds"])
+            target = latency_target_ms(aimd, self.baseline)
             old = self.limit
             pressure = self._gate(Priority.LOW)
-            slow = p90 is not None and p90 * 1000 > aimd["target_latency_ms"]
+            slow = p50 is not None and p50 * 1000 > target
             if slow or pressure is not None:
                 self.limit = max(conc["min"], int(self.limit * aimd["decrease_factor"]))
                 why = pressure.reason if pressure else (
-                    f"p90 {(p90 or 0.0) * 1000:.0f} ms > target {aimd['target_latency_ms']:g} ms")
+                    f"p50 {(p50 or 0.0) * 1000:.1f} ms > target {target:.1f} ms")
             elif self._saturated:
                 self.limit = min(conc["max"], self.limit + aimd["increase"])
-                why = f"p90 {(p90 or 0) * 1000:.0f} ms within target and limit reached"
+                why = f"p50 {(p50 or 0) * 1000:.1f} ms within target {target:.1f} ms and " \
+                      "limit reached"
             else:
                 why = "limit not reached: unchanged"
             self._saturated = self.in_flight >= self.limit
             self._last_adjust = now
             change = {"at": self.clock.now(), "from": old, "to": self.limit, "reason": why,
-                      "samples": len(samples)}
+                      "samples": len(samples), "target_ms": round(target, 3)}
             if old != self.limit:
                 self.adjustments.append(change)
             return change
+
+    def _observe_baseline(self, now: float, p50: float | None, window: float) -> None:
+        if p50 is not None:
+            self._p50s.append((now, p50))
+        while self._p50s and now - self._p50s[0][0] > window:
+            self._p50s.popleft()
+        self.baseline = min((v for _, v in self._p50s), default=self.baseline)
 
     def get_stats(self) -> dict[str, Any]:
         """Limits in force, in-flight count, readings, throttle counts and recent changes."""
@@ -327,6 +353,10 @@ class ResourceThrottler:
                 "readings_missing": dict(raw.missing) if raw else {},
                 "throttled": dict(self.throttled),
                 "adjustments": list(self.adjustments),
+                "latency_baseline_ms": None if self.baseline is None else
+                round(self.baseline * 1000, 3),
+                "latency_target_ms": round(latency_target_ms(self.policy["aimd"],
+                                                             self.baseline), 3),
             }
 
 

@@ -7,14 +7,20 @@ resource pressure):
    "stopped_services", "kept_services", ...})`` first, so the services controller keeps only
    core services running from its next pass on;
 2. stop the running non-core services through the services facade (``stop(name, reason)``);
-3. turn off every non-core feature of the services kept running: ``PUT <feature endpoint>``
-   with ``{"features": {name: false}}`` (core features are ``ServiceSpec.features.core``);
+3. ask for every non-core feature of the services kept running to be off: a ``degrade``
+   intent per service (requester ``survival``) for the one owner of feature flags
+   (``controllers/features.py``), which turns them off — and off again when a kept service
+   restarts with every feature on (core features are ``ServiceSpec.features.core``). Not
+   waited for: the state reports, at each read, what the owner really keeps off for those
+   intents (``service_features``, ``disabled_features``; ``features_pending`` for the ones
+   not applied yet, with the owner's error);
 4. publish ``survival.entered``; the profile's operator features (evolution, optimizations,
    learning) are reported by ``get_disabled_features`` so those subsystems freeze.
 
-Exiting re-enables the features it turned off, persists ``active: false``, starts the
-services it stopped and publishes ``survival.exited``. The state survives restarts: a new
-instance reads it from the store, and exit restores from what was persisted.
+Exiting releases survival's degrade intents (the owner turns back on what it turned off),
+persists ``active: false``, starts the services it stopped and publishes ``survival.exited``.
+The state survives restarts: a new instance reads it from the store (the intents persist
+too), and exit restores from what was persisted.
 """
 
 from __future__ import annotations
@@ -23,31 +29,31 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import httpx
-
 from autonomous.core.clock import Clock, iso
 from autonomous.core.events import EventBus
+from autonomous.feature_flags import FeatureFlags
 
 __all__ = ["KV_KEY", "SurvivalMode"]
 
 KV_KEY = "survival"
+REQUESTER = "survival"
 
 
 class SurvivalMode:
     """``services()`` returns the services facade or None; ``specs()`` the declared services;
-    ``profile()`` the SurvivalProfile spec in force as a dict; ``feature_timeout()`` seconds."""
+    ``profile()`` the SurvivalProfile spec in force as a dict."""
 
     def __init__(self, *, store: Any, bus: EventBus, clock: Clock,
                  services: Callable[[], Any], specs: Callable[[], dict[str, Any]],
-                 profile: Callable[[], dict[str, Any]],
-                 feature_timeout: Callable[[], float]) -> None:
+                 profile: Callable[[], dict[str, Any]]) -> None:
         self.store, self.bus, self.clock = store, bus, clock
         self._services, self._specs = services, specs
-        self._profile, self._timeout = profile, feature_timeout
+        self._profile = profile
+        self.flags = FeatureFlags(store, clock, bus)
 
     # -- queries ---------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
-        s = dict(self.store.kv_get(KV_KEY) or {"active": False})
+        s = self._live(dict(self.store.kv_get(KV_KEY) or {"active": False}))
         s.setdefault("active", False)
         s["since_iso"] = iso(s.get("since"))
         return s
@@ -57,8 +63,27 @@ class SurvivalMode:
 
     def get_disabled_features(self) -> list[str]:
         """Operator features (``evolution``…) and ``service/feature`` pairs off right now."""
-        s = self.store.kv_get(KV_KEY) or {}
+        s = self._live(dict(self.store.kv_get(KV_KEY) or {}))
         return list(s.get("disabled_features", [])) if s.get("active") else []
+
+    def _live(self, s: dict[str, Any]) -> dict[str, Any]:
+        """While active: ``service_features`` / ``disabled_features`` as the feature-flag owner
+        keeps them off for survival's intents now (a kept service that restarted has them on
+        until the owner turns them off again)."""
+        if not s.get("active") or "feature_intents" not in s:
+            return s
+        per: dict[str, list[str]] = {}
+        pending: dict[str, str] = {}
+        for name, intent in sorted(s["feature_intents"].items()):
+            off = self.flags.off_for(intent, name)
+            if off:
+                per[name] = off
+            elif off is None:
+                err = (self.flags.service_state(name) or {}).get("error")
+                pending[name] = f"not applied yet{': ' + err if err else ''}"
+        ops = [f for f in s.get("disabled_features", []) if "/" not in f]
+        return {**s, "service_features": per, "features_pending": pending,
+                "disabled_features": ops + [f"{n}/{f}" for n, fs in per.items() for f in fs]}
 
     # -- enter -----------------------------------------------------------------------------
     async def enter_survival_mode(self, reason: str, *, actor: str = "operator",
@@ -73,11 +98,11 @@ class SurvivalMode:
             "active": True, "reason": reason, "source": source, "actor": actor,
             "since": self.clock.now(), "kept_services": kept, "stopped_services": to_stop,
             "disabled_features": list(profile["disabled_features"]), "service_features": {},
-            "errors": []}
+            "feature_intents": {}, "errors": []}
         self.store.kv_set(KV_KEY, state)
         await self._stop_services(to_stop, reason, state)
         if profile["disable_service_features"]:
-            await self._features_off(kept, specs, state)
+            self._features_off(kept, specs, state)
         self.store.kv_set(KV_KEY, state)
         self._log("entered", reason, actor, state)
         self.bus.publish("survival.entered", reason=reason, source=source, actor=actor,
@@ -102,67 +127,16 @@ class SurvivalMode:
             except Exception as exc:  # noqa: BLE001 - recorded, the rest still stops
                 state["errors"].append(f"stop {name}: {type(exc).__name__}: {exc}")
 
-    async def _features_off(self, kept: list[str], specs: dict[str, Any], state: dict) -> None:
-        async with httpx.AsyncClient(timeout=self._timeout()) as client:
-            for name in kept:
-                spec = specs[name]
-                if spec.features is None or spec.port is None:
-                    continue
-                url = f"http://{spec.host}:{spec.port}{spec.features.endpoint}"
-                try:
-                    current = _flags((await client.get(url)).raise_for_status().json())
-                    off = sorted(f for f, on in current.items()
-                                 if on and f not in spec.features.core)
-                    if off:
-                        r = await client.put(url, json={"features": {f: False for f in off}})
-                        r.raise_for_status()
-                except (httpx.HTTPError, ValueError, TypeError) as exc:
-                    state["errors"].append(f"features of {name} ({url}): "
-                                           f"{type(exc).__name__}: {exc}")
-                    continue
-                state["service_features"][name] = off
-                state["disabled_features"] += [f"{name}/{f}" for f in off]
-
-    async def feature_drift(self) -> dict[str, list[str]]:
-        """In survival: non-core features that are on again in kept services (a service that
-        restarted comes back with every feature on). Unreachable services are skipped."""
-        state = self.store.kv_get(KV_KEY) or {}
-        if not state.get("active") or not self._profile()["disable_service_features"]:
-            return {}
-        specs, drift = self._specs(), {}
-        async with httpx.AsyncClient(timeout=self._timeout()) as client:
-            for name in state.get("kept_services", []):
-                spec = specs.get(name)
-                if spec is None or spec.features is None or spec.port is None:
-                    continue
-                url = f"http://{spec.host}:{spec.port}{spec.features.endpoint}"
-                try:
-                    current = _flags((await client.get(url)).raise_for_status().json())
-                except (httpx.HTTPError, ValueError, TypeError):
-                    continue
-                on = sorted(f for f, v in current.items() if v and f not in spec.features.core)
-                if on:
-                    drift[name] = on
-        return drift
-
-    async def reapply_features(self, drift: dict[str, list[str]]) -> dict[str, Any]:
-        """Turn the drifted features off again and remember them for exit."""
-        state = self.state()
-        state.pop("since_iso", None)
-        specs = self._specs()
-        async with httpx.AsyncClient(timeout=self._timeout()) as client:
-            for name, feats in drift.items():
-                spec = specs[name]
-                url = f"http://{spec.host}:{spec.port}{spec.features.endpoint}"
-                r = await client.put(url, json={"features": {f: False for f in feats}})
-                r.raise_for_status()
-                known = state["service_features"].setdefault(name, [])
-                for f in feats:
-                    if f not in known:
-                        known.append(f)
-                        state["disabled_features"].append(f"{name}/{f}")
-        self.store.kv_set(KV_KEY, state)
-        return state
+    def _features_off(self, kept: list[str], specs: dict[str, Any], state: dict) -> None:
+        """A degrade intent per kept service with features. Not waited for: the owner
+        reconciles it, and ``state()`` reports what it keeps off at each read."""
+        for name in kept:
+            spec = specs[name]
+            if spec.features is None or spec.port is None:
+                continue
+            intent = self.flags.degrade(name, requester=REQUESTER,
+                                        reason=f"survival mode: {state['reason']}")
+            state["feature_intents"][name] = intent.id
 
     # -- exit ------------------------------------------------------------------------------
     async def exit_survival_mode(self, reason: str, *, actor: str = "operator",
@@ -172,9 +146,9 @@ class SurvivalMode:
             return self.state()
         state = self.state()
         errors: list[str] = []
-        await self._features_on(state.get("service_features", {}), errors)
+        released = self._features_on()
         done = {**state, "active": False, "exited_at": self.clock.now(), "exit_reason": reason,
-                "exit_errors": errors}
+                "exit_errors": errors, "features_released": released}
         done.pop("since_iso", None)
         self.store.kv_set(KV_KEY, done)
         facade = self._services()
@@ -192,19 +166,13 @@ class SurvivalMode:
                          restarted_services=state.get("stopped_services", []))
         return self.state()
 
-    async def _features_on(self, per_service: dict[str, list[str]], errors: list[str]) -> None:
-        specs = self._specs()
-        async with httpx.AsyncClient(timeout=self._timeout()) as client:
-            for name, feats in per_service.items():
-                spec = specs.get(name)
-                if not feats or spec is None or spec.features is None or spec.port is None:
-                    continue
-                url = f"http://{spec.host}:{spec.port}{spec.features.endpoint}"
-                try:
-                    r = await client.put(url, json={"features": {f: True for f in feats}})
-                    r.raise_for_status()
-                except httpx.HTTPError as exc:
-                    errors.append(f"features of {name} ({url}): {type(exc).__name__}: {exc}")
+    def _features_on(self) -> list[str]:
+        """Release every degrade intent of survival (the owner turns back on what it turned
+        off); the services they were on."""
+        names = sorted({i.service for i in self.flags.held_by(REQUESTER)})
+        for name in names:
+            self.flags.release(name, requester=REQUESTER, reason="survival mode exited")
+        return names
 
     def _log(self, event: str, reason: str, actor: str, details: dict[str, Any]) -> None:
         self.store.execute("INSERT INTO survival_log(ts, event, reason, actor, details) "
@@ -216,11 +184,3 @@ class SurvivalMode:
         return [{"ts": iso(r["ts"]), "event": r["event"], "reason": r["reason"],
                  "actor": r["actor"]} for r in rows]
 
-
-def _flags(body: Any) -> dict[str, bool]:
-    """``{"features": {name: bool}}`` or a plain ``{name: bool}`` → ``{name: bool}``."""
-    if isinstance(body, dict) and isinstance(body.get("features"), dict):
-        body = body["features"]
-    if not isinstance(body, dict):
-        raise TypeError(f"feature endpoint answered {type(body).__name__}, expected an object")
-    return {str(k): bool(v) for k, v in body.items()}

@@ -19,10 +19,12 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 from autonomous.sample_stack.features import FeatureError, Features, parse_feature_list
 from autonomous.sample_stack.logs import JsonLogger
 from autonomous.sample_stack.metrics import PROCESS_START
+from autonomous.sample_stack.variant import VARIANTS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -69,6 +71,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                                               "governed"),
                    help="governance mode whose policy applies when PATH is a root "
                         "(default governed; env ATLAS_SAMPLE_ADMISSION_MODE)")
+    p.add_argument("--variant", choices=VARIANTS,
+                   default=os.environ.get("ATLAS_SAMPLE_VARIANT", "good") or "good",
+                   help="how this version behaves: good, slow, errors or never_ready "
+                        "(env ATLAS_SAMPLE_VARIANT; see sample_stack/variant.py)")
+    p.add_argument("--state-file", metavar="PATH",
+                   help="a data file this version migrates at start: it is rewritten as "
+                        "'schema=VERSION' (what an update touching its data does)")
     args = p.parse_args(argv)
     if not 0 < args.port < 65536:
         p.error(f"--port: {args.port} is out of range; allowed: 1 to 65535")
@@ -120,8 +129,22 @@ def main(argv: list[str] | None = None) -> int:
     if crash or args.crash_on_start:
         log.error("crashing on start (injected fault)", exit_code=args.exit_code)
         return int(args.exit_code)
+    if args.state_file:
+        try:
+            _migrate(Path(args.state_file), args.service_version)
+        except OSError as e:
+            log.error(f"--state-file {args.state_file}: {e}")
+            return 2
     signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)  # before any thread: all inherit it
     return _serve(args, log, feats, env_faults)
+
+
+def _migrate(path: Path, version: str) -> None:
+    """The data file written as this version's schema (atomically: a reader sees the old or
+    the new content, never a torn one)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(f"schema={version}\n")
+    os.replace(tmp, path)
 
 
 def _serve(args: argparse.Namespace, log: JsonLogger, feats: Features,
@@ -132,7 +155,8 @@ def _serve(args: argparse.Namespace, log: JsonLogger, feats: Features,
         admission = _admission(args, log)
         svc = Service(args.name, version=args.service_version, features=feats,
                       depends_on=args.depends_on, ready_delay_s=args.ready_delay_ms / 1000.0,
-                      log=log, admission=admission, log_probes=args.log_probes)
+                      log=log, admission=admission, log_probes=args.log_probes,
+                      variant_name=args.variant)
         server = make_server(svc, args.host, args.port)
     except ValueError as e:
         log.error(str(e))

@@ -59,12 +59,13 @@ class Service:
     def __init__(self, name: str, *, version: str, features: Features,
                  depends_on: list[str] | None = None, ready_delay_s: float = 0.0,
                  log: JsonLogger | None = None, admission: Admission | None = None,
-                 log_probes: bool = False) -> None:
+                 log_probes: bool = False, variant_name: str | None = None) -> None:
         self.name = name
         self.version = version
         self.features = features
         self.faults = Faults()
-        self.variant = variant.from_env()
+        self.variant = (variant.from_env() if variant_name is None else variant.Variant(
+            variant_name, variant.from_env().slow_min_s * 1000.0))
         self.metrics = RequestMetrics()
         self._motion: Motion | None = None
         self.log = log or JsonLogger(name)
@@ -111,7 +112,11 @@ class Handler(BaseHTTPRequestHandler):
     """One connection; ``self.server.service`` is the Service it serves."""
 
     protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall
+    disable_nagle_algorithm = True  # no 40 ms delayed-ACK stall on a response's last segment
+    # buffered: headers and body leave in one send (``_send`` flushes once), so a process
+    # SIGKILLed between them never leaves a client, or a gateway that cannot retry a response
+    # it began forwarding, with headers and no body
+    wbufsize = -1
     server_version = "atlas-sample/1"
     server: SampleHTTPServer
 

@@ -208,7 +208,7 @@ class LadderRunner:
             res = await self.strategies.activate_fallback(name, why, incident=inc.id)
             st.fallback = st.fallback or bool(res.details.get("intent"))
         elif strategy is S.DEGRADE:
-            res = await self.strategies.enter_degraded_mode(name, why)
+            res = await self.strategies.enter_degraded_mode(name, why, incident=inc.id)
             if res.ok:
                 st.degraded = res.details.get("previous")
         else:  # ISOLATE

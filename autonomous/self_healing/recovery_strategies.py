@@ -2,7 +2,9 @@
 
 Processes belong to the services controller: a strategy never starts, stops or restarts one;
 it writes an intent for the owner (:class:`ProcessIntents`: restart_requested, isolate, pause,
-use_revision, fallback) and observes the result. Every method returns a :class:`StrategyResult` whose
+use_revision, fallback) and observes the result. Feature flags belong to the features
+controller: DEGRADE writes a ``degrade`` intent (:class:`FeatureFlags`) and reads the owner's
+result. Every method returns a :class:`StrategyResult` whose
 ``ok`` means the effect was verified (the service answers its health check again, the
 fallback answers, the features really are off), not merely that a command was sent.
 """
@@ -16,10 +18,11 @@ from typing import Any
 from autonomous.core.backoff import Backoff, BackoffSpec
 from autonomous.core.clock import Clock
 from autonomous.core.events import EventBus
+from autonomous.feature_flags import FeatureFlags
 from autonomous.self_healing.alerts import HumanAlerts
 from autonomous.self_healing.model import RecoveryStrategy as S
 from autonomous.self_healing.model import StrategyResult
-from autonomous.self_healing.process_intents import ProcessIntents, ServicesView
+from autonomous.self_healing.process_intents import REQUESTER, ProcessIntents, ServicesView
 from autonomous.self_healing.verify import HealthCheck
 from autonomous.store import Store
 from autonomous.supervisor.order import topo_order
@@ -42,6 +45,7 @@ class RecoveryStrategies:
         self.check = check
         self.alerts = alerts
         self.processes = processes
+        self.flags = FeatureFlags(store, clock, bus)  # DEGRADE asks the flags' owner
         self.rng = rng or random.Random()
 
     # -- RETRY ---------------------------------------------------------------------------------
@@ -210,59 +214,39 @@ class RecoveryStrategies:
         return True
 
     # -- DEGRADE -------------------------------------------------------------------------------------
-    async def enter_degraded_mode(self, name: str, reason: str) -> StrategyResult:
-        """Turn the service's non-core features off through its feature-flag endpoint
-        (``spec.features``); the previous flags are returned for ``exit_degraded_mode``."""
+    async def enter_degraded_mode(self, name: str, reason: str, *,
+                                  incident: str | None = None) -> StrategyResult:
+        """Ask the owner of feature flags (``controllers/features.py``) to turn the service's
+        non-core features off — a ``degrade`` intent — and verify from the owner's result that
+        they are off. The intent stays until ``exit_degraded_mode`` releases it."""
         spec = self.services().specs().get(name)
         if spec is None or spec.features is None or spec.port is None:
             return StrategyResult(S.DEGRADE, False, f"{name} declares no spec.features",
                                   applicable=False)
         url = f"http://{spec.host}:{spec.port}{spec.features.endpoint}"
-        try:
-            before = await self._features(url)
-            off = {f: False for f, on in before.items() if on and f not in spec.features.core}
-            after = await self._put_features(url, off) if off else before
-        except (OSError, ValueError, RuntimeError) as exc:
-            return StrategyResult(S.DEGRADE, False, f"feature endpoint {url}: {exc}",
-                                  applicable=False)
-        still_on = [f for f in off if after.get(f)]
-        if still_on:
-            return StrategyResult(S.DEGRADE, False, f"features still on: {still_on}")
-        return StrategyResult(S.DEGRADE, True, f"non-core features off: {sorted(off) or 'none'}; "
-                              f"kept: {sorted(f for f, on in after.items() if on)}",
-                              {"previous": before, "turned_off": sorted(off), "url": url})
+        intent = self.flags.degrade(name, requester=REQUESTER, reason=reason, incident=incident,
+                                    decision=self.processes.decision_of(incident))
+        v = self.policy()["verify"]
+        done = await self.flags.wait_applied(intent, v["timeout_seconds"], v["poll_seconds"])
+        if done.off is None:
+            self.flags.release(name, requester=REQUESTER, reason=f"not applied: {done.error}")
+            return StrategyResult(S.DEGRADE, False, f"feature endpoint {url}: {done.error}",
+                                  {"intent": intent.id}, applicable=False)
+        flags = (self.flags.service_state(name) or {}).get("flags") or {}
+        return StrategyResult(S.DEGRADE, True, f"non-core features off: {done.off or 'none'}; "
+                              f"kept: {sorted(f for f, on in flags.items() if on)}",
+                              {"previous": {**flags, **{f: True for f in done.off}},
+                               "turned_off": done.off, "url": url, "intent": intent.id})
 
     async def exit_degraded_mode(self, name: str, previous: dict[str, bool]) -> bool:
-        """Put back the flags saved by ``enter_degraded_mode``."""
-        spec = self.services().specs().get(name)
-        if spec is None or spec.features is None or spec.port is None:
-            return False
-        url = f"http://{spec.host}:{spec.port}{spec.features.endpoint}"
-        try:
-            current = await self._features(url)
-            await self._put_features(url, {f: v for f, v in previous.items() if f in current})
-        except (OSError, ValueError, RuntimeError):
-            return False
-        return True
-
-    async def _features(self, url: str) -> dict[str, bool]:
-        resp = await self.check.client.get(url, timeout=self._timeout())
-        if resp.status_code != 200:
-            raise RuntimeError(f"GET answered HTTP {resp.status_code}")
-        body = resp.json()
-        flags = body.get("features", body) if isinstance(body, dict) else None
-        if not isinstance(flags, dict):
-            raise ValueError(f"GET answered {body!r}, not a feature map")  # noqa: TRY004
-        return {str(k): bool(v) for k, v in flags.items()}
-
-    async def _put_features(self, url: str, flags: dict[str, bool]) -> dict[str, bool]:
-        resp = await self.check.client.put(url, json={"features": flags}, timeout=self._timeout())
-        if resp.status_code >= 300:
-            raise RuntimeError(f"PUT answered HTTP {resp.status_code}: {resp.text[:200]}")
-        return await self._features(url)
-
-    def _timeout(self) -> float:
-        return float(self.policy()["detection"]["probe_timeout_seconds"]) * 5
+        """Release healing's degrade intent on ``name``; True once the owner turned back on
+        what it held off for it (``previous``: the flags before DEGRADE, kept for the record)."""
+        released = [i.id for i in self.flags.held_by(REQUESTER) if i.service == name]
+        self.flags.release(name, requester=REQUESTER, reason="recovered: full service restored")
+        v = self.policy()["verify"]
+        why = await self.flags.wait_restored(name, released, v["timeout_seconds"],
+                                             v["poll_seconds"])
+        return why is None
 
     # -- ISOLATE ---------------------------------------------------------------------------------------
     async def isolate_component(self, name: str, reason: str, *,

@@ -108,7 +108,9 @@ class AlertManager:
                       severity: str = "warning", summary: str = "", value: float | None = None,
                       actor: str = "system") -> dict[str, Any]:
         """Fire an alert now (not from a rule, e.g. a healing ALERT_HUMAN); an open episode
-        with the same labels is returned unchanged (deduplication)."""
+        with the same labels — or carrying all of them, like the one self-healing stored
+        itself with its incident label before publishing ``alert.human`` — is returned
+        unchanged (deduplication)."""
         if severity not in SEV:
             from autonomous.core.errors import Problem, ValidationFailed
             raise ValidationFailed([Problem("", 0, "severity",
@@ -116,7 +118,10 @@ class AlertManager:
         full = {**{str(k): str(v) for k, v in (labels or {}).items()}, "alertname": name,
                 "severity": severity}
         fp, now = fingerprint(full), self.clock.now()
-        existing = self.db.open_alerts().get(fp)
+        opened = self.db.open_alerts()
+        existing = opened.get(fp) or next(
+            (a for a in opened.values() if a["rule"] == name and matches(a["labels"], full)),
+            None)
         if existing is not None:
             return existing
         with self.store.transaction() as conn:

@@ -12,9 +12,18 @@ from typing import Any
 from autonomous.core.errors import Conflict, NotFound, Problem, ValidationFailed
 from autonomous.store.db import Store
 
-__all__ = ["OPEN_STATES", "AlertStore", "matches"]
+__all__ = ["OPEN_STATES", "AlertStore", "matches", "severity_level"]
 
 OPEN_STATES = ("pending", "firing")
+_LEVEL = {"critical": "critical", "high": "critical", "severa": "critical",
+          "medium": "warning", "moderada": "warning", "warning": "warning",
+          "low": "info", "leve": "info", "info": "info"}
+
+
+def severity_level(text: object) -> str:
+    """A subsystem's severity word (critical, high, medium, low…) → an alert severity
+    (critical, warning, info); unknown words are warnings."""
+    return _LEVEL.get(str(text), "warning")
 
 
 def matches(labels: dict[str, str], matchers: dict[str, str]) -> bool:
@@ -25,6 +34,8 @@ def matches(labels: dict[str, str], matchers: dict[str, str]) -> bool:
 def _alert(row: Any) -> dict[str, Any]:
     d = dict(row)
     d["labels"] = json.loads(d["labels"])
+    if "details" in d:  # context for the human (self-healing: incident, logs tail, graph link)
+        d["details"] = json.loads(d["details"]) if d["details"] else None
     return d
 
 
@@ -51,12 +62,13 @@ class AlertStore:
 
     def create(self, conn: Any, *, fingerprint: str, rule: str, source: str,
                labels: dict[str, str], severity: str, summary: str, value: float | None,
-               now: float, actor: str, reason: str) -> dict[str, Any]:
+               now: float, actor: str, reason: str,
+               details: dict[str, Any] | None = None) -> dict[str, Any]:
         cur = conn.execute(
             "INSERT INTO alerts(fingerprint, rule, source, labels, severity, summary, state, "
-            "value, pending_since, updated_at) VALUES (?,?,?,?,?,?,'pending',?,?,?)",
+            "value, pending_since, updated_at, details) VALUES (?,?,?,?,?,?,'pending',?,?,?,?)",
             (fingerprint, rule, source, json.dumps(labels, sort_keys=True), severity, summary,
-             value, now, now))
+             value, now, now, None if details is None else json.dumps(details, default=str)))
         self.log(conn, cur.lastrowid, fingerprint, None, "pending", now, actor, reason)
         return _alert(conn.execute("SELECT * FROM alerts WHERE id=?",
                                    (cur.lastrowid,)).fetchone())

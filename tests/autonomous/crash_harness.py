@@ -4,8 +4,8 @@ again on the same data dir, and check what a person relies on.
 One *run*: start ``atlas-autonomous run`` on a tree with a sample service whose probe always
 fails (so ``service_down`` fires and its notice goes to a local webhook sink), make
 acknowledged writes (a silence, a mode switch: each answered 2xx), start an operation
-(``backup``, ``reconcile``, ``restore`` or ``alert`` delivery) and SIGKILL the operator after
-a random delay. Then:
+(``backup``, ``reconcile``, ``restore``, ``alert`` delivery or a staged ``rollout``) and
+SIGKILL the operator after a random delay. Then:
 
 * **no orphan**: every process the operator started (services, drill services) is gone —
   children die with the operator (``PR_SET_PDEATHSIG``);
@@ -17,7 +17,12 @@ a random delay. Then:
   one notice (outbox row) twice, and the alert's notice arrived at least once;
 * **no half-applied restore** (``restore``): the approved restore request settles ``done``
   after the restart, its target is byte for byte what a second restore of the same backup
-  writes, and no staging folder is left under ``<data_dir>/restores``.
+  writes, and no staging folder is left under ``<data_dir>/restores``;
+* **no half-applied rollout** (``rollout``: killed 0–7.5 s after its candidate first served,
+  so at any step from CANARY to the commit and the candidate's retirement): after the restart
+  the rollout resumes its persisted phase with a fresh candidate and the gateway's written
+  weight is that phase's, or it ended and its candidate is retired (a rollback: weight 0);
+  see ``tests/autonomous/crash_rollout.py``.
 
 Used by ``tests/autonomous/test_crash_consistency.py`` (a few runs) and
 ``bench/crash_consistency.py`` (100 runs). It opens the killed operator's database read-only
@@ -55,10 +60,19 @@ from autonomous.testing import (
     terminate,
     wait_for,
 )
+from tests.autonomous.crash_rollout import (
+    PHASES,
+    alive,
+    candidate_weight,
+    expected_weight,
+    prepare_rollout_tree,
+    rollout_yaml,
+    snapshot,
+)
 
 __all__ = ["OPERATIONS", "RunResult", "Sink", "crash_run"]
 
-OPERATIONS = ("reconcile", "backup", "restore", "alert")
+OPERATIONS = ("reconcile", "backup", "restore", "alert", "rollout")
 TOKEN = "crash-consistency-token"
 
 
@@ -215,6 +229,8 @@ def crash_run(tmp: Path, operation: str, rng: random.Random) -> RunResult:
     res = RunResult(operation, kill_after)
     with _sink() as (sink, url):
         root = make_crash_tree(tmp / "root", url)
+        if operation == "rollout":
+            prepare_rollout_tree(root, free_port(), free_port())
         op = _Operator(root, tmp / "data")
         try:
             op.start()
@@ -236,6 +252,12 @@ def crash_run(tmp: Path, operation: str, rng: random.Random) -> RunResult:
             elif operation == "restore":  # the kill lands while the approved restore runs
                 restore = _Restore.start(op)
                 _start_operation(op, operation, restore.approval)
+            elif operation == "rollout":  # the kill lands somewhere from CANARY to retirement
+                (root / "desired_state" / "rollout.yaml").write_text(rollout_yaml())
+                _wait(lambda: candidate_weight(tmp / "data") == (PHASES[0][1], "nexus-v1-0-0"),
+                      60, "the rollout's candidate served at CANARY")
+                kill_after *= 5
+                res.kill_after_s = kill_after
             else:
                 _start_operation(op, operation)
             time.sleep(kill_after)  # the random point of the kill (not a proof of anything)
@@ -269,6 +291,8 @@ def crash_run(tmp: Path, operation: str, rng: random.Random) -> RunResult:
                 res.lost_writes.append(f"mode growth (found {mode.get('mode')})")
             if restore is not None:
                 res.half_applied = restore.check_after_restart(op, tmp / "data")
+            if operation == "rollout":
+                res.half_applied = _rollout_after_restart(op, tmp / "data")
             # the alert (still firing after the restart) is notified, and only once
             _wait(lambda: bool(sink.deliveries), 30, "a notice delivered")
         except (TimeoutError, httpx.HTTPError, KeyError, ValueError) as exc:
@@ -278,6 +302,31 @@ def crash_run(tmp: Path, operation: str, rng: random.Random) -> RunResult:
         res.duplicates = sink.duplicates()
         res.notices = len(sink.deliveries)
     return res
+
+
+def _rollout_after_restart(op: _Operator, data: Path) -> list[str]:
+    """What is half-applied about the rollout once the restarted operator settled it."""
+    assert op.proc is not None
+    pid = op.proc.pid
+
+    def settled() -> bool:
+        s = snapshot(data)
+        w = candidate_weight(data)
+        if s.status == "running":
+            ok = (s.operator_pid == pid and alive(s.candidate_pid, s.candidate_ctime)
+                  and w is not None and w[0] == expected_weight(s))
+        else:
+            ok = s.candidate_pid is None and w is not None and (
+                s.status == "committed" or w[0] == 0)
+        return ok
+    try:
+        _wait(settled, 60, "the rollout resumed at its phase's weight, or ended and retired")
+    except AssertionError:
+        s = snapshot(data)
+        return [f"rollout {s.status} at phase {s.phase_index}: gateway weight "
+                f"{candidate_weight(data)}, candidate pid {s.candidate_pid} (operator "
+                f"{s.operator_pid}, now {pid})"]
+    return []
 
 
 @dataclass

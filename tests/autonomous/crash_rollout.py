@@ -21,8 +21,9 @@ from typing import Any
 import psutil
 import yaml
 
-__all__ = ["PHASES", "Snapshot", "candidate_weight", "expected_weight", "integrity",
-           "prepare_rollout_tree", "rollout_yaml", "snapshot"]
+__all__ = ["PHASES", "Snapshot", "alive", "candidate_weight", "expected_weight",
+           "gateway_backends", "integrity", "nexus_yaml", "prepare_rollout_tree",
+           "rollout_yaml", "snapshot", "versions_running"]
 
 PHASES = (("CANARY", 10), ("BETA", 25), ("FULL", 100))
 SERVICE, TO_VERSION = "nexus", "2.0.0"
@@ -46,9 +47,16 @@ spec:
 """
 
 
-def rollout_yaml(bake_seconds: float = 3, deadline_seconds: float = 300) -> str:
-    phases = "\n".join(f"    - {{name: {n}, weight: {w}, min_bake_seconds: {bake_seconds}, "
-                       f"deadline_seconds: {deadline_seconds}}}" for n, w in PHASES)
+def rollout_yaml(bake_seconds: float = 3, deadline_seconds: float = 300,
+                 full_bake_seconds: float | None = None) -> str:
+    """``full_bake_seconds``: FULL's bake (the watch before the commit point), if not
+    ``bake_seconds``."""
+    def bake(n: str) -> float:
+        return full_bake_seconds if n == "FULL" and full_bake_seconds is not None \
+            else bake_seconds
+    phases = "\n".join(f"    - {{name: {n}, weight: {w}, min_bake_seconds: {bake(n)}, "
+                       f"deadline_seconds: {max(deadline_seconds, bake(n) + 60)}}}"
+                       for n, w in PHASES)
     return f"""apiVersion: atlas.autonomous/v1
 kind: Rollout
 metadata: {{name: {SERVICE}-2}}
@@ -156,6 +164,29 @@ def candidate_weight(data: Path) -> tuple[int, str | None] | None:
     weight = sum(int(s["weight"]) for s in split.get("services", []) if s["name"] == want)
     device = http.get("routers", {}).get(f"{SERVICE}-device", {}).get("service")
     return weight, device
+
+
+def gateway_backends(data: Path) -> dict[str, list[str]]:
+    """Traefik service → server URLs of the services the front's split routes to."""
+    doc: dict[str, Any] = yaml.safe_load(
+        (data / "gateway" / "dynamic" / "atlas.yaml").read_text()) or {}
+    services = doc["http"]["services"]
+    split = services[f"{SERVICE}-split"]["weighted"]["services"]
+    return {s["name"]: [x["url"] for x in services[s["name"]]["loadBalancer"]["servers"]]
+            for s in split}
+
+
+def versions_running(pids: list[int]) -> dict[str, list[int]]:
+    """Among ``pids``: the sample-stack processes by their ``--service-version``."""
+    out: dict[str, list[int]] = {}
+    for pid in pids:
+        try:
+            argv = psutil.Process(pid).cmdline()
+        except psutil.Error:
+            continue
+        if "--service-version" in argv and "autonomous.sample_stack" in argv:
+            out.setdefault(argv[argv.index("--service-version") + 1], []).append(pid)
+    return out
 
 
 def alive(pid: int | None, ctime: float | None) -> bool:

@@ -1,7 +1,8 @@
-"""The operator SIGKILLed at a random moment of reconcile, backup, restore and alert delivery, then
-started again on the same data dir: consistent store, no lost acknowledged write, no
-duplicate notification, no orphan process (see ``tests/autonomous/crash_harness.py``; the
-benchmark ``bench/crash_consistency.py`` does 100 such runs)."""
+"""The operator SIGKILLed at a random moment of reconcile, backup, restore, alert delivery and a
+staged rollout, then started again on the same data dir: consistent store, no lost
+acknowledged write, no duplicate notification, no orphan process, nothing half-applied
+(see ``tests/autonomous/crash_harness.py``; the benchmark ``bench/crash_consistency.py`` does
+100 such runs)."""
 
 from __future__ import annotations
 

@@ -55,3 +55,54 @@ def test_status_rollback_history_clear(facade: EvolutionFacade,
     assert dispatch(["rollout", "rollback", "robot"]) == 1
     assert "no running rollout" in capsys.readouterr().err
     assert dispatch(["rollout", "clear", "robot", "1.1"]) == 0
+
+
+def test_rollout_set_creates_an_ordered_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from dataclasses import dataclass, field
+
+    from autonomous.evolution.update_set import UpdateSetFacade
+
+    @dataclass
+    class Svc:
+        depends_on: list[str] = field(default_factory=list)
+        version: str = "1.0.0"
+        traffic: object | None = "front"
+
+    services = {"nexus": Svc(), "robot": Svc(["nexus"])}
+    monkeypatch.setenv("COLUMNS", "200")
+    ctx = make_context(tmp_path)
+    ctx.subsystems["evolution"] = EvolutionFacade(ctx.store, ctx.clock)
+    ctx.subsystems["update_sets"] = UpdateSetFacade(ctx.store, ctx.clock, lambda: services,
+                                                    set)
+    try:
+        with TestClient(create_app(ctx)) as tc:
+            class Client:
+                def __init__(self, args: Any) -> None:
+                    self.base = "http://testserver"
+
+                def request(self, method: str, path: str, **kw: Any) -> Any:
+                    headers = kw.pop("headers", {})
+                    headers["Authorization"] = "Bearer test-token"
+                    return tc.request(method, path, headers=headers, **kw)
+
+            monkeypatch.setattr(cmd_rollout, "ApiClient", Client)
+            assert dispatch(["rollout", "set", "robot"]) == 2
+            assert "SERVICE=VERSION" in capsys.readouterr().out
+            assert dispatch(["rollout", "set", "robot=2.0", "nexus=2.0", "--json"]) == 0
+            out = json.loads(capsys.readouterr().out)
+            assert [m["service"] for m in out["members"]] == ["nexus", "robot"]
+            assert dispatch(["rollout", "set", "robot=3.0"]) == 1
+            assert "open update set" in capsys.readouterr().err
+            ctx.subsystems["update_sets"].sets.set_state(out["id"], "rolled_back",
+                                                         "robot failed", 1.0)
+            sets = ctx.subsystems["update_sets"].sets
+            # the controller's progress, between two refreshes of the live view
+            monkeypatch.setattr(cmd_rollout.time, "sleep", lambda s: sets.set_state(
+                2, "rolled_back", "member 0 (robot 3.0) rolled back: CANARY: errors", 3.0,
+                failed_member="robot"))
+            assert dispatch(["rollout", "set", "robot=3.0", "--watch", "1"]) == 1
+            shown = capsys.readouterr().out
+            assert "rolled_back" in shown and "(failed)" in shown
+    finally:
+        ctx.store.close()

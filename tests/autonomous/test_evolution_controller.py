@@ -88,7 +88,20 @@ def test_plan_is_pure_start_resume_hold_advance_commit_rollback() -> None:
     late = plan(obs(s, now=61.0), POLICY)  # never ready: no samples until the deadline
     assert [a.kind for a in late] == ["rollback"] and "deadline" in late[0].reason
     done = RolloutState("nexus", "1.0.0", "2.0.0", 1, 0.0, "rolled_back", "x")
-    assert plan(obs(done), POLICY) == ()
+    assert plan(obs(done, running=False), POLICY) == ()
+    # an ended rollout's candidate is retired: at once after a rollback (e.g. one asked for
+    # through the API), after the commit only once the Service's own process runs 2.0.0
+    # (the gateway first stops routing to it; its process is stopped once that is loaded)
+    assert [(a.kind, a.params["op"]) for a in plan(obs(done), POLICY)] == [("stop", "unpublish")]
+    gone = replace(obs(done, running=False), retiring=True)
+    assert plan(gone, POLICY) == ()  # the gateway still routes to it
+    assert [a.params["op"] for a in plan(replace(gone, drained=True), POLICY)] == ["retire"]
+    committed = RolloutState("nexus", "1.0.0", "2.0.0", 1, 0.0, "committed", "ok")
+    assert plan(replace(obs(committed), successor_ready=False), POLICY) == ()
+    assert [a.params["op"] for a in plan(replace(obs(committed), successor_ready=True),
+                                         POLICY)] == ["unpublish"]
+    assert [a.params["op"] for a in plan(replace(obs(committed, running=False),
+                                                 candidate_recorded=True), POLICY)] == ["retire"]
 
 
 def test_plan_after_an_operator_restart_resumes_or_rolls_back_per_policy() -> None:
@@ -152,6 +165,15 @@ def test_gateway_fronts_carry_the_candidate_weight() -> None:
     assert [(b.version, b.port, b.weight) for b in f.backends] == [
         ("1.0.0", 9001, 90), ("2.0.0", 9002, 10)]
     assert f.device_version == "1.0.0"  # device paths are never split
+
+    class Switching(Svc):  # past the commit point: the Service is being switched to 2.0.0
+        version = "2.0.0"
+
+    class Committed(Cand):
+        weight, device_version = 100, "2.0.0"
+
+    (f,) = fronts_for({"nexus": Switching()}, {"nexus": Committed()})
+    assert [(b.version, b.port, b.weight) for b in f.backends] == [("2.0.0", 9002, 100)]
 
 
 def _start_baseline(port: int, log: Path) -> subprocess.Popen[bytes]:
@@ -271,6 +293,16 @@ async def _run(tmp_path: Path, variant: str) -> dict[str, Any]:
         seen["changelog"] = log.read_text() if log.exists() else None
         # a second pass never re-applies a quarantined version
         seen["again"] = [o.action.as_dict() for o in await m.reconcile(evo)]
+        for _ in range(100):  # an ended rollout's candidate: unpublished, drained, retired
+            if "nexus" not in evo.candidates and "nexus" not in evo.retiring:
+                break
+            await m.reconcile(gw)
+            await m.reconcile(evo)
+            await asyncio.sleep(0.05)  # polling the real condition above
+        seen["left_after"] = "nexus" in evo.candidates or "nexus" in evo.retiring
+        seen["front_after"] = [(b.version, b.port, b.weight) for f in fronts_for(
+            ctx.desired.current.services, evo.candidates) for b in f.backends]
+        seen["history_after"] = [e["action"] for e in reversed(store.history())]
         return seen
     finally:
         await evo.stop()
@@ -293,7 +325,13 @@ async def test_good_candidate_is_promoted_through_every_phase(tmp_path: Path) ->
     # CANARY at 10 %: Traefik's weighted round robin sent the candidate its share
     assert 1 <= seen["versions"]["2.0.0"] <= 30 < seen["versions"]["1.0.0"], seen["versions"]
     assert seen["quarantined"] == set()
-    assert not seen["candidate_left"]
+    # past the commit point the candidate serves 100 % until it is retired (here no Service
+    # owner runs in the test, so at the next reconcile); then only the Service's own port
+    assert seen["candidate_left"]
+    assert [a["params"]["op"] for a in seen["again"]] == ["unpublish"]
+    assert not seen["left_after"]
+    assert seen["history_after"][-1] == "retire"
+    assert [(v, w) for v, _, w in seen["front_after"]] == [("1.0.0", 100)]
     # device endpoints never split, counted at the gateway: all on 1.0.0 at CANARY (while
     # ordinary requests were split), all on 2.0.0 once FULL switched them, at once
     assert seen["device"] == {0: {"nexus-v1-0-0": 30.0}, 1: {"nexus-v2-0-0": 30.0}}
@@ -322,8 +360,10 @@ async def test_bad_candidate_is_rolled_back_and_quarantined(tmp_path: Path, vari
     assert state.status == "rolled_back", seen["history"][:3]
     assert why in state.reason and state.reason.startswith("CANARY")
     assert seen["quarantined"] == {("nexus", "2.0.0")}
-    assert not seen["candidate_left"]
-    assert seen["again"] == []
+    assert not seen["candidate_left"]  # left the gateway with the rollback
+    assert not seen["left_after"]  # and its process was retired once drained
+    # never re-applied: a second pass at most retires the candidate's drained process
+    assert [a["params"]["op"] for a in seen["again"]] in (["retire"], [])
     assert seen["file"]["spec"]["version"] == "1.0.0"  # never patched
     assert [n["severity"] for n in seen["notes"]] == ["info", "warning"]
     assert "### Removed" in seen["changelog"] and "quarantined" in seen["changelog"]

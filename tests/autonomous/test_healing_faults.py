@@ -24,6 +24,7 @@ import pytest
 from autonomous.core.clock import SystemClock
 from autonomous.intents import IntentStore
 from autonomous.testing import copy_default_tree, free_port, make_context
+from controllers.features import FeaturesController
 from controllers.healing import HealingController
 from controllers.manager import ControllerManager
 from controllers.services import ServicesController
@@ -152,7 +153,8 @@ async def stack_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
         ctx = make_context(tmp_path, root=root, clock=SystemClock())
         assert ctx.desired.current is not None, ctx.desired.error
         ctx.governance.set_mode("growth", actor="test")
-        manager = ControllerManager(ctx, [ServicesController(ctx), HealingController(ctx)])
+        manager = ControllerManager(ctx, [ServicesController(ctx), FeaturesController(ctx),
+                                          HealingController(ctx)])
         await manager.start()
         stack = Stack(root, ctx, manager)
         made.append(stack)

@@ -283,6 +283,44 @@ def test_streaming_detector_suppression_holds_while_level_is_off() -> None:
 
 
 
+def test_streaming_detector_quiet_ends_the_suppression() -> None:
+    """``quiet`` calm samples in a row end the suppression: a second event 60 rows after the
+    first alarms; while the level stays off, or with ``quiet`` 0, it is the same event."""
+    base = StreamParams.from_policy(POLICY["anomaly"]["stream"])
+    assert 0 < base.quiet < 60 < base.suppress
+    rng = np.random.default_rng(14)
+    lead = rng.normal(0, 1, base.window + 100)
+
+    def second_alarms(p: StreamParams, between: np.ndarray) -> bool:
+        d = StreamingDetector(p)
+        for x in lead:
+            d.update(float(x))
+        d.since_detection = p.suppress + 1
+        assert d.update(float(d.extremes.hi[0][1]) + 1.0).detected  # the first event
+        for x in between:
+            d.update(float(x))
+        return d.update(float(d.extremes.hi[0][1]) + 0.5).detected  # a record, not bigger
+
+    calm = rng.normal(0, 0.3, 60)  # back at the median: the event is over
+    assert second_alarms(base, calm)
+    assert not second_alarms(replace(base, quiet=0), calm)
+    off = np.full(60, 5.0) + rng.normal(0, 0.1, 60)  # the level stays 5 σ off: same event
+    assert not second_alarms(base, off)
+
+
+def test_streaming_detector_calm_count_round_trips() -> None:
+    p = StreamParams.from_policy(POLICY["anomaly"]["stream"])
+    d = StreamingDetector(p)
+    for x in np.random.default_rng(15).normal(0, 1, p.window + 40):
+        d.update(float(x))
+    assert d.calm > 0
+    again = StreamingDetector.from_state(p, d.state())
+    assert again.calm == d.calm and again.state() == d.state()
+    old = d.state()
+    del old["calm"]  # a model saved before ``quiet`` existed still loads
+    assert StreamingDetector.from_state(p, old).calm == 0
+
+
 def _beats(period: int, count: int, off_beat: int | None = None) -> tuple[np.ndarray, list[int]]:
     """Noise with a 30σ spike every ``period`` rows (``count`` of them), optionally one more
     at ``off_beat``; the spike rows."""
@@ -538,8 +576,37 @@ def test_nab_choose_maximin_against_pooled() -> None:
     assert choose(sc, [a, b], keys, "standard", "pooled") == 0
     assert choose(sc, [a, b], keys, "standard", "maximin") == 1
     assert choose(sc, [a, b], keys[:4], "standard") == 0  # one category: the best score
-    with pytest.raises(ValueError, match="rule 'mean'"):
-        choose(sc, [a, b], keys, "standard", "mean")
+    with pytest.raises(ValueError, match="rule 'median'"):
+        choose(sc, [a, b], keys, "standard", "median")
+
+
+def test_nab_choose_mean_against_maximin() -> None:
+    # G hits every "big" window at its left edge (100) and "small" late (55.1): worst 55.1,
+    # mean 77.5. H misses one "big" window (75) and hits "small" earlier (73.4): worst 73.4,
+    # mean 74.2. The maximin rule takes H, the mean rule G.
+    from autonomous.health_monitor.nab import Scorer, choose
+
+    files = [NabFile(f"big/{i}.csv", np.arange(1000.0), np.zeros(1000), [(500, 549)])
+             for i in range(4)] + [NabFile("small/0.csv", np.arange(1000.0), np.zeros(1000),
+                                           [(500, 549)])]
+
+    def hits(at: int) -> np.ndarray:
+        d = np.zeros(1000)
+        d[at] = 1
+        return d
+
+    g = {f.key: hits(548 if f.key.startswith("small") else 500) for f in files}
+    h = {**{f.key: hits(500) for f in files[1:4]}, "big/0.csv": np.zeros(1000),
+         "small/0.csv": hits(540)}
+    sc = Scorer(files)
+    keys = [f.key for f in files]
+    big, small = keys[:4], keys[4:]
+    assert sc.score(g, big, 0.5, "standard") == pytest.approx(100.0)
+    assert sc.score(h, big, 0.5, "standard") == pytest.approx(75.0)
+    assert sc.score(g, small, 0.5, "standard") < sc.score(h, small, 0.5, "standard") < 75.0
+    assert choose(sc, [g, h], keys, "standard", "maximin") == 1
+    assert choose(sc, [g, h], keys, "standard", "mean") == 0
+    assert choose(sc, [g, h], keys, "standard") == 0  # the policy's rule is the default
 
 
 def test_streaming_detector_is_causal_under_any_future() -> None:

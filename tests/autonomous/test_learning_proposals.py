@@ -283,8 +283,7 @@ def _survival(rig: Rig) -> SurvivalMode:
                         services=lambda: None, specs=dict,
                         profile=lambda: {"core_services": [], "disable_service_features": False,
                                          "disabled_features": ["evolution", "optimizations",
-                                                               "learning"]},
-                        feature_timeout=lambda: 1.0)
+                                                               "learning"]})
 
 
 async def test_survival_mode_holds_learning(tmp_path: Path) -> None:

@@ -224,7 +224,7 @@ def test_aimd_shrinks_on_latency_and_grows_when_healthy():
     clock.advance(1.0)
     for _ in range(3):
         t.release(0.5)  # 500 ms > 100 ms target
-    assert t.limit == 5 and t.adjustments[-1]["reason"].startswith("p90 500 ms")
+    assert t.limit == 5 and t.adjustments[-1]["reason"].startswith("p50 500.0 ms")
     for _ in range(5):
         assert t.try_acquire()
     assert not t.try_acquire()  # limit reached: demand exists
@@ -306,7 +306,8 @@ def test_guard_sheds_rate_limited_requests_for_threaded_servers():
     assert exc.value.retry_after == pytest.approx(0.5)
     with adm.guard("/healthz"):  # never shed
         pass
-    assert adm.counts == {"admitted": 1, "queued": 0, "shed": 1, "bypassed": 1}
+    assert adm.counts == {"admitted": 1, "queued": 0, "shed": 1, "bypassed": 1,
+                          "shed_lag": 0}
 
 
 def test_survival_prefixes_shed_new_and_waiting_requests():

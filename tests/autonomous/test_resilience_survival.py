@@ -1,5 +1,5 @@
 """Survival mode on a real sample stack (real processes, real HTTP feature flags) under the
-real services and resilience controllers; persistence across an operator restart; the
+real services, features (the one owner of feature flags) and resilience controllers; persistence across an operator restart; the
 resilience controller's pure diff (emergency_stop, pressure hysteresis, schedules, retention)."""
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ import pytest
 
 from autonomous.core.clock import SystemClock
 from autonomous.backup.manifest import Manifest
+from autonomous.intents import IntentStore
 from autonomous.testing import copy_default_tree, free_port, make_context
+from controllers.features import FeaturesController
 from controllers.manager import ControllerManager
 from controllers.resilience import PressureTracker, ResilienceController
 from controllers.services import ServicesController
@@ -69,6 +71,7 @@ class Stack:
         assert self.ctx.desired.current is not None, self.ctx.desired.error
         self.resilience = ResilienceController(self.ctx)
         self.manager = ControllerManager(self.ctx, [ServicesController(self.ctx),
+                                                    FeaturesController(self.ctx),
                                                     self.resilience])
         await self.manager.start()
 
@@ -128,9 +131,15 @@ async def test_survival_stops_non_core_and_turns_features_off_then_restores(stac
     state = await s.facade.enter_survival_mode("operator drill", actor="test")
     assert state["active"] and state["stopped_services"] == ["robot"]
     assert state["kept_services"] == ["nexus"] and state["errors"] == []
-    assert "nexus/planning" in s.facade.get_disabled_features()
     assert {"evolution", "optimizations", "learning"} <= set(s.facade.get_disabled_features())
+    # asked of the flags' owner: a degrade intent of survival; the state says what is off
+    # only once the owner turned it off
+    [it] = IntentStore(s.ctx.store, s.ctx.clock).active("Service/nexus", ("degrade",))
+    assert it.requester == "survival" and state["feature_intents"] == {"nexus": it.id}
+    await s.until(lambda: _reported_off(s), 10, "survival reports planning off")
     assert await s.features("nexus") == {"motion": True, "heartbeat": True, "planning": False}
+    st = s.facade.survival.state()
+    assert st["service_features"] == {"nexus": ["planning"]} and st["features_pending"] == {}
     await s.until(lambda: down(s, "robot"), 10, "robot stopped")
     await asyncio.sleep(1.0)  # services controller passes: robot stays down in survival
     assert not await s.up("robot")
@@ -138,7 +147,9 @@ async def test_survival_stops_non_core_and_turns_features_off_then_restores(stac
 
     state = await s.facade.exit_survival_mode("drill over", actor="test")
     assert not state["active"] and state["exit_errors"] == []
-    assert await s.features("nexus") == {"motion": True, "heartbeat": True, "planning": True}
+    assert state["features_released"] == ["nexus"]
+    assert IntentStore(s.ctx.store, s.ctx.clock).active(kinds=("degrade",)) == []
+    await s.until(lambda: _planning_is(s, True), 10, "planning back on")
     await s.until(lambda: s.up("robot"), 15, "robot restarted")
     assert s.facade.get_disabled_features() == []
 
@@ -154,17 +165,26 @@ async def test_survival_persists_across_an_operator_restart(stack):
     await s.until(lambda: s.up("nexus"), 15, "nexus back")
     await asyncio.sleep(1.0)
     assert not await s.up("robot")  # still survival: non-core not started
-    # the restarted nexus came back with every feature on: the controller turns them off again
+    # the restarted nexus came back with every feature on: the flags' owner turns them off
+    # again, and survival's state says what is really off meanwhile
     await s.until(lambda: _planning_off(s), 15, "planning off again")
+    await s.until(lambda: _reported_off(s), 5, "survival reports planning off")
     await s.facade.exit_survival_mode("restart test over", actor="test")
     await s.until(lambda: s.up("robot"), 15, "robot restarted after exit")
-    assert (await s.features("nexus"))["planning"] is True
+    await s.until(lambda: _planning_is(s, True), 10, "planning back on after exit")
+
+
+async def _planning_is(s: Stack, on: bool) -> bool:
+    f = await s.features("nexus")
+    return f is not None and f["planning"] is on
 
 
 async def _planning_off(s: Stack) -> bool:
-    s.manager.trigger("resilience")
-    f = await s.features("nexus")
-    return f is not None and f["planning"] is False
+    return await _planning_is(s, False)
+
+
+async def _reported_off(s: Stack) -> bool:
+    return "nexus/planning" in s.facade.get_disabled_features()
 
 
 @pytest.mark.slow
@@ -190,7 +210,7 @@ AUTO = {"enabled": True, "enter": {"cpu_percent": 95, "ram_percent": 95},
 
 
 def observed(**over: Any) -> dict[str, Any]:
-    base = {"mode": "governed", "survival": {"active": False}, "feature_drift": {},
+    base = {"mode": "governed", "survival": {"active": False},
             "pressure": {"cpu_percent": 10, "ram_percent": 10, "above_for": None,
                          "below_for": 100.0}, "now": 1000.0, "plans": {}, "up_for": 120.0}
     return {**base, **over}
@@ -239,11 +259,12 @@ def test_pressure_hysteresis_enters_late_and_exits_later():
     assert ResilienceController.diff({"auto": off, "plans": {}}, observed(pressure=p)) == ()
 
 
-def test_diff_reapplies_drifted_features_in_survival():
+def test_diff_leaves_feature_flags_to_their_owner():
+    """In survival, flags a restarted service turned on again are the features controller's
+    (test_features.py); the resilience controller plans nothing for them."""
     d = {"auto": AUTO, "plans": {}}
-    [a] = ResilienceController.diff(d, observed(survival={"active": True, "source": "api"},
-                                                feature_drift={"nexus": ["planning"]}))
-    assert a.params == {"op": "features", "features": {"nexus": ["planning"]}}
+    assert ResilienceController.diff(d, observed(survival={"active": True, "source": "api"})) \
+        == ()
 
 
 def manifest(i: int, ts: float) -> Manifest:

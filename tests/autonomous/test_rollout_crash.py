@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+import yaml
 
 from autonomous.core.clock import FakeClock
 from autonomous.evolution.staged_rollout import RolloutState
@@ -39,11 +40,13 @@ from tests.autonomous.crash_rollout import (
     alive,
     candidate_weight,
     expected_weight,
+    gateway_backends,
     integrity,
     nexus_yaml,
     prepare_rollout_tree,
     rollout_yaml,
     snapshot,
+    versions_running,
 )
 from tests.conftest import make_tree
 
@@ -111,17 +114,77 @@ def test_operator_killed_at_canary_and_at_beta_resumes_the_rollout(tmp_path: Pat
             assert s.phase_index is not None and s.phase_index >= index  # never earlier
             assert s.candidate_pid != before.candidate_pid
             assert not alive(before.candidate_pid, before.candidate_ctime)
-        end = wait_for(lambda: (s := snapshot(data)).status != "running" and s,
-                       "the rollout to commit or roll back", 240)
+        end = wait_for(lambda: (s := snapshot(data)).status != "running"
+                       and "retire" in s.events and s,
+                       "the rollout to commit or roll back, its candidate retired", 240)
         assert isinstance(end, type(killed))
         assert end.status in ("committed", "rolled_back") and end.reason, end
         assert end.candidate_pid is None  # its candidate is no longer on record
-        w = candidate_weight(data)
-        if end.status == "rolled_back":
-            assert w is not None and w[0] == 0
-        assert end.events[0] == "start" and end.events[-1] in ("commit", "rollback")
-        assert end.events.count("start") == 1
+        assert end.events[0] == "start" and end.events.count("start") == 1
+        assert end.events[-2:] in (("commit", "retire"), ("rollback", "retire"))
+        _check_end(op, data, end.status)
         assert integrity(data) == "ok"
+    finally:
+        op.stop()
+
+
+def _front_versions(front: int, n: int = 20) -> set[str]:
+    """The versions (or other answers) ``n`` requests to the front got."""
+    out = set()
+    with httpx.Client(timeout=5, trust_env=False) as h:
+        for _ in range(n):
+            r = h.get(f"http://127.0.0.1:{front}/health")
+            out.add(r.json()["version"] if r.status_code == 200 else
+                    f"{r.status_code} {r.text[:80]}")
+    return out
+
+
+def _check_end(op: _Operator, data: Path, status: str) -> None:
+    """Committed: the old version is retired — its process stopped, the gateway lists only
+    the Service's own process, now 2.0.0. Rolled back: the old version serves everything."""
+    front = yaml.safe_load((op.root / "desired_state" / "nexus.yaml").read_text())["spec"]
+    port = front["port"]
+    if status == "committed":
+        wait_for(lambda: gateway_backends(data) == {
+            "nexus-v2-0-0": [f"http://127.0.0.1:{port}"]}, "only the Service's own process "
+            "listed, as 2.0.0", 30)
+        wait_for(lambda: set(versions_running(op.children())) == {"2.0.0"},
+                 "the 1.0.0 process stopped, the Service runs 2.0.0", 30)
+        assert _front_versions(front["traffic"]["port"]) == {"2.0.0"}
+    else:
+        assert candidate_weight(data) == (0, "nexus-v1-0-0")
+        assert _front_versions(front["traffic"]["port"]) == {"1.0.0"}
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@needs_traefik
+@pytest.mark.timeout(300)
+def test_before_the_commit_point_a_rollback_switches_back_to_the_running_old_version(
+        tmp_path: Path) -> None:
+    root = prepare_rollout_tree(make_tree(tmp_path / "root", {}), free_port(), free_port())
+    data = tmp_path / "data"
+    op = _Operator(root, data)
+    try:
+        op.start(60)
+        r = op.api.put("/api/governance/mode", json={"mode": "growth", "reason": "rollouts"})
+        assert r.status_code < 300, r.text
+        (root / "desired_state" / "rollout.yaml").write_text(rollout_yaml(full_bake_seconds=600))
+        wait_for(lambda: (s := snapshot(data)).status == "running" and s.phase_index == 2
+                 and candidate_weight(data) == (100, "nexus-v2-0-0"),
+                 "FULL: the candidate serves everything, device paths switched", 180)
+        old = versions_running(op.children())["1.0.0"]  # the watch: the old one still runs
+        r = op.api.post("/api/evolution/rollback", json={"service": "nexus",
+                                                         "reason": "a human saw a problem"})
+        assert r.status_code == 200, r.text
+        end = wait_for(lambda: (s := snapshot(data)).status == "rolled_back"
+                       and "retire" in s.events and s, "the candidate retired", 30)
+        assert isinstance(end, type(snapshot(data)))
+        assert "a human saw a problem" in end.reason
+        wait_for(lambda: candidate_weight(data) == (0, "nexus-v1-0-0"),
+                 "the gateway back on 1.0.0", 15)
+        assert versions_running(op.children()) == {"1.0.0": old}  # the same process
+        _check_end(op, data, "rolled_back")
     finally:
         op.stop()
 
@@ -174,8 +237,10 @@ async def test_a_candidate_left_by_a_killed_operator_is_found_and_stopped(
             assert [a.kind for a in first] == ["rollback"]
             assert latest[1].status == "rolled_back"
             assert "operator restarted" in latest[1].reason
-            assert rid not in store.candidates()
             assert evo.candidates == {}  # the gateway gets no candidate: 0 %
+            again = [o.action for o in await m.reconcile(evo)]
+            assert [a.params["op"] for a in again] == ["retire"]  # nothing left to drain
+            assert rid not in store.candidates()
             return
         assert [(a.kind, a.params["op"]) for a in first] == [("stop", "orphan")]
         assert [h["action"] for h in store.history()][:1] == ["orphan"]

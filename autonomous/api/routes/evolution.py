@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from autonomous.api.deps import Actor, Ctx, subsystem
 
 __all__ = ["ClearBody", "ProposalOut", "RollbackBody", "ScanBody", "ScanOut", "UpdateBody",
-           "UpdateOut", "router"]
+           "UpdateOut", "UpdateSetBody", "UpdateSetOut", "router"]
 
 router = APIRouter(prefix="/api/evolution", tags=["evolution"])
 
@@ -45,6 +45,47 @@ class UpdateBody(BaseModel):
     version: str = Field(min_length=1, max_length=100, description="Version to run")
     command: list[str] | None = Field(None, min_length=1, max_length=200,
                                       description="Its argv (default: the Service's own)")
+
+
+class SetMemberIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    service: str = Field(min_length=1, description="Declared service (with spec.traffic)")
+    version: str = Field(min_length=1, max_length=100, description="Version to run")
+    command: list[str] | None = Field(None, min_length=1, max_length=200,
+                                      description="Its argv (default: the Service's own)")
+
+
+class UpdateSetBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    services: list[SetMemberIn] = Field(min_length=1, max_length=50, description=(
+        "Members of one all-or-nothing set; rolled out in dependency order (depends_on), "
+        "each after the previous reached FULL, committed together"))
+
+
+class SetMemberOut(BaseModel):
+    index: int
+    service: str
+    from_version: str
+    to_version: str
+    command: list[str] | None
+    status: str = Field(description="pending, rolling, committed, rolled_back, aborted, "
+                        "skipped")
+    proposal_id: int | None
+    abort_reason: str | None
+    commit_released: bool
+
+
+class UpdateSetOut(BaseModel):
+    id: int
+    state: str = Field(description="pending, rolling, committing, done, rolling_back, "
+                       "rolled_back")
+    current_index: int
+    failed_member: str | None = Field(description="The member whose rollback failed the set")
+    reason: str
+    origin: str
+    created_at: float
+    updated_at: float
+    members: list[SetMemberOut]
 
 
 class ProposalOut(BaseModel):
@@ -86,12 +127,30 @@ def scan(body: ScanBody, ctx: Ctx, actor: Actor) -> ScanOut:
     return ScanOut.model_validate(subsystem(ctx, "evolution").scan(body.service))
 
 
-@router.post("/update", response_model=UpdateOut)
-def update(body: UpdateBody, ctx: Ctx, actor: Actor) -> UpdateOut:
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "A service is not declared"},
+    409: {"description": "Quarantined, already declared, a duplicate, a dependency cycle, "
+                         "no spec.traffic, or already in an open set"},
+    503: {"description": "The evolution subsystem is not running"}}
+
+
+@router.post("/update", response_model=UpdateOut | UpdateSetOut, responses=_ERRORS)
+def update(body: UpdateBody | UpdateSetBody, ctx: Ctx, actor: Actor
+           ) -> UpdateOut | UpdateSetOut:
     """Ask for a service at a version: a proposal like a found one (409 when quarantined or
-    already declared)."""
+    already declared). ``{"services": [...]}``: an update set, all or nothing."""
+    if isinstance(body, UpdateSetBody):
+        return UpdateSetOut.model_validate(subsystem(ctx, "update_sets").create(
+            [(m.service, m.version, m.command) for m in body.services], actor))
     return UpdateOut.model_validate(subsystem(ctx, "evolution").update(
         body.service, body.version, body.command, actor))
+
+
+@router.get("/sets", response_model=list[UpdateSetOut], responses={503: _ERRORS[503]})
+def sets(ctx: Ctx, limit: int = Query(100, ge=1, le=1000)) -> list[UpdateSetOut]:
+    """Update sets, newest first: state, members in order, the failing member and reason."""
+    return [UpdateSetOut.model_validate(r)
+            for r in subsystem(ctx, "update_sets").recent(limit)]
 
 
 @router.get("/proposals", response_model=list[ProposalOut])
@@ -103,8 +162,11 @@ def proposals(ctx: Ctx, limit: int = Query(100, ge=1, le=1000)) -> list[Proposal
 
 @router.get("/status")
 def status(ctx: Ctx) -> dict[str, Any]:
-    """Running rollouts and quarantined versions."""
-    return subsystem(ctx, "evolution").status()
+    """Running rollouts, quarantined versions and open update sets (``sets``)."""
+    out: dict[str, Any] = subsystem(ctx, "evolution").status()
+    facade = ctx.subsystems.get("update_sets")
+    out["sets"] = facade.open() if facade is not None else []
+    return out
 
 
 @router.get("/history")

@@ -115,7 +115,9 @@ def stats(ctx: Ctx) -> dict[str, Any]:
 @router.get("/alerts")
 def alerts(ctx: Ctx, service: str | None = None, open_only: bool = False,
            limit: int = Query(100, ge=1, le=1000)) -> list[dict[str, Any]]:
-    """Alerts raised for humans, newest first."""
+    """Self-healing's alerts for humans, newest first: a read of the one alert store (the
+    telemetry alerts, rule ``self_healing_alert``; ack and silence them there:
+    ``/api/telemetry/alerts``, ``atlas-autonomous alerts``)."""
     return subsystem(ctx, "healing").alerts(service=service, open_only=open_only, limit=limit)
 
 

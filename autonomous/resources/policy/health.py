@@ -64,6 +64,9 @@ class StreamDetectorPolicy(Strict):
                           "not alarm again (one event, not one flag per sample)")
     hold: int = Field(ge=0, description="Samples the suppression may be held past suppress "
                       "while the level stays change_sigma off (0: never held)")
+    quiet: int = Field(default=0, ge=0, description="A suppression ends once this many "
+                       "samples in a row stay within change_sigma of the rolling median "
+                       "(the event is over: the next one alarms); 0: it runs its full length")
     record_window: int = Field(ge=10, description="Samples whose max and min a value must "
                                "exceed to be a record (scored 1, an anomaly outright)")
     escalation: float = Field(gt=1, description="Inside the suppression a record still "

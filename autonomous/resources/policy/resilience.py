@@ -23,6 +23,7 @@ __all__ = [
     "ConcurrencyPolicy",
     "GateLevels",
     "GatesPolicy",
+    "LoopLagPolicy",
     "QueuePolicy",
     "RateLimit",
     "RateLimits",
@@ -95,11 +96,45 @@ class ConcurrencyPolicy(Strict):
 
 
 class AimdPolicy(Strict):
-    target_latency_ms: float = Field(gt=0, description="p90 above this shrinks the limit")
+    target_latency_ms: float = Field(gt=0, description="p90 above this shrinks the limit (the "
+                                     "ceiling of the target that follows the baseline)")
+    baseline_tolerance: float = Field(gt=1, description="Target = this x the baseline (the "
+                                      "lowest interval p50 in baseline_window_seconds), "
+                                      "gradient style, capped by target_latency_ms")
+    baseline_window_seconds: float = Field(gt=0, description="How long a low interval p50 "
+                                           "stays the baseline")
+    min_target_ms: float = Field(gt=0, description="The target never goes below this")
     increase: int = Field(ge=1, description="Additive increase per interval when healthy")
     decrease_factor: float = Field(gt=0, lt=1, description="Multiplicative decrease on pressure")
     interval_seconds: float = Field(gt=0, description="Seconds between adjustments")
     min_samples: int = Field(ge=1, description="Completed requests needed to judge latency")
+
+
+class SheddablePerPriority(Strict):
+    HIGH: float = Field(gt=0)
+    MEDIUM: float = Field(gt=0)
+    LOW: float = Field(gt=0)
+
+
+class LoopLagPolicy(Strict):
+    """Shedding on the measured lag of the serving event loop (CRITICAL is never shed by it)."""
+
+    enabled: bool
+    sample_interval_ms: float = Field(gt=0, description="Period of the lag-measuring callback")
+    smoothing_seconds: float = Field(ge=0, description="EWMA time constant of a falling lag "
+                                     "(a rise counts at once)")
+    idle_stop_seconds: float = Field(gt=0, description="No request this long stops sampling")
+    shed_from_ms: SheddablePerPriority = Field(description="Lag above which a priority starts "
+                                               "to be shed")
+    shed_all_ms: SheddablePerPriority = Field(description="Lag from which all of it is shed "
+                                              "(linear in between)")
+
+    @model_validator(mode="after")
+    def _order(self) -> LoopLagPolicy:
+        for p in ("HIGH", "MEDIUM", "LOW"):
+            if getattr(self.shed_all_ms, p) <= getattr(self.shed_from_ms, p):
+                raise ValueError(f"shed_all_ms.{p} must be above shed_from_ms.{p}")
+        return self
 
 
 class RateLimit(Strict):
@@ -155,7 +190,6 @@ class AutoSurvivalPolicy(Strict):
 
 class SurvivalPolicy(Strict):
     profile: str = Field(description="SurvivalProfile resource used")
-    feature_timeout_seconds: float = Field(gt=0, description="HTTP timeout of feature toggles")
     auto: AutoSurvivalPolicy
 
 
@@ -204,6 +238,7 @@ class ResiliencePolicy(Strict):
     queue: QueuePolicy
     concurrency: ConcurrencyPolicy
     aimd: AimdPolicy
+    loop_lag: LoopLagPolicy
     rate_limits: RateLimits
     gates: GatesPolicy
     survival: SurvivalPolicy
