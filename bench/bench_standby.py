@@ -24,6 +24,12 @@ a minute a crash loop and stop restarting). The client sends sequential GET
 /api/work?ms=1 on a keep-alive connection (timeout 2 s), 2 ms apart. "Answers again": per
 kill, 0 when no request failed, else the time from the kill until the first request that
 succeeded after the last failure. Result JSON: bench/results/bench_standby.json.
+
+Measured here (20 kills each, 2-core host shared with other sessions): operator standby 0 of
+4142 failed (answers again 0 ms); operator without standby 634 of 5171, answers again median
+179 ms (max 349); data-plane standby 0 of 1168; no standby (supervisord behind the gateway)
+8380 of 9347, median 1109 ms; supervisord 12571 of 13673, median 1122 ms (its restart takes
+about 1 s here: it notices an exit on its own tick).
 """
 
 from __future__ import annotations
@@ -47,7 +53,7 @@ from _common import (ROOT, free_port, pct, stop_group, tree_with, wait_http,  # 
                      write_result)
 
 from autonomous.gateway.config import Backend, Front
-from autonomous.gateway.process import Traefik
+from autonomous.gateway.process import Traefik, live_servers
 from autonomous.testing import terminate
 
 TOKEN = "bench-standby-token"
@@ -302,13 +308,8 @@ def _in_balancer(data: Path, ports: list[int]) -> bool:
         if cmd and cmd[0].endswith("traefik") and any(str(data) in a for a in cmd):
             ctl = next(a.split("=", 1)[1] for a in cmd if a.startswith(
                 "--entryPoints.traefik.address="))
-            try:
-                svcs = httpx.get(f"http://{ctl}/api/http/services", timeout=1,
-                                 trust_env=False).json()
-            except (httpx.HTTPError, ValueError):
-                return False
-            urls = {s["url"] for x in svcs if "loadBalancer" in x
-                    for s in x["loadBalancer"].get("servers", [])}
+            live = live_servers(ctl) or {}
+            urls = {u for servers in live.values() for u in servers}
             return all(f"http://127.0.0.1:{q}" in urls for q in ports)
     return False
 

@@ -18,7 +18,22 @@ from autonomous.gateway.config import (Front, balancer_servers, dynamic_config, 
                                        traefik_binary, write_atomic)
 from autonomous.supervisor.processes import _set_pdeathsig
 
-__all__ = ["Traefik"]
+__all__ = ["Traefik", "live_servers"]
+
+
+def live_servers(control: str) -> dict[str, list[str]] | None:
+    """file-provider load-balancer service → server URLs the Traefik whose control entry point
+    is ``control`` (host:port) routes to now (its read-only API); None when it does not
+    answer."""
+    try:
+        r = httpx.get(f"http://{control}/api/http/services", timeout=0.5, trust_env=False)
+    except httpx.HTTPError:
+        return None
+    if r.status_code != 200:
+        return None
+    return {str(s["name"]).removesuffix("@file"):
+            [str(x["url"]) for x in s["loadBalancer"].get("servers") or []]
+            for s in r.json() if s.get("provider") == "file" and "loadBalancer" in s}
 
 
 class Traefik:
@@ -86,18 +101,8 @@ class Traefik:
         return all(f"{f.name}@file" in loaded for f in self.fronts)
 
     def live_servers(self) -> dict[str, list[str]] | None:
-        """load-balancer service → server URLs Traefik routes to now (its read-only API);
-        None when it does not answer."""
-        try:
-            r = httpx.get(f"http://127.0.0.1:{self.metrics_port}/api/http/services",
-                          timeout=0.5, trust_env=False)
-        except httpx.HTTPError:
-            return None
-        if r.status_code != 200:
-            return None
-        return {str(s["name"]).removesuffix("@file"):
-                [str(x["url"]) for x in s["loadBalancer"].get("servers") or []]
-                for s in r.json() if s.get("provider") == "file" and "loadBalancer" in s}
+        """load-balancer service → server URLs this Traefik routes to now."""
+        return live_servers(f"127.0.0.1:{self.metrics_port}")
 
     def in_force(self) -> bool:
         """Every load balancer of the document last written is live with exactly its servers
