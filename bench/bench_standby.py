@@ -28,8 +28,9 @@ succeeded after the last failure. Result JSON: bench/results/bench_standby.json.
 Measured here (20 kills each, 2-core host shared with other sessions): operator standby 0 of
 4142 failed (answers again 0 ms); operator without standby 634 of 5171, answers again median
 179 ms (max 349); data-plane standby 0 of 1168; no standby (supervisord behind the gateway)
-8380 of 9347, median 1109 ms; supervisord 12571 of 13673, median 1122 ms (its restart takes
-about 1 s here: it notices an exit on its own tick).
+8380 of 9347, median 1109 ms; supervisord 12571 of 13673, median 1122 ms (a restart by
+supervisord took about 1 s here; the operator's owner restarts at once, so its no-standby
+row is about the sample process's own start).
 """
 
 from __future__ import annotations
