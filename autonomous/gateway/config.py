@@ -122,6 +122,10 @@ def dynamic_config(fronts: list[Front]) -> dict[str, Any]:
         split = f"{f.name}-split"
         services[split] = {"weighted": {"services": [
             {"name": f.service_name(b.version), "weight": b.weight} for b in live]}}
+        if f.fallback_url and not f.fallback_active:
+            # a failover needs its primary's health propagated: without it Traefik disables
+            # the failover service ("healthCheck not enabled ... for this WRR service")
+            services[split]["weighted"]["healthCheck"] = {}
         main, fb = split, f"{f.name}-fallback"
         if f.fallback_url:
             services[fb] = {"loadBalancer": {"servers": [{"url": f.fallback_url}]}}
