@@ -23,8 +23,8 @@ from typing import Any
 
 import yaml
 
-__all__ = ["RELOAD_THROTTLE", "Backend", "Front", "balancer_servers", "dynamic_config",
-           "static_args", "traefik_binary", "write_atomic"]
+__all__ = ["RELOAD_THROTTLE", "Backend", "Front", "dynamic_config", "routing", "static_args",
+           "traefik_binary", "write_atomic"]
 
 # Traefik applies a provider's new configuration at most once per this period. Its default,
 # 2 s, held a just-ready standby out of the load balancer (an active killed then lost
@@ -163,12 +163,21 @@ def dynamic_config(fronts: list[Front]) -> dict[str, Any]:
     return {"http": http} if routers else {}
 
 
-def balancer_servers(doc: dict[str, Any]) -> dict[str, list[str]]:
-    """(pure) load-balancer service name → its server URLs in a dynamic document: what
-    Traefik must report live (``/api/http/services``) for the document to be in force."""
-    services = (doc.get("http") or {}).get("services") or {}
-    return {name: [srv["url"] for srv in svc["loadBalancer"]["servers"]]
-            for name, svc in services.items() if "loadBalancer" in svc}
+def routing(doc: dict[str, Any]) -> dict[str, Any]:
+    """(pure) What a dynamic document routes, as Traefik's API reports it once in force:
+    ``service:<name>`` → a load balancer's server URLs or a weighted service's
+    ``[child, weight]`` pairs; ``router:<name>`` → the service it routes to."""
+    http = doc.get("http") or {}
+    out: dict[str, Any] = {}
+    for name, svc in (http.get("services") or {}).items():
+        if "loadBalancer" in svc:
+            out[f"service:{name}"] = [srv["url"] for srv in svc["loadBalancer"]["servers"]]
+        elif "weighted" in svc:
+            out[f"service:{name}"] = [[c["name"], c["weight"]]
+                                      for c in svc["weighted"]["services"]]
+    for name, r in (http.get("routers") or {}).items():
+        out[f"router:{name}"] = r["service"]
+    return out
 
 
 def write_atomic(path: Path, doc: dict[str, Any]) -> None:

@@ -11,29 +11,59 @@ from __future__ import annotations
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-from autonomous.gateway.config import (Front, balancer_servers, dynamic_config, static_args,
+from autonomous.gateway.config import (Front, dynamic_config, routing, static_args,
                                        traefik_binary, write_atomic)
 from autonomous.supervisor.processes import _set_pdeathsig
 
-__all__ = ["Traefik", "live_servers"]
+__all__ = ["Traefik", "live_routing", "live_servers"]
+
+
+def _get(control: str, path: str) -> list[dict[str, Any]] | None:
+    try:
+        r = httpx.get(f"http://{control}{path}", timeout=0.5, trust_env=False)
+    except httpx.HTTPError:
+        return None
+    return list(r.json()) if r.status_code == 200 else None
 
 
 def live_servers(control: str) -> dict[str, list[str]] | None:
     """file-provider load-balancer service → server URLs the Traefik whose control entry point
     is ``control`` (host:port) routes to now (its read-only API); None when it does not
     answer."""
-    try:
-        r = httpx.get(f"http://{control}/api/http/services", timeout=0.5, trust_env=False)
-    except httpx.HTTPError:
+    live = live_routing(control)
+    if live is None:
         return None
-    if r.status_code != 200:
+    return {k.removeprefix("service:"): v for k, v in live.items()
+            if k.startswith("service:") and v and isinstance(v[0], str)}
+
+
+def live_routing(control: str) -> dict[str, Any] | None:
+    """What that Traefik routes now, in :func:`autonomous.gateway.config.routing`'s shape
+    (file-provider services and routers); None when it does not answer."""
+    services = _get(control, "/api/http/services")
+    routers = _get(control, "/api/http/routers")
+    if services is None or routers is None:
         return None
-    return {str(s["name"]).removesuffix("@file"):
-            [str(x["url"]) for x in s["loadBalancer"].get("servers") or []]
-            for s in r.json() if s.get("provider") == "file" and "loadBalancer" in s}
+    out: dict[str, Any] = {}
+    for s in services:
+        if s.get("provider") != "file":
+            continue
+        name = str(s["name"]).removesuffix("@file")
+        if "loadBalancer" in s:
+            out[f"service:{name}"] = [str(x["url"]) for x in
+                                      s["loadBalancer"].get("servers") or []]
+        elif "weighted" in s:
+            out[f"service:{name}"] = [[str(c["name"]).removesuffix("@file"), c.get("weight")]
+                                      for c in s["weighted"].get("services") or []]
+    for r in routers:
+        if r.get("provider") == "file":
+            out[f"router:{str(r['name']).removesuffix('@file')}"] = \
+                str(r.get("service", "")).removesuffix("@file")
+    return out
 
 
 class Traefik:
@@ -105,10 +135,11 @@ class Traefik:
         return live_servers(f"127.0.0.1:{self.metrics_port}")
 
     def in_force(self) -> bool:
-        """Every load balancer of the document last written is live with exactly its servers
-        (Traefik applies a written document after its reload throttle, not at the write)."""
-        want = balancer_servers(dynamic_config(self.fronts)) if self.fronts else {}
-        live = self.live_servers()
+        """Everything the document last written routes is live (servers of each load
+        balancer, weights of each split, each router's service): Traefik applies a written
+        document after its reload throttle, not at the write."""
+        want = routing(dynamic_config(self.fronts)) if self.fronts else {}
+        live = live_routing(f"127.0.0.1:{self.metrics_port}")
         return live is not None and all(live.get(k) == v for k, v in want.items())
 
     def wait_in_force(self, timeout: float = 5.0) -> float | None:
