@@ -3,7 +3,9 @@
 observe: the Services that declare ``spec.traffic`` (from the desired state in force), whether
 Traefik runs and with which static argv, and the dynamic document on disk.
 diff (pure): the fronts wanted → ``start`` (Traefik not running, or its entry points changed),
-``update`` (the dynamic document differs), ``stop`` (no front left).
+``route`` (the dynamic document differs: its own action kind, since routing follows what
+runs and is not held for approval as a software ``update`` is in governed mode), ``stop``
+(no front left).
 act: start/stop Traefik (argv list, loopback only) or write the document atomically.
 Traefik is supervised (``autonomous/gateway/process.py``): an exit the controller did not ask
 for publishes ``evolution.gateway.exited``, which wakes this controller (it watches
@@ -35,6 +37,7 @@ __all__ = ["CONTROLLERS", "GatewayController", "GatewayObserved", "fallback_rout
            "fronts_for"]
 
 DOC = "atlas.yaml"
+IN_FORCE_WAIT_S = 3.0  # bound on waiting for Traefik to report a written document live
 
 
 @dataclass(frozen=True)
@@ -74,19 +77,24 @@ def fallback_routes(intents: list[Intent], services: dict[str, Any]
 
 
 def fronts_for(services: dict[str, Any], rollouts: dict[str, Any] | None = None,
-               fallbacks: dict[str, tuple[str, str]] | None = None) -> tuple[Front, ...]:
+               fallbacks: dict[str, tuple[str, str]] | None = None,
+               standbys: dict[str, tuple[int, ...]] | None = None) -> tuple[Front, ...]:
     """Fronts from the Services; a running rollout's candidate (``version``, ``port``,
     ``weight``, ``device_version``: see controllers/evolution.py) adds its weighted backend;
-    a standing fallback (``fallback_routes``) sends the whole front to the fallback."""
+    a standing fallback (``fallback_routes``) sends the whole front to the fallback;
+    ``standbys`` (service → ports of its ready standby instances, from the services
+    controller) are more servers of the running version's backend (a candidate gets none)."""
     out = []
     for name, spec in sorted(services.items()):
         if spec.traffic is None or spec.port is None:
             continue
         c = (rollouts or {}).get(name)
-        backends: tuple[Backend, ...] = (Backend(spec.version, spec.port, 100, spec.host),)
+        warm = tuple(sorted((standbys or {}).get(name, ())))
+        backends: tuple[Backend, ...] = (Backend(spec.version, spec.port, 100, spec.host,
+                                                 warm),)
         device = spec.version
         if c is not None and c.version != spec.version:
-            backends = (Backend(spec.version, spec.port, 100 - c.weight, spec.host),
+            backends = (Backend(spec.version, spec.port, 100 - c.weight, spec.host, warm),
                         Backend(c.version, c.port, c.weight))
             device = c.device_version or spec.version
         elif c is not None and c.weight == 100:
@@ -106,7 +114,8 @@ class GatewayController(Controller):
     subsystem = "evolution"
     order = 15
     # intent.*: a fallback intent requested or released switches a front's router
-    watches: tuple[str, ...] = ("desired.", "evolution.", "intent.")
+    # standby.*: a standby instance became ready / not ready / exited (load balancer servers)
+    watches: tuple[str, ...] = ("desired.", "evolution.", "intent.", "standby.")
 
     def __init__(self, ctx: Any) -> None:
         super().__init__(ctx)
@@ -139,8 +148,12 @@ class GatewayController(Controller):
         gen = self.ctx.desired.current
         fallbacks = (fallback_routes(self.intents.active(kinds=("fallback",)), gen.services)
                      if gen is not None else {})
-        fronts = (fronts_for(gen.services, self.ctx.subsystems.get("rollouts"), fallbacks)
-                  if gen is not None else ())
+        svc = self.ctx.subsystems.get("services")
+        standbys = ({n: svc.standby_ports(n) for n, s in gen.services.items()
+                     if s.standby is not None}
+                    if gen is not None and svc is not None else {})
+        fronts = (fronts_for(gen.services, self.ctx.subsystems.get("rollouts"), fallbacks,
+                             standbys) if gen is not None else ())
         if fronts and not self.metrics_port:
             self.metrics_port = _free_port()
         t = self.traefik
@@ -169,7 +182,7 @@ class GatewayController(Controller):
         if observed.doc_on_disk != doc:
             fb = {n: {"url": u, "intent": i} for n, (u, i) in sorted(observed.fallbacks.items())}
             why = "".join(f"; fallback {n} -> {v['url']}" for n, v in fb.items())
-            return (Action("update", "Gateway/traefik", f"dynamic configuration differs; "
+            return (Action("route", "Gateway/traefik", f"dynamic configuration differs; "
                            f"fronts {names}{why}", params={"fronts": names, "fallback": fb}),)
         return ()
 
@@ -187,9 +200,14 @@ class GatewayController(Controller):
                 self._watcher = asyncio.create_task(self._watch(t), name="gateway-watch")
                 self.ctx.subsystems["gateway"] = t
                 return Outcome(action, True, f"gateway serving {len(obs.fronts)} front(s)")
-            if action.kind == "update" and self.traefik is not None:
-                await asyncio.to_thread(self.traefik.configure, list(obs.fronts))
-                return Outcome(action, True, "dynamic configuration written")
+            if action.kind == "route" and self.traefik is not None:
+                t = self.traefik
+                await asyncio.to_thread(t.configure, list(obs.fronts))
+                # written is not in force: Traefik applies it after its reload throttle
+                took = await asyncio.to_thread(t.wait_in_force, IN_FORCE_WAIT_S)
+                return Outcome(action, True, "dynamic configuration written; " + (
+                    f"in force after {took * 1e3:.0f} ms" if took is not None else
+                    f"not in force within {IN_FORCE_WAIT_S:.0f} s (Traefik's API)"))
         except (OSError, RuntimeError) as e:
             return Outcome(action, False, f"{action.kind} failed: {e}")
         return Outcome(action, False, f"cannot {action.kind}: gateway not running")

@@ -32,6 +32,8 @@ from controllers.base import Action, Controller, Outcome
 from controllers.removal import REMOVED_REASON, mark_core_removed, removal_kind
 from controllers.services_facade import ServicesFacade
 from controllers.services_intents import RestartRequest, ServiceIntents, requested_restart
+from controllers.services_standby import (assign_ports, instance_name, is_standby,
+                                          standby_probe, standby_spec)
 
 __all__ = [
     "CONTROLLERS",
@@ -53,6 +55,7 @@ class DesiredService:
     why_not: str | None = None  # isolated | paused | survival
     rolled_back: bool = False
     restart: RestartRequest | None = None  # an active restart_requested intent
+    standby_of: str | None = None  # a warm standby instance of this Service
 
 
 @dataclass(frozen=True)
@@ -69,12 +72,18 @@ class ObservedService:
     pid: int | None = None
 
 
+def _runs_ready(o: ObservedService | None, spec_hash: str) -> bool:
+    """(pure) ``o`` runs revision ``spec_hash`` and is ready: only then does a standby move
+    to that revision, so the active and its standby are never replaced at the same time."""
+    return o is not None and o.running and o.ready is True and o.hash == spec_hash
+
+
 class ServicesController(Controller):
     name = "services"
     subsystem = "services"
     order = 10
     watches = ("service.exited", "service.ready", "service.healthy", "survival.",
-               "services.override", "intent.")
+               "services.override", "intent.", "standby.exited")
 
     def __init__(self, ctx: Any) -> None:
         super().__init__(ctx)
@@ -82,6 +91,10 @@ class ServicesController(Controller):
         # new revisions proved beside the running process (controllers/services_rollout.py)
         self.candidates = ProcessSupervisor(ctx.store, ctx.bus, ctx.clock,
                                             ctx.data_dir / "logs" / "revisions", topic="candidate")
+        # warm standby instances (controllers/services_standby.py): their own event topic,
+        # so healing never takes a standby's exit for a service incident
+        self.standbys = ProcessSupervisor(ctx.store, ctx.bus, ctx.clock,
+                                          ctx.data_dir / "logs" / "standby", topic="standby")
         self.revisions = Revisions(ctx.store, ctx.clock)
         self.intents = ServiceIntents(ctx)  # what others ask of these processes
         self.runtimes: dict[str, ServiceRuntime] = {}
@@ -100,7 +113,7 @@ class ServicesController(Controller):
         self._started = True
         self.ctx.subsystems["supervisor"] = self.supervisor
         self.ctx.subsystems["services"] = ServicesFacade(self)
-        self._exit_sub = self.ctx.bus.subscribe("service.exited")
+        self._exit_sub = self.ctx.bus.subscribe("service.exited", "standby.exited")
         self._exit_task = asyncio.create_task(self._on_exits(), name="services-exits")
 
     async def stop(self) -> None:
@@ -112,6 +125,7 @@ class ServicesController(Controller):
         specs = {n: d.spec for n, d in self._desired.items()}
         order = list(reversed(topo_order(specs)))
         grace = {n: s.stop_grace_seconds for n, s in specs.items()}
+        await self.standbys.stop_all(grace)
         await self.supervisor.stop_all(grace, order)
         await self.candidates.stop_all({})
         if self._client:
@@ -150,6 +164,7 @@ class ServicesController(Controller):
         overrides = {r["service"]: r for r in self.ctx.store.query(
             "SELECT service, isolated, paused FROM service_overrides")}
         out: dict[str, DesiredService] = {}
+        ports: dict[str, int] | None = None
         for name in topo_order(gen.services):
             spec = gen.services[name]
             h = self.revisions.record(name, spec, gen.number)
@@ -169,8 +184,22 @@ class ServicesController(Controller):
             elif survival.get("active") and not spec.core and \
                     name not in survival.get("kept_services", []):
                 why = "survival"
+            # a healing pause intent (a crash-looping active held back) keeps the warm
+            # standby serving: that is what it is for; isolation, a human pause and survival
+            # stop it with the service
+            sb_why = why
             why = why or intent_why
             out[name] = DesiredService(name, spec, h, why is None, why, rolled_back, restart)
+            if spec.standby is not None:
+                sb_why = sb_why or (intent_why if intent_why != "paused" else None)
+                ports = ports if ports is not None else assign_ports(self.ctx.store,
+                                                                     gen.services)
+                for i in range(1, spec.standby.instances + 1):
+                    inst = instance_name(name, i)
+                    # the same revision as the active (follows its desired revision)
+                    out[inst] = DesiredService(inst, standby_spec(spec, ports[inst]), h,
+                                               sb_why is None, sb_why, rolled_back, None,
+                                               name)
         self._desired = out
         return out
 
@@ -184,7 +213,7 @@ class ServicesController(Controller):
                                                       row["spec_hash"], None, False, True)
             mark_core_removed(self.ctx.store, out, self._desired)
             return out
-        for name, info in self.supervisor.procs.items():
+        for name, info in [*self.supervisor.procs.items(), *self.standbys.procs.items()]:
             rt = self.runtimes.get(name)
             wait = 0.0
             if rt is not None and rt.restart_at is not None and not info.running:
@@ -218,6 +247,9 @@ class ServicesController(Controller):
                     actions.append(Action("start", res, "declared and not running", params))
                 continue
             if o.running:
+                if o.hash != d.hash and d.standby_of is not None and \
+                        not _runs_ready(observed.get(d.standby_of), d.hash):
+                    continue  # a standby follows once the active serves the new revision
                 if o.hash != d.hash:
                     why = ("rolled back to the last known-good revision" if d.rolled_back else
                            "command/env/version changed in the desired state")
@@ -263,7 +295,13 @@ class ServicesController(Controller):
         d = self._desired.get(name)
         if d is None:
             return Outcome(action, False, f"service {name!r} is no longer desired", permanent=True)
-        if action.kind == "restart":
+        if d.standby_of is not None:
+            if self.revisions.is_blocked(d.standby_of, d.hash):
+                return Outcome(action, False, f"revision {d.hash[:12]} of {d.standby_of} is "
+                               "refused; the standby waits for the next desired state")
+            if action.kind == "restart":
+                await self._stop(name)
+        elif action.kind == "restart":
             from controllers.services_rollout import prove_or_refuse
 
             refused = await prove_or_refuse(self, d, action, *self._launch(d))
@@ -282,23 +320,32 @@ class ServicesController(Controller):
         if d.spec.port:
             env.setdefault("PORT", str(d.spec.port))
         env.setdefault("ATLAS_SERVICE_VERSION", d.spec.version)
+        if d.standby_of is not None:
+            # a standby is not the service: no heartbeat agent beating in the active's name
+            # (it would mask a hung active); its owner probes its readiness instead
+            env["ATLAS_AUTONOMOUS_URL"] = ""
+            return env, Path(cwd)
         # opens only this service's heartbeat route (autonomous.self_healing.heartbeat_agent)
         env.setdefault("ATLAS_HEARTBEAT_TOKEN", heartbeat_token(self.ctx.token, d.name))
         return env, Path(cwd)
 
+    def _sup(self, name: str) -> ProcessSupervisor:
+        return self.standbys if is_standby(name) else self.supervisor
+
     async def _start(self, d: DesiredService) -> Any:
         rt = self._runtime(d.name)
         env, cwd = self._launch(d)
-        info = await self.supervisor.start(d.name, list(d.spec.command), cwd=cwd, env=env,
-                                           spec_hash=d.hash)
+        info = await self._sup(d.name).start(d.name, list(d.spec.command), cwd=cwd, env=env,
+                                             spec_hash=d.hash)
         now = self.ctx.clock.monotonic()
         if rt.started_mono is not None:
             rt.restarts.append(now)
         rt.on_start(now)
         if rt.probe_task:
             rt.probe_task.cancel()
-        rt.probe_task = asyncio.create_task(self._probe_loop(d, rt, info.pid),
-                                            name=f"probe-{d.name}")
+        probe = (standby_probe(self, d.name, d.spec, rt, info.pid) if d.standby_of
+                 else self._probe_loop(d, rt, info.pid))
+        rt.probe_task = asyncio.create_task(probe, name=f"probe-{d.name}")
         return info
 
     async def _stop(self, name: str) -> int | None:
@@ -308,12 +355,13 @@ class ServicesController(Controller):
             rt.probe_task = None
         d = self._desired.get(name)
         grace = d.spec.stop_grace_seconds if d else 5.0
-        return await self.supervisor.stop(name, grace)
+        return await self._sup(name).stop(name, grace)
 
     def _runtime(self, name: str) -> ServiceRuntime:
         if name not in self.runtimes:
             sup = self.ctx.policy()["supervision"]
-            spec = self.ctx.desired.current.services.get(name) if self.ctx.desired.current else None
+            d = self._desired.get(name)
+            spec = d.spec if d is not None else None
             h = spec.health if spec else None
             self.runtimes[name] = ServiceRuntime(
                 name, ProbeState(h.failure_threshold if h else 3, h.success_threshold if h else 1),

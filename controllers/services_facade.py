@@ -35,6 +35,18 @@ class ServicesFacade:
             }
         return out
 
+    def standby_ports(self, name: str) -> tuple[int, ...]:
+        """Backend ports of ``name``'s standby instances that run and are ready now (the
+        gateway lists only these in the front's load balancer)."""
+        from controllers.services_standby import instances
+
+        return tuple(i["port"] for i in instances(self._ctl, name) if i["ready"])
+
+    def standby_instances(self, name: str) -> list[dict[str, Any]]:
+        from controllers.services_standby import instances
+
+        return instances(self._ctl, name)
+
     async def _do(self, kind: str, name: str, reason: str) -> bool:
         ctl = self._ctl
         if name not in ctl._desired:

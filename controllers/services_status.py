@@ -14,6 +14,8 @@ def report(ctl: Any, desired: dict, observed: dict, outcomes: list) -> None:
     now = ctx.clock.now()
     gen = ctx.desired.current
     for name, d in desired.items():
+        if d.standby_of is not None:  # shown under its Service (details.instances)
+            continue
         st = ctx.status.resource("services", "Service", name)
         o = observed.get(name)
         rt = ctl.runtimes.get(name)
@@ -60,6 +62,14 @@ def report(ctl: Any, desired: dict, observed: dict, outcomes: list) -> None:
             "revision": d.hash, "version": d.spec.version, "core": d.spec.core,
             "log": str(ctl.supervisor.log_path(name)),
         }
+        if d.spec.standby is not None:
+            from controllers.services_standby import instances
+
+            st.details["instances"] = [
+                {"instance": name, "role": "active", "port": d.spec.port,
+                 "running": running, "pid": st.details["pid"], "ready": ready is True,
+                 "restarts": st.details["restarts"]},
+                *({"role": "standby", **i} for i in instances(ctl, name))]
     for key in list(ctx.status.controller("services").resources):
         if key.split("/", 1)[1] not in desired:
             ctx.status.drop_resource("services", key)

@@ -23,8 +23,16 @@ from typing import Any
 
 import yaml
 
-__all__ = ["Backend", "Front", "dynamic_config", "static_args", "traefik_binary",
-           "write_atomic"]
+__all__ = ["RELOAD_THROTTLE", "Backend", "Front", "dynamic_config", "routing", "static_args",
+           "traefik_binary", "write_atomic"]
+
+# Traefik applies a provider's new configuration at most once per this period. Its default,
+# 2 s, held a just-ready standby out of the load balancer (an active killed then lost
+# requests) and delayed any change made soon after another: measured here, a document written
+# 50-500 ms after the previous one was in force after 1.4-2.0 s with 2 s, 0.10-0.35 s with
+# 100 ms, 0.07-0.18 s with 10 ms (loaded 2-core host). The owner writes the document only when
+# it differs (one atomic rename per change); 10 ms still folds the watcher's events of a rename.
+RELOAD_THROTTLE = "10ms"
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,7 @@ def static_args(fronts: list[Front], dynamic_dir: Path, metrics_port: int,
     # (/api/http/routers) used to know when the file provider's configuration is live
     args = [f"--entryPoints.traefik.address={host}:{metrics_port}",
             f"--providers.file.directory={dynamic_dir}", "--providers.file.watch=true",
+            f"--providers.providersThrottleDuration={RELOAD_THROTTLE}",
             "--metrics.prometheus=true", "--metrics.prometheus.entryPoint=traefik",
             "--metrics.prometheus.addServicesLabels=true",
             "--metrics.prometheus.addRoutersLabels=true",
@@ -113,6 +122,10 @@ def dynamic_config(fronts: list[Front]) -> dict[str, Any]:
         split = f"{f.name}-split"
         services[split] = {"weighted": {"services": [
             {"name": f.service_name(b.version), "weight": b.weight} for b in live]}}
+        if f.fallback_url and not f.fallback_active:
+            # a failover needs its primary's health propagated: without it Traefik disables
+            # the failover service ("healthCheck not enabled ... for this WRR service")
+            services[split]["weighted"]["healthCheck"] = {}
         main, fb = split, f"{f.name}-fallback"
         if f.fallback_url:
             services[fb] = {"loadBalancer": {"servers": [{"url": f.fallback_url}]}}
@@ -148,6 +161,23 @@ def dynamic_config(fronts: list[Front]) -> dict[str, Any]:
     if middlewares:
         http["middlewares"] = middlewares
     return {"http": http} if routers else {}
+
+
+def routing(doc: dict[str, Any]) -> dict[str, Any]:
+    """(pure) What a dynamic document routes, as Traefik's API reports it once in force:
+    ``service:<name>`` → a load balancer's server URLs or a weighted service's
+    ``[child, weight]`` pairs; ``router:<name>`` → the service it routes to."""
+    http = doc.get("http") or {}
+    out: dict[str, Any] = {}
+    for name, svc in (http.get("services") or {}).items():
+        if "loadBalancer" in svc:
+            out[f"service:{name}"] = [srv["url"] for srv in svc["loadBalancer"]["servers"]]
+        elif "weighted" in svc:
+            out[f"service:{name}"] = [[c["name"], c["weight"]]
+                                      for c in svc["weighted"]["services"]]
+    for name, r in (http.get("routers") or {}).items():
+        out[f"router:{name}"] = r["service"]
+    return out
 
 
 def write_atomic(path: Path, doc: dict[str, Any]) -> None:

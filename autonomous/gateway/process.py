@@ -11,14 +11,59 @@ from __future__ import annotations
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-from autonomous.gateway.config import (Front, dynamic_config, static_args, traefik_binary,
-                                       write_atomic)
+from autonomous.gateway.config import (Front, dynamic_config, routing, static_args,
+                                       traefik_binary, write_atomic)
 from autonomous.supervisor.processes import _set_pdeathsig
 
-__all__ = ["Traefik"]
+__all__ = ["Traefik", "live_routing", "live_servers"]
+
+
+def _get(control: str, path: str) -> list[dict[str, Any]] | None:
+    try:
+        r = httpx.get(f"http://{control}{path}", timeout=0.5, trust_env=False)
+    except httpx.HTTPError:
+        return None
+    return list(r.json()) if r.status_code == 200 else None
+
+
+def live_servers(control: str) -> dict[str, list[str]] | None:
+    """file-provider load-balancer service → server URLs the Traefik whose control entry point
+    is ``control`` (host:port) routes to now (its read-only API); None when it does not
+    answer."""
+    live = live_routing(control)
+    if live is None:
+        return None
+    return {k.removeprefix("service:"): v for k, v in live.items()
+            if k.startswith("service:") and v and isinstance(v[0], str)}
+
+
+def live_routing(control: str) -> dict[str, Any] | None:
+    """What that Traefik routes now, in :func:`autonomous.gateway.config.routing`'s shape
+    (file-provider services and routers); None when it does not answer."""
+    services = _get(control, "/api/http/services")
+    routers = _get(control, "/api/http/routers")
+    if services is None or routers is None:
+        return None
+    out: dict[str, Any] = {}
+    for s in services:
+        if s.get("provider") != "file":
+            continue
+        name = str(s["name"]).removesuffix("@file")
+        if "loadBalancer" in s:
+            out[f"service:{name}"] = [str(x["url"]) for x in
+                                      s["loadBalancer"].get("servers") or []]
+        elif "weighted" in s:
+            out[f"service:{name}"] = [[str(c["name"]).removesuffix("@file"), c.get("weight")]
+                                      for c in s["weighted"].get("services") or []]
+    for r in routers:
+        if r.get("provider") == "file":
+            out[f"router:{str(r['name']).removesuffix('@file')}"] = \
+                str(r.get("service", "")).removesuffix("@file")
+    return out
 
 
 class Traefik:
@@ -56,7 +101,7 @@ class Traefik:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"traefik exited {self.proc.returncode}: "
                                    f"{self.log.read_text()[-2000:]}")
-            if self.live():
+            if self.live() and self.in_force():
                 return
             time.sleep(0.05)
         self.stop()
@@ -84,6 +129,27 @@ class Traefik:
             return False
         loaded = {x.get("name") for x in r.json()} if r.status_code == 200 else set()
         return all(f"{f.name}@file" in loaded for f in self.fronts)
+
+    def live_servers(self) -> dict[str, list[str]] | None:
+        """load-balancer service → server URLs this Traefik routes to now."""
+        return live_servers(f"127.0.0.1:{self.metrics_port}")
+
+    def in_force(self) -> bool:
+        """Everything the document last written routes is live (servers of each load
+        balancer, weights of each split, each router's service): Traefik applies a written
+        document after its reload throttle, not at the write."""
+        want = routing(dynamic_config(self.fronts)) if self.fronts else {}
+        live = live_routing(f"127.0.0.1:{self.metrics_port}")
+        return live is not None and all(live.get(k) == v for k, v in want.items())
+
+    def wait_in_force(self, timeout: float = 5.0) -> float | None:
+        """Block until :meth:`in_force` (seconds it took), None when ``timeout`` passed."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            if self.in_force():
+                return time.monotonic() - t0
+            time.sleep(0.02)
+        return None
 
     @property
     def pid(self) -> int | None:

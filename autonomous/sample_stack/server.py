@@ -112,7 +112,11 @@ class Handler(BaseHTTPRequestHandler):
     """One connection; ``self.server.service`` is the Service it serves."""
 
     protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall
+    disable_nagle_algorithm = True  # no 40 ms delayed-ACK stall on a response's last segment
+    # buffered: headers and body leave in one send (``_send`` flushes once), so a process
+    # SIGKILLed between them never leaves a client, or a gateway that cannot retry a response
+    # it began forwarding, with headers and no body
+    wbufsize = -1
     server_version = "atlas-sample/1"
     server: SampleHTTPServer
 

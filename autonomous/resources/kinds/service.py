@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from autonomous.resources.base import Strict
 
@@ -17,6 +17,7 @@ __all__ = [
     "ResourceLimits",
     "RestartSpec",
     "ServiceSpec",
+    "StandbySpec",
     "TrafficSpec",
 ]
 
@@ -89,6 +90,12 @@ class TrafficSpec(Strict):
         return v
 
 
+class StandbySpec(Strict):
+    instances: int = Field(1, ge=1, le=4, description="Warm standby instances kept ready "
+                           "behind the gateway (each on its own backend port the operator "
+                           "assigns); a crash of the active instance loses no request")
+
+
 class ServiceSpec(Strict):
     command: list[str] = Field(min_length=1, description="argv list; never a shell string. "
                                "'{python}' expands to the operator's interpreter")
@@ -109,6 +116,8 @@ class ServiceSpec(Strict):
     resources: ResourceLimits = Field(default_factory=ResourceLimits)
     traffic: TrafficSpec | None = Field(None, description="Served through the gateway on a "
                                         "stable front port; absent: served directly")
+    standby: StandbySpec | None = Field(None, description="Warm standby instances (needs "
+                                        "'traffic' and 'port')")
 
     @field_validator("command", mode="before")
     @classmethod
@@ -116,6 +125,16 @@ class ServiceSpec(Strict):
         if isinstance(v, str):
             raise ValueError("must be an argv list such as ['python', '-m', 'app'], "
                              "not a shell string")
+        return v
+
+    @field_validator("standby")
+    @classmethod
+    def _standby_needs_traffic(cls, v: StandbySpec | None,
+                               info: ValidationInfo) -> StandbySpec | None:
+        # declared after 'port' and 'traffic': both are validated (in info.data) by now
+        if v is not None and (info.data.get("traffic") is None or info.data.get("port") is None):
+            raise ValueError("standby needs 'traffic' (a gateway front whose load balancer "
+                             "lists the standby instances) and 'port'")
         return v
 
 
