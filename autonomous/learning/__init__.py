@@ -16,7 +16,7 @@
   ``router_service`` serves it behind ``POST /api/learning/route`` with a persisted decision
   log, per-model circuits and the ``router.*`` series.
 * ``strategy_posterior``: per failure signature × strategy Beta posteriors and the
-  lower-credible-bound chooser (not yet called by the healing controller).
+  lower-credible-bound chooser (called by the healing plan, ``controllers/healing_plan.py``).
 * ``learning_orchestrator`` (cycles, insights, export / import), ``facade`` (the API's
   interface, ``ctx.subsystems["learning"]``), ``retention``.
 
