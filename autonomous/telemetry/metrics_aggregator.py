@@ -22,10 +22,13 @@ from typing import Any
 from autonomous.core.clock import Clock
 from autonomous.core.errors import Problem, ValidationFailed
 from autonomous.core.stats import percentile
-from autonomous.store.timeseries import Point, Sample, TimeSeriesStore
+from autonomous.store.timeseries import RESOLUTIONS, Point, Sample, TimeSeriesStore
 
-__all__ = ["AGGREGATIONS", "MetricsAggregator"]
+__all__ = ["AGGREGATIONS", "READ_RESOLUTIONS", "MetricsAggregator"]
 
+# What a read may ask for: the store's rollups, its raw points, or "auto" (the coarsest that
+# covers the range).
+READ_RESOLUTIONS = ("auto", "raw", *RESOLUTIONS)
 # One answer holds at most this many windows (a step too small for its range is a 422).
 MAX_WINDOWS = 10_000
 AGGREGATIONS = ("avg", "min", "max", "sum", "count", "rate", "p50", "p95", "p99")

@@ -13,11 +13,11 @@ from autonomous.api.schemas import EpochQuery, RowId
 from autonomous.core.errors import Problem, ValidationFailed
 from autonomous.telemetry.logs_collector import LEVEL_NAMES
 from autonomous.telemetry.metrics_aggregator import AGGREGATIONS
+from autonomous.telemetry.metrics_aggregator import READ_RESOLUTIONS as RESOLUTIONS
 
 # An aggregation asked for with neither start nor step covers the last five minutes, the
 # lookback Prometheus gives an instant query.
 DEFAULT_AGGREGATION_WINDOW_S = 300.0
-RESOLUTIONS = ("auto", "raw", "1m", "1h")
 
 # What the log search accepts, stated in the document: a level name or alias (any case), and
 # a query holding at least one word (the collector's word characters).
