@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from autonomous.cli.client import ApiClient, add_client_args, call_json
@@ -72,30 +73,41 @@ def _table(data: dict[str, Any]) -> Any:
     return t
 
 
-def cmd_status(args: Any) -> int:
+def _show(args: Any, data: Any, table: Callable[[Any], Any], going: Callable[[Any], bool],
+          refresh: Callable[[Any], Any]) -> tuple[int | None, Any]:
+    """``data`` as JSON (--json), as one table, or (--watch N) as a live table that
+    ``refresh`` (None: the call failed) renews every N seconds while ``going``. The exit
+    status, None once a watch ran to its end; and the last data shown."""
     from rich.console import Console
     from rich.live import Live
 
+    if args.json:
+        print(json.dumps(data, indent=2, sort_keys=True))
+        return 0, data
+    if args.watch is None:
+        Console().print(table(data))
+        return 0, data
+    try:
+        with Live(table(data), refresh_per_second=4) as live:
+            while going(data):
+                time.sleep(args.watch)
+                new = refresh(data)
+                if new is None:
+                    return 1, data
+                data = new
+                live.update(table(data))
+    except KeyboardInterrupt:
+        return 130, data
+    return None, data
+
+
+def cmd_status(args: Any) -> int:
     data = _call(args, "GET", "/api/evolution/status")
     if data is None:
         return 1
-    if args.json:
-        print(json.dumps(data, indent=2, sort_keys=True))
-        return 0
-    if args.watch is None:
-        Console().print(_table(data))
-        return 0
-    try:
-        with Live(_table(data), refresh_per_second=4) as live:
-            while data["rollouts"]:
-                time.sleep(args.watch)
-                data = _call(args, "GET", "/api/evolution/status")
-                if data is None:
-                    return 1
-                live.update(_table(data))
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    code, _ = _show(args, data, _table, lambda d: bool(d["rollouts"]),
+                    lambda _: _call(args, "GET", "/api/evolution/status"))
+    return 0 if code is None else code
 
 
 def cmd_history(args: Any) -> int:
@@ -151,9 +163,6 @@ def _set_table(data: dict[str, Any]) -> Any:
 
 
 def cmd_set(args: Any) -> int:
-    from rich.console import Console
-    from rich.live import Live
-
     members = []
     for item in args.members:
         svc, sep, version = item.partition("=")
@@ -164,21 +173,12 @@ def cmd_set(args: Any) -> int:
     data = _call(args, "POST", "/api/evolution/update", json={"services": members})
     if data is None:
         return 1
-    if args.json:
-        print(json.dumps(data, indent=2, sort_keys=True))
-        return 0
-    if args.watch is None:
-        Console().print(_set_table(data))
-        return 0
-    try:
-        with Live(_set_table(data), refresh_per_second=4) as live:
-            while data["state"] not in ("done", "rolled_back"):
-                time.sleep(args.watch)
-                rows = _call(args, "GET", "/api/evolution/sets", params={"limit": 1000})
-                if rows is None:
-                    return 1
-                data = next((r for r in rows if r["id"] == data["id"]), data)
-                live.update(_set_table(data))
-    except KeyboardInterrupt:
-        return 130
+
+    def refresh(d: Any) -> Any:
+        rows = _call(args, "GET", "/api/evolution/sets", params={"limit": 1000})
+        return None if rows is None else next((r for r in rows if r["id"] == d["id"]), d)
+    code, data = _show(args, data, _set_table,
+                       lambda d: d["state"] not in ("done", "rolled_back"), refresh)
+    if code is not None:
+        return code
     return 0 if data["state"] == "done" else 1
