@@ -17,6 +17,7 @@ import hashlib
 import os
 import posixpath
 import shutil
+import sqlite3
 import stat
 import threading
 from collections.abc import Callable
@@ -32,6 +33,7 @@ __all__ = [
     "UnsafeBackup",
     "entry_problems",
     "restore_manifest",
+    "restored_databases_integrity",
     "verify_manifest",
 ]
 
@@ -241,3 +243,18 @@ class _FileWriter:
             done = self._done
         if self.progress:
             self.progress(done, max(self.total, done))
+
+
+def restored_databases_integrity(manifest: Manifest, target: Path) -> dict[str, str]:
+    """``PRAGMA integrity_check`` of each SQLite file of ``manifest`` restored under
+    ``target`` (opened read-only), by its path in the backup."""
+    results = {}
+    for e in manifest.entries:
+        if not e.sqlite:
+            continue
+        conn = sqlite3.connect(f"file:{target / e.path}?mode=ro", uri=True)
+        try:
+            results[e.path] = conn.execute("PRAGMA integrity_check").fetchone()[0]
+        finally:
+            conn.close()
+    return results

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 from autonomous.backup.chunks import ChunkStore, EngineParams
 from autonomous.backup.engine import BackupEngine, Progress
 from autonomous.backup.manifest import Manifest
+from autonomous.backup.restore import restored_databases_integrity
 from autonomous.core.clock import Clock
 from autonomous.resilience.drill import run_drill_service
 from autonomous.resilience.drill_reap import new_drill_dir
@@ -146,15 +146,7 @@ def _verified(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def _sqlite_checks(manifest: Manifest, target: Path) -> dict[str, Any]:
-    results = {}
-    for e in manifest.entries:
-        if not e.sqlite:
-            continue
-        conn = sqlite3.connect(f"file:{target / e.path}?mode=ro", uri=True)
-        try:
-            results[e.path] = conn.execute("PRAGMA integrity_check").fetchone()[0]
-        finally:
-            conn.close()
+    results = restored_databases_integrity(manifest, target)
     bad = {k: v for k, v in results.items() if v != "ok"}
     if bad:
         raise RuntimeError(f"PRAGMA integrity_check failed: {bad}")

@@ -39,8 +39,7 @@ def test_only_the_store_connects_to_the_operator_db():
                     and node.func.value.id == "sqlite3" and rel not in allowed):
                 offenders.append(rel)
     # the backup engine may open *foreign* SQLite files found in backup paths
-    offenders = [o for o in offenders
-                 if not o.startswith(("autonomous/backup/", "autonomous/resilience/"))]
+    offenders = [o for o in offenders if not o.startswith("autonomous/backup/")]
     assert offenders == []
 
 
