@@ -28,7 +28,8 @@ from autonomous.status import StatusBoard
 from autonomous.store import Store
 
 __all__ = ["calm_gates", "copy_default_tree", "default_root", "free_port", "make_context",
-           "fast_alerting", "need_binary", "serve_http", "terminate", "wait_for"]
+           "fast_alerting", "need_binary", "serve_http", "terminate", "text_handler",
+           "wait_for"]
 
 
 def fast_alerting(root: Path, *, window_seconds: int,
@@ -139,6 +140,24 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def text_handler(body: str) -> type[BaseHTTPRequestHandler]:
+    """A handler answering every GET with 200 and ``body`` (which server answered), logging
+    nothing: for ``serve_http``."""
+    data = body.encode()
+
+    class TextHandler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the http.server hook
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *a: object) -> None:
+            pass
+
+    return TextHandler
 
 
 @contextlib.contextmanager

