@@ -1,0 +1,115 @@
+"""Cross-validation over NAB categories (autonomous.health_monitor.nab_folds)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from autonomous.health_monitor.nab import RULES, NabFile, Scorer, choose
+from autonomous.health_monitor.nab_folds import Procedure, Table, fold_mean, loco, nested
+
+CATS = ("a", "b", "c", "d")
+N = 1000
+
+
+def _corpus(per_cat: int = 2) -> list[NabFile]:
+    return [NabFile(f"{c}/{i}.csv", np.arange(float(N)), np.zeros(N), [(500, 549)])
+            for c in CATS for i in range(per_cat)]
+
+
+def _hit(at: int | None) -> np.ndarray:
+    d = np.zeros(N)
+    if at is not None:
+        d[at] = 1
+    return d
+
+
+def _random_run(rng: np.random.Generator, keys: list[str]) -> dict[str, np.ndarray]:
+    """Per file: a miss, or a hit somewhere in the window, plus 0-3 false alarms."""
+    out = {}
+    for k in keys:
+        d = _hit(None if rng.random() < 0.3 else int(rng.integers(500, 550)))
+        d[rng.integers(160, 1000, int(rng.integers(0, 4)))] = 1
+        out[k] = d
+    return out
+
+
+def test_table_pick_agrees_with_choose() -> None:
+    rng = np.random.default_rng(5)
+    files = _corpus()
+    keys = [f.key for f in files]
+    runs = [_random_run(rng, keys) for _ in range(12)]
+    sc = Scorer(files)
+    for prof in ("standard", "reward_low_FP_rate"):
+        table = Table(sc, runs, keys, prof)
+        for rule in RULES:
+            proc = Procedure(rule, tuple(range(len(runs))), rule)
+            for cats in (list(CATS), ["a", "c", "d"], ["b", "d"]):
+                ks = [k for k in keys if k[0] in cats]
+                assert table.pick(proc, cats) == choose(sc, runs, ks, prof, rule)
+        assert table.pooled(3, list(CATS)) == pytest.approx(sc.score(runs[3], keys, 0.5, prof))
+
+
+def test_loco_scores_the_pick_of_the_other_categories() -> None:
+    # A hits every window at its left edge except in "d", where it misses; B hits everywhere
+    # late (row 548). Holding "d" out, A is chosen on a/b/c and scores 0 on d.
+    files = _corpus(1)
+    keys = [f.key for f in files]
+    a = {k: _hit(None if k.startswith("d") else 500) for k in keys}
+    b = {k: _hit(548) for k in keys}
+    table = Table(Scorer(files), [a, b], keys, "standard")
+    folds = loco(table, Procedure("both", (0, 1), "mean"))
+    assert [f.held_out for f in folds] == list(CATS)
+    assert [f.candidate for f in folds] == [0, 0, 0, 0]
+    assert [f.score for f in folds] == pytest.approx([100.0, 100.0, 100.0, 0.0])
+    assert fold_mean(folds) == pytest.approx(75.0)
+    # with B alone the procedure has no choice: its late hit everywhere
+    late = loco(table, Procedure("B", (1,), "mean"))
+    assert {f.candidate for f in late} == {1}
+    assert late[0].score == pytest.approx(float(table.scores([1], ["a"])[0, 0]))
+    with pytest.raises(ValueError, match="rule 'median'"):
+        Procedure("x", (0,), "median")
+    with pytest.raises(ValueError, match="no candidates"):
+        Procedure("x", (), "mean")
+
+
+def test_nested_chooses_the_procedure_inside_the_fold() -> None:
+    # Two procedures: "A" (candidate A alone) and "B" (candidate B alone). On a/b/c A is
+    # perfect, B late; on d A misses. Holding d out, the inner LOCO on a/b/c prefers A
+    # (100 > B's late score), so the nested figure on d is A's 0; holding a out, the inner
+    # LOCO on b/c/d sees A miss d and B's late hits, and takes B.
+    files = _corpus(1)
+    keys = [f.key for f in files]
+    a = {k: _hit(None if k.startswith("d") else 500) for k in keys}
+    b = {k: _hit(548) for k in keys}
+    table = Table(Scorer(files), [a, b], keys, "standard")
+    procs = [Procedure("A", (0,), "mean"), Procedure("B", (1,), "mean")]
+    folds = {f.held_out: f for f in nested(table, procs)}
+    late = float(table.scores([1], ["a"])[0, 0])
+    assert folds["d"].procedure == "A" and folds["d"].score == pytest.approx(0.0)
+    assert folds["d"].inner == pytest.approx({"A": 100.0, "B": late})
+    assert folds["a"].inner["A"] == pytest.approx(200.0 / 3)  # b, c 100; d 0
+    assert folds["a"].procedure == ("B" if late > 200.0 / 3 else "A")
+    # one procedure: nested is its plain LOCO
+    single = nested(table, procs[:1])
+    assert [f.score for f in single] == [f.score for f in loco(table, procs[0])]
+
+
+def test_nested_never_looks_at_the_held_out_category() -> None:
+    # Whatever the candidates do on the held-out category, the procedure and the setting
+    # chosen for that fold stay the same (only its score there changes).
+    rng = np.random.default_rng(11)
+    files = _corpus()
+    keys = [f.key for f in files]
+    runs = [_random_run(rng, keys) for _ in range(10)]
+    procs = [Procedure(f"{lo}-{hi}, {rule}", tuple(range(lo, hi)), rule)
+             for lo, hi in ((0, 4), (0, 10), (4, 10)) for rule in RULES]
+    sc = Scorer(files)
+    base = {f.held_out: f for f in nested(Table(sc, runs, keys, "standard"), procs)}
+    for c in CATS:
+        for _ in range(3):
+            other = [{k: (_random_run(rng, [k])[k] if k.startswith(c) else r[k]) for k in keys}
+                     for r in runs]
+            fold = {f.held_out: f for f in nested(Table(sc, other, keys, "standard"), procs)}[c]
+            assert (fold.procedure, fold.candidate) == (base[c].procedure, base[c].candidate)
+            assert fold.inner == base[c].inner
