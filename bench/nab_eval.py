@@ -28,13 +28,14 @@ then applied to them; it is printed beside the current procedure's LOCO and besi
 ARTime on the same folds. The defaults come from the same procedure on all 37 files (the
 procedure with the best LOCO over the four categories, applied to all of them), printed last
 with whether the policy in force equals the pick. Per-file detections of every grid setting
-are cached (``--cache``, keyed by the detector source without its docstring, and the
+are cached (``--cache``, keyed by the detector's code (``detector_code``) and the
 setting). The figures measured are recorded in the detector's docstring.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 import itertools
 import sys
@@ -49,7 +50,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from autonomous.health_monitor import stream_detector
+from autonomous.health_monitor import stream_detector, stream_windows
 from autonomous.health_monitor.nab import (
     PROFILES,
     RULES,
@@ -101,8 +102,7 @@ def run_setting(corpus: list[NabFile], params: StreamParams, cache: Path | None)
     """Per-file detections of one setting (from the cache when the source is unchanged)."""
     path = None
     if cache is not None:
-        src = _code(Path(stream_detector.__file__).read_bytes())
-        key = hashlib.sha256(src + repr(asdict(params)).encode()).hexdigest()[:20]
+        key = hashlib.sha256(detector_code() + repr(asdict(params)).encode()).hexdigest()[:20]
         path = cache / f"{key}.npz"
         if path.exists():
             with np.load(path) as z:
@@ -114,11 +114,23 @@ def run_setting(corpus: list[NabFile], params: StreamParams, cache: Path | None)
     return out
 
 
-def _code(src: bytes) -> bytes:
-    """The module source without its leading docstring (the record there changes no result)."""
-    if src.startswith(b'"""'):
-        return src.split(b'"""', 2)[2]
-    return src
+def detector_code() -> bytes:
+    """The code that computes the detections, wherever it lives: the syntax trees of the
+    detector's modules without imports, docstrings or comments, definitions sorted (moving a
+    class between them, or editing the record in a docstring, keeps the cache)."""
+    parts = []
+    for mod in (stream_detector, stream_windows):
+        tree = ast.parse(Path(mod.__file__ or "").read_text())
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                    and isinstance(body[0].value, ast.Constant)
+                    and isinstance(body[0].value.value, str)):
+                del body[0]
+        parts += [ast.dump(n) for n in tree.body
+                  if not isinstance(n, (ast.Import, ast.ImportFrom))
+                  and not (isinstance(n, ast.Assign) and ast.unparse(n).startswith("__all__"))]
+    return "\n".join(sorted(parts)).encode()
 
 
 def grid(base: StreamParams) -> list[StreamParams]:
