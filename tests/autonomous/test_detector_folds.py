@@ -113,3 +113,23 @@ def test_nested_never_looks_at_the_held_out_category() -> None:
             fold = {f.held_out: f for f in nested(Table(sc, other, keys, "standard"), procs)}[c]
             assert (fold.procedure, fold.candidate) == (base[c].procedure, base[c].candidate)
             assert fold.inner == base[c].inner
+
+
+def test_bench_procedures_cover_the_candidate_grids() -> None:
+    from dataclasses import replace
+
+    from bench import nab_eval
+
+    settings = nab_eval.grid(nab_eval.policy_params())
+    procs = nab_eval.procedures(settings)
+    assert len(procs) == len(nab_eval.GRIDS) * len(RULES)
+    assert set(nab_eval.CLEAN) <= set(nab_eval.GRIDS)
+    assert nab_eval.CURRENT in {p.name for p in procs}
+    for p in procs:
+        allowed = nab_eval.GRIDS[p.name.rsplit(", ", 1)[0]]
+        members = set(p.members)
+        for i, s in enumerate(settings):
+            assert (i in members) == all(getattr(s, k) in v for k, v in allowed.items())
+    # the policy in force is a setting of the grid (the defaults are picked from it)
+    base = nab_eval.policy_params()
+    assert base in settings and replace(base, quiet=0) in settings
