@@ -23,7 +23,8 @@ For every new value ``x``:
 5. **Season.** A candidate (score at or above ``threshold``) that falls on the beat of
    earlier ones, onsets at ``t - P`` … ``t - season_repeats·P`` within
    ``season_tolerance · P`` for a period ``P`` in ``season_periods``, does not alarm: a
-   spike every day at the same hour (a backup, a batch job) is routine (``stream_windows.Recurrence``).
+   spike every day at the same hour (a backup, a batch job) is routine
+   (``stream_windows.Recurrence``).
 
 Record on NAB (``bench/nab_eval.py``: 37 files, four categories, one scorer for ours and for
 the published result files; ours scored on its own detections, theirs at their best corpus
@@ -32,7 +33,33 @@ the fourth; standard profile; HTM's LOCO 70.4 = 73.4 / 70.2 / 55.5 / 82.4, ARTim
 69.5 / 61.9 / 63.1 / 87.2 for realAWSCloudwatch / realAdExchange / realKnownCause /
 realTraffic held out):
 
-- **Policy now (stop 22): ``quiet`` 30, ``change_sigma`` 1.5, selection by the mean rule**
+- **Honest figure (stop 23): nested LOCO 67.9** (standard; HTM 70.4, ARTime 70.4 on the
+  same folds) = 61.6 / 69.2 / 73.6 / 67.1 — **below the bar**. For each held-out category
+  the candidate grid and the selection rule (a *procedure*: ``no quiet`` or ``quiet
+  doubling`` 0 / 15 / 30 / 60 / 120, × pooled / maximin / mean) are chosen by an inner LOCO
+  on the other three (``nab_folds.nested``), so no choice sees the held-out category. The
+  fold holding realTraffic out picks ``no quiet, pooled`` (67.1; with ``quiet`` 30 it would
+  be 78.9, which only a choice made with realTraffic in view finds); realAdExchange out picks
+  ``quiet doubling, mean`` → suppress 240, quiet 15 (69.2). Offering also stop 22's
+  ``quiet 0/30/60`` grid (values first picked on all 37 files): 68.8. Stop 22's procedure
+  (that grid, mean rule, chosen after seeing its LOCO) gives the 71.3 below; it is not an
+  honest held-out figure. Nested low-FP **56.6** (HTM 65.0, ARTime 62.9) = 45.3 / 62.9 /
+  58.7 / 59.3; nested low-FN 72.0 (HTM 74.3, ARTime 75.5). The defaults, by the same
+  procedure on all 37 files (the clean procedure with the best LOCO over the four, ``quiet
+  doubling, mean``, LOCO 70.4, applied to all of them), are the policy in force: overall
+  71.3 (in-sample). 12-37 µs per row per metric (the host's load varies). Tried in stop 23
+  to lift realAWSCloudwatch and the low-FP profile (its false alarms, counted on all 37
+  files: likelihood-channel detections 80 outside windows / 33 inside, records 74 / 73; in
+  realAWSCloudwatch the false alarms sit in near-flat series with repeated spikes, |z| in
+  the hundreds against a floored MAD), none kept: records only (``threshold`` 1.0, offered
+  to the nested search as a grid value: never chosen in any fold; at the policy's other
+  values overall 58.4, realAWSCloudwatch 60.4); the scale floored at 0.05 / 0.1 / 0.3 × the
+  window's standard deviation (policy point, all files: 70.8 / 69.1 / 67.6, AWS 64.5 /
+  62.8 / 61.2, low-FP 59.5 / 57.1 / 54.8); an empirical (rank) likelihood, the share of
+  the surprise history below the current one (60.1, threshold 0.999: 60.4; AWS 60.5 /
+  59.4). The last two were screened at the policy point on all 37 files, lost everywhere and
+  were not offered to the nested search.
+- **Policy (stop 22, kept in stop 23): ``quiet`` 30, ``change_sigma`` 1.5, mean rule**
   (best mean of the training categories' normalised scores). Grid 324 settings (the 108
   below × ``quiet`` 0 / 30 / 60). LOCO standard **71.3** = 61.6 / 72.7 / 71.8 / 78.9 beside
   HTM 70.4 and ARTime 70.4; overall **71.30** (HTM 71.27, ARTime 72.35) = 65.6 / 72.7 /
