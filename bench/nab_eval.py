@@ -19,14 +19,18 @@ included) are chosen from ``GRID`` on the other three categories only, then scor
 held-out one; the published detectors' thresholds are chosen the same way (on the three) and
 printed beside ours on the same held-out category. How a setting is chosen is itself a
 choice: a *procedure* is a candidate grid (``GRIDS``: subsets of ``GRID`` by their ``quiet``
-values) and a selection rule (``pooled``: best raw score summed over the files;
-``maximin``: best worst-category normalised score; ``mean``: best mean category score).
+values), a selection rule (``pooled``: best raw score summed over the files;
+``maximin``: best worst-category normalised score; ``mean``: best mean category score),
+plain or *smoothed* (each setting judged by the mean of its own and its one-step grid
+neighbours' scores, ``neighbours``: the centre of a good region, not an isolated peak).
 Every procedure's LOCO is printed, but picking the best of those lines is a choice made on
 held-out data (stop 22 did: ``CURRENT``). The honest figure is the NESTED one
 (``nab_folds.nested``): for each held-out category the procedure is chosen by an inner LOCO
 on the other three categories, then applied to them. ``nested`` chooses among the clean
-grids only (``CLEAN``: fixed without looking at scores); ``all`` also offers the grid whose
-quiet values were first picked on all 37 files (so it can still flatter). Both are printed
+grids only (``CLEAN``: fixed without looking at scores), plain and smoothed rules;
+``plain`` without the smoothed rules (the first nested figure: the smoothed rules were added
+after it, stop 23); ``all`` also offers the grid whose quiet values were first picked on
+all 37 files (so it can still flatter). Both are printed
 beside the current procedure's LOCO and HTM / ARTime on the same folds. The defaults come
 from the same procedure on all 37 files (the clean procedure with the best LOCO over the
 four categories, applied to all of them), printed last with whether the policy in force
@@ -199,7 +203,7 @@ def main() -> None:
           f"{len(procs)} procedures (candidate grid × rule)")
     current = next(p for p in procs if p.name == CURRENT)
     for prof in PROFILES:
-        table = Table(sc, runs, keys, prof)
+        table = Table(sc, runs, keys, prof, neighbours(settings))
         peer = {n: [sc.score(pub[n], by_cat[c], sc.best_threshold(
             pub[n], [k for k in keys if category(k) != c], prof)[0], prof) for c in cats]
             for n in ("HTM", "ARTime")}
@@ -214,24 +218,29 @@ def main() -> None:
             print(f"{n:<44}" + "".join(f"{x:>15.1f}" for x in peer[n])
                   + f"{np.mean(peer[n]):>8.1f}")
         clean = [p for p in procs if p.name.rsplit(", ", 1)[0] in CLEAN]
-        nest, nest_all, cur = nested(table, clean), nested(table, procs), loco(table, current)
+        plain = [p for p in clean if not p.smooth]
+        nest, nest_plain = nested(table, clean), nested(table, plain)
+        nest_all, cur = nested(table, procs), loco(table, current)
         print(f"\nNESTED {prof}: per held-out category the procedure is chosen by an inner "
-              f"LOCO on the other three, then applied to them; nested: among {len(clean)} "
-              f"procedures on the clean grids ({', '.join(CLEAN)}); all: among all {len(procs)}")
-        print(f"{'held out':<20}{'nested':>8}{'all':>8}{'current':>8}{'HTM':>8}{'ARTime':>8}"
-              "  procedure chosen inside the fold (nested) → setting")
-        for j, (f, f_all, g) in enumerate(zip(nest, nest_all, cur)):
+              f"LOCO on the other three, then applied to them; nested: among the {len(clean)} "
+              f"procedures on the clean grids ({', '.join(CLEAN)}); plain: the same without "
+              f"the smoothed rules; all: among all {len(procs)}")
+        print(f"{'held out':<20}{'nested':>8}{'plain':>8}{'all':>8}{'current':>8}{'HTM':>8}"
+              f"{'ARTime':>8}  procedure chosen inside the fold (nested) → setting")
+        for j, (f, f_plain, f_all, g) in enumerate(zip(nest, nest_plain, nest_all, cur)):
             chosen = ", ".join(f"{k}={getattr(settings[f.candidate], k)}" for k in GRID)
-            print(f"{f.held_out:<20}{f.score:>8.1f}{f_all.score:>8.1f}{g.score:>8.1f}"
-                  f"{peer['HTM'][j]:>8.1f}{peer['ARTime'][j]:>8.1f}  {f.procedure} → {chosen}")
-        means = [fold_mean(nest), fold_mean(nest_all), fold_mean(cur),
+            print(f"{f.held_out:<20}{f.score:>8.1f}{f_plain.score:>8.1f}{f_all.score:>8.1f}"
+                  f"{g.score:>8.1f}{peer['HTM'][j]:>8.1f}{peer['ARTime'][j]:>8.1f}  "
+                  f"{f.procedure} → {chosen}")
+        means = [fold_mean(nest), fold_mean(nest_plain), fold_mean(nest_all), fold_mean(cur),
                  float(np.mean(peer["HTM"])), float(np.mean(peer["ARTime"]))]
         print(f"{'mean':<20}" + "".join(f"{x:>8.1f}" for x in means))
         figures[f"nested_{prof}_mean"] = round(means[0], 2)
-        figures[f"nested_all_grids_{prof}_mean"] = round(means[1], 2)
-        figures[f"loco_{prof}_mean"] = round(means[2], 2)
-        peers[f"HTM_loco_{prof}_mean"] = round(means[3], 2)
-        peers[f"ARTime_loco_{prof}_mean"] = round(means[4], 2)
+        figures[f"nested_plain_{prof}_mean"] = round(means[1], 2)
+        figures[f"nested_all_grids_{prof}_mean"] = round(means[2], 2)
+        figures[f"loco_{prof}_mean"] = round(means[3], 2)
+        peers[f"HTM_loco_{prof}_mean"] = round(means[4], 2)
+        peers[f"ARTime_loco_{prof}_mean"] = round(means[5], 2)
         if prof != "standard":
             continue
         # the defaults: the same procedure on all 37 files (procedure by LOCO on the four)
@@ -250,12 +259,30 @@ def main() -> None:
 
 
 def procedures(settings: list[StreamParams]) -> list[Procedure]:
-    """Every candidate grid (``GRIDS``) with every selection rule, plainest first."""
+    """Every candidate grid (``GRIDS``) with every selection rule, plain then smoothed."""
     out: list[Procedure] = []
     for name, allowed in GRIDS.items():
         members = tuple(i for i, s in enumerate(settings)
                         if all(getattr(s, k) in v for k, v in allowed.items()))
         out.extend(Procedure(f"{name}, {rule}", members, rule) for rule in RULES)
+        out.extend(Procedure(f"{name}, {rule} smoothed", members, rule, smooth=True)
+                   for rule in RULES)
+    return out
+
+
+def neighbours(settings: list[StreamParams]) -> list[tuple[int, ...]]:
+    """Per setting: itself and the settings one step away in one ``GRID`` field."""
+    index = {tuple(getattr(s, k) for k in GRID): i for i, s in enumerate(settings)}
+    out = []
+    for s in settings:
+        point = [getattr(s, k) for k in GRID]
+        near = [index[tuple(point)]]
+        for j, (k, values) in enumerate(GRID.items()):
+            pos = values.index(point[j])
+            for q in (pos - 1, pos + 1):
+                if 0 <= q < len(values):
+                    near.append(index[tuple(point[:j] + [values[q]] + point[j + 1:])])
+        out.append(tuple(near))
     return out
 
 

@@ -2,7 +2,8 @@
 
 A *candidate* is one detector setting's detections (0/1 per row) on every file; a
 *procedure* is how a setting is chosen from a set of candidates (a grid) on some categories:
-a subset of the candidates and a selection rule (``nab.RULES``). ``Table`` holds the raw NAB
+a subset of the candidates, a selection rule (``nab.RULES``) and whether each candidate is
+judged with its grid neighbours (``smooth``). ``Table`` holds the raw NAB
 score of every candidate on every file for one profile, so every choice below is arithmetic
 on it (no re-scoring).
 
@@ -29,11 +30,17 @@ __all__ = ["Fold", "Procedure", "Table", "fold_mean", "loco", "nested"]
 
 @dataclass(frozen=True)
 class Procedure:
-    """A way of choosing a setting: which candidates (``members``, indices) and which rule."""
+    """A way of choosing a setting: which candidates (``members``, indices) and which rule.
+
+    ``smooth``: each member is judged by the mean of its own and its grid neighbours' scores
+    (``Table.neighbours``, only those among the members): the pick is the centre of a good
+    region of the grid rather than its highest point, which a few files can make.
+    """
 
     name: str
     members: tuple[int, ...]
     rule: str
+    smooth: bool = False
 
     def __post_init__(self) -> None:
         if self.rule not in RULES:
@@ -57,8 +64,12 @@ class Table:
     """Raw NAB score of every candidate on every file (one profile), by category."""
 
     def __init__(self, sc: Scorer, candidates: Sequence[dict[str, np.ndarray]],
-                 keys: Sequence[str], profile: str) -> None:
+                 keys: Sequence[str], profile: str,
+                 neighbours: Sequence[Sequence[int]] | None = None) -> None:
         self.profile = profile
+        # per candidate: itself and the candidates one grid step away (smoothed procedures)
+        self.neighbours = [tuple(n) for n in neighbours] if neighbours is not None else [
+            (i,) for i in range(len(candidates))]
         self.cats = sorted({category(k) for k in keys})
         cols = {c: [k for k in keys if category(k) == c] for c in self.cats}
         # per category: the summed raw score of each candidate over the category's files
@@ -85,12 +96,16 @@ class Table:
     def pick(self, proc: Procedure, cats: Sequence[str]) -> int:
         """The candidate ``proc`` chooses on ``cats`` (ties: the first member)."""
         members = list(proc.members)
-        if proc.rule == "pooled":
-            j = self._cols(cats)
-            marks = self.raw[np.ix_(members, j)].sum(axis=1)
+        j = self._cols(cats)
+        per = (self.raw[:, j].sum(axis=1, keepdims=True) if proc.rule == "pooled"
+               else 100.0 * (self.raw[:, j] - self.null[j]) / self.span[j])
+        if proc.smooth:
+            inside = set(members)
+            per = np.array([per[[k for k in self.neighbours[i] if k in inside]].mean(axis=0)
+                            for i in members])
         else:
-            s = self.scores(members, cats)
-            marks = s.min(axis=1) if proc.rule == "maximin" else s.mean(axis=1)
+            per = per[members]
+        marks = per.min(axis=1) if proc.rule == "maximin" else per.mean(axis=1)
         return members[int(np.argmax(marks))]
 
 

@@ -122,14 +122,54 @@ def test_bench_procedures_cover_the_candidate_grids() -> None:
 
     settings = nab_eval.grid(nab_eval.policy_params())
     procs = nab_eval.procedures(settings)
-    assert len(procs) == len(nab_eval.GRIDS) * len(RULES)
+    assert len(procs) == len(nab_eval.GRIDS) * len(RULES) * 2  # plain and smoothed
+    assert sum(p.smooth for p in procs) == len(procs) // 2
     assert set(nab_eval.CLEAN) <= set(nab_eval.GRIDS)
     assert nab_eval.CURRENT in {p.name for p in procs}
     for p in procs:
         allowed = nab_eval.GRIDS[p.name.rsplit(", ", 1)[0]]
+        assert p.name.endswith(" smoothed") == p.smooth
         members = set(p.members)
         for i, s in enumerate(settings):
             assert (i in members) == all(getattr(s, k) in v for k, v in allowed.items())
     # the policy in force is a setting of the grid (the defaults are picked from it)
     base = nab_eval.policy_params()
     assert base in settings and replace(base, quiet=0) in settings
+
+
+def test_smoothed_pick_is_the_centre_of_a_good_region() -> None:
+    # Five candidates in a chain (grid neighbours i-1, i+1). S (0) hits both windows at the
+    # left edge (100) but its neighbour (1) misses both (0); 2-4 hit one at the edge and one
+    # later (a plateau just below 100). Plain: S; smoothed: S scores (100 + 0) / 2 = 50 and
+    # the plateau's middle (3) wins. Without 1 among the members S has no bad neighbour.
+    files = [NabFile(f"a/{i}.csv", np.arange(float(N)), np.zeros(N), [(500, 549)])
+             for i in range(2)]
+    keys = [f.key for f in files]
+    top = {k: _hit(500) for k in keys}
+    none = {k: _hit(None) for k in keys}
+    good = {keys[0]: _hit(500), keys[1]: _hit(520)}
+    runs = [top, none, good, good, good]
+    chain = [tuple(j for j in (i - 1, i, i + 1) if 0 <= j < 5) for i in range(5)]
+    table = Table(Scorer(files), runs, keys, "standard", chain)
+    plateau = float(table.scores([3], ["a"])[0, 0])
+    assert 50.0 < plateau < 100.0
+    for rule in RULES:
+        assert table.pick(Procedure("p", (0, 1, 2, 3, 4), rule), ["a"]) == 0
+        assert table.pick(Procedure("s", (0, 1, 2, 3, 4), rule, smooth=True), ["a"]) == 3
+        assert table.pick(Procedure("s", (0, 2, 3, 4), rule, smooth=True), ["a"]) == 0
+
+
+def test_bench_neighbours_are_one_grid_step_apart() -> None:
+    from bench import nab_eval
+
+    settings = nab_eval.grid(nab_eval.policy_params())
+    near = nab_eval.neighbours(settings)
+    fields = list(nab_eval.GRID)
+    for i in (0, len(settings) // 2, len(settings) - 1):
+        assert near[i][0] == i
+        for j in near[i][1:]:
+            steps = [abs(nab_eval.GRID[k].index(getattr(settings[i], k))
+                         - nab_eval.GRID[k].index(getattr(settings[j], k))) for k in fields]
+            assert sorted(steps)[-1] == 1 and sum(steps) == 1
+    # a corner of the grid has one neighbour per field, an inner point up to two
+    assert len(near[0]) == 1 + len(fields)
