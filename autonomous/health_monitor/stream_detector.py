@@ -54,8 +54,9 @@ realTraffic held out):
   doubling, pooled smoothed``, LOCO 72.7, applied to all of them), are the policy in force:
   overall 71.3 (in-sample; HTM 71.3, ARTime 72.4). 12-37 µs per row per metric (the host's
   load varies). Tried in stop 23 to lift realAWSCloudwatch and the low-FP profile (its
-  false alarms, counted on all 37 files: likelihood-channel detections 80 outside windows / 33 inside, records 74 / 73; in
-  realAWSCloudwatch the false alarms sit in near-flat series with repeated spikes, |z| in
+  false alarms, counted on all 37 files: likelihood-channel detections 80 outside windows
+  / 33 inside, records 74 / 73; in realAWSCloudwatch the false alarms sit in near-flat
+  series with repeated spikes, |z| in
   the hundreds against a floored MAD), none kept: records only (``threshold`` 1.0, offered
   to the nested search as a grid value: never chosen in any fold; at the policy's other
   values overall 58.4, realAWSCloudwatch 60.4); the scale floored at 0.05 / 0.1 / 0.3 × the
