@@ -123,13 +123,16 @@ def run_setting(corpus: list[NabFile], params: StreamParams, cache: Path | None)
     return out
 
 
-def detector_code() -> bytes:
+DETECTOR_FILES = tuple(Path(m.__file__ or "") for m in (stream_detector, stream_windows))
+
+
+def detector_code(files: tuple[Path, ...] = DETECTOR_FILES) -> bytes:
     """The code that computes the detections, wherever it lives: the syntax trees of the
     detector's modules without imports, docstrings or comments, definitions sorted (moving a
     class between them, or editing the record in a docstring, keeps the cache)."""
     parts = []
-    for mod in (stream_detector, stream_windows):
-        tree = ast.parse(Path(mod.__file__ or "").read_text())
+    for path in files:
+        tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             body = getattr(node, "body", None)
             if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)

@@ -173,3 +173,22 @@ def test_bench_neighbours_are_one_grid_step_apart() -> None:
             assert sorted(steps)[-1] == 1 and sum(steps) == 1
     # a corner of the grid has one neighbour per field, an inner point up to two
     assert len(near[0]) == 1 + len(fields)
+
+
+def test_bench_cache_key_follows_the_code_not_the_docstrings(tmp_path) -> None:
+    from bench import nab_eval
+
+    det, win = nab_eval.DETECTOR_FILES
+    src = det.read_text()
+    base = nab_eval.detector_code()
+    moved = tmp_path / "moved.py"
+    moved.write_text(src.replace('"""The streaming anomaly detector', '"""Edited record. The', 1)
+                     .replace("# consecutive samples", "# a comment"))
+    assert moved.read_text().count("Edited record") == 1 and "# a comment" in moved.read_text()
+    assert nab_eval.detector_code((moved, win)) == base  # docstring and comments only
+    assert nab_eval.detector_code((win, moved)) == base  # order of the files does not matter
+    changed = tmp_path / "changed.py"
+    changed.write_text(src.replace("return StreamResult(0.0, False, z, base)",
+                                   "return StreamResult(0.5, False, z, base)", 1))
+    assert changed.read_text() != src
+    assert nab_eval.detector_code((changed, win)) != base
