@@ -168,11 +168,16 @@ class HealingPipeline:
             return ev
         obs = svc.observed().get(name) or {}
         last = obs.get("last_probe") or {}
+        reported = report.context.get("pid")
+        if isinstance(reported, int) and reported != obs.get("pid"):
+            # the process the report is about was already replaced by its owner: it is not
+            # running (the new one's state is not this failure's evidence)
+            ev.setdefault("running", False)
         ev.setdefault("running", bool(obs.get("running")))
         ev.setdefault("pid", obs.get("pid"))
         ev.setdefault("status_code", last.get("status_code"))
         ev.setdefault("probe_error", last.get("error"))
-        ev["stopped"] = process_stopped(obs.get("pid")) if obs.get("running") else False
+        ev["stopped"] = process_stopped(obs.get("pid")) if ev["running"] else False
         ev["probes_seen"] = list(obs.get("probe_history") or [])[-5:]  # with their values
         ev["log_tail"] = svc.log_tail(name, self.shared.policy()["classification"]["log_tail_lines"])
         ev["config_changed"] = self._config_changed(name, svc)
