@@ -74,7 +74,8 @@ class HealingPipeline:
         nothing: a paused service probed every few seconds is not a stream of incidents. The
         failure of an undeclared service is recorded (skipped): it is its only trace."""
         st = self.shared.state(report.service)
-        if st.busy or self._skip_reason(report.service, forced is not None) is not None:
+        if st.busy or self._skip_reason(report.service, forced is not None) is not None \
+                or self._about_a_replaced_process(report):
             return None
         st.busy = True
         try:
@@ -213,6 +214,17 @@ class HealingPipeline:
         if S.ALERT_HUMAN not in out:
             out.append(S.ALERT_HUMAN)
         return out
+
+    def _about_a_replaced_process(self, report: ErrorReport) -> bool:
+        """A probe-driven report about a process that is no longer the service's (its owner
+        saw it exit and started another): its exit is that failure's one report."""
+        pid = report.context.get("pid")
+        if report.source in ("exit", "manual") or not isinstance(pid, int):
+            return False
+        svc = self.ctx.subsystems.get("services")
+        if svc is None:
+            return False
+        return (svc.observed().get(report.service) or {}).get("pid") != pid
 
     def _undeclared(self, name: str) -> str | None:
         """Why ``name`` cannot be healed at all (its failure is still recorded, skipped)."""
