@@ -244,6 +244,9 @@ def main() -> None:
         figures[f"loco_{prof}_mean"] = round(means[3], 2)
         peers[f"HTM_loco_{prof}_mean"] = round(means[4], 2)
         peers[f"ARTime_loco_{prof}_mean"] = round(means[5], 2)
+        ceiling = table.scores(range(len(settings)), cats).max(axis=0)
+        print("grid ceiling (the best setting per category, in-sample: what no selection "
+              "can beat): " + ", ".join(f"{c} {x:.1f}" for c, x in zip(cats, ceiling)))
         if prof != "standard":
             continue
         # the defaults: the same procedure on all 37 files (procedure by LOCO on the four)
