@@ -48,8 +48,9 @@ from controllers.execution import Executor
 from controllers.healing_diff import (BRAKE, BRAKE_REASON, BRAKE_SERVICE, OPEN_STATES,
                                       HealingDesired, HealingObserved, IncidentView,
                                       ServiceHealing, StepView, budget_step, diff,
-                                      in_remediation, plan_step)
-from controllers.healing_plan import Budget, Learning
+                                      in_remediation, isolate_action, plan_step)
+from autonomous.core.backoff import BackoffSpec
+from controllers.healing_plan import Budget, Intake, Learning, skip_reason
 
 __all__ = ["BRAKE", "CONTROLLERS", "HealingController", "HealingDesired", "HealingObserved",
            "IncidentView", "ServiceHealing", "diff", "in_remediation"]
@@ -75,7 +76,22 @@ class HealingController(Controller):
         orch.gate = self._gate
         orch.runner.plan = self._plan
         orch.crashloop.plan = self._plan_budget
+        orch.pipeline.admit = self._admit
         return orch
+
+    def _admit(self, name: str, manual: bool) -> str | None:
+        """Whether a detected failure of ``name`` opens an incident: observe its spec, the
+        engine's state of it, the governance mode and survival mode; the pure
+        ``skip_reason`` decides (None: it does)."""
+        orch = self.orch
+        assert orch is not None
+        svc = self.ctx.subsystems.get("services")
+        spec = svc.specs().get(name) if svc is not None else None
+        st = orch.state(name)
+        survival = self.ctx.store.kv_get("survival", {}) or {}
+        return skip_reason(Intake(name, spec is not None, bool(spec is not None and spec.core),
+                                  manual, st.paused_by_human, self.ctx.governance.mode,
+                                  bool(survival.get("active")), st.phase))
 
     def _plan_budget(self, name: str) -> bool:
         """The engine counted a restart of ``name``: the pure ``budget_step`` on the observed
@@ -182,31 +198,51 @@ class HealingController(Controller):
                 status = {**st.as_dict(clock),
                           "heal_breaker": orch.breakers.heal(name).get_state().value,
                           "service_breaker": orch.breakers.service(name).get_state().value}
+            approval = self._isolation_approval(name) if st and st.isolate_due else None
             out[name] = ServiceHealing(
                 name, st.phase if st else "normal", st.attempts if st else 0,
                 st.next_at if st else None, held.get(name), bool(st and st.busy),
                 bool(st and st.paused_by_human), tuple(sorted(open_rows.get(name, ()))),
-                tuple(st.restarts) if st else (), status)
-        incidents = self._incidents() if orch is not None else {}
+                tuple(st.restarts) if st else (), status,
+                st.healthy_since if st else None, dict(st.isolate_due)
+                if st and st.isolate_due else None,
+                approval["id"] if approval else None, approval["state"] if approval else None)
+        incidents = self._incidents(out) if orch is not None else {}
         alerted = human_alert_open(self.ctx.store, BRAKE_SERVICE, BRAKE_REASON)
         return HealingObserved(clock.monotonic(), out, alerted, incidents)
 
-    def _incidents(self) -> dict[str, IncidentView]:
-        """The engine's open incidents; for one awaiting a human, its approval's state."""
+    def _isolation_approval(self, name: str) -> dict[str, Any] | None:
+        """The latest approval asked for isolating ``name`` after its crash loop."""
+        row = self.ctx.store.query_one(
+            "SELECT id, state FROM approvals WHERE controller=? AND resource=? AND "
+            "action_kind='isolate' ORDER BY created_at DESC LIMIT 1",
+            (self.name, f"Service/{name}"))
+        return dict(row) if row is not None else None
+
+    def _incidents(self, services: Mapping[str, ServiceHealing]) -> dict[str, IncidentView]:
+        """The engine's open incidents; for one awaiting a human, its approval's state and
+        whether its service is held stopped meanwhile (a crash loop's isolation awaiting
+        approval shows on the crash loop's incident)."""
         orch = self.orch
         assert orch is not None
         out: dict[str, IncidentView] = {}
         for inc in [*orch.incidents.values(), *orch.pending.values()]:
+            sv = services.get(inc.service)
             approval = inc.pending["id"] if inc.pending else None
             row = None if approval is None else self.ctx.store.query_one(
                 "SELECT state FROM approvals WHERE id=?", (approval,))
-            state = "awaiting_approval" if inc.pending else \
-                "backoff" if orch.crash_incidents.get(inc.service) is inc else "open"
-            out[inc.id] = IncidentView(
-                inc.id, inc.service, state, inc.step,
-                inc.pending["strategy"] if inc.pending else
-                inc.ladder[inc.step].value if inc.step < len(inc.ladder) else None,
-                approval, None if approval is None else row["state"] if row else "missing")
+            crash = orch.crash_incidents.get(inc.service) is inc
+            state = "awaiting_approval" if inc.pending else "backoff" if crash else "open"
+            strategy = inc.pending["strategy"] if inc.pending else \
+                inc.ladder[inc.step].value if inc.step < len(inc.ladder) else None
+            approval_state = None if approval is None else row["state"] if row else "missing"
+            held = inc.pending is not None and orch.processes.held_for(inc.service, inc.id)
+            if (crash and sv is not None and sv.isolate_due is not None
+                    and sv.isolation_approval_state == "pending"):
+                state, strategy, held = "awaiting_approval", "ISOLATE", True
+                approval, approval_state = sv.isolation_approval, "pending"
+            out[inc.id] = IncidentView(inc.id, inc.service, state, inc.step, strategy,
+                                       approval, approval_state, held)
         return out
 
     @staticmethod
@@ -218,6 +254,13 @@ class HealingController(Controller):
         waits = [sv.next_at - observed.now for n, sv in observed.services.items()
                  if n in desired.services and sv.phase != "normal" and sv.next_at is not None
                  and sv.next_at > observed.now]
+        reset = desired.budget.healthy_reset_seconds if desired.budget is not None else None
+        if reset is not None:  # the healthy reset of a service's counted restarts
+            waits += [sv.healthy_since + reset - observed.now
+                      for n, sv in observed.services.items()
+                      if n in desired.services and sv.phase == "normal" and sv.restarts
+                      and sv.healthy_since is not None
+                      and sv.healthy_since + reset > observed.now]
         return min(waits) if waits else None
 
     async def act(self, action: Action) -> Outcome:
@@ -249,25 +292,33 @@ class HealingController(Controller):
             await orch.service.resume(inc)
             return Outcome(action, True, f"incident {inc.id} resumed: {inc.state}",
                            details={"state": inc.state})
+        if action.kind == "reset_restarts":
+            n = orch.crashloop.reset_restarts(name)
+            return Outcome(action, True, f"{name}: {n} counted restart(s) forgiven")
+        if action.kind == "hold":
+            it = orch.processes.pause(name, f"self-healing: {action.reason}",
+                                      incident=str(action.params["incident"]))
+            return Outcome(action, True, f"{name} is kept stopped (intent {it.id}) while "
+                           f"approval {action.params.get('approval')} is decided")
         if action.kind == "backoff":
-            if not orch.crashloop.enter_planned(name):
+            if not orch.crashloop.enter_planned(name, float(action.params["delay_seconds"])):
                 return Outcome(action, True, f"{name} is already in "
                                f"{orch.state(name).phase}: nothing to do")
             return Outcome(action, True, f"{name}: {orch.state(name).reason}",
                            details={"next_try_at": orch.state(name).next_at})
         if action.kind == "retry" and "strategy" not in action.params:
             on_failure = str(action.params["on_failure"])
-            got = await orch.crashloop.try_once(name, on_failure)
+            nxt = action.params.get("next_delay_seconds")
+            got = await orch.crashloop.try_once(name, on_failure,
+                                                None if nxt is None else float(nxt))
             details: dict[str, Any] = {"healthy": got.healthy}
-            if got.healthy is False and on_failure == "isolate":
-                # what the diff planned for this failure: isolation + a human, its own action
+            due = orch.state(name).isolate_due
+            if got.healthy is False and due is not None:
+                # what the diff planned for this failure (and plans on later passes until it
+                # is done): isolation + a human, its own action; kept stopped meanwhile
                 gen = self.ctx.desired.current
-                iso = await self.executor.execute(self, Action(
-                    "isolate", action.resource, f"{got.was}: still failing after try "
-                    f"{action.params.get('attempt')} ({got.message}): isolated, a human "
-                    "alerted, retried slowly", {"service": name, "crashloop": True},
-                    {"was": got.was, "message": got.message,
-                     "attempt": action.params.get("attempt")}), gen.number if gen else 0)
+                iso = await self.executor.execute(self, isolate_action(name, due),
+                                                  gen.number if gen else 0)
                 details["isolation"] = iso.message
             # the try was made; whether it healed is the crash-loop's verdict (its own
             # growing delay schedules the next), not a failed action to back off
@@ -338,7 +389,9 @@ def _budget(p: Mapping[str, Any]) -> Budget:
     """``healing.restart_budget`` and ``crashloop.max_attempts`` as the diff's value."""
     rb = p["restart_budget"]
     return Budget(int(rb["max_restarts"]), float(rb["window_seconds"]),
-                  int(p["crashloop"]["max_attempts"]))
+                  int(p["crashloop"]["max_attempts"]),
+                  BackoffSpec.from_policy(p["crashloop"]["backoff"]),
+                  float(rb["healthy_reset_seconds"]))
 
 
 CONTROLLERS = [HealingController]

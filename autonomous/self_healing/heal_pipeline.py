@@ -11,6 +11,7 @@ collaborator of :class:`~autonomous.self_healing.healing_orchestrator.HealingOrc
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 from autonomous.self_healing.engine_state import Shared
@@ -24,9 +25,13 @@ from autonomous.self_healing.process_intents import ServicesView
 from autonomous.self_healing.service_state import ServiceState
 from autonomous.self_healing.verify import HealthCheck, process_stopped
 
-__all__ = ["RESTARTS", "HealingPipeline"]
+__all__ = ["RESTARTS", "Admit", "HealingPipeline"]
 
 S = RecoveryStrategy
+
+# (service, a human asked) → why its failure opens no incident now, or None: the healing
+# controller's pure ``skip_reason`` on what it observes (controllers/healing.py hands it in)
+Admit = Callable[[str, bool], str | None]
 
 
 class HealingPipeline:
@@ -42,6 +47,7 @@ class HealingPipeline:
         self.memory = memory
         self.classifier = classifier
         self.check = check
+        self.admit: Admit | None = None  # handed in by the healing controller
 
     async def handle_error(self, service: str, error: BaseException | None = None,
                            context: dict[str, Any] | None = None, *, source: str | None = None,
@@ -217,23 +223,10 @@ class HealingPipeline:
         return f"{name} is not a declared service (or the services subsystem is not running)"
 
     def _skip_reason(self, name: str, manual: bool) -> str | None:
-        """Why a declared service is not healed now (paused, backing off or isolated, not
-        core in emergency stop or survival): such a report is dropped, not recorded."""
-        st = self.shared.state(name)
-        spec = None
-        with contextlib.suppress(LookupError):
-            spec = self.shared.services().specs().get(name)
-        if spec is None:
-            return None  # see _undeclared
-        if st.paused_by_human and not manual:
-            return f"auto-healing of {name} is paused by a human (resume: 'atlas-autonomous heal resume {name}')"
-        mode = self.ctx.governance.mode
-        if mode == "emergency_stop" and not spec.core:
-            return f"emergency_stop: only core services are healed and {name} is not core"
-        survival = self.ctx.store.kv_get("survival", {}) or {}
-        if survival.get("active") and not spec.core:
-            return f"survival mode: {name} is not core and is kept stopped"
-        if st.phase != "normal" and not manual:
-            return f"{name} is in {st.phase}: the crash-loop back-off handles it"
-        return None
-
+        """Why a declared service is not healed now: the healing controller's pure decision
+        (``controllers/healing_plan.skip_reason`` on what it observes), handed in as
+        ``admit``; such a report is dropped, not recorded."""
+        if self.admit is None:
+            raise LookupError("whether a failure opens an incident is decided by the healing "
+                              "controller (controllers/healing.py hands its admit in)")
+        return self.admit(name, manual)

@@ -3,10 +3,10 @@
 ``start_healing_service`` subscribes to the bus (``service.``, ``approval.``, ``desired.``,
 ``governance.``) and runs one loop that turns events into heals at once (exits, unhealthy
 services, failing probes, dependencies down) and, every ``detection.tick_seconds``, does the
-periodic work: policy sync of the breakers, memory-limit checks, the crash-loop's healthy
-reset, degraded or fallback services restored once healthy (the crash-loop tries, the
-back-off itself and the resumption of an incident whose approval was decided are planned by
-the healing controller's diff). One collaborator
+periodic work: policy sync of the breakers, memory-limit checks, degraded or fallback
+services restored once healthy (the crash-loop tries, their delays, the back-off itself, the
+healthy reset of the restart count and the resumption of an incident whose approval was
+decided are planned by the healing controller's diff). One collaborator
 of :class:`~autonomous.self_healing.healing_orchestrator.HealingOrchestrator`.
 """
 
@@ -146,13 +146,12 @@ class HealingService:
                 await self.pipeline.handle_report(report)
 
     async def tick(self) -> None:
-        """Periodic work: policy sync, memory limits, the healthy reset, restores."""
+        """Periodic work: policy sync, memory limits, restores."""
         self._last_tick = self.ctx.clock.monotonic()
         self.breakers.sync_policy()
         for report in self.detector.memory_reports():
             if not self.shared.state(report.service).busy:
                 self.shared.tasks.spawn(self.pipeline.handle_report(report))
-        await self.crashloop.tick()
         for name, st in list(self.shared.states.items()):
             if (st.degraded is not None or st.fallback) and not st.busy:
                 self.shared.tasks.spawn(self._maybe_restore(name))
@@ -175,6 +174,7 @@ class HealingService:
                                                   False, f"approval {state}"), state, 0.0)
                 inc.pending = None
                 inc.step += 1
+                self.strategies.processes.unhold(inc.service, inc.id, f"approval {state}")
             await self.runner.run_ladder(inc)
         finally:
             st.busy = False

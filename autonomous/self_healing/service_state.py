@@ -42,6 +42,9 @@ class ServiceState:
     open_incident: str | None = None  # history id of the unresolved incident
     # failure signature -> monotonic time a human was last alerted for it
     escalated: dict[str, float] = field(default_factory=dict)
+    # a failed crash-loop try led to isolation (was, message, attempt): kept stopped until the
+    # isolation the diff plans for it is done (or a human rejects it)
+    isolate_due: dict[str, Any] | None = None
 
     def count_restart(self, now: float, window: float) -> int:
         """Add a restart at ``now`` and return the restarts inside the window."""
@@ -60,7 +63,8 @@ class ServiceState:
                 "recent_restarts": len(self.restarts), "paused_by_human": self.paused_by_human,
                 "forced_strategy": self.forced_strategy, "degraded": self.degraded is not None,
                 "fallback_active": self.fallback, "reason": self.reason, "busy": self.busy,
-                "open_incident": self.open_incident}
+                "open_incident": self.open_incident,
+                "isolation_due": self.isolate_due is not None}
 
 
 class StateStore:
