@@ -137,7 +137,8 @@ def isolate_action(name: str, due: Mapping[str, Any]) -> Action:
 def _isolate(name: str, sv: ServiceHealing) -> Action | None:
     """A failed try led to isolation: planned (it is kept stopped meanwhile) until done —
     unless a human rejected it, then the back-off's slow tries go on."""
-    if sv.isolate_due is None or sv.isolation_approval_state == "rejected":
+    if (sv.phase == "normal" or sv.isolate_due is None
+            or sv.isolation_approval_state == "rejected"):
         return None
     return isolate_action(name, sv.isolate_due)
 
