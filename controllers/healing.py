@@ -24,8 +24,17 @@ back under the limit. The Action of each ladder step is planned by
 of success per failure signature; the brake turns remediation into ALERT_HUMAN; a restart over
 the restart budget becomes CrashLoopBackOff) from observed outcome counts and restart times:
 ``_plan`` is the engine's planner, which submits it as planned.
-act: the engine carries it out; report: conditions (CrashLoopBackOff, Isolated, Degraded,
-FallbackActive, HealingBreakerOpen) per Service, and each open incident as ``Incident/<id>``.
+Whether a detected failure opens an incident at all is the pure ``skip_reason`` on observed
+facts (``_admit``, handed to the engine's intake: paused by a human, emergency stop or
+survival mode for a service that is not core, a crash loop already on it). The diff also
+plans the crash-loop delays (a deterministic jitter of service and attempt), the healthy
+reset of the restart count (``reset_restarts``), undoing degraded mode / fallback once the
+service is observed healthy again (``recover``), and keeps a failing service stopped while
+its isolation awaits a human (``hold`` for a ladder step; a crash loop keeps its back-off's
+pause and plans ``isolate`` until done or rejected).
+act: the engine carries it out; report (``controllers/healing_status.py``): conditions
+(CrashLoopBackOff, Isolated, Degraded, FallbackActive, HealingBreakerOpen) per Service, and
+each open incident as ``Incident/<id>``.
 """
 
 from __future__ import annotations
@@ -51,6 +60,7 @@ from controllers.healing_diff import (BRAKE, BRAKE_REASON, BRAKE_SERVICE, OPEN_S
                                       in_remediation, isolate_action, plan_step)
 from autonomous.core.backoff import BackoffSpec
 from controllers.healing_plan import Budget, Intake, Learning, skip_reason
+from controllers.healing_status import report
 
 __all__ = ["BRAKE", "CONTROLLERS", "HealingController", "HealingDesired", "HealingObserved",
            "IncidentView", "ServiceHealing", "diff", "in_remediation"]
@@ -169,7 +179,8 @@ class HealingController(Controller):
         specs = svc.specs() if svc is not None else gen.services
         p = self.ctx.policy()["healing"]
         return HealingDesired(gen.number, {n: spec_hash(s) for n, s in specs.items()},
-                              int(p["brake"]["max_services_in_remediation"]), _budget(p))
+                              int(p["brake"]["max_services_in_remediation"]), _budget(p),
+                              float(p["detection"]["tick_seconds"]))
 
     async def observe(self) -> HealingObserved:
         """The engine's state (or, when it is not running — ``plan`` — what the store holds)."""
@@ -199,6 +210,7 @@ class HealingController(Controller):
                           "heal_breaker": orch.breakers.heal(name).get_state().value,
                           "service_breaker": orch.breakers.service(name).get_state().value}
             approval = self._isolation_approval(name) if st and st.isolate_due else None
+            mitigated = st is not None and (st.degraded is not None or st.fallback)
             out[name] = ServiceHealing(
                 name, st.phase if st else "normal", st.attempts if st else 0,
                 st.next_at if st else None, held.get(name), bool(st and st.busy),
@@ -206,7 +218,9 @@ class HealingController(Controller):
                 tuple(st.restarts) if st else (), status,
                 st.healthy_since if st else None, dict(st.isolate_due)
                 if st and st.isolate_due else None,
-                approval["id"] if approval else None, approval["state"] if approval else None)
+                approval["id"] if approval else None, approval["state"] if approval else None,
+                mitigated, mitigated and orch is not None and not (st and st.busy)
+                and await orch.service.recovered(name))
         incidents = self._incidents(out) if orch is not None else {}
         alerted = human_alert_open(self.ctx.store, BRAKE_SERVICE, BRAKE_REASON)
         return HealingObserved(clock.monotonic(), out, alerted, incidents)
@@ -254,6 +268,10 @@ class HealingController(Controller):
         waits = [sv.next_at - observed.now for n, sv in observed.services.items()
                  if n in desired.services and sv.phase != "normal" and sv.next_at is not None
                  and sv.next_at > observed.now]
+        if desired.recheck_seconds is not None and any(
+                sv.mitigated and not sv.recovered for n, sv in observed.services.items()
+                if n in desired.services):
+            waits.append(desired.recheck_seconds)  # undone once it is healthy again
         reset = desired.budget.healthy_reset_seconds if desired.budget is not None else None
         if reset is not None:  # the healthy reset of a service's counted restarts
             waits += [sv.healthy_since + reset - observed.now
@@ -292,6 +310,13 @@ class HealingController(Controller):
             await orch.service.resume(inc)
             return Outcome(action, True, f"incident {inc.id} resumed: {inc.state}",
                            details={"state": inc.state})
+        if action.kind == "recover":
+            undone = await orch.restore(name)
+            if not undone.get("restored"):
+                return Outcome(action, True, f"{name}: not undone now (a heal of it runs); "
+                               "looked at again next pass")
+            return Outcome(action, True, f"{name}: degraded mode and fallback undone",
+                           details={k: v for k, v in undone.items() if k != "restored"})
         if action.kind == "reset_restarts":
             n = orch.crashloop.reset_restarts(name)
             return Outcome(action, True, f"{name}: {n} counted restart(s) forgiven")
@@ -345,44 +370,7 @@ class HealingController(Controller):
 
     def report(self, desired: HealingDesired, observed: HealingObserved,
                outcomes: list[Outcome]) -> None:
-        now = self.ctx.clock.now()
-        for name, sv in observed.services.items():
-            o = sv.status
-            if not o:
-                continue
-            st = self.ctx.status.resource("healing", "Service", name)
-            st.set_condition("CrashLoopBackOff", o["phase"] == "backoff",
-                             "BackOff" if o["phase"] == "backoff" else "NoBackOff",
-                             o["reason"], now)
-            st.set_condition("Isolated", o["phase"] == "isolated", "Isolated"
-                             if o["phase"] == "isolated" else "NotIsolated", o["reason"], now)
-            st.set_condition("Degraded", o["degraded"], "FeaturesOff" if o["degraded"]
-                             else "FullService", "", now)
-            st.set_condition("FallbackActive", o["fallback_active"], "Fallback"
-                             if o["fallback_active"] else "Direct", "", now)
-            st.set_condition("HealingBreakerOpen", o["heal_breaker"] != "CLOSED",
-                             o["heal_breaker"], "", now)
-            st.details = dict(o)
-        self._report_incidents(observed, now)
-
-    def _report_incidents(self, observed: HealingObserved, now: float) -> None:
-        """Each open incident is a resource with status (``Incident/<id>``); a closed one
-        leaves the board."""
-        for iid, iv in sorted(observed.incidents.items()):
-            st = self.ctx.status.resource("healing", "Incident", iid)
-            waiting = iv.state == "awaiting_approval"
-            st.set_condition("AwaitingApproval", waiting, "Pending" if waiting else "NotGated",
-                             f"{iv.strategy} awaits approval {iv.approval} "
-                             f"({iv.approval_state})" if waiting else "", now)
-            st.set_condition("CrashLoopBackOff", iv.state == "backoff", "BackOff"
-                             if iv.state == "backoff" else "NoBackOff", "", now)
-            st.details = {"service": iv.service, "state": iv.state, "step": iv.step,
-                          "strategy": iv.strategy, "approval": iv.approval,
-                          "approval_state": iv.approval_state}
-        run = self.ctx.status.controller("healing")
-        for key in [k for k in run.resources if k.startswith("Incident/")]:
-            if key.split("/", 1)[1] not in observed.incidents:
-                self.ctx.status.drop_resource("healing", key)
+        report(self.ctx, observed)
 
 
 def _budget(p: Mapping[str, Any]) -> Budget:

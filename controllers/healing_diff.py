@@ -45,6 +45,7 @@ class HealingDesired:
     services: Mapping[str, str] = field(default_factory=dict)  # name → desired spec hash
     brake_limit: int | None = None  # healing.brake.max_services_in_remediation; None = off
     budget: Budget | None = None  # restart budget + crash-loop tries; None = no crash loop
+    recheck_seconds: float | None = None  # how often a mitigated service is looked at again
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,8 @@ class ServiceHealing:
     isolate_due: Mapping[str, Any] | None = None
     isolation_approval: str | None = None  # the latest approval asked for isolating it
     isolation_approval_state: str | None = None  # pending | rejected | executed | …
+    mitigated: bool = False  # its features are degraded or its traffic on its fallback
+    recovered: bool = False  # observed healthy again: breaker closed, dependencies up, probe ok
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,11 @@ def diff(desired: HealingDesired, observed: HealingObserved) -> tuple[Action, ..
                 or _due_try(desired, name, sv, observed.now))
         if step is not None:
             actions.append(step)
+        if sv.mitigated and sv.recovered and not sv.busy:
+            actions.append(Action(
+                "recover", res, f"{res} is healthy again (its breaker closed, its "
+                "dependencies up, its probe answers): degraded mode and fallback are undone",
+                {"service": name}, {"mitigated": True, "recovered": True}))
     for _, inc in sorted(observed.incidents.items()):
         got = _resume(desired, observed, inc) or _hold(desired, inc)
         if got is not None:

@@ -49,7 +49,8 @@ views = st.builds(ServiceHealing, name=st.just("x"),
                                                             "message": "exit 1",
                                                             "attempt": 2})),
                   isolation_approval_state=st.sampled_from([None, "pending", "rejected",
-                                                            "executed"]))
+                                                            "executed"]),
+                  mitigated=st.booleans(), recovered=st.booleans())
 budgets = st.one_of(st.none(), st.builds(
     Budget, max_restarts=st.integers(0, 4), window_seconds=st.floats(1, 60),
     max_attempts=st.integers(1, 4),
@@ -104,6 +105,9 @@ def test_diff_is_pure_and_deterministic(desired, observed):
             assert inc.service == name in desired.services and not inc.held
             assert (inc.state, inc.strategy) == ("awaiting_approval", "ISOLATE")
             assert inc.approval_state in (None, "pending")
+        elif a.kind == "recover":  # degraded mode / fallback undone once healthy again
+            sv = observed.services[name]
+            assert name in desired.services and sv.mitigated and sv.recovered and not sv.busy
         elif a.kind == "isolate":  # a failed crash-loop try led to it; not if rejected
             sv = observed.services[name]
             assert sv.isolate_due is not None and sv.isolation_approval_state != "rejected"

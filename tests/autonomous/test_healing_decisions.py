@@ -277,3 +277,15 @@ async def test_proven_health_forgives_the_counted_restarts(tmp_path):
     orch.on_event(exited("nexus", pid))  # a new crash starts a new count: no back-off
     await drain(orch)
     assert orch.state("nexus").phase == "normal" and fake.procs["nexus"]["running"]
+
+
+def test_a_mitigated_service_is_recovered_once_observed_healthy():
+    desired = HealingDesired(1, {"a": "h"}, recheck_seconds=1.0)
+    sick = ServiceHealing("a", mitigated=True, recovered=False)
+    assert diff(desired, HealingObserved(0.0, {"a": sick})) == ()
+    assert HealingController.requeue_after(desired, HealingObserved(0.0, {"a": sick})) == 1.0
+    [a] = diff(desired, HealingObserved(0.0, {"a": ServiceHealing("a", mitigated=True,
+                                                                  recovered=True)}))
+    assert (a.kind, a.params) == ("recover", {"service": "a"})
+    busy = ServiceHealing("a", busy=True, mitigated=True, recovered=True)
+    assert diff(desired, HealingObserved(0.0, {"a": busy})) == ()  # a heal of it runs
