@@ -32,6 +32,10 @@ reset of the restart count (``reset_restarts``), undoing degraded mode / fallbac
 service is observed healthy again (``recover``), and keeps a failing service stopped while
 its isolation awaits a human (``hold`` for a ladder step; a crash loop keeps its back-off's
 pause and plans ``isolate`` until done or rejected).
+A crash-loop try is one step per pass: its act releases the service to its owner and returns;
+observe judges the try's verification (``verify.judge``: a new pid healthy for
+``verify.stable_seconds``) on the following passes (``requeue_after`` = the poll interval) and
+the diff settles the verdict (``retry`` with ``settle``) — nothing waits inside act for it.
 act: the engine carries it out; report (``controllers/healing_status.py``): conditions
 (CrashLoopBackOff, Isolated, Degraded, FallbackActive, HealingBreakerOpen) per Service, and
 each open incident as ``Incident/<id>``.
@@ -180,7 +184,8 @@ class HealingController(Controller):
         p = self.ctx.policy()["healing"]
         return HealingDesired(gen.number, {n: spec_hash(s) for n, s in specs.items()},
                               int(p["brake"]["max_services_in_remediation"]), _budget(p),
-                              float(p["detection"]["tick_seconds"]))
+                              float(p["detection"]["tick_seconds"]),
+                              float(p["verify"]["poll_seconds"]))
 
     async def observe(self) -> HealingObserved:
         """The engine's state (or, when it is not running — ``plan`` — what the store holds)."""
@@ -211,6 +216,11 @@ class HealingController(Controller):
                           "service_breaker": orch.breakers.service(name).get_state().value}
             approval = self._isolation_approval(name) if st and st.isolate_due else None
             mitigated = st is not None and (st.degraded is not None or st.fallback)
+            trying = None
+            if orch is not None and st is not None and st.trying is not None:
+                seen = await orch.crashloop.observe_try(name)
+                trying = ("verifying", "") if seen is None else \
+                    ("healthy" if seen.ok else "failed", seen.message)
             out[name] = ServiceHealing(
                 name, st.phase if st else "normal", st.attempts if st else 0,
                 st.next_at if st else None, held.get(name), bool(st and st.busy),
@@ -220,7 +230,8 @@ class HealingController(Controller):
                 if st and st.isolate_due else None,
                 approval["id"] if approval else None, approval["state"] if approval else None,
                 mitigated, mitigated and orch is not None and not (st and st.busy)
-                and await orch.service.recovered(name))
+                and await orch.service.recovered(name),
+                trying[0] if trying else None, trying[1] if trying else "")
         incidents = self._incidents(out) if orch is not None else {}
         alerted = human_alert_open(self.ctx.store, BRAKE_SERVICE, BRAKE_REASON)
         return HealingObserved(clock.monotonic(), out, alerted, incidents)
@@ -268,6 +279,10 @@ class HealingController(Controller):
         waits = [sv.next_at - observed.now for n, sv in observed.services.items()
                  if n in desired.services and sv.phase != "normal" and sv.next_at is not None
                  and sv.next_at > observed.now]
+        if desired.poll_seconds is not None and any(
+                sv.trying == "verifying" for n, sv in observed.services.items()
+                if n in desired.services):
+            waits.append(desired.poll_seconds)  # a crash-loop try's verification, observed
         if desired.recheck_seconds is not None and any(
                 sv.mitigated and not sv.recovered for n, sv in observed.services.items()
                 if n in desired.services):
@@ -332,10 +347,13 @@ class HealingController(Controller):
             return Outcome(action, True, f"{name}: {orch.state(name).reason}",
                            details={"next_try_at": orch.state(name).next_at})
         if action.kind == "retry" and "strategy" not in action.params:
-            on_failure = str(action.params["on_failure"])
-            nxt = action.params.get("next_delay_seconds")
-            got = await orch.crashloop.try_once(name, on_failure,
-                                                None if nxt is None else float(nxt))
+            if not action.params.get("settle"):  # start it; its verification is observed
+                nxt = action.params.get("next_delay_seconds")
+                started = orch.crashloop.start_try(name, str(action.params["on_failure"]),
+                                                   None if nxt is None else float(nxt))
+                return Outcome(action, True, f"{action.params.get('phase')} try of {name}: "
+                               f"{started.message}")
+            got = orch.crashloop.settle(name)
             details: dict[str, Any] = {"healthy": got.healthy}
             due = orch.state(name).isolate_due
             if got.healthy is False and due is not None:
@@ -347,10 +365,10 @@ class HealingController(Controller):
                 details["isolation"] = iso.message
             # the try was made; whether it healed is the crash-loop's verdict (its own
             # growing delay schedules the next), not a failed action to back off
-            verdict = "not made" if got.healthy is None else \
+            verdict = "not settled" if got.healthy is None else \
                 "healthy again" if got.healthy else "still failing"
-            return Outcome(action, True, f"{action.params.get('phase')} try of {name}: "
-                           f"{verdict}", details=details)
+            return Outcome(action, True, f"{got.was} try of {name}: {verdict} "
+                           f"({got.message})", details=details)
         if action.kind == "isolate" and action.params.get("crashloop"):
             msg = await orch.crashloop.isolate(name, str(action.evidence.get("was")),
                                                str(action.evidence.get("message")))

@@ -46,6 +46,7 @@ class HealingDesired:
     brake_limit: int | None = None  # healing.brake.max_services_in_remediation; None = off
     budget: Budget | None = None  # restart budget + crash-loop tries; None = no crash loop
     recheck_seconds: float | None = None  # how often a mitigated service is looked at again
+    poll_seconds: float | None = None  # how often a try's verification is observed
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,8 @@ class ServiceHealing:
     isolation_approval_state: str | None = None  # pending | rejected | executed | …
     mitigated: bool = False  # its features are degraded or its traffic on its fallback
     recovered: bool = False  # observed healthy again: breaker closed, dependencies up, probe ok
+    trying: str | None = None  # a crash-loop try in flight: verifying | healthy | failed
+    try_message: str = ""  # its verdict's message
 
 
 @dataclass(frozen=True)
@@ -114,9 +117,10 @@ def diff(desired: HealingDesired, observed: HealingObserved) -> tuple[Action, ..
                 "starts at once", {"service": name, "from": sv.held_for, "to": want},
                 {"phase": sv.phase, "attempts": sv.attempts}))
             continue
-        step = (_isolate(name, sv) or _reset(desired, name, sv, observed.now)
-                or budget_step(desired, name, sv, observed.now)
-                or _due_try(desired, name, sv, observed.now))
+        step = _settle(name, sv) if sv.trying is not None else (
+            _isolate(name, sv) or _reset(desired, name, sv, observed.now)
+            or budget_step(desired, name, sv, observed.now)
+            or _due_try(desired, name, sv, observed.now))
         if step is not None:
             actions.append(step)
         if sv.mitigated and sv.recovered and not sv.busy:
@@ -140,6 +144,17 @@ def isolate_action(name: str, due: Mapping[str, Any]) -> Action:
                   "retried slowly", {"service": name, "crashloop": True},
                   {"was": due.get("was"), "message": due.get("message"),
                    "attempt": due.get("attempt")})
+
+
+def _settle(name: str, sv: ServiceHealing) -> Action | None:
+    """A crash-loop try in flight: nothing while its verification is observed; once there is
+    a verdict, settle it (what a failure leads to was planned with the try)."""
+    if sv.trying not in ("healthy", "failed"):
+        return None
+    return Action("retry", f"Service/{name}", f"{sv.phase} try {sv.attempts + 1}: "
+                  f"{'healthy again' if sv.trying == 'healthy' else 'still failing'}",
+                  {"service": name, "settle": True},
+                  {"verdict": sv.trying, "message": sv.try_message})
 
 
 def _isolate(name: str, sv: ServiceHealing) -> Action | None:

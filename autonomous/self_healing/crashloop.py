@@ -11,7 +11,7 @@ The engine decides none of it: it counts restarts (observations) and carries out
 healing controller's pure diff planned — ``plan`` (handed in by ``controllers/healing.py``) is
 asked at every counted restart and plans CrashLoopBackOff through the Executor when the budget
 is exceeded (``enter_planned(name, delay)`` is its act, the delay planned too); a due try
-comes with what its failure leads to (``try_once(name, on_failure, next_delay)``: another
+comes with what its failure leads to (``start_try(name, on_failure, next_delay)``: another
 back-off try after the planned delay, or isolation). A try that fails keeps the service
 stopped (the back-off's pause) either way: the isolation is its own Action through the
 Executor, planned by the diff from ``isolate_due`` until done — an isolation waiting for a
@@ -33,7 +33,8 @@ from autonomous.self_healing.incident import Incident
 from autonomous.self_healing.model import ErrorReport, RecoveryStrategy, StrategyResult
 from autonomous.self_healing.process_intents import ProcessIntents
 from autonomous.self_healing.recovery_strategies import RecoveryStrategies
-from autonomous.self_healing.verify import HealthCheck
+from autonomous.self_healing.service_state import Trying
+from autonomous.self_healing.verify import HealthCheck, Seen, Verdict, Watch, judge
 
 __all__ = ["CrashLoop", "Try"]
 
@@ -145,7 +146,7 @@ class CrashLoop:
             return
         st.phase, st.attempts, st.next_at, st.reason = "normal", 0, None, ""
         st.restarts.clear()
-        st.isolate_due = None
+        st.isolate_due, st.trying = None, None
         self.processes.release(name, "self-healing: released")
         self.shared.save_state(st)
 
@@ -156,29 +157,55 @@ class CrashLoop:
         st.restarts.clear()
         return n
 
-    async def try_once(self, name: str, on_failure: str, next_delay: float | None) -> Try:
-        """One back-off try (or slow retry when isolated): start, verify; a failure leads to
-        what the plan said (``backoff``: another try ``next_delay`` seconds later;
-        ``isolate``: kept stopped, ``isolate_due`` for the diff to plan — :meth:`isolate`)."""
+    def start_try(self, name: str, on_failure: str, next_delay: float | None) -> Try:
+        """Start one back-off try (or slow retry when isolated): release the service to its
+        owner and return — its verification is observed on later passes
+        (:meth:`observe_try`), the verdict settled by :meth:`settle`. What its failure leads
+        to comes with it (``backoff``: another try ``next_delay`` seconds later; ``isolate``:
+        kept stopped, ``isolate_due`` for the diff to plan — :meth:`isolate`)."""
         st = self.shared.state(name)
-        if st.busy:
-            return Try(None, st.phase, "a heal of it is running: not tried")
-        st.busy = True
-        try:
-            svc = self.shared.services()
-            old = (svc.observed().get(name) or {}).get("pid")
-            was = st.phase
-            why = f"self-healing: {was} try {st.attempts + 1}"
-            self.processes.release(name, why)
-            await self.strategies.wait_started(name, not_pid=old)
-            verdict = await self.check.verify_healthy(name, not_pid=old)
-            if verdict.ok:
-                self._recovered(name, was, verdict.message)
-                return Try(True, was, verdict.message)
-            self._failed(name, was, verdict.message, on_failure, next_delay)
-            return Try(False, was, verdict.message)
-        finally:
-            st.busy = False
+        if st.busy or st.trying is not None:
+            return Try(None, st.phase, "a heal or a try of it is running: not tried")
+        old = (self.shared.services().observed().get(name) or {}).get("pid")
+        attempt = st.attempts + 1
+        self.processes.release(name, f"self-healing: {st.phase} try {attempt}")
+        st.trying = Trying(st.phase, attempt, on_failure, next_delay,
+                           Watch(self.clock.monotonic(), old))
+        self.ctx.bus.publish("healing.crashloop", service=name, phase=st.phase,
+                             trying=attempt)
+        return Try(None, st.phase, f"try {attempt} started: its verification is observed")
+
+    async def observe_try(self, name: str) -> Verdict | None:
+        """One more observation of the try in flight (the owner's process, a probe of a new
+        one), judged by the pure ``verify.judge``; the verdict once there is one."""
+        st = self.shared.state(name)
+        t = st.trying
+        if t is None or t.verdict is not None:
+            return None if t is None else t.verdict
+        obs = self.shared.services().observed().get(name) or {}
+        pid, running = obs.get("pid"), bool(obs.get("running"))
+        probed = await self.check.probe(name) if running and pid != t.watch.not_pid else None
+        v = self._policy()["verify"]
+        t.watch, t.verdict = judge(t.watch, Seen(pid, running, obs.get("returncode"),
+                                                 None if probed is None else probed[0],
+                                                 "" if probed is None else probed[1]),
+                                   self.clock.monotonic(), float(v["stable_seconds"]),
+                                   float(v["timeout_seconds"]))
+        return t.verdict
+
+    def settle(self, name: str) -> Try:
+        """The act of a try's observed verdict: healthy → back to normal (its incident
+        healed); failed → what was planned with the try."""
+        st = self.shared.state(name)
+        t = st.trying
+        if t is None or t.verdict is None:
+            return Try(None, st.phase, "no try of it awaits its verdict")
+        st.trying = None
+        if t.verdict.ok:
+            self._recovered(name, t.was, t.verdict.message)
+            return Try(True, t.was, t.verdict.message)
+        self._failed(name, t.was, t.verdict.message, t.on_failure, t.next_delay)
+        return Try(False, t.was, t.verdict.message)
 
     def _recovered(self, name: str, was: str, message: str) -> None:
         st = self.shared.state(name)

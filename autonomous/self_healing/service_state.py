@@ -18,11 +18,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from autonomous.core.clock import Clock, iso
+from autonomous.self_healing.verify import Verdict, Watch
 from autonomous.store import Store
 
-__all__ = ["PHASES", "ServiceState", "StateStore"]
+__all__ = ["PHASES", "ServiceState", "StateStore", "Trying"]
 
 PHASES = ("normal", "backoff", "isolated")
+
+
+@dataclass
+class Trying:
+    """A crash-loop try in flight: started by one reconcile pass, its verification observed
+    on later ones (``watch``, judged by ``verify.judge``) until a verdict settles it."""
+
+    was: str  # the phase it was made in
+    attempt: int
+    on_failure: str  # what its failure leads to, planned with it: backoff | isolate
+    next_delay: float | None  # the planned delay before the next try (on_failure backoff)
+    watch: Watch
+    verdict: Verdict | None = None
 
 
 @dataclass
@@ -45,6 +59,7 @@ class ServiceState:
     # a failed crash-loop try led to isolation (was, message, attempt): kept stopped until the
     # isolation the diff plans for it is done (or a human rejects it)
     isolate_due: dict[str, Any] | None = None
+    trying: Trying | None = None  # a crash-loop try in flight (not persisted: one restarts)
 
     def count_restart(self, now: float, window: float) -> int:
         """Add a restart at ``now`` and return the restarts inside the window."""
@@ -64,7 +79,8 @@ class ServiceState:
                 "forced_strategy": self.forced_strategy, "degraded": self.degraded is not None,
                 "fallback_active": self.fallback, "reason": self.reason, "busy": self.busy,
                 "open_incident": self.open_incident,
-                "isolation_due": self.isolate_due is not None}
+                "isolation_due": self.isolate_due is not None,
+                "trying": None if self.trying is None else self.trying.attempt}
 
 
 class StateStore:

@@ -50,7 +50,8 @@ views = st.builds(ServiceHealing, name=st.just("x"),
                                                             "attempt": 2})),
                   isolation_approval_state=st.sampled_from([None, "pending", "rejected",
                                                             "executed"]),
-                  mitigated=st.booleans(), recovered=st.booleans())
+                  mitigated=st.booleans(), recovered=st.booleans(),
+                  trying=st.sampled_from([None, "verifying", "healthy", "failed"]))
 budgets = st.one_of(st.none(), st.builds(
     Budget, max_restarts=st.integers(0, 4), window_seconds=st.floats(1, 60),
     max_attempts=st.integers(1, 4),
@@ -105,6 +106,11 @@ def test_diff_is_pure_and_deterministic(desired, observed):
             assert inc.service == name in desired.services and not inc.held
             assert (inc.state, inc.strategy) == ("awaiting_approval", "ISOLATE")
             assert inc.approval_state in (None, "pending")
+        elif a.kind == "retry" and a.params.get("settle"):  # a try's observed verdict
+            assert observed.services[name].trying in ("healthy", "failed")
+        elif a.kind == "retry":  # a due try starts only when none is in flight
+            assert observed.services[name].trying is None
+            assert name in desired.services and observed.services[name].phase != "normal"
         elif a.kind == "recover":  # degraded mode / fallback undone once healthy again
             sv = observed.services[name]
             assert name in desired.services and sv.mitigated and sv.recovered and not sv.busy

@@ -50,6 +50,21 @@ def exited(name: str, pid: int, rc: int = -9) -> Event:
                                     "expected": False})
 
 
+async def run_try(ctx, fake, orch, name: str) -> list:
+    """Reconcile passes until the due crash-loop try of ``name`` is settled: one pass starts
+    it, later ones observe its verification (the clock moves by the poll interval between
+    them) and settle the verdict. The outcomes of every pass."""
+    outcomes = list(await reconcile(ctx, fake))
+    await drain(orch)
+    for _ in range(40):
+        if orch.state(name).trying is None:
+            return outcomes
+        ctx.clock.advance(ctx.policy()["healing"]["verify"]["poll_seconds"])
+        outcomes += await reconcile(ctx, fake)
+        await drain(orch)
+    raise AssertionError(f"the try of {name} was not settled")
+
+
 # -- pure ------------------------------------------------------------------------------------
 intakes = st.builds(Intake, service=st.sampled_from(["a", "b"]), declared=st.booleans(),
                     core=st.booleans(), manual=st.booleans(), paused_by_human=st.booleans(),
@@ -165,8 +180,7 @@ async def _crash_loop_to_isolation(tmp_path):
     assert orch.state("nexus").phase == "backoff"
     for _ in range(2):  # max_attempts failed tries; the last one leads to isolation
         ctx.clock.advance(25)
-        await reconcile(ctx, fake)
-        await drain(orch)
+        await run_try(ctx, fake, orch, "nexus")
     return ctx, fake, orch
 
 
@@ -208,9 +222,9 @@ async def test_a_rejected_crash_loop_isolation_keeps_backing_off(tmp_path):
                                        "reason": fake.overrides["nexus"]["reason"]}
     starts = fake.starts
     ctx.clock.advance(100)
-    outcomes = await reconcile(ctx, fake)
-    await drain(orch)
-    assert [o.action.kind for o in outcomes] == ["retry"] and fake.starts == starts + 1
+    outcomes = await run_try(ctx, fake, orch, "nexus")
+    assert [o.action.kind for o in outcomes] == ["retry", "retry"]  # started; settled
+    assert fake.starts == starts + 1
     assert not fake.procs["nexus"]["running"]  # failed again: kept stopped, not isolated
     assert fake.overrides["nexus"]["paused"] is True
     assert fake.overrides["nexus"]["isolated"] is False and orch.state("nexus").phase == "backoff"
