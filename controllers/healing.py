@@ -62,8 +62,7 @@ from controllers.healing_diff import (BRAKE, BRAKE_REASON, BRAKE_SERVICE, OPEN_S
                                       HealingDesired, HealingObserved, IncidentView,
                                       ServiceHealing, StepView, budget_step, diff,
                                       in_remediation, isolate_action, plan_step)
-from autonomous.core.backoff import BackoffSpec
-from controllers.healing_plan import Budget, Intake, Learning, skip_reason
+from controllers.healing_plan import Intake, Learning, budget_from_policy, skip_reason
 from controllers.healing_status import report
 
 __all__ = ["BRAKE", "CONTROLLERS", "HealingController", "HealingDesired", "HealingObserved",
@@ -145,7 +144,7 @@ class HealingController(Controller):
                         st is not None and st.degraded is not None,
                         st is not None and st.fallback)
         planned = plan_step(view, Learning(**p["learning"]),
-                            int(p["brake"]["max_services_in_remediation"]), _budget(p))
+                            int(p["brake"]["max_services_in_remediation"]), budget_from_policy(p))
         if planned is None:
             return None
         action, choice = planned
@@ -183,7 +182,7 @@ class HealingController(Controller):
         specs = svc.specs() if svc is not None else gen.services
         p = self.ctx.policy()["healing"]
         return HealingDesired(gen.number, {n: spec_hash(s) for n, s in specs.items()},
-                              int(p["brake"]["max_services_in_remediation"]), _budget(p),
+                              int(p["brake"]["max_services_in_remediation"]), budget_from_policy(p),
                               float(p["detection"]["tick_seconds"]),
                               float(p["verify"]["poll_seconds"]))
 
@@ -389,15 +388,6 @@ class HealingController(Controller):
     def report(self, desired: HealingDesired, observed: HealingObserved,
                outcomes: list[Outcome]) -> None:
         report(self.ctx, observed)
-
-
-def _budget(p: Mapping[str, Any]) -> Budget:
-    """``healing.restart_budget`` and ``crashloop.max_attempts`` as the diff's value."""
-    rb = p["restart_budget"]
-    return Budget(int(rb["max_restarts"]), float(rb["window_seconds"]),
-                  int(p["crashloop"]["max_attempts"]),
-                  BackoffSpec.from_policy(p["crashloop"]["backoff"]),
-                  float(rb["healthy_reset_seconds"]))
 
 
 CONTROLLERS = [HealingController]

@@ -33,12 +33,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from autonomous.core.backoff import BackoffSpec, stable_draw
 from autonomous.learning.strategy_posterior import choose_strategy
 
 __all__ = ["ALERT", "RESTARTS", "Budget", "Intake", "Learning", "Outcomes", "Step",
-           "after_failed_try", "applicable", "brake", "crashloop_delay", "healthy_reset",
+           "after_failed_try", "applicable", "brake", "budget_from_policy", "crashloop_delay",
+           "healthy_reset",
            "next_step", "over_budget", "restarts_in_window", "skip_reason"]
 
 ALERT = "ALERT_HUMAN"
@@ -71,6 +73,15 @@ class Budget:
     max_attempts: int  # crash-loop tries before the service is isolated
     backoff: BackoffSpec | None = None  # crashloop.backoff; None: no delay planned here
     healthy_reset_seconds: float | None = None  # proven health that forgives the restarts
+
+
+def budget_from_policy(p: Mapping[str, Any]) -> Budget:
+    """``healing.restart_budget`` and ``healing.crashloop`` (a ``healing`` policy section)
+    as the diff's value."""
+    rb, cl = p["restart_budget"], p["crashloop"]
+    return Budget(int(rb["max_restarts"]), float(rb["window_seconds"]),
+                  int(cl["max_attempts"]), BackoffSpec.from_policy(cl["backoff"]),
+                  float(rb["healthy_reset_seconds"]))
 
 
 def crashloop_delay(budget: Budget, service: str, attempt: int) -> float | None:
