@@ -92,9 +92,10 @@ class HealingController(Controller):
         orch.pipeline.admit = self._admit
         return orch
 
-    def _admit(self, name: str, manual: bool) -> str | None:
+    def _admit(self, name: str, manual: bool, source: str, signature: str | None) -> str | None:
         """Whether a detected failure of ``name`` opens an incident: observe its spec, the
-        engine's state of it, the governance mode and survival mode; the pure
+        engine's state of it (and, once classified, when a human was last alerted for this
+        failure signature), the governance mode and survival mode; the pure
         ``skip_reason`` decides (None: it does)."""
         orch = self.orch
         assert orch is not None
@@ -102,9 +103,13 @@ class HealingController(Controller):
         spec = svc.specs().get(name) if svc is not None else None
         st = orch.state(name)
         survival = self.ctx.store.kv_get("survival", {}) or {}
-        return skip_reason(Intake(name, spec is not None, bool(spec is not None and spec.core),
-                                  manual, st.paused_by_human, self.ctx.governance.mode,
-                                  bool(survival.get("active")), st.phase))
+        at = st.escalated.get(signature) if signature is not None else None
+        return skip_reason(Intake(
+            name, spec is not None, bool(spec is not None and spec.core), manual,
+            st.paused_by_human, self.ctx.governance.mode, bool(survival.get("active")),
+            st.phase, source, st.degraded is not None or st.fallback,
+            None if at is None else self.ctx.clock.monotonic() - at,
+            float(orch.policy()["alerts"]["dedup_seconds"])))
 
     def _plan_budget(self, name: str) -> bool:
         """The engine counted a restart of ``name``: the pure ``budget_step`` on the observed

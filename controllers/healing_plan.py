@@ -23,8 +23,9 @@ jitter derived from the service and the attempt (the one backoff formula, a stab
 the same observed values plan the same delay. ``healthy_reset``: proven health for
 ``restart_budget.healthy_reset_seconds`` forgives the counted restarts. ``skip_reason``:
 whether a detected failure opens an incident at all (paused by a human, emergency stop or
-survival mode for a service that is not core, a crash loop already handling it) — observed
-facts in, the reason to drop it (or None) out.
+survival mode for a service that is not core, a crash loop already handling it, slow or
+failing responses of a service already mitigated, a failure a human was alerted for within
+``alerts.dedup_seconds``) — observed facts in, the reason to drop it (or None) out.
 
 No clock, no store, no I/O: values in, decisions out.
 """
@@ -114,6 +115,10 @@ class Intake:
     mode: str = "growth"  # the governance mode in force
     survival: bool = False  # survival mode is active
     phase: str = "normal"  # normal | backoff | isolated
+    source: str = "manual"  # exit | unhealthy | slow | errors | memory | heartbeat | manual …
+    mitigated: bool = False  # degraded or on its fallback already
+    escalated_ago: float | None = None  # seconds since a human was alerted for this failure
+    dedup_seconds: float = 0.0  # healing.alerts.dedup_seconds
 
 
 def skip_reason(i: Intake) -> str | None:
@@ -131,6 +136,13 @@ def skip_reason(i: Intake) -> str | None:
         return f"survival mode: {i.service} is not core and is kept stopped"
     if i.phase != "normal" and not i.manual:
         return f"{i.service} is in {i.phase}: the crash-loop back-off handles it"
+    if i.mitigated and i.source in ("slow", "errors") and not i.manual:
+        return (f"{i.service} is degraded or on its fallback already: slow or failing "
+                "responses are expected until it recovers")
+    if (i.escalated_ago is not None and i.escalated_ago < i.dedup_seconds and not i.manual
+            and i.source not in ("exit", "exception", "manual")):
+        return (f"a human was alerted for this failure of {i.service} {i.escalated_ago:.0f}s "
+                f"ago (alerts.dedup_seconds {i.dedup_seconds:g}): not a new incident")
     return None
 
 

@@ -122,8 +122,7 @@ class HealingService:
         verdict, report = self.detector.feed_probe(ev)
         name = ev.data["service"]
         st = self.shared.state(name)
-        if report is not None and not ((st.degraded or st.fallback) and
-                                       report.source in ("slow", "errors")):
+        if report is not None:  # whether it opens an incident is the controller's decision
             self.shared.tasks.spawn(self.pipeline.handle_report(report))
         elif verdict == "closed":
             st.open_incident = None

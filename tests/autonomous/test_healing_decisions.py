@@ -70,7 +70,11 @@ intakes = st.builds(Intake, service=st.sampled_from(["a", "b"]), declared=st.boo
                     core=st.booleans(), manual=st.booleans(), paused_by_human=st.booleans(),
                     mode=st.sampled_from(["growth", "governed", "emergency_stop"]),
                     survival=st.booleans(),
-                    phase=st.sampled_from(["normal", "backoff", "isolated"]))
+                    phase=st.sampled_from(["normal", "backoff", "isolated"]),
+                    source=st.sampled_from(["exit", "unhealthy", "slow", "errors", "manual"]),
+                    mitigated=st.booleans(),
+                    escalated_ago=st.one_of(st.none(), st.floats(0, 100)),
+                    dedup_seconds=st.sampled_from([0.0, 30.0]))
 
 
 @given(intakes)
@@ -82,7 +86,10 @@ def test_skip_reason_is_pure_and_follows_the_observed_facts(i):
         return
     blocked = ((i.paused_by_human and not i.manual)
                or (not i.core and (i.mode == "emergency_stop" or i.survival))
-               or (i.phase != "normal" and not i.manual))
+               or (i.phase != "normal" and not i.manual)
+               or (i.mitigated and i.source in ("slow", "errors") and not i.manual)
+               or (i.escalated_ago is not None and i.escalated_ago < i.dedup_seconds
+                   and not i.manual and i.source not in ("exit", "exception", "manual")))
     assert (got is not None) == blocked
 
 
@@ -93,6 +100,12 @@ def test_skip_reasons_say_why():
     assert skip_reason(Intake("a", True, core=True, mode="emergency_stop")) is None
     assert "survival" in skip_reason(Intake("a", True, survival=True))
     assert "crash-loop back-off" in skip_reason(Intake("a", True, core=True, phase="backoff"))
+    assert "fallback already" in skip_reason(Intake("a", True, source="slow", mitigated=True))
+    assert skip_reason(Intake("a", True, source="exit", mitigated=True)) is None
+    alerted = Intake("a", True, source="unhealthy", escalated_ago=5.0, dedup_seconds=30.0)
+    assert "human was alerted" in skip_reason(alerted)
+    assert skip_reason(Intake("a", True, source="exit", escalated_ago=5.0,
+                              dedup_seconds=30.0)) is None  # an exit still counts
 
 
 @given(st.text(min_size=1, max_size=12), st.integers(1, 8))
