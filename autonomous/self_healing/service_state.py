@@ -7,8 +7,8 @@ Phases (like Kubernetes' CrashLoopBackOff, but tunable and never giving up for g
       ▲                                     │  growing, jittered, capped delay       │
       └──────────── proven healthy ◄────────┴──── slow periodic retry ◄──────────────┘
 
-The persisted part (phase, tries, next try, overrides, degraded flags, fallback) is written to
-``healing_service_state`` so an operator restart keeps it.
+The persisted part (phase, tries, next try, overrides, degraded flags, fallback, an isolation
+due) is written to ``healing_service_state`` so an operator restart keeps it.
 """
 
 from __future__ import annotations
@@ -99,7 +99,8 @@ class StateStore:
                 None if r["next_at"] is None else now_m + (r["next_at"] - now_w),
                 paused_by_human=bool(r["paused_by_human"]), forced_strategy=r["forced_strategy"],
                 degraded=json.loads(r["degraded"]) if r["degraded"] else None,
-                fallback=bool(r["fallback"]), reason=r["reason"] or "")
+                fallback=bool(r["fallback"]), reason=r["reason"] or "",
+                isolate_due=json.loads(r["isolate_due"]) if r["isolate_due"] else None)
         return out
 
     def delete(self, name: str) -> None:
@@ -109,10 +110,11 @@ class StateStore:
         now_m, now_w = self.clock.monotonic(), self.clock.now()
         self.store.execute(
             "INSERT OR REPLACE INTO healing_service_state(service, phase, attempts, next_at, "
-            "paused_by_human, forced_strategy, degraded, fallback, reason, updated_at) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?)",
+            "paused_by_human, forced_strategy, degraded, fallback, reason, updated_at, "
+            "isolate_due) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (st.name, st.phase, st.attempts,
              None if st.next_at is None else now_w + (st.next_at - now_m),
              int(st.paused_by_human), st.forced_strategy,
              json.dumps(st.degraded) if st.degraded is not None else None, int(st.fallback),
-             st.reason, now_w))
+             st.reason, now_w,
+             json.dumps(st.isolate_due) if st.isolate_due is not None else None))

@@ -316,3 +316,18 @@ def test_a_mitigated_service_is_recovered_once_observed_healthy():
     assert (a.kind, a.params) == ("recover", {"service": "a"})
     busy = ServiceHealing("a", busy=True, mitigated=True, recovered=True)
     assert diff(desired, HealingObserved(0.0, {"a": busy})) == ()  # a heal of it runs
+
+
+async def test_an_isolation_awaiting_approval_survives_an_operator_restart(tmp_path):
+    from autonomous.self_healing.healing_orchestrator import HealingOrchestrator
+
+    ctx, fake, orch = await _crash_loop_to_isolation(tmp_path)
+    [req] = ctx.approvals.list(state="pending")
+    ctl = HealingController(ctx)  # a new operator: its engine loads the stored state
+    again = ctl.attach(HealingOrchestrator(ctx))
+    fake.healing = ctl
+    assert again.state("nexus").isolate_due == orch.state("nexus").isolate_due is not None
+    outcomes = await reconcile(ctx, fake)
+    assert [o.action.kind for o in outcomes] == ["isolate"]  # planned again, still gated
+    assert [r["id"] for r in ctx.approvals.list(state="pending")] == [req["id"]]
+    assert not fake.procs["nexus"]["running"]
