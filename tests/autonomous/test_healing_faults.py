@@ -356,7 +356,7 @@ async def test_a_crash_loop_isolation_awaiting_approval_keeps_the_process_stoppe
     looper = service("looper", free_port(), extra=("--crash-on-start",), core=False)
     (s.root / "desired_state" / "looper.yaml").write_text(looper)
     assert s.ctx.desired.reload() is not None
-    await s.until(lambda: s.ctx.approvals.list(state="pending"), 20, "isolation asked for")
+    await s.until(lambda: s.ctx.approvals.list(state="pending"), 30, "isolation asked for")
     [req] = s.ctx.approvals.list(state="pending")
     assert (req["action_kind"], req["resource"]) == ("isolate", "Service/looper")
     st = s.orch.state("looper")
@@ -375,14 +375,14 @@ async def test_a_crash_loop_isolation_awaiting_approval_keeps_the_process_stoppe
     for _ in range(3):  # reconcile passes while the human decides: it stays stopped
         seen = repeats()
         s.ctx.trigger("healing")
-        await s.until(lambda n=seen: repeats() > n, 5, "isolation re-planned")
+        await s.until(lambda n=seen: repeats() > n, 20, "isolation re-planned")
         assert not (s.services.observed().get("looper") or {}).get("running")
     assert log.read_text().count(" starting looper") == starts
     assert len(s.ctx.approvals.list(state="pending")) == 1  # one request, not one per pass
     s.ctx.approvals.decide(req["id"], approve=True, actor="alice",
                            current_generation=s.ctx.desired.current.number)
     s.ctx.trigger("healing")
-    await s.until(lambda: s.orch.state("looper").phase == "isolated", 10, "isolated")
+    await s.until(lambda: s.orch.state("looper").phase == "isolated", 20, "isolated")
     [iso] = IntentStore(s.ctx.store, s.ctx.clock).active("Service/looper", ("isolate",))
     assert iso.requester == "healing"
     assert log.read_text().count(" starting looper") == starts
