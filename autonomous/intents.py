@@ -134,6 +134,14 @@ class IntentStore:
             self.bus.publish("intent.released", kind=kind, target=target, reason=reason)
         return n
 
+    def release_one(self, intent_id: str, reason: str) -> bool:
+        """The requester withdraws one standing intent (by id)."""
+        cur = self.get(intent_id)
+        n = self._settle(intent_id, "released", reason, self.clock.now())
+        if n and cur is not None and self.bus is not None:
+            self.bus.publish("intent.released", kind=cur.kind, target=cur.target, reason=reason)
+        return bool(n)
+
     # -- owner side ------------------------------------------------------------------------------
     def consume(self, intent_id: str, outcome: str) -> bool:
         """The owner acted on a one-shot intent (or found it already satisfied)."""

@@ -24,8 +24,21 @@ back under the limit. The Action of each ladder step is planned by
 of success per failure signature; the brake turns remediation into ALERT_HUMAN; a restart over
 the restart budget becomes CrashLoopBackOff) from observed outcome counts and restart times:
 ``_plan`` is the engine's planner, which submits it as planned.
-act: the engine carries it out; report: conditions (CrashLoopBackOff, Isolated, Degraded,
-FallbackActive, HealingBreakerOpen) per Service, and each open incident as ``Incident/<id>``.
+Whether a detected failure opens an incident at all is the pure ``skip_reason`` on observed
+facts (``_admit``, handed to the engine's intake: paused by a human, emergency stop or
+survival mode for a service that is not core, a crash loop already on it). The diff also
+plans the crash-loop delays (a deterministic jitter of service and attempt), the healthy
+reset of the restart count (``reset_restarts``), undoing degraded mode / fallback once the
+service is observed healthy again (``recover``), and keeps a failing service stopped while
+its isolation awaits a human (``hold`` for a ladder step; a crash loop keeps its back-off's
+pause and plans ``isolate`` until done or rejected).
+A crash-loop try is one step per pass: its act releases the service to its owner and returns;
+observe judges the try's verification (``verify.judge``: a new pid healthy for
+``verify.stable_seconds``) on the following passes (``requeue_after`` = the poll interval) and
+the diff settles the verdict (``retry`` with ``settle``) — nothing waits inside act for it.
+act: the engine carries it out; report (``controllers/healing_status.py``): conditions
+(CrashLoopBackOff, Isolated, Degraded, FallbackActive, HealingBreakerOpen) per Service, and
+each open incident as ``Incident/<id>``.
 """
 
 from __future__ import annotations
@@ -48,8 +61,9 @@ from controllers.execution import Executor
 from controllers.healing_diff import (BRAKE, BRAKE_REASON, BRAKE_SERVICE, OPEN_STATES,
                                       HealingDesired, HealingObserved, IncidentView,
                                       ServiceHealing, StepView, budget_step, diff,
-                                      in_remediation, plan_step)
-from controllers.healing_plan import Budget, Learning
+                                      in_remediation, isolate_action, plan_step)
+from controllers.healing_plan import Intake, Learning, budget_from_policy, skip_reason
+from controllers.healing_status import report
 
 __all__ = ["BRAKE", "CONTROLLERS", "HealingController", "HealingDesired", "HealingObserved",
            "IncidentView", "ServiceHealing", "diff", "in_remediation"]
@@ -75,7 +89,27 @@ class HealingController(Controller):
         orch.gate = self._gate
         orch.runner.plan = self._plan
         orch.crashloop.plan = self._plan_budget
+        orch.pipeline.admit = self._admit
         return orch
+
+    def _admit(self, name: str, manual: bool, source: str, signature: str | None) -> str | None:
+        """Whether a detected failure of ``name`` opens an incident: observe its spec, the
+        engine's state of it (and, once classified, when a human was last alerted for this
+        failure signature), the governance mode and survival mode; the pure
+        ``skip_reason`` decides (None: it does)."""
+        orch = self.orch
+        assert orch is not None
+        svc = self.ctx.subsystems.get("services")
+        spec = svc.specs().get(name) if svc is not None else None
+        st = orch.state(name)
+        survival = self.ctx.store.kv_get("survival", {}) or {}
+        at = st.escalated.get(signature) if signature is not None else None
+        return skip_reason(Intake(
+            name, spec is not None, bool(spec is not None and spec.core), manual,
+            st.paused_by_human, self.ctx.governance.mode, bool(survival.get("active")),
+            st.phase, source, st.degraded is not None or st.fallback,
+            None if at is None else self.ctx.clock.monotonic() - at,
+            float(orch.policy()["alerts"]["dedup_seconds"])))
 
     def _plan_budget(self, name: str) -> bool:
         """The engine counted a restart of ``name``: the pure ``budget_step`` on the observed
@@ -115,7 +149,7 @@ class HealingController(Controller):
                         st is not None and st.degraded is not None,
                         st is not None and st.fallback)
         planned = plan_step(view, Learning(**p["learning"]),
-                            int(p["brake"]["max_services_in_remediation"]), _budget(p))
+                            int(p["brake"]["max_services_in_remediation"]), budget_from_policy(p))
         if planned is None:
             return None
         action, choice = planned
@@ -153,7 +187,9 @@ class HealingController(Controller):
         specs = svc.specs() if svc is not None else gen.services
         p = self.ctx.policy()["healing"]
         return HealingDesired(gen.number, {n: spec_hash(s) for n, s in specs.items()},
-                              int(p["brake"]["max_services_in_remediation"]), _budget(p))
+                              int(p["brake"]["max_services_in_remediation"]), budget_from_policy(p),
+                              float(p["detection"]["tick_seconds"]),
+                              float(p["verify"]["poll_seconds"]))
 
     async def observe(self) -> HealingObserved:
         """The engine's state (or, when it is not running — ``plan`` — what the store holds)."""
@@ -182,31 +218,60 @@ class HealingController(Controller):
                 status = {**st.as_dict(clock),
                           "heal_breaker": orch.breakers.heal(name).get_state().value,
                           "service_breaker": orch.breakers.service(name).get_state().value}
+            approval = self._isolation_approval(name) if st and st.isolate_due else None
+            mitigated = st is not None and (st.degraded is not None or st.fallback)
+            trying = None
+            if orch is not None and st is not None and st.trying is not None:
+                seen = await orch.crashloop.observe_try(name)
+                trying = ("verifying", "") if seen is None else \
+                    ("healthy" if seen.ok else "failed", seen.message)
             out[name] = ServiceHealing(
                 name, st.phase if st else "normal", st.attempts if st else 0,
                 st.next_at if st else None, held.get(name), bool(st and st.busy),
                 bool(st and st.paused_by_human), tuple(sorted(open_rows.get(name, ()))),
-                tuple(st.restarts) if st else (), status)
-        incidents = self._incidents() if orch is not None else {}
+                tuple(st.restarts) if st else (), status,
+                st.healthy_since if st else None, dict(st.isolate_due)
+                if st and st.isolate_due else None,
+                approval["id"] if approval else None, approval["state"] if approval else None,
+                mitigated, mitigated and orch is not None and not (st and st.busy)
+                and await orch.service.recovered(name),
+                trying[0] if trying else None, trying[1] if trying else "")
+        incidents = self._incidents(out) if orch is not None else {}
         alerted = human_alert_open(self.ctx.store, BRAKE_SERVICE, BRAKE_REASON)
         return HealingObserved(clock.monotonic(), out, alerted, incidents)
 
-    def _incidents(self) -> dict[str, IncidentView]:
-        """The engine's open incidents; for one awaiting a human, its approval's state."""
+    def _isolation_approval(self, name: str) -> dict[str, Any] | None:
+        """The latest approval asked for isolating ``name`` after its crash loop."""
+        row = self.ctx.store.query_one(
+            "SELECT id, state FROM approvals WHERE controller=? AND resource=? AND "
+            "action_kind='isolate' ORDER BY created_at DESC LIMIT 1",
+            (self.name, f"Service/{name}"))
+        return dict(row) if row is not None else None
+
+    def _incidents(self, services: Mapping[str, ServiceHealing]) -> dict[str, IncidentView]:
+        """The engine's open incidents; for one awaiting a human, its approval's state and
+        whether its service is held stopped meanwhile (a crash loop's isolation awaiting
+        approval shows on the crash loop's incident)."""
         orch = self.orch
         assert orch is not None
         out: dict[str, IncidentView] = {}
         for inc in [*orch.incidents.values(), *orch.pending.values()]:
+            sv = services.get(inc.service)
             approval = inc.pending["id"] if inc.pending else None
             row = None if approval is None else self.ctx.store.query_one(
                 "SELECT state FROM approvals WHERE id=?", (approval,))
-            state = "awaiting_approval" if inc.pending else \
-                "backoff" if orch.crash_incidents.get(inc.service) is inc else "open"
-            out[inc.id] = IncidentView(
-                inc.id, inc.service, state, inc.step,
-                inc.pending["strategy"] if inc.pending else
-                inc.ladder[inc.step].value if inc.step < len(inc.ladder) else None,
-                approval, None if approval is None else row["state"] if row else "missing")
+            crash = orch.crash_incidents.get(inc.service) is inc
+            state = "awaiting_approval" if inc.pending else "backoff" if crash else "open"
+            strategy = inc.pending["strategy"] if inc.pending else \
+                inc.ladder[inc.step].value if inc.step < len(inc.ladder) else None
+            approval_state = None if approval is None else row["state"] if row else "missing"
+            held = inc.pending is not None and orch.processes.held_for(inc.service, inc.id)
+            if (crash and sv is not None and sv.isolate_due is not None
+                    and sv.isolation_approval_state == "pending"):
+                state, strategy, held = "awaiting_approval", "ISOLATE", True
+                approval, approval_state = sv.isolation_approval, "pending"
+            out[inc.id] = IncidentView(inc.id, inc.service, state, inc.step, strategy,
+                                       approval, approval_state, held)
         return out
 
     @staticmethod
@@ -218,6 +283,21 @@ class HealingController(Controller):
         waits = [sv.next_at - observed.now for n, sv in observed.services.items()
                  if n in desired.services and sv.phase != "normal" and sv.next_at is not None
                  and sv.next_at > observed.now]
+        if desired.poll_seconds is not None and any(
+                sv.trying == "verifying" for n, sv in observed.services.items()
+                if n in desired.services):
+            waits.append(desired.poll_seconds)  # a crash-loop try's verification, observed
+        if desired.recheck_seconds is not None and any(
+                sv.mitigated and not sv.recovered for n, sv in observed.services.items()
+                if n in desired.services):
+            waits.append(desired.recheck_seconds)  # undone once it is healthy again
+        reset = desired.budget.healthy_reset_seconds if desired.budget is not None else None
+        if reset is not None:  # the healthy reset of a service's counted restarts
+            waits += [sv.healthy_since + reset - observed.now
+                      for n, sv in observed.services.items()
+                      if n in desired.services and sv.phase == "normal" and sv.restarts
+                      and sv.healthy_since is not None
+                      and sv.healthy_since + reset > observed.now]
         return min(waits) if waits else None
 
     async def act(self, action: Action) -> Outcome:
@@ -249,32 +329,50 @@ class HealingController(Controller):
             await orch.service.resume(inc)
             return Outcome(action, True, f"incident {inc.id} resumed: {inc.state}",
                            details={"state": inc.state})
+        if action.kind == "recover":
+            undone = await orch.restore(name)
+            if not undone.get("restored"):
+                return Outcome(action, True, f"{name}: not undone now (a heal of it runs); "
+                               "looked at again next pass")
+            return Outcome(action, True, f"{name}: degraded mode and fallback undone",
+                           details={k: v for k, v in undone.items() if k != "restored"})
+        if action.kind == "reset_restarts":
+            n = orch.crashloop.reset_restarts(name)
+            return Outcome(action, True, f"{name}: {n} counted restart(s) forgiven")
+        if action.kind == "hold":
+            it = orch.processes.pause(name, f"self-healing: {action.reason}",
+                                      incident=str(action.params["incident"]))
+            return Outcome(action, True, f"{name} is kept stopped (intent {it.id}) while "
+                           f"approval {action.params.get('approval')} is decided")
         if action.kind == "backoff":
-            if not orch.crashloop.enter_planned(name):
+            if not orch.crashloop.enter_planned(name, float(action.params["delay_seconds"])):
                 return Outcome(action, True, f"{name} is already in "
                                f"{orch.state(name).phase}: nothing to do")
             return Outcome(action, True, f"{name}: {orch.state(name).reason}",
                            details={"next_try_at": orch.state(name).next_at})
         if action.kind == "retry" and "strategy" not in action.params:
-            on_failure = str(action.params["on_failure"])
-            got = await orch.crashloop.try_once(name, on_failure)
+            if not action.params.get("settle"):  # start it; its verification is observed
+                nxt = action.params.get("next_delay_seconds")
+                started = orch.crashloop.start_try(name, str(action.params["on_failure"]),
+                                                   None if nxt is None else float(nxt))
+                return Outcome(action, True, f"{action.params.get('phase')} try of {name}: "
+                               f"{started.message}")
+            got = orch.crashloop.settle(name)
             details: dict[str, Any] = {"healthy": got.healthy}
-            if got.healthy is False and on_failure == "isolate":
-                # what the diff planned for this failure: isolation + a human, its own action
+            due = orch.state(name).isolate_due
+            if got.healthy is False and due is not None:
+                # what the diff planned for this failure (and plans on later passes until it
+                # is done): isolation + a human, its own action; kept stopped meanwhile
                 gen = self.ctx.desired.current
-                iso = await self.executor.execute(self, Action(
-                    "isolate", action.resource, f"{got.was}: still failing after try "
-                    f"{action.params.get('attempt')} ({got.message}): isolated, a human "
-                    "alerted, retried slowly", {"service": name, "crashloop": True},
-                    {"was": got.was, "message": got.message,
-                     "attempt": action.params.get("attempt")}), gen.number if gen else 0)
+                iso = await self.executor.execute(self, isolate_action(name, due),
+                                                  gen.number if gen else 0)
                 details["isolation"] = iso.message
             # the try was made; whether it healed is the crash-loop's verdict (its own
             # growing delay schedules the next), not a failed action to back off
-            verdict = "not made" if got.healthy is None else \
+            verdict = "not settled" if got.healthy is None else \
                 "healthy again" if got.healthy else "still failing"
-            return Outcome(action, True, f"{action.params.get('phase')} try of {name}: "
-                           f"{verdict}", details=details)
+            return Outcome(action, True, f"{got.was} try of {name}: {verdict} "
+                           f"({got.message})", details=details)
         if action.kind == "isolate" and action.params.get("crashloop"):
             msg = await orch.crashloop.isolate(name, str(action.evidence.get("was")),
                                                str(action.evidence.get("message")))
@@ -294,51 +392,7 @@ class HealingController(Controller):
 
     def report(self, desired: HealingDesired, observed: HealingObserved,
                outcomes: list[Outcome]) -> None:
-        now = self.ctx.clock.now()
-        for name, sv in observed.services.items():
-            o = sv.status
-            if not o:
-                continue
-            st = self.ctx.status.resource("healing", "Service", name)
-            st.set_condition("CrashLoopBackOff", o["phase"] == "backoff",
-                             "BackOff" if o["phase"] == "backoff" else "NoBackOff",
-                             o["reason"], now)
-            st.set_condition("Isolated", o["phase"] == "isolated", "Isolated"
-                             if o["phase"] == "isolated" else "NotIsolated", o["reason"], now)
-            st.set_condition("Degraded", o["degraded"], "FeaturesOff" if o["degraded"]
-                             else "FullService", "", now)
-            st.set_condition("FallbackActive", o["fallback_active"], "Fallback"
-                             if o["fallback_active"] else "Direct", "", now)
-            st.set_condition("HealingBreakerOpen", o["heal_breaker"] != "CLOSED",
-                             o["heal_breaker"], "", now)
-            st.details = dict(o)
-        self._report_incidents(observed, now)
-
-    def _report_incidents(self, observed: HealingObserved, now: float) -> None:
-        """Each open incident is a resource with status (``Incident/<id>``); a closed one
-        leaves the board."""
-        for iid, iv in sorted(observed.incidents.items()):
-            st = self.ctx.status.resource("healing", "Incident", iid)
-            waiting = iv.state == "awaiting_approval"
-            st.set_condition("AwaitingApproval", waiting, "Pending" if waiting else "NotGated",
-                             f"{iv.strategy} awaits approval {iv.approval} "
-                             f"({iv.approval_state})" if waiting else "", now)
-            st.set_condition("CrashLoopBackOff", iv.state == "backoff", "BackOff"
-                             if iv.state == "backoff" else "NoBackOff", "", now)
-            st.details = {"service": iv.service, "state": iv.state, "step": iv.step,
-                          "strategy": iv.strategy, "approval": iv.approval,
-                          "approval_state": iv.approval_state}
-        run = self.ctx.status.controller("healing")
-        for key in [k for k in run.resources if k.startswith("Incident/")]:
-            if key.split("/", 1)[1] not in observed.incidents:
-                self.ctx.status.drop_resource("healing", key)
-
-
-def _budget(p: Mapping[str, Any]) -> Budget:
-    """``healing.restart_budget`` and ``crashloop.max_attempts`` as the diff's value."""
-    rb = p["restart_budget"]
-    return Budget(int(rb["max_restarts"]), float(rb["window_seconds"]),
-                  int(p["crashloop"]["max_attempts"]))
+        report(self.ctx, observed)
 
 
 CONTROLLERS = [HealingController]

@@ -26,11 +26,12 @@ from typing import Any
 from autonomous.self_healing.model import STRATEGY_ACTION, RecoveryStrategy
 from controllers.base import Action
 from controllers.healing_plan import Budget, Learning, Outcomes, after_failed_try, \
-    applicable, brake, next_step, over_budget, restarts_in_window
+    applicable, brake, crashloop_delay, healthy_reset, next_step, over_budget, \
+    restarts_in_window
 
 __all__ = ["BRAKE", "BRAKE_REASON", "BRAKE_SERVICE", "OPEN_STATES", "HealingDesired",
            "HealingObserved", "IncidentView", "ServiceHealing", "StepView", "budget_step",
-           "diff", "in_remediation", "plan_step"]
+           "diff", "in_remediation", "isolate_action", "plan_step"]
 
 OPEN_STATES = ("awaiting_approval", "backoff")
 BRAKE = "Healing/brake"
@@ -44,6 +45,8 @@ class HealingDesired:
     services: Mapping[str, str] = field(default_factory=dict)  # name → desired spec hash
     brake_limit: int | None = None  # healing.brake.max_services_in_remediation; None = off
     budget: Budget | None = None  # restart budget + crash-loop tries; None = no crash loop
+    recheck_seconds: float | None = None  # how often a mitigated service is looked at again
+    poll_seconds: float | None = None  # how often a try's verification is observed
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,15 @@ class ServiceHealing:
     incidents: tuple[str, ...] = ()  # open incident ids
     restarts: tuple[float, ...] = ()  # monotonic times of its restarts counted by healing
     status: Mapping[str, Any] = field(default_factory=dict)  # for report only
+    healthy_since: float | None = None  # monotonic time it answers healthy since
+    # a failed crash-loop try led to isolation (was, message, attempt): planned until done
+    isolate_due: Mapping[str, Any] | None = None
+    isolation_approval: str | None = None  # the latest approval asked for isolating it
+    isolation_approval_state: str | None = None  # pending | rejected | executed | …
+    mitigated: bool = False  # its features are degraded or its traffic on its fallback
+    recovered: bool = False  # observed healthy again: breaker closed, dependencies up, probe ok
+    trying: str | None = None  # a crash-loop try in flight: verifying | healthy | failed
+    try_message: str = ""  # its verdict's message
 
 
 @dataclass(frozen=True)
@@ -73,6 +85,7 @@ class IncidentView:
     strategy: str | None = None  # the step's strategy (the awaited one while approval pends)
     approval: str | None = None  # the awaited approval's id
     approval_state: str | None = None  # pending | approved | rejected | expired | cancelled …
+    held: bool = False  # its service is kept stopped (healing's pause bound to it) meanwhile
 
 
 @dataclass(frozen=True)
@@ -104,14 +117,82 @@ def diff(desired: HealingDesired, observed: HealingObserved) -> tuple[Action, ..
                 "starts at once", {"service": name, "from": sv.held_for, "to": want},
                 {"phase": sv.phase, "attempts": sv.attempts}))
             continue
-        step = (budget_step(desired, name, sv, observed.now)
-                or _due_try(desired, name, sv, observed.now))
+        step = _settle(name, sv) if sv.trying is not None else (
+            _isolate(name, sv) or _reset(desired, name, sv, observed.now)
+            or budget_step(desired, name, sv, observed.now)
+            or _due_try(desired, name, sv, observed.now))
         if step is not None:
             actions.append(step)
-    actions += [a for _, inc in sorted(observed.incidents.items())
-                if (a := _resume(desired, observed, inc)) is not None]
+        if sv.mitigated and sv.recovered and not sv.busy:
+            actions.append(Action(
+                "recover", res, f"{res} is healthy again (its breaker closed, its "
+                "dependencies up, its probe answers): degraded mode and fallback are undone",
+                {"service": name}, {"mitigated": True, "recovered": True}))
+    for _, inc in sorted(observed.incidents.items()):
+        got = _resume(desired, observed, inc) or _hold(desired, inc)
+        if got is not None:
+            actions.append(got)
     actions += _brake(desired, observed)
     return tuple(actions)
+
+
+def isolate_action(name: str, due: Mapping[str, Any]) -> Action:
+    """Isolation + a human alerted after a failed crash-loop try (its params stay the same
+    from pass to pass: an approval asked for it is one decision)."""
+    return Action("isolate", f"Service/{name}", f"{due.get('was')}: still failing after try "
+                  f"{due.get('attempt')} ({due.get('message')}): isolated, a human alerted, "
+                  "retried slowly", {"service": name, "crashloop": True},
+                  {"was": due.get("was"), "message": due.get("message"),
+                   "attempt": due.get("attempt")})
+
+
+def _settle(name: str, sv: ServiceHealing) -> Action | None:
+    """A crash-loop try in flight: nothing while its verification is observed; once there is
+    a verdict, settle it (what a failure leads to was planned with the try)."""
+    if sv.trying not in ("healthy", "failed"):
+        return None
+    return Action("retry", f"Service/{name}", f"{sv.phase} try {sv.attempts + 1}: "
+                  f"{'healthy again' if sv.trying == 'healthy' else 'still failing'}",
+                  {"service": name, "settle": True},
+                  {"verdict": sv.trying, "message": sv.try_message})
+
+
+def _isolate(name: str, sv: ServiceHealing) -> Action | None:
+    """A failed try led to isolation: planned (it is kept stopped meanwhile) until done —
+    unless a human rejected it, then the back-off's slow tries go on."""
+    if (sv.phase == "normal" or sv.isolate_due is None
+            or sv.isolation_approval_state == "rejected"):
+        return None
+    return isolate_action(name, sv.isolate_due)
+
+
+def _reset(desired: HealingDesired, name: str, sv: ServiceHealing,
+           now: float) -> Action | None:
+    """Proven health for ``healthy_reset_seconds`` forgives the counted restarts."""
+    b = desired.budget
+    if b is None or sv.phase != "normal" or not healthy_reset(sv.restarts, sv.healthy_since,
+                                                              now, b):
+        return None
+    assert sv.healthy_since is not None
+    return Action("reset_restarts", f"Service/{name}", f"healthy for "
+                  f"{now - sv.healthy_since:.0f}s (at least {b.healthy_reset_seconds:g}s): "
+                  f"its {len(sv.restarts)} counted restart(s) are forgiven",
+                  {"service": name}, {"restarts": len(sv.restarts),
+                                      "healthy_since": sv.healthy_since, "now": now})
+
+
+def _hold(desired: HealingDesired, inc: IncidentView) -> Action | None:
+    """An isolation awaiting a human's approval does not leave the failing service running:
+    it is kept stopped (a pause, released when the approval is decided or the incident
+    ends) — the gate decides the isolation, not whether a failing process runs meanwhile."""
+    if (inc.state != "awaiting_approval" or inc.strategy != RecoveryStrategy.ISOLATE.value
+            or inc.held or inc.approval_state not in (None, "pending")
+            or inc.service not in desired.services):
+        return None
+    return Action("hold", f"Service/{inc.service}", f"incident {inc.id}: ISOLATE awaits "
+                  f"approval {inc.approval}; the failing service is kept stopped meanwhile",
+                  {"service": inc.service, "incident": inc.id, "approval": inc.approval},
+                  {"approval_state": inc.approval_state, "step": inc.step})
 
 
 def _resume(desired: HealingDesired, observed: HealingObserved,
@@ -146,7 +227,8 @@ def budget_step(desired: HealingDesired, name: str, sv: ServiceHealing,
                   "and tried again after a growing delay",
                   # params stay the same from one exit to the next (an approval or a dry-run
                   # of it is one decision, not one per restart); the count is evidence
-                  {"service": name, "max_restarts": b.max_restarts},
+                  {"service": name, "max_restarts": b.max_restarts,
+                   "delay_seconds": crashloop_delay(b, name, 1)},
                   {"restarts_in_window": n, "window_seconds": b.window_seconds, "now": now})
 
 
@@ -158,10 +240,11 @@ def _due_try(desired: HealingDesired, name: str, sv: ServiceHealing,
         return None
     attempt = sv.attempts + 1
     then = after_failed_try(sv.phase, attempt, b)
+    nxt = crashloop_delay(b, name, attempt + 1) if then == "backoff" else None
     return Action("retry", f"Service/{name}", f"{sv.phase}: try {attempt} is due; if it "
                   f"fails: {'another back-off try' if then == 'backoff' else 'isolated'}",
                   {"service": name, "phase": sv.phase, "attempt": attempt,
-                   "on_failure": then},
+                   "on_failure": then, "next_delay_seconds": nxt},
                   {"due_at": sv.next_at, "now": now, "max_attempts": b.max_attempts})
 
 
@@ -254,7 +337,8 @@ def plan_step(view: StepView, learning: Learning, brake_limit: int,
                       f"({budget.max_restarts}): kept stopped and tried again after a growing "
                       "delay", {"service": view.service, "incident": view.incident,
                                 "strategy": step.strategy,
-                                "max_restarts": budget.max_restarts},
+                                "max_restarts": budget.max_restarts,
+                                "delay_seconds": crashloop_delay(budget, view.service, 1)},
                       {**evidence, "restarts_with_this_one": would}), choice
     return Action(STRATEGY_ACTION[RecoveryStrategy(step.strategy)], res, view.reason[:300],
                   {"strategy": step.strategy, "incident": view.incident,

@@ -5,10 +5,18 @@ Parameters come from policy (``backoff`` section); nothing here holds a default 
 
 from __future__ import annotations
 
+import hashlib
 import random
 from dataclasses import dataclass, field
 
-__all__ = ["Backoff", "BackoffSpec"]
+__all__ = ["Backoff", "BackoffSpec", "stable_draw"]
+
+
+def stable_draw(key: str) -> float:
+    """A jitter draw in [0, 1) derived from ``key`` alone: the same key gives the same
+    draw, in every process and run (a pure decision's jitter, e.g. ``incident/attempt``)."""
+    digest = hashlib.sha256(key.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
 @dataclass(frozen=True)
@@ -29,6 +37,17 @@ class BackoffSpec:
             max_retries=p.get("max_retries"),
         )
 
+    def delay(self, attempt: int, draw: float) -> float:
+        """The delay before try ``attempt`` (1-based; 0 for none) with the jitter ``draw``
+        in [0, 1) (0.5 is no jitter): pure, the one formula."""
+        if attempt <= 0:
+            return 0.0
+        base = min(self.max_delay, self.initial * self.factor ** (attempt - 1))
+        if self.jitter:
+            spread = base * self.jitter
+            base = base - spread + draw * 2 * spread
+        return max(0.0, min(self.max_delay, base))
+
 
 @dataclass
 class Backoff:
@@ -42,11 +61,7 @@ class Backoff:
         n = self.failures if attempt is None else attempt
         if n <= 0:
             return 0.0
-        base = min(self.spec.max_delay, self.spec.initial * self.spec.factor ** (n - 1))
-        if self.spec.jitter:
-            spread = base * self.spec.jitter
-            base = base - spread + self.rng.random() * 2 * spread
-        return max(0.0, min(self.spec.max_delay, base))
+        return self.spec.delay(n, self.rng.random() if self.spec.jitter else 0.5)
 
     def record_failure(self) -> float:
         self.failures += 1

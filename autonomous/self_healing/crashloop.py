@@ -10,9 +10,14 @@ back without a human. Proven health for ``healthy_reset_seconds`` clears the cou
 The engine decides none of it: it counts restarts (observations) and carries out what the
 healing controller's pure diff planned — ``plan`` (handed in by ``controllers/healing.py``) is
 asked at every counted restart and plans CrashLoopBackOff through the Executor when the budget
-is exceeded (``enter_planned`` is its act); a due try comes with what its failure leads to
-(``try_once(name, on_failure)``: another back-off try, or isolation — ``isolate`` then is its
-own Action through the Executor, planned by that decision).
+is exceeded (``enter_planned(name, delay)`` is its act, the delay planned too); a due try
+comes with what its failure leads to (``start_try(name, on_failure, next_delay)``: another
+back-off try after the planned delay, or isolation). A try that fails keeps the service
+stopped (the back-off's pause) either way: the isolation is its own Action through the
+Executor, planned by the diff from ``isolate_due`` until done — an isolation waiting for a
+human's approval leaves no failing process running meanwhile; a rejected one leaves the
+service backing off with the slow retry. The healthy reset of the count is planned as well
+(``reset_restarts``).
 """
 
 from __future__ import annotations
@@ -21,7 +26,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
-from autonomous.core.backoff import Backoff, BackoffSpec
 from autonomous.self_healing.alerts import HumanAlerts
 from autonomous.self_healing.engine_state import Shared
 from autonomous.self_healing.heal_recording import IncidentRecorder
@@ -29,7 +33,8 @@ from autonomous.self_healing.incident import Incident
 from autonomous.self_healing.model import ErrorReport, RecoveryStrategy, StrategyResult
 from autonomous.self_healing.process_intents import ProcessIntents
 from autonomous.self_healing.recovery_strategies import RecoveryStrategies
-from autonomous.self_healing.verify import HealthCheck
+from autonomous.self_healing.service_state import Trying
+from autonomous.self_healing.verify import HealthCheck, Seen, Verdict, Watch, judge
 
 __all__ = ["CrashLoop", "Try"]
 
@@ -90,8 +95,9 @@ class CrashLoop:
         self.shared.budget_reports[report.service] = report  # the back-off incident's report
         return self.plan(report.service)
 
-    def enter_planned(self, name: str) -> bool:
-        """The act of a planned CrashLoopBackOff (False: already backing off or isolated)."""
+    def enter_planned(self, name: str, delay: float) -> bool:
+        """The act of a planned CrashLoopBackOff, its first try ``delay`` seconds away (False:
+        already backing off or isolated)."""
         st = self.shared.state(name)
         report = self.shared.budget_reports.pop(name, None)
         if st.phase != "normal":
@@ -99,19 +105,15 @@ class CrashLoop:
         if report is None:  # planned by a reconcile pass, not at a counted restart
             report = ErrorReport(name, "exit", "restart budget exhausted", None, {},
                                  self.clock.now(), self.clock.monotonic())
-        self.enter(name, report, None)
+        self.enter(name, report, None, delay)
         return True
 
-    def _delay(self, attempt: int) -> float:
-        spec = BackoffSpec.from_policy(self._policy()["crashloop"]["backoff"])
-        return Backoff(spec, rng=self.strategies.rng).delay(attempt)
-
-    def enter(self, name: str, report: ErrorReport, inc: Incident | None) -> None:
+    def enter(self, name: str, report: ErrorReport, inc: Incident | None,
+              delay: float) -> None:
         """Go to back-off: keep the service stopped, schedule the first try."""
         st = self.shared.state(name)
         budget = self._policy()["restart_budget"]
-        delay = self._delay(1)
-        st.phase, st.attempts = "backoff", 0
+        st.phase, st.attempts, st.isolate_due = "backoff", 0, None
         st.next_at = self.clock.monotonic() + delay
         st.reason = (f"CrashLoopBackOff: {len(st.restarts)} restarts within "
                      f"{budget['window_seconds']:g}s (budget {budget['max_restarts']})")
@@ -144,51 +146,72 @@ class CrashLoop:
             return
         st.phase, st.attempts, st.next_at, st.reason = "normal", 0, None, ""
         st.restarts.clear()
+        st.isolate_due, st.trying = None, None
         self.processes.release(name, "self-healing: released")
         self.shared.save_state(st)
 
-    # -- periodic ------------------------------------------------------------------------------
-    async def tick(self) -> None:
-        """Forget the restarts of a service proven healthy long enough."""
-        now = self.clock.monotonic()
-        reset = self._policy()["restart_budget"]["healthy_reset_seconds"]
-        for name, st in list(self.shared.states.items()):
-            if st.phase == "normal":
-                if st.restarts and st.healthy_since is not None and \
-                        now - st.healthy_since >= reset:
-                    st.restarts.clear()
-                continue
-            # a due try is planned by the healing controller's diff (an Action through the
-            # Executor), not started from here
-
-    async def try_once(self, name: str, on_failure: str) -> Try:
-        """One back-off try (or slow retry when isolated): start, verify; a failure leads to
-        what the plan said (``backoff``: another try later; ``isolate``: the phase becomes
-        isolated and the caller isolates it through the Executor — :meth:`isolate`)."""
+    def reset_restarts(self, name: str) -> int:
+        """The act of a planned healthy reset: forget the counted restarts (how many)."""
         st = self.shared.state(name)
-        if st.busy:
-            return Try(None, st.phase, "a heal of it is running: not tried")
-        st.busy = True
-        try:
-            svc = self.shared.services()
-            old = (svc.observed().get(name) or {}).get("pid")
-            was = st.phase
-            why = f"self-healing: {was} try {st.attempts + 1}"
-            self.processes.release(name, why)
-            await self.strategies.wait_started(name, not_pid=old)
-            verdict = await self.check.verify_healthy(name, not_pid=old)
-            if verdict.ok:
-                self._recovered(name, was, verdict.message)
-                return Try(True, was, verdict.message)
-            self._failed(name, was, verdict.message, on_failure)
-            return Try(False, was, verdict.message)
-        finally:
-            st.busy = False
+        n = len(st.restarts)
+        st.restarts.clear()
+        return n
+
+    def start_try(self, name: str, on_failure: str, next_delay: float | None) -> Try:
+        """Start one back-off try (or slow retry when isolated): release the service to its
+        owner and return — its verification is observed on later passes
+        (:meth:`observe_try`), the verdict settled by :meth:`settle`. What its failure leads
+        to comes with it (``backoff``: another try ``next_delay`` seconds later; ``isolate``:
+        kept stopped, ``isolate_due`` for the diff to plan — :meth:`isolate`)."""
+        st = self.shared.state(name)
+        if st.busy or st.trying is not None:
+            return Try(None, st.phase, "a heal or a try of it is running: not tried")
+        old = (self.shared.services().observed().get(name) or {}).get("pid")
+        attempt = st.attempts + 1
+        self.processes.release(name, f"self-healing: {st.phase} try {attempt}")
+        st.trying = Trying(st.phase, attempt, on_failure, next_delay,
+                           Watch(self.clock.monotonic(), old))
+        self.ctx.bus.publish("healing.crashloop", service=name, phase=st.phase,
+                             trying=attempt)
+        return Try(None, st.phase, f"try {attempt} started: its verification is observed")
+
+    async def observe_try(self, name: str) -> Verdict | None:
+        """One more observation of the try in flight (the owner's process, a probe of a new
+        one), judged by the pure ``verify.judge``; the verdict once there is one."""
+        st = self.shared.state(name)
+        t = st.trying
+        if t is None or t.verdict is not None:
+            return None if t is None else t.verdict
+        obs = self.shared.services().observed().get(name) or {}
+        pid, running = obs.get("pid"), bool(obs.get("running"))
+        probed = await self.check.probe(name) if running and pid != t.watch.not_pid else None
+        v = self._policy()["verify"]
+        t.watch, t.verdict = judge(t.watch, Seen(pid, running, obs.get("returncode"),
+                                                 None if probed is None else probed[0],
+                                                 "" if probed is None else probed[1]),
+                                   self.clock.monotonic(), float(v["stable_seconds"]),
+                                   float(v["timeout_seconds"]))
+        return t.verdict
+
+    def settle(self, name: str) -> Try:
+        """The act of a try's observed verdict: healthy → back to normal (its incident
+        healed); failed → what was planned with the try."""
+        st = self.shared.state(name)
+        t = st.trying
+        if t is None or t.verdict is None:
+            return Try(None, st.phase, "no try of it awaits its verdict")
+        st.trying = None
+        if t.verdict.ok:
+            self._recovered(name, t.was, t.verdict.message)
+            return Try(True, t.was, t.verdict.message)
+        self._failed(name, t.was, t.verdict.message, t.on_failure, t.next_delay)
+        return Try(False, t.was, t.verdict.message)
 
     def _recovered(self, name: str, was: str, message: str) -> None:
         st = self.shared.state(name)
         st.phase, st.attempts, st.next_at, st.reason = "normal", 0, None, ""
         st.restarts.clear()
+        st.isolate_due = None
         self.shared.save_state(st)
         self.alerts.resolve(name, f"recovered after {was}: {message}")
         self.ctx.bus.publish("healing.crashloop", service=name, phase="recovered",
@@ -200,28 +223,41 @@ class CrashLoop:
             self.rec.attempt(inc, res, "crashloop", 0.0)
             self.rec.finish(inc, "healed", res.message)
 
-    def _failed(self, name: str, was: str, message: str, on_failure: str) -> None:
+    def _failed(self, name: str, was: str, message: str, on_failure: str,
+                next_delay: float | None) -> None:
         st = self.shared.state(name)
         p = self._policy()
         st.attempts += 1
         now = self.clock.monotonic()
         inc = self.shared.crash_incidents.get(name)
+        incident = inc.id if inc is not None else None
         if on_failure == "backoff":
-            delay = self._delay(st.attempts + 1)
-            st.next_at = now + delay
+            if next_delay is None:
+                raise ValueError("a back-off try that fails into another needs its planned "
+                                 "delay (next_delay_seconds)")
+            st.next_at = now + next_delay
             self.processes.pause(name, f"self-healing: CrashLoopBackOff try "
-                                      f"{st.attempts} failed ({message}); next in {delay:.1f}s",
-                                      incident=inc.id if inc is not None else None)
+                                      f"{st.attempts} failed ({message}); next in "
+                                      f"{next_delay:.1f}s", incident=incident)
             self._note(inc, RecoveryStrategy.RETRY, f"try {st.attempts} failed: {message}; "
-                       f"next in {delay:.1f}s")
+                       f"next in {next_delay:.1f}s")
         else:
-            st.phase = "isolated"
+            # kept stopped until the isolation the diff plans is done; should a human reject
+            # it, the slow retry goes on from here
+            st.isolate_due = {"was": was, "message": message, "attempt": st.attempts}
             st.next_at = now + p["isolation"]["slow_retry_seconds"]
+            self.processes.pause(name, f"self-healing: {was} try {st.attempts} failed "
+                                 f"({message}); kept stopped, isolation planned",
+                                 incident=incident)
         self.shared.save_state(st)
 
     async def isolate(self, name: str, was: str, message: str) -> str:
         """The act of a planned crash-loop isolation: keep it stopped (an ``isolate`` intent
         for the owner) and alert a human; the slow retry comes from the phase's ``next_at``."""
+        st = self.shared.state(name)
+        st.phase, st.isolate_due = "isolated", None
+        st.next_at = self.clock.monotonic() + self._policy()["isolation"]["slow_retry_seconds"]
+        self.shared.save_state(st)
         inc = self.shared.crash_incidents.get(name)
         res = await self.strategies.isolate_component(
             name, f"{was}: still failing after {self.shared.state(name).attempts} tries",

@@ -94,7 +94,9 @@ class LadderRunner:
         return strategy, planned
 
     async def run_ladder(self, inc: Incident) -> None:
+        held = False  # a step awaited approval: its hold (the diff's ``hold``) ends now
         while inc.step < len(inc.ladder):
+            held = held or inc.pending is not None
             # an approved step resumes as it was asked for; otherwise the planner decides
             if inc.pending and inc.planned is not None:
                 strategy, planned = inc.ladder[inc.step], inc.planned
@@ -115,6 +117,10 @@ class LadderRunner:
                               f"{details['approval']}")
                 return
             inc.pending = None
+            if held:
+                held = False
+                self.strategies.processes.unhold(inc.service, inc.id, "the awaited approval "
+                                                 f"was decided: {out.message}"[:300])
             if details.get("dry_run"):
                 res = StrategyResult(strategy, True, out.message)
                 self.rec.attempt(inc, res, "dry_run", 0.0, graph=False)

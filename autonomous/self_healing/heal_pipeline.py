@@ -11,6 +11,7 @@ collaborator of :class:`~autonomous.self_healing.healing_orchestrator.HealingOrc
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 from autonomous.self_healing.engine_state import Shared
@@ -24,9 +25,14 @@ from autonomous.self_healing.process_intents import ServicesView
 from autonomous.self_healing.service_state import ServiceState
 from autonomous.self_healing.verify import HealthCheck, process_stopped
 
-__all__ = ["RESTARTS", "HealingPipeline"]
+__all__ = ["RESTARTS", "Admit", "HealingPipeline"]
 
 S = RecoveryStrategy
+
+# (service, a human asked, the failure's source, its signature once classified) → why it
+# opens no incident now, or None: the healing controller's pure ``skip_reason`` on what it
+# observes (controllers/healing.py hands it in)
+Admit = Callable[[str, bool, str, str | None], str | None]
 
 
 class HealingPipeline:
@@ -42,6 +48,7 @@ class HealingPipeline:
         self.memory = memory
         self.classifier = classifier
         self.check = check
+        self.admit: Admit | None = None  # handed in by the healing controller
 
     async def handle_error(self, service: str, error: BaseException | None = None,
                            context: dict[str, Any] | None = None, *, source: str | None = None,
@@ -56,7 +63,7 @@ class HealingPipeline:
         report = ErrorReport(service, src, msg, error, ctx, self.ctx.clock.now(),
                              self.ctx.clock.monotonic())
         forced = RecoveryStrategy(strategy) if strategy else None
-        skip = self._skip_reason(service, forced is not None)
+        skip = self._skip_reason(service, forced is not None, src)
         if skip is not None:  # answered, not recorded: a skip is no incident
             return {"service": service, "state": "skipped", "message": skip}
         inc = await self.handle_report(report, forced=forced)
@@ -74,14 +81,16 @@ class HealingPipeline:
         nothing: a paused service probed every few seconds is not a stream of incidents. The
         failure of an undeclared service is recorded (skipped): it is its only trace."""
         st = self.shared.state(report.service)
-        if st.busy or self._skip_reason(report.service, forced is not None) is not None \
+        if st.busy or self._skip_reason(report.service, forced is not None,
+                                        report.source) is not None \
                 or self._about_a_replaced_process(report):
             return None
         st.busy = True
         try:
             evidence, cls = await self.classify(report)
-            if forced is None and self._recently_escalated(st, report, cls.signature):
-                return None
+            if forced is None and self._skip_reason(report.service, False, report.source,
+                                                    cls.signature) is not None:
+                return None  # e.g. a human was alerted for this failure recently
             same = self.open_incident(report.service, cls.signature)
             if forced is None and same is not None:  # one incident per fault
                 self._repeat(same, report)
@@ -112,17 +121,6 @@ class HealingPipeline:
                    f"{inc.repeats}x, last: {report.message})"[:500])
         self.ctx.bus.publish("healing.repeated", incident=inc.id, service=inc.service,
                              repeats=inc.repeats, message=report.message)
-
-    def _recently_escalated(self, st: ServiceState, report: ErrorReport,
-                            signature: str) -> bool:
-        """A human was alerted for this failure signature of the service and it did not
-        recover yet: probe-driven reports of the same failure are not new incidents (exits
-        still count for the restart budget) until ``alerts.dedup_seconds`` passed. A
-        different failure of the same service is handled."""
-        at = st.escalated.get(signature)
-        if at is None or report.source in ("exit", "manual", "exception"):
-            return False
-        return self.ctx.clock.monotonic() - at < self.shared.policy()["alerts"]["dedup_seconds"]
 
     async def classify(self, report: ErrorReport) -> tuple[dict[str, Any], Classification]:
         """Gather the evidence of one failure and classify it (no side effects)."""
@@ -233,24 +231,12 @@ class HealingPipeline:
                 return None
         return f"{name} is not a declared service (or the services subsystem is not running)"
 
-    def _skip_reason(self, name: str, manual: bool) -> str | None:
-        """Why a declared service is not healed now (paused, backing off or isolated, not
-        core in emergency stop or survival): such a report is dropped, not recorded."""
-        st = self.shared.state(name)
-        spec = None
-        with contextlib.suppress(LookupError):
-            spec = self.shared.services().specs().get(name)
-        if spec is None:
-            return None  # see _undeclared
-        if st.paused_by_human and not manual:
-            return f"auto-healing of {name} is paused by a human (resume: 'atlas-autonomous heal resume {name}')"
-        mode = self.ctx.governance.mode
-        if mode == "emergency_stop" and not spec.core:
-            return f"emergency_stop: only core services are healed and {name} is not core"
-        survival = self.ctx.store.kv_get("survival", {}) or {}
-        if survival.get("active") and not spec.core:
-            return f"survival mode: {name} is not core and is kept stopped"
-        if st.phase != "normal" and not manual:
-            return f"{name} is in {st.phase}: the crash-loop back-off handles it"
-        return None
-
+    def _skip_reason(self, name: str, manual: bool, source: str,
+                     signature: str | None = None) -> str | None:
+        """Why a declared service is not healed now: the healing controller's pure decision
+        (``controllers/healing_plan.skip_reason`` on what it observes), handed in as
+        ``admit``; such a report is dropped, not recorded."""
+        if self.admit is None:
+            raise LookupError("whether a failure opens an incident is decided by the healing "
+                              "controller (controllers/healing.py hands its admit in)")
+        return self.admit(name, manual, source, signature)

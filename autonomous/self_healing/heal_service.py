@@ -3,10 +3,10 @@
 ``start_healing_service`` subscribes to the bus (``service.``, ``approval.``, ``desired.``,
 ``governance.``) and runs one loop that turns events into heals at once (exits, unhealthy
 services, failing probes, dependencies down) and, every ``detection.tick_seconds``, does the
-periodic work: policy sync of the breakers, memory-limit checks, the crash-loop's healthy
-reset, degraded or fallback services restored once healthy (the crash-loop tries, the
-back-off itself and the resumption of an incident whose approval was decided are planned by
-the healing controller's diff). One collaborator
+periodic work: policy sync of the breakers, memory-limit checks (the crash-loop tries, their
+delays, the back-off itself, the healthy reset of the restart count, undoing degraded mode and
+fallback once the service is healthy again — ``recover`` — and the resumption of an incident
+whose approval was decided are planned by the healing controller's diff). One collaborator
 of :class:`~autonomous.self_healing.healing_orchestrator.HealingOrchestrator`.
 """
 
@@ -122,14 +122,13 @@ class HealingService:
         verdict, report = self.detector.feed_probe(ev)
         name = ev.data["service"]
         st = self.shared.state(name)
-        if report is not None and not ((st.degraded or st.fallback) and
-                                       report.source in ("slow", "errors")):
+        if report is not None:  # whether it opens an incident is the controller's decision
             self.shared.tasks.spawn(self.pipeline.handle_report(report))
         elif verdict == "closed":
             st.open_incident = None
             st.escalated.clear()
             if st.degraded is not None or st.fallback:
-                self.shared.tasks.spawn(self.restore(name))
+                self.ctx.trigger("healing")  # the diff plans ``recover`` once it is healthy
 
     def _recovered_meanwhile(self, name: str) -> None:
         """Healthy again while a strategy still waited for approval: the incident closes and
@@ -146,16 +145,12 @@ class HealingService:
                 await self.pipeline.handle_report(report)
 
     async def tick(self) -> None:
-        """Periodic work: policy sync, memory limits, the healthy reset, restores."""
+        """Periodic work: policy sync, memory limits."""
         self._last_tick = self.ctx.clock.monotonic()
         self.breakers.sync_policy()
         for report in self.detector.memory_reports():
             if not self.shared.state(report.service).busy:
                 self.shared.tasks.spawn(self.pipeline.handle_report(report))
-        await self.crashloop.tick()
-        for name, st in list(self.shared.states.items()):
-            if (st.degraded is not None or st.fallback) and not st.busy:
-                self.shared.tasks.spawn(self._maybe_restore(name))
 
     async def resume(self, inc: Incident) -> None:
         """Continue an incident whose strategy awaited approval once it is decided (the
@@ -175,23 +170,26 @@ class HealingService:
                                                   False, f"approval {state}"), state, 0.0)
                 inc.pending = None
                 inc.step += 1
+                self.strategies.processes.unhold(inc.service, inc.id, f"approval {state}")
             await self.runner.run_ladder(inc)
         finally:
             st.busy = False
 
-    async def _maybe_restore(self, name: str) -> None:
-        b = self.breakers.service(name).get_state()
-        if b is not CircuitState.CLOSED:
-            return
-        with contextlib.suppress(LookupError):
+    async def recovered(self, name: str) -> bool:
+        """Observed: ``name`` is healthy again — its service breaker closed, no dependency
+        down, its probe answers (the healing controller's diff then plans ``recover``)."""
+        if self.breakers.service(name).get_state() is not CircuitState.CLOSED:
+            return False
+        try:
             if await self.check.dependencies_down(name):
-                return
+                return False
             ok, _ = await self.check.probe(name)
-            if ok:
-                await self.restore(name)
+        except LookupError:
+            return False
+        return ok
 
     async def restore(self, name: str) -> dict[str, Any]:
-        """Undo DEGRADE and FALLBACK once the service is healthy again."""
+        """Undo DEGRADE and FALLBACK (the act of the diff's ``recover``, or a human's)."""
         st = self.shared.state(name)
         if st.busy:
             return {"restored": False}

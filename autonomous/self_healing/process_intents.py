@@ -66,6 +66,20 @@ class ProcessIntents:
     def pause(self, name: str, reason: str, *, incident: str | None = None) -> Intent:
         return self._ask("pause", name, reason, incident, None, spec_hash=self._hash(name))
 
+    def held_for(self, name: str, incident: str) -> bool:
+        """Healing's pause bound to ``incident`` keeps ``name`` stopped (a hold)."""
+        return any(i.kind == "pause" and i.incident == incident for i in self.held(name))
+
+    def unhold(self, name: str, incident: str, reason: str) -> int:
+        """Withdraw the pauses bound to ``incident`` (its hold) and no other intent."""
+        n = 0
+        for it in self.held(name):
+            if it.kind == "pause" and it.incident == incident:
+                n += int(self.intents.release_one(it.id, reason))
+        if n:
+            self.trigger()
+        return n
+
     def release(self, name: str, reason: str) -> int:
         """Withdraw healing's isolation and pause of ``name`` (the owner starts it again)."""
         n = self.intents.release("isolate", f"Service/{name}", reason)

@@ -2,6 +2,9 @@
 
 A heal counts as successful only when the service answers its health check, with the same
 pid, for ``verify.stable_seconds``; a process that answers once and then dies is a failure.
+That rule is the pure :func:`judge` (what was seen so far + one observation → verdict or
+"observe again"), so that a verification can be observed across reconcile passes as well as
+polled here.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -22,7 +25,7 @@ from autonomous.supervisor.probe_client import ProbeClient
 if TYPE_CHECKING:
     from autonomous.self_healing.process_intents import ServicesView
 
-__all__ = ["HealthCheck", "Verdict", "process_stopped"]
+__all__ = ["HealthCheck", "Seen", "Verdict", "Watch", "judge", "process_stopped"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,56 @@ class Verdict:
     message: str
     pid: int | None = None
     elapsed_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Watch:
+    """What a verification has seen so far: when it began, the pid it must not be, the pid
+    it watches and since when that one answers healthy."""
+
+    start: float
+    not_pid: int | None = None
+    pid: int | None = None
+    healthy_since: float | None = None
+    last: str = "not checked yet"
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One observation: the owner's process of the service, and a probe of it (None: not
+    probed — no new process runs)."""
+
+    pid: int | None
+    running: bool
+    returncode: int | None = None
+    probe_ok: bool | None = None
+    probe_message: str = ""
+
+
+def judge(w: Watch, seen: Seen, now: float, stable: float,
+          limit: float) -> tuple[Watch, Verdict | None]:
+    """Pure: the verification after one more observation — healthy once a new process (not
+    ``not_pid``) answered its probe with the same pid for ``stable`` seconds; failed when a
+    new process exited before that, or after ``limit`` seconds; else None (observe again)."""
+    cur = seen.pid if seen.running else None
+    if cur is None and seen.pid not in (None, w.not_pid):
+        return w, Verdict(False, f"process {seen.pid} exited with code {seen.returncode} "
+                                 "before proving healthy", seen.pid, now - w.start)
+    if cur is None or cur == w.not_pid:
+        w = replace(w, healthy_since=None, last=f"process not running (exit code "
+                    f"{seen.returncode})" if cur is None else "old process still running")
+    elif seen.probe_ok and cur == w.pid and w.healthy_since is not None:
+        if now - w.healthy_since >= stable:
+            return w, Verdict(True, f"healthy ({seen.probe_message}), pid {cur}", cur,
+                              w.healthy_since - w.start)
+        w = replace(w, last=seen.probe_message)
+    else:
+        w = replace(w, pid=cur, healthy_since=now if seen.probe_ok else None,
+                    last=seen.probe_message)
+    if now - w.start >= limit:
+        return w, Verdict(False, f"not healthy within {limit:g}s: {w.last}", w.pid,
+                          now - w.start)
+    return w, None
 
 
 def process_stopped(pid: int | None) -> bool:
@@ -107,38 +160,22 @@ class HealthCheck:
     async def verify_healthy(self, name: str, *, not_pid: int | None = None,
                              timeout: float | None = None) -> Verdict:
         """Wait until ``name`` runs (with a pid other than ``not_pid``), answers its health
-        check and keeps doing so with the same pid for ``stable_seconds``."""
+        check and keeps doing so with the same pid for ``stable_seconds``: observe (the
+        owner's process, a probe of a new one) → the pure :func:`judge` → poll again."""
         v = self.policy()["verify"]
         limit = v["timeout_seconds"] if timeout is None else timeout
-        start = self.clock.monotonic()
-        healthy_since: float | None = None
-        pid: int | None = None
-        last = "not checked yet"
+        watch = Watch(self.clock.monotonic(), not_pid)
         while True:
-            now = self.clock.monotonic()
             obs = self.services().observed().get(name) or {}
-            cur = obs.get("pid") if obs.get("running") else None
-            if cur is None and obs.get("pid") not in (None, not_pid):
-                return Verdict(False, f"process {obs.get('pid')} exited with code "
-                               f"{obs.get('returncode')} before proving healthy",
-                               obs.get("pid"), now - start)
-            if cur is None or cur == not_pid:
-                healthy_since, last = None, ("process not running (exit code "
-                                             f"{obs.get('returncode')})" if cur is None
-                                             else "old process still running")
-            else:
-                ok, last = await self.probe(name)
-                if ok and cur == pid and healthy_since is not None:
-                    if self.clock.monotonic() - healthy_since >= v["stable_seconds"]:
-                        return Verdict(True, f"healthy ({last}), pid {cur}", cur,
-                                       healthy_since - start)
-                elif ok:
-                    healthy_since = self.clock.monotonic()
-                else:
-                    healthy_since = None
-                pid = cur
-            if now - start >= limit:
-                return Verdict(False, f"not healthy within {limit:g}s: {last}", pid, now - start)
+            pid = obs.get("pid")
+            running = bool(obs.get("running"))
+            probed = await self.probe(name) if running and pid != not_pid else None
+            watch, verdict = judge(watch, Seen(pid, running, obs.get("returncode"),
+                                               None if probed is None else probed[0],
+                                               "" if probed is None else probed[1]),
+                                   self.clock.monotonic(), float(v["stable_seconds"]), limit)
+            if verdict is not None:
+                return verdict
             await self.clock.sleep(v["poll_seconds"])
 
     async def wait_running(self, name: str, timeout: float, *,

@@ -11,6 +11,7 @@ import copy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from autonomous.core.backoff import BackoffSpec
 from autonomous.core.events import Event
 from autonomous.intents import IntentStore
 from controllers.healing import HealingController, HealingDesired, HealingObserved, \
@@ -42,18 +43,31 @@ views = st.builds(ServiceHealing, name=st.just("x"),
                   held_for=st.one_of(st.none(), hashes), busy=st.booleans(),
                   paused_by_human=st.booleans(),
                   incidents=st.lists(st.sampled_from(["i1", "i2"]), max_size=2).map(tuple),
-                  restarts=st.lists(st.floats(0, 100), max_size=6).map(tuple))
-budgets = st.one_of(st.none(), st.builds(Budget, max_restarts=st.integers(0, 4),
-                                         window_seconds=st.floats(1, 60),
-                                         max_attempts=st.integers(1, 4)))
+                  restarts=st.lists(st.floats(0, 100), max_size=6).map(tuple),
+                  healthy_since=st.one_of(st.none(), st.floats(0, 100)),
+                  isolate_due=st.one_of(st.none(), st.just({"was": "backoff",
+                                                            "message": "exit 1",
+                                                            "attempt": 2})),
+                  isolation_approval_state=st.sampled_from([None, "pending", "rejected",
+                                                            "executed"]),
+                  mitigated=st.booleans(), recovered=st.booleans(),
+                  trying=st.sampled_from([None, "verifying", "healthy", "failed"]))
+budgets = st.one_of(st.none(), st.builds(
+    Budget, max_restarts=st.integers(0, 4), window_seconds=st.floats(1, 60),
+    max_attempts=st.integers(1, 4),
+    backoff=st.one_of(st.none(), st.builds(BackoffSpec, initial=st.floats(0, 10),
+                                           factor=st.floats(1, 3), max_delay=st.floats(1, 60),
+                                           jitter=st.floats(0, 1))),
+    healthy_reset_seconds=st.one_of(st.none(), st.floats(1, 60))))
 desireds = st.builds(HealingDesired, generation=st.integers(1, 9),
                      services=st.dictionaries(names, hashes, max_size=4), budget=budgets)
 incident_views = st.builds(
     IncidentView, id=st.sampled_from(["i1", "i2", "i3"]), service=names,
     state=st.sampled_from(["open", "awaiting_approval", "backoff"]), step=st.integers(0, 3),
-    strategy=st.sampled_from(["RETRY", "ROLLBACK", None]),
+    strategy=st.sampled_from(["RETRY", "ROLLBACK", "ISOLATE", None]),
     approval=st.one_of(st.none(), st.just("a1")),
-    approval_state=st.sampled_from([None, "pending", "approved", "rejected", "expired"]))
+    approval_state=st.sampled_from([None, "pending", "approved", "rejected", "expired"]),
+    held=st.booleans())
 observeds = st.builds(HealingObserved, now=st.floats(0, 100),
                       services=st.dictionaries(names, views, max_size=4),
                       incidents=st.lists(incident_views, max_size=3).map(
@@ -81,6 +95,29 @@ def test_diff_is_pure_and_deterministic(desired, observed):
         elif a.kind == "backoff":  # the restart budget, from the observed restart times
             assert desired.budget is not None and observed.services[name].phase == "normal"
             assert a.evidence["restarts_in_window"] > desired.budget.max_restarts
+        elif a.kind == "reset_restarts":  # proven health forgives the counted restarts
+            sv = observed.services[name]
+            b = desired.budget
+            assert b is not None and b.healthy_reset_seconds is not None
+            assert sv.phase == "normal" and sv.restarts and sv.healthy_since is not None
+            assert observed.now - sv.healthy_since >= b.healthy_reset_seconds
+        elif a.kind == "hold":  # a failing service kept stopped while ISOLATE awaits a human
+            inc = observed.incidents[a.params["incident"]]
+            assert inc.service == name in desired.services and not inc.held
+            assert (inc.state, inc.strategy) == ("awaiting_approval", "ISOLATE")
+            assert inc.approval_state in (None, "pending")
+        elif a.kind == "retry" and a.params.get("settle"):  # a try's observed verdict
+            assert observed.services[name].trying in ("healthy", "failed")
+        elif a.kind == "retry":  # a due try starts only when none is in flight
+            assert observed.services[name].trying is None
+            assert name in desired.services and observed.services[name].phase != "normal"
+        elif a.kind == "recover":  # degraded mode / fallback undone once healthy again
+            sv = observed.services[name]
+            assert name in desired.services and sv.mitigated and sv.recovered and not sv.busy
+        elif a.kind == "isolate":  # a failed crash-loop try led to it; not if rejected
+            sv = observed.services[name]
+            assert sv.isolate_due is not None and sv.isolation_approval_state != "rejected"
+            assert name in desired.services and sv.phase != "normal"
         else:
             assert name in desired.services and observed.services[name].phase != "normal"
 

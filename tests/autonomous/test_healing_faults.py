@@ -203,3 +203,57 @@ async def test_memory_growth_past_the_limit_is_restarted(stack_factory):
     rss = s.ctx.subsystems["supervisor"].memory_rss("nexus")
     assert rss is not None and rss / 2**20 < 90
     s.assert_recorded(row)
+
+
+ISOLATE_NEEDS_APPROVAL = """apiVersion: atlas.autonomous/v1
+kind: PolicySet
+metadata: {name: test-isolate-approval}
+spec:
+  mode: growth
+  policy:
+    governance:
+      actions: {isolate: require_approval}
+"""
+
+
+async def test_a_crash_loop_isolation_awaiting_approval_keeps_the_process_stopped(
+        stack_factory):
+    """Real processes: the crash loop's last try fails, its isolation waits for a human —
+    the failing process is not started again meanwhile (the back-off's pause holds it); once
+    approved it is isolated and a human alerted."""
+    s = await stack_factory({"nexus": service("nexus", free_port())}, ISOLATE_NEEDS_APPROVAL)
+    looper = service("looper", free_port(), extra=("--crash-on-start",), core=False)
+    (s.root / "desired_state" / "looper.yaml").write_text(looper)
+    assert s.ctx.desired.reload() is not None
+    await s.until(lambda: s.ctx.approvals.list(state="pending"), 30, "isolation asked for")
+    [req] = s.ctx.approvals.list(state="pending")
+    assert (req["action_kind"], req["resource"]) == ("isolate", "Service/looper")
+    st = s.orch.state("looper")
+    assert st.phase == "backoff" and st.isolate_due is not None  # not isolated: gated
+    [held] = IntentStore(s.ctx.store, s.ctx.clock).active("Service/looper", ("pause",))
+    assert held.requester == "healing"
+    log = s.ctx.data_dir / "logs" / "looper.log"
+    starts = log.read_text().count(" starting looper")
+    import json
+
+    def repeats() -> int:  # healing re-planned the isolation: the same decision, touched
+        row = s.ctx.store.query_one("SELECT attrs FROM graph_nodes WHERE type='decision' "
+                                    "AND label='isolate Service/looper' ORDER BY ts DESC")
+        return int(json.loads(row["attrs"]).get("repeats", 0)) if row else -1
+
+    for _ in range(3):  # reconcile passes while the human decides: it stays stopped
+        seen = repeats()
+        s.ctx.trigger("healing")
+        await s.until(lambda n=seen: repeats() > n, 20, "isolation re-planned")
+        assert not (s.services.observed().get("looper") or {}).get("running")
+    assert log.read_text().count(" starting looper") == starts
+    assert len(s.ctx.approvals.list(state="pending")) == 1  # one request, not one per pass
+    s.ctx.approvals.decide(req["id"], approve=True, actor="alice",
+                           current_generation=s.ctx.desired.current.number)
+    s.ctx.trigger("healing")
+    await s.until(lambda: s.orch.state("looper").phase == "isolated", 20, "isolated")
+    [iso] = IntentStore(s.ctx.store, s.ctx.clock).active("Service/looper", ("isolate",))
+    assert iso.requester == "healing"
+    assert log.read_text().count(" starting looper") == starts
+    assert s.orch.alerts.list(service="looper", open_only=True)  # a human is alerted
+    assert await s.healthy("nexus")

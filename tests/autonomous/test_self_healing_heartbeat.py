@@ -18,6 +18,7 @@ import pytest
 from autonomous.self_healing.facade import HealingFacade
 from autonomous.self_healing.healing_orchestrator import HealingOrchestrator
 from autonomous.self_healing.heartbeat import HeartbeatClient
+from controllers.healing import HealingController
 from autonomous.telemetry.hub import TelemetryHub
 from autonomous.testing import free_port, make_context
 
@@ -55,7 +56,8 @@ async def nexus(tmp_path):
 @pytest.fixture
 async def engine(tmp_path):
     ctx = make_context(tmp_path / "op")
-    orch = HealingOrchestrator(ctx)
+    # the engine's decisions (whether to open an incident, each step) are its controller's
+    orch = HealingController(ctx).attach(HealingOrchestrator(ctx))
     hub = TelemetryHub.from_context(ctx)
     ctx.subsystems["healing"] = HealingFacade(orch)
     ctx.subsystems["telemetry"] = hub

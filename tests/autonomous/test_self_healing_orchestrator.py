@@ -37,6 +37,21 @@ async def drain(orch) -> None:
         await asyncio.gather(*list(orch._tasks), return_exceptions=True)
 
 
+async def run_try(ctx, fake, orch, name: str) -> list:
+    """Reconcile passes until the due crash-loop try of ``name`` is settled: one pass starts
+    it, later ones observe its verification (the clock moves by the poll interval between
+    them) and settle the verdict. The outcomes of every pass."""
+    outcomes = list(await reconcile(ctx, fake))
+    await drain(orch)
+    for _ in range(40):
+        if orch.state(name).trying is None:
+            return outcomes
+        ctx.clock.advance(ctx.policy()["healing"]["verify"]["poll_seconds"])
+        outcomes += await reconcile(ctx, fake)
+        await drain(orch)
+    raise AssertionError(f"the try of {name} was not settled")
+
+
 def exited(name: str, pid: int, rc: int = -9) -> Event:
     return Event("service.exited", {"service": name, "pid": pid, "returncode": rc,
                                     "expected": False})
@@ -94,8 +109,9 @@ async def test_crash_loop_backs_off_isolates_alerts_then_slow_retry_recovers(tmp
     starts_before = fake.starts
     for _ in range(2):  # max_attempts tries, each after its back-off delay
         ctx.clock.advance(25)
-        await reconcile(ctx, fake)  # the due try: planned by diff, run through the Executor
-        await drain(orch)
+        # the due try: planned by diff, started through the Executor, its verification
+        # observed on the following passes, its verdict settled
+        await run_try(ctx, fake, orch, "nexus")
     assert st.phase == "isolated" and fake.overrides["nexus"]["isolated"] is True
     assert fake.starts - starts_before == 2  # bounded: one start per try, no storm
     # the isolation the diff planned for the last try's failure is an action of its own
@@ -110,8 +126,8 @@ async def test_crash_loop_backs_off_isolates_alerts_then_slow_retry_recovers(tmp
     assert st.phase == "isolated"  # slow retry not due yet
     fake.crash_on_start.clear()  # the cause went away
     ctx.clock.advance(100)
-    await reconcile(ctx, fake)
-    await drain(orch)
+    outcomes = await run_try(ctx, fake, orch, "nexus")
+    assert [o.action.params.get("settle", False) for o in outcomes] == [False, True]
     assert st.phase == "normal" and fake.procs["nexus"]["running"]
     assert fake.overrides["nexus"] == {"isolated": False, "paused": False}
     released = [i for i in fake.intents.list("Service/nexus") if i.kind == "isolate"]

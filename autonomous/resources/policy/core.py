@@ -30,6 +30,9 @@ ACTION_KINDS = (
     "alert", "notify", "incident", "housekeeping",
     "release", "close_incident",  # healing: a new revision frees a service; a removed one
     "backoff", "resume",  # healing: CrashLoopBackOff; an incident whose approval was decided
+    # healing: proven health forgives the counted restarts; a failing service kept stopped
+    # while its isolation awaits approval; degraded mode / fallback undone once healthy again
+    "reset_restarts", "hold", "recover",
     # the gateway owner (re)writes Traefik's routes to what runs: ready standbys, fallback,
     # rollout weights. Not ``update`` (a software update, approved in governed mode)
     "route",
