@@ -90,7 +90,8 @@ async def vet_proposal(ctx: OperatorContext, row: ProposalRow, svc: Any) -> Vett
         checks=[ApiCheck(c.path, c.status) for c in checks.api_checks],
         ready_path=checks.ready_path, backup_paths=list(checks.snapshot_paths),
         env=dict(svc.env), test_timeout_s=checks.test_timeout_seconds,
-        ready_timeout_s=checks.ready_timeout_seconds, cwd=str(ctx.root))
+        ready_timeout_s=checks.ready_timeout_seconds, cwd=str(ctx.root),
+        sandbox_dir=str(ctx.data_dir / "sandboxes" / f"proposal-{row.id}"))
     client = ProbeClient()
     judge = EvolutionPolicy.model_validate(ctx.policy()["evolution"]).judge
     backups = BackupManager(_engine(ctx, checks.repository)) if checks.snapshot_paths else None
