@@ -50,6 +50,7 @@ from autonomous.supervisor.probe_client import ProbeClient
 from autonomous.supervisor.processes import ProcessSupervisor
 from autonomous.evolution.proposals import OPEN, ProposalStore
 from controllers.base import Action, Controller, Outcome
+from controllers.evolution_jobs import VettingJobs
 from controllers.evolution_plan import RolloutObserved, plan, rollout_policy
 from controllers.evolution_proposals import (ProposalObserved, act_proposal, apply_commit,
                                              plan_proposal, rollout_specs)
@@ -93,6 +94,7 @@ class EvolutionController(Controller):
         self.candidates: dict[str, Candidate] = {}  # published: the gateway routes to them
         self.retiring: dict[str, Candidate] = {}  # unpublished, stopped once drained
         self.probe = ProbeClient()
+        self.jobs = VettingJobs(ctx)  # proposals' checks, run in the background
 
     async def start(self) -> None:
         from autonomous.evolution.facade import EvolutionFacade
@@ -103,6 +105,7 @@ class EvolutionController(Controller):
         self.ctx.subsystems["rollouts"] = self.candidates
 
     async def stop(self) -> None:
+        await self.jobs.stop()
         for name in {*self.candidates, *self.retiring}:
             await self._stop_candidate(name)
         await self.probe.aclose()
@@ -144,7 +147,8 @@ class EvolutionController(Controller):
                 row, svc is not None, svc.version if svc is not None else None,
                 svc is not None and svc.traffic is not None,
                 (row.service, row.version) in quarantined,
-                latest[1].status if latest is not None else None))
+                latest[1].status if latest is not None else None,
+                self.jobs.observed(row.id) if row.state == "vetting" else None))
         return tuple(out)
 
     async def observe(self) -> tuple[RolloutObserved | ProposalObserved, ...]:
@@ -326,8 +330,8 @@ class EvolutionController(Controller):
                 reason, evidence, now))
 
     async def act(self, action: Action) -> Outcome:
-        if action.params.get("op") in ("propose", "close"):
-            return await act_proposal(self.ctx, self.proposals, action)
+        if action.params.get("op") in ("propose", "close", "vetted", "revet"):
+            return await act_proposal(self.ctx, self.proposals, self.jobs, action)
         d = self.desired()
         name = action.resource.split("/", 1)[1]
         if d is None or name not in d[0]:

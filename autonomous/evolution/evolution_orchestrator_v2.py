@@ -24,6 +24,7 @@ import asyncio
 import os
 import socket
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,14 @@ class Step:
 class EvolutionOrchestratorV2:
     def __init__(self, facade: EvolutionFacade, tester: RegressionTester, judge: JudgePolicy,
                  bus: EventBus, changelog: Path, backups: BackupManager | None = None,
-                 ready_timeout_s: float = 20.0) -> None:
+                 ready_timeout_s: float = 20.0,
+                 progress: Callable[[str, str], None] | None = None,
+                 spawned: Callable[[int], None] | None = None) -> None:
+        """``progress(step, detail)``: told as each step of :meth:`vet` starts;
+        ``spawned(pid)``: told each process group leader it starts (the suite, the
+        sandboxed candidate), so a background job's processes can be found after a crash."""
+        self.progress = progress or (lambda step, detail: None)
+        self.spawned = spawned
         self.facade = facade
         self.tester = tester
         self.judge = judge
@@ -94,7 +102,8 @@ class EvolutionOrchestratorV2:
         if argv is None:
             return None
         return await self.tester.run_full_test_suite(expand_argv(argv), cwd=cwd,
-                                                     timeout_s=timeout_s)
+                                                     timeout_s=timeout_s,
+                                                     on_start=self.spawned)
 
     async def sandbox(self, plan: UpdatePlan, data: SandboxData | None = None) -> TestResult:
         """Start the candidate on a free port (on ``data``: cwd, argv and env pointed at the
@@ -111,6 +120,8 @@ class EvolutionOrchestratorV2:
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL, start_new_session=True,
             preexec_fn=_set_pdeathsig)  # noqa: PLW1509
+        if self.spawned is not None:
+            self.spawned(proc.pid)
         base = f"http://127.0.0.1:{port}"
         try:
             loop = asyncio.get_running_loop()
@@ -130,10 +141,10 @@ class EvolutionOrchestratorV2:
             if proc.returncode is None:
                 proc.terminate()
                 try:
-                    await asyncio.wait_for(proc.wait(), 5)
+                    await asyncio.shield(asyncio.wait_for(proc.wait(), 5))
                 except TimeoutError:
                     proc.kill()
-                    await proc.wait()
+                    await asyncio.shield(proc.wait())
 
     async def capture_baseline(self, url: str, requests: int) -> Samples:
         return await self.tester.run_performance_benchmark(url, requests)
@@ -165,16 +176,22 @@ class EvolutionOrchestratorV2:
         """backup → regression tests → sandbox, stopping at the first failing step: what an
         update must pass before any traffic reaches it (the evolution controller runs this
         for every proposal it applies)."""
+        self.progress("backup", f"snapshot of {len(plan.backup_paths)} path(s)"
+                      if plan.backup_paths else "nothing declared to snapshot")
         try:
             steps = [await asyncio.to_thread(self.backup, plan.service, plan.backup_paths)]
         except (OSError, RuntimeError, ValueError) as e:  # the engine refuses with a reason
             steps = [Step("backup", False, f"{type(e).__name__}: {e}")]
         if steps[-1].ok:
+            self.progress("regression_tests", " ".join(plan.test_command)
+                          if plan.test_command else "no test command declared")
             t = await self.run_regression_tests(plan.test_command, cwd=plan.cwd,
                                                 timeout_s=plan.test_timeout_s)
             steps.append(Step("regression_tests", True, "no test command declared") if t is None
                           else Step("regression_tests", t.passed, t.detail))
         if steps[-1].ok:
+            self.progress("sandbox", f"candidate {plan.version} on a copy of its data, "
+                          f"{len(plan.checks)} API check(s)")
             steps.append(await self.sandboxed(plan, steps[0].data.get("snapshot", {}).get("id")))
         return steps
 

@@ -18,6 +18,7 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -25,6 +26,7 @@ import httpx
 from autonomous.evolution.metrics_comparator import Comparison, Samples, compare
 from autonomous.resources.policy.evolution import JudgePolicy
 from autonomous.supervisor.probe_client import ProbeClient
+from autonomous.supervisor.processes import _set_pdeathsig
 
 __all__ = ["ApiCheck", "RegressionTester", "TestResult"]
 
@@ -51,14 +53,26 @@ class RegressionTester:
 
     async def run_full_test_suite(self, argv: list[str], cwd: str | None = None,
                                   env: dict[str, str] | None = None,
-                                  timeout_s: float = 300.0) -> TestResult:
+                                  timeout_s: float = 300.0,
+                                  on_start: Callable[[int], None] | None = None) -> TestResult:
+        """``on_start``: told the suite's pid (the leader of its own process group) once it
+        runs; it dies with the operator (PDEATHSIG), the rest of its group is the caller's
+        to stop (``autonomous.evolution.vetting.stop_left_groups``)."""
         t0 = time.monotonic()
         proc = await asyncio.create_subprocess_exec(
             *argv, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True)  # its own group: a timeout kills what it started too
+            start_new_session=True,  # its own group: a timeout kills what it started too
+            preexec_fn=_set_pdeathsig)  # noqa: PLW1509
+        if on_start is not None:
+            on_start(proc.pid)
         try:
             out, _ = await asyncio.wait_for(proc.communicate(), timeout_s)
+        except asyncio.CancelledError:  # the job was cancelled (operator stopping): no orphan
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            await asyncio.shield(proc.wait())
+            raise
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)

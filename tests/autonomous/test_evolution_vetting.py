@@ -5,6 +5,7 @@ step's output, quarantines the version (never proposed again) and notifies once.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 from collections.abc import Awaitable, Callable
@@ -64,6 +65,11 @@ async def _reconcile(tmp_path: Path, checks: dict[str, Any],
     try:
         (item,) = facade.scan(None)["results"]
         outcomes = [(o.ok, o.message) for o in await m.reconcile(evo)]
+        for _ in range(3):  # the checks run in the background; then one action concludes
+            if facade.proposals.get(item["proposal"]["id"]).state != "vetting":
+                break
+            await asyncio.gather(*evo.jobs.tasks.values(), return_exceptions=True)
+            outcomes += [(o.ok, o.message) for o in await m.reconcile(evo)]
         got = []
         while (ev := notes.get_nowait()) is not None:
             got.append(ev.data)
