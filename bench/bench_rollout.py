@@ -4,16 +4,18 @@ replayed over *measured* paired probe rounds.
 
     python3 bench/bench_rollout.py            # 6 candidate processes, 1000 rollouts per case
     python3 bench/bench_rollout.py --quick    # 3 candidate processes, 200 rollouts per case
-    python3 bench/bench_rollout.py --gap 0.05 # stress: rounds 50 ms apart (more correlated)
+    python3 bench/bench_rollout.py --gap 0.2  # stress: rounds 0.2 s apart (more correlated)
 
 Measure: one baseline sample-stack process (``nexus`` 1.0.0, started first and warmed like a
 running service) and, one after another, fresh candidate processes of the same code (started
 the way the controller starts one); against each, the controller's own paired probe rounds
 (``autonomous.evolution.probes.paired_round``, ``probes_per_observe`` pairs, one warm-up round
-dropped), ``--gap`` seconds apart (default 0.5 s; the controller's rounds are a reconcile
-interval apart (config/autonomous.yaml), so the default is the harder case: on this 2-core host a
-10-round window's median ratio of identical code spanned 0.91–1.06 at 0.5 s but 0.88–1.31 at
-0.05 s). The rounds keep their order: a slow burst stays a burst.
+dropped), ``--gap`` seconds apart (default: the policy's ``judge.min_round_interval_seconds``,
+1 s — the closest the controller takes rounds; its reconcile interval (config/autonomous.yaml)
+is longer, so the default is the harder case: on this 2-core host a 10-round window's median
+ratio of identical code spanned 0.91–1.06 at 0.5 s but 0.88–1.31 at 0.05 s, and a good
+candidate measured ×2 for ~1 s at a time in rounds 0.2 s apart). The rounds keep their order:
+a slow burst stays a burst.
 
 Replay: each rollout goes through every policy phase the way the controller does — per
 reconcile one round of the candidate process picked for the phase (consecutive rounds from a
@@ -284,13 +286,14 @@ def replay(rule: Rule, pool: list[list[Round]], pol: EvolutionPolicy, factor: fl
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--gap", type=float, default=0.5,
-                    help="seconds between probe rounds (the controller's: its reconcile "
-                         "interval; shorter rounds are more alike)")
+    ap.add_argument("--gap", type=float, default=None,
+                    help="seconds between probe rounds (default: the policy's "
+                         "judge.min_round_interval_seconds, the closest the controller takes "
+                         "them; its reconcile interval is longer; closer rounds are more alike)")
     ap.add_argument("--switches", type=int, default=None,
                     help="rollbacks timed through Traefik (default 20, --quick 10; 0: skip)")
     args = ap.parse_args()
-    cands, rounds, runs = (3, 60, 200) if args.quick else (6, 90, 1000)
+    cands, rounds, runs = (3, 50, 200) if args.quick else (6, 90, 1000)
     n_switch = args.switches if args.switches is not None else (10 if args.quick else 20)
     switch = asyncio.run(switch_times(n_switch)) if n_switch else []
     done = [x * 1000 for x, _ in switch if x is not None]
@@ -306,6 +309,8 @@ def main() -> None:
               "(the rest: Traefik's reload)")
     pol = EvolutionPolicy.model_validate(yaml.safe_load(
         (ROOT / "policies" / "evolution.yaml").read_text())["spec"]["policy"]["evolution"])
+    if args.gap is None:
+        args.gap = pol.judge.min_round_interval_seconds
     pool = asyncio.run(measure(cands, rounds, args.gap))
     flat = [x for seq in pool for r in seq for x in r.base]
     per_proc = [statistics.median([x for r in seq for x in r.cand])

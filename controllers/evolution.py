@@ -32,6 +32,7 @@ import asyncio
 import json
 import os
 import socket
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +72,7 @@ class Candidate:
     rounds: list[float] = field(default_factory=list)
     phase_index: int = -1
     ready: bool = False  # answered ready_path once: samples are taken from then on
+    last_round: float | None = None  # time.monotonic() of the last paired round
 
 
 def _free_port() -> int:
@@ -158,7 +160,8 @@ class EvolutionController(Controller):
         d = self.desired()
         if d is None:
             return ()
-        specs, _ = d
+        specs, policy = d
+        spacing = policy.judge.min_round_interval_seconds
         gen = self.ctx.desired.current
         services = gen.services if gen is not None else {}
         quarantined = self.rollouts.quarantined()
@@ -185,7 +188,11 @@ class EvolutionController(Controller):
                     c.lat, c.err = {"base": [], "cand": []}, {"base": 0, "cand": 0}
                     c.rounds = []
                 c.ready = True  # from ready on, every failed probe is an error sample
-                await self._pair(c, base_port, spec.probe_path, spec.probes_per_observe)
+                # measurement pacing (real time, like the latencies): rounds a moment apart
+                # are one contention episode of the host, not independent evidence
+                if c.last_round is None or time.monotonic() - c.last_round >= spacing:
+                    c.last_round = time.monotonic()
+                    await self._pair(c, base_port, spec.probe_path, spec.probes_per_observe)
             base = Samples.of(c.lat["base"], c.err["base"]) if c else Samples.of([])
             cand = Samples.of(c.lat["cand"], c.err["cand"]) if c else Samples.of([])
             rec = records.get(rid) if rid is not None else None
