@@ -1,7 +1,9 @@
 """Regression tests of a candidate version before any traffic reaches it.
 
 * :meth:`RegressionTester.run_full_test_suite` — the service's declared test command (an argv
-  list, never a shell string), with a timeout; passes on exit status 0.
+  list, never a shell string), with a timeout; passes on exit status 0. It runs in its own
+  process group, dies with the operator (PDEATHSIG), and what it leaves running in its group
+  is killed when it ends, times out or is cancelled.
 * :meth:`RegressionTester.run_api_tests` — GETs of declared paths (its probes and API checks)
   against the sandboxed candidate; each must answer its expected status.
 * :meth:`RegressionTester.run_performance_benchmark` — N sequential GETs of one path, latency
@@ -79,6 +81,8 @@ class RegressionTester:
             await proc.wait()
             return TestResult("test_suite", False, f"timed out after {timeout_s:g}s",
                               time.monotonic() - t0)
+        with contextlib.suppress(ProcessLookupError):  # what it left running in its group
+            os.killpg(proc.pid, signal.SIGKILL)
         tail = out.decode(errors="replace")[-2000:]
         ok = proc.returncode == 0
         return TestResult("test_suite", ok, f"exit {proc.returncode}: {tail.strip()[-300:]}",
