@@ -152,8 +152,8 @@ async def switch_times(n: int) -> list[tuple[float | None, float]]:
     """Rollback switch time through the operator's own path: the evolution controller's
     rollback unpublishes the candidate (``EvolutionController._unpublish``, what its act does
     after the transition is recorded), the gateway controller — woken by that
-    ``evolution.candidate`` event; here reconciled at once — rewrites Traefik's dynamic
-    configuration, Traefik reloads. Measured: the decision timestamp (before the unpublish)
+    ``evolution.candidate`` event (the controller manager runs every loop, as in the operator)
+    — rewrites Traefik's dynamic configuration, Traefik reloads. Measured: the decision timestamp (before the unpublish)
     to the first answer from the old version at the front, through Traefik, while a client
     sends steady requests; the candidate serves 100 % (FULL, the old version still running)
     before each rollback. Per rollback: (switch seconds, None when not switched within 5 s;
@@ -177,23 +177,26 @@ async def switch_times(n: int) -> list[tuple[float | None, float]]:
         m = ControllerManager(ctx, [gw, evo])
         client = FrontClient(f"http://127.0.0.1:{front}/health")
         try:
-            await evo.start()
-            await gw.start()
-            await m.reconcile(gw)
+            await m.start()  # every controller's loop, woken by the events it watches
+            await _until(lambda: gw.traefik is not None and gw.traefik.live(), 30)
             client.thread.start()
             for _ in range(n):
                 evo.retiring.clear()
                 evo.candidates["nexus"] = Candidate("nexus", "2.0.0", cport, 100, "2.0.0")
-                await m.reconcile(gw)
+                ctx.bus.publish("evolution.candidate", service="nexus", port=cport)
                 t1 = time.perf_counter()
                 if not await _until(lambda: client.first_after(t1, "2.0.0") is not None, 5):
                     raise RuntimeError("the front never served the candidate")
+                # a rollback comes long after the last weight change: the gateway is idle
+                await _until(lambda: not gw.lock.locked(), 10)
+                doc = gw.workdir / "dynamic" / "atlas.yaml"
+                before = doc.stat().st_mtime_ns
                 wall0, t0 = time.time(), time.perf_counter()  # the rollback decision
-                evo._unpublish("nexus")
-                await m.reconcile(gw)
-                written = (gw.workdir / "dynamic" / "atlas.yaml").stat().st_mtime - wall0
+                evo._unpublish("nexus")  # publishes evolution.candidate: the gateway wakes
                 await _until(lambda: client.first_after(t0, "1.0.0") is not None, 5)
                 hit = client.first_after(t0, "1.0.0")
+                await _until(lambda: doc.stat().st_mtime_ns != before, 5)
+                written = doc.stat().st_mtime - wall0
                 out.append((None if hit is None else hit - t0, written))
         finally:
             client.stop.set()
@@ -201,8 +204,7 @@ async def switch_times(n: int) -> list[tuple[float | None, float]]:
                 client.thread.join(5)
             evo.candidates.clear()
             evo.retiring.clear()
-            await evo.stop()
-            await gw.stop()
+            await m.stop()
             terminate(old)
             terminate(new)
             ctx.store.close()
