@@ -120,8 +120,9 @@ class ProposalStore:
 
     def prune(self, before_ts: float) -> int:
         """Retention: closed proposals last updated before ``before_ts``."""
-        cur = self.store.execute(f"DELETE FROM evolution_proposals WHERE state NOT IN "  # noqa: S608
-                                 f"({_OPEN_MARKS}) AND updated_at < ?", (*OPEN, before_ts))
+        sql = f"DELETE FROM evolution_proposals WHERE state NOT IN ({_OPEN_MARKS}) AND " \
+              "updated_at < ?"  # noqa: S608
+        cur = self.store.execute(sql, (*OPEN, before_ts))
         return cur.rowcount
 
 
