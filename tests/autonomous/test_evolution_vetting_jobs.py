@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from rich.console import Console
 
+from autonomous.cli.cmd_rollout import _table
 from autonomous.core.clock import FakeClock
 from autonomous.evolution.facade import EvolutionFacade
 from autonomous.evolution.store import RolloutStore
@@ -109,6 +111,9 @@ async def test_a_long_suite_runs_in_the_background_while_another_rollout_advance
         (v,) = seen_vetting
         assert v["phase"] == "VETTING" and v["step"] == "regression_tests", v
         assert v["service"] == "echo" and v["to_version"] == "1.1.0"
+        console = Console(record=True, width=200)  # `atlas-autonomous rollout status` shows it
+        console.print(_table({"rollouts": [], "quarantined": [], "vetting": seen_vetting}))
+        assert "VETTING: regression_tests" in console.export_text()
         gate.write_text("open")
         await asyncio.wait_for(asyncio.shield(evo.jobs.tasks[pid]), 60)
         outcomes = await m.reconcile(evo)
