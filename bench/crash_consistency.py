@@ -38,6 +38,7 @@ def main() -> None:
         ap.error(f"unknown operation(s) {', '.join(unknown)}; choose from {', '.join(OPERATIONS)}")
     rng = random.Random(args.seed)
     by_op: dict[str, list[RunResult]] = defaultdict(list)
+    not_run: list[str] = []  # runs whose set-up timed out before the kill: not a verdict
     from rich.progress import Progress
     with Progress() as progress:
         task = progress.add_task("kill / restart runs", total=args.runs)
@@ -46,6 +47,8 @@ def main() -> None:
             tmp = Path(tempfile.mkdtemp(prefix="crash-consistency-"))
             try:
                 by_op[operation].append(crash_run(tmp, operation, rng))
+            except AssertionError as exc:  # the run never reached its kill (a busy host)
+                not_run.append(f"{operation}: {exc}")
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
             progress.advance(task)
@@ -63,8 +66,13 @@ def main() -> None:
         for r in rs:
             for p in r.problems + r.half_applied:
                 print(f"    {op}: {p}")
-    print(f"\n{args.runs - total_bad} of {args.runs} runs consistent")
-    figures: dict[str, float | None] = {"runs": args.runs, "consistent_runs": args.runs - total_bad}
+    done = args.runs - len(not_run)
+    for why in not_run:
+        print(f"    not run: {why}")
+    print(f"\n{done - total_bad} of {done} runs consistent"
+          + (f" ({len(not_run)} not run: set-up timed out before the kill)" if not_run else ""))
+    figures: dict[str, float | None] = {"runs": done, "consistent_runs": done - total_bad,
+                                        "not_run": len(not_run)}
     for op, rs in by_op.items():
         figures[f"{op}_inconsistent"] = sum(not r.ok for r in rs)
     write_result("crash_consistency", figures, {},

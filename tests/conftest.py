@@ -8,8 +8,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -168,3 +169,26 @@ def _recorded_pids(data_dir: Path) -> list[int]:
 
 
 __all__ = ["TOKEN", "OperatorProcess", "free_port", "make_tree", "service_yaml", "shutil"]
+
+
+@pytest.fixture
+async def operator_stack(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    """``await operator_stack(services, controllers, extra_policy=None, wait_healthy=True)``:
+    the operator in this process on ``services`` (tests/autonomous/operator_stack.py); every
+    stack it made is stopped (processes, manager, store) at teardown."""
+    from tests.autonomous.operator_stack import Stack, start_stack, stop_stack
+
+    made: list[Stack] = []
+
+    async def make(services: dict[str, str], controllers: Sequence[type], *,
+                   extra_policy: str | None = None, wait_healthy: bool = True) -> Stack:
+        stack = await start_stack(tmp_path, services, controllers, extra_policy=extra_policy)
+        made.append(stack)
+        if wait_healthy:
+            for name in services:
+                await stack.until(lambda n=name: stack.healthy(n), 15, f"{name} healthy")
+        return stack
+
+    yield make
+    for s in made:
+        await stop_stack(s)

@@ -182,6 +182,11 @@ class Scorer:
         self.files = {f.key: f for f in corpus}
         self.weights = {f.key: _weights(f) for f in corpus}
 
+    def file_raw(self, scores: dict[str, np.ndarray], key: str, profile: str,
+                 thr: float = 0.5) -> float:
+        """Raw score of one file at threshold ``thr``."""
+        return _raw(self.weights[key], scores[key] >= thr, PROFILES[profile])
+
     def raw(self, scores: dict[str, np.ndarray], keys: list[str], thr: float,
             profile: str) -> float:
         prof = PROFILES[profile]

@@ -17,7 +17,6 @@ stays at or above ``min_recall`` and precision improves.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,21 +26,11 @@ from autonomous.core.clock import Clock, iso
 from autonomous.core.errors import NotFound, Problem, ValidationFailed
 from autonomous.learning.feedback_stats import AreaFinding, analyze_areas, wilson
 from autonomous.learning.knowledge_graph import KnowledgeGraph
+from autonomous.learning.candidate import Candidate
 from autonomous.learning.proposal_patch import Key, Patch
 from autonomous.store import Store
 
-__all__ = ["AlertCandidate", "FeedbackLoop", "tune_threshold"]
-
-
-@dataclass(frozen=True)
-class AlertCandidate:
-    rule: str
-    patch: Patch
-    low: float
-    high: float
-    evidence: dict[str, Any]
-    evaluation: dict[str, Any]
-    guard: dict[str, Any]
+__all__ = ["FeedbackLoop", "tune_threshold"]
 
 
 def _fires(op: str, value: float, threshold: float) -> bool:
@@ -195,7 +184,7 @@ class FeedbackLoop:
             "ORDER BY id", (f"alert:{rule}",))]
 
     def alert_candidates(self, root: Path, policy: dict[str, Any],
-                         alert_rules: list[dict[str, Any]]) -> list[AlertCandidate]:
+                         alert_rules: list[dict[str, Any]]) -> list[Candidate]:
         lp, at = policy, policy["alert_tuning"]
         out = []
         for rule in alert_rules:
@@ -227,8 +216,10 @@ class FeedbackLoop:
             new, base, prop = tuned
             new_value: float | int = int(new) if isinstance(in_file, int) and new == int(new) \
                 else new
-            out.append(AlertCandidate(
-                name, Patch(file, path, in_file, new_value), bounds["low"], bounds["high"],
+            out.append(Candidate(
+                "feedback_loop.alert_tuning", f"alert {name}: precision below target",
+                "learning.alert_tuning", f"alert {name}: threshold {in_file} → {new_value}",
+                Patch(file, path, in_file, new_value), bounds["low"], bounds["high"],
                 evidence={"labels": len(labels), "false_positive": bad,
                           "false_positive_rate_interval": [round(lo, 4), round(hi, 4)],
                           "target_precision": at["target_precision"], "sample_size": len(labels)},

@@ -21,8 +21,8 @@ from typing import Any
 from autonomous.context import OperatorContext
 from autonomous.core.clock import iso
 from autonomous.core.errors import Problem, ValidationFailed
-from autonomous.learning.feedback_loop import AlertCandidate, FeedbackLoop
-from autonomous.learning.optimizer_proposals import OptimizerCandidate, optimizer_candidates
+from autonomous.learning.feedback_loop import FeedbackLoop
+from autonomous.learning.optimizer_proposals import optimizer_candidates
 from autonomous.learning.proposal_rules import blocked_by_cooldown
 from autonomous.learning.proposals import ProposalStore
 
@@ -82,15 +82,7 @@ class LearningOrchestrator:
                                                       "findings": len(findings)})
         opt_candidates, opt_skipped = optimizer_candidates(self.ctx)
         skipped.extend(opt_skipped)
-        work: list[tuple[AlertCandidate | OptimizerCandidate, str, str, str, str]] = [
-            (c, "feedback_loop.alert_tuning", f"alert {c.rule}: precision below target",
-             "learning.alert_tuning", f"alert {c.rule}: threshold {c.patch.old} → {c.patch.new}")
-            for c in candidates]
-        work += [(c, "performance_optimizer", f"optimizer {c.target}: trial "
-                  f"{c.evidence['trials']} measured", "learning.optimizer",
-                  f"optimizer {c.target}: {c.parameter} {c.patch.old} → {c.patch.new}")
-                 for c in opt_candidates]
-        for c, source, observed, rule, title in work:
+        for c in [*candidates, *opt_candidates]:
             key = f"{c.patch.file}#{'.'.join(map(str, c.patch.path))}"
             if key in open_keys:
                 skipped.append({"key": key, "reason": "a change to it is open"})
@@ -101,14 +93,14 @@ class LearningOrchestrator:
                 continue
             with self.ctx.store.transaction():
                 ids = self.ctx.graph.record_chain(
-                    [("observation", observed, {"evidence": c.evidence}),
-                     ("decision", f"propose {title}",
-                      {"rule": rule, "evaluation": c.evaluation})],
+                    [("observation", c.observed, {"evidence": c.evidence}),
+                     ("decision", f"propose {c.title}",
+                      {"rule": c.rule, "evaluation": c.evaluation})],
                     context={"under_generation": self.ctx.graph.ensure("generation",
                                                                        str(gen.number))})
                 self.ctx.graph.add_relation(cycle_node, "led_to", ids[0])
                 p = self.proposals.create(
-                    source=source, title=title, patch=c.patch, generation=gen.number,
+                    source=c.source, title=c.title, patch=c.patch, generation=gen.number,
                     cycle=cycle, evidence={**c.evidence, "graph": ids}, guard=c.guard,
                     low=c.low, high=c.high)
                 self.ctx.graph.add_relation(ids[-1], "about", self.ctx.graph.ensure(

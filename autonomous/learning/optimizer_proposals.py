@@ -17,33 +17,21 @@ cycle are kept in ``kv`` (bounded by ``trials_per_cycle``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from autonomous.context import OperatorContext
+from autonomous.learning.candidate import Candidate
 from autonomous.learning.performance_optimizer import PerformanceOptimizer, Trial
 from autonomous.learning.proposal_patch import Key, Patch
 from autonomous.resources.policy.learning_tuning import OptimizerPolicy, OptimizerTarget
 from autonomous.store.timeseries import TimeSeriesStore
 
-__all__ = ["OptimizerCandidate", "clamp_step", "optimizer_candidates"]
+__all__ = ["clamp_step", "optimizer_candidates"]
 
 KV = "learning.optimizer.trials"
-
-
-@dataclass(frozen=True)
-class OptimizerCandidate:
-    target: str
-    parameter: str
-    patch: Patch
-    low: float
-    high: float
-    evidence: dict[str, Any]
-    evaluation: dict[str, Any]
-    guard: dict[str, Any]
 
 
 def clamp_step(old: float, new: float, low: float, high: float, max_step: float,
@@ -78,7 +66,7 @@ def _policies(ctx: OperatorContext) -> tuple[OptimizerPolicy, float]:
             float(pol["learning"]["proposals"]["max_step_fraction"]))
 
 
-def optimizer_candidates(ctx: OperatorContext) -> tuple[list[OptimizerCandidate],
+def optimizer_candidates(ctx: OperatorContext) -> tuple[list[Candidate],
                                                         list[dict[str, Any]]]:
     """(proposals to make, targets skipped with why)."""
     policy, max_step = _policies(ctx)
@@ -86,7 +74,7 @@ def optimizer_candidates(ctx: OperatorContext) -> tuple[list[OptimizerCandidate]
     history = [Trial.from_row(r) for r in (ctx.store.kv_get(KV, []) or [])]
     opt = PerformanceOptimizer(policy)
     opt.load_history(history)
-    out: list[OptimizerCandidate] = []
+    out: list[Candidate] = []
     skipped: list[dict[str, Any]] = []
     for name, spec in sorted(policy.targets.items()):
         in_force = _in_force(ctx.root, spec)
@@ -142,7 +130,7 @@ def _measure(series: TimeSeriesStore, target: str, spec: OptimizerTarget
 
 def _candidate(name: str, spec: OptimizerTarget, in_force: dict[str, float],
                want: dict[str, float], max_step: float, reason: str,
-               gain: tuple[float, float] | None, trials: int) -> OptimizerCandidate | None:
+               gain: tuple[float, float] | None, trials: int) -> Candidate | None:
     def rel(p: str) -> float:
         old = in_force[p]
         return abs(want[p] - old) / (abs(old) or 1.0)
@@ -155,8 +143,10 @@ def _candidate(name: str, spec: OptimizerTarget, in_force: dict[str, float],
     assert box.file is not None and box.path is not None
     value: float | int = int(new) if box.integer else new
     old_v: float | int = int(old) if box.integer else old
-    return OptimizerCandidate(
-        name, pname, Patch(box.file, _path(box.path), old_v, value), box.lower, box.upper,
+    return Candidate(
+        "performance_optimizer", f"optimizer {name}: trial {trials} measured",
+        "learning.optimizer", f"optimizer {name}: {pname} {old_v} → {value}",
+        Patch(box.file, _path(box.path), old_v, value), box.lower, box.upper,
         evidence={"target": name, "parameter": pname, "suggested": want[pname],
                   "clamped_to_step": new != want[pname], "max_step_fraction": max_step,
                   "trials": trials, "objective": spec.objective.metric},

@@ -93,7 +93,9 @@ class Detector:
         after = b.get_state()
         if after is CircuitState.OPEN and before is not CircuitState.OPEN:
             source, msg, ctx = self._why_open(window, slow_s)
-            return f"opened:{source}", self._report(name, source, msg, **ctx)
+            # the process whose probe opened it: a restart asked for it is satisfied at once
+            # when the owner already replaced that process (a crash seen by its probes first)
+            return f"opened:{source}", self._report(name, source, msg, pid=d.get("pid"), **ctx)
         if after is CircuitState.CLOSED and before is CircuitState.HALF_OPEN:
             return "closed", None
         return "", None

@@ -74,7 +74,8 @@ class HealingPipeline:
         nothing: a paused service probed every few seconds is not a stream of incidents. The
         failure of an undeclared service is recorded (skipped): it is its only trace."""
         st = self.shared.state(report.service)
-        if st.busy or self._skip_reason(report.service, forced is not None) is not None:
+        if st.busy or self._skip_reason(report.service, forced is not None) is not None \
+                or self._about_a_replaced_process(report):
             return None
         st.busy = True
         try:
@@ -168,11 +169,16 @@ class HealingPipeline:
             return ev
         obs = svc.observed().get(name) or {}
         last = obs.get("last_probe") or {}
+        reported = report.context.get("pid")
+        if isinstance(reported, int) and reported != obs.get("pid"):
+            # the process the report is about was already replaced by its owner: it is not
+            # running (the new one's state is not this failure's evidence)
+            ev.setdefault("running", False)
         ev.setdefault("running", bool(obs.get("running")))
         ev.setdefault("pid", obs.get("pid"))
         ev.setdefault("status_code", last.get("status_code"))
         ev.setdefault("probe_error", last.get("error"))
-        ev["stopped"] = process_stopped(obs.get("pid")) if obs.get("running") else False
+        ev["stopped"] = process_stopped(obs.get("pid")) if ev["running"] else False
         ev["probes_seen"] = list(obs.get("probe_history") or [])[-5:]  # with their values
         ev["log_tail"] = svc.log_tail(name, self.shared.policy()["classification"]["log_tail_lines"])
         ev["config_changed"] = self._config_changed(name, svc)
@@ -208,6 +214,17 @@ class HealingPipeline:
         if S.ALERT_HUMAN not in out:
             out.append(S.ALERT_HUMAN)
         return out
+
+    def _about_a_replaced_process(self, report: ErrorReport) -> bool:
+        """A probe-driven report about a process that is no longer the service's (its owner
+        saw it exit and started another): its exit is that failure's one report."""
+        pid = report.context.get("pid")
+        if report.source in ("exit", "manual") or not isinstance(pid, int):
+            return False
+        svc = self.ctx.subsystems.get("services")
+        if svc is None:
+            return False
+        return (svc.observed().get(report.service) or {}).get("pid") != pid
 
     def _undeclared(self, name: str) -> str | None:
         """Why ``name`` cannot be healed at all (its failure is still recorded, skipped)."""

@@ -6,24 +6,20 @@ own counter; clearing the fault routes the front back to the primary."""
 
 from __future__ import annotations
 
-import functools
 import re
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
-from autonomous.core.clock import SystemClock
 from autonomous.gateway.config import Backend, Front, dynamic_config
 from autonomous.intents import Intent, IntentStore
-from autonomous.testing import copy_default_tree, free_port, make_context
+from autonomous.testing import free_port
 from controllers.gateway import GatewayController, fallback_routes
 from controllers.healing import HealingController
-from controllers.manager import ControllerManager
 from controllers.services import ServicesController
-from tests.autonomous.test_healing_faults import FAST_POLICY, Stack, service
+from tests.autonomous.operator_stack import service
 from tests.conftest import needs_traefik
 
 pytestmark = [needs_traefik, pytest.mark.timeout(90)]
@@ -66,33 +62,12 @@ def _served(metrics: str, path: str) -> int:
 
 
 @pytest.fixture
-async def gateway_stack(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
-    made: list[Stack] = []
-
-    async def make(services: dict[str, str]) -> Stack:
-        root = copy_default_tree(tmp_path / "root")
-        for f in (root / "desired_state").glob("*.yaml"):
-            f.unlink()
-        for name, text in services.items():
-            (root / "desired_state" / f"{name}.yaml").write_text(text)
-        (root / "policies" / "zz_test_fast.yaml").write_text(FAST_POLICY)
-        ctx = make_context(tmp_path, root=root, clock=SystemClock())
-        assert ctx.desired.current is not None, ctx.desired.error
-        ctx.governance.set_mode("growth", actor="test")
-        manager = ControllerManager(ctx, [ServicesController(ctx), HealingController(ctx),
-                                          GatewayController(ctx)])
-        await manager.start()
-        stack = Stack(root, ctx, manager)
-        made.append(stack)
-        for name in services:
-            await stack.until(functools.partial(stack.healthy, name), 15, f"{name} healthy")
-        return stack
-
-    yield make
-    for s in made:
-        await s.http.aclose()
-        await s.manager.stop()
-        s.ctx.store.close()
+def gateway_stack(operator_stack: Callable[..., Any]) -> Callable[..., Any]:
+    """``gateway_stack(services)``: the operator with healing and the gateway."""
+    def make(services: dict[str, str]) -> Any:
+        return operator_stack(services, (ServicesController, HealingController,
+                                         GatewayController))
+    return make
 
 
 async def test_error_responses_fail_over_at_the_gateway_then_route_back(gateway_stack):

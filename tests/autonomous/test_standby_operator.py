@@ -12,7 +12,7 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +20,15 @@ import httpx
 import psutil
 import pytest
 
-from autonomous.core.clock import SystemClock
 from autonomous.gateway.config import static_args
 from autonomous.resources.kinds.service import ServiceSpec
 from autonomous.resources.loader import load_paths
-from autonomous.testing import copy_default_tree, free_port, make_context
+from autonomous.testing import free_port, make_context
 from controllers.gateway import GatewayController, GatewayObserved, fronts_for
 from controllers.healing import HealingController
-from controllers.manager import ControllerManager
 from controllers.services import DesiredService, ObservedService, ServicesController
 from controllers.services_standby import base_of, instance_name, is_standby, standby_spec
-from tests.autonomous.test_healing_faults import FAST_POLICY, Stack, service
+from tests.autonomous.operator_stack import Stack, service
 from tests.conftest import needs_traefik
 
 SB = instance_name("nexus", 1)
@@ -162,30 +160,13 @@ def test_gateway_routes_without_approval_in_every_mode(tmp_path: Path) -> None:
 
 # -- the operator for real -----------------------------------------------------------------
 @pytest.fixture
-async def standby_stack(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
-    made: list[Stack] = []
-
-    async def make(text: str) -> Stack:
-        root = copy_default_tree(tmp_path / "root")
-        for f in (root / "desired_state").glob("*.yaml"):
-            f.unlink()
-        (root / "desired_state" / "nexus.yaml").write_text(text)
-        (root / "policies" / "zz_test_fast.yaml").write_text(FAST_POLICY)
-        ctx = make_context(tmp_path, root=root, clock=SystemClock())
-        assert ctx.desired.current is not None, ctx.desired.error
-        ctx.governance.set_mode("growth", actor="test")
-        manager = ControllerManager(ctx, [ServicesController(ctx), HealingController(ctx),
-                                          GatewayController(ctx)])
-        await manager.start()
-        stack = Stack(root, ctx, manager)
-        made.append(stack)
-        return stack
-
-    yield make
-    for s in made:
-        await s.http.aclose()
-        await s.manager.stop()
-        s.ctx.store.close()
+def standby_stack(operator_stack: Callable[..., Any]) -> Callable[..., Any]:
+    """``standby_stack(nexus_yaml)``: the operator with healing and the gateway on one Service
+    (not waited for: the tests wait for the active and its standby themselves)."""
+    def make(text: str) -> Any:
+        return operator_stack({"nexus": text}, (ServicesController, HealingController,
+                                                GatewayController), wait_healthy=False)
+    return make
 
 
 def _standby(s: Stack) -> dict[str, Any]:
