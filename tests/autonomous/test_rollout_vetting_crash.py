@@ -64,16 +64,8 @@ def _vetting(op: _Operator) -> list[dict[str, Any]]:
     return list(r.json()["vetting"]) if r.status_code == 200 else []
 
 
-@pytest.mark.e2e
-@pytest.mark.slow
-@pytest.mark.timeout(300)
-def test_operator_killed_mid_vetting_stops_what_it_left_and_vets_again(tmp_path: Path
-                                                                       ) -> None:
+def _operator(tmp_path: Path, checks: dict[str, Any]) -> _Operator:
     port = free_port()
-    gate, marker = tmp_path / "gate", f"atlas-vet-{uuid.uuid4().hex}"
-    child = f"{marker}-child"  # the helper's argv; the suite's has ``marker``
-    checks = {"test_command": ["{python}", "-c", SUITE, str(gate), marker],
-              "test_timeout_seconds": 600}
     root = make_tree(tmp_path / "root", {
         "echo": service_yaml("echo", port, core=False,
                              extra_args=("--service-version", "1.0.0")),
@@ -81,15 +73,70 @@ def test_operator_killed_mid_vetting_stops_what_it_left_and_vets_again(tmp_path:
             checks, default_flow_style=True, width=10_000).strip())})
     (root / "releases").mkdir()
     (root / "releases" / "echo-1.1.0.tar.gz").write_text("x")
-    data = tmp_path / "data"
-    op = _Operator(root, data)
+    return _Operator(root, tmp_path / "data")
+
+
+def _propose(op: _Operator) -> None:
+    """Start the operator in growth mode and let it find echo 1.1.0 (its checks start)."""
+    op.start(60)
+    r = op.api.put("/api/governance/mode", json={"mode": "growth", "reason": "updates"})
+    assert r.status_code < 300, r.text
+    r = op.api.post("/api/evolution/scan", json={})
+    assert r.status_code == 200, r.text
+    op.api.post("/api/reconcile/evolution/trigger")
+
+
+def _sandboxed() -> list[int]:
+    """The sandboxed echo 1.1.0 candidates running (the live echo runs 1.0.0)."""
+    out = []
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            argv = p.info["cmdline"] or []
+            if "autonomous.sample_stack" in argv and "echo" in argv and "1.1.0" in argv \
+                    and p.status() != psutil.STATUS_ZOMBIE:
+                out.append(p.pid)
+        except psutil.Error:
+            continue
+    return out
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_operator_killed_in_the_sandbox_step_leaves_no_sandboxed_candidate(tmp_path: Path
+                                                                           ) -> None:
+    # the sandboxed candidate never answers its ready path: the sandbox step lasts
+    op = _operator(tmp_path, {"ready_path": "/never-ready", "ready_timeout_seconds": 600})
     try:
+        _propose(op)
+        wait_for(lambda: [v["step"] for v in _vetting(op)] == ["sandbox"]
+                 and len(_sandboxed()) == 1, "the sandboxed candidate running", 60)
+        (first,) = _sandboxed()
+        op.kill()
+        assert integrity(op.data) == "ok"
+        wait_for(lambda: _sandboxed() == [], "the sandboxed candidate to die with the operator",
+                 10)  # PDEATHSIG: no orphan even before a restart
         op.start(60)
-        r = op.api.put("/api/governance/mode", json={"mode": "growth", "reason": "updates"})
-        assert r.status_code < 300, r.text
-        r = op.api.post("/api/evolution/scan", json={})
-        assert r.status_code == 200, r.text
         op.api.post("/api/reconcile/evolution/trigger")
+        wait_for(lambda: [(v["attempt"], v["step"]) for v in _vetting(op)] == [(2, "sandbox")]
+                 and len(_sandboxed()) == 1, "the checks resumed (attempt 2)", 60)
+        assert _sandboxed() != [first]
+    finally:
+        op.stop()
+    wait_for(lambda: _sandboxed() == [], "no sandboxed candidate outlives the operator", 30)
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_operator_killed_mid_vetting_stops_what_it_left_and_vets_again(tmp_path: Path
+                                                                       ) -> None:
+    gate, marker = tmp_path / "gate", f"atlas-vet-{uuid.uuid4().hex}"
+    child = f"{marker}-child"  # the helper's argv; the suite's has ``marker``
+    op = _operator(tmp_path, {"test_command": ["{python}", "-c", SUITE, str(gate), marker],
+                              "test_timeout_seconds": 600})
+    try:
+        _propose(op)
         wait_for(lambda: [v["step"] for v in _vetting(op)] == ["regression_tests"]
                  and len(_marked(marker)) == len(_marked(child)) == 1,
                  "the suite and its helper running", 60)
@@ -97,7 +144,7 @@ def test_operator_killed_mid_vetting_stops_what_it_left_and_vets_again(tmp_path:
         assert first["phase"] == "VETTING" and first["attempt"] == 1
         (helper,) = _marked(child)
         op.kill()
-        assert integrity(data) == "ok"
+        assert integrity(op.data) == "ok"
         assert psutil.pid_exists(helper)  # left behind by the dead operator's job
 
         op.start(60)
