@@ -1,18 +1,21 @@
-"""Judge benchmark: false rollbacks on identical versions and detection of a +50 % latency
-regression, from repeated rollouts replayed over *measured* paired probe rounds.
+"""Rollout benchmark: rollback switch time through Traefik, and the judge — false rollbacks on
+identical versions and detection of a +50 % latency regression, from repeated rollouts
+replayed over *measured* paired probe rounds.
 
     python3 bench/bench_rollout.py            # 6 candidate processes, 1000 rollouts per case
     python3 bench/bench_rollout.py --quick    # 3 candidate processes, 200 rollouts per case
-    python3 bench/bench_rollout.py --gap 0.05 # stress: rounds 50 ms apart (more correlated)
+    python3 bench/bench_rollout.py --gap 0.2  # stress: rounds 0.2 s apart (more correlated)
 
 Measure: one baseline sample-stack process (``nexus`` 1.0.0, started first and warmed like a
 running service) and, one after another, fresh candidate processes of the same code (started
 the way the controller starts one); against each, the controller's own paired probe rounds
 (``autonomous.evolution.probes.paired_round``, ``probes_per_observe`` pairs, one warm-up round
-dropped), ``--gap`` seconds apart (default 0.5 s; the controller's rounds are a reconcile
-interval apart (config/autonomous.yaml), so the default is the harder case: on this 2-core host a
-10-round window's median ratio of identical code spanned 0.91–1.06 at 0.5 s but 0.88–1.31 at
-0.05 s). The rounds keep their order: a slow burst stays a burst.
+dropped), ``--gap`` seconds apart (default: the policy's ``judge.min_round_interval_seconds``,
+1 s — the closest the controller takes rounds; its reconcile interval (config/autonomous.yaml)
+is longer, so the default is the harder case: on this 2-core host a 10-round window's median
+ratio of identical code spanned 0.91–1.06 at 0.5 s but 0.88–1.31 at 0.05 s, and a good
+candidate measured ×2 for ~1 s at a time in rounds 0.2 s apart). The rounds keep their order:
+a slow burst stays a burst.
 
 Replay: each rollout goes through every policy phase the way the controller does — per
 reconcile one round of the candidate process picked for the phase (consecutive rounds from a
@@ -21,7 +24,16 @@ on at once, ADVANCE only after the phase's bake (``min_bake_seconds`` / the evol
 controller's reconcile interval, in rounds), no pass by the deadline rolls back. The +50 %
 case multiplies the candidate's measured latencies by 1.5. Figures beside each other, same
 draws: the judge; the judge without the round gate (rounds not passed: what the round gate
-buys); and a fixed rule (candidate p50 ≥ 1.2 × baseline p50 at the end of a phase's bake).
+buys); the judge before stop 23 (immediate rollback on one window of rounds, a round's ratio
+as the ratio of its medians rather than the median of its per-pair ratios); and a fixed rule
+(candidate p50 ≥ 1.2 × baseline p50 at the end of a phase's bake). "fresh-start false": the
+CANARY of each measured candidate process replayed from its very first round (the controller
+starts the candidate with the rollout, so its start-up rounds are judged first) — a count over
+the few processes measured, not a rate.
+
+Switch time (:func:`switch_times`, ``--switches``): repeated rollbacks at 100 % candidate
+weight through the operator's own evolution → gateway path and a real Traefik, timed from the
+decision to the first answer of the old version at the front.
 """
 
 from __future__ import annotations
@@ -33,11 +45,17 @@ import random
 import statistics
 import subprocess
 import sys
+import tempfile
+import threading
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
+import httpx
 import yaml
-from _common import ROOT, free_port, wait_http, write_result  # noqa: I001
+from _common import ROOT, free_port, pct, tree_with, wait_http, write_result  # noqa: I001
 
 from autonomous.evolution.metrics_comparator import Samples, Verdict, compare
 from autonomous.evolution.probes import Round, paired_round
@@ -92,11 +110,117 @@ async def measure(candidates: int, rounds: int, gap: float) -> list[list[Round]]
     return out
 
 
+class FrontClient:
+    """Steady sequential requests to the front (keep-alive), each answer's time and version."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.answers: list[tuple[float, str | None]] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=2.0, trust_env=False) as h:
+            while not self.stop.is_set():
+                try:
+                    v = h.get(self.url).json().get("version")
+                except (httpx.HTTPError, ValueError):
+                    v = None
+                self.answers.append((time.perf_counter(), v))
+
+    def first_after(self, t0: float, version: str) -> float | None:
+        """When the first answer at or after ``t0`` came from ``version``."""
+        first = None
+        for t, v in reversed(self.answers):  # newest first, back to t0
+            if t < t0:
+                break
+            if v == version:
+                first = t
+        return first
+
+
+async def _until(cond: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        await asyncio.sleep(0.002)  # polling a real condition (answers at the front)
+    return False
+
+
+async def switch_times(n: int) -> list[tuple[float | None, float]]:
+    """Rollback switch time through the operator's own path: the evolution controller's
+    rollback unpublishes the candidate (``EvolutionController._unpublish``, what its act does
+    after the transition is recorded), the gateway controller — woken by that
+    ``evolution.candidate`` event (the controller manager runs every loop, as in the operator)
+    — rewrites Traefik's dynamic configuration, Traefik reloads. Measured: the decision timestamp (before the unpublish)
+    to the first answer from the old version at the front, through Traefik, while a client
+    sends steady requests; the candidate serves 100 % (FULL, the old version still running)
+    before each rollback. Per rollback: (switch seconds, None when not switched within 5 s;
+    seconds until the gateway controller had written the configuration — the rest is
+    Traefik's reload)."""
+    from autonomous.core.clock import SystemClock
+    from autonomous.testing import make_context
+    from controllers.evolution import Candidate, EvolutionController
+    from controllers.gateway import GatewayController
+    from controllers.manager import ControllerManager
+
+    out: list[tuple[float | None, float]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Path(tmp)
+        port, front, cport = free_port(), free_port(), free_port()
+        root = tree_with(t / "root", {"nexus": port, "nexus-front": front}, free_port())
+        old, new = _start(port, "1.0.0"), _start(cport, "2.0.0")
+        ctx = make_context(t, root=root, clock=SystemClock())
+        ctx.governance.set_mode("growth", actor="bench")
+        evo, gw = EvolutionController(ctx), GatewayController(ctx)
+        m = ControllerManager(ctx, [gw, evo])
+        client = FrontClient(f"http://127.0.0.1:{front}/health")
+        try:
+            await m.start()  # every controller's loop, woken by the events it watches
+            await _until(lambda: gw.traefik is not None and gw.traefik.live(), 30)
+            client.thread.start()
+            for _ in range(n):
+                evo.retiring.clear()
+                evo.candidates["nexus"] = Candidate("nexus", "2.0.0", cport, 100, "2.0.0")
+                ctx.bus.publish("evolution.candidate", service="nexus", port=cport)
+                t1 = time.perf_counter()
+                if not await _until(lambda: client.first_after(t1, "2.0.0") is not None, 5):
+                    raise RuntimeError("the front never served the candidate")
+                # a rollback comes long after the last weight change: the gateway is idle
+                await _until(lambda: not gw.lock.locked(), 10)
+                doc = gw.workdir / "dynamic" / "atlas.yaml"
+                before = doc.stat().st_mtime_ns
+                wall0, t0 = time.time(), time.perf_counter()  # the rollback decision
+                evo._unpublish("nexus")  # publishes evolution.candidate: the gateway wakes
+                await _until(lambda: client.first_after(t0, "1.0.0") is not None, 5)
+                hit = client.first_after(t0, "1.0.0")
+                await _until(lambda: doc.stat().st_mtime_ns != before, 5)
+                written = doc.stat().st_mtime - wall0
+                out.append((None if hit is None else hit - t0, written))
+        finally:
+            client.stop.set()
+            if client.thread.is_alive():
+                client.thread.join(5)
+            evo.candidates.clear()
+            evo.retiring.clear()
+            await m.stop()
+            terminate(old)
+            terminate(new)
+            ctx.store.close()
+    return out
+
+
 @dataclass
 class Rule:
     name: str
     judge: JudgePolicy | None  # None: the fixed p50 rule
     use_rounds: bool = True
+    per_pair: bool = True  # a round's ratio: median of per-pair ratios (else ratio of medians)
+
+
+def _ratio(rule: Rule, r: Round) -> float | None:
+    return r.ratio if rule.per_pair else r.ratio_of_medians
 
 
 def _why(reason: str) -> str:
@@ -118,8 +242,8 @@ def _phase(rule: Rule, seq: list[Round], start: int, factor: float, bake: int,
         lb += r.base
         lc += [x * factor for x in r.cand]
         eb, ec = eb + r.base_errors, ec + r.cand_errors
-        if r.base and r.cand:
-            ratios.append(statistics.median(r.cand) * factor / statistics.median(r.base))
+        if (q := _ratio(rule, r)) is not None:
+            ratios.append(q * factor)
         if rule.judge is None:
             if i + 1 >= bake:
                 return "latency" if statistics.median(lc) >= 1.2 * statistics.median(lb) \
@@ -132,6 +256,16 @@ def _phase(rule: Rule, seq: list[Round], start: int, factor: float, bake: int,
         if c.verdict is Verdict.ADVANCE and i + 1 >= bake:
             return None
     return "deadline"  # no pass by the deadline
+
+
+def fresh_start(rule: Rule, pool: list[list[Round]], pol: EvolutionPolicy,
+                factor: float) -> int:
+    """Rollouts whose CANARY, replayed from the candidate process's first round (the
+    controller starts it with the rollout: its start-up rounds come first), rolls back."""
+    ph = pol.rollout.phases[0]
+    bake = max(1, math.ceil(ph.min_bake_seconds / INTERVAL_S))
+    deadline = max(bake, math.ceil(ph.deadline_seconds / INTERVAL_S))
+    return sum(_phase(rule, seq, 0, factor, bake, deadline) is not None for seq in pool)
 
 
 def replay(rule: Rule, pool: list[list[Round]], pol: EvolutionPolicy, factor: float,
@@ -154,13 +288,31 @@ def replay(rule: Rule, pool: list[list[Round]], pol: EvolutionPolicy, factor: fl
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--gap", type=float, default=0.5,
-                    help="seconds between probe rounds (the controller's: its reconcile "
-                         "interval; shorter rounds are more alike)")
+    ap.add_argument("--gap", type=float, default=None,
+                    help="seconds between probe rounds (default: the policy's "
+                         "judge.min_round_interval_seconds, the closest the controller takes "
+                         "them; its reconcile interval is longer; closer rounds are more alike)")
+    ap.add_argument("--switches", type=int, default=None,
+                    help="rollbacks timed through Traefik (default 20, --quick 10; 0: skip)")
     args = ap.parse_args()
-    cands, rounds, runs = (3, 60, 200) if args.quick else (6, 90, 1000)
+    cands, rounds, runs = (3, 50, 200) if args.quick else (6, 90, 1000)
+    n_switch = args.switches if args.switches is not None else (10 if args.quick else 20)
+    switch = asyncio.run(switch_times(n_switch)) if n_switch else []
+    done = [x * 1000 for x, _ in switch if x is not None]
+    wrote = [w * 1000 for _, w in switch]
+    if switch:
+        print(f"rollback switch (decision → first answer of the old version at the front, "
+              f"through Traefik; the candidate at 100 %), {len(switch)} rollbacks: "
+              + (f"p50 {pct(done, 50):.1f} ms, p95 {pct(done, 95):.1f} ms, max "
+                 f"{max(done):.1f} ms" if done else "none switched")
+              + (f"; {len(switch) - len(done)} not within 5 s" if len(done) < len(switch)
+                 else "") + f" (goal: p95 < 100 ms); of which configuration written by the "
+              f"gateway controller: p50 {pct(wrote, 50):.1f} ms, p95 {pct(wrote, 95):.1f} ms "
+              "(the rest: Traefik's reload)")
     pol = EvolutionPolicy.model_validate(yaml.safe_load(
         (ROOT / "policies" / "evolution.yaml").read_text())["spec"]["policy"]["evolution"])
+    if args.gap is None:
+        args.gap = pol.judge.min_round_interval_seconds
     pool = asyncio.run(measure(cands, rounds, args.gap))
     flat = [x for seq in pool for r in seq for x in r.base]
     per_proc = [statistics.median([x for r in seq for x in r.cand])
@@ -175,16 +327,22 @@ def main() -> None:
     print(f"replay: {runs} rollouts per case; phases "
           f"{', '.join(f'{p.name} {b} rounds' for p, b in zip(pol.rollout.phases, bakes))} "
           f"(bake at a {INTERVAL_S:g}s reconcile); judge asked after every round")
-    rules = [Rule("judge", pol.judge), Rule("judge without round gate", pol.judge, False),
+    before = pol.judge.model_copy(update={"immediate_windows": 1})
+    rules = [Rule("judge", pol.judge),
+             Rule("judge before (1 window, ratio of medians)", before, per_pair=False),
+             Rule("judge without round gate", pol.judge, False),
              Rule("fixed 1.2× p50 rule", None)]
-    print(f"{'':34s}{'false rollbacks (identical)':>30s}{'detected (+50 % latency)':>28s}")
+    print(f"{'':44s}{'false rollbacks':>16s}{'detected +50 %':>16s}{'fresh-start false':>19s}")
     rates: dict[str, dict[str, object]] = {}
     for rule in rules:
         fp, why = replay(rule, pool, pol, 1.0, runs, seed=11)
         tp, _ = replay(rule, pool, pol, 1.5, runs, seed=101)
+        fresh = fresh_start(rule, pool, pol, 1.0)
         rates[rule.name] = {"false_rollback_rate": fp, "detection_rate": tp,
-                            "false_rollback_reasons": dict(why)}
-        print(f"{rule.name:34s}{fp:>30.1%}{tp:>28.1%}"
+                            "false_rollback_reasons": dict(why),
+                            "fresh_start_false_rollbacks": fresh,
+                            "fresh_start_rollouts": len(pool)}
+        print(f"{rule.name:44s}{fp:>16.1%}{tp:>16.1%}{f'{fresh}/{len(pool)}':>19s}"
               + (f"   false: {', '.join(f'{k} {n}' for k, n in why.most_common())}"
                  if why else ""))
     ours = rates["judge"]
@@ -192,6 +350,14 @@ def main() -> None:
         "bench_rollout",
         {"false_rollback_rate": ours["false_rollback_rate"],
          "detection_rate_50pct_latency": ours["detection_rate"],
+         "fresh_start_false_rollbacks": ours["fresh_start_false_rollbacks"],
+         "rollback_switch_p50_ms": pct(done, 50) if done else None,
+         "rollback_switch_p95_ms": pct(done, 95) if done else None,
+         "rollback_switch_max_ms": max(done) if done else None,
+         "rollback_switches": len(switch),
+         "rollback_config_written_p50_ms": pct(wrote, 50) if wrote else None,
+         "rollback_config_written_p95_ms": pct(wrote, 95) if wrote else None,
+         "rollback_switches_not_within_5s": len(switch) - len(done),
          "false_rollback_reasons": ours["false_rollback_reasons"],
          "baseline_median_ms": statistics.median(flat),
          "candidate_over_baseline_per_process": per_proc},
@@ -200,7 +366,8 @@ def main() -> None:
          "rounds_per_candidate": rounds, "rollouts_per_case": runs, "probes_per_round": PROBES,
          "reconcile_interval_seconds": INTERVAL_S,
          "phases": [p.model_dump() for p in pol.rollout.phases],
-         "goals": {"false_rollback_rate": "< 0.01", "detection_rate_50pct_latency": "> 0.9"}})
+         "goals": {"false_rollback_rate": "< 0.01", "detection_rate_50pct_latency": "> 0.9",
+                   "rollback_switch_p95_ms": "< 100"}})
     print(f"result: {path}")
 
 

@@ -32,6 +32,7 @@ import asyncio
 import json
 import os
 import socket
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +51,7 @@ from autonomous.supervisor.probe_client import ProbeClient
 from autonomous.supervisor.processes import ProcessSupervisor
 from autonomous.evolution.proposals import OPEN, ProposalStore
 from controllers.base import Action, Controller, Outcome
+from controllers.evolution_jobs import VettingJobs
 from controllers.evolution_plan import RolloutObserved, plan, rollout_policy
 from controllers.evolution_proposals import (ProposalObserved, act_proposal, apply_commit,
                                              plan_proposal, rollout_specs)
@@ -70,6 +72,7 @@ class Candidate:
     rounds: list[float] = field(default_factory=list)
     phase_index: int = -1
     ready: bool = False  # answered ready_path once: samples are taken from then on
+    last_round: float | None = None  # time.monotonic() of the last paired round
 
 
 def _free_port() -> int:
@@ -93,6 +96,7 @@ class EvolutionController(Controller):
         self.candidates: dict[str, Candidate] = {}  # published: the gateway routes to them
         self.retiring: dict[str, Candidate] = {}  # unpublished, stopped once drained
         self.probe = ProbeClient()
+        self.jobs = VettingJobs(ctx)  # proposals' checks, run in the background
 
     async def start(self) -> None:
         from autonomous.evolution.facade import EvolutionFacade
@@ -103,6 +107,7 @@ class EvolutionController(Controller):
         self.ctx.subsystems["rollouts"] = self.candidates
 
     async def stop(self) -> None:
+        await self.jobs.stop()
         for name in {*self.candidates, *self.retiring}:
             await self._stop_candidate(name)
         await self.probe.aclose()
@@ -144,7 +149,8 @@ class EvolutionController(Controller):
                 row, svc is not None, svc.version if svc is not None else None,
                 svc is not None and svc.traffic is not None,
                 (row.service, row.version) in quarantined,
-                latest[1].status if latest is not None else None))
+                latest[1].status if latest is not None else None,
+                self.jobs.observed(row.id) if row.state == "vetting" else None))
         return tuple(out)
 
     async def observe(self) -> tuple[RolloutObserved | ProposalObserved, ...]:
@@ -154,7 +160,8 @@ class EvolutionController(Controller):
         d = self.desired()
         if d is None:
             return ()
-        specs, _ = d
+        specs, policy = d
+        spacing = policy.judge.min_round_interval_seconds
         gen = self.ctx.desired.current
         services = gen.services if gen is not None else {}
         quarantined = self.rollouts.quarantined()
@@ -181,7 +188,11 @@ class EvolutionController(Controller):
                     c.lat, c.err = {"base": [], "cand": []}, {"base": 0, "cand": 0}
                     c.rounds = []
                 c.ready = True  # from ready on, every failed probe is an error sample
-                await self._pair(c, base_port, spec.probe_path, spec.probes_per_observe)
+                # measurement pacing (real time, like the latencies): rounds a moment apart
+                # are one contention episode of the host, not independent evidence
+                if c.last_round is None or time.monotonic() - c.last_round >= spacing:
+                    c.last_round = time.monotonic()
+                    await self._pair(c, base_port, spec.probe_path, spec.probes_per_observe)
             base = Samples.of(c.lat["base"], c.err["base"]) if c else Samples.of([])
             cand = Samples.of(c.lat["cand"], c.err["cand"]) if c else Samples.of([])
             rec = records.get(rid) if rid is not None else None
@@ -326,8 +337,8 @@ class EvolutionController(Controller):
                 reason, evidence, now))
 
     async def act(self, action: Action) -> Outcome:
-        if action.params.get("op") in ("propose", "close"):
-            return await act_proposal(self.ctx, self.proposals, action)
+        if action.params.get("op") in ("propose", "close", "vetted", "revet"):
+            return await act_proposal(self.ctx, self.proposals, self.jobs, action)
         d = self.desired()
         name = action.resource.split("/", 1)[1]
         if d is None or name not in d[0]:

@@ -5,7 +5,11 @@ is declared, serves through the gateway (``spec.traffic``), already declares the
 version is quarantined, and the state of its rollout.
 plan (pure): a ``proposed`` proposal becomes one ``update`` action on its Service — so the
 Executor's governance gate decides: growth applies it, governed asks for an approval,
-emergency_stop records it only (dry run: the proposal stays ``proposed``). A ``rolling_out``
+emergency_stop records it only (dry run: the proposal stays ``proposed``). Applied, it is
+``vetting``: its checks run as a background job (``controllers/evolution_jobs.py``) that the
+next reconciles observe — running: nothing to do; done: one ``vetted`` action concludes it;
+lost (the operator restarted mid-vetting): one ``revet`` action runs the checks again. A
+``rolling_out``
 one is closed when its rollout ended (committed: the commit patched the file; rolled back:
 quarantined). act: a Service with ``spec.traffic`` gets a staged rollout (served to the
 rollout half as a RolloutSpec built from the proposal); one without is patched at once (its
@@ -22,7 +26,8 @@ from autonomous.evolution.proposals import PatchConflict, ProposalRow, ProposalS
     patch_service
 from autonomous.resources.kinds.evolution import RolloutSpec
 from controllers.base import Action, Outcome
-from controllers.evolution_vetting import candidate_argv, vet_proposal
+from controllers.evolution_jobs import JobObserved, VettingJobs
+from controllers.evolution_vetting import Vetting, candidate_argv, conclude
 
 __all__ = ["ProposalObserved", "apply_commit", "plan_proposal", "rollout_specs"]
 
@@ -35,6 +40,7 @@ class ProposalObserved:
     traffic: bool
     quarantined: bool
     rollout_status: str | None  # the latest rollout of (service, version): running, ...
+    job: JobObserved | None = None  # vetting: its background job (running, done or lost)
 
 
 def plan_proposal(o: ProposalObserved) -> tuple[Action, ...]:
@@ -58,6 +64,18 @@ def plan_proposal(o: ProposalObserved) -> tuple[Action, ...]:
         how = "staged rollout" if o.traffic else "desired-state patch"
         return (Action("update", res, f"update {r.service} {r.current} → {r.version} ({how}; "
                        f"{r.origin})", params={"op": "propose", "id": r.id}, evidence=ev),)
+    if r.state == "vetting":
+        j = o.job
+        if j is None or j.state == "lost":  # the operator restarted mid-vetting
+            at = f" at {j.step} (attempt {j.attempt})" if j is not None else ""
+            return (Action("update", res, f"proposal {r.id}: checks interrupted{at} by an "
+                           "operator restart; stopping what they left, running them again",
+                           params={"op": "revet", "id": r.id}, evidence=ev),)
+        if j.state == "done":
+            how = "passed" if j.ok else "failed"
+            return (Action("update", res, f"proposal {r.id}: checks {how} ({j.step})",
+                           params={"op": "vetted", "id": r.id}, evidence=ev),)
+        return ()  # running: observed again at the next reconcile (or when it ends)
     if r.state == "rolling_out" and o.rollout_status in ("committed", "rolled_back"):
         to = "applied" if o.rollout_status == "committed" else "rolled_back"
         if o.rollout_status == "committed" and o.declared_version != r.version:
@@ -101,23 +119,54 @@ def apply_commit(ctx: Any, spec: RolloutSpec) -> str:
     return f"{res.file} patched" + (f" (commit {commit[:12]})" if commit else "")
 
 
-async def act_proposal(ctx: Any, store: ProposalStore, action: Action) -> Outcome:
+async def act_proposal(ctx: Any, store: ProposalStore, jobs: VettingJobs,
+                       action: Action) -> Outcome:
     pid = int(action.params["id"])
     now = ctx.clock.now()
+    op = action.params["op"]
     try:
         row = store.get(pid)
     except KeyError:
         return Outcome(action, False, f"proposal {pid} no longer exists", permanent=True)
-    if action.params["op"] == "close":
+    if op == "close":
         store.set_state(pid, action.params["to"], action.reason, now)
         return Outcome(action, True, f"proposal {pid} {action.params['to']}")
-    if row.state != "proposed":
-        return Outcome(action, False, f"proposal {pid} is {row.state}", permanent=True)
     gen = ctx.desired.current
     res = gen.tree.resources.get(("Service", row.service)) if gen is not None else None
+    want = "proposed" if op == "propose" else "vetting"
+    if row.state != want:
+        return Outcome(action, False, f"proposal {pid} is {row.state}", permanent=True)
     if res is None:
+        jobs.end(pid)
+        store.set_state(pid, "failed", f"{row.service} is no longer declared", now)
         return Outcome(action, False, f"{row.service} is not declared", permanent=True)
-    vetting = await vet_proposal(ctx, row, res.spec)
+    if op == "propose":  # the checks run in the background; observed by the next reconciles
+        store.set_state(pid, "vetting", "checks running (snapshot → regression tests → "
+                        "sandbox)", now)
+        jobs.start(row, res.spec)
+        return Outcome(action, True, f"proposal {pid}: checks started in the background")
+    if op == "revet":
+        rec, left = await jobs.resume(row, res.spec)
+        store.set_state(pid, "vetting", f"checks running again after an operator restart "
+                        f"(left processes stopped: {left or 'none'})", now)
+        return Outcome(action, True, f"proposal {pid}: checks restarted (attempt "
+                       f"{(rec.attempt + 1) if rec is not None else 1}; stopped {left})")
+    result = jobs.result(pid)
+    if not isinstance(result, Vetting):
+        jobs.end(pid)
+        why = f"checks did not finish: {type(result).__name__}: {result}"
+        store.set_state(pid, "failed", why, now)
+        return Outcome(action, False, f"proposal {pid}: {why}", permanent=True)
+    jobs.end(pid)
+    return _vetted(ctx, store, action, row, res, result)
+
+
+def _vetted(ctx: Any, store: ProposalStore, action: Action, row: ProposalRow, res: Any,
+            vetting: Vetting) -> Outcome:
+    """The checks ended: notified once; failed → quarantined, closed; passed → a staged
+    rollout (``spec.traffic``) or the desired-state patch."""
+    pid = row.id
+    conclude(ctx, row, vetting)
     now = ctx.clock.now()
     if not vetting.ok:
         store.set_state(pid, "failed", f"checks failed: {vetting.summary}", now)

@@ -15,6 +15,7 @@ touched.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,8 @@ from autonomous.resources.kinds.evolution import UpdateChecksSpec, UpdateSourceS
 from autonomous.resources.policy.evolution import EvolutionPolicy
 from autonomous.supervisor.probe_client import ProbeClient
 
-__all__ = ["Vetting", "checks_for", "restore_after_rollback", "vet_proposal"]
+__all__ = ["Vetting", "checks_for", "conclude", "restore_after_rollback", "run_checks",
+           "vet_proposal"]
 
 
 @dataclass(frozen=True)
@@ -81,8 +83,21 @@ def _summary(steps: list[Step]) -> str:
     return "; ".join(f"{s.name} {'ok' if s.ok else 'FAILED'}: {s.detail}" for s in steps)
 
 
-async def vet_proposal(ctx: OperatorContext, row: ProposalRow, svc: Any) -> Vetting:
-    """Run the checks on ``row``'s version of Service ``svc``; on failure quarantine it."""
+def _orchestrator(ctx: OperatorContext, client: ProbeClient, backups: BackupManager | None,
+                  progress: Callable[[str, str], None] | None = None,
+                  spawned: Callable[[int], None] | None = None) -> EvolutionOrchestratorV2:
+    judge = EvolutionPolicy.model_validate(ctx.policy()["evolution"]).judge
+    return EvolutionOrchestratorV2(EvolutionFacade(ctx.store, ctx.clock, ctx.desired, ctx.root),
+                                   RegressionTester(client), judge, ctx.bus,
+                                   ctx.data_dir / "evolution" / "CHANGELOG.md", backups,
+                                   progress=progress, spawned=spawned)
+
+
+async def run_checks(ctx: OperatorContext, row: ProposalRow, svc: Any,
+                     progress: Callable[[str, str], None] | None = None,
+                     spawned: Callable[[int], None] | None = None) -> Vetting:
+    """Run the checks on ``row``'s version of Service ``svc`` (the background job's body:
+    decides nothing — :func:`conclude` records the outcome)."""
     checks = checks_for(ctx, row.service)
     plan = UpdatePlan(
         row.service, row.version, candidate_argv(row.command or list(svc.command), svc.port),
@@ -90,33 +105,44 @@ async def vet_proposal(ctx: OperatorContext, row: ProposalRow, svc: Any) -> Vett
         checks=[ApiCheck(c.path, c.status) for c in checks.api_checks],
         ready_path=checks.ready_path, backup_paths=list(checks.snapshot_paths),
         env=dict(svc.env), test_timeout_s=checks.test_timeout_seconds,
-        ready_timeout_s=checks.ready_timeout_seconds, cwd=str(ctx.root))
+        ready_timeout_s=checks.ready_timeout_seconds, cwd=str(ctx.root),
+        sandbox_dir=str(ctx.data_dir / "sandboxes" / f"proposal-{row.id}"))
     client = ProbeClient()
-    judge = EvolutionPolicy.model_validate(ctx.policy()["evolution"]).judge
     backups = BackupManager(_engine(ctx, checks.repository)) if checks.snapshot_paths else None
-    orch = EvolutionOrchestratorV2(EvolutionFacade(ctx.store, ctx.clock, ctx.desired, ctx.root),
-                                   RegressionTester(client), judge, ctx.bus,
-                                   ctx.data_dir / "evolution" / "CHANGELOG.md", backups)
+    orch = _orchestrator(ctx, client, backups, progress, spawned)
     try:
         steps = await orch.vet(plan)
     finally:
         await client.aclose()
-    ok = steps[-1].ok
-    summary = _summary(steps)
-    if ok:
-        orch.notify(row.service, f"update {row.service} → {row.version}: checks passed "
-                    f"({summary})")
-    else:
-        RolloutStore(ctx.store).quarantine(row.service, row.version,
-                                           f"checks failed: {summary}", ctx.clock.now())
-        orch.notify(row.service, f"update {row.service} → {row.version} stopped at "
-                    f"{steps[-1].name}: {steps[-1].detail}", "warning")
     snap = steps[0].data.get("snapshot", {}).get("id") if steps[0].name == "backup" else None
     if snap is not None and backups is not None:  # retention of the service's snapshots
         await asyncio.to_thread(backups.cleanup_old_snapshots, row.service,
                                 checks.keep_snapshots)
-    return Vetting(ok, summary, tuple(steps), snap,
+    return Vetting(steps[-1].ok, _summary(steps), tuple(steps), snap,
                    str(_repo(ctx, checks.repository)) if snap else None)
+
+
+def conclude(ctx: OperatorContext, row: ProposalRow, vetting: Vetting) -> None:
+    """The checks' outcome: notified once; a failure quarantines the version."""
+    client = ProbeClient()  # not used for requests: the orchestrator's notify only
+    orch = _orchestrator(ctx, client, None)
+    if vetting.ok:
+        orch.notify(row.service, f"update {row.service} → {row.version}: checks passed "
+                    f"({vetting.summary})")
+        return
+    RolloutStore(ctx.store).quarantine(row.service, row.version,
+                                       f"checks failed: {vetting.summary}", ctx.clock.now())
+    last = vetting.steps[-1] if vetting.steps else None
+    orch.notify(row.service, f"update {row.service} → {row.version} stopped at "
+                f"{last.name if last else 'checks'}: {last.detail if last else vetting.summary}",
+                "warning")
+
+
+async def vet_proposal(ctx: OperatorContext, row: ProposalRow, svc: Any) -> Vetting:
+    """:func:`run_checks` then :func:`conclude`, in one await (tools and tests)."""
+    vetting = await run_checks(ctx, row, svc)
+    conclude(ctx, row, vetting)
+    return vetting
 
 
 async def restore_after_rollback(ctx: OperatorContext, rollout: str, service: str,

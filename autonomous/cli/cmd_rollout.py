@@ -68,6 +68,10 @@ def _table(data: dict[str, Any]) -> Any:
     for r in data["rollouts"]:
         t.add_row(str(r["id"]), r["service"], r["from_version"], r["to_version"],
                   str(r["phase_index"]), f"{now - r['phase_started_at']:.0f}", r["status"])
+    for v in data.get("vetting", []):  # checks running in the background, before traffic
+        t.add_row(v["rollout"], v["service"], v["from_version"], v["to_version"],
+                  f"VETTING: {v['step']}", f"{v['step_seconds']:.0f}",
+                  f"checks (attempt {v['attempt']})")
     for q in data["quarantined"]:
         t.add_row("", q["service"], "", q["version"], "", "", "quarantined")
     return t
@@ -105,7 +109,7 @@ def cmd_status(args: Any) -> int:
     data = _call(args, "GET", "/api/evolution/status")
     if data is None:
         return 1
-    code, _ = _show(args, data, _table, lambda d: bool(d["rollouts"]),
+    code, _ = _show(args, data, _table, lambda d: bool(d["rollouts"] or d.get("vetting")),
                     lambda _: _call(args, "GET", "/api/evolution/status"))
     return 0 if code is None else code
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from autonomous.backup.engine import BackupEngine
+from autonomous.backup.manifest import Manifest
 
 __all__ = ["BackupManager"]
 
@@ -33,6 +34,10 @@ class BackupManager:
 
     def verify_snapshot(self, snapshot_id: str) -> dict[str, Any]:
         return self.engine.verify_backup_integrity(snapshot_id)
+
+    def manifest(self, snapshot_id: str) -> Manifest:
+        """The snapshot's manifest: its sources (label → live path) and entries."""
+        return self.engine.get(snapshot_id)
 
     def restore_snapshot(self, snapshot_id: str, target: Path) -> dict[str, Any]:
         """Byte-identical restore into ``target`` (new or empty folder), or refuse."""

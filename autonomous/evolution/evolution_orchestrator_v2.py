@@ -13,7 +13,9 @@ the pre-rollout steps in order and stops at the first failing one; its last step
 phases, the paired-probe comparison, the automatic rollback, the changelog entry and the
 notifications of the rollout itself happen there, through the Executor and its governance gate.
 The sandbox is the candidate run once on a free loopback port (own session, PDEATHSIG), checked
-and stopped before any traffic reaches it.
+and stopped before any traffic reaches it — on a copy of its data: the pre-update snapshot
+restored into a sandbox folder that its cwd, argv and env point at
+(:mod:`autonomous.evolution.sandbox`), so a failing candidate never touches live data.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +35,7 @@ from autonomous.evolution.changelog import append_entry, entry
 from autonomous.evolution.facade import EvolutionFacade
 from autonomous.evolution.metrics_comparator import Comparison, Samples, compare
 from autonomous.evolution.regression_tester import ApiCheck, RegressionTester, TestResult
+from autonomous.evolution.sandbox import SandboxData, changed_files, discard, prepare
 from autonomous.resources.policy.evolution import JudgePolicy
 from autonomous.supervisor.processes import _set_pdeathsig, expand_argv
 
@@ -49,7 +54,8 @@ class UpdatePlan:
     env: dict[str, str] = field(default_factory=dict)
     test_timeout_s: float = 300.0
     ready_timeout_s: float | None = None  # None: the orchestrator's
-    cwd: str | None = None  # where the regression suite runs
+    cwd: str | None = None  # where the regression suite runs (the root)
+    sandbox_dir: str | None = None  # the candidate's data copy goes here (None: a temp dir)
 
 
 @dataclass
@@ -63,7 +69,14 @@ class Step:
 class EvolutionOrchestratorV2:
     def __init__(self, facade: EvolutionFacade, tester: RegressionTester, judge: JudgePolicy,
                  bus: EventBus, changelog: Path, backups: BackupManager | None = None,
-                 ready_timeout_s: float = 20.0) -> None:
+                 ready_timeout_s: float = 20.0,
+                 progress: Callable[[str, str], None] | None = None,
+                 spawned: Callable[[int], None] | None = None) -> None:
+        """``progress(step, detail)``: told as each step of :meth:`vet` starts;
+        ``spawned(pid)``: told each process group leader it starts (the suite, the
+        sandboxed candidate), so a background job's processes can be found after a crash."""
+        self.progress = progress or (lambda step, detail: None)
+        self.spawned = spawned
         self.facade = facade
         self.tester = tester
         self.judge = judge
@@ -89,20 +102,26 @@ class EvolutionOrchestratorV2:
         if argv is None:
             return None
         return await self.tester.run_full_test_suite(expand_argv(argv), cwd=cwd,
-                                                     timeout_s=timeout_s)
+                                                     timeout_s=timeout_s,
+                                                     on_start=self.spawned)
 
-    async def sandbox(self, plan: UpdatePlan) -> TestResult:
-        """Start the candidate on a free port, wait for ``ready_path``, run the API checks,
-        stop it (SIGTERM, then SIGKILL)."""
+    async def sandbox(self, plan: UpdatePlan, data: SandboxData | None = None) -> TestResult:
+        """Start the candidate on a free port (on ``data``: cwd, argv and env pointed at the
+        copy), wait for ``ready_path``, run the API checks, stop it (SIGTERM, then SIGKILL)."""
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = int(s.getsockname()[1])
         argv = [a.replace("{port}", str(port)) for a in expand_argv(plan.command)]
+        env = {**plan.env, "PORT": str(port)}
+        if data is not None:
+            argv, env = data.argv(argv), data.env(env)
         proc = await asyncio.create_subprocess_exec(
-            *argv, env={**os.environ, **plan.env, "PORT": str(port)},
+            *argv, env={**os.environ, **env}, cwd=str(data.dir) if data is not None else None,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL, start_new_session=True,
             preexec_fn=_set_pdeathsig)  # noqa: PLW1509
+        if self.spawned is not None:
+            self.spawned(proc.pid)
         base = f"http://127.0.0.1:{port}"
         try:
             loop = asyncio.get_running_loop()
@@ -122,10 +141,10 @@ class EvolutionOrchestratorV2:
             if proc.returncode is None:
                 proc.terminate()
                 try:
-                    await asyncio.wait_for(proc.wait(), 5)
+                    await asyncio.shield(asyncio.wait_for(proc.wait(), 5))
                 except TimeoutError:
                     proc.kill()
-                    await proc.wait()
+                    await asyncio.shield(proc.wait())
 
     async def capture_baseline(self, url: str, requests: int) -> Samples:
         return await self.tester.run_performance_benchmark(url, requests)
@@ -157,19 +176,50 @@ class EvolutionOrchestratorV2:
         """backup → regression tests → sandbox, stopping at the first failing step: what an
         update must pass before any traffic reaches it (the evolution controller runs this
         for every proposal it applies)."""
+        self.progress("backup", f"snapshot of {len(plan.backup_paths)} path(s)"
+                      if plan.backup_paths else "nothing declared to snapshot")
         try:
             steps = [await asyncio.to_thread(self.backup, plan.service, plan.backup_paths)]
         except (OSError, RuntimeError, ValueError) as e:  # the engine refuses with a reason
             steps = [Step("backup", False, f"{type(e).__name__}: {e}")]
         if steps[-1].ok:
+            self.progress("regression_tests", " ".join(plan.test_command)
+                          if plan.test_command else "no test command declared")
             t = await self.run_regression_tests(plan.test_command, cwd=plan.cwd,
                                                 timeout_s=plan.test_timeout_s)
             steps.append(Step("regression_tests", True, "no test command declared") if t is None
                           else Step("regression_tests", t.passed, t.detail))
         if steps[-1].ok:
-            s = await self.sandbox(plan)
-            steps.append(Step("sandbox", s.passed, s.detail, {"failures": s.failures}))
+            self.progress("sandbox", f"candidate {plan.version} on a copy of its data, "
+                          f"{len(plan.checks)} API check(s)")
+            steps.append(await self.sandboxed(plan, steps[0].data.get("snapshot", {}).get("id")))
         return steps
+
+    async def sandboxed(self, plan: UpdatePlan, snapshot: str | None) -> Step:
+        """The sandbox step on a copy of the data: ``snapshot`` (the backup step's) restored
+        into ``plan.sandbox_dir``, removed afterwards; the files the candidate changed in its
+        copy are reported."""
+        folder = Path(plan.sandbox_dir or tempfile.mkdtemp(prefix="atlas-sandbox-"))
+        root = Path(plan.cwd or os.getcwd())
+        try:
+            manifest = (await asyncio.to_thread(self.backups.manifest, snapshot)
+                        if snapshot is not None and self.backups is not None else None)
+            data = await asyncio.to_thread(
+                prepare, folder, root, manifest,
+                self.backups.restore_snapshot if self.backups is not None else None)
+        except (OSError, RuntimeError, ValueError, KeyError) as e:
+            discard(folder)
+            return Step("sandbox", False, f"data copy not prepared: {type(e).__name__}: {e}")
+        try:
+            s = await self.sandbox(plan, data)
+            touched = await asyncio.to_thread(changed_files, data, manifest)
+        finally:
+            await asyncio.to_thread(discard, folder)
+        detail = s.detail + (f"; data copy: {len(touched)} file(s) changed by the candidate"
+                             if manifest is not None else "")
+        return Step("sandbox", s.passed, detail, {"failures": s.failures,
+                                                 "sandbox_dir": str(folder),
+                                                 "data_changed": touched})
 
     async def run_update(self, plan: UpdatePlan, actor: str) -> list[Step]:
         """:meth:`vet`, then the hand-off to the staged rollout; stops at the first failing

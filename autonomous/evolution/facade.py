@@ -12,6 +12,7 @@ from autonomous.evolution.proposals import ProposalStore
 from autonomous.evolution.sources import expand_command, from_spec, scan
 from autonomous.evolution.staged_rollout import RolloutState
 from autonomous.evolution.store import RolloutStore
+from autonomous.evolution.vetting import VettingStore
 from autonomous.store.db import Store
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ class EvolutionFacade:
                  root: Path | None = None) -> None:
         self.rollouts = RolloutStore(store)
         self.proposals = ProposalStore(store)
+        self.vetting = VettingStore(store)
         self.clock = clock
         self.desired = desired
         self.root = root or Path(".")
@@ -100,7 +102,24 @@ class EvolutionFacade:
                               "phase_started_at": s.phase_started_at, "status": s.status}
                              for rid, s in sorted(running.items())],
                 "quarantined": [{"service": svc, "version": v}
-                                for svc, v in sorted(self.rollouts.quarantined())]}
+                                for svc, v in sorted(self.rollouts.quarantined())],
+                "vetting": self.vetting_status()}
+
+    def vetting_status(self) -> list[dict[str, Any]]:
+        """Proposals whose checks run now (phase ``VETTING``), with their progress."""
+        now = self.clock.now()
+        out = []
+        for pid, v in sorted(self.vetting.all().items()):
+            try:
+                row = self.proposals.get(pid)
+            except KeyError:
+                continue
+            out.append({"rollout": f"proposal-{pid}", "proposal": pid, "service": row.service,
+                        "from_version": row.current, "to_version": row.version,
+                        "phase": "VETTING", "step": v.step, "detail": v.detail,
+                        "attempt": v.attempt, "elapsed_seconds": round(now - v.started_at, 3),
+                        "step_seconds": round(now - v.updated_at, 3)})
+        return out
 
     def history(self, limit: int) -> list[dict[str, Any]]:
         return self.rollouts.history(limit)

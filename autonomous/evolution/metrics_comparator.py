@@ -7,10 +7,13 @@ Pure (no I/O, no clock): samples come in, a :class:`Comparison` comes out. Gates
 * latency: one-sided Mann-Whitney U (candidate slower); fails at p < ``latency_p_value`` and
   median ratio ≥ ``latency_ratio_fail``, once both versions have ``min_samples``;
 * immediate: median ratio ≥ ``latency_ratio_immediate`` fails from ``immediate_min_samples``
-  on, but only at the stricter p < ``immediate_p_value`` and, for paired rounds, with the
-  candidate slower in every one of ≥ ``immediate_min_rounds`` rounds (a ratio of medians of a
-  handful of samples is noise on a loaded host: ×2 at 5 samples rolled identical versions
-  back);
+  on, but only at the stricter p < ``immediate_p_value`` and, for paired rounds, only when it
+  persists: in each of the last ``immediate_windows`` consecutive windows of
+  ``immediate_min_rounds`` rounds the candidate is slower in every round and by ≥
+  ``latency_ratio_fail`` at the window's median (a ratio of medians of a handful of samples
+  is noise on a loaded host: ×2 at 5 samples rolled identical versions back, and a freshly
+  started candidate's first rounds on a CPU-loaded host — one burst — measured ×2 and rolled
+  good candidates back when one window sufficed);
 * rounds: samples taken at the same moment are not independent (one scheduling hiccup slows
   a whole burst of probes), so Mann-Whitney over-states the evidence. When the samples come
   from paired probe rounds (``rounds``: per round, the candidate's median latency over the
@@ -106,6 +109,19 @@ def _across_rounds(rounds: tuple[float, ...], policy: JudgePolicy) -> tuple[bool
     return p < policy.round_p_value, p
 
 
+def _persists(rounds: tuple[float, ...], policy: JudgePolicy) -> bool:
+    """The last ``immediate_windows`` consecutive windows of ``immediate_min_rounds`` rounds:
+    in each, the candidate slower in every round and by ≥ ``latency_ratio_fail`` at the
+    window's median round."""
+    k, w = policy.immediate_min_rounds, policy.immediate_windows
+    if len(rounds) < k * w:
+        return False
+    tail = rounds[len(rounds) - k * w:]
+    windows = [tail[i * k:(i + 1) * k] for i in range(w)]
+    return all(all(r > 1 for r in win) and statistics.median(win) >= policy.latency_ratio_fail
+               for win in windows)
+
+
 def compare(baseline: Samples, candidate: Samples, policy: JudgePolicy,
             rounds: tuple[float, ...] = ()) -> Comparison:
     """``rounds``: per paired probe round, candidate median latency / baseline median (see the
@@ -147,14 +163,17 @@ def compare(baseline: Samples, candidate: Samples, policy: JudgePolicy,
                           len(rounds), round_p)
 
     rounds_why = f", slower in rounds (Wilcoxon p={round_p:.2g})" if round_p is not None else ""
-    # immediate: far slower in every round so far (a burst is one round, not all of them)
-    every_round = not rounds or (len(rounds) >= policy.immediate_min_rounds
-                                 and all(r > 1 for r in rounds))
+    # immediate: far slower, and it persists: the last immediate_windows consecutive windows
+    # of rounds each slower in every round (a start-up or load burst is one window)
+    persists = not rounds or _persists(rounds, policy)
     if ratio >= policy.latency_ratio_immediate and n >= policy.immediate_min_samples \
-            and lat_p < policy.immediate_p_value and every_round:
+            and lat_p < policy.immediate_p_value and persists:
+        k = policy.immediate_min_rounds * policy.immediate_windows
+        where = (f", slower in each of the last {k} rounds ({policy.immediate_windows} "
+                 "consecutive windows)" if rounds else "")
         return mk(Verdict.ROLLBACK, 0.0, f"median latency ×{ratio:.2f} ≥ "
                   f"×{policy.latency_ratio_immediate} (immediate; Mann-Whitney p={lat_p:.2g}"
-                  f"{f', slower in all {len(rounds)} rounds' if rounds else ''})")
+                  f"{where})")
     lat_mw = lat_p < policy.latency_p_value
     lat_sig = lat_mw and slower_in_rounds
     lat_fail = lat_sig and ratio >= policy.latency_ratio_fail

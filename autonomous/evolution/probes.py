@@ -3,8 +3,12 @@
 Low traffic is normal on a robot, so the judge cannot wait for live requests: each round sends
 ``n`` GETs to both versions, two at a time (one to each, concurrently; the order alternates
 so neither version always goes second). A round's answered latencies share the moment's
-scheduling noise, which is why the judge also gets one figure per round — the candidate's
-median latency over the baseline's (:attr:`Round.ratio`) — and tests those across rounds.
+scheduling noise, which is why the judge also gets one figure per round and tests those
+across rounds: :attr:`Round.ratio`, the median over the round's pairs of the candidate's
+latency over the baseline's in the same pair — both probed at the same moment, so a load
+burst that slows a pair slows both sides of it and cancels out in its ratio (the ratio of the
+two medians, :attr:`Round.ratio_of_medians`, does not cancel it: a burst that hits the
+candidate's probes of one round more than the baseline's moves it).
 Used by the evolution controller and by ``bench/bench_rollout.py``.
 """
 
@@ -34,9 +38,16 @@ class Round:
     cand: list[float] = field(default_factory=list)
     base_errors: int = 0
     cand_errors: int = 0
+    pairs: list[tuple[float, float]] = field(default_factory=list)  # (base, cand), both answered
 
     @property
     def ratio(self) -> float | None:
+        """Median over the pairs of candidate / baseline latency; None without a pair."""
+        rs = [c / b for b, c in self.pairs if b > 0]
+        return statistics.median(rs) if rs else None
+
+    @property
+    def ratio_of_medians(self) -> float | None:
         """Candidate median / baseline median; None when either answered nothing."""
         if not self.base or not self.cand:
             return None
@@ -68,4 +79,6 @@ async def paired_round(client: Getter, base_url: str, cand_url: str, n: int,
             out.cand_errors += 1
         else:
             out.cand.append(k)
+        if b is not None and k is not None:
+            out.pairs.append((b, k))
     return out

@@ -2,7 +2,8 @@
 controller reconciles, and the desired-state patch that makes it the Service's version.
 
 States: ``proposed`` (waiting for the governance gate: applied in growth, an approval in
-governed, recorded only — the proposal stays ``proposed`` — in emergency_stop) →
+governed, recorded only — the proposal stays ``proposed`` — in emergency_stop) → ``vetting``
+(its checks run as a background job; ``autonomous/evolution/vetting.py``) →
 ``rolling_out`` (a Service with ``spec.traffic``: a staged rollout runs; the file is patched at
 its commit) → ``applied`` (the Service's YAML file carries the version), or ``rolled_back`` /
 ``failed`` with the reason. A proposal for a quarantined version is never made.
@@ -26,8 +27,9 @@ from autonomous.store.db import Store
 
 __all__ = ["PatchConflict", "ProposalRow", "ProposalStore", "patch_service"]
 
-State = Literal["proposed", "rolling_out", "applied", "rolled_back", "failed"]
-OPEN: tuple[State, ...] = ("proposed", "rolling_out")
+State = Literal["proposed", "vetting", "rolling_out", "applied", "rolled_back", "failed"]
+OPEN: tuple[State, ...] = ("proposed", "vetting", "rolling_out")
+_OPEN_MARKS = ",".join("?" * len(OPEN))
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ class ProposalStore:
         """(the proposal, whether it is new): an open one for the same version is reused."""
         with self.store.transaction() as c:
             row = c.execute("SELECT * FROM evolution_proposals WHERE service=? AND version=? "
-                            "AND state IN (?, ?) ORDER BY id DESC LIMIT 1",
+                            f"AND state IN ({_OPEN_MARKS}) ORDER BY id DESC LIMIT 1",  # noqa: S608
                             (service, version, *OPEN)).fetchone()
             if row is not None:
                 return _row(row), False
@@ -118,8 +120,9 @@ class ProposalStore:
 
     def prune(self, before_ts: float) -> int:
         """Retention: closed proposals last updated before ``before_ts``."""
-        cur = self.store.execute("DELETE FROM evolution_proposals WHERE state NOT IN (?, ?) "
-                                 "AND updated_at < ?", (*OPEN, before_ts))
+        sql = f"DELETE FROM evolution_proposals WHERE state NOT IN ({_OPEN_MARKS}) AND " \
+              "updated_at < ?"  # noqa: S608
+        cur = self.store.execute(sql, (*OPEN, before_ts))
         return cur.rowcount
 
 

@@ -1,7 +1,9 @@
 """Regression tests of a candidate version before any traffic reaches it.
 
 * :meth:`RegressionTester.run_full_test_suite` — the service's declared test command (an argv
-  list, never a shell string), with a timeout; passes on exit status 0.
+  list, never a shell string), with a timeout; passes on exit status 0. It runs in its own
+  process group, dies with the operator (PDEATHSIG), and what it leaves running in its group
+  is killed when it ends, times out or is cancelled.
 * :meth:`RegressionTester.run_api_tests` — GETs of declared paths (its probes and API checks)
   against the sandboxed candidate; each must answer its expected status.
 * :meth:`RegressionTester.run_performance_benchmark` — N sequential GETs of one path, latency
@@ -18,6 +20,7 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -25,6 +28,7 @@ import httpx
 from autonomous.evolution.metrics_comparator import Comparison, Samples, compare
 from autonomous.resources.policy.evolution import JudgePolicy
 from autonomous.supervisor.probe_client import ProbeClient
+from autonomous.supervisor.processes import _set_pdeathsig
 
 __all__ = ["ApiCheck", "RegressionTester", "TestResult"]
 
@@ -51,20 +55,34 @@ class RegressionTester:
 
     async def run_full_test_suite(self, argv: list[str], cwd: str | None = None,
                                   env: dict[str, str] | None = None,
-                                  timeout_s: float = 300.0) -> TestResult:
+                                  timeout_s: float = 300.0,
+                                  on_start: Callable[[int], None] | None = None) -> TestResult:
+        """``on_start``: told the suite's pid (the leader of its own process group) once it
+        runs; it dies with the operator (PDEATHSIG), the rest of its group is the caller's
+        to stop (``autonomous.evolution.vetting.stop_left_groups``)."""
         t0 = time.monotonic()
         proc = await asyncio.create_subprocess_exec(
             *argv, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True)  # its own group: a timeout kills what it started too
+            start_new_session=True,  # its own group: a timeout kills what it started too
+            preexec_fn=_set_pdeathsig)  # noqa: PLW1509
+        if on_start is not None:
+            on_start(proc.pid)
         try:
             out, _ = await asyncio.wait_for(proc.communicate(), timeout_s)
+        except asyncio.CancelledError:  # the job was cancelled (operator stopping): no orphan
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            await asyncio.shield(proc.wait())
+            raise
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             await proc.wait()
             return TestResult("test_suite", False, f"timed out after {timeout_s:g}s",
                               time.monotonic() - t0)
+        with contextlib.suppress(ProcessLookupError):  # what it left running in its group
+            os.killpg(proc.pid, signal.SIGKILL)
         tail = out.decode(errors="replace")[-2000:]
         ok = proc.returncode == 0
         return TestResult("test_suite", ok, f"exit {proc.returncode}: {tail.strip()[-300:]}",

@@ -192,3 +192,30 @@ def test_rollback_sticks_until_cleared_or_new_version() -> None:
     assert sr.start_rollout("nexus", "1", "3", 3.0).to_version == "3"
     sr.clear_quarantine("nexus", "2")
     assert sr.start_rollout("nexus", "1", "2", 4.0).phase_index == 0
+
+
+def test_immediate_rollback_needs_the_regression_in_two_consecutive_windows() -> None:
+    n = JUDGE.immediate_min_samples
+    k, w = JUDGE.immediate_min_rounds, JUDGE.immediate_windows
+    assert w == 2
+    base, slow = Samples.of(_lat(n * 3, seed=1)), Samples.of(_lat(n * 3, 2.5, seed=1))
+    # a freshly started candidate's first window on a loaded host: ×2.5, one burst
+    one = compare(base, slow, JUDGE, (2.5,) * k)
+    assert one.verdict is not Verdict.ROLLBACK or "immediate" not in one.reason
+    # the burst over, the next window alike: no immediate rollback
+    burst = compare(base, slow, JUDGE, (2.5,) * k + (1.3, 0.9, 1.1))
+    assert "immediate" not in burst.reason
+    # slower in every round of two consecutive windows: immediate
+    steady = compare(base, slow, JUDGE, (2.5,) * (k * w))
+    assert steady.verdict is Verdict.ROLLBACK and "immediate" in steady.reason
+    assert f"last {k * w} rounds" in steady.reason
+
+
+def test_a_rounds_ratio_is_the_median_of_its_per_pair_ratios() -> None:
+    from autonomous.evolution.probes import Round
+
+    both = [(1.0, 1.1), (1.0, 1.1), (1.0, 1.1), (4.0, 4.4), (4.0, 4.4)]  # a burst hits both sides
+    r = Round([b for b, _ in both], [c for _, c in both], pairs=both)
+    assert r.ratio == pytest.approx(1.1)  # ×1.1 in every pair, whatever the burst
+    assert Round([1.0, 2.0], [2.0], 0, 0, [(2.0, 2.0)]).ratio == 1.0  # unpaired ignored
+    assert Round([1.0], [], 0, 1).ratio is None

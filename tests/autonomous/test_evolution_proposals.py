@@ -5,6 +5,8 @@ behind the gateway gets a staged rollout instead; quarantined versions are never
 
 from __future__ import annotations
 
+import asyncio
+
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -123,6 +125,11 @@ async def _propose_and_reconcile(tmp_path: Path, mode: str, traffic: bool = Fals
         (item,) = facade.scan(None)["results"]
         outcomes = [o.action.as_dict() | {"ok": o.ok, "message": o.message}
                     for o in await m.reconcile(evo)]
+        while facade.proposals.get(item["proposal"]["id"]).state == "vetting":
+            # its checks run in the background; the next reconcile concludes them
+            await asyncio.gather(*evo.jobs.tasks.values(), return_exceptions=True)
+            outcomes += [o.action.as_dict() | {"ok": o.ok, "message": o.message}
+                         for o in await m.reconcile(evo)]
         svc_file = root / "desired_state" / "echo.yaml"
         return {"outcomes": outcomes, "proposal": facade.proposals.get(item["proposal"]["id"]),
                 "spec": yaml.safe_load(svc_file.read_text())["spec"], "port": port,

@@ -5,12 +5,14 @@ step's output, quarantines the version (never proposed again) and notifies once.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import psutil
+import pytest
 import yaml
 
 from autonomous.backup.chunks import EngineParams
@@ -33,18 +35,20 @@ spec:
   sources:
     - {{kind: release_dir, path: releases, name: echo}}
   command: ["{{python}}", "-m", "autonomous.sample_stack", "--name", "echo", "--port",
-            "{port}", "--service-version", "{{version}}"]
+            "{port}", "--service-version", "{{version}}"{extra}]
   checks: {checks}
 """
 
 
 async def _reconcile(tmp_path: Path, checks: dict[str, Any],
-                     after: Callable[[Any, Path, int], Awaitable[Any]] | None = None
-                     ) -> dict[str, Any]:
+                     after: Callable[[Any, Path, int], Awaitable[Any]] | None = None,
+                     extra_args: tuple[str, ...] = ()) -> dict[str, Any]:
     port = free_port()
     root = make_tree(tmp_path / "root", {
-        "echo": service_yaml("echo", port, extra_args=("--service-version", "1.0.0")),
-        "src": SOURCE.format(port=port, checks=yaml.safe_dump(checks, default_flow_style=True,
+        "echo": service_yaml("echo", port,
+                             extra_args=("--service-version", "1.0.0", *extra_args)),
+        "src": SOURCE.format(port=port, extra="".join(f", {a!r}" for a in extra_args),
+                             checks=yaml.safe_dump(checks, default_flow_style=True,
                                                               width=10_000).strip())})
     (root / "releases").mkdir()
     (root / "releases" / "echo-1.1.0.tar.gz").write_text("x")
@@ -61,6 +65,11 @@ async def _reconcile(tmp_path: Path, checks: dict[str, Any],
     try:
         (item,) = facade.scan(None)["results"]
         outcomes = [(o.ok, o.message) for o in await m.reconcile(evo)]
+        for _ in range(3):  # the checks run in the background; then one action concludes
+            if facade.proposals.get(item["proposal"]["id"]).state != "vetting":
+                break
+            await asyncio.gather(*evo.jobs.tasks.values(), return_exceptions=True)
+            outcomes += [(o.ok, o.message) for o in await m.reconcile(evo)]
         got = []
         while (ev := notes.get_nowait()) is not None:
             got.append(ev.data)
@@ -112,6 +121,23 @@ async def test_checks_pass_snapshot_taken_then_the_update_is_applied(tmp_path: P
     BackupManager(engine).restore_snapshot(snap["id"], out)
     assert (out / "state.txt").read_bytes() == (seen["root"] / "state.txt").read_bytes()
     assert [n["severity"] for n in seen["notes"]] == ["info"]
+
+
+@pytest.mark.parametrize("state_arg", ["relative", "absolute"])
+async def test_the_sandboxed_candidate_migrates_a_copy_never_the_live_data(
+        tmp_path: Path, state_arg: str) -> None:
+    live = tmp_path / "root" / "state.txt"
+    args = (("--state-file", "state.txt") if state_arg == "relative"
+            else (f"--state-file={live}",))
+    seen = await _reconcile(tmp_path, {"snapshot_paths": ["state.txt", "data"]},
+                            extra_args=args)
+    p = seen["proposal"]
+    assert p.state == "applied", seen["outcomes"]
+    # the candidate ran its migration (rewrote state.txt as schema=1.1.0) in its copy
+    assert "sandbox ok" in p.reason and "data copy: 1 file(s) changed" in p.reason, p.reason
+    assert live.read_bytes() == b"the data an update may touch\n"  # byte for byte
+    assert (seen["root"] / "data" / "kept.db").read_bytes() == b"\x00\x01 rows of the old schema"
+    assert not (seen["ctx"].data_dir / "sandboxes" / f"proposal-{p.id}").exists()  # removed
 
 
 async def test_a_suite_past_its_timeout_is_killed_with_what_it_started(tmp_path: Path) -> None:

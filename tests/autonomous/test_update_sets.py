@@ -88,6 +88,8 @@ async def _run(tmp_path: Path, robot_variant: str) -> dict[str, Any]:
             await m.reconcile(sets)
             await m.reconcile(evo)
             await m.reconcile(gw)
+            # a member's checks run in the background: the next reconcile concludes them
+            await asyncio.gather(*evo.jobs.tasks.values(), return_exceptions=True)
             if setstore.get(sid).state in ("done", "rolled_back"):
                 break
             clock.advance(1)

@@ -1,7 +1,8 @@
 """Evolution policy: the judge's statistical gates and the staged-rollout phases.
 
 Values in ``policies/evolution.yaml``; every field is required but
-``rollout.on_operator_restart`` (``resume`` unless set).
+``rollout.on_operator_restart`` (``resume`` unless set), ``judge.immediate_windows`` (2) and
+``judge.min_round_interval_seconds`` (1).
 """
 
 from __future__ import annotations
@@ -30,6 +31,16 @@ class JudgePolicy(Strict):
                                        "immediate path may roll back")
     immediate_min_rounds: int = Field(ge=1, description="Paired rounds, every one slower, "
                                       "before the immediate path may roll back")
+    immediate_windows: int = Field(2, ge=1, le=10, description="Consecutive windows of "
+                                   "immediate_min_rounds rounds, each slower in every round "
+                                   "(window median ratio ≥ latency_ratio_fail), before the "
+                                   "immediate path may roll back: a start-up or load burst "
+                                   "is one window, a regression persists")
+    min_round_interval_seconds: float = Field(
+        1.0, ge=0, le=3600, description="Paired probe rounds closer together than this (real "
+        "time) are not taken: rounds a moment apart share one contention episode of the host "
+        "(a core busy for a second slows whichever version runs there), so they are not "
+        "independent evidence")
     min_rounds: int = Field(ge=1, description="Paired probe rounds needed to pass, or to fail "
                             "on latency")
     round_p_value: float = Field(gt=0, lt=1, description="Wilcoxon signed-rank significance of "
