@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import os
 import shutil
 import signal
@@ -240,6 +241,12 @@ def admission_state(stack: Stack) -> dict:
             "latency_target_ms": t.get("latency_target_ms"), "loop_lag": t.get("loop_lag")}
 
 
+def http_parser() -> str:
+    """What uvicorn's ``http="auto"`` picks in the operator (the same interpreter and path):
+    httptools (C, a project dependency) when importable, else the pure-Python h11."""
+    return "httptools" if importlib.util.find_spec("httptools") is not None else "h11"
+
+
 def _ms(v: float | None) -> str:
     return "n/a" if v is None else f"{v * 1000:.1f}ms"
 
@@ -254,7 +261,8 @@ async def run(args: argparse.Namespace) -> None:
             if "        enabled: false" not in text:
                 raise SystemExit(f"{pol}: resilience.loop_lag.enabled not found")
             pol.write_text(text.replace("        enabled: false", "        enabled: true", 1))
-        print(f"loop-lag shedding: {'on' if args.loop_lag else 'off (the default)'}")
+        print(f"loop-lag shedding: {'on' if args.loop_lag else 'off (the default)'}; "
+              f"uvicorn's HTTP parser: {http_parser()}")
         stack.start()
         base = f"http://127.0.0.1:{stack.api_port}"
         cap = await capacity(base, 10, args.timeout)
@@ -313,6 +321,7 @@ async def run(args: argparse.Namespace) -> None:
         }, {"unloaded_critical_p99_ms": None if ref is None else round(ref, 1)},
             {"quick": args.quick, "seconds": args.seconds, "overload": args.overload,
              "api_capacity_rps": round(cap), "faults": flog, "admission": adm,
+             "http_parser": http_parser(),
              "peer": "the same operator unloaded, measured first in this run"})
     finally:
         stack.stop()

@@ -5,7 +5,9 @@ the generation in force it becomes a new generation (persisted with its hash, th
 when the root is a checkout, the resources (env values hidden), the effective policies and the
 config). An invalid
 tree is rejected whole: the generation in force keeps running and ``error`` holds the problems
-until a valid edit clears them. ``watch()`` runs ``reload`` on every file change (watchfiles).
+until a valid edit clears them. ``watch()`` runs ``reload`` on every file change (watchfiles):
+the tree is read, parsed and validated and its git commit looked up (two ``git`` processes) in
+a worker thread, so a reload holds the serving loop only to install the generation.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from watchfiles import awatch
+
 from autonomous.core.clock import Clock, SystemClock, iso
 from autonomous.core.errors import Problem
 from autonomous.core.events import EventBus
@@ -25,7 +29,7 @@ from autonomous.resources.loader import TREE_DIRS, LoadResult, Tree, load_tree
 from autonomous.resources.yaml_lines import ParseLimits
 from autonomous.store import Store
 
-__all__ = ["DesiredStateManager", "Generation", "git_commit", "git_dirty"]
+__all__ = ["DesiredStateManager", "Generation", "git_commit", "git_dirty", "git_state"]
 
 log = logging.getLogger("atlas.desired")
 
@@ -80,6 +84,12 @@ def git_dirty(root: Path) -> bool | None:
     return bool(out.stdout.strip()) if out.returncode == 0 else None
 
 
+def git_state(root: Path) -> tuple[str | None, bool | None]:
+    """(HEAD, dirty) of the checkout holding ``root``; (None, None) when it is not one."""
+    commit = git_commit(root)
+    return commit, git_dirty(root) if commit else None
+
+
 def _env_hidden(spec: dict[str, Any]) -> dict[str, Any]:
     """The spec as recorded in a generation row: env values hidden (the row is a record; the
     revision a rollback runs again is kept by the services' revisions)."""
@@ -99,9 +109,11 @@ class DesiredStateManager:
     error: ReloadError | None = None
     reloads: int = 0
 
-    def reload(self, preloaded: LoadResult | None = None) -> Generation | None:
-        """Load the tree (or take ``preloaded``, a result just read from the same root);
-        install it as a new generation if valid and changed. Returns it."""
+    def reload(self, preloaded: LoadResult | None = None,
+               git: tuple[str | None, bool | None] | None = None) -> Generation | None:
+        """Load the tree (or take ``preloaded``, a result just read from the same root, and
+        ``git``, its ``git_state`` looked up with it); install it as a new generation if
+        valid and changed. Returns it."""
         self.reloads += 1
         result = preloaded if preloaded is not None else load_tree(self.root, limits=self.limits())
         if result.tree is None:
@@ -114,18 +126,17 @@ class DesiredStateManager:
         self.error = None
         if self.current is not None and self.current.hash == result.hash:
             return None
-        gen = self._persist(result.tree)
+        gen = self._persist(result.tree, git)
         self.current = gen
         log.info("desired state generation %d in force (hash %s, commit %s)", gen.number,
                  gen.hash[:12], gen.commit)
         self.bus.publish("desired.generation", generation=gen.number, hash=gen.hash)
         return gen
 
-    def _persist(self, tree: Tree) -> Generation:
+    def _persist(self, tree: Tree, git: tuple[str | None, bool | None] | None) -> Generation:
         last = self.store.query_one("SELECT generation, hash, commit_sha, created_at FROM "
                                     "generations ORDER BY generation DESC LIMIT 1")
-        commit = git_commit(self.root)
-        dirty = git_dirty(self.root) if commit else None
+        commit, dirty = git if git is not None else git_state(self.root)
         if last is not None and last["hash"] == tree.hash:
             return Generation(last["generation"], tree.hash, last["commit_sha"] or commit,
                               last["created_at"], tree, dirty)
@@ -163,18 +174,23 @@ class DesiredStateManager:
             "root": str(self.root),
         }
 
+    def _read(self) -> tuple[LoadResult, tuple[str | None, bool | None] | None]:
+        """(worker thread) The tree parsed and validated, and its ``git_state`` when it would
+        become a new generation (valid, another hash)."""
+        result = load_tree(self.root, limits=self.limits())
+        cur = self.current
+        new = result.tree is not None and (cur is None or cur.hash != result.hash)
+        return result, git_state(self.root) if new else None
+
     async def watch(self, stop: asyncio.Event, debounce_ms: int = 50, step_ms: int = 100) -> None:
         """Reload on every change under desired_state/, policies/, config/ until ``stop``."""
-        from watchfiles import awatch
-
         dirs = [str(self.root / d) for d in TREE_DIRS if (self.root / d).exists()]
         if not dirs:
             return
         async for _changes in awatch(*dirs, stop_event=stop, debounce=debounce_ms, step=step_ms,
                                      recursive=True, force_polling=False):
             try:
-                # parsed in a worker thread: a big or hostile file never stalls the event loop
-                result = await asyncio.to_thread(load_tree, self.root, limits=self.limits())
-                self.reload(result)
+                # read in a worker thread: a big or hostile file never stalls the event loop
+                self.reload(*await asyncio.to_thread(self._read))
             except Exception:  # noqa: BLE001 - a reload bug must not kill the watcher
                 log.exception("reload failed")

@@ -163,6 +163,13 @@ class Admission:
         fut: asyncio.Future[None] = loop.create_future()
         waiter = Waiter(lambda: _wake(loop, fut))
         self.waiting.enqueue(priority, waiter, path)
+        try:
+            return await self._wait(priority, waiter, fut)
+        finally:
+            waiter.item = None  # out of the queue by now: no waiter <-> item cycle left
+
+    async def _wait(self, priority: Priority, waiter: Waiter, fut: asyncio.Future[None]
+                    ) -> Ticket:
         wait = self.policy["admission"]["max_wait_seconds"][priority.name]
         try:
             await asyncio.wait_for(fut, wait)
@@ -202,9 +209,12 @@ class Admission:
         waiter = Waiter(event.set)
         self.waiting.enqueue(priority, waiter, path)
         wait = self.policy["admission"]["max_wait_seconds"][priority.name]
-        if not event.wait(wait):
-            return self._timed_out(priority, waiter, wait)
-        return self._granted(priority, waiter)
+        try:
+            if not event.wait(wait):
+                return self._timed_out(priority, waiter, wait)
+            return self._granted(priority, waiter)
+        finally:
+            waiter.item = None
 
     @contextmanager
     def guard(self, path: str, headers: Mapping[str, str] | None = None) -> Iterator[Ticket]:

@@ -29,7 +29,10 @@ class Ticket:
 
 @dataclass(eq=False)
 class Waiter:
-    """A queued request: ``grant``/``shed`` wake it, from any thread."""
+    """A queued request: ``grant``/``shed`` wake it, from any thread. ``item`` (the queue
+    entry, whose value is this waiter) is cleared once the wait is over: a cycle left there
+    is one collector-only garbage per queued request (~570/s under 3x load, a tenth of the
+    loop's GC time)."""
 
     wake: Callable[[], object]
     granted: bool = False

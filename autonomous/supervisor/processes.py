@@ -3,6 +3,11 @@
 Each child runs in its own session (process group) so that stopping it stops everything it
 spawned; it gets ``PR_SET_PDEATHSIG`` so it dies if the operator is killed, and its pid is
 recorded in the store so that a restarted operator reaps what a killed one left behind.
+The death signal is set by util-linux ``setpriv --pdeathsig KILL`` exec'ing the program (see
+``spawn_argv``): with no ``preexec_fn`` the child is started by ``vfork`` and the operator's
+event loop is not held while a copy of its ~200 MiB address space runs Python code to the
+``exec`` (measured 28 ms median, 63 ms max per start on a loaded 2-core host, against 4-5 ms;
+100 ms stalls of every API request under load with faults).
 stdout and stderr go to ``<log_dir>/<name>.log``. An exit is published on the event bus
 (``service.exited``) the moment it happens: restarts are driven by that event, not polling.
 """
@@ -13,6 +18,8 @@ import asyncio
 import ctypes
 import logging
 import os
+import errno
+import shutil
 import signal
 import sys
 from collections import deque
@@ -26,7 +33,7 @@ from autonomous.core.clock import Clock, iso
 from autonomous.core.events import EventBus
 from autonomous.store import Store
 
-__all__ = ["ProcessInfo", "ProcessSupervisor", "expand_argv"]
+__all__ = ["ProcessInfo", "ProcessSupervisor", "expand_argv", "spawn_argv"]
 
 log = logging.getLogger("atlas.supervisor")
 
@@ -34,6 +41,36 @@ log = logging.getLogger("atlas.supervisor")
 def expand_argv(argv: list[str]) -> list[str]:
     """``{python}`` → the operator's interpreter. No shell is ever involved."""
     return [a.replace("{python}", sys.executable) for a in argv]
+
+
+SETPRIV = shutil.which("setpriv")
+
+
+def _resolve(program: str, cwd: str | None, env: dict[str, str]) -> None:
+    """Raise the ``OSError`` an ``exec`` of ``program`` would (no such program, not
+    executable): ``setpriv`` execs it, so its failure would otherwise be an exit, not the
+    error a start reports (a broken command in the desired state)."""
+    if "/" in program:
+        path = program if os.path.isabs(program) else os.path.join(cwd or os.getcwd(), program)
+        if not os.path.exists(path):
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+        if os.path.isdir(path) or not os.access(path, os.X_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), program)
+    elif shutil.which(program, path=env.get("PATH", os.defpath)) is None:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+
+
+def spawn_argv(argv: list[str], cwd: str | None, env: dict[str, str]
+               ) -> tuple[list[str], Any]:
+    """The argv to start and the ``preexec_fn`` (None) so that the child gets
+    ``PR_SET_PDEATHSIG``: ``setpriv --pdeathsig KILL -- argv`` (util-linux; the pid and the
+    process are the program's once setpriv has exec'd it), else the in-child ``prctl`` (a
+    fork, not a vfork). Raises the ``OSError`` of an unknown or non-executable program."""
+    argv = expand_argv(argv)
+    if SETPRIV is None:
+        return argv, _set_pdeathsig
+    _resolve(argv[0], cwd, env)
+    return [SETPRIV, "--pdeathsig", "KILL", "--", *argv], None
 
 
 def _set_pdeathsig() -> None:  # runs in the child between fork and exec
@@ -106,10 +143,11 @@ class ProcessSupervisor:
         logf = open(self.log_path(name), "ab", buffering=0)  # noqa: SIM115 - child owns a dup
         try:
             logf.write(f"--- {iso(self.clock.now())} starting {name}: {argv}\n".encode())
+            where = str(cwd) if cwd else None
+            run, preexec = spawn_argv(argv, where, full_env)
             proc = await asyncio.create_subprocess_exec(
-                *expand_argv(argv), cwd=str(cwd) if cwd else None, env=full_env,
-                stdin=asyncio.subprocess.DEVNULL, stdout=logf, stderr=logf,
-                start_new_session=True, preexec_fn=_set_pdeathsig)
+                *run, cwd=where, env=full_env, stdin=asyncio.subprocess.DEVNULL, stdout=logf,
+                stderr=logf, start_new_session=True, preexec_fn=preexec)
         finally:
             logf.close()
         info = ProcessInfo(name, proc.pid, list(argv), spec_hash, self.clock.now(),

@@ -208,3 +208,45 @@ def test_a_waiter_is_woken_by_a_release_on_its_loop_or_from_a_thread():
 
     asyncio.run(main())
     assert adm.throttler.in_flight == 0 and adm.counts["admitted"] == 3
+
+
+def test_a_finished_wait_leaves_no_cyclic_garbage():
+    """Granted, timed out or cancelled: once ``acquire`` is over, its waiter and queue entry
+    are freed by reference counting — no cycle left for the collector (under 3x load one per
+    queued request was)."""
+    import gc
+
+    from autonomous.resilience.admission_queue import Waiter
+
+    pol = base_policy(concurrency={"initial": 1, "min": 1, "max": 1, "critical_reserved": 0},
+                      admission={"max_wait_seconds": {"CRITICAL": 5, "HIGH": 5, "MEDIUM": 5,
+                                                      "LOW": 0.01}})
+    adm = Admission(lambda: pol, reader=quiet)
+
+    async def main() -> None:
+        held = await adm.acquire(Priority.HIGH, "/x")
+        granted = asyncio.create_task(adm.acquire(Priority.HIGH, "/x"))
+        cancelled = asyncio.create_task(adm.acquire(Priority.MEDIUM, "/x"))
+        while len(adm.queue) < 2:
+            await asyncio.sleep(0)
+        with pytest.raises(Exception, match="waited"):  # LOW waits 0.01 s, then is shed
+            await adm.acquire(Priority.LOW, "/x")
+        cancelled.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        adm.release(held)
+        adm.release(await asyncio.wait_for(granted, 5))
+
+    gc.collect()
+    gc.disable()
+    try:
+        asyncio.run(main())
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        left = [o for o in gc.garbage if isinstance(o, Waiter)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert adm.counts["queued"] == 3 and adm.throttler.in_flight == 0
+    assert left == []
