@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from autonomous.gateway.config import traefik_binary
 from autonomous.testing import calm_gates, copy_default_tree, free_port, make_context
@@ -45,6 +46,26 @@ spec:
   stop_grace_seconds: 3
 """
 
+
+
+def update_source_yaml(port: int, checks: dict[str, Any],
+                       extra_args: tuple[str, ...] = ()) -> str:
+    """The ``echo`` sample service's UpdateSource: releases found in ``releases/`` of the tree,
+    the candidate run on ``port`` with ``extra_args``, vetted by ``checks``."""
+    extra = "".join(f", {a!r}" for a in extra_args)
+    flow = yaml.safe_dump(checks, default_flow_style=True, width=10_000).strip()
+    return f"""apiVersion: atlas.autonomous/v1
+kind: UpdateSource
+metadata:
+  name: echo-releases
+spec:
+  service: echo
+  sources:
+    - {{kind: release_dir, path: releases, name: echo}}
+  command: ["{{python}}", "-m", "autonomous.sample_stack", "--name", "echo", "--port",
+            "{port}", "--service-version", "{{version}}"{extra}]
+  checks: {flow}
+"""
 
 def make_tree(root: Path, services: dict[str, str], api_port: int | None = None) -> Path:
     """A copy of the default tree whose desired_state holds only ``services`` (name → YAML)."""

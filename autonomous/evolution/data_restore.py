@@ -21,7 +21,7 @@ from pathlib import Path
 
 from autonomous.backup.engine import BackupEngine
 
-__all__ = ["DataRestore", "restore_touched"]
+__all__ = ["DataRestore", "file_sha256", "restore_touched"]
 
 
 @dataclass
@@ -36,7 +36,8 @@ class DataRestore:
                 "unchanged": self.unchanged, "created_since": self.created_since}
 
 
-def _sha256(path: Path) -> str | None:
+def file_sha256(path: Path) -> str | None:
+    """The SHA-256 of a file's bytes (None when there is no such file)."""
     try:
         h = hashlib.sha256()
         with open(path, "rb") as f:
@@ -74,7 +75,7 @@ def restore_touched(engine: BackupEngine, snapshot_id: str, staging: Path) -> Da
         files = {e.path: e for e in manifest.entries if e.type == "file"}
         for path, e in sorted(files.items()):
             live = _live_path(manifest.sources, path)
-            if _sha256(live) == e.sha256:
+            if file_sha256(live) == e.sha256:
                 out.unchanged += 1
                 continue
             _put_back(staging / path, live, e.mode)

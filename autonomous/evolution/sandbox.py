@@ -19,7 +19,6 @@ declared: the folder is empty (still the cwd), argv and env are unchanged.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autonomous.backup.manifest import Manifest
+from autonomous.evolution.data_restore import file_sha256
 
 __all__ = ["SANDBOX_ENV", "SandboxData", "changed_files", "discard", "prepare"]
 
@@ -80,24 +80,13 @@ def prepare(folder: Path, root: Path, manifest: Manifest | None,
     return SandboxData(folder, Path(root), mapping, manifest.id)
 
 
-def _sha256(path: Path) -> str | None:
-    try:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        return h.hexdigest()
-    except (FileNotFoundError, IsADirectoryError):
-        return None
-
-
 def changed_files(data: SandboxData, manifest: Manifest | None) -> list[str]:
     """Snapshot files (as live paths) the candidate changed or deleted in its copy."""
     if manifest is None:
         return []
     out = []
     for e in manifest.entries:
-        if e.type == "file" and _sha256(data.dir / e.path) != e.sha256:
+        if e.type == "file" and file_sha256(data.dir / e.path) != e.sha256:
             label, _, rest = e.path.partition("/")
             live = manifest.sources[label]
             out.append(os.path.join(live, rest) if rest else live)

@@ -23,21 +23,7 @@ from autonomous.intents import IntentStore
 from autonomous.testing import free_port, make_context, wait_for
 from controllers.evolution import EvolutionController
 from controllers.manager import ControllerManager
-from tests.conftest import make_tree, service_yaml
-
-SOURCE = """apiVersion: atlas.autonomous/v1
-kind: UpdateSource
-metadata:
-  name: echo-releases
-spec:
-  service: echo
-  sources:
-    - {{kind: release_dir, path: releases, name: echo}}
-  command: ["{{python}}", "-m", "autonomous.sample_stack", "--name", "echo", "--port",
-            "{port}", "--service-version", "{{version}}", "--variant", "slow",
-            "--state-file", "{state}"]
-  checks: {{snapshot_paths: [state.txt], keep_snapshots: 2}}
-"""
+from tests.conftest import make_tree, service_yaml, update_source_yaml
 
 
 def _baseline(port: int, state: Path, log: Path) -> subprocess.Popen[bytes]:
@@ -64,7 +50,9 @@ async def test_a_rolled_back_update_puts_its_data_back_and_asks_for_a_restart(
     state = root / "state.txt"
     text = service_yaml("echo", port, extra_args=("--service-version", "1.0.0")) \
         + f"  traffic: {{port: {free_port()}}}\n"
-    make_tree(root, {"echo": text, "src": SOURCE.format(port=port, state=state)})
+    make_tree(root, {"echo": text, "src": update_source_yaml(
+        port, {"snapshot_paths": ["state.txt"], "keep_snapshots": 2},
+        ("--variant", "slow", "--state-file", str(state)))})
     pol = root / "policies" / "evolution.yaml"  # rounds back to back: this test is about data
     pol.write_text(pol.read_text().replace("min_round_interval_seconds: 1.0",
                                            "min_round_interval_seconds: 0"))

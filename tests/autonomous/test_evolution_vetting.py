@@ -24,20 +24,7 @@ from autonomous.testing import free_port, make_context, wait_for
 from controllers.evolution import EvolutionController
 from controllers.evolution_vetting import restore_after_rollback
 from controllers.manager import ControllerManager
-from tests.conftest import make_tree, service_yaml
-
-SOURCE = """apiVersion: atlas.autonomous/v1
-kind: UpdateSource
-metadata:
-  name: echo-releases
-spec:
-  service: echo
-  sources:
-    - {{kind: release_dir, path: releases, name: echo}}
-  command: ["{{python}}", "-m", "autonomous.sample_stack", "--name", "echo", "--port",
-            "{port}", "--service-version", "{{version}}"{extra}]
-  checks: {checks}
-"""
+from tests.conftest import make_tree, service_yaml, update_source_yaml
 
 
 async def _reconcile(tmp_path: Path, checks: dict[str, Any],
@@ -47,9 +34,7 @@ async def _reconcile(tmp_path: Path, checks: dict[str, Any],
     root = make_tree(tmp_path / "root", {
         "echo": service_yaml("echo", port,
                              extra_args=("--service-version", "1.0.0", *extra_args)),
-        "src": SOURCE.format(port=port, extra="".join(f", {a!r}" for a in extra_args),
-                             checks=yaml.safe_dump(checks, default_flow_style=True,
-                                                              width=10_000).strip())})
+        "src": update_source_yaml(port, checks, extra_args)})
     (root / "releases").mkdir()
     (root / "releases" / "echo-1.1.0.tar.gz").write_text("x")
     (root / "state.txt").write_text("the data an update may touch\n")

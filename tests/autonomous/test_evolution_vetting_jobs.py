@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 from rich.console import Console
 
 from autonomous.cli.cmd_rollout import _table
@@ -23,20 +22,8 @@ from autonomous.evolution.store import RolloutStore
 from autonomous.testing import free_port, make_context, terminate, wait_for
 from controllers.evolution import EvolutionController
 from controllers.manager import ControllerManager
-from tests.conftest import make_tree, service_yaml
+from tests.conftest import make_tree, service_yaml, update_source_yaml
 
-SOURCE = """apiVersion: atlas.autonomous/v1
-kind: UpdateSource
-metadata:
-  name: echo-releases
-spec:
-  service: echo
-  sources:
-    - {{kind: release_dir, path: releases, name: echo}}
-  command: ["{{python}}", "-m", "autonomous.sample_stack", "--name", "echo", "--port",
-            "{port}", "--service-version", "{{version}}"]
-  checks: {checks}
-"""
 
 ROLLOUT = """apiVersion: atlas.autonomous/v1
 kind: Rollout
@@ -69,8 +56,7 @@ async def test_a_long_suite_runs_in_the_background_while_another_rollout_advance
     root = make_tree(tmp_path / "root", {
         "echo": service_yaml("echo", echo_port, extra_args=("--service-version", "1.0.0")),
         "nexus": service_yaml("nexus", nexus_port, extra_args=("--service-version", "1.0.0")),
-        "src": SOURCE.format(port=echo_port, checks=yaml.safe_dump(
-            checks, default_flow_style=True, width=10_000).strip()),
+        "src": update_source_yaml(echo_port, checks),
         "rollout": ROLLOUT})
     (root / "releases").mkdir()
     (root / "releases" / "echo-1.1.0.tar.gz").write_text("x")

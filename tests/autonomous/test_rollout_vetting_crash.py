@@ -18,25 +18,12 @@ from typing import Any
 
 import psutil
 import pytest
-import yaml
 
 from autonomous.testing import free_port, wait_for
 from tests.autonomous.crash_harness import _Operator
 from tests.autonomous.crash_rollout import integrity
-from tests.conftest import make_tree, service_yaml
+from tests.conftest import make_tree, service_yaml, update_source_yaml
 
-SOURCE = """apiVersion: atlas.autonomous/v1
-kind: UpdateSource
-metadata:
-  name: echo-releases
-spec:
-  service: echo
-  sources:
-    - {{kind: release_dir, path: releases, name: echo}}
-  command: ["{{python}}", "-m", "autonomous.sample_stack", "--name", "echo", "--port",
-            "{port}", "--service-version", "{{version}}"]
-  checks: {checks}
-"""
 
 # the suite: starts a helper (its own child, in its process group, not tied to the operator),
 # then waits for its gate file (polling a real condition) and passes
@@ -69,8 +56,7 @@ def _operator(tmp_path: Path, checks: dict[str, Any]) -> _Operator:
     root = make_tree(tmp_path / "root", {
         "echo": service_yaml("echo", port, core=False,
                              extra_args=("--service-version", "1.0.0")),
-        "src": SOURCE.format(port=port, checks=yaml.safe_dump(
-            checks, default_flow_style=True, width=10_000).strip())})
+        "src": update_source_yaml(port, checks)})
     (root / "releases").mkdir()
     (root / "releases" / "echo-1.1.0.tar.gz").write_text("x")
     return _Operator(root, tmp_path / "data")
