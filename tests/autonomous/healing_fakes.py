@@ -9,12 +9,14 @@ import itertools
 from typing import Any
 
 from autonomous.core.clock import FakeClock
+from autonomous.core.events import Event
 from autonomous.intents import IntentStore
 from autonomous.resources.kinds.service import ServiceSpec
 from autonomous.self_healing.healing_orchestrator import HealingOrchestrator
 from autonomous.testing import make_context
 
-__all__ = ["AutoClock", "FakeServices", "healing_context", "spec"]
+__all__ = ["AutoClock", "FakeServices", "drain", "exited", "healing_context", "reconcile",
+           "run_try", "spec"]
 
 _pids = itertools.count(40000)
 
@@ -162,3 +164,32 @@ async def reconcile(ctx: Any, fake: FakeServices) -> list[Any]:
 
     ctl = fake.healing
     return await ControllerManager(ctx, [ctl]).reconcile(ctl)
+
+
+async def drain(orch: HealingOrchestrator) -> None:
+    """Wait for the heals the orchestrator spawned (and those they spawned in turn)."""
+    for _ in range(50):
+        if not orch._tasks:
+            return
+        await asyncio.gather(*list(orch._tasks), return_exceptions=True)
+
+
+async def run_try(ctx: Any, fake: FakeServices, orch: HealingOrchestrator, name: str) -> list[Any]:
+    """Reconcile passes until the due crash-loop try of ``name`` is settled: one pass starts
+    it, later ones observe its verification (the clock moves by the poll interval between
+    them) and settle the verdict. The outcomes of every pass."""
+    outcomes = list(await reconcile(ctx, fake))
+    await drain(orch)
+    for _ in range(40):
+        if orch.state(name).trying is None:
+            return outcomes
+        ctx.clock.advance(ctx.policy()["healing"]["verify"]["poll_seconds"])
+        outcomes += await reconcile(ctx, fake)
+        await drain(orch)
+    raise AssertionError(f"the try of {name} was not settled")
+
+
+def exited(name: str, pid: int, rc: int = -9) -> Event:
+    """The supervisor's event for an unexpected exit of ``pid``."""
+    return Event("service.exited", {"service": name, "pid": pid, "returncode": rc,
+                                    "expected": False})

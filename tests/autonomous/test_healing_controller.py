@@ -5,7 +5,6 @@ closes; ``heal trigger`` on a healthy service heals nothing."""
 
 from __future__ import annotations
 
-import asyncio
 import copy
 
 from hypothesis import given, settings
@@ -18,7 +17,7 @@ from controllers.healing import HealingController, HealingDesired, HealingObserv
     IncidentView, ServiceHealing
 from controllers.healing_plan import Budget
 from controllers.services_intents import ServiceIntents
-from tests.autonomous.healing_fakes import healing_context, reconcile, spec
+from tests.autonomous.healing_fakes import drain, healing_context, reconcile, spec
 
 BUDGET = """apiVersion: atlas.autonomous/v1
 kind: PolicySet
@@ -128,13 +127,6 @@ def test_diff_is_empty_when_observed_matches_desired(desired, now):
     observed = HealingObserved(now, {n: ServiceHealing(n, held_for=h)
                                      for n, h in desired.services.items()})
     assert HealingController.diff(desired, observed) == ()
-
-
-async def drain(orch) -> None:
-    for _ in range(50):
-        if not orch._tasks:
-            return
-        await asyncio.gather(*list(orch._tasks), return_exceptions=True)
 
 
 async def crash_loop(ctx, fake, orch, name: str) -> None:

@@ -5,8 +5,6 @@ service stopped (crash loop and ladder), released once the approval is decided."
 
 from __future__ import annotations
 
-import asyncio
-
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -16,7 +14,7 @@ from controllers.healing import HealingController
 from controllers.healing_diff import (HealingDesired, HealingObserved, IncidentView,
                                       ServiceHealing, budget_step, diff)
 from controllers.healing_plan import Budget, Intake, crashloop_delay, skip_reason
-from tests.autonomous.healing_fakes import healing_context, reconcile, spec
+from tests.autonomous.healing_fakes import drain, exited, healing_context, reconcile, run_try, spec
 
 SPEC = BackoffSpec(initial=5, factor=2, max_delay=20, jitter=0.2)
 BUDGET = Budget(2, 60, 2, SPEC, 30)
@@ -36,33 +34,6 @@ spec:
         max_attempts: 2
       isolation: {slow_retry_seconds: 100}
 """
-
-
-async def drain(orch) -> None:
-    for _ in range(50):
-        if not orch._tasks:
-            return
-        await asyncio.gather(*list(orch._tasks), return_exceptions=True)
-
-
-def exited(name: str, pid: int, rc: int = -9) -> Event:
-    return Event("service.exited", {"service": name, "pid": pid, "returncode": rc,
-                                    "expected": False})
-
-
-async def run_try(ctx, fake, orch, name: str) -> list:
-    """Reconcile passes until the due crash-loop try of ``name`` is settled: one pass starts
-    it, later ones observe its verification (the clock moves by the poll interval between
-    them) and settle the verdict. The outcomes of every pass."""
-    outcomes = list(await reconcile(ctx, fake))
-    await drain(orch)
-    for _ in range(40):
-        if orch.state(name).trying is None:
-            return outcomes
-        ctx.clock.advance(ctx.policy()["healing"]["verify"]["poll_seconds"])
-        outcomes += await reconcile(ctx, fake)
-        await drain(orch)
-    raise AssertionError(f"the try of {name} was not settled")
 
 
 # -- pure ------------------------------------------------------------------------------------

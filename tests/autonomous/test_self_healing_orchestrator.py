@@ -13,7 +13,7 @@ import pytest
 from autonomous.core.events import Event
 from autonomous.self_healing.verify import process_stopped
 from autonomous.supervisor.revisions import spec_hash
-from tests.autonomous.healing_fakes import healing_context, reconcile, spec
+from tests.autonomous.healing_fakes import drain, exited, healing_context, reconcile, run_try, spec
 
 GROWTH_SMALL_BUDGET = """apiVersion: atlas.autonomous/v1
 kind: PolicySet
@@ -28,33 +28,6 @@ spec:
         max_attempts: 2
       isolation: {slow_retry_seconds: 100}
 """
-
-
-async def drain(orch) -> None:
-    for _ in range(50):
-        if not orch._tasks:
-            return
-        await asyncio.gather(*list(orch._tasks), return_exceptions=True)
-
-
-async def run_try(ctx, fake, orch, name: str) -> list:
-    """Reconcile passes until the due crash-loop try of ``name`` is settled: one pass starts
-    it, later ones observe its verification (the clock moves by the poll interval between
-    them) and settle the verdict. The outcomes of every pass."""
-    outcomes = list(await reconcile(ctx, fake))
-    await drain(orch)
-    for _ in range(40):
-        if orch.state(name).trying is None:
-            return outcomes
-        ctx.clock.advance(ctx.policy()["healing"]["verify"]["poll_seconds"])
-        outcomes += await reconcile(ctx, fake)
-        await drain(orch)
-    raise AssertionError(f"the try of {name} was not settled")
-
-
-def exited(name: str, pid: int, rc: int = -9) -> Event:
-    return Event("service.exited", {"service": name, "pid": pid, "returncode": rc,
-                                    "expected": False})
 
 
 @pytest.fixture
