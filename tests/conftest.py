@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from autonomous.gateway.config import traefik_binary
+from autonomous.store import Store
 from autonomous.testing import calm_gates, copy_default_tree, free_port, make_context
 
 TOKEN = "test-token"
@@ -80,6 +81,16 @@ def make_tree(root: Path, services: dict[str, str], api_port: int | None = None)
         cfg = root / "config" / "autonomous.yaml"
         cfg.write_text(cfg.read_text().replace("port: 8791", f"port: {api_port}"))
     return root
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """A bare store (migrated SQLite) in the test's temp dir, closed at teardown."""
+    s = Store(tmp_path / "h.db").open()
+    try:
+        yield s
+    finally:
+        s.close()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from autonomous.core.clock import FakeClock
 from autonomous.health_monitor.anomaly_detector import AnomalyDetector
@@ -17,15 +16,6 @@ from bench import nab_eval
 _TREE = load_tree(Path(__file__).resolve().parents[2]).tree
 assert _TREE is not None
 POLICY = _TREE.policies["governed"]["health"]
-
-
-@pytest.fixture
-def store(tmp_path: Path):
-    s = Store(tmp_path / "h.db").open()
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def _series(n: int = 3000) -> np.ndarray:

@@ -24,15 +24,6 @@ from autonomous.store.timeseries import Point
 POLICY = load_tree(Path(__file__).resolve().parents[2]).tree.policies["governed"]["health"]
 
 
-@pytest.fixture
-def store(tmp_path: Path):
-    s = Store(tmp_path / "h.db").open()
-    try:
-        yield s
-    finally:
-        s.close()
-
-
 def _aggregator(store: Store, clock: FakeClock, policy: dict | None = None) -> HealthAggregator:
     pol = policy or POLICY
     return HealthAggregator(store, clock, policy=lambda: pol, specs=dict,
