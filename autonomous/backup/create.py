@@ -14,7 +14,6 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
-import sqlite3
 import stat
 import tempfile
 import threading
@@ -26,10 +25,10 @@ from typing import Any
 
 from autonomous.backup.chunks import ChunkStore
 from autonomous.backup.manifest import Entry, Manifest
+from autonomous.store.files import is_sqlite, online_copy
 
-__all__ = ["BackupWriter", "Source", "is_sqlite", "resolve_sources"]
+__all__ = ["BackupWriter", "Source", "resolve_sources"]
 
-_SQLITE_MAGIC = b"SQLite format 3\x00"
 _SIDE_FILES = ("-wal", "-shm", "-journal")
 Progress = Callable[[int, int], None]
 
@@ -56,25 +55,6 @@ def resolve_sources(paths: list[str], *, root: Path, data_dir: Path) -> list[Sou
         used.add(label)
         out.append(Source(label, p.absolute()))
     return out
-
-
-def is_sqlite(path: Path) -> bool:
-    try:
-        with open(path, "rb") as f:
-            return f.read(16) == _SQLITE_MAGIC
-    except OSError:
-        return False
-
-
-def sqlite_snapshot(src: Path, dst: Path) -> None:
-    """Consistent copy of a database that is not the operator's (online backup API)."""
-    s = sqlite3.connect(f"file:{src}?mode=ro", uri=True, timeout=30)
-    d = sqlite3.connect(dst)
-    try:
-        s.backup(d)
-    finally:
-        d.close()
-        s.close()
 
 
 class BackupWriter:
@@ -190,7 +170,7 @@ class BackupWriter:
             if p == self.operator_db and self.backup_db is not None:
                 self.backup_db(copy)
             else:
-                sqlite_snapshot(p, copy)
+                online_copy(p, copy)
             e.size = copy.stat().st_size
             self._store(e, copy, counted_size=e.size)
             with self._lock:

@@ -17,7 +17,6 @@ import hashlib
 import os
 import posixpath
 import shutil
-import sqlite3
 import stat
 import threading
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from typing import Any
 
 from autonomous.backup.chunks import ChunkDamaged, ChunkStore
 from autonomous.backup.manifest import Entry, Manifest
+from autonomous.store.files import integrity_check
 
 __all__ = [
     "RestoreRefused",
@@ -252,9 +252,5 @@ def restored_databases_integrity(manifest: Manifest, target: Path) -> dict[str, 
     for e in manifest.entries:
         if not e.sqlite:
             continue
-        conn = sqlite3.connect(f"file:{target / e.path}?mode=ro", uri=True)
-        try:
-            results[e.path] = conn.execute("PRAGMA integrity_check").fetchone()[0]
-        finally:
-            conn.close()
+        results[e.path] = integrity_check(target / e.path)
     return results

@@ -8,6 +8,7 @@ lacks (notice kind, repeat count, escalation, acknowledgement).
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import json
 import logging
@@ -32,12 +33,16 @@ __all__ = [
 log = logging.getLogger("atlas.alerts")
 
 
-class Channel:
+class Channel(abc.ABC):
+    """A place a notification is delivered to. ``send`` raises when the delivery failed
+    (the outbox retries any failure with ``notify_backoff`` until its ``max_retries``)."""
+
     name = ""
     type = ""
 
-    async def send(self, payload: dict[str, Any], timeout: float) -> None:  # pragma: no cover
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def send(self, payload: dict[str, Any], timeout: float) -> None:
+        """Deliver ``payload`` within ``timeout`` seconds."""
 
 
 class LogbookChannel(Channel):
