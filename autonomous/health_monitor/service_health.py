@@ -34,9 +34,10 @@ import httpx
 from autonomous.core.clock import Clock
 from autonomous.health_monitor.network import tcp_connect
 from autonomous.health_monitor.prom import request_totals, tool_totals
+from autonomous.health_monitor.service_figures import (after_startup, bottlenecks, pct,
+                                                       probe_view, request_rates, uptime)
 from autonomous.health_monitor.service_score import score_reason, service_score
 from autonomous.supervisor.probe_client import ProbeClient
-from autonomous.core.stats import percentile
 from autonomous.supervisor.probes import ProbeResult, ProbeState
 
 __all__ = ["ServiceHealth", "ServiceStatus"]
@@ -256,27 +257,27 @@ class ServiceHealth:
         now = self.clock.now()
         pol = self._policy()["services"]
         obs = observed if observed is not None else self._services_observed()
-        probe = self._probe_view(st, None if obs is None else obs.get(name) or {})
+        probe = probe_view(st.state, st.probes, st.last, None if obs is None else obs.get(name) or {})
         spec = self._specs().get(name)
         grace = spec.health.startup_grace_seconds if spec is not None and spec.health else 0.0
-        recent = _after_startup([p for p in probe["history"]
+        recent = after_startup([p for p in probe["history"]
                                  if now - p["ts"] <= pol["window_seconds"]],
                                 (obs or {}).get(name, {}).get("started_at"), grace)
         lat = sorted(p["latency_ms"] for p in recent if p["latency_ms"] is not None
                      and p.get("kind", "liveness") == "liveness")
         probe_err = (sum(not p["ok"] for p in recent) / len(recent)) if recent else None
-        req = self._request_rates(st, now, pol["window_seconds"])
+        req = request_rates(st.scrapes, now, pol["window_seconds"])
         rates = [r for r in (probe_err, req["error_rate"]) if r is not None]
         last = probe["last"]
         return {
             "live": probe["live"], "ready": probe["ready"],
             "consecutive_failures": probe["failures"], "probe_source": probe["source"],
-            "latency_p50_ms": _pct(lat, 50), "latency_p95_ms": _pct(lat, 95),
+            "latency_p50_ms": pct(lat, 50), "latency_p95_ms": pct(lat, 95),
             "probe_error_rate": probe_err, "request_error_rate": req["error_rate"],
             "error_rate": max(rates) if rates else None,
             "throughput_rps": req["throughput"], "metrics_reason": st.metrics_reason,
             "probes_in_window": len(recent),
-            "uptime_seconds": self._uptime(None if obs is None else obs.get(name), now),
+            "uptime_seconds": uptime(None if obs is None else obs.get(name), now),
             "last_probe": None if last is None else {
                 k: last.get(k) for k in ("ts", "ok", "latency_ms", "status_code", "error")},
             "dependencies": dict(st.dependencies)}
@@ -291,47 +292,10 @@ class ServiceHealth:
         """The liveness / readiness probe results kept for ``name`` (oldest first), from the
         services controller or the own probes."""
         obs = self._services_observed()
-        view = self._probe_view(self.states.get(name) or _State(),
-                                None if obs is None else obs.get(name) or {})
+        st = self.states.get(name) or _State()
+        view = probe_view(st.state, st.probes, st.last,
+                          None if obs is None else obs.get(name) or {})
         return list(view["history"])
-
-    @staticmethod
-    def _probe_view(st: _State, obs: dict[str, Any] | None) -> dict[str, Any]:
-        """Probe state from the services controller (``obs``) or from the own probes."""
-        if obs is None:
-            return {"source": "service_health", "live": st.state.live, "ready": st.state.ready,
-                    "failures": st.state.consecutive_failures, "history": st.probes,
-                    "last": st.last}
-        running = obs.get("running")
-        if obs and running is False:  # declared, supervised and not running
-            why = (f"not running ({obs['held']}: {obs.get('reason') or 'no reason given'})"
-                   if obs.get("held") else f"not running (exit code {obs.get('returncode')})")
-            last = {**(obs.get("last_probe") or {"ok": False, "latency_ms": None,
-                                                  "status_code": None, "ts": None}),
-                    "error": why}
-            return {"source": "services", "live": False, "ready": False,
-                    "failures": obs.get("consecutive_failures", 0),
-                    "history": obs.get("probe_history") or [], "last": last}
-        return {"source": "services", "live": obs.get("live"), "ready": obs.get("ready"),
-                "failures": obs.get("consecutive_failures", 0),
-                "history": obs.get("probe_history") or [], "last": obs.get("last_probe")}
-
-    @staticmethod
-    def _request_rates(st: _State, now: float, window: float) -> dict[str, float | None]:
-        inside = [s for s in st.scrapes if now - s[0] <= window]
-        if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
-            return {"throughput": None, "error_rate": None}
-        (t0, n0, e0), (t1, n1, e1) = inside[0], inside[-1]
-        dn, de = max(0.0, n1 - n0), max(0.0, e1 - e0)  # a restart resets the counters
-        return {"throughput": dn / (t1 - t0), "error_rate": min(1.0, de / dn) if dn else None}  # no requests: no rate
-
-    @staticmethod
-    def _uptime(obs: dict[str, Any] | None, now: float) -> float | None:
-        obs = obs or {}
-        started = obs.get("started_at")
-        if started is not None and obs.get("running", True):
-            return max(0.0, now - float(started))
-        return None
 
     def calculate_service_score(self, name: str, metrics: dict[str, Any] | None = None
                                 ) -> float | None:
@@ -341,42 +305,20 @@ class ServiceHealth:
 
     score_reason = staticmethod(score_reason)
 
-    def get_dependency_health(self) -> dict[str, dict[str, dict[str, Any]]]:
-        """Per service, each declared dependency's last check."""
-        return {name: dict(st.dependencies) for name, st in self.states.items()}
-
     def get_bottlenecks(self, resource_problems: list[dict[str, Any]] | None = None,
                         metrics: dict[str, dict[str, Any]] | None = None
                         ) -> list[dict[str, Any]]:
-        """What limits the stack now: dominant latency, error rates, resources, dependencies.
-
-        ``metrics``: per-service figures already computed (``snapshot()``), else computed."""
-        th = self._policy()["thresholds"]
-        out = [{"kind": "resource", "subject": p["metric"], "value": p["value"],
-               "threshold": p["threshold"], "detail": f"{p['resource']} at its limit"}
-               for p in resource_problems or []]
+        """What limits the stack now (:func:`~autonomous.health_monitor.service_figures.
+        bottlenecks`). ``metrics``: per-service figures already computed (``snapshot()``),
+        else computed."""
         if metrics is None:
             obs = self._services_observed()
             metrics = {n: self.service_metrics(n, obs) for n in self._specs()}
-        lat = {n: m["latency_p95_ms"] for n, m in metrics.items() if m["latency_p95_ms"]}
-        if lat:
-            worst = max(lat, key=lambda n: lat[n])
-            share = lat[worst] / sum(lat.values())
-            if lat[worst] >= th["service_latency_ms"]:
-                out.append({"kind": "latency", "subject": worst, "value": lat[worst],
-                            "threshold": th["service_latency_ms"],
-                            "detail": f"p95 {lat[worst]:.0f} ms, {share:.0%} of the stack's "
-                                      "probe latency"})
-        for n, m in metrics.items():
-            if (m["error_rate"] or 0.0) > th["service_error_rate"]:
-                out.append({"kind": "errors", "subject": n, "value": m["error_rate"],
-                            "threshold": th["service_error_rate"],
-                            "detail": f"{m['error_rate']:.0%} errors over the window"})
-            for dep, d in m["dependencies"].items():
-                if not d["online"]:
-                    out.append({"kind": "dependency", "subject": f"{n}/{dep}", "value": None,
-                                "threshold": None, "detail": d["error"] or "down"})
-        return out
+        return bottlenecks(metrics, resource_problems or [], self._policy()["thresholds"])
+
+    def get_dependency_health(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Per service, each declared dependency's last check."""
+        return {name: dict(st.dependencies) for name, st in self.states.items()}
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         """Every declared service's figures and score (the services' state read once)."""
@@ -387,19 +329,3 @@ class ServiceHealth:
             out[n] = {**m, "score": self.calculate_service_score(n, m),
                       "score_reason": self.score_reason(m)}
         return out
-
-
-def _after_startup(probes: list[dict[str, Any]], started_at: float | None,
-                   grace: float) -> list[dict[str, Any]]:
-    """Drop the failures of a start-up: after ``started_at`` and before the first passing
-    probe, inside ``startup_grace_seconds`` (they do not count for liveness either)."""
-    if started_at is None or grace <= 0:
-        return probes
-    first_ok = next((p["ts"] for p in probes if p["ok"] and p["ts"] >= started_at), None)
-    end = min(started_at + grace, first_ok if first_ok is not None else float("inf"))
-    return [p for p in probes if p["ok"] or not started_at <= p["ts"] < end]
-
-
-def _pct(sorted_values: list[float], q: float) -> float | None:
-    p = percentile(sorted_values, q)  # the one percentile (telemetry's linear interpolation)
-    return None if p is None else round(p, 3)

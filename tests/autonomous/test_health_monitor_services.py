@@ -217,11 +217,10 @@ def test_figures_from_services_probe_history_startup_failures_excluded() -> None
 
 
 def test_request_error_rate_is_bounded_and_null_without_requests() -> None:
-    from autonomous.health_monitor.service_health import ServiceHealth, _State
-    st = _State()
-    st.scrapes.extend([(0.0, 100.0, 0.0), (10.0, 110.0, 30.0)])  # more errors than requests
-    assert ServiceHealth._request_rates(st, 10.0, 60.0)["error_rate"] == 1.0
-    idle = _State()
-    idle.scrapes.extend([(0.0, 100.0, 5.0), (10.0, 100.0, 5.0)])  # no requests in the window
-    assert ServiceHealth._request_rates(idle, 10.0, 60.0) == {"throughput": 0.0,
-                                                              "error_rate": None}
+    from autonomous.health_monitor.service_figures import request_rates
+    more_errors_than_requests = [(0.0, 100.0, 0.0), (10.0, 110.0, 30.0)]
+    assert request_rates(more_errors_than_requests, 10.0, 60.0)["error_rate"] == 1.0
+    no_requests = [(0.0, 100.0, 5.0), (10.0, 100.0, 5.0)]
+    assert request_rates(no_requests, 10.0, 60.0) == {"throughput": 0.0, "error_rate": None}
+    one_scrape = [(0.0, 100.0, 5.0)]
+    assert request_rates(one_scrape, 10.0, 60.0) == {"throughput": None, "error_rate": None}
