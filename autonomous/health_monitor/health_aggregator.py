@@ -33,6 +33,7 @@ from autonomous.health_monitor.forest import ForestFitter
 from autonomous.health_monitor.metrics import matches, metric_key, parse_key, resource_usage
 from autonomous.health_monitor.recommendations import recommendations
 from autonomous.health_monitor.service_health import ServiceHealth
+from autonomous.health_monitor.service_points import ServicePoints, service_readings
 from autonomous.health_monitor.system_metrics import SystemMetrics
 from autonomous.store import Store
 from autonomous.store.timeseries import Point, TimeSeriesStore
@@ -85,9 +86,7 @@ class HealthAggregator:
         self.latest_services: dict[str, Any] = {}
         self.predictions: list[dict[str, Any]] = []
         self.bottlenecks: list[dict[str, Any]] = []
-        self._probes_written: dict[str, float] = {}  # service -> newest probe ts written
-        # service -> the newest tool counters written: (scrape time, {tool: (calls, errors, s)})
-        self._tools_written: dict[str, tuple[float, dict[str, tuple[float, float, float]]]] = {}
+        self.points = ServicePoints(self.services)
         # standalone, cycle() also runs report() on its cadence; under the operator the
         # health controller turns this off and runs report() as a scheduled job
         self.report_in_cycle = True
@@ -145,7 +144,7 @@ class HealthAggregator:
             self._record(snap, pol)
         else:  # a service event in between: its figures are written at once
             self.latest_services = self.services.snapshot()
-            self.ts.write(self._service_points(self.clock.now()))
+            self.ts.write(self.points.since_last(self.latest_services, self.clock.now()))
         if self.report_in_cycle and self._is_due("report",
                                                   pol["sampling"]["report_interval_seconds"]):
             self.report(pol)
@@ -176,69 +175,14 @@ class HealthAggregator:
         return self.system.flat(snap) + self.service_readings()
 
     def service_readings(self) -> list[tuple[str, dict[str, str], float]]:
-        """Each service's figures. The one writer of service metrics: ``service.up`` is the
-        liveness verdict — 0 for a service that is stopped, isolated or paused (declared,
-        supervised and not running: no probe runs, and no probe is not "up"); none while a
-        service has not been probed yet (unknown is not written as a value)."""
-        out = []
-        for name, m in self.latest_services.items():
-            lab = {"service": name}
-            if m["live"] is not None:
-                out.append(("service.up", lab, 1.0 if m["live"] else 0.0))
-            for k in ("latency_p95_ms", "error_rate", "throughput_rps"):
-                if m[k] is not None:
-                    out.append((f"service.{k}", lab, float(m[k])))
-        return out
-
-    def _service_points(self, now: float) -> list[Point]:
-        """Service figures at ``now`` plus one ``service.probe_latency_ms`` point per
-        liveness probe answered since the last write (at the probe's own time)."""
-        points = [Point(n, v, now, lab) for n, lab, v in self.service_readings()]
-        for name in self.latest_services:
-            since = self._probes_written.get(name, -1e18)
-            newest = since
-            for p in self.services.probe_history(name):
-                if p["ts"] is None or p["ts"] <= since:
-                    continue
-                newest = max(newest, p["ts"])
-                if p.get("kind", "liveness") == "liveness" and p["latency_ms"] is not None:
-                    points.append(Point("service.probe_latency_ms", float(p["latency_ms"]),
-                                        p["ts"], {"service": name}))
-            self._probes_written[name] = newest
-            points += self._tool_points(name)
-        return points
-
-    def _tool_points(self, name: str) -> list[Point]:
-        """Per tool of a newly scraped service: ``tools.calls_total`` and
-        ``tools.errors_total`` (the counters, at the scrape's time) and ``tools.latency_ms``
-        (mean over the calls since the previous scrape, or since the service started; none
-        when there were none)."""
-        got = self.services.tool_counters(name)
-        if got is None:
-            return []
-        ts, tools = got
-        prev = self._tools_written.get(name)
-        if prev is not None and prev[0] >= ts:
-            return []
-        self._tools_written[name] = got
-        out: list[Point] = []
-        for tool, (calls, errors, seconds) in sorted(tools.items()):
-            lab = {"service": name, "tool": tool}
-            out.append(Point("tools.calls_total", calls, ts, lab))
-            out.append(Point("tools.errors_total", errors, ts, lab))
-            before = prev[1].get(tool) if prev is not None else None
-            n0, s0 = (before[0], before[2]) if before is not None else (0.0, 0.0)
-            if calls < n0:  # the service restarted: its counters began again
-                n0 = s0 = 0.0
-            if calls > n0:
-                out.append(Point("tools.latency_ms", (seconds - s0) / (calls - n0) * 1e3, ts, lab))
-        return out
+        """Each service's figures of the last cycle (:func:`service_readings`)."""
+        return service_readings(self.latest_services)
 
     def _record(self, snap: dict[str, Any], pol: dict[str, Any]) -> None:
         now = snap["ts"]
         readings = self.readings(snap)
         points = [Point(n, v, now, lab) for n, lab, v in self.system.flat(snap)]
-        points += self._service_points(now)
+        points += self.points.since_last(self.latest_services, now)
         if self.latest is not None and self.latest.score is not None:
             points.append(Point("health.score", self.latest.score, now, {}))
         self.ts.write(points)
