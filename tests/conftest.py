@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -218,7 +219,7 @@ async def operator_stack(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
         made.append(stack)
         if wait_healthy:
             for name in services:
-                await stack.until(lambda n=name: stack.healthy(n), 15, f"{name} healthy")
+                await stack.until(functools.partial(stack.healthy, name), 15, f"{name} healthy")
         return stack
 
     yield make
