@@ -50,6 +50,7 @@ from autonomous.resources.policy.evolution import EvolutionPolicy, RolloutPolicy
 from autonomous.supervisor.probe_client import ProbeClient
 from autonomous.supervisor.processes import ProcessSupervisor
 from autonomous.evolution.proposals import OPEN, ProposalStore
+from autonomous.context import OperatorContext
 from controllers.base import Action, Controller, Outcome
 from controllers.evolution_jobs import VettingJobs
 from controllers.evolution_plan import RolloutObserved, plan, rollout_policy
@@ -87,7 +88,7 @@ class EvolutionController(Controller):
     order = 16
     watches: tuple[str, ...] = ("desired.",)
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: OperatorContext) -> None:
         super().__init__(ctx)
         self.rollouts = RolloutStore(ctx.store)
         self.proposals = ProposalStore(ctx.store)

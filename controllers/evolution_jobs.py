@@ -26,6 +26,7 @@ import psutil
 
 from autonomous.evolution.proposals import ProposalRow
 from autonomous.evolution.vetting import VettingRow, VettingStore, stop_left_groups
+from autonomous.context import OperatorContext
 from controllers.evolution_vetting import Vetting, run_checks
 
 __all__ = ["JobObserved", "VettingJobs"]
@@ -44,7 +45,7 @@ class JobObserved:
 
 
 class VettingJobs:
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: OperatorContext) -> None:
         self.ctx = ctx
         self.store = VettingStore(ctx.store)
         self.tasks: dict[int, asyncio.Task[Vetting]] = {}

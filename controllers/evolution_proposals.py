@@ -25,6 +25,8 @@ from typing import Any
 from autonomous.evolution.proposals import PatchConflict, ProposalRow, ProposalStore, \
     patch_service
 from autonomous.resources.kinds.evolution import RolloutSpec
+from autonomous.resources.kinds.service import ServiceSpec
+from autonomous.context import OperatorContext
 from controllers.base import Action, Outcome
 from controllers.evolution_jobs import JobObserved, VettingJobs
 from controllers.evolution_vetting import Vetting, candidate_argv, conclude
@@ -100,7 +102,7 @@ def rollout_specs(rows: list[ProposalRow], services: dict[str, Any]
     return out
 
 
-def apply_commit(ctx: Any, spec: RolloutSpec) -> str:
+def apply_commit(ctx: OperatorContext, spec: RolloutSpec) -> str:
     """At a rollout's commit: the Service's YAML file gets the new version (and argv, with its
     own port back in place of ``{port}``). Returns what was done (for the event)."""
     gen = ctx.desired.current
@@ -108,6 +110,7 @@ def apply_commit(ctx: Any, spec: RolloutSpec) -> str:
     if res is None:
         return f"{spec.service} not declared: file not patched"
     svc = res.spec
+    assert isinstance(svc, ServiceSpec)  # the ("Service", name) key holds a Service
     argv = [str(svc.port) if a == "{port}" else a for a in spec.command]
     try:
         commit = patch_service(Path(ctx.root), res.file, svc.version, spec.to_version,
@@ -119,7 +122,7 @@ def apply_commit(ctx: Any, spec: RolloutSpec) -> str:
     return f"{res.file} patched" + (f" (commit {commit[:12]})" if commit else "")
 
 
-async def act_proposal(ctx: Any, store: ProposalStore, jobs: VettingJobs,
+async def act_proposal(ctx: OperatorContext, store: ProposalStore, jobs: VettingJobs,
                        action: Action) -> Outcome:
     pid = int(action.params["id"])
     now = ctx.clock.now()
@@ -161,7 +164,7 @@ async def act_proposal(ctx: Any, store: ProposalStore, jobs: VettingJobs,
     return _vetted(ctx, store, action, row, res, result)
 
 
-def _vetted(ctx: Any, store: ProposalStore, action: Action, row: ProposalRow, res: Any,
+def _vetted(ctx: OperatorContext, store: ProposalStore, action: Action, row: ProposalRow, res: Any,
             vetting: Vetting) -> Outcome:
     """The checks ended: notified once; failed → quarantined, closed; passed → a staged
     rollout (``spec.traffic``) or the desired-state patch."""

@@ -21,6 +21,7 @@ from autonomous.evolution.proposals import ProposalStore
 from autonomous.evolution.store import RolloutStore
 from autonomous.evolution.update_set import SetRow, UpdateSetFacade, UpdateSetStore
 from autonomous.resources.policy.evolution import EvolutionPolicy
+from autonomous.context import OperatorContext
 from controllers.base import Action, Controller, Outcome
 
 __all__ = ["CONTROLLERS", "MemberObserved", "SetObserved", "UpdateSetController", "plan_set"]
@@ -96,7 +97,7 @@ class UpdateSetController(Controller):
     order = 17
     watches: tuple[str, ...] = ("desired.",)
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: OperatorContext) -> None:
         super().__init__(ctx)
         self.sets = UpdateSetStore(ctx.store)
         self.rollouts = RolloutStore(ctx.store)

@@ -29,6 +29,7 @@ from autonomous.learning.proposal_patch import PatchConflict
 from autonomous.learning.proposal_rules import GrowthLimits, decide
 from autonomous.learning.proposals import Proposal, ProposalStore
 from autonomous.store.timeseries import TimeSeriesStore
+from autonomous.context import OperatorContext
 from controllers.base import Action, Controller, Outcome
 
 __all__ = ["CONTROLLERS", "LearningController", "LearningObserved", "Transition", "plan"]
@@ -165,7 +166,7 @@ class LearningController(Controller):
     order = 40
     watches: tuple[str, ...] = ("learning.proposal",)  # not learning.route: one per query
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: OperatorContext) -> None:
         super().__init__(ctx)
         self.proposals = ProposalStore(ctx.store, ctx.clock)
         self.series = TimeSeriesStore(ctx.store, ctx.clock)

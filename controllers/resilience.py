@@ -28,6 +28,7 @@ from autonomous.backup.manifest import list_manifests
 from autonomous.backup.retention import select_kept
 from autonomous.resilience.facade import ResilienceFacade
 from autonomous.resilience.resource_throttler import context_reader
+from autonomous.context import OperatorContext
 from controllers.base import Action, Controller, Outcome
 
 __all__ = ["CONTROLLERS", "PressureTracker", "ResilienceController"]
@@ -61,7 +62,7 @@ class ResilienceController(Controller):
     order = 50
     watches = ("governance.", "health.")
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: OperatorContext) -> None:
         super().__init__(ctx)
         self.facade = ResilienceFacade(ctx)
         self.intents = IntentStore(ctx.store, ctx.clock, ctx.bus)  # survival asked via the API

@@ -28,6 +28,7 @@ from autonomous.supervisor.processes import ProcessSupervisor
 from autonomous.supervisor.revisions import Revisions
 from autonomous.supervisor.runtime import ServiceRuntime
 from autonomous.self_healing.heartbeat_agent import heartbeat_token
+from autonomous.context import OperatorContext
 from controllers.base import Action, Controller, Outcome
 from controllers.removal import REMOVED_REASON, mark_core_removed, removal_kind
 from controllers.services_facade import ServicesFacade
@@ -85,7 +86,7 @@ class ServicesController(Controller):
     watches = ("service.exited", "service.ready", "service.healthy", "survival.",
                "services.override", "intent.", "standby.exited")
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: OperatorContext) -> None:
         super().__init__(ctx)
         self.supervisor = ProcessSupervisor(ctx.store, ctx.bus, ctx.clock, ctx.data_dir / "logs")
         # new revisions proved beside the running process (controllers/services_rollout.py)

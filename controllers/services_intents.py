@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from autonomous.intents import Intent, IntentStore
+from autonomous.context import OperatorContext
 from controllers.base import Action, Outcome
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ def requested_restart(d: DesiredService, o: ObservedService) -> Action | None:
 class ServiceIntents:
     """Reads and settles the intents addressed to the services controller."""
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: OperatorContext) -> None:
         self.ctx = ctx
         self.store = IntentStore(ctx.store, ctx.clock, ctx.bus)
         self._pruned_at: float | None = None

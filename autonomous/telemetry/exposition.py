@@ -17,6 +17,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from autonomous.context import OperatorContext
+
 __all__ = [
     "STALE_SECONDS",
     "TimeSeriesCollector",
@@ -99,7 +101,7 @@ def render_registry(aggregator: Any, extra: Iterable[Collector] = (), hub: Any =
     return generate_latest(reg), CONTENT_TYPE_LATEST
 
 
-def render_metrics(ctx: Any, extra: Iterable[Collector] = ()) -> tuple[bytes, str]:
+def render_metrics(ctx: OperatorContext, extra: Iterable[Collector] = ()) -> tuple[bytes, str]:
     """``(body, content_type)`` for ``GET /metrics``: telemetry series, the hub's counters,
     this process, and ``extra`` collectors (the operator's). Without a running telemetry
     subsystem only the process and ``extra`` collectors are exported."""

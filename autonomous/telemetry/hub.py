@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from autonomous.core.clock import Clock
 from autonomous.resources.config.telemetry import TelemetrySettings
@@ -36,6 +36,7 @@ from autonomous.telemetry.logs_collector import LogsCollector
 from autonomous.telemetry.metrics_aggregator import MetricsAggregator
 from autonomous.telemetry.otlp_export import make_exporter
 from autonomous.telemetry.tracing_system import TracingSystem
+from autonomous.context import OperatorContext
 
 __all__ = ["TelemetryHub", "channels_from_settings", "settings_from_context"]
 
@@ -45,10 +46,12 @@ _SEVERITY = {"critical": "critical", "high": "critical", "severa": "critical",
              "low": "info", "leve": "info", "info": "info"}
 
 
-def settings_from_context(ctx: Any) -> TelemetrySettings:
+def settings_from_context(ctx: OperatorContext) -> TelemetrySettings:
     """``spec.settings.telemetry`` of the generation in force, validated."""
-    return TelemetrySettings.model_validate(
-        ctx.desired.current.tree.config.settings["telemetry"])
+    gen = ctx.desired.current
+    if gen is None:
+        raise RuntimeError("telemetry settings asked for before any desired state was loaded")
+    return TelemetrySettings.model_validate(gen.tree.config.settings["telemetry"])
 
 
 def channels_from_settings(settings: TelemetrySettings) -> dict[str, Channel]:
@@ -95,11 +98,12 @@ class TelemetryHub:
         self.last_cycle: dict[str, Any] = {}
 
     @classmethod
-    def from_context(cls, ctx: Any) -> TelemetryHub:
+    def from_context(cls, ctx: OperatorContext) -> TelemetryHub:
         """Build on the operator context (store, clock, data dir, policy, desired state)."""
         def dashboards() -> dict[str, DashboardSpec]:
             gen = ctx.desired.current
-            return {} if gen is None else {r.name: r.spec for r in gen.tree.of_kind("Dashboard")}
+            return {} if gen is None else {r.name: cast(DashboardSpec, r.spec)
+                                           for r in gen.tree.of_kind("Dashboard")}
 
         return cls(store=ctx.store, clock=ctx.clock, log_dir=Path(ctx.data_dir) / "logs",
                    settings=settings_from_context(ctx), policy=ctx.policy,

@@ -192,6 +192,11 @@ def _start_baseline(port: int, log: Path) -> subprocess.Popen[bytes]:
 
 
 def _rollout_yaml(variant: str) -> str:
+    # the slow variant waits at least 10 ms more per answer: what this test checks is that a
+    # regression the judge sees is rolled back at the right phase, quarantined and never
+    # re-applied; how small a regression it sees among a loaded host's noise is measured by
+    # bench/bench_rollout.py (detection of +50 % over repeated runs), not here
+    slow = ", ATLAS_SAMPLE_SLOW_MIN_MS: '10'" if variant == "slow" else ""
     return f"""apiVersion: atlas.autonomous/v1
 kind: Rollout
 metadata:
@@ -202,7 +207,7 @@ spec:
   to_version: "2.0.0"
   command: ["{{python}}", "-m", "autonomous.sample_stack", "--name", "nexus", "--port",
             "{{port}}", "--service-version", "2.0.0"]
-  env: {{ATLAS_SAMPLE_VARIANT: {variant}}}
+  env: {{ATLAS_SAMPLE_VARIANT: {variant}{slow}}}
   probes_per_observe: 10
   phases:
     - {{name: CANARY, weight: 10, min_bake_seconds: 5, deadline_seconds: 60}}
