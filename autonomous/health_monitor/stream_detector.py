@@ -160,9 +160,10 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from autonomous.health_monitor.stream_opinion import make_opinion
 from autonomous.health_monitor.stream_windows import Extremes, Recurrence, Ring, robust_z
 
-__all__ = ["StreamParams", "StreamResult", "StreamingDetector"]
+__all__ = ["Observation", "StreamParams", "StreamResult", "StreamingDetector"]
 
 
 @dataclass(frozen=True)
@@ -183,6 +184,9 @@ class StreamParams:
     season_tolerance: float = 0.03
     season_periods: tuple[int, int] = (24, 2100)
     quiet: int = 0
+    opinion: str = "none"  # second opinion on candidates (``stream_opinion.FAMILIES``)
+    opinion_k: float = 0.0
+    opinion_arg: float = 0.0
 
     @classmethod
     def from_policy(cls, p: dict[str, Any]) -> StreamParams:
@@ -191,7 +195,8 @@ class StreamParams:
                    int(p["likelihood_window"]), float(p["threshold"]), int(p["suppress"]),
                    int(p["record_window"]), float(p["escalation"]), float(p["change_sigma"]),
                    int(p["hold"]), int(p["season_repeats"]), float(p["season_tolerance"]),
-                   (int(lo), int(hi)), int(p.get("quiet", 0)))
+                   (int(lo), int(hi)), int(p.get("quiet", 0)), str(p.get("opinion", "none")),
+                   float(p.get("opinion_k", 0.0)), float(p.get("opinion_arg", 0.0)))
 
 
 @dataclass(frozen=True)
@@ -202,6 +207,18 @@ class StreamResult:
     detected: bool
     z: float
     baseline: float | None
+
+
+@dataclass(frozen=True)
+class Observation:
+    """A row scored before any suppression: ``score`` (1 for a record, 0 within
+    ``change_sigma``), the level's ``z``, ``record``, and whether the opinion ``agrees``."""
+
+    score: float
+    z: float
+    baseline: float | None
+    record: bool
+    agrees: bool
 
 
 class StreamingDetector:
@@ -226,9 +243,12 @@ class StreamingDetector:
         self.seen = 0
         self.recurrence = Recurrence(params.season_repeats, params.season_tolerance,
                                       params.season_periods)
+        self.opinion = make_opinion(params.opinion, params.opinion_k, params.opinion_arg,
+                                    params.window, params.min_samples)
 
-    def update(self, x: float) -> StreamResult:
-        """Score ``x`` against the past, then add it to the history."""
+    def observe(self, x: float) -> Observation | StreamResult:
+        """Score ``x`` against the past and add it to the history (no suppression yet): an
+        ``Observation``, or the final ``StreamResult`` while the windows are filling."""
         z, base = robust_z(self.values, x, self.p.min_samples)
         d = x - self.values.last() if len(self.values) else None
         zd = None if d is None else robust_z(self.changes, d, self.p.min_samples)[0]
@@ -240,6 +260,7 @@ class StreamingDetector:
         self.seen += 1
         if z is None or zd is None:
             return StreamResult(0.0, False, z or 0.0, base)
+        agrees = self.opinion.update(x, z)
         self.recent.append(math.log1p(abs(zd)))
         if len(self.recent) > self.p.short_window:
             self.history.append(self.recent.popleft())
@@ -249,6 +270,14 @@ class StreamingDetector:
             score = 0.0
         else:
             score = self._likelihood()
+        return Observation(score, z, base, record, agrees)
+
+    def update(self, x: float) -> StreamResult:
+        """Score ``x`` against the past, then add it to the history."""
+        o = self.observe(x)
+        if isinstance(o, StreamResult):
+            return o
+        score, z, base, record = o.score, o.z, o.baseline, o.record
         recurs = False
         if self.p.season_repeats and score >= self.p.threshold:
             recurs = self.recurrence.recurs(self.seen)
@@ -264,7 +293,7 @@ class StreamingDetector:
         if (self.since_detection <= self.p.suppress
                 and not (record and abs(z) >= self.p.escalation * self.detected_z)):
             return StreamResult(0.0, False, z, base)
-        detected = score >= self.p.threshold and not recurs
+        detected = score >= self.p.threshold and not recurs and o.agrees
         if detected:
             self.since_detection = 0
             self.extended = 0
@@ -287,7 +316,8 @@ class StreamingDetector:
                 "since_detection": self.since_detection, "seen": self.seen,
                 "detected_z": self.detected_z, "extended": self.extended, "calm": self.calm,
                 "extremes": self.extremes.state(),
-                "onsets": list(self.recurrence.onsets), "last_onset": self.recurrence.last}
+                "onsets": list(self.recurrence.onsets), "last_onset": self.recurrence.last,
+                "opinion": self.opinion.state()}
 
     @classmethod
     def from_state(cls, params: StreamParams, state: dict[str, Any]) -> StreamingDetector:
@@ -305,4 +335,6 @@ class StreamingDetector:
             d.extremes.load(state["extremes"])
         d.recurrence.onsets.extend(int(t) for t in state.get("onsets", []))
         d.recurrence.last = int(state.get("last_onset", d.recurrence.last))
+        if state.get("opinion"):  # a model saved before opinions existed has none
+            d.opinion.load(state["opinion"])
         return d
