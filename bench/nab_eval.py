@@ -255,6 +255,7 @@ def main() -> None:
         ceiling = table.scores(range(len(settings)), cats).max(axis=0)
         print("grid ceiling (the best setting per category, in-sample: what no selection "
               "can beat): " + ", ".join(f"{c} {x:.1f}" for c, x in zip(cats, ceiling)))
+        families(table, settings, cats)
         if prof == "standard":
             defaults(table, clean, settings, params, cats, figures, len(corpus))
     write_result("nab_eval", figures, peers, {**meta, "loco": True})
@@ -274,6 +275,21 @@ def defaults(table: Table, clean: list[Procedure], settings: list[StreamParams],
           f"{describe(settings[i])} → {table.pooled(i, cats):.1f} overall, "
           + ", ".join(f"{c} {float(table.scores([i], [c])[0, 0]):.1f}" for c in cats)
           + ": " + ("the policy in force" if settings[i] == params else "NOT the policy in force"))
+
+
+def families(table: Table, settings: list[StreamParams], cats: list[str]) -> None:
+    """Diagnostics, printed after the figures above and used for no choice: the nested
+    figure when only one family is offered beside the detector alone, and the in-sample
+    ceiling per category of each family (opinion none: the detector alone)."""
+    print("per family (diagnostic, not a figure: choosing among these lines would be a "
+          "choice on held-out data): nested (clean grids, alone or + that family) │ ceiling")
+    for fam in OPINIONS:
+        procs = [p for p in procedures(settings, {"": ("none",), f" + {fam}": ("none", fam)})
+                 if grid_of(p) in CLEAN]
+        folds = nested(table, procs)
+        top = table.scores([i for i, s in enumerate(settings) if s.opinion == fam], cats)
+        print(f"  {fam:<8}" + "".join(f"{f.score:>7.1f}" for f in folds)
+              + f"  mean {fold_mean(folds):5.1f} │" + "".join(f"{x:>7.1f}" for x in top.max(0)))
 
 
 def opinion_cost(corpus: list[NabFile], params: StreamParams,
@@ -297,15 +313,15 @@ def describe(s: StreamParams) -> str:
 
 
 def grid_of(proc: Procedure) -> str:
-    return proc.name.rsplit(", ", 1)[0].replace(" + opinions", "")
+    return proc.name.rsplit(", ", 1)[0].split(" + ")[0]
 
 
-def procedures(settings: list[StreamParams]) -> list[Procedure]:
-    """Every candidate grid (``GRIDS``) alone or with the opinions (``OPINION_SETS``), with
+def procedures(settings: list[StreamParams],
+               sets: dict[str, tuple[str, ...]] = OPINION_SETS) -> list[Procedure]:
+    """Every candidate grid (``GRIDS``) alone or with the opinions (``sets``), with
     every selection rule, plain then smoothed."""
     out: list[Procedure] = []
-    for (name, allowed), (suffix, fams) in itertools.product(GRIDS.items(),
-                                                            OPINION_SETS.items()):
+    for (name, allowed), (suffix, fams) in itertools.product(GRIDS.items(), sets.items()):
         members = tuple(i for i, s in enumerate(settings) if s.opinion in fams
                         and all(getattr(s, k) in v for k, v in allowed.items()))
         out.extend(Procedure(f"{name}{suffix}, {rule}", members, rule) for rule in RULES)
