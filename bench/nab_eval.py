@@ -1,6 +1,6 @@
 """NAB evaluation of the health monitor's streaming detector beside four published detectors.
 
-    python3 bench/nab_eval.py [--data PATH] [--no-loco] [--cache DIR]
+    python3 bench/nab_eval.py [--data PATH] [--no-loco]
 
 Runs the product's detector (``StreamingDetector``, parameters from ``policies/health.yaml`` →
 ``health.anomaly.stream``) in streaming fashion over the 37 NAB files of
@@ -19,7 +19,8 @@ included) are chosen from ``GRID`` on the other three categories only, then scor
 held-out one; the published detectors' thresholds are chosen the same way (on the three) and
 printed beside ours on the same held-out category. How a setting is chosen is itself a
 choice: a *procedure* is a candidate grid (``GRIDS``: subsets of ``GRID`` by their ``quiet``
-values), a selection rule (``pooled``: best raw score summed over the files;
+values; the detector alone or with any of its second opinions, ``OPINIONS``: every opinion
+option crossed with every grid point, all families offered at once), a selection rule (``pooled``: best raw score summed over the files;
 ``maximin``: best worst-category normalised score; ``mean``: best mean category score),
 plain or *smoothed* (each setting judged by the mean of its own and its one-step grid
 neighbours' scores, ``neighbours``: the centre of a good region, not an isolated peak).
@@ -27,16 +28,23 @@ Every procedure's LOCO is printed, but picking the best of those lines is a choi
 held-out data (stop 22 did: ``CURRENT``). The honest figure is the NESTED one
 (``nab_folds.nested``): for each held-out category the procedure is chosen by an inner LOCO
 on the other three categories, then applied to them. ``nested`` chooses among the clean
-grids only (``CLEAN``: fixed without looking at scores), plain and smoothed rules;
-``plain`` without the smoothed rules (the first nested figure: the smoothed rules were added
-after it, stop 23); ``all`` also offers the grid whose quiet values were first picked on
-all 37 files (so it can still flatter). Both are printed
-beside the current procedure's LOCO and HTM / ARTime on the same folds. The defaults come
-from the same procedure on all 37 files (the clean procedure with the best LOCO over the
-four categories, applied to all of them), printed last with whether the policy in force
-equals the pick. Per-file detections of every grid setting are cached (``--cache``, keyed
-by the detector's code, ``detector_code``, and the setting). The figures measured are
-recorded in the detector's docstring.
+grids only (``CLEAN``: fixed without looking at scores), alone or with opinions, plain and
+smoothed rules (``opinions``); ``op plain`` without the smoothed rules (the first nested
+figure had none: they were added after it, stop 23); ``alone`` / ``al plain`` the same
+without opinions (the detector before stop 24); ``all`` also offers the grid whose quiet
+values were first picked on all 37 files (so it can still flatter). All are printed beside
+the current procedure's LOCO and HTM / ARTime on the same folds, then per family a
+diagnostic (nested with that family alone offered, and its in-sample ceiling) that no
+choice uses. The defaults come from the same procedure on all 37 files (the clean
+procedure with the best LOCO over the four categories, applied to all of them), printed
+last with whether the policy in force equals the pick.
+
+The grid's detections (9180 settings × 37 files) come from ``nab_replay``: one detector
+pass per file and ``likelihood_window``, then thresholds, season check, opinions and
+suppression replayed from it, equal to ``StreamingDetector.update`` row for row
+(``tests/autonomous/test_detector_replay.py``); about 3 minutes of CPU. Per-row cost is CPU
+time (``time.process_time``), for the policy and for each opinion family at its middle
+option. The figures measured are recorded in the detector's docstring.
 """
 
 from __future__ import annotations

@@ -36,9 +36,8 @@ def _live(x: np.ndarray, p: StreamParams) -> np.ndarray:
     return np.array([1.0 if d.update(float(v)).detected else 0.0 for v in x])
 
 
-@pytest.mark.parametrize("seed", [3, 11])
-def test_replay_equals_the_detector_row_for_row(seed: int) -> None:
-    x = _series(seed=seed)
+def test_replay_equals_the_detector_row_for_row() -> None:
+    x = _series()
     tr = nab_replay.trace(x, replace(BASE, change_sigma=1.5, window=120, min_samples=20))
     grid = itertools.product((0.999, 0.99995), (1.5, 3.0), (30, 240), (0, 30), (0, 3), OPTIONS)
     alarms = 0
