@@ -25,6 +25,10 @@ For every new value ``x``:
    ``season_tolerance · P`` for a period ``P`` in ``season_periods``, does not alarm: a
    spike every day at the same hour (a backup, a batch job) is routine
    (``stream_windows.Recurrence``).
+6. **Second opinion** (policy ``opinion``, default ``none``): a candidate alarms only when
+   the opinion, updated on every scored row from past rows and ``x``, backs it
+   (``stream_opinion``: CUSUM of ``z``, windowed Gaussian tail, seasonal residual, mean
+   shift). A vetoed candidate starts no suppression.
 
 Record on NAB (``bench/nab_eval.py``: 37 files, four categories, one scorer for ours and for
 the published result files; ours scored on its own detections, theirs at their best corpus

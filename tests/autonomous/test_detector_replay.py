@@ -95,3 +95,31 @@ def test_opinion_state_round_trips(fam: str, k: float, arg: float) -> None:
     again = StreamingDetector.from_state(p, first.state())
     rest = np.array([1.0 if again.update(float(v)).detected else 0.0 for v in x[900:]])
     assert np.array_equal(rest, whole[900:])
+
+
+def _edges(seed: int = 7) -> np.ndarray:
+    """Bursts of records (a candidate on every row) between calm stretches of random length:
+    every row after a detection is a candidate, so each suppression's last row shows."""
+    rng = np.random.default_rng(seed)
+    parts = [rng.normal(10, 1, 300)]
+    top = 20.0
+    for _ in range(40):
+        burst = int(rng.integers(1, 25))
+        top *= float(rng.choice([1.05, 1.5, 3.0]))
+        parts.append(top + np.arange(burst) * 0.01 * top)  # each row above all before
+        top = parts[-1][-1]
+        parts.append(rng.normal(10, 1, int(rng.integers(0, 30))))
+    return np.concatenate(parts)
+
+
+def test_replay_equals_the_detector_at_suppression_edges() -> None:
+    x = _edges()
+    base = replace(BASE, window=60, min_samples=10, record_window=400, season_repeats=0)
+    tr = nab_replay.trace(x, replace(base, change_sigma=1.5))
+    alarms = 0
+    for sup, quiet, esc in itertools.product((0, 3, 7, 16), (0, 1, 4, 9), (1.5, 2.0, 1e9)):
+        p = replace(tr.params, suppress=sup, quiet=quiet, escalation=esc)
+        want = _live(x, p)
+        assert np.array_equal(nab_replay.detections(tr, p), want), p
+        alarms += int(want.sum())
+    assert alarms > 100
