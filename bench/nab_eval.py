@@ -20,8 +20,8 @@ held-out one; the published detectors' thresholds are chosen the same way (on th
 printed beside ours on the same held-out category. How a setting is chosen is itself a
 choice: a *procedure* is a candidate grid (``GRIDS``: subsets of ``GRID`` by their ``quiet``
 values; the detector alone or with any of its second opinions, ``OPINIONS``: every opinion
-option crossed with every grid point, all families offered at once), a selection rule (``pooled``: best raw score summed over the files;
-``maximin``: best worst-category normalised score; ``mean``: best mean category score),
+option crossed with every grid point, all families offered at once), a selection rule
+(``pooled``: best raw score summed over the files; ``maximin``: best worst-category normalised score; ``mean``: best mean category score),
 plain or *smoothed* (each setting judged by the mean of its own and its one-step grid
 neighbours' scores, ``neighbours``: the centre of a good region, not an isolated peak).
 Every procedure's LOCO is printed, but picking the best of those lines is a choice made on
