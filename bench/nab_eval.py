@@ -22,8 +22,9 @@ choice: a *procedure* is a candidate grid (``GRIDS``: subsets of ``GRID`` by the
 values; the detector alone or with any of its second opinions, ``OPINIONS``: every opinion
 option crossed with every grid point, all families offered at once), a selection rule
 (``pooled``: best raw score summed over the files; ``maximin``: best worst-category
-normalised score; ``mean``: best mean category score), plain or *smoothed* (each setting judged by the mean of its own and its one-step grid
-neighbours' scores, ``neighbours``: the centre of a good region, not an isolated peak).
+normalised score; ``mean``: best mean category score), plain or *smoothed* (each setting
+judged by the mean of its own and its one-step grid neighbours' scores, ``neighbours``: the
+centre of a good region, not an isolated peak).
 Every procedure's LOCO is printed, but picking the best of those lines is a choice made on
 held-out data (stop 22 did: ``CURRENT``). The honest figure is the NESTED one
 (``nab_folds.nested``): for each held-out category the procedure is chosen by an inner LOCO
