@@ -25,7 +25,7 @@ import numpy as np
 
 from autonomous.health_monitor.nab import PROFILES, RULES, Scorer, category
 
-__all__ = ["Fold", "Procedure", "Table", "fold_mean", "loco", "nested"]
+__all__ = ["Fold", "Procedure", "Table", "fold_mean", "loco", "nested", "raw_row"]
 
 
 @dataclass(frozen=True)
@@ -65,16 +65,19 @@ class Table:
 
     def __init__(self, sc: Scorer, candidates: Sequence[dict[str, np.ndarray]],
                  keys: Sequence[str], profile: str,
-                 neighbours: Sequence[Sequence[int]] | None = None) -> None:
+                 neighbours: Sequence[Sequence[int]] | None = None,
+                 raw: np.ndarray | None = None) -> None:
+        """``raw`` (candidates × categories, from ``raw_rows``) instead of scoring
+        ``candidates`` here: many candidates need not be held in memory at once."""
         self.profile = profile
-        # per candidate: itself and the candidates one grid step away (smoothed procedures)
-        self.neighbours = [tuple(n) for n in neighbours] if neighbours is not None else [
-            (i,) for i in range(len(candidates))]
         self.cats = sorted({category(k) for k in keys})
         cols = {c: [k for k in keys if category(k) == c] for c in self.cats}
         # per category: the summed raw score of each candidate over the category's files
-        self.raw = np.array([[sum(sc.file_raw(run, k, profile) for k in cols[c])
-                              for c in self.cats] for run in candidates])
+        self.raw = raw if raw is not None else np.array(
+            [raw_row(sc, run, cols, profile) for run in candidates])
+        # per candidate: itself and the candidates one grid step away (smoothed procedures)
+        self.neighbours = [tuple(n) for n in neighbours] if neighbours is not None else [
+            (i,) for i in range(len(self.raw))]
         a_tp, a_fn, _ = PROFILES[profile]
         n_win = np.array([sum(len(sc.weights[k].windows) for k in cols[c]) for c in self.cats])
         self.null, self.span = -a_fn * n_win, (a_tp + a_fn) * n_win
@@ -107,6 +110,12 @@ class Table:
             per = per[members]
         marks = per.min(axis=1) if proc.rule == "maximin" else per.mean(axis=1)
         return members[int(np.argmax(marks))]
+
+
+def raw_row(sc: Scorer, run: dict[str, np.ndarray], cols: dict[str, list[str]],
+            profile: str) -> list[float]:
+    """One candidate's summed raw score per category (``cols``: category → its files)."""
+    return [sum(sc.file_raw(run, k, profile) for k in ks) for ks in cols.values()]
 
 
 def loco(table: Table, proc: Procedure, cats: Sequence[str] | None = None) -> list[Fold]:

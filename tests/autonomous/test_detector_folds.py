@@ -7,6 +7,7 @@ import pytest
 
 from autonomous.health_monitor.nab import RULES, NabFile, Scorer, choose
 from autonomous.health_monitor.nab_folds import Procedure, Table, fold_mean, loco, nested
+from autonomous.health_monitor.stream_detector import StreamParams
 
 CATS = ("a", "b", "c", "d")
 N = 1000
@@ -122,19 +123,22 @@ def test_bench_procedures_cover_the_candidate_grids() -> None:
 
     settings = nab_eval.grid(nab_eval.policy_params())
     procs = nab_eval.procedures(settings)
-    assert len(procs) == len(nab_eval.GRIDS) * len(RULES) * 2  # plain and smoothed
+    assert len(procs) == len(nab_eval.GRIDS) * len(nab_eval.OPINION_SETS) * len(RULES) * 2
     assert sum(p.smooth for p in procs) == len(procs) // 2
     assert set(nab_eval.CLEAN) <= set(nab_eval.GRIDS)
     assert nab_eval.CURRENT in {p.name for p in procs}
     for p in procs:
-        allowed = nab_eval.GRIDS[p.name.rsplit(", ", 1)[0]]
+        allowed = nab_eval.GRIDS[nab_eval.grid_of(p)]
+        fams = set(nab_eval.OPINIONS) if " + opinions" in p.name else {"none"}
         assert p.name.endswith(" smoothed") == p.smooth
         members = set(p.members)
         for i, s in enumerate(settings):
-            assert (i in members) == all(getattr(s, k) in v for k, v in allowed.items())
+            assert (i in members) == (s.opinion in fams and all(
+                getattr(s, k) in v for k, v in allowed.items()))
     # the policy in force is a setting of the grid (the defaults are picked from it)
     base = nab_eval.policy_params()
     assert base in settings and replace(base, quiet=0) in settings
+    assert len(settings) == len(set(settings))
 
 
 def test_smoothed_pick_is_the_centre_of_a_good_region() -> None:
@@ -165,30 +169,22 @@ def test_bench_neighbours_are_one_grid_step_apart() -> None:
     settings = nab_eval.grid(nab_eval.policy_params())
     near = nab_eval.neighbours(settings)
     fields = list(nab_eval.GRID)
-    for i in (0, len(settings) // 2, len(settings) - 1):
+
+    def steps(a: StreamParams, b: StreamParams) -> list[int]:
+        out = [abs(nab_eval.GRID[k].index(getattr(a, k)) - nab_eval.GRID[k].index(getattr(b, k)))
+               for k in fields]
+        ks, args = nab_eval.OPINIONS[a.opinion]
+        return out + [abs(ks.index(a.opinion_k) - ks.index(b.opinion_k)),
+                      abs(args.index(a.opinion_arg) - args.index(b.opinion_arg))]
+
+    some = [0, len(settings) // 2, len(settings) - 1]
+    some += [i for i, s in enumerate(settings) if s.opinion == "season"][:3]
+    for i in some:
         assert near[i][0] == i
         for j in near[i][1:]:
-            steps = [abs(nab_eval.GRID[k].index(getattr(settings[i], k))
-                         - nab_eval.GRID[k].index(getattr(settings[j], k))) for k in fields]
-            assert sorted(steps)[-1] == 1 and sum(steps) == 1
-    # a corner of the grid has one neighbour per field, an inner point up to two
-    assert len(near[0]) == 1 + len(fields)
-
-
-def test_bench_cache_key_follows_the_code_not_the_docstrings(tmp_path) -> None:
-    from bench import nab_eval
-
-    det, win = nab_eval.DETECTOR_FILES
-    src = det.read_text()
-    base = nab_eval.detector_code()
-    moved = tmp_path / "moved.py"
-    moved.write_text(src.replace('"""The streaming anomaly detector', '"""Edited record. The', 1)
-                     .replace("# consecutive samples", "# a comment"))
-    assert moved.read_text().count("Edited record") == 1 and "# a comment" in moved.read_text()
-    assert nab_eval.detector_code((moved, win)) == base  # docstring and comments only
-    assert nab_eval.detector_code((win, moved)) == base  # order of the files does not matter
-    changed = tmp_path / "changed.py"
-    changed.write_text(src.replace("return StreamResult(0.0, False, z, base)",
-                                   "return StreamResult(0.5, False, z, base)", 1))
-    assert changed.read_text() != src
-    assert nab_eval.detector_code((changed, win)) != base
+            assert settings[j].opinion == settings[i].opinion
+            d = steps(settings[i], settings[j])
+            assert max(d) == 1 and sum(d) == 1
+    # a corner of the grid (opinion none) has one neighbour per field; a season corner two more
+    assert settings[0].opinion == "none" and len(near[0]) == 1 + len(fields)
+    assert len(near[some[3]]) == 3 + len(fields)

@@ -390,6 +390,23 @@ def test_stream_policy_rejects_inverted_season_periods() -> None:
         StreamDetectorPolicy.model_validate({**good, "season_periods": [500, 100]})
 
 
+def test_stream_policy_opinions_are_the_detector_families() -> None:
+    from typing import get_args
+
+    from pydantic import ValidationError
+
+    from autonomous.health_monitor.stream_opinion import FAMILIES
+    from autonomous.resources.policy.health import StreamDetectorPolicy
+
+    field = StreamDetectorPolicy.model_fields["opinion"]
+    assert set(get_args(field.annotation)) == set(FAMILIES)
+    good = dict(POLICY["anomaly"]["stream"])
+    with pytest.raises(ValidationError, match="opinion"):
+        StreamDetectorPolicy.model_validate({**good, "opinion": "vote"})
+    with pytest.raises(ValidationError, match="opinion_arg"):
+        StreamDetectorPolicy.model_validate({**good, "opinion": "season", "opinion_arg": 0})
+
+
 # -- prediction ---------------------------------------------------------------------------------
 PRED = POLICY["prediction"]
 

@@ -6,6 +6,8 @@ controller reads ``ctx.policy()["health"]`` on every cycle, so an edit applies o
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from autonomous.resources.base import Strict
@@ -80,6 +82,15 @@ class StreamDetectorPolicy(Strict):
     season_tolerance: float = Field(ge=0, lt=0.5, description="How far (share of the period) "
                                     "an earlier candidate may sit from its beat")
     season_periods: tuple[int, int] = Field(description="Shortest and longest period, samples")
+    opinion: Literal["none", "cusum", "tail", "season", "shift"] = Field(
+        default="none", description="Second opinion an alarm candidate needs to alarm "
+        "(health_monitor.stream_opinion): none, CUSUM of the level z, windowed Gaussian "
+        "tail, seasonal residual, mean shift")
+    opinion_k: float = Field(default=0.0, ge=0, description="The opinion's threshold: CUSUM "
+                             "height, std (tail), robust σ of the residual (season), standard "
+                             "errors (shift)")
+    opinion_arg: float = Field(default=0.0, ge=0, description="CUSUM drift (robust σ), season "
+                               "period (samples) or shift's recent samples; unused by tail")
 
     @model_validator(mode="after")
     def _periods(self) -> StreamDetectorPolicy:
@@ -87,6 +98,8 @@ class StreamDetectorPolicy(Strict):
         if not 2 <= lo <= hi:
             raise ValueError("season_periods must be [shortest, longest] with 2 <= shortest "
                              "<= longest")
+        if self.opinion in ("season", "shift") and self.opinion_arg < 1:
+            raise ValueError(f"opinion {self.opinion}: opinion_arg (samples) must be >= 1")
         return self
 
 
