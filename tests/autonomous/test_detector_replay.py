@@ -37,7 +37,7 @@ def _live(x: np.ndarray, p: StreamParams) -> np.ndarray:
 
 
 def test_replay_equals_the_detector_row_for_row() -> None:
-    x = _series()
+    x = _series(1200)  # every feature of the series (spikes, burst, shift, record) in half the rows
     tr = nab_replay.trace(x, replace(BASE, change_sigma=1.5, window=120, min_samples=20))
     grid = itertools.product((0.999, 0.99995), (1.5, 3.0), (30, 240), (0, 30), (0, 3), OPTIONS)
     alarms = 0
