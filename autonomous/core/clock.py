@@ -3,6 +3,11 @@
 Durations use ``monotonic()``; timestamps use ``now()`` (wall clock, seconds since the epoch).
 Everything that waits takes a :class:`Clock` so that tests can fast-forward a :class:`FakeClock`
 and assert exact durations instead of sleeping.
+
+Periodic loops sleep ``tick_delay(clock, period)``: the time to the next multiple of
+``period`` on the monotonic clock (the one tick grid). Loops with the same period then wake in
+the same event-loop iteration instead of each on its own phase, so an idle operator wakes once
+per period, not once per loop; a pass that took part of a period still keeps the fixed rate.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import time
 from datetime import UTC, datetime
 from typing import Protocol
 
-__all__ = ["Clock", "FakeClock", "SystemClock", "iso"]
+__all__ = ["Clock", "FakeClock", "SystemClock", "iso", "tick_delay"]
 
 
 class Clock(Protocol):
@@ -64,6 +69,22 @@ class FakeClock:
         for _, fut in due:
             if not fut.done():
                 fut.set_result(None)
+
+
+# a wake-up this close to a grid point counts as on it (float rounding, timer resolution):
+# the next tick is one period on, never a second pass microseconds later
+_ON_GRID = 1e-3
+
+
+def tick_delay(clock: Clock, period: float) -> float:
+    """Seconds from now to the next multiple of ``period`` on ``clock``'s monotonic time.
+
+    Just woken on a grid point (within a millisecond), that is one whole period; a pass that
+    overran the period waits for the next grid point (the missed tick is not made up)."""
+    if period <= 0:
+        return 0.0
+    delay = period - clock.monotonic() % period
+    return delay + period if delay < min(_ON_GRID, period / 2) else delay
 
 
 def iso(ts: float | None) -> str | None:
