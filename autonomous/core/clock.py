@@ -8,6 +8,8 @@ Periodic loops sleep ``tick_delay(clock, period)``: the time to the next multipl
 ``period`` on the monotonic clock (the one tick grid). Loops with the same period then wake in
 the same event-loop iteration instead of each on its own phase, so an idle operator wakes once
 per period, not once per loop; a pass that took part of a period still keeps the fixed rate.
+A loop whose wait is not a fixed period (a jittered controller interval) moves its wake-up to
+the nearest point of the same grid with ``snap_delay`` so that it, too, shares a wake-up.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import time
 from datetime import UTC, datetime
 from typing import Protocol
 
-__all__ = ["Clock", "FakeClock", "SystemClock", "iso", "tick_delay"]
+__all__ = ["Clock", "FakeClock", "SystemClock", "iso", "snap_delay", "tick_delay"]
 
 
 class Clock(Protocol):
@@ -85,6 +87,17 @@ def tick_delay(clock: Clock, period: float) -> float:
         return 0.0
     delay = period - clock.monotonic() % period
     return delay + period if delay < min(_ON_GRID, period / 2) else delay
+
+
+def snap_delay(clock: Clock, delay: float, grid: float = 1.0) -> float:
+    """``delay`` moved so that it ends on the nearest multiple of ``grid`` (at most half a
+    grid step sooner or later, never before the next grid point from now); a delay shorter
+    than one grid step is kept as it is."""
+    if grid <= 0 or delay < grid:
+        return delay
+    now = clock.monotonic()
+    at = round((now + delay) / grid) * grid
+    return at - now if at - now >= min(_ON_GRID, grid / 2) else tick_delay(clock, grid)
 
 
 def iso(ts: float | None) -> str | None:

@@ -31,6 +31,7 @@ __all__ = ["ProbeClient", "ProbeResponse"]
 
 _MAX_HEAD = 64 * 1024
 _MAX_BODY = 1024 * 1024
+_MAX_HEADS = 256  # request heads kept (a few URLs per supervised service)
 _Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
@@ -61,6 +62,8 @@ class ProbeClient:
         self.root_ratio = root_ratio
         self._rng = rng or random.Random()
         self._idle: dict[tuple[str, int], _Conn] = {}
+        # the request bytes per (host, port, target): the same few URLs are probed every period
+        self._heads: dict[tuple[str, int, str], bytes] = {}
         self.lean_requests = 0
 
     @property
@@ -115,8 +118,14 @@ class ProbeClient:
         reader, writer = conn
         keep = False
         try:
-            writer.write(f"GET {target} HTTP/1.1\r\nHost: {key[0]}:{key[1]}\r\n"
-                         "User-Agent: atlas-probe\r\nAccept: */*\r\n\r\n".encode("latin-1"))
+            head = self._heads.get((*key, target))
+            if head is None:
+                if len(self._heads) >= _MAX_HEADS:
+                    self._heads.clear()
+                head = self._heads[(*key, target)] = (
+                    f"GET {target} HTTP/1.1\r\nHost: {key[0]}:{key[1]}\r\n"
+                    "User-Agent: atlas-probe\r\nAccept: */*\r\n\r\n").encode("latin-1")
+            writer.write(head)
             await writer.drain()
             code, headers = _parse_head(await reader.readuntil(b"\r\n\r\n"))
             body = await _read_body(reader, headers)

@@ -10,7 +10,7 @@ import sqlite3
 import pytest
 
 from autonomous.core.backoff import Backoff, BackoffSpec
-from autonomous.core.clock import FakeClock, tick_delay
+from autonomous.core.clock import FakeClock, snap_delay, tick_delay
 from autonomous.core.errors import Conflict, Gone, NotFound, ValidationFailed
 from autonomous.core.events import EventBus
 from autonomous.learning.knowledge_graph import KnowledgeGraph
@@ -174,6 +174,16 @@ def test_tick_delay_aligns_to_multiples_of_the_period():
     clock.advance(2.6)  # a pass that overran: the missed ticks are not made up
     assert tick_delay(clock, 1.0) == pytest.approx(0.4)
     assert tick_delay(clock, 0.0) == 0.0
+
+
+def test_snap_delay_ends_on_the_nearest_grid_point():
+    clock = FakeClock()
+    clock.advance(0.25)
+    assert snap_delay(clock, 4.6) == pytest.approx(4.75)  # 4.85 -> 5.0
+    assert snap_delay(clock, 4.1) == pytest.approx(3.75)  # 4.35 -> 4.0
+    assert snap_delay(clock, 1.2) == pytest.approx(0.75)  # 1.45 -> 1.0
+    assert snap_delay(clock, 0.3) == 0.3  # shorter than a grid step: unchanged
+    assert snap_delay(clock, 4.6, grid=0) == 4.6
 
 
 async def test_loops_on_the_tick_grid_wake_together():
