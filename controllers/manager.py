@@ -15,6 +15,7 @@ from typing import Any
 
 from autonomous.context import OperatorContext
 from autonomous.core.aio import wait_or_timeout
+from autonomous.core.clock import snap_delay
 from controllers.base import Controller, Outcome
 from controllers.execution import Executor
 
@@ -70,7 +71,8 @@ class ControllerManager:
 
     def _interval(self, c: Controller) -> float | None:
         """Seconds to the next periodic pass; None before a generation is in force (nothing
-        to reconcile: a new generation wakes every controller)."""
+        to reconcile: a new generation wakes every controller). The jittered interval ends on
+        the nearest second of the one tick grid, so controllers wake with the probes."""
         gen = self.ctx.desired.current
         if gen is None:
             return None
@@ -79,7 +81,8 @@ class ControllerManager:
         base = settings.interval_seconds if settings is not None else \
             pol["default_interval_seconds"]
         jitter = pol["interval_jitter"]
-        return max(0.01, base * (1 + self.rng.uniform(-jitter, jitter)))
+        return snap_delay(self.ctx.clock,
+                          max(0.01, base * (1 + self.rng.uniform(-jitter, jitter))))
 
     async def _loop(self, c: Controller) -> None:
         wake = self._wake[c.name]

@@ -22,7 +22,7 @@ from typing import Any
 
 from autonomous.context import OperatorContext
 from autonomous.core.aio import wait_or_timeout
-from autonomous.core.clock import Clock, SystemClock
+from autonomous.core.clock import Clock, SystemClock, tick_delay
 from autonomous.core.errors import ValidationFailed
 from autonomous.core.events import EventBus
 from autonomous.desired import DesiredStateManager
@@ -78,7 +78,8 @@ def _build_server(ctx: OperatorContext, host: str, port: int) -> Any:
             counter = 0
             while not await self.on_tick(counter):
                 counter = (counter + 10) % 864000
-                await wait_or_timeout(self._exit.wait(), 1.0)
+                # on the one tick grid: the same wake-up as the once-a-second probes
+                await wait_or_timeout(self._exit.wait(), tick_delay(SystemClock(), 1.0))
 
         def request_exit(self) -> None:
             self.should_exit = True

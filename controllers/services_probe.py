@@ -2,8 +2,10 @@
 
 Until the first passing probe after a start it probes quickly (every 50 ms, bounded by the
 period) so that readiness — and with it dependants' start-up — is seen at once; after that it
-probes every ``health.period_seconds`` at a fixed rate (a probe that times out does not push the
-next one back; readiness is not probed while liveness fails), so a hung service fails liveness
+probes every ``health.period_seconds`` at a fixed rate on the one tick grid (``tick_delay``:
+every service with the same period is probed in the same wake-up; a probe that times out does
+not push the next one back; readiness is probed right after a passing liveness probe, in the
+same wake-up, and not while liveness fails), so a hung service fails liveness
 within ``period × failure_threshold`` (+ one timeout), also inside ``startup_grace_seconds``
 once it passed a probe since its start (the grace only covers a process not yet answering).
 Transitions are published as events; proven health for ``supervision.healthy_reset_seconds``
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from autonomous.core.clock import tick_delay
 from autonomous.supervisor.probes import ProbeResult, http_probe
 from autonomous.supervisor.runtime import ServiceRuntime
 
@@ -56,10 +59,9 @@ async def probe_loop(ctl: Any, d: Any, rt: ServiceRuntime, pid: int) -> None:
                 res_ready = res
             _readiness(ctl, d, rt, res_ready, pid)
             fast = rt.probe.ready is not True and starting
-            # fixed rate: a slow (timed-out) probe does not push the next one back
-            spent = ctx.clock.monotonic() - now_m
-            await ctx.clock.sleep(min(_FAST, health.period_seconds) if fast
-                                  else max(0.0, health.period_seconds - spent))
+            # fixed rate on the grid: a slow (timed-out) probe does not push the next one back
+            await ctx.clock.sleep(tick_delay(ctx.clock, min(_FAST, health.period_seconds)
+                                             if fast else health.period_seconds))
     except asyncio.CancelledError:
         pass
 

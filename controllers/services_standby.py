@@ -28,6 +28,7 @@ import asyncio
 import socket
 from typing import Any
 
+from autonomous.core.clock import tick_delay
 from autonomous.resources.kinds.service import ServiceSpec
 from autonomous.supervisor.probes import http_probe
 from autonomous.supervisor.runtime import ServiceRuntime
@@ -121,7 +122,6 @@ async def standby_probe(ctl: Any, name: str, spec: ServiceSpec, rt: ServiceRunti
     url = f"http://{spec.host}:{spec.port}{health.readiness_path or health.path}"
     try:
         while True:
-            t0 = ctx.clock.monotonic()
             res = await http_probe(ctl.client(), url, health.timeout_seconds, ctx.clock.now())
             rt.probe.record_liveness(res, in_grace=rt.probe.live is None and not res.ok)
             transition = rt.probe.record_readiness(res)
@@ -138,10 +138,9 @@ async def standby_probe(ctl: Any, name: str, spec: ServiceSpec, rt: ServiceRunti
             if rt.healthy_since is not None and now_m - rt.healthy_since >= reset_after \
                     and rt.backoff.failures:
                 rt.backoff.record_success()  # proven ready: the crash back-off starts over
-            spent = ctx.clock.monotonic() - t0
             fast = rt.probe.ready is not True
-            await ctx.clock.sleep(min(_FAST, health.period_seconds) if fast
-                                  else max(0.0, health.period_seconds - spent))
+            await ctx.clock.sleep(tick_delay(ctx.clock, min(_FAST, health.period_seconds)
+                                             if fast else health.period_seconds))
     except asyncio.CancelledError:
         pass
 

@@ -26,6 +26,7 @@ import logging
 from typing import Any
 
 from autonomous.core.conditions import HealthStatus, SyncStatus
+from autonomous.core.clock import tick_delay
 from autonomous.core.jobs import Job
 from autonomous.learning.retention import Retention
 from autonomous.store.timeseries import TimeSeriesStore
@@ -126,7 +127,10 @@ class TelemetryController(Controller):
             except Exception:
                 log.exception("alert dispatch failed")
             due = hub.alerts.next_due()
-            wait = 1.0 if due is None else max(0.05, min(1.0, due - self.ctx.clock.now()))
+            # once a second on the tick grid (with the probes), sooner for a notification due
+            wait = tick_delay(self.ctx.clock, 1.0)
+            if due is not None:
+                wait = max(0.05, min(wait, due - self.ctx.clock.now()))
             await self.ctx.clock.sleep(wait)
 
     def _alerts(self) -> AlertManager:

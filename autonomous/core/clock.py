@@ -3,6 +3,13 @@
 Durations use ``monotonic()``; timestamps use ``now()`` (wall clock, seconds since the epoch).
 Everything that waits takes a :class:`Clock` so that tests can fast-forward a :class:`FakeClock`
 and assert exact durations instead of sleeping.
+
+Periodic loops sleep ``tick_delay(clock, period)``: the time to the next multiple of
+``period`` on the monotonic clock (the one tick grid). Loops with the same period then wake in
+the same event-loop iteration instead of each on its own phase, so an idle operator wakes once
+per period, not once per loop; a pass that took part of a period still keeps the fixed rate.
+A loop whose wait is not a fixed period (a jittered controller interval) moves its wake-up to
+the nearest point of the same grid with ``snap_delay`` so that it, too, shares a wake-up.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ import time
 from datetime import UTC, datetime
 from typing import Protocol
 
-__all__ = ["Clock", "FakeClock", "SystemClock", "iso"]
+__all__ = ["Clock", "FakeClock", "SystemClock", "iso", "snap_delay", "tick_delay"]
 
 
 class Clock(Protocol):
@@ -64,6 +71,33 @@ class FakeClock:
         for _, fut in due:
             if not fut.done():
                 fut.set_result(None)
+
+
+# a wake-up this close to a grid point counts as on it (float rounding, timer resolution):
+# the next tick is one period on, never a second pass microseconds later
+_ON_GRID = 1e-3
+
+
+def tick_delay(clock: Clock, period: float) -> float:
+    """Seconds from now to the next multiple of ``period`` on ``clock``'s monotonic time.
+
+    Just woken on a grid point (within a millisecond), that is one whole period; a pass that
+    overran the period waits for the next grid point (the missed tick is not made up)."""
+    if period <= 0:
+        return 0.0
+    delay = period - clock.monotonic() % period
+    return delay + period if delay < min(_ON_GRID, period / 2) else delay
+
+
+def snap_delay(clock: Clock, delay: float, grid: float = 1.0) -> float:
+    """``delay`` moved so that it ends on the nearest multiple of ``grid`` (at most half a
+    grid step sooner or later, never before the next grid point from now); a delay shorter
+    than one grid step is kept as it is."""
+    if grid <= 0 or delay < grid:
+        return delay
+    now = clock.monotonic()
+    at = round((now + delay) / grid) * grid
+    return at - now if at - now >= min(_ON_GRID, grid / 2) else tick_delay(clock, grid)
 
 
 def iso(ts: float | None) -> str | None:

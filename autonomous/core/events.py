@@ -13,6 +13,8 @@ from typing import Any
 
 __all__ = ["Event", "EventBus", "Subscription"]
 
+_MAX_ROUTES = 4096  # distinct topics remembered (topics are a small fixed set; a bound anyway)
+
 
 @dataclass(frozen=True)
 class Event:
@@ -41,11 +43,16 @@ class Subscription:
 
     def close(self) -> None:
         self._bus._subs.discard(self)
+        self._bus._routes.clear()
 
 
 class EventBus:
     def __init__(self) -> None:
         self._subs: set[Subscription] = set()
+        # topic -> the subscriptions it matches (a probe publishes the same few topics every
+        # second: the prefixes are matched once per topic, not once per event and subscriber);
+        # cleared whenever a subscription comes or goes
+        self._routes: dict[str, tuple[Subscription, ...]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self.published = 0
 
@@ -56,17 +63,22 @@ class EventBus:
             pass
         sub = Subscription(self, prefixes or ("",), maxsize)
         self._subs.add(sub)
+        self._routes.clear()
         return sub
 
     def publish(self, topic: str, **data: Any) -> None:
         event = Event(topic, data)
         self.published += 1
-        for sub in list(self._subs):
-            if sub.matches(topic):
-                try:
-                    sub.queue.put_nowait(event)
-                except asyncio.QueueFull:
-                    sub.dropped += 1
+        subs = self._routes.get(topic)
+        if subs is None:
+            if len(self._routes) >= _MAX_ROUTES:
+                self._routes.clear()
+            subs = self._routes[topic] = tuple(s for s in self._subs if s.matches(topic))
+        for sub in subs:
+            try:
+                sub.queue.put_nowait(event)
+            except asyncio.QueueFull:
+                sub.dropped += 1
 
     def publish_threadsafe(self, topic: str, **data: Any) -> None:
         if self._loop is None:

@@ -31,6 +31,7 @@ __all__ = ["ProbeClient", "ProbeResponse"]
 
 _MAX_HEAD = 64 * 1024
 _MAX_BODY = 1024 * 1024
+_MAX_URLS = 256  # parsed URLs kept (a few per supervised service)
 _Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
@@ -61,6 +62,9 @@ class ProbeClient:
         self.root_ratio = root_ratio
         self._rng = rng or random.Random()
         self._idle: dict[tuple[str, int], _Conn] = {}
+        # url -> ((host, port), request head), or None for a URL the fallback serves: the same
+        # few URLs are probed every period, parsed and encoded once
+        self._urls: dict[str, tuple[tuple[str, int], bytes] | None] = {}
         self.lean_requests = 0
 
     @property
@@ -80,26 +84,39 @@ class ProbeClient:
 
     async def get(self, url: str, *, timeout: float) -> Any:
         """GET ``url`` within ``timeout`` seconds (connect, send and read together)."""
-        parts = urlsplit(url)
-        if parts.scheme != "http" or not parts.hostname or self._traced():
+        lean = self._urls[url] if url in self._urls else self._parse(url)
+        if lean is None or self._traced():
             return await self.fallback.get(url, timeout=timeout)
-        host, port = parts.hostname, parts.port or 80
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        key = (host, port)
+        key, head = lean
+        host, port = key
         try:
             async with asyncio.timeout(timeout):
-                resp = await self._request(key, target)
+                resp = await self._request(key, head)
         except TimeoutError:
             raise httpx.ReadTimeout(f"no answer from {host}:{port} within {timeout:g}s") \
                 from None
         self.lean_requests += 1
         return resp
 
-    async def _request(self, key: tuple[str, int], target: str) -> ProbeResponse:
+    def _parse(self, url: str) -> tuple[tuple[str, int], bytes] | None:
+        parts = urlsplit(url)
+        lean: tuple[tuple[str, int], bytes] | None = None
+        if parts.scheme == "http" and parts.hostname:
+            host, port = parts.hostname, parts.port or 80
+            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            lean = ((host, port), (f"GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                                   "User-Agent: atlas-probe\r\nAccept: */*\r\n\r\n"
+                                   ).encode("latin-1"))
+        if len(self._urls) >= _MAX_URLS:
+            self._urls.clear()
+        self._urls[url] = lean
+        return lean
+
+    async def _request(self, key: tuple[str, int], head: bytes) -> ProbeResponse:
         conn = self._idle.pop(key, None)
         if conn is not None:
             try:  # a kept connection the server may have closed meanwhile: one retry
-                return await self._exchange(key, conn, target)
+                return await self._exchange(key, conn, head)
             except (OSError, asyncio.IncompleteReadError, httpx.RemoteProtocolError):
                 pass
         try:
@@ -107,16 +124,15 @@ class ProbeClient:
         except OSError as exc:
             raise httpx.ConnectError(f"{key[0]}:{key[1]}: {exc.strerror or exc}") from None
         try:
-            return await self._exchange(key, conn, target)
+            return await self._exchange(key, conn, head)
         except (OSError, asyncio.IncompleteReadError) as exc:
             raise httpx.ReadError(f"{key[0]}:{key[1]}: connection lost: {exc}") from None
 
-    async def _exchange(self, key: tuple[str, int], conn: _Conn, target: str) -> ProbeResponse:
+    async def _exchange(self, key: tuple[str, int], conn: _Conn, head: bytes) -> ProbeResponse:
         reader, writer = conn
         keep = False
         try:
-            writer.write(f"GET {target} HTTP/1.1\r\nHost: {key[0]}:{key[1]}\r\n"
-                         "User-Agent: atlas-probe\r\nAccept: */*\r\n\r\n".encode("latin-1"))
+            writer.write(head)
             await writer.drain()
             code, headers = _parse_head(await reader.readuntil(b"\r\n\r\n"))
             body = await _read_body(reader, headers)

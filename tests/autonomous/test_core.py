@@ -10,7 +10,7 @@ import sqlite3
 import pytest
 
 from autonomous.core.backoff import Backoff, BackoffSpec
-from autonomous.core.clock import FakeClock
+from autonomous.core.clock import FakeClock, snap_delay, tick_delay
 from autonomous.core.errors import Conflict, Gone, NotFound, ValidationFailed
 from autonomous.core.events import EventBus
 from autonomous.learning.knowledge_graph import KnowledgeGraph
@@ -160,6 +160,76 @@ async def test_fake_clock_sleep_and_event_bus():
     ev = await sub.get()
     assert ev.topic == "service.exited" and ev.data == {"service": "a"}
     assert sub.get_nowait() is None
+
+
+def test_tick_delay_aligns_to_multiples_of_the_period():
+    clock = FakeClock()
+    assert tick_delay(clock, 1.0) == 1.0  # on a grid point: the next one, a period on
+    clock.advance(0.3)
+    assert tick_delay(clock, 1.0) == pytest.approx(0.7)
+    assert tick_delay(clock, 0.25) == pytest.approx(0.2)
+    assert tick_delay(clock, 0.05) == pytest.approx(0.05)  # 0.3 is on the 50 ms grid
+    clock.advance(0.7 - 1e-9)  # float rounding just short of 1.0 counts as on it
+    assert tick_delay(clock, 1.0) == pytest.approx(1.0)
+    clock.advance(2.6)  # a pass that overran: the missed ticks are not made up
+    assert tick_delay(clock, 1.0) == pytest.approx(0.4)
+    assert tick_delay(clock, 0.0) == 0.0
+
+
+def test_snap_delay_ends_on_the_nearest_grid_point():
+    clock = FakeClock()
+    clock.advance(0.25)
+    assert snap_delay(clock, 4.6) == pytest.approx(4.75)  # 4.85 -> 5.0
+    assert snap_delay(clock, 4.1) == pytest.approx(3.75)  # 4.35 -> 4.0
+    assert snap_delay(clock, 1.2) == pytest.approx(0.75)  # 1.45 -> 1.0
+    assert snap_delay(clock, 0.3) == 0.3  # shorter than a grid step: unchanged
+    assert snap_delay(clock, 4.6, grid=0) == 4.6
+
+
+async def test_loops_on_the_tick_grid_wake_together():
+    """Two fixed-rate loops started at different phases (one also spends time per pass)
+    wake at the same instants: the multiples of their period."""
+    clock = FakeClock()
+    wakes: dict[str, list[float]] = {"a": [], "b": []}
+
+    async def loop(name: str, work: float) -> None:
+        while True:
+            wakes[name].append(round(clock.monotonic(), 6))
+            if work:
+                await clock.sleep(work)
+            await clock.sleep(tick_delay(clock, 1.0))
+
+    async def step(dt: float, n: int) -> None:
+        for _ in range(n):
+            clock.advance(dt)
+            for _ in range(5):
+                await asyncio.sleep(0)
+
+    a = asyncio.create_task(loop("a", 0.0))
+    await asyncio.sleep(0)
+    await step(0.125, 3)
+    b = asyncio.create_task(loop("b", 0.25))
+    await asyncio.sleep(0)
+    await step(0.125, 22)
+    a.cancel()
+    b.cancel()
+    await asyncio.gather(a, b, return_exceptions=True)
+    assert wakes["a"] == [0.0, 1.0, 2.0, 3.0]
+    assert wakes["b"] == [0.375, 1.0, 2.0, 3.0]
+
+
+def test_event_bus_routes_follow_subscriptions():
+    bus = EventBus()
+    a = bus.subscribe("service.")
+    bus.publish("service.probe", n=1)
+    b = bus.subscribe("service.probe")  # a new subscriber gets the next event of a known topic
+    bus.publish("service.probe", n=2)
+    a.close()  # a closed one gets no more
+    bus.publish("service.probe", n=3)
+    got_a = [a.get_nowait(), a.get_nowait(), a.get_nowait()]
+    got_b = [b.get_nowait(), b.get_nowait(), b.get_nowait()]
+    assert [e.data["n"] for e in got_a[:2]] == [1, 2] and got_a[2] is None
+    assert [e.data["n"] for e in got_b[:2]] == [2, 3] and got_b[2] is None
 
 
 def test_data_dir_and_database_files_are_private(tmp_path):
