@@ -46,6 +46,7 @@ from autonomous.self_healing.process_intents import ProcessIntents, ServicesView
 from autonomous.self_healing.recovery_strategies import RecoveryStrategies
 from autonomous.self_healing.service_state import ServiceState, StateStore
 from autonomous.self_healing.verify import HealthCheck
+from autonomous.supervisor.revisions import Revisions
 
 __all__ = ["HealingOrchestrator"]
 
@@ -76,7 +77,7 @@ class HealingOrchestrator:
         self.rec = IncidentRecorder(sh, self.memory, self.history, self.classifier, self.alerts)
         self.runner = LadderRunner(sh, self.rec, self.breakers, self.strategies)
         self.pipeline = HealingPipeline(sh, self.rec, self.runner, self.memory,
-                                        self.classifier, self.check)
+                                        self.classifier, self.check, Revisions(store, clock))
         self.crashloop = CrashLoop(sh, self.rec, self.processes, self.strategies, self.check,
                                    self.alerts, self.pipeline.open_classified)
         self.runner.crashloop = self.crashloop
@@ -147,7 +148,7 @@ class HealingOrchestrator:
         return await self.pipeline.handle_report(report, forced=forced)
 
     async def run_step(self, strategy: RecoveryStrategy, incident_id: str,
-                       decision: str | None = None) -> StrategyResult:
+                       decision: str | None = None) -> StrategyResult | None:
         return await self.runner.run_step(strategy, incident_id, decision)
 
     def on_event(self, ev: Event) -> None:
