@@ -253,11 +253,10 @@ class CrashLoop:
         st.next_at = self.clock.monotonic() + self._policy()["isolation"]["slow_retry_seconds"]
         self.shared.save_state(st)
         inc = self.shared.crash_incidents.get(name)
-        run = await self.steps.start(
+        res = await self.steps.carry(  # kept stopped already: verified at once
             RecoveryStrategy.ISOLATE, name, f"{was}: still failing after "
             f"{self.shared.state(name).attempts} tries",
-            incident=inc.id if inc is not None else "", gate="enforce", decision=None)
-        res = await self.steps.run_through(run)  # kept stopped already: verified at once
+            incident=inc.id if inc is not None else None)
         self._note(inc, RecoveryStrategy.ISOLATE, res.message)
         alert = await self.strategies.alert_human(
             name, "crash loop: isolated",

@@ -23,7 +23,6 @@ from autonomous.self_healing.heal_recording import IncidentRecorder, public
 from autonomous.self_healing.incident import Incident
 from autonomous.self_healing.model import Classification, ErrorReport, RecoveryStrategy
 from autonomous.self_healing.process_intents import ServicesView
-from autonomous.self_healing.service_state import ServiceState
 from autonomous.self_healing.verify import HealthCheck, process_stopped
 from autonomous.supervisor.revisions import spec_hash
 

@@ -79,8 +79,8 @@ class LadderSteps:
         return run
 
     # -- start -----------------------------------------------------------------------------------
-    async def start(self, strategy: S, name: str, why: str, *, incident: str, gate: str,
-                    decision: str | None, pid: int | None = None) -> StepRun:
+    async def start(self, strategy: S, name: str, why: str, *, incident: str | None,
+                    gate: str, decision: str | None, pid: int | None = None) -> StepRun:
         run = StepRun(strategy, name, self.clock.monotonic(), gate, decision)
         if strategy is S.RETRY:
             if not (self.s.services().observed().get(name) or {}).get("running"):
@@ -134,7 +134,7 @@ class LadderSteps:
         run.service, run.intent = name, it.id
         run.watch = Watch(self.clock.monotonic(), old)
 
-    async def _start_fallback(self, run: StepRun, why: str, incident: str) -> StepRun:
+    async def _start_fallback(self, run: StepRun, why: str, incident: str | None) -> StepRun:
         svc = self.s.services()
         spec = svc.specs().get(run.service)
         fb = spec.fallback if spec is not None else None
@@ -288,10 +288,13 @@ class LadderSteps:
                       previous={**flags, **{f: True for f in done.off}},
                       turned_off=done.off)
 
-    async def run_through(self, run: StepRun) -> StrategyResult:
-        """Observe ``run`` every ``verify.poll_seconds`` until it has its result — for a
-        caller outside the ladder that acts and then needs the outcome (the crash loop's
-        isolation, a test)."""
+    async def carry(self, strategy: S, name: str, why: str, *,
+                    incident: str | None = None) -> StrategyResult:
+        """Start ``strategy`` and observe it every ``verify.poll_seconds`` until it has its
+        result — for a caller outside the ladder that acts and then needs the outcome (the
+        crash loop's isolation of a service it keeps stopped already)."""
+        run = await self.start(strategy, name, why, incident=incident, gate="enforce",
+                               decision=None)
         while True:
             got = await self.observe(run)
             if got is not None:

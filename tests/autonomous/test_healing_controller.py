@@ -17,7 +17,7 @@ from controllers.healing import HealingController, HealingDesired, HealingObserv
     IncidentView, ServiceHealing
 from controllers.healing_plan import Budget
 from controllers.services_intents import ServiceIntents
-from tests.autonomous.healing_fakes import drain, healing_context, reconcile, spec
+from tests.autonomous.healing_fakes import drain, heal, healing_context, reconcile, spec
 
 BUDGET = """apiVersion: atlas.autonomous/v1
 kind: PolicySet
@@ -243,7 +243,7 @@ async def test_a_health_finding_leads_to_the_incident_in_the_graph(tmp_path):
     orch.on_event(Event("health.finding", {"type": "unhealthy_service", "service": "nexus",
                                            "severity": "high", "message": "nexus is unhealthy",
                                            "graph_node": finding}))
-    row = await orch.handle_error("nexus", strategy="RESTART_SERVICE", message="stuck")
+    row = await heal(orch, "nexus", strategy="RESTART_SERVICE", message="stuck")
     chain = [n["id"] for n in g.why(row["graph_node"])]
     assert chain[:2] == [obs, finding]  # why walks back to what the health controller saw
     ctx.store.close()
@@ -302,7 +302,7 @@ async def test_global_brake_escalates_to_a_human_instead_of_remediating(tmp_path
     sub.close()
     assert [o for o in await reconcile(ctx, fake) if o.action.resource == "Healing/brake"] == []
     # while braked, a new failure is escalated, not remediated
-    row = await orch.handle_error("nexus", source="unresponsive", context={"running": True})
+    row = await heal(orch, "nexus", source="unresponsive", context={"running": True})
     assert [a["strategy"] for a in row["attempts"]] == ["ALERT_HUMAN"]
     assert row["state"] == "escalated"
     ctx.store.close()

@@ -13,7 +13,8 @@ import pytest
 from autonomous.core.events import Event
 from autonomous.self_healing.verify import process_stopped
 from autonomous.supervisor.revisions import spec_hash
-from tests.autonomous.healing_fakes import drain, exited, healing_context, reconcile, run_try, spec
+from tests.autonomous.healing_fakes import (drain, exited, heal, healing_context, reconcile,
+                                            run_try, spec)
 
 GROWTH_SMALL_BUDGET = """apiVersion: atlas.autonomous/v1
 kind: PolicySet
@@ -116,7 +117,7 @@ async def test_restarts_of_a_hung_service_count_against_the_budget(tmp_path):
     _ctx, fake, orch = healing_context(tmp_path, {"nexus": spec(core=True)},
                                       policy_edit=GROWTH_SMALL_BUDGET)
     for _ in range(3):
-        await orch.handle_error("nexus", source="unhealthy", strategy="RESTART_SERVICE",
+        await heal(orch, "nexus", source="unhealthy", strategy="RESTART_SERVICE",
                                 context={"running": True})
     await drain(orch)  # the CrashLoopBackOff the diff planned, run through the Executor
     assert orch.state("nexus").phase == "backoff"
@@ -150,7 +151,7 @@ async def test_hung_process_in_stopped_state_is_restarted(stack):
 async def test_dependency_down_never_restarts_the_dependant(stack):
     _ctx, fake, orch = stack
     fake.kill("nexus")
-    row = await orch.handle_error("robot", source="unhealthy", context={"running": True})
+    row = await heal(orch, "robot", source="unhealthy", context={"running": True})
     assert row["error_type"] == "DEPENDENCY" and row["state"] == "escalated"
     assert [a["strategy"] for a in row["attempts"]] == ["FALLBACK", "DEGRADE", "ALERT_HUMAN"]
     assert not [c for c in fake.calls if c[1] == "robot"]
@@ -164,7 +165,7 @@ async def test_governed_rollback_waits_for_approval_then_runs(tmp_path):
                           "first_seen, known_good) VALUES (?,?,?,?,?,?)",
                           ("nexus", spec_hash(s), 1, s.model_dump_json(), 0, known))
     fake.rollback_ok.add("nexus")
-    row = await orch.handle_error("nexus", source="exit", context={"exit_code": 1})
+    row = await heal(orch, "nexus", source="exit", context={"exit_code": 1})
     assert (row["error_type"], row["state"]) == ("CONFIGURATION", "awaiting_approval")
     [req] = ctx.approvals.list(state="pending")
     assert req["action_kind"] == "rollback" and req["resource"] == "Service/nexus"
@@ -191,7 +192,7 @@ async def test_governed_rollback_waits_for_approval_then_runs(tmp_path):
 
 async def test_rejected_proposal_moves_down_the_ladder(tmp_path):
     ctx, fake, orch = healing_context(tmp_path, {"nexus": spec(core=True)}, mode="governed")
-    row = await orch.handle_error("nexus", strategy="RESTART_ALL")
+    row = await heal(orch, "nexus", strategy="RESTART_ALL")
     [req] = ctx.approvals.list(state="pending")
     assert row["state"] == "awaiting_approval" and req["action_kind"] == "restart_all"
     ctx.approvals.decide(req["id"], approve=False, actor="bob",
@@ -217,7 +218,7 @@ async def test_emergency_stop_heals_only_core_services(tmp_path):
     assert orch.history.list(service="nexus")[0]["state"] == "healed"
     assert orch.history.list(service="robot") == []  # a skip is no incident
     assert not fake.procs["robot"]["running"]
-    row = await orch.handle_error("robot", source="exception", message="boom")
+    row = await heal(orch, "robot", source="exception", message="boom")
     assert row["state"] == "skipped" and "only core services" in row["message"]
     assert orch.history.list(service="robot") == []
 
@@ -233,7 +234,7 @@ spec:
       actions: {restart: dry_run}
 """
     _ctx, fake, orch = healing_context(tmp_path, {"nexus": spec(core=True)}, policy_edit=edit)
-    row = await orch.handle_error("nexus", strategy="RESTART_SERVICE")
+    row = await heal(orch, "nexus", strategy="RESTART_SERVICE")
     assert row["state"] == "dry_run" and fake.calls == []
 
 
@@ -241,10 +242,10 @@ async def test_heal_breaker_stops_hammering_a_service(stack):
     _ctx, fake, orch = stack
     fake.crash_on_start.add("nexus")
     for _ in range(3):  # failure_threshold of healing.breaker
-        row = await orch.handle_error("nexus", strategy="RESTART_SERVICE")
+        row = await heal(orch, "nexus", strategy="RESTART_SERVICE")
         assert row["attempts"][0]["ok"] is False
     calls = len(fake.calls)
-    row = await orch.handle_error("nexus", strategy="RESTART_SERVICE")
+    row = await heal(orch, "nexus", strategy="RESTART_SERVICE")
     assert "not tried" in row["attempts"][0]["message"] and len(fake.calls) == calls
     assert row["state"] == "escalated"
 
@@ -260,10 +261,10 @@ async def test_paused_by_human_is_skipped_and_forced_strategy_goes_first(stack):
     assert orch.history.list(service="nexus") == [] and fake.calls == []
     orch.state("nexus").paused_by_human = False
     orch.state("nexus").forced_strategy = "RESTART_SERVICE"
-    row = await orch.handle_error("robot", source="unresponsive", context={"running": True})
+    row = await heal(orch, "robot", source="unresponsive", context={"running": True})
     assert row["attempts"][0]["strategy"] != "RESTART_SERVICE"  # forced only for nexus
     fake.procs["nexus"]["running"] = True
-    row = await orch.handle_error("nexus", source="unresponsive", context={"running": True})
+    row = await heal(orch, "nexus", source="unresponsive", context={"running": True})
     assert row["attempts"][0]["strategy"] == "RESTART_SERVICE"
 
 
@@ -272,7 +273,7 @@ async def test_measured_outcomes_choose_the_first_step(stack):
     ladder by the lower credible bound; a strategy that failed repeatedly loses to one that
     succeeded, though the rule's ladder puts it first."""
     _ctx, _fake, orch = stack
-    first = await orch.handle_error("nexus", source="unresponsive",
+    first = await heal(orch, "nexus", source="unresponsive",
                                     context={"running": True, "probe_error": "HTTP 418"})
     assert first["attempts"][0]["strategy"] == "RETRY"  # no data: the ladder's order
     cls = orch.classifier
@@ -281,7 +282,7 @@ async def test_measured_outcomes_choose_the_first_step(stack):
         cls.learn_from_error(sig, {"strategy": "RETRY", "success": False})
         cls.learn_from_error(sig, {"strategy": "RESTART_SERVICE", "success": True})
     assert cls.outcomes(sig)[(sig, "RETRY")][1] >= 4
-    again = await orch.handle_error("nexus", source="unresponsive",
+    again = await heal(orch, "nexus", source="unresponsive",
                                     context={"running": True, "probe_error": "HTTP 418"})
     assert again["attempts"][0]["strategy"] == "RESTART_SERVICE"
 
@@ -346,7 +347,7 @@ async def test_state_survives_a_new_orchestrator(tmp_path):
 
 def test_stats_per_type(stack):
     _ctx, _fake, orch = stack
-    asyncio.run(orch.handle_error("nexus", strategy="RESTART_SERVICE"))
+    asyncio.run(heal(orch, "nexus", strategy="RESTART_SERVICE"))
     stats = orch.get_healing_stats()
     t = stats["by_type"]["TRANSIENT"]
     assert t["incidents"] == 1 and t["healed"] == 1 and t["mttr_s"]["max"] >= 0
@@ -358,7 +359,7 @@ async def test_inapplicable_strategies_do_not_open_the_heal_breaker(stack):
     _ctx, fake, orch = stack
     fake.kill("nexus")  # robot's dependency is down: FALLBACK and DEGRADE cannot apply
     for _ in range(4):  # more than healing.breaker.failure_threshold
-        row = await orch.handle_error("robot", source="exception", message="ConnectionError",
+        row = await heal(orch, "robot", source="exception", message="ConnectionError",
                                       context={"running": True})
         assert row["state"] == "escalated"
         assert [a["applicable"] for a in row["attempts"][:-1]] == [False, False]
@@ -376,13 +377,13 @@ async def test_inapplicable_strategies_do_not_open_the_heal_breaker(stack):
 async def test_escalation_suppresses_only_the_same_failure(stack):
     _ctx, fake, orch = stack
     fake.kill("nexus")
-    first = await orch.handle_error("robot", source="unhealthy", context={"running": True})
+    first = await heal(orch, "robot", source="unhealthy", context={"running": True})
     assert first["state"] == "escalated"
-    again = await orch.handle_error("robot", source="unhealthy", context={"running": True})
+    again = await heal(orch, "robot", source="unhealthy", context={"running": True})
     assert again["state"] == "skipped"
     assert len(orch.history.list(service="robot")) == 1  # the same failure: no new incident
     fake.procs["nexus"]["running"] = True
-    other = await orch.handle_error("robot", source="errors", context={
+    other = await heal(orch, "robot", source="errors", context={
         "running": True, "status_code": 500}, message="5 of 5 probes answered HTTP 500")
     assert other["state"] != "skipped" and other["id"] != first["id"]
     assert other["error_signature"] != first["error_signature"]
