@@ -53,6 +53,7 @@ from autonomous.self_healing.alerts import human_alert_open
 from autonomous.self_healing.facade import HealingFacade
 from autonomous.self_healing.healing_orchestrator import HealingOrchestrator
 from autonomous.self_healing.incident import Incident
+from autonomous.self_healing.model import StrategyResult
 from autonomous.self_healing.service_state import StateStore
 from autonomous.supervisor.revisions import spec_hash
 from controllers.base import Action, Controller, Outcome
@@ -88,6 +89,7 @@ class HealingController(Controller):
         self.orch = orch
         orch.gate = self._gate
         orch.runner.plan = self._plan
+        orch.runner.verdict = self._verdict
         orch.crashloop.plan = self._plan_budget
         orch.pipeline.admit = self._admit
         return orch
@@ -156,6 +158,15 @@ class HealingController(Controller):
         inc.choices.append(choice)  # the values the choice saw (also in its evidence)
         return {"kind": action.kind, "resource": action.resource, "reason": action.reason,
                 "params": dict(action.params), "evidence": dict(action.evidence)}
+
+    def _verdict(self, planned: dict[str, Any], res: StrategyResult) -> None:
+        """A step's verified result, observed after its ``act`` started it: the Executor's
+        per-resource back-off takes it as the action's outcome (what could not apply is no
+        failure)."""
+        gen = self.ctx.desired.current
+        action = Action(**planned)
+        self.executor.settled(self, action, Outcome(action, res.ok or not res.applicable,
+                                                    res.message), gen.number if gen else 0)
 
     async def _gate(self, planned: dict[str, Any]) -> Outcome:
         gen = self.ctx.desired.current

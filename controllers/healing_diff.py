@@ -189,8 +189,8 @@ def _close_recovered(desired: HealingDesired, observed: HealingObserved,
             or inc.service not in desired.services or (sv is not None and sv.busy)):
         return None
     return Action("close_incident", f"Service/{inc.service}", f"{inc.service} is healthy "
-                  f"again without {inc.strategy}: incident {inc.id} is closed and approval "
-                  f"{inc.approval} cancelled", {"service": inc.service, "incident": inc.id},
+                  f"again without {inc.strategy}; the approval is cancelled ({inc.approval}, "
+                  f"incident {inc.id} closed)", {"service": inc.service, "incident": inc.id},
                   {"recovered": True, "approval": inc.approval})
 
 

@@ -29,7 +29,7 @@ from autonomous.self_healing.ladder_steps import LadderSteps, StepRun
 from autonomous.self_healing.model import STRATEGY_ACTION, RecoveryStrategy, StrategyResult
 from autonomous.self_healing.recovery_strategies import RecoveryStrategies
 
-__all__ = ["Gate", "LadderRunner", "Planner"]
+__all__ = ["Gate", "LadderRunner", "Planner", "Verdict"]
 
 log = logging.getLogger("atlas.healing")
 
@@ -58,6 +58,8 @@ Gate = Callable[[dict[str, Any]], Awaitable[GateOutcome]]
 # that to the gate. A ``backoff`` action stands for a restart over the restart budget.
 # None: no untried step can apply any more
 Planner = Callable[[Incident], dict[str, Any] | None]
+# the planned action of a step started earlier and its verified result (the gate records it)
+Verdict = Callable[[dict[str, Any], StrategyResult], None]
 
 
 async def _no_gate(action: dict[str, Any]) -> GateOutcome:
@@ -79,6 +81,8 @@ class LadderRunner:
         self.crashloop: CrashLoop | None = None  # wired by the orchestrator
         self.gate: Gate = _no_gate
         self.plan: Planner | None = None  # handed in by the healing controller
+        # a step's verdict observed after its act returned → the gate's back-off of it
+        self.verdict: Verdict = lambda _planned, _res: None
 
     def next_step(self, inc: Incident) -> tuple[RecoveryStrategy, dict[str, Any]] | None:
         """Ask the planner for the next step and move its strategy to ``inc.step`` of the
@@ -245,6 +249,8 @@ class LadderRunner:
         flight; healed ends the incident, a failure starts the next step."""
         if inc.run is None or inc.run.verdict is None:
             return
+        if inc.planned is not None:  # a failed verification backs off like a failed act
+            self.verdict(inc.planned, inc.run.verdict)
         if not await self._settled(inc):
             await self.advance(inc)
 

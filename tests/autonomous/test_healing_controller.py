@@ -213,6 +213,8 @@ async def test_one_incident_per_fault_and_its_approval_is_cancelled_on_recovery(
     [req] = ctx.approvals.list(state="pending")
     assert req["action"]["params"]["incident"] == rows[0]["id"]
     orch.on_event(Event("service.healthy", {"service": "nexus"}))  # fixed meanwhile
+    assert orch.history.list(service="nexus")[0]["state"] == "awaiting_approval"
+    await reconcile(ctx, fake)  # observed healthy again: the diff closes it
     [row] = orch.history.list(service="nexus")
     assert row["state"] == "closed" and "approval is cancelled" in row["message"]
     assert ctx.approvals.get(req["id"])["state"] == "cancelled"
@@ -228,7 +230,10 @@ async def test_trigger_on_a_healthy_service_has_nothing_to_heal(tmp_path):
     assert out["state"] == "nothing_to_heal" and "--strategy RESTART_SERVICE" in out["message"]
     assert orch.history.list() == [] and fake.calls == []
     forced = await HealingFacade(orch).trigger("nexus", "RESTART_SERVICE", None)
-    assert forced["state"] == "healed" and fake.calls == [("stop", "nexus"), ("start", "nexus")]
+    assert forced["state"] == "open" and forced["strategy"] == "RESTART_SERVICE"  # started
+    await drain(orch)  # the controller's passes observe it and settle it
+    [row] = orch.history.list(service="nexus")
+    assert row["state"] == "healed" and fake.calls == [("stop", "nexus"), ("start", "nexus")]
     ctx.store.close()
 
 

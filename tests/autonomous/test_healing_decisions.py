@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
+import pytest
 
 from autonomous.core.backoff import BackoffSpec, stable_draw
 from autonomous.core.events import Event
@@ -266,8 +267,10 @@ async def test_proven_health_forgives_the_counted_restarts(tmp_path):
     orch.on_event(Event("service.healthy", {"service": "nexus"}))
     ctl = fake.healing
     assert await reconcile(ctx, fake) == []
-    assert ctl.requeue_after(ctl.desired(), await ctl.observe()) == 30.0
-    ctx.clock.advance(30)
+    # the fake clock moved by the poll interval while the restarts' steps were verified
+    wait = ctl.requeue_after(ctl.desired(), await ctl.observe())
+    assert wait == pytest.approx(30.0)
+    ctx.clock.advance(wait + 1e-9)
     outcomes = await reconcile(ctx, fake)
     assert [(o.action.kind, o.ok) for o in outcomes] == [("reset_restarts", True)]
     assert orch.state("nexus").restarts == []
