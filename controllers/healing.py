@@ -231,6 +231,8 @@ class HealingController(Controller):
                           "service_breaker": orch.breakers.service(name).get_state().value}
             approval = self._isolation_approval(name) if st and st.isolate_due else None
             mitigated = st is not None and (st.degraded is not None or st.fallback)
+            # a heal of it runs: its intake, or a ladder step of it in flight
+            busy = bool(st and st.busy) or (orch is not None and orch.shared.in_flight(name))
             trying = None
             if orch is not None and st is not None and st.trying is not None:
                 seen = await orch.crashloop.observe_try(name)
@@ -238,13 +240,13 @@ class HealingController(Controller):
                     ("healthy" if seen.ok else "failed", seen.message)
             out[name] = ServiceHealing(
                 name, st.phase if st else "normal", st.attempts if st else 0,
-                st.next_at if st else None, held.get(name), bool(st and st.busy),
+                st.next_at if st else None, held.get(name), busy,
                 bool(st and st.paused_by_human), tuple(sorted(open_rows.get(name, ()))),
                 tuple(st.restarts) if st else (), status,
                 st.healthy_since if st else None, dict(st.isolate_due)
                 if st and st.isolate_due else None,
                 approval["id"] if approval else None, approval["state"] if approval else None,
-                mitigated, mitigated and orch is not None and not (st and st.busy)
+                mitigated, mitigated and orch is not None and not busy
                 and await orch.service.recovered(name),
                 trying[0] if trying else None, trying[1] if trying else "")
         incidents = await self._incidents(out) if orch is not None else {}
