@@ -36,7 +36,13 @@ A crash-loop try is one step per pass: its act releases the service to its owner
 observe judges the try's verification (``verify.judge``: a new pid healthy for
 ``verify.stable_seconds``) on the following passes (``requeue_after`` = the poll interval) and
 the diff settles the verdict (``retry`` with ``settle``) — nothing waits inside act for it.
-act: the engine carries it out; report (``controllers/healing_status.py``): conditions
+So is every step of an incident's ladder (``autonomous/self_healing/ladder_steps.py``): its
+act starts it (the intent for the owner) and returns; observe takes one look at each step in
+flight per pass (``IncidentView.step_state``); the diff plans ``settle`` once it has a verdict
+(healed ends the incident, a failure starts the next step, whose verified failure backs off in
+the Executor like a failed act), and closes an incident whose service answered healthy again
+while its step awaited approval (``IncidentView.recovered``, its approval cancelled).
+act (``controllers/healing_act.py``): the engine carries it out; report (``controllers/healing_status.py``): conditions
 (CrashLoopBackOff, Isolated, Degraded, FallbackActive, HealingBreakerOpen) per Service, and
 each open incident as ``Incident/<id>``.
 """

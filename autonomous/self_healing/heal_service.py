@@ -5,8 +5,9 @@
 services, failing probes, dependencies down) and, every ``detection.tick_seconds``, does the
 periodic work: policy sync of the breakers, memory-limit checks (the crash-loop tries, their
 delays, the back-off itself, the healthy reset of the restart count, undoing degraded mode and
-fallback once the service is healthy again — ``recover`` — and the resumption of an incident
-whose approval was decided are planned by the healing controller's diff). One collaborator
+fallback once the service is healthy again — ``recover`` — the resumption of an incident
+whose approval was decided, the close of one whose service is healthy again meanwhile, and the
+settling of each ladder step are planned by the healing controller's diff). One collaborator
 of :class:`~autonomous.self_healing.healing_orchestrator.HealingOrchestrator`.
 """
 

@@ -13,9 +13,9 @@ the incident resumes once it is decided. In ``emergency_stop`` only core service
 
 Composed of small typed collaborators sharing one :class:`Shared` (state, open incidents,
 tasks): ``HealingPipeline`` (detect, classify, memory, choose), ``LadderRunner`` (each step
-through the gate, behind the breaker, verified), ``IncidentRecorder`` (memory, history, graph,
-notify), ``CrashLoop`` (budget, back-off, isolation) and ``HealingService`` (event loop, tick).
-This module wires them together and is the engine's one face.
+through the gate, behind the breaker, started, then settled once observed), ``IncidentRecorder``
+(memory, history, graph, notify), ``CrashLoop`` (budget, back-off, isolation) and
+``HealingService`` (event loop, tick). This module wires them together and is the engine's one face.
 """
 
 from __future__ import annotations
