@@ -43,22 +43,18 @@ async def carry_out(ctl: HealingController, action: Action) -> Outcome:
     if action.kind == "release":
         n = orch.release_for_revision(name, action.reason)
         return Outcome(action, True, f"released {name}; closed {n} incident(s)")
-    if action.kind == "resume":
-        inc = orch.pending.get(str(action.params["incident"]))
-        if inc is None:
-            return Outcome(action, True, f"incident {action.params['incident']} no longer "
-                           "awaits approval: nothing to resume")
-        await orch.service.resume(inc)
-        return Outcome(action, True, f"incident {inc.id} resumed: {inc.state}",
-                       details={"state": inc.state})
-    if action.kind == "settle":
-        inc = orch.incidents.get(str(action.params["incident"]))
-        if inc is None or inc.run is None:
-            return Outcome(action, True, f"incident {action.params['incident']} has no step "
-                           "in flight: nothing to settle")
-        await orch.runner.settle(inc)
-        return Outcome(action, True, f"incident {inc.id}: {inc.state} ({inc.message})",
-                       details={"state": inc.state})
+    if action.kind in ("resume", "settle"):
+        # resume: an incident whose approval was decided goes on; settle: the observed
+        # verdict of its step in flight is recorded (healed, or the next step starts)
+        iid, resume = str(action.params["incident"]), action.kind == "resume"
+        inc = (orch.pending if resume else orch.incidents).get(iid)
+        if inc is None or (not resume and inc.run is None):
+            return Outcome(action, True, f"incident {iid} "
+                           f"{'no longer awaits approval' if resume else 'has no step in flight'}"
+                           f": nothing to {action.kind}")
+        await (orch.service.resume(inc) if resume else orch.runner.settle(inc))
+        return Outcome(action, True, f"incident {inc.id} {action.kind}d: {inc.state}"
+                       f"{'' if resume else f' ({inc.message})'}", details={"state": inc.state})
     if action.kind == "recover":
         undone = await orch.restore(name)
         if not undone.get("restored"):
