@@ -21,7 +21,6 @@ through the gate, behind the breaker, started, then settled once observed), ``In
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Coroutine
 from typing import Any
 
@@ -54,7 +53,7 @@ __all__ = ["HealingOrchestrator"]
 class HealingOrchestrator:
     """The self-healing engine of one operator."""
 
-    def __init__(self, ctx: OperatorContext, *, rng: random.Random | None = None) -> None:
+    def __init__(self, ctx: OperatorContext) -> None:
         self.ctx = ctx
         clock, store, bus = ctx.clock, ctx.store, ctx.bus
         state_store = StateStore(store, clock)
@@ -71,7 +70,7 @@ class HealingOrchestrator:
         self.strategies = RecoveryStrategies(store=store, bus=bus, clock=clock,
                                              services=sh.services, policy=self.policy,
                                              check=self.check, alerts=self.alerts,
-                                             processes=self.processes, rng=rng)
+                                             processes=self.processes)
         self.detector = Detector(clock, self.breakers, lambda: ctx.subsystems.get("services"),
                                  lambda: ctx.subsystems.get("supervisor"), self.policy)
         self.rec = IncidentRecorder(sh, self.memory, self.history, self.classifier, self.alerts)

@@ -178,7 +178,8 @@ class LadderSteps:
         now, limit = self.clock.monotonic(), float(self._v()["timeout_seconds"])
         st = run.strategy
         if st is S.RETRY:
-            self._retry(run, now, *await self.check.probe(run.service))
+            if now >= run.next_at:  # its next re-check is due
+                self._retry(run, now, *await self.check.probe(run.service))
         elif st in (S.RESTART_SERVICE, S.ROLLBACK, S.RESTART_ALL):
             assert run.watch is not None
             run.watch, verdict = await self.check.look(run.service, run.watch)
@@ -216,8 +217,6 @@ class LadderSteps:
     def _retry(self, run: StepRun, now: float, ok: bool, msg: str) -> None:
         """RETRY re-checks the service's health (a glitch that passes), with back-off between
         re-checks (a stable draw of the step and re-check: the same plan each pass)."""
-        if now < run.next_at:
-            return
         run.attempt += 1
         p = self.s.policy()["retry"]
         if ok:

@@ -1,6 +1,6 @@
 """What the healing engine does besides the ladder's steps (those are started and observed
-by :mod:`autonomous.self_healing.ladder_steps`): re-trying an operation with back-off, undoing
-a fallback and degraded mode once the service recovered, and alerting a human.
+by :mod:`autonomous.self_healing.ladder_steps`): undoing a fallback and degraded mode once the
+service recovered, and alerting a human; and what the steps share (intents, checks, flags).
 
 Processes belong to the services controller: nothing here starts, stops or restarts one; the
 intents for their owner are :class:`ProcessIntents`. Feature flags belong to the features
@@ -9,11 +9,9 @@ controller (:class:`FeatureFlags`); healing reads the owner's result.
 
 from __future__ import annotations
 
-import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
-from autonomous.core.backoff import Backoff, BackoffSpec
 from autonomous.core.clock import Clock
 from autonomous.core.events import EventBus
 from autonomous.feature_flags import FeatureFlags
@@ -23,9 +21,8 @@ from autonomous.self_healing.model import StrategyResult
 from autonomous.self_healing.process_intents import REQUESTER, ProcessIntents, ServicesView
 from autonomous.self_healing.verify import HealthCheck
 from autonomous.store import Store
-from autonomous.supervisor.order import topo_order
 
-__all__ = ["RecoveryStrategies", "topo_order"]
+__all__ = ["RecoveryStrategies"]
 
 
 class RecoveryStrategies:
@@ -33,8 +30,7 @@ class RecoveryStrategies:
 
     def __init__(self, *, store: Store, bus: EventBus, clock: Clock,
                  services: Callable[[], ServicesView], policy: Callable[[], dict[str, Any]],
-                 check: HealthCheck, alerts: HumanAlerts, processes: ProcessIntents,
-                 rng: random.Random | None = None) -> None:
+                 check: HealthCheck, alerts: HumanAlerts, processes: ProcessIntents) -> None:
         self.store = store
         self.bus = bus
         self.clock = clock
@@ -44,32 +40,8 @@ class RecoveryStrategies:
         self.alerts = alerts
         self.processes = processes
         self.flags = FeatureFlags(store, clock, bus)  # DEGRADE asks the flags' owner
-        self.rng = rng or random.Random()
 
-    # -- RETRY ---------------------------------------------------------------------------------
-    async def retry_with_backoff(self, operation: Callable[[], Awaitable[Any]], *,
-                                 backoff: BackoffSpec | None = None,
-                                 max_attempts: int | None = None) -> tuple[bool, int, str]:
-        """Call ``operation`` until it returns a truthy value, waiting an exponential,
-        jittered, capped delay between tries, within the retry budget. Returns
-        ``(ok, attempts, last error)``; exceptions from ``operation`` count as failures."""
-        p = self.policy()["retry"]
-        spec = backoff or BackoffSpec.from_policy(p["backoff"])
-        budget = max_attempts or p["max_attempts"]
-        b = Backoff(spec, rng=self.rng)
-        last = ""
-        for attempt in range(1, budget + 1):
-            try:
-                result = await operation()
-                if result:
-                    return True, attempt, ""
-                last = f"attempt {attempt} returned {result!r}"
-            except Exception as exc:  # noqa: BLE001 - a failed try is what is being retried
-                last = f"attempt {attempt}: {type(exc).__name__}: {exc}"
-            if attempt < budget:
-                await self.clock.sleep(b.record_failure())
-        return False, budget, last
-
+    # -- FALLBACK ------------------------------------------------------------------------------
     def deactivate_fallback(self, name: str) -> bool:
         """Route back to the service itself; True if a fallback was active."""
         if not self.processes.clear_fallback(name, "recovered: route back to the service"):

@@ -7,10 +7,12 @@ import asyncio
 import json
 import signal
 import subprocess
+from typing import Any
 
 import pytest
 
 from autonomous.core.events import Event
+from autonomous.self_healing.model import RecoveryStrategy
 from autonomous.self_healing.verify import process_stopped
 from autonomous.supervisor.revisions import spec_hash
 from tests.autonomous.healing_fakes import (drain, exited, heal, healing_context, reconcile,
@@ -304,27 +306,38 @@ async def test_memory_over_limit_is_a_resource_fault_and_restarted(tmp_path):
     assert fake.calls == [("stop", "nexus"), ("start", "nexus")]
 
 
-async def test_retry_with_backoff_grows_its_delays_within_budget(stack):
+async def test_retry_re_checks_with_growing_delays_within_budget(stack, monkeypatch):
+    """RETRY in start / observe form: each look re-checks once it is due, the delays grow
+    (0.2 then 0.4 s, ±20 % jitter: a stable draw, the same each pass) within the budget."""
     ctx, _fake, orch = stack
-    tries = []
+    steps = orch.runner.steps
+    answers: list[tuple[bool, str]] = []
 
-    async def flaky() -> bool:
-        tries.append(1)
-        if len(tries) < 3:
-            raise ConnectionError("not yet")
-        return True
+    async def probe(name: str) -> tuple[bool, str]:
+        return answers.pop(0) if answers else (False, "HTTP 503")
 
-    ok, attempts, _ = await orch.strategies.retry_with_backoff(flaky)
-    assert ok and attempts == 3
-    d1, d2 = ctx.clock.slept[-2:]
-    assert 0.16 <= d1 <= 0.24 and 0.32 <= d2 <= 0.48  # 0.2 then 0.4, ±20 % jitter
-    tries.clear()
+    monkeypatch.setattr(orch.check, "probe", probe)
 
-    async def never() -> bool:
-        raise ConnectionError("down")
+    async def run_retry() -> tuple[Any, list[float]]:
+        run = await steps.start(RecoveryStrategy.RETRY, "nexus", "test", incident=None,
+                                gate="enforce", decision=None)
+        delays = []
+        while run.verdict is None:
+            before = run.attempt
+            await steps.observe(run)
+            if run.attempt != before and run.verdict is None:
+                delays.append(run.next_at - ctx.clock.monotonic())
+            ctx.clock.advance(0.01)
+        return run, delays
 
-    ok, attempts, last = await orch.strategies.retry_with_backoff(never)
-    assert not ok and attempts == 3 and "ConnectionError: down" in last
+    answers += [(False, "HTTP 503"), (False, "HTTP 503"), (True, "HTTP 200")]
+    run, delays = await run_retry()
+    assert run.verdict.ok and run.attempt == 3
+    d1, d2 = delays
+    assert 0.16 <= d1 <= 0.24 and 0.32 <= d2 <= 0.48
+    run, _ = await run_retry()  # never healthy: not a passing glitch, nothing was acted on
+    assert not run.verdict.ok and not run.verdict.applicable and run.attempt == 3
+    assert "HTTP 503" in run.verdict.message
 
 
 async def test_state_survives_a_new_orchestrator(tmp_path):
