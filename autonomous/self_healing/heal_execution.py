@@ -6,7 +6,8 @@ over the restart budget planned as CrashLoopBackOff — the runner decides none 
 
 One step per pass, nothing awaits its own outcome: the Executor's ``act`` *starts* the step
 behind the ``heal:<service>`` circuit breaker (``ladder_steps``: the intent for the owner) and
-records it on the incident (``Incident.run``, in its history row); the healing controller's
+records it on the incident (``Incident.run``, in its history row and ``step_store``: an
+operator restart resumes it); the healing controller's
 later passes :meth:`LadderRunner.observe` it (one look each), its pure diff plans ``settle``
 once there is a verdict, and :meth:`LadderRunner.settle` records it — healed (ALERT_HUMAN:
 escalated) ends the incident, a failure starts the next step. An approval is bound to the

@@ -44,6 +44,7 @@ from autonomous.self_healing.model import ErrorReport, RecoveryStrategy, Strateg
 from autonomous.self_healing.process_intents import ProcessIntents, ServicesView
 from autonomous.self_healing.recovery_strategies import RecoveryStrategies
 from autonomous.self_healing.service_state import ServiceState, StateStore
+from autonomous.self_healing.step_store import StepStore
 from autonomous.self_healing.verify import HealthCheck
 from autonomous.supervisor.revisions import Revisions
 
@@ -73,7 +74,9 @@ class HealingOrchestrator:
                                              processes=self.processes)
         self.detector = Detector(clock, self.breakers, lambda: ctx.subsystems.get("services"),
                                  lambda: ctx.subsystems.get("supervisor"), self.policy)
-        self.rec = IncidentRecorder(sh, self.memory, self.history, self.classifier, self.alerts)
+        self.step_store = StepStore(store, clock)
+        self.rec = IncidentRecorder(sh, self.memory, self.history, self.classifier, self.alerts,
+                                    self.step_store)
         self.runner = LadderRunner(sh, self.rec, self.breakers, self.strategies)
         self.pipeline = HealingPipeline(sh, self.rec, self.runner, self.memory,
                                         self.classifier, self.check, Revisions(store, clock))
@@ -157,7 +160,20 @@ class HealingOrchestrator:
         await self.service.tick()
 
     async def start_healing_service(self) -> None:
+        self.resume_in_flight()
         await self.service.start_healing_service()
+
+    def resume_in_flight(self) -> int:
+        """The incidents whose step was in flight when the last engine stopped come back
+        open with it; the healing controller's passes verify and settle it (how many)."""
+        n = 0
+        for inc in self.step_store.load():
+            if inc.id not in self.incidents:
+                self.incidents[inc.id] = inc
+                n += 1
+        if n:
+            self.ctx.trigger("healing")
+        return n
 
     async def stop(self) -> None:
         await self.service.stop()

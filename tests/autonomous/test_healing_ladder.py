@@ -130,3 +130,30 @@ async def test_the_budget_counts_only_restarts_that_happen(tmp_path):
     await drain(orch)
     assert fake.calls[-2:] == [("stop", "nexus"), ("start", "nexus")]
     assert len(orch.state("nexus").restarts) == 1  # a restart the owner made: counted
+
+
+async def test_an_operator_restart_resumes_the_step_in_flight(tmp_path):
+    ctx, fake, orch = healing_context(tmp_path, {"nexus": spec(core=True)})
+    ctx.triggers["services"] = lambda: None  # the owner has not acted on it yet
+    old = fake.procs["nexus"]["pid"]
+    row = await orch.handle_error("nexus", source="unresponsive", context={"running": True},
+                                  strategy="RESTART_SERVICE")
+    assert row["state"] == "open"
+    # the operator stops here; a new one (same store) starts its engine
+    from autonomous.self_healing.healing_orchestrator import HealingOrchestrator
+    from controllers.healing import HealingController
+
+    ctl = HealingController(ctx)
+    new = ctl.attach(HealingOrchestrator(ctx))
+    fake.healing = ctl
+    assert new.resume_in_flight() == 1
+    [inc] = new.incidents.values()
+    assert inc.id == row["id"] and inc.run.strategy.value == "RESTART_SERVICE"
+    assert inc.run.watch.not_pid == old  # verified again: a new process, not the old one
+    ctx.triggers["services"] = fake.reconcile
+    fake.reconcile()  # the owner restarts the process the intent names
+    await drain(new)
+    [done] = new.history.list(service="nexus")
+    assert done["id"] == row["id"] and done["state"] == "healed"
+    assert fake.calls == [("stop", "nexus"), ("start", "nexus")]  # one restart, not two
+    assert new.resume_in_flight() == 0 and HealingOrchestrator(ctx).resume_in_flight() == 0
