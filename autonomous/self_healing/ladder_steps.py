@@ -35,6 +35,7 @@ class StepRun:
     started: float  # monotonic
     gate: str  # enforce | approved
     decision: str | None = None  # the Executor's decision node (later intents point to it)
+    incident: str | None = None  # the incident it is a step of (its intents are bound to it)
     watch: Watch | None = None  # a new process's verification
     intent: str | None = None
     phase: str = ""  # FALLBACK: target | front; RETRY: probe
@@ -81,7 +82,7 @@ class LadderSteps:
     # -- start -----------------------------------------------------------------------------------
     async def start(self, strategy: S, name: str, why: str, *, incident: str | None,
                     gate: str, decision: str | None, pid: int | None = None) -> StepRun:
-        run = StepRun(strategy, name, self.clock.monotonic(), gate, decision)
+        run = StepRun(strategy, name, self.clock.monotonic(), gate, decision, incident)
         if strategy is S.RETRY:
             if not (self.s.services().observed().get(name) or {}).get("running"):
                 return self._settled(run, False, f"{name} is not running: nothing to "
@@ -95,7 +96,7 @@ class LadderSteps:
         elif strategy is S.RESTART_ALL:
             run.order = topo_order(self.s.services().specs())
             run.details = {"order": run.order}
-            self._restart_next(run, why, incident)
+            self._restart_next(run, why)
         elif strategy is S.ROLLBACK:
             good = [r for r in self.s.services().revisions(name) if r.get("known_good")
                     and not r.get("blocked") and r.get("spec_hash") != self.processes._hash(name)]
@@ -108,7 +109,7 @@ class LadderSteps:
             run.details = {"service": name, "blocked": it.params.get("from"),
                            "to": good[0]["spec_hash"], "intent": it.id}
         elif strategy is S.FALLBACK:
-            return await self._start_fallback(run, why, incident)
+            return await self._start_fallback(run, why)
         elif strategy is S.DEGRADE:
             spec = self.s.services().specs().get(name)
             if spec is None or spec.features is None or spec.port is None:
@@ -127,21 +128,22 @@ class LadderSteps:
             raise ValueError(f"{strategy.value} is not started as a step")
         return run
 
-    def _restart_next(self, run: StepRun, why: str, incident: str | None) -> None:
+    def _restart_next(self, run: StepRun, why: str) -> None:
         name = run.order[len(run.done)]
         old = self._pid(name)
-        it = self.processes.restart(name, old, why, incident=incident, decision=run.decision)
+        it = self.processes.restart(name, old, why, incident=run.incident,
+                                    decision=run.decision)
         run.service, run.intent = name, it.id
         run.watch = Watch(self.clock.monotonic(), old)
 
-    async def _start_fallback(self, run: StepRun, why: str, incident: str | None) -> StepRun:
+    async def _start_fallback(self, run: StepRun, why: str) -> StepRun:
         svc = self.s.services()
         spec = svc.specs().get(run.service)
         fb = spec.fallback if spec is not None else None
         if fb is None or not (fb.service or fb.url):
             return self._settled(run, False, f"{run.service} declares no spec.fallback",
                                  applicable=False)
-        run.details = {"why": why, "incident": incident}
+        run.details = {"why": why}
         if fb.service:
             run.phase, run.details["target"] = "target", fb.service
             if not (svc.observed().get(fb.service) or {}).get("running"):
@@ -159,8 +161,7 @@ class LadderSteps:
     def _route(self, run: StepRun, target: str, url: str | None) -> None:
         """The fallback answers: ask for the route; the front is observed from now on."""
         name, why = run.service, str(run.details.pop("why", ""))
-        incident = run.details.pop("incident", None)
-        it = self.processes.fallback(name, target, url, why, incident=incident)
+        it = self.processes.fallback(name, target, url, why, incident=run.incident)
         route = {"service": name, "target": target, "url": url, "since": self.clock.now(),
                  "reason": why, "intent": it.id}
         self.s.bus.publish("service.fallback", active=True, **route)
@@ -194,7 +195,7 @@ class LadderSteps:
                     return
                 run.done.append(run.service)
                 if len(run.done) < len(run.order):
-                    self._restart_next(run, f"restart-all: {', '.join(run.order)}", None)
+                    self._restart_next(run, f"restart-all: {', '.join(run.order)}")
                     return
                 self._settled(run, True, f"restarted {', '.join(run.order)} in dependency "
                               "order", restarted=list(run.done))

@@ -63,7 +63,7 @@ class StepStore:
                        planned=d["planned"])
         s = d["run"]
         run = StepRun(RecoveryStrategy(s["strategy"]), s["service"], now, s["gate"],
-                      s["decision"], intent=s["intent"], phase=s["phase"],
+                      s["decision"], d["id"], intent=s["intent"], phase=s["phase"],
                       attempt=s["attempt"], next_at=now, order=s["order"], done=s["done"],
                       details=s["details"], counted=s["counted"])
         if s["watch"]:  # verified again from now on: a new process, not the one it replaces
