@@ -92,22 +92,30 @@ class FeatureFlags:
         got = (st.get("applied") or {}).get(intent_id)
         return list(got) if got is not None else None
 
+    def check_applied(self, intent: Intent) -> Applied | None:
+        """One look at ``intent``: applied, failed at (after the intent was made) or settled
+        meanwhile; None while the owner has not got to it."""
+        cur = self.intents.get(intent.id)
+        if cur is None or cur.state != "active":
+            return Applied(intent.id, None, f"intent {intent.id} is "
+                           f"{cur.state if cur else 'gone'}: "
+                           f"{cur.outcome if cur else 'deleted'}")
+        st = self.service_state(intent.service) or {}
+        off = (st.get("applied") or {}).get(intent.id)
+        if off is not None:
+            return Applied(intent.id, list(off), None)
+        if st.get("error") and intent.id in (st.get("intents") or ()):
+            return Applied(intent.id, None, str(st["error"]))
+        return None
+
     async def wait_applied(self, intent: Intent, timeout: float, poll: float) -> Applied:
         """Until the owner applied ``intent``, failed at it (after the intent was made), or
         ``timeout`` seconds of the clock passed."""
         deadline = self.clock.monotonic() + timeout
         while True:
-            cur = self.intents.get(intent.id)
-            if cur is None or cur.state != "active":
-                return Applied(intent.id, None, f"intent {intent.id} is "
-                               f"{cur.state if cur else 'gone'}: "
-                               f"{cur.outcome if cur else 'deleted'}")
-            st = self.service_state(intent.service) or {}
-            off = (st.get("applied") or {}).get(intent.id)
-            if off is not None:
-                return Applied(intent.id, list(off), None)
-            if st.get("error") and intent.id in (st.get("intents") or ()):
-                return Applied(intent.id, None, str(st["error"]))
+            got = self.check_applied(intent)
+            if got is not None:
+                return got
             if self.clock.monotonic() >= deadline:
                 return Applied(intent.id, None, "the feature-flag owner did not apply it "
                                f"within {timeout:g} s")

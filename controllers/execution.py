@@ -111,6 +111,12 @@ class Executor:
             self._recorded[key] = _Recorded(signature, (*chain, *ids))
         return outcome
 
+    def settled(self, c: Controller, action: Action, outcome: Outcome, generation: int) -> None:
+        """The verified outcome of an action whose ``act`` only started it (a healing ladder
+        step, verified on later passes): its per-resource back-off as if ``act`` had
+        returned it."""
+        self._backoff(c, action, outcome, generation)
+
     async def _gated(self, c: Controller, action: Action, generation: int, mode: str,
                      gate: str) -> Outcome:
         if gate == "dry_run":

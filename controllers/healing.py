@@ -36,7 +36,13 @@ A crash-loop try is one step per pass: its act releases the service to its owner
 observe judges the try's verification (``verify.judge``: a new pid healthy for
 ``verify.stable_seconds``) on the following passes (``requeue_after`` = the poll interval) and
 the diff settles the verdict (``retry`` with ``settle``) — nothing waits inside act for it.
-act: the engine carries it out; report (``controllers/healing_status.py``): conditions
+So is every step of an incident's ladder (``autonomous/self_healing/ladder_steps.py``): its
+act starts it (the intent for the owner) and returns; observe takes one look at each step in
+flight per pass (``IncidentView.step_state``); the diff plans ``settle`` once it has a verdict
+(healed ends the incident, a failure starts the next step, whose verified failure backs off in
+the Executor like a failed act), and closes an incident whose service answered healthy again
+while its step awaited approval (``IncidentView.recovered``, its approval cancelled).
+act (``controllers/healing_act.py``): the engine carries it out; report (``controllers/healing_status.py``): conditions
 (CrashLoopBackOff, Isolated, Degraded, FallbackActive, HealingBreakerOpen) per Service, and
 each open incident as ``Incident/<id>``.
 """
@@ -53,7 +59,7 @@ from autonomous.self_healing.alerts import human_alert_open
 from autonomous.self_healing.facade import HealingFacade
 from autonomous.self_healing.healing_orchestrator import HealingOrchestrator
 from autonomous.self_healing.incident import Incident
-from autonomous.self_healing.model import STRATEGY_ACTION, RecoveryStrategy
+from autonomous.self_healing.model import StrategyResult
 from autonomous.self_healing.service_state import StateStore
 from autonomous.supervisor.revisions import spec_hash
 from controllers.base import Action, Controller, Outcome
@@ -61,8 +67,9 @@ from controllers.execution import Executor
 from controllers.healing_diff import (BRAKE, BRAKE_REASON, BRAKE_SERVICE, OPEN_STATES,
                                       HealingDesired, HealingObserved, IncidentView,
                                       ServiceHealing, StepView, budget_step, diff,
-                                      in_remediation, isolate_action, plan_step)
+                                      in_remediation, plan_step)
 from controllers.healing_plan import Intake, Learning, budget_from_policy, skip_reason
+from controllers.healing_act import carry_out
 from controllers.healing_status import report
 
 __all__ = ["BRAKE", "CONTROLLERS", "HealingController", "HealingDesired", "HealingObserved",
@@ -88,6 +95,7 @@ class HealingController(Controller):
         self.orch = orch
         orch.gate = self._gate
         orch.runner.plan = self._plan
+        orch.runner.verdict = self._verdict
         orch.crashloop.plan = self._plan_budget
         orch.pipeline.admit = self._admit
         return orch
@@ -157,6 +165,15 @@ class HealingController(Controller):
         return {"kind": action.kind, "resource": action.resource, "reason": action.reason,
                 "params": dict(action.params), "evidence": dict(action.evidence)}
 
+    def _verdict(self, planned: dict[str, Any], res: StrategyResult) -> None:
+        """A step's verified result, observed after its ``act`` started it: the Executor's
+        per-resource back-off takes it as the action's outcome (what could not apply is no
+        failure)."""
+        gen = self.ctx.desired.current
+        action = Action(**planned)
+        self.executor.settled(self, action, Outcome(action, res.ok or not res.applicable,
+                                                    res.message), gen.number if gen else 0)
+
     async def _gate(self, planned: dict[str, Any]) -> Outcome:
         gen = self.ctx.desired.current
         action = Action(**planned)
@@ -220,6 +237,8 @@ class HealingController(Controller):
                           "service_breaker": orch.breakers.service(name).get_state().value}
             approval = self._isolation_approval(name) if st and st.isolate_due else None
             mitigated = st is not None and (st.degraded is not None or st.fallback)
+            # a heal of it runs: its intake, or a ladder step of it in flight
+            busy = bool(st and st.busy) or (orch is not None and orch.shared.in_flight(name))
             trying = None
             if orch is not None and st is not None and st.trying is not None:
                 seen = await orch.crashloop.observe_try(name)
@@ -227,16 +246,16 @@ class HealingController(Controller):
                     ("healthy" if seen.ok else "failed", seen.message)
             out[name] = ServiceHealing(
                 name, st.phase if st else "normal", st.attempts if st else 0,
-                st.next_at if st else None, held.get(name), bool(st and st.busy),
+                st.next_at if st else None, held.get(name), busy,
                 bool(st and st.paused_by_human), tuple(sorted(open_rows.get(name, ()))),
                 tuple(st.restarts) if st else (), status,
                 st.healthy_since if st else None, dict(st.isolate_due)
                 if st and st.isolate_due else None,
                 approval["id"] if approval else None, approval["state"] if approval else None,
-                mitigated, mitigated and orch is not None and not (st and st.busy)
+                mitigated, mitigated and orch is not None and not busy
                 and await orch.service.recovered(name),
                 trying[0] if trying else None, trying[1] if trying else "")
-        incidents = self._incidents(out) if orch is not None else {}
+        incidents = await self._incidents(out) if orch is not None else {}
         alerted = human_alert_open(self.ctx.store, BRAKE_SERVICE, BRAKE_REASON)
         return HealingObserved(clock.monotonic(), out, alerted, incidents)
 
@@ -248,10 +267,12 @@ class HealingController(Controller):
             (self.name, f"Service/{name}"))
         return dict(row) if row is not None else None
 
-    def _incidents(self, services: Mapping[str, ServiceHealing]) -> dict[str, IncidentView]:
-        """The engine's open incidents; for one awaiting a human, its approval's state and
-        whether its service is held stopped meanwhile (a crash loop's isolation awaiting
-        approval shows on the crash loop's incident)."""
+    async def _incidents(self, services: Mapping[str, ServiceHealing]) \
+            -> dict[str, IncidentView]:
+        """The engine's open incidents: the verification of a step in flight (one more look
+        each pass); for one awaiting a human, its approval's state, whether its service is
+        held stopped meanwhile and whether it answered healthy again since (a crash loop's
+        isolation awaiting approval shows on the crash loop's incident)."""
         orch = self.orch
         assert orch is not None
         out: dict[str, IncidentView] = {}
@@ -270,8 +291,20 @@ class HealingController(Controller):
                     and sv.isolation_approval_state == "pending"):
                 state, strategy, held = "awaiting_approval", "ISOLATE", True
                 approval, approval_state = sv.isolation_approval, "pending"
+            step_state, step_message = None, ""
+            if inc.run is not None:
+                seen = await orch.runner.observe(inc)
+                strategy = inc.run.strategy.value
+                step_state = "verifying" if seen is None else "healthy" if seen.ok \
+                    else "failed"
+                step_message = "" if seen is None else seen.message
+            st = orch.states.get(inc.service)
+            recovered = (inc.pending is not None and inc.pending_at is not None
+                         and st is not None and st.healthy_since is not None
+                         and st.healthy_since >= inc.pending_at)
             out[inc.id] = IncidentView(inc.id, inc.service, state, inc.step, strategy,
-                                       approval, approval_state, held)
+                                       approval, approval_state, held, step_state,
+                                       step_message, recovered)
         return out
 
     @staticmethod
@@ -287,6 +320,9 @@ class HealingController(Controller):
                 sv.trying == "verifying" for n, sv in observed.services.items()
                 if n in desired.services):
             waits.append(desired.poll_seconds)  # a crash-loop try's verification, observed
+        if desired.poll_seconds is not None and any(
+                iv.step_state == "verifying" for iv in observed.incidents.values()):
+            waits.append(desired.poll_seconds)  # a ladder step's verification, observed
         if desired.recheck_seconds is not None and any(
                 sv.mitigated and not sv.recovered for n, sv in observed.services.items()
                 if n in desired.services):
@@ -302,93 +338,7 @@ class HealingController(Controller):
 
     async def act(self, action: Action) -> Outcome:
         """A step of an incident's ladder (``params.strategy``), or one of diff's actions."""
-        if self.orch is None:
-            return Outcome(action, False, "the healing engine is not running", permanent=True)
-        orch = self.orch
-        name = str(action.params.get("service", action.resource.split("/", 1)[-1]))
-        if action.kind == "close_incident":
-            n = orch.close_service(name, action.reason)
-            return Outcome(action, True, f"closed {n} incident(s) of {name}: {action.reason}")
-        if action.kind == "alert_human" and "brake" in action.params:
-            if action.params["brake"] == "release":
-                n = orch.alerts.resolve(BRAKE_SERVICE, action.reason)
-                return Outcome(action, True, f"global brake released ({n} alert resolved)")
-            alert = orch.alerts.raise_alert(BRAKE_SERVICE, BRAKE_REASON, {
-                "severity": "critical", "message": action.reason,
-                "services": action.params["services"], "limit": action.params["limit"]})
-            return Outcome(action, True, f"a human is alerted: {action.reason}",
-                           details={"alert": alert["id"] if alert else None})
-        if action.kind == "release":
-            n = orch.release_for_revision(name, action.reason)
-            return Outcome(action, True, f"released {name}; closed {n} incident(s)")
-        if action.kind == "resume":
-            inc = orch.pending.get(str(action.params["incident"]))
-            if inc is None:
-                return Outcome(action, True, f"incident {action.params['incident']} no longer "
-                               "awaits approval: nothing to resume")
-            await orch.service.resume(inc)
-            return Outcome(action, True, f"incident {inc.id} resumed: {inc.state}",
-                           details={"state": inc.state})
-        if action.kind == "recover":
-            undone = await orch.restore(name)
-            if not undone.get("restored"):
-                return Outcome(action, True, f"{name}: not undone now (a heal of it runs); "
-                               "looked at again next pass")
-            return Outcome(action, True, f"{name}: degraded mode and fallback undone",
-                           details={k: v for k, v in undone.items() if k != "restored"})
-        if action.kind == "reset_restarts":
-            n = orch.crashloop.reset_restarts(name)
-            return Outcome(action, True, f"{name}: {n} counted restart(s) forgiven")
-        if action.kind == "hold":
-            it = orch.processes.pause(name, f"self-healing: {action.reason}",
-                                      incident=str(action.params["incident"]))
-            return Outcome(action, True, f"{name} is kept stopped (intent {it.id}) while "
-                           f"approval {action.params.get('approval')} is decided")
-        if action.kind == "backoff":
-            if not orch.crashloop.enter_planned(name, float(action.params["delay_seconds"])):
-                return Outcome(action, True, f"{name} is already in "
-                               f"{orch.state(name).phase}: nothing to do")
-            return Outcome(action, True, f"{name}: {orch.state(name).reason}",
-                           details={"next_try_at": orch.state(name).next_at})
-        if action.kind == "retry" and "strategy" not in action.params:
-            if not action.params.get("settle"):  # start it; its verification is observed
-                nxt = action.params.get("next_delay_seconds")
-                started = orch.crashloop.start_try(name, str(action.params["on_failure"]),
-                                                   None if nxt is None else float(nxt))
-                return Outcome(action, True, f"{action.params.get('phase')} try of {name}: "
-                               f"{started.message}")
-            got = orch.crashloop.settle(name)
-            details: dict[str, Any] = {"healthy": got.healthy}
-            due = orch.state(name).isolate_due
-            if got.healthy is False and due is not None:
-                # what the diff planned for this failure (and plans on later passes until it
-                # is done): isolation + a human, its own action; kept stopped meanwhile
-                gen = self.ctx.desired.current
-                iso = await self.executor.execute(self, isolate_action(name, due),
-                                                  gen.number if gen else 0)
-                details["isolation"] = iso.message
-            # the try was made; whether it healed is the crash-loop's verdict (its own
-            # growing delay schedules the next), not a failed action to back off
-            verdict = "not settled" if got.healthy is None else \
-                "healthy again" if got.healthy else "still failing"
-            return Outcome(action, True, f"{got.was} try of {name}: {verdict} "
-                           f"({got.message})", details=details)
-        if action.kind == "isolate" and action.params.get("crashloop"):
-            msg = await orch.crashloop.isolate(name, str(action.evidence.get("was")),
-                                               str(action.evidence.get("message")))
-            return Outcome(action, True, msg)
-        strategy = RecoveryStrategy(action.params["strategy"])
-        if STRATEGY_ACTION[strategy] != action.kind:
-            return Outcome(action, False, f"{strategy.value} is not a {action.kind} action",
-                           permanent=True)
-        chain = self.executor.chain_of(self, action)
-        res = await orch.run_step(strategy, str(action.params["incident"]),
-                                  chain[1] if len(chain) > 1 else None)
-        if not res.applicable:  # skipped, not failed: no back-off for what could not apply
-            return Outcome(action, True, f"not applicable: {res.message}", details={
-                "strategy": strategy.value, "applicable": False, "ok": res.ok})
-        return Outcome(action, res.ok, res.message, details={"strategy": strategy.value,
-                                                             "applicable": True})
+        return await carry_out(self, action)
 
     def report(self, desired: HealingDesired, observed: HealingObserved,
                outcomes: list[Outcome]) -> None:

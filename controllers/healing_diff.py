@@ -6,7 +6,10 @@ for a revision the desired state no longer has; CrashLoopBackOff once the observ
 inside the budget window exceed the budget; a due crash-loop try with what its failure leads
 to. Per incident awaiting a human: once its approval is decided (approved, rejected, expired,
 cancelled), ``resume`` — the awaited step goes to the Executor again, which takes the approval
-or the rejection, and the ladder goes on. And the global brake as one escalation to a human
+or the rejection, and the ladder goes on; an incident whose service is healthy again meanwhile
+is closed instead (``close_incident`` of that incident, its approval cancelled). Per incident
+with a step in flight: once its verification has a verdict, ``settle`` it (healed ends the
+incident; failed leads to the next step, planned by ``plan_step``). And the global brake as one escalation to a human
 (see ``controllers/healing_plan.py`` for the decisions themselves).
 
 ``plan_step(view, …)``: the planned Action of an incident's next ladder step, from what was
@@ -86,6 +89,11 @@ class IncidentView:
     approval: str | None = None  # the awaited approval's id
     approval_state: str | None = None  # pending | approved | rejected | expired | cancelled …
     held: bool = False  # its service is kept stopped (healing's pause bound to it) meanwhile
+    # its step in flight: verifying (observed again next pass) | healthy | failed
+    step_state: str | None = None
+    step_message: str = ""  # the step's verdict
+    # awaiting approval: its service answered healthy again since the approval was asked for
+    recovered: bool = False
 
 
 @dataclass(frozen=True)
@@ -129,7 +137,8 @@ def diff(desired: HealingDesired, observed: HealingObserved) -> tuple[Action, ..
                 "dependencies up, its probe answers): degraded mode and fallback are undone",
                 {"service": name}, {"mitigated": True, "recovered": True}))
     for _, inc in sorted(observed.incidents.items()):
-        got = _resume(desired, observed, inc) or _hold(desired, inc)
+        got = (_settle_step(desired, inc) or _close_recovered(desired, observed, inc)
+               or _resume(desired, observed, inc) or _hold(desired, inc))
         if got is not None:
             actions.append(got)
     actions += _brake(desired, observed)
@@ -155,6 +164,34 @@ def _settle(name: str, sv: ServiceHealing) -> Action | None:
                   f"{'healthy again' if sv.trying == 'healthy' else 'still failing'}",
                   {"service": name, "settle": True},
                   {"verdict": sv.trying, "message": sv.try_message})
+
+
+def _settle_step(desired: HealingDesired, inc: IncidentView) -> Action | None:
+    """A ladder step in flight with an observed verdict: settle it — healed ends the
+    incident, failed leads to its next step (nothing while it is still verified)."""
+    if inc.step_state not in ("healthy", "failed") or inc.service not in desired.services:
+        return None
+    healed = inc.step_state == "healthy"
+    return Action("settle", f"Service/{inc.service}", f"incident {inc.id} step {inc.step + 1} "
+                  f"({inc.strategy}): {'healed' if healed else 'failed, the next step'}",
+                  {"service": inc.service, "incident": inc.id, "step": inc.step,
+                   "strategy": inc.strategy},
+                  {"verdict": inc.step_state, "message": inc.step_message})
+
+
+def _close_recovered(desired: HealingDesired, observed: HealingObserved,
+                     inc: IncidentView) -> Action | None:
+    """Healthy again while a step still awaits approval: the incident is closed and its
+    approval cancelled (not left for a human to approve for a healthy service)."""
+    sv = observed.services.get(inc.service)
+    if (inc.state != "awaiting_approval" or not inc.recovered or inc.approval is None
+            or inc.approval_state not in (None, "pending")
+            or inc.service not in desired.services or (sv is not None and sv.busy)):
+        return None
+    return Action("close_incident", f"Service/{inc.service}", f"{inc.service} is healthy "
+                  f"again without {inc.strategy}; the approval is cancelled ({inc.approval}, "
+                  f"incident {inc.id} closed)", {"service": inc.service, "incident": inc.id},
+                  {"recovered": True, "approval": inc.approval})
 
 
 def _isolate(name: str, sv: ServiceHealing) -> Action | None:

@@ -16,8 +16,8 @@ from autonomous.self_healing.model import RecoveryStrategy
 
 __all__ = ["register"]
 
-_STATES = ("healed", "failed", "escalated", "skipped", "dry_run", "awaiting_approval", "backoff",
-           "closed")
+_STATES = ("open", "healed", "failed", "escalated", "skipped", "dry_run", "awaiting_approval",
+           "backoff", "closed")
 
 
 def register(sub: Any) -> None:
@@ -136,8 +136,9 @@ def cmd_trigger(args: Any) -> int:
                           for a in row.get("attempts") or [])
         print(f"{row['service']}: {row['state']} — {row['message']}"
               + (f" (tried: {tried})" if tried else ""))
-    return 0 if row["state"] in ("healed", "awaiting_approval", "dry_run", "nothing_to_heal") \
-        else 2
+    # open: its step started (verified by the healing controller; heal history follows it)
+    return 0 if row["state"] in ("open", "healed", "awaiting_approval", "dry_run",
+                                 "nothing_to_heal") else 2
 
 
 def cmd_override(args: Any) -> int:

@@ -30,11 +30,12 @@ from autonomous.self_healing.alerts import HumanAlerts
 from autonomous.self_healing.engine_state import Shared
 from autonomous.self_healing.heal_recording import IncidentRecorder
 from autonomous.self_healing.incident import Incident
+from autonomous.self_healing.ladder_steps import LadderSteps
 from autonomous.self_healing.model import ErrorReport, RecoveryStrategy, StrategyResult
 from autonomous.self_healing.process_intents import ProcessIntents
 from autonomous.self_healing.recovery_strategies import RecoveryStrategies
 from autonomous.self_healing.service_state import Trying
-from autonomous.self_healing.verify import HealthCheck, Seen, Verdict, Watch, judge
+from autonomous.self_healing.verify import HealthCheck, Verdict, Watch
 
 __all__ = ["CrashLoop", "Try"]
 
@@ -69,6 +70,7 @@ class CrashLoop:
         self.check = check
         self.alerts = alerts
         self.opener = opener  # classify and open an incident for a report
+        self.steps = LadderSteps(strategies)
         self.plan: Planner = lambda _name: False  # the healing controller's (see ``attach``)
 
     def _policy(self) -> dict[str, Any]:
@@ -182,15 +184,7 @@ class CrashLoop:
         t = st.trying
         if t is None or t.verdict is not None:
             return None if t is None else t.verdict
-        obs = self.shared.services().observed().get(name) or {}
-        pid, running = obs.get("pid"), bool(obs.get("running"))
-        probed = await self.check.probe(name) if running and pid != t.watch.not_pid else None
-        v = self._policy()["verify"]
-        t.watch, t.verdict = judge(t.watch, Seen(pid, running, obs.get("returncode"),
-                                                 None if probed is None else probed[0],
-                                                 "" if probed is None else probed[1]),
-                                   self.clock.monotonic(), float(v["stable_seconds"]),
-                                   float(v["timeout_seconds"]))
+        t.watch, t.verdict = await self.check.look(name, t.watch)
         return t.verdict
 
     def settle(self, name: str) -> Try:
@@ -259,8 +253,9 @@ class CrashLoop:
         st.next_at = self.clock.monotonic() + self._policy()["isolation"]["slow_retry_seconds"]
         self.shared.save_state(st)
         inc = self.shared.crash_incidents.get(name)
-        res = await self.strategies.isolate_component(
-            name, f"{was}: still failing after {self.shared.state(name).attempts} tries",
+        res = await self.steps.carry(  # kept stopped already: verified at once
+            RecoveryStrategy.ISOLATE, name, f"{was}: still failing after "
+            f"{self.shared.state(name).attempts} tries",
             incident=inc.id if inc is not None else None)
         self._note(inc, RecoveryStrategy.ISOLATE, res.message)
         alert = await self.strategies.alert_human(

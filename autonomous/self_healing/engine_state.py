@@ -16,7 +16,7 @@ from typing import Any
 
 from autonomous.context import OperatorContext
 from autonomous.self_healing.incident import Incident
-from autonomous.self_healing.model import ErrorReport, StrategyResult
+from autonomous.self_healing.model import ErrorReport
 from autonomous.self_healing.process_intents import ServicesView
 from autonomous.self_healing.service_state import ServiceState, StateStore
 
@@ -57,7 +57,6 @@ class Shared:
     incidents: dict[str, Incident] = field(default_factory=dict)  # id → open (being worked)
     pending: dict[str, Incident] = field(default_factory=dict)  # id → awaiting approval
     crash_incidents: dict[str, Incident] = field(default_factory=dict)  # service → its own
-    results: dict[str, StrategyResult] = field(default_factory=dict)  # id → step's result
     # service → the failure whose counted restart exceeded the budget (its back-off incident)
     budget_reports: dict[str, ErrorReport] = field(default_factory=dict)
     # service → (monotonic time, the health controller's latest health.finding about it)
@@ -91,6 +90,11 @@ class Shared:
                                            inc.classification.signature == signature):
                 return inc
         return None
+
+    def in_flight(self, service: str) -> bool:
+        """A ladder step of an incident of ``service`` is in flight (started, verified by the
+        healing controller's passes): the service is being healed."""
+        return any(i.service == service and i.run is not None for i in self.incidents.values())
 
     def decision_of(self, incident: str | None) -> str | None:
         """The Executor's decision node of the step ``incident`` is running now."""

@@ -38,7 +38,9 @@ class HealingFacade:
 
     async def trigger(self, service: str, strategy: str | None, reason: str | None) \
             -> dict[str, Any]:
-        """Run the healing pipeline for ``service`` now (optionally forcing a strategy)."""
+        """Run the healing pipeline for ``service`` now (optionally forcing a strategy): the
+        incident as it stands once its first step started (its verification, and any next
+        step, follow on the healing controller's passes — ``heal history`` shows them)."""
         self._declared(service)
         if strategy is not None and strategy not in RecoveryStrategy.__members__:
             raise _bad("strategy", f"{strategy!r} is not one of "

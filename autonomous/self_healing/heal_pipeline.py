@@ -4,7 +4,8 @@
 probe, logs tail, configuration change, dependencies), classify it, record it in the failure memory
 and build the ladder of strategies to try (each step's strategy is chosen by the healing
 controller from ``healing_knowledge``, the one success table); then they hand
-the incident to :class:`~autonomous.self_healing.heal_execution.LadderRunner`. One
+the incident to :class:`~autonomous.self_healing.heal_execution.LadderRunner`, which starts
+its first step. One
 collaborator of :class:`~autonomous.self_healing.healing_orchestrator.HealingOrchestrator`.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from autonomous.self_healing.engine_state import Shared
 from autonomous.self_healing.error_classifier import ErrorClassifier
@@ -22,12 +23,19 @@ from autonomous.self_healing.heal_recording import IncidentRecorder, public
 from autonomous.self_healing.incident import Incident
 from autonomous.self_healing.model import Classification, ErrorReport, RecoveryStrategy
 from autonomous.self_healing.process_intents import ServicesView
-from autonomous.self_healing.service_state import ServiceState
 from autonomous.self_healing.verify import HealthCheck, process_stopped
+from autonomous.supervisor.revisions import spec_hash
 
-__all__ = ["RESTARTS", "Admit", "HealingPipeline"]
+__all__ = ["RESTARTS", "Admit", "HealingPipeline", "RevisionsView"]
 
 S = RecoveryStrategy
+
+class RevisionsView(Protocol):
+    """What the pipeline reads of the services' revisions
+    (:class:`autonomous.supervisor.revisions.Revisions`)."""
+
+    def list(self, service: str) -> list[dict[str, Any]]: ...
+
 
 # (service, a human asked, the failure's source, its signature once classified) → why it
 # opens no incident now, or None: the healing controller's pure ``skip_reason`` on what it
@@ -40,7 +48,7 @@ class HealingPipeline:
 
     def __init__(self, shared: Shared, rec: IncidentRecorder, runner: LadderRunner,
                  memory: FailureMemory, classifier: ErrorClassifier,
-                 check: HealthCheck) -> None:
+                 check: HealthCheck, revisions: RevisionsView) -> None:
         self.shared = shared
         self.ctx = shared.ctx
         self.rec = rec
@@ -48,6 +56,7 @@ class HealingPipeline:
         self.memory = memory
         self.classifier = classifier
         self.check = check
+        self.revisions = revisions  # the services' revisions (known good, blocked)
         self.admit: Admit | None = None  # handed in by the healing controller
 
     async def handle_error(self, service: str, error: BaseException | None = None,
@@ -81,7 +90,7 @@ class HealingPipeline:
         nothing: a paused service probed every few seconds is not a stream of incidents. The
         failure of an undeclared service is recorded (skipped): it is its only trace."""
         st = self.shared.state(report.service)
-        if st.busy or self._skip_reason(report.service, forced is not None,
+        if st.busy or self.shared.in_flight(report.service) or self._skip_reason(report.service, forced is not None,
                                         report.source) is not None \
                 or self._about_a_replaced_process(report):
             return None
@@ -100,7 +109,7 @@ class HealingPipeline:
             if undeclared is not None:
                 self.rec.finish(inc, "skipped", undeclared)
                 return inc
-            await self.runner.run_ladder(inc)
+            await self.runner.advance(inc)  # its first step starts; later passes settle it
             return inc
         finally:
             st.busy = False
@@ -187,13 +196,10 @@ class HealingPipeline:
 
     def _config_changed(self, name: str, svc: ServicesView) -> bool:
         """The desired revision never proved healthy while an older one did."""
-        from autonomous.supervisor.revisions import spec_hash
-
         spec = svc.specs().get(name)
         if spec is None:
             return False
-        rows = self.ctx.store.query("SELECT spec_hash, known_good, blocked FROM "
-                                    "service_revisions WHERE service=?", (name,))
+        rows = self.revisions.list(name)
         cur = spec_hash(spec)
         mine = [r for r in rows if r["spec_hash"] == cur]
         good = [r for r in rows if r["spec_hash"] != cur and r["known_good"] and not r["blocked"]]

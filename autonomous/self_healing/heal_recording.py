@@ -16,6 +16,7 @@ from autonomous.self_healing.failure_memory import FailureMemory
 from autonomous.self_healing.history import HealingHistory
 from autonomous.self_healing.incident import Incident
 from autonomous.self_healing.model import RecoveryStrategy, StrategyResult
+from autonomous.self_healing.step_store import StepStore
 
 __all__ = ["IncidentRecorder", "public"]
 
@@ -26,13 +27,14 @@ class IncidentRecorder:
     """Record attempts and outcomes of incidents."""
 
     def __init__(self, shared: Shared, memory: FailureMemory, history: HealingHistory,
-                 classifier: ErrorClassifier, alerts: HumanAlerts) -> None:
+                 classifier: ErrorClassifier, alerts: HumanAlerts, steps: StepStore) -> None:
         self.shared = shared
         self.ctx = shared.ctx
         self.memory = memory
         self.history = history
         self.classifier = classifier
         self.alerts = alerts
+        self.steps = steps  # the step in flight, kept with the row: a restart resumes it
 
     def attempt(self, inc: Incident, res: StrategyResult, gate: str, took: float, *,
                  graph: bool = True) -> None:
@@ -53,6 +55,7 @@ class IncidentRecorder:
     def save(self, inc: Incident, state: str, message: str) -> None:
         inc.state, inc.message = state, message
         self.history.save(inc.row())
+        self.steps.keep(inc)
 
     def finish(self, inc: Incident, state: str, message: str) -> None:
         now = self.ctx.clock

@@ -5,8 +5,9 @@
 services, failing probes, dependencies down) and, every ``detection.tick_seconds``, does the
 periodic work: policy sync of the breakers, memory-limit checks (the crash-loop tries, their
 delays, the back-off itself, the healthy reset of the restart count, undoing degraded mode and
-fallback once the service is healthy again — ``recover`` — and the resumption of an incident
-whose approval was decided are planned by the healing controller's diff). One collaborator
+fallback once the service is healthy again — ``recover`` — the resumption of an incident
+whose approval was decided, the close of one whose service is healthy again meanwhile, and the
+settling of each ladder step are planned by the healing controller's diff). One collaborator
 of :class:`~autonomous.self_healing.healing_orchestrator.HealingOrchestrator`.
 """
 
@@ -115,8 +116,7 @@ class HealingService:
             st = self.shared.state(d["service"])
             st.healthy_since = self.ctx.clock.monotonic()
             st.open_incident = None
-            st.escalated.clear()
-            self._recovered_meanwhile(d["service"])
+            st.escalated.clear()  # an incident awaiting approval meanwhile: the diff closes it
 
     def _on_probe(self, ev: Event) -> None:
         verdict, report = self.detector.feed_probe(ev)
@@ -129,15 +129,6 @@ class HealingService:
             st.escalated.clear()
             if st.degraded is not None or st.fallback:
                 self.ctx.trigger("healing")  # the diff plans ``recover`` once it is healthy
-
-    def _recovered_meanwhile(self, name: str) -> None:
-        """Healthy again while a strategy still waited for approval: the incident closes and
-        its approval is cancelled (not left for a human to approve for a healthy service)."""
-        for inc in [i for i in self.shared.pending.values() if i.service == name]:
-            if not self.shared.state(name).busy:
-                self.rec.finish(inc, "closed", f"{name} is healthy again without "
-                             f"{inc.pending['strategy'] if inc.pending else 'it'}; the approval "
-                             "is cancelled")
 
     async def _if_dependency_down(self, report: ErrorReport) -> None:
         with contextlib.suppress(LookupError):
@@ -171,7 +162,7 @@ class HealingService:
                 inc.pending = None
                 inc.step += 1
                 self.strategies.processes.unhold(inc.service, inc.id, f"approval {state}")
-            await self.runner.run_ladder(inc)
+            await self.runner.advance(inc)
         finally:
             st.busy = False
 

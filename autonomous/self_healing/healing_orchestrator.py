@@ -13,15 +13,14 @@ the incident resumes once it is decided. In ``emergency_stop`` only core service
 
 Composed of small typed collaborators sharing one :class:`Shared` (state, open incidents,
 tasks): ``HealingPipeline`` (detect, classify, memory, choose), ``LadderRunner`` (each step
-through the gate, behind the breaker, verified), ``IncidentRecorder`` (memory, history, graph,
-notify), ``CrashLoop`` (budget, back-off, isolation) and ``HealingService`` (event loop, tick).
-This module wires them together and is the engine's one face.
+through the gate, behind the breaker, started, then settled once observed), ``IncidentRecorder``
+(memory, history, graph, notify), ``CrashLoop`` (budget, back-off, isolation) and
+``HealingService`` (event loop, tick). This module wires them together and is the engine's one face.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Coroutine
 from typing import Any
 
@@ -45,7 +44,9 @@ from autonomous.self_healing.model import ErrorReport, RecoveryStrategy, Strateg
 from autonomous.self_healing.process_intents import ProcessIntents, ServicesView
 from autonomous.self_healing.recovery_strategies import RecoveryStrategies
 from autonomous.self_healing.service_state import ServiceState, StateStore
+from autonomous.self_healing.step_store import StepStore
 from autonomous.self_healing.verify import HealthCheck
+from autonomous.supervisor.revisions import Revisions
 
 __all__ = ["HealingOrchestrator"]
 
@@ -53,7 +54,7 @@ __all__ = ["HealingOrchestrator"]
 class HealingOrchestrator:
     """The self-healing engine of one operator."""
 
-    def __init__(self, ctx: OperatorContext, *, rng: random.Random | None = None) -> None:
+    def __init__(self, ctx: OperatorContext) -> None:
         self.ctx = ctx
         clock, store, bus = ctx.clock, ctx.store, ctx.bus
         state_store = StateStore(store, clock)
@@ -70,13 +71,15 @@ class HealingOrchestrator:
         self.strategies = RecoveryStrategies(store=store, bus=bus, clock=clock,
                                              services=sh.services, policy=self.policy,
                                              check=self.check, alerts=self.alerts,
-                                             processes=self.processes, rng=rng)
+                                             processes=self.processes)
         self.detector = Detector(clock, self.breakers, lambda: ctx.subsystems.get("services"),
                                  lambda: ctx.subsystems.get("supervisor"), self.policy)
-        self.rec = IncidentRecorder(sh, self.memory, self.history, self.classifier, self.alerts)
+        self.step_store = StepStore(store, clock)
+        self.rec = IncidentRecorder(sh, self.memory, self.history, self.classifier, self.alerts,
+                                    self.step_store)
         self.runner = LadderRunner(sh, self.rec, self.breakers, self.strategies)
         self.pipeline = HealingPipeline(sh, self.rec, self.runner, self.memory,
-                                        self.classifier, self.check)
+                                        self.classifier, self.check, Revisions(store, clock))
         self.crashloop = CrashLoop(sh, self.rec, self.processes, self.strategies, self.check,
                                    self.alerts, self.pipeline.open_classified)
         self.runner.crashloop = self.crashloop
@@ -147,7 +150,7 @@ class HealingOrchestrator:
         return await self.pipeline.handle_report(report, forced=forced)
 
     async def run_step(self, strategy: RecoveryStrategy, incident_id: str,
-                       decision: str | None = None) -> StrategyResult:
+                       decision: str | None = None) -> StrategyResult | None:
         return await self.runner.run_step(strategy, incident_id, decision)
 
     def on_event(self, ev: Event) -> None:
@@ -157,7 +160,20 @@ class HealingOrchestrator:
         await self.service.tick()
 
     async def start_healing_service(self) -> None:
+        self.resume_in_flight()
         await self.service.start_healing_service()
+
+    def resume_in_flight(self) -> int:
+        """The incidents whose step was in flight when the last engine stopped come back
+        open with it; the healing controller's passes verify and settle it (how many)."""
+        n = 0
+        for inc in self.step_store.load():
+            if inc.id not in self.incidents:
+                self.incidents[inc.id] = inc
+                n += 1
+        if n:
+            self.ctx.trigger("healing")
+        return n
 
     async def stop(self) -> None:
         await self.service.stop()

@@ -67,7 +67,7 @@ class HealingHistory:
         """Close rows of ``service`` still open (left by an earlier operator process)."""
         return self.store.execute(
             "UPDATE healing_history SET state='closed', message=?, finished_at=? WHERE "
-            "service=? AND state IN ('awaiting_approval', 'backoff')",
+            "service=? AND state IN ('open', 'awaiting_approval', 'backoff')",
             (reason[:500], now, service)).rowcount
 
     def stats(self) -> dict[str, Any]:

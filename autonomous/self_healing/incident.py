@@ -47,6 +47,10 @@ class Incident:
     forced: str | None = None  # a human's strategy for this incident (tried first)
     choices: list[dict[str, Any]] = field(default_factory=list)  # why each step was chosen
     planned: dict[str, Any] | None = None  # the planned action of the current step
+    pending_at: float | None = None  # monotonic time its approval began to be awaited
+    # the step in flight (``ladder_steps.StepRun``): started, its verification observed by
+    # the healing controller's passes until the diff settles it
+    run: Any = None
 
     @property
     def service(self) -> str:
@@ -115,10 +119,12 @@ class Incident:
         """The healing-history row."""
         c = self.classification
         last = self.attempts[-1] if self.attempts else {}
+        run = self.run.status() if self.run is not None else None
         return {"id": self.id, "service": self.service, "source": self.report.source,
                 "error_type": c.error_type.value, "severity": c.severity.value, "rule": c.rule,
-                "error_signature": c.signature, "strategy": last.get("strategy"),
-                "gate": last.get("gate"), "state": self.state, "success": self.success,
+                "error_signature": c.signature,
+                "strategy": run["strategy"] if run else last.get("strategy"),
+                "gate": run["gate"] if run else last.get("gate"), "step": run, "state": self.state, "success": self.success,
                 "message": self.message or self.report.message,
                 "detected_at": self.report.detected_at, "finished_at": self.finished_at,
                 "mttr_s": self.mttr_s, "attempts": self.attempts, "graph_node": self.last_node,

@@ -157,26 +157,32 @@ class HealthCheck:
         return ok, msg
 
     # -- verification ------------------------------------------------------------------------------
+    async def look(self, name: str, watch: Watch, *,
+                   limit: float | None = None) -> tuple[Watch, Verdict | None]:
+        """One observation of a verification in flight (the owner's process, a probe of a
+        new one) judged by the pure :func:`judge`: the watch so far and the verdict once
+        there is one (None: observe again later)."""
+        v = self.policy()["verify"]
+        obs = self.services().observed().get(name) or {}
+        pid, running = obs.get("pid"), bool(obs.get("running"))
+        probed = await self.probe(name) if running and pid != watch.not_pid else None
+        return judge(watch, Seen(pid, running, obs.get("returncode"),
+                                 None if probed is None else probed[0],
+                                 "" if probed is None else probed[1]),
+                     self.clock.monotonic(), float(v["stable_seconds"]),
+                     float(v["timeout_seconds"] if limit is None else limit))
+
     async def verify_healthy(self, name: str, *, not_pid: int | None = None,
                              timeout: float | None = None) -> Verdict:
         """Wait until ``name`` runs (with a pid other than ``not_pid``), answers its health
-        check and keeps doing so with the same pid for ``stable_seconds``: observe (the
-        owner's process, a probe of a new one) → the pure :func:`judge` → poll again."""
-        v = self.policy()["verify"]
-        limit = v["timeout_seconds"] if timeout is None else timeout
+        check and keeps doing so with the same pid for ``stable_seconds``: :meth:`look`
+        again every ``poll_seconds`` until there is a verdict."""
         watch = Watch(self.clock.monotonic(), not_pid)
         while True:
-            obs = self.services().observed().get(name) or {}
-            pid = obs.get("pid")
-            running = bool(obs.get("running"))
-            probed = await self.probe(name) if running and pid != not_pid else None
-            watch, verdict = judge(watch, Seen(pid, running, obs.get("returncode"),
-                                               None if probed is None else probed[0],
-                                               "" if probed is None else probed[1]),
-                                   self.clock.monotonic(), float(v["stable_seconds"]), limit)
+            watch, verdict = await self.look(name, watch, limit=timeout)
             if verdict is not None:
                 return verdict
-            await self.clock.sleep(v["poll_seconds"])
+            await self.clock.sleep(self.policy()["verify"]["poll_seconds"])
 
     async def wait_running(self, name: str, timeout: float, *,
                            not_pid: int | None = None) -> int | None:

@@ -15,8 +15,8 @@ from autonomous.resources.kinds.service import ServiceSpec
 from autonomous.self_healing.healing_orchestrator import HealingOrchestrator
 from autonomous.testing import make_context
 
-__all__ = ["AutoClock", "FakeServices", "drain", "exited", "healing_context", "reconcile",
-           "run_try", "spec"]
+__all__ = ["AutoClock", "FakeServices", "drain", "exited", "heal", "healing_context",
+           "reconcile", "run_try", "spec"]
 
 _pids = itertools.count(40000)
 
@@ -77,13 +77,18 @@ class FakeServices:
                 continue
             p = self.procs[name]
             if it.kind == "restart_requested":
+                # the outcome says what the owner did, as the services controller's does
                 if p["running"] and it.params.get("pid") in (None, p["pid"]):
                     self.calls += [("stop", name), ("start", name)]
                     self._run(name)
+                    done = f"restart: restarted {name}"
                 elif not p["running"] and name not in self._held:
                     self.calls.append(("start", name))
                     self._run(name)
-                self.intents.consume(it.id, "done")
+                    done = f"start: started {name}"
+                else:
+                    done = f"satisfied: process {it.params.get('pid')} was already replaced"
+                self.intents.consume(it.id, done)
             elif it.kind in ("isolate", "pause"):
                 flags = held.setdefault(name, {"isolated": False, "paused": False})
                 flags["isolated" if it.kind == "isolate" else "paused"] = True
@@ -167,11 +172,31 @@ async def reconcile(ctx: Any, fake: FakeServices) -> list[Any]:
 
 
 async def drain(orch: HealingOrchestrator) -> None:
-    """Wait for the heals the orchestrator spawned (and those they spawned in turn)."""
-    for _ in range(50):
-        if not orch._tasks:
+    """Wait for the heals the orchestrator spawned (and those they spawned in turn), and run
+    healing-controller passes — the clock moved by the poll interval between them — until no
+    ladder step is in flight (each pass observes it; the one with its verdict settles it)."""
+    fake = orch.ctx.subsystems["services"]
+    for _ in range(400):
+        if orch._tasks:
+            await asyncio.gather(*list(orch._tasks), return_exceptions=True)
+            continue
+        if not any(i.run is not None for i in orch.incidents.values()):
             return
-        await asyncio.gather(*list(orch._tasks), return_exceptions=True)
+        orch.ctx.clock.advance(orch.policy()["verify"]["poll_seconds"])
+        await reconcile(orch.ctx, fake)
+    raise AssertionError("the ladder steps in flight were not settled")
+
+
+async def heal(orch: HealingOrchestrator, service: str, error: BaseException | None = None,
+               context: dict[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
+    """``handle_error`` (which starts the incident's first step and returns), then the passes
+    that settle its steps (:func:`drain`): the incident's row as it ends."""
+    row = await orch.handle_error(service, error, context, **kw)
+    await drain(orch)
+    if "id" not in row:
+        return row
+    got = [r for r in orch.history.list(service=service) if r["id"] == row["id"]]
+    return got[0] if got else row
 
 
 async def run_try(ctx: Any, fake: FakeServices, orch: HealingOrchestrator, name: str) -> list[Any]:

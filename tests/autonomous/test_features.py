@@ -23,6 +23,7 @@ from autonomous.feature_flags import FeatureFlags
 from autonomous.intents import IntentStore
 from autonomous.resilience.survival_mode import SurvivalMode
 from autonomous.self_healing.healing_orchestrator import HealingOrchestrator
+from autonomous.self_healing.model import RecoveryStrategy
 from autonomous.testing import copy_default_tree, free_port, make_context
 from controllers.features import (DegradeRequest, DesiredFlags, FeaturesController,
                                   ObservedFlags, plan_service)
@@ -259,7 +260,7 @@ async def test_a_restarted_service_is_degraded_again(make_stack):
 async def test_healing_degrade_asks_the_owner_and_exit_restores(make_stack):
     s = await make_stack()
     orch = HealingOrchestrator(s.ctx)
-    res = await orch.strategies.enter_degraded_mode("nexus", "test: slow responses")
+    res = await orch.runner.steps.carry(RecoveryStrategy.DEGRADE, "nexus", "test: slow responses")
     assert res.ok, res.message
     assert res.details["turned_off"] == ["heartbeat", "planning"]
     assert await s.features() == {"motion": True, "heartbeat": False, "planning": False}
@@ -277,7 +278,7 @@ async def test_healing_degrade_on_a_failing_endpoint_is_not_applicable(make_stac
                           json={"kind": "error", "status": 500})
     assert r.status_code == 200, r.text
     orch = HealingOrchestrator(s.ctx)
-    res = await orch.strategies.enter_degraded_mode("nexus", "test")
+    res = await orch.runner.steps.carry(RecoveryStrategy.DEGRADE, "nexus", "test")
     assert not res.ok and not res.applicable
     assert "feature endpoint" in res.message and "500" in res.message, res.message
     # the request is withdrawn: nothing is left asking for the flags
@@ -300,7 +301,7 @@ async def test_survival_and_healing_degrade_one_service_and_each_releases_only_i
     await s.until(lambda: survival.get_disabled_features() == ["nexus/heartbeat",
                                                                "nexus/planning"], 10,
                   "survival reports what the owner turned off")
-    res = await orch.strategies.enter_degraded_mode("nexus", "test: slow")
+    res = await orch.runner.steps.carry(RecoveryStrategy.DEGRADE, "nexus", "test: slow")
     assert res.ok and res.details["turned_off"] == ["heartbeat", "planning"]
     await survival.exit_survival_mode("drill over", actor="test")
     # healing still wants them off: the owner keeps them off

@@ -17,7 +17,7 @@ from controllers.healing import HealingController, HealingDesired, HealingObserv
     IncidentView, ServiceHealing
 from controllers.healing_plan import Budget
 from controllers.services_intents import ServiceIntents
-from tests.autonomous.healing_fakes import drain, healing_context, reconcile, spec
+from tests.autonomous.healing_fakes import drain, heal, healing_context, reconcile, spec
 
 BUDGET = """apiVersion: atlas.autonomous/v1
 kind: PolicySet
@@ -213,6 +213,8 @@ async def test_one_incident_per_fault_and_its_approval_is_cancelled_on_recovery(
     [req] = ctx.approvals.list(state="pending")
     assert req["action"]["params"]["incident"] == rows[0]["id"]
     orch.on_event(Event("service.healthy", {"service": "nexus"}))  # fixed meanwhile
+    assert orch.history.list(service="nexus")[0]["state"] == "awaiting_approval"
+    await reconcile(ctx, fake)  # observed healthy again: the diff closes it
     [row] = orch.history.list(service="nexus")
     assert row["state"] == "closed" and "approval is cancelled" in row["message"]
     assert ctx.approvals.get(req["id"])["state"] == "cancelled"
@@ -228,7 +230,10 @@ async def test_trigger_on_a_healthy_service_has_nothing_to_heal(tmp_path):
     assert out["state"] == "nothing_to_heal" and "--strategy RESTART_SERVICE" in out["message"]
     assert orch.history.list() == [] and fake.calls == []
     forced = await HealingFacade(orch).trigger("nexus", "RESTART_SERVICE", None)
-    assert forced["state"] == "healed" and fake.calls == [("stop", "nexus"), ("start", "nexus")]
+    assert forced["state"] == "open" and forced["strategy"] == "RESTART_SERVICE"  # started
+    await drain(orch)  # the controller's passes observe it and settle it
+    [row] = orch.history.list(service="nexus")
+    assert row["state"] == "healed" and fake.calls == [("stop", "nexus"), ("start", "nexus")]
     ctx.store.close()
 
 
@@ -243,7 +248,7 @@ async def test_a_health_finding_leads_to_the_incident_in_the_graph(tmp_path):
     orch.on_event(Event("health.finding", {"type": "unhealthy_service", "service": "nexus",
                                            "severity": "high", "message": "nexus is unhealthy",
                                            "graph_node": finding}))
-    row = await orch.handle_error("nexus", strategy="RESTART_SERVICE", message="stuck")
+    row = await heal(orch, "nexus", strategy="RESTART_SERVICE", message="stuck")
     chain = [n["id"] for n in g.why(row["graph_node"])]
     assert chain[:2] == [obs, finding]  # why walks back to what the health controller saw
     ctx.store.close()
@@ -302,7 +307,7 @@ async def test_global_brake_escalates_to_a_human_instead_of_remediating(tmp_path
     sub.close()
     assert [o for o in await reconcile(ctx, fake) if o.action.resource == "Healing/brake"] == []
     # while braked, a new failure is escalated, not remediated
-    row = await orch.handle_error("nexus", source="unresponsive", context={"running": True})
+    row = await heal(orch, "nexus", source="unresponsive", context={"running": True})
     assert [a["strategy"] for a in row["attempts"]] == ["ALERT_HUMAN"]
     assert row["state"] == "escalated"
     ctx.store.close()

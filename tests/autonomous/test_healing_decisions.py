@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
+import pytest
 
 from autonomous.core.backoff import BackoffSpec, stable_draw
 from autonomous.core.events import Event
@@ -14,7 +15,8 @@ from controllers.healing import HealingController
 from controllers.healing_diff import (HealingDesired, HealingObserved, IncidentView,
                                       ServiceHealing, budget_step, diff)
 from controllers.healing_plan import Budget, Intake, crashloop_delay, skip_reason
-from tests.autonomous.healing_fakes import drain, exited, healing_context, reconcile, run_try, spec
+from tests.autonomous.healing_fakes import (drain, exited, heal, healing_context, reconcile,
+                                            run_try, spec)
 
 SPEC = BackoffSpec(initial=5, factor=2, max_delay=20, jitter=0.2)
 BUDGET = Budget(2, 60, 2, SPEC, 30)
@@ -217,7 +219,7 @@ async def test_a_rejected_crash_loop_isolation_keeps_backing_off(tmp_path):
 async def _ladder_isolate_pending(tmp_path):
     ctx, fake, orch = healing_context(tmp_path, {"nexus": spec(core=True)},
                                       policy_edit=ISOLATE_GATED)
-    row = await orch.handle_error("nexus", source="unhealthy", strategy="ISOLATE",
+    row = await heal(orch, "nexus", source="unhealthy", strategy="ISOLATE",
                                   context={"running": True})
     assert row["state"] == "awaiting_approval" and fake.procs["nexus"]["running"]
     outcomes = await reconcile(ctx, fake)
@@ -265,8 +267,10 @@ async def test_proven_health_forgives_the_counted_restarts(tmp_path):
     orch.on_event(Event("service.healthy", {"service": "nexus"}))
     ctl = fake.healing
     assert await reconcile(ctx, fake) == []
-    assert ctl.requeue_after(ctl.desired(), await ctl.observe()) == 30.0
-    ctx.clock.advance(30)
+    # the fake clock moved by the poll interval while the restarts' steps were verified
+    wait = ctl.requeue_after(ctl.desired(), await ctl.observe())
+    assert wait == pytest.approx(30.0)
+    ctx.clock.advance(wait + 1e-9)
     outcomes = await reconcile(ctx, fake)
     assert [(o.action.kind, o.ok) for o in outcomes] == [("reset_restarts", True)]
     assert orch.state("nexus").restarts == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from autonomous.resources.loader import load_tree
 from autonomous.testing import copy_default_tree
-from tests.autonomous.healing_fakes import healing_context, spec
+from tests.autonomous.healing_fakes import heal, healing_context, spec
 
 OLD_KEY = """apiVersion: atlas.autonomous/v1
 kind: PolicySet
@@ -43,11 +43,11 @@ def test_governed_strategies_are_gated_by_governance_actions_only(tmp_path):
 async def test_a_failing_restart_backs_off_in_the_executor_and_the_alert_still_goes(tmp_path):
     ctx, fake, orch = healing_context(tmp_path, {"nexus": spec(core=True)})
     fake.crash_on_start.add("nexus")
-    row = await orch.handle_error("nexus", strategy="RESTART_SERVICE", message="broken")
+    row = await heal(orch, "nexus", strategy="RESTART_SERVICE", message="broken")
     assert [a["strategy"] for a in row["attempts"]][:1] == ["RESTART_SERVICE"]
     assert row["attempts"][0]["ok"] is False and row["state"] == "escalated"
     starts = fake.starts
-    row2 = await orch.handle_error("nexus", strategy="RESTART_SERVICE", message="again")
+    row2 = await heal(orch, "nexus", strategy="RESTART_SERVICE", message="again")
     first = row2["attempts"][0]
     # per-resource back-off of the one Executor: not tried again at once, not a new failure
     assert first["strategy"] == "RESTART_SERVICE" and first["gate"] == "backoff"

@@ -153,11 +153,10 @@ async def test_a_step_carries_the_outcomes_and_restart_budget_its_choice_saw(tmp
     """The choice of a ladder step is made from observed values — the signature's outcome
     counts in healing_knowledge and the service's restarts inside the budget window — and
     those values are the evidence of the step's action in the knowledge graph."""
-    import asyncio
     import json
 
     from autonomous.core.events import Event
-    from tests.autonomous.healing_fakes import healing_context, spec
+    from tests.autonomous.healing_fakes import drain, healing_context, spec
 
     ctx, fake, orch = healing_context(tmp_path, {"nexus": spec(core=True)})
     try:
@@ -165,10 +164,7 @@ async def test_a_step_carries_the_outcomes_and_restart_budget_its_choice_saw(tmp
         fake.kill("nexus")
         orch.on_event(Event("service.exited", {"service": "nexus", "pid": pid,
                                                "returncode": -9, "expected": False}))
-        for _ in range(50):
-            if not orch._tasks:
-                break
-            await asyncio.gather(*list(orch._tasks), return_exceptions=True)
+        await drain(orch)  # the heal, and the passes that verify and settle its step
         [row] = orch.history.list(service="nexus")
         assert row["state"] == "healed", row
         seen = [json.loads(r["attrs"])["evidence"] for r in ctx.store.query(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from fastapi.testclient import TestClient
 
 from autonomous.api.app import create_app
 from autonomous.self_healing.facade import HealingFacade
-from tests.autonomous.healing_fakes import healing_context, spec
+from tests.autonomous.healing_fakes import drain, healing_context, spec
 
 AUTH = {"Authorization": "Bearer test-token"}
 
@@ -22,12 +24,15 @@ def api(tmp_path):
 
 
 def test_trigger_runs_the_pipeline_and_history_shows_it(api):
-    c, _ctx, _fake, _orch = api
+    c, _ctx, _fake, orch = api
     r = c.post("/api/healing/trigger", json={"service": "nexus", "strategy": "RESTART_SERVICE",
                                              "reason": "looks stuck"}, headers=AUTH)
     assert r.status_code == 200, r.text
-    body = r.json()
-    assert body["state"] == "healed" and body["strategy"] == "RESTART_SERVICE"
+    started = r.json()
+    assert started["state"] == "open" and started["strategy"] == "RESTART_SERVICE"
+    asyncio.run(drain(orch))  # the healing controller's passes verify and settle it
+    [body] = c.get("/api/healing/history", params={"service": "nexus"}).json()
+    assert body["id"] == started["id"] and body["state"] == "healed"
     assert body["attempts"][0]["strategy"] == "RESTART_SERVICE" and body["mttr_s"] is not None
     rows = c.get("/api/healing/history", params={"service": "nexus", "state": "healed"}).json()
     assert [x["id"] for x in rows] == [body["id"]]

@@ -7,13 +7,16 @@ import asyncio
 import json
 import signal
 import subprocess
+from typing import Any
 
 import pytest
 
 from autonomous.core.events import Event
+from autonomous.self_healing.model import RecoveryStrategy
 from autonomous.self_healing.verify import process_stopped
 from autonomous.supervisor.revisions import spec_hash
-from tests.autonomous.healing_fakes import drain, exited, healing_context, reconcile, run_try, spec
+from tests.autonomous.healing_fakes import (drain, exited, heal, healing_context, reconcile,
+                                            run_try, spec)
 
 GROWTH_SMALL_BUDGET = """apiVersion: atlas.autonomous/v1
 kind: PolicySet
@@ -116,7 +119,7 @@ async def test_restarts_of_a_hung_service_count_against_the_budget(tmp_path):
     _ctx, fake, orch = healing_context(tmp_path, {"nexus": spec(core=True)},
                                       policy_edit=GROWTH_SMALL_BUDGET)
     for _ in range(3):
-        await orch.handle_error("nexus", source="unhealthy", strategy="RESTART_SERVICE",
+        await heal(orch, "nexus", source="unhealthy", strategy="RESTART_SERVICE",
                                 context={"running": True})
     await drain(orch)  # the CrashLoopBackOff the diff planned, run through the Executor
     assert orch.state("nexus").phase == "backoff"
@@ -150,7 +153,7 @@ async def test_hung_process_in_stopped_state_is_restarted(stack):
 async def test_dependency_down_never_restarts_the_dependant(stack):
     _ctx, fake, orch = stack
     fake.kill("nexus")
-    row = await orch.handle_error("robot", source="unhealthy", context={"running": True})
+    row = await heal(orch, "robot", source="unhealthy", context={"running": True})
     assert row["error_type"] == "DEPENDENCY" and row["state"] == "escalated"
     assert [a["strategy"] for a in row["attempts"]] == ["FALLBACK", "DEGRADE", "ALERT_HUMAN"]
     assert not [c for c in fake.calls if c[1] == "robot"]
@@ -164,7 +167,7 @@ async def test_governed_rollback_waits_for_approval_then_runs(tmp_path):
                           "first_seen, known_good) VALUES (?,?,?,?,?,?)",
                           ("nexus", spec_hash(s), 1, s.model_dump_json(), 0, known))
     fake.rollback_ok.add("nexus")
-    row = await orch.handle_error("nexus", source="exit", context={"exit_code": 1})
+    row = await heal(orch, "nexus", source="exit", context={"exit_code": 1})
     assert (row["error_type"], row["state"]) == ("CONFIGURATION", "awaiting_approval")
     [req] = ctx.approvals.list(state="pending")
     assert req["action_kind"] == "rollback" and req["resource"] == "Service/nexus"
@@ -191,7 +194,7 @@ async def test_governed_rollback_waits_for_approval_then_runs(tmp_path):
 
 async def test_rejected_proposal_moves_down_the_ladder(tmp_path):
     ctx, fake, orch = healing_context(tmp_path, {"nexus": spec(core=True)}, mode="governed")
-    row = await orch.handle_error("nexus", strategy="RESTART_ALL")
+    row = await heal(orch, "nexus", strategy="RESTART_ALL")
     [req] = ctx.approvals.list(state="pending")
     assert row["state"] == "awaiting_approval" and req["action_kind"] == "restart_all"
     ctx.approvals.decide(req["id"], approve=False, actor="bob",
@@ -217,7 +220,7 @@ async def test_emergency_stop_heals_only_core_services(tmp_path):
     assert orch.history.list(service="nexus")[0]["state"] == "healed"
     assert orch.history.list(service="robot") == []  # a skip is no incident
     assert not fake.procs["robot"]["running"]
-    row = await orch.handle_error("robot", source="exception", message="boom")
+    row = await heal(orch, "robot", source="exception", message="boom")
     assert row["state"] == "skipped" and "only core services" in row["message"]
     assert orch.history.list(service="robot") == []
 
@@ -233,7 +236,7 @@ spec:
       actions: {restart: dry_run}
 """
     _ctx, fake, orch = healing_context(tmp_path, {"nexus": spec(core=True)}, policy_edit=edit)
-    row = await orch.handle_error("nexus", strategy="RESTART_SERVICE")
+    row = await heal(orch, "nexus", strategy="RESTART_SERVICE")
     assert row["state"] == "dry_run" and fake.calls == []
 
 
@@ -241,10 +244,10 @@ async def test_heal_breaker_stops_hammering_a_service(stack):
     _ctx, fake, orch = stack
     fake.crash_on_start.add("nexus")
     for _ in range(3):  # failure_threshold of healing.breaker
-        row = await orch.handle_error("nexus", strategy="RESTART_SERVICE")
+        row = await heal(orch, "nexus", strategy="RESTART_SERVICE")
         assert row["attempts"][0]["ok"] is False
     calls = len(fake.calls)
-    row = await orch.handle_error("nexus", strategy="RESTART_SERVICE")
+    row = await heal(orch, "nexus", strategy="RESTART_SERVICE")
     assert "not tried" in row["attempts"][0]["message"] and len(fake.calls) == calls
     assert row["state"] == "escalated"
 
@@ -260,10 +263,10 @@ async def test_paused_by_human_is_skipped_and_forced_strategy_goes_first(stack):
     assert orch.history.list(service="nexus") == [] and fake.calls == []
     orch.state("nexus").paused_by_human = False
     orch.state("nexus").forced_strategy = "RESTART_SERVICE"
-    row = await orch.handle_error("robot", source="unresponsive", context={"running": True})
+    row = await heal(orch, "robot", source="unresponsive", context={"running": True})
     assert row["attempts"][0]["strategy"] != "RESTART_SERVICE"  # forced only for nexus
     fake.procs["nexus"]["running"] = True
-    row = await orch.handle_error("nexus", source="unresponsive", context={"running": True})
+    row = await heal(orch, "nexus", source="unresponsive", context={"running": True})
     assert row["attempts"][0]["strategy"] == "RESTART_SERVICE"
 
 
@@ -272,7 +275,7 @@ async def test_measured_outcomes_choose_the_first_step(stack):
     ladder by the lower credible bound; a strategy that failed repeatedly loses to one that
     succeeded, though the rule's ladder puts it first."""
     _ctx, _fake, orch = stack
-    first = await orch.handle_error("nexus", source="unresponsive",
+    first = await heal(orch, "nexus", source="unresponsive",
                                     context={"running": True, "probe_error": "HTTP 418"})
     assert first["attempts"][0]["strategy"] == "RETRY"  # no data: the ladder's order
     cls = orch.classifier
@@ -281,7 +284,7 @@ async def test_measured_outcomes_choose_the_first_step(stack):
         cls.learn_from_error(sig, {"strategy": "RETRY", "success": False})
         cls.learn_from_error(sig, {"strategy": "RESTART_SERVICE", "success": True})
     assert cls.outcomes(sig)[(sig, "RETRY")][1] >= 4
-    again = await orch.handle_error("nexus", source="unresponsive",
+    again = await heal(orch, "nexus", source="unresponsive",
                                     context={"running": True, "probe_error": "HTTP 418"})
     assert again["attempts"][0]["strategy"] == "RESTART_SERVICE"
 
@@ -303,27 +306,38 @@ async def test_memory_over_limit_is_a_resource_fault_and_restarted(tmp_path):
     assert fake.calls == [("stop", "nexus"), ("start", "nexus")]
 
 
-async def test_retry_with_backoff_grows_its_delays_within_budget(stack):
+async def test_retry_re_checks_with_growing_delays_within_budget(stack, monkeypatch):
+    """RETRY in start / observe form: each look re-checks once it is due, the delays grow
+    (0.2 then 0.4 s, ±20 % jitter: a stable draw, the same each pass) within the budget."""
     ctx, _fake, orch = stack
-    tries = []
+    steps = orch.runner.steps
+    answers: list[tuple[bool, str]] = []
 
-    async def flaky() -> bool:
-        tries.append(1)
-        if len(tries) < 3:
-            raise ConnectionError("not yet")
-        return True
+    async def probe(name: str) -> tuple[bool, str]:
+        return answers.pop(0) if answers else (False, "HTTP 503")
 
-    ok, attempts, _ = await orch.strategies.retry_with_backoff(flaky)
-    assert ok and attempts == 3
-    d1, d2 = ctx.clock.slept[-2:]
-    assert 0.16 <= d1 <= 0.24 and 0.32 <= d2 <= 0.48  # 0.2 then 0.4, ±20 % jitter
-    tries.clear()
+    monkeypatch.setattr(orch.check, "probe", probe)
 
-    async def never() -> bool:
-        raise ConnectionError("down")
+    async def run_retry() -> tuple[Any, list[float]]:
+        run = await steps.start(RecoveryStrategy.RETRY, "nexus", "test", incident=None,
+                                gate="enforce", decision=None)
+        delays = []
+        while run.verdict is None:
+            before = run.attempt
+            await steps.observe(run)
+            if run.attempt != before and run.verdict is None:
+                delays.append(run.next_at - ctx.clock.monotonic())
+            ctx.clock.advance(0.01)
+        return run, delays
 
-    ok, attempts, last = await orch.strategies.retry_with_backoff(never)
-    assert not ok and attempts == 3 and "ConnectionError: down" in last
+    answers += [(False, "HTTP 503"), (False, "HTTP 503"), (True, "HTTP 200")]
+    run, delays = await run_retry()
+    assert run.verdict.ok and run.attempt == 3
+    d1, d2 = delays
+    assert 0.16 <= d1 <= 0.24 and 0.32 <= d2 <= 0.48
+    run, _ = await run_retry()  # never healthy: not a passing glitch, nothing was acted on
+    assert not run.verdict.ok and not run.verdict.applicable and run.attempt == 3
+    assert "HTTP 503" in run.verdict.message
 
 
 async def test_state_survives_a_new_orchestrator(tmp_path):
@@ -346,7 +360,7 @@ async def test_state_survives_a_new_orchestrator(tmp_path):
 
 def test_stats_per_type(stack):
     _ctx, _fake, orch = stack
-    asyncio.run(orch.handle_error("nexus", strategy="RESTART_SERVICE"))
+    asyncio.run(heal(orch, "nexus", strategy="RESTART_SERVICE"))
     stats = orch.get_healing_stats()
     t = stats["by_type"]["TRANSIENT"]
     assert t["incidents"] == 1 and t["healed"] == 1 and t["mttr_s"]["max"] >= 0
@@ -358,7 +372,7 @@ async def test_inapplicable_strategies_do_not_open_the_heal_breaker(stack):
     _ctx, fake, orch = stack
     fake.kill("nexus")  # robot's dependency is down: FALLBACK and DEGRADE cannot apply
     for _ in range(4):  # more than healing.breaker.failure_threshold
-        row = await orch.handle_error("robot", source="exception", message="ConnectionError",
+        row = await heal(orch, "robot", source="exception", message="ConnectionError",
                                       context={"running": True})
         assert row["state"] == "escalated"
         assert [a["applicable"] for a in row["attempts"][:-1]] == [False, False]
@@ -376,13 +390,13 @@ async def test_inapplicable_strategies_do_not_open_the_heal_breaker(stack):
 async def test_escalation_suppresses_only_the_same_failure(stack):
     _ctx, fake, orch = stack
     fake.kill("nexus")
-    first = await orch.handle_error("robot", source="unhealthy", context={"running": True})
+    first = await heal(orch, "robot", source="unhealthy", context={"running": True})
     assert first["state"] == "escalated"
-    again = await orch.handle_error("robot", source="unhealthy", context={"running": True})
+    again = await heal(orch, "robot", source="unhealthy", context={"running": True})
     assert again["state"] == "skipped"
     assert len(orch.history.list(service="robot")) == 1  # the same failure: no new incident
     fake.procs["nexus"]["running"] = True
-    other = await orch.handle_error("robot", source="errors", context={
+    other = await heal(orch, "robot", source="errors", context={
         "running": True, "status_code": 500}, message="5 of 5 probes answered HTTP 500")
     assert other["state"] != "skipped" and other["id"] != first["id"]
     assert other["error_signature"] != first["error_signature"]

@@ -33,6 +33,7 @@ ACTION_KINDS = (
     # healing: proven health forgives the counted restarts; a failing service kept stopped
     # while its isolation awaits approval; degraded mode / fallback undone once healthy again
     "reset_restarts", "hold", "recover",
+    "settle",  # healing: a ladder step's observed verdict recorded (healed / the next step)
     # the gateway owner (re)writes Traefik's routes to what runs: ready standbys, fallback,
     # rollout weights. Not ``update`` (a software update, approved in governed mode)
     "route",
