@@ -294,6 +294,8 @@ def main() -> None:
                          "them; its reconcile interval is longer; closer rounds are more alike)")
     ap.add_argument("--switches", type=int, default=None,
                     help="rollbacks timed through Traefik (default 20, --quick 10; 0: skip)")
+    ap.add_argument("--switch-only", action="store_true",
+                    help="time the rollback switch only (no judge measurement or replay)")
     args = ap.parse_args()
     cands, rounds, runs = (3, 50, 200) if args.quick else (6, 90, 1000)
     n_switch = args.switches if args.switches is not None else (10 if args.quick else 20)
@@ -309,6 +311,8 @@ def main() -> None:
                  else "") + f" (goal: p95 < 100 ms); of which configuration written by the "
               f"gateway controller: p50 {pct(wrote, 50):.1f} ms, p95 {pct(wrote, 95):.1f} ms "
               "(the rest: Traefik's reload)")
+    if args.switch_only:
+        return
     pol = EvolutionPolicy.model_validate(yaml.safe_load(
         (ROOT / "policies" / "evolution.yaml").read_text())["spec"]["policy"]["evolution"])
     if args.gap is None:
