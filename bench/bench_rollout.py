@@ -51,6 +51,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import httpx
@@ -185,6 +186,19 @@ async def _until(cond: Callable[[], bool], timeout: float) -> bool:
     return False
 
 
+async def _settled(gw: Any, timeout: float) -> bool:
+    """The gateway idle with nothing left to write and Traefik serving its document (it may
+    answer from the candidate while still applying an older one)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (not gw.lock.locked() and gw.traefik is not None
+                and not gw.diff(None, await gw.observe())
+                and await asyncio.to_thread(gw.traefik.in_force)):
+            return True
+        await asyncio.sleep(0.01)  # polling a real condition (the gateway's own state)
+    return False
+
+
 async def switch_times(n: int) -> list[tuple[float | None, float, float | None]]:
     """Rollback switch time through the operator's own path: the evolution controller's
     rollback unpublishes the candidate (``EvolutionController._unpublish``, what its act does
@@ -229,10 +243,8 @@ async def switch_times(n: int) -> list[tuple[float | None, float, float | None]]
                 if not await _until(lambda: client.first_after(t1, "2.0.0") is not None, 5):
                     raise RuntimeError("the front never served the candidate")
                 # a rollback comes long after the last weight change: the gateway is idle
-                # and Traefik has applied the document that routes to the candidate (it may
-                # have answered from the candidate while still applying an older one)
-                await _until(lambda: not gw.lock.locked() and gw.traefik is not None
-                             and gw.traefik.in_force(), 10)
+                if not await _settled(gw, 10):
+                    raise RuntimeError("the gateway did not settle on the candidate")
                 t2 = time.perf_counter()
                 if not await _until(lambda: client.first_after(t2, "2.0.0") is not None, 5):
                     raise RuntimeError("the front does not serve the candidate")

@@ -13,37 +13,59 @@ check takes the candidate out and every path — device paths too — goes to th
 old version without a reload (measured 15-30 ms). The gateway controller then rewrites the
 document without the candidate as usual.
 
-The gate is on the health-check path only, never on a request's path. It answers from the
-operator's event loop (a few bytes per check, keep-alive); an operator stalled longer than
-the check's timeout takes the candidate out, which only ever sends traffic to the version
-that already ran.
+The gate is on the health-check path only, never on a request's path. It answers from its
+own threads, not the operator's event loop: the rollback wakes the gateway controller, whose
+pass (graph records in SQLite, the document) would otherwise hold the answer back (measured
+up to 40 ms). An operator stalled longer than the check's timeout takes the candidate out,
+which only ever sends traffic to the version that already ran.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import threading
 import time
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import unquote
 
-__all__ = ["Gate"]
-
-_OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
-_CLOSED = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n"
-_BAD = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+__all__ = ["Gate", "parse_path"]
 
 
 def parse_path(path: str) -> tuple[str, int] | None:
-    """``/gate/<front>/<port>`` → (front, candidate port); None for anything else (pure)."""
+    """``/gate/<front>/<port>`` (``autonomous.gateway.config.gate_path``) → (front,
+    candidate port); None for anything else (pure)."""
     parts = path.split("?", 1)[0].split("/")
     if len(parts) != 4 or parts[1] != "gate" or not parts[3].isdigit():
         return None
     return unquote(parts[2]), int(parts[3])
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False  # Traefik's checker holds its keep-alive connection open
+    gate: Gate
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: the checker reuses its connection
+    timeout = 30  # an idle connection's thread ends
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        server: Any = self.server
+        code = server.gate.answer(self.path)
+        self.send_response_only(code)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
 class Gate:
-    """``is_open(front, port)``: whether the candidate on ``port`` is still published."""
+    """``is_open(front, port)``: whether the candidate on ``port`` is still published (called
+    from the gate's threads: it must only read)."""
 
     def __init__(self, is_open: Callable[[str, int], bool], host: str = "127.0.0.1") -> None:
         self.is_open = is_open
@@ -52,44 +74,32 @@ class Gate:
         # (front, port) → time.perf_counter() of the first 503 answered since the last 200:
         # when Traefik learnt of a closed gate (read by the rollout benchmark)
         self.closed_at: dict[tuple[str, int], float] = {}
-        self._server: asyncio.Server | None = None
+        self._server: _Server | None = None
 
     async def start(self) -> int:
-        self._server = await asyncio.start_server(self._serve, self.host, 0)
-        self.port = int(self._server.sockets[0].getsockname()[1])
+        srv = _Server((self.host, 0), _Handler)
+        srv.gate = self
+        threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.2},
+                         name="gateway-gate", daemon=True).start()
+        self._server = srv
+        self.port = int(srv.server_address[1])
         return self.port
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 1.0)
-            self._server = None
+        srv, self._server = self._server, None
+        if srv is not None:
+            await asyncio.to_thread(srv.shutdown)
+            srv.server_close()
         self.port = 0
 
-    def answer(self, path: str) -> bytes:
+    def answer(self, path: str) -> int:
+        """200 while the candidate ``path`` names is published, 503 once it is not, 404 for
+        a path that names none."""
         key = parse_path(path)
         if key is None:
-            return _BAD
+            return 404
         if self.is_open(*key):
             self.closed_at.pop(key, None)
-            return _OK
+            return 200
         self.closed_at.setdefault(key, time.perf_counter())
-        return _CLOSED
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:  # keep-alive: Traefik's checker reuses its connection
-                head = await reader.readuntil(b"\r\n\r\n")
-                line = head.split(b"\r\n", 1)[0].decode("latin-1").split()
-                out = self.answer(line[1]) if len(line) == 3 else _BAD
-                writer.write(out)
-                await writer.drain()
-                if out is _BAD:
-                    break
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+        return 503
