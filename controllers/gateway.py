@@ -21,8 +21,8 @@ by this controller for as long as it runs: open while the evolution controller p
 candidate, closed the moment it unpublishes it, so a rollback switches the front back in one
 health check, before this controller's own pass rewrites the document. That rewrite (a
 reload: 80-120 ms of Traefik's CPU here) waits until Traefik's check has met the closed gate
-(``switching``; at most ``GATE_WAIT_S``): started at once, it competed with the switch and
-doubled its p95.
+twice — a whole check interval to act on the first (``switching``; at most ``GATE_WAIT_S``):
+started at once, it competed with the switch and doubled its p95.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ __all__ = ["CONTROLLERS", "GatewayController", "GatewayObserved", "fallback_rout
 
 DOC = "atlas.yaml"
 IN_FORCE_WAIT_S = 3.0  # bound on waiting for Traefik to report a written document live
-GATE_WAIT_S = 1.0  # bound on holding a rewrite until Traefik's check met a closed gate
+GATE_WAIT_S = 1.0  # bound on holding a rewrite until Traefik's checks met a closed gate
 GATE_RECHECK_S = 0.01  # how soon a held rewrite looks again (the gate is checked every 20 ms)
 
 
@@ -62,7 +62,7 @@ class GatewayObserved:
     fallbacks: dict[str, tuple[str, str]] = field(default_factory=dict)
     gate_port: int | None = None  # the rollback gate's port (None: not serving)
     # fronts whose document in force gates a candidate no longer published, whose closed
-    # gate Traefik's check has not met yet: the front is switching back without a reload
+    # gate Traefik's checks have not met twice yet: the front is switching back, no reload
     switching: tuple[str, ...] = ()
 
 
@@ -163,10 +163,10 @@ class GatewayController(Controller):
                 if not b.gated or f.gate_port is None:
                     continue
                 if self.published(*key):  # (again): a later rollback is a new switch
-                    self.gate.closed_at.pop(key, None)
+                    self.gate.forget(key)
                     continue
                 gone[key] = since = self._unpublished.get(key, now)
-                if key not in self.gate.closed_at and now - since < GATE_WAIT_S:
+                if self.gate.closed_checks.get(key, 0) < 2 and now - since < GATE_WAIT_S:
                     out.add(f.name)
         self._unpublished = gone
         return tuple(sorted(out))

@@ -47,6 +47,9 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False  # Traefik's checker holds its keep-alive connection open
     gate: Gate
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Quiet: Traefik drops its checker's connection whenever it reloads."""
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: the checker reuses its connection
@@ -74,6 +77,9 @@ class Gate:
         # (front, port) → time.perf_counter() of the first 503 answered since the last 200:
         # when Traefik learnt of a closed gate (read by the rollout benchmark)
         self.closed_at: dict[tuple[str, int], float] = {}
+        # (front, port) → 503s answered since the last 200: a second one means Traefik has
+        # had a whole check interval to act on the first
+        self.closed_checks: dict[tuple[str, int], int] = {}
         self._server: _Server | None = None
 
     async def start(self) -> int:
@@ -99,7 +105,13 @@ class Gate:
         if key is None:
             return 404
         if self.is_open(*key):
-            self.closed_at.pop(key, None)
+            self.forget(key)
             return 200
         self.closed_at.setdefault(key, time.perf_counter())
+        self.closed_checks[key] = self.closed_checks.get(key, 0) + 1
         return 503
+
+    def forget(self, key: tuple[str, int]) -> None:
+        """A candidate published (again): a later close is a new switch."""
+        self.closed_at.pop(key, None)
+        self.closed_checks.pop(key, None)
