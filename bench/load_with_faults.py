@@ -300,6 +300,8 @@ async def run(args: argparse.Namespace) -> None:
         print(f"operator RSS {rss[0][1]:.0f} → {rss[-1][1]:.0f} MiB; slope over the second "
               f"half {slope if slope is None else round(slope, 2)} MiB/min")
         if anon:
+            print("operator anonymous RSS every 10 s (MiB): " + " ".join(
+                f"{v:.0f}" for t, v in anon if round(t) % 10 == 0))
             print(f"operator anonymous RSS (heap, no file pages) {anon[0][1]:.0f} → "
                   f"{anon[-1][1]:.0f} MiB; slope over the second half "
                   f"{anon_slope if anon_slope is None else round(anon_slope, 2)} MiB/min")
@@ -335,6 +337,10 @@ def main() -> None:
     ap.add_argument("--loop-lag", action="store_true",
                     help="turn on shedding on the serving loop's lag (policy "
                          "resilience.loop_lag, off by default)")
+    ap.add_argument("--memdebug", metavar="DIR",
+                    help="the operator writes tracemalloc snapshots and gc counts there "
+                         "(autonomous/api/memdebug.py; report: python3 -m "
+                         "autonomous.api.memdebug DIR)")
     ap.add_argument("--overload", type=float, default=3.0)
     ap.add_argument("--timeout", type=float, default=2.0)
     ap.add_argument("--fault-every", type=float, default=20.0)
@@ -342,6 +348,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.quick:
         args.seconds = 60.0
+    if args.memdebug:  # the operator the Stack starts inherits it
+        os.environ["ATLAS_MEMDEBUG_DIR"] = str(Path(args.memdebug).resolve())
     asyncio.run(run(args))
 
 
