@@ -60,6 +60,7 @@ import importlib.util
 import os
 import shutil
 import signal
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -241,6 +242,20 @@ def admission_state(stack: Stack) -> dict:
             "latency_target_ms": t.get("latency_target_ms"), "loop_lag": t.get("loop_lag")}
 
 
+def backup_runs(stack: Stack, since_wall: float) -> list[str]:
+    """The operator's backup runs (its ``backup_runs`` table, read-only), start and end in
+    seconds from the load's start: a backup's buffers are one step in the RSS series."""
+    db = stack.data / "atlas.db"
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as c:
+            rows = c.execute("SELECT kind, started_at, finished_at, ok FROM backup_runs "
+                             "ORDER BY started_at").fetchall()
+    except sqlite3.Error as exc:
+        return [f"unreadable: {exc}"]
+    return [f"{k} {s - since_wall:+.0f}..{f - since_wall:+.0f} s{'' if ok else ' FAILED'}"
+            for k, s, f, ok in rows]
+
+
 def http_parser() -> str:
     """What uvicorn's ``http="auto"`` picks in the operator (the same interpreter and path):
     httptools (C, a project dependency) when importable, else the pure-Python h11."""
@@ -281,6 +296,7 @@ async def run(args: argparse.Namespace) -> None:
         flog: list[str] = []
         assert stack.proc is not None
         urls = [stack.url(s, "/api/work?ms=1") for s in ("nexus", "robot")]
+        load_wall = time.time()
         api, *_ = await asyncio.gather(
             run_phases(base, phases(rate), args.seconds, args.timeout),
             service_load(urls, args.seconds, svc),
@@ -297,6 +313,8 @@ async def run(args: argparse.Namespace) -> None:
         slope = slope_mb_per_min(rss)
         anon_slope = slope_mb_per_min(anon)
         print(f"\nfaults injected: {len(flog)} ({', '.join(f.split()[1] for f in flog)})")
+        print(f"backups the operator ran (from the load's start): "
+              f"{', '.join(backup_runs(stack, load_wall)) or 'none'}")
         print(f"operator RSS {rss[0][1]:.0f} → {rss[-1][1]:.0f} MiB; slope over the second "
               f"half {slope if slope is None else round(slope, 2)} MiB/min")
         if anon:

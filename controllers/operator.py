@@ -28,6 +28,7 @@ from autonomous.core.events import EventBus
 from autonomous.desired import DesiredStateManager
 from autonomous.governance import Approvals, Governance
 from autonomous.learning.knowledge_graph import KnowledgeGraph
+from autonomous.resilience.heap import fix_mmap_threshold
 from autonomous.resources.loader import LoadResult, load_tree
 from autonomous.status import StatusBoard
 from autonomous.store import Store
@@ -251,6 +252,7 @@ class Operator:
             raise
         server_task = asyncio.create_task(server.serve(sockets=[sock]), name="api")
         _freeze_startup_heap()
+        fix_mmap_threshold()  # large transient buffers (backups) leave no resident heap
         self.started.set()
         log.info("ATLAS Autonomous listening on http://%s:%d (data dir %s)", self.host,
                  self.port, self.data_dir)

@@ -64,12 +64,52 @@ def _status_mib(field: str) -> float | None:
     return None
 
 
+def _anon_regions() -> dict[str, float]:
+    """Resident MiB of the process's anonymous mappings by kind (``/proc/self/smaps``):
+    ``heap`` (the main arena's brk heap), ``pymalloc`` (1 MiB mappings: CPython's object
+    arenas), ``stack`` (8 MiB thread stacks), ``arena`` (glibc's per-thread arena heaps,
+    inside 64 MiB reservations), ``big`` (other mappings over 1 MiB: large mallocs, numpy),
+    ``small`` (the rest)."""
+    out: dict[str, float] = {}
+    kind, size = "", 0
+    try:
+        text = Path("/proc/self/smaps").read_text()
+    except OSError:
+        return out
+    for line in text.splitlines():
+        head = line.split()
+        if "-" in head[0] and len(head) >= 5 and ":" not in head[0]:
+            lo, hi = (int(x, 16) for x in head[0].split("-"))
+            size = hi - lo
+            name = head[5] if len(head) > 5 else ""
+            if name == "[heap]":
+                kind = "heap"
+            elif name.startswith("[stack"):
+                kind = "stack"
+            elif name:
+                kind = ""  # file-backed
+            elif size == 2**20:
+                kind = "pymalloc"
+            elif size in (8 * 2**20, 8 * 2**20 + 4096):
+                kind = "stack"
+            elif size > 2**20 and lo % (64 * 2**20) == 0:
+                kind = "arena"
+            elif size > 2**20:
+                kind = "big"
+            else:
+                kind = "small"
+        elif head[0] == "Rss:" and kind:
+            out[kind] = out.get(kind, 0.0) + int(head[1]) / 1024
+    return {k: round(v, 1) for k, v in sorted(out.items())}
+
+
 def sample(top: int = 40) -> dict[str, Any]:
     cur, peak = tracemalloc.get_traced_memory() if tracemalloc.is_tracing() else (0, 0)
     counts = Counter(type(o).__name__ for o in gc.get_objects())
     return {"t": time.time(), "traced_mib": cur / 2**20, "traced_peak_mib": peak / 2**20,
             "rss_mib": _status_mib("VmRSS"), "anon_mib": _status_mib("RssAnon"),
-            "malloc": _mallinfo(), "gc_objects": sum(counts.values()),
+            "malloc": _mallinfo(), "regions": _anon_regions(),
+            "threads": threading.active_count(), "gc_objects": sum(counts.values()),
             "gc_frozen": gc.get_freeze_count(), "types": dict(counts.most_common(top))}
 
 
@@ -124,7 +164,8 @@ def _report(where: Path, skip: int, limit: int) -> None:
         print(f"t {r['t'] - rows[0]['t']:6.0f}s traced {r['traced_mib']:7.1f} rss "
               f"{r['rss_mib']:7.1f} anon {r['anon_mib']:7.1f} arena {m.get('arena', 0):7.1f} "
               f"in_use {m.get('in_use', 0):7.1f} free {m.get('free', 0):7.1f} mmapped "
-              f"{m.get('mmapped', 0):6.1f} gc {r['gc_objects']}")
+              f"{m.get('mmapped', 0):6.1f} gc {r['gc_objects']} threads {r.get('threads')} "
+              f"{r.get('regions')}")
     if len(rows) > skip + 1:
         a, b = rows[skip]["types"], rows[-1]["types"]
         grow = sorted(((b.get(k, 0) - a.get(k, 0), k) for k in set(a) | set(b)), reverse=True)
@@ -140,11 +181,12 @@ def _report(where: Path, skip: int, limit: int) -> None:
     first = tracemalloc.Snapshot.load(str(snaps[skip]))
     last = tracemalloc.Snapshot.load(str(snaps[-1]))
     flt = [tracemalloc.Filter(False, tracemalloc.__file__)]
-    diff = last.filter_traces(flt).compare_to(first.filter_traces(flt), "traceback")
-    for st in diff[:limit]:
-        print(f"\n+{st.size_diff / 1024:.0f} KiB (+{st.count_diff} blocks) now "
-              f"{st.size / 1024:.0f} KiB")
-        for line in st.traceback.format()[-16:]:
+    diff = last.filter_traces(flt).compare_to(
+        first.filter_traces(flt), "traceback")
+    for d in diff[:limit]:
+        print(f"\n+{d.size_diff / 1024:.0f} KiB (+{d.count_diff} blocks) now "
+              f"{d.size / 1024:.0f} KiB")
+        for line in d.traceback.format()[-16:]:
             print("   ", line)
 
 
