@@ -86,8 +86,10 @@ def _build_server(ctx: OperatorContext, host: str, port: int) -> Any:
             if self._exit is not None:
                 self._exit.set()
 
+    from autonomous.api.http_protocol import CoalescingHttpToolsProtocol
+
     config = uvicorn.Config(create_app(ctx), host=host, port=port, log_level="warning",
-                            access_log=False, lifespan="off")
+                            access_log=False, lifespan="off", http=CoalescingHttpToolsProtocol)
     return _Server(config)
 
 
