@@ -297,11 +297,16 @@ async def run(args: argparse.Namespace) -> None:
         assert stack.proc is not None
         urls = [stack.url(s, "/api/work?ms=1") for s in ("nexus", "robot")]
         load_wall = time.time()
+        op = psutil.Process(stack.proc.pid)
+        cpu0 = sum(op.cpu_times()[:2])
         api, *_ = await asyncio.gather(
             run_phases(base, phases(rate), args.seconds, args.timeout),
             service_load(urls, args.seconds, svc),
             faults(stack, args.seconds, args.fault_every, args.fault_for, flog),
             rss_sampler(stack.proc.pid, args.seconds, rss, anon))
+        cpu_s = sum(op.cpu_times()[:2]) - cpu0  # user + system of the operator (main thread+)
+        answers = sum(r.requests for r in api)
+        cpu_ms = 1000 * cpu_s / answers if answers else None
         print("API under load with faults (per priority, wrk), beside the same run unloaded:")
         report_wrk(api, unloaded)
         report("sample services (20 req/s each, faults injected into nexus):", svc, urls)
@@ -323,6 +328,9 @@ async def run(args: argparse.Namespace) -> None:
             print(f"operator anonymous RSS (heap, no file pages) {anon[0][1]:.0f} → "
                   f"{anon[-1][1]:.0f} MiB; slope over the second half "
                   f"{anon_slope if anon_slope is None else round(anon_slope, 2)} MiB/min")
+        print(f"operator CPU over the loaded run: {cpu_s:.1f} s for {answers} API answers "
+              f"(429s included) = {cpu_ms if cpu_ms is None else round(cpu_ms, 3)} ms per "
+              f"answer (the probes, controllers and service load included)")
         bar_p99 = None if ref is None else 2 * ref
         print(f"bar: CRITICAL success {succ:.3f} % (≥ 99.9 %), p99 "
               f"{p99 if p99 is None else round(p99, 1)} ms (≤ 2x unloaded = "
@@ -333,6 +341,7 @@ async def run(args: argparse.Namespace) -> None:
             "rss_slope_mib_per_min": None if slope is None else round(slope, 3),
             "anon_rss_slope_mib_per_min": None if anon_slope is None else round(anon_slope, 3),
             "faults_injected": len(flog), "offered_rps": round(rate),
+            "operator_cpu_ms_per_answer": None if cpu_ms is None else round(cpu_ms, 3),
             "per_priority": {r.priority: {
                 "success": r.success, "p50_ms": r.p50 and round(r.p50 * 1000, 1),
                 "p99_ms": r.p99 and round(r.p99 * 1000, 1), "achieved_rps": round(
