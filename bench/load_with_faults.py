@@ -285,7 +285,7 @@ async def run(args: argparse.Namespace) -> None:
                                     args.timeout)
         ref_r = next(r for r in unloaded if r.priority == "CRITICAL")
         ref = None if ref_r.p99 is None else ref_r.p99 * 1000
-        rate = args.overload * cap
+        rate = args.rps or args.overload * cap  # --rps: the same offered load in every run
         print(f"API capacity {cap:.0f} req/s for the mix (wrk, closed loop); unloaded (10 % "
               f"of it) CRITICAL p99 {ref if ref is None else round(ref, 1)} ms; driving "
               f"{rate:.0f} req/s ({args.overload}x) for {args.seconds:.0f} s with faults every "
@@ -369,6 +369,9 @@ def main() -> None:
                          "(autonomous/api/memdebug.py; report: python3 -m "
                          "autonomous.api.memdebug DIR)")
     ap.add_argument("--overload", type=float, default=3.0)
+    ap.add_argument("--rps", type=float, default=None,
+                    help="offer this many req/s instead of --overload x the measured "
+                         "capacity (runs of two builds compared at one load)")
     ap.add_argument("--timeout", type=float, default=2.0)
     ap.add_argument("--fault-every", type=float, default=20.0)
     ap.add_argument("--fault-for", type=float, default=6.0)
