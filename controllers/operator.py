@@ -28,6 +28,7 @@ from autonomous.core.events import EventBus
 from autonomous.desired import DesiredStateManager
 from autonomous.governance import Approvals, Governance
 from autonomous.learning.knowledge_graph import KnowledgeGraph
+from autonomous.resilience.heap import fix_mmap_threshold
 from autonomous.resources.loader import LoadResult, load_tree
 from autonomous.status import StatusBoard
 from autonomous.store import Store
@@ -86,8 +87,10 @@ def _build_server(ctx: OperatorContext, host: str, port: int) -> Any:
             if self._exit is not None:
                 self._exit.set()
 
+    from autonomous.api.http_protocol import CoalescingHttpToolsProtocol
+
     config = uvicorn.Config(create_app(ctx), host=host, port=port, log_level="warning",
-                            access_log=False, lifespan="off")
+                            access_log=False, lifespan="off", http=CoalescingHttpToolsProtocol)
     return _Server(config)
 
 
@@ -252,6 +255,7 @@ class Operator:
             raise
         server_task = asyncio.create_task(server.serve(sockets=[sock]), name="api")
         _freeze_startup_heap()
+        fix_mmap_threshold()  # large transient buffers (backups) leave no resident heap
         self.started.set()
         log.info("ATLAS Autonomous listening on http://%s:%d (data dir %s)", self.host,
                  self.port, self.data_dir)

@@ -64,9 +64,11 @@ def create_app(ctx: OperatorContext, *,
 def install_middleware(app: FastAPI, ctx: OperatorContext) -> None:
     """W3C trace context (spans reach telemetry once it runs) inside admission control
     (priorities, shedding with 429 + Retry-After): a shed request costs no span."""
-    from autonomous.api import body_guard
+    from autonomous.api import body_guard, memdebug
     from autonomous.resilience import admission
     from autonomous.telemetry import tracing_middleware
+
+    memdebug.install_from_env()  # off unless ATLAS_MEMDEBUG_DIR is set
 
     tracing_middleware.install(app, ctx)
     admission.install(app, ctx)

@@ -2,7 +2,10 @@
 
 The drill command is an argv list (never a shell string) with ``{python}``, ``{restore_dir}``
 and ``{port}`` expanded; it runs in its own process group with the restored folder as working
-directory and is always stopped (SIGTERM, then SIGKILL) before the step returns.
+directory and is always stopped (SIGTERM, then SIGKILL) before the step returns. It dies
+with the operator (``PR_SET_PDEATHSIG``) through the supervisor's ``spawn_argv``:
+``setpriv --pdeathsig KILL`` execs it, so no Python ``preexec_fn`` runs between fork and exec
+(that forces a slow fork of the whole operator instead of a vfork).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from autonomous.supervisor.processes import _set_pdeathsig as set_pdeathsig
+from autonomous.supervisor.processes import spawn_argv
 
 __all__ = ["free_port_from", "run_drill_service"]
 
@@ -40,13 +43,14 @@ def run_drill_service(drill: dict[str, Any], restore_dir: Path, *,
     """Start the drill service and poll its health path; raises when it never gets healthy."""
     port = free_port_from(port_start)
     subs = {"{python}": sys.executable, "{restore_dir}": str(restore_dir), "{port}": str(port)}
-    argv = [_expand(a, subs) for a in drill["command"]]
+    argv, preexec = spawn_argv([_expand(a, subs) for a in drill["command"]],
+                               str(restore_dir), dict(os.environ))
     log = restore_dir.parent / "drill-service.log"
     url = f"http://127.0.0.1:{port}{drill['health_path']}"
     with open(log, "wb") as out:
         proc = subprocess.Popen(argv, cwd=restore_dir, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True,
-                                preexec_fn=set_pdeathsig)  # dies with the operator
+                                preexec_fn=preexec)  # dies with the operator
     (restore_dir.parent / "service.pid").write_text(str(proc.pid))
     t0 = time.monotonic()
     try:

@@ -20,6 +20,7 @@ from autonomous.backup.crypto import plan_key_file
 from autonomous.backup.target import confine_target
 from autonomous.resilience.disaster_recovery import DisasterRecovery
 from autonomous.resilience.drill_reap import reap_drills
+from autonomous.resilience.heap import then_trim
 from autonomous.resilience.restore_requests import RestoreRequests
 from autonomous.resilience.survival_mode import SurvivalMode
 
@@ -159,7 +160,7 @@ class ResilienceFacade:
         self._busy.add(plan)
         try:
             fn = dr.create_full_backup if kind == "full" else dr.create_incremental_backup
-            out = await asyncio.to_thread(fn, plan, self.plan(plan))
+            out = await asyncio.to_thread(then_trim, fn, plan, self.plan(plan))
         finally:
             self._busy.discard(plan)
         self.ctx.bus.publish("backup.created", plan=plan, id=out["id"], kind=out["kind"])
@@ -174,7 +175,7 @@ class ResilienceFacade:
         """Re-hash the backup's chunks; with ``repair``, rewrite damaged ones from live data."""
         _, dr = self._find(backup_id)
         fn = dr.repair if repair else dr.verify_backup_integrity
-        return await asyncio.to_thread(fn, backup_id)
+        return await asyncio.to_thread(then_trim, fn, backup_id)
 
     async def scheduled_verify(self, plan: str, backup_id: str) -> dict[str, Any]:
         """Verify ``backup_id``; fire alert ``backup_damaged`` (labels plan, backup) through
@@ -222,11 +223,11 @@ class ResilienceFacade:
         ``<data_dir>/restores/``, absolute ones under it or a policy ``restore_roots``)."""
         path = self._target(target)
         _, dr = self._find(backup_id)
-        return await asyncio.to_thread(dr.restore_from_disaster, backup_id, path)
+        return await asyncio.to_thread(then_trim, dr.restore_from_disaster, backup_id, path)
 
     async def drill(self, backup_id: str) -> dict[str, Any]:
         plan, dr = self._find(backup_id)
-        report = await asyncio.to_thread(dr.test_disaster_recovery, backup_id,
+        report = await asyncio.to_thread(then_trim, dr.test_disaster_recovery, backup_id,
                                          self.plan(plan).get("drill"))
         self.ctx.bus.publish("backup.drill", id=backup_id, ok=report["ok"])
         return report

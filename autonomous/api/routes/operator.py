@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import APIRouter, Query, Response
+from fastapi.encoders import jsonable_encoder
 
 from autonomous.api.deps import Actor, Ctx
 from autonomous.api.operator_metrics import OperatorCollector
@@ -34,11 +36,21 @@ def metrics(ctx: Ctx) -> Response:
 
 
 @router.get("/api/reconcile/status")
-def reconcile_status(ctx: Ctx) -> dict[str, Any]:
-    """Per controller: last run, duration, errors; per resource: sync, health, conditions."""
-    return {"generation": ctx.desired.current.number if ctx.desired.current else None,
+async def reconcile_status(ctx: Ctx) -> Response:
+    """Per controller: last run, duration, errors; per resource: sync, health, conditions.
+
+    The status read that stays answered under overload (never shed): ``async`` and encoded
+    with the C ``json`` encoder. A plain ``def`` ran in the thread pool — a hop there and back
+    that waits for the GIL twice (the switch interval is 5 ms) behind the sheddable routes'
+    threads — and FastAPI's ``jsonable_encoder`` walked the dict in Python first; the board
+    is in memory, so neither bought anything. Values ``json`` does not know (none today) go
+    through ``jsonable_encoder``, so the body is what the plain route answered."""
+    body = {"generation": ctx.desired.current.number if ctx.desired.current else None,
             "mode": ctx.governance.mode, "data_dir": str(ctx.data_dir),
             "controllers": ctx.status.snapshot()}
+    return Response(json.dumps(body, ensure_ascii=False, allow_nan=False,
+                               separators=(",", ":"), default=jsonable_encoder),
+                    media_type="application/json")
 
 
 @router.post("/api/reconcile/{controller}/trigger", response_model=TriggerOut)
