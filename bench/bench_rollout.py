@@ -54,7 +54,6 @@ from dataclasses import dataclass
 from typing import Any
 from pathlib import Path
 
-import httpx
 import yaml
 from _common import ROOT, free_port, pct, tree_with, wait_http, write_result  # noqa: I001
 
