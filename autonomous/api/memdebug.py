@@ -15,7 +15,6 @@ the variable for the operator it starts (``bench/load_with_faults.py --memdebug 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import gc
 import json
 import os
@@ -26,6 +25,8 @@ import tracemalloc
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from autonomous.resilience.heap import libc_function
 
 __all__ = ["install_from_env", "sample"]
 
@@ -41,11 +42,8 @@ class _Mallinfo2(ctypes.Structure):
 def _mallinfo() -> dict[str, float] | None:
     """glibc's arena totals in MiB: ``arena`` (sbrk heap + arenas), ``in_use`` (uordblks),
     ``free`` (fordblks, held but unused), ``mmapped`` (hblkhd); None off glibc."""
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name)
-        fn = libc.mallinfo2
-    except (OSError, AttributeError, TypeError):
+    fn = libc_function("mallinfo2")
+    if fn is None:
         return None
     fn.restype = _Mallinfo2
     m = fn()

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, TypeVar
 
-__all__ = ["fix_mmap_threshold", "then_trim", "trim"]
+__all__ = ["fix_mmap_threshold", "libc_function", "then_trim", "trim"]
 
 #: mallopt parameters (glibc malloc.h)
 _M_MMAP_THRESHOLD = -3
@@ -35,8 +35,10 @@ MMAP_THRESHOLD_BYTES = 128 * 1024  # glibc's own starting value, kept fixed
 T = TypeVar("T")
 
 
-@lru_cache(maxsize=2)
-def _libc_fn(name: str) -> Any:
+@lru_cache(maxsize=4)
+def libc_function(name: str) -> Any:
+    """The C library's function ``name`` (ctypes, looked up once), or None off glibc or when
+    this libc has no such function."""
     try:
         return getattr(ctypes.CDLL(ctypes.util.find_library("c")), name)
     except (OSError, AttributeError, TypeError):
@@ -46,7 +48,7 @@ def _libc_fn(name: str) -> Any:
 def fix_mmap_threshold(nbytes: int = MMAP_THRESHOLD_BYTES) -> bool:
     """Blocks of ``nbytes`` and more get their own mapping, always (see the module); True
     when glibc took it."""
-    fn = _libc_fn("mallopt")
+    fn = libc_function("mallopt")
     if fn is None:
         return False
     fn.argtypes, fn.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
@@ -55,7 +57,7 @@ def fix_mmap_threshold(nbytes: int = MMAP_THRESHOLD_BYTES) -> bool:
 
 def trim() -> bool:
     """Release the C heap's free pages; True when some were released (False off glibc)."""
-    fn = _libc_fn("malloc_trim")
+    fn = libc_function("malloc_trim")
     if fn is None:
         return False
     fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
