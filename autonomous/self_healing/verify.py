@@ -3,8 +3,8 @@
 A heal counts as successful only when the service answers its health check, with the same
 pid, for ``verify.stable_seconds``; a process that answers once and then dies is a failure.
 That rule is the pure :func:`judge` (what was seen so far + one observation → verdict or
-"observe again"), so that a verification can be observed across reconcile passes as well as
-polled here.
+"observe again"), applied by :meth:`HealthCheck.look` once per observation, so that a
+verification is observed across reconcile passes (nothing here waits for its verdict).
 """
 
 from __future__ import annotations
@@ -171,40 +171,6 @@ class HealthCheck:
                                  "" if probed is None else probed[1]),
                      self.clock.monotonic(), float(v["stable_seconds"]),
                      float(v["timeout_seconds"] if limit is None else limit))
-
-    async def verify_healthy(self, name: str, *, not_pid: int | None = None,
-                             timeout: float | None = None) -> Verdict:
-        """Wait until ``name`` runs (with a pid other than ``not_pid``), answers its health
-        check and keeps doing so with the same pid for ``stable_seconds``: :meth:`look`
-        again every ``poll_seconds`` until there is a verdict."""
-        watch = Watch(self.clock.monotonic(), not_pid)
-        while True:
-            watch, verdict = await self.look(name, watch, limit=timeout)
-            if verdict is not None:
-                return verdict
-            await self.clock.sleep(self.policy()["verify"]["poll_seconds"])
-
-    async def wait_running(self, name: str, timeout: float, *,
-                           not_pid: int | None = None) -> int | None:
-        """Wait up to ``timeout`` for a process (other than ``not_pid``) to run; its pid."""
-        start = self.clock.monotonic()
-        while True:
-            obs = self.services().observed().get(name) or {}
-            if obs.get("running") and obs.get("pid") != not_pid:
-                return obs.get("pid")
-            if self.clock.monotonic() - start >= timeout:
-                return None
-            await self.clock.sleep(self.policy()["verify"]["poll_seconds"])
-
-    async def wait_stopped(self, name: str, timeout: float) -> bool:
-        """Wait up to ``timeout`` for ``name`` to have no running process."""
-        start = self.clock.monotonic()
-        while True:
-            if not (self.services().observed().get(name) or {}).get("running"):
-                return True
-            if self.clock.monotonic() - start >= timeout:
-                return False
-            await self.clock.sleep(self.policy()["verify"]["poll_seconds"])
 
     # -- dependencies --------------------------------------------------------------------------------
     async def dependencies_down(self, name: str) -> list[str]:
