@@ -25,6 +25,7 @@ class ServicesFacade:
             last = rt.probe.last if rt else None
             out[name] = {
                 "pid": info.pid, "running": info.running, "returncode": info.returncode,
+                "spec_hash": info.spec_hash or None,
                 "started_at": info.started_at, "restarts": len(rt.restarts) if rt else 0,
                 "crash_count": rt.backoff.failures if rt else 0,
                 "live": rt.probe.live if rt and info.running else None,

@@ -105,7 +105,10 @@ class LadderSteps:
                                      "revision to roll back to", applicable=False)
             old = self._pid(name)
             it = self.processes.use_revision(name, why, incident=incident, decision=decision)
-            run.watch, run.intent = Watch(run.started, old), it.id
+            # judged on the process of the revision rolled back to, not on a crash restart of
+            # the blocked one the owner may start before it sees the intent
+            run.watch = Watch(run.started, old, want_hash=str(good[0]["spec_hash"]))
+            run.intent = it.id
             run.details = {"service": name, "blocked": it.params.get("from"),
                            "to": good[0]["spec_hash"], "intent": it.id}
         elif strategy is S.FALLBACK:

@@ -67,7 +67,7 @@ class StepStore:
                       attempt=s["attempt"], next_at=now, order=s["order"], done=s["done"],
                       details=s["details"], counted=s["counted"])
         if s["watch"]:  # verified again from now on: a new process, not the one it replaces
-            run.watch = Watch(now, s["not_pid"])
+            run.watch = Watch(now, s["not_pid"], want_hash=s.get("want_hash"))
         inc.run = run
         return inc
 
@@ -89,4 +89,5 @@ def _snapshot(inc: Incident, run: StepRun) -> dict[str, Any]:
                     "attempt": run.attempt, "order": run.order, "done": run.done,
                     "details": run.details, "counted": run.counted,
                     "watch": run.watch is not None,
-                    "not_pid": run.watch.not_pid if run.watch is not None else None}}
+                    "not_pid": run.watch.not_pid if run.watch is not None else None,
+                    "want_hash": run.watch.want_hash if run.watch is not None else None}}

@@ -38,11 +38,13 @@ class Verdict:
 
 @dataclass(frozen=True)
 class Watch:
-    """What a verification has seen so far: when it began, the pid it must not be, the pid
-    it watches and since when that one answers healthy."""
+    """What a verification has seen so far: when it began, the pid it must not be, the
+    revision the new process must run (None: any), the pid it watches and since when that one
+    answers healthy."""
 
     start: float
     not_pid: int | None = None
+    want_hash: str | None = None
     pid: int | None = None
     healthy_since: float | None = None
     last: str = "not checked yet"
@@ -58,6 +60,7 @@ class Seen:
     returncode: int | None = None
     probe_ok: bool | None = None
     probe_message: str = ""
+    spec_hash: str | None = None
 
 
 def judge(w: Watch, seen: Seen, now: float, stable: float,
@@ -66,6 +69,15 @@ def judge(w: Watch, seen: Seen, now: float, stable: float,
     ``not_pid``) answered its probe with the same pid for ``stable`` seconds; failed when a
     new process exited before that, or after ``limit`` seconds; else None (observe again)."""
     cur = seen.pid if seen.running else None
+    if w.want_hash is not None and seen.spec_hash != w.want_hash and seen.pid is not None:
+        # a process of another revision (the owner's crash restart of the one being replaced)
+        # is not the one asked for: it neither proves nor fails the verification
+        w = replace(w, healthy_since=None, pid=None, last=f"process {seen.pid} runs another "
+                    "revision")
+        if now - w.start >= limit:
+            return w, Verdict(False, f"not healthy within {limit:g}s: {w.last}", None,
+                              now - w.start)
+        return w, None
     if cur is None and seen.pid not in (None, w.not_pid):
         return w, Verdict(False, f"process {seen.pid} exited with code {seen.returncode} "
                                  "before proving healthy", seen.pid, now - w.start)
@@ -165,10 +177,12 @@ class HealthCheck:
         v = self.policy()["verify"]
         obs = self.services().observed().get(name) or {}
         pid, running = obs.get("pid"), bool(obs.get("running"))
-        probed = await self.probe(name) if running and pid != watch.not_pid else None
+        h = obs.get("spec_hash")
+        ours = watch.want_hash is None or h == watch.want_hash
+        probed = await self.probe(name) if running and pid != watch.not_pid and ours else None
         return judge(watch, Seen(pid, running, obs.get("returncode"),
                                  None if probed is None else probed[0],
-                                 "" if probed is None else probed[1]),
+                                 "" if probed is None else probed[1], h),
                      self.clock.monotonic(), float(v["stable_seconds"]),
                      float(v["timeout_seconds"] if limit is None else limit))
 

@@ -62,3 +62,19 @@ def test_a_new_process_that_exits_first_or_no_proof_in_time_fails():
     assert v is not None and not v.ok and "process 2 exited with code 1" in v.message
     _, v = judge(Watch(0.0, not_pid=1), Seen(1, True), 10.0, STABLE, LIMIT)
     assert v is not None and not v.ok and "not healthy within 10s" in v.message
+
+
+def test_a_process_of_another_revision_neither_proves_nor_fails_a_rollback():
+    # the owner's crash restart of the blocked revision, killed when the rollback lands
+    w = Watch(0.0, not_pid=None, want_hash="good")
+    w, v = judge(w, Seen(2, True, probe_ok=True, spec_hash="bad"), 0.1, STABLE, LIMIT)
+    assert v is None and w.pid is None and "another revision" in w.last
+    w, v = judge(w, Seen(2, False, returncode=-15, spec_hash="bad"), 0.2, STABLE, LIMIT)
+    assert v is None
+    w, v = judge(w, Seen(3, True, probe_ok=True, spec_hash="good"), 0.3, STABLE, LIMIT)
+    assert v is None and (w.pid, w.healthy_since) == (3, 0.3)
+    _, v = judge(w, Seen(3, True, probe_ok=True, spec_hash="good"), 1.4, STABLE, LIMIT)
+    assert v is not None and v.ok and v.pid == 3
+    _, v = judge(Watch(0.0, want_hash="good"), Seen(4, False, returncode=1, spec_hash="good"),
+                 0.5, STABLE, LIMIT)
+    assert v is not None and not v.ok and "process 4 exited" in v.message
