@@ -51,6 +51,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import yaml
@@ -109,33 +110,70 @@ async def measure(candidates: int, rounds: int, gap: float) -> list[list[Round]]
     return out
 
 
+# The front's client: its own process (a client is never inside the operator: a thread here
+# would share the operator's GIL and slow both), requests back to back on one keep-alive
+# connection, one line per answer: when the request was sent, when the answer came
+# (time.perf_counter(): CLOCK_MONOTONIC, the same clock in every process), its version.
+_CLIENT = """
+import http.client, json, sys, time
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=2)
+while True:
+    t0 = time.perf_counter()
+    try:
+        c.request("GET", sys.argv[2])
+        v = json.loads(c.getresponse().read()).get("version")
+    except (OSError, ValueError, http.client.HTTPException):
+        v = None
+        c.close()
+    sys.stdout.write(f"{t0!r} {time.perf_counter()!r} {v}\\n")
+    sys.stdout.flush()
+"""
+
+
 class FrontClient:
-    """Steady sequential requests to the front (keep-alive), each answer's time and version."""
+    """Steady back-to-back requests to the front from another process: each answer's send
+    time, arrival time and version."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.answers: list[tuple[float, str | None]] = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
+    def __init__(self, port: int, path: str = "/health") -> None:
+        self.port, self.path = port, path
+        self.answers: list[tuple[float, float, str | None]] = []
+        self.proc: subprocess.Popen[str] | None = None
+        self.thread = threading.Thread(target=self._read, daemon=True)
 
-    def _run(self) -> None:
-        with httpx.Client(timeout=2.0, trust_env=False) as h:
-            while not self.stop.is_set():
-                try:
-                    v = h.get(self.url).json().get("version")
-                except (httpx.HTTPError, ValueError):
-                    v = None
-                self.answers.append((time.perf_counter(), v))
+    def start(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", _CLIENT, str(self.port), self.path],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     text=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            sent, got, v = line.split()
+            self.answers.append((float(sent), float(got), None if v == "None" else v))
+
+    def close(self) -> None:
+        if self.proc is not None:
+            terminate(self.proc)
+        if self.thread.is_alive():
+            self.thread.join(5)
 
     def first_after(self, t0: float, version: str) -> float | None:
-        """When the first answer at or after ``t0`` came from ``version``."""
+        """When the answer came to the first request *sent* at or after ``t0`` that
+        ``version`` answered (a request already in flight at ``t0`` does not count)."""
         first = None
-        for t, v in reversed(self.answers):  # newest first, back to t0
-            if t < t0:
+        for sent, got, v in reversed(self.answers):  # newest first, back to t0
+            if sent < t0:
                 break
             if v == version:
-                first = t
+                first = got
         return first
+
+    def spacing(self) -> float | None:
+        """Median gap between an answer and the next request (the client's own delay)."""
+        a = self.answers
+        gaps = [n[0] - p[1] for p, n in zip(a, a[1:])]
+        return statistics.median(gaps) if gaps else None
 
 
 async def _until(cond: Callable[[], bool], timeout: float) -> bool:
@@ -147,24 +185,40 @@ async def _until(cond: Callable[[], bool], timeout: float) -> bool:
     return False
 
 
-async def switch_times(n: int) -> list[tuple[float | None, float]]:
+async def _settled(gw: Any, timeout: float) -> bool:
+    """The gateway idle with nothing left to write and Traefik serving its document (it may
+    answer from the candidate while still applying an older one)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (not gw.lock.locked() and gw.traefik is not None
+                and not gw.diff(None, await gw.observe())
+                and await asyncio.to_thread(gw.traefik.in_force)):
+            return True
+        await asyncio.sleep(0.01)  # polling a real condition (the gateway's own state)
+    return False
+
+
+async def switch_times(n: int) -> list[tuple[float | None, float, float | None]]:
     """Rollback switch time through the operator's own path: the evolution controller's
     rollback unpublishes the candidate (``EvolutionController._unpublish``, what its act does
-    after the transition is recorded), the gateway controller — woken by that
-    ``evolution.candidate`` event (the controller manager runs every loop, as in the operator)
-    — rewrites Traefik's dynamic configuration, Traefik reloads. Measured: the decision timestamp (before the unpublish)
-    to the first answer from the old version at the front, through Traefik, while a client
-    sends steady requests; the candidate serves 100 % (FULL, the old version still running)
-    before each rollback. Per rollback: (switch seconds, None when not switched within 5 s;
-    seconds until the gateway controller had written the configuration — the rest is
-    Traefik's reload)."""
+    after the transition is recorded); that closes the gateway's rollback gate, Traefik's
+    next health check of the candidate takes it out and its failover sends every path to the
+    old version; the gateway controller, woken by the ``evolution.candidate`` event (the
+    controller manager runs every loop, as in the operator), then rewrites Traefik's dynamic
+    configuration without the candidate. Measured: the decision timestamp (before the
+    unpublish) to the answer to the first request *sent* after it that the old version
+    answered, through Traefik, while a client in its own process sends requests back to
+    back; the candidate serves 100 % (FULL, the old version still running) before each
+    rollback. Per rollback: (switch seconds, None when not switched within 5 s; seconds
+    until the gateway controller had written the new document; seconds until Traefik's
+    check met the closed gate, None without a gate)."""
     from autonomous.core.clock import SystemClock
     from autonomous.testing import make_context
     from controllers.evolution import Candidate, EvolutionController
     from controllers.gateway import GatewayController
     from controllers.manager import ControllerManager
 
-    out: list[tuple[float | None, float]] = []
+    out: list[tuple[float | None, float, float | None]] = []
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
         port, front, cport = free_port(), free_port(), free_port()
@@ -173,12 +227,13 @@ async def switch_times(n: int) -> list[tuple[float | None, float]]:
         ctx = make_context(t, root=root, clock=SystemClock())
         ctx.governance.set_mode("growth", actor="bench")
         evo, gw = EvolutionController(ctx), GatewayController(ctx)
+        gate = getattr(gw, "gate", None)  # None: a checkout from before the rollback gate
         m = ControllerManager(ctx, [gw, evo])
-        client = FrontClient(f"http://127.0.0.1:{front}/health")
+        client = FrontClient(front)
         try:
             await m.start()  # every controller's loop, woken by the events it watches
             await _until(lambda: gw.traefik is not None and gw.traefik.live(), 30)
-            client.thread.start()
+            client.start()
             for _ in range(n):
                 evo.retiring.clear()
                 evo.candidates["nexus"] = Candidate("nexus", "2.0.0", cport, 100, "2.0.0")
@@ -187,7 +242,11 @@ async def switch_times(n: int) -> list[tuple[float | None, float]]:
                 if not await _until(lambda: client.first_after(t1, "2.0.0") is not None, 5):
                     raise RuntimeError("the front never served the candidate")
                 # a rollback comes long after the last weight change: the gateway is idle
-                await _until(lambda: not gw.lock.locked(), 10)
+                if not await _settled(gw, 10):
+                    raise RuntimeError("the gateway did not settle on the candidate")
+                t2 = time.perf_counter()
+                if not await _until(lambda: client.first_after(t2, "2.0.0") is not None, 5):
+                    raise RuntimeError("the front does not serve the candidate")
                 doc = gw.workdir / "dynamic" / "atlas.yaml"
                 before = doc.stat().st_mtime_ns
                 wall0, t0 = time.time(), time.perf_counter()  # the rollback decision
@@ -196,11 +255,14 @@ async def switch_times(n: int) -> list[tuple[float | None, float]]:
                 hit = client.first_after(t0, "1.0.0")
                 await _until(lambda: doc.stat().st_mtime_ns != before, 5)
                 written = doc.stat().st_mtime - wall0
-                out.append((None if hit is None else hit - t0, written))
+                seen = gate.closed_at.get(("nexus", cport)) if gate is not None else None
+                out.append((None if hit is None else hit - t0, written,
+                            None if seen is None else seen - t0))
+            gap = client.spacing()
+            print(f"front client: {len(client.answers)} answers, median gap between an answer "
+                  f"and the next request {gap * 1e3:.3f} ms" if gap is not None else "")
         finally:
-            client.stop.set()
-            if client.thread.is_alive():
-                client.thread.join(5)
+            client.close()
             evo.candidates.clear()
             evo.retiring.clear()
             await m.stop()
@@ -293,21 +355,29 @@ def main() -> None:
                          "them; its reconcile interval is longer; closer rounds are more alike)")
     ap.add_argument("--switches", type=int, default=None,
                     help="rollbacks timed through Traefik (default 20, --quick 10; 0: skip)")
+    ap.add_argument("--switch-only", action="store_true",
+                    help="time the rollback switch only (no judge measurement or replay)")
     args = ap.parse_args()
     cands, rounds, runs = (3, 50, 200) if args.quick else (6, 90, 1000)
     n_switch = args.switches if args.switches is not None else (10 if args.quick else 20)
     switch = asyncio.run(switch_times(n_switch)) if n_switch else []
-    done = [x * 1000 for x, _ in switch if x is not None]
-    wrote = [w * 1000 for _, w in switch]
+    done = [x * 1000 for x, _, _ in switch if x is not None]
+    wrote = [w * 1000 for _, w, _ in switch]
+    gated = [g * 1000 for _, _, g in switch if g is not None]
     if switch:
         print(f"rollback switch (decision → first answer of the old version at the front, "
               f"through Traefik; the candidate at 100 %), {len(switch)} rollbacks: "
               + (f"p50 {pct(done, 50):.1f} ms, p95 {pct(done, 95):.1f} ms, max "
                  f"{max(done):.1f} ms" if done else "none switched")
               + (f"; {len(switch) - len(done)} not within 5 s" if len(done) < len(switch)
-                 else "") + f" (goal: p95 < 100 ms); of which configuration written by the "
-              f"gateway controller: p50 {pct(wrote, 50):.1f} ms, p95 {pct(wrote, 95):.1f} ms "
-              "(the rest: Traefik's reload)")
+                 else "") + " (goal: p95 < 100 ms); "
+              + (f"Traefik's check met the closed rollback gate after p50 {pct(gated, 50):.1f} "
+                 f"ms, p95 {pct(gated, 95):.1f} ms (no reload on the switch's path); "
+                 if gated else "")
+              + f"new document written by the gateway controller after p50 "
+              f"{pct(wrote, 50):.1f} ms, p95 {pct(wrote, 95):.1f} ms")
+    if args.switch_only:
+        return
     pol = EvolutionPolicy.model_validate(yaml.safe_load(
         (ROOT / "policies" / "evolution.yaml").read_text())["spec"]["policy"]["evolution"])
     if args.gap is None:
@@ -356,6 +426,8 @@ def main() -> None:
          "rollback_switches": len(switch),
          "rollback_config_written_p50_ms": pct(wrote, 50) if wrote else None,
          "rollback_config_written_p95_ms": pct(wrote, 95) if wrote else None,
+         "rollback_gate_seen_p50_ms": pct(gated, 50) if gated else None,
+         "rollback_gate_seen_p95_ms": pct(gated, 95) if gated else None,
          "rollback_switches_not_within_5s": len(switch) - len(done),
          "false_rollback_reasons": ours["false_rollback_reasons"],
          "baseline_median_ms": statistics.median(flat),

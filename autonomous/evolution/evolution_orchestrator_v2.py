@@ -37,7 +37,7 @@ from autonomous.evolution.metrics_comparator import Comparison, Samples, compare
 from autonomous.evolution.regression_tester import ApiCheck, RegressionTester, TestResult
 from autonomous.evolution.sandbox import SandboxData, changed_files, discard, prepare
 from autonomous.resources.policy.evolution import JudgePolicy
-from autonomous.supervisor.processes import _set_pdeathsig, expand_argv
+from autonomous.supervisor.processes import expand_argv, spawn_argv
 
 __all__ = ["EvolutionOrchestratorV2", "Step", "UpdatePlan"]
 
@@ -115,11 +115,14 @@ class EvolutionOrchestratorV2:
         env = {**plan.env, "PORT": str(port)}
         if data is not None:
             argv, env = data.argv(argv), data.env(env)
+        cwd = str(data.dir) if data is not None else None
+        full_env = {**os.environ, **env}
+        argv, pre = spawn_argv(argv, cwd, full_env)  # PDEATHSIG via setpriv, no preexec_fn
         proc = await asyncio.create_subprocess_exec(
-            *argv, env={**os.environ, **env}, cwd=str(data.dir) if data is not None else None,
+            *argv, env=full_env, cwd=cwd,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL, start_new_session=True,
-            preexec_fn=_set_pdeathsig)  # noqa: PLW1509
+            preexec_fn=pre)  # noqa: PLW1509
         if self.spawned is not None:
             self.spawned(proc.pid)
         base = f"http://127.0.0.1:{port}"

@@ -28,7 +28,7 @@ import httpx
 from autonomous.evolution.metrics_comparator import Comparison, Samples, compare
 from autonomous.resources.policy.evolution import JudgePolicy
 from autonomous.supervisor.probe_client import ProbeClient
-from autonomous.supervisor.processes import _set_pdeathsig
+from autonomous.supervisor.processes import spawn_argv
 
 __all__ = ["ApiCheck", "RegressionTester", "TestResult"]
 
@@ -61,11 +61,12 @@ class RegressionTester:
         runs; it dies with the operator (PDEATHSIG), the rest of its group is the caller's
         to stop (``autonomous.evolution.vetting.stop_left_groups``)."""
         t0 = time.monotonic()
+        args, pre = spawn_argv(list(argv), cwd, dict(os.environ) if env is None else env)
         proc = await asyncio.create_subprocess_exec(
-            *argv, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
+            *args, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,  # its own group: a timeout kills what it started too
-            preexec_fn=_set_pdeathsig)  # noqa: PLW1509
+            preexec_fn=pre)  # noqa: PLW1509
         if on_start is not None:
             on_start(proc.pid)
         try:

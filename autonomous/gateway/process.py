@@ -8,6 +8,7 @@ Executor's back-off when it keeps failing). Used by the benchmark and tests dire
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ import httpx
 
 from autonomous.gateway.config import (Front, dynamic_config, routing, static_args,
                                        traefik_binary, write_atomic)
-from autonomous.supervisor.processes import _set_pdeathsig
+from autonomous.supervisor.processes import spawn_argv
 
 __all__ = ["Traefik", "live_routing", "live_servers"]
 
@@ -92,10 +93,13 @@ class Traefik:
 
     def start(self, timeout: float = 15.0) -> None:
         self.configure(self.fronts)
+        # PDEATHSIG through ``setpriv`` exec'ing Traefik (no preexec_fn: a vfork, the
+        # operator's loop not held while a forked copy runs Python code)
+        argv, pre = spawn_argv(self.argv(), None, dict(os.environ))
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT,
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True,
-                                         preexec_fn=_set_pdeathsig)  # noqa: PLW1509
+                                         preexec_fn=pre)  # noqa: PLW1509
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -159,11 +159,18 @@ def candidate_weight(data: Path) -> tuple[int, str | None] | None:
         return None
     doc: dict[str, Any] = yaml.safe_load(path.read_text()) or {}
     http = doc.get("http", {})
-    split = http.get("services", {}).get(f"{SERVICE}-split", {}).get("weighted", {})
+    services = http.get("services", {})
+    split = services.get(f"{SERVICE}-split", {}).get("weighted", {})
     want = f"{SERVICE}-v{TO_VERSION.replace('.', '-')}"
-    weight = sum(int(s["weight"]) for s in split.get("services", []) if s["name"] == want)
+    weight = sum(int(s["weight"]) for s in split.get("services", [])
+                 if _guarded(services, s["name"]) == want)
     device = http.get("routers", {}).get(f"{SERVICE}-device", {}).get("service")
-    return weight, device
+    return weight, None if device is None else _guarded(services, device)
+
+
+def _guarded(services: dict[str, Any], name: str) -> str:
+    """A candidate's rollback-gate failover → the candidate's own service (its primary)."""
+    return str((services.get(name) or {}).get("failover", {}).get("service", name))
 
 
 def gateway_backends(data: Path) -> dict[str, list[str]]:
@@ -172,8 +179,8 @@ def gateway_backends(data: Path) -> dict[str, list[str]]:
         (data / "gateway" / "dynamic" / "atlas.yaml").read_text()) or {}
     services = doc["http"]["services"]
     split = services[f"{SERVICE}-split"]["weighted"]["services"]
-    return {s["name"]: [x["url"] for x in services[s["name"]]["loadBalancer"]["servers"]]
-            for s in split}
+    names = [_guarded(services, s["name"]) for s in split]
+    return {n: [x["url"] for x in services[n]["loadBalancer"]["servers"]] for n in names}
 
 
 def versions_running(pids: list[int]) -> dict[str, list[int]]:

@@ -218,13 +218,20 @@ spec:
 async def _device_hits(metrics_url: str, front: int, n: int, version: str) -> dict[str, float]:
     """``n`` device-path requests through the front, once Traefik has loaded the device
     route the gateway wrote (to ``version``); per gateway service, how many it served
-    (Traefik's own request counters, before and after)."""
-    api = metrics_url.replace("/metrics", "/api/http/routers/nexus-device@file")
-    want = f"nexus-v{version.replace('.', '-')}@file"
+    (Traefik's own request counters, before and after). A rollout candidate's device paths
+    enter its rollback guard (a failover: the candidate, else the old version; see
+    ``autonomous/gateway/gate.py``): the route is loaded once the guard's primary is it."""
+    api = metrics_url.replace("/metrics", "/api/http")
+    want = f"nexus-v{version.replace('.', '-')}"
 
     def loaded() -> bool:
-        r = httpx.get(api, timeout=1, trust_env=False)
-        return r.status_code == 200 and r.json().get("service") in (want, want[:-5])
+        r = httpx.get(f"{api}/routers/nexus-device@file", timeout=1, trust_env=False)
+        svc = str(r.json().get("service", "")).removesuffix("@file") \
+            if r.status_code == 200 else ""
+        if svc and svc != want:  # the candidate's rollback guard: follow to its primary
+            s = httpx.get(f"{api}/services/{svc}@file", timeout=1, trust_env=False).json()
+            svc = str((s.get("failover") or {}).get("service", "")).removesuffix("@file")
+        return svc == want
     await asyncio.to_thread(wait_for, loaded, f"Traefik routes device paths to {version}",
                             10.0, errors=(httpx.HTTPError, ValueError))
     before = await asyncio.to_thread(scrape, metrics_url)
