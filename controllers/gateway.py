@@ -31,7 +31,7 @@ import asyncio
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import yaml
@@ -41,6 +41,9 @@ from autonomous.gateway.gate import Gate
 from autonomous.gateway.process import Traefik
 from autonomous.intents import Intent, IntentStore
 from controllers.base import Action, Controller, Outcome
+
+if TYPE_CHECKING:
+    from autonomous.context import OperatorContext
 
 __all__ = ["CONTROLLERS", "GatewayController", "GatewayObserved", "fallback_routes",
            "fronts_for"]
@@ -135,7 +138,7 @@ class GatewayController(Controller):
     # standby.*: a standby instance became ready / not ready / exited (load balancer servers)
     watches: tuple[str, ...] = ("desired.", "evolution.", "intent.", "standby.")
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: OperatorContext) -> None:
         super().__init__(ctx)
         self.workdir = ctx.data_dir / "gateway"
         self.metrics_port = 0

@@ -24,12 +24,15 @@ telemetry does not run, model save / retrain) is the scheduled job ``health.repo
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autonomous.core.conditions import HealthStatus
 from autonomous.core.jobs import Job
 from autonomous.health_monitor.health_aggregator import HealthAggregator
 from controllers.base import Action, Controller, Outcome
+
+if TYPE_CHECKING:
+    from autonomous.context import OperatorContext
 
 __all__ = ["CONTROLLERS", "Finding", "HealthController", "findings", "plan"]
 
@@ -140,7 +143,7 @@ class HealthController(Controller):
     order = 20
     watches = ("service.exited", "service.unhealthy", "service.healthy", "service.ready")
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: OperatorContext) -> None:
         super().__init__(ctx)
         self.aggregator: HealthAggregator | None = None
         self.active: dict[str, dict[str, Any]] = {}  # finding key -> the published finding

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from controllers.base import Action
+
+if TYPE_CHECKING:
+    from controllers.services import ServicesController
 
 __all__ = ["ServicesFacade"]
 
 
 class ServicesFacade:
-    def __init__(self, ctl: Any) -> None:
+    def __init__(self, ctl: ServicesController) -> None:
         self._ctl = ctl
 
     def specs(self) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autonomous.core.conditions import HealthStatus, SyncStatus
 from autonomous.core.clock import tick_delay
@@ -34,6 +34,9 @@ from autonomous.telemetry.alert_manager import AlertManager
 from autonomous.telemetry.alert_plan import AlertView, plan
 from autonomous.telemetry.hub import TelemetryHub
 from controllers.base import Action, Controller, Outcome
+
+if TYPE_CHECKING:
+    from autonomous.context import OperatorContext
 
 __all__ = ["CONTROLLERS", "TelemetryController", "to_actions"]
 
@@ -53,7 +56,7 @@ class TelemetryController(Controller):
     order = 30
     watches: tuple[str, ...] = ()
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: OperatorContext) -> None:
         super().__init__(ctx)
         self.hub: TelemetryHub | None = None
         self._offline: AlertManager | None = None

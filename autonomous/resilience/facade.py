@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autonomous.core.errors import Conflict, NotFound
 from autonomous.intents import Intent, IntentStore
@@ -24,6 +24,9 @@ from autonomous.resilience.heap import then_trim
 from autonomous.resilience.restore_requests import RestoreRequests
 from autonomous.resilience.survival_mode import SurvivalMode
 
+if TYPE_CHECKING:
+    from autonomous.context import OperatorContext
+
 __all__ = ["ResilienceFacade"]
 
 
@@ -31,7 +34,7 @@ log = logging.getLogger("atlas.resilience")
 
 
 class ResilienceFacade:
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: OperatorContext) -> None:
         self.ctx = ctx
         self.survival = SurvivalMode(
             store=ctx.store, bus=ctx.bus, clock=ctx.clock,

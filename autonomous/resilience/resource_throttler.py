@@ -13,11 +13,14 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autonomous.core.clock import Clock
 from autonomous.core.stats import percentiles
 from autonomous.resilience.priority_queue import Priority
+
+if TYPE_CHECKING:
+    from autonomous.context import OperatorContext
 
 __all__ = [
     "Gcra",
@@ -360,7 +363,7 @@ class ResourceThrottler:
             }
 
 
-def context_reader(ctx: Any) -> Callable[[], ResourceReading]:
+def context_reader(ctx: OperatorContext) -> Callable[[], ResourceReading]:
     """A reader preferring the health monitor's latest snapshot (``ctx.subsystems["health"]``,
     sampled on its own loop) and falling back to ``read_system_resources``."""
 

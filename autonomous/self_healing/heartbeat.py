@@ -19,13 +19,16 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from autonomous.core.aio import TIMED_OUT, wait_or_timeout
 from autonomous.self_healing.circuit_breaker import CircuitBreaker, CircuitOpenError
 from autonomous.supervisor.probe_client import ProbeClient
+
+if TYPE_CHECKING:
+    from autonomous.context import OperatorContext
 
 __all__ = ["HeartbeatClient", "HeartbeatResult", "report", "request_heal"]
 
@@ -60,7 +63,7 @@ class HeartbeatClient:
     """Heartbeats of one service at ``base_url`` (scheme://host:port), behind the breaker
     ``breaker_name`` (default ``heartbeat:<service>``). ``ctx`` is the OperatorContext."""
 
-    def __init__(self, ctx: Any, service: str, base_url: str, *,
+    def __init__(self, ctx: OperatorContext, service: str, base_url: str, *,
                  breaker_name: str | None = None,
                  client: httpx.AsyncClient | ProbeClient | None = None) -> None:
         self.ctx = ctx
@@ -150,7 +153,7 @@ class HeartbeatClient:
                 return
 
 
-def report(ctx: Any, res: HeartbeatResult, metrics: dict[str, float] | None = None) -> None:
+def report(ctx: OperatorContext, res: HeartbeatResult, metrics: dict[str, float] | None = None) -> None:
     """A beat's measurements to telemetry (only what was measured; ``metrics`` a beating
     process reported about itself as ``heartbeat.<name>``) and the ``healing.heartbeat`` event.
     Shared by this client and the API route the embedded agent reports to."""

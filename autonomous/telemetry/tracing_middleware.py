@@ -11,9 +11,12 @@ through untouched.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autonomous.telemetry.tracing_system import parse_traceparent
+
+if TYPE_CHECKING:
+    from autonomous.context import OperatorContext
 
 __all__ = ["TracingMiddleware", "install"]
 
@@ -23,7 +26,7 @@ _SKIP = ("/metrics",)  # scrapes every few seconds would drown real traces
 class TracingMiddleware:
     """Pure ASGI middleware (no response buffering, streaming-safe)."""
 
-    def __init__(self, app: Any, ctx: Any) -> None:
+    def __init__(self, app: Any, ctx: OperatorContext) -> None:
         self.app = app
         self.ctx = ctx
 
@@ -76,6 +79,6 @@ def _finish(span: Any, scope: dict, code: int) -> None:
     span.end()
 
 
-def install(app: Any, ctx: Any) -> None:
+def install(app: Any, ctx: OperatorContext) -> None:
     """Add the tracing middleware to ``app`` (spans go to ``ctx.subsystems['telemetry']``)."""
     app.add_middleware(TracingMiddleware, ctx=ctx)

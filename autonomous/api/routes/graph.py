@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Query
 
 from autonomous.api.schemas import parse_time, time_query
 from autonomous.api.deps import Ctx
 from autonomous.core.errors import NotFound, Problem, ValidationFailed
+
+if TYPE_CHECKING:
+    from autonomous.context import OperatorContext
 
 __all__ = ["router"]
 
@@ -34,7 +37,7 @@ def nodes(ctx: Ctx, type: str | None = Query(None), since: str | None = time_que
             "stats": ctx.graph.stats()}
 
 
-def _node(ctx: Any, node_id: str, fn: Any) -> Any:
+def _node(ctx: OperatorContext, node_id: str, fn: Any) -> Any:
     try:
         return fn(node_id)
     except KeyError:

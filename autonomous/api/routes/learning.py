@@ -4,13 +4,16 @@ Neural Router's ``route`` and the learned knowledge export. Mutating routes need
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from autonomous.api.deps import Actor, Ctx, subsystem
+
+if TYPE_CHECKING:
+    from autonomous.context import OperatorContext
 
 __all__ = ["FeedbackBody", "RouteBody", "router"]
 
@@ -242,7 +245,7 @@ class CycleOut(BaseModel):
     reason: str | None = None
 
 
-def _facade(ctx: Any) -> Any:
+def _facade(ctx: OperatorContext) -> Any:
     return subsystem(ctx, "learning")
 
 

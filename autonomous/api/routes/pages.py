@@ -74,7 +74,7 @@ def panels_for(topic: str) -> tuple[str, ...]:
     return ()
 
 
-def _alert_state(ctx: Any) -> tuple[Any, ...] | None:
+def _alert_state(ctx: OperatorContext) -> tuple[Any, ...] | None:
     """What the alerts panel shows, to notice a firing the bus does not carry."""
     hub = ctx.subsystems.get("telemetry")
     if hub is None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
@@ -15,6 +15,9 @@ from autonomous.core.errors import Conflict, NotFound, Refused
 from autonomous.backup.manifest import ManifestDamaged
 from autonomous.backup.restore import RestoreRefused, UnsafeBackup
 from autonomous.backup.target import RestoreTargetRefused
+
+if TYPE_CHECKING:
+    from autonomous.context import OperatorContext
 
 __all__ = ["BackupBody", "RestoreBody", "SurvivalBody", "router"]
 
@@ -130,7 +133,7 @@ _SURVIVAL_202: dict[int | str, dict[str, Any]] = {202: {"model": SurvivalPending
                        "request_wait_seconds"}}
 
 
-async def _survival_request(ctx: Any, op: str, body: SurvivalBody, actor: str) -> Any:
+async def _survival_request(ctx: OperatorContext, op: str, body: SurvivalBody, actor: str) -> Any:
     """Survival enter/exit goes through the one governance gate: the resilience controller
     carries out the request as a ``survival`` action."""
     facade = subsystem(ctx, "resilience")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse
@@ -14,6 +14,9 @@ from autonomous.core.errors import Problem, ValidationFailed
 from autonomous.telemetry.logs_collector import LEVEL_NAMES
 from autonomous.telemetry.metrics_aggregator import AGGREGATIONS
 from autonomous.telemetry.metrics_aggregator import READ_RESOLUTIONS as RESOLUTIONS
+
+if TYPE_CHECKING:
+    from autonomous.context import OperatorContext
 
 # An aggregation asked for with neither start nor step covers the last five minutes, the
 # lookback Prometheus gives an instant query.
@@ -85,7 +88,7 @@ class SilenceIn(BaseModel):
     comment: str = Field("", max_length=2000)
 
 
-def _hub(ctx: Any) -> Any:
+def _hub(ctx: OperatorContext) -> Any:
     return subsystem(ctx, "telemetry")
 
 
