@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -18,6 +17,7 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from autonomous.core.ports import free_port
 from autonomous.context import OperatorContext
 from autonomous.core.clock import Clock, FakeClock
 from autonomous.core.events import EventBus
@@ -134,12 +134,6 @@ def calm_gates(root: Path) -> Path:
         (root / "policies" / f"zz-tests-calm-{mode}.yaml").write_text(
             CALM_GATES.format(mode=mode))
     return root
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def text_handler(body: str) -> type[BaseHTTPRequestHandler]:

@@ -200,7 +200,7 @@ async def _settled(gw: Any, timeout: float) -> bool:
 
 async def switch_times(n: int) -> list[tuple[float | None, float, float | None]]:
     """Rollback switch time through the operator's own path: the evolution controller's
-    rollback unpublishes the candidate (``EvolutionController._unpublish``, what its act does
+    rollback unpublishes the candidate (``CandidatePool.unpublish``, what its act does
     after the transition is recorded); that closes the gateway's rollback gate, Traefik's
     next health check of the candidate takes it out and its failover sends every path to the
     old version; the gateway controller, woken by the ``evolution.candidate`` event (the
@@ -214,7 +214,8 @@ async def switch_times(n: int) -> list[tuple[float | None, float, float | None]]
     check met the closed gate, None without a gate)."""
     from autonomous.core.clock import SystemClock
     from autonomous.testing import make_context
-    from controllers.evolution import Candidate, EvolutionController
+    from controllers.evolution import EvolutionController
+    from controllers.evolution_candidates import Candidate
     from controllers.gateway import GatewayController
     from controllers.manager import ControllerManager
 
@@ -250,7 +251,7 @@ async def switch_times(n: int) -> list[tuple[float | None, float, float | None]]
                 doc = gw.workdir / "dynamic" / "atlas.yaml"
                 before = doc.stat().st_mtime_ns
                 wall0, t0 = time.time(), time.perf_counter()  # the rollback decision
-                evo._unpublish("nexus")  # publishes evolution.candidate: the gateway wakes
+                evo.pool.unpublish("nexus")  # publishes evolution.candidate: the gateway wakes
                 await _until(lambda: client.first_after(t0, "1.0.0") is not None, 5)
                 hit = client.first_after(t0, "1.0.0")
                 await _until(lambda: doc.stat().st_mtime_ns != before, 5)

@@ -1,7 +1,8 @@
 """The evolution controller: reconciles ``Rollout`` resources.
 
 observe: each Rollout's persisted state (store), whether its version is quarantined, the
-candidate process (run here on an operator-assigned backend port, PDEATHSIG like services),
+candidate process (``CandidatePool``, controllers/evolution_candidates.py: run on an
+operator-assigned backend port, PDEATHSIG like services),
 paired synthetic probes that hit the baseline's and the candidate's backend ports at the same
 moment (accumulated per rollout and phase), and the time, as an observed value.
 diff (pure, ``controllers/evolution_plan.py``): ``staged_rollout.decide`` on the judge's
@@ -29,57 +30,27 @@ only the Service's own process.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import socket
-import time
-from dataclasses import dataclass, field
 from typing import Any
-
-import psutil
 
 from autonomous.evolution.changelog import append_entry, entry
 from autonomous.evolution.metrics_comparator import Samples
-from autonomous.evolution.probes import paired_round
-from autonomous.evolution.resume import find_orphan, stop_orphan
+from autonomous.evolution.resume import find_orphan
 from autonomous.evolution.staged_rollout import RolloutState, StagedRollout, weights
-from autonomous.evolution.store import CandidateRecord, RolloutStore
+from autonomous.evolution.store import RolloutStore
 from autonomous.evolution.update_set import UpdateSetStore
-from autonomous.resources.kinds.evolution import RolloutSpec
-from autonomous.resources.policy.evolution import EvolutionPolicy, RolloutPolicy
-from autonomous.supervisor.probe_client import ProbeClient
-from autonomous.supervisor.processes import ProcessSupervisor
+from autonomous.resources.policy.evolution import EvolutionPolicy
 from autonomous.evolution.proposals import OPEN, ProposalStore
 from autonomous.context import OperatorContext
 from controllers.base import Action, Controller, Outcome
+from controllers.evolution_candidates import Candidate, CandidatePool
 from controllers.evolution_jobs import VettingJobs
 from controllers.evolution_plan import RolloutObserved, plan, rollout_policy
 from controllers.evolution_proposals import (ProposalObserved, act_proposal, apply_commit,
                                              plan_proposal, rollout_specs)
 from controllers.evolution_vetting import restore_after_rollback
 
-__all__ = ["CONTROLLERS", "Candidate", "EvolutionController", "RolloutObserved", "plan"]
-
-
-@dataclass
-class Candidate:
-    service: str
-    version: str
-    port: int
-    weight: int = 0
-    device_version: str = ""
-    lat: dict[str, list[float]] = field(default_factory=lambda: {"base": [], "cand": []})
-    err: dict[str, int] = field(default_factory=lambda: {"base": 0, "cand": 0})
-    rounds: list[float] = field(default_factory=list)
-    phase_index: int = -1
-    ready: bool = False  # answered ready_path once: samples are taken from then on
-    last_round: float | None = None  # time.monotonic() of the last paired round
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["CONTROLLERS", "EvolutionController", "RolloutObserved", "plan"]
 
 
 class EvolutionController(Controller):
@@ -92,12 +63,19 @@ class EvolutionController(Controller):
         super().__init__(ctx)
         self.rollouts = RolloutStore(ctx.store)
         self.proposals = ProposalStore(ctx.store)
-        self.procs = ProcessSupervisor(ctx.store, ctx.bus, ctx.clock,
-                                       ctx.data_dir / "logs" / "candidates")
-        self.candidates: dict[str, Candidate] = {}  # published: the gateway routes to them
-        self.retiring: dict[str, Candidate] = {}  # unpublished, stopped once drained
-        self.probe = ProbeClient()
+        self.pool = CandidatePool(ctx.store, ctx.bus, ctx.clock, self.rollouts,
+                                  ctx.data_dir / "logs" / "candidates")
         self.jobs = VettingJobs(ctx)  # proposals' checks, run in the background
+
+    @property
+    def candidates(self) -> dict[str, Candidate]:
+        """The candidates published to the gateway (service → candidate)."""
+        return self.pool.candidates
+
+    @property
+    def retiring(self) -> dict[str, Candidate]:
+        """Candidates no longer routed to, stopped once the gateway has drained them."""
+        return self.pool.retiring
 
     async def start(self) -> None:
         from autonomous.evolution.facade import EvolutionFacade
@@ -105,13 +83,11 @@ class EvolutionController(Controller):
         (self.ctx.data_dir / "logs" / "candidates").mkdir(parents=True, exist_ok=True)
         self.ctx.subsystems.setdefault("evolution", EvolutionFacade(
             self.ctx.store, self.ctx.clock, self.ctx.desired, self.ctx.root))
-        self.ctx.subsystems["rollouts"] = self.candidates
+        self.ctx.subsystems["rollouts"] = self.pool.candidates
 
     async def stop(self) -> None:
         await self.jobs.stop()
-        for name in {*self.candidates, *self.retiring}:
-            await self._stop_candidate(name)
-        await self.probe.aclose()
+        await self.pool.close()
 
     def desired(self) -> Any:
         gen = self.ctx.desired.current
@@ -120,23 +96,6 @@ class EvolutionController(Controller):
         specs = {r.name: r.spec for r in gen.tree.of_kind("Rollout")}
         specs |= rollout_specs(self.proposals.with_state("rolling_out"), gen.services)
         return specs, EvolutionPolicy.model_validate(self.ctx.policy()["evolution"])
-
-    async def _ready(self, port: int, path: str) -> bool:
-        try:
-            r = await self.probe.get(f"http://127.0.0.1:{port}{path}", timeout=2.0)
-        except Exception:  # noqa: BLE001 - not answering is not ready
-            return False
-        return bool(200 <= r.status_code < 300)
-
-    async def _pair(self, c: Candidate, base_port: int, path: str, n: int) -> None:
-        r = await paired_round(self.probe, f"http://127.0.0.1:{base_port}{path}",
-                               f"http://127.0.0.1:{c.port}{path}", n)
-        c.lat["base"] += r.base
-        c.lat["cand"] += r.cand
-        c.err["base"] += r.base_errors
-        c.err["cand"] += r.cand_errors
-        if r.ratio is not None:
-            c.rounds.append(r.ratio)
 
     def _observe_proposals(self) -> tuple[ProposalObserved, ...]:
         gen = self.ctx.desired.current
@@ -174,26 +133,14 @@ class EvolutionController(Controller):
             base_port = svc.port if svc is not None else None
             latest = self.rollouts.latest(spec.service, spec.to_version)
             rid, state = latest if latest else (None, None)
-            c = self.candidates.get(spec.service)
-            info = self.procs.get(f"{spec.service}@{spec.to_version}")
-            running = c is not None and info is not None and info.running
+            c = self.pool.candidates.get(spec.service)
+            running = self.pool.running(spec.service, spec.to_version)
             if c is not None and state is not None and c.phase_index != state.phase_index:
-                c.lat, c.err = {"base": [], "cand": []}, {"base": 0, "cand": 0}
-                c.rounds = []
+                c.reset_samples()
                 c.phase_index = state.phase_index
             if running and c is not None and base_port is not None and state is not None \
-                    and state.status == "running" and (
-                        c.ready or await self._ready(c.port, spec.ready_path)):
-                if not c.ready:  # warm-up round (first connections, lazy imports): dropped
-                    await self._pair(c, base_port, spec.probe_path, spec.probes_per_observe)
-                    c.lat, c.err = {"base": [], "cand": []}, {"base": 0, "cand": 0}
-                    c.rounds = []
-                c.ready = True  # from ready on, every failed probe is an error sample
-                # measurement pacing (real time, like the latencies): rounds a moment apart
-                # are one contention episode of the host, not independent evidence
-                if c.last_round is None or time.monotonic() - c.last_round >= spacing:
-                    c.last_round = time.monotonic()
-                    await self._pair(c, base_port, spec.probe_path, spec.probes_per_observe)
+                    and state.status == "running":
+                await self.pool.sample(c, base_port, spec, spacing)
             base = Samples.of(c.lat["base"], c.err["base"]) if c else Samples.of([])
             cand = Samples.of(c.lat["cand"], c.err["cand"]) if c else Samples.of([])
             rec = records.get(rid) if rid is not None else None
@@ -205,8 +152,9 @@ class EvolutionController(Controller):
                                        running, base, cand, self.ctx.clock.now(),
                                        tuple(c.rounds) if c else (), resumed, orphan,
                                        rec is not None, self._successor_ready(rid, state, svc),
-                                       spec.service in self.retiring,
-                                       await self._drained(spec.service),
+                                       spec.service in self.pool.retiring,
+                                       await self.pool.drained(
+                                           spec.service, self.ctx.subsystems.get("gateway")),
                                        *intents.get((spec.service, spec.to_version),
                                                     (False, None))))
         return tuple(out)
@@ -225,27 +173,6 @@ class EvolutionController(Controller):
         return bool(o and o["running"] and o["ready"] and committed_at is not None
                     and o["started_at"] >= committed_at)
 
-    async def _drained(self, service: str) -> bool:
-        """The retiring candidate of ``service`` is in no service the gateway has loaded
-        (Traefik's API; no gateway running: nothing routes to it)."""
-        c = self.retiring.get(service)
-        gw = self.ctx.subsystems.get("gateway")
-        if c is None:
-            return False
-        if gw is None or gw.proc is None or gw.proc.poll() is not None:
-            return True
-        url = gw.metrics_url.replace("/metrics", "/api/http/services")
-        try:
-            r = await self.probe.get(url, timeout=2.0)
-            loaded = json.loads(r.content) if r.status_code == 200 else None
-        except Exception:  # noqa: BLE001 - not answering (or not JSON): not known drained
-            return False
-        if not isinstance(loaded, list):
-            return False
-        mine = f"127.0.0.1:{c.port}"
-        return not any(mine in str(x.get("loadBalancer", {}).get("servers", ""))
-                       for x in loaded if isinstance(x, dict))
-
     @staticmethod
     def diff(desired: Any, observed: tuple[RolloutObserved | ProposalObserved, ...]
              ) -> tuple[Action, ...]:
@@ -255,60 +182,14 @@ class EvolutionController(Controller):
         return tuple(a for o in observed for a in (
             plan(o, policy) if isinstance(o, RolloutObserved) else plan_proposal(o)))
 
-    async def _start_candidate(self, rid: int, spec: RolloutSpec, state: RolloutState,
-                               rp: RolloutPolicy) -> int:
-        await self._end_orphan(rid)
-        port = _free_port()
-        argv = [a.replace("{port}", str(port)) for a in spec.command]
-        info = await self.procs.start(f"{spec.service}@{spec.to_version}", argv,
-                                      env={**spec.env, "PORT": str(port)})
-        try:
-            ctime = psutil.Process(info.pid).create_time()
-        except psutil.Error:  # already gone: the next observe restarts it
-            ctime = 0.0
-        self.rollouts.record_candidate(CandidateRecord(
-            rid, spec.service, spec.to_version, info.pid, ctime, port, tuple(argv),
-            os.getpid(), self.ctx.clock.now()))
-        c = Candidate(spec.service, spec.to_version, port, phase_index=state.phase_index)
-        c.weight, c.device_version = weights(state, rp)
-        self.candidates[spec.service] = c
-        self.ctx.bus.publish("evolution.candidate", service=spec.service, port=port)
-        return port
-
-    async def _stop_candidate(self, service: str) -> None:
-        c = self.candidates.pop(service, None)
-        c = self.retiring.pop(service, None) or c
-        if c is not None:
-            await self.procs.stop(f"{service}@{c.version}", 5.0)
-
-    async def _end_orphan(self, rid: int) -> int | None:
-        """Stop the candidate of rollout ``rid`` a previous operator left running (identity
-        checked again here); the pid stopped, if any."""
-        rec = self.rollouts.candidates().get(rid)
-        if rec is None or rec.operator_pid == os.getpid():
-            return None
-        pid = await asyncio.to_thread(find_orphan, rec)
-        if pid is not None:
-            await asyncio.to_thread(stop_orphan, pid, 5.0)
-        return pid
-
-    def _unpublish(self, service: str) -> None:
-        """The gateway stops routing to the candidate (its process keeps running until
-        drained)."""
-        c = self.candidates.pop(service, None)
-        if c is not None:
-            self.retiring[service] = c
-            self.ctx.bus.publish("evolution.candidate", service=service, port=c.port,
-                                 retiring=True)
-
     async def _retire(self, action: Action, rid: int, state: RolloutState,
                       now: float) -> Outcome:
         """Past the commit point (or after a rollback): the candidate is stopped and no
         longer on record; the gateway then lists only the Service's own process."""
-        c = self.retiring.get(state.service) or self.candidates.get(state.service)
+        c = self.pool.retiring.get(state.service) or self.pool.candidates.get(state.service)
         port = c.port if c is not None else None
-        await self._stop_candidate(state.service)
-        orphan = await self._end_orphan(rid)
+        await self.pool.stop(state.service)
+        orphan = await self.pool.end_orphan(rid)
         self.rollouts.forget_candidate(rid)
         ev: dict[str, Any] = {"candidate_port": port, "orphan_stopped": orphan,
                               "status": state.status}
@@ -355,22 +236,22 @@ class EvolutionController(Controller):
                                              now)
                 rid = self.rollouts.create(state, now)
                 self._announce(rid, state, "start", action.reason, {}, now)
-                port = await self._start_candidate(rid, spec, state, rp)
+                port = await self.pool.start(rid, spec, state, rp)
                 return Outcome(action, True, f"rollout started; candidate on port {port}")
             latest = self.rollouts.latest(spec.service, spec.to_version)
             if op == "retire" and latest is not None:
                 return await self._retire(action, *latest, now)
             if op == "unpublish" and latest is not None:
-                self._unpublish(spec.service)
+                self.pool.unpublish(spec.service)
                 return Outcome(action, True, "candidate no longer routed to by the gateway")
             if latest is None or latest[1].status != "running":
                 return Outcome(action, False, "no running rollout", permanent=True)
             rid, state = latest
             if op == "candidate":
-                port = await self._start_candidate(rid, spec, state, rp)
+                port = await self.pool.start(rid, spec, state, rp)
                 return Outcome(action, True, f"candidate restarted on port {port}")
             if op == "orphan":
-                pid = await self._end_orphan(rid)
+                pid = await self.pool.end_orphan(rid)
                 self.rollouts.note(rid, "orphan", state.phase_index, action.reason, now,
                                    {"pid": action.params.get("pid"), "stopped": pid})
                 return Outcome(action, True, f"left-over candidate pid {pid} stopped"
@@ -388,9 +269,9 @@ class EvolutionController(Controller):
             if action.params.get("quarantine") is False:  # aborted by its set: not its fault
                 self.rollouts.clear_quarantine(spec.service, spec.to_version)
             if new.status == "rolled_back":  # the old version never stopped serving
-                self._unpublish(spec.service)  # stopped once the gateway no longer routes to it
-                await self._end_orphan(rid)  # a killed operator's: this gateway never had it
-            elif (c := self.candidates.get(spec.service)) is not None:
+                self.pool.unpublish(spec.service)  # stopped once the gateway no longer routes
+                await self.pool.end_orphan(rid)  # a killed operator's: this gateway never had it
+            elif (c := self.pool.candidates.get(spec.service)) is not None:
                 # running: the next phase's share; committed: 100 % until retired
                 c.weight, c.device_version = weights(new, rp)
             self.ctx.bus.publish("evolution.rollout", service=spec.service, status=new.status,

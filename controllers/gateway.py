@@ -28,7 +28,6 @@ started at once, it competed with the switch and doubled its p95.
 from __future__ import annotations
 
 import asyncio
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +35,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from autonomous.core.ports import free_port
 from autonomous.gateway.config import Backend, Front, dynamic_config, static_args
 from autonomous.gateway.gate import Gate
 from autonomous.gateway.process import Traefik
@@ -67,12 +67,6 @@ class GatewayObserved:
     # fronts whose document in force gates a candidate no longer published, whose closed
     # gate Traefik's checks have not met twice yet: the front is switching back, no reload
     switching: tuple[str, ...] = ()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def fallback_routes(intents: list[Intent], services: dict[str, Any]
@@ -210,7 +204,7 @@ class GatewayController(Controller):
         fronts = (fronts_for(gen.services, self.ctx.subsystems.get("rollouts"), fallbacks,
                              standbys, gate) if gen is not None else ())
         if fronts and not self.metrics_port:
-            self.metrics_port = _free_port()
+            self.metrics_port = free_port()
         t = self.traefik
         running = (tuple(t.argv()[1:]) if t is not None and t.proc is not None
                    and t.proc.poll() is None else None)

@@ -24,11 +24,11 @@ and a service that is not healthy right now are replaced at once: there is nothi
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from autonomous.core.ports import free_port, port_free
 from autonomous.resources.kinds.service import ServiceSpec
 from autonomous.supervisor.probes import http_probe
 from autonomous.supervisor.processes import ProcessSupervisor
@@ -86,21 +86,6 @@ def beside(spec: ServiceSpec, env: dict[str, str], running_port: int | None,
     return Beside(moved, new_env, spare_port)
 
 
-def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 async def prove_or_refuse(ctl: Any, d: Any, action: Action, env: dict[str, str],
                           cwd: Path) -> Outcome | None:
     """None: go on and replace the running process. An Outcome: the new revision was refused
@@ -117,8 +102,8 @@ async def prove_or_refuse(ctl: Any, d: Any, action: Action, env: dict[str, str],
         return None
     old = ctl.revisions.spec_of(name, info.spec_hash)
     spec = d.spec
-    plan = beside(spec, env, old.port if old else spec.port, _free_port(spec.host),
-                  spec.port is None or _port_free(spec.host, spec.port))
+    plan = beside(spec, env, old.port if old else spec.port, free_port(spec.host),
+                  spec.port is None or port_free(spec.host, spec.port))
     if isinstance(plan, str):
         return _refuse(ctl, d, action, info, f"cannot run beside the running process: {plan}; "
                        "set supervision.rollout.max_unavailable: 1 to allow stop-then-start")

@@ -25,9 +25,9 @@ follows the Service's desired revision (the stable one); the candidate gets none
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import Any
 
+from autonomous.core.ports import free_port
 from autonomous.core.clock import tick_delay
 from autonomous.resources.kinds.service import ServiceSpec
 from autonomous.supervisor.probes import http_probe
@@ -77,15 +77,6 @@ def standby_spec(spec: ServiceSpec, port: int) -> ServiceSpec:
                                    "command": _substitute(list(spec.command), spec.port, port)})
 
 
-def _free_port(host: str, taken: set[int]) -> int:
-    while True:
-        with socket.socket() as s:
-            s.bind((host, 0))
-            port = int(s.getsockname()[1])
-        if port not in taken:
-            return port
-
-
 def assign_ports(store: Any, services: dict[str, ServiceSpec]) -> dict[str, int]:
     """instance name → backend port for every declared standby instance; a port once given
     is kept (store kv ``standby_ports``), a new instance gets a free loopback port that no
@@ -101,7 +92,7 @@ def assign_ports(store: Any, services: dict[str, ServiceSpec]) -> dict[str, int]
             inst = instance_name(name, i)
             port = known.get(inst)
             if port is None or port in declared:
-                port = _free_port(spec.host, declared | set(known.values()))
+                port = free_port(spec.host, declared | set(known.values()))
             out[inst] = known[inst] = port
     if out != {k: v for k, v in (store.kv_get(_KV, {}) or {}).items() if k in out}:
         store.kv_set(_KV, known)
