@@ -80,7 +80,7 @@ def _build_server(ctx: OperatorContext, host: str, port: int) -> Any:
             while not await self.on_tick(counter):
                 counter = (counter + 10) % 864000
                 # on the one tick grid: the same wake-up as the once-a-second probes
-                await wait_or_timeout(self._exit.wait(), tick_delay(SystemClock(), 1.0))
+                await wait_or_timeout(self._exit.wait(), tick_delay(ctx.clock, 1.0))
 
         def request_exit(self) -> None:
             self.should_exit = True

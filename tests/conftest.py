@@ -225,3 +225,18 @@ async def operator_stack(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     yield make
     for s in made:
         await stop_stack(s)
+
+
+@pytest.fixture
+def stack_factory(operator_stack: Callable[..., Any]) -> Callable[..., Any]:
+    """``stack_factory(services, extra_policy=None)``: the operator in this process with the
+    healing controllers (services, features, healing) on ``services``."""
+    from controllers.features import FeaturesController
+    from controllers.healing import HealingController
+    from controllers.services import ServicesController
+
+    controllers = (ServicesController, FeaturesController, HealingController)
+
+    def make(services: dict[str, str], extra_policy: str | None = None) -> Any:
+        return operator_stack(services, controllers, extra_policy=extra_policy)
+    return make

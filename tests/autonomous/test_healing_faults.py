@@ -13,30 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 
 from autonomous.intents import IntentStore
 from autonomous.testing import free_port
-from controllers.features import FeaturesController
-from controllers.healing import HealingController
-from controllers.services import ServicesController
 from tests.autonomous.operator_stack import FAST_POLICY, service
 
 pytestmark = pytest.mark.slow
-
-HEALING_CONTROLLERS = (ServicesController, FeaturesController, HealingController)
-
-
-@pytest.fixture
-def stack_factory(operator_stack: Callable[..., Any]) -> Callable[..., Any]:
-    """``stack_factory(services, extra_policy=None)``: the operator with healing."""
-    def make(services: dict[str, str], extra_policy: str | None = None) -> Any:
-        return operator_stack(services, HEALING_CONTROLLERS, extra_policy=extra_policy)
-    return make
-
 
 async def test_crash_sigkill_is_restarted_and_healthy(stack_factory):
     s = await stack_factory({"nexus": service("nexus", free_port())})

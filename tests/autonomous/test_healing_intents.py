@@ -16,7 +16,6 @@ from autonomous.intents import IntentStore
 from autonomous.store import Store
 from autonomous.testing import free_port
 from tests.autonomous.operator_stack import service
-from tests.autonomous.test_healing_faults import stack_factory  # noqa: F401
 
 pytestmark = pytest.mark.slow
 

@@ -5,7 +5,6 @@ program's, an unknown or non-executable program is an ``OSError`` at start."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess

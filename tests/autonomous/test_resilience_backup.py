@@ -370,7 +370,6 @@ def test_cli_verify_repair_rewrites_from_live_data(tmp_path, capsys):
     data = root / ".atlas-data"
     Store(data / "atlas.db").open().close()
     args = ["--root", str(root)]
-    offline = ["--url", f"http://127.0.0.1:{free_port()}"]  # no operator answers there
     assert dispatch(["backup", *args]) == 0
     repo = data / "backups"
     bid = next(p.stem for p in (repo / "snapshots").glob("*.json"))

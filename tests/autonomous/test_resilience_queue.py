@@ -9,7 +9,6 @@ import pytest
 
 from autonomous.core.clock import FakeClock
 from autonomous.core.errors import Throttled
-from autonomous.resilience import __all__ as _pkg  # noqa: F401 - the package imports cleanly
 from autonomous.resilience.admission import Admission
 from autonomous.core.stats import percentiles
 from autonomous.resilience.priority_queue import Priority, PriorityQueue
