@@ -22,10 +22,13 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autonomous.api import stream_token
 from autonomous.api.deps import require_token, token_problem
+
+if TYPE_CHECKING:
+    from autonomous.context import OperatorContext
 
 __all__ = ["ApiLimits", "RequestGuard", "install", "limits_from_context"]
 
@@ -42,11 +45,14 @@ class ApiLimits:
     public_paths: tuple[str, ...]
 
 
-def limits_from_context(ctx: Any) -> ApiLimits:
+def limits_from_context(ctx: OperatorContext) -> ApiLimits:
     """``spec.settings.api`` of the generation in force."""
     from autonomous.resources.config.api import ApiSettings
 
-    s = ApiSettings.model_validate(ctx.desired.current.tree.config.settings["api"])
+    gen = ctx.desired.current
+    if gen is None:  # the operator serves only once a generation is in force
+        raise RuntimeError("no desired-state generation in force: the API has no limits yet")
+    s = ApiSettings.model_validate(gen.tree.config.settings["api"])
     return ApiLimits(s.max_body_bytes, s.body_timeout_seconds, s.authenticated_reads,
                      tuple(s.public_paths))
 
@@ -55,7 +61,7 @@ _PATH_CACHE = 4096
 
 
 class RequestGuard:
-    def __init__(self, app: Any, ctx: Any, limits: Callable[[], ApiLimits],
+    def __init__(self, app: Any, ctx: OperatorContext, limits: Callable[[], ApiLimits],
                  routes: Callable[[], list[Any]]) -> None:
         self.app, self.ctx, self.limits, self.routes = app, ctx, limits, routes
         self._needs_token: dict[int, bool] = {}
@@ -234,7 +240,7 @@ async def _reply(send: Send, status: int, detail: str,
     await send({"type": "http.response.body", "body": body})
 
 
-def install(app: Any, ctx: Any, limits: Callable[[], ApiLimits] | None = None) -> None:
+def install(app: Any, ctx: OperatorContext, limits: Callable[[], ApiLimits] | None = None) -> None:
     """Add the guard outermost (call after every other middleware is added)."""
     app.add_middleware(RequestGuard, ctx=ctx, limits=limits or (lambda: limits_from_context(ctx)),
                        routes=lambda: app.router.routes)

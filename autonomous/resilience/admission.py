@@ -27,7 +27,7 @@ import asyncio
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autonomous.core.clock import Clock, SystemClock
 from autonomous.core.errors import Throttled
@@ -43,6 +43,9 @@ from autonomous.resilience.resource_throttler import (
     context_reader,
     read_system_resources,
 )
+
+if TYPE_CHECKING:
+    from autonomous.context import OperatorContext
 
 __all__ = [
     "Admission",
@@ -278,7 +281,7 @@ def admission_for_policy(policy_source: Callable[[], dict[str, Any]], *,
     return Admission(policy_source, clock=clock, reader=reader)
 
 
-def install(app: Any, ctx: Any, *,
+def install(app: Any, ctx: OperatorContext, *,
             reader: Callable[[], ResourceReading] | None = None) -> Admission:
     """Add admission control to ``app`` (call from the app factory, before it starts) and
     register it as ``ctx.subsystems["admission"]`` so the resilience API can report it.
