@@ -23,9 +23,6 @@ __all__ = ["Detector", "ProbeVerdict"]
 
 ProbeVerdict = str  # "opened:<source>" | "closed" | ""
 
-_WINDOW = 16
-
-
 class Detector:
     """``services()``/``supervisor()`` return the facades (or None before they exist);
     ``policy()`` returns the ``healing`` section."""
@@ -76,7 +73,10 @@ class Detector:
             self.proven[name] = d.get("pid")
         elif self.proven.get(name) != d.get("pid"):
             return "", None  # still starting: the liveness threshold judges that, not the breaker
-        window = self.recent.setdefault(name, deque(maxlen=_WINDOW))
+        size = int(self.policy()["detection"]["evidence_probes"])
+        window = self.recent.get(name)
+        if window is None or window.maxlen != size:  # a policy change resizes it
+            window = self.recent[name] = deque(window or (), maxlen=size)
         window.append(d)
         b = self.breakers.service(name)
         before = b.get_state()

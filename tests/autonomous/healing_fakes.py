@@ -107,6 +107,7 @@ class FakeServices:
                 self.calls.append(("start", name))
                 self._run(name)
         self._held = set(held)
+
     def specs(self) -> dict[str, ServiceSpec]:
         return dict(self._specs)
 
@@ -129,6 +130,7 @@ class FakeServices:
         self.calls.append(("rollback", name))
         self.crash_on_start.discard(name)
         self._run(name)
+        self.procs[name]["spec_hash"] = "good"  # the process runs the revision rolled back to
         return {"service": name, "blocked": "bad", "to": "good"}
 
     def revisions(self, name: str) -> list[dict[str, Any]]:

@@ -167,6 +167,9 @@ class DetectionPolicy(Strict):
     finding_window_seconds: float = Field(gt=0, description="A health.finding about a service "
                                           "this recent is linked to the incident opened for it "
                                           "(its evidence and graph chain)")
+    evidence_probes: int = Field(16, ge=1, le=1000, description="Latest probe results per "
+                                 "service kept as the evidence of why its breaker opened "
+                                 "(errors, slow or unanswered: the incident's source)")
 
 
 class MemoryPolicy(Strict):
