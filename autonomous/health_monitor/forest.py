@@ -9,6 +9,7 @@ compares the two.
 
 from __future__ import annotations
 
+import importlib
 from concurrent.futures import Future
 from typing import Any, Self
 
@@ -81,7 +82,7 @@ def fit_forest(matrix: np.ndarray, n_estimators: int, contamination: float) -> F
 
 def _preload() -> None:
     """Import scikit-learn in the child (the slow part of its start)."""
-    import sklearn.ensemble  # noqa: F401
+    importlib.import_module("sklearn.ensemble")
 
 
 class ForestFitter:

@@ -6,12 +6,13 @@ only to offer HTTPS clients, which a sample service never uses. This runs only i
 own process, never when the package is imported as a library.
 """
 
+import importlib
 import sys
 
 if "ssl" not in sys.modules:
     sys.modules["ssl"] = None  # type: ignore[assignment]
     try:
-        import http.server  # noqa: F401
+        importlib.import_module("http.server")
     finally:
         del sys.modules["ssl"]
 

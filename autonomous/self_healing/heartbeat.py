@@ -29,6 +29,7 @@ from autonomous.supervisor.probe_client import ProbeClient
 
 if TYPE_CHECKING:
     from autonomous.context import OperatorContext
+    from autonomous.self_healing.facade import HealingFacade
 
 __all__ = ["HeartbeatClient", "HeartbeatResult", "report", "request_heal"]
 
@@ -81,7 +82,7 @@ class HeartbeatClient:
         """The ``healing.heartbeat`` policy in force (read on every beat)."""
         return self.ctx.policy()["healing"]["heartbeat"]
 
-    def _healing(self) -> Any:
+    def _healing(self) -> HealingFacade:
         healing = self.ctx.subsystems.get("healing")
         if healing is None:
             raise LookupError("the healing subsystem is not running: heartbeats go through its "

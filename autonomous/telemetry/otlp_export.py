@@ -11,6 +11,7 @@ SQLite). Without the package, :func:`make_exporter` returns None with the reason
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
 from typing import Any
@@ -26,8 +27,8 @@ _KINDS = ("internal", "server", "client", "producer", "consumer")
 def otlp_available() -> str | None:
     """None when the OTLP HTTP exporter can be imported, else why not."""
     try:
-        import opentelemetry.exporter.otlp.proto.http.trace_exporter
-        import opentelemetry.sdk.trace  # noqa: F401
+        importlib.import_module("opentelemetry.exporter.otlp.proto.http.trace_exporter")
+        importlib.import_module("opentelemetry.sdk.trace")
     except ImportError as exc:
         return (f"opentelemetry-exporter-otlp is not installed ({exc}); "
                 "pip install 'atlas-autonomous[otlp]'")

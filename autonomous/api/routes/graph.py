@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi import APIRouter, Query
 
@@ -37,7 +38,10 @@ def nodes(ctx: Ctx, type: str | None = Query(None), since: str | None = time_que
             "stats": ctx.graph.stats()}
 
 
-def _node(ctx: OperatorContext, node_id: str, fn: Any) -> Any:
+T = TypeVar("T")
+
+
+def _node(ctx: OperatorContext, node_id: str, fn: Callable[[str], T]) -> T:
     try:
         return fn(node_id)
     except KeyError:

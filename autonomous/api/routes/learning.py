@@ -14,6 +14,7 @@ from autonomous.api.deps import Actor, Ctx, subsystem
 
 if TYPE_CHECKING:
     from autonomous.context import OperatorContext
+    from autonomous.learning.facade import LearningFacade
 
 __all__ = ["FeedbackBody", "RouteBody", "router"]
 
@@ -245,7 +246,7 @@ class CycleOut(BaseModel):
     reason: str | None = None
 
 
-def _facade(ctx: OperatorContext) -> Any:
+def _facade(ctx: OperatorContext) -> LearningFacade:
     return subsystem(ctx, "learning")
 
 

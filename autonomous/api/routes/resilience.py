@@ -18,6 +18,7 @@ from autonomous.backup.target import RestoreTargetRefused
 
 if TYPE_CHECKING:
     from autonomous.context import OperatorContext
+    from autonomous.resilience.facade import ResilienceFacade
 
 __all__ = ["BackupBody", "RestoreBody", "SurvivalBody", "router"]
 
@@ -67,7 +68,7 @@ class BackupOut(BaseModel):
     stats: dict[str, Any]
 
 
-def _survival(facade: Any) -> SurvivalOut:
+def _survival(facade: ResilienceFacade) -> SurvivalOut:
     s = facade.survival.state()
     return SurvivalOut(active=s["active"], reason=s.get("reason"), source=s.get("source"),
                        since=iso(s.get("since")) if s["active"] else None,
@@ -133,10 +134,11 @@ _SURVIVAL_202: dict[int | str, dict[str, Any]] = {202: {"model": SurvivalPending
                        "request_wait_seconds"}}
 
 
-async def _survival_request(ctx: OperatorContext, op: str, body: SurvivalBody, actor: str) -> Any:
+async def _survival_request(ctx: OperatorContext, op: str, body: SurvivalBody,
+                            actor: str) -> SurvivalOut | JSONResponse:
     """Survival enter/exit goes through the one governance gate: the resilience controller
     carries out the request as a ``survival`` action."""
-    facade = subsystem(ctx, "resilience")
+    facade: ResilienceFacade = subsystem(ctx, "resilience")
     it = await facade.request_survival(op, body.reason, actor)
     if it is not None and it.state == "consumed":
         return _survival(facade)
@@ -194,8 +196,8 @@ _FAILED = {"RestoreRefused": Conflict, "FileExistsError": Conflict,
            "ManifestDamaged": Conflict}
 
 
-async def _request(facade: Any, backup_id: str, target: str, actor: str) -> dict[str, Any]:
-    return facade.request_restore(backup_id, target, actor)  # type: ignore[no-any-return, unused-ignore]
+async def _request(facade: ResilienceFacade, backup_id: str, target: str, actor: str) -> dict[str, Any]:
+    return facade.request_restore(backup_id, target, actor)
 
 
 @router.post("/backups/{backup_id}/restore", responses={

@@ -17,6 +17,7 @@ from autonomous.telemetry.metrics_aggregator import READ_RESOLUTIONS as RESOLUTI
 
 if TYPE_CHECKING:
     from autonomous.context import OperatorContext
+    from autonomous.telemetry.hub import TelemetryHub
 
 # An aggregation asked for with neither start nor step covers the last five minutes, the
 # lookback Prometheus gives an instant query.
@@ -88,7 +89,7 @@ class SilenceIn(BaseModel):
     comment: str = Field("", max_length=2000)
 
 
-def _hub(ctx: OperatorContext) -> Any:
+def _hub(ctx: OperatorContext) -> TelemetryHub:
     return subsystem(ctx, "telemetry")
 
 
