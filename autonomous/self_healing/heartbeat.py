@@ -154,7 +154,8 @@ class HeartbeatClient:
                 return
 
 
-def report(ctx: OperatorContext, res: HeartbeatResult, metrics: dict[str, float] | None = None) -> None:
+def report(ctx: OperatorContext, res: HeartbeatResult,
+           metrics: dict[str, float] | None = None) -> None:
     """A beat's measurements to telemetry (only what was measured; ``metrics`` a beating
     process reported about itself as ``heartbeat.<name>``) and the ``healing.heartbeat`` event.
     Shared by this client and the API route the embedded agent reports to."""

@@ -69,19 +69,16 @@ def judge(w: Watch, seen: Seen, now: float, stable: float,
     ``not_pid``) answered its probe with the same pid for ``stable`` seconds; failed when a
     new process exited before that, or after ``limit`` seconds; else None (observe again)."""
     cur = seen.pid if seen.running else None
-    if w.want_hash is not None and seen.spec_hash != w.want_hash and seen.pid is not None:
-        # a process of another revision (the owner's crash restart of the one being replaced)
-        # is not the one asked for: it neither proves nor fails the verification
-        w = replace(w, healthy_since=None, pid=None, last=f"process {seen.pid} runs another "
-                    "revision")
-        if now - w.start >= limit:
-            return w, Verdict(False, f"not healthy within {limit:g}s: {w.last}", None,
-                              now - w.start)
-        return w, None
-    if cur is None and seen.pid not in (None, w.not_pid):
+    # a process of another revision (the owner's crash restart of the one being replaced) is
+    # not the one asked for: it neither proves nor fails the verification
+    other = w.want_hash is not None and seen.pid is not None and seen.spec_hash != w.want_hash
+    if not other and cur is None and seen.pid not in (None, w.not_pid):
         return w, Verdict(False, f"process {seen.pid} exited with code {seen.returncode} "
                                  "before proving healthy", seen.pid, now - w.start)
-    if cur is None or cur == w.not_pid:
+    if other:
+        w = replace(w, healthy_since=None, pid=None,
+                    last=f"process {seen.pid} runs another revision")
+    elif cur is None or cur == w.not_pid:
         w = replace(w, healthy_since=None, last=f"process not running (exit code "
                     f"{seen.returncode})" if cur is None else "old process still running")
     elif seen.probe_ok and cur == w.pid and w.healthy_since is not None:

@@ -196,7 +196,8 @@ _FAILED = {"RestoreRefused": Conflict, "FileExistsError": Conflict,
            "ManifestDamaged": Conflict}
 
 
-async def _request(facade: ResilienceFacade, backup_id: str, target: str, actor: str) -> dict[str, Any]:
+async def _request(facade: ResilienceFacade, backup_id: str, target: str,
+                   actor: str) -> dict[str, Any]:
     return facade.request_restore(backup_id, target, actor)
 
 
