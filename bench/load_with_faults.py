@@ -76,6 +76,36 @@ two "after" runs. Changes: one ``send()`` per response (``autonomous/api/http_pr
 py-spy had ~20 % of the loop in socket writes, two thirds from 429s), the CRITICAL status
 read ``async`` without the thread-pool hop and ``jsonable_encoder``. At 3x the measured
 capacity the bar is still not met on this host (after: 90 ms against 9.4 ms unloaded).
+
+Stop 26 (main at 012e805; ``--seconds 40 --rps 2000`` unless said; a helper's NAB grid held
+one of the two cores at nice 10 for part of the window). On a quiet host ``--quick`` met the
+bar within noise once: capacity 444 req/s, 1332 offered, CRITICAL p99 11.4 ms against 5.6 ms
+unloaded (bar 11.2), 100 %. At 2000 req/s (2.4-3x the 733-860 req/s measured) the p99 sits at
+23-43 ms whatever was tried, against 4-7.5 ms unloaded; p50 stays at the unloaded 2.0-2.4 ms:
+the tail is stalls, not a slower path. Measured, not kept:
+
+    change (alternating with main, same offered load)    CRITICAL p99 loaded / unloaded
+    main                                                  31.1 / 7.5 ms, 23.6 / 4.2 ms
+    sys.setswitchinterval(1 ms) / (0.5 ms)                30.5 / 6.1 ms, 52.8 / 5.4 ms
+    thread pool limited to 4 (anyio tokens)               31.7 / 3.9 ms (3x its capacity)
+    status body cached 50 ms (stale reads: diagnostic)    29.2 / 12.7 ms
+    shed in the HTTP protocol, before any ASGI task       29.2 / 4.9 ms; CPU per answer 0.87
+      (branch wt/crit3: EarlyGate, AuthCheck shared      against 0.86 ms: most 429s come
+      with the guard, Admission.verdict once)             out of the queue (waited, evicted),
+                                                          which the gate does not see; a
+                                                          429 alone 129-162 against 145-220 µs
+    the status read served by its own thread and loop     31.1 ms (wrk on that port, the same
+      (a diagnostic server in the operator process)      load on the API: 42.3 ms there)
+
+Where the tail comes from (``py-spy`` and in-process samplers during the load): the operator
+process holds the GIL ~100 % of one core (main loop ~50 %, sheddable routes in the thread
+pool, the span writer); a thread waking from a 1 ms sleep waits for the GIL p99 3.5-6.6 ms,
+p99.9 8-19 ms; a 2 ms loop timer runs late p99 10-14 ms, p99.9 22-53 ms; no single callback
+over 12 ms explains it (62 in a whole run, GC passes 5-11 ms). A request needs the loop (or a
+lane thread) to get the GIL two or three times, so p99 lands at 3-5 of those waits. A
+separate lane inside the process does not escape the GIL (31 ms above); what would is less
+Python per admitted request (FastAPI's encoding of the list routes on the loop) or serving
+the sheddable routes from another process — not done.
 """
 
 from __future__ import annotations
