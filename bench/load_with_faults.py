@@ -89,9 +89,10 @@ the tail is stalls, not a slower path. Measured, not kept:
     sys.setswitchinterval(1 ms) / (0.5 ms)                30.5 / 6.1 ms, 52.8 / 5.4 ms
     thread pool limited to 4 (anyio tokens)               31.7 / 3.9 ms (3x its capacity)
     status body cached 50 ms (stale reads: diagnostic)    29.2 / 12.7 ms
-    shed in the HTTP protocol, before any ASGI task       29.2 / 4.9 ms; CPU per answer 0.87
-      (branch wt/crit3: EarlyGate, AuthCheck shared      against 0.86 ms: most 429s come
-      with the guard, Admission.verdict once)             out of the queue (waited, evicted),
+    shed in the HTTP protocol, before any ASGI task       29.2, 31.4 ms (main beside: 23.6,
+      (branch wt/crit3: EarlyGate, AuthCheck shared      29.0); CPU per answer 0.87 / 0.86
+      with the guard, Admission.verdict once)             ms: most 429s come
+                                                          out of the queue (waited, evicted),
                                                           which the gate does not see; a
                                                           429 alone 129-162 against 145-220 µs
     the status read served by its own thread and loop     31.1 ms (wrk on that port, the same
