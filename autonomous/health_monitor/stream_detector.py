@@ -37,6 +37,15 @@ the fourth; standard profile; HTM's LOCO 70.4 = 73.4 / 70.2 / 55.5 / 82.4, ARTim
 69.5 / 61.9 / 63.1 / 87.2 for realAWSCloudwatch / realAdExchange / realKnownCause /
 realTraffic held out):
 
+- **Blend with a level likelihood (stop 26), not adopted, code not merged** (branch wt/nab3):
+  the change likelihood averaged (``mean``) or maxed (``max``) with the same CDF on the level
+  surprise ``log(1 + |z|)``, planned before any result, each option crossed with every grid
+  point (+1080 settings) and offered to the nested LOCO: no fold picks one (standard 72.72,
+  low-FP 57.36, low-FN 76.02, all equal to without); policy point on all 37 files: 68.29 /
+  68.38 against 71.30 (low-FP 59.10 / 55.40 against 60.61): realAWSCloudwatch -6 to -7 (the
+  level likelihood fires on near-flat series' repeated spikes too). Exact figures of the
+  policy in force: overall 71.30 against HTM 71.27 and ARTime 72.35; low-FP 60.61 (HTM
+  65.78), low-FN 76.97 (HTM 75.22).
 - **Second opinions (stop 24), not adopted.** Four families (``stream_opinion``: CUSUM of
   ``z``, k 5 / 20 × drift 0.5 / 1; windowed Gaussian tail, k 2 / 3 / 4 / 6; seasonal
   residual, k 3 / 6 × period 24 / 288; mean shift, k 4 / 8 × 6 / 24 recent rows), fixed
