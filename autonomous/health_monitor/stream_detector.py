@@ -99,7 +99,8 @@ realTraffic held out):
   ec2_cpu fe7f93 the false alarms are 3-row bursts, the labelled anomalies last longer):
   58.6 (AWS 60.1, low-FP 52.5), about records alone, since after a level shift the lagging
   median makes long runs routine. The last three were screened at the policy point on all
-  37 files, lost everywhere and were not offered to the nested search. What selection cannot fix: the best any of the 540
+  37 files, lost everywhere and were not offered to the nested search. What selection
+  cannot fix: the best any of the 540
   settings scores on a category, in-sample (a ceiling, not a figure), is 66.5 / 72.7 / 74.5
   / 84.4 standard and 55.7 / 65.8 / 61.9 / 74.6 low-FP; HTM's 73.4 (68.7 low-FP) on
   realAWSCloudwatch is out of this detector family's reach: it needs about half its false
@@ -146,7 +147,8 @@ realTraffic held out):
   escalation on any |z| (3 / 5 / 10 × the detection's): 68.6-69.7. A second likelihood on the
   mean surprise of the last 6 / 24 samples (σ / √k), OR-ed in at 1 - 1e-4 … 1 - 1e-9: 63.0-69.4
   (+6 on realTraffic, -2 on realAWSCloudwatch, the trade every suppression change makes
-  too). Earlier: an OR-ed HTM-style likelihood on exponential-smoothing error (68.4-68.5, never picked), a
+  too). Earlier: an OR-ed HTM-style likelihood on exponential-smoothing error (68.4-68.5,
+  never picked), a
   sustained-shift channel (67.4-68.5), ``window`` 150 / 600, ``record_window`` 2000 / 8000,
   ``short_window`` 3, a record margin of 2-20 % of the range (all below).
 - **LOCO-trained candidate classifier** (fourth round, not kept): the policy detector's 291
