@@ -112,7 +112,8 @@ separate lane inside the process does not escape the GIL (31 ms above); what wou
 Python per admitted request (FastAPI's encoding of the list routes on the loop) or serving
 the sheddable routes from another process — not done.
 
-The whole run (stop 26, main at 4f8d4c6, quiet host: ``python3 bench/load_with_faults.py``, 300 s):
+The whole run (stop 26, main at 4f8d4c6, quiet host, ``python3 bench/load_with_faults.py``,
+300 s):
 capacity 788 req/s, 2365 offered (3.0x), 12 faults (crash, hang, slow, 5xx, memory in turn).
 CRITICAL 100.000 % successful, p50 2.6 ms, p99 31.7 ms, p99.9 123.3 ms against 2.2 / 4.1 ms
 unloaded (bar 8.3 ms: NOT met); HIGH 95.5 % (p99 539 ms), MEDIUM 0.15 %, LOW 0.0 % (shed, as
