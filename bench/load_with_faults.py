@@ -99,18 +99,26 @@ the tail is stalls, not a slower path. Measured, not kept:
       2 ms, all at 10; HIGH 8 / 40), ``--loop-lag``      thresholds beside: 45.2 ms (half
                                                           the sheds on the lag; CPU per
                                                           answer 0.64 against 0.88 ms)
+    shed on the operator's own CPU (process time over     47.1 / 77.3 ms (main beside: 20.6):
+      wall, linear 50→80 % / 40→70 % of a core)          CPU 90 / 83 % of a core, yet worse
+    GC off / gc.set_threshold(20000, 20, 20)             17.8 / 18.3, 33.7 ms (main beside:
+                                                          24.6, 17.3: within the noise)
     the status read served by its own thread and loop     31.1 ms (wrk on that port, the same
       (a diagnostic server in the operator process)      load on the API: 42.3 ms there)
 
-Where the tail comes from (``py-spy`` and in-process samplers during the load): the operator
-process holds the GIL ~100 % of one core (main loop ~50 %, sheddable routes in the thread
-pool, the span writer); a thread waking from a 1 ms sleep waits for the GIL p99 3.5-6.6 ms,
-p99.9 8-19 ms; a 2 ms loop timer runs late p99 10-14 ms, p99.9 22-53 ms; no single callback
-over 12 ms explains it (62 in a whole run, GC passes 5-11 ms). A request needs the loop (or a
-lane thread) to get the GIL two or three times, so p99 lands at 3-5 of those waits. A
-separate lane inside the process does not escape the GIL (31 ms above); what would is less
-Python per admitted request (FastAPI's encoding of the list routes on the loop) or serving
-the sheddable routes from another process — not done.
+The host is not the floor: Traefik's ``/ping`` (Go), loaded by its own wrk the same way as
+the CRITICAL reads (20 connections, 10 req/s each) during the same load on the API, answers
+p50 0.5 / p99 3.3 ms, while the API's CRITICAL p99 is 34.4 ms beside it. Inside the operator
+(``py-spy`` and in-process samplers during the load): the process runs ~100 % of one core
+(main loop ~50 %, the sheddable routes in the thread pool, the span writer), and ``py-spy
+--gil`` finds the GIL held in ~2/3 of its samples; a thread waking from a 1 ms sleep waits
+for the GIL p99 3.5-6.6 ms, p99.9 8-19 ms; a 2 ms loop timer runs late p99 10-14 ms, p99.9
+22-53 ms; no single callback over 12 ms explains it (62 in a whole run, GC passes 5-11 ms).
+A request needs the loop (or a lane thread) to get the GIL two or three times. The cause is
+not pinned down: a separate lane in the process does not escape it (31 ms above), and neither
+does shedding down to 83 % of a core. Left to try: less Python per admitted request
+(FastAPI's encoding of the list routes on the loop), or the sheddable routes served by
+another process.
 
 The whole run (stop 26, main at 4f8d4c6, quiet host, ``python3 bench/load_with_faults.py``,
 300 s):
