@@ -37,6 +37,17 @@ the fourth; standard profile; HTM's LOCO 70.4 = 73.4 / 70.2 / 55.5 / 82.4, ARTim
 69.5 / 61.9 / 63.1 / 87.2 for realAWSCloudwatch / realAdExchange / realKnownCause /
 realTraffic held out):
 
+- **Normalised surprise (stop 27), not adopted, code not merged** (branch wt/nab4): the
+  surprise ÷ the median / 90 % quantile of the raw surprises of the past 200 / 800 rows,
+  floored at 0.1, before the likelihood (the branch's ``bench/nab_eval.py --norms``: 5 options
+  × 540 grid points, planned in an empty commit before any result, opinions left out).
+  Nested LOCO, plain rules (the clean figure) / with smoothed: standard **67.9** / 72.7,
+  low-FP 56.6 / 57.4, low-FN 72.0 / 76.0, all equal to without: no fold picks a norm setting;
+  the defaults (plain or smoothed) keep ``none``. Policy point, all 37 files (standard, low-FP;
+  AWS): median 200 / 800 67.2 / 69.3, 55.5 / 57.6; q90 200 / 800 67.1 / 68.1, 54.0 / 57.6
+  (AWS 57.5-62.8 against 65.6). Likely why (not measured): the likelihood already
+  standardises the surprise by its own history, so a slow divisor cancels and a fast one
+  adds noise. 14-18 µs CPU per row (none: 12-13).
 - **Blend with a level likelihood (stop 26), not adopted, code not merged** (branch wt/nab3):
   the change likelihood averaged (``mean``) or maxed (``max``) with the same CDF on the level
   surprise ``log(1 + |z|)``, planned before any result, each option crossed with every grid
