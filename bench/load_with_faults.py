@@ -128,6 +128,20 @@ unloaded (bar 8.3 ms: NOT met); HIGH 95.5 % (p99 539 ms), MEDIUM 0.15 %, LOW 0.0
 they should be); services 93.7 % (NEXUS, faulted) / 100 %. Anonymous RSS 135 → 140 MiB, slope
 over the second half 0.22 MiB/min (RSS with the database's mapped pages: 12.75 MiB/min);
 operator CPU 0.775 ms per answer.
+
+Stop 27 (main; ``--seconds 40 --rps 2000``, 2.2-4.7x the 423-925 req/s measured; "no faults"
+is ``--fault-every 1000``; the operator's threads read from ``/proc/<pid>/task/*/schedstat``).
+Main, no faults: CRITICAL p99 24.4 / 24.2 / 20.9 ms against 4.5-5.5 unloaded; its serving
+thread runs 87-90 % of the time and waits for a CPU 2.6-2.8 %: the faults are not the tail
+(with faults 19.0 / 37.4 ms), nor are the traces (``sample_ratio`` 0.01: 20.7 ms). At
+lower loads, no faults: 300 req/s (0.6x) 9.8 ms against 6.5. Tried, not kept: **shedding
+at the gateway** (wrk → Traefik → the API; Traefik's ``inFlightReq`` per priority, CRITICAL
+unlimited; sheddable routes capped at 1-4 in flight, or ``rateLimit`` 120 / 60 req/s):
+the operator's CPU fell from 85-98 % to 57-66 % of a core and its serving thread to 48-61 %
+busy, yet CRITICAL p99 was 17.9-18.0 ms without faults, 26.9-51.8 ms with, against 4.6-7.0
+ms unloaded through Traefik; Traefik took 30-32 % of a core, and the serving thread's wait
+for a CPU rose to 8-11.5 %. Halving the Python loop's load does not bring the tail to the
+bar on this host: the two cores shared by wrk, Traefik, the operator and the services set it.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,6 +44,10 @@ def _register(sub: Any) -> None:
 def cmd_run(args: Any) -> int:
     from controllers.operator import InsecureListen, Operator
 
+    # files the operator creates (logs, Traefik's config and log, backups, work dirs) are
+    # its user's alone, as under systemd's UMask=0077; the services it starts get the
+    # conventional 022 back (autonomous/supervisor/processes.py SERVICE_UMASK)
+    os.umask(0o077)
     setup_console_logging(args.log_level)
     _console_format(args.log_format)
     try:

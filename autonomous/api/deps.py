@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import hmac
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal, overload
 
 from fastapi import Depends, Header, Request
 
 from autonomous.context import OperatorContext
 from autonomous.core.errors import Unauthorized
+
+if TYPE_CHECKING:
+    from autonomous.evolution.facade import EvolutionFacade
+    from autonomous.evolution.update_set import UpdateSetFacade
+    from autonomous.health_monitor.health_aggregator import HealthAggregator
+    from autonomous.learning.facade import LearningFacade
+    from autonomous.resilience.facade import ResilienceFacade
+    from autonomous.self_healing.facade import HealingFacade
+    from autonomous.telemetry.hub import TelemetryHub
 
 __all__ = ["Actor", "Ctx", "get_ctx", "require_token", "subsystem", "token_problem"]
 
@@ -44,8 +53,25 @@ async def require_token(ctx: Ctx, authorization: Annotated[str | None, Header()]
 Actor = Annotated[str, Depends(require_token)]
 
 
+@overload
+def subsystem(ctx: OperatorContext, name: Literal["evolution"]) -> EvolutionFacade: ...
+@overload
+def subsystem(ctx: OperatorContext, name: Literal["update_sets"]) -> UpdateSetFacade: ...
+@overload
+def subsystem(ctx: OperatorContext, name: Literal["health"]) -> HealthAggregator: ...
+@overload
+def subsystem(ctx: OperatorContext, name: Literal["learning"]) -> LearningFacade: ...
+@overload
+def subsystem(ctx: OperatorContext, name: Literal["resilience"]) -> ResilienceFacade: ...
+@overload
+def subsystem(ctx: OperatorContext, name: Literal["healing"]) -> HealingFacade: ...
+@overload
+def subsystem(ctx: OperatorContext, name: Literal["telemetry"]) -> TelemetryHub: ...
+
+
 def subsystem(ctx: OperatorContext, name: str) -> Any:
-    """The facade a subsystem registered, or a 503 saying how to enable it."""
+    """The facade a subsystem registered (typed per name: the overloads above), or a 503
+    saying how to enable it."""
     from autonomous.core.errors import AtlasError
 
     facade = ctx.subsystems.get(name)

@@ -204,8 +204,9 @@ def dynamic_config(fronts: list[Front]) -> dict[str, Any]:
 
 def routing(doc: dict[str, Any]) -> dict[str, Any]:
     """(pure) What a dynamic document routes, as Traefik's API reports it once in force:
-    ``service:<name>`` → a load balancer's server URLs or a weighted service's
-    ``[child, weight]`` pairs; ``router:<name>`` → the service it routes to."""
+    ``service:<name>`` → a load balancer's server URLs, a weighted service's
+    ``[child, weight]`` pairs or a failover's ``[service, fallback]``; ``router:<name>`` →
+    the service it routes to."""
     http = doc.get("http") or {}
     out: dict[str, Any] = {}
     for name, svc in (http.get("services") or {}).items():
@@ -214,6 +215,8 @@ def routing(doc: dict[str, Any]) -> dict[str, Any]:
         elif "weighted" in svc:
             out[f"service:{name}"] = [[c["name"], c["weight"]]
                                       for c in svc["weighted"]["services"]]
+        elif "failover" in svc:
+            out[f"service:{name}"] = [svc["failover"]["service"], svc["failover"]["fallback"]]
     for name, r in (http.get("routers") or {}).items():
         out[f"router:{name}"] = r["service"]
     return out

@@ -35,11 +35,11 @@ def live_servers(control: str) -> dict[str, list[str]] | None:
     """file-provider load-balancer service → server URLs the Traefik whose control entry point
     is ``control`` (host:port) routes to now (its read-only API); None when it does not
     answer."""
-    live = live_routing(control)
-    if live is None:
+    services = _get(control, "/api/http/services")
+    if services is None:
         return None
-    return {k.removeprefix("service:"): v for k, v in live.items()
-            if k.startswith("service:") and v and isinstance(v[0], str)}
+    return {_name(s): _servers(s) for s in services
+            if s.get("provider") == "file" and "loadBalancer" in s}
 
 
 def live_routing(control: str) -> dict[str, Any] | None:
@@ -53,18 +53,27 @@ def live_routing(control: str) -> dict[str, Any] | None:
     for s in services:
         if s.get("provider") != "file":
             continue
-        name = str(s["name"]).removesuffix("@file")
         if "loadBalancer" in s:
-            out[f"service:{name}"] = [str(x["url"]) for x in
-                                      s["loadBalancer"].get("servers") or []]
+            out[f"service:{_name(s)}"] = _servers(s)
         elif "weighted" in s:
-            out[f"service:{name}"] = [[str(c["name"]).removesuffix("@file"), c.get("weight")]
-                                      for c in s["weighted"].get("services") or []]
+            out[f"service:{_name(s)}"] = [[_name(c), c.get("weight")]
+                                          for c in s["weighted"].get("services") or []]
+        elif "failover" in s:
+            fo = s["failover"]
+            out[f"service:{_name(s)}"] = [str(fo.get(k, "")).removesuffix("@file")
+                                          for k in ("service", "fallback")]
     for r in routers:
         if r.get("provider") == "file":
-            out[f"router:{str(r['name']).removesuffix('@file')}"] = \
-                str(r.get("service", "")).removesuffix("@file")
+            out[f"router:{_name(r)}"] = str(r.get("service", "")).removesuffix("@file")
     return out
+
+
+def _name(obj: dict[str, Any]) -> str:
+    return str(obj["name"]).removesuffix("@file")
+
+
+def _servers(service: dict[str, Any]) -> list[str]:
+    return [str(x["url"]) for x in service["loadBalancer"].get("servers") or []]
 
 
 class Traefik:
@@ -138,12 +147,16 @@ class Traefik:
         """load-balancer service → server URLs this Traefik routes to now."""
         return live_servers(f"127.0.0.1:{self.metrics_port}")
 
+    def live_routing(self) -> dict[str, Any] | None:
+        """What this Traefik routes now (:func:`live_routing`)."""
+        return live_routing(f"127.0.0.1:{self.metrics_port}")
+
     def in_force(self) -> bool:
         """Everything the document last written routes is live (servers of each load
         balancer, weights of each split, each router's service): Traefik applies a written
         document after its reload throttle, not at the write."""
         want = routing(dynamic_config(self.fronts)) if self.fronts else {}
-        live = live_routing(f"127.0.0.1:{self.metrics_port}")
+        live = self.live_routing()
         return live is not None and all(live.get(k) == v for k, v in want.items())
 
     def wait_in_force(self, timeout: float = 5.0) -> float | None:

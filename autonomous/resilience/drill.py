@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from autonomous.supervisor.processes import spawn_argv
+from autonomous.supervisor.processes import SERVICE_UMASK, spawn_argv
 
 __all__ = ["free_port_from", "run_drill_service"]
 
@@ -50,7 +50,7 @@ def run_drill_service(drill: dict[str, Any], restore_dir: Path, *,
     with open(log, "wb") as out:
         proc = subprocess.Popen(argv, cwd=restore_dir, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True,
-                                preexec_fn=preexec)  # dies with the operator
+                                preexec_fn=preexec, umask=SERVICE_UMASK)  # dies with the operator
     (restore_dir.parent / "service.pid").write_text(str(proc.pid))
     t0 = time.monotonic()
     try:

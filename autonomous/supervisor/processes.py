@@ -33,9 +33,14 @@ from autonomous.core.clock import Clock, iso
 from autonomous.core.events import EventBus
 from autonomous.store import Store
 
-__all__ = ["ProcessInfo", "ProcessSupervisor", "expand_argv", "spawn_argv"]
+__all__ = ["SERVICE_UMASK", "ProcessInfo", "ProcessSupervisor", "expand_argv", "spawn_argv"]
 
 log = logging.getLogger("atlas.supervisor")
+
+# The umask a service (and a drill copy of one) starts with: the conventional 022, whatever
+# the operator's own (``run`` sets 077 so that its data files are private), so a service's
+# files are created the way they would be under supervisord or a login shell.
+SERVICE_UMASK = 0o022
 
 
 def expand_argv(argv: list[str]) -> list[str]:
@@ -147,7 +152,7 @@ class ProcessSupervisor:
             run, preexec = spawn_argv(argv, where, full_env)
             proc = await asyncio.create_subprocess_exec(
                 *run, cwd=where, env=full_env, stdin=asyncio.subprocess.DEVNULL, stdout=logf,
-                stderr=logf, start_new_session=True, preexec_fn=preexec)
+                stderr=logf, start_new_session=True, preexec_fn=preexec, umask=SERVICE_UMASK)
         finally:
             logf.close()
         info = ProcessInfo(name, proc.pid, list(argv), spec_hash, self.clock.now(),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from autonomous.gateway.config import Backend, Front
+from autonomous.gateway.config import Backend, Front, dynamic_config, routing
 from autonomous.gateway.process import Traefik
 from autonomous.testing import free_port, serve_http, text_handler, wait_for
 from tests.conftest import needs_traefik
@@ -24,6 +24,13 @@ def test_failover_service_enabled_and_moves_traffic_to_the_fallback(tmp_path: Pa
                      tmp_path, free_port())
         gw.start()
         try:
+            # "in force" covers the failover service: Traefik's API reports it as written
+            want = routing(dynamic_config(gw.fronts))
+            assert want["service:nexus-failover"] == ["nexus-split", "nexus-fallback"]
+            live = gw.live_routing()
+            assert live is not None and live["service:nexus-failover"] == \
+                want["service:nexus-failover"], live
+            assert gw.in_force()
             r = httpx.get(f"http://127.0.0.1:{gw.metrics_port}/api/http/services/"
                           "nexus-failover@file", trust_env=False, timeout=2)
             assert r.status_code == 200 and r.json()["status"] == "enabled", r.text
@@ -44,8 +51,6 @@ def test_failover_service_enabled_and_moves_traffic_to_the_fallback(tmp_path: Pa
 
 
 def test_routing_lists_what_a_document_routes() -> None:
-    from autonomous.gateway.config import dynamic_config, routing
-
     f = Front("nexus", 9000, (Backend("1", 8000, 90, standby_ports=(8123,)),
                               Backend("2", 8200, 10)), "1", device_paths=("/api/move",))
     assert routing(dynamic_config([f])) == {
@@ -58,3 +63,7 @@ def test_routing_lists_what_a_document_routes() -> None:
     r = routing(dynamic_config([moved]))
     assert r["router:nexus"] == r["router:nexus-device"] == "nexus-fallback"
     assert r["service:nexus-fallback"] == ["http://127.0.0.1:7000"]
+    standing = Front("nexus", 9000, f.backends, "1", fallback_url="http://127.0.0.1:7000")
+    r = routing(dynamic_config([standing]))
+    assert r["service:nexus-failover"] == ["nexus-split", "nexus-fallback"]
+    assert r["router:nexus"] == "nexus-failover"

@@ -113,6 +113,28 @@ def test_sigkilled_operator_restarts_intact(stack, operator_factory):
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
 
 
+def _umask(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("Umask:"):
+            return int(line.split()[1], 8)
+    raise AssertionError(f"/proc/{pid}/status has no Umask line")
+
+
+def test_data_files_private_and_services_keep_the_conventional_umask(stack):
+    op = stack
+    assert op.proc is not None
+    assert _umask(op.proc.pid) == 0o077
+    assert _umask(pid_of(op, "alpha")) == 0o022
+    seen = []
+    for path in [op.data_dir, *op.data_dir.rglob("*")]:
+        if path.is_symlink():
+            continue
+        mode = path.stat().st_mode & 0o777
+        seen.append(path.name)
+        assert mode & 0o077 == 0, f"{path}: mode {mode:o} is readable by others"
+    assert {"atlas.db", "alpha.log"} <= set(seen), seen
+
+
 def test_api_auth_and_bad_bodies(stack):
     op = stack
     with op.client(token=False) as c:

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Query
 
 from autonomous.api.schemas import parse_time, time_query
 from autonomous.api.deps import Ctx
 from autonomous.core.errors import NotFound, Problem, ValidationFailed
-
-if TYPE_CHECKING:
-    from autonomous.context import OperatorContext
 
 __all__ = ["router"]
 
@@ -41,7 +38,7 @@ def nodes(ctx: Ctx, type: str | None = Query(None), since: str | None = time_que
 T = TypeVar("T")
 
 
-def _node(ctx: OperatorContext, node_id: str, fn: Callable[[str], T]) -> T:
+def _node(node_id: str, fn: Callable[[str], T]) -> T:
     try:
         return fn(node_id)
     except KeyError:
@@ -52,7 +49,7 @@ def _node(ctx: OperatorContext, node_id: str, fn: Callable[[str], T]) -> T:
 @router.get("/nodes/{node_id}")
 def node(node_id: str, ctx: Ctx) -> dict[str, Any]:
     """One node with its neighbours."""
-    item = _node(ctx, node_id, ctx.graph.node)
+    item = _node(node_id, ctx.graph.node)
     item["neighbours"] = ctx.graph.neighbours(node_id)
     return item
 
@@ -60,10 +57,10 @@ def node(node_id: str, ctx: Ctx) -> dict[str, Any]:
 @router.get("/why/{node_id}")
 def why(node_id: str, ctx: Ctx) -> dict[str, Any]:
     """The causal chain (observation → decision → action → outcome) ending at a node."""
-    return {"chain": _node(ctx, node_id, ctx.graph.why)}
+    return {"chain": _node(node_id, ctx.graph.why)}
 
 
 @router.get("/related/{node_id}")
 def related(node_id: str, ctx: Ctx, depth: int = Query(1, ge=1, le=4)) -> dict[str, Any]:
     """The neighbourhood of a node up to ``depth`` hops."""
-    return _node(ctx, node_id, lambda n: ctx.graph.related(n, depth))
+    return _node(node_id, lambda n: ctx.graph.related(n, depth))
