@@ -31,10 +31,13 @@ def _compose(text: str) -> list[Node | None]:
     message, which names what libyaml's leaves out (the undefined alias, the bad character)."""
     try:
         return list(yaml.compose_all(text, Loader=_COMPOSER))
-    except yaml.YAMLError:
+    except yaml.YAMLError as exc:
         if _COMPOSER is yaml.SafeLoader:
             raise
-        return list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+        try:
+            return list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+        except RecursionError:  # deeper than the interpreter recurses: libyaml's message
+            raise exc from None
 
 
 @dataclass(frozen=True)
@@ -162,22 +165,26 @@ def _depth_problem(text: str, file: str, limit: int) -> Problem | None:
     stream before composing (the composer recurses once per level)."""
     if _depth_bound(text) <= limit:
         return None  # cannot be that deep: skip the token scan (it costs as much as a parse)
-    depth = 0
-    try:
-        tokens = list(yaml.scan(text, Loader=_COMPOSER))
-    except yaml.YAMLError:
-        return None  # the composer reports the syntax error with its line
-    for tok in tokens:
-        if isinstance(tok, (yaml.BlockMappingStartToken, yaml.BlockSequenceStartToken,
-                            yaml.FlowMappingStartToken, yaml.FlowSequenceStartToken)):
-            depth += 1
-            if depth > limit:
-                return Problem(file, tok.start_mark.line + 1, "",
-                               f"nested deeper than {limit} levels")
-        elif isinstance(tok, (yaml.BlockEndToken, yaml.FlowMappingEndToken,
-                              yaml.FlowSequenceEndToken)):
-            depth -= 1
-    return None
+    # libyaml scans ahead in batches and, from PyYAML 6.0.4, stops at its own nesting limit
+    # (a ScannerError that the composer's pure-Python fallback would meet as RecursionError):
+    # then the pure-Python scanner, which goes token by token without recursing, finds the line
+    for loader in dict.fromkeys((_COMPOSER, yaml.SafeLoader)):
+        depth = 0
+        try:
+            for tok in yaml.scan(text, Loader=loader):
+                if isinstance(tok, (yaml.BlockMappingStartToken, yaml.BlockSequenceStartToken,
+                                    yaml.FlowMappingStartToken, yaml.FlowSequenceStartToken)):
+                    depth += 1
+                    if depth > limit:
+                        return Problem(file, tok.start_mark.line + 1, "",
+                                       f"nested deeper than {limit} levels")
+                elif isinstance(tok, (yaml.BlockEndToken, yaml.FlowMappingEndToken,
+                                      yaml.FlowSequenceEndToken)):
+                    depth -= 1
+        except yaml.YAMLError:
+            continue
+        return None
+    return None  # a syntax error before the limit: the composer reports it with its line
 
 
 def load_documents(text: str, file: str, limits: ParseLimits | None = None

@@ -221,6 +221,34 @@ def test_hostile_yaml_is_a_problem_with_a_line(tmp_path, text, expected):
                and not p.startswith("desired_state/bad.yaml:0:") for p in found), found
 
 
+def test_deep_flow_is_found_when_libyaml_stops_at_its_own_nesting_limit(monkeypatch):
+    """PyYAML 6.0.4's libyaml scans ahead and raises at its own nesting depth before
+    yielding the tokens past the limit; the line comes from the pure-Python scanner."""
+    import yaml
+
+    from autonomous.resources import yaml_lines
+
+    def too_deep() -> Exception:
+        return yaml.scanner.ScannerError("while increasing flow level", None,
+                                         "exceeded maximum nesting depth", None)
+
+    class StopsEarly(yaml_lines._COMPOSER):
+        def get_token(self):
+            if getattr(self, "_given", 0) >= 6:
+                raise too_deep()
+            self._given = getattr(self, "_given", 0) + 1
+            return super().get_token()
+
+        def get_node(self):  # the composer meets the same limit
+            raise too_deep()
+
+    monkeypatch.setattr(yaml_lines, "_COMPOSER", StopsEarly)
+    text = "a: 1\nx: " + "[" * 5000 + "]" * 5000 + "\n"
+    docs, problems = yaml_lines.load_documents(text, "bad.yaml")
+    assert docs == [] and [(p.file, p.line, p.message) for p in problems] == [
+        ("bad.yaml", 2, "nested deeper than 100 levels")], problems
+
+
 def test_oversized_file_is_a_problem(tmp_path):
     from autonomous.resources.yaml_lines import ParseLimits
 
