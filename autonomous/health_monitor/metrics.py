@@ -9,9 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["flatten", "matches", "metric_key", "parse_key", "resource_usage"]
+__all__ = ["METRIC_KEY_PATTERN", "flatten", "matches", "metric_key", "parse_key",
+           "resource_usage"]
 
 Reading = tuple[str, dict[str, str], float]
+
+# Exactly the keys :func:`parse_key` accepts (a name without ``{``, or ``name{...}`` whose
+# comma-separated labels are empty or ``k=v``), for the API's OpenAPI document: a request the
+# schema calls valid is one the parser takes
+METRIC_KEY_PATTERN = r"^(?:[^{]*|[^{]*\{(?:[^,=]*=[^,]*)?(?:,(?:[^,=]*=[^,]*)?)*\})$"
 
 
 def metric_key(name: str, labels: dict[str, str] | None = None) -> str:

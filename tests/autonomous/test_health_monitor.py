@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from autonomous.core.clock import FakeClock
 from autonomous.health_monitor import metrics as hm_metrics
@@ -652,3 +654,18 @@ def test_top_process_recommendation_says_how_old_the_sweep_is() -> None:
     assert "top process in the sweep ~62 s ago: burner pid 42" in rec["text"]
     [fresh] = recommendations([problem], {}, [], [], [], sweep, {}, now=1000.0)
     assert "~0 s ago" in fresh["text"]
+
+
+@given(st.text(alphabet="ab{}=,\x1f", max_size=12))
+@settings(max_examples=3000, deadline=None)
+def test_metric_key_pattern_accepts_exactly_what_parse_key_parses(key):
+    """The OpenAPI pattern of ``/api/health/history?metric=`` is the parser's grammar: a key
+    the schema calls valid is never a 422, and a 422 key is outside the schema."""
+    import re
+
+    try:
+        hm_metrics.parse_key(key)
+        parsed = True
+    except ValueError:
+        parsed = False
+    assert bool(re.fullmatch(hm_metrics.METRIC_KEY_PATTERN, key)) == parsed, key

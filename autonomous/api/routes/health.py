@@ -12,6 +12,7 @@ from autonomous.api.deps import Ctx, subsystem
 from autonomous.api.schemas import parse_time, time_query
 from autonomous.core.clock import iso
 from autonomous.core.errors import AtlasError, NotFound, Problem, ValidationFailed
+from autonomous.health_monitor.metrics import METRIC_KEY_PATTERN
 
 __all__ = ["router"]
 
@@ -260,7 +261,8 @@ def predictions(ctx: Ctx) -> PredictionsOut:
 
 @router.get("/history", response_model=HistoryOut)
 def history(ctx: Ctx, metric: str = Query(description="Metric key, e.g. cpu.percent or "
-                                          "disk.percent{mount=/}"),
+                                          "disk.percent{mount=/}",
+                                          json_schema_extra={"pattern": METRIC_KEY_PATTERN}),
             days: float = Query(1.0, gt=0, le=366)) -> HistoryOut:
     """Stored samples of one metric (rollups for long spans)."""
     agg = subsystem(ctx, "health")
