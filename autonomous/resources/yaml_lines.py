@@ -9,6 +9,7 @@ instead of exceptions, so a caller can report every problem in every file at onc
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,13 +32,10 @@ def _compose(text: str) -> list[Node | None]:
     message, which names what libyaml's leaves out (the undefined alias, the bad character)."""
     try:
         return list(yaml.compose_all(text, Loader=_COMPOSER))
-    except yaml.YAMLError as exc:
+    except yaml.YAMLError:
         if _COMPOSER is yaml.SafeLoader:
             raise
-        try:
-            return list(yaml.compose_all(text, Loader=yaml.SafeLoader))
-        except RecursionError:  # deeper than the interpreter recurses: libyaml's message
-            raise exc from None
+        return list(yaml.compose_all(text, Loader=yaml.SafeLoader))
 
 
 @dataclass(frozen=True)
@@ -165,26 +163,29 @@ def _depth_problem(text: str, file: str, limit: int) -> Problem | None:
     stream before composing (the composer recurses once per level)."""
     if _depth_bound(text) <= limit:
         return None  # cannot be that deep: skip the token scan (it costs as much as a parse)
-    # libyaml scans ahead in batches and, from PyYAML 6.0.4, stops at its own nesting limit
-    # (a ScannerError that the composer's pure-Python fallback would meet as RecursionError):
-    # then the pure-Python scanner, which goes token by token without recursing, finds the line
-    for loader in dict.fromkeys((_COMPOSER, yaml.SafeLoader)):
-        depth = 0
-        try:
-            for tok in yaml.scan(text, Loader=loader):
-                if isinstance(tok, (yaml.BlockMappingStartToken, yaml.BlockSequenceStartToken,
-                                    yaml.FlowMappingStartToken, yaml.FlowSequenceStartToken)):
-                    depth += 1
-                    if depth > limit:
-                        return Problem(file, tok.start_mark.line + 1, "",
-                                       f"nested deeper than {limit} levels")
-                elif isinstance(tok, (yaml.BlockEndToken, yaml.FlowMappingEndToken,
-                                      yaml.FlowSequenceEndToken)):
-                    depth -= 1
-        except yaml.YAMLError:
-            continue
-        return None
-    return None  # a syntax error before the limit: the composer reports it with its line
+    try:
+        return _first_too_deep(yaml.scan(text, Loader=_COMPOSER), file, limit)
+    except yaml.YAMLError:
+        pass  # libyaml scans ahead in batches and, from PyYAML 6.0.4, stops at its own depth
+    try:  # the pure-Python scanner goes token by token without recursing: it finds the line
+        return _first_too_deep(yaml.scan(text, Loader=yaml.SafeLoader), file, limit)
+    except yaml.YAMLError:
+        return None  # a syntax error before the limit: the composer reports it with its line
+
+
+def _first_too_deep(tokens: Iterator[yaml.Token], file: str, limit: int) -> Problem | None:
+    depth = 0
+    for tok in tokens:
+        if isinstance(tok, (yaml.BlockMappingStartToken, yaml.BlockSequenceStartToken,
+                            yaml.FlowMappingStartToken, yaml.FlowSequenceStartToken)):
+            depth += 1
+            if depth > limit:
+                return Problem(file, tok.start_mark.line + 1, "",
+                               f"nested deeper than {limit} levels")
+        elif isinstance(tok, (yaml.BlockEndToken, yaml.FlowMappingEndToken,
+                              yaml.FlowSequenceEndToken)):
+            depth -= 1
+    return None
 
 
 def load_documents(text: str, file: str, limits: ParseLimits | None = None
