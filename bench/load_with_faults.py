@@ -145,6 +145,27 @@ bar on this host: the two cores shared by wrk, Traefik, the operator and the ser
 Nor does a core of its own: the operator's threads pinned to one CPU, wrk and the services to
 the other (``sched_setaffinity``), no faults: 28.9 / 31.4 ms against main unpinned beside
 18.8 ms (unloaded 8.7 / 5.7 / 6.1 ms).
+
+Stop 28: would the redesign left to try, the sheddable reads served by another process, meet
+the bar? A probe (not kept) started two operators: A took the CRITICAL reads, B the HIGH /
+MEDIUM / LOW ones, B's threads deprioritised after start (``setpriority`` 19, or
+``SCHED_IDLE``, per thread: no privilege needed). B being a whole operator (its own
+controllers and sample services at nice 0) loads the host more than a read-only worker would.
+``--rps 2000``, 40 s, no faults; unloaded = the same split at 67 req/s; CRITICAL p99 loaded /
+unloaded: one operator (main) 21.1 / 6.0 ms; split, B at nice 19: 10.3 / 5.4; split, B
+``SCHED_IDLE``: 9.3 / 3.3 and 9.5 / 3.8 ms (p99.9 19-23 ms against 81). Through Traefik
+(routers on the ``x-atlas-priority`` header, CRITICAL to A, the rest to B): one operator 34.2
+/ 6.7 ms; split, B ``SCHED_IDLE``: 13.4 / 6.2 and 13.8 / 11.3 ms. The kernel's priority
+across processes halves the tail that no in-process change moved: loaded over its own unloaded
+p99, 1.9x (nice 19), 2.8x and 2.5x (``SCHED_IDLE``) direct, 2.2x and 1.2x through Traefik
+(that 11.3 ms unloaded is noisy): under 2x in two runs of five, over it in three. With A only
+serving CRITICAL (~20 % of a core), the wrk processes at nice 0 on the same two cores set the rest.
+Building it means a read-only API worker and a per-request route to it that keeps the
+operator out of the bulk path: a gateway in front of the API (the numbers above; the API's
+address becomes Traefik's), or handing connections over (``SCM_RIGHTS``), which moves a
+keep-alive connection with every later request on it. Not started this stop: a new process
+kind, its supervision and its routing are more than a stop can land and test, for a bar the
+probe meets about half the time on this host.
 """
 
 from __future__ import annotations
