@@ -152,20 +152,21 @@ MEDIUM / LOW ones, B's threads deprioritised after start (``setpriority`` 19, or
 ``SCHED_IDLE``, per thread: no privilege needed). B being a whole operator (its own
 controllers and sample services at nice 0) loads the host more than a read-only worker would.
 ``--rps 2000``, 40 s, no faults; unloaded = the same split at 67 req/s; CRITICAL p99 loaded /
-unloaded: one operator (main) 21.1 / 6.0 ms; split, B at nice 19: 10.3 / 5.4; split, B
-``SCHED_IDLE``: 9.3 / 3.3 and 9.5 / 3.8 ms (p99.9 19-23 ms against 81). Through Traefik
-(routers on the ``x-atlas-priority`` header, CRITICAL to A, the rest to B): one operator 34.2
-/ 6.7 ms; split, B ``SCHED_IDLE``: 13.4 / 6.2 and 13.8 / 11.3 ms. The kernel's priority
-across processes halves the tail that no in-process change moved: loaded over its own unloaded
-p99, 1.9x (nice 19), 2.8x and 2.5x (``SCHED_IDLE``) direct, 2.2x and 1.2x through Traefik
-(that 11.3 ms unloaded is noisy): under 2x in two runs of five, over it in three. With A only
-serving CRITICAL (~20 % of a core), the wrk processes at nice 0 on the same two cores set the rest.
+unloaded: one operator (main) 21.1 / 6.0 ms; split, B at nice 19: 10.3 / 5.4, 11.4 / 4.0,
+18.4 / 3.6 ms; split, B ``SCHED_IDLE``: 9.3 / 3.3, 9.5 / 3.8, 8.9 / 4.2 ms (p99.9 15-23 ms
+against 81). Through Traefik (routers on the ``x-atlas-priority`` header, CRITICAL to A, the
+rest to B): one operator 34.2 / 6.7 ms; split, B ``SCHED_IDLE``: 13.4 / 6.2 and 13.8 / 11.3
+ms. The kernel's priority across processes halves the tail that no in-process change moved:
+loaded over its own unloaded p99, 1.9x, 2.9x, 5.1x (nice 19) and 2.8x, 2.5x, 2.1x
+(``SCHED_IDLE``) direct, 2.2x and 1.2x through Traefik — under 2x in two runs of eight (the
+unloaded p99 rests on ~140 CRITICAL answers, so it is noisy too). With A only serving
+CRITICAL (~20 % of a core), the wrk processes at nice 0 on the same two cores set the rest.
 Building it means a read-only API worker and a per-request route to it that keeps the
 operator out of the bulk path: a gateway in front of the API (the numbers above; the API's
 address becomes Traefik's), or handing connections over (``SCM_RIGHTS``), which moves a
 keep-alive connection with every later request on it. Not started this stop: a new process
 kind, its supervision and its routing are more than a stop can land and test, for a bar the
-probe meets about half the time on this host.
+probe meets in a quarter of its runs on this host.
 """
 
 from __future__ import annotations
