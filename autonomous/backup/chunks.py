@@ -270,8 +270,12 @@ def open_repository(root: Path, params: EngineParams, *, key_file: Path | None =
             raise ValueError(f"{root}: this repository was created unencrypted; an encrypted "
                              "plan needs a new (empty) repository folder")
     else:
-        (root / "chunks").mkdir(parents=True, exist_ok=True)
-        (root / "snapshots").mkdir(parents=True, exist_ok=True)
+        # owner-only whatever the umask (an operator mounted into a host app keeps the host's),
+        # so no one else reads a repository outside the data dir; a folder that already
+        # exists (a mount point) keeps its modes, the chunks and snapshots in it do not
+        root.parent.mkdir(parents=True, exist_ok=True)
+        for d in (root, root / "chunks", root / "snapshots"):
+            d.mkdir(mode=0o700, exist_ok=True)
         body: dict[str, Any] = {"format": _FORMAT, **{k: getattr(params, k) for k in (
             "chunk_min_bytes", "chunk_avg_bytes", "chunk_max_bytes")}}
         if key_file is not None:
@@ -292,7 +296,8 @@ def repo_lock(root: Path, *, exclusive: bool) -> Iterator[None]:
     """Advisory lock on the repository (``flock``): backups and prunes take it exclusively,
     so a prune never deletes chunks of a backup still being written; reads share it."""
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    root.mkdir(mode=0o700, exist_ok=True)
     with open(root / "lock", "a+b") as f:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         try:

@@ -142,3 +142,16 @@ def test_plan_key_file_auto_seals_only_outside_the_data_dir(tmp_path):
     assert plan_key_file("p", {"encryption": "off"}, tmp_path / "usb", data) is None
     assert plan_key_file("p", {"encryption": "on", "key_file": "/k/x.key"},
                          data / "backups", data) == Path("/k/x.key")
+
+
+def test_new_repository_folders_are_owner_only_whatever_the_umask(tmp_path):
+    """An operator mounted into a host app runs under the host's umask (often 022): a new
+    repository's folder, its chunks and snapshots are still 0700 — and with the modes the
+    umask alone would give (0755) this fails."""
+    old = os.umask(0o022)
+    try:
+        open_repository(tmp_path / "share" / "repo", PARAMS)
+    finally:
+        os.umask(old)
+    for d in ("repo", "repo/chunks", "repo/snapshots"):
+        assert stat.S_IMODE((tmp_path / "share" / d).stat().st_mode) == 0o700, d
