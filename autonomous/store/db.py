@@ -17,6 +17,7 @@ import json
 import os
 import pkgutil
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -50,10 +51,12 @@ def discover_migrations() -> dict[str, list[str]]:
 def _private_files(path: Path) -> None:
     """The data dir 0700 and the database (+ ``-wal``/``-shm``) 0600: it holds env values.
 
-    The folder is tightened only when this user owns it (never ``/tmp`` itself).
+    The folder is tightened only when this user owns it and it is not a shared sticky one
+    (``/tmp``: root pointing the data dir there must not lock every other user out of it).
     """
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if path.parent.stat().st_uid == os.getuid():
+    st = path.parent.stat()
+    if st.st_uid == os.getuid() and not st.st_mode & stat.S_ISVTX:
         os.chmod(path.parent, 0o700)
     if not path.exists():
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))

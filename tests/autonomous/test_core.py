@@ -252,6 +252,26 @@ def test_data_dir_and_database_files_are_private(tmp_path):
         store.close()
 
 
+def test_a_shared_sticky_data_dir_keeps_its_modes(tmp_path):
+    """A data dir such as /tmp (sticky, everyone's) is not tightened to 0700 — the database
+    files in it still are 0600."""
+    import os
+    import stat as st
+
+    from autonomous.store import Store
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    store = Store(shared / "atlas.db").open()
+    try:
+        store.kv_set("k", {"v": 1})
+        assert st.S_IMODE(os.stat(shared).st_mode) == 0o1777
+        assert st.S_IMODE(os.stat(shared / "atlas.db").st_mode) == 0o600
+    finally:
+        store.close()
+
+
 def test_one_signature_normaliser_for_logs_and_healing():
     """A failure seen in a log line and in a healing report normalises to the same text."""
     from autonomous.core.signature import normalise
