@@ -20,7 +20,6 @@ queries walk the memory copy.
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -50,7 +49,9 @@ class KnowledgeGraph:
         self.store = store
         self.clock = clock or SystemClock()
         self._g: nx.MultiDiGraph | None = None
-        self._lock = threading.RLock()
+        # the store's own lock, not one of its own: a caller's transaction that records
+        # here and a prune that reads the store cannot take two locks in opposite orders
+        self._lock = store.lock
 
     @property
     def g(self) -> nx.MultiDiGraph:

@@ -108,6 +108,14 @@ class Store:
         self.close()
 
     @property
+    def lock(self) -> threading.RLock:
+        """The one lock every use of the connection holds (re-entrant). State kept in memory
+        beside tables (the knowledge graph) shares it instead of having its own: two locks
+        taken in opposite orders by two threads — a transaction that records into the graph,
+        a graph prune that reads the store — deadlock the operator."""
+        return self._lock
+
+    @property
     def conn(self) -> sqlite3.Connection:
         if self._conn is None:
             raise RuntimeError(f"store {self.path} is not open: call Store.open() first")

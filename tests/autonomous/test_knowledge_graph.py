@@ -169,3 +169,46 @@ def test_retention_prunes_every_growing_table_from_policy(ctx):
     assert r.maybe_run() is None, "not again before interval_seconds"
     clock.advance(p["interval_seconds"])
     assert r.maybe_run() is not None
+
+
+def test_recording_inside_a_transaction_while_a_prune_reads_the_store_does_not_deadlock(
+        tmp_path):
+    """The executor records an outcome inside ``store.transaction()`` (store lock, then the
+    graph's); retention prunes in a worker thread (the graph's lock, then the store's when
+    it loads the graph). Forced into that interleaving — the recorder holds the store, the
+    prune is inside its first store read — two locks deadlock both threads (the operator
+    froze this way in a CI run); with the one lock the prune waits and both finish."""
+    import threading
+
+    store = Store(tmp_path / "g.db").open()
+    seed = KnowledgeGraph(store, FakeClock())
+    seed.ensure("resource", "nexus")
+    g = KnowledgeGraph(store, FakeClock())  # a restart: the prune loads it from the store
+    has_store, prune_reading = threading.Event(), threading.Event()
+    read = store.query_tuples
+
+    def reading(*a, **kw):  # the prune got past the graph's lock and reads the store
+        prune_reading.set()
+        return read(*a, **kw)
+
+    store.query_tuples = reading  # type: ignore[method-assign]
+
+    def record() -> None:
+        with store.transaction():
+            has_store.set()
+            # one lock: the prune cannot get in while we hold it, so this wait times out
+            prune_reading.wait(0.5)
+            g.ensure("resource", "robot")
+
+    def prune() -> None:
+        has_store.wait(10)
+        g.prune(before=0.0)
+
+    threads = [threading.Thread(target=f, daemon=True) for f in (record, prune)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert not any(t.is_alive() for t in threads), "deadlock: recorder and prune both stuck"
+    assert [g.node(n)["id"] for n in ("resource:nexus", "resource:robot")] == [
+        "resource:nexus", "resource:robot"]  # the prune (nothing old) kept both
