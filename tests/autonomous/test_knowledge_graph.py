@@ -212,3 +212,44 @@ def test_recording_inside_a_transaction_while_a_prune_reads_the_store_does_not_d
     assert not any(t.is_alive() for t in threads), "deadlock: recorder and prune both stuck"
     assert [g.node(n)["id"] for n in ("resource:nexus", "resource:robot")] == [
         "resource:nexus", "resource:robot"]  # the prune (nothing old) kept both
+
+
+def test_prune_finds_chains_without_the_lock_and_keeps_what_is_written_meanwhile(
+        tmp_path, monkeypatch):
+    """The chains are found outside the store's lock (another thread takes it at once), and
+    a decision that links to an old chain while they are found keeps that chain."""
+    import threading
+
+    from autonomous.learning import knowledge_graph as kg
+
+    clock = FakeClock()
+    store = Store(tmp_path / "g.db").open()
+    g = KnowledgeGraph(store, clock)
+    old, other = _chain(g, "old"), _chain(g, "other")
+    clock.advance(20 * DAY)
+    found = kg.stale_nodes
+    calls: list[bool] = []
+
+    def finding(nodes, edges, before):
+        if not calls:  # the first pass: the lock is free, and a new decision links in
+            got: list[bool] = []
+
+            def take() -> None:
+                got.append(store.lock.acquire(timeout=10))
+                if got[-1]:
+                    store.lock.release()
+
+            t = threading.Thread(target=take)
+            t.start()
+            t.join(15)
+            assert got == [True]
+            new = g.add_entity("decision", "restart old again")
+            g.add_relation(new, "led_to", old[0])
+        calls.append(True)
+        return found(nodes, edges, before)
+
+    monkeypatch.setattr(kg, "stale_nodes", finding)
+    deleted = g.prune(clock.now() - 15 * DAY)
+    assert len(calls) == 2  # decided again under the lock, on the graph as it is
+    assert all(n in g.g for n in old) and not any(n in g.g for n in other)
+    assert deleted == {"graph_nodes": 5, "graph_edges": 7}  # "other" and its resource
