@@ -28,11 +28,10 @@ from typing import Any
 import networkx as nx
 
 from autonomous.core.clock import Clock, SystemClock, iso
+from autonomous.learning.graph_prune import CAUSAL_RELATIONS, stale_nodes
 from autonomous.store import Store
 
 __all__ = ["CAUSAL_RELATIONS", "KnowledgeGraph"]
-
-CAUSAL_RELATIONS = ("led_to", "chose", "resulted_in", "caused", "triggered")
 
 
 @dataclass(frozen=True)
@@ -410,26 +409,3 @@ def _relation(dst_type: str) -> str:
     if dst_type == "outcome":
         return "resulted_in"
     return "led_to"
-
-
-def stale_nodes(nodes: list[tuple[str, float]], edges: list[tuple[str, str, str]],
-                before: float) -> set[str]:
-    """The nodes ``KnowledgeGraph.prune`` deletes, from a copy of the graph: ``nodes`` as
-    ``(id, seen)``, ``edges`` as ``(src, dst, relation)``. A causal chain goes whole when its
-    newest node is older than ``before``; a node outside any chain goes when it is old and
-    every node pointing to it goes."""
-    seen = dict(nodes)
-    causal = nx.Graph()
-    causal.add_nodes_from(seen)
-    causal.add_edges_from((u, v) for u, v, k in edges if k in CAUSAL_RELATIONS)
-    gone: set[str] = set()
-    for comp in nx.connected_components(causal):
-        if len(comp) > 1 and max(seen[n] for n in comp) < before:
-            gone |= comp
-    preds: dict[str, list[str]] = {}
-    for u, v, _ in edges:
-        preds.setdefault(v, []).append(u)
-    for n, deg in causal.degree():
-        if deg == 0 and seen[n] < before and all(u in gone for u in preds.get(n, ())):
-            gone.add(n)
-    return gone
