@@ -273,8 +273,8 @@ def open_repository(root: Path, params: EngineParams, *, key_file: Path | None =
         # owner-only whatever the umask (an operator mounted into a host app keeps the host's),
         # so no one else reads a repository outside the data dir; a folder that already
         # exists (a mount point) keeps its modes, the chunks and snapshots in it do not
-        root.parent.mkdir(parents=True, exist_ok=True)
-        for d in (root, root / "chunks", root / "snapshots"):
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)  # parents: the default mode
+        for d in (root / "chunks", root / "snapshots"):
             d.mkdir(mode=0o700, exist_ok=True)
         body: dict[str, Any] = {"format": _FORMAT, **{k: getattr(params, k) for k in (
             "chunk_min_bytes", "chunk_avg_bytes", "chunk_max_bytes")}}
@@ -296,8 +296,7 @@ def repo_lock(root: Path, *, exclusive: bool) -> Iterator[None]:
     """Advisory lock on the repository (``flock``): backups and prunes take it exclusively,
     so a prune never deletes chunks of a backup still being written; reads share it."""
     root = Path(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    root.mkdir(mode=0o700, exist_ok=True)
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
     with open(root / "lock", "a+b") as f:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         try:

@@ -166,7 +166,10 @@ def _depth_problem(text: str, file: str, limit: int) -> Problem | None:
     try:
         return _first_too_deep(yaml.scan(text, Loader=_COMPOSER), file, limit)
     except yaml.YAMLError:
-        pass  # libyaml scans ahead in batches and, from PyYAML 6.0.4, stops at its own depth
+        # libyaml scans ahead in batches and, from PyYAML 6.0.4, stops at its own depth;
+        # without libyaml, that scan was already the pure-Python one below
+        if _COMPOSER is yaml.SafeLoader:
+            return None
     try:  # the pure-Python scanner goes token by token without recursing: it finds the line
         return _first_too_deep(yaml.scan(text, Loader=yaml.SafeLoader), file, limit)
     except yaml.YAMLError:
