@@ -151,6 +151,6 @@ class LearningFacade:
                 empty: dict[str, Any] = {"nodes": [], "edges": [], "truncated": False}
                 return render_svg(empty) if fmt == "svg" else empty
             center = str(newest[0]["id"])
-        if center not in g.g:
+        if not g.has(center):
             raise NotFound(f"no graph node {center!r}")
         return g.visualize_subgraph(center, depth=depth, max_nodes=max_nodes, fmt=fmt)

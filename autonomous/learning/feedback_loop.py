@@ -102,7 +102,7 @@ class FeedbackLoop:
             node = self.graph.add_entity("feedback", f"{area}: {kind}",
                                          attrs={"feedback_id": fid, "bad": bool(bad),
                                                 "value": value, "actor": actor})
-            if ref and ref in self.graph.g:
+            if ref and self.graph.has(ref):
                 self.graph.add_relation(node, "about", ref)
         return {"id": fid, "ts": iso(now), "area": area, "kind": kind, "bad": bool(bad),
                 "value": value, "ref": ref, "graph_node": node}

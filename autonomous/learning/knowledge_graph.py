@@ -9,12 +9,14 @@ context (decision -under_generation-> generation, -under_mode-> mode, -about-> r
 
 "Why did ATLAS restart NEXUS?" is ``why(outcome_id)``: the causal chain walked backwards.
 
-Opening is lazy: the in-memory graph is built from the store only by ``prune`` (retention)
-or a caller of ``g``. Until then writes go to the store only, and every query (``node``,
-``neighbours``, ``why``, ``find``, ``related``, ``visualize_subgraph``, ``stats``) reads the
-store through its indexes, so an operator restarts and explains its decisions at once,
-however large the graph (bench/bench_graph.py: 100k entities). Once built, the same
-queries walk the memory copy.
+The store is the graph: every query (``node``, ``neighbours``, ``why``, ``find``,
+``related``, ``visualize_subgraph``, ``stats``) reads it through its indexes, so an operator
+restarts and explains its decisions at once, however large the graph (bench/bench_graph.py:
+100k entities), and a recording inside a transaction that rolls back leaves no trace
+anywhere. No copy is kept in memory: it would cost the operator memory that grows with the
+graph, a whole-graph load under the store's lock on first use (~1 s at 40k nodes, with every
+store user waiting), and a second state to keep equal to the store. ``to_networkx`` builds a
+copy for analysis on demand.
 """
 
 from __future__ import annotations
@@ -47,41 +49,28 @@ class KnowledgeGraph:
     def __init__(self, store: Store, clock: Clock | None = None) -> None:
         self.store = store
         self.clock = clock or SystemClock()
-        self._g: nx.MultiDiGraph | None = None
         # the store's own lock, not one of its own: a caller's transaction that records
         # here and a prune that reads the store cannot take two locks in opposite orders
         self._lock = store.lock
         self._watching: list[set[str]] = []  # one set per prune in progress
 
-    @property
-    def g(self) -> nx.MultiDiGraph:
-        """The whole graph in memory, built from the store on first use."""
+    def to_networkx(self) -> nx.MultiDiGraph:
+        """A copy of the whole graph as a ``networkx.MultiDiGraph`` (edges keyed by relation),
+        for analysis; built from the store on each call, and changes to it stay in it."""
         with self._lock:
-            if self._g is None:
-                self._g = self._materialize()
-            return self._g
-
-    @property
-    def loaded(self) -> bool:
-        return self._g is not None
-
-    def _materialize(self) -> nx.MultiDiGraph:
+            nodes = self.store.query_tuples(
+                "SELECT id, type, label, ts, COALESCE(seen, ts), attrs FROM graph_nodes")
+            edges = self.store.query_tuples(
+                "SELECT src, dst, rel, ts, attrs FROM graph_edges ORDER BY id")
         g = nx.MultiDiGraph()
-        g.add_nodes_from(
-            (r[0], {"type": r[1], "label": r[2], "ts": r[3], "seen": r[4],
-                    "attrs": json.loads(r[5])})
-            for r in self.store.query_tuples("SELECT id, type, label, ts, COALESCE(seen, ts), "
-                                             "attrs FROM graph_nodes"))
-        g.add_edges_from(
-            (r[0], r[1], r[2], {"rel": r[2], "ts": r[3], "attrs": json.loads(r[4])})
-            for r in self.store.query_tuples("SELECT src, dst, rel, ts, attrs FROM graph_edges "
-                                             "ORDER BY id"))
+        g.add_nodes_from((r[0], {"type": r[1], "label": r[2], "ts": r[3], "seen": r[4],
+                                 "attrs": json.loads(r[5])}) for r in nodes)
+        g.add_edges_from((r[0], r[1], r[2], {"rel": r[2], "ts": r[3], "attrs": json.loads(r[4])})
+                         for r in edges)
         return g
 
-    # -- one way to read a node and its edges, from memory once loaded, else from the store --
+    # -- one way to read a node and its edges ------------------------------------------
     def _row(self, node_id: str) -> dict[str, Any] | None:
-        if self._g is not None:
-            return self._g.nodes[node_id] if node_id in self._g else None
         r = self.store.query_tuples("SELECT type, label, ts, COALESCE(seen, ts), attrs FROM "
                                     "graph_nodes WHERE id=?", (node_id,))
         if not r:
@@ -91,19 +80,13 @@ class KnowledgeGraph:
 
     def _edges(self, node_id: str, direction: str) -> list[tuple[str, str]]:
         """``(rel, other node)`` of the edges out of / into ``node_id``, oldest first."""
-        if self._g is not None:
-            if direction == "out":
-                return [(k, v) for _, v, k in self._g.out_edges(node_id, keys=True)]
-            return [(k, u) for u, _, k in self._g.in_edges(node_id, keys=True)]
         col, other = ("src", "dst") if direction == "out" else ("dst", "src")
         return [(r[0], r[1]) for r in self.store.query_tuples(
             f"SELECT rel, {other} FROM graph_edges WHERE {col}=? ORDER BY id", (node_id,))]
 
     def _edge_rows(self, node_id: str, direction: str) -> list[tuple[str, str, dict[str, Any]]]:
         """Like ``_edges`` with the other node's row: one indexed join instead of a lookup
-        per neighbour when reading the store."""
-        if self._g is not None:
-            return [(k, v, self._g.nodes[v]) for k, v in self._edges(node_id, direction)]
+        per neighbour."""
         col, other = ("src", "dst") if direction == "out" else ("dst", "src")
         rows = self.store.query_tuples(
             f"SELECT e.rel, n.id, n.type, n.label, n.ts, COALESCE(n.seen, n.ts), n.attrs "
@@ -117,9 +100,8 @@ class KnowledgeGraph:
         return {"id": node_id, "type": d["type"], "label": d["label"], "ts": iso(d["ts"]),
                 "attrs": d["attrs"]}
 
-    def _has(self, node_id: str) -> bool:
-        if self._g is not None:
-            return node_id in self._g
+    def has(self, node_id: str) -> bool:
+        """Whether the node exists."""
         return bool(self.store.query_tuples("SELECT 1 FROM graph_nodes WHERE id=?", (node_id,)))
 
     # -- writing -----------------------------------------------------------------------------
@@ -134,13 +116,9 @@ class KnowledgeGraph:
             row = self._row(node_id)
             if row is not None:
                 merged = {**row["attrs"], **attrs}
-                if self._g is not None:
-                    self._g.nodes[node_id].update(label=label, attrs=merged, seen=ts)
                 self.store.execute("UPDATE graph_nodes SET label=?, attrs=?, seen=? WHERE id=?",
                                    (label, json.dumps(merged, default=str), ts, node_id))
                 return node_id
-            if self._g is not None:
-                self._g.add_node(node_id, type=type_, label=label, ts=ts, seen=ts, attrs=attrs)
             self.store.execute("INSERT INTO graph_nodes(id, type, label, ts, attrs, seen) "
                                "VALUES (?, ?, ?, ?, ?, ?)",
                                (node_id, type_, label, ts, json.dumps(attrs, default=str), ts))
@@ -164,7 +142,6 @@ class KnowledgeGraph:
                     attrs = row["attrs"]
                     attrs["repeats"] = int(attrs.get("repeats", 0)) + 1
                     attrs["last_seen"] = now
-                    row["seen"] = now
                     self.store.execute("UPDATE graph_nodes SET attrs=?, seen=? WHERE id=?",
                                        (json.dumps(attrs, default=str), now, n))
         return True
@@ -174,13 +151,11 @@ class KnowledgeGraph:
         ts = self.clock.now()
         with self._lock:
             for n in (src, dst):
-                if not self._has(n):
+                if not self.has(n):
                     raise KeyError(f"unknown graph node {n!r}; add it with add_entity first")
             if (rel, dst) in self._edges(src, "out"):
                 return
             self._written(src, dst)
-            if self._g is not None:
-                self._g.add_edge(src, dst, key=rel, rel=rel, ts=ts, attrs=attrs or {})
             self.store.execute("INSERT INTO graph_edges(src, dst, rel, ts, attrs) "
                                "VALUES (?, ?, ?, ?, ?)",
                                (src, dst, rel, ts, json.dumps(attrs or {}, default=str)))
@@ -216,15 +191,16 @@ class KnowledgeGraph:
         reached from a recent node is cut off; a context node (resource, generation, mode…)
         goes once it is old itself and no kept node points to it.
 
-        The lock (the store's) is held to copy the graph and to delete, not while the chains
-        are found (~0.4 s at 40k nodes): a write meanwhile to a node about to go sends the
-        decision back under the lock, so nothing written during a prune is cut off.
+        The lock (the store's) is held only to delete: the nodes' ids and times and the edges
+        are read on a connection of their own and the chains found without it (~0.5 s at 40k
+        nodes). A write meanwhile to a node about to go sends the decision back under the
+        lock, so nothing written during a prune is cut off.
         """
         watch: set[str] = set()
-        with self._lock:
-            nodes, edges = self._snapshot()
+        with self._lock:  # no other thread is inside a transaction now: it holds the lock
             self._watching.append(watch)
         try:
+            nodes, edges = self._snapshot(apart=True)
             gone = stale_nodes(nodes, edges, before)
             with self._lock:
                 if gone & watch:  # written to meanwhile: decide again on the graph as it is
@@ -240,16 +216,22 @@ class KnowledgeGraph:
                                            f"OR dst IN ({marks})", (*part, *part))
                         self.store.execute(f"DELETE FROM graph_nodes WHERE id IN ({marks})",
                                            part)
-                self.g.remove_nodes_from(gone)
         finally:
             with self._lock:
                 self._watching.remove(watch)
         return {"graph_nodes": len(gone), "graph_edges": n_edges}
 
-    def _snapshot(self) -> tuple[list[tuple[str, float]], list[tuple[str, str, str]]]:
-        g = self.g
-        return ([(n, d["seen"]) for n, d in g.nodes(data=True)],
-                [(u, v, k) for u, v, k in g.edges(keys=True)])
+    def _snapshot(self, *, apart: bool = False
+                  ) -> tuple[list[tuple[str, float]], list[tuple[str, str, str]]]:
+        """What deciding the stale chains needs: every node's id and last-seen time and every
+        edge, read on a connection of its own without the lock (``apart``), else under it."""
+        sqls = ("SELECT id, COALESCE(seen, ts) FROM graph_nodes",
+                "SELECT src, dst, rel FROM graph_edges")
+        if apart:
+            nodes, edges = self.store.read_apart(*sqls)
+        else:
+            nodes, edges = (self.store.query_tuples(sql) for sql in sqls)
+        return [(n, t) for n, t in nodes], [(u, v, k) for u, v, k in edges]
 
     def _written(self, *node_ids: str) -> None:
         """(lock held) Tell a prune in progress which nodes changed."""
@@ -266,7 +248,7 @@ class KnowledgeGraph:
 
     def neighbours(self, node_id: str, *, direction: str = "both") -> list[dict[str, Any]]:
         with self._lock:
-            if not self._has(node_id):
+            if not self.has(node_id):
                 raise KeyError(node_id)
             out: list[dict[str, Any]] = []
             for way in ("out", "in"):
@@ -331,7 +313,7 @@ class KnowledgeGraph:
     def related(self, node_id: str, depth: int = 1) -> dict[str, Any]:
         """The neighbourhood of ``node_id`` up to ``depth`` hops, as nodes and edges."""
         with self._lock:
-            if not self._has(node_id):
+            if not self.has(node_id):
                 raise KeyError(node_id)
             seen = {node_id: None}
             frontier = [node_id]
@@ -370,7 +352,7 @@ class KnowledgeGraph:
         if fmt not in ("json", "svg"):
             raise ValueError(f"fmt must be 'json' or 'svg', not {fmt!r}")
         with self._lock:
-            if not self._has(node_id):
+            if not self.has(node_id):
                 raise KeyError(node_id)
             seen = [node_id]
             frontier = [node_id]

@@ -203,6 +203,29 @@ class Store:
             cur.row_factory = None
             return cur.execute(sql, params).fetchall()
 
+    def read_apart(self, *sqls: str) -> list[list[tuple[Any, ...]]]:
+        """Run read-only queries without the store's lock, on a connection of their own, in one
+        read transaction: they see the same committed state (WAL readers do not wait for the
+        writer, nor it for them). For bulk reads that would hold every other user of the
+        store up; inside an open transaction of this thread, which another connection cannot
+        see, they run on the store's connection instead."""
+        if self._lock.acquire(blocking=False):  # free, or this thread's own (re-entrant)
+            try:
+                if self.conn.in_transaction:
+                    return [self.query_tuples(sql) for sql in sqls]
+            finally:
+                self._lock.release()
+        conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+                               isolation_level=None, timeout=30.0)
+        try:
+            conn.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
+            conn.execute("BEGIN")
+            out = [conn.execute(sql).fetchall() for sql in sqls]
+            conn.execute("COMMIT")
+            return out
+        finally:
+            conn.close()
+
     def query_one(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
         with self._lock:
             return self.conn.execute(sql, params).fetchone()

@@ -37,6 +37,44 @@ def test_store_transaction_rolls_back(tmp_path):
     s.close()
 
 
+def test_store_read_apart_does_not_wait_for_the_lock_and_sees_one_committed_state(tmp_path):
+    """Bulk reads on their own connection: answered while another thread holds the store
+    (inside a transaction), with what was committed; inside this thread's own transaction,
+    with what it wrote."""
+    import threading
+
+    s = Store(tmp_path / "a.db").open()
+    s.kv_set("a", 1)
+    holding, done = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with s.transaction():
+            s.kv_set("b", 2)  # not committed while we read
+            holding.set()
+            done.wait(10)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        assert holding.wait(10)
+        got: list = []
+        reader = threading.Thread(target=lambda: got.append(
+            s.read_apart("SELECT key FROM kv ORDER BY key", "SELECT COUNT(*) FROM kv")))
+        reader.start()
+        reader.join(10)
+        assert got == [[[("a",)], [(1,)]]], "read_apart waited for the lock or saw a dirty write"
+    finally:
+        done.set()
+        t.join(10)
+    with s.transaction():
+        s.kv_set("c", 3)
+        assert s.read_apart("SELECT key FROM kv ORDER BY key") == [[("a",), ("b",), ("c",)]]
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        s.read_apart("DELETE FROM kv")
+    assert s.kv_get("a") == 1
+    s.close()
+
+
 def test_store_survives_sigkill(tmp_path):
     """A child writes and is SIGKILLed mid-stream: committed rows are all there."""
     db = tmp_path / "k.db"

@@ -75,28 +75,27 @@ def test_prune_removes_old_chains_whole_and_keeps_touched_ones(tmp_path):
     recent = _chain(g, "recent")
     deleted = g.prune(clock.now() - 15 * DAY)
     assert deleted == {"graph_nodes": 5, "graph_edges": 7}   # old chain + its resource
-    assert not any(n in g.g for n in [*old, "resource:old"])
+    assert not any(g.has(n) for n in [*old, "resource:old"])
     # a chain with one recent node stays whole, with the context it points to
-    assert all(n in g.g for n in [*touched, *recent, "resource:touched", "resource:recent"])
+    kept = [*touched, *recent, "resource:touched", "resource:recent"]
+    assert all(g.has(n) for n in kept)
     assert g.node(touched[1])["attrs"]["repeats"] == 1
-    # the store agrees: a fresh load sees exactly what is left
-    fresh = KnowledgeGraph(store, clock)
-    assert set(fresh.g.nodes) == set(g.g.nodes)
-    assert fresh.g.number_of_edges() == g.g.number_of_edges()
-    assert [s["type"] for s in fresh.why(touched[-1])] == [
+    # nothing else is left: 2 chains of 4 and their resources, 7 edges each
+    copy = KnowledgeGraph(store, clock).to_networkx()
+    assert set(copy.nodes) == set(kept) and copy.number_of_edges() == 14
+    assert [s["type"] for s in g.why(touched[-1])] == [
         "observation", "decision", "action", "outcome"]
 
 
-def test_lazy_open_answers_from_the_store_like_memory(tmp_path):
+def test_a_restarted_graph_answers_from_the_store_and_copies_it_to_networkx(tmp_path):
     clock = FakeClock()
     store = Store(tmp_path / "g.db").open()
     first = KnowledgeGraph(store, clock)
     a = _chain(first, "a")
     clock.advance(1)
     _chain(first, "b")
-    lazy = KnowledgeGraph(store, clock)  # a restart: nothing loaded yet
-    assert not lazy.loaded
-    # writes before the graph is in memory land in the store and dedupe there
+    lazy = KnowledgeGraph(store, clock)  # a restart
+    # writes land in the store and dedupe there
     assert lazy.touch(a[1:2]) and not lazy.touch(["decision:none"])
     lazy.add_relation(a[0], "about", "resource:a")  # already there: no second edge
     clock.advance(60)
@@ -110,7 +109,6 @@ def test_lazy_open_answers_from_the_store_like_memory(tmp_path):
                 lazy.related("resource:a", 2), lazy.visualize_subgraph(a[1], max_nodes=4))
 
     from_store = answers()
-    assert not lazy.loaded
     why, node, _, stats, decisions, b_seen, related, vis = from_store
     assert node["attrs"]["repeats"] == 1
     assert [s["id"] for s in why] == [extra, *a[1:]]  # the newest cause wins
@@ -122,10 +120,35 @@ def test_lazy_open_answers_from_the_store_like_memory(tmp_path):
     assert [d["label"] for d in b_seen] == ["b seen"]
     assert len(related["nodes"]) == 6 and len(related["edges"]) == 8  # chain a + late obs
     assert len(vis["nodes"]) == 4 and vis["truncated"] is True
-    assert lazy.g.number_of_nodes() == 11 and lazy.loaded  # now the memory copy answers
+    copy = lazy.to_networkx()
+    assert copy.number_of_nodes() == 11 and copy.number_of_edges() == 15
+    assert copy.nodes[a[1]]["attrs"]["repeats"] == 1
+    assert set(copy.out_edges(extra, keys=True)) == {(extra, a[1], "led_to")}
+    copy.remove_node(a[1])  # a copy: the graph is untouched
     assert answers() == from_store
     with pytest.raises(KeyError):
         KnowledgeGraph(store, clock).why("outcome:none")
+
+
+def test_a_recording_rolled_back_with_its_transaction_leaves_no_trace(tmp_path):
+    """The graph keeps no copy of its own: what a failed transaction wrote is gone from
+    every answer, as from the store (a copy in memory kept such nodes until a restart)."""
+    store = Store(tmp_path / "g.db").open()
+    g = KnowledgeGraph(store, FakeClock())
+    a = _chain(g, "a")
+    before = (g.stats(), g.to_networkx().number_of_nodes(), g.neighbours("resource:a"))
+    with pytest.raises(RuntimeError, match="after recording"):
+        with store.transaction():
+            b = _chain(g, "b")
+            g.add_relation(b[1], "led_to", a[2])
+            g.add_entity("resource", "a", id="resource:a", attrs={"owner": "b"})
+            raise RuntimeError("after recording")
+    assert not any(g.has(n) for n in [*b, "resource:b"])
+    with pytest.raises(KeyError):
+        g.why(b[-1])
+    assert (g.stats(), g.to_networkx().number_of_nodes(), g.neighbours("resource:a")) == before
+    assert g.node("resource:a")["attrs"] == {}
+    assert [s["id"] for s in g.why(a[-1])] == a
 
 
 def test_retention_prunes_every_growing_table_from_policy(ctx):
@@ -173,11 +196,11 @@ def test_retention_prunes_every_growing_table_from_policy(ctx):
 
 def test_recording_inside_a_transaction_while_a_prune_reads_the_store_does_not_deadlock(
         tmp_path):
-    """The executor records an outcome inside ``store.transaction()`` (store lock, then the
-    graph's); retention prunes in a worker thread (the graph's lock, then the store's when
-    it loads the graph). Forced into that interleaving — the recorder holds the store, the
-    prune is inside its first store read — two locks deadlock both threads (the operator
-    froze this way in a CI run); with the one lock the prune waits and both finish."""
+    """The executor records an outcome inside ``store.transaction()``; retention prunes in a
+    worker thread. With a lock of the graph's own beside the store's, the two took them in
+    opposite orders and froze the operator (a CI run). Forced into that interleaving — the
+    recorder holds the store as the prune starts — both finish: the graph has no lock of its
+    own, so the prune waits for the transaction and goes on."""
     import threading
 
     store = Store(tmp_path / "g.db").open()
@@ -185,13 +208,18 @@ def test_recording_inside_a_transaction_while_a_prune_reads_the_store_does_not_d
     seed.ensure("resource", "nexus")
     g = KnowledgeGraph(store, FakeClock())  # a restart: the prune loads it from the store
     has_store, prune_reading = threading.Event(), threading.Event()
-    read = store.query_tuples
+    read, read_apart = store.query_tuples, store.read_apart
 
-    def reading(*a, **kw):  # the prune got past the graph's lock and reads the store
+    def reading(*a, **kw):  # the prune reads the store
         prune_reading.set()
         return read(*a, **kw)
 
+    def reading_apart(*a, **kw):
+        prune_reading.set()
+        return read_apart(*a, **kw)
+
     store.query_tuples = reading  # type: ignore[method-assign]
+    store.read_apart = reading_apart  # type: ignore[method-assign]
 
     def record() -> None:
         with store.transaction():
@@ -251,5 +279,5 @@ def test_prune_finds_chains_without_the_lock_and_keeps_what_is_written_meanwhile
     monkeypatch.setattr(kg, "stale_nodes", finding)
     deleted = g.prune(clock.now() - 15 * DAY)
     assert len(calls) == 2  # decided again under the lock, on the graph as it is
-    assert all(n in g.g for n in old) and not any(n in g.g for n in other)
+    assert all(g.has(n) for n in old) and not any(g.has(n) for n in other)
     assert deleted == {"graph_nodes": 5, "graph_edges": 7}  # "other" and its resource
