@@ -10,8 +10,9 @@ of 200 generations) into a real SQLite store, closes it, then times a fresh
 read through its indexes), a whole-graph copy (``to_networkx``), and ``why(outcome)`` on
 1,000 random outcomes. Beside it, in the same run: networkx building the same graph
 (``MultiDiGraph.add_nodes_from`` / ``add_edges_from``) from rows already in memory — what an
-eager reload costs at least — and the same causal walk on that bare graph. Bar: reload < 1 s, ``why`` p95 < 1 ms (judged
-on CPU time per call; wall time is printed beside it, with the machine's load).
+eager reload costs at least — and the same causal walk on that bare graph. Bar: reload < 1 s,
+``why`` p95 < 1 ms (judged on CPU time per call; wall time is printed beside it, with the
+machine's load).
 """
 
 from __future__ import annotations
