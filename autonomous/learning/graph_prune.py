@@ -1,7 +1,9 @@
 """Which knowledge-graph nodes retention deletes, decided on a copy of the graph.
 
 A pure function of the nodes (with when each was last seen), the edges and the cut-off, so
-``KnowledgeGraph.prune`` runs it without holding the store's lock.
+``KnowledgeGraph.prune`` runs it without holding the store's lock; and the batches it
+deletes them in, each of whole chains, so the lock is let go between them and a kill between
+two leaves no chain in part.
 """
 
 from __future__ import annotations
@@ -32,3 +34,27 @@ def stale_nodes(nodes: list[tuple[str, float]], edges: list[tuple[str, str, str]
         if deg == 0 and seen[n] < before and all(u in gone for u in preds.get(n, ())):
             gone.add(n)
     return gone
+
+
+def deletion_batches(gone: set[str], edges: list[tuple[str, str, str]],
+                     size: int) -> list[list[str]]:
+    """``gone`` in batches of about ``size`` nodes (a longer chain is a batch of its own),
+    each of whole causal chains; the nodes outside any chain (context nodes) last, once
+    nothing deleted before them still points to them."""
+    causal = nx.Graph()
+    causal.add_nodes_from(gone)
+    causal.add_edges_from((u, v) for u, v, k in edges
+                          if k in CAUSAL_RELATIONS and u in gone and v in gone)
+    chains = sorted(sorted(c) for c in nx.connected_components(causal) if len(c) > 1)
+    loose = sorted(n for n, deg in causal.degree() if deg == 0)
+    out: list[list[str]] = []
+    batch: list[str] = []
+    for chain in chains:
+        if batch and len(batch) + len(chain) > size:
+            out.append(batch)
+            batch = []
+        batch += chain
+    if batch:
+        out.append(batch)
+    out += [loose[i:i + size] for i in range(0, len(loose), size)]
+    return out

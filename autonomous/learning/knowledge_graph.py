@@ -22,6 +22,7 @@ copy for analysis on demand.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -30,7 +31,11 @@ from typing import Any
 import networkx as nx
 
 from autonomous.core.clock import Clock, SystemClock, iso
-from autonomous.learning.graph_prune import CAUSAL_RELATIONS, stale_nodes
+from autonomous.learning.graph_prune import (
+    CAUSAL_RELATIONS,
+    deletion_batches,
+    stale_nodes,
+)
 from autonomous.store import Store
 
 __all__ = ["CAUSAL_RELATIONS", "KnowledgeGraph"]
@@ -184,42 +189,55 @@ class KnowledgeGraph:
                     self.add_relation(node, rel, target)
         return ids
 
-    def prune(self, before: float) -> dict[str, int]:
+    def prune(self, before: float, *, batch: int = 500) -> dict[str, int]:
         """Delete chains whose newest node was last seen before ``before``, and their edges.
 
         A causal chain (nodes joined by causal relations) goes as a whole, so nothing still
         reached from a recent node is cut off; a context node (resource, generation, mode…)
         goes once it is old itself and no kept node points to it.
 
-        The lock (the store's) is held only to delete: the nodes' ids and times and the edges
-        are read on a connection of their own and the chains found without it (~0.5 s at 40k
-        nodes). A write meanwhile to a node about to go sends the decision back under the
-        lock, so nothing written during a prune is cut off.
+        The lock (the store's) is held only to delete, one transaction per ``batch`` nodes of
+        whole chains, let go between them: the nodes' ids and times and the edges are read on
+        a connection of their own and the chains found without it (~0.5 s at 40k nodes). A
+        write meanwhile to a node still to go sends the decision back under the lock, so
+        nothing written during a prune is cut off.
         """
         watch: set[str] = set()
         with self._lock:  # no other thread is inside a transaction now: it holds the lock
             self._watching.append(watch)
+        deleted = {"graph_nodes": 0, "graph_edges": 0}
         try:
             nodes, edges = self._snapshot(apart=True)
             gone = stale_nodes(nodes, edges, before)
-            with self._lock:
-                if gone & watch:  # written to meanwhile: decide again on the graph as it is
-                    nodes, edges = self._snapshot()
-                    gone = stale_nodes(nodes, edges, before)
-                n_edges = sum(1 for u, v, _ in edges if u in gone or v in gone)
-                with self.store.transaction():
-                    ids = sorted(gone)
-                    for i in range(0, len(ids), 500):
-                        part = ids[i:i + 500]
-                        marks = ",".join("?" * len(part))
-                        self.store.execute(f"DELETE FROM graph_edges WHERE src IN ({marks}) "
-                                           f"OR dst IN ({marks})", (*part, *part))
-                        self.store.execute(f"DELETE FROM graph_nodes WHERE id IN ({marks})",
-                                           part)
+            batches = deletion_batches(gone, edges, batch)
+            while batches:
+                with self._lock:
+                    if watch & gone:  # written to meanwhile: decide again on the graph as it is
+                        nodes, edges = self._snapshot()
+                        gone = stale_nodes(nodes, edges, before)
+                        batches = deletion_batches(gone, edges, batch)
+                        watch.clear()
+                        if not batches:
+                            break
+                    ids = batches.pop(0)
+                    for key, n in zip(("graph_nodes", "graph_edges"), self._delete(ids)):
+                        deleted[key] += n
+                    gone.difference_update(ids)
+                time.sleep(0)  # let a thread woken by the release take the lock before us
         finally:
             with self._lock:
                 self._watching.remove(watch)
-        return {"graph_nodes": len(gone), "graph_edges": n_edges}
+        return deleted
+
+    def _delete(self, ids: list[str]) -> tuple[int, int]:
+        """(lock held) Delete these nodes and their edges in one transaction; the counts."""
+        marks = ",".join("?" * len(ids))
+        with self.store.transaction():
+            edges = self.store.execute(f"DELETE FROM graph_edges WHERE src IN ({marks}) "
+                                       f"OR dst IN ({marks})", (*ids, *ids)).rowcount
+            nodes = self.store.execute(f"DELETE FROM graph_nodes WHERE id IN ({marks})",
+                                       ids).rowcount
+        return nodes, edges
 
     def _snapshot(self, *, apart: bool = False
                   ) -> tuple[list[tuple[str, float]], list[tuple[str, str, str]]]:

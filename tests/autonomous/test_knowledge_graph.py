@@ -281,3 +281,37 @@ def test_prune_finds_chains_without_the_lock_and_keeps_what_is_written_meanwhile
     assert len(calls) == 2  # decided again under the lock, on the graph as it is
     assert all(g.has(n) for n in old) and not any(g.has(n) for n in other)
     assert deleted == {"graph_nodes": 5, "graph_edges": 7}  # "other" and its resource
+
+
+def test_prune_deletes_whole_chains_in_transactions_of_their_own(tmp_path, monkeypatch):
+    """A large prune (after a long downtime most of the graph is stale) is short transactions
+    of whole chains, each committed before the next (the lock is let go between them), not
+    one that holds every store user up; a chain linked to between two of them stays."""
+    clock = FakeClock()
+    store = Store(tmp_path / "g.db").open()
+    g = KnowledgeGraph(store, clock)
+    chains = [_chain(g, f"c{i}") for i in range(6)]  # 4 nodes + a resource each
+    clock.advance(20 * DAY)
+    last = chains[-1]
+    delete = KnowledgeGraph._delete
+    batches: list[list[str]] = []
+
+    def deleting(self, ids):
+        out = delete(self, ids)
+        batches.append(ids)
+        # committed: another connection sees it, and every chain is there whole or gone whole
+        kept = {r[0] for r in store.read_apart("SELECT id FROM graph_nodes")[0]}
+        assert not kept & set(ids)
+        for c in chains:
+            assert len({n in kept for n in c}) == 1, f"chain {c} cut by a batch"
+        if len(batches) == 1:  # a decision about c5 is recorded between two batches
+            new = g.add_entity("decision", "restart c5 again")
+            g.add_relation(new, "led_to", last[0])
+        return out
+
+    monkeypatch.setattr(KnowledgeGraph, "_delete", deleting)
+    deleted = g.prune(clock.now() - 15 * DAY, batch=8)
+    assert len(batches) >= 3 and all(len(b) <= 8 for b in batches)
+    assert all(g.has(n) for n in [*last, "resource:c5"])
+    assert not any(g.has(n) for c in chains[:-1] for n in [*c, f"resource:c{chains.index(c)}"])
+    assert deleted == {"graph_nodes": 5 * 5, "graph_edges": 5 * 7}
