@@ -292,9 +292,9 @@ def test_prune_deletes_whole_chains_in_transactions_of_their_own(tmp_path, monke
     g = KnowledgeGraph(store, clock)
     chains = [_chain(g, f"c{i}") for i in range(6)]  # 4 nodes + a resource each
     clock.advance(20 * DAY)
-    last = chains[-1]
     delete = KnowledgeGraph._delete
     batches: list[list[str]] = []
+    linked: list[int] = []  # the chain a decision links to between two batches
 
     def deleting(self, ids):
         out = delete(self, ids)
@@ -304,14 +304,17 @@ def test_prune_deletes_whole_chains_in_transactions_of_their_own(tmp_path, monke
         assert not kept & set(ids)
         for c in chains:
             assert len({n in kept for n in c}) == 1, f"chain {c} cut by a batch"
-        if len(batches) == 1:  # a decision about c5 is recorded between two batches
-            new = g.add_entity("decision", "restart c5 again")
-            g.add_relation(new, "led_to", last[0])
+        if len(batches) == 1:  # a decision about a chain still to go, between two batches
+            linked.append(next(i for i, c in enumerate(chains) if c[0] in kept))
+            new = g.add_entity("decision", "restart it again")
+            g.add_relation(new, "led_to", chains[linked[0]][0])
         return out
 
     monkeypatch.setattr(KnowledgeGraph, "_delete", deleting)
     deleted = g.prune(clock.now() - 15 * DAY, batch=8)
     assert len(batches) >= 3 and all(len(b) <= 8 for b in batches)
-    assert all(g.has(n) for n in [*last, "resource:c5"])
-    assert not any(g.has(n) for c in chains[:-1] for n in [*c, f"resource:c{chains.index(c)}"])
+    (i,) = linked
+    assert all(g.has(n) for n in [*chains[i], f"resource:c{i}"])
+    assert not any(g.has(n) for j, c in enumerate(chains) if j != i
+                   for n in [*c, f"resource:c{j}"])
     assert deleted == {"graph_nodes": 5 * 5, "graph_edges": 5 * 7}
