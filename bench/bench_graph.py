@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         db = Path(tmp) / "atlas.db"
         t_build, outcomes = timed(build, db, entities, 0)
         sample = random.Random(1).sample(outcomes, min(1000, len(outcomes)))
-        ready, stats, materialize = [], [], []
+        ready, stats, copies = [], [], []
         for i in range(5):  # open + first answer; stats; a whole-graph copy
             store = Store(db).open()
             t0 = time.perf_counter()
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             graph.why(sample[i])
             ready.append(time.perf_counter() - t0)
             stats.append(timed(graph.stats)[0])
-            materialize.append(timed(graph.to_networkx)[0])
+            copies.append(timed(graph.to_networkx)[0])
             store.close()
             del graph
             gc.collect()  # freeing the copy is not part of the next reload
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| reload: open + first why, median of 5 | {med(ready) * 1e3:.1f} ms | "
           f"build from rows in memory {med(t for t, _ in peer):.3f} s |")
     print(f"| stats() from the store, median of 5 | {med(stats) * 1e3:.1f} ms | — |")
-    print(f"| whole-graph copy (to_networkx), median of 5 | {med(materialize):.3f} s | "
+    print(f"| whole-graph copy (to_networkx), median of 5 | {med(copies):.3f} s | "
           f"— |")
     print(f"| why, median / p95 | {med(lazy) * 1e3:.3f} / "
           f"{pct(lazy, 95) * 1e3:.3f} ms (CPU p95 {pct(lazy_cpu, 95) * 1e3:.3f} ms) | "
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     write_result("bench_graph", {
         "reload_median_ms": round(med(ready) * 1e3, 2),
         "stats_median_ms": round(med(stats) * 1e3, 2),
-        "to_networkx_median_s": round(med(materialize), 4),
+        "to_networkx_median_s": round(med(copies), 4),
         "why_store_p95_ms": round(pct(lazy, 95) * 1e3, 4),
         "why_store_cpu_p95_ms": round(pct(lazy_cpu, 95) * 1e3, 4),
     }, {"networkx_build_median_s": round(med(t for t, _ in peer), 4),

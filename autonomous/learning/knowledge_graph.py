@@ -25,7 +25,6 @@ import json
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import networkx as nx
@@ -39,15 +38,6 @@ from autonomous.learning.graph_prune import (
 from autonomous.store import Store
 
 __all__ = ["CAUSAL_RELATIONS", "KnowledgeGraph"]
-
-
-@dataclass(frozen=True)
-class _Node:
-    id: str
-    type: str
-    label: str
-    ts: float
-    attrs: dict[str, Any]
 
 
 class KnowledgeGraph:
