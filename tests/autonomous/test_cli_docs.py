@@ -75,3 +75,40 @@ def test_console_log_text_format_is_one_human_line_per_record():
                                  "port": 1})
     line = TextFormatter().format(rec)
     assert line == "00:00:00 INFO    atlas.op: listening on x port=1"
+
+
+def _setup_commands() -> list[str]:
+    blocks = re.findall(r"```\n(.*?)```", README.split("## Using it")[0], re.S)
+    return [ln for b in blocks for ln in b.splitlines() if "pip install" in ln]
+
+
+def test_both_setup_commands_install_the_pinned_versions():
+    cmds = _setup_commands()
+    assert len(cmds) == 2, cmds
+    for cmd in cmds:
+        argv = shlex.split(cmd.split("&&")[0])
+        assert argv[argv.index("-c") + 1] == "constraints.txt", cmd
+
+
+def test_constraints_pin_every_requirement_within_its_range():
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    pins = {}
+    for ln in (ROOT / "constraints.txt").read_text().splitlines():
+        if ln.strip() and not ln.startswith("#"):
+            name, version = ln.split("==")
+            pins[canonicalize_name(name)] = version.strip()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    reqs = project["dependencies"] + project["optional-dependencies"]["test"]
+    problems = []
+    for text in reqs:
+        req = Requirement(text)
+        got = pins.get(canonicalize_name(req.name))
+        if got is None:
+            problems.append(f"{req.name}: not pinned")
+        elif not req.specifier.contains(got, prereleases=True):
+            problems.append(f"{req.name}=={got} is outside {req.specifier}")
+    assert not problems, "constraints.txt: " + "; ".join(problems)
