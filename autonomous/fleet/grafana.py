@@ -1,7 +1,8 @@
 """Grafana-importable dashboards generated from the ``Dashboard`` resources.
 
 Each metric panel (``timeseries``, ``stat``) becomes a Grafana panel whose PromQL reads the
-series the central Prometheus scraped from every host (``atlas_<metric>{host=~"$host"}``);
+series the central Prometheus scraped from every host (``atlas_<metric>{host=~"$host"}``, in
+the base unit the operator exports it in: ``exposition.exported``);
 a ``$host`` variable lists the hosts. Panels fed by the operator's own tables (services,
 errors, traces, logs, alert lists) have no Prometheus series: they are left out and named
 in the dashboard's description, so nothing on the Grafana side is invented.
@@ -14,13 +15,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from autonomous.fleet.prometheus_config import JOB
-from autonomous.telemetry.exposition import metric_name
+from autonomous.telemetry.exposition import exported
 
 __all__ = ["grafana_dashboard", "panel_query"]
 
 _DS = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
 _UNITS = {"%": "percent", "ms": "ms", "s": "s", "bytes": "bytes", "MB": "decmbytes",
           "req/s": "reqps"}
+# the exported series' base unit (``exposition.exported``) as Grafana shows it
+_BASE = {"seconds": "s", "bytes": "bytes", "ratio": "percentunit", "hertz": "hertz",
+         "bytes_per_second": "Bps", "per_second": "none"}
 _OVER_TIME = {"avg": "avg_over_time", "min": "min_over_time", "max": "max_over_time",
               "sum": "sum_over_time", "count": "count_over_time"}
 _QUANTILE = {"p50": "0.5", "p95": "0.95", "p99": "0.99"}
@@ -31,7 +35,7 @@ def panel_query(panel: Mapping[str, Any]) -> str:
     """PromQL for one metric panel of a Dashboard spec."""
     matchers = ['host=~"$host"'] + [f'{_LABEL.sub("_", k)}="{v}"'
                                     for k, v in sorted(panel.get("labels", {}).items())]
-    series = f"{metric_name(panel['metric'])}{{{','.join(matchers)}}}"
+    series = f"{exported(panel['metric']).name}{{{','.join(matchers)}}}"
     agg = panel.get("aggregation", "last")
     if panel["type"] == "timeseries" or agg == "last":
         return series
@@ -40,6 +44,13 @@ def panel_query(panel: Mapping[str, Any]) -> str:
     if agg in _QUANTILE:
         return f"quantile_over_time({_QUANTILE[agg]}, {series}[$__range])"
     return f"{_OVER_TIME[agg]}({series}[$__range])"
+
+
+def _grafana_unit(panel: Mapping[str, Any]) -> str:
+    """The unit of the series the panel reads: its base unit when exported in one, else the
+    panel's own."""
+    base = exported(panel["metric"]).unit
+    return _BASE[base] if base else _UNITS.get(panel.get("unit", ""), "none")
 
 
 def grafana_dashboard(name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -58,7 +69,7 @@ def grafana_dashboard(name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
             "targets": [{"refId": "A", "datasource": _DS, "expr": panel_query(p),
                          "legendFormat": "{{host}} {{service}}" if p.get("by_series", True)
                          else "{{host}}"}],
-            "fieldConfig": {"defaults": {"unit": _UNITS.get(p.get("unit", ""), "none")},
+            "fieldConfig": {"defaults": {"unit": _grafana_unit(p)},
                             "overrides": []},
             "options": {},
         }

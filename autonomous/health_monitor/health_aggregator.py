@@ -137,7 +137,8 @@ class HealthAggregator:
         pol = self._policy()
         self.detector.configure(pol["anomaly"], pol["anomaly_sigma"])
         self.services.ensure_running()
-        if sample or self.system.latest is None:
+        sampled = sample or self.system.latest is None
+        if sampled:
             await self._slow_paths(pol["sampling"])
             snap = self.system.sample()
             self.latest_services = self.services.snapshot()
@@ -151,6 +152,8 @@ class HealthAggregator:
         self.bottlenecks = self.services.get_bottlenecks(
             self.system.problems(pol["thresholds"]), self.latest_services)
         self.latest = self._global(pol)
+        if sampled and self.latest.score is not None:  # this sample's score, at its time
+            self.ts.write([Point("health.score", self.latest.score, self.latest.ts, {})])
         self.cycles += 1
         return self.latest
 
@@ -183,8 +186,6 @@ class HealthAggregator:
         readings = self.readings(snap)
         points = [Point(n, v, now, lab) for n, lab, v in self.system.flat(snap)]
         points += self.points.since_last(self.latest_services, now)
-        if self.latest is not None and self.latest.score is not None:
-            points.append(Point("health.score", self.latest.score, now, {}))
         self.ts.write(points)
         watched = {metric_key(n, lab): v for n, lab, v in readings
                    if matches(metric_key(n, lab), pol["anomaly"]["metrics"])}

@@ -22,7 +22,8 @@ def process_metrics(svc: Service) -> dict[str, float]:
            "threads": float(threading.active_count()), "beats_served": float(svc.heartbeats)}
     try:
         with open("/proc/self/statm") as f:
-            out["rss_mb"] = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+            # MiB, as every ``_mb`` of the project (exported to Prometheus in bytes)
+            out["rss_mb"] = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     except (OSError, ValueError, IndexError):
         pass  # not measurable here: left out, not made up
     return out

@@ -2,7 +2,7 @@
 
 ``render_metrics(ctx)`` returns ``(body, content_type)`` for the API's ``/metrics`` route: a
 fresh registry holding the time-series collector (newest value of every series, named per
-Prometheus conventions), the telemetry hub's own counters, the process collector, and any
+Prometheus conventions, in base units: ``exported``), the telemetry hub's own counters, the process collector, and any
 collectors the caller passes (the operator's own).
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -21,7 +22,9 @@ from autonomous.context import OperatorContext
 
 __all__ = [
     "STALE_SECONDS",
+    "Exported",
     "TimeSeriesCollector",
+    "exported",
     "metric_name",
     "render_metrics",
     "render_registry",
@@ -38,6 +41,37 @@ def metric_name(name: str, prefix: str = "atlas_") -> str:
     if not clean.startswith(prefix):
         clean = prefix + clean
     return clean
+
+
+# Prometheus names carry base units (seconds, bytes, ratios, hertz): a series stored with a
+# scaled unit in its name is exported in the base unit, its value converted
+# (``service.probe_latency_ms`` 12 → ``atlas_service_probe_latency_seconds`` 0.012). The
+# project's ``_mb`` / ``_gb`` are MiB / GiB (``system_metrics``), ``_bps`` bytes per second.
+_BASE_UNITS: dict[str, tuple[str, float]] = {
+    "_per_s": ("_per_second", 1.0), "_ms": ("_seconds", 1e-3), "_s": ("_seconds", 1.0),
+    "_kb": ("_bytes", 2.0**10), "_mb": ("_bytes", 2.0**20), "_gb": ("_bytes", 2.0**30),
+    "_mhz": ("_hertz", 1e6), "_bps": ("_bytes_per_second", 1.0), "_percent": ("_ratio", 0.01),
+}
+
+
+@dataclass(frozen=True)
+class Exported:
+    """How one stored series is exported: its Prometheus ``name``, the factor its values are
+    multiplied by, and the base ``unit`` (None: the name carries no unit to convert)."""
+
+    name: str
+    scale: float = 1.0
+    unit: str | None = None
+
+
+def exported(name: str) -> Exported:
+    """The Prometheus name (prefixed, base unit) and value scale of a stored series."""
+    clean = metric_name(name)
+    stem, total = (clean[:-6], "_total") if clean.endswith("_total") else (clean, "")
+    for suffix, (base, scale) in _BASE_UNITS.items():
+        if stem.endswith(suffix) and len(stem) > len("atlas_") + len(suffix):
+            return Exported(stem[:-len(suffix)] + base + total, scale, base[1:])
+    return Exported(clean)
 
 
 def _label(name: str) -> str:
@@ -58,14 +92,15 @@ class TimeSeriesCollector(Collector):
         for name, labels, _ts, value in self.aggregator.ts.latest_all(self.stale_seconds):
             clean = {_label(k): str(v) for k, v in labels.items()}
             keys = sorted(clean)
-            pname = metric_name(name)
-            if pname not in families:
-                cls = CounterMetricFamily if pname.endswith("_total") else GaugeMetricFamily
-                families[pname] = (keys, cls(pname, f"{name} (from the ATLAS time-series store)",
-                                             labels=keys))
-            fam_keys, fam = families[pname]
+            ex = exported(name)
+            if ex.name not in families:
+                cls = CounterMetricFamily if ex.name.endswith("_total") else GaugeMetricFamily
+                unit = f", in {ex.unit}" if ex.unit else ""
+                families[ex.name] = (keys, cls(ex.name, f"{name} (from the ATLAS time-series "
+                                               f"store{unit})", labels=keys))
+            fam_keys, fam = families[ex.name]
             if fam_keys == keys:  # one label set per family (a Prometheus rule)
-                fam.add_metric([clean[k] for k in keys], value)
+                fam.add_metric([clean[k] for k in keys], value * ex.scale)
         yield from (fam for _, fam in families.values())
 
 

@@ -70,10 +70,12 @@ def test_grafana_dashboards_only_export_prometheus_series():
     dash = grafana_dashboard("health", spec)
     exprs = [p["targets"][0]["expr"] for p in dash["panels"]]
     assert exprs == ['atlas_health_score{host=~"$host"}',
-                     'quantile_over_time(0.95, atlas_service_probe_latency_ms'
+                     'quantile_over_time(0.95, atlas_service_probe_latency_seconds'
                      '{host=~"$host",service="nexus"}[$__range])',
-                     'atlas_cpu_percent{host=~"$host"}']
-    assert dash["panels"][2]["fieldConfig"]["defaults"]["unit"] == "percent"
+                     'atlas_cpu_ratio{host=~"$host"}']
+    # the unit of the exported series (base units), not the panel's "ms" / "%"
+    units = [p["fieldConfig"]["defaults"]["unit"] for p in dash["panels"]]
+    assert units == ["none", "s", "percentunit"]
     assert "Not exported" in dash["description"] and "Services" in dash["description"]
     assert dash["__inputs"][0]["pluginId"] == "prometheus"
     assert panel_query({"type": "stat", "metric": "x", "aggregation": "rate"}) \

@@ -52,6 +52,21 @@ async def test_slow_paths_wait_the_startup_delay(store) -> None:
         await agg.close()
 
 
+async def test_score_series_holds_each_samples_own_score(store) -> None:
+    """``health.score`` is written after the sample is scored, at that score's time: the
+    dashboard's "last" and the API's score are the same number (it used to lag a cycle)."""
+    clock = FakeClock()
+    agg = _aggregator(store, clock)
+    try:
+        for _ in range(2):
+            g = await agg.cycle()
+            assert g.score is not None
+            assert agg.ts.latest("health.score") == [({}, g.ts, g.score)]
+            clock.advance(10)
+    finally:
+        await agg.close()
+
+
 # -- SystemMetrics ------------------------------------------------------------------------------
 EXPECTED = ["cpu.percent", "cpu.per_core", "cpu.load", "cpu.frequency_mhz", "cpu.temperature_c",
             "cpu.throttle_count", "memory.ram", "memory.swap", "gpu", "disks", "io.disk",

@@ -6,9 +6,11 @@ import os
 import signal
 import time
 
+import httpx
 import psutil
 import pytest
 
+from autonomous.testing import wait_for
 from tests.conftest import free_port, make_tree, service_yaml
 
 pytestmark = pytest.mark.e2e
@@ -160,6 +162,29 @@ def test_api_auth_and_bad_bodies(stack):
         assert 'atlas_resource_health{controller="services",kind="Service",name="alpha",' \
                'status="Healthy"} 1.0' in metrics.text
         assert "/api/reconcile/status" in c.get("/openapi.json").json()["paths"]
+
+
+def test_metrics_pass_promtools_lint(stack):
+    """The whole exposition of a running operator (system, service, heartbeat and the
+    operator's own series) passes ``promtool check metrics``: base units, counters named
+    ``_total``, HELP on every family."""
+    import subprocess
+
+    from autonomous.testing import need_binary
+
+    promtool = need_binary("promtool", "prometheus")
+    op = stack
+    def exported() -> str | None:
+        t = c.get("/metrics").text
+        return t if "atlas_service_probe_latency_seconds" in t and "atlas_cpu_ratio" in t \
+            else None
+
+    with op.client() as c:
+        text = wait_for(exported, "service and system series exported", 30,
+                        errors=(httpx.TransportError,))
+    out = subprocess.run([promtool, "check", "metrics"], input=str(text), capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 0 and not out.stdout.strip(), out.stdout + out.stderr
 
 
 def test_cli_status_and_mode(stack):

@@ -3,6 +3,7 @@ uvicorn), and InfluxDB line protocol through influxdb-client into VictoriaMetric
 
 from __future__ import annotations
 
+import re
 import subprocess
 import threading
 import time
@@ -39,10 +40,25 @@ def test_exposition_names_follow_prometheus_conventions(hub_ctx):
     ctx, hub = hub_ctx
     hub.metrics.collect_metric("cpu.percent", 12.5, {"core-id": "0"})
     hub.metrics.collect_metric("log_errors_total", 3, {"service": "nexus"})
+    for name, value in (("service.probe_latency_ms", 12.0), ("ram.used_mb", 3.0),
+                        ("disk.free_gb", 2.0), ("heartbeat.uptime_s", 7.0),
+                        ("cpu.frequency_mhz", 2400.0), ("net.rx_bps", 10.0),
+                        ("net.errors_per_s", 1.5), ("busy_ms_total", 250.0)):
+        hub.metrics.collect_metric(name, value, {})
     body, ctype = render_metrics(ctx)
     text = body.decode()
     assert ctype.startswith("text/plain")
-    assert 'atlas_cpu_percent{core_id="0"} 12.5' in text
+    # base units, values converted: seconds, bytes (MiB / GiB), ratios, hertz
+    assert 'atlas_cpu_ratio{core_id="0"} 0.125' in text
+    values = {ln.split()[0]: float(ln.split()[1]) for ln in text.splitlines()
+              if ln.startswith("atlas_")}
+    assert values == pytest.approx(values | {
+        "atlas_service_probe_latency_seconds": 0.012, "atlas_ram_used_bytes": 3 * 2**20,
+        "atlas_disk_free_bytes": 2 * 2**30, "atlas_heartbeat_uptime_seconds": 7.0,
+        "atlas_cpu_frequency_hertz": 2.4e9, "atlas_net_rx_bytes_per_second": 10.0,
+        "atlas_net_errors_per_second": 1.5, "atlas_busy_seconds_total": 0.25})
+    scaled = [n for n in values if re.search(r"_(ms|s|kb|mb|gb|mhz|bps|percent)(_total)?$", n)]
+    assert not scaled, scaled
     assert "# TYPE atlas_log_errors_total counter" in text
     assert "atlas_telemetry_points_written_total" in text
     assert metric_name("9lives") == "atlas_9lives" and metric_name("atlas_x") == "atlas_x"
