@@ -2,8 +2,8 @@
 
 ``render_metrics(ctx)`` returns ``(body, content_type)`` for the API's ``/metrics`` route: a
 fresh registry holding the time-series collector (newest value of every series, named per
-Prometheus conventions, in base units: ``exported``), the telemetry hub's own counters, the process collector, and any
-collectors the caller passes (the operator's own).
+Prometheus conventions, in base units: ``exported``), the telemetry hub's own counters, the
+process collector, and any collectors the caller passes (the operator's own).
 """
 
 from __future__ import annotations
