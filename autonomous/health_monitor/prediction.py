@@ -5,7 +5,9 @@ median of pairwise slopes, so a short burst moves it little) over two horizons, 
 (``short_horizon_seconds``) and a longer one (``long_horizon_seconds``). A prediction is made
 only when both slopes head towards the threshold and agree within the ``agreement`` ratio; one
 busy minute tilts neither fit much, and a burst that does tilt the short one disagrees with the
-long one, so it does not predict a full disk. The estimate uses the recent fit: the level now
+long one, so it does not predict a full disk. Nor does a short history: the series must
+span ``min_history_seconds`` within the long horizon first (a start's warm-up, RAM rising
+while the services load, is not extrapolated for hours). The estimate uses the recent fit: the level now
 is the fitted value at ``now`` (median of ``v - slope·(t - now)``), ``eta = (threshold - level) / slope``; the interval comes from
 the slope's confidence interval. Series are binned to at most ``_MAX_POINTS`` per horizon so a
 fit costs milliseconds.
@@ -90,6 +92,9 @@ def predict_failure(metric: str, ts: list[float] | np.ndarray, values: list[floa
                     threshold: float, policy: dict[str, Any], now: float) -> Prediction | None:
     """The crossing of ``threshold`` (rising) predicted from the trend, or None (see module)."""
     t, v = np.asarray(ts, float), np.asarray(values, float)
+    recent = t[t >= now - policy["long_horizon_seconds"]]
+    if len(recent) == 0 or np.ptp(recent) < policy["min_history_seconds"]:
+        return None  # too short a history: both fits would see the same few minutes
     fits = []
     for horizon in (policy["short_horizon_seconds"], policy["long_horizon_seconds"]):
         sel = t >= now - horizon

@@ -407,6 +407,17 @@ def test_stream_policy_rejects_inverted_season_periods() -> None:
         StreamDetectorPolicy.model_validate({**good, "season_periods": [500, 100]})
 
 
+def test_prediction_policy_rejects_a_history_longer_than_the_long_horizon() -> None:
+    from pydantic import ValidationError
+
+    from autonomous.resources.policy.health import PredictionPolicy
+
+    good = dict(POLICY["prediction"])
+    PredictionPolicy.model_validate(good)
+    with pytest.raises(ValidationError, match="min_history_seconds must not exceed"):
+        PredictionPolicy.model_validate({**good, "min_history_seconds": 1e9})
+
+
 def test_stream_policy_opinions_are_the_detector_families() -> None:
     from typing import get_args
 
@@ -449,6 +460,17 @@ def test_linear_disk_fill_predicted_within_10_percent(store: Store) -> None:
     recs = [r for r in agg._global(POLICY).recommendations if "will reach 90% in" in r["text"]]
     assert recs[0]["metrics"] == ["disk.percent{mount=/data}"]
     assert "free space or raise retention" in recs[0]["text"]
+
+
+def test_a_short_history_predicts_nothing_however_steep() -> None:
+    """Ten minutes after a start RAM rose 2 → 4 %: extrapolated, 85 % in seven hours. No
+    prediction until the series spans ``min_history_seconds``; the same trend then does."""
+    rate = 12.0 / 3600  # % per second
+    for span, predicted in ((600, False), (PRED["min_history_seconds"] - 60, False),
+                            (PRED["min_history_seconds"] + 60, True)):
+        t = np.arange(0, span, 10.0)
+        got = predict_failure("ram.percent", t, 2 + rate * t, 85, PRED, float(t[-1]))
+        assert (got is not None) == predicted, (span, got)
 
 
 @pytest.mark.parametrize("burst", [0.0, 30.0])

@@ -143,6 +143,17 @@ class PredictionPolicy(Strict):
     confidence: float = Field(gt=0, lt=1, description="Slope interval confidence (Theil-Sen)")
     agreement: float = Field(gt=1, description="Max ratio between the two horizons' slopes")
     metrics: list[str] = Field(description="Metric names (or prefixes) watched for failure")
+    min_history_seconds: float = Field(
+        ge=0, description="No prediction before the series spans this long within the long "
+        "horizon: past the short horizon, the two fits see different data (the first minutes "
+        "after a start, services warming up, are not a trend to extrapolate for hours)")
+
+    @model_validator(mode="after")
+    def _history_fits(self) -> PredictionPolicy:
+        if self.min_history_seconds > self.long_horizon_seconds:
+            raise ValueError("min_history_seconds must not exceed long_horizon_seconds (no "
+                             "series could ever span it: nothing would be predicted)")
+        return self
 
 
 class SamplingPolicy(Strict):
