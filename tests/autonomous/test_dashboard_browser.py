@@ -176,6 +176,22 @@ def test_dashboard_in_real_browser(tmp_path: Path, operator_factory: Any) -> Non
             drawn = int(spark.get_attribute("data-series") or 0)
             assert 0 < drawn <= len([s for s in latency["series"] if s["points"]])
             assert "Probe latency" in (spark.get_attribute("aria-label") or "")
+            # every panel type, not only series: the Services table has a row per service
+            services = page.locator('#panel-charts figure[data-panel="table"]',
+                                    has_text="Services")
+            services.wait_for()
+            table = next(p for p in engine["panels"] if p["title"] == "Services")
+            assert services.get_attribute("data-rows") == str(len(table["rows"])) != "0"
+            # any dashboard of the desired state, picked and linked (#dashboard=<name>)
+            page.select_option("#dashboard-pick", "tools")
+            page.locator('#panel-charts .charts[data-dashboard="tools"]').wait_for()
+            assert page.url.endswith("#dashboard=tools")
+            traces = page.locator('#panel-charts figure[data-panel="traces"]')
+            traces.wait_for()  # the operator traces its own requests: this page's among them
+            assert int(traces.get_attribute("data-rows") or 0) > 0
+            with op.client() as c:
+                listed = c.get("/api/telemetry/dashboards").json()
+            assert page.locator("#dashboard-pick option").count() == len(listed) > 1
 
             with op.client() as c:  # feedback the learning page must show as a finding
                 for i in range(12):

@@ -1,5 +1,6 @@
-/* Charts of the main series: inline SVG drawn from the dashboard engine's panel data
-   (GET /api/telemetry/dashboard/{name}); no chart library, nothing fetched from elsewhere. */
+/* Every panel of a dashboard from the dashboard engine's panel data (GET
+   /api/telemetry/dashboard/{name}): series as inline SVG, stats, tables, log lines, traces and
+   alerts; no chart library, nothing fetched from elsewhere. */
 "use strict";
 (function (A) {
   const W = 360, H = 90, PAD = 4;
@@ -74,10 +75,48 @@
         seriesName(v.labels)))) : A.empty(p.reason || "no data in this range"));
   }
 
+  /* A value in a table cell: times and durations by their key, lists joined, a nested
+     record by its name. */
+  function cell(key, v) {
+    if (v === null || v === undefined) return "—";
+    if (Array.isArray(v)) return v.join(", ");
+    if (typeof v === "object") return v.name !== undefined ? String(v.name) : JSON.stringify(v);
+    if (typeof v === "number" && /^(ts|start)$|_at$/.test(key)) return A.fmtTime(v);
+    if (typeof v === "number" && /_ms$/.test(key)) return A.fmtNum(v, "ms");
+    if (typeof v === "number") return Number.isInteger(v) ? String(v) : A.fmtNum(v, "");
+    return String(v);
+  }
+  /* Rows as a table: ``cols`` [key, heading] pairs, the first row's keys when not given. */
+  function rows(p, list, cols, none) {
+    const cap = A.el("figcaption", {}, A.el("strong", { text: p.title }));
+    if (!list.length) return A.el("figure", { class: "chart wide" }, cap, A.empty(none));
+    cols = cols || Object.keys(list[0]).filter(k => !/_id$|^id$/.test(k)).slice(0, 8)
+      .map(k => [k, k.replace(/_/g, " ")]);
+    const body = list.map(r => A.el("tr", {}, cols.map(([k]) => A.el("td", {
+      text: cell(k, r[k]) }))));
+    return A.el("figure", { class: "chart wide", "data-panel": p.type,
+      "data-rows": list.length }, cap, A.table(p.title, cols.map(c => c[1]), body));
+  }
+  const LOG_COLS = [["ts", "Time"], ["level", "Level"], ["service", "Service"],
+    ["message", "Message"]];
+  const TRACE_COLS = [["name", "Root span"], ["service", "Service"], ["start", "Start"],
+    ["duration_ms", "Duration"], ["status", "Status"]];
+  const ALERT_COLS = [["severity", "Severity"], ["rule", "Rule"], ["summary", "Summary"],
+    ["state", "State"], ["fired_at", "Since"]];
+  function other(p) {
+    if (p.type === "table") return rows(p, p.rows || [], null, "No rows in this range.");
+    if (p.type === "logs") return rows(p, p.lines || [], LOG_COLS,
+      "No log lines match in this range.");
+    if (p.type === "traces") return rows(p, p.traces || [], TRACE_COLS,
+      "No traces in this range.");
+    if (p.type === "alerts") return rows(p, p.alerts || [], ALERT_COLS, "No active alerts.");
+    return null;
+  }
+
   A.charts = function (data) {
     const max = A.policy.chart_points;
     return (data.panels || []).map(p => p.type === "timeseries" ?
-      timeseries(p, max, data.start, data.end) : p.type === "stat" ? stat(p) : null)
+      timeseries(p, max, data.start, data.end) : p.type === "stat" ? stat(p) : other(p))
       .filter(n => n !== null);
   };
 })(window.Atlas);

@@ -1,5 +1,6 @@
 /* Panels that act or show what the operator did: self-healing (attempts, MTTR), rollouts,
-   governance (mode switch, pending approvals with Approve / Reject) and the charts. */
+   governance (mode switch, pending approvals with Approve / Reject) and the dashboards
+   (every Dashboard of the desired state, one at a time: the page's own, or the one picked). */
 "use strict";
 (function (A) {
   const { el, empty, table, fmtTime, fmtNum, getJSON, send, detail, setBody, failure } = A;
@@ -148,24 +149,41 @@
         : empty("No approvals pending. Actions gated by governed mode wait here."));
   };
 
+  /* The dashboard shown: ``#dashboard=<name>`` in the address (a link to it), else the
+     page's own. */
+  function chosen(list) {
+    const m = /(?:^|&)dashboard=([^&]+)/.exec(location.hash.slice(1));
+    const want = m ? decodeURIComponent(m[1]) : null;
+    return list.some(d => d.name === want) ? want : CHARTS[A.page];
+  }
+  function picker(list, name) {
+    const sel = el("select", { id: "dashboard-pick", "data-key": "dashboard-pick",
+      onchange: () => { location.hash = "dashboard=" + encodeURIComponent(sel.value); } },
+    list.map(d => el("option", { value: d.name, selected: d.name === name,
+      text: d.title || d.name })));
+    return el("p", { class: "controls" }, el("label", { for: "dashboard-pick",
+      text: "Dashboard " }), sel);
+  }
+  window.addEventListener("hashchange", () => A.refresh(["charts"]));
+
   let chartTimer = null;
   A.panels.charts = async function () {
     if (!(await A.subsystems()).includes("telemetry"))
       return notRunning("charts", "Telemetry is", "telemetry");
-    const name = CHARTS[A.page];
     const list = await getJSON("/api/telemetry/dashboards");
     if (list.status !== 200) return failure("charts", list, "Dashboards");
+    const name = chosen(list.body);
     const known = list.body.find(d => d.name === name);
-    if (!known) return setBody("charts", empty("No Dashboard named " + name +
-      " in the desired state (desired_state/dashboards.yaml)."));
+    if (!known) return setBody("charts", picker(list.body, name), empty("No Dashboard named " +
+      name + " in the desired state (desired_state/dashboards.yaml)."));
     const res = await getJSON("/api/telemetry/dashboard/" + encodeURIComponent(name));
     if (res.status !== 200) return failure("charts", res, "Dashboard " + name);
     const figures = A.charts(res.body);
-    setBody("charts", el("p", { class: "muted", text: res.body.title + " dashboard, " +
-      fmtTime(res.body.start) + " to " + fmtTime(res.body.end) + " (refreshed every " +
-      res.body.refresh_seconds + " s)" }),
-      figures.length ? el("div", { class: "charts" }, figures) :
-        empty("This dashboard has no timeseries or stat panel."));
+    setBody("charts", picker(list.body, name), el("p", { class: "muted", text:
+      res.body.title + " dashboard, " + fmtTime(res.body.start) + " to " +
+      fmtTime(res.body.end) + " (refreshed every " + res.body.refresh_seconds + " s)" }),
+      figures.length ? el("div", { class: "charts", "data-dashboard": name }, figures) :
+        empty("This dashboard has no panel."));
     if (chartTimer === null && res.body.refresh_seconds) chartTimer = setInterval(
       () => A.refresh(["charts"]), res.body.refresh_seconds * 1000);
   };
