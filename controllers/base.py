@@ -66,6 +66,9 @@ class Controller(ABC):
     name: str = ""
     subsystem: str = ""
     watches: tuple[str, ...] = ()  # event-bus topic prefixes that trigger a reconcile
+    # why ``atlas-autonomous plan`` cannot diff this controller outside the running operator
+    # (what it observes lives only there); None: it observes the store and the host
+    offline_plan: str | None = None
 
     def __init__(self, ctx: OperatorContext) -> None:
         self.ctx = ctx

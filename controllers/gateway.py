@@ -131,6 +131,8 @@ class GatewayController(Controller):
     # intent.*: a fallback intent requested or released switches a front's router
     # standby.*: a standby instance became ready / not ready / exited (load balancer servers)
     watches: tuple[str, ...] = ("desired.", "evolution.", "intent.", "standby.")
+    offline_plan = ("the Traefik process it runs, and the ports it gave it, are known only to "
+                    "the running operator")
 
     def __init__(self, ctx: OperatorContext) -> None:
         super().__init__(ctx)

@@ -142,6 +142,8 @@ class HealthController(Controller):
     subsystem = "health_monitor"
     order = 20
     watches = ("service.exited", "service.unhealthy", "service.healthy", "service.ready")
+    offline_plan = ("it acts on the running health monitor's findings (samples, anomaly "
+                    "state), which only the running operator holds")
 
     def __init__(self, ctx: OperatorContext) -> None:
         super().__init__(ctx)

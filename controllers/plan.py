@@ -50,6 +50,9 @@ async def plan_actions(root: Path, data_dir: Path) -> tuple[str, list[dict[str, 
         mode = gov.mode
         out: list[dict[str, Any]] = []
         for cls in controller_classes():
+            if cls.offline_plan is not None:
+                out.append({"controller": cls.name, "skipped": cls.offline_plan})
+                continue
             c = cls(ctx)
             try:
                 d = c.desired()
@@ -57,8 +60,7 @@ async def plan_actions(root: Path, data_dir: Path) -> tuple[str, list[dict[str, 
                 actions = c.diff(d, o)
             except Exception as exc:  # noqa: BLE001 - report, keep planning the others
                 out.append({"controller": c.name, "error": f"{type(exc).__name__}: {exc}",
-                            "skipped": "observes only inside the running operator; not "
-                            "planned offline"})
+                            "skipped": "its observe or diff failed outside the operator"})
                 continue
             for a in actions:
                 out.append({"controller": c.name, **a.as_dict(),
@@ -83,8 +85,9 @@ async def plan(root: Path, data_dir: str | None, *, as_json: bool = False) -> in
     for col in ("controller", "action", "resource", "reason", "governance"):
         t.add_column(col)
     for a in actions:
-        if "error" in a:
-            t.add_row(a["controller"], "-", "-", f"skipped: {a['skipped']} ({a['error']})", "-")
+        if "skipped" in a:
+            why = f"{a['skipped']} ({a['error']})" if "error" in a else a["skipped"]
+            t.add_row(a["controller"], "-", "-", f"not planned: {why}", "-")
         else:
             t.add_row(a["controller"], a["kind"], a["resource"], a["reason"], a["governance"])
     Console().print(t if actions else "no changes")

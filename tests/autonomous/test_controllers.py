@@ -362,3 +362,23 @@ async def test_10000_passes_with_a_pending_approval_keep_rows_bounded(tmp_path):
             "observation", "decision", "action", "outcome"]
     finally:
         ctx.store.close()
+
+
+async def test_plan_says_which_controllers_it_cannot_plan_offline(tmp_path):
+    """``plan`` names the controllers whose world only the running operator sees, instead of
+    diffing an empty observation: the default tree's gateway is not "started" again."""
+    from autonomous.testing import make_context
+    from controllers.gateway import GatewayController
+    from controllers.health import HealthController
+    from controllers.plan import plan_actions
+
+    ctx = make_context(tmp_path)
+    assert any(s.traffic for s in ctx.desired.current.services.values())  # a gateway is due
+    ctx.store.close()
+    _mode, actions = await plan_actions(ctx.root, ctx.data_dir)
+    by = {}
+    for a in actions:
+        by.setdefault(a["controller"], []).append(a)
+    for cls in (GatewayController, HealthController):
+        assert by[cls.name] == [{"controller": cls.name, "skipped": cls.offline_plan}]
+    assert "services" in by  # the others are still planned
