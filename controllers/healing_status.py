@@ -1,10 +1,15 @@
-"""The healing controller's report: conditions per Service (CrashLoopBackOff, Isolated,
-Degraded, FallbackActive, HealingBreakerOpen) and each open incident as ``Incident/<id>`` (a
+"""The healing controller's report: per Service its sync and health as healing sees them and
+its conditions (CrashLoopBackOff, Isolated, Degraded, FallbackActive, HealingBreakerOpen), and
+each open incident as ``Incident/<id>`` (a
 closed one leaves the board)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from autonomous.context import OperatorContext
+from autonomous.core.conditions import HealthStatus, SyncStatus
 from controllers.healing_diff import HealingObserved
 
 __all__ = ["report"]
@@ -29,8 +34,25 @@ def report(ctx: OperatorContext, observed: HealingObserved) -> None:
                          if o["fallback_active"] else "Direct", "", now)
         st.set_condition("HealingBreakerOpen", o["heal_breaker"] != "CLOSED",
                          o["heal_breaker"], "", now)
+        st.sync, st.health = _summary(o)
         st.details = dict(o)
     _incidents(ctx, observed, now)
+
+
+def _summary(o: Mapping[str, Any]) -> tuple[SyncStatus, HealthStatus]:
+    """Healing's own view of a Service: Synced when it has nothing to do for it (no incident
+    open, no try or back-off under way); Suspended while isolated or paused by a human,
+    Progressing while it remediates, Degraded while a feature is off, a fallback serves or
+    its healing breaker is open, else Healthy."""
+    busy = o["phase"] != "normal" or bool(o["busy"] or o["open_incident"] or o["trying"])
+    sync = SyncStatus.OUT_OF_SYNC if busy else SyncStatus.SYNCED
+    if o["phase"] == "isolated" or o["paused_by_human"]:
+        return sync, HealthStatus.SUSPENDED
+    if busy:
+        return sync, HealthStatus.PROGRESSING
+    if o["degraded"] or o["fallback_active"] or o["heal_breaker"] != "CLOSED":
+        return sync, HealthStatus.DEGRADED
+    return sync, HealthStatus.HEALTHY
 
 
 def _incidents(ctx: OperatorContext, observed: HealingObserved, now: float) -> None:

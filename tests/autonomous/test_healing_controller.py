@@ -165,6 +165,27 @@ async def test_removed_service_with_an_open_incident_is_closed_and_never_retried
     ctx.store.close()
 
 
+async def test_the_status_board_says_what_healing_is_doing_for_a_service(tmp_path):
+    """Healing's rows carry its own sync / health, not Unknown: OutOfSync + Progressing
+    while a crash loop is in back-off, Synced + Healthy once it is released."""
+    ctx, fake, orch = healing_context(tmp_path, {"nexus": spec(core=True)},
+                                      policy_edit=BUDGET % "growth")
+
+    def row() -> tuple[str, str]:
+        r = ctx.status.resource("healing", "Service", "nexus")
+        return r.sync.value, r.health.value
+
+    await crash_loop(ctx, fake, orch, "nexus")
+    await reconcile(ctx, fake)
+    assert row() == ("OutOfSync", "Progressing")
+    fake.crash_on_start.clear()
+    fake._specs["nexus"] = spec(core=True, version="2")
+    await reconcile(ctx, fake)  # released: a new revision
+    await reconcile(ctx, fake)
+    assert row() == ("Synced", "Healthy")
+    ctx.store.close()
+
+
 async def test_a_new_revision_releases_backoff_and_starts_at_once(tmp_path):
     ctx, fake, orch = healing_context(tmp_path, {"nexus": spec(core=True)},
                                       policy_edit=BUDGET % "growth")
