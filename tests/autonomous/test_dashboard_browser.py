@@ -204,6 +204,15 @@ def test_dashboard_in_real_browser(tmp_path: Path, operator_factory: Any) -> Non
                 page.locator("#panel-charts .body > *").first.wait_for()
                 assert page.locator("#main .error").count() == 0, page.locator(
                     "#main .error").all_inner_texts()
+                if name == "health":  # the host's resources, and what is not measured
+                    page.locator("#panel-resources th", has_text="CPU").wait_for()
+                    with op.client() as c:
+                        sysm = c.get("/api/health/metrics/system").json()
+                    for disk in sysm["disks"]:
+                        page.locator("#panel-resources th", has_text=f"Disk {disk}").wait_for()
+                    for key, why in sysm["unavailable"].items():  # each with its reason
+                        page.locator("#resources-missing li",  # (the panel re-reads: 10 s)
+                                     has_text=f"{key}: {why}").wait_for()
                 if name == "learning":  # the panels show what the learning API holds
                     page.locator("#panel-optimizations #optimizer-trials").wait_for()
                     page.locator("#panel-learning .body h3").first.wait_for()

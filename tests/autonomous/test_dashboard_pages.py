@@ -46,7 +46,7 @@ def test_page_carries_the_dashboard_policy_and_stream_uses_it(tmp_path: Path) ->
             assert pol["rows"]["decisions"] == 7 and pol["retry_ms"] == 1500
             assert 'data-auth-reads="false"' in page
             for js in ("dashboard-lib.js", "dashboard-charts.js", "dashboard-ops.js",
-                       "dashboard-learning.js"):
+                       "dashboard-learning.js", "dashboard-health.js"):
                 assert f"/dashboard/static/{js}" in page
                 assert c.get(f"/dashboard/static/{js}").status_code == 200
             assert "healing" not in c.get("/dashboard/state").json()["subsystems"]

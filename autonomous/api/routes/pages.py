@@ -43,7 +43,7 @@ PAGES: dict[str, str] = {"overview": "Overview", "health": "Health",
 _TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
           ".svg": "image/svg+xml"}
 ASSETS = ("dashboard.js", "dashboard-lib.js", "dashboard-charts.js", "dashboard-ops.js",
-          "dashboard-learning.js",
+          "dashboard-learning.js", "dashboard-health.js",
           "dashboard.css", "favicon.svg", "swagger-ui-bundle.js",
           "swagger-ui.css")
 
@@ -55,7 +55,7 @@ _TOPIC_PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("healing.", ("services", "alerts", "decisions", "healing")),
     ("alert.", ("alerts",)),
     ("evolution.", ("rollouts",)),
-    ("health.", ("health", "alerts")),
+    ("health.", ("health", "alerts", "resources")),
     ("governance.", ("governance", "services")),
     ("approval.", ("governance", "healing")),
     ("desired.", ("services", "decisions", "governance")),

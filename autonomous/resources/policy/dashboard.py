@@ -32,6 +32,9 @@ class DashboardPolicy(Strict):
                                         "bearer token (EventSource cannot send headers)")
     chart_points: int = Field(ge=2, le=5000, description="Most points drawn per chart series "
                               "(evenly thinned beyond)")
+    resources_refresh_seconds: float = Field(gt=0, le=3600, description="How often the "
+                                             "Health page's resources panel reads the latest "
+                                             "system sample again")
     rows: PanelRows
 
 
