@@ -1,7 +1,6 @@
 """The healing controller's report: per Service its sync and health as healing sees them and
 its conditions (CrashLoopBackOff, Isolated, Degraded, FallbackActive, HealingBreakerOpen), and
-each open incident as ``Incident/<id>`` (a
-closed one leaves the board)."""
+each open incident as ``Incident/<id>`` (a closed one leaves the board)."""
 
 from __future__ import annotations
 

@@ -7,9 +7,10 @@ only when both slopes head towards the threshold and agree within the ``agreemen
 busy minute tilts neither fit much, and a burst that does tilt the short one disagrees with the
 long one, so it does not predict a full disk. Nor does a short history: the series must
 span ``min_history_seconds`` within the long horizon first (a start's warm-up, RAM rising
-while the services load, is not extrapolated for hours). The estimate uses the recent fit: the level now
-is the fitted value at ``now`` (median of ``v - slope·(t - now)``), ``eta = (threshold - level) / slope``; the interval comes from
-the slope's confidence interval. Series are binned to at most ``_MAX_POINTS`` per horizon so a
+while the services load, is not extrapolated for hours). The estimate uses the recent fit:
+the level now is the fitted value at ``now`` (median of ``v - slope·(t - now)``),
+``eta = (threshold - level) / slope``; the interval comes from the slope's confidence
+interval. Series are binned to at most ``_MAX_POINTS`` per horizon so a
 fit costs milliseconds.
 """
 
