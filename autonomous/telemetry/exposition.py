@@ -89,6 +89,10 @@ class TimeSeriesCollector(Collector):
     def collect(self) -> Iterator[Any]:
         self.aggregator.flush()
         families: dict[str, tuple[list[str], Any]] = {}
+        # two stored names can export as one ("x.y_ms" and "x_y_ms", "a_ms" and "a_s": names
+        # come from the services' heartbeats too): the first series wins, as a duplicate
+        # series would make Prometheus reject the whole scrape
+        seen: set[tuple[str, tuple[str, ...]]] = set()
         for name, labels, _ts, value in self.aggregator.ts.latest_all(self.stale_seconds):
             clean = {_label(k): str(v) for k, v in labels.items()}
             keys = sorted(clean)
@@ -99,8 +103,10 @@ class TimeSeriesCollector(Collector):
                 families[ex.name] = (keys, cls(ex.name, f"{name} (from the ATLAS time-series "
                                                f"store{unit})", labels=keys))
             fam_keys, fam = families[ex.name]
-            if fam_keys == keys:  # one label set per family (a Prometheus rule)
-                fam.add_metric([clean[k] for k in keys], value * ex.scale)
+            values = tuple(clean[k] for k in keys)
+            if fam_keys == keys and (ex.name, values) not in seen:  # one label set a family
+                seen.add((ex.name, values))
+                fam.add_metric(list(values), value * ex.scale)
         yield from (fam for _, fam in families.values())
 
 

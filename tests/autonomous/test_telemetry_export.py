@@ -64,6 +64,23 @@ def test_exposition_names_follow_prometheus_conventions(hub_ctx):
     assert metric_name("9lives") == "atlas_9lives" and metric_name("atlas_x") == "atlas_x"
 
 
+def test_names_that_export_alike_give_one_series_not_a_broken_scrape(hub_ctx):
+    """``a.b_ms`` and ``a_b_ms``, or ``t_ms`` and ``t_s``, are one Prometheus name: one
+    sample is exported (the first stored name's), so the scrape stays valid."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    ctx, hub = hub_ctx
+    for name, value in (("hb.lat_ms", 5.0), ("hb_lat_ms", 7.0), ("up_ms", 2000.0),
+                        ("up_s", 3.0)):
+        hub.metrics.collect_metric(name, value, {"service": "nexus"})
+    text = render_metrics(ctx)[0].decode()
+    samples = [(s.name, s.labels.get("service"), s.value)
+               for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name in ("atlas_hb_lat_seconds", "atlas_up_seconds")]
+    assert sorted(samples) == [("atlas_hb_lat_seconds", "nexus", 0.005),
+                               ("atlas_up_seconds", "nexus", 2.0)]
+
+
 def test_real_prometheus_scrapes_the_operator(hub_ctx, tmp_path):
     binary = _need("prometheus", "prometheus")
     ctx, hub = hub_ctx
