@@ -52,8 +52,11 @@ class LogbookChannel(Channel):
 
     async def send(self, payload: dict[str, Any], timeout: float) -> None:
         names = ", ".join(a["labels"].get("alertname", "?") for a in payload["alerts"])
-        log.warning("alert %s %s: %s", payload["atlas"]["kind"], payload["status"], names,
-                    extra={"group_key": payload["groupKey"]})
+        kind, status = payload["atlas"]["kind"], payload["status"]
+        what = status if kind == status else f"{kind} ({status})"  # not "firing firing"
+        what += (f", repeat {payload['atlas']['repeat']}" if payload["atlas"]["repeat"] else "")
+        what += ", escalated" if payload["atlas"]["escalated"] else ""
+        log.warning("alert %s: %s", what, names, extra={"group_key": payload["groupKey"]})
 
 
 class WebhookChannel(Channel):

@@ -12,7 +12,12 @@ from http.server import BaseHTTPRequestHandler
 import pytest
 
 from autonomous.store.timeseries import TimeSeriesStore
-from autonomous.telemetry.alert_channels import EmailChannel, WebhookChannel
+from autonomous.telemetry.alert_channels import (
+    EmailChannel,
+    LogbookChannel,
+    WebhookChannel,
+    build_payload,
+)
 from autonomous.telemetry.alert_manager import AlertManager
 from autonomous.testing import free_port, make_context, serve_http
 
@@ -100,3 +105,21 @@ async def test_email_reaches_a_real_smtp_server(ctx):
     assert msg["Subject"].startswith("[ATLAS FIRING:1]")
     body = msg.get_body(("plain",)).get_content()
     assert "disk_full" in body and "disk at 99 %" in body
+
+
+@pytest.mark.parametrize(("kind", "state", "repeat", "escalated", "said"), [
+    ("firing", "firing", 0, False, "alert firing: disk_full"),
+    ("resolved", "resolved", 0, False, "alert resolved: disk_full"),
+    ("firing", "firing", 2, True, "alert firing, repeat 2, escalated: disk_full"),
+    ("flapping", "firing", 0, False, "alert flapping (firing): disk_full"),
+])
+async def test_logbook_line_says_each_thing_once(caplog, kind, state, repeat, escalated, said):
+    row = {"id": 1, "labels": {"alertname": "disk_full"}, "summary": "s", "state": state,
+           "fingerprint": "f",
+           "pending_since": 0.0, "fired_at": 1.0, "resolved_at": 2.0 if state == "resolved"
+           else None}
+    payload = build_payload(receiver="logbook", group_key="g", group_labels={},
+                            alerts=[row], kind=kind, repeat=repeat, escalated=escalated)
+    with caplog.at_level("WARNING", logger="atlas.alerts"):
+        await LogbookChannel().send(payload, 1.0)
+    assert [r.getMessage() for r in caplog.records] == [said]
