@@ -37,6 +37,16 @@ the fourth; standard profile; HTM's LOCO 70.4 = 73.4 / 70.2 / 55.5 / 82.4, ARTim
 69.5 / 61.9 / 63.1 / 87.2 for realAWSCloudwatch / realAdExchange / realKnownCause /
 realTraffic held out):
 
+- **Markov raw score (stop 30), not adopted, code not merged** (a scratch screen, planned in
+  writing before it ran, two variants only): an HTM-like "prediction error" — an order-1
+  Markov chain over level bins (robust z in 0.5 σ bins, ±8; counts accumulated, Laplace 0.1;
+  raw = 1 - P(bin | previous bin)) under NAB's likelihood (10-row mean against the mean / std
+  of those means over 800 rows), scored like the published detectors (best corpus threshold;
+  LOCO threshold chosen on three categories). Standard: alone 3.3 overall (the best threshold
+  is 1.0: the likelihood saturates, almost every row of a noisy series is an unlikely
+  transition), LOCO -7.0; with the records rule 52.0 overall, LOCO 51.1 (60.2 / 54.1 / 20.9 /
+  69.3) beside HTM's 70.4; 255 µs per row in Python. A first-order chain over value bins is
+  not what makes HTM's score: dropped.
 - **Normalised surprise (stop 27), not adopted, code not merged** (branch wt/nab4): the
   surprise ÷ the median / 90 % quantile of the raw surprises of the past 200 / 800 rows,
   floored at 0.1, before the likelihood (the branch's ``bench/nab_eval.py --norms``: 5 options
