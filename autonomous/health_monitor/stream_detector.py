@@ -43,10 +43,10 @@ realTraffic held out):
   raw = 1 - P(bin | previous bin)) under NAB's likelihood (10-row mean against the mean / std
   of those means over 800 rows), scored like the published detectors (best corpus threshold;
   LOCO threshold chosen on three categories). Standard: alone 3.3 overall (the best threshold
-  is 1.0: the likelihood saturates, almost every row of a noisy series is an unlikely
-  transition), LOCO -7.0; with the records rule 52.0 overall, LOCO 51.1 (60.2 / 54.1 / 20.9 /
-  69.3) beside HTM's 70.4; 255 µs per row in Python. A first-order chain over value bins is
-  not what makes HTM's score: dropped.
+  is 1.0, i.e. nearly nothing alarms: 0-2 % of rows score ≥ 0.999, and those fall outside the
+  windows more than inside; why was not measured), LOCO -7.0; with the records rule 52.0
+  overall, LOCO 51.1 (60.2 / 54.1 / 20.9 / 69.3) beside HTM's 70.4; 255 µs per row in Python.
+  A first-order chain over value bins does not carry what HTM's score does: dropped.
 - **Normalised surprise (stop 27), not adopted, code not merged** (branch wt/nab4): the
   surprise ÷ the median / 90 % quantile of the raw surprises of the past 200 / 800 rows,
   floored at 0.1, before the likelihood (the branch's ``bench/nab_eval.py --norms``: 5 options
