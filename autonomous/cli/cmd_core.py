@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -82,9 +83,11 @@ def cmd_status(args: Any) -> int:
     t = Table(title="controllers")
     for col in ("controller", "runs", "errors", "last run", "ms", "last error"):
         t.add_column(col)
+    now = datetime.now(timezone.utc)
     for name, c in data["controllers"].items():
-        t.add_row(name, str(c["runs"]), str(c["errors"]), c["last_run_at"] or "-",
-                  str(c["last_duration_ms"]), c["last_error"] or "")
+        ms = c["last_duration_ms"]
+        t.add_row(name, str(c["runs"]), str(c["errors"]), _ago(c["last_run_at"], now),
+                  "-" if ms is None else f"{ms:.1f}", c["last_error"] or "")
     con.print(t)
     r = Table(title="resources")
     for col in ("controller", "resource", "sync", "health", "conditions"):
@@ -153,3 +156,18 @@ def cmd_approvals(args: Any) -> int:
         return 1
     print(f"{data['id']}: {data['state']}")
     return 0
+
+
+def _ago(iso: str | None, now: datetime) -> str:
+    """``2026-12-07T23:43:10Z`` as "4 s ago" (a narrow column that still says when)."""
+    if not iso:
+        return "-"
+    try:
+        then = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return iso
+    secs = max(0.0, (now - then).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if secs >= size:
+            return f"{int(secs // size)} {unit} ago"
+    return f"{int(secs)} s ago"

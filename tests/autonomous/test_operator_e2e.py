@@ -198,6 +198,7 @@ def test_cli_status_and_mode(stack):
                          capture_output=True, text=True, env=env, timeout=30)
     assert out.returncode == 0, out.stderr
     assert "Service/alpha" in out.stdout and "Healthy" in out.stdout
+    assert " s ago" in out.stdout  # when each controller last ran, in a narrow column
     out = subprocess.run(base + ["mode", "growth", "--root", str(op.root), "--url", op.url],
                          capture_output=True, text=True, env=env, timeout=30)
     assert out.returncode == 0 and out.stdout.strip() == "growth"
