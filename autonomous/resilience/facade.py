@@ -209,13 +209,24 @@ class ResilienceFacade:
 
     def request_restore(self, backup_id: str, target: str, actor: str) -> dict[str, Any]:
         """Record a restore request (refused at once when the target or backup is wrong);
-        the resilience controller carries it out through the governance gate."""
-        self._target(target)
+        the resilience controller carries it out through the governance gate. Asked again
+        while the same restore (backup, resolved target) is still open, it answers that one:
+        a retried call does not queue a second approval for the same thing."""
+        path = self._target(target)
         self._find(backup_id)
+        for open_row in self.restores.open():
+            if open_row["backup_id"] == backup_id and self._same_target(open_row, path):
+                return open_row
         row = self.restores.add(backup_id, target, actor,
                                 self._policy()["backup"]["restore_history_keep"])
         self.ctx.trigger("resilience")
         return row
+
+    def _same_target(self, row: dict[str, Any], path: Path) -> bool:
+        try:
+            return self._target(row["target"]) == path
+        except ValueError:  # refused now (the policy moved since): not the same restore
+            return False
 
     async def wait_restore(self, request_id: str) -> dict[str, Any]:
         return await self.restores.wait(request_id,

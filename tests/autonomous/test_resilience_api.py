@@ -258,6 +258,20 @@ def test_governed_restore_waits_for_approval_then_the_controller_restores(govern
     assert body["approve"] == f"atlas-autonomous approvals approve {body['approval']}"
     target = ctx.data_dir / "restores" / "gated"
     assert not target.exists()
+    # asked again while it waits (a retried call, the CLI run twice): the same request and
+    # approval, not a second one for the same restore; another target is another request
+    for same in ("gated", "./gated", str(target)):
+        again = c.post(f"/api/resilience/backups/{b['id']}/restore", json={"target": same},
+                       headers=AUTH)
+        assert again.status_code == 202, again.text
+        assert (again.json()["request"], again.json()["approval"]) == \
+            (body["request"], body["approval"]), (same, again.json())
+    other = c.post(f"/api/resilience/backups/{b['id']}/restore", json={"target": "gated2"},
+                   headers=AUTH).json()
+    assert other["request"] != body["request"] and other["approval"] != body["approval"]
+    pending = [a for a in ctx.approvals.list() if a["action_kind"] == "restore"
+               and a["state"] == "pending"]
+    assert len(pending) == 2, pending
     appr = ctx.approvals.get(body["approval"])
     assert appr["action_kind"] == "restore" and appr["state"] == "pending"
     # approving (the CLI's command calls this route) lets the controller restore it
