@@ -52,6 +52,7 @@ def register(sub: Any) -> None:
     add_client_args(h)
     h.set_defaults(func=cmd_cycle)
     h = ls.add_parser("insights", help="feedback findings, action items, proposals per state")
+    h.add_argument("--json", action="store_true", help="the API's answer as JSON")
     add_client_args(h)
     h.set_defaults(func=cmd_insights)
     h = ls.add_parser("export", help="write the learned knowledge as JSON")
@@ -128,7 +129,28 @@ def cmd_insights(args: Any) -> int:
     out = _call(args, "GET", "/api/learning/insights")
     if out is None:
         return 1
-    print(json.dumps(out, indent=2, sort_keys=True))
+    if args.json:
+        print(json.dumps(out, indent=2, sort_keys=True))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    counts = ", ".join(f"{n} {st}" for st, n in sorted(out["proposals"].items())) or "none yet"
+    con.print(f"cycle [bold]{out['cycle']}[/], mode [bold]{out['mode']}[/]; proposals: {counts}")
+    t = Table(title=f"feedback findings ({len(out['findings'])})")
+    for col in ("area", "bad / total", "rate [interval]", "baseline", "verdict"):
+        t.add_column(col)
+    for f in out["findings"]:
+        t.add_row(f["area"], f"{f['bad']} / {f['total']}",
+                  f"{f['rate']:.2f} [{f['low']:.2f}, {f['high']:.2f}]", f"{f['baseline']:.2f}",
+                  f["verdict"])
+    con.print(t)
+    for title, rows in (("action items", [i["action"] for i in out["action_items"]]),
+                        ("usage patterns", [p["text"] for p in out["patterns"]])):
+        con.print(f"[bold]{title}[/] ({len(rows)})" + ("" if rows else ": none"))
+        for line in rows:
+            con.print(f"  - {line}")
     return 0
 
 

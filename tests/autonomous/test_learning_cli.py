@@ -79,6 +79,16 @@ async def test_cycle_list_show_approve_export(rig: Any, capsys: pytest.CaptureFi
     assert [r["id"] for r in rows] == [pid] and rows[0]["apply_commit"]
     assert dispatch(["proposals", "approve", pid]) == 1
     assert "409" in capsys.readouterr().err
+    # insights as tables (the finding behind the proposal, its action item), or as JSON
+    assert dispatch(["learning", "insights", "--json"]) == 0
+    raw = json.loads(capsys.readouterr().out)
+    assert dispatch(["learning", "insights"]) == 0
+    out = capsys.readouterr().out
+    assert f"cycle {raw['cycle']}, mode governed" in out and "1 baking" in out
+    found = [f for f in raw["findings"] if f["area"] == "alert:service_latency_high"]
+    assert found and "alert:service_latency_high" in out and "12 / 20" in out
+    assert f"action items ({len(raw['action_items'])})" in out
+    assert all(i["action"][:40] in out.replace("\n", " ") for i in raw["action_items"])
     target = tmp_path / "learned.json"
     assert dispatch(["learning", "export", str(target)]) == 0
     assert json.loads(target.read_text())["tables"]["learning_proposals"][0]["id"] == pid
