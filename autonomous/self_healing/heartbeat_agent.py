@@ -7,7 +7,10 @@ thread of the service GETs the service's own heartbeat endpoint (``healing.heart
 with the policy's timeout, so a hung or failing request loop is seen from inside, and reports
 the beat and the process's own metrics to the operator:
 ``POST /api/healing/heartbeat/{service}`` (telemetry series ``heartbeat_ok``,
-``heartbeat_latency_ms`` and ``heartbeat.<metric>``; a failed beat asks the healer). The report
+``heartbeat_latency_ms`` and ``heartbeat.<metric>``; a failed beat asks the healer). A metric
+named with a unit suffix is exported to Prometheus in the base unit: ``_ms`` / ``_s`` as
+seconds, ``_kb`` / ``_mb`` / ``_gb`` as bytes counted in KiB / MiB / GiB, ``_percent`` as a
+ratio (``autonomous.telemetry.exposition``), so name them that way. The report
 goes through a :class:`CircuitBreaker` built from ``healing.heartbeat_breaker``: once the
 operator stops answering, reports stop until the breaker's timeout lets a trial through.
 
