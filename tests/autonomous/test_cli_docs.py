@@ -21,9 +21,13 @@ def test_readme_does_not_point_outside_the_repository():
     assert "../shared" not in README and "DESIGN.md" not in README
 
 
+def _code_blocks(text: str) -> list[str]:
+    return re.findall(r"```\n(.*?)```", text, re.S)
+
+
 def _readme_commands() -> list[str]:
     lines = re.findall(r"`(atlas-autonomous [^`]+)`", README)
-    for block in re.findall(r"```\n(.*?)```", README, re.S):
+    for block in _code_blocks(README):
         lines += [ln.split("#")[0].strip() for ln in block.splitlines()
                   if ln.startswith("atlas-autonomous ")]
     return [ln for ln in lines if ln]
@@ -78,7 +82,7 @@ def test_console_log_text_format_is_one_human_line_per_record():
 
 
 def _setup_commands() -> list[str]:
-    blocks = re.findall(r"```\n(.*?)```", README.split("## Using it")[0], re.S)
+    blocks = _code_blocks(README.split("## Using it")[0])
     return [ln for b in blocks for ln in b.splitlines() if "pip install" in ln]
 
 
