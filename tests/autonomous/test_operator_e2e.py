@@ -165,9 +165,9 @@ def test_api_auth_and_bad_bodies(stack):
 
 
 def test_metrics_pass_promtools_lint(stack):
-    """The whole exposition of a running operator (system, service, heartbeat and the
-    operator's own series) passes ``promtool check metrics``: base units, counters named
-    ``_total``, HELP on every family."""
+    """The whole exposition of a running operator (system, service and the operator's own
+    series) passes ``promtool check metrics``: base units, counters named ``_total``, HELP on
+    every family."""
     import subprocess
 
     from autonomous.testing import need_binary
