@@ -86,7 +86,9 @@
     if (typeof v === "number") return Number.isInteger(v) ? String(v) : A.fmtNum(v, "");
     return String(v);
   }
-  /* Rows as a table: ``cols`` [key, heading] pairs, the first row's keys when not given. */
+  /* Rows as a table: ``cols`` [key, heading] pairs, the first row's keys when not given.
+     A wide figure scrolls sideways when its rows do not fit, so it takes keyboard focus
+     (tabindex 0): the arrow keys scroll it. */
   function rows(p, list, cols, none) {
     const cap = A.el("figcaption", {}, A.el("strong", { text: p.title }));
     if (!list.length) return A.el("figure", { class: "chart wide" }, cap, A.empty(none));
@@ -94,7 +96,7 @@
       .map(k => [k, k.replace(/_/g, " ")]);
     const body = list.map(r => A.el("tr", {}, cols.map(([k]) => A.el("td", {
       text: cell(k, r[k]) }))));
-    return A.el("figure", { class: "chart wide", "data-panel": p.type,
+    return A.el("figure", { class: "chart wide scroll", tabindex: 0, "data-panel": p.type,
       "data-rows": list.length }, cap, A.table(p.title, cols.map(c => c[1]), body));
   }
   const LOG_COLS = [["ts", "Time"], ["level", "Level"], ["service", "Service"],
