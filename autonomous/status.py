@@ -59,6 +59,13 @@ class StatusBoard:
         with self._lock:
             self.controller(controller).resources.pop(key, None)
 
+    def resources_of(self, controller: str, kind: str) -> list[dict[str, Any]]:
+        """Copies of one controller's resources of ``kind`` (as ``ResourceStatus.as_dict``)."""
+        with self._lock:
+            run = self.controllers.get(controller)
+            return [r.as_dict() for _, r in sorted(run.resources.items())
+                    if r.kind == kind] if run is not None else []
+
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return {name: c.as_dict() for name, c in sorted(self.controllers.items())}

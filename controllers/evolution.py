@@ -48,6 +48,7 @@ from controllers.evolution_jobs import VettingJobs
 from controllers.evolution_plan import RolloutObserved, plan, rollout_policy
 from controllers.evolution_proposals import (ProposalObserved, act_proposal, apply_commit,
                                              plan_proposal, rollout_specs)
+from controllers.evolution_status import report_rollouts
 from controllers.evolution_vetting import restore_after_rollback
 
 __all__ = ["CONTROLLERS", "EvolutionController", "RolloutObserved", "plan"]
@@ -181,6 +182,12 @@ class EvolutionController(Controller):
         _, policy = desired
         return tuple(a for o in observed for a in (
             plan(o, policy) if isinstance(o, RolloutObserved) else plan_proposal(o)))
+
+    def report(self, desired: Any, observed: Any, outcomes: list[Outcome]) -> None:
+        if desired is None:
+            return
+        report_rollouts(self.ctx, [o for o in observed if isinstance(o, RolloutObserved)],
+                        desired[1], outcomes)
 
     async def _retire(self, action: Action, rid: int, state: RolloutState,
                       now: float) -> Outcome:

@@ -65,9 +65,18 @@ class VettingJobs:
                 return
             self.store.spawned(row.id, pid, ctime)
 
+        def finished(task: asyncio.Task[Vetting]) -> None:
+            """The row says the checks are over (``passed`` / ``failed``: what the proposal
+            waits for now is the controller's conclusion, an approval in governed mode), not
+            the last step as if it still ran."""
+            if not task.cancelled() and task.exception() is None:
+                v = task.result()
+                progress("passed" if v.ok else "failed", v.summary)
+            self.ctx.trigger("evolution")
+
         self.tasks[row.id] = asyncio.create_task(
             run_checks(self.ctx, row, svc, progress, spawned), name=f"vetting-{row.id}")
-        self.tasks[row.id].add_done_callback(lambda _t: self.ctx.trigger("evolution"))
+        self.tasks[row.id].add_done_callback(finished)
 
     def observed(self, pid: int) -> JobObserved | None:
         """The job of proposal ``pid`` as seen now (None: none on record)."""

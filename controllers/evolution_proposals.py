@@ -75,7 +75,9 @@ def plan_proposal(o: ProposalObserved) -> tuple[Action, ...]:
                            params={"op": "revet", "id": r.id}, evidence=ev),)
         if j.state == "done":
             how = "passed" if j.ok else "failed"
-            return (Action("update", res, f"proposal {r.id}: checks {how} ({j.step})",
+            # the job's last word is its summary (each step's result); an older row, its step
+            what = j.detail if j.step in ("passed", "failed") else j.step
+            return (Action("update", res, f"proposal {r.id}: checks {how} ({what})",
                            params={"op": "vetted", "id": r.id}, evidence=ev),)
         return ()  # running: observed again at the next reconcile (or when it ends)
     if r.state == "rolling_out" and o.rollout_status in ("committed", "rolled_back"):

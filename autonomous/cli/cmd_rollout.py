@@ -1,10 +1,11 @@
 """``atlas-autonomous rollout``: staged rollouts of a running operator, through its API.
 
 ``rollout status [--watch SECONDS]`` (live table: service, versions, phase, since, status;
-refreshed until no rollout runs), ``rollout history [--limit N]``,
+open update sets; the approvals that hold any of them, with the command that decides each;
+refreshed until no rollout or set runs), ``rollout history [--limit N]``,
 ``rollout rollback SERVICE [--reason R]``, ``rollout set SERVICE=VERSION ... [--watch S]``
-(an ordered, all-or-nothing update set, with its progress) and ``rollout clear SERVICE VERSION`` (allow a
-quarantined version again). Mutating ones send the API token.
+(an ordered, all-or-nothing update set, with its progress) and ``rollout clear SERVICE
+VERSION`` (allow a quarantined version again). Mutating ones send the API token.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ def register(sub: Any) -> None:
     p = sub.add_parser("rollout", help="staged rollouts: status (live), history, rollback, "
                        "clear a quarantined version")
     rs = p.add_subparsers(dest="rollout_command", required=True, metavar="ACTION")
-    h = rs.add_parser("status", help="running rollouts and quarantined versions")
+    h = rs.add_parser("status", help="running rollouts, open update sets, quarantined "
+                      "versions and the approvals that hold them")
     h.add_argument("--watch", type=float, default=None, metavar="SECONDS",
-                   help="refresh every SECONDS until no rollout runs (Ctrl-C stops)")
+                   help="refresh every SECONDS until no rollout or set runs (Ctrl-C stops)")
     h.add_argument("--json", action="store_true")
     add_client_args(h)
     h.set_defaults(func=cmd_status)
@@ -65,16 +67,40 @@ def _table(data: dict[str, Any]) -> Any:
     for col in ("id", "service", "from", "to", "phase", "phase since (s)", "status"):
         t.add_column(col)
     now = time.time()
+    why = []
     for r in data["rollouts"]:
-        t.add_row(str(r["id"]), r["service"], r["from_version"], r["to_version"],
-                  str(r["phase_index"]), f"{now - r['phase_started_at']:.0f}", r["status"])
+        phase = (f"{r['phase']} {r['weight']} %" if r.get("phase") is not None
+                 else str(r["phase_index"]))  # the name once the controller has reported
+        t.add_row(str(r["id"]), r["service"], r["from_version"], r["to_version"], phase,
+                  f"{now - r['phase_started_at']:.0f}", r.get("verdict") or r["status"])
+        if r.get("decision"):
+            samples = (f" [{r['baseline_n']}/{r['candidate_n']} samples, {r['rounds']} "
+                       "rounds]" if r.get("baseline_n") is not None else "")
+            why.append(f"rollout {r['id']} ({r['service']}): {r['decision']}{samples}")
     for v in data.get("vetting", []):  # checks running in the background, before traffic
+        over = v["step"] in ("passed", "failed")  # the checks ended: the outcome is next
         t.add_row(v["rollout"], v["service"], v["from_version"], v["to_version"],
                   f"VETTING: {v['step']}", f"{v['step_seconds']:.0f}",
-                  f"checks (attempt {v['attempt']})")
+                  f"checks {v['step']}" if over else f"checks (attempt {v['attempt']})")
     for q in data["quarantined"]:
         t.add_row("", q["service"], "", q["version"], "", "", "quarantined")
-    return t
+    waiting = {a["resource"]: a for a in data.get("awaiting_approval", [])}
+    for s in data.get("sets", []):  # open update sets: the member under way, or the next
+        m = s["members"][min(s["current_index"], len(s["members"]) - 1)]
+        gate = waiting.get(f"UpdateSet/{s['id']}")
+        t.add_row(f"set {s['id']}", m["service"], m["from_version"], m["to_version"],
+                  f"member {m['index'] + 1}/{len(s['members'])}", "",
+                  f"{s['state']}" + (", awaiting approval" if gate else ""))
+    if not waiting and not why:
+        return t
+    from rich.console import Group
+    from rich.text import Text
+
+    lines = [Text(w) for w in why] + [Text(
+        f"awaiting approval {a['id']} ({a['action']} {a['resource']}: {a['reason']}; "
+        f"expires {a['expires_at'][:19]}Z): atlas-autonomous approvals approve {a['id']}")
+        for a in waiting.values()]
+    return Group(t, *lines)
 
 
 def _show(args: Any, data: Any, table: Callable[[Any], Any], going: Callable[[Any], bool],
@@ -109,7 +135,8 @@ def cmd_status(args: Any) -> int:
     data = _call(args, "GET", "/api/evolution/status")
     if data is None:
         return 1
-    code, _ = _show(args, data, _table, lambda d: bool(d["rollouts"] or d.get("vetting")),
+    code, _ = _show(args, data, _table,
+                    lambda d: bool(d["rollouts"] or d.get("vetting") or d.get("sets")),
                     lambda _: _call(args, "GET", "/api/evolution/status"))
     return 0 if code is None else code
 
@@ -128,10 +155,16 @@ def cmd_history(args: Any) -> int:
     for col in ("ts", "service", "to", "action", "phase", "reason"):
         t.add_column(col)
     for r in rows:
-        t.add_row(f"{r['ts']:.0f}", r["service"], r["to_version"], r["action"],
+        t.add_row(_when(r["ts"]), r["service"], r["to_version"], r["action"],
                   str(r["phase_index"]), r["reason"][:80])
     Console().print(t)
     return 0
+
+
+def _when(ts: float) -> str:
+    from datetime import datetime
+
+    return datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
 def cmd_rollback(args: Any) -> int:
@@ -163,7 +196,13 @@ def _set_table(data: dict[str, Any]) -> Any:
             else ""
         t.add_row(str(m["index"]), mark + m["service"], m["from_version"], m["to_version"],
                   m["status"] + (" (failed)" if m["service"] == data["failed_member"] else ""))
-    return t
+    gate = data.get("awaiting_approval")
+    if gate is None:
+        return t
+    from rich.console import Group
+    from rich.text import Text
+
+    return Group(t, Text(f"awaiting approval {gate}: atlas-autonomous approvals approve {gate}"))
 
 
 def cmd_set(args: Any) -> int:
@@ -180,7 +219,13 @@ def cmd_set(args: Any) -> int:
 
     def refresh(d: Any) -> Any:
         rows = _call(args, "GET", "/api/evolution/sets", params={"limit": 1000})
-        return None if rows is None else next((r for r in rows if r["id"] == d["id"]), d)
+        status = _call(args, "GET", "/api/evolution/status")
+        if rows is None or status is None:
+            return None
+        row = next((r for r in rows if r["id"] == d["id"]), d)
+        gate = next((a["id"] for a in status.get("awaiting_approval", [])
+                     if a["resource"] == f"UpdateSet/{d['id']}"), None)
+        return {**row, "awaiting_approval": gate}
     code, data = _show(args, data, _set_table,
                        lambda d: d["state"] not in ("done", "rolled_back"), refresh)
     if code is not None:

@@ -101,8 +101,15 @@ def test_rollout_set_creates_an_ordered_set(tmp_path: Path, monkeypatch: pytest.
             monkeypatch.setattr(cmd_rollout.time, "sleep", lambda s: sets.set_state(
                 2, "rolled_back", "member 0 (robot 3.0) rolled back: CANARY: errors", 3.0,
                 failed_member="robot"))
+            # governed: the set's start waits for a human; the live view names the approval
+            gate = ctx.approvals.request(
+                controller="evolution_sets", resource="UpdateSet/2", action_kind="update",
+                action={"reason": "start member 0 (robot)"}, action_hash="h", generation=1,
+                mode="governed", ttl=600)
             assert dispatch(["rollout", "set", "robot=3.0", "--watch", "1"]) == 1
             shown = capsys.readouterr().out
             assert "rolled_back" in shown and "(failed)" in shown
+            assert f"awaiting approval {gate['id']}: atlas-autonomous approvals approve " \
+                f"{gate['id']}" in shown
     finally:
         ctx.store.close()

@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 import yaml
 from fastapi.testclient import TestClient
+from rich.console import Console
 
 from autonomous.api.app import create_app
+from autonomous.cli.cmd_rollout import _table
 from autonomous.evolution.facade import EvolutionFacade
 from autonomous.evolution.proposals import PatchConflict, patch_service
 from autonomous.evolution.staged_rollout import RolloutState
@@ -131,7 +133,11 @@ async def _propose_and_reconcile(tmp_path: Path, mode: str, traffic: bool = Fals
             outcomes += [o.action.as_dict() | {"ok": o.ok, "message": o.message}
                          for o in await m.reconcile(evo)]
         svc_file = root / "desired_state" / "echo.yaml"
-        return {"outcomes": outcomes, "proposal": facade.proposals.get(item["proposal"]["id"]),
+        ctx.subsystems["evolution"] = facade
+        with TestClient(create_app(ctx)) as c:  # what `rollout status` reads
+            status = c.get("/api/evolution/status").json()
+        return {"status": status, "outcomes": outcomes,
+                "proposal": facade.proposals.get(item["proposal"]["id"]),
                 "spec": yaml.safe_load(svc_file.read_text())["spec"], "port": port,
                 "approvals": ctx.approvals.list("pending"),
                 "rollout_specs": evo.desired()[0] if evo.desired() else {}}
@@ -153,6 +159,12 @@ async def test_governed_asks_for_approval_and_leaves_the_file(tmp_path: Path) ->
     assert seen["proposal"].state == "proposed"
     assert seen["spec"]["version"] == "1.0.0"
     assert [a["resource"] for a in seen["approvals"]] == ["Service/echo"]
+    (gate,) = seen["status"]["awaiting_approval"]  # the status names what holds the update
+    assert gate["id"] == seen["approvals"][0]["id"] and gate["action"] == "update"
+    assert gate["resource"] == "Service/echo" and "update echo 1.0.0 → 1.1.0" in gate["reason"]
+    console = Console(record=True, width=200)
+    console.print(_table(seen["status"]))
+    assert f"atlas-autonomous approvals approve {gate['id']}" in console.export_text()
 
 
 async def test_emergency_stop_records_only(tmp_path: Path) -> None:

@@ -79,8 +79,11 @@ async def test_a_long_suite_runs_in_the_background_while_another_rollout_advance
         (item,) = facade.scan(None)["results"]
         pid = item["proposal"]["id"]
         seen_vetting: list[dict[str, object]] = []
+        phases_seen: set[object] = set()  # the controller's report on the board, pass by pass
         for _ in range(300):
             await m.reconcile(evo)
+            phases_seen |= {(r["details"].get("phase"), r["details"].get("status"))
+                            for r in ctx.status.resources_of("evolution", "Rollout")}
             assert facade.proposals.get(pid).state == "vetting"  # the gate is shut
             latest = rollouts.latest("nexus", "2.0.0")
             if latest is not None and latest[1].status == "committed":
@@ -91,6 +94,7 @@ async def test_a_long_suite_runs_in_the_background_while_another_rollout_advance
                 await asyncio.sleep(0.2)  # pacing of paired probe rounds, not a proof
         latest = rollouts.latest("nexus", "2.0.0")
         assert latest is not None and latest[1].status == "committed", rollouts.history()[:3]
+        assert {("CANARY", "running"), ("FULL", "running")} <= phases_seen, phases_seen
         # the whole rollout of nexus advanced while echo's suite was still running
         assert facade.proposals.get(pid).state == "vetting"
         assert not evo.jobs.tasks[pid].done()
@@ -102,6 +106,13 @@ async def test_a_long_suite_runs_in_the_background_while_another_rollout_advance
         assert "VETTING: regression_tests" in console.export_text()
         gate.write_text("open")
         await asyncio.wait_for(asyncio.shield(evo.jobs.tasks[pid]), 60)
+        await asyncio.sleep(0)  # one loop turn: the task's done callbacks run
+        (v,) = facade.status()["vetting"]  # over: the row says so, not "regression_tests"
+        assert v["step"] == "passed" and "regression_tests ok" in v["detail"], v
+        console = Console(record=True, width=200)
+        console.print(_table({"rollouts": [], "quarantined": [], "vetting": [v]}))
+        text = console.export_text()
+        assert "VETTING: passed" in text and "checks passed" in text, text
         outcomes = await m.reconcile(evo)
         assert [o.message for o in outcomes if o.action.resource == "Service/echo"] == [
             f"proposal {pid}: desired_state/echo.yaml patched"], outcomes

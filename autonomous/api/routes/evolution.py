@@ -160,12 +160,29 @@ def proposals(ctx: Ctx, limit: int = Query(100, ge=1, le=1000)) -> list[Proposal
             for r in subsystem(ctx, "evolution").list_proposals(limit)]
 
 
+_LIVE = ("phase", "weight", "device_version", "min_bake_seconds", "deadline_seconds",
+         "verdict", "score", "baseline_n", "candidate_n", "rounds", "decision")
+
+
 @router.get("/status")
 def status(ctx: Ctx) -> dict[str, Any]:
-    """Running rollouts, quarantined versions and open update sets (``sets``)."""
+    """Running rollouts (each with the evolution controller's last report: ``phase`` by name,
+    ``weight``, the judge's ``verdict`` and samples, the ``decision`` taken from it),
+    quarantined versions, open update sets (``sets``) and the approval
+    requests that hold any of them (``awaiting_approval``: id, resource, action, reason,
+    expires_at; governed mode asks before a rollout starts, advances or rolls back)."""
     out: dict[str, Any] = subsystem(ctx, "evolution").status()
+    board = {r["details"].get("rollout_id"): r["details"]
+             for r in ctx.status.resources_of("evolution", "Rollout")}
+    for r in out["rollouts"]:  # the controller's last word on each: phase, verdict, decision
+        r.update({k: v for k, v in board.get(r["id"], {}).items() if k in _LIVE})
     facade = ctx.subsystems.get("update_sets")
     out["sets"] = facade.open() if facade is not None else []
+    out["awaiting_approval"] = [
+        {"id": a["id"], "resource": a["resource"], "action": a["action_kind"],
+         "reason": a["action"].get("reason", ""), "expires_at": a["expires_at"]}
+        for a in ctx.approvals.list("pending", limit=1000)
+        if a["controller"] in ("evolution", "evolution_sets")]
     return out
 
 
