@@ -85,7 +85,10 @@ def plan(o: RolloutObserved, policy: EvolutionPolicy) -> tuple[Action, ...]:
                        params={"op": "orphan", "pid": o.orphan_pid}),)
     if not o.candidate_running:
         why = "resuming after an operator restart" if o.resumed else "not running"
-        return (Action("update", res, f"{phase}: candidate {o.spec.to_version} {why}; "
+        # kind restart, not update: the rollout and its phase were decided (and, governed,
+        # approved) already; bringing its candidate back after a crash or an operator
+        # restart changes nothing that was decided, like a supervisor's restart
+        return (Action("restart", res, f"{phase}: candidate {o.spec.to_version} {why}; "
                        f"starting it (phase {o.state.phase_index})", params={"op": "candidate"}),)
     verdict = compare(o.baseline, o.candidate, policy.judge, o.rounds)
     d = decide(o.state, o.now, verdict, rp)

@@ -70,7 +70,9 @@ def plan_proposal(o: ProposalObserved) -> tuple[Action, ...]:
         j = o.job
         if j is None or j.state == "lost":  # the operator restarted mid-vetting
             at = f" at {j.step} (attempt {j.attempt})" if j is not None else ""
-            return (Action("update", res, f"proposal {r.id}: checks interrupted{at} by an "
+            # kind retry, not update: the proposal was already let through (approved, in
+            # governed mode); running its interrupted checks again decides nothing new
+            return (Action("retry", res, f"proposal {r.id}: checks interrupted{at} by an "
                            "operator restart; stopping what they left, running them again",
                            params={"op": "revet", "id": r.id}, evidence=ev),)
         if j.state == "done":

@@ -25,6 +25,7 @@ from autonomous.evolution.staged_rollout import RolloutState
 from autonomous.evolution.store import RolloutStore
 from autonomous.gateway.metrics import scrape
 from autonomous.resources.kinds.evolution import RolloutSpec
+from autonomous.resources.loader import load_tree
 from autonomous.resources.policy.evolution import EvolutionPolicy
 from autonomous.testing import free_port, make_context, wait_for
 from controllers.evolution import EvolutionController, RolloutObserved, plan
@@ -43,6 +44,7 @@ POLICY = EvolutionPolicy.model_validate({
         {"name": "CANARY", "weight": 10, "min_bake_seconds": 5, "deadline_seconds": 60},
         {"name": "FULL", "weight": 100, "min_bake_seconds": 5, "deadline_seconds": 60}]}})
 
+ROOT = Path(__file__).resolve().parents[2]
 SPEC = RolloutSpec(service="nexus", from_version="1.0.0", to_version="2.0.0",
                    command=["{python}", "-c", "pass"])
 
@@ -110,6 +112,11 @@ def test_plan_after_an_operator_restart_resumes_or_rolls_back_per_policy() -> No
     assert (stop.kind, stop.params) == ("stop", {"op": "orphan", "pid": 4242})
     (start,) = plan(replace(left, orphan_pid=None), POLICY)
     assert start.params["op"] == "candidate" and "resuming" in start.reason
+    # a restart, not a new decision: governed mode asks for updates, not for this
+    assert start.kind == "restart"
+    governed = load_tree(ROOT).tree.policies["governed"]["governance"]["actions"]
+    assert (governed["update"], governed.get("restart", "enforce")) == \
+        ("require_approval", "enforce")
     strict = POLICY.model_copy(update={"rollout": POLICY.rollout.model_copy(
         update={"on_operator_restart": "rollback"})})
     (rb,) = plan(left, strict)

@@ -19,10 +19,12 @@ from rich.console import Console
 from autonomous.api.app import create_app
 from autonomous.cli.cmd_rollout import _table
 from autonomous.evolution.facade import EvolutionFacade
-from autonomous.evolution.proposals import PatchConflict, patch_service
+from autonomous.evolution.proposals import PatchConflict, ProposalRow, patch_service
 from autonomous.evolution.staged_rollout import RolloutState
 from autonomous.testing import free_port, make_context
 from controllers.evolution import EvolutionController
+from controllers.evolution_jobs import JobObserved
+from controllers.evolution_proposals import ProposalObserved, plan_proposal
 from controllers.manager import ControllerManager
 from tests.conftest import make_tree, service_yaml
 
@@ -196,3 +198,13 @@ def test_patch_is_all_or_nothing(tmp_path: Path) -> None:
     assert f.read_text() == text
     assert patch_service(tmp_path, "svc.yaml", "1", "2", ["a", "b"], ["a", "c"], "m") is None
     assert f.read_text() == "spec:\n  version: '2'  # pinned\n  command: [a, c]\n"
+
+
+def test_interrupted_checks_are_run_again_without_asking_again() -> None:
+    """The proposal was let through already (governed: approved); checks cut short by an
+    operator restart run again as a retry, which governed mode does not gate."""
+    row = ProposalRow(1, "echo", "1.0.0", "1.1.0", "scan", None, "vetting", "", 0.0, 0.0)
+    lost = JobObserved("lost", "regression_tests", "", 1, 0.0)
+    (again,) = plan_proposal(ProposalObserved(row, True, "1.0.0", False, False, None, lost))
+    assert (again.kind, again.params["op"]) == ("retry", "revet")
+    assert "at regression_tests (attempt 1)" in again.reason
