@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -250,6 +251,23 @@ def test_dashboard_in_real_browser(tmp_path: Path, operator_factory: Any) -> Non
                 assert _unfocusable_scrollers(page) == [], name
                 violations = _axe(page)
                 assert violations == [], (name, violations)
+
+            # a running rollout in the shape GET /api/evolution/status gives (served here, as
+            # this tree runs none): the panel names the phase, its weight and why it holds
+            live = {"rollouts": [{"id": 7, "service": "web", "from_version": "1.0.0",
+                                  "to_version": "2.0.0", "phase_index": 0,
+                                  "phase_started_at": time.time(), "status": "running",
+                                  "phase": "CANARY", "weight": 10, "verdict": "insufficient",
+                                  "decision": "CANARY: baking 12/60s"}],
+                    "quarantined": [], "vetting": [], "sets": [], "awaiting_approval": []}
+            page.route("**/api/evolution/status", lambda route: route.fulfill(json=live))
+            page.goto(op.url + "/dashboard")
+            row = page.locator("#panel-rollouts tr[data-rollout='7']")
+            row.wait_for()
+            shown = row.inner_text()
+            assert "CANARY (10 %)" in shown and "running, judge: insufficient" in shown, shown
+            assert "CANARY: baking 12/60s" in shown, shown
+            page.unroute("**/api/evolution/status")
 
             page.goto(op.url + "/docs")
             page.locator(".swagger-ui .opblock").first.wait_for()

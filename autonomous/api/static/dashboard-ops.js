@@ -60,7 +60,9 @@
     const running = (st.body.rollouts || []).map(r => el("tr", { "data-rollout": r.id },
       el("th", { scope: "row", text: r.service }),
       el("td", { text: r.from_version + " → " + r.to_version }),
-      el("td", { text: "phase " + r.phase_index }), el("td", { text: r.status }),
+      el("td", { text: r.phase ? r.phase + " (" + r.weight + " %)" : "phase " + r.phase_index }),
+      el("td", { text: r.verdict ? r.status + ", judge: " + r.verdict : r.status }),
+      el("td", { text: r.decision || "—" }),  // the controller's last word: why it holds
       el("td", { text: fmtTime(r.phase_started_at) })));
     const quarantined = (st.body.quarantined || []).map(q =>
       el("li", { text: q.service + " " + q.version }));
@@ -70,7 +72,7 @@
       el("td", { text: fmtTime(e.ts) })));
     setBody("rollouts",
       running.length ? table("Running rollouts", ["Service", "Versions", "Phase", "Status",
-        "Phase since"], running) : empty("No rollout running."),
+        "Why", "Phase since"], running) : empty("No rollout running."),
       el("h3", { text: "Quarantined versions" }),
       quarantined.length ? el("ul", {}, quarantined) : empty("None quarantined."),
       el("h3", { text: "Rollout history" }),
