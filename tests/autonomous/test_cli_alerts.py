@@ -12,12 +12,17 @@ from tests.conftest import TOKEN, free_port, make_tree, service_yaml
 pytestmark = pytest.mark.e2e
 
 
-def test_alerts_list_ack_and_a_missing_id_names_the_command(tmp_path, capsys, monkeypatch,
-                                                             operator_factory):
+@pytest.fixture
+def running(tmp_path, monkeypatch, operator_factory):
+    """A real operator on one service, and the CLI arguments that reach it (token by env)."""
     monkeypatch.setenv("ATLAS_AUTONOMOUS_TOKEN", TOKEN)
     root = make_tree(tmp_path / "root", {"alpha": service_yaml("alpha", free_port())})
     op = operator_factory(root).start()
-    args = ["--root", str(root), "--url", op.url]
+    return op, ["--root", str(root), "--url", op.url]
+
+
+def test_alerts_list_ack_and_a_missing_id_names_the_command(capsys, running):
+    _, args = running
     assert dispatch(["alerts", *args]) == 0
     assert "alerts" in capsys.readouterr().out
     assert dispatch(["alerts", "ack", "987654321", *args]) == 1
@@ -39,12 +44,8 @@ def test_status_says_how_long_ago_a_controller_ran():
         ["4 s ago", "2 min ago", "3 h ago", "2 d ago", "-", "garbage"]
 
 
-def test_silences_add_list_expire_and_what_to_fix(tmp_path, capsys, monkeypatch,
-                                                  operator_factory):
-    monkeypatch.setenv("ATLAS_AUTONOMOUS_TOKEN", TOKEN)
-    root = make_tree(tmp_path / "root", {"alpha": service_yaml("alpha", free_port())})
-    op = operator_factory(root).start()
-    args = ["--root", str(root), "--url", op.url]
+def test_silences_add_list_expire_and_what_to_fix(capsys, running):
+    op, args = running
     for bad, why in ((["add"], "at least one label matcher"),
                      (["add", "service"], "'service' is not a label matcher"),
                      (["add", "service=alpha"], "needs --comment"),
