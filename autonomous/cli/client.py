@@ -11,7 +11,7 @@ import httpx
 
 from autonomous.resources.loader import load_tree
 
-__all__ = ["ApiClient", "add_client_args", "call_json"]
+__all__ = ["ApiClient", "add_client_args", "call_json", "local_time"]
 
 
 def add_client_args(p: Any) -> None:
@@ -62,3 +62,10 @@ def call_json(client: Any, method: str, path: str, **kw: Any) -> Any:
         print(f"{r.status_code}: {detail}", file=sys.stderr)
         return None
     return r.json()
+
+
+def local_time(ts: float) -> str:
+    """An epoch time as the reader's local date and time (what the CLI's tables show)."""
+    from datetime import datetime
+
+    return datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M:%S")

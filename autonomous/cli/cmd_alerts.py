@@ -7,7 +7,7 @@ import json
 import time
 from typing import Any
 
-from autonomous.cli.client import ApiClient, add_client_args, call_json
+from autonomous.cli.client import ApiClient, add_client_args, call_json, local_time
 from autonomous.core.errors import ValidationFailed
 from autonomous.store.timeseries import parse_duration
 
@@ -88,7 +88,7 @@ def cmd_silences(args: Any) -> int:
         row = call_json(ApiClient(args), "POST", "/api/telemetry/silences", json=body)
         if row is None:
             return 1
-        print(f"silence {row['id']} until {_when(row['ends_at'])}: "
+        print(f"silence {row['id']} until {local_time(row['ends_at'])}: "
               f"{_matchers(row['matchers'])}")
         return 0
     if args.action == "expire":
@@ -99,7 +99,7 @@ def cmd_silences(args: Any) -> int:
         row = call_json(ApiClient(args), "DELETE", f"/api/telemetry/silences/{args.args[0]}")
         if row is None:
             return 1
-        print(f"silence {row['id']} ended at {_when(row['ends_at'])}")
+        print(f"silence {row['id']} ended at {local_time(row['ends_at'])}")
         return 0
     if args.args:
         print("silences list takes no arguments (did you mean 'silences add'?)")
@@ -119,7 +119,7 @@ def cmd_silences(args: Any) -> int:
         t.add_column(col)
     now = time.time()
     for r in rows:
-        until = _when(r["ends_at"]) + (" (ended)" if r["ends_at"] <= now else "")
+        until = local_time(r["ends_at"]) + (" (ended)" if r["ends_at"] <= now else "")
         t.add_row(str(r["id"]), _matchers(r["matchers"]), until, r["created_by"], r["comment"])
     Console().print(t)
     return 0
@@ -147,9 +147,3 @@ def _silence_body(args: Any) -> dict[str, Any] | str:
 
 def _matchers(m: dict[str, str]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(m.items()))
-
-
-def _when(ts: float) -> str:
-    from datetime import datetime
-
-    return datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M")

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from autonomous.cli.client import ApiClient, add_client_args, call_json
+from autonomous.cli.client import ApiClient, add_client_args, call_json, local_time
 
 __all__ = ["register"]
 
@@ -72,7 +72,8 @@ def _table(data: dict[str, Any]) -> Any:
         phase = (f"{r['phase']} {r['weight']} %" if r.get("phase") is not None
                  else str(r["phase_index"]))  # the name once the controller has reported
         t.add_row(str(r["id"]), r["service"], r["from_version"], r["to_version"], phase,
-                  f"{now - r['phase_started_at']:.0f}", r.get("verdict") or r["status"])
+                  f"{now - r['phase_started_at']:.0f}", r["status"] + (
+                      f", judge: {r['verdict']}" if r.get("verdict") else ""))
         if r.get("decision"):
             samples = (f" [{r['baseline_n']}/{r['candidate_n']} samples, {r['rounds']} "
                        "rounds]" if r.get("baseline_n") is not None else "")
@@ -155,16 +156,10 @@ def cmd_history(args: Any) -> int:
     for col in ("ts", "service", "to", "action", "phase", "reason"):
         t.add_column(col)
     for r in rows:
-        t.add_row(_when(r["ts"]), r["service"], r["to_version"], r["action"],
+        t.add_row(local_time(r["ts"]), r["service"], r["to_version"], r["action"],
                   str(r["phase_index"]), r["reason"][:80])
     Console().print(t)
     return 0
-
-
-def _when(ts: float) -> str:
-    from datetime import datetime
-
-    return datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
 def cmd_rollback(args: Any) -> int:
