@@ -23,7 +23,7 @@ from autonomous.resources.policy.evolution import EvolutionPolicy
 from controllers.base import Outcome
 from controllers.evolution_plan import RolloutObserved, rollout_policy
 
-__all__ = ["report_rollouts"]
+__all__ = ["details", "report_rollouts"]
 
 
 def _summary(o: RolloutObserved) -> tuple[SyncStatus, HealthStatus]:
@@ -57,6 +57,9 @@ def details(o: RolloutObserved, policy: EvolutionPolicy) -> dict[str, Any]:
             "candidate_running": o.candidate_running}
     if o.state.status != "running":
         out["decision"] = o.state.reason
+        return out
+    if o.abort is not None:  # its update set fails: plan rolls it back, whatever the judge
+        out["decision"] = f"{phase.name}: rolling back for its update set: {o.abort}"
         return out
     if not o.candidate_running:
         out["decision"] = f"{phase.name}: candidate {o.spec.to_version} not running"

@@ -5,6 +5,7 @@ observed; ``GET /api/evolution/status`` and ``rollout status`` show the same."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -34,6 +35,9 @@ def test_details_say_phase_weight_verdict_and_why_it_holds() -> None:
         "CANARY: not enough samples: baseline 3, candidate 3 (floor 5)", few
     assert details(obs(running, running=False), POLICY)["decision"] == \
         "CANARY: candidate 2.0.0 not running"
+    aborted = replace(obs(running, base=SAME, cand=SAME, now=102.0), abort="robot failed")
+    assert details(aborted, POLICY)["decision"] == \
+        "CANARY: rolling back for its update set: robot failed"
     done = details(obs(RolloutState("nexus", "1.0.0", "2.0.0", 1, 0.0, "committed",
                                     "committed after FULL watch")), POLICY)
     assert (done["phase"], done["weight"], done["decision"]) == \
@@ -51,7 +55,7 @@ def test_report_writes_conditions_names_the_approval_and_drops_old_rows(
                                                           ctx.clock.now()), ctx.clock.now())
         state = RolloutStore(ctx.store).running()[rid]
         o = obs(state, base=SAME[:3], cand=SAME[:3], now=ctx.clock.now() + 5)
-        o = type(o)(**{**o.__dict__, "rollout_id": rid})
+        o = replace(o, rollout_id=rid)
         gate = Outcome(Action("update", "Rollout/nexus-2", "advance"), True,
                        "awaiting approval abc123", details={"approval": "abc123",
                                                             "pending": True})
