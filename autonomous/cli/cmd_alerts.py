@@ -72,8 +72,8 @@ def _table(data: dict[str, Any]) -> None:
     active = {a["id"] for a in data.get("active", [])}
     rows = data.get("active", []) + [a for a in data.get("history", []) if a["id"] not in active]
     for a in rows:
-        labels = ", ".join(f"{k}={v}" for k, v in sorted(a.get("labels", {}).items()))
-        t.add_row(str(a["id"]), a["state"], a["severity"], a["rule"], labels, a["summary"])
+        t.add_row(str(a["id"]), a["state"], a["severity"], a["rule"],
+                  _matchers(a.get("labels", {})), a["summary"])
     Console().print(t)
     if active:
         print("acknowledge with: atlas-autonomous alerts ack <id> --comment '...'")
@@ -146,4 +146,5 @@ def _silence_body(args: Any) -> dict[str, Any] | str:
 
 
 def _matchers(m: dict[str, str]) -> str:
+    """Labels (an alert's, a silence's matchers) as ``k=v, k=v``, sorted by key."""
     return ", ".join(f"{k}={v}" for k, v in sorted(m.items()))
