@@ -148,6 +148,8 @@ class EvolutionController(Controller):
             resumed = rec is not None and rec.operator_pid != os.getpid()
             orphan = (await asyncio.to_thread(find_orphan, rec)
                       if rec is not None and resumed else None)
+            asked = (self._promotion_asked_at(name, state)
+                     if state is not None and state.status == "running" else None)
             out.append(RolloutObserved(name, spec, base_port, rid, state,
                                        (spec.service, spec.to_version) in quarantined,
                                        running, base, cand, self.ctx.clock.now(),
@@ -157,8 +159,30 @@ class EvolutionController(Controller):
                                        await self.pool.drained(
                                            spec.service, self.ctx.subsystems.get("gateway")),
                                        *intents.get((spec.service, spec.to_version),
-                                                    (False, None))))
+                                                    (False, None)),
+                                       promotion_asked_at=asked))
         return tuple(out)
+
+    def _promotion_asked_at(self, name: str, state: RolloutState) -> float | None:
+        """When a human was first asked to approve this phase's advance or commit and has not
+        answered (pending, or expired and asked again); None once one was rejected."""
+        asked = [a for a in self.ctx.approvals.asked(
+            controller=self.name, resource=f"Rollout/{name}", since=state.phase_started_at)
+            if a["action"].get("params", {}).get("op") in ("advance", "commit")
+            and a["action"]["params"].get("phase") == state.phase_index]
+        if not asked or any(a["state"] == "rejected" for a in asked):
+            return None
+        return float(asked[0]["_created_at"])
+
+    def _withdraw_superseded(self, resource: str, new: RolloutState) -> None:
+        """Pending approvals asked for a phase this rollout has left (or for a rollout that
+        ended) can no longer be done: withdrawn, so nobody approves a stale question."""
+        for a in self.ctx.approvals.asked(controller=self.name, resource=resource, since=0.0):
+            phase = a["action"].get("params", {}).get("phase")
+            if a["state"] == "pending" and (new.status != "running" or (
+                    phase is not None and phase != new.phase_index)):
+                self.ctx.approvals.cancel(a["id"], f"rollout {new.status}, phase "
+                                          f"{new.phase_index}: no longer needed")
 
     def _successor_ready(self, rid: int | None, state: RolloutState | None,
                          svc: Any) -> bool | None:
@@ -198,6 +222,7 @@ class EvolutionController(Controller):
         await self.pool.stop(state.service)
         orphan = await self.pool.end_orphan(rid)
         self.rollouts.forget_candidate(rid)
+        self._withdraw_superseded(action.resource, state)  # e.g. ended through the API
         ev: dict[str, Any] = {"candidate_port": port, "orphan_stopped": orphan,
                               "status": state.status}
         if state.status == "rolled_back":  # the candidate is gone: put the data back
@@ -273,6 +298,7 @@ class EvolutionController(Controller):
             if new.status == "committed":  # the desired state follows the committed version
                 ev["desired_state"] = apply_commit(self.ctx, spec)
             self.rollouts.transition(rid, new, str(op), action.reason, now, ev)
+            self._withdraw_superseded(action.resource, new)
             if action.params.get("quarantine") is False:  # aborted by its set: not its fault
                 self.rollouts.clear_quarantine(spec.service, spec.to_version)
             if new.status == "rolled_back":  # the old version never stopped serving

@@ -47,6 +47,9 @@ class RolloutObserved:
     drained: bool = False  # ... and the gateway no longer routes to it
     hold_commit: bool = False  # a member of an update set: commits when the set releases it
     abort: str | None = None  # its update set asks for a rollback (another member failed)
+    # governed: when a human was first asked to approve this phase's advance or commit, not
+    # yet answered (a rejection clears it): the phase's deadline is paused meanwhile
+    promotion_asked_at: float | None = None
 
 
 
@@ -91,7 +94,7 @@ def plan(o: RolloutObserved, policy: EvolutionPolicy) -> tuple[Action, ...]:
         return (Action("restart", res, f"{phase}: candidate {o.spec.to_version} {why}; "
                        f"starting it (phase {o.state.phase_index})", params={"op": "candidate"}),)
     verdict = compare(o.baseline, o.candidate, policy.judge, o.rounds)
-    d = decide(o.state, o.now, verdict, rp)
+    d = decide(o.state, o.now, verdict, rp, o.promotion_asked_at)
     ev |= {"verdict": verdict.verdict.value, "score": verdict.score,
            "median_ratio": verdict.median_ratio, "rounds": verdict.rounds,
            "round_p": verdict.round_p, "reason": verdict.reason}

@@ -68,7 +68,8 @@ def details(o: RolloutObserved, policy: EvolutionPolicy) -> dict[str, Any]:
     out |= {"verdict": verdict.verdict.value, "score": verdict.score,
             "baseline_n": verdict.baseline_n, "candidate_n": verdict.candidate_n,
             "rounds": verdict.rounds, "median_ratio": verdict.median_ratio,
-            "decision": decide(o.state, o.now, verdict, rp).reason}
+            "deadline_paused": o.promotion_asked_at is not None,
+            "decision": decide(o.state, o.now, verdict, rp, o.promotion_asked_at).reason}
     return out
 
 

@@ -47,7 +47,11 @@ class Decision:
 
 
 def decide(state: RolloutState, now: float, verdict: Comparison | None,
-           policy: RolloutPolicy) -> Decision:
+           policy: RolloutPolicy, promotion_asked_at: float | None = None) -> Decision:
+    """``promotion_asked_at``: when a human was asked to approve this phase's advance (or the
+    commit), still unanswered. The phase is then paused, as an Argo Rollouts pause is: its
+    deadline stops counting (the controller decided to promote in time; the wait is the
+    human's), the judge keeps watching, and a regression still rolls back."""
     if state.status != "running":
         return Decision(Action.HOLD, f"rollout {state.status}")
     phase = policy.phases[min(state.phase_index, len(policy.phases) - 1)]
@@ -56,6 +60,9 @@ def decide(state: RolloutState, now: float, verdict: Comparison | None,
     elapsed = now - state.phase_started_at
     why = verdict.reason if verdict is not None else "no verdict yet"
     passed = verdict is not None and verdict.verdict is Verdict.ADVANCE
+    if promotion_asked_at is not None and not passed:
+        return Decision(Action.HOLD, f"{phase.name}: promotion awaiting approval for "
+                        f"{max(0.0, now - promotion_asked_at):.0f}s, deadline paused ({why})")
     if elapsed >= phase.deadline_seconds and not passed:
         return Decision(Action.ROLLBACK, f"{phase.name}: deadline {phase.deadline_seconds:g}s "
                         f"passed without a passing verdict ({why})")

@@ -107,6 +107,18 @@ class Approvals:
         self.store.execute("UPDATE approvals SET state='executed' WHERE id=?", (row["id"],))
         return _row(row)
 
+    def asked(self, *, controller: str, resource: str, since: float
+              ) -> tuple[dict[str, Any], ...]:
+        """One controller's requests for one resource made at or after ``since``, oldest
+        first, in every state but executed and cancelled (pending, approved, expired,
+        rejected): what a human has been asked about it and not yet seen done."""
+        self.expire()
+        rows = self.store.query(
+            "SELECT * FROM approvals WHERE controller=? AND resource=? AND created_at>=? AND "
+            "state IN ('pending', 'approved', 'expired', 'rejected') ORDER BY created_at",
+            (controller, resource, since))
+        return tuple(_row(r) for r in rows)
+
     def rejected(self, action_hash: str, generation: int) -> bool:
         return self.store.query_one("SELECT 1 FROM approvals WHERE action_hash=? AND "
                                     "generation=? AND state='rejected'",
@@ -118,5 +130,6 @@ def _row(r: Any) -> dict[str, Any]:
             "action_kind": r["action_kind"], "action": json.loads(r["action"]),
             "generation": r["generation"], "mode": r["mode"], "state": r["state"],
             "created_at": iso(r["created_at"]), "expires_at": iso(r["expires_at"]),
-            "_expires_at": r["expires_at"], "decided_at": iso(r["decided_at"]),
+            "_expires_at": r["expires_at"], "_created_at": r["created_at"],
+            "decided_at": iso(r["decided_at"]),
             "decided_by": r["decided_by"], "reason": r["reason"]}

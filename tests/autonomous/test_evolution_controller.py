@@ -29,6 +29,7 @@ from autonomous.resources.loader import load_tree
 from autonomous.resources.policy.evolution import EvolutionPolicy
 from autonomous.testing import free_port, make_context, wait_for
 from controllers.evolution import EvolutionController, RolloutObserved, plan
+from controllers.evolution_status import details
 from controllers.gateway import GatewayController, fronts_for
 from controllers.manager import ControllerManager
 from tests.conftest import make_tree, needs_traefik, service_yaml
@@ -124,6 +125,73 @@ def test_plan_after_an_operator_restart_resumes_or_rolls_back_per_policy() -> No
     assert rb.reason.startswith("CANARY")
     done = RolloutState("nexus", "1.0.0", "2.0.0", 0, 0.0, "rolled_back", "x")
     assert plan(replace(left, state=done), strict) == ()  # an ended rollout stays ended
+
+
+def test_a_promotion_awaiting_approval_pauses_the_deadline() -> None:
+    """Governed: the advance was asked for in time; while the human has not answered, the
+    phase's deadline does not roll it back (an Argo Rollouts pause), even once the judge's
+    samples are gone (an operator restart resets them); a regression still rolls back."""
+    s = RolloutState("nexus", "1.0.0", "2.0.0", 0, 0.0)
+    same = [1.0 + (i % 7) * 0.01 for i in range(40)]
+    late = obs(s, now=300.0)  # no samples, far past the 60 s deadline
+    assert [a.kind for a in plan(late, POLICY)] == ["rollback"]
+    paused = replace(late, promotion_asked_at=20.0)
+    assert plan(paused, POLICY) == ()
+    shown = details(paused, POLICY)
+    assert shown["deadline_paused"] is True
+    assert "awaiting approval for 280s, deadline paused" in shown["decision"]
+    assert details(late, POLICY)["deadline_paused"] is False
+    # the judge passes again: the same advance is planned (the pending approval it waits on)
+    again = plan(replace(obs(s, base=same, cand=same, now=300.0), promotion_asked_at=20.0),
+                 POLICY)
+    assert [(a.kind, a.params) for a in again] == [("update", {"op": "advance", "phase": 0})]
+    slow = plan(replace(obs(s, base=same, cand=[x * 3 for x in same], now=300.0),
+                        promotion_asked_at=20.0), POLICY)
+    assert [a.kind for a in slow] == ["rollback"] and "immediate" in slow[0].reason
+
+
+def test_promotion_requests_are_observed_and_withdrawn_once_stale(tmp_path: Path) -> None:
+    """What the controller reads of the approvals table: the first unanswered request for
+    this phase's promotion (an expired one asked again counts from the first), none once a
+    human rejected it; and requests for a phase the rollout has left are withdrawn."""
+    clock = FakeClock(start=1000.0)
+    ctx = make_context(tmp_path, clock=clock)
+    try:
+        evo = EvolutionController(ctx)
+        state = RolloutState("nexus", "1.0.0", "2.0.0", 0, 1000.0)
+        (adv,) = plan(obs(state, base=[1.0] * 40, cand=[1.0] * 40, now=1010.0), POLICY)
+
+        def ask(action: Any, ttl: float = 60.0) -> dict[str, Any]:
+            return ctx.approvals.request(controller="evolution", resource=action.resource,
+                                         action_kind=action.kind, action=action.as_dict(),
+                                         action_hash=action.key(), generation=1,
+                                         mode="governed", ttl=ttl)
+
+        assert evo._promotion_asked_at("nexus-2", state) is None
+        clock.advance(10)
+        first = ask(adv)
+        assert evo._promotion_asked_at("nexus-2", state) == 1010.0
+        clock.advance(61)  # expired unanswered; the Executor asks again
+        assert ctx.approvals.get(first["id"])["state"] == "pending"  # until someone looks
+        second = ask(adv)
+        assert ctx.approvals.get(first["id"])["state"] == "expired"
+        assert second["id"] != first["id"]
+        assert evo._promotion_asked_at("nexus-2", state) == 1010.0
+        # another phase's request, or another rollout's, is not this phase's promotion
+        assert evo._promotion_asked_at("nexus-2", replace(state, phase_index=1)) is None
+        assert evo._promotion_asked_at("other", state) is None
+        ctx.approvals.decide(second["id"], approve=False, actor="ops", current_generation=1)
+        assert evo._promotion_asked_at("nexus-2", state) is None  # the deadline runs again
+        # a rollback asked for phase 0 is withdrawn once the rollout has moved to phase 1
+        (rb,) = plan(obs(state, now=1200.0), POLICY)
+        pending = ask(rb, ttl=600)
+        evo._withdraw_superseded("Rollout/nexus-2", replace(state, phase_index=0))
+        assert ctx.approvals.get(pending["id"])["state"] == "pending"  # still its phase
+        evo._withdraw_superseded("Rollout/nexus-2", replace(state, phase_index=1))
+        assert ctx.approvals.get(pending["id"])["state"] == "cancelled"
+        assert ctx.approvals.get(second["id"])["state"] == "rejected"  # answered: kept
+    finally:
+        ctx.store.close()
 
 
 def test_retention_prunes_finished_rollouts_and_keeps_the_quarantine(tmp_path: Path) -> None:

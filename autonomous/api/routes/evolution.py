@@ -161,13 +161,15 @@ def proposals(ctx: Ctx, limit: int = Query(100, ge=1, le=1000)) -> list[Proposal
 
 
 _LIVE = ("phase", "weight", "device_version", "min_bake_seconds", "deadline_seconds",
-         "verdict", "score", "baseline_n", "candidate_n", "rounds", "decision")
+         "verdict", "score", "baseline_n", "candidate_n", "rounds", "decision",
+         "deadline_paused")
 
 
 @router.get("/status")
 def status(ctx: Ctx) -> dict[str, Any]:
     """Running rollouts (each with the evolution controller's last report: ``phase`` by name,
-    ``weight``, the judge's ``verdict`` and samples, the ``decision`` taken from it),
+    ``weight``, the judge's ``verdict`` and samples, the ``decision`` taken from it;
+    ``deadline_paused`` while its promotion waits for an approval),
     quarantined versions, open update sets (``sets``) and the approval
     requests that hold any of them (``awaiting_approval``: id, resource, action, reason,
     expires_at; governed mode asks before a rollout starts, advances or rolls back)."""
