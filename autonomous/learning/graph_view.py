@@ -7,10 +7,35 @@ request can never render the whole graph; ``truncated`` says when the cap cut it
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from html import escape
 from typing import Any
 
-__all__ = ["render_svg"]
+__all__ = ["bounded_neighbourhood", "render_svg"]
+
+
+def bounded_neighbourhood(centre: str, around: Callable[[str], Iterable[str]], *, depth: int,
+                          max_nodes: int) -> tuple[list[str], bool]:
+    """The ids within ``depth`` hops of ``centre``, breadth first, at most ``max_nodes`` of
+    them (``centre`` first); and whether the cap cut the neighbourhood short."""
+    if max_nodes < 1:
+        raise ValueError("max_nodes must be at least 1")
+    seen = [centre]
+    frontier = [centre]
+    truncated = False
+    for _ in range(depth):
+        nxt: list[str] = []
+        for n in frontier:
+            for m in around(n):
+                if m in seen or m in nxt:
+                    continue
+                if len(seen) + len(nxt) >= max_nodes:
+                    truncated = True
+                    break
+                nxt.append(m)
+        seen.extend(nxt)
+        frontier = nxt
+    return seen, truncated
 
 
 def render_svg(sub: dict[str, Any], *, size: int = 640) -> str:

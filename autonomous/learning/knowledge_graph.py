@@ -35,6 +35,7 @@ from autonomous.learning.graph_prune import (
     deletion_batches,
     stale_nodes,
 )
+from autonomous.learning.graph_view import bounded_neighbourhood, render_svg
 from autonomous.store import Store
 
 __all__ = ["CAUSAL_RELATIONS", "KnowledgeGraph"]
@@ -355,32 +356,16 @@ class KnowledgeGraph:
     def visualize_subgraph(self, node_id: str, *, depth: int = 1, max_nodes: int,
                            fmt: str = "json") -> dict[str, Any] | str:
         """At most ``max_nodes`` nodes around ``node_id`` (breadth first), as JSON or SVG."""
-        if max_nodes < 1:
-            raise ValueError("max_nodes must be at least 1")
         if fmt not in ("json", "svg"):
             raise ValueError(f"fmt must be 'json' or 'svg', not {fmt!r}")
         with self._lock:
             if not self.has(node_id):
                 raise KeyError(node_id)
-            seen = [node_id]
-            frontier = [node_id]
-            truncated = False
-            for _ in range(depth):
-                nxt: list[str] = []
-                for n in frontier:
-                    for m in self._around(n):
-                        if m in seen or m in nxt:
-                            continue
-                        if len(seen) + len(nxt) >= max_nodes:
-                            truncated = True
-                            break
-                        nxt.append(m)
-                seen.extend(nxt)
-                frontier = nxt
+            seen, truncated = bounded_neighbourhood(node_id, self._around, depth=depth,
+                                                    max_nodes=max_nodes)
             sub = self.subgraph(seen)
             sub["truncated"] = truncated
         if fmt == "svg":
-            from autonomous.learning.graph_view import render_svg
             return render_svg(sub)
         return sub
 
