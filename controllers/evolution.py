@@ -102,6 +102,8 @@ class EvolutionController(Controller):
         gen = self.ctx.desired.current
         services = gen.services if gen is not None else {}
         quarantined = self.rollouts.quarantined()
+        in_sets = {m.proposal_id for s in UpdateSetStore(self.ctx.store).open()
+                   for m in s.members if m.proposal_id is not None}
         out = []
         for row in self.proposals.with_state(*OPEN):
             svc = services.get(row.service)
@@ -111,7 +113,8 @@ class EvolutionController(Controller):
                 svc is not None and svc.traffic is not None,
                 (row.service, row.version) in quarantined,
                 latest[1].status if latest is not None else None,
-                self.jobs.observed(row.id) if row.state == "vetting" else None))
+                self.jobs.observed(row.id) if row.state == "vetting" else None,
+                row.id in in_sets))
         return tuple(out)
 
     async def observe(self) -> tuple[RolloutObserved | ProposalObserved, ...]:
@@ -160,7 +163,8 @@ class EvolutionController(Controller):
                                            spec.service, self.ctx.subsystems.get("gateway")),
                                        *intents.get((spec.service, spec.to_version),
                                                     (False, None)),
-                                       promotion_asked_at=asked))
+                                       promotion_asked_at=asked,
+                                       in_set=(spec.service, spec.to_version) in intents))
         return tuple(out)
 
     def _promotion_asked_at(self, name: str, state: RolloutState) -> float | None:

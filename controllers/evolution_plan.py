@@ -47,6 +47,7 @@ class RolloutObserved:
     drained: bool = False  # ... and the gateway no longer routes to it
     hold_commit: bool = False  # a member of an update set: commits when the set releases it
     abort: str | None = None  # its update set asks for a rollback (another member failed)
+    in_set: bool = False  # a rolling member of an open update set (its set releases commits)
     # governed: when a human was first asked to approve this phase's advance or commit, not
     # yet answered (a rejection clears it): the phase's deadline is paused meanwhile
     promotion_asked_at: float | None = None
@@ -69,7 +70,10 @@ def plan(o: RolloutObserved, policy: EvolutionPolicy) -> tuple[Action, ...]:
             return ()
         if o.baseline_port is None:
             return ()
-        return (Action("update", res, f"start rollout {o.spec.service} {o.spec.from_version} "
+        # a proposal's rollout carries out the proposal that was let through (proceed); a
+        # Rollout declared in the desired state is a decision of its own (update)
+        kind = "proceed" if o.name.startswith("proposal-") else "update"
+        return (Action(kind, res, f"start rollout {o.spec.service} {o.spec.from_version} "
                        f"→ {o.spec.to_version}", params={"op": "start"}),)
     if o.state.status != "running":
         return _after_end(o, res)
@@ -105,7 +109,10 @@ def plan(o: RolloutObserved, policy: EvolutionPolicy) -> tuple[Action, ...]:
     if d.action is Step.COMMIT and o.hold_commit:
         return ()
     if d.action in (Step.ADVANCE, Step.COMMIT):
-        return (Action("update", res, d.reason, params={"op": d.action.value,
+        # each promotion is a decision (governed: approving it is the promotion); a set
+        # member's commit was decided when its set released the commits
+        kind = "proceed" if d.action is Step.COMMIT and o.in_set else "update"
+        return (Action(kind, res, d.reason, params={"op": d.action.value,
                                                         "phase": o.state.phase_index},
                        evidence=ev),)
     return ()

@@ -5,13 +5,15 @@ is declared, serves through the gateway (``spec.traffic``), already declares the
 version is quarantined, and the state of its rollout.
 plan (pure): a ``proposed`` proposal becomes one ``update`` action on its Service — so the
 Executor's governance gate decides: growth applies it, governed asks for an approval,
-emergency_stop records it only (dry run: the proposal stays ``proposed``). Applied, it is
-``vetting``: its checks run as a background job (``controllers/evolution_jobs.py``) that the
-next reconciles observe — running: nothing to do; done: one ``vetted`` action concludes it;
-lost (the operator restarted mid-vetting): one ``revet`` action runs the checks again. A
-``rolling_out``
-one is closed when its rollout ended (committed: the commit patched the file; rolled back:
-quarantined). act: a Service with ``spec.traffic`` gets a staged rollout (served to the
+emergency_stop records it only (dry run: the proposal stays ``proposed``); a member of an
+update set was let through with its set (``proceed``). Applied, it is ``vetting``: its
+checks run as a background job (``controllers/evolution_jobs.py``) that the next reconciles
+observe — running: nothing to do; done: one ``vetted`` action concludes it; lost (the
+operator restarted mid-vetting): one ``revet`` action runs the checks again. A
+``rolling_out`` one is closed when its rollout ended (committed: the commit patched the
+file; rolled back: quarantined). Concluding the checks and closing are ``proceed``: they
+carry out (or record) what was decided when the proposal was let through, so governed asks
+once per update. act: a Service with ``spec.traffic`` gets a staged rollout (served to the
 rollout half as a RolloutSpec built from the proposal); one without is patched at once (its
 version/argv in its YAML file; the services controller restarts it).
 """
@@ -43,6 +45,7 @@ class ProposalObserved:
     quarantined: bool
     rollout_status: str | None  # the latest rollout of (service, version): running, ...
     job: JobObserved | None = None  # vetting: its background job (running, done or lost)
+    in_set: bool = False  # a member of an open update set: let through with the set
 
 
 def plan_proposal(o: ProposalObserved) -> tuple[Action, ...]:
@@ -52,20 +55,21 @@ def plan_proposal(o: ProposalObserved) -> tuple[Action, ...]:
     ev = {"proposal": r.id, "origin": r.origin, "current": r.current, "version": r.version}
     if r.state == "proposed":
         if not o.declared:
-            return (Action("update", res, f"close proposal {r.id}: {r.service} is no longer "
+            return (Action("proceed", res, f"close proposal {r.id}: {r.service} is no longer "
                            "declared", params={"op": "close", "id": r.id, "to": "failed"},
                            evidence=ev),)
         if o.quarantined:
-            return (Action("update", res, f"close proposal {r.id}: {r.service} {r.version} is "
+            return (Action("proceed", res, f"close proposal {r.id}: {r.service} {r.version} is "
                            "quarantined", params={"op": "close", "id": r.id,
                                                   "to": "rolled_back"}, evidence=ev),)
         if o.declared_version == r.version:
-            return (Action("update", res, f"close proposal {r.id}: {r.service} already "
+            return (Action("proceed", res, f"close proposal {r.id}: {r.service} already "
                            f"declares {r.version}", params={"op": "close", "id": r.id,
                                                            "to": "applied"}, evidence=ev),)
         how = "staged rollout" if o.traffic else "desired-state patch"
-        return (Action("update", res, f"update {r.service} {r.current} → {r.version} ({how}; "
-                       f"{r.origin})", params={"op": "propose", "id": r.id}, evidence=ev),)
+        return (Action("proceed" if o.in_set else "update", res,
+                       f"update {r.service} {r.current} → {r.version} ({how}; {r.origin})",
+                       params={"op": "propose", "id": r.id}, evidence=ev),)
     if r.state == "vetting":
         j = o.job
         if j is None or j.state == "lost":  # the operator restarted mid-vetting
@@ -79,14 +83,16 @@ def plan_proposal(o: ProposalObserved) -> tuple[Action, ...]:
             how = "passed" if j.ok else "failed"
             # the job's last word is its summary (each step's result); an older row, its step
             what = j.detail if j.step in ("passed", "failed") else j.step
-            return (Action("update", res, f"proposal {r.id}: checks {how} ({what})",
+            # proceed: the checks decide (failed: closed, quarantined; passed: on to the
+            # rollout or the patch that was let through with the proposal)
+            return (Action("proceed", res, f"proposal {r.id}: checks {how} ({what})",
                            params={"op": "vetted", "id": r.id}, evidence=ev),)
         return ()  # running: observed again at the next reconcile (or when it ends)
     if r.state == "rolling_out" and o.rollout_status in ("committed", "rolled_back"):
         to = "applied" if o.rollout_status == "committed" else "rolled_back"
         if o.rollout_status == "committed" and o.declared_version != r.version:
             return ()  # the commit patches the file; wait for the reload to show it
-        return (Action("update", res, f"close proposal {r.id}: rollout {o.rollout_status}",
+        return (Action("proceed", res, f"close proposal {r.id}: rollout {o.rollout_status}",
                        params={"op": "close", "id": r.id, "to": to}, evidence=ev),)
     return ()
 

@@ -5,7 +5,11 @@ proposal's state and its rollout's status and phase (the evolution controller's 
 the index of the FULL phase from the policy.
 diff (pure, :func:`plan_set`): member i's proposal is made only once member i-1's rollout
 reached FULL (still running: its commit is held); when the last member reached FULL the
-commits are released together; when any member rolls back, every member already promoted is
+commits are released together; governed asks twice per set, at its start (``update``: the
+decision to update these services) and at the release of the commits (``update``: the point
+of no return), and at each member's phase promotions; the steps between carry those
+decisions out (``proceed``: the next member, its proposal, its checks, its rollout's start,
+each member's released commit); when any member rolls back, every member already promoted is
 rolled back in reverse order (an abort request its rollout's owner carries out), then the set
 ends ``rolled_back`` naming the failing member.
 act: only data — proposals, the set's rows and the per-member hold/abort flags. The
@@ -62,22 +66,24 @@ def plan_set(o: SetObserved) -> tuple[Action, ...]:
                        f"rolled back: {o.members[i].reason}")
                 return (Action("rollback", res, why, params={"op": "fail", "index": i},
                                evidence={"service": s.members[i].service}),)
-    if s.state == "pending":
-        return (Action("update", res, f"start member 0 ({s.members[0].service})",
-                       params={"op": "member", "index": 0}),)
+    if s.state == "pending":  # the set's one decision to update (governed asks here)
+        what = ", ".join(f"{m.service} {m.from_version} → {m.to_version}" for m in s.members)
+        return (Action("update", res, f"start update set {s.id} ({what}): member 0 "
+                       f"({s.members[0].service})", params={"op": "member", "index": 0}),)
     if s.state == "rolling":
         i = s.current_index
         if not _at_full(o.members[i], o.full_index):
             return ()
-        if i + 1 < len(s.members):
-            return (Action("update", res, f"member {i} ({s.members[i].service}) reached FULL; "
+        if i + 1 < len(s.members):  # proceed: the set was let through as a whole
+            return (Action("proceed", res, f"member {i} ({s.members[i].service}) reached FULL; "
                            f"start member {i + 1} ({s.members[i + 1].service})",
                            params={"op": "member", "index": i + 1}),)
+        # the set's commit point, a decision (governed asks); each member's commit follows it
         return (Action("update", res, "every member reached FULL: release the commits",
                        params={"op": "commit"}),)
     if s.state == "committing":
         if all(m.rollout_status == "committed" for m in o.members):
-            return (Action("update", res, "every member committed", params={"op": "done"}),)
+            return (Action("proceed", res, "every member committed", params={"op": "done"}),)
         return ()
     if s.state == "rolling_back":
         for i in reversed(started):  # reverse order: the newest promotion first

@@ -70,7 +70,10 @@ def test_kind_rejects_bad_specs() -> None:
 
 
 def test_plan_is_pure_start_resume_hold_advance_commit_rollback() -> None:
-    assert [a.params["op"] for a in plan(obs(None), POLICY)] == ["start"]
+    assert [(a.kind, a.params["op"]) for a in plan(obs(None), POLICY)] == [("update", "start")]
+    # a proposal's rollout carries out the proposal that was let through: not asked again
+    (start,) = plan(replace(obs(None), name="proposal-7"), POLICY)
+    assert (start.kind, start.params["op"]) == ("proceed", "start")
     assert plan(obs(None, quarantined=True), POLICY) == ()  # never re-applied
     s = RolloutState("nexus", "1.0.0", "2.0.0", 0, 0.0)
     assert [a.params["op"] for a in plan(obs(s, running=False), POLICY)] == ["candidate"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -208,3 +209,25 @@ def test_interrupted_checks_are_run_again_without_asking_again() -> None:
     (again,) = plan_proposal(ProposalObserved(row, True, "1.0.0", False, False, None, lost))
     assert (again.kind, again.params["op"]) == ("retry", "revet")
     assert "at regression_tests (attempt 1)" in again.reason
+
+
+def test_governed_asks_once_per_proposal_not_once_per_step() -> None:
+    """Letting a proposal through is the decision (``update``), unless its update set was
+    let through already; its checks' conclusion and its closing carry it out (``proceed``)."""
+    row = ProposalRow(1, "echo", "1.0.0", "1.1.0", "scan", None, "proposed", "", 0.0, 0.0)
+    obs = ProposalObserved(row, True, "1.0.0", False, False, None)
+    (propose,) = plan_proposal(obs)
+    assert (propose.kind, propose.params["op"]) == ("update", "propose")
+    (member,) = plan_proposal(replace(obs, in_set=True))
+    assert (member.kind, member.params["op"]) == ("proceed", "propose")
+    for job in (JobObserved("done", "passed", "3 checks passed", 1, 0.0, True),
+                JobObserved("done", "failed", "regression_tests failed", 1, 0.0, False)):
+        vetting = replace(obs, row=replace(row, state="vetting"), job=job)
+        (vetted,) = plan_proposal(vetting)
+        assert (vetted.kind, vetted.params["op"]) == ("proceed", "vetted")
+    for ended in ("committed", "rolled_back"):
+        (close,) = plan_proposal(replace(obs, row=replace(row, state="rolling_out"),
+                                         declared_version="1.1.0", rollout_status=ended))
+        assert (close.kind, close.params["op"]) == ("proceed", "close")
+    (gone,) = plan_proposal(replace(obs, declared=False))
+    assert (gone.kind, gone.params["to"]) == ("proceed", "failed")

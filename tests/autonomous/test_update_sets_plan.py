@@ -15,12 +15,14 @@ from autonomous.evolution.metrics_comparator import Samples
 from autonomous.evolution.staged_rollout import RolloutState
 from autonomous.evolution.update_set import MemberRow, SetRow, UpdateSetStore, order_members
 from autonomous.resources.kinds.evolution import RolloutSpec
+from autonomous.resources.loader import load_tree
 from autonomous.resources.policy.evolution import EvolutionPolicy
 from autonomous.testing import make_context
 from controllers.evolution import RolloutObserved, plan
 from controllers.evolution_sets import MemberObserved, SetObserved, plan_set
 
 FULL = 3
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def member(i: int, status: str = "pending", abort: str | None = None) -> MemberRow:
@@ -59,6 +61,30 @@ def test_members_start_in_order_only_after_the_previous_reached_full() -> None:
     done = MemberObserved("applied", "committed", FULL)
     assert ops(ob(row("committing", 1, ms), [done, FULLM])) == []
     assert ops(ob(row("committing", 1, ms), [done, done])) == [("done", None)]
+
+
+def test_governed_asks_at_the_sets_start_and_commit_point_only() -> None:
+    """The set's start (naming every member) and the release of its commits are decisions
+    (``update``: governed asks); the next member and ``done`` carry them out (``proceed``)."""
+    ms = [member(0), member(1)]
+
+    def kinds(o: SetObserved) -> list[str]:
+        return [a.kind for a in plan_set(o)]
+
+    (start,) = plan_set(ob(row("pending", 0, ms), [NONE, NONE]))
+    assert start.kind == "update"
+    assert start.reason.startswith("start update set 1 (s0 1.0.0 → 2.0.0, s1 1.0.0 → 2.0.0)")
+    ms[0] = member(0, "rolling")
+    assert kinds(ob(row("rolling", 0, ms), [FULLM, NONE])) == ["proceed"]
+    ms[1] = member(1, "rolling")
+    assert kinds(ob(row("rolling", 1, ms), [FULLM, FULLM])) == ["update"]
+    done = MemberObserved("applied", "committed", FULL)
+    assert kinds(ob(row("committing", 1, ms), [done, done])) == ["proceed"]
+    assert kinds(ob(row("rolling", 1, ms), [FULLM, BAD])) == ["rollback"]
+    modes = {m: p["governance"]["actions"] for m, p in load_tree(ROOT).tree.policies.items()}
+    assert (modes["governed"]["update"], modes["governed"]["proceed"]) == \
+        ("require_approval", "enforce")
+    assert modes["emergency_stop"]["proceed"] == "dry_run"  # frozen, like update
 
 
 def test_a_failing_member_rolls_back_the_promoted_ones_in_reverse_order() -> None:
@@ -154,7 +180,9 @@ def test_evolution_plan_holds_a_set_members_commit_and_obeys_an_abort() -> None:
     base = RolloutObserved("r", SPEC, 9000, 1, state, False, True, same, same, 10.0,
                            (1.0, 1.0, 1.0))
     (free,) = plan(base, POLICY)
-    assert free.params["op"] == "commit"
+    assert (free.kind, free.params["op"]) == ("update", "commit")  # its own commit point
+    (released,) = plan(replace(base, in_set=True), POLICY)  # the set's release decided it
+    assert (released.kind, released.params["op"]) == ("proceed", "commit")
     assert plan(replace(base, hold_commit=True), POLICY) == ()
     (ab,) = plan(replace(base, hold_commit=True, abort="update set 1: robot failed"), POLICY)
     assert ab.kind == "rollback" and ab.params["quarantine"] is False

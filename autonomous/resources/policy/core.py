@@ -37,6 +37,11 @@ ACTION_KINDS = (
     # the gateway owner (re)writes Traefik's routes to what runs: ready standbys, fallback,
     # rollout weights. Not ``update`` (a software update, approved in governed mode)
     "route",
+    # evolution: a step that carries out a decision already taken (a proposal or an update
+    # set that was let through: its checks' conclusion, its rollout's start, the next member,
+    # a released commit) or records one (a proposal closed). Not ``update``: governed asks
+    # once per decision, not once per step; emergency_stop freezes it like ``update``
+    "proceed",
 )
 
 
