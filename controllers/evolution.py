@@ -211,6 +211,18 @@ class EvolutionController(Controller):
         return tuple(a for o in observed for a in (
             plan(o, policy) if isinstance(o, RolloutObserved) else plan_proposal(o)))
 
+    @staticmethod
+    def requeue_after(desired: Any, observed: tuple[RolloutObserved | ProposalObserved, ...]
+                      ) -> float | None:
+        """While a rollout runs: the next pass (a paired probe round, the judge's verdict) in
+        ``judge.round_interval_seconds``, not the controller's interval — a phase needs
+        ``min_rounds`` rounds, one per pass."""
+        if desired is None:
+            return None
+        running = any(isinstance(o, RolloutObserved) and o.state is not None
+                      and o.state.status == "running" for o in observed)
+        return desired[1].judge.round_interval_seconds if running else None
+
     def report(self, desired: Any, observed: Any, outcomes: list[Outcome]) -> None:
         if desired is None:
             return
@@ -303,6 +315,7 @@ class EvolutionController(Controller):
                 ev["desired_state"] = apply_commit(self.ctx, spec)
             self.rollouts.transition(rid, new, str(op), action.reason, now, ev)
             self._withdraw_superseded(action.resource, new)
+            self.ctx.trigger("evolution_sets")  # a member's phase or end moves its set on
             if action.params.get("quarantine") is False:  # aborted by its set: not its fault
                 self.rollouts.clear_quarantine(spec.service, spec.to_version)
             if new.status == "rolled_back":  # the old version never stopped serving

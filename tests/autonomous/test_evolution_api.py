@@ -73,11 +73,14 @@ def test_update_accepts_a_set_in_dependency_order_and_rejects_bad_ones(tmp_path:
         with TestClient(create_app(ctx)) as c:
             body = {"services": [{"service": "robot", "version": "2.0.0"},
                                  {"service": "nexus", "version": "2.0.0"}]}
+            woken: list[str] = []
+            ctx.triggers["evolution_sets"] = lambda: woken.append("evolution_sets")
             assert c.post("/api/evolution/update", json=body).status_code == 401
             r = c.post("/api/evolution/update", json=body, headers=AUTH)
             assert r.status_code == 200, r.text
             out = r.json()
             assert out["state"] == "pending"
+            assert woken == ["evolution_sets"]  # its owner takes it up now
             assert [m["service"] for m in out["members"]] == ["nexus", "robot"]
             again = c.post("/api/evolution/update", json=body, headers=AUTH)
             assert again.status_code == 409 and "open update set" in again.text

@@ -153,6 +153,20 @@ def test_a_promotion_awaiting_approval_pauses_the_deadline() -> None:
     assert [a.kind for a in slow] == ["rollback"] and "immediate" in slow[0].reason
 
 
+def test_a_running_rollout_is_judged_at_the_round_cadence_not_the_interval() -> None:
+    """A phase needs ``min_rounds`` paired rounds, one per pass: while a rollout runs the
+    controller comes back in ``judge.round_interval_seconds``; otherwise at its interval."""
+    s = RolloutState("nexus", "1.0.0", "2.0.0", 0, 0.0)
+    desired = ({}, POLICY)
+    assert EvolutionController.requeue_after(desired, (obs(s),)) == 5.0  # the default
+    done = replace(s, status="committed")
+    assert EvolutionController.requeue_after(desired, (obs(done), obs(None))) is None
+    assert EvolutionController.requeue_after(None, (obs(s),)) is None
+    with pytest.raises(ValidationError, match="round_interval_seconds must be"):
+        POLICY.judge.model_validate(POLICY.judge.model_dump() | {
+            "min_round_interval_seconds": 10.0})
+
+
 def test_promotion_requests_are_observed_and_withdrawn_once_stale(tmp_path: Path) -> None:
     """What the controller reads of the approvals table: the first unanswered request for
     this phase's promotion (an expired one asked again counts from the first), none once a

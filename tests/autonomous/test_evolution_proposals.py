@@ -103,7 +103,7 @@ def test_quarantined_versions_are_never_proposed(api: tuple[TestClient, Any, Any
 
 
 def test_update_route_validates(api: tuple[TestClient, Any, Any]) -> None:
-    c, _, _ = api
+    c, _, ctx = api
     body = {"service": "echo", "version": "2.0.0"}
     assert c.post("/api/evolution/update", json=body).status_code == 401
     assert c.post("/api/evolution/update", json={"service": "nope", "version": "2"},
@@ -114,8 +114,12 @@ def test_update_route_validates(api: tuple[TestClient, Any, Any]) -> None:
     assert c.post("/api/evolution/update", json={"service": "echo", "version": "2",
                                                  "command": "rm -rf /"},
                   headers=AUTH).status_code == 422
+    woken: list[str] = []
+    ctx.triggers["evolution"] = lambda: woken.append("evolution")
+    assert woken == []  # a refused request wakes nobody
     ok = c.post("/api/evolution/update", json=body, headers=AUTH)
     assert ok.status_code == 200 and ok.json()["proposal"]["origin"] == "api (api-token)"
+    assert woken == ["evolution"]  # taken up now, not at the controller's next interval
 
 
 async def _propose_and_reconcile(tmp_path: Path, mode: str, traffic: bool = False

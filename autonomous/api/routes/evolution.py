@@ -140,10 +140,14 @@ def update(body: UpdateBody | UpdateSetBody, ctx: Ctx, actor: Actor
     """Ask for a service at a version: a proposal like a found one (409 when quarantined or
     already declared). ``{"services": [...]}``: an update set, all or nothing."""
     if isinstance(body, UpdateSetBody):
-        return UpdateSetOut.model_validate(subsystem(ctx, "update_sets").create(
+        made = UpdateSetOut.model_validate(subsystem(ctx, "update_sets").create(
             [(m.service, m.version, m.command) for m in body.services], actor))
-    return UpdateOut.model_validate(subsystem(ctx, "evolution").update(
+        ctx.trigger("evolution_sets")  # its owner takes it up now, not at its next interval
+        return made
+    out = UpdateOut.model_validate(subsystem(ctx, "evolution").update(
         body.service, body.version, body.command, actor))
+    ctx.trigger("evolution")
+    return out
 
 
 @router.get("/sets", response_model=list[UpdateSetOut], responses={503: _ERRORS[503]})

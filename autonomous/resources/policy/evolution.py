@@ -1,8 +1,8 @@
 """Evolution policy: the judge's statistical gates and the staged-rollout phases.
 
 Values in ``policies/evolution.yaml``; every field is required but
-``rollout.on_operator_restart`` (``resume`` unless set), ``judge.immediate_windows`` (2) and
-``judge.min_round_interval_seconds`` (1).
+``rollout.on_operator_restart`` (``resume`` unless set), ``judge.immediate_windows`` (2),
+``judge.min_round_interval_seconds`` (1) and ``judge.round_interval_seconds`` (5).
 """
 
 from __future__ import annotations
@@ -41,6 +41,10 @@ class JudgePolicy(Strict):
         "time) are not taken: rounds a moment apart share one contention episode of the host "
         "(a core busy for a second slows whichever version runs there), so they are not "
         "independent evidence")
+    round_interval_seconds: float = Field(
+        5.0, gt=0, le=3600, description="While a rollout runs, the evolution controller "
+        "passes (and takes a paired probe round) this often, whatever its own interval: a "
+        "phase needs min_rounds rounds, so this sets how long a phase takes to judge")
     min_rounds: int = Field(ge=1, description="Paired probe rounds needed to pass, or to fail "
                             "on latency")
     round_p_value: float = Field(gt=0, lt=1, description="Wilcoxon signed-rank significance of "
@@ -57,6 +61,9 @@ class JudgePolicy(Strict):
             raise ValueError("immediate_min_samples must lie in [floor_samples, min_samples]")
         if self.immediate_min_rounds > self.min_rounds:
             raise ValueError("immediate_min_rounds must not exceed min_rounds")
+        if self.round_interval_seconds < self.min_round_interval_seconds:
+            raise ValueError("round_interval_seconds must be ≥ min_round_interval_seconds (a "
+                             "round taken sooner is skipped)")
         if self.immediate_p_value > self.latency_p_value:
             raise ValueError("immediate_p_value must be ≤ latency_p_value")
         if self.latency_ratio_immediate < self.latency_ratio_fail:
