@@ -214,14 +214,16 @@ class EvolutionController(Controller):
     @staticmethod
     def requeue_after(desired: Any, observed: tuple[RolloutObserved | ProposalObserved, ...]
                       ) -> float | None:
-        """While a rollout runs: the next pass (a paired probe round, the judge's verdict) in
-        ``judge.round_interval_seconds``, not the controller's interval — a phase needs
-        ``min_rounds`` rounds, one per pass."""
+        """While a rollout's phase is being judged: the next pass (a paired probe round, the
+        judge's verdict) in ``judge.round_interval_seconds``, not the controller's interval — a
+        phase needs ``min_rounds`` rounds, one per pass. A phase whose promotion waits for a
+        human is watched at the controller's interval (its samples would only pile up)."""
         if desired is None:
             return None
-        running = any(isinstance(o, RolloutObserved) and o.state is not None
-                      and o.state.status == "running" for o in observed)
-        return desired[1].judge.round_interval_seconds if running else None
+        judging = any(isinstance(o, RolloutObserved) and o.state is not None
+                      and o.state.status == "running" and o.promotion_asked_at is None
+                      for o in observed)
+        return desired[1].judge.round_interval_seconds if judging else None
 
     def report(self, desired: Any, observed: Any, outcomes: list[Outcome]) -> None:
         if desired is None:

@@ -162,6 +162,9 @@ def test_a_running_rollout_is_judged_at_the_round_cadence_not_the_interval() -> 
     done = replace(s, status="committed")
     assert EvolutionController.requeue_after(desired, (obs(done), obs(None))) is None
     assert EvolutionController.requeue_after(None, (obs(s),)) is None
+    waiting = replace(obs(s), promotion_asked_at=0.0)  # a human decides; watched as usual
+    assert EvolutionController.requeue_after(desired, (waiting,)) is None
+    assert EvolutionController.requeue_after(desired, (waiting, obs(s))) == 5.0
     with pytest.raises(ValidationError, match="round_interval_seconds must be"):
         POLICY.judge.model_validate(POLICY.judge.model_dump() | {
             "min_round_interval_seconds": 10.0})
