@@ -178,6 +178,28 @@ the probe measured: the facades the sheddable routes read (``ctx.subsystems``: h
 telemetry, evolution) are built in their controllers' ``start()``, beside the machinery
 those start (services, pumps, pools), so a read-only process cannot build them without
 running the controllers; read views constructible from the store alone come first.
+
+Stop 32 (a faster 2-core host: capacity 1097-1331 req/s; main at 6db55a4). ``--quick``, three
+runs: CRITICAL p99 15.8 / 15.2 / 47.7 ms against 3.3 / 4.5 / 4.1 ms unloaded (bar not met).
+The whole 300 s run: capacity 1097 req/s, 3290 offered (3.0x), 12 faults; CRITICAL 100.000 %,
+p50 1.7 ms, p99 14.5 ms, p99.9 39.4 ms against 2.1 / 7.7 ms unloaded — under the 15.5 ms bar in
+this run, but only because its unloaded p99 (the ~3rd slowest of ~330 answers) came out twice
+that of the three runs before, whose loaded p99 was the same: not a bar met. Anonymous RSS 133
+→ 138 MiB, slope over the second half 0.09 MiB/min; operator CPU 0.511 ms per answer. Would
+the split (stop 28) close the ratio on this host? A probe (not kept): the CRITICAL status read
+served by a separate small process (a raw asyncio responder of the status body, refreshed
+from the API every 100 ms), wrk's CRITICAL connections on its port, the rest on the API, 3x
+capacity, 40 s, no faults, alternating with main: responder 1.7 / 2.1 ms loaded against 0.6 /
+0.5 ms unloaded (2.8x, 4.2x), main 9.4 / 10.1 against 4.4 / 3.9 ms (2.2x, 2.6x). A process
+of its own cuts the tail five-fold, but its unloaded answer is sub-millisecond, so the ratio
+is then the host's wake-up latency under load and stays above 2x: the split is not a path to
+this bar as the bar is written (a ratio), only to a lower absolute tail. py-spy on the loaded
+operator (250 Hz, 50 s): the main thread busy 75 %, 16 % of it in the CRITICAL status read
+itself (``StatusBoard.snapshot`` + ``json.dumps`` of the whole board, ~0.35 ms per answer);
+a CRITICAL request waits for the loop twice (its read callback, then its task's first step
+behind every task made in that iteration). Serving it inside the read callback (an eager task
+start, Python 3.12's ``asyncio.eager_task_factory``) would remove one wait; Python 3.11,
+which the project supports, has no public way to do it.
 """
 
 from __future__ import annotations
