@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from autonomous.evolution.metrics_comparator import Samples, compare
+from autonomous.evolution.proposals import proposal_of
 from autonomous.evolution.staged_rollout import Action as Step
 from autonomous.evolution.staged_rollout import RolloutState, decide
 from autonomous.resources.kinds.evolution import RolloutSpec
@@ -72,7 +73,7 @@ def plan(o: RolloutObserved, policy: EvolutionPolicy) -> tuple[Action, ...]:
             return ()
         # a proposal's rollout carries out the proposal that was let through (proceed); a
         # Rollout declared in the desired state is a decision of its own (update)
-        kind = "proceed" if o.name.startswith("proposal-") else "update"
+        kind = "proceed" if proposal_of(o.name) is not None else "update"
         return (Action(kind, res, f"start rollout {o.spec.service} {o.spec.from_version} "
                        f"→ {o.spec.to_version}", params={"op": "start"}),)
     if o.state.status != "running":

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from autonomous.evolution.proposals import PatchConflict, ProposalRow, ProposalStore, \
-    patch_service
+    patch_service, rollout_name
 from autonomous.resources.kinds.evolution import RolloutSpec
 from autonomous.resources.kinds.service import ServiceSpec
 from autonomous.context import OperatorContext
@@ -105,7 +105,7 @@ def rollout_specs(rows: list[ProposalRow], services: dict[str, Any]
         svc = services.get(r.service)
         if r.state != "rolling_out" or svc is None or r.current == r.version:
             continue
-        out[f"proposal-{r.id}"] = RolloutSpec.model_validate({
+        out[rollout_name(r.id)] = RolloutSpec.model_validate({
             "service": r.service, "from_version": r.current, "to_version": r.version,
             "command": candidate_argv(r.command or list(svc.command), svc.port),
             "env": dict(svc.env)})

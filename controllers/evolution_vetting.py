@@ -31,7 +31,7 @@ from autonomous.evolution.evolution_orchestrator_v2 import (
 )
 from autonomous.evolution.facade import EvolutionFacade
 from autonomous.evolution.data_restore import restore_touched
-from autonomous.evolution.proposals import ProposalRow, ProposalStore
+from autonomous.evolution.proposals import ProposalRow, ProposalStore, proposal_of
 from autonomous.evolution.regression_tester import ApiCheck, RegressionTester
 from autonomous.evolution.store import RolloutStore
 from autonomous.intents import IntentStore
@@ -152,9 +152,10 @@ async def restore_after_rollback(ctx: OperatorContext, rollout: str, service: st
     any was, ask the services controller to restart the service (it reopens them). None when
     there is nothing to restore; the report (or the error) otherwise, for the rollout's
     evidence."""
-    if not rollout.startswith("proposal-"):
+    pid = proposal_of(rollout)
+    if pid is None:
         return None
-    found = ProposalStore(ctx.store).snapshot(int(rollout.removeprefix("proposal-")))
+    found = ProposalStore(ctx.store).snapshot(pid)
     if found is None:
         return None
     backup_id, repository = found

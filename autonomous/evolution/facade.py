@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from autonomous.core.clock import Clock
 from autonomous.core.errors import Conflict, NotFound
-from autonomous.evolution.proposals import ProposalStore
+from autonomous.evolution.proposals import ProposalStore, rollout_name
 from autonomous.evolution.sources import expand_command, from_spec, scan
 from autonomous.evolution.staged_rollout import RolloutState
 from autonomous.evolution.store import RolloutStore
@@ -114,7 +114,7 @@ class EvolutionFacade:
                 row = self.proposals.get(pid)
             except KeyError:
                 continue
-            out.append({"rollout": f"proposal-{pid}", "proposal": pid, "service": row.service,
+            out.append({"rollout": rollout_name(pid), "proposal": pid, "service": row.service,
                         "from_version": row.current, "to_version": row.version,
                         "phase": "VETTING", "step": v.step, "detail": v.detail,
                         "attempt": v.attempt, "elapsed_seconds": round(now - v.started_at, 3),

@@ -25,7 +25,22 @@ from autonomous.learning.proposal_patch import (Patch, PatchConflict, apply_patc
                                                 commit_if_checkout)
 from autonomous.store.db import Store
 
-__all__ = ["PatchConflict", "ProposalRow", "ProposalStore", "patch_service"]
+__all__ = ["PatchConflict", "ProposalRow", "ProposalStore", "patch_service", "proposal_of",
+           "rollout_name"]
+
+_ROLLOUT_PREFIX = "proposal-"
+
+
+def rollout_name(pid: int) -> str:
+    """The name of the Rollout a ``rolling_out`` proposal is served as."""
+    return f"{_ROLLOUT_PREFIX}{pid}"
+
+
+def proposal_of(rollout: str) -> int | None:
+    """The proposal a Rollout name serves, or None for a Rollout declared in the desired
+    state."""
+    rest = rollout.removeprefix(_ROLLOUT_PREFIX)
+    return int(rest) if rest != rollout and rest.isdigit() else None
 
 State = Literal["proposed", "vetting", "rolling_out", "applied", "rolled_back", "failed"]
 OPEN: tuple[State, ...] = ("proposed", "vetting", "rolling_out")

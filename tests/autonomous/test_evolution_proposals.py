@@ -20,7 +20,8 @@ from rich.console import Console
 from autonomous.api.app import create_app
 from autonomous.cli.cmd_rollout import _table
 from autonomous.evolution.facade import EvolutionFacade
-from autonomous.evolution.proposals import PatchConflict, ProposalRow, patch_service
+from autonomous.evolution.proposals import (PatchConflict, ProposalRow, patch_service,
+                                             proposal_of, rollout_name)
 from autonomous.evolution.staged_rollout import RolloutState
 from autonomous.testing import free_port, make_context
 from controllers.evolution import EvolutionController
@@ -235,3 +236,9 @@ def test_governed_asks_once_per_proposal_not_once_per_step() -> None:
         assert (close.kind, close.params["op"]) == ("proceed", "close")
     (gone,) = plan_proposal(replace(obs, declared=False))
     assert (gone.kind, gone.params["to"]) == ("proceed", "failed")
+
+
+def test_a_proposals_rollout_name_names_its_proposal() -> None:
+    assert proposal_of(rollout_name(7)) == 7
+    assert proposal_of("nexus-2") is None  # a Rollout declared in the desired state
+    assert proposal_of("proposal-") is None and proposal_of("proposal-x1") is None
