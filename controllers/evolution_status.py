@@ -19,6 +19,7 @@ from autonomous.context import OperatorContext
 from autonomous.core.conditions import HealthStatus, SyncStatus
 from autonomous.evolution.metrics_comparator import compare
 from autonomous.evolution.staged_rollout import decide, weights
+from autonomous.governance.approvals import approve_command
 from autonomous.resources.policy.evolution import EvolutionPolicy
 from controllers.base import Outcome
 from controllers.evolution_plan import RolloutObserved, rollout_policy
@@ -101,7 +102,7 @@ def report_rollouts(ctx: OperatorContext, observed: Sequence[RolloutObserved],
         st.details["awaiting_approval"] = approval
         st.set_condition("AwaitingApproval", approval is not None,
                          "Pending" if approval else "NotGated",
-                         f"atlas-autonomous approvals approve {approval}" if approval else "",
+                         approve_command(approval) if approval else "",
                          now)
     run = ctx.status.controller("evolution")
     for key in [k for k in run.resources if k.startswith("Rollout/") and k not in seen]:

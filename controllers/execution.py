@@ -24,6 +24,7 @@ from typing import Any
 
 from autonomous.context import OperatorContext
 from autonomous.core.backoff import Backoff, BackoffSpec
+from autonomous.governance.approvals import approve_command
 from controllers.base import Action, Controller, Outcome
 
 __all__ = ["Executor"]
@@ -133,8 +134,8 @@ class Executor:
                                         action_kind=action.kind, action=action.as_dict(),
                                         action_hash=action.key(), generation=generation,
                                         mode=mode, ttl=ttl)
-                return Outcome(action, True, f"awaiting approval {req['id']}: atlas-autonomous "
-                               f"approvals approve {req['id']}",
+                return Outcome(action, True, f"awaiting approval {req['id']}: "
+                               f"{approve_command(req['id'])}",
                                details={"approval": req["id"], "pending": True})
         try:
             return await c.act(action)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from autonomous.cli.client import ApiClient, add_client_args, call_json
+from autonomous.governance.approvals import approve_command
 from autonomous.resources.loader import TREE_DIRS, load_paths, load_tree
 
 __all__ = ["register"]
@@ -111,8 +112,8 @@ def _removals(data: dict[str, Any]) -> list[str]:
             if a["kind"] in ("stop", "stop_by_removal") and \
                     a["reason"].startswith("removed from the desired state"):
                 o = a["outcome"]
-                hint = (f"; approve with: atlas-autonomous approvals approve "
-                        f"{o['details']['approval']}" if o["details"].get("pending") else "")
+                hint = (f"; approve with: {approve_command(o['details']['approval'])}"
+                        if o["details"].get("pending") else "")
                 out.append(f"{a['resource']}: {a['reason']} ({o['message']}{hint})")
     return out
 

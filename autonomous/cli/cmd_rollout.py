@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from autonomous.cli.client import ApiClient, add_client_args, call_json, local_time
+from autonomous.governance.approvals import approve_command
 
 __all__ = ["register"]
 
@@ -99,7 +100,7 @@ def _table(data: dict[str, Any]) -> Any:
 
     lines = [Text(w) for w in why] + [Text(
         f"awaiting approval {a['id']} ({a['action']} {a['resource']}: {a['reason']}; "
-        f"expires {a['expires_at'][:19]}Z): atlas-autonomous approvals approve {a['id']}")
+        f"expires {a['expires_at'][:19]}Z): {approve_command(a['id'])}")
         for a in waiting.values()]
     return Group(t, *lines)
 
@@ -197,7 +198,7 @@ def _set_table(data: dict[str, Any]) -> Any:
     from rich.console import Group
     from rich.text import Text
 
-    return Group(t, Text(f"awaiting approval {gate}: atlas-autonomous approvals approve {gate}"))
+    return Group(t, Text(f"awaiting approval {gate}: {approve_command(gate)}"))
 
 
 def cmd_set(args: Any) -> int:

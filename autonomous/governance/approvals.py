@@ -17,7 +17,12 @@ from autonomous.core.errors import Conflict, Gone, NotFound
 from autonomous.core.events import EventBus
 from autonomous.store import Store
 
-__all__ = ["Approvals"]
+__all__ = ["Approvals", "approve_command"]
+
+
+def approve_command(aid: str) -> str:
+    """The command that approves request ``aid``, as messages and tables show it."""
+    return f"atlas-autonomous approvals approve {aid}"
 
 
 class Approvals:

@@ -20,6 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
+from autonomous.governance.approvals import approve_command
 from autonomous.self_healing.breakers import BreakerRegistry
 from autonomous.self_healing.circuit_breaker import CircuitState
 from autonomous.self_healing.crashloop import CrashLoop
@@ -126,8 +127,7 @@ class LadderRunner:
                 inc.pending_at = self.ctx.clock.monotonic()
                 self.shared.pending[inc.id] = inc
                 self.rec.save(inc, "awaiting_approval", f"{strategy.value} awaits approval "
-                              f"{details['approval']}: atlas-autonomous approvals approve "
-                              f"{details['approval']}")
+                              f"{details['approval']}: {approve_command(details['approval'])}")
                 return
             inc.pending = None
             if held:

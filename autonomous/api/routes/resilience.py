@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from autonomous.api.deps import Actor, Ctx, subsystem
 from autonomous.core.clock import iso
 from autonomous.core.errors import Conflict, NotFound, Refused
+from autonomous.governance.approvals import approve_command
 from autonomous.backup.manifest import ManifestDamaged
 from autonomous.backup.restore import RestoreRefused, UnsafeBackup
 from autonomous.backup.target import RestoreTargetRefused
@@ -148,7 +149,7 @@ async def _survival_request(ctx: OperatorContext, op: str, body: SurvivalBody,
                           state=it.state if it is not None else "missing")
     if note.startswith("awaiting approval "):
         aid = note.split()[-1]
-        out.approval, out.approve = aid, f"atlas-autonomous approvals approve {aid}"
+        out.approval, out.approve = aid, approve_command(aid)
         out.state = "awaiting_approval"
     return JSONResponse(status_code=202, content=out.model_dump())
 
@@ -224,7 +225,7 @@ async def restore(backup_id: str, body: RestoreBody, ctx: Ctx, actor: Actor) -> 
                            "backup": backup_id, "target": body.target}
     if row["state"] == "awaiting_approval":
         out.update(approval=row["approval"],
-                   approve=f"atlas-autonomous approvals approve {row['approval']}",
+                   approve=approve_command(row["approval"]),
                    detail=f"restore awaits approval {row['approval']} (policy governance."
                    "actions.restore is require_approval); nothing is written until approved")
     elif row["state"] == "pending":
