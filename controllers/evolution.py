@@ -151,8 +151,9 @@ class EvolutionController(Controller):
             resumed = rec is not None and rec.operator_pid != os.getpid()
             orphan = (await asyncio.to_thread(find_orphan, rec)
                       if rec is not None and resumed else None)
-            asked = (self._promotion_asked_at(name, state)
-                     if state is not None and state.status == "running" else None)
+            asked, rejected = (self._promotion_requests(name, state)
+                               if state is not None and state.status == "running"
+                               else (None, None))
             out.append(RolloutObserved(name, spec, base_port, rid, state,
                                        (spec.service, spec.to_version) in quarantined,
                                        running, base, cand, self.ctx.clock.now(),
@@ -164,19 +165,22 @@ class EvolutionController(Controller):
                                        *intents.get((spec.service, spec.to_version),
                                                     (False, None)),
                                        promotion_asked_at=asked,
+                                       promotion_rejected=rejected,
                                        in_set=(spec.service, spec.to_version) in intents))
         return tuple(out)
 
-    def _promotion_asked_at(self, name: str, state: RolloutState) -> float | None:
-        """When a human was first asked to approve this phase's advance or commit and has not
-        answered (pending, or expired and asked again); None once one was rejected."""
+    def _promotion_requests(self, name: str, state: RolloutState
+                            ) -> tuple[float | None, str | None]:
+        """This phase's advance or commit requests: (when a human was first asked and has not
+        answered — pending, or expired and asked again; who rejected it and why)."""
         asked = [a for a in self.ctx.approvals.asked(
             controller=self.name, resource=f"Rollout/{name}", since=state.phase_started_at)
             if a["action"].get("params", {}).get("op") in ("advance", "commit")
             and a["action"]["params"].get("phase") == state.phase_index]
-        if not asked or any(a["state"] == "rejected" for a in asked):
-            return None
-        return float(asked[0]["_created_at"])
+        no = next((a for a in asked if a["state"] == "rejected"), None)
+        if no is not None:
+            return None, f"{no['decided_by']}" + (f": {no['reason']}" if no["reason"] else "")
+        return (float(asked[0]["_created_at"]) if asked else None), None
 
     def _withdraw_superseded(self, resource: str, new: RolloutState) -> None:
         """Pending approvals asked for a phase this rollout has left (or for a rollout that

@@ -3,8 +3,9 @@
 ``plan`` decides from (observed, policy) alone — time comes in as ``RolloutObserved.now`` —
 and returns the actions for the controller's ``act``: start, (re)start the candidate, stop a
 candidate a killed operator left behind, resume or roll back after an operator restart
-(``rollout.on_operator_restart``), advance, commit, roll back, and retire the candidate after
-a rollback or past the commit point.
+(``rollout.on_operator_restart``), advance, commit, roll back (the judge's verdict, a
+deadline, or a human who rejected the promotion), and retire the candidate after a rollback
+or past the commit point.
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ class RolloutObserved:
     # governed: when a human was first asked to approve this phase's advance or commit, not
     # yet answered (a rejection clears it): the phase's deadline is paused meanwhile
     promotion_asked_at: float | None = None
+    # ... and who rejected it, why: the rollout is rolled back (the human said no to going
+    # on; staying in the phase for ever is not an outcome)
+    promotion_rejected: str | None = None
 
 
 
@@ -83,6 +87,12 @@ def plan(o: RolloutObserved, policy: EvolutionPolicy) -> tuple[Action, ...]:
                                                          "phase": o.state.phase_index}),)
     rp = rollout_policy(o.spec, policy)
     phase = rp.phases[min(o.state.phase_index, len(rp.phases) - 1)].name
+    if o.promotion_rejected is not None:
+        # proceed, not rollback: the human who rejected the promotion decided this already
+        return (Action("proceed", res, f"{phase}: promotion rejected by "
+                       f"{o.promotion_rejected}", params={"op": "rollback",
+                                                          "phase": o.state.phase_index},
+                       evidence=ev),)
     if o.resumed and rp.on_operator_restart == "rollback":
         return (Action("rollback", res, f"{phase}: the operator restarted mid-rollout "
                        "(policy rollout.on_operator_restart: rollback)",

@@ -62,6 +62,10 @@ def details(o: RolloutObserved, policy: EvolutionPolicy) -> dict[str, Any]:
     if o.abort is not None:  # its update set fails: plan rolls it back, whatever the judge
         out["decision"] = f"{phase.name}: rolling back for its update set: {o.abort}"
         return out
+    if o.promotion_rejected is not None:  # plan rolls it back, whatever the judge
+        out["decision"] = f"{phase.name}: promotion rejected by {o.promotion_rejected}; " \
+            "rolling back"
+        return out
     if not o.candidate_running:
         out["decision"] = f"{phase.name}: candidate {o.spec.to_version} not running"
         return out

@@ -51,7 +51,8 @@ def decide(state: RolloutState, now: float, verdict: Comparison | None,
     """``promotion_asked_at``: when a human was asked to approve this phase's advance (or the
     commit), still unanswered. The phase is then paused, as an Argo Rollouts pause is: its
     deadline stops counting (the controller decided to promote in time; the wait is the
-    human's), the judge keeps watching, and a regression still rolls back."""
+    human's), the judge keeps watching, and a regression still rolls back (a rejected
+    promotion is rolled back by the controller's plan before the judge is asked)."""
     if state.status != "running":
         return Decision(Action.HOLD, f"rollout {state.status}")
     phase = policy.phases[min(state.phase_index, len(policy.phases) - 1)]

@@ -133,7 +133,8 @@ def test_plan_after_an_operator_restart_resumes_or_rolls_back_per_policy() -> No
 def test_a_promotion_awaiting_approval_pauses_the_deadline() -> None:
     """Governed: the advance was asked for in time; while the human has not answered, the
     phase's deadline does not roll it back (an Argo Rollouts pause), even once the judge's
-    samples are gone (an operator restart resets them); a regression still rolls back."""
+    samples are gone (an operator restart resets them); a regression still rolls back, and
+    so does a rejected promotion."""
     s = RolloutState("nexus", "1.0.0", "2.0.0", 0, 0.0)
     same = [1.0 + (i % 7) * 0.01 for i in range(40)]
     late = obs(s, now=300.0)  # no samples, far past the 60 s deadline
@@ -151,6 +152,15 @@ def test_a_promotion_awaiting_approval_pauses_the_deadline() -> None:
     slow = plan(replace(obs(s, base=same, cand=[x * 3 for x in same], now=300.0),
                         promotion_asked_at=20.0), POLICY)
     assert [a.kind for a in slow] == ["rollback"] and "immediate" in slow[0].reason
+    # a human said no to the promotion: rolled back, as that human decided (not asked again;
+    # a passing verdict would otherwise plan the rejected advance for ever)
+    (no,) = plan(replace(obs(s, base=same, cand=same, now=30.0),
+                         promotion_rejected="ops: not during the demo"), POLICY)
+    assert (no.kind, no.params) == ("proceed", {"op": "rollback", "phase": 0})
+    assert no.reason == "CANARY: promotion rejected by ops: not during the demo"
+    shown = details(replace(obs(s, base=same, cand=same, now=30.0),
+                            promotion_rejected="ops"), POLICY)
+    assert shown["decision"] == "CANARY: promotion rejected by ops; rolling back"
 
 
 def test_a_running_rollout_is_judged_at_the_round_cadence_not_the_interval() -> None:
@@ -172,8 +182,8 @@ def test_a_running_rollout_is_judged_at_the_round_cadence_not_the_interval() -> 
 
 def test_promotion_requests_are_observed_and_withdrawn_once_stale(tmp_path: Path) -> None:
     """What the controller reads of the approvals table: the first unanswered request for
-    this phase's promotion (an expired one asked again counts from the first), none once a
-    human rejected it; and requests for a phase the rollout has left are withdrawn."""
+    this phase's promotion (an expired one asked again counts from the first), and who
+    rejected it; and requests for a phase the rollout has left are withdrawn."""
     clock = FakeClock(start=1000.0)
     ctx = make_context(tmp_path, clock=clock)
     try:
@@ -187,21 +197,23 @@ def test_promotion_requests_are_observed_and_withdrawn_once_stale(tmp_path: Path
                                          action_hash=action.key(), generation=1,
                                          mode="governed", ttl=ttl)
 
-        assert evo._promotion_asked_at("nexus-2", state) is None
+        assert evo._promotion_requests("nexus-2", state) == (None, None)
         clock.advance(10)
         first = ask(adv)
-        assert evo._promotion_asked_at("nexus-2", state) == 1010.0
+        assert evo._promotion_requests("nexus-2", state) == (1010.0, None)
         clock.advance(61)  # expired unanswered; the Executor asks again
         assert ctx.approvals.get(first["id"])["state"] == "pending"  # until someone looks
         second = ask(adv)
         assert ctx.approvals.get(first["id"])["state"] == "expired"
         assert second["id"] != first["id"]
-        assert evo._promotion_asked_at("nexus-2", state) == 1010.0
+        assert evo._promotion_requests("nexus-2", state) == (1010.0, None)
         # another phase's request, or another rollout's, is not this phase's promotion
-        assert evo._promotion_asked_at("nexus-2", replace(state, phase_index=1)) is None
-        assert evo._promotion_asked_at("other", state) is None
-        ctx.approvals.decide(second["id"], approve=False, actor="ops", current_generation=1)
-        assert evo._promotion_asked_at("nexus-2", state) is None  # the deadline runs again
+        assert evo._promotion_requests("nexus-2", replace(state, phase_index=1)) == (None, None)
+        assert evo._promotion_requests("other", state) == (None, None)
+        ctx.approvals.decide(second["id"], approve=False, actor="ops", current_generation=1,
+                             reason="not during the demo")
+        # no: nothing is paused any more, and plan rolls the rollout back
+        assert evo._promotion_requests("nexus-2", state) == (None, "ops: not during the demo")
         # a rollback asked for phase 0 is withdrawn once the rollout has moved to phase 1
         (rb,) = plan(obs(state, now=1200.0), POLICY)
         pending = ask(rb, ttl=600)
