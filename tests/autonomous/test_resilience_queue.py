@@ -259,6 +259,8 @@ def test_classify_uses_header_then_route_map_and_never_sheds_probes():
     assert adm.classify("/api/health/comprehensive") is None
     assert adm.classify("/api/approvals/abc/approve") is None
     assert adm.classify("/api/resilience/survival/enter") is None
+    assert adm.classify("/api/evolution/rollback", {}, "POST") is None  # the abort button
+    assert adm.classify("/api/evolution/update", {}, "POST") is Priority.LOW
     assert adm.classify("/api/healing/trigger") is Priority.HIGH
     assert adm.classify("/api/learning/insights") is Priority.LOW
     assert adm.classify("/somewhere") is Priority.MEDIUM
