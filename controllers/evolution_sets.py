@@ -8,8 +8,10 @@ reached FULL (still running: its commit is held); when the last member reached F
 commits are released together; governed asks twice per set, at its start (``update``: the
 decision to update these services) and at the release of the commits (``update``: the point
 of no return), and at each member's phase promotions; the steps between carry those
-decisions out (``proceed``: the next member, its proposal, its checks, its rollout's start,
-each member's released commit); when any member rolls back, every member already promoted is
+decisions out or record them (``proceed``: the next member, its proposal, its checks, its
+rollout's start, each member's released commit, the set closed); a member's failure turning
+the set to rolling back, and each promoted member rolled back, are ``rollback`` (asked in
+governed, per policy); when any member rolls back, every member already promoted is
 rolled back in reverse order (an abort request its rollout's owner carries out), then the set
 ends ``rolled_back`` naming the failing member.
 act: only data — proposals, the set's rows and the per-member hold/abort flags. The
@@ -64,6 +66,7 @@ def plan_set(o: SetObserved) -> tuple[Action, ...]:
             if _failed(o.members[i]) and s.members[i].abort_reason is None:
                 why = (f"member {i} ({s.members[i].service} {s.members[i].to_version}) "
                        f"rolled back: {o.members[i].reason}")
+                # the set's decision to roll back (governed asks, per policy)
                 return (Action("rollback", res, why, params={"op": "fail", "index": i},
                                evidence={"service": s.members[i].service}),)
     if s.state == "pending":  # the set's one decision to update (governed asks here)
@@ -92,7 +95,7 @@ def plan_set(o: SetObserved) -> tuple[Action, ...]:
                     return ()  # asked; wait for its rollback
                 return (Action("rollback", res, f"roll member {i} ({s.members[i].service}) "
                                f"back: {s.reason}", params={"op": "abort", "index": i}),)
-        return (Action("rollback", res, f"every promoted member rolled back: {s.reason}",
+        return (Action("proceed", res, f"every promoted member rolled back: {s.reason}",
                        params={"op": "finish"}),)
     return ()
 
@@ -191,6 +194,7 @@ class UpdateSetController(Controller):
         else:
             return Outcome(action, False, f"unknown op {op!r}", permanent=True)
         self.ctx.bus.publish("evolution.update_set", id=sid, op=op)
+        self.ctx.trigger(self.name)  # its next step is planned now, not at the next interval
         return Outcome(action, True, f"update set {sid}: {op}")
 
 

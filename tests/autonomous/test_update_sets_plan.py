@@ -65,7 +65,8 @@ def test_members_start_in_order_only_after_the_previous_reached_full() -> None:
 
 def test_governed_asks_at_the_sets_start_and_commit_point_only() -> None:
     """The set's start (naming every member) and the release of its commits are decisions
-    (``update``: governed asks); the next member and ``done`` carry them out (``proceed``)."""
+    (``update``: governed asks), and so is rolling it back (``rollback``); the next member,
+    ``done`` and ``finish`` carry them out or record them (``proceed``)."""
     ms = [member(0), member(1)]
 
     def kinds(o: SetObserved) -> list[str]:
@@ -80,7 +81,11 @@ def test_governed_asks_at_the_sets_start_and_commit_point_only() -> None:
     assert kinds(ob(row("rolling", 1, ms), [FULLM, FULLM])) == ["update"]
     done = MemberObserved("applied", "committed", FULL)
     assert kinds(ob(row("committing", 1, ms), [done, done])) == ["proceed"]
-    assert kinds(ob(row("rolling", 1, ms), [FULLM, BAD])) == ["rollback"]
+    assert kinds(ob(row("rolling", 1, ms), [FULLM, BAD])) == ["rollback"]  # the set's no
+    back = row("rolling_back", 1, ms, "member 1 rolled back")
+    gone = MemberObserved("rolled_back", "rolled_back", FULL)
+    assert kinds(ob(back, [FULLM, BAD])) == ["rollback"]  # a promoted member rolled back
+    assert kinds(ob(back, [gone, BAD])) == ["proceed"]  # the set closed: a record
     modes = {m: p["governance"]["actions"] for m, p in load_tree(ROOT).tree.policies.items()}
     assert (modes["governed"]["update"], modes["governed"]["proceed"]) == \
         ("require_approval", "enforce")
